@@ -1,0 +1,48 @@
+"""wscodec: a fast, strict WebSocket codec (RFC 6455, RFC 7692) with Cython kernels and a pure-Python twin.
+
+Three layers, each usable alone: the kernels (masking, UTF-8, frame parsing and building), the sans-I/O
+:class:`Connection`, and the asyncio client and server in :mod:`wscodec.asyncio`.
+"""
+
+from __future__ import annotations
+
+from ._kernels import (
+    BACKEND,
+    Frame,
+    FrameDecoder,
+    Utf8Validator,
+    apply_mask,
+    apply_mask_inplace,
+    encode_frame,
+    validate_utf8,
+)
+from .errors import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    PayloadTooBig,
+    ProtocolError,
+    WebSocketError,
+)
+from .frames import CloseCode, Opcode
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKEND",
+    "CloseCode",
+    "ConnectionClosed",
+    "Frame",
+    "FrameDecoder",
+    "InvalidHandshake",
+    "InvalidStatus",
+    "Opcode",
+    "PayloadTooBig",
+    "ProtocolError",
+    "Utf8Validator",
+    "WebSocketError",
+    "apply_mask",
+    "apply_mask_inplace",
+    "encode_frame",
+    "validate_utf8",
+]

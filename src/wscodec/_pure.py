@@ -1,0 +1,366 @@
+"""The kernels in pure Python: the reference semantics, and the fallback where nothing compiled.
+
+Every name here has a twin in ``_speedups.pyx`` with the same signature, results and exceptions (messages
+included); ``tests/test_kernels.py`` and the fuzz target hold the two to that. No per-byte Python loops:
+masking is one big-integer XOR over the whole payload and UTF-8 goes through the C codec, with the one
+early check the codec leaves out done by hand.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from typing import Any
+
+from .errors import PayloadTooBig, ProtocolError
+
+__all__ = [
+    "Frame",
+    "FrameDecoder",
+    "Utf8Validator",
+    "apply_mask",
+    "apply_mask_inplace",
+    "encode_frame",
+    "validate_utf8",
+]
+
+_MAX_LENGTH = (1 << 63) - 1
+_utf8_decode = codecs.utf_8_decode
+_from_bytes = int.from_bytes
+
+
+def _as_bytes_view(data: Any) -> memoryview:
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    return view
+
+
+def _check_mask(mask: Any) -> bytes:
+    key = bytes(mask)
+    if len(key) != 4:
+        raise ValueError("mask must be 4 bytes")
+    return key
+
+
+def _xor(view: memoryview | bytes, key: bytes, n: int) -> bytes:
+    repeated = key * (n >> 2) + key[: n & 3]
+    return (_from_bytes(view, "little") ^ _from_bytes(repeated, "little")).to_bytes(n, "little")
+
+
+def apply_mask(data: Any, mask: Any) -> bytes:
+    """Return ``data`` XORed with the 4-byte ``mask`` repeated (RFC 6455 section 5.3)."""
+    key = _check_mask(mask)
+    view = _as_bytes_view(data)
+    n = view.nbytes
+    if n == 0:
+        return b""
+    return _xor(view, key, n)
+
+
+def apply_mask_inplace(buffer: Any, mask: Any, offset: int = 0) -> None:
+    """XOR ``buffer[offset:]`` in place with ``mask``, the mask's first byte applying at ``offset``."""
+    key = _check_mask(mask)
+    view = memoryview(buffer)
+    if view.readonly:
+        raise TypeError("buffer is read-only")
+    view = _as_bytes_view(view)
+    n = view.nbytes
+    if offset < 0 or offset > n:
+        raise ValueError("offset out of range")
+    if offset == n:
+        return
+    segment = view[offset:]
+    segment[:] = _xor(segment, key, n - offset)
+
+
+# Allowed range of the second byte of a sequence, by lead byte (RFC 3629 section 4), and its length.
+def _second_byte_range(lead: int) -> tuple[int, int, int]:
+    if 0xC2 <= lead <= 0xDF:
+        return 0x80, 0xBF, 2
+    if lead == 0xE0:
+        return 0xA0, 0xBF, 3
+    if lead == 0xED:
+        return 0x80, 0x9F, 3
+    if 0xE1 <= lead <= 0xEF:
+        return 0x80, 0xBF, 3
+    if lead == 0xF0:
+        return 0x90, 0xBF, 4
+    if 0xF1 <= lead <= 0xF3:
+        return 0x80, 0xBF, 4
+    if lead == 0xF4:
+        return 0x80, 0x8F, 4
+    return 1, 0, 0
+
+
+def _is_valid_prefix(tail: bytes) -> bool:
+    """True if ``tail`` (what the codec held back) can still start a valid character.
+
+    CPython's decoder already rejects most impossible prefixes early, but holds back a surrogate prefix
+    such as ``ED A0``; RFC 6455 section 8.1 wants that failure now, not at the end of the message.
+    """
+    low, high, need = _second_byte_range(tail[0])
+    if len(tail) >= need:
+        return False
+    if len(tail) > 1 and not low <= tail[1] <= high:
+        return False
+    return not (len(tail) > 2 and not 0x80 <= tail[2] <= 0xBF)
+
+
+def validate_utf8(data: Any) -> bool:
+    """True if ``data`` is complete, strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF)."""
+    try:
+        _utf8_decode(data, "strict", True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class Utf8Validator:
+    """Incremental strict UTF-8 check across fragments; fails at the first impossible byte."""
+
+    __slots__ = ("_pending", "_valid")
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._valid = True
+
+    def feed(self, data: Any) -> bool:
+        """Check one more chunk; False as soon as the text so far cannot be valid UTF-8."""
+        if not self._valid:
+            memoryview(data)  # same TypeError as the compiled twin for a non-buffer
+            return False
+        if self._pending:
+            data = self._pending + bytes(data)
+        try:
+            _, consumed = _utf8_decode(data, "strict", False)
+        except UnicodeDecodeError:
+            self._valid = False
+            return False
+        tail = bytes(data[consumed:]) if consumed < len(data) else b""
+        if tail and not _is_valid_prefix(tail):
+            self._valid = False
+            return False
+        self._pending = tail
+        return True
+
+    def finish(self) -> bool:
+        """True if everything fed so far is valid and ends on a character boundary."""
+        return self._valid and not self._pending
+
+    def reset(self) -> None:
+        """Forget everything fed so far, ready for the next message."""
+        self._pending = b""
+        self._valid = True
+
+
+class Frame:
+    """One decoded frame: opcode, unmasked payload and the header bits."""
+
+    __slots__ = ("fin", "opcode", "payload", "rsv1", "rsv2", "rsv3")
+
+    def __init__(
+        self,
+        opcode: int,
+        payload: bytes,
+        fin: bool = True,
+        rsv1: bool = False,
+        rsv2: bool = False,
+        rsv3: bool = False,
+    ) -> None:
+        self.opcode = opcode
+        self.payload = payload
+        self.fin = fin
+        self.rsv1 = rsv1
+        self.rsv2 = rsv2
+        self.rsv3 = rsv3
+
+    def __eq__(self, other: object) -> bool:
+        if not hasattr(other, "opcode") or not hasattr(other, "rsv3"):
+            return NotImplemented
+        return (
+            self.opcode == other.opcode  # type: ignore[attr-defined]
+            and self.payload == other.payload  # type: ignore[attr-defined]
+            and self.fin == other.fin  # type: ignore[attr-defined]
+            and self.rsv1 == other.rsv1  # type: ignore[attr-defined]
+            and self.rsv2 == other.rsv2  # type: ignore[attr-defined]
+            and self.rsv3 == other.rsv3  # type: ignore[attr-defined]
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Frame(opcode={self.opcode}, payload={self.payload[:32]!r}{'...' if len(self.payload) > 32 else ''}, "
+            f"fin={self.fin}, rsv1={self.rsv1}, rsv2={self.rsv2}, rsv3={self.rsv3})"
+        )
+
+
+def _check_role(role: str) -> bool:
+    if role == "server":
+        return True
+    if role == "client":
+        return False
+    raise ValueError("role must be 'server' or 'client'")
+
+
+class FrameDecoder:
+    """Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 section 5.
+
+    ``role`` is the side this decoder runs on: a server requires masked frames, a client unmasked ones.
+    ``max_frame_size`` (None: no limit) is checked on the header, before any payload is buffered.
+    """
+
+    __slots__ = ("_buffer", "_error", "_expect_mask", "_max", "_rsv_allowed", "max_frame_size", "role")
+
+    def __init__(
+        self,
+        role: str = "server",
+        max_frame_size: int | None = 1 << 20,
+        *,
+        allow_rsv1: bool = False,
+        allow_rsv2: bool = False,
+        allow_rsv3: bool = False,
+    ) -> None:
+        self._expect_mask = _check_role(role)
+        if max_frame_size is not None and max_frame_size < 0:
+            raise ValueError("max_frame_size must be >= 0 or None")
+        self.role = role
+        self.max_frame_size = max_frame_size
+        self._max = _MAX_LENGTH if max_frame_size is None else max_frame_size
+        self._rsv_allowed = (0x40 if allow_rsv1 else 0) | (0x20 if allow_rsv2 else 0) | (0x10 if allow_rsv3 else 0)
+        self._buffer = bytearray()
+        self._error: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete frame."""
+        return len(self._buffer)
+
+    def feed(self, data: Any) -> list[Frame]:
+        """Every frame completed by ``data``; a partial frame is kept for the next call.
+
+        On a violation raises :class:`ProtocolError` whose ``frames`` holds the valid frames before it;
+        the decoder then stays failed and raises the same error again.
+        """
+        if self._error is not None:
+            raise _replay(self._error)
+        buf = self._buffer
+        buf += data
+        end = len(buf)
+        pos = 0
+        frames: list[Frame] = []
+        try:
+            while end - pos >= 2:
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                _check_first_bytes(b0, b1, self._rsv_allowed, self._expect_mask)
+                length = b1 & 0x7F
+                header = 2
+                if length == 126:
+                    if end - pos < 4:
+                        break
+                    length = (buf[pos + 2] << 8) | buf[pos + 3]
+                    header = 4
+                elif length == 127:
+                    if end - pos < 10:
+                        break
+                    length = _from_bytes(buf[pos + 2 : pos + 10], "big")
+                    header = 10
+                    if length >> 63:
+                        raise ProtocolError("payload length has its most significant bit set")
+                if length > self._max:
+                    raise PayloadTooBig(f"frame payload of {length} bytes exceeds the limit of {self._max} bytes")
+                if b1 & 0x80:
+                    start = pos + header + 4
+                    if end - start < length:
+                        break
+                    payload = (
+                        _xor(memoryview(buf)[start : start + length], bytes(buf[start - 4 : start]), length)
+                        if length
+                        else b""
+                    )
+                else:
+                    start = pos + header
+                    if end - start < length:
+                        break
+                    payload = bytes(buf[start : start + length])
+                frames.append(
+                    Frame(b0 & 0x0F, payload, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10))
+                )
+                pos = start + length
+        except ProtocolError as exc:
+            self._error = exc
+            del buf[:]
+            exc.frames = frames
+            raise
+        if pos:
+            del buf[:pos]
+        return frames
+
+
+def _replay(error: ProtocolError) -> ProtocolError:
+    again = type(error)(str(error), error.close_code)
+    return again
+
+
+def _check_first_bytes(b0: int, b1: int, rsv_allowed: int, expect_mask: bool) -> None:
+    rsv = b0 & 0x70 & ~rsv_allowed
+    if rsv:
+        bit = 1 if rsv & 0x40 else 2 if rsv & 0x20 else 3
+        raise ProtocolError(f"reserved bit RSV{bit} set without an extension that defines it")
+    opcode = b0 & 0x0F
+    if 3 <= opcode <= 7 or opcode >= 11:
+        raise ProtocolError(f"reserved opcode {opcode:#x}")
+    if opcode >= 8:
+        if not b0 & 0x80:
+            raise ProtocolError("fragmented control frame")
+        if b1 & 0x7F > 125:
+            raise ProtocolError("control frame payload longer than 125 bytes")
+    if expect_mask:
+        if not b1 & 0x80:
+            raise ProtocolError("unmasked frame from client")
+    elif b1 & 0x80:
+        raise ProtocolError("masked frame from server")
+
+
+_VALID_OPCODES = frozenset({0, 1, 2, 8, 9, 10})
+
+
+def encode_frame(
+    opcode: int,
+    payload: Any,
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    rsv2: bool = False,
+    rsv3: bool = False,
+    mask: Any = None,
+) -> bytes:
+    """One frame on the wire. ``mask``: None/False (server side), 4 bytes, or True for a random key."""
+    opcode = int(opcode)
+    if opcode not in _VALID_OPCODES:
+        raise ValueError(f"invalid opcode {opcode}")
+    view = _as_bytes_view(payload)
+    n = view.nbytes
+    if opcode >= 8:
+        if n > 125:
+            raise ValueError("control frame payload longer than 125 bytes")
+        if not fin:
+            raise ValueError("control frames cannot be fragmented")
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | (0x20 if rsv2 else 0) | (0x10 if rsv3 else 0) | opcode
+    if mask is None or mask is False:
+        mask_bit = 0
+        key = b""
+    else:
+        key = os.urandom(4) if mask is True else _check_mask(mask)
+        mask_bit = 0x80
+    if n < 126:
+        header = bytes((b0, mask_bit | n))
+    elif n < 65536:
+        header = bytes((b0, mask_bit | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((b0, mask_bit | 127)) + n.to_bytes(8, "big")
+    if not key:
+        return header + view.tobytes() if n else header
+    return header + key + (_xor(view, key, n) if n else b"")
