@@ -1,0 +1,576 @@
+"""The RFC 6455 state machine, sans-I/O: bytes in, events out, bytes to send.
+
+:class:`Connection` never touches a socket, never blocks and never reads a clock. An I/O layer feeds it
+what it reads (``receive_data``), acts on the events it returns and writes what ``data_to_send`` hands
+back; timers such as keepalive pings live in that layer and call ``send_ping``/``close``.
+
+The receive path is the product, so ``receive_data`` keeps one fast path: an unfragmented, uncompressed
+data frame becomes its event in a handful of operations; everything else (fragments, compression,
+control frames, errors) goes through :meth:`Connection._slow_frame`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ._kernels import FrameDecoder, Utf8Validator, encode_frame
+from .errors import ConnectionClosed, InvalidHandshake, InvalidStatus, PayloadTooBig, ProtocolError, WebSocketError
+from .events import (
+    BinaryFragment,
+    BinaryMessage,
+    CloseReceived,
+    Closed,
+    Event,
+    Ping,
+    Pong,
+    ProtocolViolation,
+    Request,
+    Response,
+    TextFragment,
+    TextMessage,
+)
+from .extensions import ClientPerMessageDeflate, Extension, ServerPerMessageDeflate
+from .frames import build_close_payload, parse_close_payload
+from .handshake import ClientHandshake, ServerHandshake
+
+__all__ = ["CLOSED", "CLOSING", "CONNECTING", "OPEN", "Connection", "State"]
+
+
+class State(enum.IntEnum):
+    """Connection states, numbered as the browser's ``WebSocket.readyState``."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
+
+_DEFAULT: Any = object()
+_MASK_POOL_SIZE = 4096  # os.urandom once per 1024 frames instead of one syscall per frame
+
+# Frozen events built through their slot descriptors: same objects, half the construction cost.
+_new = object.__new__
+_set_text = TextMessage.__dict__["data"].__set__
+_set_binary = BinaryMessage.__dict__["data"].__set__
+
+
+def _text_message(data: str) -> TextMessage:
+    event = _new(TextMessage)
+    _set_text(event, data)
+    return event
+
+
+def _binary_message(data: bytes) -> BinaryMessage:
+    event = _new(BinaryMessage)
+    _set_binary(event, data)
+    return event
+
+
+class Connection:
+    """One WebSocket connection, client or server side, from handshake to close.
+
+    Client: ``Connection("client", host="example.com", path="/chat")`` queues the upgrade request at once;
+    feed the server's bytes to :meth:`receive_data` until it returns a :class:`~wscodec.events.Response`.
+    Server: feed bytes until a :class:`~wscodec.events.Request` comes back, then :meth:`accept` or
+    :meth:`reject` it.
+
+    ``extensions`` are extension factories (default: permessage-deflate offered/accepted; ``()`` for
+    none). ``max_message_size`` bounds a reassembled, decompressed message (None: no limit);
+    ``fragment_size`` splits outgoing messages; ``stream_messages`` delivers data frame by frame as
+    :class:`~wscodec.events.TextFragment`/:class:`~wscodec.events.BinaryFragment` instead of whole messages.
+    """
+
+    def __init__(
+        self,
+        role: str = "server",
+        *,
+        host: str | None = None,
+        path: str = "/",
+        origin: str | None = None,
+        extra_headers: Sequence[tuple[str, str]] = (),
+        subprotocols: Sequence[str] = (),
+        extensions: Sequence[Any] | None = None,
+        origins: Sequence[str | None] | None = None,
+        max_message_size: int | None = 1 << 20,
+        max_header_size: int = 8192,
+        fragment_size: int | None = None,
+        stream_messages: bool = False,
+    ) -> None:
+        if role not in ("server", "client"):
+            raise ValueError("role must be 'server' or 'client'")
+        if max_message_size is not None and max_message_size < 0:
+            raise ValueError("max_message_size must be >= 0 or None")
+        if fragment_size is not None and fragment_size < 1:
+            raise ValueError("fragment_size must be >= 1 or None")
+        self.role = role
+        self._is_client = role == "client"
+        self.max_message_size = max_message_size
+        self.fragment_size = fragment_size
+        self.stream_messages = stream_messages
+        self.state: State = CONNECTING
+        self.subprotocol: str | None = None
+        self.extensions: list[Extension] = []
+        self.request: Request | None = None
+        self.response: Response | None = None
+        #: The peer's close code and reason once CLOSED: 1005 for a Close without code, 1006 for none.
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+        #: What we put in our own Close frame, if we sent one.
+        self.close_sent: tuple[int | None, str] | None = None
+        self._close_received = False
+        self._out: list[bytes] = []
+        self._decoder: Any = None
+        self._inflate: Extension | None = None
+        self._deflate: Extension | None = None
+        self._mask_pool = b""
+        self._mask_pos = _MASK_POOL_SIZE
+        # Message being reassembled: opcode 0 means none in progress.
+        self._msg_opcode = 0
+        self._msg_parts: list[bytes] = []
+        self._msg_size = 0
+        self._msg_compressed = False
+        self._utf8 = Utf8Validator()
+        self._text_decoder: Any = None
+        self._send_opcode = 0  # opcode of a message being sent with send_fragment(), 0 if none
+
+        if extensions is None:
+            extensions = [ClientPerMessageDeflate()] if self._is_client else [ServerPerMessageDeflate()]
+        self._handshake: ClientHandshake | ServerHandshake
+        if self._is_client:
+            if host is None:
+                raise ValueError("a client connection needs host=")
+            self._handshake = ClientHandshake(
+                host,
+                path,
+                origin=origin,
+                subprotocols=subprotocols,
+                extensions=extensions,
+                extra_headers=extra_headers,
+                max_header_size=max_header_size,
+            )
+            self.request = self._handshake.request
+            self._out.append(self._handshake.request_bytes())
+        else:
+            self._handshake = ServerHandshake(
+                subprotocols=subprotocols,
+                extensions=extensions,
+                origins=origins,
+                max_header_size=max_header_size,
+            )
+
+    @classmethod
+    def established(
+        cls,
+        role: str = "server",
+        *,
+        extensions: Sequence[Extension] = (),
+        subprotocol: str | None = None,
+        **options: Any,
+    ) -> Connection:
+        """A connection already OPEN, the handshake having been done elsewhere (a proxy, a test).
+
+        ``extensions`` are negotiated extension objects such as
+        :class:`~wscodec.extensions.PerMessageDeflate`, not factories.
+        """
+        if role == "client":
+            options.setdefault("host", "localhost")
+        conn = cls(role, extensions=(), **options)
+        conn._out.clear()
+        conn.subprotocol = subprotocol
+        conn._open(list(extensions))
+        return conn
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def is_client(self) -> bool:
+        return self._is_client
+
+    @property
+    def closed(self) -> bool:
+        """True once CLOSED: the I/O layer should write what is queued and close the transport."""
+        return self.state is CLOSED
+
+    def _open(self, extensions: list[Extension]) -> None:
+        self.extensions = extensions
+        rsv1 = False
+        for ext in extensions:
+            if getattr(ext, "rsv1", False):
+                rsv1 = True
+                self._inflate = ext
+                self._deflate = ext
+        limit = self.max_message_size
+        self._decoder = FrameDecoder(
+            "client" if self._is_client else "server",
+            None if limit is None else max(limit, 125),
+            allow_rsv1=rsv1,
+        )
+        self.state = OPEN
+
+    # ------------------------------------------------------------------ handshake
+
+    def accept(self, subprotocol: Any = _DEFAULT, extra_headers: Sequence[tuple[str, str]] = ()) -> list[Event]:
+        """Server side: answer the received request with 101 and open the connection.
+
+        Returns the events of any frames the client pipelined behind its request (usually none).
+        """
+        hs = self._handshake
+        if self._is_client or not isinstance(hs, ServerHandshake) or self.request is None:
+            raise RuntimeError("accept() is for a server connection that has received a request")
+        if self.state is not CONNECTING:
+            raise RuntimeError("the handshake is already over")
+        if subprotocol is _DEFAULT:
+            data = hs.accept(extra_headers=extra_headers)
+        else:
+            data = hs.accept(subprotocol=subprotocol, extra_headers=extra_headers)
+        self._out.append(data)
+        self.subprotocol = hs.subprotocol
+        self.response = hs.response
+        self._open(list(hs.extensions))
+        leftover = hs.leftover
+        return self._receive_frames(leftover) if leftover else []
+
+    def reject(self, status: int = 403, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> None:
+        """Server side: answer the request with any HTTP response instead of upgrading; then CLOSED."""
+        hs = self._handshake
+        if self._is_client or not isinstance(hs, ServerHandshake):
+            raise RuntimeError("reject() is for a server connection")
+        if self.state is not CONNECTING:
+            raise RuntimeError("the handshake is already over")
+        self._out.append(hs.reject(status, headers, body))
+        self.response = hs.response if hasattr(hs, "response") else None
+        self.state = CLOSED
+        self.close_code = 1006
+
+    def _receive_handshake(self, data: bytes) -> list[Event]:
+        hs = self._handshake
+        if isinstance(hs, ServerHandshake):
+            if self.request is not None:
+                # Waiting for accept()/reject(): keep what arrives for after the upgrade.
+                hs.leftover += data
+                return []
+            try:
+                request = hs.receive_data(data)
+            except InvalidHandshake as exc:
+                status = getattr(exc, "status", 400)
+                headers = getattr(exc, "headers", ())
+                self._out.append(hs.reject(status, headers, (str(exc) + "\n").encode()))
+                return self._fail_handshake(exc)
+            if request is None:
+                if not data:  # EOF before a complete request
+                    return self._fail_handshake(InvalidHandshake("connection closed during the handshake"))
+                return []
+            self.request = request
+            return [request]
+        try:
+            response = hs.receive_data(data)
+        except InvalidStatus as exc:
+            self.response = Response(exc.status_code, exc.reason, tuple(exc.headers), exc.body)
+            return [self.response, *self._fail_handshake(exc)]
+        except InvalidHandshake as exc:
+            return self._fail_handshake(exc)
+        if response is None:
+            if not data:
+                return self._fail_handshake(InvalidHandshake("connection closed during the handshake"))
+            return []
+        self.response = response
+        self.subprotocol = hs.subprotocol
+        self._open(list(hs.extensions))
+        events: list[Event] = [response]
+        leftover = hs.leftover
+        if leftover:
+            events.extend(self._receive_frames(leftover))
+        return events
+
+    def _fail_handshake(self, exc: WebSocketError) -> list[Event]:
+        self.state = CLOSED
+        self.close_code = 1006
+        return [ProtocolViolation(exc), Closed(1006, str(exc), was_clean=False)]
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Feed bytes read from the transport; ``b""`` means the peer closed it (EOF).
+
+        Returns the events those bytes complete, in order. A peer's protocol violation does not raise:
+        the events before it are returned, then :class:`~wscodec.events.ProtocolViolation` and
+        :class:`~wscodec.events.Closed`, with the right Close frame already queued.
+        """
+        state = self.state
+        if state is CLOSED:
+            return []
+        if state is CONNECTING:
+            return self._receive_handshake(bytes(data))
+        if not data:
+            return self._receive_eof()
+        return self._receive_frames(data)
+
+    def _receive_eof(self) -> list[Event]:
+        if self._msg_opcode and self.stream_messages is False:
+            self._msg_parts = []
+        self.state = CLOSED
+        if self._close_received:
+            return []
+        self.close_code = 1006
+        self.close_reason = ""
+        return [Closed(1006, "", was_clean=False)]
+
+    def _receive_frames(self, data: Any) -> list[Event]:
+        if self._close_received:
+            return []  # RFC 6455 section 5.5.1: nothing after the peer's Close counts
+        error: ProtocolError | None = None
+        try:
+            frames = self._decoder.feed(data)
+        except ProtocolError as exc:
+            frames = exc.frames
+            error = exc
+        events: list[Event] = []
+        append = events.append
+        try:
+            for frame in frames:
+                opcode = frame.opcode
+                # Fast path: a whole, uncompressed data message in one frame.
+                if 0 < opcode < 3 and frame.fin and not self._msg_opcode and not frame.rsv1:
+                    if opcode == 1:
+                        try:
+                            text = frame.payload.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise ProtocolError("invalid UTF-8 in text message", 1007) from None
+                        append(TextFragment(text, True) if self.stream_messages else _text_message(text))
+                    else:
+                        payload = frame.payload
+                        append(BinaryFragment(payload, True) if self.stream_messages else _binary_message(payload))
+                    continue
+                self._slow_frame(frame, append)
+                if self._close_received:
+                    return events
+        except ProtocolError as exc:
+            error = exc
+        if error is not None:
+            events.extend(self._fail(error))
+        return events
+
+    def _slow_frame(self, frame: Any, append: Any) -> None:
+        opcode = frame.opcode
+        if opcode >= 8:
+            if frame.rsv1:
+                raise ProtocolError("RSV1 set on a control frame")
+            if opcode == 9:
+                if not self.close_sent:
+                    self._send_frame(10, frame.payload)
+                append(Ping(frame.payload))
+            elif opcode == 10:
+                append(Pong(frame.payload))
+            else:
+                self._receive_close(frame.payload, append)
+            return
+        if opcode == 0:
+            if not self._msg_opcode:
+                raise ProtocolError("continuation frame without a message in progress")
+            if frame.rsv1:
+                raise ProtocolError("RSV1 set on a continuation frame")
+        else:
+            if self._msg_opcode:
+                raise ProtocolError("new data frame while a fragmented message is in progress")
+            self._msg_opcode = opcode
+            self._msg_compressed = frame.rsv1
+            self._msg_size = 0
+            if frame.rsv1:
+                inflate = self._inflate
+                if inflate is None:  # the decoder only lets RSV1 through when an extension uses it
+                    raise ProtocolError("RSV1 set without an extension that defines it")
+                inflate.decode_start(True)
+        payload = frame.payload
+        fin = frame.fin
+        limit = self.max_message_size
+        if self._msg_compressed:
+            remaining = None if limit is None else limit - self._msg_size
+            assert self._inflate is not None
+            payload = self._inflate.decode(payload, fin, remaining)
+        self._msg_size += len(payload)
+        if limit is not None and self._msg_size > limit:
+            raise PayloadTooBig(f"message of more than {limit} bytes", 1009)
+        if self._msg_opcode == 1:
+            if not self._utf8.feed(payload):
+                raise ProtocolError("invalid UTF-8 in text message", 1007)
+            if fin and not self._utf8.finish():
+                raise ProtocolError("text message ends inside a UTF-8 character", 1007)
+        if self.stream_messages:
+            append(self._fragment_event(payload, fin))
+        else:
+            self._msg_parts.append(payload)
+            if fin:
+                data = b"".join(self._msg_parts)
+                if self._msg_opcode == 1:
+                    append(_text_message(data.decode("utf-8")))
+                else:
+                    append(_binary_message(data))
+        if fin:
+            self._msg_opcode = 0
+            self._msg_parts = []
+            self._utf8.reset()
+
+    def _fragment_event(self, payload: bytes, fin: bool) -> Event:
+        if self._msg_opcode == 2:
+            return BinaryFragment(payload, fin)
+        decoder = self._text_decoder
+        if decoder is None:
+            decoder = self._text_decoder = codecs.getincrementaldecoder("utf-8")()
+        text = decoder.decode(payload, fin)
+        if fin:
+            decoder.reset()
+        return TextFragment(text, fin)
+
+    def _receive_close(self, payload: bytes, append: Any) -> None:
+        code, reason = parse_close_payload(payload)
+        self._close_received = True
+        self.close_code = code
+        self.close_reason = reason
+        append(CloseReceived(code, reason))
+        if self.close_sent is None:
+            # RFC 6455 section 5.5.1: answer with a Close, echoing the code.
+            reply_code = None if code == 1005 else code
+            self._send_frame(8, build_close_payload(reply_code, ""))
+            self.close_sent = (reply_code, "")
+        self.state = CLOSED
+        append(Closed(code, reason, was_clean=True))
+
+    def _fail(self, error: ProtocolError) -> list[Event]:
+        """Fail the connection (RFC 6455 section 7.1.7): queue a Close with the error's code, then CLOSED."""
+        if self.close_sent is None:
+            reason = str(error)
+            encoded = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+            self._send_frame(8, build_close_payload(error.close_code, encoded))
+            self.close_sent = (error.close_code, encoded)
+        self.state = CLOSED
+        self.close_code = 1006
+        self.close_reason = ""
+        self._msg_parts = []
+        return [ProtocolViolation(error), Closed(1006, str(error), was_clean=False)]
+
+    # ------------------------------------------------------------------ sending
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the transport since the last call."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    def _mask(self) -> bytes | None:
+        if not self._is_client:
+            return None
+        pos = self._mask_pos
+        if pos >= _MASK_POOL_SIZE:
+            self._mask_pool = os.urandom(_MASK_POOL_SIZE)
+            pos = 0
+        self._mask_pos = pos + 4
+        return self._mask_pool[pos : pos + 4]
+
+    def _send_frame(self, opcode: int, payload: Any, fin: bool = True, rsv1: bool = False) -> None:
+        self._out.append(encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=self._mask()))
+
+    def _check_can_send(self) -> None:
+        if self.state is not OPEN:
+            if self.state is CONNECTING:
+                raise RuntimeError("cannot send before the handshake is complete")
+            code = self.close_code if self.close_code is not None else 1006
+            raise ConnectionClosed(code, self.close_reason, was_clean=self._close_received)
+
+    def send_text(self, text: str) -> None:
+        """Queue a text message."""
+        self._check_can_send()
+        self._send_message(1, text.encode("utf-8"))
+
+    def send_binary(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue a binary message (any buffer; not copied before framing)."""
+        self._check_can_send()
+        self._send_message(2, data)
+
+    def send_message(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
+        """Queue a text (str) or binary message; ``compress=False`` skips compression for this one."""
+        self._check_can_send()
+        if isinstance(data, str):
+            self._send_message(1, data.encode("utf-8"), compress)
+        else:
+            self._send_message(2, data, compress)
+
+    def _send_message(self, opcode: int, payload: Any, compress: bool = True) -> None:
+        rsv1 = False
+        deflate = self._deflate
+        if deflate is not None and compress:
+            payload, rsv1 = deflate.encode(payload)
+        size = self.fragment_size
+        if size is None or len(payload) <= size:
+            self._send_frame(opcode, payload, True, rsv1)
+            return
+        view = memoryview(payload).cast("B")
+        total = len(view)
+        for start in range(0, total, size):
+            self._send_frame(opcode if start == 0 else 0, view[start : start + size], start + size >= total, rsv1)
+            rsv1 = False
+
+    def send_fragment(self, data: str | bytes | bytearray | memoryview, *, fin: bool) -> None:
+        """Queue one fragment of a message the caller streams (uncompressed); ``fin`` ends it.
+
+        The first fragment's type (str or bytes) decides the message type; text fragments must each
+        be whole characters (they are ``str``).
+        """
+        self._check_can_send()
+        text = isinstance(data, str)
+        payload: Any = data.encode("utf-8") if isinstance(data, str) else data
+        if self._send_opcode:
+            if text != (self._send_opcode == 1):
+                raise TypeError("all fragments of a message must be of the same type")
+            opcode = 0
+        else:
+            opcode = 1 if text else 2
+            self._send_opcode = opcode
+        self._send_frame(opcode, payload, fin)
+        if fin:
+            self._send_opcode = 0
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Queue a Ping (at most 125 bytes)."""
+        self._check_can_send()
+        self._send_frame(9, data)
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Queue an unsolicited Pong (at most 125 bytes)."""
+        self._check_can_send()
+        self._send_frame(10, data)
+
+    def close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start the closing handshake: queue a Close frame and move to CLOSING.
+
+        ``code=None`` sends a Close without a status code. Does nothing once a Close was sent; before
+        the handshake a server uses :meth:`reject` instead.
+        """
+        if self.state is CONNECTING:
+            raise RuntimeError("close() before the handshake; a server uses reject()")
+        if self.close_sent is not None or self.state is CLOSED:
+            return
+        payload = build_close_payload(code, reason)
+        self._send_frame(8, payload)
+        self.close_sent = (code, reason)
+        self.state = CLOSING
+
+    def fail(self, code: int = 1011, reason: str = "") -> None:
+        """Fail the connection from our side (internal error, heartbeat timeout): Close, then CLOSED."""
+        if self.state is CLOSED:
+            return
+        if self.state is not CONNECTING and self.close_sent is None:
+            self._send_frame(8, build_close_payload(code, reason))
+            self.close_sent = (code, reason)
+        self.state = CLOSED
+        if self.close_code is None:
+            self.close_code = 1006
+
