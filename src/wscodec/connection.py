@@ -18,12 +18,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._kernels import FrameDecoder, Utf8Validator, encode_frame
-from .errors import ConnectionClosed, InvalidHandshake, InvalidStatus, PayloadTooBig, ProtocolError, WebSocketError
+from .errors import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    PayloadTooBig,
+    ProtocolError,
+    WebSocketError,
+)
 from .events import (
     BinaryFragment,
     BinaryMessage,
-    CloseReceived,
     Closed,
+    CloseReceived,
     Event,
     Ping,
     Pong,

@@ -1,0 +1,226 @@
+"""Connection-level throughput, wscodec beside websockets' and wsproto's sans-I/O layers, in one run.
+
+Receive: a 16 MiB buffer of masked client text frames (16 B, 125 B, 1 KiB payloads) fed in 64 KiB chunks
+to a server connection; messages per second, UTF-8 checked by every implementation that checks it.
+Send: ``send_text`` + ``data_to_send`` of 16 B and 1 KiB messages on a server connection.
+
+    python bench/bench_connection.py [--quick]
+
+Prints ratios (ours / peer) and PASS/FAIL against the issue's targets: receive >= 5x websockets and >= 15x
+wsproto on the compiled backend, send >= 3x websockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+CHUNK = 64 * 1024
+TOTAL = 16 * 1024 * 1024
+MASK = b"\x12\x34\x56\x78"
+
+
+def _make_stream(size: int) -> tuple[list[bytes], int]:
+    from wscodec._pure import encode_frame
+
+    text = ("wscodec-" * (size // 8 + 1))[:size].encode()
+    frame = encode_frame(1, text, mask=MASK)
+    count = TOTAL // len(frame)
+    stream = frame * count
+    return [stream[i : i + CHUNK] for i in range(0, len(stream), CHUNK)], count
+
+
+def _best_rate(run: Callable[[], int], seconds: float) -> float:
+    """Best messages/s over repeated runs within ``seconds``."""
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    runs = 0
+    while runs < 2 or (time.perf_counter() < deadline and runs < 50):
+        start = time.perf_counter()
+        count = run()
+        elapsed = time.perf_counter() - start
+        best = max(best, count / elapsed)
+        runs += 1
+    return best
+
+
+# --------------------------------------------------------------------------- receive
+
+
+def _ours_receive(chunks: list[bytes], expected: int) -> Callable[[], int]:
+    from wscodec.connection import Connection
+
+    def run() -> int:
+        conn = Connection.established("server", max_message_size=None)
+        receive = conn.receive_data
+        count = 0
+        for chunk in chunks:
+            count += len(receive(chunk))
+        assert count == expected, (count, expected)
+        return count
+
+    return run
+
+
+_UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def _websockets_server() -> object:
+    from websockets.server import ServerProtocol
+
+    proto = ServerProtocol(max_size=None)
+    proto.receive_data(_UPGRADE)
+    (request,) = proto.events_received()
+    proto.send_response(proto.accept(request))
+    proto.data_to_send()
+    return proto
+
+
+def _websockets_receive(chunks: list[bytes], expected: int) -> Callable[[], int]:
+    def run() -> int:
+        proto = _websockets_server()
+        count = 0
+        for chunk in chunks:
+            proto.receive_data(chunk)  # type: ignore[attr-defined]
+            count += len(proto.events_received())  # type: ignore[attr-defined]
+        assert count == expected, (count, expected)
+        return count
+
+    return run
+
+
+def _wsproto_server() -> object:
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection
+
+    conn = WSConnection(ConnectionType.SERVER)
+    conn.receive_data(_UPGRADE)
+    list(conn.events())
+    conn.send(AcceptConnection())
+    return conn
+
+
+def _wsproto_receive(chunks: list[bytes], expected: int) -> Callable[[], int]:
+    def run() -> int:
+        conn = _wsproto_server()
+        count = 0
+        for chunk in chunks:
+            conn.receive_data(chunk)  # type: ignore[attr-defined]
+            count += sum(1 for _ in conn.events())  # type: ignore[attr-defined]
+        assert count == expected, (count, expected)
+        return count
+
+    return run
+
+
+# --------------------------------------------------------------------------- send
+
+SEND_COUNT = 100_000
+
+
+def _ours_send(text: str) -> Callable[[], int]:
+    from wscodec.connection import Connection
+
+    def run() -> int:
+        conn = Connection.established("server")
+        send, drain = conn.send_text, conn.data_to_send
+        for _ in range(SEND_COUNT):
+            send(text)
+            drain()
+        return SEND_COUNT
+
+    return run
+
+
+def _websockets_send(text: str) -> Callable[[], int]:
+    def run() -> int:
+        proto = _websockets_server()
+        send, drain = proto.send_text, proto.data_to_send  # type: ignore[attr-defined]
+        for _ in range(SEND_COUNT):
+            send(text.encode())
+            drain()
+        return SEND_COUNT
+
+    return run
+
+
+def _wsproto_send(text: str) -> Callable[[], int]:
+    from wsproto.events import TextMessage
+
+    def run() -> int:
+        conn = _wsproto_server()
+        send = conn.send  # type: ignore[attr-defined]
+        for _ in range(SEND_COUNT):
+            send(TextMessage(data=text))
+        return SEND_COUNT
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
+    parser.add_argument("--live-only", action="store_true", help="skip the pure-Python rerun")
+    args = parser.parse_args(argv)
+    import wscodec
+
+    seconds = 0.5 if args.quick else 2.0
+    ours = f"wscodec ({wscodec.BACKEND})"
+    compiled = wscodec.BACKEND == "cython"
+    failures = 0
+
+    print(f"Connection.receive_data, 16 MiB of masked text frames in 64 KiB chunks, backend {wscodec.BACKEND}")
+    print(f"{'payload':>8} {'implementation':<20} {'msgs/s':>12} {'vs websockets':>14} {'vs wsproto':>11}")
+    for size in (16, 125, 1024):
+        chunks, count = _make_stream(size)
+        peers = {
+            "websockets": _best_rate(_websockets_receive(chunks, count), seconds),
+            "wsproto": _best_rate(_wsproto_receive(chunks, count), seconds),
+        }
+        for name, rate in peers.items():
+            print(f"{size:>7}B {name:<20} {rate:>12,.0f}")
+        rate = _best_rate(_ours_receive(chunks, count), seconds)
+        r_ws, r_wp = rate / peers["websockets"], rate / peers["wsproto"]
+        verdict = ""
+        if compiled:
+            ok = r_ws >= 5 and r_wp >= 15
+            failures += not ok
+            verdict = "PASS" if ok else "FAIL (target 5x / 15x)"
+        print(f"{size:>7}B {ours:<20} {rate:>12,.0f} {r_ws:>13.2f}x {r_wp:>10.2f}x  {verdict}")
+
+    print(f"\nsend_text + data_to_send on a server connection, backend {wscodec.BACKEND}")
+    print(f"{'payload':>8} {'implementation':<20} {'msgs/s':>12} {'vs websockets':>14} {'vs wsproto':>11}")
+    for size in (16, 1024):
+        text = "x" * size
+        peers = {
+            "websockets": _best_rate(_websockets_send(text), seconds),
+            "wsproto": _best_rate(_wsproto_send(text), seconds),
+        }
+        for name, rate in peers.items():
+            print(f"{size:>7}B {name:<20} {rate:>12,.0f}")
+        rate = _best_rate(_ours_send(text), seconds)
+        r_ws, r_wp = rate / peers["websockets"], rate / peers["wsproto"]
+        verdict = ""
+        if compiled:
+            ok = r_ws >= 3
+            failures += not ok
+            verdict = "PASS" if ok else "FAIL (target 3x)"
+        print(f"{size:>7}B {ours:<20} {rate:>12,.0f} {r_ws:>13.2f}x {r_wp:>10.2f}x  {verdict}")
+
+    if compiled and not args.live_only:
+        print("\n--- the same with the pure-Python backend (WSCODEC_PURE_PYTHON=1) ---", flush=True)
+        env = dict(os.environ, WSCODEC_PURE_PYTHON="1")
+        command = [sys.executable, __file__, "--live-only", *(["--quick"] if args.quick else [])]
+        subprocess.run(command, env=env, check=False)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

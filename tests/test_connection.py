@@ -1,0 +1,540 @@
+"""The sans-I/O Connection: RFC 6455 sections 4-7 and RFC 7692 as seen from the state machine.
+
+Frame-level cases start from ``Connection.established`` and feed frames built with ``encode_frame``; the
+handshake and deflate cases wire a client and a server Connection back to back.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wscodec.extensions import ClientPerMessageDeflate, ServerPerMessageDeflate
+
+from wscodec import FrameDecoder, encode_frame
+from wscodec.connection import CLOSED, CLOSING, CONNECTING, OPEN, Connection
+from wscodec.errors import ConnectionClosed
+from wscodec.events import (
+    BinaryFragment,
+    BinaryMessage,
+    Closed,
+    CloseReceived,
+    Ping,
+    Pong,
+    ProtocolViolation,
+    Request,
+    Response,
+    TextFragment,
+    TextMessage,
+)
+
+MASK = b"\x01\x02\x03\x04"
+
+
+def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv1: bool = False) -> bytes:
+    """A frame as a client sends it (masked)."""
+    return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=MASK)
+
+
+def close_payload(code: int, reason: bytes = b"") -> bytes:
+    return code.to_bytes(2, "big") + reason
+
+
+def sent_frames(conn: Connection) -> list:
+    """The frames a server connection queued, decoded as a client would."""
+    return FrameDecoder("client", None).feed(conn.data_to_send())
+
+
+def sent_close_code(conn: Connection) -> int:
+    frames = [f for f in sent_frames(conn) if f.opcode == 8]
+    assert len(frames) == 1, frames
+    return int.from_bytes(frames[0].payload[:2], "big")
+
+
+def server(**options) -> Connection:
+    return Connection.established("server", **options)
+
+
+# --------------------------------------------------------------------------- section 4: handshake
+
+
+def pair(client_options: dict | None = None, server_options: dict | None = None) -> tuple[Connection, Connection]:
+    """A client and a server Connection that completed the opening handshake with each other."""
+    client = Connection("client", host="example.com", path="/chat?x=1", **(client_options or {}))
+    srv = Connection("server", **(server_options or {}))
+    events = srv.receive_data(client.data_to_send())
+    assert len(events) == 1 and isinstance(events[0], Request)
+    assert events[0].path == "/chat?x=1"
+    assert srv.state is CONNECTING
+    assert srv.accept() == []
+    assert srv.state is OPEN
+    events = client.receive_data(srv.data_to_send())
+    assert len(events) == 1 and isinstance(events[0], Response) and events[0].status_code == 101
+    assert client.state is OPEN
+    return client, srv
+
+
+def pump(sender: Connection, receiver: Connection) -> list:
+    return receiver.receive_data(sender.data_to_send())
+
+
+def test_4_1_client_queues_request_at_once() -> None:
+    client = Connection("client", host="example.com:8080", path="/ws")
+    request = client.data_to_send()
+    assert request.startswith(b"GET /ws HTTP/1.1\r\n")
+    assert b"\r\nHost: example.com:8080\r\n" in request
+    assert b"Sec-WebSocket-Version: 13\r\n" in request
+    assert client.state is CONNECTING
+
+
+def test_4_1_client_needs_host() -> None:
+    with pytest.raises(ValueError):
+        Connection("client")
+
+
+def test_4_2_request_in_pieces_then_accept() -> None:
+    client = Connection("client", host="h", subprotocols=["chat", "superchat"])
+    srv = Connection("server", subprotocols=["superchat", "chat"])
+    data = client.data_to_send()
+    for i in range(len(data) - 1):
+        assert srv.receive_data(data[i : i + 1]) == []
+    (request,) = srv.receive_data(data[-1:])
+    assert isinstance(request, Request)
+    srv.accept()
+    assert srv.subprotocol == "superchat"
+    (response,) = client.receive_data(srv.data_to_send())
+    assert isinstance(response, Response)
+    assert client.subprotocol == "superchat"
+
+
+def test_4_2_server_explicit_subprotocol_choice() -> None:
+    client = Connection("client", host="h", subprotocols=["a", "b"])
+    srv = Connection("server", subprotocols=["a", "b"])
+    srv.receive_data(client.data_to_send())
+    srv.accept(subprotocol="b")
+    client.receive_data(srv.data_to_send())
+    assert (srv.subprotocol, client.subprotocol) == ("b", "b")
+
+
+def test_4_2_bad_request_gets_http_error_and_closes() -> None:
+    srv = Connection("server")
+    events = srv.receive_data(
+        b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
+    )
+    assert isinstance(events[0], ProtocolViolation)
+    assert isinstance(events[-1], Closed) and not events[-1].was_clean
+    response = srv.data_to_send()
+    assert response.startswith(b"HTTP/1.1 426 ")
+    assert b"Sec-WebSocket-Version: 13" in response
+    assert srv.state is CLOSED
+
+
+def test_4_2_reject_with_any_status() -> None:
+    client = Connection("client", host="h")
+    srv = Connection("server")
+    srv.receive_data(client.data_to_send())
+    srv.reject(401, [("WWW-Authenticate", "Bearer")], b"who are you?")
+    assert srv.state is CLOSED
+    events = client.receive_data(srv.data_to_send())
+    response = events[0]
+    assert isinstance(response, Response)
+    assert response.status_code == 401 and response.body == b"who are you?"
+    assert isinstance(events[1], ProtocolViolation)
+    assert getattr(events[1].error, "status_code", None) == 401
+    assert client.state is CLOSED
+
+
+def test_4_1_client_rejects_wrong_accept() -> None:
+    client = Connection("client", host="h")
+    client.data_to_send()
+    events = client.receive_data(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+    )
+    assert isinstance(events[0], ProtocolViolation)
+    assert "Accept" in str(events[0].error)
+    assert client.state is CLOSED
+
+
+def test_4_1_frames_right_after_101_are_not_lost() -> None:
+    client = Connection("client", host="h")
+    srv = Connection("server")
+    srv.receive_data(client.data_to_send())
+    srv.accept()
+    srv.send_text("hello")
+    srv.send_binary(b"\x00\x01")
+    events = client.receive_data(srv.data_to_send())
+    assert [type(e) for e in events] == [Response, TextMessage, BinaryMessage]
+    assert events[1].data == "hello" and events[2].data == b"\x00\x01"
+
+
+def test_4_1_eof_during_handshake() -> None:
+    client = Connection("client", host="h")
+    client.data_to_send()
+    events = client.receive_data(b"")
+    assert isinstance(events[-1], Closed) and events[-1].code == 1006
+    assert client.state is CLOSED
+
+
+def test_send_before_open_is_refused() -> None:
+    client = Connection("client", host="h")
+    with pytest.raises(RuntimeError):
+        client.send_text("too early")
+
+
+# --------------------------------------------------------------------------- section 5: messages
+
+
+def test_5_6_text_and_binary_messages_in_one_read() -> None:
+    conn = server()
+    data = b"".join(client_frame(1, f"m{i}".encode()) for i in range(500)) + client_frame(2, b"\xff" * 300)
+    events = conn.receive_data(data)
+    assert len(events) == 501
+    assert events[0] == TextMessage("m0") and events[499] == TextMessage("m499")
+    assert events[500] == BinaryMessage(b"\xff" * 300)
+
+
+def test_5_4_fragmented_message_with_control_frames_between() -> None:
+    conn = server()
+    data = (
+        client_frame(1, "h\u00e9".encode()[:2], fin=False)
+        + client_frame(9, b"are you there")
+        + client_frame(0, "h\u00e9".encode()[2:] + b"llo", fin=False)
+        + client_frame(10, b"unsolicited")
+        + client_frame(0, b"!", fin=True)
+    )
+    events = conn.receive_data(data)
+    assert events == [Ping(b"are you there"), Pong(b"unsolicited"), TextMessage("h\u00e9llo!")]
+    (pong,) = sent_frames(conn)
+    assert (pong.opcode, pong.payload) == (10, b"are you there")
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        pytest.param(client_frame(0, b"x"), 1002, id="continuation-without-message"),
+        pytest.param(client_frame(1, b"a", fin=False) + client_frame(2, b"b"), 1002, id="new-message-mid-fragment"),
+        pytest.param(client_frame(1, b"\xff"), 1007, id="invalid-utf8-single-frame"),
+        pytest.param(client_frame(1, b"\xed\xa0\x80"), 1007, id="surrogate"),
+        pytest.param(client_frame(1, b"\xe2\x82", fin=False) + client_frame(0, b""), 1007, id="truncated-at-fin"),
+        pytest.param(client_frame(1, b"x", rsv1=True), 1002, id="rsv1-without-deflate"),
+        pytest.param(encode_frame(1, b"unmasked"), 1002, id="unmasked-from-client"),
+        pytest.param(bytes([0x83, 0x80]) + MASK, 1002, id="reserved-opcode"),
+        pytest.param(client_frame(8, b"\x03"), 1002, id="close-payload-of-1-byte"),
+        pytest.param(client_frame(8, close_payload(1005)), 1002, id="close-code-1005-on-wire"),
+        pytest.param(client_frame(8, close_payload(999)), 1002, id="close-code-999"),
+        pytest.param(client_frame(8, close_payload(2000)), 1002, id="close-code-2000"),
+        pytest.param(client_frame(8, close_payload(1000, b"\xff")), 1007, id="close-reason-not-utf8"),
+    ],
+)
+def test_5_protocol_errors_close_with_the_right_code(data: bytes, code: int) -> None:
+    conn = server()
+    events = conn.receive_data(client_frame(2, b"before") + data)
+    assert events[0] == BinaryMessage(b"before"), "frames before the error are delivered"
+    assert isinstance(events[-2], ProtocolViolation) and events[-2].code == code
+    assert isinstance(events[-1], Closed) and events[-1].code == 1006 and not events[-1].was_clean
+    assert sent_close_code(conn) == code
+    assert conn.state is CLOSED
+    assert conn.receive_data(client_frame(1, b"after")) == []
+
+
+def test_8_1_invalid_utf8_fails_at_the_first_bad_fragment() -> None:
+    conn = server()
+    assert conn.receive_data(client_frame(1, b"good ", fin=False)) == []
+    events = conn.receive_data(client_frame(0, b"\xf4\x90", fin=False))
+    assert isinstance(events[0], ProtocolViolation) and events[0].code == 1007
+    assert sent_close_code(conn) == 1007
+
+
+def test_8_1_character_split_across_fragments_is_fine() -> None:
+    conn = server()
+    encoded = "\U0001f600".encode()
+    data = b"".join(client_frame(1 if i == 0 else 0, encoded[i : i + 1], fin=i == 3) for i in range(4))
+    assert conn.receive_data(data) == [TextMessage("\U0001f600")]
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_10_4_message_too_big(fragmented: bool) -> None:
+    conn = server(max_message_size=1000)
+    if fragmented:
+        data = client_frame(2, b"x" * 600, fin=False) + client_frame(0, b"x" * 600)
+    else:
+        data = client_frame(2, b"x" * 1001)[:20]  # header only: refused before the payload arrives
+    events = conn.receive_data(data)
+    assert isinstance(events[0], ProtocolViolation) and events[0].code == 1009
+    assert sent_close_code(conn) == 1009
+
+
+def test_10_4_message_at_the_limit_passes() -> None:
+    conn = server(max_message_size=1000)
+    data = client_frame(2, b"x" * 500, fin=False) + client_frame(0, b"x" * 500)
+    assert conn.receive_data(data) == [BinaryMessage(b"x" * 1000)]
+
+
+def test_small_limit_still_allows_control_frames() -> None:
+    conn = server(max_message_size=4)
+    assert conn.receive_data(client_frame(9, b"p" * 125)) == [Ping(b"p" * 125)]
+
+
+def test_stream_messages_delivers_fragments() -> None:
+    conn = server(stream_messages=True)
+    encoded = "d\u00e9j\u00e0".encode()
+    data = (
+        client_frame(1, encoded[:2], fin=False)
+        + client_frame(0, encoded[2:], fin=True)
+        + client_frame(2, b"ab", fin=False)
+        + client_frame(0, b"c")
+    )
+    events = conn.receive_data(data)
+    assert events == [
+        TextFragment("d", False),
+        TextFragment("\u00e9j\u00e0", True),
+        BinaryFragment(b"ab", False),
+        BinaryFragment(b"c", True),
+    ]
+
+
+def test_5_3_client_masks_every_frame_with_a_fresh_key() -> None:
+    client = Connection.established("client")
+    for _ in range(50):
+        client.send_binary(b"\x00" * 8)
+    data = client.data_to_send()
+    keys = {data[i * 14 + 2 : i * 14 + 6] for i in range(50)}
+    assert len(keys) > 45  # 32 random bits per key: collisions are near impossible
+    assert all(data[i * 14 + 1] & 0x80 for i in range(50))
+    assert all(f.payload == b"\x00" * 8 for f in FrameDecoder("server").feed(data))
+
+
+def test_5_1_server_never_masks() -> None:
+    conn = server()
+    conn.send_text("hi")
+    assert conn.data_to_send() == b"\x81\x02hi"
+
+
+@pytest.mark.parametrize("payload", [b"", b"a" * 125, bytearray(b"b" * 126), memoryview(b"c" * 70000)])
+def test_send_binary_accepts_buffers(payload) -> None:
+    conn = server()
+    conn.send_binary(payload)
+    (frame,) = sent_frames(conn)
+    assert frame.payload == bytes(payload)
+
+
+def test_5_4_fragment_size_splits_outgoing_messages() -> None:
+    conn = server(fragment_size=10)
+    conn.send_text("x" * 25)
+    frames = sent_frames(conn)
+    assert [(f.opcode, f.fin, len(f.payload)) for f in frames] == [(1, False, 10), (0, False, 10), (0, True, 5)]
+
+
+def test_send_fragment_streams_a_message() -> None:
+    client, srv = pair(client_options={"extensions": ()})
+    client.send_fragment("ab", fin=False)
+    client.send_ping(b"between")
+    client.send_fragment("cd", fin=True)
+    events = pump(client, srv)
+    assert events == [Ping(b"between"), TextMessage("abcd")]
+    with pytest.raises(TypeError):
+        client.send_fragment("x", fin=False)
+        client.send_fragment(b"y", fin=True)
+
+
+def test_ping_payload_over_125_is_refused() -> None:
+    with pytest.raises(ValueError):
+        server().send_ping(b"x" * 126)
+
+
+# --------------------------------------------------------------------------- section 7: closing
+
+
+def test_7_close_initiated_by_us() -> None:
+    client, srv = pair()
+    client.close(1001, "bye")
+    assert client.state is CLOSING
+    with pytest.raises(ConnectionClosed):
+        client.send_text("after close")
+    events = pump(client, srv)
+    assert events == [CloseReceived(1001, "bye"), Closed(1001, "bye", was_clean=True)]
+    assert srv.state is CLOSED
+    events = pump(srv, client)
+    assert events == [CloseReceived(1001, ""), Closed(1001, "", was_clean=True)]
+    assert client.state is CLOSED
+    assert (client.close_code, srv.close_code, srv.close_reason) == (1001, 1001, "bye")
+
+
+def test_7_data_received_while_closing_is_delivered() -> None:
+    client, srv = pair()
+    srv.send_text("in flight")
+    client.close()
+    events = pump(srv, client)
+    assert events == [TextMessage("in flight")]
+    assert client.state is CLOSING
+
+
+def test_7_close_without_code_reports_1005_and_echoes_empty() -> None:
+    conn = server()
+    events = conn.receive_data(client_frame(8))
+    assert events == [CloseReceived(1005, ""), Closed(1005, "", was_clean=True)]
+    (reply,) = sent_frames(conn)
+    assert (reply.opcode, reply.payload) == (8, b"")
+
+
+def test_7_nothing_after_the_peers_close_counts() -> None:
+    conn = server()
+    events = conn.receive_data(client_frame(8, close_payload(1000)) + client_frame(1, b"late"))
+    assert [type(e) for e in events] == [CloseReceived, Closed]
+    assert conn.receive_data(client_frame(1, b"later")) == []
+
+
+def test_7_eof_without_close_is_1006() -> None:
+    _client, srv = pair()
+    assert srv.receive_data(b"") == [Closed(1006, "", was_clean=False)]
+    assert srv.close_code == 1006 and srv.state is CLOSED
+
+
+def test_7_eof_after_close_handshake_is_quiet() -> None:
+    client, srv = pair()
+    client.close()
+    pump(client, srv)
+    pump(srv, client)
+    assert client.receive_data(b"") == []
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999])
+def test_7_4_valid_codes_are_accepted_and_echoed(code: int) -> None:
+    conn = server()
+    events = conn.receive_data(client_frame(8, close_payload(code, b"why")))
+    assert events[0] == CloseReceived(code, "why")
+    assert sent_close_code(conn) == code
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000])
+def test_7_4_invalid_codes_cannot_be_sent(code: int) -> None:
+    with pytest.raises(ValueError):
+        server().close(code)
+
+
+def test_close_reason_longer_than_123_bytes_is_refused() -> None:
+    with pytest.raises(ValueError):
+        server().close(1000, "x" * 124)
+
+
+def test_fail_queues_close_and_closes() -> None:
+    conn = server()
+    conn.fail(1011, "keepalive ping timeout")
+    assert sent_close_code(conn) == 1011
+    assert conn.state is CLOSED
+
+
+# --------------------------------------------------------------------------- RFC 7692: permessage-deflate
+
+
+def deflate_pair(client_pmd: dict, server_pmd: dict, **options) -> tuple[Connection, Connection]:
+    return pair(
+        {"extensions": [ClientPerMessageDeflate(**client_pmd)], **options},
+        {"extensions": [ServerPerMessageDeflate(**server_pmd)], **options},
+    )
+
+
+DEFLATE_SETTINGS = [
+    ({}, {}),
+    ({"client_no_context_takeover": True}, {}),
+    ({"server_no_context_takeover": True}, {}),
+    ({"server_max_window_bits": 10}, {}),
+    ({"client_max_window_bits": 9}, {"server_no_context_takeover": True}),
+    ({}, {"server_max_window_bits": 8}),
+    ({}, {"client_max_window_bits": 12, "client_no_context_takeover": True}),
+]
+
+
+@pytest.mark.parametrize(("client_pmd", "server_pmd"), DEFLATE_SETTINGS)
+def test_7692_round_trip_each_parameter_set(client_pmd: dict, server_pmd: dict) -> None:
+    client, srv = deflate_pair(client_pmd, server_pmd)
+    assert client.extensions and srv.extensions
+    messages = ["hello " * 100, b"\x00" * 5000, "tiny", "caf\u00e9 " * 300, b"", "x" * 70000]
+    for _ in range(3):  # several rounds exercise context takeover
+        for message in messages:
+            client.send_message(message)
+            srv.send_message(message)
+        got_server = pump(client, srv)
+        got_client = pump(srv, client)
+        expected = [TextMessage(m) if isinstance(m, str) else BinaryMessage(m) for m in messages]
+        assert got_server == expected
+        assert got_client == expected
+
+
+def test_7692_compressed_messages_set_rsv1_on_first_frame_only() -> None:
+    _client, srv = deflate_pair({}, {}, fragment_size=20)
+    srv.send_text("compress me " * 50)
+    frames = FrameDecoder("client", None, allow_rsv1=True).feed(srv.data_to_send())
+    assert len(frames) > 1
+    assert frames[0].rsv1 and not any(f.rsv1 for f in frames[1:])
+    assert not frames[-1].payload.endswith(b"\x00\x00\xff\xff")
+
+
+def test_7692_compress_false_sends_plain() -> None:
+    _client, srv = deflate_pair({}, {})
+    srv.send_message("plain " * 100, compress=False)
+    (frame,) = FrameDecoder("client", None, allow_rsv1=True).feed(srv.data_to_send())
+    assert not frame.rsv1 and frame.payload == b"plain " * 100
+
+
+def test_7692_decompression_bomb_is_refused_while_inflating() -> None:
+    _client, srv = deflate_pair({}, {}, max_message_size=100_000)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = compressor.compress(b"\x00" * 50_000_000) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert len(bomb) < 100_000
+    events = srv.receive_data(client_frame(2, bomb[:-4], rsv1=True))
+    assert isinstance(events[0], ProtocolViolation) and events[0].code == 1009
+    assert sent_close_code(srv) == 1009
+
+
+@pytest.mark.parametrize("opcode", [0, 9])
+def test_7692_rsv1_on_continuation_or_control_is_an_error(opcode: int) -> None:
+    _client, srv = deflate_pair({}, {})
+    prefix = client_frame(1, b"a", fin=False) if opcode == 0 else b""
+    events = srv.receive_data(prefix + client_frame(opcode, b"b", rsv1=True))
+    assert isinstance(events[0], ProtocolViolation) and events[0].code == 1002
+
+
+def test_7692_no_compression_when_the_server_declines() -> None:
+    client, srv = pair({"extensions": [ClientPerMessageDeflate()]}, {"extensions": ()})
+    assert client.extensions == [] and srv.extensions == []
+    srv.send_text("a" * 1000)
+    (frame,) = FrameDecoder("client", None).feed(srv.data_to_send())
+    assert not frame.rsv1
+
+
+# --------------------------------------------------------------------------- properties
+
+
+message_strategy = st.one_of(st.text(max_size=300), st.binary(max_size=300))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    messages=st.lists(message_strategy, max_size=20),
+    fragment_size=st.one_of(st.none(), st.integers(1, 64)),
+    deflate=st.booleans(),
+    no_context=st.booleans(),
+    chunk=st.integers(1, 500),
+)
+def test_random_message_sequences_arrive_intact_and_in_order(
+    messages: list, fragment_size: int | None, deflate: bool, no_context: bool, chunk: int
+) -> None:
+    extensions_c = [ClientPerMessageDeflate(client_no_context_takeover=no_context)] if deflate else []
+    extensions_s = [ServerPerMessageDeflate(server_no_context_takeover=no_context)] if deflate else []
+    client, srv = pair(
+        {"extensions": extensions_c, "fragment_size": fragment_size},
+        {"extensions": extensions_s, "fragment_size": fragment_size},
+    )
+    for sender, receiver in ((client, srv), (srv, client)):
+        for message in messages:
+            sender.send_message(message)
+        data = sender.data_to_send()
+        events = []
+        for i in range(0, len(data), chunk):
+            events.extend(receiver.receive_data(data[i : i + chunk]))
+        assert events == [TextMessage(m) if isinstance(m, str) else BinaryMessage(m) for m in messages]
