@@ -1,0 +1,439 @@
+"""Echo round trips: wscodec's asyncio server against websockets, aiohttp and picows.
+
+    python bench/bench_echo.py [--quick] [--duration S] [--servers a,b] [--inflight 1,64] [--sizes 16,1024,65536]
+
+Each server runs in its own process (``echo_servers.py``), compression off. One client, the same for every
+server, runs in this process: by default ``raw``, an asyncio Protocol that writes pre-built masked frames
+(one write refills the window for all the echoes of one read) and parses the echoes with
+``wscodec.FrameDecoder("client")``; it drives picows' own server ~40% faster than picows' client does, so
+the server is what gets measured. ``--client picows`` uses picows' client instead (one send per echo).
+For every cell (messages kept in flight x message size) the client keeps that many binary messages
+outstanding on one connection for a bounded time, after a short warm-up, and reports round trips per
+second and p50/p99 latency (send to echo).
+
+The table ends with ``ours / peer`` throughput ratios and the issue's targets at 64 in flight, 16 B:
+at least 2x websockets and 1.0x picows (PASS/FAIL). ``--check`` makes a FAIL the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import contextlib
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SRC = os.path.join(ROOT, "src")
+
+OURS = "wscodec"
+ALL_SERVERS = ("wscodec", "websockets", "aiohttp", "picows")
+TARGETS = {"websockets": 2.0, "picows": 1.0}  # ours / peer, at 64 in flight, 16 B
+TARGET_CELL = (64, 16)
+
+
+@dataclass
+class Cell:
+    server: str
+    inflight: int
+    size: int
+    round_trips: int
+    seconds: float
+    rate: float
+    p50_us: float
+    p99_us: float
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class ServerProcess:
+    """One echo server in its own process; ``port`` once it has said it is listening."""
+
+    def __init__(self, name: str, *, cpu: int | None = None, startup_timeout: float = 30.0) -> None:
+        self.name = name
+        env = dict(os.environ)
+        env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "echo_servers.py"), name, "--port", "0", "--lifetime", "900"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(self.proc.pid, {cpu})
+        self.port = self._wait_listening(startup_timeout)
+
+    def _wait_listening(self, timeout: float) -> int:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        buf = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not sel.select(max(0.0, deadline - time.monotonic())):
+                    continue
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                if b"\n" in buf:
+                    line = buf.split(b"\n", 1)[0].decode()
+                    if line.startswith("listening on "):
+                        return int(line.rsplit(" ", 1)[1])
+        self.stop()
+        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        raise RuntimeError(f"{self.name} echo server did not start: {buf.decode(errors='replace')}{err[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+# --------------------------------------------------------------------------- clients
+
+
+class _Meter:
+    """Keeps ``inflight`` messages outstanding; records latencies of those sent after the warm-up."""
+
+    def __init__(self, send: Any, inflight: int, warmup: float, duration: float) -> None:
+        self.send = send
+        self.inflight = inflight
+        self.warmup = warmup
+        self.duration = duration
+        self.sent: collections.deque[int] = collections.deque()
+        self.latencies: list[int] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.measure_from = 0
+        self.stop_at = 0
+        self.last_recv = 0
+
+    def start(self) -> None:
+        now = time.perf_counter_ns()
+        self.measure_from = now + int(self.warmup * 1e9)
+        self.stop_at = self.measure_from + int(self.duration * 1e9)
+        for _ in range(self.inflight):
+            self.sent.append(time.perf_counter_ns())
+            self.send()
+
+    def echoed(self) -> None:
+        now = time.perf_counter_ns()
+        sent = self.sent.popleft()
+        if sent >= self.measure_from:
+            self.latencies.append(now - sent)
+            self.last_recv = now
+        if now < self.stop_at:
+            self.sent.append(now)
+            self.send()
+        elif not self.sent and not self.done.done():
+            self.done.set_result(None)
+
+    def echoed_many(self, count: int, send_many: Any) -> None:
+        """``count`` echoes arrived in one read: record them, then refill the window with one write."""
+        now = time.perf_counter_ns()
+        popleft = self.sent.popleft
+        measure_from = self.measure_from
+        append = self.latencies.append
+        for _ in range(count):
+            sent = popleft()
+            if sent >= measure_from:
+                append(now - sent)
+                self.last_recv = now
+        if now < self.stop_at:
+            self.sent.extend([now] * count)
+            send_many(count)
+        elif not self.sent and not self.done.done():
+            self.done.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+async def _run_picows(port: int, payload: bytes, inflight: int, warmup: float, duration: float) -> _Meter:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+    meter_box: list[_Meter] = []
+
+    class Client(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type in (WSMsgType.BINARY, WSMsgType.CONTINUATION):
+                if frame.fin:
+                    meter_box[0].echoed()
+            elif frame.msg_type == WSMsgType.CLOSE:
+                meter_box[0].fail(ConnectionError(f"server closed: {frame.get_close_code()}"))
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            if meter_box:
+                meter_box[0].fail(ConnectionError("disconnected"))
+
+    transport, _listener = await ws_connect(Client, f"ws://127.0.0.1:{port}/", max_frame_size=16 * 2**20)
+    binary = WSMsgType.BINARY
+    meter = _Meter(lambda: transport.send(binary, payload), inflight, warmup, duration)
+    meter_box.append(meter)
+    try:
+        meter.start()
+        await asyncio.wait_for(meter.done, warmup + duration + 30)
+    finally:
+        transport.send_close(1000)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(transport.wait_disconnected(), 2)
+        transport.disconnect()
+    return meter
+
+
+class _RawClient(asyncio.Protocol):
+    """A minimal client: one handshake, then pre-built masked frames out, ``FrameDecoder`` in."""
+
+    def __init__(self) -> None:
+        from wscodec import FrameDecoder
+
+        self.decoder = FrameDecoder("client", 2**31)
+        self.handshake_buf = b""
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.meter: _Meter | None = None
+        self.frame = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(  # type: ignore[attr-defined]
+            (
+                "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if not self.opened.done():
+            self.handshake_buf += data
+            head, sep, rest = self.handshake_buf.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.opened.set_exception(ConnectionError(head.decode(errors="replace")))
+                return
+            self.opened.set_result(None)
+            data = rest
+            if not data:
+                return
+        meter = self.meter
+        echoes = 0
+        for frame in self.decoder.feed(data):
+            if frame.opcode in (1, 2, 0):
+                echoes += frame.fin
+            elif frame.opcode == 8 and meter is not None:
+                meter.fail(ConnectionError("server closed"))
+        if echoes and meter is not None:
+            meter.echoed_many(echoes, self.send_many)
+
+    def send_many(self, count: int) -> None:
+        assert self.transport is not None
+        self.transport.write(self.frame * count if count > 1 else self.frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed during handshake"))
+        if self.meter is not None:
+            self.meter.fail(exc or ConnectionError("disconnected"))
+
+
+async def _run_raw(port: int, payload: bytes, inflight: int, warmup: float, duration: float) -> _Meter:
+    from wscodec import encode_frame
+
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_connection(_RawClient, "127.0.0.1", port)
+    try:
+        await asyncio.wait_for(client.opened, 10)
+        client.frame = encode_frame(2, payload, mask=os.urandom(4))
+        meter = _Meter(lambda: client.send_many(1), inflight, warmup, duration)
+        client.meter = meter
+        meter.start()
+        await asyncio.wait_for(meter.done, warmup + duration + 30)
+        transport.write(encode_frame(8, b"\x03\xe8", mask=os.urandom(4)))
+        await asyncio.sleep(0.05)
+    finally:
+        transport.close()
+    return meter
+
+
+CLIENTS = {"picows": _run_picows, "raw": _run_raw}
+
+
+def _percentile(sorted_ns: list[int], q: float) -> float:
+    if not sorted_ns:
+        return float("nan")
+    index = min(len(sorted_ns) - 1, int(q * len(sorted_ns)))
+    return sorted_ns[index] / 1000.0
+
+
+async def measure(
+    client: str, server: str, port: int, inflight: int, size: int, warmup: float, duration: float
+) -> Cell:
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    meter = await CLIENTS[client](port, payload, inflight, warmup, duration)
+    lat = sorted(meter.latencies)
+    seconds = max(1e-9, (meter.last_recv - meter.measure_from) / 1e9)
+    return Cell(
+        server=server,
+        inflight=inflight,
+        size=size,
+        round_trips=len(lat),
+        seconds=round(seconds, 3),
+        rate=len(lat) / seconds,
+        p50_us=_percentile(lat, 0.50),
+        p99_us=_percentile(lat, 0.99),
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _size_label(size: int) -> str:
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size // 1024} KiB"
+    return f"{size} B"
+
+
+def format_table(cells: list[Cell]) -> str:
+    ours = {(c.inflight, c.size): c for c in cells if c.server == OURS}
+    lines = [
+        f"{'in flight':>9}  {'size':>7}  {'server':<11} {'round trips/s':>13}  {'p50 us':>9}  {'p99 us':>9}  "
+        f"{'ours/this':>9}",
+    ]
+    lines.append("-" * len(lines[0]))
+    for c in cells:
+        base = ours.get((c.inflight, c.size))
+        ratio = f"{base.rate / c.rate:9.2f}" if base is not None and c.rate > 0 else f"{'-':>9}"
+        lines.append(
+            f"{c.inflight:>9}  {_size_label(c.size):>7}  {c.server:<11} {c.rate:>13,.0f}  "
+            f"{c.p50_us:>9.1f}  {c.p99_us:>9.1f}  {ratio}"
+        )
+    return "\n".join(lines)
+
+
+def check_targets(cells: list[Cell]) -> tuple[list[str], bool]:
+    by = {(c.server, c.inflight, c.size): c for c in cells}
+    inflight, size = TARGET_CELL
+    ours = by.get((OURS, inflight, size))
+    lines: list[str] = []
+    ok = True
+    for peer, target in TARGETS.items():
+        other = by.get((peer, inflight, size))
+        if ours is None or other is None or other.rate <= 0:
+            lines.append(f"target ours/{peer} >= {target:.1f}x at {inflight} in flight, {size} B: not measured")
+            continue
+        ratio = ours.rate / other.rate
+        verdict = "PASS" if ratio >= target else "FAIL"
+        ok = ok and ratio >= target
+        lines.append(f"target ours/{peer} >= {target:.1f}x at {inflight} in flight, {size} B: {ratio:.2f}x {verdict}")
+    return lines, ok
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+async def _run_all(args: argparse.Namespace) -> list[Cell]:
+    cells: list[Cell] = []
+    for name in args.servers:
+        server = ServerProcess(name, cpu=args.server_cpu)
+        try:
+            for inflight in args.inflight:
+                for size in args.sizes:
+                    cell = await measure(args.client, name, server.port, inflight, size, args.warmup, args.duration)
+                    cells.append(cell)
+                    if args.verbose:
+                        print(f"  {name:<11} {inflight:>3} x {_size_label(size):>7}: {cell.rate:,.0f}/s", flush=True)
+        finally:
+            server.stop()
+    # Group the table by cell so that ratios sit next to each other.
+    order = {name: i for i, name in enumerate(args.servers)}
+    cells.sort(key=lambda c: (args.inflight.index(c.inflight), args.sizes.index(c.size), order[c.server]))
+    return cells
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="0.5 s per cell instead of 2 s")
+    parser.add_argument("--duration", type=float, default=None, help="seconds measured per cell")
+    parser.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell")
+    parser.add_argument(
+        "--servers", default=",".join(ALL_SERVERS), help="comma-separated, from " + ",".join(ALL_SERVERS)
+    )
+    parser.add_argument("--inflight", default="1,64", help="messages kept in flight, comma-separated")
+    parser.add_argument("--sizes", default="16,1024,65536", help="message sizes in bytes, comma-separated")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="raw")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin client and server to separate CPUs")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target FAILs")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    args.duration = args.duration if args.duration is not None else (0.5 if args.quick else 2.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.1 if args.quick else 0.3)
+    if not 0 < args.duration <= 60 or not 0 <= args.warmup <= 10:
+        parser.error("--duration must be in (0, 60] and --warmup in [0, 10]")
+    args.servers = [s for s in args.servers.split(",") if s]
+    unknown = set(args.servers) - set(ALL_SERVERS)
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    if OURS in args.servers:  # ours first, so its row leads each group
+        args.servers.remove(OURS)
+        args.servers.insert(0, OURS)
+    args.inflight = _ints(args.inflight)
+    args.sizes = _ints(args.sizes)
+    if args.client == "raw" and SRC not in sys.path:
+        sys.path.insert(0, SRC)
+
+    args.server_cpu = None
+    if not args.no_pin and hasattr(os, "sched_getaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) >= 2:
+            os.sched_setaffinity(0, {cpus[0]})
+            args.server_cpu = cpus[1]
+
+    started = time.monotonic()
+    print(
+        f"echo benchmark: client={args.client}, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
+        f"binary messages, compression off, python {sys.version.split()[0]}",
+        flush=True,
+    )
+    cells = asyncio.run(_run_all(args))
+    print(format_table(cells))
+    target_lines, ok = check_targets(cells)
+    for line in target_lines:
+        print(line)
+    print(f"({time.monotonic() - started:.1f} s)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {"client": args.client, "duration": args.duration, "cells": [asdict(c) for c in cells]}, fh, indent=2
+            )
+    return 1 if args.check and not ok else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

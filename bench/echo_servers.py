@@ -1,0 +1,155 @@
+"""Echo servers for ``bench_echo.py``: one per implementation, each run as its own process.
+
+    python bench/echo_servers.py NAME [--host 127.0.0.1] [--port 0]
+
+NAME is one of ``wscodec``, ``websockets``, ``aiohttp``, ``picows``. Every server echoes text as text and
+binary as binary, with compression off and a message limit above the largest benchmark message, on the
+default asyncio event loop. Once bound it prints ``listening on PORT`` (flushed) and serves until SIGTERM,
+SIGINT or a bounded ``--lifetime`` (seconds, default 600) runs out, so a lost server never lingers.
+
+Each server is written the way that library's documentation shows an echo server, so the benchmark
+compares what a user of each library gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+MAX_SIZE = 16 * 2**20
+
+_Starter = Callable[[str, int], Awaitable[tuple[int, Callable[[], Awaitable[None]]]]]
+
+
+def _bound_port(server: asyncio.AbstractServer) -> int:
+    sockets = getattr(server, "sockets", None) or ()
+    for sock in sockets:
+        return int(sock.getsockname()[1])
+    raise RuntimeError("server has no bound socket")
+
+
+async def start_wscodec(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    # Make the in-tree package importable when run from a checkout without installing it.
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    if os.path.isdir(src) and src not in sys.path:
+        sys.path.insert(0, src)
+    from wscodec.asyncio import serve
+
+    async def echo(ws):  # type: ignore[no-untyped-def]
+        async for message in ws:
+            await ws.send(message)
+
+    server = await serve(echo, host, port, compression=None, max_size=MAX_SIZE, ping_interval=None)
+    bound = getattr(server, "port", None) or _bound_port(server)
+
+    async def stop() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return int(bound), stop
+
+
+async def start_websockets(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    from websockets.asyncio.server import serve
+
+    async def echo(ws):  # type: ignore[no-untyped-def]
+        async for message in ws:
+            await ws.send(message)
+
+    server = await serve(echo, host, port, compression=None, max_size=MAX_SIZE, ping_interval=None)
+
+    async def stop() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return _bound_port(server.server), stop
+
+
+async def start_aiohttp(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    from aiohttp import WSMsgType, web
+
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_SIZE, autoping=True)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", echo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server  # the asyncio server, to learn the port chosen for port 0
+    assert server is not None
+
+    async def stop() -> None:
+        await runner.cleanup()
+
+    return _bound_port(server), stop  # type: ignore[arg-type]
+
+
+async def start_picows(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+    class Echo(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            # The benchmark client sends unfragmented messages, so one frame is one message.
+            if frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+            elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                transport.send(frame.msg_type, frame.get_payload_as_memoryview())
+
+    server = await ws_create_server(lambda _request: Echo(), host, port, max_frame_size=MAX_SIZE)
+
+    async def stop() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return _bound_port(server), stop
+
+
+SERVERS: dict[str, _Starter] = {
+    "wscodec": start_wscodec,
+    "websockets": start_websockets,
+    "aiohttp": start_aiohttp,
+    "picows": start_picows,
+}
+
+
+async def _run(name: str, host: str, port: int, lifetime: float) -> None:
+    bound, stop = await SERVERS[name](host, port)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, done.set)
+    print(f"listening on {bound}", flush=True)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(done.wait(), lifetime)
+    await asyncio.wait_for(stop(), 5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(SERVERS))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--lifetime", type=float, default=600.0, help="exit after this many seconds")
+    args = parser.parse_args(argv)
+    asyncio.run(_run(args.name, args.host, args.port, args.lifetime))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
