@@ -1,0 +1,582 @@
+"""A drop-in WebSocket protocol for uvicorn, on top of the sans-I/O :class:`~wscodec.connection.Connection`.
+
+Run any ASGI application (FastAPI, Starlette, ...) with::
+
+    uvicorn app:app --ws wscodec.asgi:UvicornWebSocketProtocol
+
+uvicorn's HTTP protocol hands the upgraded connection over by calling ``connection_made(transport)`` then
+``data_received(request_bytes)``; from there this class speaks the ASGI WebSocket spec (2.4, with the
+``websocket.http.response`` extension) and honours uvicorn's ``ws_*`` settings. It only moves bytes and
+wakes waiters: every RFC 6455 rule lives in :class:`~wscodec.connection.Connection`.
+
+Where it differs from uvicorn's own implementations, on purpose:
+
+* an application that raises after ``websocket.accept`` closes the connection with 1011 (uvicorn drops
+  the TCP connection, the client sees 1006); one that returns without ``websocket.close`` closes with 1000;
+* a client that vanishes gives the application ``websocket.disconnect`` with 1006, not 1005;
+* on shutdown the 1012 Close handshake is completed (bounded by :attr:`shutdown_timeout`) before the TCP
+  connection is closed, instead of closing the socket right behind the Close frame;
+* ``receive()`` after the disconnect returns the disconnect again instead of blocking forever;
+* reading pauses only once ``ws_max_queue`` messages wait for the application (not after every message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from uvicorn.protocols.utils import (
+    ClientDisconnected,
+    get_client_addr,
+    get_local_addr,
+    get_path_with_query_string,
+    get_remote_addr,
+    is_ssl,
+)
+
+from .connection import CLOSED, CONNECTING, OPEN, Connection
+from .errors import ConnectionClosed
+from .events import (
+    BinaryMessage,
+    Closed,
+    CloseReceived,
+    Event,
+    Ping,
+    Pong,
+    ProtocolViolation,
+    Request,
+    TextMessage,
+)
+from .extensions import ServerPerMessageDeflate
+
+if TYPE_CHECKING:
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+__all__ = ["UvicornWebSocketProtocol"]
+
+Message = dict[str, Any]
+
+# Bytes a client may pipeline behind its upgrade request while the application decides; beyond this
+# reading pauses until the handshake is over.
+_MAX_EARLY_DATA = 1 << 16
+
+# Outgoing bytes held back to coalesce writes (see send()) before they are written at once.
+_FLUSH_AT = 1 << 16
+
+_logger = logging.getLogger("uvicorn.error")
+
+
+class UvicornWebSocketProtocol(asyncio.Protocol):
+    """uvicorn's ``--ws`` protocol class: one instance per upgraded connection, driving one ``Connection``."""
+
+    #: Seconds to wait for the peer's Close after ours before dropping the connection.
+    close_timeout: float = 10.0
+    #: The same bound while the server shuts down.
+    shutdown_timeout: float = 5.0
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app: Any = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.logger = _logger
+        self.root_path: str = config.root_path
+        self.asgi_version: str = config.asgi_version
+        self.app_state = app_state
+
+        # Shared server state
+        self.connections: set[Any] = server_state.connections
+        self.tasks: set[asyncio.Task[None]] = server_state.tasks
+        self.default_headers: list[tuple[bytes, bytes]] = server_state.default_headers
+
+        # Connection state
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.server: tuple[str, int | None] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "ws"
+        self.scope: dict[str, Any] = {}
+        self.conn = Connection(
+            "server",
+            extensions=[ServerPerMessageDeflate()] if config.ws_per_message_deflate else (),
+            max_message_size=config.ws_max_size,
+        )
+
+        # ASGI state
+        self.handshake_complete = False  # accepted or answered with an HTTP response
+        self.close_sent = False  # the application sent websocket.close (or its HTTP response)
+        self.disconnected = False  # the transport is gone
+        self._response: tuple[int, list[tuple[str, str]]] | None = None  # websocket.http.response.start
+        self._response_body: list[bytes] = []
+        self._early_bytes = 0
+
+        # Messages for the application and the flow control around them
+        self._queue: deque[Message] = deque()
+        self._final: Message | None = None  # the websocket.disconnect, once there is one
+        self._waiters: list[asyncio.Future[None]] = []
+        self.max_queue = max(1, int(config.ws_max_queue or 1))
+        self._resume_at = self.max_queue // 2
+        self.read_paused = False
+        self._writable = True
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._flush_scheduled = False
+        self._unflushed = 0
+
+        # Keepalive
+        self.ping_interval: float | None = config.ws_ping_interval
+        self.ping_timeout: float | None = config.ws_ping_timeout
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._pong_timer: asyncio.TimerHandle | None = None
+        self._ping_payload: bytes | None = None
+        self._ping_sent_at = 0.0
+        self.last_ping_rtt = 0.0
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.connections.add(self)
+        self.transport = transport
+        self.server = get_local_addr(transport)
+        self.client = get_remote_addr(transport)
+        self.scheme = "wss" if is_ssl(transport) else "ws"
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        if conn.state is CONNECTING and conn.request is not None:
+            # The application is deciding; the connection keeps what arrives for after the upgrade.
+            self._early_bytes += len(data)
+            if self._early_bytes > _MAX_EARLY_DATA:
+                self._pause_reading()
+        events = conn.receive_data(data)
+        if events:
+            self._handle_events(events)
+        self._flush()
+        if conn.state is CLOSED:
+            self._close_transport()
+
+    def eof_received(self) -> bool | None:
+        return None  # let the transport close; connection_lost() reports the 1006
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.disconnected = True
+        self.stop_keepalive()
+        self._cancel_close_timer()
+        self.connections.discard(self)
+        conn = self.conn
+        if conn.state is not CONNECTING and conn.state is not CLOSED:
+            conn.receive_data(b"")  # the abnormal closure: CLOSED, code 1006
+        self._disconnect(1006, "")
+        self._wake(self._drain_waiters)  # asyncio never resumes writing on a lost transport
+
+    def pause_writing(self) -> None:
+        self._writable = False
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        self._wake(self._drain_waiters)
+
+    def shutdown(self) -> None:
+        """Called by uvicorn on shutdown: close with 1012 and wait (bounded) for the peer's Close."""
+        self.stop_keepalive()
+        if self.disconnected:
+            return
+        conn = self.conn
+        if conn.state is CONNECTING:
+            if conn.request is not None:
+                self._send_500_response()
+            self._close_transport()
+        elif conn.state is OPEN:
+            self._disconnect(1012, "")
+            conn.close(1012)
+            self._flush()
+            self._resume_reading()
+            self._arm_close_timer(self.shutdown_timeout)
+        elif conn.state is CLOSED:
+            self._close_transport()
+        else:  # CLOSING: our Close is out, keep waiting for the answer but no longer than the shutdown bound
+            timer = self._close_timer
+            if timer is None or timer.when() - self.loop.time() > self.shutdown_timeout:
+                self._arm_close_timer(self.shutdown_timeout)
+
+    # ------------------------------------------------------------------ incoming events
+
+    def _handle_events(self, events: list[Event]) -> None:
+        queue = self._queue
+        before = len(queue)
+        for event in events:
+            cls = type(event)
+            if cls is TextMessage:
+                if self._final is None:  # after the disconnect, messages are dropped
+                    queue.append({"type": "websocket.receive", "text": event.data})  # type: ignore[union-attr]
+            elif cls is BinaryMessage:
+                if self._final is None:
+                    queue.append({"type": "websocket.receive", "bytes": event.data})  # type: ignore[union-attr]
+            elif cls is Request:
+                self._start_app(event)  # type: ignore[arg-type]
+            elif cls is CloseReceived or cls is ProtocolViolation:
+                # The peer's Close (code and reason), or the code we fail the connection with.
+                self._disconnect(event.code, event.reason)  # type: ignore[union-attr]
+                if cls is ProtocolViolation:
+                    self.logger.info("%s - WebSocket protocol error: %s", self._client_str(), event.reason)  # type: ignore[union-attr]
+            elif cls is Pong:
+                self._handle_pong(event.payload)  # type: ignore[union-attr]
+            elif cls is Ping or cls is Closed:
+                pass  # the pong is already queued; CLOSED is acted on by the caller
+        if len(queue) != before:
+            if self._waiters:
+                self._wake(self._waiters)
+            if len(queue) >= self.max_queue:
+                self._pause_reading()
+
+    def _start_app(self, request: Request) -> None:
+        raw_path, _, query_string = request.path.partition("?")
+        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in request.headers]
+        subprotocols: list[str] = []
+        for name, value in request.headers:
+            if name.lower() == "sec-websocket-protocol":
+                subprotocols.extend(token.strip() for token in value.split(",") if token.strip())
+        root_path = self.root_path
+        self.scope = {
+            "type": "websocket",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": self.scheme,
+            "server": self.server,
+            "client": self.client,
+            "root_path": root_path,
+            "path": root_path + unquote(raw_path),
+            "raw_path": root_path.encode("latin-1") + raw_path.encode("latin-1"),
+            "query_string": query_string.encode("latin-1"),
+            "headers": headers,
+            "subprotocols": subprotocols,
+            "state": self.app_state.copy(),
+            "extensions": {"websocket.http.response": {}},
+        }
+        self._queue.append({"type": "websocket.connect"})
+        task = self.loop.create_task(self.run_asgi())
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    # ------------------------------------------------------------------ the application
+
+    async def run_asgi(self) -> None:
+        failed = False
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            failed = True
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        self._app_done(failed)
+
+    def _app_done(self, failed: bool) -> None:
+        if self.disconnected:
+            return
+        conn = self.conn
+        if conn.state is CONNECTING:
+            self._send_500_response()
+            self._close_transport()
+        elif conn.state is OPEN:
+            # Finish the closing handshake on the application's behalf: 1011 after an error, else 1000.
+            conn.close(1011 if failed else 1000)
+            self._flush()
+            self._resume_reading()
+            self._arm_close_timer(self.close_timeout)
+        elif conn.state is CLOSED:
+            self._close_transport()
+        elif self._close_timer is None:
+            self._arm_close_timer(self.close_timeout)
+
+    async def receive(self) -> Message:
+        """ASGI ``receive``: the next message, then ``websocket.disconnect`` (again on every later call)."""
+        queue = self._queue
+        while True:
+            if queue:
+                message = queue.popleft()
+                if self.read_paused and len(queue) <= self._resume_at:
+                    self._resume_reading()
+                return message
+            if self._final is not None:
+                return self._final
+            if self._flush_scheduled:  # about to wait: what was sent goes out now, not an iteration later
+                self._flush()
+            waiter = self.loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    self._waiters.remove(waiter)
+
+    async def send(self, message: Message) -> None:
+        """ASGI ``send``: waits while the transport's buffer is over its high-water mark."""
+        if not self._writable:
+            await self._wait_writable()
+        if self.disconnected:
+            raise ClientDisconnected()
+        kind = message["type"]
+        conn = self.conn
+
+        if self.handshake_complete and not self.close_sent:
+            if kind == "websocket.send":
+                data = message.get("bytes")
+                try:
+                    if data is not None:
+                        conn.send_binary(data)
+                    else:
+                        data = message.get("text")
+                        if data is None:  # neither: nothing to send, as in uvicorn
+                            return
+                        conn.send_text(data)
+                except ConnectionClosed:
+                    raise ClientDisconnected() from None
+                # Coalesce small messages: what the application sends in one step of its task goes out in
+                # one write (one syscall) at the end of the step; a large backlog goes out at once.
+                self._unflushed += len(data)
+                if self._unflushed >= _FLUSH_AT:
+                    self._flush()
+                elif not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self.loop.call_soon(self._flush)
+            elif kind == "websocket.close":
+                code = message.get("code")
+                code = 1000 if code is None else code
+                reason = message.get("reason") or ""
+                conn.close(code, reason)  # ValueError for a code or reason that may not go on the wire
+                self.close_sent = True
+                self._disconnect(code, reason)
+                self._flush()
+                if conn.state is CLOSED:
+                    self._close_transport()
+                else:
+                    self._resume_reading()
+                    self._arm_close_timer(self.close_timeout)
+            else:
+                raise RuntimeError(f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{kind}'.")
+        elif not self.handshake_complete:
+            if self._response is not None:
+                if kind != "websocket.http.response.body":
+                    raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body' but got '{kind}'.")
+                self._response_body.append(bytes(message.get("body", b"")))
+                if not message.get("more_body", False):
+                    status, headers = self._response
+                    self._deny(status, headers, b"".join(self._response_body))
+            elif kind == "websocket.accept":
+                self._accept(message)
+            elif kind == "websocket.close":
+                self._log_access("403")
+                self._deny(403, [], b"")
+            elif kind == "websocket.http.response.start":
+                status = message["status"]
+                if not 100 <= status < 600:
+                    raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
+                self._log_access(str(status))
+                headers = [
+                    (bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in message.get("headers", ())
+                ]
+                self._response = (status, headers)
+            else:
+                raise RuntimeError(
+                    "Expected ASGI message 'websocket.accept', 'websocket.close' "
+                    f"or 'websocket.http.response.start' but got '{kind}'."
+                )
+        else:
+            raise RuntimeError(f"Unexpected ASGI message '{kind}', after sending 'websocket.close'.")
+
+    def _accept(self, message: Message) -> None:
+        self._log_access("[accepted]")
+        headers = [
+            (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+            for name, value in [*self.default_headers, *message.get("headers", ())]
+        ]
+        events = self.conn.accept(subprotocol=message.get("subprotocol"), extra_headers=headers)
+        self.handshake_complete = True
+        self._early_bytes = 0
+        if events:
+            self._handle_events(events)
+        self._flush()
+        if self.conn.state is CLOSED:
+            self._close_transport()
+            return
+        self.start_keepalive()
+        if self.read_paused and len(self._queue) < self.max_queue:
+            self._resume_reading()
+
+    def _deny(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+        """Answer the upgrade request with an HTTP response; the application then sees a 1006 disconnect."""
+        # The body goes out whole: its framing headers are the connection's business, not the app's.
+        headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding", "connection")]
+        names = {name.lower() for name, _ in headers}
+        extra = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in self.default_headers
+            if name.decode("latin-1").lower() not in names
+        ]
+        if "date" not in names and all(name.lower() != "date" for name, _ in extra):
+            extra.append(("Date", email.utils.formatdate(usegmt=True)))
+        if body and "content-type" not in names:
+            extra.append(("Content-Type", "text/plain; charset=utf-8"))
+        self.handshake_complete = True
+        self.close_sent = True
+        self._disconnect(1006, "")
+        self.conn.reject(status, [*headers, *extra], body)
+        self._flush()
+        self._close_transport()
+
+    def _send_500_response(self) -> None:
+        if self.conn.state is not CONNECTING or self.conn.request is None:
+            return
+        self.handshake_complete = True
+        self.close_sent = True
+        self._disconnect(1006, "")
+        self.conn.reject(500, [("Content-Type", "text/plain; charset=utf-8")], b"Internal Server Error")
+        self._flush()
+
+    # ------------------------------------------------------------------ keepalive
+
+    def start_keepalive(self) -> None:
+        if self.ping_interval is not None and self.ping_interval > 0:
+            self._schedule_ping()
+
+    def stop_keepalive(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+        if self._pong_timer is not None:
+            self._pong_timer.cancel()
+            self._pong_timer = None
+        self._ping_payload = None
+
+    def _schedule_ping(self) -> None:
+        assert self.ping_interval is not None
+        delay = max(0.0, self.ping_interval - self.last_ping_rtt)
+        self._ping_timer = self.loop.call_later(delay, self._send_keepalive_ping)
+
+    def _send_keepalive_ping(self) -> None:
+        self._ping_timer = None
+        if self.conn.state is not OPEN or self.transport.is_closing():
+            return
+        self._ping_payload = os.urandom(4)
+        self._ping_sent_at = self.loop.time()
+        self.conn.send_ping(self._ping_payload)
+        self._flush()
+        if self.ping_timeout is not None:
+            self._pong_timer = self.loop.call_later(self.ping_timeout, self._keepalive_timeout)
+        else:
+            self._schedule_ping()
+
+    def _handle_pong(self, payload: bytes) -> None:
+        if self._ping_payload is None or bytes(payload) != self._ping_payload:
+            return  # unsolicited or stale
+        self.last_ping_rtt = self.loop.time() - self._ping_sent_at
+        self._ping_payload = None
+        if self._pong_timer is not None:
+            self._pong_timer.cancel()
+            self._pong_timer = None
+            self._schedule_ping()
+
+    def _keepalive_timeout(self) -> None:
+        self._pong_timer = None
+        self._ping_payload = None
+        if self.conn.state is not OPEN or self.transport.is_closing():
+            return
+        reason = "keepalive ping timeout"
+        self.conn.fail(1011, reason)
+        self._disconnect(1011, reason)
+        self._flush()
+        self._close_transport()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _disconnect(self, code: int, reason: str) -> None:
+        """Give the application its (only) ``websocket.disconnect``; later calls keep the first one."""
+        if self._final is None:
+            self._final = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            self._wake(self._waiters)
+            self._resume_reading()  # nothing will be queued any more; keep reading for the Close
+
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        waiters.clear()
+
+    async def _wait_writable(self) -> None:
+        while not self._writable and not self.disconnected:
+            waiter = self.loop.create_future()
+            self._drain_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    self._drain_waiters.remove(waiter)
+
+    def _flush(self) -> None:
+        """Write everything the connection has queued, in order (messages, pongs, Close frames)."""
+        self._flush_scheduled = False
+        self._unflushed = 0
+        out = self.conn.data_to_send()
+        if out and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and not self.disconnected:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and not self.disconnected:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _arm_close_timer(self, delay: float) -> None:
+        self._cancel_close_timer()
+        self._close_timer = self.loop.call_later(delay, self._abort)
+
+    def _cancel_close_timer(self) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+
+    def _abort(self) -> None:
+        self._close_timer = None
+        self.transport.abort()
+
+    def _close_transport(self) -> None:
+        self._cancel_close_timer()
+        self.stop_keepalive()
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _client_str(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else ""
+
+    def _log_access(self, outcome: str) -> None:
+        self.logger.info(
+            '%s - "WebSocket %s" %s',
+            get_client_addr(self.scope),  # type: ignore[arg-type]
+            get_path_with_query_string(self.scope),  # type: ignore[arg-type]
+            outcome,
+        )
