@@ -2,10 +2,13 @@
 
 ``WSCODEC_BUILD_EXTENSION`` decides what a failed compile means:
 
-* unset (default): try to compile; if there is no compiler or no Cython, install the pure-Python backend
-  and say so once.
+* unset (default): try to compile; if there is no compiler, no Cython or no ``.pyx``, install the pure-Python
+  backend and say so in one line (pip shows build output only with ``-v``; the install succeeds either way).
 * ``yes``: the extension is required; a failed compile fails the install (what CI and wheel builds set).
 * ``no``: do not even try; pure Python only.
+
+The sdist ships ``_speedups.pyx``, not the generated C: Cython is a build requirement (``pyproject.toml``), never a
+runtime one, so every build regenerates the C from the one source of truth.
 """
 
 from __future__ import annotations
@@ -20,16 +23,43 @@ MODE = os.environ.get("WSCODEC_BUILD_EXTENSION", "").strip().lower()
 if MODE not in ("", "yes", "no"):
     sys.exit(f"WSCODEC_BUILD_EXTENSION must be 'yes', 'no' or unset, not {MODE!r}")
 
+PYX = os.path.join("src", "wscodec", "_speedups.pyx")
+PURE = "using the pure-Python backend"
+
+# setup.py runs several times per install (egg_info, dist_info, bdist_wheel); speak only in the run that builds.
+_BUILDING = any(
+    cmd in sys.argv for cmd in ("build", "build_ext", "bdist_wheel", "install", "develop", "editable_wheel")
+)
+
+
+def _say(message: str) -> None:
+    if _BUILDING:
+        print(f"wscodec: {message}", file=sys.stderr)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if len(first) > 160:
+        first = first[:157] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
 
 def _extensions() -> list[Extension]:
     if MODE == "no":
+        _say(f"WSCODEC_BUILD_EXTENSION=no; compiled kernels not built, {PURE}")
         return []
     try:
         from Cython.Build import cythonize
     except ImportError:
         if MODE == "yes":
             raise
-        print("wscodec: Cython is not available; installing the pure-Python backend", file=sys.stderr)
+        _say(f"Cython is not available; compiled kernels not built, {PURE}")
+        return []
+    if not os.path.exists(PYX):
+        if MODE == "yes":
+            sys.exit(f"wscodec: WSCODEC_BUILD_EXTENSION=yes but {PYX} is missing")
+        _say(f"{PYX} is missing; compiled kernels not built, {PURE}")
         return []
     if sys.platform == "win32":
         compile_args = ["/O2"]
@@ -37,22 +67,29 @@ def _extensions() -> list[Extension]:
         compile_args = ["-O3", "-fno-strict-aliasing"]
     ext = Extension(
         "wscodec._speedups",
-        sources=["src/wscodec/_speedups.pyx"],
+        sources=[PYX],
         include_dirs=["src/wscodec"],
         extra_compile_args=compile_args,
         optional=MODE != "yes",
     )
-    return cythonize(
-        [ext],
-        language_level=3,
-        compiler_directives={
-            "boundscheck": False,
-            "wraparound": False,
-            "cdivision": True,
-            "initializedcheck": False,
-            "embedsignature": True,
-        },
-    )
+    try:
+        return cythonize(
+            [ext],
+            language_level=3,
+            quiet=True,
+            compiler_directives={
+                "boundscheck": False,
+                "wraparound": False,
+                "cdivision": True,
+                "initializedcheck": False,
+                "embedsignature": True,
+            },
+        )
+    except Exception as exc:
+        if MODE == "yes":
+            raise
+        _say(f"Cython could not translate {PYX} ({_short(exc)}); {PURE}")
+        return []
 
 
 class BuildExt(build_ext):
@@ -64,7 +101,7 @@ class BuildExt(build_ext):
         except Exception as exc:
             if MODE == "yes":
                 raise
-            print(f"wscodec: compiled kernels not built ({exc}); using the pure-Python backend", file=sys.stderr)
+            _say(f"compiled kernels not built ({_short(exc)}); {PURE}")
 
     def build_extension(self, ext: Extension) -> None:
         try:
@@ -72,7 +109,7 @@ class BuildExt(build_ext):
         except Exception as exc:
             if MODE == "yes":
                 raise
-            print(f"wscodec: compiled kernels not built ({exc}); using the pure-Python backend", file=sys.stderr)
+            _say(f"compiled kernels not built, no working C compiler? ({_short(exc)}); {PURE}")
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})

