@@ -1,0 +1,139 @@
+"""A real browser against the wscodec server: headless Chromium runs the demo page's self-test.
+
+The server (in this process) serves ``_demo.html`` at ``/`` through ``process_request`` and echoes on the
+same port with subprotocol ``chat``. Chromium, driven by selenium and chromedriver, opens
+``/?selftest=1&protocol=chat&code=4000&reason=bye``; the page's script uses the browser WebSocket API
+(``new WebSocket``, ``binaryType``, ``onopen``/``onmessage``/``onclose``, ``send``, ``close``), checks the
+echoes and writes a JSON summary into ``<pre id="result">``. A machine without chromium fails here: CI
+installs it. If selenium cannot start a session, ``chromium --headless --dump-dom`` runs the same page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from importlib.resources import files
+from typing import Any
+
+import pytest
+
+from wscodec.asyncio import serve
+
+pytestmark = [pytest.mark.interop, pytest.mark.browser]
+
+CHROMIUM = os.environ.get("WSCODEC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = os.environ.get("WSCODEC_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--disable-extensions",
+)
+PAGE = files("wscodec").joinpath("_demo.html").read_bytes()
+
+
+def _run_selenium(url: str, profile: str) -> dict[str, Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    try:
+        driver.set_page_load_timeout(30)
+        driver.get(url)
+        WebDriverWait(driver, 30, poll_frequency=0.1).until(lambda d: d.title == "DONE")
+        text = driver.find_element(By.ID, "result").text
+    finally:
+        driver.quit()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def _run_dump_dom(url: str, profile: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    match = re.search(r'<pre id="result">(.*?)</pre>', out.stdout, re.S)
+    assert match and match.group(1), f"no result in the dumped page: {out.stderr[-2000:]}"
+    return json.loads(html.unescape(match.group(1)))  # type: ignore[no-any-return]
+
+
+def run_browser(url: str) -> tuple[dict[str, Any], str]:
+    """The page's self-test result, and which driver produced it."""
+    with tempfile.TemporaryDirectory(prefix="wscodec-chromium-") as profile:
+        try:
+            from selenium.common.exceptions import WebDriverException
+        except ImportError:  # pragma: no cover - selenium is in the test extra
+            return _run_dump_dom(url, profile), "dump-dom"
+        try:
+            return _run_selenium(url, profile), "selenium"
+        except WebDriverException as exc:
+            if "session not created" not in str(exc) and "unable to" not in str(exc).lower():
+                raise
+    with tempfile.TemporaryDirectory(prefix="wscodec-chromium-") as profile:
+        return _run_dump_dom(url, profile), "dump-dom"
+
+
+async def test_chromium_selftest_page() -> None:
+    assert os.path.exists(CHROMIUM), f"chromium is required for the browser interop test (looked at {CHROMIUM})"
+    assert os.path.exists(CHROMEDRIVER), f"chromedriver is required (looked at {CHROMEDRIVER})"
+    seen: list[dict[str, Any]] = []
+
+    def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        if "websocket" in (request.header("Upgrade") or "").lower():
+            return None
+        if request.path.split("?", 1)[0] == "/":
+            return 200, [("Content-Type", "text/html; charset=utf-8")], PAGE
+        return 404, [("Content-Type", "text/plain")], b"not found\n"
+
+    async def echo(ws: Any) -> None:
+        record: dict[str, Any] = {"protocol": ws.protocol, "messages": []}
+        seen.append(record)
+        async for message in ws:
+            record["messages"].append((type(message).__name__, len(message)))
+            await ws.send(message)
+        record["close"] = (ws.close_code, ws.close_reason)
+
+    async with serve(echo, "127.0.0.1", 0, subprotocols=("chat",), process_request=process_request) as server:
+        url = f"http://127.0.0.1:{server.port}/?selftest=1&protocol=chat&code=4000&reason=bye"
+        result, driver = await asyncio.wait_for(asyncio.to_thread(run_browser, url), 120)
+        for _ in range(100):  # the handler may finish just after the browser's close event
+            if seen and "close" in seen[-1]:
+                break
+            await asyncio.sleep(0.05)
+
+    assert result["errors"] == [], (driver, result)
+    assert result["opened"] is True
+    assert result["text_ok"] is True, result
+    assert result["binary_ok"] is True, result
+    assert result["large_ok"] is True, result
+    assert result["protocol"] == "chat"
+    assert "permessage-deflate" in result["extensions"]
+    assert result["readyStates"] == [0, 1, 2, 3]
+    assert result["close"] == {"code": 4000, "reason": "bye", "wasClean": True}
+
+    assert len(seen) == 1, seen
+    assert seen[0]["protocol"] == "chat"
+    kinds = [kind for kind, _ in seen[0]["messages"]]
+    assert kinds == ["str", "bytes", "str"], seen
+    assert [size for _, size in seen[0]["messages"][1:]] == [256, 65536]
+    assert seen[0]["close"] == (4000, "bye")

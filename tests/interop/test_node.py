@@ -1,0 +1,99 @@
+"""Node's built-in WebSocket client (undici) against the wscodec asyncio server, over loopback.
+
+``node_client.mjs`` runs two sessions and prints what it saw as JSON: text, a binary ArrayBuffer and a
+1 MiB binary message echoed; subprotocol and permessage-deflate negotiated; a close started by the client
+(4000 "client bye") and one started by the server (4001 "server bye"). A machine without node fails here:
+CI installs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wscodec.asyncio import serve
+
+pytestmark = pytest.mark.interop
+
+SCRIPT = Path(__file__).with_name("node_client.mjs")
+
+
+def _node() -> list[str]:
+    node = shutil.which("node")
+    assert node is not None, "node (20 or later) is required for the interop tests; install nodejs"
+    major = int(
+        subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout[1:].split(".")[0]
+    )
+    assert major >= 20, f"node {major} has no built-in WebSocket client; need 20 or later"
+    return [node, "--experimental-websocket"] if major < 22 else [node]
+
+
+async def test_node_client_against_our_server() -> None:
+    node = _node()
+    seen: list[dict[str, Any]] = []
+
+    async def handler(ws: Any) -> None:
+        record: dict[str, Any] = {"protocol": ws.protocol, "messages": 0}
+        seen.append(record)
+        async for message in ws:
+            record["messages"] += 1
+            if message == "please close":
+                await ws.close(4001, "server bye")
+                break
+            await ws.send(message)
+        record["close"] = (ws.close_code, ws.close_reason)
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=("superchat", "chat"), max_size=4 * 2**20) as server:
+        proc = await asyncio.create_subprocess_exec(
+            *node,
+            str(SCRIPT),
+            f"ws://127.0.0.1:{server.port}/",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        # Let the handlers see the end of their connections.
+        for _ in range(100):
+            if len(seen) == 2 and all("close" in r for r in seen):
+                break
+            await asyncio.sleep(0.05)
+
+    assert proc.returncode == 0, stderr.decode()
+    result = json.loads(stdout.decode().strip().splitlines()[-1])
+    client, server_closed = result["client"], result["server"]
+
+    # Session 1: the client offers chat and superchat; the server prefers superchat.
+    assert client["errors"] == [], client
+    assert client["opened"] is True
+    assert client["protocol"] == "superchat"
+    assert "permessage-deflate" in client["extensions"]
+    assert client["messages"] == [
+        {"kind": "string", "ok": True},
+        {"kind": "binary", "ok": True},
+        {"kind": "binary", "size": 2**20, "ok": True},
+    ]
+    assert client["close"] == {"code": 4000, "reason": "client bye", "wasClean": True}
+
+    # Session 2: the server closes.
+    assert server_closed["errors"] == [], server_closed
+    assert server_closed["protocol"] == "chat"
+    assert server_closed["close"] == {"code": 4001, "reason": "server bye", "wasClean": True}
+
+    # What the server saw.
+    assert len(seen) == 2, seen
+    assert seen[0]["protocol"] == "superchat"
+    assert seen[0]["messages"] == 3
+    assert seen[0]["close"] == (4000, "client bye")
+    assert seen[1]["protocol"] == "chat"
+    assert seen[1]["close"][0] == 4001  # our own close; the peer echoed it

@@ -1,0 +1,268 @@
+"""``python -m wscodec``: the serve and connect commands, run as real processes on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
+
+from wscodec.__main__ import main
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class CliServer:
+    """``python -m wscodec serve --port 0 ARGS`` until it prints its address."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wscodec", "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(),
+        )
+        self.url = self._wait_listening(20.0)
+        self.port = int(self.url.rsplit(":", 1)[1])
+        self.http = f"http://127.0.0.1:{self.port}"
+
+    def _wait_listening(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        buf = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline and b"\n" not in buf:
+                if sel.select(max(0.0, deadline - time.monotonic())):
+                    chunk = os.read(self.proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        break
+                    buf += chunk
+        line = buf.split(b"\n", 1)[0].decode()
+        if not line.startswith("listening on ws://"):
+            self.stop()
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            pytest.fail(f"server did not start: {buf!r}\n{err[-3000:]}")
+        return line.split(" ")[-1]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def cli_server(*args: str) -> Iterator[CliServer]:
+    server = CliServer(*args)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def echo_server() -> Iterator[CliServer]:
+    with cli_server("--subprotocol", "chat", "--subprotocol", "superchat") as server:
+        yield server
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def test_get_root_returns_demo_page(echo_server: CliServer) -> None:
+    with urllib.request.urlopen(echo_server.http + "/", timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/html")
+        body = response.read().decode()
+    assert "<html" in body
+    assert "new WebSocket(" in body
+    assert 'binaryType = "arraybuffer"' in body
+    assert 'id="result"' in body
+
+
+def test_get_unknown_path_is_404(echo_server: CliServer) -> None:
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(echo_server.http + "/nope", timeout=10)
+    assert info.value.code == 404
+    info.value.close()
+
+
+async def test_echo_with_our_client(echo_server: CliServer) -> None:
+    from wscodec.asyncio import connect
+
+    async with connect(echo_server.url + "/", open_timeout=10) as ws:
+        await ws.send("hello ✓")
+        assert await ws.recv() == "hello ✓"
+        await ws.send(b"\x00\x01\xff")
+        assert await ws.recv() == b"\x00\x01\xff"
+        big = "x" * 100_000
+        await ws.send(big)
+        assert await ws.recv() == big
+        assert ws.protocol in (None, "")  # nothing offered, nothing chosen
+        assert "permessage-deflate" in str(ws.extensions)
+
+
+def test_echo_with_websockets_client(echo_server: CliServer) -> None:
+    with ws_connect(echo_server.url, open_timeout=10) as ws:
+        ws.send("bonjour")
+        assert ws.recv(timeout=10) == "bonjour"
+        ws.send(b"\xde\xad\xbe\xef")
+        assert ws.recv(timeout=10) == b"\xde\xad\xbe\xef"
+        assert "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+
+
+def test_subprotocol_negotiated(echo_server: CliServer) -> None:
+    with ws_connect(echo_server.url, subprotocols=["superchat"], open_timeout=10) as ws:
+        assert ws.subprotocol == "superchat"
+    with ws_connect(echo_server.url, subprotocols=["other", "chat"], open_timeout=10) as ws:
+        assert ws.subprotocol == "chat"
+
+
+def test_chat_broadcasts_to_every_client() -> None:
+    with (
+        cli_server("--chat") as server,
+        ws_connect(server.url, open_timeout=10) as alice,
+        ws_connect(server.url, open_timeout=10) as bob,
+    ):
+        alice.send("hi from alice")
+        bob.send(b"\x01\x02")
+        assert _drain_until(alice, {"hi from alice", b"\x01\x02"})
+        assert _drain_until(bob, {"hi from alice", b"\x01\x02"})
+
+
+def _drain_until(ws: object, expected: set[object]) -> bool:
+    deadline = time.monotonic() + 10
+    missing = set(expected)
+    while missing and time.monotonic() < deadline:
+        message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))  # type: ignore[attr-defined]
+        missing.discard(message)
+    return not missing
+
+
+def test_max_size_enforced_with_1009() -> None:
+    with cli_server("--max-size", "1000") as server, ws_connect(server.url, open_timeout=10, max_size=None) as ws:
+        ws.send(b"x" * 1000)
+        assert ws.recv(timeout=10) == b"x" * 1000
+        ws.send(b"x" * 1001)
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1009
+
+
+def test_max_size_zero_means_unlimited() -> None:
+    with cli_server("--max-size", "0") as server, ws_connect(server.url, open_timeout=10, max_size=None) as ws:
+        big = os.urandom(3 * 2**20)
+        ws.send(big)
+        assert ws.recv(timeout=30) == big
+
+
+def test_no_compression() -> None:
+    with cli_server("--no-compression") as server, ws_connect(server.url, open_timeout=10) as ws:
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        ws.send("plain")
+        assert ws.recv(timeout=10) == "plain"
+
+
+def test_sigterm_shuts_down_gracefully() -> None:
+    server = CliServer()
+    try:
+        with ws_connect(server.url, open_timeout=10) as ws:
+            ws.send("x")
+            assert ws.recv(timeout=10) == "x"
+            server.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=15)
+            assert info.value.rcvd is not None  # a Close frame, not a dropped connection
+            assert info.value.rcvd.code in (1000, 1001)
+        assert server.proc.wait(15) == 0
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- connect
+
+
+def _run_connect(url: str, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wscodec", "connect", url, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
+
+
+def test_connect_through_a_pipe_prints_echoes(echo_server: CliServer) -> None:
+    out = _run_connect(echo_server.url, "hello\nsecond line ✓\n/binary 0102ff\n/ping\n//slash\n")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "< hello" in lines
+    assert "< second line ✓" in lines
+    assert "< [binary 3 bytes] 0102ff" in lines
+    assert "< /slash" in lines
+    assert any(line.startswith("* pong in ") and line.endswith(" ms") for line in lines), out.stdout
+    assert "connected" in out.stderr
+
+
+def test_connect_with_subprotocol_and_header(echo_server: CliServer) -> None:
+    out = _run_connect(
+        echo_server.url, "x\n", "--subprotocol", "superchat", "--header", "X-Test: 1", "--no-compression"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "< x" in out.stdout.splitlines()
+    assert "protocol: superchat" in out.stderr
+    assert "extensions: -" in out.stderr
+
+
+def test_connect_close_command(echo_server: CliServer) -> None:
+    out = _run_connect(echo_server.url, "a\n/close 4000 done here\nnever sent\n")
+    assert out.returncode == 0, out.stderr
+    assert "< a" in out.stdout.splitlines()  # replies pending at /close are printed first
+    assert "< never sent" not in out.stdout
+    assert "4000" in out.stderr
+
+
+def test_connect_refused_exits_1() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = _run_connect(f"ws://127.0.0.1:{port}/", "")
+    assert out.returncode == 1
+    assert "could not connect" in out.stderr
+
+
+def test_bad_header_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["connect", "ws://127.0.0.1:1/", "--header", "no colon"])
+    assert info.value.code == 2
+    assert "Name: value" in capsys.readouterr().err
