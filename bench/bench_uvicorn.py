@@ -39,8 +39,12 @@ IMPLS = {
 }
 OURS = "wscodec"
 NOOP = "no-op ceiling"
-if str(ROOT / "src") not in sys.path:  # a plain script in the repository: use the tree it sits in
+try:  # the installed wscodec if there is one, else the tree this script sits in
+    import wscodec as _wscodec
+except ImportError:
     sys.path.insert(0, str(ROOT / "src"))
+    import wscodec as _wscodec
+WSCODEC_HOME = str(Path(_wscodec.__file__).resolve().parents[1])
 CASES = [(16, 1), (16, 64), (65536, 1), (65536, 64)]  # (payload bytes, messages in flight)
 TARGET = 1.5  # ours / websockets-sansio at 16 B
 
@@ -121,7 +125,7 @@ class Server:
     def __init__(self, impl: str) -> None:
         self.port = _free_port()
         env = os.environ.copy()
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (WSCODEC_HOME, env.get("PYTHONPATH", "")) if p)
         command = (
             [sys.executable, __file__, "--serve-noop", str(self.port)]
             if impl == NOOP

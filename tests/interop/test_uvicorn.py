@@ -6,7 +6,8 @@ Where we differ on purpose (we are stricter per RFC 6455 or the ASGI spec), the 
 ``xfail(strict=True)`` naming the difference.
 
 Servers are uvicorn subprocesses (``python -m uvicorn ...``) on a free loopback port, started on first use
-and killed at teardown; the environment is passed through, so ``WSCODEC_PURE_PYTHON=1`` reaches them.
+and killed at teardown; the environment is passed through, so ``WSCODEC_PURE_PYTHON=1`` reaches them, and
+they import the same ``wscodec`` as the tests.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+import wscodec
 from wscodec import FrameDecoder, encode_frame
 
 pytest.importorskip("uvicorn")
@@ -41,6 +43,7 @@ pytestmark = pytest.mark.interop
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
+WSCODEC_HOME = str(Path(wscodec.__file__).resolve().parents[1])
 OURS = "wscodec"
 REFERENCE = "websockets-sansio"
 WS_IMPLS = {OURS: "wscodec.asgi:UvicornWebSocketProtocol", REFERENCE: "websockets-sansio"}
@@ -81,7 +84,8 @@ class UvicornServer:
         self.impl = impl
         self.port = _free_port()
         env = os.environ.copy()
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), str(APPS), env.get("PYTHONPATH", "")) if p)
+        # The server imports the very wscodec this test imported (the installed one in CI, src/ in a checkout).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (WSCODEC_HOME, str(APPS), env.get("PYTHONPATH", "")) if p)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(
             [
