@@ -22,6 +22,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import importlib.util
 import json
 import os
 import selectors
@@ -56,13 +57,21 @@ class Cell:
 # --------------------------------------------------------------------------- servers
 
 
+def _wscodec_root() -> str:
+    """Where this process finds wscodec (an installed build, or src/ of the checkout), for the servers to share."""
+    spec = importlib.util.find_spec("wscodec")
+    if spec is not None and spec.origin:
+        return os.path.dirname(os.path.dirname(spec.origin))
+    return SRC
+
+
 class ServerProcess:
     """One echo server in its own process; ``port`` once it has said it is listening."""
 
     def __init__(self, name: str, *, cpu: int | None = None, startup_timeout: float = 30.0) -> None:
         self.name = name
         env = dict(os.environ)
-        env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = _wscodec_root() + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "echo_servers.py"), name, "--port", "0", "--lifetime", "900"],
             stdout=subprocess.PIPE,
@@ -405,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         args.servers.insert(0, OURS)
     args.inflight = _ints(args.inflight)
     args.sizes = _ints(args.sizes)
-    if args.client == "raw" and SRC not in sys.path:
+    if args.client == "raw" and importlib.util.find_spec("wscodec") is None:
         sys.path.insert(0, SRC)
 
     args.server_cpu = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import sys
@@ -34,9 +35,9 @@ def _bound_port(server: asyncio.AbstractServer) -> int:
 
 
 async def start_wscodec(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
-    # Make the in-tree package importable when run from a checkout without installing it.
+    # bench_echo.py puts the caller's wscodec first on PYTHONPATH; run alone from a checkout, fall back on src/.
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    if os.path.isdir(src) and src not in sys.path:
+    if importlib.util.find_spec("wscodec") is None and os.path.isdir(src):
         sys.path.insert(0, src)
     from wscodec.asyncio import serve
 

@@ -18,14 +18,16 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+import wscodec
 from wscodec.__main__ import main
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+# The subprocesses run the same wscodec as this test process (an installed build in CI, else src/).
+WSCODEC_ROOT = str(Path(wscodec.__file__).resolve().parents[1])
 
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = WSCODEC_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
