@@ -1,0 +1,522 @@
+"""WebSocket extensions: the ``Sec-WebSocket-Extensions`` grammar and permessage-deflate (RFC 7692).
+
+Three kinds of objects:
+
+* :class:`Extension` is a *negotiated* extension, owned by one connection: it transforms the payload of
+  incoming and outgoing data messages. :class:`PerMessageDeflate` is the one wscodec ships.
+* :class:`ClientExtensionFactory` offers an extension in the client's request and turns the server's
+  answer into an :class:`Extension` (:class:`ClientPerMessageDeflate`).
+* :class:`ServerExtensionFactory` reads the client's offers and picks one it can honour
+  (:class:`ServerPerMessageDeflate`).
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import zlib
+from collections.abc import Sequence
+
+from .errors import InvalidHandshake, PayloadTooBig, ProtocolError
+
+__all__ = [
+    "ClientExtensionFactory",
+    "ClientPerMessageDeflate",
+    "Extension",
+    "ExtensionHeader",
+    "ExtensionParams",
+    "PerMessageDeflate",
+    "ServerExtensionFactory",
+    "ServerPerMessageDeflate",
+    "build_extension_header",
+    "parse_extension_header",
+]
+
+ExtensionParams = list[tuple[str, str | None]]
+"""The parameters of one extension offer or response, in order: ``(name, value or None)``."""
+
+ExtensionHeader = list[tuple[str, ExtensionParams]]
+"""A parsed ``Sec-WebSocket-Extensions`` header: ``(extension name, parameters)`` in order."""
+
+# --------------------------------------------------------------------------- header grammar
+
+# RFC 7230 section 3.2.6: token = 1*tchar; quoted-string with quoted-pair.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_QUOTED = re.compile(r'"((?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*)"')
+_ESCAPE = re.compile(r"\\(.)")
+_OWS = re.compile(r"[ \t]*")
+
+
+def _is_token(value: str) -> bool:
+    return _TOKEN.fullmatch(value) is not None
+
+
+def _parse_one(header: str, result: ExtensionHeader) -> None:
+    def fail(what: str) -> InvalidHandshake:
+        return InvalidHandshake(f"invalid Sec-WebSocket-Extensions header {header!r}: {what} at {pos}")
+
+    pos = 0
+    end = len(header)
+
+    def skip_ows(p: int) -> int:
+        match = _OWS.match(header, p)
+        assert match is not None
+        return match.end()
+
+    pos = skip_ows(pos)
+    while pos < end:
+        if header[pos] == ",":  # empty list element (RFC 7230 section 7): ignored
+            pos = skip_ows(pos + 1)
+            continue
+        match = _TOKEN.match(header, pos)
+        if match is None:
+            raise fail("expected an extension token")
+        name = match.group()
+        pos = skip_ows(match.end())
+        params: ExtensionParams = []
+        while pos < end and header[pos] == ";":
+            pos = skip_ows(pos + 1)
+            match = _TOKEN.match(header, pos)
+            if match is None:
+                raise fail("expected a parameter name")
+            param = match.group()
+            value: str | None = None
+            pos = skip_ows(match.end())
+            if pos < end and header[pos] == "=":
+                pos = skip_ows(pos + 1)
+                if pos < end and header[pos] == '"':
+                    match = _QUOTED.match(header, pos)
+                    if match is None:
+                        raise fail("unterminated or invalid quoted string")
+                    value = _ESCAPE.sub(r"\1", match.group(1))
+                    # RFC 6455 section 9.1: a quoted value must still be a token once unquoted.
+                    if not _is_token(value):
+                        raise fail(f"quoted value {value!r} is not a token")
+                else:
+                    match = _TOKEN.match(header, pos)
+                    if match is None:
+                        raise fail("expected a parameter value")
+                    value = match.group()
+                pos = skip_ows(match.end())
+            params.append((param, value))
+        result.append((name, params))
+        if pos < end:
+            if header[pos] != ",":
+                raise fail("expected ',' or ';'")
+            pos = skip_ows(pos + 1)
+
+
+def parse_extension_header(values: Sequence[str]) -> ExtensionHeader:
+    """Parse the values of every ``Sec-WebSocket-Extensions`` field (RFC 6455 section 9.1).
+
+    Quoted parameter values are unquoted; a malformed header raises :class:`InvalidHandshake`.
+    """
+    result: ExtensionHeader = []
+    for value in values:
+        _parse_one(value, result)
+    return result
+
+
+def build_extension_header(extensions: Sequence[tuple[str, Sequence[tuple[str, str | None]]]]) -> str:
+    """The ``Sec-WebSocket-Extensions`` value for ``extensions`` (values that are not tokens get quoted)."""
+    parts = []
+    for name, params in extensions:
+        if not _is_token(name):
+            raise ValueError(f"invalid extension name {name!r}")
+        items = [name]
+        for param, value in params:
+            if not _is_token(param):
+                raise ValueError(f"invalid extension parameter name {param!r}")
+            if value is None:
+                items.append(param)
+            elif _is_token(value):
+                items.append(f"{param}={value}")
+            else:
+                if any(c in value for c in "\r\n\x00"):
+                    raise ValueError(f"invalid extension parameter value {value!r}")
+                escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+                items.append(f'{param}="{escaped}"')
+        parts.append("; ".join(items))
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- interfaces
+
+
+class Extension(abc.ABC):
+    """A negotiated extension, owned by one connection, transforming data message payloads.
+
+    The connection calls :meth:`decode_start` on the first frame of every incoming data message, then
+    :meth:`decode` on each of its frames in order; :meth:`encode` on each whole outgoing message.
+    """
+
+    #: The extension token, as in ``Sec-WebSocket-Extensions``.
+    name: str = ""
+    #: True if the extension gives the RSV1 bit a meaning (the frame decoder then lets it through).
+    rsv1: bool = False
+
+    def decode_start(self, rsv1: bool) -> None:  # noqa: B027 - optional hook
+        """A new incoming data message starts; ``rsv1`` is the RSV1 bit of its first frame."""
+
+    @abc.abstractmethod
+    def decode(self, data: bytes, final: bool, max_size: int | None) -> bytes:
+        """Transform one incoming frame's payload; ``final`` marks the message's last frame.
+
+        ``max_size`` is how many more output bytes this message may have (None: no limit); exceeding it
+        raises :class:`~wscodec.errors.PayloadTooBig`.
+        """
+
+    @abc.abstractmethod
+    def encode(self, data: bytes) -> tuple[bytes, bool]:
+        """Transform a whole outgoing message: ``(payload, rsv1 bit of its first frame)``."""
+
+    @abc.abstractmethod
+    def response_params(self) -> ExtensionParams:
+        """The parameters a server puts in its response to describe this negotiated extension."""
+
+    def __str__(self) -> str:
+        return build_extension_header([(self.name, self.response_params())])
+
+
+class ClientExtensionFactory(abc.ABC):
+    """Client side: offers an extension and accepts (or refuses) the server's response."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def offer_params(self) -> ExtensionParams:
+        """The parameters of the offer in the request."""
+
+    def offer(self) -> tuple[str, ExtensionParams]:
+        """``(name, parameters)`` of the offer, ready for :func:`build_extension_header`."""
+        return self.name, self.offer_params()
+
+    @abc.abstractmethod
+    def accept(self, params: ExtensionParams) -> Extension:
+        """The negotiated extension for the server's response ``params``; raises :class:`InvalidHandshake`
+        if the response is not acceptable."""
+
+
+class ServerExtensionFactory(abc.ABC):
+    """Server side: picks the first of the client's offers (all of this extension) it can honour."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def negotiate(self, offers: list[ExtensionParams]) -> tuple[ExtensionParams, Extension] | None:
+        """``(response parameters, negotiated extension)`` for the first acceptable offer, or None."""
+
+
+# --------------------------------------------------------------------------- permessage-deflate
+
+_EMPTY_BLOCK = b"\x00\x00\xff\xff"
+_PARAM_NAMES = frozenset(
+    {"server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits", "client_max_window_bits"}
+)
+_WINDOW_BITS = {str(bits): bits for bits in range(8, 16)}  # RFC 7692 section 7.1.2: 8-15, no leading zeros
+
+
+def _check_bits(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not 8 <= value <= 15):
+        raise ValueError(f"{name} must be between 8 and 15")
+
+
+class PerMessageDeflate(Extension):
+    """permessage-deflate once negotiated (RFC 7692): raw DEFLATE per message, RSV1 on compressed ones.
+
+    ``is_server`` says which side we are: the ``server_*`` parameters then describe what we send and the
+    ``client_*`` ones what we receive (the other way round on a client). Window bits None mean 15.
+    Messages shorter than ``compress_threshold`` bytes are sent uncompressed.
+    """
+
+    name = "permessage-deflate"
+    rsv1 = True
+
+    def __init__(
+        self,
+        *,
+        is_server: bool,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = None,
+        client_max_window_bits: int | None = None,
+        compress_threshold: int = 128,
+        compression_level: int = 6,
+        memory_level: int = 8,
+    ) -> None:
+        _check_bits("server_max_window_bits", server_max_window_bits)
+        _check_bits("client_max_window_bits", client_max_window_bits)
+        if compress_threshold < 0:
+            raise ValueError("compress_threshold must be >= 0")
+        self.is_server = is_server
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = server_max_window_bits
+        self.client_max_window_bits = client_max_window_bits
+        self.compress_threshold = compress_threshold
+        self.compression_level = compression_level
+        self.memory_level = memory_level
+        if is_server:
+            local_bits, remote_bits = server_max_window_bits, client_max_window_bits
+            self.local_no_context_takeover = server_no_context_takeover
+            self.remote_no_context_takeover = client_no_context_takeover
+        else:
+            local_bits, remote_bits = client_max_window_bits, server_max_window_bits
+            self.local_no_context_takeover = client_no_context_takeover
+            self.remote_no_context_takeover = server_no_context_takeover
+        # zlib cannot compress raw DEFLATE with an 8-bit window (deflateInit2 refuses it), so 8 compresses
+        # with 9, as zlib itself does for the zlib format and as other WebSocket libraries do. Peers do the
+        # same, so we inflate with at least 9 too: a larger window decodes every smaller-window stream.
+        self._compress_bits = max(local_bits or 15, 9)
+        self._decompress_bits = max(remote_bits or 15, 9)
+        self._compressor: zlib._Compress | None = None
+        self._decompressor: zlib._Decompress | None = None
+        self._decoding = False  # the incoming message in progress is compressed
+
+    def __repr__(self) -> str:
+        role = "server" if self.is_server else "client"
+        return f"<PerMessageDeflate {role} {self.response_params()!r}>"
+
+    def response_params(self) -> ExtensionParams:
+        params: ExtensionParams = []
+        if self.server_no_context_takeover:
+            params.append(("server_no_context_takeover", None))
+        if self.client_no_context_takeover:
+            params.append(("client_no_context_takeover", None))
+        if self.server_max_window_bits is not None:
+            params.append(("server_max_window_bits", str(self.server_max_window_bits)))
+        if self.client_max_window_bits is not None:
+            params.append(("client_max_window_bits", str(self.client_max_window_bits)))
+        return params
+
+    # ------------------------------------------------------------------ incoming
+
+    def decode_start(self, rsv1: bool) -> None:
+        self._decoding = rsv1
+        if rsv1 and (self._decompressor is None or self.remote_no_context_takeover):
+            self._decompressor = zlib.decompressobj(wbits=-self._decompress_bits)
+
+    def decode(self, data: bytes, final: bool, max_size: int | None) -> bytes:
+        if not self._decoding:
+            return bytes(data)
+        decompressor = self._decompressor
+        assert decompressor is not None, "decode() before decode_start(True)"
+        output = self._inflate(decompressor, data, max_size)
+        if final:
+            remaining = None if max_size is None else max_size - len(output)
+            output += self._inflate(decompressor, _EMPTY_BLOCK, remaining)
+            self._decoding = False
+            if decompressor.eof:
+                # The peer ended the DEFLATE stream (BFINAL): the next message starts a new one.
+                self._decompressor = None
+            elif self.remote_no_context_takeover:
+                self._decompressor = None  # free the window now; decode_start makes a fresh one
+        return output
+
+    @staticmethod
+    def _inflate(decompressor: zlib._Decompress, data: bytes, max_size: int | None) -> bytes:
+        if decompressor.eof:
+            if data and data != _EMPTY_BLOCK:
+                raise ProtocolError("data after the end of a compressed message", 1007)
+            return b""
+        try:
+            if max_size is None:
+                return decompressor.decompress(data)
+            # At most one byte beyond the limit is ever produced: the bomb is refused while inflating.
+            output = decompressor.decompress(data, max_size + 1)
+        except zlib.error as exc:
+            raise ProtocolError(f"invalid compressed data: {exc}", 1007) from None
+        if len(output) > max_size or decompressor.unconsumed_tail:
+            raise PayloadTooBig(f"decompressed message is larger than the {max_size} bytes left for it")
+        return output
+
+    # ------------------------------------------------------------------ outgoing
+
+    def encode(self, data: bytes) -> tuple[bytes, bool]:
+        if len(data) < self.compress_threshold:
+            return (data if isinstance(data, bytes) else bytes(data)), False
+        compressor = self._compressor
+        if compressor is None:
+            compressor = self._compressor = zlib.compressobj(
+                self.compression_level, zlib.DEFLATED, -self._compress_bits, self.memory_level
+            )
+        # A full flush also resets the LZ77 window: the next message cannot refer to this one.
+        flush = zlib.Z_FULL_FLUSH if self.local_no_context_takeover else zlib.Z_SYNC_FLUSH
+        payload = compressor.compress(data) + compressor.flush(flush)
+        assert payload.endswith(_EMPTY_BLOCK)
+        return payload[:-4], True
+
+
+def _parse_deflate_params(params: ExtensionParams, *, response: bool) -> dict[str, int | bool]:
+    """Validate permessage-deflate parameters (RFC 7692 section 7): known, not repeated, valid values.
+
+    Returns the parameters by name: True for a valueless one, the window bits otherwise. Raises
+    :class:`InvalidHandshake`.
+    """
+    seen: dict[str, int | bool] = {}
+    for name, value in params:
+        if name not in _PARAM_NAMES:
+            raise InvalidHandshake(f"unknown permessage-deflate parameter {name!r}")
+        if name in seen:
+            raise InvalidHandshake(f"duplicate permessage-deflate parameter {name!r}")
+        if name.endswith("no_context_takeover"):
+            if value is not None:
+                raise InvalidHandshake(f"permessage-deflate parameter {name} takes no value")
+            seen[name] = True
+        elif value is None:
+            # Only the client's offer may carry client_max_window_bits without a value.
+            if response or name == "server_max_window_bits":
+                raise InvalidHandshake(f"permessage-deflate parameter {name} needs a value")
+            seen[name] = True
+        else:
+            bits = _WINDOW_BITS.get(value)
+            if bits is None:
+                raise InvalidHandshake(f"invalid value {value!r} for permessage-deflate parameter {name}")
+            seen[name] = bits
+    return seen
+
+
+class ClientPerMessageDeflate(ClientExtensionFactory):
+    """Client side permessage-deflate: what to offer, and which server responses to accept.
+
+    ``client_max_window_bits=True`` offers the parameter without a value (the server may then pick a
+    limit); an int announces our own limit; None leaves it out.
+    """
+
+    name = "permessage-deflate"
+
+    def __init__(
+        self,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = None,
+        client_max_window_bits: int | bool | None = True,
+        *,
+        compress_threshold: int = 128,
+        compression_level: int = 6,
+        memory_level: int = 8,
+    ) -> None:
+        _check_bits("server_max_window_bits", server_max_window_bits)
+        if client_max_window_bits is not True and client_max_window_bits is not False:
+            _check_bits("client_max_window_bits", client_max_window_bits)
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = server_max_window_bits
+        self.client_max_window_bits = client_max_window_bits or None
+        self.compress_threshold = compress_threshold
+        self.compression_level = compression_level
+        self.memory_level = memory_level
+
+    def offer_params(self) -> ExtensionParams:
+        params: ExtensionParams = []
+        if self.server_no_context_takeover:
+            params.append(("server_no_context_takeover", None))
+        if self.client_no_context_takeover:
+            params.append(("client_no_context_takeover", None))
+        if self.server_max_window_bits is not None:
+            params.append(("server_max_window_bits", str(self.server_max_window_bits)))
+        if self.client_max_window_bits is True:
+            params.append(("client_max_window_bits", None))
+        elif self.client_max_window_bits is not None:
+            params.append(("client_max_window_bits", str(self.client_max_window_bits)))
+        return params
+
+    def accept(self, params: ExtensionParams) -> PerMessageDeflate:
+        """The negotiated extension for the server's response (RFC 7692 section 7.1); raises
+        :class:`InvalidHandshake` if the server answered something we did not allow."""
+        got = _parse_deflate_params(params, response=True)
+        if self.server_no_context_takeover and "server_no_context_takeover" not in got:
+            raise InvalidHandshake("permessage-deflate: server ignored server_no_context_takeover")
+        server_bits = got.get("server_max_window_bits")
+        if self.server_max_window_bits is not None:
+            if server_bits is None:
+                raise InvalidHandshake("permessage-deflate: server ignored server_max_window_bits")
+            if server_bits > self.server_max_window_bits:
+                raise InvalidHandshake(
+                    f"permessage-deflate: server_max_window_bits={server_bits} is more than the "
+                    f"{self.server_max_window_bits} requested"
+                )
+        client_bits = got.get("client_max_window_bits")
+        offered = self.client_max_window_bits
+        if client_bits is not None:
+            if offered is None:
+                raise InvalidHandshake("permessage-deflate: client_max_window_bits in response but not offered")
+            if offered is not True and client_bits > offered:
+                raise InvalidHandshake(
+                    f"permessage-deflate: client_max_window_bits={client_bits} is more than the {offered} offered"
+                )
+        elif offered is not True:
+            client_bits = offered  # we announced our own limit: keep to it
+        return PerMessageDeflate(
+            is_server=False,
+            server_no_context_takeover="server_no_context_takeover" in got,
+            client_no_context_takeover=self.client_no_context_takeover or "client_no_context_takeover" in got,
+            server_max_window_bits=int(server_bits) if server_bits is not None else None,
+            client_max_window_bits=int(client_bits) if client_bits is not None else None,
+            compress_threshold=self.compress_threshold,
+            compression_level=self.compression_level,
+            memory_level=self.memory_level,
+        )
+
+
+class ServerPerMessageDeflate(ServerExtensionFactory):
+    """Server side permessage-deflate with the server's own preferences.
+
+    ``server_no_context_takeover``/``server_max_window_bits`` limit what we send (a client's request for
+    less is honoured by lowering); ``client_no_context_takeover`` asks the client to reset its context,
+    ``client_max_window_bits`` asks it for a smaller window (only possible when the client offered the
+    parameter; otherwise the offer is accepted without that limit).
+    """
+
+    name = "permessage-deflate"
+
+    def __init__(
+        self,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = None,
+        client_max_window_bits: int | None = None,
+        *,
+        compress_threshold: int = 128,
+        compression_level: int = 6,
+        memory_level: int = 8,
+    ) -> None:
+        _check_bits("server_max_window_bits", server_max_window_bits)
+        _check_bits("client_max_window_bits", client_max_window_bits)
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = server_max_window_bits
+        self.client_max_window_bits = client_max_window_bits
+        self.compress_threshold = compress_threshold
+        self.compression_level = compression_level
+        self.memory_level = memory_level
+
+    def negotiate(self, offers: list[ExtensionParams]) -> tuple[ExtensionParams, PerMessageDeflate] | None:
+        """Accept the first offer we can honour (RFC 7692 sections 7.1.1, 7.1.2); None if there is none."""
+        for params in offers:
+            try:
+                got = _parse_deflate_params(params, response=False)
+            except InvalidHandshake:
+                continue  # a malformed offer is declined; the next one may do
+            server_bits: int | None = self.server_max_window_bits
+            requested = got.get("server_max_window_bits")
+            if requested is not None:
+                server_bits = min(int(requested), server_bits or 15)
+            client_offer = got.get("client_max_window_bits")
+            client_bits: int | None = None
+            if client_offer is not None:
+                client_bits = self.client_max_window_bits
+                if client_offer is not True:  # the client's own announced limit
+                    client_bits = min(int(client_offer), client_bits or 15)
+            extension = PerMessageDeflate(
+                is_server=True,
+                server_no_context_takeover=self.server_no_context_takeover or "server_no_context_takeover" in got,
+                client_no_context_takeover=self.client_no_context_takeover or "client_no_context_takeover" in got,
+                server_max_window_bits=server_bits,
+                client_max_window_bits=client_bits,
+                compress_threshold=self.compress_threshold,
+                compression_level=self.compression_level,
+                memory_level=self.memory_level,
+            )
+            return extension.response_params(), extension
+        return None

@@ -1,0 +1,547 @@
+"""The opening handshake (RFC 6455 section 4), client and server side, sans-I/O.
+
+:class:`ClientHandshake` builds the upgrade request and checks the server's response;
+:class:`ServerHandshake` checks the client's request and builds the 101 (or any rejection). Both read
+HTTP/1.1 heads with :class:`HttpParser`, incrementally and within size limits. No sockets, no clocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import http
+import os
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .errors import InvalidHandshake, InvalidStatus
+from .events import Headers, Request, Response
+from .extensions import (
+    ClientExtensionFactory,
+    Extension,
+    ServerExtensionFactory,
+    build_extension_header,
+    parse_extension_header,
+)
+
+__all__ = [
+    "GUID",
+    "ClientHandshake",
+    "HandshakeRejected",
+    "HttpParser",
+    "ServerHandshake",
+    "compute_accept",
+    "generate_key",
+    "has_token",
+    "header_values",
+    "parse_subprotocols",
+    "split_tokens",
+]
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+"""The magic string of RFC 6455 section 1.3, appended to the key before hashing."""
+
+MAX_BODY_SIZE = 65536
+"""How much of a non-101 response body the client keeps for :class:`~wscodec.errors.InvalidStatus`."""
+
+_DEFAULT: Any = object()
+
+
+class HandshakeRejected(InvalidHandshake):
+    """The request (or a head) is unacceptable: ``status`` and ``headers`` are for the HTTP error response."""
+
+    def __init__(self, message: str, status: int = 400, headers: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers: Headers = tuple(headers)
+
+
+def generate_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``: base64 of 16 random bytes."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+def compute_accept(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` that answers ``key``: base64(SHA-1(key + GUID))."""
+    digest = hashlib.sha1((key + GUID).encode("ascii"), usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+# --------------------------------------------------------------------------- header helpers
+
+
+def header_values(headers: Iterable[tuple[str, str]], name: str) -> list[str]:
+    """Every value of header ``name`` (case-insensitive), in order."""
+    lname = name.lower()
+    return [value for key, value in headers if key.lower() == lname]
+
+
+def split_tokens(values: Iterable[str]) -> list[str]:
+    """The elements of comma-separated lists, whitespace-trimmed, empty elements dropped."""
+    return [item for value in values for item in (part.strip(" \t") for part in value.split(",")) if item]
+
+
+def has_token(headers: Iterable[tuple[str, str]], name: str, token: str) -> bool:
+    """True if ``token`` (case-insensitive) is in the comma list(s) of header ``name``."""
+    ltoken = token.lower()
+    return any(item.lower() == ltoken for item in split_tokens(header_values(headers, name)))
+
+
+def parse_subprotocols(headers: Iterable[tuple[str, str]]) -> list[str]:
+    """The subprotocols listed in ``Sec-WebSocket-Protocol``, in order."""
+    return split_tokens(header_values(headers, "Sec-WebSocket-Protocol"))
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # RFC 7230 field-content (obs-text allowed)
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
+_TARGET = re.compile(r"[\x21-\x7e]+")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
+
+
+def _check_header(name: str, value: str) -> None:
+    """Refuse header fields we would send that are not valid HTTP (and could inject lines)."""
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"invalid header name {name!r}")
+    if not _FIELD_VALUE.fullmatch(value) or value != value.strip(" \t"):
+        raise ValueError(f"invalid value for header {name}: {value!r}")
+
+
+def _serialize(start_line: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    lines = [start_line]
+    for name, value in headers:
+        _check_header(name, value)
+        lines.append(f"{name}: {value}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+# --------------------------------------------------------------------------- HTTP/1.1 head parser
+
+
+class HttpParser:
+    """Incremental reader of an HTTP/1.1 request or response head (start line and header fields).
+
+    :meth:`feed` returns True once the empty line ending the head has arrived. Strict where it matters:
+    lines end with CRLF, no obs-fold, header names are tokens without whitespace before the colon,
+    values carry no control characters; whitespace around values is trimmed. A head over
+    ``max_header_size`` bytes or with more than ``max_headers`` fields raises :class:`HandshakeRejected`
+    with status 431; a malformed one, status 400.
+    """
+
+    def __init__(self, *, max_header_size: int = 8192, max_headers: int = 100) -> None:
+        self.max_header_size = max_header_size
+        self.max_headers = max_headers
+        self.complete = False
+        self.start_line = ""
+        self.headers: Headers = ()
+        #: Bytes received after the head (frames, or a response body).
+        self.leftover = b""
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer already searched for the end of the head
+
+    def feed(self, data: bytes) -> bool:
+        """Add received bytes; True once the head is complete (further bytes go to :attr:`leftover`)."""
+        if self.complete:
+            self.leftover += data
+            return True
+        buffer = self._buffer
+        buffer += data
+        start = max(self._scanned - 3, 0)
+        end = buffer.find(b"\r\n\r\n", start)
+        head_end = len(buffer) if end < 0 else end + 4
+        if _BARE_LF.search(buffer, max(start - 1, 0), head_end):
+            raise HandshakeRejected("HTTP line not ended by CRLF", 400)
+        if head_end > self.max_header_size:
+            raise HandshakeRejected(f"HTTP head larger than {self.max_header_size} bytes", 431)
+        if end < 0:
+            self._scanned = len(buffer)
+            return False
+        self.leftover = bytes(buffer[head_end:])
+        self._parse(bytes(buffer[:end]))
+        self._buffer = bytearray()
+        self.complete = True
+        return True
+
+    def _parse(self, head: bytes) -> None:
+        lines = head.decode("latin-1").split("\r\n")
+        if "\r" in head.decode("latin-1"):
+            for line in lines:
+                if "\r" in line:
+                    raise HandshakeRejected("bare CR in HTTP head", 400)
+        self.start_line = lines[0]
+        if not self.start_line:
+            raise HandshakeRejected("empty HTTP start line", 400)
+        if len(lines) - 1 > self.max_headers:
+            raise HandshakeRejected(f"more than {self.max_headers} header fields", 431)
+        headers = []
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t"):
+                raise HandshakeRejected("obsolete line folding in HTTP header", 400)
+            name, colon, value = line.partition(":")
+            if not colon or not _TOKEN.fullmatch(name):
+                raise HandshakeRejected(f"invalid HTTP header line {line[:64]!r}", 400)
+            value = value.strip(" \t")
+            if not _FIELD_VALUE.fullmatch(value):
+                raise HandshakeRejected(f"invalid character in HTTP header {name}", 400)
+            headers.append((name, value))
+        self.headers = tuple(headers)
+
+
+def _single(headers: Headers, name: str) -> str | None:
+    """The only value of ``name``; None if absent; :class:`HandshakeRejected` (400) if repeated."""
+    values = header_values(headers, name)
+    if len(values) > 1:
+        raise HandshakeRejected(f"more than one {name} header", 400)
+    return values[0] if values else None
+
+
+# --------------------------------------------------------------------------- client side
+
+
+class ClientHandshake:
+    """The client's half: :meth:`request_bytes` to send, :meth:`receive_data` with the server's bytes.
+
+    ``extensions`` are factories (e.g. :class:`~wscodec.extensions.ClientPerMessageDeflate`), offered in
+    order. After a valid 101, :attr:`response`, :attr:`subprotocol`, :attr:`extensions` (negotiated
+    extension objects) and :attr:`leftover` (bytes the server sent after its head: frames) are set.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        path: str = "/",
+        *,
+        origin: str | None = None,
+        subprotocols: Sequence[str] = (),
+        extensions: Sequence[ClientExtensionFactory] = (),
+        extra_headers: Sequence[tuple[str, str]] = (),
+        max_header_size: int = 8192,
+    ) -> None:
+        if not host or not _FIELD_VALUE.fullmatch(host) or " " in host:
+            raise ValueError(f"invalid host {host!r}")
+        if not _TARGET.fullmatch(path):
+            raise ValueError(f"invalid request path {path!r}")
+        for subprotocol in subprotocols:
+            if not _TOKEN.fullmatch(subprotocol):
+                raise ValueError(f"invalid subprotocol {subprotocol!r}")
+        self.key = generate_key()
+        self.subprotocols = list(subprotocols)
+        self.factories = list(extensions)
+        headers = [
+            ("Host", host),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", self.key),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+        if origin is not None:
+            headers.append(("Origin", origin))
+        if self.subprotocols:
+            headers.append(("Sec-WebSocket-Protocol", ", ".join(self.subprotocols)))
+        if self.factories:
+            headers.append(("Sec-WebSocket-Extensions", build_extension_header([f.offer() for f in self.factories])))
+        headers.extend(extra_headers)
+        for name, value in headers:
+            _check_header(name, value)
+        self.request = Request("GET", path, tuple(headers), "HTTP/1.1")
+        self.response: Response | None = None
+        self.subprotocol: str | None = None
+        self.extensions: list[Extension] = []
+        self.leftover = b""
+        self._parser = HttpParser(max_header_size=max_header_size)
+        self._status: tuple[int, str] | None = None  # a non-101 status whose body is being read
+        self._body = bytearray()
+        self._body_size: int | None = None  # Content-Length; None: until EOF
+
+    def request_bytes(self) -> bytes:
+        """The upgrade request, ready to write."""
+        return _serialize(f"GET {self.request.path} HTTP/1.1", self.request.headers)
+
+    def receive_data(self, data: bytes) -> Response | None:
+        """Feed the server's bytes (``b""`` for EOF); the validated 101 response once it is complete.
+
+        Returns None while more is needed. Raises :class:`~wscodec.errors.InvalidStatus` for any other
+        status (with up to 64 KiB of its body) and :class:`InvalidHandshake` for an invalid 101.
+        """
+        if self.response is not None:
+            raise RuntimeError("the handshake is already complete")
+        if self._status is not None:
+            return self._receive_body(data)
+        parser = self._parser
+        if not data or not parser.feed(data):
+            return None  # EOF before the head is complete: the caller knows the handshake failed
+        version, status, reason = self._parse_status_line(parser.start_line)
+        if status != 101:
+            self._status = (status, reason)
+            return self._start_body(parser.leftover)
+        if version != "HTTP/1.1":
+            raise InvalidHandshake(f"unsupported HTTP version {version} in the response")
+        headers = parser.headers
+        self._validate(headers)
+        self.response = Response(status, reason, headers)
+        self.leftover = parser.leftover
+        return self.response
+
+    @staticmethod
+    def _parse_status_line(line: str) -> tuple[str, int, str]:
+        version, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not _VERSION.fullmatch(version) or len(code) != 3 or not code.isdigit() or code[0] == "0":
+            raise InvalidHandshake(f"invalid HTTP status line {line[:64]!r}")
+        return version, int(code), reason
+
+    # ------------------------------------------------------------------ non-101: read the body
+
+    def _start_body(self, data: bytes) -> Response | None:
+        status, _reason = self._status or (0, "")
+        headers = self._parser.headers
+        if status < 200 or status in (204, 304):
+            self._body_size = 0
+        elif header_values(headers, "Transfer-Encoding"):
+            self._body_size = 0  # chunked bodies are not decoded: report the status without one
+        else:
+            lengths = set(split_tokens(header_values(headers, "Content-Length")))
+            if len(lengths) > 1 or not all(_CONTENT_LENGTH.fullmatch(v) for v in lengths):
+                self._body_size = 0
+            elif lengths:
+                self._body_size = int(lengths.pop())
+        return self._receive_body(data, initial=True)
+
+    def _receive_body(self, data: bytes, initial: bool = False) -> Response | None:
+        body = self._body
+        body += data
+        size = self._body_size
+        limit = MAX_BODY_SIZE if size is None else min(size, MAX_BODY_SIZE)
+        eof = not data and not initial
+        if len(body) >= limit or eof:
+            status, reason = self._status or (0, "")
+            raise InvalidStatus(status, reason, list(self._parser.headers), bytes(body[:limit]))
+        return None
+
+    # ------------------------------------------------------------------ 101: check it
+
+    def _validate(self, headers: Headers) -> None:
+        if not has_token(headers, "Upgrade", "websocket"):
+            raise InvalidHandshake(
+                f"missing 'Upgrade: websocket' in the response (got {header_values(headers, 'Upgrade')})"
+            )
+        if not has_token(headers, "Connection", "upgrade"):
+            raise InvalidHandshake(
+                f"missing 'Connection: Upgrade' in the response (got {header_values(headers, 'Connection')})"
+            )
+        accepts = header_values(headers, "Sec-WebSocket-Accept")
+        if len(accepts) != 1:
+            raise InvalidHandshake(f"expected one Sec-WebSocket-Accept header, got {len(accepts)}")
+        if accepts[0] != compute_accept(self.key):
+            raise InvalidHandshake(f"wrong Sec-WebSocket-Accept {accepts[0]!r} for our key")
+
+        protocols = parse_subprotocols(headers)
+        if protocols:
+            if not self.subprotocols:
+                raise InvalidHandshake("server chose a subprotocol but none was offered")
+            if len(protocols) != 1:
+                raise InvalidHandshake(f"server chose more than one subprotocol: {protocols}")
+            if protocols[0] not in self.subprotocols:
+                raise InvalidHandshake(f"server chose subprotocol {protocols[0]!r}, which was not offered")
+            self.subprotocol = protocols[0]
+        elif header_values(headers, "Sec-WebSocket-Protocol"):
+            raise InvalidHandshake("empty Sec-WebSocket-Protocol header in the response")
+
+        accepted = parse_extension_header(header_values(headers, "Sec-WebSocket-Extensions"))
+        if accepted and not self.factories:
+            raise InvalidHandshake("server accepted extensions but none were offered")
+        factories = {f.name: f for f in reversed(self.factories)}  # first factory of a name wins
+        used: set[str] = set()
+        rsv1 = False
+        for name, params in accepted:
+            factory = factories.get(name)
+            if factory is None:
+                raise InvalidHandshake(f"server accepted extension {name!r}, which was not offered")
+            if name in used:
+                raise InvalidHandshake(f"server accepted extension {name!r} twice")
+            used.add(name)
+            extension = factory.accept(params)
+            if extension.rsv1:
+                if rsv1:
+                    raise InvalidHandshake("server accepted two extensions that both use RSV1")
+                rsv1 = True
+            self.extensions.append(extension)
+
+
+# --------------------------------------------------------------------------- server side
+
+
+class ServerHandshake:
+    """The server's half: :meth:`receive_data` with the client's bytes, then :meth:`accept` or :meth:`reject`.
+
+    ``subprotocols`` is the server's preference list; ``extensions`` are factories (e.g.
+    :class:`~wscodec.extensions.ServerPerMessageDeflate`) in the server's preference order; ``origins``
+    (when not None) lists the allowed ``Origin`` values, None in it allowing requests without one.
+    """
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str] = (),
+        extensions: Sequence[ServerExtensionFactory] = (),
+        origins: Sequence[str | None] | None = None,
+        max_header_size: int = 8192,
+    ) -> None:
+        self.subprotocols = list(subprotocols)
+        self.factories = list(extensions)
+        self.origins = None if origins is None else list(origins)
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self.offered_subprotocols: list[str] = []
+        self.offered_extensions: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.subprotocol: str | None = None
+        self.extensions: list[Extension] = []
+        #: Bytes the client sent after its head (frames, once accepted).
+        self.leftover = b""
+        self._parser = HttpParser(max_header_size=max_header_size)
+
+    def receive_data(self, data: bytes) -> Request | None:
+        """Feed the client's bytes; the validated :class:`~wscodec.events.Request` once the head is complete.
+
+        None while more is needed (and on EOF, ``b""``). An unacceptable request raises
+        :class:`HandshakeRejected`, whose ``status`` and ``headers`` are meant for :meth:`reject`.
+        """
+        if self.request is not None:
+            self.leftover += data
+            return None
+        parser = self._parser
+        if not data or not parser.feed(data):
+            return None
+        request = self._validate(parser.start_line, parser.headers)
+        self.leftover = parser.leftover
+        self.request = request
+        return request
+
+    def _validate(self, start_line: str, headers: Headers) -> Request:
+        parts = start_line.split(" ")
+        if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not _TARGET.fullmatch(parts[1]):
+            raise HandshakeRejected(f"invalid HTTP request line {start_line[:64]!r}", 400)
+        method, target, version = parts
+        if not _VERSION.fullmatch(version):
+            raise HandshakeRejected(f"invalid HTTP version {version[:16]!r}", 400)
+        if version != "HTTP/1.1":
+            raise HandshakeRejected(f"unsupported HTTP version {version}: WebSocket needs HTTP/1.1", 505)
+        if method != "GET":
+            raise HandshakeRejected(
+                f"method {method} not allowed: the upgrade request is a GET", 405, [("Allow", "GET")]
+            )
+        if not _single(headers, "Host"):
+            raise HandshakeRejected("missing Host header", 400)
+        if not has_token(headers, "Upgrade", "websocket"):
+            raise HandshakeRejected("missing 'Upgrade: websocket' header", 426, [("Upgrade", "websocket")])
+        if not has_token(headers, "Connection", "upgrade"):
+            raise HandshakeRejected("missing 'Connection: Upgrade' header", 400)
+
+        # The version first: a client speaking another version gets told which one we speak (section 4.4).
+        version_value = _single(headers, "Sec-WebSocket-Version")
+        if version_value != "13":
+            raise HandshakeRejected(
+                f"unsupported Sec-WebSocket-Version {version_value!r}", 426, [("Sec-WebSocket-Version", "13")]
+            )
+        key = _single(headers, "Sec-WebSocket-Key")
+        if key is None:
+            raise HandshakeRejected("missing Sec-WebSocket-Key header", 400)
+        try:
+            raw = base64.b64decode(key.encode("latin-1"), validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 16 or len(key) != 24:
+            raise HandshakeRejected(f"invalid Sec-WebSocket-Key {key[:64]!r}", 400)
+
+        if self.origins is not None:
+            origin = _single(headers, "Origin")
+            if origin not in self.origins:
+                raise HandshakeRejected(f"origin {origin!r} not allowed", 403)
+
+        self.offered_subprotocols = parse_subprotocols(headers)
+        try:
+            self.offered_extensions = parse_extension_header(header_values(headers, "Sec-WebSocket-Extensions"))
+        except InvalidHandshake as exc:
+            raise HandshakeRejected(str(exc), 400) from None
+        return Request(method, target, headers, version)
+
+    def select_subprotocol(self, offered: Sequence[str]) -> str | None:
+        """The subprotocol to use: the first of the server's list that the client offered, or None."""
+        for subprotocol in self.subprotocols:
+            if subprotocol in offered:
+                return subprotocol
+        return None
+
+    def _negotiate_extensions(self) -> list[tuple[str, list[tuple[str, str | None]]]]:
+        """Run each factory on the client's offers of its extension, in the client's order of names."""
+        by_name: dict[str, list[list[tuple[str, str | None]]]] = {}
+        for name, params in self.offered_extensions:
+            by_name.setdefault(name, []).append(params)
+        response = []
+        self.extensions = []
+        rsv1 = False
+        for name, offers in by_name.items():
+            for factory in self.factories:
+                if factory.name != name:
+                    continue
+                result = factory.negotiate(offers)
+                if result is None:
+                    continue
+                params, extension = result
+                if extension.rsv1 and rsv1:
+                    continue  # RSV1 already belongs to another extension
+                rsv1 = rsv1 or extension.rsv1
+                response.append((name, params))
+                self.extensions.append(extension)
+                break
+        return response
+
+    def accept(self, *, subprotocol: str | None = _DEFAULT, extra_headers: Sequence[tuple[str, str]] = ()) -> bytes:
+        """The 101 response to send; sets :attr:`subprotocol`, :attr:`extensions` and :attr:`response`.
+
+        ``subprotocol`` defaults to :meth:`select_subprotocol`; an explicit one must have been offered.
+        """
+        if self.request is None:
+            raise RuntimeError("accept() before a request was received")
+        if self.response is not None:
+            raise RuntimeError("the handshake was already answered")
+        if subprotocol is _DEFAULT:
+            subprotocol = self.select_subprotocol(self.offered_subprotocols)
+        elif subprotocol is not None and subprotocol not in self.offered_subprotocols:
+            raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
+        key = self.request.header("Sec-WebSocket-Key") or ""
+        headers = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", compute_accept(key)),
+        ]
+        if subprotocol is not None:
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        negotiated = self._negotiate_extensions()
+        if negotiated:
+            headers.append(("Sec-WebSocket-Extensions", build_extension_header(negotiated)))
+        headers.extend(extra_headers)
+        data = _serialize("HTTP/1.1 101 Switching Protocols", headers)
+        self.subprotocol = subprotocol
+        self.response = Response(101, "Switching Protocols", tuple(headers))
+        return data
+
+    def reject(self, status: int, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> bytes:
+        """Any HTTP/1.1 response instead of the upgrade, with Content-Length and ``Connection: close``."""
+        if not 100 <= status <= 599:
+            raise ValueError(f"invalid HTTP status {status}")
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+        fields = [(name, value) for name, value in headers if name.lower() != "content-length"]
+        fields.append(("Content-Length", str(len(body))))
+        if not header_values(fields, "Connection"):
+            fields.append(("Connection", "close"))
+        data = _serialize(f"HTTP/1.1 {status} {reason}", fields) + bytes(body)
+        self.response = Response(status, reason, tuple(fields), bytes(body))
+        return data
