@@ -1,0 +1,494 @@
+"""Extensions: the header grammar (RFC 6455 section 9.1) and permessage-deflate (RFC 7692)."""
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+import zlib
+
+import pytest
+
+from wscodec.errors import InvalidHandshake, PayloadTooBig, ProtocolError
+from wscodec.extensions import (
+    ClientPerMessageDeflate,
+    Extension,
+    PerMessageDeflate,
+    ServerPerMessageDeflate,
+    build_extension_header,
+    parse_extension_header,
+)
+
+# --------------------------------------------------------------------------- section 9.1: grammar
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["permessage-deflate"], [("permessage-deflate", [])]),
+        ([""], []),
+        ([], []),
+        (
+            ["permessage-deflate; client_max_window_bits"],
+            [("permessage-deflate", [("client_max_window_bits", None)])],
+        ),
+        (
+            ["permessage-deflate;client_max_window_bits=10;server_no_context_takeover"],
+            [("permessage-deflate", [("client_max_window_bits", "10"), ("server_no_context_takeover", None)])],
+        ),
+        (
+            ['  foo ; a = "1" ;b="x\\yz" , bar\t;\tc  '],
+            [("foo", [("a", "1"), ("b", "xyz")]), ("bar", [("c", None)])],
+        ),
+        (["a, , b,"], [("a", []), ("b", [])]),
+        (["a", "b; x=1", "a"], [("a", []), ("b", [("x", "1")]), ("a", [])]),
+        (
+            ["mux; max-channels=4; flow-control, deflate-stream"],
+            [
+                ("mux", [("max-channels", "4"), ("flow-control", None)]),
+                ("deflate-stream", []),
+            ],
+        ),
+    ],
+)
+def test_9_1_parse(values: list[str], expected: list) -> None:
+    assert parse_extension_header(values) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ";",
+        "a;",
+        "a;;",
+        "a; =1",
+        "a; b=",
+        "a; b==1",
+        'a; b="unterminated',
+        'a; b="has space"',  # section 9.1: a quoted value must be a token once unquoted
+        'a; b=""',
+        "a b",
+        "a; b c",
+        "a; b=1 2",
+        "a/b",
+        "a; b=@",
+        "a; b=1;",
+        "a\x00",
+    ],
+)
+def test_9_1_parse_rejects_malformed(value: str) -> None:
+    with pytest.raises(InvalidHandshake):
+        parse_extension_header([value])
+
+
+@pytest.mark.parametrize(
+    ("extensions", "expected"),
+    [
+        ([("permessage-deflate", [])], "permessage-deflate"),
+        (
+            [("permessage-deflate", [("client_max_window_bits", None), ("server_max_window_bits", "10")])],
+            "permessage-deflate; client_max_window_bits; server_max_window_bits=10",
+        ),
+        ([("a", [("x", "1")]), ("b", [])], "a; x=1, b"),
+        ([("a", [("x", 'sp "q"')])], 'a; x="sp \\"q\\""'),
+    ],
+)
+def test_9_1_build(extensions: list, expected: str) -> None:
+    assert build_extension_header(extensions) == expected
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [[("permessage-deflate", [("client_max_window_bits", None), ("server_max_window_bits", "10")])], [("a", [])]],
+)
+def test_9_1_build_then_parse_round_trips(extensions: list) -> None:
+    assert parse_extension_header([build_extension_header(extensions)]) == extensions
+
+
+@pytest.mark.parametrize("extensions", [[("bad name", [])], [("a", [("b c", None)])], [("a", [("b", "x\r\n")])]])
+def test_9_1_build_refuses_invalid(extensions: list) -> None:
+    with pytest.raises(ValueError):
+        build_extension_header(extensions)
+
+
+def test_extension_is_an_abstract_interface() -> None:
+    with pytest.raises(TypeError):
+        Extension()  # type: ignore[abstract]
+    assert issubclass(PerMessageDeflate, Extension)
+    assert PerMessageDeflate.rsv1 is True
+    assert (
+        ClientPerMessageDeflate.name == ServerPerMessageDeflate.name == PerMessageDeflate.name == "permessage-deflate"
+    )
+
+
+# --------------------------------------------------------------------------- section 7.1: negotiation, client offer
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "offer"),
+    [
+        ({}, [("client_max_window_bits", None)]),
+        ({"client_max_window_bits": None}, []),
+        ({"client_max_window_bits": 10}, [("client_max_window_bits", "10")]),
+        (
+            {
+                "server_no_context_takeover": True,
+                "client_no_context_takeover": True,
+                "server_max_window_bits": 9,
+                "client_max_window_bits": 8,
+            },
+            [
+                ("server_no_context_takeover", None),
+                ("client_no_context_takeover", None),
+                ("server_max_window_bits", "9"),
+                ("client_max_window_bits", "8"),
+            ],
+        ),
+    ],
+)
+def test_7_1_client_offer(kwargs: dict, offer: list) -> None:
+    assert ClientPerMessageDeflate(**kwargs).offer() == ("permessage-deflate", offer)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"server_max_window_bits": 7}, {"server_max_window_bits": 16}, {"client_max_window_bits": 0}],
+)
+def test_7_1_factories_refuse_invalid_window_bits(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        ClientPerMessageDeflate(**kwargs)
+    with pytest.raises(ValueError):
+        ServerPerMessageDeflate(**kwargs)
+
+
+# Client offer kwargs, server response params, expected negotiated attributes
+# (server_nct, client_nct, server_bits, client_bits) or None when the client must fail the handshake.
+CLIENT_ACCEPT = [
+    ({}, [], (False, False, None, None)),
+    ({}, [("server_no_context_takeover", None)], (True, False, None, None)),
+    ({}, [("client_no_context_takeover", None)], (False, True, None, None)),
+    ({}, [("server_max_window_bits", "10")], (False, False, 10, None)),
+    ({}, [("client_max_window_bits", "9")], (False, False, None, 9)),
+    ({"client_no_context_takeover": True}, [], (False, True, None, None)),
+    ({"server_no_context_takeover": True}, [("server_no_context_takeover", None)], (True, False, None, None)),
+    ({"server_no_context_takeover": True}, [], None),  # section 7.1.1.1: the server must honour it
+    ({"server_max_window_bits": 10}, [("server_max_window_bits", "10")], (False, False, 10, None)),
+    ({"server_max_window_bits": 10}, [("server_max_window_bits", "8")], (False, False, 8, None)),
+    ({"server_max_window_bits": 10}, [("server_max_window_bits", "11")], None),  # greater than requested
+    ({"server_max_window_bits": 10}, [], None),  # section 7.1.2.1: must be in the response
+    ({"client_max_window_bits": None}, [("client_max_window_bits", "10")], None),  # not offered
+    ({"client_max_window_bits": 10}, [("client_max_window_bits", "9")], (False, False, None, 9)),
+    ({"client_max_window_bits": 10}, [("client_max_window_bits", "11")], None),
+    ({"client_max_window_bits": 10}, [], (False, False, None, 10)),  # we keep to the limit we announced
+    ({}, [("client_max_window_bits", None)], None),  # a response value is mandatory
+    ({}, [("server_max_window_bits", None)], None),
+    ({}, [("server_max_window_bits", "7")], None),
+    ({}, [("server_max_window_bits", "16")], None),
+    ({}, [("server_max_window_bits", "010")], None),  # no leading zeros
+    ({}, [("server_max_window_bits", "x")], None),
+    ({}, [("server_no_context_takeover", "1")], None),
+    ({}, [("client_no_context_takeover", None), ("client_no_context_takeover", None)], None),
+    ({}, [("unknown", None)], None),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "response", "expected"), CLIENT_ACCEPT)
+def test_7_1_client_accepts_or_refuses_response(kwargs: dict, response: list, expected: tuple | None) -> None:
+    factory = ClientPerMessageDeflate(**kwargs)
+    if expected is None:
+        with pytest.raises(InvalidHandshake):
+            factory.accept(response)
+        return
+    ext = factory.accept(response)
+    assert isinstance(ext, PerMessageDeflate) and not ext.is_server
+    got = (
+        ext.server_no_context_takeover,
+        ext.client_no_context_takeover,
+        ext.server_max_window_bits,
+        ext.client_max_window_bits,
+    )
+    assert got == expected
+
+
+# Server preferences, client offers, expected response params (None: every offer declined).
+SERVER_NEGOTIATE = [
+    ({}, [[]], []),
+    ({}, [[("client_max_window_bits", None)]], []),
+    ({}, [[("client_max_window_bits", "10")]], [("client_max_window_bits", "10")]),
+    ({}, [[("server_no_context_takeover", None)]], [("server_no_context_takeover", None)]),
+    ({}, [[("client_no_context_takeover", None)]], [("client_no_context_takeover", None)]),
+    ({}, [[("server_max_window_bits", "9")]], [("server_max_window_bits", "9")]),
+    ({"server_max_window_bits": 12}, [[("server_max_window_bits", "9")]], [("server_max_window_bits", "9")]),
+    ({"server_max_window_bits": 9}, [[("server_max_window_bits", "12")]], [("server_max_window_bits", "9")]),
+    ({"server_max_window_bits": 11}, [[]], [("server_max_window_bits", "11")]),
+    ({"server_no_context_takeover": True}, [[]], [("server_no_context_takeover", None)]),
+    ({"client_no_context_takeover": True}, [[]], [("client_no_context_takeover", None)]),
+    ({"client_max_window_bits": 11}, [[("client_max_window_bits", None)]], [("client_max_window_bits", "11")]),
+    ({"client_max_window_bits": 11}, [[("client_max_window_bits", "9")]], [("client_max_window_bits", "9")]),
+    ({"client_max_window_bits": 11}, [[("client_max_window_bits", "13")]], [("client_max_window_bits", "11")]),
+    # Section 7.1.2.2: client_max_window_bits only if the client offered it; accepted without the limit.
+    ({"client_max_window_bits": 11}, [[]], []),
+    # Malformed or duplicated offers are declined; the next offer is tried.
+    ({}, [[("server_max_window_bits", None)]], None),
+    ({}, [[("server_max_window_bits", "7")]], None),
+    ({}, [[("client_max_window_bits", "16")]], None),
+    ({}, [[("server_no_context_takeover", "yes")]], None),
+    ({}, [[("x-unknown", None)]], None),
+    ({}, [[("server_no_context_takeover", None), ("server_no_context_takeover", None)]], None),
+    ({}, [[("x-unknown", None)], [("server_max_window_bits", "10")]], [("server_max_window_bits", "10")]),
+    ({}, [[("server_max_window_bits", "10")], []], [("server_max_window_bits", "10")]),
+    (
+        {"server_no_context_takeover": True, "client_no_context_takeover": True, "server_max_window_bits": 10},
+        [[("server_max_window_bits", "12"), ("client_max_window_bits", None)]],
+        [("server_no_context_takeover", None), ("client_no_context_takeover", None), ("server_max_window_bits", "10")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("prefs", "offers", "expected"), SERVER_NEGOTIATE)
+def test_7_1_server_negotiation(prefs: dict, offers: list, expected: list | None) -> None:
+    result = ServerPerMessageDeflate(**prefs).negotiate(offers)
+    if expected is None:
+        assert result is None
+        return
+    assert result is not None
+    params, ext = result
+    assert params == expected
+    assert ext.is_server and ext.response_params() == expected
+
+
+CLIENT_MATRIX = [
+    {},
+    {"client_max_window_bits": None},
+    {"client_max_window_bits": 9},
+    {"server_no_context_takeover": True},
+    {"client_no_context_takeover": True, "server_max_window_bits": 8},
+    {"server_max_window_bits": 12, "client_max_window_bits": 12},
+]
+SERVER_MATRIX = [
+    {},
+    {"server_no_context_takeover": True},
+    {"client_no_context_takeover": True},
+    {"server_max_window_bits": 10},
+    {"client_max_window_bits": 8},
+    {"server_max_window_bits": 15, "client_max_window_bits": 15, "client_no_context_takeover": True},
+]
+
+
+@pytest.mark.parametrize("client_kwargs", CLIENT_MATRIX)
+@pytest.mark.parametrize("server_kwargs", SERVER_MATRIX)
+def test_7_1_every_server_answer_is_accepted_by_our_client(client_kwargs: dict, server_kwargs: dict) -> None:
+    client_factory = ClientPerMessageDeflate(**client_kwargs)
+    result = ServerPerMessageDeflate(**server_kwargs).negotiate([client_factory.offer()[1]])
+    assert result is not None
+    params, server_ext = result
+    client_ext = client_factory.accept(params)
+    for name in (
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+    ):
+        client_value, server_value = getattr(client_ext, name), getattr(server_ext, name)
+        assert client_value == server_value or (name == "client_max_window_bits" and server_value is None)
+    # Whatever was agreed, both directions work.
+    message = b"negotiated " * 50
+    for sender, receiver in ((client_ext, server_ext), (server_ext, client_ext)):
+        for _ in range(2):
+            payload, rsv1 = sender.encode(message)
+            receiver.decode_start(rsv1)
+            assert receiver.decode(payload, True, None) == message
+
+
+# --------------------------------------------------------------------------- section 7.2: compression
+
+HELLO = bytes.fromhex("f248cdc9c90700")
+
+
+def pmd(is_server: bool, **kwargs) -> PerMessageDeflate:
+    kwargs.setdefault("compress_threshold", 0)
+    return PerMessageDeflate(is_server=is_server, **kwargs)
+
+
+def decode(ext: PerMessageDeflate, frames: list[bytes], rsv1: bool = True, max_size: int | None = None) -> bytes:
+    ext.decode_start(rsv1)
+    out = b""
+    for i, frame in enumerate(frames):
+        out += ext.decode(frame, i == len(frames) - 1, None if max_size is None else max_size - len(out))
+    return out
+
+
+def test_7_2_3_1_hello_compressed() -> None:
+    assert pmd(True).encode(b"Hello") == (HELLO, True)
+    assert decode(pmd(False), [HELLO]) == b"Hello"
+
+
+def test_7_2_3_1_hello_fragmented() -> None:
+    assert decode(pmd(False), [bytes.fromhex("f248cd"), bytes.fromhex("c9c90700")]) == b"Hello"
+
+
+def test_7_2_3_2_shared_sliding_window() -> None:
+    sender = pmd(True)
+    assert sender.encode(b"Hello") == (HELLO, True)
+    second = bytes.fromhex("f200110000")
+    assert sender.encode(b"Hello") == (second, True)
+    receiver = pmd(False)
+    assert decode(receiver, [HELLO]) == b"Hello"
+    assert decode(receiver, [second]) == b"Hello"
+
+
+def test_7_2_3_2_no_context_takeover_repeats_the_same_bytes() -> None:
+    sender = pmd(True, server_no_context_takeover=True)
+    assert sender.encode(b"Hello") == (HELLO, True)
+    assert sender.encode(b"Hello") == (HELLO, True)
+    receiver = pmd(False, server_no_context_takeover=True)
+    assert decode(receiver, [HELLO]) == b"Hello"
+    assert decode(receiver, [HELLO]) == b"Hello"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param("0005 00fa ff48 656c 6c6f 00", id="7.2.3.3-stored-block"),
+        pytest.param("f348 cdc9 c907 0000", id="7.2.3.4-BFINAL"),
+        pytest.param("f248 0500 0000 ffff cac9 c907 00", id="7.2.3.5-two-blocks"),
+    ],
+)
+def test_7_2_3_other_encodings_of_hello(payload: str) -> None:
+    receiver = pmd(False)
+    assert decode(receiver, [bytes.fromhex(payload)]) == b"Hello"
+    assert decode(receiver, [HELLO]) == b"Hello"  # and the next message still decodes
+
+
+def test_7_2_3_6_empty_message() -> None:
+    assert pmd(True).encode(b"") == (b"\x00", True)
+    assert decode(pmd(False), [b"\x00"]) == b""
+    assert decode(pmd(False), [b""]) == b""
+
+
+def test_7_2_compress_threshold() -> None:
+    ext = PerMessageDeflate(is_server=True, compress_threshold=128)
+    assert ext.encode(b"x" * 127) == (b"x" * 127, False)
+    payload, rsv1 = ext.encode(b"x" * 128)
+    assert rsv1 and len(payload) < 128
+    assert ext.encode(bytearray(b"ab")) == (b"ab", False)
+
+
+def test_7_2_uncompressed_message_passes_through_decode() -> None:
+    ext = pmd(False)
+    assert decode(ext, [b"plain", b" text"], rsv1=False) == b"plain text"
+    assert decode(ext, [HELLO]) == b"Hello"
+
+
+def test_7_2_encode_accepts_any_buffer() -> None:
+    data = b"buffer " * 40
+    for buffer in (data, bytearray(data), memoryview(data)):
+        payload, rsv1 = pmd(True).encode(buffer)
+        assert rsv1 and decode(pmd(False), [payload]) == data
+
+
+def test_7_2_invalid_compressed_data_is_1007() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode(pmd(False), [b"\xff\xff\xff\xff"])
+    assert info.value.close_code == 1007
+
+
+SIZES = [0, 1, 200, 5000, 70000]
+
+
+def _message(size: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    words = [rng.randbytes(rng.randint(1, 12)) for _ in range(64)]
+    out = b"".join(rng.choice(words) for _ in range(size // 4 + 1))
+    return out[:size]
+
+
+@pytest.mark.parametrize("bits", range(8, 16))
+@pytest.mark.parametrize("no_context", [False, True], ids=["takeover", "no-takeover"])
+@pytest.mark.parametrize("server_sends", [True, False], ids=["server-to-client", "client-to-server"])
+def test_7_2_round_trip_window_bits_and_context(bits: int, no_context: bool, server_sends: bool) -> None:
+    params = {
+        "server_max_window_bits": bits,
+        "client_max_window_bits": bits,
+        "server_no_context_takeover": no_context,
+        "client_no_context_takeover": no_context,
+    }
+    sender, receiver = pmd(server_sends, **params), pmd(not server_sends, **params)
+    for n_frames in (1, 3, 7):
+        for size in SIZES:
+            message = _message(size, size + bits)
+            payload, rsv1 = sender.encode(message)
+            assert rsv1
+            step = max(1, -(-len(payload) // n_frames))
+            frames = [payload[i : i + step] for i in range(0, len(payload), step)] or [b""]
+            assert decode(receiver, frames) == message
+            if no_context:  # each message stands alone: a fresh inflater with the window decodes it
+                fresh = zlib.decompressobj(wbits=-max(bits, 9))
+                assert fresh.decompress(payload + b"\x00\x00\xff\xff") == message
+
+
+def test_7_2_window_bits_limit_what_the_sender_refers_to() -> None:
+    # A message repeating a 1 KiB block: with a 9-bit window the repeat is out of reach, with 15 it is not.
+    block = random.Random(1).randbytes(1024)
+    small = pmd(True, server_max_window_bits=9).encode(block * 4)[0]
+    large = pmd(True, server_max_window_bits=15).encode(block * 4)[0]
+    assert len(large) < 1300 < len(small)
+    assert zlib.decompressobj(wbits=-9).decompress(small + b"\x00\x00\xff\xff") == block * 4
+
+
+def test_7_2_context_carries_across_messages_only_with_takeover() -> None:
+    message = _message(3000, 7)
+    with_context = pmd(True)
+    first = with_context.encode(message)[0]
+    assert len(with_context.encode(message)[0]) < len(first) // 4
+    without = pmd(True, server_no_context_takeover=True)
+    assert without.encode(message)[0] == without.encode(message)[0] == first
+
+
+# --------------------------------------------------------------------------- decompression bombs (1009)
+
+
+def _bomb(size: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    payload = compressor.compress(b"\x00" * size) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return payload[:-4]
+
+
+def test_7692_bomb_is_refused_while_inflating_with_bounded_memory() -> None:
+    bomb = _bomb(200_000_000)
+    assert len(bomb) < 250_000
+    receiver = pmd(False)
+    tracemalloc.start()
+    try:
+        with pytest.raises(PayloadTooBig) as info:
+            decode(receiver, [bomb], max_size=1 << 20)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.close_code == 1009
+    assert peak < 8 << 20  # about the limit, not the 200 MB the payload inflates to
+
+
+def test_7692_limit_is_exact() -> None:
+    payload = pmd(True).encode(b"a" * 1000)[0]
+    assert decode(pmd(False), [payload], max_size=1000) == b"a" * 1000
+    with pytest.raises(PayloadTooBig):
+        decode(pmd(False), [payload], max_size=999)
+    with pytest.raises(PayloadTooBig):
+        decode(pmd(False), [payload], max_size=0)
+
+
+def test_7692_limit_spans_the_frames_of_a_message() -> None:
+    payload = pmd(True).encode(_message(50_000, 3))[0]
+    frames = [payload[i : i + 100] for i in range(0, len(payload), 100)]
+    assert len(decode(pmd(False), frames, max_size=50_000)) == 50_000
+    with pytest.raises(PayloadTooBig):
+        decode(pmd(False), frames, max_size=49_999)
+
+
+def test_7692_limit_counts_the_flush_at_the_end() -> None:
+    # The last bytes only come out once 00 00 ff ff is appended; the limit still applies to them.
+    payload = pmd(True).encode(b"b" * 300)[0]
+    receiver = pmd(False)
+    receiver.decode_start(True)
+    with pytest.raises(PayloadTooBig):
+        receiver.decode(payload, True, 299)
