@@ -323,7 +323,7 @@ class PerMessageDeflate(Extension):
             if max_size is None:
                 return decompressor.decompress(data)
             # At most one byte beyond the limit is ever produced: the bomb is refused while inflating.
-            output = decompressor.decompress(data, max_size + 1)
+            output = decompressor.decompress(data, max(max_size, 0) + 1)  # never 0: that means unbounded
         except zlib.error as exc:
             raise ProtocolError(f"invalid compressed data: {exc}", 1007) from None
         if len(output) > max_size or decompressor.unconsumed_tail:

@@ -168,10 +168,8 @@ class HttpParser:
 
     def _parse(self, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")
-        if "\r" in head.decode("latin-1"):
-            for line in lines:
-                if "\r" in line:
-                    raise HandshakeRejected("bare CR in HTTP head", 400)
+        if any("\r" in line for line in lines):
+            raise HandshakeRejected("bare CR in HTTP head", 400)
         self.start_line = lines[0]
         if not self.start_line:
             raise HandshakeRejected("empty HTTP start line", 400)
