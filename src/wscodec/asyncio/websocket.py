@@ -1,0 +1,834 @@
+"""The asyncio ``WebSocket``: an :class:`asyncio.Protocol` driving a sans-I/O :class:`~wscodec.connection.Connection`.
+
+Each socket read is one ``data_received`` and one ``Connection.receive_data`` call; a coroutine blocked in
+:meth:`WebSocket.recv` is woken through a future it owns, without a task hop per message. No RFC 6455 rule
+lives here: framing, close codes, UTF-8 and size limits are the Connection's job; this layer moves bytes,
+wakes waiters and runs timers (keepalive, close and open timeouts).
+
+Messages are always taken from the Connection frame by frame (``stream_messages=True``) and reassembled
+here, so :meth:`WebSocket.recv` (whole messages) and :meth:`WebSocket.recv_streaming` (fragments, bounded
+memory) work on the same connection without a mode switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..connection import CLOSED, CONNECTING, OPEN, Connection
+from ..errors import ConnectionClosed, InvalidHandshake
+from ..events import (
+    BinaryFragment,
+    Closed,
+    CloseReceived,
+    Ping,
+    Pong,
+    ProtocolViolation,
+    Request,
+    Response,
+    TextFragment,
+)
+
+__all__ = ["CloseEvent", "ErrorEvent", "Event", "MessageEvent", "WebSocket"]
+
+logger = logging.getLogger(__name__)
+
+Data = str | bytes | bytearray | memoryview
+Listener = Callable[[Any], Any]
+
+_BINARY_TYPES = ("bytes", "bytearray", "memoryview")
+_DATA_TYPES = (str, bytes, bytearray, memoryview)
+# Close codes after which ``async for message in ws`` simply ends (a clean, non-error closing handshake).
+_OK_CODES = frozenset({1000, 1001, 1005})
+
+
+# --------------------------------------------------------------------------- browser-style events
+
+
+@dataclass(frozen=True)
+class Event:
+    """A browser-style event: ``type`` is "open", "message", "error" or "close"; ``target`` the WebSocket."""
+
+    type: str
+    target: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class MessageEvent(Event):
+    """A whole message: ``data`` is a str (text) or bytes-like per ``binary_type``."""
+
+    data: Any = None
+
+
+@dataclass(frozen=True)
+class CloseEvent(Event):
+    """The connection is closed: the close ``code``, ``reason`` and whether the closing handshake completed."""
+
+    code: int = 1006
+    reason: str = ""
+    was_clean: bool = False
+
+
+@dataclass(frozen=True)
+class ErrorEvent(Event):
+    """Something went wrong (protocol violation, keepalive timeout, failed handshake): see ``error``."""
+
+    error: BaseException | None = None
+
+
+def _closes_cleanly(exc: ConnectionClosed) -> bool:
+    """True when ``async for`` should simply stop: a completed closing handshake with a non-error code."""
+    return exc.was_clean and (exc.code in _OK_CODES or 3000 <= exc.code <= 4999)
+
+
+class _MessageStream:
+    """What :meth:`WebSocket.recv_streaming` returns: an async iterator, also awaitable (to itself)."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        self._done = False
+
+    def __await__(self) -> Generator[Any, None, _MessageStream]:
+        return self._itself().__await__()
+
+    async def _itself(self) -> _MessageStream:
+        return self
+
+    def __aiter__(self) -> _MessageStream:
+        return self
+
+    async def __anext__(self) -> Data:
+        if self._done:
+            raise StopAsyncIteration
+        data, final = await self._ws._next_fragment()
+        if final:
+            self._done = True
+        return data
+
+
+class WebSocket(asyncio.Protocol):
+    """One WebSocket connection over an asyncio transport, client or server side.
+
+    Built by :func:`~wscodec.asyncio.connect` and :func:`~wscodec.asyncio.serve`, not directly. Offers
+    both the Python API (``await recv()``, ``async for``, ``await send()``, ``await ping()``,
+    ``await close()``) and the browser's (``onopen``/``onmessage``/``onerror``/``onclose``,
+    ``add_event_listener``, ``ready_state``, ``binary_type``, ``buffered_amount``...).
+
+    While a ``message`` listener is set (``onmessage`` or ``add_event_listener("message", cb)``), whole
+    messages go to the listeners instead of the queue that ``recv()`` reads.
+    """
+
+    CONNECTING: ClassVar[int] = 0
+    OPEN: ClassVar[int] = 1
+    CLOSING: ClassVar[int] = 2
+    CLOSED: ClassVar[int] = 3
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        url: str = "",
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 10.0,
+        max_queue: int | None = 16,
+        write_limit: int = 65536,
+        binary_type: str = "bytes",
+        slow_consumer: str = "close",
+        slow_consumer_limit: int = 1 << 20,
+    ) -> None:
+        if max_queue is not None and max_queue < 1:
+            raise ValueError("max_queue must be >= 1 or None")
+        if slow_consumer not in ("close", "skip", "wait"):
+            raise ValueError("slow_consumer must be 'close', 'skip' or 'wait'")
+        self._conn = connection
+        self.url = url
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.slow_consumer = slow_consumer
+        self.slow_consumer_limit = slow_consumer_limit
+        self._binary_type = "bytes"
+        self.binary_type = binary_type
+        #: Round-trip time of the last ping answered, in seconds (0.0 before any).
+        self.latency = 0.0
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._debug = logger.isEnabledFor(logging.DEBUG)
+        # Receiving: fragments wait in _queue until a consumer takes them; recv() moves the pieces of a
+        # message in progress into _partial (object state, so a cancelled recv() loses nothing).
+        self._queue: collections.deque[TextFragment | BinaryFragment] = collections.deque()
+        self._partial: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._streaming = False  # a recv_streaming() iterator is part-way through a message
+        # Sending.
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._fragmenting: asyncio.Future[None] | None = None  # a fragmented send is in progress
+        self._pings: list[tuple[bytes, asyncio.Future[float] | None, float]] = []
+        # Lifecycle.
+        self._open_waiter: asyncio.Future[None] = self._loop.create_future()
+        self._lost_waiter: asyncio.Future[None] = self._loop.create_future()
+        self._lost = False
+        self._close_exc: ConnectionClosed | None = None
+        self._fail_code: int | None = None
+        self._fail_reason = ""
+        self._transport_closing = False
+        self._abort_handle: asyncio.TimerHandle | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
+        # Browser API.
+        self._listeners: dict[str, list[Listener]] = {"open": [], "message": [], "error": [], "close": []}
+        self._onmessage: Listener | None = None
+        self.onopen: Listener | None = None
+        self.onerror: Listener | None = None
+        self.onclose: Listener | None = None
+        self._has_message_listener = False
+        self._cb_partial: list[Any] = []
+        self._callback_tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ attributes
+
+    @property
+    def connection(self) -> Connection:
+        """The sans-I/O :class:`~wscodec.connection.Connection` this object drives."""
+        return self._conn
+
+    @property
+    def ready_state(self) -> int:
+        """0 CONNECTING, 1 OPEN, 2 CLOSING (closing handshake under way or done, TCP still up), 3 CLOSED."""
+        if self._lost:
+            return 3
+        state = self._conn.state
+        return 2 if state is CLOSED else int(state)
+
+    @property
+    def binary_type(self) -> str:
+        """How ``recv()`` returns binary messages: "bytes" (default), "bytearray" (a writable copy) or
+        "memoryview" (a view of the received bytes, no copy)."""
+        return self._binary_type
+
+    @binary_type.setter
+    def binary_type(self, value: str) -> None:
+        if value not in _BINARY_TYPES:
+            raise ValueError(f"binary_type must be one of {', '.join(_BINARY_TYPES)}")
+        self._binary_type = value
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes handed to the transport and not yet written to the socket."""
+        transport = self._transport
+        if transport is None or self._lost:
+            return 0
+        return transport.get_write_buffer_size()
+
+    @property
+    def protocol(self) -> str:
+        """The negotiated subprotocol, "" when none."""
+        return self._conn.subprotocol or ""
+
+    @property
+    def extensions(self) -> str:
+        """The negotiated extensions as the server sent them in ``Sec-WebSocket-Extensions``, "" if none."""
+        response = self._conn.response
+        if response is None or response.status_code != 101:
+            return ""
+        return response.header("Sec-WebSocket-Extensions") or ""
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake request (sent by a client, received by a server)."""
+        return self._conn.request
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake response."""
+        return self._conn.response
+
+    @property
+    def close_code(self) -> int | None:
+        """None while open. Then: the peer's close code after a closing handshake (1005 if it gave none);
+        the code we failed the connection with (1011 keepalive timeout, 1002/1007/1009 protocol errors,
+        1008 slow consumer); 1006 if the connection ended without a Close frame."""
+        exc = self._close_exc
+        return None if exc is None else exc.code
+
+    @property
+    def close_reason(self) -> str:
+        """The reason that goes with :attr:`close_code` ("" while open)."""
+        exc = self._close_exc
+        return "" if exc is None else exc.reason
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address (``(host, port)`` for TCP), None before the connection is made."""
+        return None if self._transport is None else self._transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        """Our end's address."""
+        return None if self._transport is None else self._transport.get_extra_info("sockname")
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
+
+    def __repr__(self) -> str:
+        states = ("CONNECTING", "OPEN", "CLOSING", "CLOSED")
+        return f"<{type(self).__name__} {self._conn.role} {states[self.ready_state]} {self.remote_address}>"
+
+    # ------------------------------------------------------------------ browser API
+
+    @property
+    def onmessage(self) -> Listener | None:
+        """Callback (sync, or async: run as a task) for each whole message, given a :class:`MessageEvent`."""
+        return self._onmessage
+
+    @onmessage.setter
+    def onmessage(self, callback: Listener | None) -> None:
+        self._onmessage = callback
+        self._message_listeners_changed()
+
+    def add_event_listener(self, type: str, callback: Listener) -> None:
+        """Add a listener for "open", "message", "error" or "close" (``addEventListener``)."""
+        if type not in self._listeners:
+            raise ValueError(f"unknown event type {type!r}")
+        if callback not in self._listeners[type]:
+            self._listeners[type].append(callback)
+        if type == "message":
+            self._message_listeners_changed()
+
+    def remove_event_listener(self, type: str, callback: Listener) -> None:
+        """Remove a listener added with :meth:`add_event_listener`."""
+        listeners = self._listeners.get(type, [])
+        if callback in listeners:
+            listeners.remove(callback)
+        if type == "message":
+            self._message_listeners_changed()
+
+    def _message_listeners_changed(self) -> None:
+        self._has_message_listener = self._onmessage is not None or bool(self._listeners["message"])
+        if self._has_message_listener and self._queue:
+            self._loop.call_soon(self._drain_queue_to_listeners)
+
+    def _drain_queue_to_listeners(self) -> None:
+        """Hand messages queued before a message listener appeared to it, in order."""
+        queue = self._queue
+        while self._has_message_listener and queue and not self._partial and not self._streaming:
+            self._deliver_to_listeners(queue.popleft())
+        self._maybe_resume_reading()
+
+    def _deliver_to_listeners(self, event: TextFragment | BinaryFragment) -> None:
+        if not event.final:
+            self._cb_partial.append(event.data)
+            return
+        data: Any = event.data
+        if self._cb_partial:
+            self._cb_partial.append(data)
+            data = "".join(self._cb_partial) if type(event) is TextFragment else b"".join(self._cb_partial)
+            self._cb_partial = []
+        if type(event) is BinaryFragment:
+            data = self._convert_binary(data)
+        self._dispatch("message", MessageEvent("message", self, data))
+
+    def _dispatch(self, type: str, event: Event) -> None:
+        callbacks: list[Listener] = []
+        own = self._onmessage if type == "message" else getattr(self, "on" + type)
+        if own is not None:
+            callbacks.append(own)
+        callbacks.extend(self._listeners[type])
+        for callback in callbacks:
+            try:
+                result = callback(event)
+            except Exception:
+                logger.exception("error in %s callback", type)
+                continue
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._callback_tasks.add(task)
+                task.add_done_callback(self._callback_done)
+
+    def _callback_done(self, task: asyncio.Task[Any]) -> None:
+        self._callback_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("error in event callback", exc_info=task.exception())
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=self.write_limit)
+        out = self._conn.data_to_send()
+        if out:
+            transport.write(out)
+
+    def data_received(self, data: bytes) -> None:
+        self._handle(self._conn.receive_data(data))
+
+    def eof_received(self) -> bool | None:
+        if not self._conn.closed:
+            self._handle(self._conn.receive_data(b""))
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._abort_handle is not None:
+            self._abort_handle.cancel()
+            self._abort_handle = None
+        conn = self._conn
+        if conn.state is CONNECTING:
+            conn.fail(1006)
+        elif not conn.closed:
+            self._handle(conn.receive_data(b""))
+        if self._close_exc is None:
+            self._close_exc = ConnectionClosed(1006, "", was_clean=False)
+        if not self._open_waiter.done():
+            self._open_waiter.set_exception(InvalidHandshake("connection closed during the opening handshake"))
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
+        self._wake_reader()
+        self._wake_writers()
+        for _payload, waiter, _sent in self._pings:
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(self._closed_error())
+        self._pings.clear()
+        if not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
+        if self._debug:
+            logger.debug("%r connection lost (%s)", self, exc)
+        opening = self._open_waiter
+        if not opening.cancelled() and opening.exception() is None:  # a failed open reports its own close
+            self._dispatch_close()
+
+    def _dispatch_close(self) -> None:
+        close = self._close_exc or ConnectionClosed(1006, "", was_clean=False)
+        self._dispatch("close", CloseEvent("close", self, close.code, close.reason, close.was_clean))
+
+    def _handshake_failed(self, error: BaseException) -> None:
+        """For :func:`~wscodec.asyncio.create_websocket`: the open failed; fire error, then close (1006)."""
+        if self._conn.state is CONNECTING:
+            self._conn.fail(1006)
+        if self._close_exc is None:
+            self._close_exc = ConnectionClosed(1006, "", was_clean=False)
+        if self._transport is None:
+            self._lost = True
+        self._dispatch("error", ErrorEvent("error", self, error))
+        self._dispatch_close()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writers()
+
+    # ------------------------------------------------------------------ events from the Connection
+
+    def _handle(self, events: list[Any]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is TextFragment or kind is BinaryFragment:
+                if self._has_message_listener and not self._queue and not self._partial and not self._streaming:
+                    self._deliver_to_listeners(event)
+                    continue
+                self._queue.append(event)
+                waiter = self._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                max_queue = self.max_queue
+                if max_queue is not None and len(self._queue) >= max_queue and not self._reading_paused:
+                    self._reading_paused = True
+                    if self._transport is not None and not self._lost:
+                        self._transport.pause_reading()
+                if self._debug:
+                    logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(event.data), event.final)
+            else:
+                self._handle_other(event)
+        conn = self._conn
+        out = conn.data_to_send()
+        if out and not self._lost and self._transport is not None:
+            self._transport.write(out)
+        if conn.state is CLOSED:
+            self._after_closed()
+
+    def _handle_other(self, event: Any) -> None:
+        kind = type(event)
+        if self._debug:
+            logger.debug("< %r", event)
+        if kind is Pong:
+            self._received_pong(event.payload)
+        elif kind is Ping or kind is CloseReceived or kind is Request:
+            pass
+        elif kind is Response:
+            if event.status_code == 101:
+                self._opened()
+        elif kind is ProtocolViolation:
+            if self._open_waiter.done():
+                self._fail_code, self._fail_reason = event.code, event.reason
+                logger.info("%r failed: %s (close code %d)", self, event.reason, event.code)
+                self._dispatch("error", ErrorEvent("error", self, event.error))
+            else:
+                self._open_waiter.set_exception(event.error)
+        elif kind is Closed:
+            self._closed(event.code, event.reason, event.was_clean)
+
+    def _opened(self) -> None:
+        """The handshake succeeded: start the keepalive, wake ``connect()``, fire ``onopen``."""
+        if not self._open_waiter.done():
+            self._open_waiter.set_result(None)
+        if self.ping_interval is not None and self._keepalive_task is None:
+            self._keepalive_task = self._loop.create_task(self._keepalive())
+        self._dispatch("open", Event("open", self))
+
+    def _closed(self, code: int, reason: str, was_clean: bool) -> None:
+        if self._close_exc is not None:
+            return
+        if self._fail_code is not None:
+            code, reason = self._fail_code, self._fail_reason
+        self._close_exc = ConnectionClosed(code, reason, was_clean=was_clean)
+        self._wake_reader()
+        self._wake_writers()
+
+    def _after_closed(self) -> None:
+        """The Connection is CLOSED: close the transport now (server, failure) or after the server's EOF."""
+        if self._transport_closing or self._lost or self._transport is None:
+            return
+        self._transport_closing = True
+        exc = self._close_exc
+        if self._conn.is_client and exc is not None and exc.was_clean:
+            # RFC 6455 section 7.1.1: the server closes TCP first; wait for its EOF, a bounded time.
+            self._arm_abort()
+            return
+        self._transport.close()
+        self._arm_abort()
+
+    def _arm_abort(self) -> None:
+        if self._abort_handle is None and not self._lost:
+            self._abort_handle = self._loop.call_later(self.close_timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_handle = None
+        if self._transport is not None and not self._lost:
+            if self._debug:
+                logger.debug("%r aborting the transport", self)
+            self._transport.abort()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection from our side: queue a Close with ``code``, close the transport."""
+        conn = self._conn
+        if conn.closed or self._lost:
+            return
+        self._fail_code, self._fail_reason = code, reason
+        conn.fail(code, reason)
+        self._closed(code, reason, False)
+        self._handle([])
+
+    def _wake_reader(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_writers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _closed_error(self) -> ConnectionClosed:
+        exc = self._close_exc
+        if exc is not None:
+            return ConnectionClosed(exc.code, exc.reason, was_clean=exc.was_clean)
+        sent = self._conn.close_sent
+        if sent is not None:  # we are closing: the peer has not answered yet
+            return ConnectionClosed(sent[0] if sent[0] is not None else 1005, sent[1], was_clean=True)
+        return ConnectionClosed(1006, "", was_clean=False)
+
+    # ------------------------------------------------------------------ receiving
+
+    def _convert_binary(self, data: bytes) -> Any:
+        binary_type = self._binary_type
+        if binary_type == "bytes":
+            return data
+        return bytearray(data) if binary_type == "bytearray" else memoryview(data)
+
+    def _maybe_resume_reading(self) -> None:
+        if self._reading_paused:
+            max_queue = self.max_queue or 1
+            if len(self._queue) <= max_queue // 4:
+                self._reading_paused = False
+                if self._transport is not None and not self._lost:
+                    self._transport.resume_reading()
+
+    async def _wait_for_data(self) -> None:
+        if self._waiter is not None:
+            raise RuntimeError("another coroutine is already waiting for the next message")
+        waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    async def recv(self) -> Data:
+        """The next message: a str for text, binary per :attr:`binary_type` (bytes by default).
+
+        Raises :class:`~wscodec.errors.ConnectionClosed` once the connection is closed and every message
+        received before has been returned. Cancelling it loses nothing.
+        """
+        if self._streaming:
+            raise RuntimeError("recv_streaming() is part-way through a message: finish iterating it first")
+        queue = self._queue
+        while True:
+            if queue:
+                event = queue.popleft()
+                if self._reading_paused:
+                    self._maybe_resume_reading()
+                if event.final:
+                    data: Any = event.data
+                    partial = self._partial
+                    if partial:
+                        partial.append(data)
+                        data = "".join(partial) if type(event) is TextFragment else b"".join(partial)
+                        self._partial = []
+                    if type(event) is BinaryFragment and self._binary_type != "bytes":
+                        return self._convert_binary(data)  # type: ignore[no-any-return]
+                    return data  # type: ignore[no-any-return]
+                self._partial.append(event.data)
+                continue
+            if self._close_exc is not None and not queue:
+                raise self._closed_error()
+            await self._wait_for_data()
+
+    def recv_streaming(self) -> _MessageStream:
+        """The next message piece by piece: ``async for fragment in ws.recv_streaming():`` yields each
+        frame's data (str or bytes) as it arrives, so memory stays bounded by the frame size.
+
+        If a cancelled :meth:`recv` had already taken the first pieces, they come as the first fragment.
+        ``await ws.recv_streaming()`` returns the same iterator.
+        """
+        return _MessageStream(self)
+
+    async def _next_fragment(self) -> tuple[Data, bool]:
+        queue = self._queue
+        while True:
+            if self._partial:
+                text = isinstance(self._partial[0], str)
+                data: Any = "".join(self._partial) if text else b"".join(self._partial)
+                self._partial = []
+                self._streaming = True
+                return data, False
+            if queue:
+                event = queue.popleft()
+                self._maybe_resume_reading()
+                self._streaming = not event.final
+                if type(event) is BinaryFragment:
+                    return self._convert_binary(event.data), event.final
+                return event.data, event.final
+            if self._close_exc is not None:
+                self._streaming = False
+                raise self._closed_error()
+            await self._wait_for_data()
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        return self
+
+    async def __anext__(self) -> Data:
+        """``async for message in ws``: ends after a clean close (codes 1000, 1001, 1005, 3000-4999);
+        raises :class:`~wscodec.errors.ConnectionClosed` after an abnormal or error close."""
+        try:
+            return await self.recv()
+        except ConnectionClosed as exc:
+            if _closes_cleanly(exc):
+                raise StopAsyncIteration from None
+            raise
+
+    # ------------------------------------------------------------------ sending
+
+    async def _wait_writable(self) -> None:
+        """Wait while the transport's buffer is over ``write_limit`` (``pause_writing``)."""
+        while self._write_paused and not self._lost:
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def _check_open(self) -> None:
+        state = self._conn.state
+        if state is not OPEN:
+            if state is CONNECTING:
+                raise RuntimeError("the WebSocket is not open yet")
+            raise self._closed_error()
+
+    async def send(
+        self,
+        message: Data | Iterable[Data] | AsyncIterable[Data],
+        *,
+        compress: bool = True,
+    ) -> None:
+        """Send a message: str as text, bytes-like as binary; a (sync or async) iterable of str or of
+        bytes-like as one fragmented message, one frame per item (fragments are never compressed).
+
+        Waits while the transport buffer is above ``write_limit``; cancelled while waiting, nothing was
+        sent. ``compress=False`` skips compression of this message.
+        """
+        while self._write_paused or self._fragmenting is not None:
+            if self._fragmenting is not None:
+                await asyncio.shield(self._fragmenting)
+            else:
+                await self._wait_writable()
+        if isinstance(message, _DATA_TYPES):
+            self._check_open()
+            conn = self._conn
+            conn.send_message(message, compress=compress)
+            if self._debug:
+                logger.debug("> %s message of %d", "text" if isinstance(message, str) else "binary", len(message))
+            assert self._transport is not None
+            self._transport.write(conn.data_to_send())
+            return
+        if isinstance(message, Mapping):
+            raise TypeError("send() takes str, bytes-like or an iterable of them, not a mapping")
+        if isinstance(message, AsyncIterable):
+            await self._send_fragments(message.__aiter__(), is_async=True)
+        elif isinstance(message, Iterable):
+            await self._send_fragments(iter(message), is_async=False)
+        else:
+            raise TypeError(f"send() takes str, bytes-like or an iterable of them, not {type(message).__name__}")
+
+    async def _send_fragments(self, iterator: Any, *, is_async: bool) -> None:
+        async def next_item() -> tuple[bool, Any]:
+            try:
+                item = await iterator.__anext__() if is_async else next(iterator)
+            except (StopIteration, StopAsyncIteration):
+                return False, None
+            if not isinstance(item, _DATA_TYPES):
+                raise TypeError(f"fragments must be str or bytes-like, not {type(item).__name__}")
+            return True, item
+
+        self._check_open()
+        gate = self._fragmenting = self._loop.create_future()
+        sent = False
+        try:
+            more, current = await next_item()
+            if not more:
+                return  # an empty iterable sends nothing
+            while True:
+                more, following = await next_item()
+                await self._wait_writable()
+                self._check_open()
+                self._conn.send_fragment(current, fin=not more)
+                sent = True
+                assert self._transport is not None
+                self._transport.write(self._conn.data_to_send())
+                if not more:
+                    sent = False
+                    return
+                current = following
+        except BaseException:
+            if sent and self._conn.state is OPEN:
+                # Half a message is on the wire and cannot be finished: RFC 6455 leaves failing as the way out.
+                self._fail(1011, "error in fragmented message")
+            raise
+        finally:
+            self._fragmenting = None
+            gate.set_result(None)
+
+    def _send_ping(self, payload: bytes, track: bool = True) -> asyncio.Future[float] | None:
+        self._check_open()
+        self._conn.send_ping(payload)
+        waiter: asyncio.Future[float] | None = self._loop.create_future() if track else None
+        self._pings.append((payload, waiter, self._loop.time()))
+        assert self._transport is not None
+        self._transport.write(self._conn.data_to_send())
+        return waiter
+
+    async def ping(self, data: str | bytes = b"") -> float:
+        """Send a Ping and wait for the matching Pong; returns the round-trip time in seconds.
+
+        Pongs are matched by payload; a Pong also answers every earlier Ping still waiting.
+        """
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        waiter = self._send_ping(payload)
+        assert waiter is not None
+        return await waiter
+
+    def _received_pong(self, payload: bytes) -> None:
+        pings = self._pings
+        for index, (sent_payload, _waiter, sent_at) in enumerate(pings):
+            if sent_payload == payload:
+                now = self._loop.time()
+                self.latency = now - sent_at
+                for _p, waiter, at in pings[: index + 1]:
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(now - at)
+                del pings[: index + 1]
+                return
+
+    async def _keepalive(self) -> None:
+        interval = self.ping_interval
+        assert interval is not None
+        timeout = self.ping_timeout
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                if self._conn.state is not OPEN:
+                    return
+                waiter = self._send_ping(os.urandom(4), track=timeout is not None)
+                if waiter is None:
+                    continue
+                try:
+                    await asyncio.wait_for(waiter, timeout)
+                except asyncio.TimeoutError:
+                    if self._conn.state is OPEN:
+                        logger.info("%r: no pong within %s s, failing the connection", self, timeout)
+                        error = TimeoutError("keepalive ping timeout")
+                        self._fail(1011, "keepalive ping timeout")
+                        self._dispatch("error", ErrorEvent("error", self, error))
+                    return
+        except ConnectionClosed:
+            return
+
+    # ------------------------------------------------------------------ closing
+
+    def _start_close(self, code: int, reason: str) -> None:
+        """Send a Close (if the connection is open) and bound how long we wait for the end of TCP."""
+        conn = self._conn
+        if conn.state is OPEN:
+            conn.close(code, reason)
+            if self._debug:
+                logger.debug("> close %d %r", code, reason)
+            self._handle([])
+            self._arm_abort()
+        elif conn.state is CONNECTING:
+            if self._transport is not None and not self._lost:
+                self._transport.abort()
+        else:
+            self._arm_abort()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake and wait (at most ``close_timeout``) until the connection is closed.
+
+        Does nothing more than wait if it is already closing; a cancelled ``close()`` still closes (the
+        timers keep running).
+        """
+        self._start_close(code, reason)
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        if self._transport is None and not self._lost:
+            return
+        await asyncio.shield(self._lost_waiter)
+
+    def _abort_now(self) -> None:
+        if self._transport is not None and not self._lost:
+            self._transport.abort()
+
+
+WebSocketHandler = Callable[[WebSocket], Awaitable[Any]]

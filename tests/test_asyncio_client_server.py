@@ -1,0 +1,520 @@
+"""wscodec.asyncio client against wscodec.asyncio server, over loopback: messages, handshake options, shutdown.
+
+Every test binds port 0 on 127.0.0.1 and is bounded by ``asyncio.wait_for``/pytest-timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from wscodec import ConnectionClosed, InvalidHandshake, InvalidStatus
+from wscodec.asyncio import Server, WebSocket, broadcast, broadcast_wait, connect, serve, unix_serve
+
+pytestmark = pytest.mark.timeout(60)
+
+MIB = 1 << 20
+
+
+async def echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def url(server: Server, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+async def raw_http(port: int, request: bytes) -> bytes:
+    """Send ``request`` on a fresh TCP connection; everything the server answers until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, MIB, 16 * MIB])
+async def test_echo_binary_sizes(compression: str | None, size: int) -> None:
+    if compression and size == 16 * MIB:
+        payload = bytes(range(256)) * (size // 256)  # compressible: keeps the deflate run short
+    else:
+        payload = os.urandom(size)
+    async with (
+        serve(echo, "127.0.0.1", 0, compression=compression, max_size=None) as server,
+        connect(url(server), compression=compression, max_size=None) as ws,
+    ):
+        assert ws.extensions.startswith("permessage-deflate") == (compression == "deflate")
+        await ws.send(payload)
+        got = await asyncio.wait_for(ws.recv(), 30)
+        assert got == payload
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_echo_text(compression: str | None) -> None:
+    texts = ["", "hello", "héllo ✓ 🚀" * 1000, "x" * (3 * MIB)]
+    async with (
+        serve(echo, "127.0.0.1", 0, compression=compression, max_size=None) as server,
+        connect(url(server), compression=compression, max_size=None) as ws,
+    ):
+        for text in texts:
+            await ws.send(text)
+            assert await asyncio.wait_for(ws.recv(), 10) == text
+
+
+async def test_many_messages_keep_order() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        for i in range(500):
+            await ws.send(f"m{i}")
+        for i in range(500):
+            assert await asyncio.wait_for(ws.recv(), 5) == f"m{i}"
+
+
+async def test_fragmented_send_from_sync_and_async_iterables() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(5):
+            await asyncio.sleep(0)
+            yield bytes([i]) * 1000
+
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        await ws.send(["frag", "mented ", "✓"])
+        assert await ws.recv() == "fragmented ✓"
+        await ws.send(chunks())
+        assert await ws.recv() == b"".join(bytes([i]) * 1000 for i in range(5))
+        await ws.send([b"one"])
+        assert await ws.recv() == b"one"
+        await ws.send([])  # nothing is sent
+        await ws.send("after")
+        assert await ws.recv() == "after"
+
+
+async def test_messages_sent_during_a_fragmented_send_wait_for_it() -> None:
+    release = asyncio.Event()
+
+    async def slow() -> AsyncIterator[str]:
+        yield "a"
+        await release.wait()
+        yield "b"
+
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        fragmented = asyncio.ensure_future(ws.send(slow()))
+        await asyncio.sleep(0.05)
+        other = asyncio.ensure_future(ws.send("other"))
+        await asyncio.sleep(0.05)
+        assert not other.done()
+        release.set()
+        await asyncio.wait_for(asyncio.gather(fragmented, other), 5)
+        assert await ws.recv() == "ab"
+        assert await ws.recv() == "other"
+
+
+async def test_send_rejects_other_types() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        with pytest.raises(TypeError):
+            await ws.send(42)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await ws.send({"a": 1})  # type: ignore[arg-type]
+        await ws.send("still fine")
+        assert await ws.recv() == "still fine"
+
+
+async def test_message_over_max_size_fails_with_1009() -> None:
+    seen: list[BaseException] = []
+
+    async def handler(ws: WebSocket) -> None:
+        try:
+            await ws.recv()
+        except ConnectionClosed as exc:
+            seen.append(exc)
+
+    async with serve(handler, "127.0.0.1", 0, max_size=1000) as server, connect(url(server)) as ws:
+        await ws.send(b"x" * 1001)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1009
+    assert seen and isinstance(seen[0], ConnectionClosed) and seen[0].code == 1009
+
+
+# --------------------------------------------------------------------------- handshake
+
+
+async def test_subprotocol_negotiation() -> None:
+    async def handler(ws: WebSocket) -> None:
+        await ws.send(ws.protocol)
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=("superchat", "chat")) as server:
+        async with connect(url(server), subprotocols=("chat", "superchat")) as ws:
+            assert ws.protocol == "superchat"
+            assert await ws.recv() == "superchat"
+        async with connect(url(server), subprotocols=("chat",)) as ws:
+            assert ws.protocol == "chat"
+        async with connect(url(server), subprotocols=("other",)) as ws:
+            assert ws.protocol == ""
+        async with connect(url(server)) as ws:
+            assert ws.protocol == ""
+
+
+async def test_select_subprotocol_callback() -> None:
+    offers: list[list[str]] = []
+
+    def select(offered: list[str]) -> str | None:
+        offers.append(offered)
+        return offered[-1] if offered else None
+
+    async with serve(echo, "127.0.0.1", 0, select_subprotocol=select) as server:
+        async with connect(url(server), subprotocols=("a", "b")) as ws:
+            assert ws.protocol == "b"
+    assert offers == [["a", "b"]]
+
+
+async def test_process_request_answers_plain_http() -> None:
+    seen: list[Any] = []
+
+    def process_request(request: Any) -> Any:
+        seen.append(request)
+        if request.path == "/health":
+            return 200, [("Content-Type", "text/plain")], b"OK\n"
+        return None
+
+    async with serve(echo, "127.0.0.1", 0, process_request=process_request) as server:
+        assert server.port is not None
+        answer = await raw_http(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert answer.endswith(b"\r\n\r\nOK\n")
+        # Not an upgrade and not handled: the handshake's own answer (426).
+        answer = await raw_http(server.port, b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 426 ")
+        async with connect(url(server, "/chat?x=1")) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            assert ws.request is not None and ws.request.path == "/chat?x=1"
+    assert [r.path for r in seen] == ["/health", "/other", "/chat?x=1"]
+
+
+async def test_async_process_request_can_refuse_upgrades() -> None:
+    async def process_request(request: Any) -> Any:
+        await asyncio.sleep(0)
+        if request.header("Authorization") != "Bearer yes":
+            return 401, {"WWW-Authenticate": "Bearer"}, "who are you?"
+        return None
+
+    async with serve(echo, "127.0.0.1", 0, process_request=process_request) as server:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server))
+        assert info.value.status_code == 401
+        assert info.value.body == b"who are you?"
+        assert ("WWW-Authenticate", "Bearer") in info.value.headers
+        async with connect(url(server), extra_headers={"Authorization": "Bearer yes"}) as ws:
+            await ws.send("in")
+            assert await ws.recv() == "in"
+
+
+async def test_process_request_error_is_500() -> None:
+    def process_request(request: Any) -> Any:
+        raise RuntimeError("boom")
+
+    async with serve(echo, "127.0.0.1", 0, process_request=process_request) as server:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server))
+        assert info.value.status_code == 500
+
+
+async def test_origins_403() -> None:
+    async with serve(echo, "127.0.0.1", 0, origins=["https://good.example"]) as server:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server), origin="https://evil.example")
+        assert info.value.status_code == 403
+        with pytest.raises(InvalidStatus):
+            await connect(url(server))
+        async with connect(url(server), origin="https://good.example") as ws:
+            await ws.send("ok")
+            assert await ws.recv() == "ok"
+
+
+async def test_max_connections_503() -> None:
+    async with serve(echo, "127.0.0.1", 0, max_connections=2) as server:
+        first = await connect(url(server))
+        second = await connect(url(server))
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server))
+        assert info.value.status_code == 503
+        await first.close()
+        for _ in range(100):
+            if len(server.connections) < 2:
+                break
+            await asyncio.sleep(0.01)
+        third = await connect(url(server))
+        await second.close()
+        await third.close()
+
+
+async def test_invalid_response_raises_invalid_handshake() -> None:
+    async def not_websocket(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+        writer.close()
+
+    server = await asyncio.start_server(not_websocket, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(InvalidHandshake) as info:
+            await connect(f"ws://127.0.0.1:{port}/")
+        assert not isinstance(info.value, InvalidStatus)
+    finally:
+        server.close()
+
+
+async def test_client_open_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(3)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await connect(f"ws://127.0.0.1:{port}/", open_timeout=0.3)
+        assert time.monotonic() - started < 2
+    finally:
+        server.close()
+
+
+async def test_server_open_timeout_drops_silent_clients() -> None:
+    async with serve(echo, "127.0.0.1", 0, open_timeout=0.3) as server:
+        assert server.port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        started = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert 0.2 < time.monotonic() - started < 3
+        writer.close()
+
+
+async def test_connection_refused() -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    with pytest.raises(OSError):
+        await connect(f"ws://127.0.0.1:{port}/")
+
+
+def test_bad_urls() -> None:
+    with pytest.raises(ValueError):
+        connect("http://127.0.0.1/")
+    with pytest.raises(ValueError):
+        connect("ws://127.0.0.1/", ssl=True)
+
+
+# --------------------------------------------------------------------------- handler lifecycle
+
+
+async def test_handler_return_closes_1000_and_raise_closes_1011() -> None:
+    async def handler(ws: WebSocket) -> None:
+        message = await ws.recv()
+        if message == "fail":
+            raise RuntimeError("handler bug")
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        async with connect(url(server)) as ws:
+            await ws.send("bye")
+            assert [m async for m in ws] == []
+            assert ws.close_code == 1000
+        async with connect(url(server)) as ws:
+            await ws.send("fail")
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.code == 1011
+            assert ws.close_code == 1011 and ws.close_reason == "internal error"
+
+
+async def test_client_close_code_reaches_handler() -> None:
+    closes: list[tuple[int | None, str]] = []
+
+    async def handler(ws: WebSocket) -> None:
+        async for _ in ws:
+            pass
+        closes.append((ws.close_code, ws.close_reason))
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        ws = await connect(url(server))
+        await ws.close(4000, "client bye")
+        assert ws.close_code == 4000
+        assert ws.ready_state == WebSocket.CLOSED
+        for _ in range(100):
+            if closes:
+                break
+            await asyncio.sleep(0.01)
+    assert closes == [(4000, "client bye")]
+
+
+async def test_unix_serve(tmp_path: Any) -> None:
+    path = str(tmp_path / "ws.sock")
+    async with unix_serve(echo, path) as server:
+        assert server.port is None
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(UPGRADE)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        writer.write(b"\x81\x82abcd" + bytes(a ^ b for a, b in zip(b"hi", b"abcd")))
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x81\x02hi"
+        writer.close()
+
+
+# --------------------------------------------------------------------------- shutdown
+
+
+async def test_server_close_ends_100_connections_with_1001() -> None:
+    server = await serve(echo, "127.0.0.1", 0, close_timeout=5)
+    clients = [await connect(url(server)) for _ in range(100)]
+    for _ in range(100):
+        if len(server.connections) == 100:
+            break
+        await asyncio.sleep(0.01)
+    assert len(server.connections) == 100
+    started = time.monotonic()
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), 10)
+    results = await asyncio.gather(*(asyncio.wait_for(ws.recv(), 5) for ws in clients), return_exceptions=True)
+    assert time.monotonic() - started < 5
+    assert all(isinstance(r, ConnectionClosed) and r.code == 1001 for r in results), results[:3]
+    await asyncio.gather(*(asyncio.wait_for(ws.wait_closed(), 5) for ws in clients))
+    assert {ws.close_code for ws in clients} == {1001}
+    assert not server.connections
+
+
+async def test_wait_closed_is_bounded_when_a_peer_never_answers() -> None:
+    server = await serve(echo, "127.0.0.1", 0, close_timeout=0.5)
+    assert server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(UPGRADE)
+    await reader.readuntil(b"\r\n\r\n")
+    started = time.monotonic()
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), 5)
+    assert time.monotonic() - started < 3
+    writer.close()
+
+
+# --------------------------------------------------------------------------- broadcast
+
+
+async def _silent_peer(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw client that completes the handshake then never reads again."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.transport.set_write_buffer_limits(0)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+    writer.write(UPGRADE)
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    return reader, writer
+
+
+async def _fill(server: Server, slow: WebSocket, limit: int) -> None:
+    """Broadcast-free filling of ``slow``'s buffer past ``limit`` (bounded)."""
+    chunk = b"x" * 65536
+    for _ in range(2000):
+        if slow.buffered_amount > limit:
+            return
+        assert slow.transport is not None
+        from wscodec import encode_frame
+
+        slow.transport.write(encode_frame(2, chunk))
+        await asyncio.sleep(0)
+    raise AssertionError("could not fill the slow peer's buffer")
+
+
+async def _broadcast_setup(policy: str) -> tuple[Server, list[WebSocket], WebSocket, Any]:
+    server = await serve(
+        echo, "127.0.0.1", 0, slow_consumer=policy, slow_consumer_limit=256 * 1024, close_timeout=1, compression=None
+    )
+    assert server.port is not None
+    fast = [await connect(url(server), compression=None) for _ in range(20)]
+    peer = await _silent_peer(server.port)
+    for _ in range(200):
+        if len(server.connections) == 21:
+            break
+        await asyncio.sleep(0.01)
+    assert len(server.connections) == 21
+    slow = next(ws for ws in server.connections if ws.remote_address == peer[1].get_extra_info("sockname"))
+    await _fill(server, slow, 256 * 1024)
+    return server, fast, slow, peer
+
+
+@pytest.mark.parametrize("policy", ["close", "skip"])
+async def test_broadcast_slow_consumer(policy: str) -> None:
+    server, fast, slow, (_reader, writer) = await _broadcast_setup(policy)
+    try:
+        broadcast(server.connections, "to all")
+        broadcast(server.connections, b"\x01\x02")
+        for ws in fast:
+            assert await asyncio.wait_for(ws.recv(), 5) == "to all"
+            assert await asyncio.wait_for(ws.recv(), 5) == b"\x01\x02"
+        if policy == "close":
+            await asyncio.wait_for(slow.wait_closed(), 5)
+            assert slow.close_code == 1008
+        else:
+            assert slow.ready_state == WebSocket.OPEN
+    finally:
+        writer.close()
+        for ws in fast:
+            await ws.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_broadcast_wait_waits_for_the_slow_consumer() -> None:
+    server, fast, slow, (reader, writer) = await _broadcast_setup("wait")
+    try:
+        task = asyncio.ensure_future(broadcast_wait(server.connections, "to all"))
+        for ws in fast:
+            assert await asyncio.wait_for(ws.recv(), 5) == "to all"
+        await asyncio.sleep(0.1)
+        assert not task.done()  # the slow peer is still full
+        # The peer starts reading: the broadcast completes, nothing was dropped.
+        drained = 0
+        while not task.done() and drained < 64 * MIB:
+            drained += len(await asyncio.wait_for(reader.read(1 << 20), 5))
+        await asyncio.wait_for(task, 5)
+        assert slow.ready_state == WebSocket.OPEN
+    finally:
+        writer.close()
+        for ws in fast:
+            await ws.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_broadcast_to_many_builds_one_frame() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        clients = [await connect(url(server)) for _ in range(50)]
+        for _ in range(100):
+            if len(server.connections) == 50:
+                break
+            await asyncio.sleep(0.01)
+        for i in range(10):
+            broadcast(server.connections, f"news {i}")
+        for ws in clients:
+            assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(10)] == [f"news {i}" for i in range(10)]
+        broadcast(server.connections, "compressed " * 100, compress=True)
+        for ws in clients:
+            assert await asyncio.wait_for(ws.recv(), 5) == "compressed " * 100
+        await asyncio.gather(*(ws.close() for ws in clients))

@@ -1,0 +1,492 @@
+"""The asyncio WebSocket object: browser API, keepalive, backpressure, cancellation, streaming, over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from wscodec import ConnectionClosed, encode_frame
+from wscodec.asyncio import Server, WebSocket, connect, create_websocket, serve
+
+pytestmark = pytest.mark.timeout(60)
+
+MIB = 1 << 20
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def url(server: Server) -> str:
+    return f"ws://127.0.0.1:{server.port}/"
+
+
+async def until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def raw_client(port: int, *, rcvbuf: int | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if rcvbuf is not None:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    writer.write(UPGRADE)
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    return reader, writer
+
+
+def masked(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    return encode_frame(opcode, payload, fin=fin, mask=b"\x01\x02\x03\x04")
+
+
+# --------------------------------------------------------------------------- browser API
+
+
+async def test_browser_callbacks_and_ready_state() -> None:
+    async def handler(ws: WebSocket) -> None:
+        await ws.send("welcome")
+        async for message in ws:
+            await ws.send(message)
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=("chat",)) as server:
+        events: list[Any] = []
+        states: list[int] = []
+        closed = asyncio.Event()
+        ws = create_websocket(url(server), ["chat"])
+        states.append(ws.ready_state)
+        assert ws.ready_state == WebSocket.CONNECTING == 0
+
+        def onopen(event: Any) -> None:
+            states.append(ws.ready_state)
+            events.append(("open", ws.protocol))
+            ws_send = asyncio.ensure_future(ws.send(b"\x00\x01"))
+            ws_send.add_done_callback(lambda t: t.result())
+
+        async def onmessage(event: Any) -> None:  # async callbacks run as tasks
+            events.append(("message", event.data))
+            if event.data == b"\x00\x01":
+                await ws.close(4000, "done")
+                states.append(ws.ready_state)
+
+        def onclose(event: Any) -> None:
+            states.append(ws.ready_state)
+            events.append(("close", event.code, event.reason, event.was_clean))
+            closed.set()
+
+        ws.onopen = onopen
+        ws.onmessage = onmessage
+        ws.onclose = onclose
+        ws.onerror = lambda event: events.append(("error", event.error))
+        await asyncio.wait_for(closed.wait(), 5)
+    assert events == [
+        ("open", "chat"),
+        ("message", "welcome"),
+        ("message", b"\x00\x01"),
+        ("close", 4000, "", True),  # the peer echoes the code, not the reason
+    ]
+    assert states == [0, 1, 3, 3] or states == [0, 1, 2, 3], states
+
+
+async def test_add_event_listener_and_binary_type() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        ws = await connect(url(server))
+        got: list[Any] = []
+        arrived = asyncio.Event()
+
+        def listener(event: Any) -> None:
+            got.append(event.data)
+            arrived.set()
+
+        ws.binary_type = "bytearray"
+        ws.add_event_listener("message", listener)
+        await ws.send(b"abc")
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert got == [bytearray(b"abc")] and isinstance(got[0], bytearray)
+        ws.remove_event_listener("message", listener)
+        ws.binary_type = "memoryview"
+        await ws.send(b"xyz")
+        view = await asyncio.wait_for(ws.recv(), 5)
+        assert isinstance(view, memoryview) and bytes(view) == b"xyz"
+        with pytest.raises(ValueError):
+            ws.binary_type = "blob"
+        await ws.close()
+
+
+async def test_create_websocket_failure_fires_error_then_close() -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    events: list[str] = []
+    done = asyncio.Event()
+    ws = create_websocket(f"ws://127.0.0.1:{port}/")
+    ws.onerror = lambda event: events.append("error")
+
+    def onclose(event: Any) -> None:
+        events.append(f"close {event.code} {event.was_clean}")
+        done.set()
+
+    ws.onclose = onclose
+    await asyncio.wait_for(done.wait(), 5)
+    assert events == ["error", "close 1006 False"]
+    assert ws.ready_state == WebSocket.CLOSED
+
+
+async def test_attributes() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server) + "?q=1", compression=None) as ws:
+        assert ws.url.endswith("/?q=1")
+        assert ws.protocol == "" and ws.extensions == ""
+        assert ws.remote_address[1] == server.port
+        assert ws.response is not None and ws.response.status_code == 101
+        assert ws.close_code is None and ws.close_reason == ""
+        assert ws.buffered_amount == 0
+        latency = await ws.ping(b"abc")
+        assert 0 <= latency < 1 and ws.latency == latency
+        first = asyncio.ensure_future(ws.ping())
+        second = asyncio.ensure_future(ws.ping("text payload"))
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+
+
+# --------------------------------------------------------------------------- close semantics
+
+
+async def test_async_for_ends_on_1000_and_raises_on_errors() -> None:
+    async def handler(ws: WebSocket) -> None:
+        code = int(await ws.recv())
+        await ws.send("last")
+        await ws.close(code, "bye")
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        for code in (1000, 1001, 4000):
+            async with connect(url(server)) as ws:
+                await ws.send(str(code))
+                assert [m async for m in ws] == ["last"]
+                assert ws.close_code == code
+        async with connect(url(server)) as ws:
+            await ws.send("1011")
+            messages = []
+            with pytest.raises(ConnectionClosed) as info:
+                async for message in ws:
+                    messages.append(message)
+            assert messages == ["last"] and info.value.code == 1011
+
+
+async def test_abrupt_tcp_close_is_1006() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        ws = await connect(url(server))
+        (peer,) = server.connections
+        assert peer.transport is not None
+        peer.transport.abort()
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert info.value.code == 1006 and not info.value.was_clean
+        with pytest.raises(ConnectionClosed):
+            await ws.send("too late")
+
+
+async def test_protocol_violation_fires_onerror_and_closes_1002() -> None:
+    errors: list[Any] = []
+
+    async def handler(ws: WebSocket) -> None:
+        ws.onerror = lambda event: errors.append(event.error)
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        assert server.port is not None
+        reader, writer = await raw_client(server.port)
+        writer.write(encode_frame(1, b"unmasked"))  # a client must mask
+        data = await asyncio.wait_for(reader.read(), 5)
+        assert data[:1] == b"\x88" and int.from_bytes(data[2:4], "big") == 1002
+        writer.close()
+        await until(lambda: bool(errors))
+
+
+async def test_close_timeout_aborts_a_silent_peer() -> None:
+    async with serve(echo, "127.0.0.1", 0, close_timeout=0.3) as server:
+        assert server.port is not None
+        reader, writer = await raw_client(server.port)
+        (ws,) = server.connections
+        started = time.monotonic()
+        await asyncio.wait_for(ws.close(), 5)
+        assert time.monotonic() - started < 2
+        assert ws.ready_state == WebSocket.CLOSED and ws.close_code == 1006
+        writer.close()
+
+
+# --------------------------------------------------------------------------- keepalive
+
+
+async def test_keepalive_detects_a_silent_peer() -> None:
+    outcome: list[Any] = []
+
+    async def handler(ws: WebSocket) -> None:
+        started = time.monotonic()
+        try:
+            await ws.recv()
+        except ConnectionClosed as exc:
+            outcome.append((exc.code, exc.reason, time.monotonic() - started))
+
+    async with serve(handler, "127.0.0.1", 0, ping_interval=0.2, ping_timeout=0.2) as server:
+        assert server.port is not None
+        _reader, writer = await raw_client(server.port)  # completes the handshake, then never answers
+        await until(lambda: bool(outcome), 5)
+        writer.close()
+    code, reason, elapsed = outcome[0]
+    assert code == 1011 and reason == "keepalive ping timeout"
+    assert elapsed < 0.2 + 0.2 + 0.5
+
+
+async def test_keepalive_keeps_a_live_peer() -> None:
+    async with (
+        serve(echo, "127.0.0.1", 0, ping_interval=0.05, ping_timeout=0.5) as server,
+        connect(url(server), ping_interval=0.05, ping_timeout=0.5) as ws,
+    ):
+        await asyncio.sleep(0.4)
+        await ws.send("alive")
+        assert await ws.recv() == "alive"
+        assert ws.latency > 0
+
+
+# --------------------------------------------------------------------------- backpressure
+
+
+async def test_send_waits_for_a_slow_reader() -> None:
+    """The peer reads nothing: send() stops returning once the buffer passes write_limit, then all arrive."""
+    write_limit = 64 * 1024
+    size = 16 * 1024
+    total = 2000  # 32 MiB at most, more than loopback socket buffers hold
+    peer_reading = asyncio.Event()
+    received: list[bytes] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await peer_reading.wait()
+        async for message in ws:
+            assert isinstance(message, bytes)
+            received.append(message[:8])
+
+    async with serve(handler, "127.0.0.1", 0, max_queue=4, max_size=None) as server:
+        ws = await connect(url(server), write_limit=write_limit, compression=None)
+        sent = 0
+        max_buffered = 0
+
+        async def sender() -> None:
+            nonlocal sent, max_buffered
+            for i in range(total):
+                await ws.send(i.to_bytes(8, "big") + b"\x00" * (size - 8))
+                sent += 1
+                max_buffered = max(max_buffered, ws.buffered_amount)
+
+        task = asyncio.ensure_future(sender())
+        await asyncio.sleep(0.5)
+        assert not task.done(), "send() never waited"
+        stalled = sent
+        await asyncio.sleep(0.2)
+        assert sent == stalled  # still blocked
+        assert max_buffered <= write_limit + size + 16
+        peer_reading.set()
+        await asyncio.wait_for(task, 30)
+        await until(lambda: len(received) == total, 30)
+        assert [int.from_bytes(r, "big") for r in received] == list(range(total))
+        await ws.close()
+
+
+async def test_reading_pauses_at_max_queue() -> None:
+    async def flood(ws: WebSocket) -> None:
+        for i in range(200):
+            await ws.send(f"{i}")
+        await ws.wait_closed()
+
+    async with serve(flood, "127.0.0.1", 0) as server:
+        ws = await connect(url(server), max_queue=8)
+        await asyncio.sleep(0.2)
+        assert 8 <= len(ws._queue) < 200  # reading paused; the rest waits in the kernel and the server
+        assert ws._reading_paused
+        assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(200)] == [f"{i}" for i in range(200)]
+        await ws.close()
+
+
+# --------------------------------------------------------------------------- cancellation
+
+
+async def test_cancelled_recv_loses_nothing() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        for _ in range(20):
+            task = asyncio.ensure_future(ws.recv())
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        # A message that arrives just as recv() is cancelled stays queued.
+        await ws.send("kept")
+        task = asyncio.ensure_future(ws.recv())
+        await until(lambda: bool(ws._queue) or task.done())
+        if not task.done():
+            task.cancel()
+        results = await asyncio.gather(task, return_exceptions=True)
+        if isinstance(results[0], asyncio.CancelledError):
+            assert await ws.recv() == "kept"
+        else:
+            assert results[0] == "kept"
+        await ws.send("next")
+        assert await asyncio.wait_for(ws.recv(), 5) == "next"
+
+
+async def test_cancelled_recv_in_the_middle_of_a_fragmented_message() -> None:
+    go = asyncio.Event()
+    got: list[Any] = []
+    server_ws: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        server_ws.append(ws)
+        await go.wait()
+        got.append(await ws.recv())
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        assert server.port is not None
+        _reader, writer = await raw_client(server.port)
+        await until(lambda: bool(server_ws))
+        ws = server_ws[0]
+        writer.write(masked(1, b"part one, ", fin=False))
+        task = asyncio.ensure_future(ws.recv())
+        await until(lambda: bool(ws._partial))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        writer.write(masked(0, b"part two"))
+        go.set()
+        await until(lambda: bool(got))
+        assert got == ["part one, part two"]
+        writer.close()
+
+
+async def test_cancelled_send_while_waiting_sends_nothing() -> None:
+    hold = asyncio.Event()
+    received: list[Any] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await hold.wait()
+        async for message in ws:
+            received.append(message if isinstance(message, str) else len(message))
+
+    async with serve(handler, "127.0.0.1", 0, max_queue=2, max_size=None) as server:
+        ws = await connect(url(server), write_limit=16 * 1024, compression=None)
+        blob = b"\x00" * 256 * 1024
+        sent = 0
+        for _ in range(400):  # at most 100 MiB: fill until a send() has to wait
+            try:
+                await asyncio.wait_for(ws.send(blob), 0.3)
+            except asyncio.TimeoutError:  # that send() was cancelled while waiting: nothing sent
+                break
+            sent += 1
+        else:
+            raise AssertionError("send() never waited")
+        task = asyncio.ensure_future(ws.send("cancelled"))
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        hold.set()
+        await asyncio.wait_for(ws.send("after"), 30)
+        await until(lambda: "after" in received, 30)
+        assert received == [len(blob)] * sent + ["after"]
+        await ws.close()
+
+
+async def test_cancelled_fragmented_send_fails_the_connection() -> None:
+    async def endless() -> AsyncIterator[str]:
+        yield "start"
+        yield "more"  # fetching this one sends "start" (not final)
+        await asyncio.sleep(10)
+        yield "never"
+
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        task = asyncio.ensure_future(ws.send(endless()))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert info.value.code == 1011
+
+
+async def test_cancelled_fragmented_send_before_any_frame_sends_nothing() -> None:
+    async def stalled() -> AsyncIterator[str]:
+        yield "only one fetched"
+        await asyncio.sleep(10)
+        yield "never"
+
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        task = asyncio.ensure_future(ws.send(stalled()))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await ws.send("intact")
+        assert await asyncio.wait_for(ws.recv(), 5) == "intact"
+
+
+async def test_cancelled_close_still_closes() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        ws = await connect(url(server))
+        task = asyncio.ensure_future(ws.close(1000, "x"))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        assert ws.close_code == 1000
+
+
+async def test_concurrent_recv_is_refused() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        first = asyncio.ensure_future(ws.recv())
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError):
+            await ws.recv()
+        await ws.send("one")
+        assert await asyncio.wait_for(first, 5) == "one"
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+async def test_recv_streaming_yields_fragments() -> None:
+    async def handler(ws: WebSocket) -> None:
+        await ws.send([b"a" * 1000, b"b" * 1000, b"c" * 1000])
+        await ws.send(["x", "y"])
+        await ws.send("whole")
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        parts = [fragment async for fragment in ws.recv_streaming()]
+        assert parts == [b"a" * 1000, b"b" * 1000, b"c" * 1000]
+        stream = await ws.recv_streaming()
+        assert [fragment async for fragment in stream] == ["x", "y"]
+        assert [fragment async for fragment in ws.recv_streaming()] == ["whole"]
+
+
+async def test_large_fragmented_message_with_a_small_queue() -> None:
+    """More fragments than max_queue in one message: recv() still assembles it."""
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send(b"%04d" % i * 4096 for i in range(100))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
+        async with connect(url(server), max_queue=2, max_size=None) as ws:
+            message = await asyncio.wait_for(ws.recv(), 10)
+            assert message == b"".join(b"%04d" % i * 4096 for i in range(100))
