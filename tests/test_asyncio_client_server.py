@@ -52,10 +52,8 @@ UPGRADE = (
 @pytest.mark.parametrize("compression", ["deflate", None])
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, MIB, 16 * MIB])
 async def test_echo_binary_sizes(compression: str | None, size: int) -> None:
-    if compression and size == 16 * MIB:
-        payload = bytes(range(256)) * (size // 256)  # compressible: keeps the deflate run short
-    else:
-        payload = os.urandom(size)
+    # 16 MiB compressed: a compressible payload keeps the deflate run short.
+    payload = bytes(range(256)) * (size // 256) if compression and size == 16 * MIB else os.urandom(size)
     async with (
         serve(echo, "127.0.0.1", 0, compression=compression, max_size=None) as server,
         connect(url(server), compression=compression, max_size=None) as ws,
@@ -177,9 +175,11 @@ async def test_select_subprotocol_callback() -> None:
         offers.append(offered)
         return offered[-1] if offered else None
 
-    async with serve(echo, "127.0.0.1", 0, select_subprotocol=select) as server:
-        async with connect(url(server), subprotocols=("a", "b")) as ws:
-            assert ws.protocol == "b"
+    async with (
+        serve(echo, "127.0.0.1", 0, select_subprotocol=select) as server,
+        connect(url(server), subprotocols=("a", "b")) as ws,
+    ):
+        assert ws.protocol == "b"
     assert offers == [["a", "b"]]
 
 
@@ -374,7 +374,7 @@ async def test_unix_serve(tmp_path: Any) -> None:
         writer.write(UPGRADE)
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 101 ")
-        writer.write(b"\x81\x82abcd" + bytes(a ^ b for a, b in zip(b"hi", b"abcd")))
+        writer.write(b"\x81\x82abcd" + bytes(a ^ b for a, b in zip(b"hi", b"abcd", strict=False)))
         assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x81\x02hi"
         writer.close()
 
@@ -422,7 +422,7 @@ async def _silent_peer(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamW
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.transport.set_write_buffer_limits(0)
     sock = writer.get_extra_info("socket")
-    sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+    sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 65536)
     writer.write(UPGRADE)
     await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     return reader, writer
@@ -518,3 +518,45 @@ async def test_broadcast_to_many_builds_one_frame() -> None:
         for ws in clients:
             assert await asyncio.wait_for(ws.recv(), 5) == "compressed " * 100
         await asyncio.gather(*(ws.close() for ws in clients))
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A throwaway self-signed certificate for 127.0.0.1 (openssl CLI)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_wss(tls_files: tuple[str, str]) -> None:
+    import ssl
+
+    cert, key = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=cert)
+    async with serve(echo, "127.0.0.1", 0, ssl=server_context) as server:
+        wss = f"wss://127.0.0.1:{server.port}/secure"
+        async with connect(wss, ssl=client_context) as ws:
+            await ws.send("secret")
+            assert await ws.recv() == "secret"
+            big = os.urandom(600_000)
+            await ws.send(big)
+            assert await asyncio.wait_for(ws.recv(), 10) == big
+        assert ws.close_code == 1000
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await connect(wss)  # default context: verification on, the self-signed certificate is refused

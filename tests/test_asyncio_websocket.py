@@ -216,7 +216,7 @@ async def test_protocol_violation_fires_onerror_and_closes_1002() -> None:
 async def test_close_timeout_aborts_a_silent_peer() -> None:
     async with serve(echo, "127.0.0.1", 0, close_timeout=0.3) as server:
         assert server.port is not None
-        reader, writer = await raw_client(server.port)
+        _reader, writer = await raw_client(server.port)
         (ws,) = server.connections
         started = time.monotonic()
         await asyncio.wait_for(ws.close(), 5)
@@ -486,7 +486,9 @@ async def test_large_fragmented_message_with_a_small_queue() -> None:
         await ws.send(b"%04d" % i * 4096 for i in range(100))
         await ws.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
-        async with connect(url(server), max_queue=2, max_size=None) as ws:
-            message = await asyncio.wait_for(ws.recv(), 10)
-            assert message == b"".join(b"%04d" % i * 4096 for i in range(100))
+    async with (
+        serve(handler, "127.0.0.1", 0, max_size=None) as server,
+        connect(url(server), max_queue=2, max_size=None) as ws,
+    ):
+        message = await asyncio.wait_for(ws.recv(), 10)
+        assert message == b"".join(b"%04d" % i * 4096 for i in range(100))
