@@ -1,0 +1,540 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The kernels compiled: the same names, signatures, results and exceptions as ``_pure.py``.
+
+Hot loops work on raw pointers: masking and UTF-8 validation are C helpers (``_speedups_impl.h``) with a
+portable 8-byte-word path and an AVX2 path picked at run time. Every error path that is not a plain
+protocol violation (odd argument types, non-contiguous buffers) falls back on the same Python calls the
+pure twin makes, so both raise the very same exception with the very same message.
+"""
+
+cimport cython
+from cpython.buffer cimport (
+    PyBUF_FORMAT,
+    PyBUF_ND,
+    PyBUF_SIMPLE,
+    PyBUF_WRITABLE,
+    PyBuffer_Release,
+)
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_Clear
+from cpython.list cimport PyList_GET_SIZE
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy
+
+import codecs
+import os
+
+from .errors import PayloadTooBig, ProtocolError
+
+cdef extern from "Python.h":
+    # no "except -1": a refused buffer sends us down the pure twin's path, which raises its own error
+    int PyObject_GetBuffer(object obj, Py_buffer *view, int flags)
+
+cdef extern from "_speedups_impl.h" nogil:
+    void ws_init_cpu()
+    uint32_t ws_load_key(const unsigned char *k)
+    void ws_mask(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
+    void ws_mask_words(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
+    int ws_utf8_valid(const unsigned char *s, size_t n)
+    uint32_t ws_utf8_feed(uint32_t state, const unsigned char *s, size_t n)
+    uint32_t WS_UTF8_FAIL
+
+ws_init_cpu()
+
+__all__ = [
+    "Frame",
+    "FrameDecoder",
+    "Utf8Validator",
+    "apply_mask",
+    "apply_mask_inplace",
+    "encode_frame",
+    "validate_utf8",
+]
+
+cdef object _MAX_LENGTH = (1 << 63) - 1
+cdef uint64_t _C_MAX_LENGTH = (<uint64_t>1 << 63) - 1
+cdef object _utf8_decode = codecs.utf_8_decode
+cdef object _urandom = os.urandom
+cdef object _ProtocolError = ProtocolError
+cdef object _PayloadTooBig = PayloadTooBig
+
+
+# ------------------------------------------------------------------------------------------------------
+# Argument helpers. Fast path: a C-contiguous 1-D byte buffer; anything else goes the pure twin's way.
+
+cdef object _as_bytes_view(object data):
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    return view
+
+
+cdef inline int _get_bytes(object obj, Py_buffer *buf) except -1:
+    """Fill ``buf`` with obj's bytes (1 on success) or return 0 when the pure path must decide."""
+    if PyObject_GetBuffer(obj, buf, PyBUF_ND | PyBUF_FORMAT) != 0:
+        PyErr_Clear()
+        return 0
+    if buf.ndim != 1 or buf.itemsize != 1:
+        PyBuffer_Release(buf)
+        return 0
+    return 1
+
+
+cdef object _slow_bytes(object obj):
+    """What the pure twin sees of a buffer that missed the fast path (raises what it raises)."""
+    return _as_bytes_view(obj).tobytes()
+
+
+cdef inline uint32_t _key_of(object mask) except? 0xFFFFFFFF:
+    cdef bytes key
+    if type(mask) is bytes and len(<bytes>mask) == 4:
+        return ws_load_key(<const unsigned char *>PyBytes_AS_STRING(mask))
+    key = bytes(mask)
+    if len(key) != 4:
+        raise ValueError("mask must be 4 bytes")
+    return ws_load_key(<const unsigned char *>PyBytes_AS_STRING(key))
+
+
+cdef bytes _masked(const unsigned char *src, Py_ssize_t n, uint32_t key):
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
+    cdef unsigned char *dst = <unsigned char *>PyBytes_AS_STRING(out)
+    if n >= 65536:
+        with nogil:
+            ws_mask(dst, src, <size_t>n, key)
+    else:
+        ws_mask(dst, src, <size_t>n, key)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# Masking
+
+def apply_mask(data, mask):
+    """Return ``data`` XORed with the 4-byte ``mask`` repeated (RFC 6455 section 5.3)."""
+    cdef uint32_t key = _key_of(mask)
+    cdef Py_buffer buf
+    cdef bytes tmp
+    if _get_bytes(data, &buf):
+        try:
+            if buf.len == 0:
+                return b""
+            return _masked(<const unsigned char *>buf.buf, buf.len, key)
+        finally:
+            PyBuffer_Release(&buf)
+    tmp = _slow_bytes(data)
+    if len(tmp) == 0:
+        return b""
+    return _masked(<const unsigned char *>PyBytes_AS_STRING(tmp), len(tmp), key)
+
+
+def apply_mask_inplace(buffer, mask, offset=0):
+    """XOR ``buffer[offset:]`` in place with ``mask``, the mask's first byte applying at ``offset``."""
+    cdef uint32_t key = _key_of(mask)
+    cdef Py_buffer buf
+    cdef Py_ssize_t off, n
+    if PyObject_GetBuffer(buffer, &buf, PyBUF_WRITABLE | PyBUF_ND | PyBUF_FORMAT) == 0:
+        if buf.ndim == 1 and buf.itemsize == 1 and type(offset) is int:
+            try:
+                n = buf.len
+                if offset < 0 or offset > n:
+                    raise ValueError("offset out of range")
+                off = offset
+                if n - off >= 65536:
+                    with nogil:
+                        ws_mask(<unsigned char *>buf.buf + off, <unsigned char *>buf.buf + off, <size_t>(n - off), key)
+                else:
+                    ws_mask(<unsigned char *>buf.buf + off, <unsigned char *>buf.buf + off, <size_t>(n - off), key)
+                return None
+            finally:
+                PyBuffer_Release(&buf)
+        PyBuffer_Release(&buf)
+    else:
+        PyErr_Clear()
+    # the pure twin's path, errors included
+    view = memoryview(buffer)
+    if view.readonly:
+        raise TypeError("buffer is read-only")
+    view = _as_bytes_view(view)
+    n = view.nbytes
+    if offset < 0 or offset > n:
+        raise ValueError("offset out of range")
+    if offset == n:
+        return None
+    segment = view[offset:]
+    cdef bytes data = segment.tobytes()
+    segment[:] = _masked(<const unsigned char *>PyBytes_AS_STRING(data), len(data), key)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------
+# UTF-8
+
+def validate_utf8(data):
+    """True if ``data`` is complete, strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF)."""
+    cdef Py_buffer buf
+    cdef int ok
+    if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) != 0:
+        PyErr_Clear()
+        _utf8_decode(data, "strict", True)  # raises what the pure twin raises
+        return True
+    try:
+        if buf.len >= 65536:
+            with nogil:
+                ok = ws_utf8_valid(<const unsigned char *>buf.buf, <size_t>buf.len)
+        else:
+            ok = ws_utf8_valid(<const unsigned char *>buf.buf, <size_t>buf.len)
+    finally:
+        PyBuffer_Release(&buf)
+    return ok != 0
+
+
+@cython.final
+cdef class Utf8Validator:
+    """Incremental strict UTF-8 check across fragments; fails at the first impossible byte."""
+
+    cdef uint32_t _state
+
+    def __init__(self):
+        self._state = 0
+
+    def feed(self, data):
+        """Check one more chunk; False as soon as the text so far cannot be valid UTF-8."""
+        cdef Py_buffer buf
+        cdef bytes joined
+        if self._state == WS_UTF8_FAIL:
+            memoryview(data)  # same TypeError as the pure twin for a non-buffer
+            return False
+        if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) != 0:
+            PyErr_Clear()
+            if self._state != 0:
+                joined = bytes(data)  # the pure twin does pending + bytes(data)
+                return self.feed(joined)
+            _utf8_decode(data, "strict", False)  # raises what the pure twin raises
+            return True
+        try:
+            if buf.len >= 65536:
+                with nogil:
+                    self._state = ws_utf8_feed(self._state, <const unsigned char *>buf.buf, <size_t>buf.len)
+            else:
+                self._state = ws_utf8_feed(self._state, <const unsigned char *>buf.buf, <size_t>buf.len)
+        finally:
+            PyBuffer_Release(&buf)
+        return self._state != WS_UTF8_FAIL
+
+    def finish(self):
+        """True if everything fed so far is valid and ends on a character boundary."""
+        return self._state == 0
+
+    def reset(self):
+        """Forget everything fed so far, ready for the next message."""
+        self._state = 0
+
+
+# ------------------------------------------------------------------------------------------------------
+# Frames
+
+@cython.freelist(512)
+@cython.final
+cdef class Frame:
+    """One decoded frame: opcode, unmasked payload and the header bits."""
+
+    cdef public object opcode
+    cdef public object payload
+    cdef public object fin
+    cdef public object rsv1
+    cdef public object rsv2
+    cdef public object rsv3
+
+    def __init__(self, opcode, payload, fin=True, rsv1=False, rsv2=False, rsv3=False):
+        self.opcode = opcode
+        self.payload = payload
+        self.fin = fin
+        self.rsv1 = rsv1
+        self.rsv2 = rsv2
+        self.rsv3 = rsv3
+
+    def __eq__(self, other):
+        if not hasattr(other, "opcode") or not hasattr(other, "rsv3"):
+            return NotImplemented
+        return (
+            self.opcode == other.opcode
+            and self.payload == other.payload
+            and self.fin == other.fin
+            and self.rsv1 == other.rsv1
+            and self.rsv2 == other.rsv2
+            and self.rsv3 == other.rsv3
+        )
+
+    def __ne__(self, other):
+        result = self.__eq__(other)
+        if result is NotImplemented:
+            return result
+        return not result
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (
+            f"Frame(opcode={self.opcode}, payload={self.payload[:32]!r}{'...' if len(self.payload) > 32 else ''}, "
+            f"fin={self.fin}, rsv1={self.rsv1}, rsv2={self.rsv2}, rsv3={self.rsv3})"
+        )
+
+
+cdef object _check_role(object role):
+    if role == "server":
+        return True
+    if role == "client":
+        return False
+    raise ValueError("role must be 'server' or 'client'")
+
+
+cdef object _replay(object error):
+    again = type(error)(str(error), error.close_code)
+    return again
+
+
+cdef int _check_first_bytes(unsigned int b0, unsigned int b1, unsigned int rsv_allowed, bint expect_mask) except -1:
+    cdef unsigned int rsv = b0 & 0x70 & ~rsv_allowed
+    cdef unsigned int opcode
+    cdef int bit
+    if rsv:
+        bit = 1 if rsv & 0x40 else 2 if rsv & 0x20 else 3
+        raise _ProtocolError(f"reserved bit RSV{bit} set without an extension that defines it")
+    opcode = b0 & 0x0F
+    if (3 <= opcode <= 7) or opcode >= 11:
+        raise _ProtocolError(f"reserved opcode {opcode:#x}")
+    if opcode >= 8:
+        if not b0 & 0x80:
+            raise _ProtocolError("fragmented control frame")
+        if b1 & 0x7F > 125:
+            raise _ProtocolError("control frame payload longer than 125 bytes")
+    if expect_mask:
+        if not b1 & 0x80:
+            raise _ProtocolError("unmasked frame from client")
+    elif b1 & 0x80:
+        raise _ProtocolError("masked frame from server")
+    return 0
+
+
+@cython.final
+cdef class FrameDecoder:
+    """Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 section 5.
+
+    ``role`` is the side this decoder runs on: a server requires masked frames, a client unmasked ones.
+    ``max_frame_size`` (None: no limit) is checked on the header, before any payload is buffered.
+    """
+
+    cdef bytearray _buffer
+    cdef object _error
+    cdef bint _expect_mask
+    cdef object _max
+    cdef uint64_t _cmax
+    cdef unsigned int _rsv_allowed
+    cdef public object max_frame_size
+    cdef public object role
+
+    def __init__(self, role="server", max_frame_size=1 << 20, *, allow_rsv1=False, allow_rsv2=False, allow_rsv3=False):
+        self._expect_mask = _check_role(role)
+        if max_frame_size is not None and max_frame_size < 0:
+            raise ValueError("max_frame_size must be >= 0 or None")
+        self.role = role
+        self.max_frame_size = max_frame_size
+        self._max = _MAX_LENGTH if max_frame_size is None else max_frame_size
+        self._cmax = _C_MAX_LENGTH
+        if max_frame_size is not None:
+            try:
+                limit = int(max_frame_size)  # lengths are integers: length > x  <=>  length > floor(x), x >= 0
+            except (OverflowError, ValueError):
+                limit = _MAX_LENGTH
+            if limit < _MAX_LENGTH:
+                self._cmax = <uint64_t>limit
+        self._rsv_allowed = (0x40 if allow_rsv1 else 0) | (0x20 if allow_rsv2 else 0) | (0x10 if allow_rsv3 else 0)
+        self._buffer = bytearray()
+        self._error = None
+
+    @property
+    def buffered(self):
+        """Bytes held for an incomplete frame."""
+        return PyByteArray_GET_SIZE(self._buffer)
+
+    cdef Py_ssize_t _parse(self, const unsigned char *p, Py_ssize_t end, list frames) except -1:
+        """Decode every complete frame of p[0:end] into ``frames``; return the bytes consumed."""
+        cdef Py_ssize_t pos = 0, start, header
+        cdef unsigned int b0, b1
+        cdef uint64_t length
+        cdef bint expect_mask = self._expect_mask
+        cdef unsigned int rsv_allowed = self._rsv_allowed
+        cdef uint64_t cmax = self._cmax
+        cdef bytes payload
+        cdef Frame frame
+        while end - pos >= 2:
+            b0 = p[pos]
+            b1 = p[pos + 1]
+            # fast test: FIN or not, no RSV bit, data opcode, mask bit as the role wants; else the full check
+            if (b0 & 0x7F) > 2 or ((b1 & 0x80) != 0) != expect_mask:
+                _check_first_bytes(b0, b1, rsv_allowed, expect_mask)
+            length = b1 & 0x7F
+            header = 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length = (<uint64_t>p[pos + 2] << 8) | p[pos + 3]
+                header = 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length = (
+                    (<uint64_t>p[pos + 2] << 56) | (<uint64_t>p[pos + 3] << 48) | (<uint64_t>p[pos + 4] << 40)
+                    | (<uint64_t>p[pos + 5] << 32) | (<uint64_t>p[pos + 6] << 24) | (<uint64_t>p[pos + 7] << 16)
+                    | (<uint64_t>p[pos + 8] << 8) | <uint64_t>p[pos + 9]
+                )
+                header = 10
+                if length >> 63:
+                    raise _ProtocolError("payload length has its most significant bit set")
+            if length > cmax:
+                raise _PayloadTooBig(f"frame payload of {length} bytes exceeds the limit of {self._max} bytes")
+            if b1 & 0x80:
+                start = pos + header + 4
+                if <uint64_t>(end - start) < length or end < start:
+                    break
+                if length:
+                    payload = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
+                    ws_mask(<unsigned char *>PyBytes_AS_STRING(payload), p + start, <size_t>length,
+                            ws_load_key(p + start - 4))
+                else:
+                    payload = b""
+            else:
+                start = pos + header
+                if <uint64_t>(end - start) < length:
+                    break
+                payload = PyBytes_FromStringAndSize(<const char *>p + start, <Py_ssize_t>length)
+            frame = Frame.__new__(Frame)
+            frame.opcode = <long>(b0 & 0x0F)
+            frame.payload = payload
+            frame.fin = True if b0 & 0x80 else False
+            frame.rsv1 = True if b0 & 0x40 else False
+            frame.rsv2 = True if b0 & 0x20 else False
+            frame.rsv3 = True if b0 & 0x10 else False
+            frames.append(frame)
+            pos = start + <Py_ssize_t>length
+        return pos
+
+    def feed(self, data):
+        """Every frame completed by ``data``; a partial frame is kept for the next call.
+
+        On a violation raises :class:`ProtocolError` whose ``frames`` holds the valid frames before it;
+        the decoder then stays failed and raises the same error again.
+        """
+        cdef Py_buffer buf
+        cdef bint have_buf = False
+        cdef Py_ssize_t consumed, n
+        cdef bytearray store = self._buffer
+        cdef list frames = []
+        if self._error is not None:
+            raise _replay(self._error)
+        if PyByteArray_GET_SIZE(store) == 0:
+            if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) == 0:
+                have_buf = True
+            else:
+                PyErr_Clear()
+        if not have_buf:
+            store += data  # raises what the pure twin's ``buf += data`` raises
+            PyObject_GetBuffer(store, &buf, PyBUF_SIMPLE)  # pins the bytearray's size while parsing
+        n = buf.len
+        try:
+            consumed = self._parse(<const unsigned char *>buf.buf, n, frames)
+        except ProtocolError as exc:
+            PyBuffer_Release(&buf)
+            self._error = exc
+            del store[:]
+            exc.frames = frames
+            raise
+        except BaseException:
+            PyBuffer_Release(&buf)
+            if have_buf:
+                store += data  # keep what the pure twin keeps: everything fed, nothing consumed
+            raise
+        if have_buf:
+            try:
+                if consumed < n:
+                    PyByteArray_Resize(store, n - consumed)
+                    memcpy(PyByteArray_AS_STRING(store), <const char *>buf.buf + consumed, n - consumed)
+            finally:
+                PyBuffer_Release(&buf)
+        else:
+            PyBuffer_Release(&buf)
+            if consumed:
+                del store[:consumed]
+        return frames
+
+
+_VALID_OPCODES = frozenset({0, 1, 2, 8, 9, 10})
+
+
+def encode_frame(opcode, payload, *, fin=True, rsv1=False, rsv2=False, rsv3=False, mask=None):
+    """One frame on the wire. ``mask``: None/False (server side), 4 bytes, or True for a random key."""
+    cdef Py_buffer buf
+    cdef bint have_buf
+    cdef bytes tmp = None
+    cdef const unsigned char *src
+    cdef Py_ssize_t n, hlen
+    cdef unsigned int b0, mask_bit, op
+    cdef bytes key = None
+    cdef bytes out
+    cdef unsigned char *dst
+    cdef int i
+    opcode = int(opcode)
+    if opcode not in _VALID_OPCODES:
+        raise ValueError(f"invalid opcode {opcode}")
+    op = opcode
+    have_buf = _get_bytes(payload, &buf)
+    try:
+        if have_buf:
+            src = <const unsigned char *>buf.buf
+            n = buf.len
+        else:
+            tmp = _slow_bytes(payload)
+            src = <const unsigned char *>PyBytes_AS_STRING(tmp)
+            n = len(tmp)
+        if op >= 8:
+            if n > 125:
+                raise ValueError("control frame payload longer than 125 bytes")
+            if not fin:
+                raise ValueError("control frames cannot be fragmented")
+        b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | (0x20 if rsv2 else 0) | (0x10 if rsv3 else 0) | op
+        if mask is None or mask is False:
+            mask_bit = 0
+        else:
+            if mask is True:
+                key = _urandom(4)
+            else:
+                key = bytes(mask)
+                if len(key) != 4:
+                    raise ValueError("mask must be 4 bytes")
+            mask_bit = 0x80
+        hlen = 2 if n < 126 else 4 if n < 65536 else 10
+        out = PyBytes_FromStringAndSize(NULL, hlen + (4 if mask_bit else 0) + n)
+        dst = <unsigned char *>PyBytes_AS_STRING(out)
+        dst[0] = <unsigned char>b0
+        if n < 126:
+            dst[1] = <unsigned char>(mask_bit | n)
+        elif n < 65536:
+            dst[1] = <unsigned char>(mask_bit | 126)
+            dst[2] = <unsigned char>(n >> 8)
+            dst[3] = <unsigned char>n
+        else:
+            dst[1] = <unsigned char>(mask_bit | 127)
+            for i in range(8):
+                dst[2 + i] = <unsigned char>((<uint64_t>n) >> (56 - 8 * i))
+        dst += hlen
+        if mask_bit:
+            memcpy(dst, PyBytes_AS_STRING(key), 4)
+            if n:
+                ws_mask(dst + 4, src, <size_t>n, ws_load_key(<const unsigned char *>PyBytes_AS_STRING(key)))
+        elif n:
+            memcpy(dst, src, n)
+        return out
+    finally:
+        if have_buf:
+            PyBuffer_Release(&buf)

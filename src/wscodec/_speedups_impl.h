@@ -1,0 +1,381 @@
+/* C helpers for wscodec._speedups: masking and strict UTF-8 validation.
+ *
+ * Portable code works in 8-byte words; on x86-64 with GCC or Clang an AVX2 path is picked at run time
+ * (__builtin_cpu_supports), so the wheel never needs -march=native.
+ *
+ * UTF-8: the bulk validator is the "lookup" algorithm of Keiser and Lemire (Validating UTF-8 in less than
+ * one instruction per byte, 2021), as in simdjson; the scalar fallback and the chunk edges use a small
+ * state machine that fails at the first byte that cannot continue a valid sequence (RFC 3629 section 4).
+ */
+#ifndef WSCODEC_SPEEDUPS_IMPL_H
+#define WSCODEC_SPEEDUPS_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define WS_X86 1
+#include <immintrin.h>
+#else
+#define WS_X86 0
+#endif
+
+static int ws_have_avx2 = 0;
+
+static void ws_init_cpu(void)
+{
+#if WS_X86
+    __builtin_cpu_init();
+    ws_have_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+#endif
+}
+
+static inline uint32_t ws_load_key(const unsigned char *k)
+{
+    uint32_t key;
+    memcpy(&key, k, 4);
+    return key;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* Masking: dst[i] = src[i] ^ key[i & 3]; dst may equal src.                                            */
+
+static inline void ws_mask_words(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
+{
+    uint64_t k8 = ((uint64_t)key << 32) | key;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t a, b, c, d;
+        memcpy(&a, src + i, 8);
+        memcpy(&b, src + i + 8, 8);
+        memcpy(&c, src + i + 16, 8);
+        memcpy(&d, src + i + 24, 8);
+        a ^= k8; b ^= k8; c ^= k8; d ^= k8;
+        memcpy(dst + i, &a, 8);
+        memcpy(dst + i + 8, &b, 8);
+        memcpy(dst + i + 16, &c, 8);
+        memcpy(dst + i + 24, &d, 8);
+    }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a;
+        memcpy(&a, src + i, 8);
+        a ^= k8;
+        memcpy(dst + i, &a, 8);
+    }
+    if (i + 4 <= n) {
+        uint32_t a;
+        memcpy(&a, src + i, 4);
+        a ^= key;
+        memcpy(dst + i, &a, 4);
+        i += 4;
+    }
+    {
+        unsigned char kb[4];
+        memcpy(kb, &key, 4);
+        for (; i < n; i++)
+            dst[i] = src[i] ^ kb[i & 3];
+    }
+}
+
+#if WS_X86
+__attribute__((target("avx2")))
+static void ws_mask_avx2(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
+{
+    size_t i = 0;
+    __m256i k = _mm256_set1_epi32((int)key);
+    if (n >= (1u << 20)) {
+        /* Large output: align the destination and use streaming stores (no read-for-ownership of dst). */
+        size_t head = (32 - ((uintptr_t)dst & 31)) & 31;
+        head &= ~(size_t)3; /* keep the key phase: only a multiple of 4 here, the rest unaligned below */
+        if (((uintptr_t)dst & 3) == 0) {
+            ws_mask_words(dst, src, head, key);
+            i = head;
+            for (; i + 128 <= n; i += 128) {
+                __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+                __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
+                __m256i c = _mm256_loadu_si256((const __m256i *)(src + i + 64));
+                __m256i d = _mm256_loadu_si256((const __m256i *)(src + i + 96));
+                _mm256_stream_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
+                _mm256_stream_si256((__m256i *)(dst + i + 32), _mm256_xor_si256(b, k));
+                _mm256_stream_si256((__m256i *)(dst + i + 64), _mm256_xor_si256(c, k));
+                _mm256_stream_si256((__m256i *)(dst + i + 96), _mm256_xor_si256(d, k));
+            }
+            _mm_sfence();
+        }
+    }
+    for (; i + 128 <= n; i += 128) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(src + i + 64));
+        __m256i d = _mm256_loadu_si256((const __m256i *)(src + i + 96));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
+        _mm256_storeu_si256((__m256i *)(dst + i + 32), _mm256_xor_si256(b, k));
+        _mm256_storeu_si256((__m256i *)(dst + i + 64), _mm256_xor_si256(c, k));
+        _mm256_storeu_si256((__m256i *)(dst + i + 96), _mm256_xor_si256(d, k));
+    }
+    for (; i + 32 <= n; i += 32) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
+    }
+    ws_mask_words(dst + i, src + i, n - i, key);
+}
+#endif
+
+static inline void ws_mask(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
+{
+#if WS_X86
+    if (n >= 128 && ws_have_avx2) {
+        ws_mask_avx2(dst, src, n, key);
+        return;
+    }
+#endif
+    ws_mask_words(dst, src, n, key);
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
+/* UTF-8, scalar state machine. State: 0 = on a character boundary; otherwise                           */
+/* (continuation bytes still needed << 16) | (lowest allowed next byte << 8) | highest allowed next byte. */
+/* WS_UTF8_FAIL is sticky.                                                                              */
+
+#define WS_UTF8_FAIL 0xFFFFFFFFu
+
+static inline uint32_t ws_utf8_lead(unsigned char c)
+{
+    if (c >= 0xC2 && c <= 0xDF) return (1u << 16) | (0x80u << 8) | 0xBFu;
+    if (c == 0xE0) return (2u << 16) | (0xA0u << 8) | 0xBFu;
+    if (c == 0xED) return (2u << 16) | (0x80u << 8) | 0x9Fu;
+    if (c >= 0xE1 && c <= 0xEF) return (2u << 16) | (0x80u << 8) | 0xBFu;
+    if (c == 0xF0) return (3u << 16) | (0x90u << 8) | 0xBFu;
+    if (c >= 0xF1 && c <= 0xF3) return (3u << 16) | (0x80u << 8) | 0xBFu;
+    if (c == 0xF4) return (3u << 16) | (0x80u << 8) | 0x8Fu;
+    return WS_UTF8_FAIL;
+}
+
+/* Run the state machine over s[0:n]; returns the new state (WS_UTF8_FAIL at the first impossible byte). */
+static uint32_t ws_utf8_step(uint32_t state, const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    if (state == WS_UTF8_FAIL)
+        return state;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (state == 0) {
+            if (c < 0x80) {
+                /* ASCII run, 8 bytes at a time */
+                i++;
+                while (i + 8 <= n) {
+                    uint64_t w;
+                    memcpy(&w, s + i, 8);
+                    if (w & 0x8080808080808080ull)
+                        break;
+                    i += 8;
+                }
+                while (i < n && s[i] < 0x80)
+                    i++;
+                continue;
+            }
+            state = ws_utf8_lead(c);
+            if (state == WS_UTF8_FAIL)
+                return state;
+            /* whole character available: check it without going round the loop */
+            {
+                uint32_t need = state >> 16;
+                if (i + need < n) {
+                    unsigned char c1 = s[i + 1];
+                    if (c1 < ((state >> 8) & 0xFF) || c1 > (state & 0xFF))
+                        return WS_UTF8_FAIL;
+                    if (need >= 2 && (s[i + 2] & 0xC0) != 0x80)
+                        return WS_UTF8_FAIL;
+                    if (need >= 3 && (s[i + 3] & 0xC0) != 0x80)
+                        return WS_UTF8_FAIL;
+                    i += need + 1;
+                    state = 0;
+                    continue;
+                }
+            }
+            i++;
+        } else {
+            if (c < ((state >> 8) & 0xFF) || c > (state & 0xFF))
+                return WS_UTF8_FAIL;
+            state = state - (1u << 16);
+            state = (state & 0xFFFF0000u) ? (state & 0xFFFF0000u) | (0x80u << 8) | 0xBFu : 0;
+            i++;
+        }
+    }
+    return state;
+}
+
+#if WS_X86
+/* Keiser-Lemire lookup validator over 32-byte blocks. */
+#define WS_TOO_SHORT (1 << 0)
+#define WS_TOO_LONG (1 << 1)
+#define WS_OVERLONG_3 (1 << 2)
+#define WS_TOO_LARGE (1 << 3)
+#define WS_SURROGATE (1 << 4)
+#define WS_OVERLONG_2 (1 << 5)
+#define WS_TOO_LARGE_1000 (1 << 6)
+#define WS_OVERLONG_4 (1 << 6)
+#define WS_TWO_CONTS (1 << 7)
+#define WS_CARRY (WS_TOO_SHORT | WS_TOO_LONG | WS_TWO_CONTS)
+
+__attribute__((target("avx2")))
+static inline __m256i ws_prev_n(__m256i input, __m256i prev_input, const int n)
+{
+    /* bytes of (prev_input ++ input) shifted right by n, i.e. the byte n positions earlier */
+    __m256i t = _mm256_permute2x128_si256(prev_input, input, 0x21);
+    switch (n) {
+    case 1: return _mm256_alignr_epi8(input, t, 16 - 1);
+    case 2: return _mm256_alignr_epi8(input, t, 16 - 2);
+    default: return _mm256_alignr_epi8(input, t, 16 - 3);
+    }
+}
+
+__attribute__((target("avx2")))
+static inline __m256i ws_utf8_block(__m256i input, __m256i prev_input)
+{
+    const __m256i lo_nibble = _mm256_set1_epi8(0x0F);
+    __m256i prev1 = ws_prev_n(input, prev_input, 1);
+    const __m256i t1h = _mm256_setr_epi8(
+        WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG,
+        WS_TWO_CONTS, WS_TWO_CONTS, WS_TWO_CONTS, WS_TWO_CONTS, WS_TOO_SHORT | WS_OVERLONG_2, WS_TOO_SHORT,
+        WS_TOO_SHORT | WS_OVERLONG_3 | WS_SURROGATE, WS_TOO_SHORT | WS_TOO_LARGE | WS_TOO_LARGE_1000 | WS_OVERLONG_4,
+        WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG,
+        WS_TWO_CONTS, WS_TWO_CONTS, WS_TWO_CONTS, WS_TWO_CONTS, WS_TOO_SHORT | WS_OVERLONG_2, WS_TOO_SHORT,
+        WS_TOO_SHORT | WS_OVERLONG_3 | WS_SURROGATE, WS_TOO_SHORT | WS_TOO_LARGE | WS_TOO_LARGE_1000 | WS_OVERLONG_4);
+#define WS_L1 WS_CARRY | WS_TOO_LARGE | WS_TOO_LARGE_1000
+    const __m256i t1l = _mm256_setr_epi8(
+        WS_CARRY | WS_OVERLONG_3 | WS_OVERLONG_2 | WS_OVERLONG_4, WS_CARRY | WS_OVERLONG_2, WS_CARRY, WS_CARRY,
+        WS_CARRY | WS_TOO_LARGE, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1 | WS_SURROGATE,
+        WS_L1, WS_L1,
+        WS_CARRY | WS_OVERLONG_3 | WS_OVERLONG_2 | WS_OVERLONG_4, WS_CARRY | WS_OVERLONG_2, WS_CARRY, WS_CARRY,
+        WS_CARRY | WS_TOO_LARGE, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1 | WS_SURROGATE,
+        WS_L1, WS_L1);
+#undef WS_L1
+#define WS_C8 WS_TOO_LONG | WS_OVERLONG_2 | WS_TWO_CONTS | WS_OVERLONG_3 | WS_TOO_LARGE_1000 | WS_OVERLONG_4
+#define WS_C9 WS_TOO_LONG | WS_OVERLONG_2 | WS_TWO_CONTS | WS_OVERLONG_3 | WS_TOO_LARGE
+#define WS_CA WS_TOO_LONG | WS_OVERLONG_2 | WS_TWO_CONTS | WS_SURROGATE | WS_TOO_LARGE
+    const __m256i t2h = _mm256_setr_epi8(
+        WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT,
+        WS_TOO_SHORT, WS_C8, WS_C9, WS_CA, WS_CA, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT,
+        WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT,
+        WS_TOO_SHORT, WS_C8, WS_C9, WS_CA, WS_CA, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT);
+#undef WS_C8
+#undef WS_C9
+#undef WS_CA
+    __m256i b1h = _mm256_shuffle_epi8(t1h, _mm256_and_si256(_mm256_srli_epi16(prev1, 4), lo_nibble));
+    __m256i b1l = _mm256_shuffle_epi8(t1l, _mm256_and_si256(prev1, lo_nibble));
+    __m256i b2h = _mm256_shuffle_epi8(t2h, _mm256_and_si256(_mm256_srli_epi16(input, 4), lo_nibble));
+    __m256i sc = _mm256_and_si256(_mm256_and_si256(b1h, b1l), b2h);
+    __m256i prev2 = ws_prev_n(input, prev_input, 2);
+    __m256i prev3 = ws_prev_n(input, prev_input, 3);
+    __m256i third = _mm256_subs_epu8(prev2, _mm256_set1_epi8((char)(0xE0 - 0x80)));
+    __m256i fourth = _mm256_subs_epu8(prev3, _mm256_set1_epi8((char)(0xF0 - 0x80)));
+    __m256i must23 = _mm256_and_si256(_mm256_or_si256(third, fourth), _mm256_set1_epi8((char)0x80));
+    return _mm256_xor_si256(must23, sc);
+}
+
+/* Validate s[0:n] as complete UTF-8 (n a multiple of 32 not required). Returns 1 if valid. */
+__attribute__((target("avx2")))
+static int ws_utf8_valid_avx2(const unsigned char *s, size_t n)
+{
+    __m256i prev = _mm256_setzero_si256();
+    __m256i err = _mm256_setzero_si256();
+    __m256i prev_incomplete = _mm256_setzero_si256();
+    const __m256i max_value = _mm256_setr_epi8(
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, (char)(0xF0 - 1), (char)(0xE0 - 1), (char)(0xC0 - 1));
+    size_t i = 0;
+    while (i + 128 <= n) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(s + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(s + i + 32));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(s + i + 64));
+        __m256i d = _mm256_loadu_si256((const __m256i *)(s + i + 96));
+        __m256i any = _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d));
+        if (_mm256_movemask_epi8(any) == 0) {
+            err = _mm256_or_si256(err, prev_incomplete);
+            prev_incomplete = _mm256_setzero_si256();
+            prev = d;
+        } else {
+            err = _mm256_or_si256(err, ws_utf8_block(a, prev));
+            err = _mm256_or_si256(err, ws_utf8_block(b, a));
+            err = _mm256_or_si256(err, ws_utf8_block(c, b));
+            err = _mm256_or_si256(err, ws_utf8_block(d, c));
+            prev_incomplete = _mm256_subs_epu8(d, max_value);
+            prev = d;
+        }
+        i += 128;
+        if ((i & 4095) == 0 && !_mm256_testz_si256(err, err))
+            return 0;
+    }
+    while (i + 32 <= n) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(s + i));
+        if (_mm256_movemask_epi8(a) == 0) {
+            err = _mm256_or_si256(err, prev_incomplete);
+            prev_incomplete = _mm256_setzero_si256();
+        } else {
+            err = _mm256_or_si256(err, ws_utf8_block(a, prev));
+            prev_incomplete = _mm256_subs_epu8(a, max_value);
+        }
+        prev = a;
+        i += 32;
+    }
+    if (i < n) {
+        unsigned char tail[32];
+        __m256i a;
+        memset(tail, 0, 32);
+        memcpy(tail, s + i, n - i);
+        a = _mm256_loadu_si256((const __m256i *)tail);
+        err = _mm256_or_si256(err, ws_utf8_block(a, prev));
+        prev_incomplete = _mm256_subs_epu8(a, max_value); /* zero padding: incomplete shows as an error */
+    }
+    err = _mm256_or_si256(err, prev_incomplete);
+    return _mm256_testz_si256(err, err);
+}
+#endif
+
+/* 1 if s[0:n] is complete, strict UTF-8. */
+static int ws_utf8_valid(const unsigned char *s, size_t n)
+{
+#if WS_X86
+    if (n >= 64 && ws_have_avx2)
+        return ws_utf8_valid_avx2(s, n);
+#endif
+    return ws_utf8_step(0, s, n) == 0;
+}
+
+/* Incremental: validate s[0:n] continuing from `state`; returns the new state (WS_UTF8_FAIL if invalid).
+ * The bulk between the first and the last character boundary goes through the fast validator. */
+static uint32_t ws_utf8_feed(uint32_t state, const unsigned char *s, size_t n)
+{
+    size_t i = 0, end, k;
+    if (state == WS_UTF8_FAIL)
+        return state;
+    if (n < 64)
+        return ws_utf8_step(state, s, n);
+    /* finish the pending character */
+    while (state != 0 && i < n) {
+        state = ws_utf8_step(state, s + i, 1);
+        if (state == WS_UTF8_FAIL)
+            return state;
+        i++;
+    }
+    /* find the last boundary: a lead byte in the last 3 bytes whose character is incomplete */
+    end = n;
+    for (k = 1; k <= 3 && k <= n - i; k++) {
+        unsigned char c = s[n - k];
+        if (c < 0x80)
+            break;
+        if (c >= 0xC0) {
+            size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+            if (k < need)
+                end = n - k;
+            break;
+        }
+    }
+    if (!ws_utf8_valid(s + i, end - i))
+        return WS_UTF8_FAIL;
+    return ws_utf8_step(0, s + end, n - end);
+}
+
+#endif /* WSCODEC_SPEEDUPS_IMPL_H */
