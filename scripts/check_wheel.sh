@@ -77,6 +77,10 @@ for f in src/wscodec/_speedups.pyx src/wscodec/_pure.py src/wscodec/_demo.html s
          setup.py pyproject.toml README.md MANIFEST.in; do
     grep -q "^wscodec-[^/]*/$f\$" "$TMP/sdist.txt" || fail "sdist lacks $f"
 done
+for h in "$TMP"/tree/src/wscodec/*.h; do
+    [ -e "$h" ] || continue
+    grep -q "^wscodec-[^/]*/src/wscodec/$(basename "$h")\$" "$TMP/sdist.txt" || fail "sdist lacks src/wscodec/$(basename "$h")"
+done
 if grep -Eq '\.(c|so|pyd)$' "$TMP/sdist.txt"; then
     grep -E '\.(c|so|pyd)$' "$TMP/sdist.txt"
     fail "sdist ships generated C or compiled modules"
