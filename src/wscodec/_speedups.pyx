@@ -236,8 +236,12 @@ cdef class Utf8Validator:
 
 @cython.freelist(512)
 @cython.final
+@cython.no_gc
 cdef class Frame:
     """One decoded frame: opcode, unmasked payload and the header bits."""
+
+    # Not tracked by the cyclic GC: a frame holds an int, bytes and bools, and thousands of them per feed would
+    # otherwise trigger collections that cost as much as the decoding (a Frame made to hold itself would leak).
 
     cdef public object opcode
     cdef public object payload
