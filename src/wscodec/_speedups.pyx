@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: embedsignature=True, embedsignature.format=clinic
 """The kernels compiled: the same names, signatures, results and exceptions as ``_pure.py``.
 
 Hot loops work on raw pointers: masking and UTF-8 validation are C helpers (``_speedups_impl.h``) with a
@@ -16,8 +17,8 @@ from cpython.buffer cimport (
     PyBuffer_Release,
 )
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.exc cimport PyErr_Clear
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 from cpython.list cimport PyList_GET_SIZE
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -30,6 +31,7 @@ from .errors import PayloadTooBig, ProtocolError
 cdef extern from "Python.h":
     # no "except -1": a refused buffer sends us down the pure twin's path, which raises its own error
     int PyObject_GetBuffer(object obj, Py_buffer *view, int flags)
+    Py_ssize_t _as_ssize_t "PyLong_AsSsize_t"(object obj)
 
 cdef extern from "_speedups_impl.h" nogil:
     void ws_init_cpu()
@@ -110,11 +112,18 @@ cdef bytes _masked(const unsigned char *src, Py_ssize_t n, uint32_t key):
 # ------------------------------------------------------------------------------------------------------
 # Masking
 
+@cython.binding(False)
 def apply_mask(data, mask):
     """Return ``data`` XORed with the 4-byte ``mask`` repeated (RFC 6455 section 5.3)."""
     cdef uint32_t key = _key_of(mask)
     cdef Py_buffer buf
     cdef bytes tmp
+    cdef Py_ssize_t n
+    if type(data) is bytes:  # immutable: no buffer export needed, even without the GIL
+        n = PyBytes_GET_SIZE(data)
+        if n == 0:
+            return b""
+        return _masked(<const unsigned char *>PyBytes_AS_STRING(data), n, key)
     if _get_bytes(data, &buf):
         try:
             if buf.len == 0:
@@ -128,23 +137,40 @@ def apply_mask(data, mask):
     return _masked(<const unsigned char *>PyBytes_AS_STRING(tmp), len(tmp), key)
 
 
+@cython.binding(False)
 def apply_mask_inplace(buffer, mask, offset=0):
     """XOR ``buffer[offset:]`` in place with ``mask``, the mask's first byte applying at ``offset``."""
     cdef uint32_t key = _key_of(mask)
     cdef Py_buffer buf
-    cdef Py_ssize_t off, n
-    if PyObject_GetBuffer(buffer, &buf, PyBUF_WRITABLE | PyBUF_ND | PyBUF_FORMAT) == 0:
-        if buf.ndim == 1 and buf.itemsize == 1 and type(offset) is int:
+    cdef Py_ssize_t off = -1, n
+    cdef unsigned char *p
+    if type(offset) is int:
+        off = _as_ssize_t(offset)
+        if off == -1 and PyErr_Occurred():
+            PyErr_Clear()  # far out of range: the slow path says so
+            off = -1
+        elif off < 0:
+            off = -2  # negative: the slow path raises (after the checks that come first)
+    if off >= 0 and type(buffer) is bytearray and PyByteArray_GET_SIZE(buffer) < 65536:
+        # small bytearray, GIL held throughout: nobody can resize it under us
+        n = PyByteArray_GET_SIZE(buffer)
+        if off > n:
+            raise ValueError("offset out of range")
+        p = <unsigned char *>PyByteArray_AS_STRING(buffer)
+        ws_mask(p + off, p + off, <size_t>(n - off), key)
+        return None
+    if off >= 0 and PyObject_GetBuffer(buffer, &buf, PyBUF_WRITABLE | PyBUF_ND | PyBUF_FORMAT) == 0:
+        if buf.ndim == 1 and buf.itemsize == 1:
             try:
                 n = buf.len
-                if offset < 0 or offset > n:
+                if off > n:
                     raise ValueError("offset out of range")
-                off = offset
+                p = <unsigned char *>buf.buf
                 if n - off >= 65536:
-                    with nogil:
-                        ws_mask(<unsigned char *>buf.buf + off, <unsigned char *>buf.buf + off, <size_t>(n - off), key)
+                    with nogil:  # the export pins the buffer
+                        ws_mask(p + off, p + off, <size_t>(n - off), key)
                 else:
-                    ws_mask(<unsigned char *>buf.buf + off, <unsigned char *>buf.buf + off, <size_t>(n - off), key)
+                    ws_mask(p + off, p + off, <size_t>(n - off), key)
                 return None
             finally:
                 PyBuffer_Release(&buf)
@@ -170,6 +196,7 @@ def apply_mask_inplace(buffer, mask, offset=0):
 # ------------------------------------------------------------------------------------------------------
 # UTF-8
 
+@cython.binding(False)
 def validate_utf8(data):
     """True if ``data`` is complete, strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF)."""
     cdef Py_buffer buf
@@ -191,7 +218,10 @@ def validate_utf8(data):
 
 @cython.final
 cdef class Utf8Validator:
-    """Incremental strict UTF-8 check across fragments; fails at the first impossible byte."""
+    """Utf8Validator()
+--
+
+Incremental strict UTF-8 check across fragments; fails at the first impossible byte."""
 
     cdef uint32_t _state
 
@@ -238,7 +268,10 @@ cdef class Utf8Validator:
 @cython.final
 @cython.no_gc
 cdef class Frame:
-    """One decoded frame: opcode, unmasked payload and the header bits."""
+    """Frame(opcode, payload, fin=True, rsv1=False, rsv2=False, rsv3=False)
+--
+
+One decoded frame: opcode, unmasked payload and the header bits."""
 
     # Not tracked by the cyclic GC: a frame holds an int, bytes and bools, and thousands of them per feed would
     # otherwise trigger collections that cost as much as the decoding (a Frame made to hold itself would leak).
@@ -323,7 +356,10 @@ cdef int _check_first_bytes(unsigned int b0, unsigned int b1, unsigned int rsv_a
 
 @cython.final
 cdef class FrameDecoder:
-    """Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 section 5.
+    """FrameDecoder(role='server', max_frame_size=1048576, *, allow_rsv1=False, allow_rsv2=False, allow_rsv3=False)
+--
+
+Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 section 5.
 
     ``role`` is the side this decoder runs on: a server requires masked frames, a client unmasked ones.
     ``max_frame_size`` (None: no limit) is checked on the header, before any payload is buffered.
