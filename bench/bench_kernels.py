@@ -20,7 +20,9 @@ import os
 import random
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 try:  # run from a checkout without installing: prefer src/ only when wscodec is not importable
     import wscodec  # noqa: F401
@@ -96,6 +98,21 @@ def _number_for(size: int, budget: float) -> int:
 # Masking
 
 
+def _mask_contenders(data: bytes, ws_apply_mask: Any, aio_mask: Any) -> dict[str, Callable[[], Any]]:
+    buf = bytearray(data)
+    buf2 = bytearray(data)
+    contenders: dict[str, Callable[[], Any]] = {"ours": partial(_speedups.apply_mask, data, MASK)}
+    if ws_apply_mask is not None:
+        contenders["websockets"] = partial(ws_apply_mask, data, MASK)
+    if aio_mask is not None:
+        contenders["aiohttp"] = lambda: aio_mask(MASK, bytearray(data))
+    contenders["bytearray"] = partial(bytearray, data)
+    contenders["ours_inplace"] = partial(_speedups.apply_mask_inplace, buf, MASK)
+    if aio_mask is not None:
+        contenders["aiohttp_inplace"] = partial(aio_mask, MASK, buf2)
+    return contenders
+
+
 def bench_mask(quick: bool) -> None:
     print("\n## apply_mask: a new buffer (aiohttp: bytearray(data) + its in-place mask) and in place\n")
     ws_apply_mask = aio_mask = None
@@ -113,33 +130,19 @@ def bench_mask(quick: bool) -> None:
     sizes = [2, 16, 125, 1 * KIB, 4 * KIB, 64 * KIB, 1 * MIB, 16 * MIB]
     repeat = 3 if quick else 9
     budget = 0.004 if quick else 0.02
-    ours = _speedups.apply_mask
-    ours_inplace = _speedups.apply_mask_inplace
     names = ("ours", "websockets", "aiohttp", "bytearray", "pure", "ours_inplace", "aiohttp_inplace")
-    print(f"{'size':>8} {'wscodec':>10} {'websockets':>10} {'aiohttp':>10} {'bytearray':>10} {'pure':>10}"
-          f" | {'in place':>10} {'aio inpl.':>10} |  ours/ws ours/aio ours/copy inpl/aio  target")
+    print(
+        f"{'size':>8} {'wscodec':>10} {'websockets':>10} {'aiohttp':>10} {'bytearray':>10} {'pure':>10}"
+        f" | {'in place':>10} {'aio inpl.':>10} |  ours/ws ours/aio ours/copy inpl/aio  target"
+    )
     for size in sizes:
         data = os.urandom(size)
-        buf = bytearray(data)
-        buf2 = bytearray(data)
-        contenders: dict[str, Callable[[], Any]] = {"ours": lambda: ours(data, MASK)}
-        if ws_apply_mask is not None:
-            wsm = ws_apply_mask
-            contenders["websockets"] = lambda: wsm(data, MASK)
-        if aio_mask is not None:
-            aiom = aio_mask
-            contenders["aiohttp"] = lambda: aiom(MASK, bytearray(data))
-        contenders["bytearray"] = lambda: bytearray(data)
-        contenders["ours_inplace"] = lambda: ours_inplace(buf, MASK)
-        if aio_mask is not None:
-            aiom = aio_mask
-            contenders["aiohttp_inplace"] = lambda: aiom(MASK, buf2)
+        contenders = _mask_contenders(data, ws_apply_mask, aio_mask)
         best = _race(contenders, _number_for(size, budget), repeat)
         # the pure twin on its own: its huge temporaries would disturb the allocator for the others
         if size <= 64 * KIB or not quick:
-            best["pure"] = _race({"pure": lambda: _pure.apply_mask(data, MASK)}, _number_for(size * 50, budget), 2)[
-                "pure"
-            ]
+            pure = {"pure": partial(_pure.apply_mask, data, MASK)}
+            best["pure"] = _race(pure, _number_for(size * 50, budget), 2)["pure"]
         cells = [_fmt_time(best[k]) if k in best else "-" for k in names]
         nan = float("nan")
         r_ws = best["websockets"] / best["ours"] if "websockets" in best else nan
@@ -151,20 +154,21 @@ def bench_mask(quick: bool) -> None:
             ok = ok and r_copy >= 1.0
         verdict = _target(f"apply_mask {_fmt_size(size)}", ok)
         print(
-            f"{_fmt_size(size):>8} " + " ".join(f"{c:>10}" for c in cells[:5]) + " | "
+            f"{_fmt_size(size):>8} "
+            + " ".join(f"{c:>10}" for c in cells[:5])
+            + " | "
             + " ".join(f"{c:>10}" for c in cells[5:])
             + f" | {r_ws:6.2f}x {r_aio:6.2f}x {r_copy:7.2f}x {r_inpl:6.2f}x   {verdict}"
         )
-    print("(time per call; ratios: peer time / our time, above 1 we are faster; the copy ratio counts"
-          " from 64 KiB up)")
+    print("(time per call; ratios: peer time / our time, above 1 we are faster; the copy ratio counts from 64 KiB up)")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # UTF-8
 
 _CHINESE = (
-    "WebSocket 是一种网络传输协议，可在单个 TCP 连接上进行全双工通信，位于 OSI 模型的应用层。"
-    "它使得客户端和服务器之间的数据交换变得更加简单，允许服务端主动向客户端推送数据。"
+    "WebSocket 是一种网络传输协议可在单个 TCP 连接上进行全双工通信位于 OSI 模型的应用层。"
+    "它使得客户端和服务器之间的数据交换变得更加简单允许服务端主动向客户端推送数据。"
 )
 
 
@@ -183,41 +187,46 @@ def _text(kind: str, size: int) -> bytes:
             out = out[:-1]
 
 
+def _utf8_contenders(data: bytes) -> dict[str, Callable[[], Any]]:
+    chunks = [data[i : i + 4 * KIB] for i in range(0, len(data), 4 * KIB)]
+    validator = _speedups.Utf8Validator()
+
+    def feed_all() -> bool:
+        validator.reset()
+        for chunk in chunks:
+            validator.feed(chunk)
+        return validator.finish()
+
+    assert feed_all()
+    return {
+        "decode": partial(data.decode, "utf-8"),
+        "validate": partial(_speedups.validate_utf8, data),
+        "feed": feed_all,
+        "pure": partial(_pure.validate_utf8, data),
+    }
+
+
 def bench_utf8(quick: bool) -> None:
     print("\n## validate_utf8 / Utf8Validator.feed (64 KiB; feed in 4 KiB chunks) vs bytes.decode('utf-8')\n")
     repeat = 3 if quick else 7
     budget = 0.005 if quick else 0.015
-    print(f"{'text':>8} {'decode':>11} {'validate':>11} {'feed 4K':>11} {'pure val.':>11}"
-          "   val/dec  feed/dec  need  target")
+    print(
+        f"{'text':>8} {'decode':>11} {'validate':>11} {'feed 4K':>11} {'pure val.':>11}"
+        "   val/dec  feed/dec  need  target"
+    )
     for kind, need in (("ascii", 2.0), ("chinese", 1.5)):
         data = _text(kind, 64 * KIB)
-        chunks = [data[i : i + 4 * KIB] for i in range(0, len(data), 4 * KIB)]
-        validator = _speedups.Utf8Validator()
         assert _speedups.validate_utf8(data) and _pure.validate_utf8(data)
-
-        def feed_all() -> bool:
-            validator.reset()
-            for chunk in chunks:
-                validator.feed(chunk)
-            return validator.finish()
-
-        assert feed_all()
-        best = _race(
-            {
-                "decode": lambda: data.decode("utf-8"),
-                "validate": lambda: _speedups.validate_utf8(data),
-                "feed": feed_all,
-                "pure": lambda: _pure.validate_utf8(data),
-            },
-            _number_for(len(data), budget),
-            repeat,
-        )
+        best = _race(_utf8_contenders(data), _number_for(len(data), budget), repeat)
         r_val = best["decode"] / best["validate"]
         r_feed = best["decode"] / best["feed"]
         verdict = _target(f"utf8 {kind}", r_val >= need and r_feed >= need)
         rates = [_fmt_rate(len(data) / best[k]) for k in ("decode", "validate", "feed", "pure")]
-        print(f"{kind:>8} " + " ".join(f"{r:>11}" for r in rates)
-              + f"   {r_val:6.2f}x  {r_feed:6.2f}x  {need:3.1f}x  {verdict}")
+        print(
+            f"{kind:>8} "
+            + " ".join(f"{r:>11}" for r in rates)
+            + f"   {r_val:6.2f}x  {r_feed:6.2f}x  {need:3.1f}x  {verdict}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -292,12 +301,16 @@ def _best_run(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
 
 
 def bench_decoder(quick: bool) -> None:
-    total = 2 * MIB if quick else 16 * MIB
-    # the slow peers get a prefix of the stream: their rate does not depend on its length
-    peer_total = 1 * MIB if quick else 4 * MIB
+    total = 4 * MIB if quick else 16 * MIB
+    # --quick: the slow peers get a prefix of the stream (their rate does not depend on its length)
+    peer_total = 1 * MIB if quick else total
     repeat = 2 if quick else 3
-    print(f"\n## FrameDecoder.feed: masked client frames, {_fmt_size(total)} in 64 KiB chunks"
-          f" (peers and pure on the first {_fmt_size(peer_total)})\n")
+    peer_repeat = 2
+    print(
+        f"\n## FrameDecoder.feed: masked client frames, {_fmt_size(total)} in 64 KiB chunks"
+        + (f" (peers and pure on the first {_fmt_size(peer_total)})" if peer_total < total else "")
+        + "\n"
+    )
     have_wsproto = have_websockets = True
     try:
         import wsproto.frame_protocol  # noqa: F401
@@ -309,31 +322,35 @@ def bench_decoder(quick: bool) -> None:
     except ImportError:
         have_websockets = False
         print("note: websockets not importable, its column is skipped")
-    print(f"{'payload':>8} {'wscodec':>12} {'pure':>12} {'wsproto':>12} {'websockets':>12}"
-          "   ours/wsproto  ours/websockets  pure/wsproto  targets")
+    print(
+        f"{'payload':>8} {'wscodec':>12} {'pure':>12} {'wsproto':>12} {'websockets':>12}"
+        "   ours/wsproto  ours/websockets  pure/wsproto  targets"
+    )
     for payload_size in (16, 125):
         stream = _client_frames(payload_size, total)
         chunks = [stream[i : i + 64 * KIB] for i in range(0, len(stream), 64 * KIB)]
         peer_chunks = chunks[: peer_total // (64 * KIB)]
         rates: dict[str, float] = {}
         expect_all = _count_frames(stream)
-        expect_peer = _count_frames(b"".join(peer_chunks))
-        seconds, count = _best_run(lambda: _run_wscodec(_speedups, chunks), repeat)
+        expect_peer = expect_all if peer_total == total else _count_frames(b"".join(peer_chunks))
+        seconds, count = _best_run(partial(_run_wscodec, _speedups, chunks), repeat)
         assert count == expect_all, (count, expect_all)
         rates["ours"] = count / seconds
-        seconds, count = _best_run(lambda: _run_wscodec(_pure, peer_chunks), repeat)
+        seconds, count = _best_run(partial(_run_wscodec, _pure, peer_chunks), peer_repeat)
         assert count == expect_peer
         rates["pure"] = count / seconds
         if have_wsproto:
-            seconds, count = _best_run(lambda: _run_wsproto(peer_chunks), repeat)
+            seconds, count = _best_run(partial(_run_wsproto, peer_chunks), peer_repeat)
             assert count == expect_peer, (count, expect_peer)
             rates["wsproto"] = count / seconds
         if have_websockets:
-            seconds, count = _best_run(lambda: _run_websockets(peer_chunks), repeat)
+            seconds, count = _best_run(partial(_run_websockets, peer_chunks), peer_repeat)
             assert count == expect_peer, (count, expect_peer)
             rates["websockets"] = count / seconds
-        cells = [f"{rates[k] / 1e6:8.3f} M/s" if k in rates else f"{'-':>12}"
-                 for k in ("ours", "pure", "wsproto", "websockets")]
+        cells = [
+            f"{rates[k] / 1e6:8.3f} M/s" if k in rates else f"{'-':>12}"
+            for k in ("ours", "pure", "wsproto", "websockets")
+        ]
         r_wp = rates["ours"] / rates["wsproto"] if "wsproto" in rates else float("nan")
         r_ws = rates["ours"] / rates["websockets"] if "websockets" in rates else float("nan")
         r_pure = rates["pure"] / rates["wsproto"] if "wsproto" in rates else float("nan")
@@ -343,14 +360,18 @@ def bench_decoder(quick: bool) -> None:
             verdicts.append("pure>=wsproto " + _target(f"pure decoder {payload_size} B vs wsproto", r_pure >= 1))
         if "websockets" in rates:
             verdicts.append("10x websockets " + _target(f"decoder {payload_size} B vs websockets", r_ws >= 10))
-        print(f"{payload_size:>6} B " + " ".join(f"{c:>12}" for c in cells)
-              + f"   {r_wp:11.1f}x  {r_ws:14.1f}x  {r_pure:11.2f}x  " + ", ".join(verdicts))
+        print(
+            f"{payload_size:>6} B "
+            + " ".join(f"{c:>12}" for c in cells)
+            + f"   {r_wp:11.1f}x  {r_ws:14.1f}x  {r_pure:11.2f}x  "
+            + ", ".join(verdicts)
+        )
     print("(messages per second; ratios are our rate / peer rate)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats (about 15 s)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller streams (about 5 s)")
     args = parser.parse_args(argv)
     if _speedups is None:
         print("wscodec._speedups is not built: run WSCODEC_BUILD_EXTENSION=yes python setup.py build_ext --inplace")
@@ -362,8 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     bench_utf8(args.quick)
     bench_decoder(args.quick)
     failed = [name for name, ok in _results if not ok]
-    print(f"\n{len(_results) - len(failed)}/{len(_results)} targets met in {time.perf_counter() - start:.0f} s"
-          + (f"; FAIL: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{len(_results) - len(failed)}/{len(_results)} targets met in {time.perf_counter() - start:.0f} s"
+        + (f"; FAIL: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 
