@@ -54,6 +54,7 @@ __all__ = [
     "validate_utf8",
 ]
 
+cdef object _ZERO = 0  # the cached small int: the default offset, tested by identity
 cdef object _MAX_LENGTH = (1 << 63) - 1
 cdef uint64_t _C_MAX_LENGTH = (<uint64_t>1 << 63) - 1
 cdef object _utf8_decode = codecs.utf_8_decode
@@ -144,7 +145,9 @@ def apply_mask_inplace(buffer, mask, offset=0):
     cdef Py_buffer buf
     cdef Py_ssize_t off = -1, n
     cdef unsigned char *p
-    if type(offset) is int:
+    if offset is _ZERO:
+        off = 0
+    elif type(offset) is int:
         off = _as_ssize_t(offset)
         if off == -1 and PyErr_Occurred():
             PyErr_Clear()  # far out of range: the slow path says so

@@ -218,7 +218,7 @@ static uint32_t ws_utf8_step(uint32_t state, const unsigned char *s, size_t n)
 #define WS_OVERLONG_2 (1 << 5)
 #define WS_TOO_LARGE_1000 (1 << 6)
 #define WS_OVERLONG_4 (1 << 6)
-#define WS_TWO_CONTS (1 << 7)
+#define WS_TWO_CONTS (-0x80) /* bit 7, spelled so that it fits a char */
 #define WS_CARRY (WS_TOO_SHORT | WS_TOO_LONG | WS_TWO_CONTS)
 
 __attribute__((target("avx2")))
