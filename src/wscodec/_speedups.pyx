@@ -204,6 +204,8 @@ def validate_utf8(data):
     """True if ``data`` is complete, strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF)."""
     cdef Py_buffer buf
     cdef int ok
+    if type(data) is bytes and PyBytes_GET_SIZE(data) < 65536:
+        return ws_utf8_valid(<const unsigned char *>PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data)) != 0
     if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) != 0:
         PyErr_Clear()
         _utf8_decode(data, "strict", True)  # raises what the pure twin raises
@@ -235,9 +237,14 @@ Incremental strict UTF-8 check across fragments; fails at the first impossible b
         """Check one more chunk; False as soon as the text so far cannot be valid UTF-8."""
         cdef Py_buffer buf
         cdef bytes joined
-        if self._state == WS_UTF8_FAIL:
+        cdef uint32_t state = self._state
+        if state == WS_UTF8_FAIL:
             memoryview(data)  # same TypeError as the pure twin for a non-buffer
             return False
+        if type(data) is bytes and PyBytes_GET_SIZE(data) < 65536:  # the common case, without the buffer protocol
+            state = ws_utf8_feed(state, <const unsigned char *>PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
+            self._state = state
+            return state != WS_UTF8_FAIL
         if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) != 0:
             PyErr_Clear()
             if self._state != 0:
