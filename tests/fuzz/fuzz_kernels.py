@@ -1,0 +1,252 @@
+"""Differential fuzz target for the kernels: the compiled backend and the pure twin must agree on everything.
+
+Run it with atheris (libFuzzer flags pass through)::
+
+    python tests/fuzz/fuzz_kernels.py -max_total_time=60 tests/fuzz/corpus
+
+or through ``tests/fuzz/run_fuzz.py``, which keeps crash artifacts out of the working tree. The comparison
+functions below are plain Python (atheris only parses the input): ``tests/test_frame_decoder.py`` replays the
+seed corpus through :func:`check_input` on every test run.
+
+Input layout (what :func:`parse_input` reads through ``atheris.FuzzedDataProvider``, whose integers come from
+the *end* of the data and whose bytes come from the front): the last byte holds the flags (bit 0: client role,
+bits 1-3: allow RSV1/2/3, bit 4: feed byte by byte), the one before it picks ``max_frame_size`` from
+:data:`MAX_SIZES`, the next one the number of chunk lengths (0-7), then one byte per chunk length and four
+bytes of mask key; everything left, from the front, is the byte stream.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from types import ModuleType
+from typing import Any
+
+MAX_HEADER = 14  # 2 + 8 bytes of 64-bit length + 4 bytes of mask key
+MAX_SIZES: tuple[int | None, ...] = (0, 1, 2, 125, 126, 127, 65535, 65536, 1 << 20, None, 16, 300)
+
+# --------------------------------------------------------------------------------------------------------
+# RFC 3629 section 4, as a byte-level automaton: the reference the UTF-8 kernels are held to.
+#   UTF8-2 = %xC2-DF UTF8-tail
+#   UTF8-3 = %xE0 %xA0-BF UTF8-tail / %xE1-EC 2( UTF8-tail ) / %xED %x80-9F UTF8-tail / %xEE-EF 2( UTF8-tail )
+#   UTF8-4 = %xF0 %x90-BF 2( UTF8-tail ) / %xF1-F3 3( UTF8-tail ) / %xF4 %x80-8F 2( UTF8-tail )
+
+
+def _lead(byte: int) -> tuple[int, int, int] | None:
+    """(low, high) of the second byte and the sequence length, or None if ``byte`` cannot start a character."""
+    if 0xC2 <= byte <= 0xDF:
+        return 0x80, 0xBF, 2
+    if byte == 0xE0:
+        return 0xA0, 0xBF, 3
+    if 0xE1 <= byte <= 0xEC or 0xEE <= byte <= 0xEF:
+        return 0x80, 0xBF, 3
+    if byte == 0xED:
+        return 0x80, 0x9F, 3
+    if byte == 0xF0:
+        return 0x90, 0xBF, 4
+    if 0xF1 <= byte <= 0xF3:
+        return 0x80, 0xBF, 4
+    if byte == 0xF4:
+        return 0x80, 0x8F, 4
+    return None
+
+
+def utf8_reference(data: bytes) -> tuple[int | None, bool]:
+    """(index of the first byte after which no valid completion exists, or None; True if complete and valid)."""
+    need = 0  # continuation bytes still expected
+    low, high = 0x80, 0xBF
+    for i, byte in enumerate(data):
+        if need:
+            if not low <= byte <= high:
+                return i, False
+            need -= 1
+            low, high = 0x80, 0xBF
+        elif byte < 0x80:
+            continue
+        else:
+            lead = _lead(byte)
+            if lead is None:
+                return i, False
+            low, high, length = lead
+            need = length - 1
+    return None, need == 0
+
+
+# --------------------------------------------------------------------------------------------------------
+# Traces: everything observable about one backend on one input, as plain comparable data.
+
+
+def frame_tuple(frame: Any) -> tuple[Any, ...]:
+    """A frame as a tuple, with the types of its fields (a compiled ``1`` where ``True`` is due is a bug)."""
+    fields = (frame.opcode, frame.payload, frame.fin, frame.rsv1, frame.rsv2, frame.rsv3)
+    return fields + tuple(type(value).__name__ for value in fields)
+
+
+def error_tuple(exc: BaseException) -> tuple[Any, ...]:
+    frames = getattr(exc, "frames", None)
+    return (
+        type(exc).__name__,
+        str(exc),
+        getattr(exc, "close_code", None),
+        None if frames is None else [frame_tuple(f) for f in frames],
+    )
+
+
+def decode_trace(
+    mod: ModuleType,
+    chunks: list[bytes],
+    role: str = "server",
+    max_frame_size: int | None = 1 << 20,
+    allow: tuple[bool, bool, bool] = (False, False, False),
+) -> list[tuple[Any, ...]]:
+    """Feed ``chunks`` one by one to ``mod.FrameDecoder``; record frames or error, and ``buffered``, per feed.
+
+    Only :class:`wscodec.errors.ProtocolError` (and subclasses) may escape ``feed``; anything else propagates
+    and is a finding. The memory bound is asserted after every feed.
+    """
+    from wscodec.errors import ProtocolError
+
+    decoder = mod.FrameDecoder(role, max_frame_size, allow_rsv1=allow[0], allow_rsv2=allow[1], allow_rsv3=allow[2])
+    trace: list[tuple[Any, ...]] = []
+    for chunk in chunks:
+        try:
+            frames = decoder.feed(chunk)
+        except ProtocolError as exc:
+            trace.append(("error", *error_tuple(exc)))
+        else:
+            assert type(frames) is list, type(frames)
+            trace.append(("frames", [frame_tuple(f) for f in frames]))
+        buffered = decoder.buffered
+        if max_frame_size is not None:
+            assert buffered <= MAX_HEADER + max_frame_size, (buffered, max_frame_size)
+        trace.append(("buffered", buffered))
+    return trace
+
+
+def utf8_trace(mod: ModuleType, chunks: list[bytes]) -> list[Any]:
+    validator = mod.Utf8Validator()
+    trace: list[Any] = [validator.feed(chunk) for chunk in chunks]
+    trace.append(validator.finish())
+    trace.append(mod.validate_utf8(b"".join(chunks)))
+    return trace
+
+
+def utf8_expected(chunks: list[bytes]) -> list[Any]:
+    """What RFC 3629 says :func:`utf8_trace` must be: each feed False from the chunk holding the first bad byte."""
+    data = b"".join(chunks)
+    bad, complete = utf8_reference(data)
+    expected: list[Any] = []
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        expected.append(bad is None or bad >= seen)
+    expected.append(complete)
+    expected.append(complete)
+    return expected
+
+
+def split(data: bytes, lengths: list[int]) -> list[bytes]:
+    """``data`` cut into pieces of the given lengths, the rest as one last piece (empty pieces kept)."""
+    chunks = []
+    pos = 0
+    for n in lengths:
+        chunks.append(data[pos : pos + n])
+        pos += n
+    chunks.append(data[pos:])
+    return chunks
+
+
+def check_stream(
+    pure: ModuleType,
+    compiled: ModuleType | None,
+    chunks: list[bytes],
+    role: str,
+    max_frame_size: int | None,
+    allow: tuple[bool, bool, bool],
+    key: bytes = b"\x37\xfa\x21\x3d",
+) -> None:
+    """Every check of one input: decoder traces, UTF-8 traces against RFC 3629, masking, re-encoding."""
+    data = b"".join(chunks)
+    ref = decode_trace(pure, chunks, role, max_frame_size, allow)
+    utf8_ref = utf8_trace(pure, chunks)
+    assert utf8_ref == utf8_expected(chunks), (chunks, utf8_ref)
+    masked = pure.apply_mask(data, key)
+    assert pure.apply_mask(masked, key) == data
+    if compiled is not None:
+        got = decode_trace(compiled, chunks, role, max_frame_size, allow)
+        assert got == ref, f"FrameDecoder differs on {chunks!r} role={role} max={max_frame_size} allow={allow}"
+        assert utf8_trace(compiled, chunks) == utf8_ref, f"UTF-8 differs on {chunks!r}"
+        assert compiled.apply_mask(data, key) == masked
+    # Every decoded frame re-encodes to the same bytes on both backends and decodes back to itself.
+    for entry in ref:
+        if entry[0] != "frames":
+            continue
+        for opcode, payload, fin, rsv1, rsv2, rsv3, *_ in entry[1]:
+            wire_key = key if role == "server" else None
+            wire = pure.encode_frame(opcode, payload, fin=fin, rsv1=rsv1, rsv2=rsv2, rsv3=rsv3, mask=wire_key)
+            if compiled is not None:
+                assert (
+                    compiled.encode_frame(opcode, payload, fin=fin, rsv1=rsv1, rsv2=rsv2, rsv3=rsv3, mask=wire_key)
+                    == wire
+                )
+            back = decode_trace(pure, [wire], role, max_frame_size, allow)
+            assert back[0] == ("frames", [frame_tuple(pure.Frame(opcode, payload, fin, rsv1, rsv2, rsv3))])
+
+
+def parse_input(fdp: Any) -> tuple[list[bytes], str, int | None, tuple[bool, bool, bool], bytes]:
+    """Derive chunks, role, max_frame_size, RSV allowance and a mask key from a ``FuzzedDataProvider``."""
+    flags = fdp.ConsumeIntInRange(0, 255)
+    max_frame_size = MAX_SIZES[fdp.ConsumeIntInRange(0, 255) % len(MAX_SIZES)]
+    lengths = [fdp.ConsumeIntInRange(0, 255) for _ in range(fdp.ConsumeIntInRange(0, 7))]
+    key = bytes(fdp.ConsumeIntInRange(0, 255) for _ in range(4))
+    data = fdp.ConsumeBytes(fdp.remaining_bytes())
+    role = "client" if flags & 1 else "server"
+    allow = (bool(flags & 2), bool(flags & 4), bool(flags & 8))
+    chunks = [data[i : i + 1] for i in range(len(data))] if flags & 16 else split(data, lengths)
+    return chunks, role, max_frame_size, allow, key
+
+
+def build_input(
+    stream: bytes,
+    *,
+    client: bool = False,
+    allow: tuple[bool, bool, bool] = (False, False, False),
+    byte_by_byte: bool = False,
+    max_index: int = 8,
+    lengths: tuple[int, ...] = (),
+    key: bytes = b"\x37\xfa\x21\x3d",
+) -> bytes:
+    """The fuzzer input that :func:`parse_input` reads back as these settings (for writing a seed corpus)."""
+    flags = int(client) | allow[0] << 1 | allow[1] << 2 | allow[2] << 3 | int(byte_by_byte) << 4
+    tail = [flags, max_index, len(lengths), *lengths, *key]
+    return stream + bytes(reversed(tail))
+
+
+def check_input(data: bytes, pure: ModuleType, compiled: ModuleType | None) -> None:
+    """The whole fuzz check of one raw input (what the atheris target and the corpus replay test run)."""
+    import atheris
+
+    chunks, role, max_frame_size, allow, key = parse_input(atheris.FuzzedDataProvider(data))
+    check_stream(pure, compiled, chunks, role, max_frame_size, allow, key)
+
+
+def main() -> None:
+    import atheris
+
+    with atheris.instrument_imports(include=["wscodec"]):
+        from wscodec import _pure, _speedups
+
+    def test_one_input(data: bytes) -> None:
+        check_input(data, _pure, _speedups)
+
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = os.path.join(os.path.dirname(os.path.dirname(here)), "src")
+    if importlib.util.find_spec("wscodec") is None and os.path.isdir(src):
+        sys.path.insert(0, src)  # a checkout without an installed wscodec (import it only under instrumentation)
+    main()

@@ -1,0 +1,544 @@
+"""Frame parsing (RFC 6455 sections 5.1-5.5): ``FrameDecoder`` on both backends.
+
+Wire bytes are laid out by hand (``wire`` below follows the section 5.2 diagram) so the decoder is never
+checked against the encoder it is meant to agree with. Error messages and close codes are those of the
+reference ``wscodec._pure``; the close code is what RFC 6455 section 7.4.1 assigns (1002 protocol error,
+1009 message too big).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wscodec.errors import PayloadTooBig, ProtocolError
+
+_spec = importlib.util.spec_from_file_location(
+    "wscodec_fuzz_kernels", pathlib.Path(__file__).parent / "fuzz" / "fuzz_kernels.py"
+)
+assert _spec is not None and _spec.loader is not None
+fk = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fk)
+
+KEY = b"\x37\xfa\x21\x3d"
+H = bytes.fromhex
+CORPUS = pathlib.Path(__file__).parent / "fuzz" / "corpus"
+
+
+def wire(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    key: bytes | None = None,
+    length: int | None = None,
+) -> bytes:
+    """A frame per the section 5.2 diagram; ``length`` overrides the announced payload length."""
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | rsv | opcode
+    m = 0x80 if key is not None else 0
+    if n < 126:
+        head = bytes([b0, m | n])
+    elif n < 65536:
+        head = bytes([b0, m | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([b0, m | 127]) + n.to_bytes(8, "big")
+    if key is None:
+        return head + payload
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def as_tuples(frames):
+    return [(f.opcode, f.payload, f.fin, f.rsv1, f.rsv2, f.rsv3) for f in frames]
+
+
+# ---- RFC 6455 section 5.7 examples, decoded ----
+
+RFC_5_7 = [
+    ("single-frame unmasked text", "client", H("810548656c6c6f"), [(1, b"Hello", True)]),
+    ("single-frame masked text", "server", H("818537fa213d7f9f4d5158"), [(1, b"Hello", True)]),
+    ("fragmented unmasked text", "client", H("010348656c") + H("80026c6f"), [(1, b"Hel", False), (0, b"lo", True)]),
+    ("unmasked ping", "client", H("890548656c6c6f"), [(9, b"Hello", True)]),
+    ("masked pong", "server", H("8a8537fa213d7f9f4d5158"), [(10, b"Hello", True)]),
+]
+
+
+@pytest.mark.parametrize(("name", "role", "data", "expected"), RFC_5_7, ids=[n for n, *_ in RFC_5_7])
+def test_rfc6455_5_7_examples(kernels, name, role, data, expected):
+    frames = kernels.FrameDecoder(role).feed(data)
+    assert [(f.opcode, f.payload, f.fin) for f in frames] == expected
+    for f in frames:
+        assert type(f.payload) is bytes
+        assert (f.rsv1, f.rsv2, f.rsv3) == (False, False, False)
+        assert f.fin is True or f.fin is False
+
+
+def test_rfc6455_5_7_256_bytes_and_64k_binary(kernels):
+    small = bytes(range(256))
+    big = bytes(i & 0xFF for i in range(65536))
+    data = H("827e0100") + small + H("827f0000000000010000") + big
+    frames = kernels.FrameDecoder("client").feed(data)
+    assert as_tuples(frames) == [(2, small, True, False, False, False), (2, big, True, False, False, False)]
+
+
+def test_frame_equality_and_fields(kernels):
+    f = kernels.Frame(1, b"Hello")
+    assert (f.opcode, f.payload, f.fin, f.rsv1, f.rsv2, f.rsv3) == (1, b"Hello", True, False, False, False)
+    assert f == kernels.Frame(1, b"Hello", True, False, False, False)
+    assert f != kernels.Frame(1, b"Hello", False)
+    assert f != kernels.Frame(2, b"Hello")
+    assert kernels.FrameDecoder("client").feed(H("810548656c6c6f")) == [f]
+
+
+# ---- section 5.2: length encodings at their boundaries, both roles ----
+
+
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 127, 65535, 65536, 65537])
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_rfc6455_5_2_payload_length_boundaries(kernels, n, role):
+    payload = bytes((i * 13 + 1) & 0xFF for i in range(n))
+    data = wire(2, payload, key=KEY if role == "server" else None)
+    decoder = kernels.FrameDecoder(role)
+    # one byte short: nothing yet, all of it held
+    assert decoder.feed(data[:-1]) == []
+    assert decoder.buffered == len(data) - 1
+    frames = decoder.feed(data[-1:])
+    assert as_tuples(frames) == [(2, payload, True, False, False, False)]
+    assert decoder.buffered == 0
+
+
+@pytest.mark.parametrize("n", [0, 125, 126, 65535, 65536])
+def test_rfc6455_5_2_max_frame_size_boundary(kernels, n):
+    ok = wire(2, b"z" * n, key=KEY)
+    assert as_tuples(kernels.FrameDecoder("server", max_frame_size=n).feed(ok)) == [
+        (2, b"z" * n, True, False, False, False)
+    ]
+    assert as_tuples(kernels.FrameDecoder("server", max_frame_size=None).feed(ok))[0][1] == b"z" * n
+    if n:
+        with pytest.raises(PayloadTooBig) as info:
+            kernels.FrameDecoder("server", max_frame_size=n - 1).feed(ok)
+        assert str(info.value) == f"frame payload of {n} bytes exceeds the limit of {n - 1} bytes"
+        assert info.value.close_code == 1009
+
+
+def test_rfc6455_5_2_non_minimal_length_accepted(kernels):
+    # section 5.2 says senders MUST use the minimal encoding; this decoder, like most, accepts the others
+    data = bytes([0x82, 126, 0, 5]) + b"abcde" + bytes([0x82, 127]) + (3).to_bytes(8, "big") + b"xyz"
+    assert [f.payload for f in kernels.FrameDecoder("client").feed(data)] == [b"abcde", b"xyz"]
+
+
+# ---- every framing error, its close code and message ----
+
+ERRORS = [
+    # section 5.1: a server MUST close on an unmasked frame; a client on a masked one
+    ("5.1 unmasked frame to server", "server", {}, wire(1, b"Hi"), "unmasked frame from client", 1002),
+    ("5.1 masked frame to client", "client", {}, wire(1, b"Hi", key=KEY), "masked frame from server", 1002),
+    ("5.1 unmasked control to server", "server", {}, wire(9, b""), "unmasked frame from client", 1002),
+    ("5.1 masked control to client", "client", {}, wire(10, b"", key=KEY), "masked frame from server", 1002),
+    # section 5.2: reserved opcodes
+    *[
+        (
+            f"5.2 reserved opcode {op}",
+            role,
+            {},
+            wire(op, b"", key=KEY if role == "server" else None),
+            f"reserved opcode 0x{op:x}",
+            1002,
+        )
+        for op in (3, 4, 5, 6, 7, 11, 12, 13, 14, 15)
+        for role in ("server", "client")
+    ],
+    # section 5.2: RSV bits without a negotiated extension
+    (
+        "5.2 RSV1",
+        "client",
+        {},
+        wire(1, b"x", rsv=0x40),
+        "reserved bit RSV1 set without an extension that defines it",
+        1002,
+    ),
+    (
+        "5.2 RSV2",
+        "client",
+        {},
+        wire(1, b"x", rsv=0x20),
+        "reserved bit RSV2 set without an extension that defines it",
+        1002,
+    ),
+    (
+        "5.2 RSV3",
+        "server",
+        {},
+        wire(1, b"x", rsv=0x10, key=KEY),
+        "reserved bit RSV3 set without an extension that defines it",
+        1002,
+    ),
+    (
+        "5.2 RSV1+RSV2 reports RSV1",
+        "client",
+        {},
+        wire(1, b"x", rsv=0x60),
+        "reserved bit RSV1 set without an extension that defines it",
+        1002,
+    ),
+    (
+        "5.2 RSV2 with RSV1 allowed",
+        "client",
+        {"allow_rsv1": True},
+        wire(1, b"x", rsv=0x60),
+        "reserved bit RSV2 set without an extension that defines it",
+        1002,
+    ),
+    (
+        "5.2 RSV3 with RSV1+2 allowed",
+        "client",
+        {"allow_rsv1": True, "allow_rsv2": True},
+        wire(1, b"x", rsv=0x70),
+        "reserved bit RSV3 set without an extension that defines it",
+        1002,
+    ),
+    (
+        "5.2 RSV1 with RSV3 allowed",
+        "client",
+        {"allow_rsv3": True},
+        wire(1, b"x", rsv=0x50),
+        "reserved bit RSV1 set without an extension that defines it",
+        1002,
+    ),
+    # section 5.5: control frames are never fragmented and carry at most 125 bytes
+    *[
+        (f"5.5 fragmented control {op}", "client", {}, wire(op, b"", fin=False), "fragmented control frame", 1002)
+        for op in (8, 9, 10)
+    ],
+    *[
+        (
+            f"5.5 control {op} of {n} bytes",
+            "client",
+            {},
+            wire(op, b"a" * n),
+            "control frame payload longer than 125 bytes",
+            1002,
+        )
+        for op in (8, 9, 10)
+        for n in (126, 65536)
+    ],
+    # section 5.2: "the most significant bit MUST be 0"
+    (
+        "5.2 64-bit length MSB set",
+        "client",
+        {"max_frame_size": None},
+        bytes([0x82, 127]) + (1 << 63).to_bytes(8, "big"),
+        "payload length has its most significant bit set",
+        1002,
+    ),
+    (
+        "5.2 64-bit length all ones",
+        "server",
+        {"max_frame_size": None},
+        bytes([0x82, 0xFF]) + b"\xff" * 8,
+        "payload length has its most significant bit set",
+        1002,
+    ),
+    # section 10.4 / 7.4.1: a frame over the configured limit closes with 1009
+    (
+        "10.4 frame over max_frame_size",
+        "client",
+        {"max_frame_size": 10},
+        wire(2, b"a" * 11),
+        "frame payload of 11 bytes exceeds the limit of 10 bytes",
+        1009,
+    ),
+    (
+        "10.4 16-bit length over max_frame_size",
+        "server",
+        {"max_frame_size": 1000},
+        wire(2, b"a" * 1001, key=KEY),
+        "frame payload of 1001 bytes exceeds the limit of 1000 bytes",
+        1009,
+    ),
+    (
+        "10.4 64-bit length over max_frame_size",
+        "client",
+        {"max_frame_size": 1 << 20},
+        bytes([0x82, 127]) + ((1 << 63) - 1).to_bytes(8, "big"),
+        f"frame payload of {(1 << 63) - 1} bytes exceeds the limit of {1 << 20} bytes",
+        1009,
+    ),
+    (
+        "10.4 zero limit",
+        "client",
+        {"max_frame_size": 0},
+        wire(1, b"a"),
+        "frame payload of 1 bytes exceeds the limit of 0 bytes",
+        1009,
+    ),
+]
+
+
+def _header_len(data: bytes) -> int:
+    n = data[1] & 0x7F
+    return 2 + (2 if n == 126 else 8 if n == 127 else 0)
+
+
+@pytest.mark.parametrize(("name", "role", "kw", "data", "message", "code"), ERRORS, ids=[e[0] for e in ERRORS])
+def test_rfc6455_framing_errors(kernels, name, role, kw, data, message, code):
+    ok = b"ok" if kw.get("max_frame_size", 2) is None or kw.get("max_frame_size", 2) >= 2 else b""
+    good = wire(2, ok, key=KEY if role == "server" else None)
+    decoder = kernels.FrameDecoder(role, **kw)
+    # the error is raised on the header alone, before any payload (or mask key) has arrived
+    with pytest.raises(ProtocolError) as info:
+        decoder.feed(good + good + data[: _header_len(data)])
+    exc = info.value
+    assert type(exc) is (PayloadTooBig if code == 1009 else ProtocolError)
+    assert str(exc) == message
+    assert exc.close_code == code
+    # the valid frames before the violation in the same feed are handed over
+    assert as_tuples(exc.frames) == [(2, ok, True, False, False, False)] * 2
+    assert decoder.buffered == 0
+    # the decoder stays failed: the same error again, whatever comes next
+    for more in (good, b"", data):
+        with pytest.raises(ProtocolError) as again:
+            decoder.feed(more)
+        assert type(again.value) is type(exc)
+        assert str(again.value) == message
+        assert again.value.close_code == code
+        assert as_tuples(again.value.frames) == []
+
+
+@pytest.mark.parametrize(("name", "role", "kw", "data", "message", "code"), ERRORS, ids=[e[0] for e in ERRORS])
+def test_rfc6455_framing_errors_whole_frame_byte_by_byte(kernels, name, role, kw, data, message, code):
+    decoder = kernels.FrameDecoder(role, **kw)
+    raised = None
+    for i in range(min(len(data), 64)):
+        try:
+            assert decoder.feed(data[i : i + 1]) == []
+        except ProtocolError as exc:
+            raised = (i, type(exc), str(exc), exc.close_code)
+            break
+    # rules on the first two bytes fail at the second byte; length rules once the extended length is complete
+    at = _header_len(data) - 1 if code == 1009 or message.startswith("payload length") else 1
+    assert raised == (at, PayloadTooBig if code == 1009 else ProtocolError, message, code)
+
+
+def test_rfc6455_10_4_too_big_before_payload_arrives(kernels):
+    decoder = kernels.FrameDecoder("client", max_frame_size=1 << 20)
+    header = bytes([0x82, 127]) + (1 << 40).to_bytes(8, "big")
+    with pytest.raises(PayloadTooBig) as info:
+        decoder.feed(header)
+    assert info.value.close_code == 1009
+    assert decoder.buffered == 0
+
+
+@pytest.mark.parametrize(
+    ("kw", "rsv", "bits"),
+    [
+        ({"allow_rsv1": True}, 0x40, (True, False, False)),
+        ({"allow_rsv2": True}, 0x20, (False, True, False)),
+        ({"allow_rsv3": True}, 0x10, (False, False, True)),
+        ({"allow_rsv1": True, "allow_rsv2": True, "allow_rsv3": True}, 0x70, (True, True, True)),
+    ],
+)
+def test_rfc6455_5_2_rsv_bits_allowed_by_extension(kernels, kw, rsv, bits):
+    frames = kernels.FrameDecoder("client", **kw).feed(wire(1, b"x", rsv=rsv) + wire(2, b"y", fin=False))
+    assert as_tuples(frames) == [(1, b"x", True, *bits), (2, b"y", False, False, False, False)]
+
+
+def test_rfc6455_5_4_data_frames_may_be_fragmented(kernels):
+    # the decoder passes fragments through; message assembly is the connection's job
+    data = wire(1, b"a", fin=False, key=KEY) + wire(9, b"p", key=KEY) + wire(0, b"b", fin=False, key=KEY)
+    data += wire(0, b"c", key=KEY)
+    frames = kernels.FrameDecoder("server").feed(data)
+    assert as_tuples(frames) == [
+        (1, b"a", False, False, False, False),
+        (9, b"p", True, False, False, False),
+        (0, b"b", False, False, False, False),
+        (0, b"c", True, False, False, False),
+    ]
+
+
+def test_rfc6455_5_5_control_frame_of_125_bytes(kernels):
+    for op in (8, 9, 10):
+        assert as_tuples(kernels.FrameDecoder("client").feed(wire(op, b"c" * 125))) == [
+            (op, b"c" * 125, True, False, False, False)
+        ]
+
+
+@pytest.mark.parametrize("kwargs", [{"role": "both"}, {"role": ""}, {"max_frame_size": -1}])
+def test_frame_decoder_bad_arguments(kernels, kwargs):
+    with pytest.raises(ValueError):
+        kernels.FrameDecoder(**kwargs)
+
+
+def test_frame_decoder_buffer_types(kernels):
+    data = H("818537fa213d7f9f4d5158")
+    for obj in (bytearray(data), memoryview(data)):
+        assert as_tuples(kernels.FrameDecoder("server").feed(obj)) == [(1, b"Hello", True, False, False, False)]
+
+
+# ---- split feeds ----
+
+
+def _stream(role: str) -> tuple[bytes, list[tuple]]:
+    key = KEY if role == "server" else None
+    parts = [
+        (1, b"Hello", True),
+        (2, b"", True),
+        (9, b"ping", True),
+        (1, "Grüße €𝄞".encode(), False),
+        (0, bytes(range(126)), False),
+        (0, bytes(range(125)), True),
+        (10, b"", True),
+        (2, bytes(300), True),
+        (8, b"\x03\xe8bye", True),
+    ]
+    data = b"".join(wire(op, p, fin=fin, key=key) for op, p, fin in parts)
+    return data, [(op, p, fin, False, False, False) for op, p, fin in parts]
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_rfc6455_5_2_split_at_every_offset(kernels, role):
+    data, expected = _stream(role)
+    for cut in range(len(data) + 1):
+        decoder = kernels.FrameDecoder(role)
+        first = decoder.feed(data[:cut])
+        assert decoder.buffered <= cut
+        second = decoder.feed(data[cut:])
+        assert as_tuples(first + second) == expected, cut
+        assert decoder.buffered == 0
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_rfc6455_5_2_byte_by_byte(kernels, role):
+    data, expected = _stream(role)
+    decoder = kernels.FrameDecoder(role)
+    frames = []
+    for i in range(len(data)):
+        frames += decoder.feed(data[i : i + 1])
+    assert as_tuples(frames) == expected
+    assert decoder.buffered == 0
+
+
+def test_rfc6455_5_2_64bit_length_split_in_header_and_payload(kernels):
+    payload = bytes(i & 0xFF for i in range(65536))
+    data = wire(2, payload, key=KEY) + wire(1, b"tail", key=KEY)
+    for cut in [*range(0, 20), 1000, 65535, 65549, 65550, 65551, len(data) - 1]:
+        decoder = kernels.FrameDecoder("server")
+        frames = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
+        assert as_tuples(frames) == [(2, payload, True, False, False, False), (1, b"tail", True, False, False, False)]
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_rfc6455_5_2_500_frames_in_one_feed(kernels, role):
+    payloads = [bytes([i & 0xFF]) * 125 for i in range(500)]
+    data = b"".join(wire(2, p, key=KEY if role == "server" else None) for p in payloads)
+    assert 62_000 < len(data) < 66_000
+    frames = kernels.FrameDecoder(role).feed(data)
+    assert len(frames) == 500
+    assert [f.payload for f in frames] == payloads
+
+
+def test_frame_decoder_empty_feed(kernels):
+    decoder = kernels.FrameDecoder("client")
+    assert decoder.feed(b"") == []
+    assert decoder.feed(b"\x81") == []
+    assert decoder.feed(b"") == []
+    assert decoder.buffered == 1
+    assert as_tuples(decoder.feed(b"\x00")) == [(1, b"", True, False, False, False)]
+
+
+# ---- differential: both backends on random frames and random bytes ----
+
+
+@st.composite
+def frame_streams(draw):
+    role = draw(st.sampled_from(["server", "client"]))
+    allow = draw(st.tuples(st.booleans(), st.booleans(), st.booleans()))
+    max_frame_size = draw(st.sampled_from([None, 0, 5, 125, 126, 300, 65535, 1 << 20]))
+    pieces = []
+    for _ in range(draw(st.integers(1, 6))):
+        opcode = draw(st.integers(0, 15))
+        payload = draw(st.one_of(st.binary(max_size=140), st.integers(126, 400).map(lambda n: b"\x5a" * n)))
+        fin = draw(st.booleans())
+        rsv = draw(st.sampled_from([0, 0, 0, 0x40, 0x20, 0x10, 0x70]))
+        masked = draw(st.sampled_from([role == "server"] * 4 + [role != "server"]))
+        key = draw(st.binary(min_size=4, max_size=4)) if masked else None
+        encoder = draw(st.sampled_from(["pure", "compiled", "raw"]))
+        pieces.append((opcode, payload, fin, rsv, key, encoder))
+    cuts = draw(st.lists(st.integers(0, 120), max_size=5))
+    return role, allow, max_frame_size, pieces, cuts
+
+
+@settings(max_examples=200, deadline=None)
+@given(frame_streams())
+def test_differential_random_frames(pure, compiled, case):
+    role, allow, max_frame_size, pieces, cuts = case
+    data = b""
+    for opcode, payload, fin, rsv, key, encoder in pieces:
+        raw = wire(opcode, payload, fin=fin, rsv=rsv, key=key)
+        if encoder != "raw" and opcode in (0, 1, 2, 8, 9, 10) and (opcode < 8 or (fin and len(payload) <= 125)):
+            mod = pure if encoder == "pure" else compiled
+            built = mod.encode_frame(
+                opcode, payload, fin=fin, rsv1=bool(rsv & 0x40), rsv2=bool(rsv & 0x20), rsv3=bool(rsv & 0x10), mask=key
+            )
+            assert built == raw
+        data += raw
+    chunks = fk.split(data, cuts)
+    expected = fk.decode_trace(pure, chunks, role, max_frame_size, allow)
+    assert fk.decode_trace(compiled, chunks, role, max_frame_size, allow) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.binary(max_size=300),
+    cuts=st.lists(st.integers(0, 60), max_size=6),
+    role=st.sampled_from(["server", "client"]),
+    max_frame_size=st.sampled_from([None, 0, 1, 125, 126, 65535, 65536]),
+    allow=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+)
+def test_differential_random_bytes(pure, compiled, data, cuts, role, max_frame_size, allow):
+    chunks = fk.split(data, cuts)
+    assert fk.decode_trace(compiled, chunks, role, max_frame_size, allow) == fk.decode_trace(
+        pure, chunks, role, max_frame_size, allow
+    )
+
+
+def test_differential_random_streams_seeded(pure, compiled):
+    """Longer streams than hypothesis draws: valid frames with occasional corruption, random cuts."""
+    rng = random.Random(6455)
+    for _ in range(150):
+        role = rng.choice(["server", "client"])
+        data = b"".join(
+            wire(
+                rng.choice([0, 1, 2, 8, 9, 10]),
+                rng.randbytes(rng.choice([0, 1, 7, 125, 126, 127, 1000, 70000]) if rng.random() < 0.9 else 3),
+                key=rng.randbytes(4) if role == "server" else None,
+            )
+            for _ in range(rng.randint(1, 8))
+        )
+        if rng.random() < 0.5:
+            pos = rng.randrange(len(data))
+            data = data[:pos] + bytes([rng.randrange(256)]) + data[pos + 1 :]
+        cuts = [rng.randrange(0, 5000) for _ in range(rng.randint(0, 6))]
+        chunks = fk.split(data, cuts)
+        max_frame_size = rng.choice([None, 125, 65536, 1 << 20])
+        assert fk.decode_trace(compiled, chunks, role, max_frame_size, (False, False, False)) == fk.decode_trace(
+            pure, chunks, role, max_frame_size, (False, False, False)
+        )
+
+
+# ---- the fuzz seed corpus, replayed through the fuzz target's own check ----
+
+
+def test_fuzz_corpus_replay(pure, compiled):
+    atheris = pytest.importorskip("atheris")
+    assert atheris
+    files = sorted(p for p in CORPUS.iterdir() if p.is_file())
+    assert len(files) >= 30
+    for path in files:
+        fk.check_input(path.read_bytes(), pure, compiled)
