@@ -231,6 +231,28 @@ def check_input(data: bytes, pure: ModuleType, compiled: ModuleType | None) -> N
     check_stream(pure, compiled, chunks, role, max_frame_size, allow, key)
 
 
+def _safe_argv(argv: list[str]) -> list[str]:
+    """libFuzzer flags with crash artifacts and new inputs kept out of the repository.
+
+    libFuzzer writes crashes to ``./`` unless ``-artifact_prefix`` says otherwise, and new inputs to the first
+    corpus directory: a temporary directory goes first, so the committed seed corpus is only read.
+    """
+    import tempfile
+
+    args = list(argv[1:])
+    work = tempfile.mkdtemp(prefix="wscodec-fuzz-")
+    if not any(a.startswith("-artifact_prefix=") for a in args):
+        os.makedirs(os.path.join(work, "artifacts"))
+        args.insert(0, f"-artifact_prefix={os.path.join(work, 'artifacts')}{os.sep}")
+    dirs = [i for i, a in enumerate(args) if not a.startswith("-")]
+    seed_corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+    if dirs and os.path.abspath(args[dirs[0]]) == seed_corpus:
+        os.makedirs(os.path.join(work, "corpus"))
+        args.insert(dirs[0], os.path.join(work, "corpus"))
+    print(f"fuzz_kernels: artifacts and new inputs under {work}", file=sys.stderr)
+    return [argv[0], *args]
+
+
 def main() -> None:
     import atheris
 
@@ -240,7 +262,7 @@ def main() -> None:
     def test_one_input(data: bytes) -> None:
         check_input(data, _pure, _speedups)
 
-    atheris.Setup(sys.argv, test_one_input)
+    atheris.Setup(_safe_argv(sys.argv), test_one_input)
     atheris.Fuzz()
 
 

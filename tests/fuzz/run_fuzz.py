@@ -67,6 +67,8 @@ def seeds() -> dict[str, bytes]:
         "reserved_opcode_3": build_input(_wire(3, b"", key=KEY)),
         "reserved_opcode_11": build_input(_wire(11, b""), **c),
         "rsv1_not_allowed": build_input(_wire(1, b"x", rsv=0x40), **c),
+        "rsv2_not_allowed": build_input(_wire(2, b"y", rsv=0x20, key=KEY), allow=(True, False, True)),
+        "rsv3_not_allowed": build_input(_wire(0, b"z", rsv=0x10), **c, allow=(True, True, False)),
         "rsv1_allowed": build_input(_wire(1, b"x", rsv=0x40), **c, allow=(True, False, False)),
         "rsv23_allowed": build_input(_wire(1, b"x", rsv=0x30, key=KEY), allow=(False, True, True)),
         "fragmented_ping": build_input(_wire(9, b"p", fin=False), **c),
