@@ -11,7 +11,6 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wscodec.extensions import ClientPerMessageDeflate, ServerPerMessageDeflate
 
 from wscodec import FrameDecoder, encode_frame
 from wscodec.connection import CLOSED, CLOSING, CONNECTING, OPEN, Connection
@@ -29,6 +28,7 @@ from wscodec.events import (
     TextFragment,
     TextMessage,
 )
+from wscodec.extensions import ClientPerMessageDeflate, ServerPerMessageDeflate
 
 MASK = b"\x01\x02\x03\x04"
 
@@ -359,7 +359,7 @@ def test_7_close_initiated_by_us() -> None:
     assert events == [CloseReceived(1001, "bye"), Closed(1001, "bye", was_clean=True)]
     assert srv.state is CLOSED
     events = pump(srv, client)
-    assert events == [CloseReceived(1001, ""), Closed(1001, "", was_clean=True)]
+    assert events == [CloseReceived(1001, "bye"), Closed(1001, "bye", was_clean=True)]
     assert client.state is CLOSED
     assert (client.close_code, srv.close_code, srv.close_reason) == (1001, 1001, "bye")
 
@@ -538,3 +538,21 @@ def test_random_message_sequences_arrive_intact_and_in_order(
         for i in range(0, len(data), chunk):
             events.extend(receiver.receive_data(data[i : i + chunk]))
         assert events == [TextMessage(m) if isinstance(m, str) else BinaryMessage(m) for m in messages]
+
+
+def test_eof_while_the_application_decides_is_reported() -> None:
+    client = Connection("client", host="h")
+    srv = Connection("server")
+    srv.receive_data(client.data_to_send())
+    assert srv.receive_data(b"") == [Closed(1006, "", was_clean=False)]
+    assert srv.state is CLOSED
+
+
+def test_5_4_no_whole_message_inside_a_fragmented_send() -> None:
+    conn = server()
+    conn.send_fragment(b"part", fin=False)
+    with pytest.raises(RuntimeError):
+        conn.send_binary(b"interleaved")
+    conn.send_fragment(b"end", fin=True)
+    conn.send_binary(b"now fine")
+    assert [(f.opcode, f.fin) for f in sent_frames(conn)] == [(2, False), (0, True), (2, True)]

@@ -127,10 +127,11 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | Non
         loop.call_soon_threadsafe(queue.put_nowait, None)
 
 
-def _show(message: str | bytes) -> str:
+def _show(message: str | bytes | bytearray | memoryview) -> str:
     if isinstance(message, str):
         return message
-    return f"[binary {len(message)} bytes] {message.hex()}"
+    data = bytes(message)
+    return f"[binary {len(data)} bytes] {data.hex()}"
 
 
 def _out(text: str) -> None:
@@ -141,8 +142,11 @@ def _info(text: str) -> None:
     print(f"* {text}", file=sys.stderr, flush=True)
 
 
-async def _command(ws: Any, line: str) -> bool:
-    """Run one ``/command``; False when the client should stop reading stdin."""
+async def _command(ws: Any, line: str, counts: dict[str, int]) -> bool:
+    """Run one ``/command``; False when the client should stop reading stdin.
+
+    A message it sends counts in ``counts["sent"]``, so the pipe mode waits for its echo too.
+    """
     name, _, rest = line[1:].partition(" ")
     if name == "ping":
         start = time.perf_counter()
@@ -164,6 +168,7 @@ async def _command(ws: Any, line: str) -> bool:
             _info(f"not hex: {rest!r}")
         else:
             await ws.send(data)
+            counts["sent"] += 1
             return True
     elif name == "help":
         _info("/ping [data]  /close [code [reason]]  /binary HEX  //text sends '/text'")
@@ -229,7 +234,7 @@ async def _connect(args: argparse.Namespace) -> int:
             if line.startswith("/") and not line.startswith("//"):
                 if line.startswith("/close"):
                     await drain()
-                if not await _command(ws, line):
+                if not await _command(ws, line, counts):
                     return
                 continue
             await ws.send(line[1:] if line.startswith("//") else line)

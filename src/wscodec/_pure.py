@@ -178,13 +178,14 @@ class Frame:
     def __eq__(self, other: object) -> bool:
         if not hasattr(other, "opcode") or not hasattr(other, "rsv3"):
             return NotImplemented
-        return (
-            self.opcode == other.opcode  # type: ignore[attr-defined]
-            and self.payload == other.payload  # type: ignore[attr-defined]
-            and self.fin == other.fin  # type: ignore[attr-defined]
-            and self.rsv1 == other.rsv1  # type: ignore[attr-defined]
-            and self.rsv2 == other.rsv2  # type: ignore[attr-defined]
-            and self.rsv3 == other.rsv3  # type: ignore[attr-defined]
+        theirs: Any = other
+        return bool(
+            self.opcode == theirs.opcode
+            and self.payload == theirs.payload
+            and self.fin == theirs.fin
+            and self.rsv1 == theirs.rsv1
+            and self.rsv2 == theirs.rsv2
+            and self.rsv3 == theirs.rsv3
         )
 
     __hash__ = None  # type: ignore[assignment]

@@ -259,6 +259,10 @@ class Connection:
         hs = self._handshake
         if isinstance(hs, ServerHandshake):
             if self.request is not None:
+                if not data:  # the client left while the application was deciding
+                    self.state = CLOSED
+                    self.close_code = 1006
+                    return [Closed(1006, "", was_clean=False)]
                 # Waiting for accept()/reject(): keep what arrives for after the upgrade.
                 hs.leftover += data
                 return []
@@ -442,9 +446,11 @@ class Connection:
         append(CloseReceived(code, reason))
         if self.close_sent is None:
             # RFC 6455 section 5.5.1: answer with a Close, echoing the code.
+            # Browsers report the reply's reason, so echo it too.
             reply_code = None if code == 1005 else code
-            self._send_frame(8, build_close_payload(reply_code, ""))
-            self.close_sent = (reply_code, "")
+            reply_reason = reason if reply_code is not None else ""
+            self._send_frame(8, build_close_payload(reply_code, reply_reason))
+            self.close_sent = (reply_code, reply_reason)
         self.state = CLOSED
         append(Closed(code, reason, was_clean=True))
 
@@ -492,19 +498,24 @@ class Connection:
             code = self.close_code if self.close_code is not None else 1006
             raise ConnectionClosed(code, self.close_reason, was_clean=self._close_received)
 
+    def _check_can_send_message(self) -> None:
+        self._check_can_send()
+        if self._send_opcode:
+            raise RuntimeError("a fragmented message is being sent; finish it with send_fragment(fin=True)")
+
     def send_text(self, text: str) -> None:
         """Queue a text message."""
-        self._check_can_send()
+        self._check_can_send_message()
         self._send_message(1, text.encode("utf-8"))
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> None:
         """Queue a binary message (any buffer; not copied before framing)."""
-        self._check_can_send()
+        self._check_can_send_message()
         self._send_message(2, data)
 
     def send_message(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
         """Queue a text (str) or binary message; ``compress=False`` skips compression for this one."""
-        self._check_can_send()
+        self._check_can_send_message()
         if isinstance(data, str):
             self._send_message(1, data.encode("utf-8"), compress)
         else:
