@@ -94,7 +94,7 @@ async def test_browser_callbacks_and_ready_state() -> None:
         ("open", "chat"),
         ("message", "welcome"),
         ("message", b"\x00\x01"),
-        ("close", 4000, "", True),  # the peer echoes the code, not the reason
+        ("close", 4000, "done", True),  # the peer echoes the code and the reason
     ]
     assert states == [0, 1, 3, 3] or states == [0, 1, 2, 3], states
 

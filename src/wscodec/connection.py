@@ -505,12 +505,21 @@ class Connection:
 
     def send_text(self, text: str) -> None:
         """Queue a text message."""
-        self._check_can_send_message()
+        if self.state is not OPEN or self._send_opcode:
+            self._check_can_send_message()
+        if self._deflate is None and self.fragment_size is None:
+            # The common case in one step: one frame, no extension, no fragmentation.
+            self._out.append(encode_frame(1, text.encode("utf-8"), mask=self._mask() if self._is_client else None))
+            return
         self._send_message(1, text.encode("utf-8"))
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> None:
         """Queue a binary message (any buffer; not copied before framing)."""
-        self._check_can_send_message()
+        if self.state is not OPEN or self._send_opcode:
+            self._check_can_send_message()
+        if self._deflate is None and self.fragment_size is None:
+            self._out.append(encode_frame(2, data, mask=self._mask() if self._is_client else None))
+            return
         self._send_message(2, data)
 
     def send_message(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:

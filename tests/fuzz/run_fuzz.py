@@ -132,7 +132,10 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--make-corpus"]:
         make_corpus()
         return 0
-    return fuzz(int(argv[0]) if argv else 60)
+    if not argv:
+        return fuzz(60)
+    seconds = argv[0].removeprefix("-max_total_time=")  # libFuzzer's spelling works too
+    return fuzz(int(seconds))
 
 
 if __name__ == "__main__":
