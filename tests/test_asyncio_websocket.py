@@ -302,10 +302,60 @@ async def test_send_waits_for_a_slow_reader() -> None:
         await ws.close()
 
 
+async def test_small_sends_leave_in_batches_in_order() -> None:
+    """Small messages sent in one loop iteration share writes: counted in buffered_amount until written,
+    written at most _FLUSH_COUNT at a time, never reordered, and the batch is out by the next iteration."""
+    from wscodec.asyncio import websocket as websocket_module
+
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
+        assert ws.transport is not None
+        writes: list[bytes] = []
+        real_write = ws.transport.write
+
+        def counting_write(data: Any) -> None:
+            writes.append(bytes(data))
+            real_write(data)
+
+        ws.transport.write = counting_write  # type: ignore[method-assign]
+        total = 50
+        for i in range(total):
+            await ws.send(f"m{i}")
+        pending = ws.connection.bytes_to_send
+        assert pending > 0 and ws.buffered_amount >= pending  # queued, counted, not yet written
+        assert len(writes) == total // websocket_module._FLUSH_COUNT
+        await asyncio.sleep(0)  # the end of this loop iteration flushes the rest
+        assert ws.connection.bytes_to_send == 0
+        assert len(writes) == total // websocket_module._FLUSH_COUNT + 1
+        assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(total)] == [f"m{i}" for i in range(total)]
+
+
+async def test_batched_sends_go_out_before_a_close_and_a_ping() -> None:
+    received: list[Any] = []
+
+    async def collect(ws: WebSocket) -> None:
+        async for message in ws:
+            received.append(message)
+
+    async with serve(collect, "127.0.0.1", 0) as server:
+        ws = await connect(url(server), compression=None)
+        await ws.send("one")
+        await ws.send(b"two")
+        await asyncio.wait_for(ws.ping(), 5)  # the ping is written after what send() queued
+        await ws.send("three")
+        await ws.close()  # no iteration of the loop in between: the Close follows "three"
+        assert ws.close_code == 1000
+        await until(lambda: len(received) == 3)
+        assert received == ["one", b"two", "three"]
+
+
 async def test_reading_pauses_at_max_queue() -> None:
+    # 800 KiB in all: more than one socket read, so pausing has something to hold back (one read's
+    # worth of messages is always queued whole).
+    messages = [f"{i}".ljust(4096, ".") for i in range(200)]
+
     async def flood(ws: WebSocket) -> None:
-        for i in range(200):
-            await ws.send(f"{i}")
+        for message in messages:
+            await ws.send(message)
         await ws.wait_closed()
 
     async with serve(flood, "127.0.0.1", 0) as server:
@@ -313,7 +363,7 @@ async def test_reading_pauses_at_max_queue() -> None:
         await asyncio.sleep(0.2)
         assert 8 <= len(ws._queue) < 200  # reading paused; the rest waits in the kernel and the server
         assert ws._reading_paused
-        assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(200)] == [f"{i}" for i in range(200)]
+        assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(200)] == messages
         await ws.close()
 
 

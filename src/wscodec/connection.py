@@ -65,6 +65,10 @@ _MASK_POOL_SIZE = 4096  # os.urandom once per 1024 frames instead of one syscall
 _new = object.__new__
 _set_text = TextMessage.__dict__["data"].__set__
 _set_binary = BinaryMessage.__dict__["data"].__set__
+_set_text_data = TextFragment.__dict__["data"].__set__
+_set_text_final = TextFragment.__dict__["final"].__set__
+_set_binary_data = BinaryFragment.__dict__["data"].__set__
+_set_binary_final = BinaryFragment.__dict__["final"].__set__
 
 
 def _text_message(data: str) -> TextMessage:
@@ -76,6 +80,20 @@ def _text_message(data: str) -> TextMessage:
 def _binary_message(data: bytes) -> BinaryMessage:
     event = _new(BinaryMessage)
     _set_binary(event, data)
+    return event
+
+
+def _text_fragment(data: str, final: bool) -> TextFragment:
+    event = _new(TextFragment)
+    _set_text_data(event, data)
+    _set_text_final(event, final)
+    return event
+
+
+def _binary_fragment(data: bytes, final: bool) -> BinaryFragment:
+    event = _new(BinaryFragment)
+    _set_binary_data(event, data)
+    _set_binary_final(event, final)
     return event
 
 
@@ -353,10 +371,10 @@ class Connection:
                             text = frame.payload.decode("utf-8")
                         except UnicodeDecodeError:
                             raise ProtocolError("invalid UTF-8 in text message", 1007) from None
-                        append(TextFragment(text, True) if self.stream_messages else _text_message(text))
+                        append(_text_fragment(text, True) if self.stream_messages else _text_message(text))
                     else:
                         payload = frame.payload
-                        append(BinaryFragment(payload, True) if self.stream_messages else _binary_message(payload))
+                        append(_binary_fragment(payload, True) if self.stream_messages else _binary_message(payload))
                     continue
                 self._slow_frame(frame, append)
                 if self._close_received:
@@ -429,14 +447,14 @@ class Connection:
 
     def _fragment_event(self, payload: bytes, fin: bool) -> Event:
         if self._msg_opcode == 2:
-            return BinaryFragment(payload, fin)
+            return _binary_fragment(payload, fin)
         decoder = self._text_decoder
         if decoder is None:
             decoder = self._text_decoder = codecs.getincrementaldecoder("utf-8")()
         text = decoder.decode(payload, fin)
         if fin:
             decoder.reset()
-        return TextFragment(text, fin)
+        return _text_fragment(text, fin)
 
     def _receive_close(self, payload: bytes, append: Any) -> None:
         code, reason = parse_close_payload(payload)
@@ -468,6 +486,11 @@ class Connection:
         return [ProtocolViolation(error), Closed(1006, str(error), was_clean=False)]
 
     # ------------------------------------------------------------------ sending
+
+    @property
+    def bytes_to_send(self) -> int:
+        """How many bytes :meth:`data_to_send` would return now."""
+        return sum(map(len, self._out))
 
     def data_to_send(self) -> bytes:
         """Everything queued for the transport since the last call."""
@@ -600,4 +623,3 @@ class Connection:
         self.state = CLOSED
         if self.close_code is None:
             self.close_code = 1006
-

@@ -427,6 +427,7 @@ def _write(ws: WebSocket, message: Any, frame: bytes | None, opcode: int, payloa
         return frame
     if frame is None:
         frame = encode_frame(opcode, payload)
+    ws._write_out()  # what ws.send() queued goes first
     assert ws._transport is not None
     ws._transport.write(frame)
     return frame

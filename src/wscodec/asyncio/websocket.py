@@ -46,6 +46,9 @@ _BINARY_TYPES = ("bytes", "bytearray", "memoryview")
 _DATA_TYPES = (str, bytes, bytearray, memoryview)
 # Close codes after which ``async for message in ws`` simply ends (a clean, non-error closing handshake).
 _OK_CODES = frozenset({1000, 1001, 1005})
+# Bytes of small messages held back for one write at the end of the loop iteration (see WebSocket._queued).
+_FLUSH_BYTES = 16384
+_FLUSH_COUNT = 8
 
 
 # --------------------------------------------------------------------------- browser-style events
@@ -173,6 +176,9 @@ class WebSocket(asyncio.Protocol):
         # Sending.
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        # Small messages sent in one loop iteration leave in one write (see _queued).
+        self._flush_handle: asyncio.Handle | None = None
+        self._unflushed = self._unflushed_count = 0
         self._fragmenting: asyncio.Future[None] | None = None  # a fragmented send is in progress
         self._pings: list[tuple[bytes, asyncio.Future[float] | None, float]] = []
         # Lifecycle.
@@ -224,11 +230,11 @@ class WebSocket(asyncio.Protocol):
 
     @property
     def buffered_amount(self) -> int:
-        """Bytes handed to the transport and not yet written to the socket."""
+        """Bytes of messages sent and not yet written to the socket (framing included)."""
         transport = self._transport
         if transport is None or self._lost:
             return 0
-        return transport.get_write_buffer_size()
+        return transport.get_write_buffer_size() + self._conn.bytes_to_send
 
     @property
     def protocol(self) -> str:
@@ -434,31 +440,58 @@ class WebSocket(asyncio.Protocol):
     # ------------------------------------------------------------------ events from the Connection
 
     def _handle(self, events: list[Any]) -> None:
+        queue = self._queue
         for event in events:
             kind = type(event)
             if kind is TextFragment or kind is BinaryFragment:
-                if self._has_message_listener and not self._queue and not self._partial and not self._streaming:
+                if self._has_message_listener and not queue and not self._partial and not self._streaming:
                     self._deliver_to_listeners(event)
                     continue
-                self._queue.append(event)
-                waiter = self._waiter
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
-                max_queue = self.max_queue
-                if max_queue is not None and len(self._queue) >= max_queue and not self._reading_paused:
-                    self._reading_paused = True
-                    if self._transport is not None and not self._lost:
-                        self._transport.pause_reading()
+                queue.append(event)
                 if self._debug:
                     logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(event.data), event.final)
             else:
                 self._handle_other(event)
-        conn = self._conn
-        out = conn.data_to_send()
+        if queue:
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            max_queue = self.max_queue
+            if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
+                self._reading_paused = True
+                if self._transport is not None and not self._lost:
+                    self._transport.pause_reading()
+        self._write_out()
+        if self._conn.state is CLOSED:
+            self._after_closed()
+
+    def _write_out(self) -> None:
+        """Hand everything the Connection has queued to the transport, in order."""
+        self._unflushed = self._unflushed_count = 0
+        out = self._conn.data_to_send()
         if out and not self._lost and self._transport is not None:
             self._transport.write(out)
-        if conn.state is CLOSED:
-            self._after_closed()
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        self._write_out()
+
+    def _queued(self, size: int) -> None:
+        """A message of ``size`` bytes was queued in the Connection: write it at the end of this loop
+        iteration together with the messages queued after it, so that a handler answering a batch of
+        messages makes one ``send()`` system call per few messages, not one per message. Every
+        ``_FLUSH_COUNT`` messages or ``_FLUSH_BYTES`` bytes the batch goes at once: the peer starts on
+        it while we frame the rest, and memory stays bounded for a producer that never yields.
+        """
+        unflushed = self._unflushed + size
+        count = self._unflushed_count + 1
+        if unflushed >= _FLUSH_BYTES or count >= _FLUSH_COUNT:
+            self._write_out()
+        else:
+            self._unflushed = unflushed
+            self._unflushed_count = count
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
 
     def _handle_other(self, event: Any) -> None:
         kind = type(event)
@@ -643,6 +676,15 @@ class WebSocket(asyncio.Protocol):
     async def __anext__(self) -> Data:
         """``async for message in ws``: ends after a clean close (codes 1000, 1001, 1005, 3000-4999);
         raises :class:`~wscodec.errors.ConnectionClosed` after an abnormal or error close."""
+        queue = self._queue
+        if queue and queue[0].final and not self._partial and not self._streaming:
+            # A whole message is waiting (the common case under load): no second coroutine for recv().
+            event = queue.popleft()
+            if self._reading_paused:
+                self._maybe_resume_reading()
+            if type(event) is BinaryFragment and self._binary_type != "bytes":
+                return self._convert_binary(event.data)  # type: ignore[no-any-return]
+            return event.data
         try:
             return await self.recv()
         except ConnectionClosed as exc:
@@ -683,14 +725,21 @@ class WebSocket(asyncio.Protocol):
                 await asyncio.shield(self._fragmenting)
             else:
                 await self._wait_writable()
-        if isinstance(message, _DATA_TYPES):
-            self._check_open()
+        kind = type(message)
+        if kind is str or kind is bytes or isinstance(message, _DATA_TYPES):
             conn = self._conn
-            conn.send_message(message, compress=compress)
+            if conn.state is not OPEN:
+                self._check_open()
+            if not compress:
+                conn.send_message(message, compress=False)  # type: ignore[arg-type]
+            elif kind is str:
+                conn.send_text(message)  # type: ignore[arg-type]
+            else:
+                conn.send_binary(message)  # type: ignore[arg-type]
+            size = len(message)  # type: ignore[arg-type]
             if self._debug:
-                logger.debug("> %s message of %d", "text" if isinstance(message, str) else "binary", len(message))
-            assert self._transport is not None
-            self._transport.write(conn.data_to_send())
+                logger.debug("> %s message of %d", "text" if kind is str else "binary", size)
+            self._queued(size)
             return
         if isinstance(message, Mapping):
             raise TypeError("send() takes str, bytes-like or an iterable of them, not a mapping")
@@ -724,8 +773,7 @@ class WebSocket(asyncio.Protocol):
                 self._check_open()
                 self._conn.send_fragment(current, fin=not more)
                 sent = True
-                assert self._transport is not None
-                self._transport.write(self._conn.data_to_send())
+                self._write_out()
                 if not more:
                     sent = False
                     return
@@ -744,8 +792,7 @@ class WebSocket(asyncio.Protocol):
         self._conn.send_ping(payload)
         waiter: asyncio.Future[float] | None = self._loop.create_future() if track else None
         self._pings.append((payload, waiter, self._loop.time()))
-        assert self._transport is not None
-        self._transport.write(self._conn.data_to_send())
+        self._write_out()
         return waiter
 
     async def ping(self, data: str | bytes = b"") -> float:
