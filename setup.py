@@ -68,6 +68,7 @@ def _extensions() -> list[Extension]:
     ext = Extension(
         "wscodec._speedups",
         sources=[PYX],
+        depends=["src/wscodec/_speedups_impl.h"],
         include_dirs=["src/wscodec"],
         extra_compile_args=compile_args,
         optional=MODE != "yes",

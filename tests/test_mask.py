@@ -91,6 +91,15 @@ def test_apply_mask_not_a_buffer(kernels):
         kernels.apply_mask("text is not bytes", KEY)
 
 
+@pytest.mark.parametrize("bad", [4, "abcd", None, [1, 2, 3, 4]])
+def test_apply_mask_key_not_bytes_like(kernels, bad):
+    # bytes(4) would be a zero key and leave the payload unmasked: an int must not pass for a key.
+    with pytest.raises(TypeError):
+        kernels.apply_mask(b"data", bad)
+    with pytest.raises(TypeError):
+        kernels.apply_mask_inplace(bytearray(b"data"), bad)
+
+
 @pytest.mark.parametrize(
     ("n", "offset"),
     [

@@ -16,6 +16,7 @@ from ._kernels import (
     encode_frame,
     validate_utf8,
 )
+from .connection import Connection, State
 from .errors import (
     ConnectionClosed,
     InvalidHandshake,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKEND",
     "CloseCode",
+    "Connection",
     "ConnectionClosed",
     "Frame",
     "FrameDecoder",
@@ -39,6 +41,7 @@ __all__ = [
     "Opcode",
     "PayloadTooBig",
     "ProtocolError",
+    "State",
     "Utf8Validator",
     "WebSocketError",
     "apply_mask",

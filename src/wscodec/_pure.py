@@ -37,7 +37,7 @@ def _as_bytes_view(data: Any) -> memoryview:
 
 
 def _check_mask(mask: Any) -> bytes:
-    key = bytes(mask)
+    key = bytes(memoryview(mask))  # a bytes-like object only: bytes(4) would be a zero key
     if len(key) != 4:
         raise ValueError("mask must be 4 bytes")
     return key

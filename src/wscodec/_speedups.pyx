@@ -93,7 +93,7 @@ cdef inline uint32_t _key_of(object mask) except? 0xFFFFFFFF:
     cdef bytes key
     if type(mask) is bytes and len(<bytes>mask) == 4:
         return ws_load_key(<const unsigned char *>PyBytes_AS_STRING(mask))
-    key = bytes(mask)
+    key = bytes(memoryview(mask))  # a bytes-like object only: bytes(4) would be a zero key
     if len(key) != 4:
         raise ValueError("mask must be 4 bytes")
     return ws_load_key(<const unsigned char *>PyBytes_AS_STRING(key))

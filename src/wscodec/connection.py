@@ -71,13 +71,13 @@ _set_binary_data = BinaryFragment.__dict__["data"].__set__
 _set_binary_final = BinaryFragment.__dict__["final"].__set__
 
 
-def _text_message(data: str) -> TextMessage:
+def _text_message(data: str, final: bool = True) -> TextMessage:
     event = _new(TextMessage)
     _set_text(event, data)
     return event
 
 
-def _binary_message(data: bytes) -> BinaryMessage:
+def _binary_message(data: bytes, final: bool = True) -> BinaryMessage:
     event = _new(BinaryMessage)
     _set_binary(event, data)
     return event
@@ -361,24 +361,26 @@ class Connection:
             error = exc
         events: list[Event] = []
         append = events.append
+        make_text = _text_fragment if self.stream_messages else _text_message
+        make_binary = _binary_fragment if self.stream_messages else _binary_message
+        in_message = self._msg_opcode
         try:
             for frame in frames:
                 opcode = frame.opcode
                 # Fast path: a whole, uncompressed data message in one frame.
-                if 0 < opcode < 3 and frame.fin and not self._msg_opcode and not frame.rsv1:
+                if not in_message and (opcode == 1 or opcode == 2) and frame.fin and not frame.rsv1:
                     if opcode == 1:
                         try:
-                            text = frame.payload.decode("utf-8")
+                            append(make_text(frame.payload.decode(), True))
                         except UnicodeDecodeError:
                             raise ProtocolError("invalid UTF-8 in text message", 1007) from None
-                        append(_text_fragment(text, True) if self.stream_messages else _text_message(text))
                     else:
-                        payload = frame.payload
-                        append(_binary_fragment(payload, True) if self.stream_messages else _binary_message(payload))
+                        append(make_binary(frame.payload, True))
                     continue
                 self._slow_frame(frame, append)
                 if self._close_received:
                     return events
+                in_message = self._msg_opcode
         except ProtocolError as exc:
             error = exc
         if error is not None:
