@@ -12,7 +12,8 @@ import pytest
 from wscodec import _pure
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
-BLOCKS = re.findall(r"```python\n(.*?)```", open(README, encoding="utf-8").read(), re.S)
+with open(README, encoding="utf-8") as readme:
+    BLOCKS = re.findall(r"```python\n(.*?)```", readme.read(), re.S)
 
 
 def test_readme_has_examples() -> None:
