@@ -36,6 +36,7 @@ cdef extern from "Python.h":
 cdef extern from "_speedups_impl.h" nogil:
     void ws_init_cpu()
     uint32_t ws_load_key(const unsigned char *k)
+    uint32_t ws_rotate_key(uint32_t key, size_t shift)
     void ws_mask(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
     void ws_mask_words(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
     int ws_utf8_valid(const unsigned char *s, size_t n)
@@ -365,6 +366,17 @@ cdef int _check_first_bytes(unsigned int b0, unsigned int b1, unsigned int rsv_a
 
 
 @cython.final
+cdef inline Frame _frame(unsigned int b0, bytes payload):
+    cdef Frame frame = Frame.__new__(Frame)
+    frame.opcode = <long>(b0 & 0x0F)
+    frame.payload = payload
+    frame.fin = True if b0 & 0x80 else False
+    frame.rsv1 = True if b0 & 0x40 else False
+    frame.rsv2 = True if b0 & 0x20 else False
+    frame.rsv3 = True if b0 & 0x10 else False
+    return frame
+
+
 cdef class FrameDecoder:
     """FrameDecoder(role='server', max_frame_size=1048576, *, allow_rsv1=False, allow_rsv2=False, allow_rsv3=False)
 --
@@ -378,6 +390,18 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
     cdef bytearray _buffer
     cdef object _error
     cdef bint _expect_mask
+    # Where _parse stopped on a frame whose payload had not all arrived: its header size (mask included;
+    # 0 if the header itself was incomplete) and payload length.
+    cdef Py_ssize_t _stop_header
+    cdef uint64_t _stop_length
+    # A large frame being received: its payload is allocated once and each read is unmasked straight into
+    # it, instead of piling reads up in _buffer and copying them again (see _start_payload).
+    cdef bytes _payload
+    cdef Py_ssize_t _payload_filled
+    cdef Py_ssize_t _payload_header
+    cdef uint32_t _payload_key
+    cdef unsigned int _payload_b0
+    cdef bint _payload_masked
     cdef object _max
     cdef uint64_t _cmax
     cdef unsigned int _rsv_allowed
@@ -406,6 +430,8 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
     @property
     def buffered(self):
         """Bytes held for an incomplete frame."""
+        if self._payload is not None:
+            return self._payload_header + self._payload_filled
         return PyByteArray_GET_SIZE(self._buffer)
 
     cdef Py_ssize_t _parse(self, const unsigned char *p, Py_ssize_t end, list frames) except -1:
@@ -417,7 +443,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         cdef unsigned int rsv_allowed = self._rsv_allowed
         cdef uint64_t cmax = self._cmax
         cdef bytes payload
-        cdef Frame frame
+        self._stop_header = 0
         while end - pos >= 2:
             b0 = p[pos]
             b1 = p[pos + 1]
@@ -446,7 +472,11 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                 raise _PayloadTooBig(f"frame payload of {length} bytes exceeds the limit of {self._max} bytes")
             if b1 & 0x80:
                 start = pos + header + 4
-                if <uint64_t>(end - start) < length or end < start:
+                if end < start:
+                    break
+                if <uint64_t>(end - start) < length:
+                    self._stop_header = header + 4
+                    self._stop_length = length
                     break
                 if length:
                     payload = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
@@ -457,18 +487,65 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             else:
                 start = pos + header
                 if <uint64_t>(end - start) < length:
+                    self._stop_header = header
+                    self._stop_length = length
                     break
                 payload = PyBytes_FromStringAndSize(<const char *>p + start, <Py_ssize_t>length)
-            frame = Frame.__new__(Frame)
-            frame.opcode = <long>(b0 & 0x0F)
-            frame.payload = payload
-            frame.fin = True if b0 & 0x80 else False
-            frame.rsv1 = True if b0 & 0x40 else False
-            frame.rsv2 = True if b0 & 0x20 else False
-            frame.rsv3 = True if b0 & 0x10 else False
-            frames.append(frame)
+            frames.append(_frame(b0, payload))
             pos = start + <Py_ssize_t>length
         return pos
+
+    cdef bint _start_payload(self, const unsigned char *p, Py_ssize_t n):
+        """p[0:n] is an incomplete frame whose header _parse has checked: when the frame is large, allocate
+        its payload now, unmask what has arrived into it and return True (the caller drops p[0:n]).
+
+        Only for frames of at least 4 KiB (below, buffering is as cheap), and beyond 64 KiB only once an
+        eighth of the payload is here: a peer cannot make us allocate much more than it has sent.
+        """
+        cdef Py_ssize_t header = self._stop_header
+        cdef uint64_t length = self._stop_length
+        cdef Py_ssize_t have
+        cdef uint32_t key = 0
+        if header == 0 or length < 4096:
+            return False
+        have = n - header
+        if length > 65536 and length > 8 * <uint64_t>have:
+            return False
+        self._payload = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
+        self._payload_b0 = p[0]
+        self._payload_header = header
+        self._payload_masked = (p[1] & 0x80) != 0
+        if self._payload_masked:
+            key = ws_load_key(p + header - 4)
+        self._payload_key = key
+        self._payload_filled = 0
+        self._fill_payload(p + header, have)
+        return True
+
+    cdef Py_ssize_t _fill_payload(self, const unsigned char *p, Py_ssize_t n):
+        """Unmask (or copy) up to n bytes of p into the payload being received; return how many it took."""
+        cdef Py_ssize_t filled = self._payload_filled
+        cdef Py_ssize_t take = PyBytes_GET_SIZE(self._payload) - filled
+        cdef unsigned char *dst = <unsigned char *>PyBytes_AS_STRING(self._payload) + filled
+        if take > n:
+            take = n
+        if take:
+            if self._payload_masked:
+                ws_mask(dst, p, <size_t>take, ws_rotate_key(self._payload_key, <size_t>filled))
+            else:
+                memcpy(dst, p, <size_t>take)
+        self._payload_filled = filled + take
+        return take
+
+    cdef Py_ssize_t _continue_payload(self, const unsigned char *p, Py_ssize_t n, list frames):
+        """Feed p[0:n] to the payload being received; when complete, the frame joins ``frames``."""
+        cdef Py_ssize_t took = self._fill_payload(p, n)
+        cdef bytes payload
+        if self._payload_filled == PyBytes_GET_SIZE(self._payload):
+            payload = self._payload
+            self._payload = None
+            frames.append(_frame(self._payload_b0, payload))
+        return took
 
     def feed(self, data):
         """Every frame completed by ``data``; a partial frame is kept for the next call.
@@ -478,7 +555,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         """
         cdef Py_buffer buf
         cdef bint have_buf = False
-        cdef Py_ssize_t consumed, n
+        cdef Py_ssize_t consumed, n, skip = 0
         cdef bytearray store = self._buffer
         cdef list frames = []
         if self._error is not None:
@@ -488,12 +565,19 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                 have_buf = True
             else:
                 PyErr_Clear()
+        if self._payload is not None:  # (then the store is empty)
+            if not have_buf:
+                bytearray().__iadd__(data)  # not a buffer: raise what the pure twin's ``buf += data`` raises
+            skip = self._continue_payload(<const unsigned char *>buf.buf, buf.len, frames)
+            if self._payload is not None:  # still incomplete: all of data went into it
+                PyBuffer_Release(&buf)
+                return frames
         if not have_buf:
             store += data  # raises what the pure twin's ``buf += data`` raises
             PyObject_GetBuffer(store, &buf, PyBUF_SIMPLE)  # pins the bytearray's size while parsing
         n = buf.len
         try:
-            consumed = self._parse(<const unsigned char *>buf.buf, n, frames)
+            consumed = self._parse(<const unsigned char *>buf.buf + skip, n - skip, frames) + skip
         except ProtocolError as exc:
             PyBuffer_Release(&buf)
             self._error = exc
@@ -503,8 +587,10 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         except BaseException:
             PyBuffer_Release(&buf)
             if have_buf:
-                store += data  # keep what the pure twin keeps: everything fed, nothing consumed
+                store += data[skip:]  # keep what the pure twin keeps: everything fed, nothing consumed
             raise
+        if consumed < n and self._start_payload(<const unsigned char *>buf.buf + consumed, n - consumed):
+            consumed = n
         if have_buf:
             try:
                 if consumed < n:
