@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -100,6 +101,23 @@ async def test_fragmented_send_from_sync_and_async_iterables() -> None:
         await ws.send([])  # nothing is sent
         await ws.send("after")
         assert await ws.recv() == "after"
+
+
+async def test_concurrent_connections_share_the_read_buffer_safely() -> None:
+    """Every connection of a loop reads into one shared buffer: partial frames of several connections in
+    flight at once, large and small, masked both ways, must all come back intact."""
+    rng = random.Random(7)
+    messages = [rng.randbytes(rng.choice([1, 125, 70_000, 300_000])) for _ in range(6)]
+
+    async def one_client(index: int) -> None:
+        async with connect(url(server), compression=None, max_size=None) as ws:
+            for n, message in enumerate(messages):
+                payload = bytes([index]) + message if n % 2 else message + bytes([index])
+                await ws.send(payload)
+                assert await asyncio.wait_for(ws.recv(), 10) == payload
+
+    async with serve(echo, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        await asyncio.wait_for(asyncio.gather(*(one_client(i) for i in range(6))), 60)
 
 
 async def test_messages_sent_during_a_fragmented_send_wait_for_it() -> None:

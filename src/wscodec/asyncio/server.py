@@ -77,7 +77,7 @@ class ServerWebSocket(WebSocket):
             logger.info("opening handshake from %s timed out", self.remote_address)
             self._abort_now()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         pre = self._pre
         if pre is None:
             self._handle(self._conn.receive_data(data))
@@ -86,7 +86,7 @@ class ServerWebSocket(WebSocket):
         if self._head_waiter.done():
             return
         try:
-            complete = self._parser.feed(data)
+            complete = self._parser.feed(bytes(data))
         except HandshakeRejected:
             complete = self._head_malformed = True  # the Connection will answer with the right status
         if complete:

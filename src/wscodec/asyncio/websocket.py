@@ -1,6 +1,6 @@
-"""The asyncio ``WebSocket``: an :class:`asyncio.Protocol` driving a sans-I/O :class:`~wscodec.connection.Connection`.
+"""The asyncio ``WebSocket``: an :class:`asyncio.BufferedProtocol` driving a sans-I/O ``Connection``.
 
-Each socket read is one ``data_received`` and one ``Connection.receive_data`` call; a coroutine blocked in
+Each socket read lands in a shared buffer and is one ``Connection.receive_data`` call; a coroutine blocked in
 :meth:`WebSocket.recv` is woken through a future it owns, without a task hop per message. No RFC 6455 rule
 lives here: framing, close codes, UTF-8 and size limits are the Connection's job; this layer moves bytes,
 wakes waiters and runs timers (keepalive, close and open timeouts).
@@ -17,6 +17,7 @@ import collections
 import inspect
 import logging
 import os
+import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -46,6 +47,9 @@ _BINARY_TYPES = ("bytes", "bytearray", "memoryview")
 _DATA_TYPES = (str, bytes, bytearray, memoryview)
 # Close codes after which ``async for message in ws`` simply ends (a clean, non-error closing handshake).
 _OK_CODES = frozenset({1000, 1001, 1005})
+# Socket reads land in one buffer per thread (see _read_buffer).
+_READ_SIZE = 256 * 1024
+_thread_local = threading.local()
 # Bytes of small messages held back for one write at the end of the loop iteration (see WebSocket._queued).
 _FLUSH_BYTES = 16384
 _FLUSH_COUNT = 8
@@ -85,6 +89,19 @@ class ErrorEvent(Event):
     error: BaseException | None = None
 
 
+def _read_buffer() -> memoryview:
+    """The buffer socket reads go to, one per thread, shared by every connection of that thread's loop.
+
+    Each read is decoded before the loop does anything else, and the decoder copies what it keeps (a
+    partial frame, the payloads), so no connection needs a buffer of its own; asyncio's default
+    ``data_received`` path allocates (and for 256 KiB reads, maps) a new bytes object per read instead.
+    """
+    view: memoryview | None = getattr(_thread_local, "view", None)
+    if view is None:
+        view = _thread_local.view = memoryview(bytearray(_READ_SIZE))
+    return view
+
+
 def _closes_cleanly(exc: ConnectionClosed) -> bool:
     """True when ``async for`` should simply stop: a completed closing handshake with a non-error code."""
     return exc.was_clean and (exc.code in _OK_CODES or 3000 <= exc.code <= 4999)
@@ -115,7 +132,7 @@ class _MessageStream:
         return data
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket(asyncio.BufferedProtocol):
     """One WebSocket connection over an asyncio transport, client or server side.
 
     Built by :func:`~wscodec.asyncio.connect` and :func:`~wscodec.asyncio.serve`, not directly. Offers
@@ -164,6 +181,7 @@ class WebSocket(asyncio.Protocol):
         #: Round-trip time of the last ping answered, in seconds (0.0 before any).
         self.latency = 0.0
         self._loop = asyncio.get_running_loop()
+        self._read_view = _read_buffer()
         self._transport: asyncio.Transport | None = None
         self._debug = logger.isEnabledFor(logging.DEBUG)
         # Receiving: fragments wait in _queue until a consumer takes them; recv() moves the pieces of a
@@ -367,7 +385,7 @@ class WebSocket(asyncio.Protocol):
         if not task.cancelled() and task.exception() is not None:
             logger.error("error in event callback", exc_info=task.exception())
 
-    # ------------------------------------------------------------------ asyncio.Protocol
+    # ------------------------------------------------------------------ asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -377,7 +395,14 @@ class WebSocket(asyncio.Protocol):
         if out:
             transport.write(out)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._read_view[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        """One socket read (a view of the shared read buffer: valid only during this call)."""
         self._handle(self._conn.receive_data(data))
 
     def eof_received(self) -> bool | None:
@@ -477,11 +502,11 @@ class WebSocket(asyncio.Protocol):
         self._write_out()
 
     def _queued(self, size: int) -> None:
-        """A message of ``size`` bytes was queued in the Connection: write it at the end of this loop
-        iteration together with the messages queued after it, so that a handler answering a batch of
-        messages makes one ``send()`` system call per few messages, not one per message. Every
-        ``_FLUSH_COUNT`` messages or ``_FLUSH_BYTES`` bytes the batch goes at once: the peer starts on
-        it while we frame the rest, and memory stays bounded for a producer that never yields.
+        """A message was queued in the Connection: write it at the end of this loop iteration with the
+        ones queued after it, so that a handler answering a batch of messages makes one ``send()`` system
+        call per few messages, not one per message. Every ``_FLUSH_COUNT`` messages or ``_FLUSH_BYTES``
+        bytes (``size`` is the message's length; characters for text are close enough) the batch goes at
+        once: the peer starts on it while we frame the rest, and a producer that never yields stays bounded.
         """
         unflushed = self._unflushed + size
         count = self._unflushed_count + 1
