@@ -442,32 +442,11 @@ def _eligible(ws: WebSocket) -> bool:
     return True
 
 
-def broadcast(connections: Iterable[WebSocket], message: Any, *, compress: bool = False) -> None:
-    """Send ``message`` to every OPEN connection without waiting: the frame is built once and written to
-    each transport (``compress=True`` compresses per connection instead, where deflate was negotiated).
-
-    A connection holding more than its ``slow_consumer_limit`` unsent bytes is closed with 1008 (policy
-    "close"), skipped for this message ("skip"), or still written to ("wait": use :func:`broadcast_wait`
-    to wait for it instead).
-    """
-    opcode, payload = _frame_for(message)
-    frame: bytes | None = None
-    for ws in connections:
-        if not _eligible(ws):
-            continue
-        if ws.buffered_amount > ws.slow_consumer_limit:
-            if ws.slow_consumer == "close":
-                logger.info("%r: slow consumer, closing it", ws)
-                ws._fail(1008, "slow consumer")
-                continue
-            if ws.slow_consumer == "skip":
-                continue
-        frame = _write(ws, message, frame, opcode, payload, compress)
-
-
-async def broadcast_wait(connections: Iterable[WebSocket], message: Any, *, compress: bool = False) -> None:
-    """:func:`broadcast`, but a slow connection with policy "wait" is waited for (concurrently with the
-    others) until its buffer is back under ``slow_consumer_limit``; returns when every write is done."""
+def _broadcast(
+    connections: Iterable[WebSocket], message: Any, compress: bool, hold_slow: bool
+) -> tuple[int, Any, bytes | None, list[WebSocket]]:
+    """Write ``message`` to every eligible connection, applying each one's slow-consumer policy; with
+    ``hold_slow``, the slow connections of policy "wait" are returned instead of written to."""
     opcode, payload = _frame_for(message)
     frame: bytes | None = None
     slow: list[WebSocket] = []
@@ -481,9 +460,28 @@ async def broadcast_wait(connections: Iterable[WebSocket], message: Any, *, comp
                 continue
             if ws.slow_consumer == "skip":
                 continue
-            slow.append(ws)
-            continue
+            if hold_slow:
+                slow.append(ws)
+                continue
         frame = _write(ws, message, frame, opcode, payload, compress)
+    return opcode, payload, frame, slow
+
+
+def broadcast(connections: Iterable[WebSocket], message: Any, *, compress: bool = False) -> None:
+    """Send ``message`` to every OPEN connection without waiting: the frame is built once and written to
+    each transport (``compress=True`` compresses per connection instead, where deflate was negotiated).
+
+    A connection holding more than its ``slow_consumer_limit`` unsent bytes is closed with 1008 (policy
+    "close"), skipped for this message ("skip"), or still written to ("wait": use :func:`broadcast_wait`
+    to wait for it instead).
+    """
+    _broadcast(connections, message, compress, hold_slow=False)
+
+
+async def broadcast_wait(connections: Iterable[WebSocket], message: Any, *, compress: bool = False) -> None:
+    """:func:`broadcast`, but a slow connection with policy "wait" is waited for (concurrently with the
+    others) until its buffer is back under ``slow_consumer_limit``; returns when every write is done."""
+    opcode, payload, frame, slow = _broadcast(connections, message, compress, hold_slow=True)
     if not slow:
         return
     shared = frame if frame is not None else encode_frame(opcode, payload)
