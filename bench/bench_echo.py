@@ -68,12 +68,24 @@ def _wscodec_root() -> str:
 class ServerProcess:
     """One echo server in its own process; ``port`` once it has said it is listening."""
 
-    def __init__(self, name: str, *, cpu: int | None = None, startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self, name: str, *, cpu: int | None = None, loop: str = "asyncio", startup_timeout: float = 30.0
+    ) -> None:
         self.name = name
         env = dict(os.environ)
         env["PYTHONPATH"] = _wscodec_root() + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "echo_servers.py"), name, "--port", "0", "--lifetime", "900"],
+            [
+                sys.executable,
+                os.path.join(HERE, "echo_servers.py"),
+                name,
+                "--port",
+                "0",
+                "--lifetime",
+                "900",
+                "--loop",
+                loop,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -368,7 +380,7 @@ def _ints(text: str) -> list[int]:
 async def _run_all(args: argparse.Namespace) -> list[Cell]:
     cells: list[Cell] = []
     for name in args.servers:
-        server = ServerProcess(name, cpu=args.server_cpu)
+        server = ServerProcess(name, cpu=args.server_cpu, loop=args.loop)
         try:
             for inflight in args.inflight:
                 for size in args.sizes:
@@ -395,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inflight", default="1,64", help="messages kept in flight, comma-separated")
     parser.add_argument("--sizes", default="16,1024,65536", help="message sizes in bytes, comma-separated")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="raw")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="every server's event loop")
     parser.add_argument("--no-pin", action="store_true", help="do not pin client and server to separate CPUs")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target FAILs")
@@ -427,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(
         f"echo benchmark: client={args.client}, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
-        f"binary messages, compression off, python {sys.version.split()[0]}",
+        f"binary messages, compression off, servers on {args.loop}, python {sys.version.split()[0]}",
         flush=True,
     )
     cells = asyncio.run(_run_all(args))

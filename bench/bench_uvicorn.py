@@ -122,7 +122,7 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, impl: str) -> None:
+    def __init__(self, impl: str, loop: str = "asyncio") -> None:
         self.port = _free_port()
         env = os.environ.copy()
         env["PYTHONPATH"] = os.pathsep.join(p for p in (WSCODEC_HOME, env.get("PYTHONPATH", "")) if p)
@@ -147,6 +147,8 @@ class Server:
                 "--no-access-log",
                 "--lifespan",
                 "off",
+                "--loop",
+                loop,
             ]
         )
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env)
@@ -280,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs (about 25 s in all)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per case (default 2.5, quick 0.8)")
     parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of " + ", ".join(IMPLS))
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="uvicorn's --loop")
     parser.add_argument("--serve-noop", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_noop:
@@ -298,11 +301,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"uvicorn {uvicorn.__version__}, Python {platform.python_version()}, wscodec backend {wscodec.BACKEND}, "
-        f"{duration:g} s per case; Starlette echo endpoint, binary messages"
+        f"{duration:g} s per case; Starlette echo endpoint, binary messages, uvicorn --loop {args.loop}"
     )
     results: dict[str, dict[tuple[int, int], float]] = {}
     for impl in [*impls, NOOP]:
-        server = Server(impl)
+        server = Server(impl, args.loop)
         try:
             results[impl] = asyncio.run(_bench_server(server.port, duration, warmup))
         finally:

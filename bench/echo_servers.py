@@ -1,11 +1,12 @@
 """Echo servers for ``bench_echo.py``: one per implementation, each run as its own process.
 
-    python bench/echo_servers.py NAME [--host 127.0.0.1] [--port 0]
+    python bench/echo_servers.py NAME [--host 127.0.0.1] [--port 0] [--loop asyncio|uvloop]
 
 NAME is one of ``wscodec``, ``websockets``, ``aiohttp``, ``picows``. Every server echoes text as text and
 binary as binary, with compression off and a message limit above the largest benchmark message, on the
-default asyncio event loop. Once bound it prints ``listening on PORT`` (flushed) and serves until SIGTERM,
-SIGINT or a bounded ``--lifetime`` (seconds, default 600) runs out, so a lost server never lingers.
+default asyncio event loop or on uvloop (``--loop uvloop``). Once bound it prints ``listening on PORT``
+(flushed) and serves until SIGTERM, SIGINT or a bounded ``--lifetime`` (seconds, default 600) runs out,
+so a lost server never lingers.
 
 Each server is written the way that library's documentation shows an echo server, so the benchmark
 compares what a user of each library gets.
@@ -147,8 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--lifetime", type=float, default=600.0, help="exit after this many seconds")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop")
     args = parser.parse_args(argv)
-    asyncio.run(_run(args.name, args.host, args.port, args.lifetime))
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(_run(args.name, args.host, args.port, args.lifetime))
+    else:
+        asyncio.run(_run(args.name, args.host, args.port, args.lifetime))
     return 0
 
 

@@ -1,14 +1,23 @@
-"""Run every kernel test on both backends, and refuse to pass quietly without the compiled one.
+"""Run every kernel test on both backends and every async test on both event loops, and refuse to pass
+quietly without the compiled backend or without uvloop.
 
 The ``kernels`` fixture is parametrized over ``wscodec._speedups`` (id ``cython``) and ``wscodec._pure`` (id
 ``python``). If the compiled module cannot be imported the session fails at start, unless
 ``WSCODEC_BUILD_EXTENSION=no`` says the pure backend is all that was built; then the ``cython`` cases are
 skipped with a reason naming the import error. The pytest header says which backend ``wscodec`` runs on.
+
+Every ``async def`` test runs on asyncio's default loop and on uvloop (ids ``[asyncio]``/``[uvloop]``),
+the loop uvicorn and most production servers pick wherever it is installed. uvloop is in the ``test``
+extra; where it cannot be installed (Windows) the uvloop cases are skipped with that reason, elsewhere a
+missing uvloop stops the session.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
+from collections.abc import Callable, Mapping
 from types import ModuleType
 
 import pytest
@@ -26,6 +35,15 @@ except ImportError as exc:
     SPEEDUPS_ERROR: str | None = f"{type(exc).__name__}: {exc}"
 else:
     SPEEDUPS_ERROR = None
+
+try:
+    import uvloop
+except ImportError as exc:
+    uvloop = None
+    UVLOOP_ERROR: str | None = f"{type(exc).__name__}: {exc}"
+else:
+    UVLOOP_ERROR = None
+UVLOOP_OPTIONAL = sys.platform == "win32"  # uvloop does not exist there
 
 SKIP_REASON = (
     f"WSCODEC_BUILD_EXTENSION=no and wscodec._speedups is not importable ({SPEEDUPS_ERROR}): "
@@ -45,6 +63,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"wscodec._speedups: SKIPPED, {SKIP_REASON}")
     else:
         lines.append(f"wscodec._speedups: NOT IMPORTABLE ({SPEEDUPS_ERROR})")
+    if uvloop is not None:
+        lines.append(f"event loops: asyncio and uvloop {uvloop.__version__}")
+    else:
+        lines.append(f"event loops: asyncio only, uvloop NOT IMPORTABLE ({UVLOOP_ERROR})")
     return lines
 
 
@@ -56,6 +78,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             "WSCODEC_BUILD_EXTENSION=no to test the pure-Python backend alone.",
             returncode=1,
         )
+    if uvloop is None and not UVLOOP_OPTIONAL:
+        pytest.exit(
+            f"uvloop cannot be imported ({UVLOOP_ERROR}): install the test extra (pip install '.[test]'); "
+            "every async test runs on uvloop as well as on asyncio's default loop.",
+            returncode=1,
+        )
+
+
+def _uvloop_missing() -> asyncio.AbstractEventLoop:
+    pytest.skip(f"uvloop is not available on {sys.platform} ({UVLOOP_ERROR})")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test on both loops: asyncio's default and uvloop."""
+    return {
+        "asyncio": asyncio.new_event_loop,
+        "uvloop": uvloop.new_event_loop if uvloop is not None else _uvloop_missing,
+    }
 
 
 _CYTHON_MARKS = [pytest.mark.skip(reason=SKIP_REASON)] if _speedups is None else []

@@ -302,6 +302,21 @@ async def test_send_waits_for_a_slow_reader() -> None:
         await ws.close()
 
 
+class _CountingTransport:
+    """A transport that records each write before passing it on (uvloop's transports cannot be patched)."""
+
+    def __init__(self, inner: asyncio.Transport) -> None:
+        self._inner = inner
+        self.writes: list[bytes] = []
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+        self._inner.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 async def test_small_sends_leave_in_batches_in_order() -> None:
     """Small messages sent in one loop iteration share writes: counted in buffered_amount until written,
     written at most _FLUSH_COUNT at a time, never reordered, and the batch is out by the next iteration."""
@@ -309,14 +324,9 @@ async def test_small_sends_leave_in_batches_in_order() -> None:
 
     async with serve(echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
         assert ws.transport is not None
-        writes: list[bytes] = []
-        real_write = ws.transport.write
-
-        def counting_write(data: Any) -> None:
-            writes.append(bytes(data))
-            real_write(data)
-
-        ws.transport.write = counting_write  # type: ignore[method-assign]
+        counting = _CountingTransport(ws.transport)
+        ws._transport = counting  # type: ignore[assignment]
+        writes = counting.writes
         total = 50
         for i in range(total):
             await ws.send(f"m{i}")

@@ -6,7 +6,9 @@ Where we differ on purpose (we are stricter per RFC 6455 or the ASGI spec), the 
 ``xfail(strict=True)`` naming the difference.
 
 Servers are uvicorn subprocesses (``python -m uvicorn ...``) on a free loopback port, started on first use
-and killed at teardown; the environment is passed through, so ``WSCODEC_PURE_PYTHON=1`` reaches them, and
+and killed at teardown, each on both event loops uvicorn offers (``--loop asyncio`` and ``--loop uvloop``,
+what ``--loop auto`` picks wherever uvloop is installed); the test clients run on asyncio's default loop;
+the environment is passed through, so ``WSCODEC_PURE_PYTHON=1`` reaches them, and
 they import the same ``wscodec`` as the tests.
 """
 
@@ -39,7 +41,8 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 pytest.importorskip("fastapi")
 
-pytestmark = pytest.mark.interop
+# The server's loop is the parameter here (SERVER_LOOPS); the clients need not run on both as well.
+pytestmark = [pytest.mark.interop, pytest.mark.asyncio(loop_factories=["asyncio"])]
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
@@ -47,6 +50,7 @@ WSCODEC_HOME = str(Path(wscodec.__file__).resolve().parents[1])
 OURS = "wscodec"
 REFERENCE = "websockets-sansio"
 WS_IMPLS = {OURS: "wscodec.asgi:UvicornWebSocketProtocol", REFERENCE: "websockets-sansio"}
+SERVER_LOOPS = ("asyncio", "uvloop")
 STARTUP_TIMEOUT = 20.0
 STEP = 5.0  # bound on any single network wait in a test
 
@@ -80,7 +84,7 @@ def _free_port() -> int:
 class UvicornServer:
     """One ``python -m uvicorn`` subprocess on a free loopback port."""
 
-    def __init__(self, impl: str, app: str, options: tuple[str, ...] = ()) -> None:
+    def __init__(self, impl: str, app: str, options: tuple[str, ...] = (), loop: str = "asyncio") -> None:
         self.impl = impl
         self.port = _free_port()
         env = os.environ.copy()
@@ -104,6 +108,8 @@ class UvicornServer:
                 "--log-level",
                 "info",
                 "--no-access-log",
+                "--loop",
+                loop,
                 *options,
             ],
             cwd=ROOT,
@@ -150,35 +156,44 @@ def impl(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="module", params=SERVER_LOOPS)
+def server_loop(request: pytest.FixtureRequest) -> str:
+    """The event loop of the uvicorn subprocess (``--loop``)."""
+    return str(request.param)
+
+
+Servers = dict[tuple[str, str, str], UvicornServer]
+
+
 @pytest.fixture(scope="module")
-def _servers() -> Iterator[dict[tuple[str, str], UvicornServer]]:
-    servers: dict[tuple[str, str], UvicornServer] = {}
+def _servers() -> Iterator[Servers]:
+    servers: Servers = {}
     yield servers
     for server in servers.values():
         server.stop()
 
 
-def _server(servers: dict[tuple[str, str], UvicornServer], impl: str, config: str) -> UvicornServer:
-    key = (impl, config)
+def _server(servers: Servers, impl: str, config: str, loop: str) -> UvicornServer:
+    key = (impl, config, loop)
     if key not in servers:
         app, options = CONFIGS[config]
-        servers[key] = UvicornServer(impl, app, options)
+        servers[key] = UvicornServer(impl, app, options, loop)
     return servers[key]
 
 
 @pytest.fixture
-def server(impl: str, _servers: dict[tuple[str, str], UvicornServer]) -> UvicornServer:
-    return _server(_servers, impl, "starlette")
+def server(impl: str, server_loop: str, _servers: Servers) -> UvicornServer:
+    return _server(_servers, impl, "starlette", server_loop)
 
 
 @pytest.fixture
-def fastapi_server(impl: str, _servers: dict[tuple[str, str], UvicornServer]) -> UvicornServer:
-    return _server(_servers, impl, "fastapi")
+def fastapi_server(impl: str, server_loop: str, _servers: Servers) -> UvicornServer:
+    return _server(_servers, impl, "fastapi", server_loop)
 
 
 @pytest.fixture
-def strict_server(impl: str, _servers: dict[tuple[str, str], UvicornServer]) -> UvicornServer:
-    return _server(_servers, impl, "strict")
+def strict_server(impl: str, server_loop: str, _servers: Servers) -> UvicornServer:
+    return _server(_servers, impl, "strict", server_loop)
 
 
 def _differs(request: pytest.FixtureRequest, impl: str, reason: str) -> None:

@@ -1,0 +1,389 @@
+"""Peers that stop reading, vanish, flood or stall must never freeze the event loop or bloat the server.
+
+Regression tests for issue "Reliability first" (sections 1, 2, 4 and 5), in-process over loopback, on both
+event loops (the conftest runs every async test on asyncio's loop and on uvloop). A defect of the kind
+these tests guard against spins the loop, so nothing inside it can time out: the pytest-timeout bound of
+each test (a signal) is what turns such a hang into a failure. The subprocess versions with RSS
+measurements live in ``tests/adversarial/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import socket
+import struct
+import time
+from typing import Any
+
+import pytest
+
+from wscodec import ConnectionClosed, encode_frame
+from wscodec.asyncio import Server, WebSocket, connect, serve
+
+pytestmark = pytest.mark.timeout(60)
+
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+KEY = b"\x01\x02\x03\x04"
+BIG = 64 * 1024
+
+
+async def echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def url(server: Server) -> str:
+    return f"ws://127.0.0.1:{server.port}/"
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def raw_upgrade(port: int, *, rcvbuf: int = 4096) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw client with a small receive buffer, upgraded; its StreamReader stops reading at 64 KiB."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=BIG)
+    writer.write(UPGRADE)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+async def write_until_pushed_back(writer: asyncio.StreamWriter, frame: bytes, limit: int = 32 << 20) -> int:
+    """Write ``frame`` repeatedly until the server stops reading (our buffer stops draining) or ``limit``."""
+    sent = 0
+    transport = writer.transport
+    while sent < limit:
+        writer.write(frame)
+        sent += len(frame)
+        if transport.get_write_buffer_size() > 4 << 20:
+            try:
+                await asyncio.wait_for(writer.drain(), 1.0)
+            except asyncio.TimeoutError:
+                return sent  # pushed back: the server stopped reading
+        else:
+            await asyncio.sleep(0)
+    return sent
+
+
+def accept_response(head: bytes) -> bytes:
+    """A hand-made 101 for a request head (RFC 6455 section 4.2.2)."""
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+
+
+def vanish(writer: asyncio.StreamWriter, *, reset: bool) -> None:
+    """Drop the TCP connection: a FIN, or a RST (SO_LINGER 0) as a crashed peer or a middlebox would."""
+    sock = writer.get_extra_info("socket")
+    if reset:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def served(server: Server) -> None:
+    """A fresh client gets its echo: the server is still serving."""
+    async with connect(url(server) + "fresh", open_timeout=10) as ws:
+        await ws.send("still there?")
+        assert await asyncio.wait_for(ws.recv(), 10) == "still there?"
+
+
+# --------------------------------------------------------------------------- 1. send() after the transport is lost
+
+
+@pytest.mark.timeout(20)
+async def test_send_blocked_on_backpressure_raises_once_the_transport_is_lost() -> None:
+    """Unit level: writing paused, a send() waiting, the connection lost: ConnectionClosed, not a spin."""
+    async with serve(echo, "127.0.0.1", 0) as server:
+        ws = await connect(url(server), compression=None)
+        ws.pause_writing()  # as the transport does above write_limit
+        sender = asyncio.ensure_future(ws.send("blocked"))
+        await asyncio.sleep(0.05)
+        assert not sender.done()  # waiting for the transport to drain
+        assert ws.transport is not None
+        ws.transport.abort()
+        with pytest.raises(ConnectionClosed) as caught:
+            await asyncio.wait_for(sender, 5)
+        assert caught.value.code == 1006
+        with pytest.raises(ConnectionClosed):  # and every later send fails at once too
+            await asyncio.wait_for(ws.send("again"), 5)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.send([b"a", b"b"]), 5)  # a fragmented one as well
+
+
+@pytest.mark.timeout(20)
+async def test_fragmented_send_blocked_on_backpressure_raises_once_the_transport_is_lost() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        ws = await connect(url(server), compression=None)
+
+        async def pieces() -> Any:
+            yield b"first"
+            ws.pause_writing()
+            yield b"second"
+            yield b"third"
+
+        sender = asyncio.ensure_future(ws.send(pieces()))
+        await until(lambda: ws._write_paused)
+        assert ws.transport is not None
+        ws.transport.abort()
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(sender, 5)
+
+
+@pytest.mark.timeout(45)
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
+async def test_echo_to_a_client_that_stops_reading_then_vanishes(reset: bool) -> None:
+    """The issue's reproduction: the echo handler is blocked in send() when the client goes away."""
+    handler_errors: list[BaseException] = []
+
+    async def recording_echo(ws: WebSocket) -> None:
+        try:
+            await echo(ws)
+        except ConnectionClosed as exc:
+            handler_errors.append(exc)
+            raise
+
+    async with serve(recording_echo, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        _reader, writer = await raw_upgrade(server.port)
+        sent = await write_until_pushed_back(writer, encode_frame(2, b"x" * BIG, mask=KEY))
+        assert sent > 1 << 20  # the server took a good deal before pushing back
+        (ws,) = server.connections
+        await until(lambda: ws._write_paused)  # the handler is stuck in send()
+        vanish(writer, reset=reset)
+        await until(lambda: handler_errors, 10)
+        assert isinstance(handler_errors[0], ConnectionClosed)
+        await asyncio.wait_for(served(server), 10)
+        await until(lambda: not server.connections, 10)
+
+
+@pytest.mark.timeout(45)
+async def test_streaming_handler_to_a_never_reading_client_dropped_by_keepalive() -> None:
+    """No malice needed: a handler that streams to a client that stopped reading (a closed laptop lid)."""
+    outcome: list[BaseException] = []
+
+    async def stream(ws: WebSocket) -> None:
+        if ws.request is not None and ws.request.path != "/":
+            await echo(ws)  # served() checks on "/fresh"; the raw client streams on "/"
+            return
+        try:
+            while True:
+                await ws.send(b"y" * BIG)
+        except ConnectionClosed as exc:
+            outcome.append(exc)
+
+    async with serve(
+        stream, "127.0.0.1", 0, compression=None, ping_interval=0.2, ping_timeout=0.5, close_timeout=0.5
+    ) as server:
+        _reader, writer = await raw_upgrade(server.port)
+        try:
+            await until(lambda: outcome, 20)  # keepalive fails it, the close timer aborts it
+            assert isinstance(outcome[0], ConnectionClosed)
+            assert outcome[0].code == 1011
+            await asyncio.wait_for(served(server), 10)
+        finally:
+            writer.transport.abort()
+
+
+@pytest.mark.timeout(45)
+async def test_client_send_to_a_server_that_stops_reading_then_vanishes() -> None:
+    """The client role: connect() sending to a server that stops reading, then drops TCP."""
+    accepted: asyncio.Future[asyncio.StreamWriter] = asyncio.get_running_loop().create_future()
+
+    async def silent_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.write(accept_response(head))
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader._limit = BIG  # type: ignore[attr-defined]  # the stream stops reading beyond this
+        accepted.set_result(writer)
+        await asyncio.sleep(3600)
+
+    tcp = await asyncio.start_server(silent_server, "127.0.0.1", 0, limit=BIG)
+    port = tcp.sockets[0].getsockname()[1]
+    try:
+        ws = await connect(f"ws://127.0.0.1:{port}/", compression=None, ping_interval=None)
+        assert ws.ready_state == WebSocket.OPEN
+        server_writer = await asyncio.wait_for(accepted, 10)
+        sends = 0
+
+        async def flood() -> None:
+            nonlocal sends
+            while True:
+                await ws.send(b"z" * BIG)
+                sends += 1
+
+        sender = asyncio.ensure_future(flood())
+        await until(lambda: ws._write_paused, 20)
+        server_writer.transport.abort()
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(sender, 10)
+        assert sends > 0
+    finally:
+        tcp.close()
+
+
+# --------------------------------------------------------------------------- 4. ping flood with unread pongs
+
+
+def _ping(i: int, *, mask: bytes | None = KEY) -> bytes:
+    return encode_frame(9, i.to_bytes(4, "big") * 31 + b"!", mask=mask)  # 125 bytes, numbered
+
+
+def reader_socket(reader: asyncio.StreamReader) -> socket.socket:
+    transport = reader._transport  # type: ignore[attr-defined]
+    sock: socket.socket = transport.get_extra_info("socket")
+    return sock
+
+
+async def _read_pongs(reader: asyncio.StreamReader, last: bytes, timeout: float = 20.0) -> list[bytes]:
+    """Read frames until the Pong answering ``last`` arrives; returns the Pong payloads seen."""
+    from wscodec import FrameDecoder
+
+    # A 4 KiB receive window with delayed ACKs moves ~100 KB/s: open it wide before reading the backlog.
+    reader_socket(reader).setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    decoder = FrameDecoder("client", 1 << 20)
+    pongs: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while not pongs or pongs[-1] != last:
+        data = await asyncio.wait_for(reader.read(1 << 16), max(0.1, deadline - time.monotonic()))
+        assert data, "connection closed before the last Pong"
+        pongs.extend(bytes(f.payload) for f in decoder.feed(data) if f.opcode == 10)
+    return pongs
+
+
+@pytest.mark.timeout(90)
+async def test_ping_flood_with_unread_pongs_is_bounded_at_the_server() -> None:
+    count = 100_000  # 12.5 MiB of Pings; each unbounded Pong would cost ~130 bytes of transport buffer
+    write_limit = 65536
+    async with serve(echo, "127.0.0.1", 0, compression=None, write_limit=write_limit) as server:
+        reader, writer = await raw_upgrade(server.port)
+        (ws,) = server.connections
+        peak = 0
+        flood_paused = False
+
+        def sample() -> None:
+            nonlocal peak, flood_paused
+            assert ws.transport is not None
+            peak = max(peak, ws.transport.get_write_buffer_size())
+            flood_paused = flood_paused or ws._flood_paused
+
+        batch = b"".join(_ping(i) for i in range(1000))
+        for start in range(0, count, 1000):
+            writer.write(batch if start + 1000 < count else b"".join(_ping(i) for i in range(start, count)))
+            sample()
+            try:
+                await asyncio.wait_for(writer.drain(), 0.2)
+            except asyncio.TimeoutError:
+                sample()  # pushed back: the server stopped reading
+                await asyncio.sleep(0.01)
+        last = _ping(count - 1, mask=None)[2:]
+        await until(lambda: ws.transport is None or ws.transport.get_write_buffer_size() > 0 or ws._flood_paused)
+        sample()
+        # Two reads of Pongs (256 KiB each) at most before holding kicks in, and far from 100,000 Pongs.
+        assert peak <= write_limit + 2 * 256 * 1024, peak
+        assert flood_paused, "the server kept reading a ping flood it could not answer"
+        pongs = await _read_pongs(reader, last)  # the client finally reads: the latest Ping is answered
+        assert pongs[-1] == last
+        assert len(pongs) < count  # some answered together, as RFC 6455 section 5.5.3 allows
+        writer.transport.abort()
+        await asyncio.wait_for(served(server), 10)
+
+
+@pytest.mark.timeout(90)
+async def test_ping_flood_with_unread_pongs_is_bounded_at_the_client() -> None:
+    """A server floods our client with Pings and never reads the Pongs."""
+    count = 50_000
+    loop = asyncio.get_running_loop()
+    go: asyncio.Future[None] = loop.create_future()
+    done: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = loop.create_future()
+
+    async def flooding_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.write(accept_response(head))
+        await go
+        for start in range(0, count, 1000):  # the StreamReader stops reading at 2 * BIG
+            writer.write(b"".join(_ping(i, mask=None) for i in range(start, min(count, start + 1000))))
+            try:
+                await asyncio.wait_for(writer.drain(), 0.2)
+            except asyncio.TimeoutError:
+                await asyncio.sleep(0.01)
+        done.set_result((reader, writer))
+        await asyncio.sleep(3600)
+
+    tcp = await asyncio.start_server(flooding_server, "127.0.0.1", 0, limit=BIG)
+    port = tcp.sockets[0].getsockname()[1]
+    try:
+        ws = await connect(f"ws://127.0.0.1:{port}/", compression=None, ping_interval=None, write_limit=65536)
+        assert ws.transport is not None
+        client_socket = ws.transport.get_extra_info("socket")
+        client_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the kernel holds little
+        go.set_result(None)
+        peak = 0
+        flood_paused = False
+        while not done.done():
+            peak = max(peak, ws.transport.get_write_buffer_size())
+            flood_paused = flood_paused or ws._flood_paused
+            await asyncio.sleep(0.005)
+        reader, writer = done.result()
+        assert peak <= 65536 + 2 * 256 * 1024, peak
+        assert flood_paused, "the client kept reading a ping flood it could not answer"
+        client_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        last = _ping(count - 1, mask=None)[2:]
+        pongs: list[bytes] = []
+        from wscodec import FrameDecoder
+
+        decoder = FrameDecoder("server", 1 << 20)
+        while not pongs or pongs[-1] != last:
+            data = await asyncio.wait_for(reader.read(1 << 16), 20)
+            assert data
+            pongs.extend(bytes(f.payload) for f in decoder.feed(data) if f.opcode == 10)
+        assert len(pongs) < count
+        writer.transport.abort()
+        await asyncio.wait_for(ws.wait_closed(), 10)
+    finally:
+        tcp.close()
+
+
+# --------------------------------------------------------------------------- 5. the 431 reaches a client still sending
+
+
+@pytest.mark.timeout(60)
+async def test_huge_request_head_gets_its_431_before_the_socket_closes() -> None:
+    """A client still writing a huge head must read the 431, not a reset (graceful close with a drain)."""
+    async with serve(echo, "127.0.0.1", 0) as server:
+        for _attempt in range(3):  # a reset loses the response often, not always: try a few times
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            filler = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+            for _ in range(1024):  # 1 MiB of header lines, written while the server answers
+                writer.write(filler)
+                if writer.transport.get_write_buffer_size() > 1 << 16:
+                    try:
+                        await asyncio.wait_for(writer.drain(), 1)
+                    except (ConnectionError, asyncio.TimeoutError):
+                        break
+            try:
+                response = await asyncio.wait_for(reader.read(), 10)
+            except ConnectionResetError:
+                response = b"<reset>"
+            writer.transport.abort()
+            assert response.startswith(b"HTTP/1.1 431 "), response[:80]
+        await asyncio.wait_for(served(server), 10)
