@@ -368,9 +368,11 @@ async def test_reading_pauses_at_max_queue() -> None:
             await ws.send(message)
         await ws.wait_closed()
 
-    async with serve(flood, "127.0.0.1", 0) as server:
-        ws = await connect(url(server), max_queue=8)
-        await asyncio.sleep(0.2)
+    # Uncompressed: deflate shrinks the 200 messages to a few KiB, which arrive in one read.
+    async with serve(flood, "127.0.0.1", 0, compression=None) as server:
+        ws = await connect(url(server), max_queue=8, compression=None)
+        await until(lambda: len(ws._queue) >= 8)
+        await asyncio.sleep(0.2)  # time to read everything, were reading not paused
         assert 8 <= len(ws._queue) < 200  # reading paused; the rest waits in the kernel and the server
         assert ws._reading_paused
         assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(200)] == messages

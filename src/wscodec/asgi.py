@@ -26,9 +26,10 @@ import asyncio
 import email.utils
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from uvicorn.protocols.utils import (
@@ -129,7 +130,9 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self._waiters: list[asyncio.Future[None]] = []
         self.max_queue = max(1, int(config.ws_max_queue or 1))
         self._resume_at = self.max_queue // 2
-        self.read_paused = False
+        self.read_paused = False  # ws_max_queue messages wait for the application
+        self._flood_paused = False  # the client pings faster than the transport drains (Connection.flooded)
+        self._reading = True  # what we last told the transport
         self._writable = True
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_timer: asyncio.TimerHandle | None = None
@@ -148,9 +151,9 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.connections.add(self)
-        self.transport = transport
+        # Duck-typed: uvloop's transports have every method of asyncio.Transport but do not subclass it.
+        self.transport = transport = cast(asyncio.Transport, transport)
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
         self.scheme = "wss" if is_ssl(transport) else "ws"
@@ -165,6 +168,10 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         events = conn.receive_data(data)
         if events:
             self._handle_events(events)
+        if not self._writable and conn.flooded and not self._flood_paused:
+            # Pings keep coming while our answers cannot leave: read again once the transport drains.
+            self._flood_paused = True
+            self._sync_reading()
         self._flush()
         if conn.state is CLOSED:
             self._close_transport()
@@ -185,9 +192,15 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writable = False
+        self.conn.hold_pongs()
 
     def resume_writing(self) -> None:
         self._writable = True
+        self.conn.release_pongs()
+        self._flush()
+        if self._flood_paused:
+            self._flood_paused = False
+            self._sync_reading()
         self._wake(self._drain_waiters)
 
     def shutdown(self) -> None:
@@ -478,7 +491,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         if self.conn.state is not OPEN or self.transport.is_closing():
             return
         self._ping_payload = os.urandom(4)
-        self._ping_sent_at = self.loop.time()
+        self._ping_sent_at = time.perf_counter()  # uvloop's loop.time() ticks in milliseconds
         self.conn.send_ping(self._ping_payload)
         self._flush()
         if self.ping_timeout is not None:
@@ -489,7 +502,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
     def _handle_pong(self, payload: bytes) -> None:
         if self._ping_payload is None or bytes(payload) != self._ping_payload:
             return  # unsolicited or stale
-        self.last_ping_rtt = self.loop.time() - self._ping_sent_at
+        self.last_ping_rtt = time.perf_counter() - self._ping_sent_at
         self._ping_payload = None
         if self._pong_timer is not None:
             self._pong_timer.cancel()
@@ -542,14 +555,24 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             self.transport.write(out)
 
     def _pause_reading(self) -> None:
-        if not self.read_paused and not self.disconnected:
+        if not self.read_paused:
             self.read_paused = True
-            self.transport.pause_reading()
+            self._sync_reading()
 
     def _resume_reading(self) -> None:
-        if self.read_paused and not self.disconnected:
+        if self.read_paused:
             self.read_paused = False
-            self.transport.resume_reading()
+            self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        """Pause or resume the transport's reading: paused while either reason to pause holds."""
+        reading = not (self.read_paused or self._flood_paused)
+        if reading is not self._reading and not self.disconnected:
+            self._reading = reading
+            if reading:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
 
     def _arm_close_timer(self, delay: float) -> None:
         self._cancel_close_timer()
@@ -569,6 +592,9 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self.stop_keepalive()
         if not self.transport.is_closing():
             self.transport.close()
+        if not self.disconnected:
+            # close() waits for the write buffer to drain, forever if the client never reads: bound it.
+            self._arm_close_timer(self.close_timeout)
 
     def _client_str(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else ""

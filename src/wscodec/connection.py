@@ -60,6 +60,9 @@ CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING,
 
 _DEFAULT: Any = object()
 _MASK_POOL_SIZE = 4096  # os.urandom once per 1024 frames instead of one syscall per frame
+#: Pings answered by one withheld Pong (see :meth:`Connection.hold_pongs`) beyond which the peer is
+#: flooding: :attr:`Connection.flooded` tells the I/O layer to stop reading until the transport drains.
+PING_FLOOD_LIMIT = 16
 
 # Frozen events built through their slot descriptors: same objects, half the construction cost.
 _new = object.__new__
@@ -150,6 +153,10 @@ class Connection:
         self.close_sent: tuple[int | None, str] | None = None
         self._close_received = False
         self._out: list[bytes] = []
+        # Automatic Pongs while the transport is full: only the latest Ping's is kept (see hold_pongs).
+        self._holding_pongs = False
+        self._held_pong: bytes | None = None
+        self._pings_held = 0
         self._decoder: Any = None
         self._inflate: Extension | None = None
         self._deflate: Extension | None = None
@@ -394,7 +401,12 @@ class Connection:
                 raise ProtocolError("RSV1 set on a control frame")
             if opcode == 9:
                 if not self.close_sent:
-                    self._send_frame(10, frame.payload)
+                    if self._holding_pongs:
+                        # RFC 6455 section 5.5.3: a Pong for the most recent Ping answers the earlier ones.
+                        self._held_pong = frame.payload
+                        self._pings_held += 1
+                    else:
+                        self._send_frame(10, frame.payload)
                 append(Ping(frame.payload))
             elif opcode == 10:
                 append(Pong(frame.payload))
@@ -468,9 +480,7 @@ class Connection:
             # RFC 6455 section 5.5.1: answer with a Close, echoing the code.
             # Browsers report the reply's reason, so echo it too.
             reply_code = None if code == 1005 else code
-            reply_reason = reason if reply_code is not None else ""
-            self._send_frame(8, build_close_payload(reply_code, reply_reason))
-            self.close_sent = (reply_code, reply_reason)
+            self._send_close(reply_code, reason if reply_code is not None else "")
         self.state = CLOSED
         append(Closed(code, reason, was_clean=True))
 
@@ -478,9 +488,7 @@ class Connection:
         """Fail the connection (RFC 6455 section 7.1.7): queue a Close with the error's code, then CLOSED."""
         if self.close_sent is None:
             reason = str(error)
-            encoded = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
-            self._send_frame(8, build_close_payload(error.close_code, encoded))
-            self.close_sent = (error.close_code, encoded)
+            self._send_close(error.close_code, reason.encode("utf-8")[:123].decode("utf-8", "ignore"))
         self.state = CLOSED
         self.close_code = 1006
         self.close_reason = ""
@@ -590,6 +598,42 @@ class Connection:
         if fin:
             self._send_opcode = 0
 
+    def _send_close(self, code: int | None, reason: str) -> None:
+        """Queue our Close frame: the last frame we send, so a withheld Pong goes before it."""
+        payload = build_close_payload(code, reason)  # ValueError for a code or reason not allowed on the wire
+        self._release_held_pong()
+        self._send_frame(8, payload)
+        self.close_sent = (code, reason)
+
+    # ------------------------------------------------------------------ automatic Pongs under backpressure
+
+    def hold_pongs(self) -> None:
+        """The transport cannot take more bytes: from now on keep only the Pong of the latest Ping.
+
+        An I/O layer calls this when its transport pauses writing, and :meth:`release_pongs` when it
+        resumes. A peer that pings without reading our answers then costs one Pong of memory, not one
+        per Ping (RFC 6455 section 5.5.3 lets a Pong for the most recent Ping answer the earlier ones).
+        """
+        self._holding_pongs = True
+
+    def release_pongs(self) -> None:
+        """The transport drained: queue the withheld Pong, if any, and answer Pings at once again."""
+        self._holding_pongs = False
+        self._release_held_pong()
+
+    def _release_held_pong(self) -> None:
+        held = self._held_pong
+        self._held_pong = None
+        self._pings_held = 0
+        if held is not None:
+            self._send_frame(10, held)
+
+    @property
+    def flooded(self) -> bool:
+        """True while Pongs are held and the peer sent more than :data:`PING_FLOOD_LIMIT` Pings since:
+        the I/O layer should stop reading until its transport drains (then :meth:`release_pongs`)."""
+        return self._pings_held > PING_FLOOD_LIMIT
+
     def send_ping(self, data: bytes = b"") -> None:
         """Queue a Ping (at most 125 bytes)."""
         self._check_can_send()
@@ -610,9 +654,7 @@ class Connection:
             raise RuntimeError("close() before the handshake; a server uses reject()")
         if self.close_sent is not None or self.state is CLOSED:
             return
-        payload = build_close_payload(code, reason)
-        self._send_frame(8, payload)
-        self.close_sent = (code, reason)
+        self._send_close(code, reason)
         self.state = CLOSING
 
     def fail(self, code: int = 1011, reason: str = "") -> None:
@@ -620,8 +662,7 @@ class Connection:
         if self.state is CLOSED:
             return
         if self.state is not CONNECTING and self.close_sent is None:
-            self._send_frame(8, build_close_payload(code, reason))
-            self.close_sent = (code, reason)
+            self._send_close(code, reason)
         self.state = CLOSED
         if self.close_code is None:
             self.close_code = 1006

@@ -23,6 +23,10 @@ __all__ = ["Server", "ServerWebSocket", "broadcast", "broadcast_wait", "serve", 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[WebSocket], Awaitable[Any]]
+
+#: Seconds an HTTP error response (400, 403, 431, 503...) waits for the client to stop sending before the
+#: socket is closed: closing with unread input makes the kernel send a reset, which can destroy the response.
+REJECT_LINGER = 2.0
 HttpResponse = tuple[int | http.HTTPStatus, Any, bytes | str]
 ProcessRequest = Callable[[Request], HttpResponse | Awaitable[HttpResponse | None] | None]
 
@@ -108,6 +112,25 @@ class ServerWebSocket(WebSocket):
         super().connection_lost(exc)
         self._server.connections.discard(self)
         self._server._protocols.discard(self)
+
+    def _after_closed(self) -> None:
+        response = self._conn.response
+        if response is not None and response.status_code == 101:
+            super()._after_closed()
+            return
+        # Refused before the upgrade: the client may still be sending (a huge request head). Shut down
+        # our side once the response is out, read and drop what comes for a short while, then close.
+        transport = self._transport
+        if self._transport_closing or self._lost or transport is None:
+            return
+        self._transport_closing = True
+        if transport.can_write_eof():
+            transport.write_eof()  # after the buffered response
+            transport.resume_reading()
+            self._arm_abort(min(REJECT_LINGER, self.close_timeout))
+        else:  # TLS: no half-close
+            transport.close()
+            self._arm_abort()
 
     def _parsed_request(self) -> Request | None:
         if self._head_malformed:

@@ -18,9 +18,10 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from ..connection import CLOSED, CONNECTING, OPEN, Connection
 from ..errors import ConnectionClosed, InvalidHandshake
@@ -182,6 +183,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self.latency = 0.0
         self._loop = asyncio.get_running_loop()
         self._read_view = _read_buffer()
+        # Any transport with asyncio's Transport methods: asyncio's own, uvloop's (not subclasses of it), TLS.
         self._transport: asyncio.Transport | None = None
         self._debug = logger.isEnabledFor(logging.DEBUG)
         # Receiving: fragments wait in _queue until a consumer takes them; recv() moves the pieces of a
@@ -189,7 +191,9 @@ class WebSocket(asyncio.BufferedProtocol):
         self._queue: collections.deque[TextFragment | BinaryFragment] = collections.deque()
         self._partial: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
-        self._reading_paused = False
+        self._reading_paused = False  # max_queue messages wait for the application
+        self._flood_paused = False  # the peer pings faster than our transport drains (Connection.flooded)
+        self._transport_reading = True  # what we last told the transport
         self._streaming = False  # a recv_streaming() iterator is part-way through a message
         # Sending.
         self._write_paused = False
@@ -388,8 +392,8 @@ class WebSocket(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Duck-typed: uvloop's transports have every method of asyncio.Transport but do not subclass it.
+        self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self.write_limit)
         out = self._conn.data_to_send()
         if out:
@@ -412,6 +416,7 @@ class WebSocket(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._write_paused = False  # asyncio never calls resume_writing() on a lost transport
         if self._abort_handle is not None:
             self._abort_handle.cancel()
             self._abort_handle = None
@@ -457,9 +462,15 @@ class WebSocket(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._conn.hold_pongs()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._conn.release_pongs()
+        self._write_out()
+        if self._flood_paused:
+            self._flood_paused = False
+            self._sync_reading()
         self._wake_writers()
 
     # ------------------------------------------------------------------ events from the Connection
@@ -484,8 +495,11 @@ class WebSocket(asyncio.BufferedProtocol):
             max_queue = self.max_queue
             if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
                 self._reading_paused = True
-                if self._transport is not None and not self._lost:
-                    self._transport.pause_reading()
+                self._sync_reading()
+        if self._write_paused and not self._flood_paused and self._conn.flooded:
+            # Pings keep coming while our answers cannot leave: read again once the transport drains.
+            self._flood_paused = True
+            self._sync_reading()
         self._write_out()
         if self._conn.state is CLOSED:
             self._after_closed()
@@ -569,9 +583,9 @@ class WebSocket(asyncio.BufferedProtocol):
         self._transport.close()
         self._arm_abort()
 
-    def _arm_abort(self) -> None:
+    def _arm_abort(self, delay: float | None = None) -> None:
         if self._abort_handle is None and not self._lost:
-            self._abort_handle = self._loop.call_later(self.close_timeout, self._abort)
+            self._abort_handle = self._loop.call_later(self.close_timeout if delay is None else delay, self._abort)
 
     def _abort(self) -> None:
         self._abort_handle = None
@@ -623,8 +637,17 @@ class WebSocket(asyncio.BufferedProtocol):
             max_queue = self.max_queue or 1
             if len(self._queue) <= max_queue // 4:
                 self._reading_paused = False
-                if self._transport is not None and not self._lost:
-                    self._transport.resume_reading()
+                self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        """Pause or resume the transport's reading: paused while either reason to pause holds."""
+        reading = not (self._reading_paused or self._flood_paused)
+        if reading is not self._transport_reading and self._transport is not None and not self._lost:
+            self._transport_reading = reading
+            if reading:
+                self._transport.resume_reading()
+            else:
+                self._transport.pause_reading()
 
     async def _wait_for_data(self) -> None:
         if self._waiter is not None:
@@ -720,11 +743,19 @@ class WebSocket(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ sending
 
     async def _wait_writable(self) -> None:
-        """Wait while the transport's buffer is over ``write_limit`` (``pause_writing``)."""
-        while self._write_paused and not self._lost:
+        """Wait while the transport's buffer is over ``write_limit`` (``pause_writing``).
+
+        Raises :class:`~wscodec.errors.ConnectionClosed` once the transport is lost: a caller looping
+        on "wait, then check" must never see this return at once without the connection making progress.
+        """
+        while self._write_paused:
+            if self._lost:
+                raise self._closed_error()
             waiter = self._loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter
+        if self._lost:
+            raise self._closed_error()
 
     def _check_open(self) -> None:
         state = self._conn.state
@@ -816,7 +847,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self._check_open()
         self._conn.send_ping(payload)
         waiter: asyncio.Future[float] | None = self._loop.create_future() if track else None
-        self._pings.append((payload, waiter, self._loop.time()))
+        self._pings.append((payload, waiter, time.perf_counter()))
         self._write_out()
         return waiter
 
@@ -834,7 +865,7 @@ class WebSocket(asyncio.BufferedProtocol):
         pings = self._pings
         for index, (sent_payload, _waiter, sent_at) in enumerate(pings):
             if sent_payload == payload:
-                now = self._loop.time()
+                now = time.perf_counter()  # uvloop's loop.time() ticks in milliseconds
                 self.latency = now - sent_at
                 for _p, waiter, at in pings[: index + 1]:
                     if waiter is not None and not waiter.done():
