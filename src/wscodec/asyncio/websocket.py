@@ -652,6 +652,12 @@ class WebSocket(asyncio.BufferedProtocol):
     async def _wait_for_data(self) -> None:
         if self._waiter is not None:
             raise RuntimeError("another coroutine is already waiting for the next message")
+        handle = self._flush_handle
+        if handle is not None:
+            # The consumer is about to sleep: what it sent goes out now rather than one loop turn later
+            # (an echo answering one message in flight saves a loop iteration per round trip).
+            handle.cancel()
+            self._flush()
         waiter = self._waiter = self._loop.create_future()
         try:
             await waiter
