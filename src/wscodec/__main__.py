@@ -43,11 +43,6 @@ def _is_upgrade(request: Any) -> bool:
 _ACCESS = logging.getLogger("wscodec.server")
 
 
-def _keepalive(args: argparse.Namespace) -> dict[str, float | None]:
-    """``--ping-interval``/``--ping-timeout`` as options of serve()/connect(): 0 means None (disabled)."""
-    return {"ping_interval": args.ping_interval or None, "ping_timeout": args.ping_timeout or None}
-
-
 def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
     if args.tls_key and not args.tls_cert:
         raise ValueError("--tls-key needs --tls-cert")
@@ -90,7 +85,12 @@ async def _serve(args: argparse.Namespace) -> int:
         answer = _http_answer(request, page)
         if _ACCESS.isEnabledFor(logging.INFO):
             _ACCESS.info(
-                "\"%s %s\" %d (%d bytes)", request.method, request.path, answer[0], len(answer[2]), extra={"event": "http"}
+                '"%s %s" %d (%d bytes)',
+                request.method,
+                request.path,
+                answer[0],
+                len(answer[2]),
+                extra={"event": "http"},
             )
         return answer
 
@@ -111,7 +111,8 @@ async def _serve(args: argparse.Namespace) -> int:
         compression=None if args.no_compression else "deflate",
         max_size=args.max_size or None,
         ssl=tls,
-        **_keepalive(args),
+        ping_interval=args.ping_interval or None,
+        ping_timeout=args.ping_timeout or None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -321,7 +322,8 @@ async def _connect(args: argparse.Namespace) -> int:
             compression=None if args.no_compression else "deflate",
             max_size=args.max_size or None,
             ssl=_client_ssl(args),
-            **_keepalive(args),
+            ping_interval=args.ping_interval or None,
+            ping_timeout=args.ping_timeout or None,
         )
     except Exception as exc:  # refused, timed out, rejected handshake: say so plainly
         _info(f"could not connect to {args.url}: {exc}")
