@@ -388,6 +388,15 @@ class _Terminal:
                     break
         return self.screen
 
+    def wait_idle_prompt(self, timeout: float = 20) -> None:
+        """Until the screen ends with the empty prompt (the line editor is waiting for keys)."""
+        deadline = time.monotonic() + timeout
+        while not self.screen.endswith(b"> "):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no prompt; screen: {self.screen[-2000:]!r}"
+            if select.select([self.master], [], [], min(remaining, 0.5))[0]:
+                self.screen += os.read(self.master, 65536)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -406,6 +415,7 @@ def test_connect_on_a_terminal_has_history_and_keeps_the_typed_line() -> None:
             term.wait_for(b"< hello")
             term.type(b"\x1b[A\r")  # up arrow: the last line again, from readline's history
             term.wait_for(b"< hello", 20, count=2)
+            term.wait_idle_prompt()  # printed, and the prompt drawn again
             term.type(b"half-typ")
             term.wait_for(b"half-typ")
             with ws_connect(running.url, open_timeout=10) as other:
