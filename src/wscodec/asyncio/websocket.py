@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..connection import CLOSED, CONNECTING, OPEN, Connection
 from ..errors import ConnectionClosed, InvalidHandshake
@@ -42,7 +42,8 @@ __all__ = ["CloseEvent", "ErrorEvent", "Event", "MessageEvent", "WebSocket"]
 
 logger = logging.getLogger(__name__)
 
-LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
+if TYPE_CHECKING:  # LoggerAdapter is subscriptable at run time only from Python 3.11
+    LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
 
 
 class ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
