@@ -102,3 +102,24 @@ def test_cases_compare_like_for_like() -> None:
     # every contender of a receive case delivers the same number of messages (and str, see the peers' code)
     for case in (c for c in cases.values() if c.group == "receive"):
         assert {fn() for fn in case.contenders.values()} == {case.work}
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_pipe() -> None:
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Terminal(), io.StringIO()
+    for stream in (tty, pipe):
+        progress = _bench.Progress(4, stream)
+        for label in ("a", "b", "c", "d"):
+            progress.show(label)
+            progress.step()
+        progress.finish()
+    assert tty.getvalue().count("\r\x1b[K") == 5  # redrawn in place, then cleared
+    assert "[##############..............] 2/4 c" in tty.getvalue()
+    assert "\n" not in tty.getvalue().rstrip("\n").split("measured")[0]
+    assert pipe.getvalue().splitlines()[:4] == ["[1/4] a", "[2/4] b", "[3/4] c", "[4/4] d"]
+    assert "\r" not in pipe.getvalue()
