@@ -17,7 +17,6 @@ import os
 import sys
 
 from setuptools import Extension, setup
-from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
 
 MODE = os.environ.get("WSCODEC_BUILD_EXTENSION", "").strip().lower()
@@ -98,44 +97,34 @@ def _extensions() -> list[Extension]:
         return []
 
 
-# Set when an optional compile failed: the wheel is then pure Python and must say so in its tag.
-_EXTENSION_FAILED = False
+def _pure_wheel(command: build_ext) -> None:
+    """An optional compile failed: the wheel being built (if any) holds no compiled module, so it is tagged
+    ``py3-none-any`` (it runs on any Python 3 of any platform), like the builds that never tried to compile."""
+    bdist = command.distribution.command_obj.get("bdist_wheel")
+    if bdist is not None:
+        bdist.root_is_pure = True  # type: ignore[attr-defined]
 
 
 class BuildExt(build_ext):
     """Turn a failed optional compile into one clear line instead of a wall of compiler output."""
 
     def run(self) -> None:
-        global _EXTENSION_FAILED
         try:
             super().run()
         except Exception as exc:
             if MODE == "yes":
                 raise
-            _EXTENSION_FAILED = True
+            _pure_wheel(self)
             _say(f"compiled kernels not built ({_short(exc)}); {PURE}")
 
     def build_extension(self, ext: Extension) -> None:
-        global _EXTENSION_FAILED
         try:
             super().build_extension(ext)
         except Exception as exc:
             if MODE == "yes":
                 raise
-            _EXTENSION_FAILED = True
+            _pure_wheel(self)
             _say(f"compiled kernels not built, no working C compiler? ({_short(exc)}); {PURE}")
 
 
-class BdistWheel(bdist_wheel):
-    """A wheel without the compiled module is tagged ``py3-none-any``, whichever way the compile was skipped
-    (``WSCODEC_BUILD_EXTENSION=no``, no Cython, no compiler): it runs on any Python 3 of any platform."""
-
-    def run(self) -> None:
-        self.run_command("build")
-        if _EXTENSION_FAILED or not self.distribution.ext_modules:
-            self.root_is_pure = True
-        super().run()
-
-
-cmdclass: dict[str, type] = {"build_ext": BuildExt, "bdist_wheel": BdistWheel}
-setup(ext_modules=_extensions(), cmdclass=cmdclass)
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})
