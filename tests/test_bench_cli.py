@@ -123,3 +123,23 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_pipe() -> None:
     assert "\n" not in tty.getvalue().rstrip("\n").split("measured")[0]
     assert pipe.getvalue().splitlines()[:4] == ["[1/4] a", "[2/4] b", "[3/4] c", "[4/4] d"]
     assert "\r" not in pipe.getvalue()
+
+
+def test_a_failing_peer_is_named_and_the_rest_still_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken() -> None:
+        raise ValueError("read of closed file")
+
+    def cases(quick: bool) -> list[_bench.Case]:
+        case = _bench.Case("send", "tiny", "msg", 1)
+        case.contenders["wscodec"] = lambda: 1
+        case.contenders["websockets"] = broken
+        return [case]
+
+    monkeypatch.setitem(_bench.BUILDERS, "send", cases)
+    ns = argparse.Namespace(quick=True, only=["send"], check=True, json=None)
+    assert _bench.run(ns) == 0
+    out = capsys.readouterr().out
+    assert "send/tiny: websockets skipped (failed: ValueError: read of closed file)" in out
+    assert any(line.startswith("send/tiny") and "M/s" in line for line in out.splitlines())
