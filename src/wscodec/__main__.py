@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
+import logging
 import os
+import re
 import signal
+import ssl
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -39,24 +40,59 @@ def _is_upgrade(request: Any) -> bool:
 
 # --------------------------------------------------------------------------- serve
 
+_ACCESS = logging.getLogger("wscodec.server")
+
+
+def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_key and not args.tls_cert:
+        raise ValueError("--tls-key needs --tls-cert")
+    if not args.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    return context
+
+
+def _http_answer(request: Any, page: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The plain-HTTP side of the demo server: the page at /, an empty favicon, 404 elsewhere; HEAD gets the
+    headers of GET (Content-Length included) and no body."""
+    path = request.path.split("?", 1)[0]
+    method = request.method.upper()
+    if method not in ("GET", "HEAD"):
+        status, headers, body = 405, [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")], b""
+        body = b"Method Not Allowed\n"
+    elif path in ("/", "/index.html"):
+        status, headers, body = 200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], page
+    elif path == "/favicon.ico":
+        status, headers, body = 204, [("Cache-Control", "max-age=86400")], b""
+    else:
+        status, headers, body = 404, [("Content-Type", "text/plain; charset=utf-8")], b"Not Found\n"
+    if method == "HEAD" and body:
+        return status, [*headers, ("Content-Length", str(len(body)))], b""
+    return status, headers, body
+
 
 async def _serve(args: argparse.Namespace) -> int:
     from .asyncio import broadcast, serve
 
     page = _demo_page()
     server: Any = None
+    tls = _server_ssl(args)
 
     def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
         if _is_upgrade(request):
             return None
-        path = request.path.split("?", 1)[0]
-        if path in ("/", "/index.html"):
-            return (
-                200,
-                [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")],
-                page,
+        answer = _http_answer(request, page)
+        if _ACCESS.isEnabledFor(logging.INFO):
+            _ACCESS.info(
+                '"%s %s" %d (%d bytes)',
+                request.method,
+                request.path,
+                answer[0],
+                len(answer[2]),
+                extra={"event": "http"},
             )
-        return 404, [("Content-Type", "text/plain; charset=utf-8")], b"Not Found\n"
+        return answer
 
     async def echo(ws: Any) -> None:
         async for message in ws:
@@ -74,6 +110,9 @@ async def _serve(args: argparse.Namespace) -> int:
         process_request=process_request,
         compression=None if args.no_compression else "deflate",
         max_size=args.max_size or None,
+        ssl=tls,
+        ping_interval=args.ping_interval or None,
+        ping_timeout=args.ping_timeout or None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,8 +121,13 @@ async def _serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
     host = f"[{args.host}]" if ":" in args.host else args.host
     mode = "chat" if args.chat else "echo"
-    print(f"listening on ws://{host}:{server.port}", flush=True)
-    print(f"{mode} server; demo page at http://{host}:{server.port}/ (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    secure = "s" if tls is not None else ""
+    print(f"listening on ws{secure}://{host}:{server.port}", flush=True)
+    print(
+        f"{mode} server; demo page at http{secure}://{host}:{server.port}/ (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         await stop.wait()
     finally:
@@ -127,19 +171,106 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | Non
         loop.call_soon_threadsafe(queue.put_nowait, None)
 
 
+# C0 and C1 controls, DEL, and the bidirectional overrides/isolates that can disguise what is printed.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _escape(text: str) -> str:
+    """Received text made safe for a terminal: control characters (escape sequences could move the cursor,
+    retitle the window or worse) and bidi overrides become visible escapes like ``\\x1b``; a backslash
+    is doubled so the output stays unambiguous."""
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    return _UNSAFE.sub(_escape_char, text)
+
+
 def _show(message: str | bytes | bytearray | memoryview) -> str:
     if isinstance(message, str):
-        return message
+        return _escape(message)
     data = bytes(message)
     return f"[binary {len(data)} bytes] {data.hex()}"
 
 
+class _Console:
+    """Where ``connect`` prints. On a terminal with readline, lines are typed with editing and history, and a
+    message printed while a line is being typed erases the prompt line, prints, then redraws the prompt and
+    what was typed so far; elsewhere (a pipe), plain lines."""
+
+    PROMPT = "> "
+
+    def __init__(self, interactive: bool, quiet: bool = False) -> None:
+        self.readline: Any = None
+        self.quiet = quiet
+        if interactive:
+            with contextlib.suppress(ImportError):
+                import readline
+
+                self.readline = readline
+        self._lock = threading.Lock()
+
+    def out(self, text: str, stream: Any = None) -> None:
+        stream = stream or sys.stdout
+        with self._lock:
+            if self.readline is not None:
+                typed = self.readline.get_line_buffer()
+                sys.stdout.write("\r\x1b[K")
+                sys.stdout.flush()
+                stream.write(text + "\n")
+                stream.flush()
+                sys.stdout.write(self.PROMPT + typed)
+                sys.stdout.flush()
+            else:
+                stream.write(text + "\n")
+                stream.flush()
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self.out(f"* {text}", sys.stderr)
+
+
+_console = _Console(False)
+
+
 def _out(text: str) -> None:
-    print(text, flush=True)
+    _console.out(text)
 
 
 def _info(text: str) -> None:
-    print(f"* {text}", file=sys.stderr, flush=True)
+    _console.info(text)
+
+
+def _readline_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
+    """Thread body on a terminal: ``input()`` with readline (editing, history), None at EOF (Ctrl-D)."""
+    try:
+        while True:
+            line = input(_Console.PROMPT)
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+    except (EOFError, KeyboardInterrupt, OSError, RuntimeError):
+        pass
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+
+def _client_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if not args.url.lower().startswith("wss:"):
+        if args.insecure or args.cafile:
+            raise ValueError("--insecure and --cafile are for wss:// URLs")
+        return None
+    context = ssl.create_default_context(cafile=args.cafile)
+    if args.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 async def _command(ws: Any, line: str, counts: dict[str, int]) -> bool:
@@ -180,6 +311,9 @@ async def _command(ws: Any, line: str, counts: dict[str, int]) -> bool:
 async def _connect(args: argparse.Namespace) -> int:
     from .asyncio import connect
 
+    global _console
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    _console = _Console(interactive, quiet=args.quiet)
     try:
         ws = await connect(
             args.url,
@@ -187,6 +321,9 @@ async def _connect(args: argparse.Namespace) -> int:
             extra_headers=tuple(args.header),
             compression=None if args.no_compression else "deflate",
             max_size=args.max_size or None,
+            ssl=_client_ssl(args),
+            ping_interval=args.ping_interval or None,
+            ping_timeout=args.ping_timeout or None,
         )
     except Exception as exc:  # refused, timed out, rejected handshake: say so plainly
         _info(f"could not connect to {args.url}: {exc}")
@@ -199,7 +336,8 @@ async def _connect(args: argparse.Namespace) -> int:
 
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    threading.Thread(target=_stdin_lines, args=(loop, lines), name="stdin", daemon=True).start()
+    source = _readline_lines if _console.readline is not None else _stdin_lines
+    threading.Thread(target=source, args=(loop, lines), name="stdin", daemon=True).start()
 
     counts = {"sent": 0, "received": 0}
     progress = asyncio.Event()
@@ -262,79 +400,199 @@ async def _connect(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- bench
 
 
-def _find_bench_dir() -> Path | None:
-    candidates = [Path(__file__).resolve().parents[2] / "bench", Path.cwd() / "bench"]
-    for path in candidates:
-        if (path / "bench_echo.py").is_file() or (path / "bench_kernels.py").is_file():
-            return path
-    return None
-
-
-def _load(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(f"_wscodec_bench_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _bench(args: argparse.Namespace) -> int:
-    bench = _find_bench_dir()
-    if bench is None:
-        print(
-            "the benchmarks live in the bench/ folder of a wscodec source checkout, not in the installed "
-            "package; run this from a checkout (or pass through its path)",
-            file=sys.stderr,
-        )
-        return 2
-    status = 0
-    quick = ["--quick"] if args.quick else []
-    for name, wanted in (("bench_kernels.py", not args.echo_only), ("bench_echo.py", not args.kernels_only)):
-        if not wanted:
-            continue
-        path = bench / name
-        if not path.is_file():
-            print(f"{path} not found; skipped", file=sys.stderr)
-            status = status or 2
-            continue
-        print(f"== {name} ==", flush=True)
-        result = _load(path).main(quick)
-        status = status or int(result or 0)
-    return status
+    from ._bench import run
+
+    return run(args)
 
 
-# --------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------- arguments
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``prog: error: ... (see --help)``) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after every help text that has one worth showing (not for on/off flags or unset
+    options); descriptions keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or default in (None, False, [], argparse.SUPPRESS)
+            or not action.option_strings
+            or action.nargs == 0
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _bounded(kind: type[int] | type[float], low: float, high: float | None, what: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses ``kind`` and checks ``low <= value <= high``, with one clear line."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} expected, not {text!r}") from None
+        if value != value or value < low or (high is not None and value > high):  # NaN fails too
+            bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {what} {bound}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+_port = _bounded(int, 0, 65535, "a port number")
+_size = _bounded(int, 0, 2**62, "a size in bytes")
+_seconds = _bounded(float, 0, 10**9, "a number of seconds")
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, quiet_help: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    group.add_argument(
+        "-v", "--verbose", action="store_true", help="log everything wscodec does at DEBUG (frames, never payloads)"
+    )
+
+
+def _add_keepalive(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ping-interval", type=_seconds, default=20.0, metavar="S", help="seconds between keepalive pings; 0 disables"
+    )
+    parser.add_argument(
+        "--ping-timeout",
+        type=_seconds,
+        default=20.0,
+        metavar="S",
+        help="close with 1011 when a ping is not answered within S seconds; 0 waits forever",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m wscodec", description="wscodec command line tools")
+    from . import __version__
+
+    parser = _Parser(
+        prog="python -m wscodec",
+        description="wscodec command line tools: an echo/chat server, an interactive client, benchmarks.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"wscodec {__version__} ({_backend()} backend)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{serve,connect,bench}")
 
-    serve = sub.add_parser("serve", help="echo (or chat) server with a demo page at /")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    serve.add_argument("--chat", action="store_true", help="broadcast every message to every client")
-    serve.add_argument("--max-size", type=int, default=2**20, metavar="BYTES", help="0 = unlimited")
-    serve.add_argument("--no-compression", action="store_true", help="do not accept permessage-deflate")
-    serve.add_argument("--subprotocol", action="append", default=[], metavar="NAME", help="repeatable")
+    def subparser(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description, formatter_class=_Formatter)
 
-    connect = sub.add_parser("connect", help="interactive client: lines in, messages out")
-    connect.add_argument("url")
-    connect.add_argument("--subprotocol", action="append", default=[], metavar="NAME", help="repeatable")
-    connect.add_argument("--header", action="append", default=[], type=_parse_header, metavar="'Name: value'")
-    connect.add_argument("--no-compression", action="store_true", help="do not offer permessage-deflate")
-    connect.add_argument("--max-size", type=int, default=0, metavar="BYTES", help="0 = unlimited (default)")
-    connect.add_argument(
-        "--wait", type=float, default=_EOF_WAIT, metavar="S", help="after stdin ends, wait this long for replies"
+    serve = subparser(
+        "serve",
+        "echo (or chat) server with a demo page at /",
+        "Echo every message back (--chat: to every client). GET / is a demo page that uses the browser's WebSocket.\n"
+        "One access line per connection goes to stderr (-q: none, -v: DEBUG logs).",
     )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 or :: for all)")
+    serve.add_argument("--port", type=_port, default=8765, help="TCP port, 0 to 65535; 0 picks a free port")
+    serve.add_argument("--chat", action="store_true", help="broadcast every message to every client")
+    serve.add_argument(
+        "--max-size", type=_size, default=2**20, metavar="BYTES", help="largest message accepted; 0 = unlimited"
+    )
+    serve.add_argument("--no-compression", action="store_true", help="do not accept permessage-deflate")
+    serve.add_argument(
+        "--subprotocol", action="append", default=[], metavar="NAME", help="subprotocol to accept (repeatable)"
+    )
+    _add_keepalive(serve)
+    serve.add_argument("--tls-cert", metavar="PEM", help="certificate chain (PEM) to serve wss:// and https://")
+    serve.add_argument("--tls-key", metavar="PEM", help="private key (PEM) for --tls-cert, if not in the same file")
+    _add_verbosity(serve, "no access lines")
 
-    bench = sub.add_parser("bench", help="kernel and echo benchmarks (from a source checkout)")
-    bench.add_argument("--quick", action="store_true")
-    only = bench.add_mutually_exclusive_group()
-    only.add_argument("--kernels-only", action="store_true")
-    only.add_argument("--echo-only", action="store_true")
+    connect = subparser(
+        "connect",
+        "interactive client: lines in, messages out",
+        "Send each line typed (or piped) as a text message; print each message received.\n"
+        "Commands: /ping [data], /close [code [reason]], /binary HEX, /help; //text sends '/text'.\n"
+        "Control characters in received text are shown escaped (\\x1b, \\n...).",
+    )
+    connect.add_argument("url", help="ws:// or wss:// URL")
+    connect.add_argument(
+        "--subprotocol", action="append", default=[], metavar="NAME", help="subprotocol to offer (repeatable)"
+    )
+    connect.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_parse_header,
+        metavar="'Name: value'",
+        help="extra request header (repeatable)",
+    )
+    connect.add_argument("--no-compression", action="store_true", help="do not offer permessage-deflate")
+    connect.add_argument(
+        "--max-size", type=_size, default=0, metavar="BYTES", help="largest message accepted; 0 = unlimited"
+    )
+    connect.add_argument(
+        "--wait", type=_seconds, default=_EOF_WAIT, metavar="S", help="after stdin ends, wait this long for replies"
+    )
+    _add_keepalive(connect)
+    connect.add_argument("--cafile", metavar="PEM", help="trust the CA certificates in this file (wss://)")
+    connect.add_argument(
+        "--insecure", action="store_true", help="wss:// without verifying the certificate or host name (testing only)"
+    )
+    _add_verbosity(connect, "no connection notes on stderr")
+
+    bench = subparser(
+        "bench",
+        "benchmarks against the peers that are installed",
+        "Kernels, Connection receive/send and frame building, side by side with every installed peer\n"
+        "(pip install 'wscodec[bench]' installs them all). Prints ratios: ours / peer, above 1 we are faster.",
+    )
+    bench.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs (about 20 s)")
+    bench.add_argument(
+        "--check", action="store_true", help="exit 1 when a target is missed (for CI); without it, exit 0 when it ran"
+    )
+    bench.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        choices=("kernels", "receive", "send", "frames", "echo"),
+        help="run only these groups (repeatable); echo needs a source checkout",
+    )
+    bench.add_argument("--json", metavar="FILE", help="also write every measurement to FILE as JSON")
     return parser
+
+
+def _backend() -> str:
+    from . import BACKEND
+
+    return BACKEND
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    """Access lines (the INFO "closed" line of each connection, and HTTP answers) on stderr by default;
+    ``-q``: warnings only; ``-v``: everything at DEBUG."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("wscodec")
+    root.addHandler(handler)
+    if args.verbose:
+        root.setLevel(logging.DEBUG)
+        return
+    if args.quiet or args.command != "serve":
+        root.setLevel(logging.WARNING)
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    root.setLevel(logging.INFO)
+
+    def access_only(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or getattr(record, "event", None) in ("closed", "http")
+
+    handler.addFilter(access_only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,12 +600,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
+    _setup_logging(args)
     runner = _serve if args.command == "serve" else _connect
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:
         return 130
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # a busy port, a missing certificate file, a bad URL
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

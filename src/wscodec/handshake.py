@@ -529,15 +529,22 @@ class ServerHandshake:
         return data
 
     def reject(self, status: int, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> bytes:
-        """Any HTTP/1.1 response instead of the upgrade, with Content-Length and ``Connection: close``."""
+        """Any HTTP/1.1 response instead of the upgrade, with Content-Length and ``Connection: close``.
+
+        Content-Length is the body's length, except: a 204 has none (RFC 9110 section 8.6), and an empty body
+        keeps a Content-Length the caller gives (the answer to HEAD carries the length GET would have).
+        """
         if not 100 <= status <= 599:
             raise ValueError(f"invalid HTTP status {status}")
         try:
             reason = http.HTTPStatus(status).phrase
         except ValueError:
             reason = ""
+        given = [value for name, value in headers if name.lower() == "content-length"]
         fields = [(name, value) for name, value in headers if name.lower() != "content-length"]
-        fields.append(("Content-Length", str(len(body))))
+        if status != 204:
+            length = given[-1].strip() if given and not body and given[-1].strip().isdigit() else str(len(body))
+            fields.append(("Content-Length", length))
         if not header_values(fields, "Connection"):
             fields.append(("Connection", "close"))
         data = _serialize(f"HTTP/1.1 {status} {reason}", fields) + bytes(body)

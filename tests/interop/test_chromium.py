@@ -4,8 +4,9 @@ The server (in this process) serves ``_demo.html`` at ``/`` through ``process_re
 same port with subprotocol ``chat``. Chromium, driven by selenium and chromedriver, opens
 ``/?selftest=1&protocol=chat&code=4000&reason=bye``; the page's script uses the browser WebSocket API
 (``new WebSocket``, ``binaryType``, ``onopen``/``onmessage``/``onclose``, ``send``, ``close``), checks the
-echoes and writes a JSON summary into ``<pre id="result">``. A machine without chromium fails here: CI
-installs it. If selenium cannot start a session, ``chromium --headless --dump-dom`` runs the same page.
+echoes and writes a JSON summary into ``<pre id="result">``. Without chromium and chromedriver (Debian packages
+``chromium`` and ``chromium-driver``) the test skips, or fails when ``CI`` is set (``.ci/run`` installs them); see
+``tests/_system.py``. If selenium cannot start a session, ``chromium --headless --dump-dom`` runs the same page.
 """
 
 from __future__ import annotations
@@ -13,22 +14,19 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import os
 import re
-import shutil
 import subprocess
 import tempfile
 from importlib.resources import files
 from typing import Any
 
 import pytest
+from _system import require_program
 
 from wscodec.asyncio import serve
 
 pytestmark = [pytest.mark.interop, pytest.mark.browser]
 
-CHROMIUM = os.environ.get("WSCODEC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = os.environ.get("WSCODEC_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -44,17 +42,17 @@ FLAGS = (
 PAGE = files("wscodec").joinpath("_demo.html").read_bytes()
 
 
-def _run_selenium(url: str, profile: str) -> dict[str, Any]:
+def _run_selenium(url: str, profile: str, chromium: str, chromedriver: str) -> dict[str, Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for flag in (*FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
     try:
         driver.set_page_load_timeout(30)
         driver.get(url)
@@ -65,9 +63,9 @@ def _run_selenium(url: str, profile: str) -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
-def _run_dump_dom(url: str, profile: str) -> dict[str, Any]:
+def _run_dump_dom(url: str, profile: str, chromium: str) -> dict[str, Any]:
     out = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url],
+        [chromium, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url],
         capture_output=True,
         text=True,
         timeout=60,
@@ -77,25 +75,25 @@ def _run_dump_dom(url: str, profile: str) -> dict[str, Any]:
     return json.loads(html.unescape(match.group(1)))  # type: ignore[no-any-return]
 
 
-def run_browser(url: str) -> tuple[dict[str, Any], str]:
+def run_browser(url: str, chromium: str, chromedriver: str) -> tuple[dict[str, Any], str]:
     """The page's self-test result, and which driver produced it."""
     with tempfile.TemporaryDirectory(prefix="wscodec-chromium-") as profile:
         try:
             from selenium.common.exceptions import WebDriverException
         except ImportError:  # pragma: no cover - selenium is in the test extra
-            return _run_dump_dom(url, profile), "dump-dom"
+            return _run_dump_dom(url, profile, chromium), "dump-dom"
         try:
-            return _run_selenium(url, profile), "selenium"
+            return _run_selenium(url, profile, chromium, chromedriver), "selenium"
         except WebDriverException as exc:
             if "session not created" not in str(exc) and "unable to" not in str(exc).lower():
                 raise
     with tempfile.TemporaryDirectory(prefix="wscodec-chromium-") as profile:
-        return _run_dump_dom(url, profile), "dump-dom"
+        return _run_dump_dom(url, profile, chromium), "dump-dom"
 
 
 async def test_chromium_selftest_page() -> None:
-    assert os.path.exists(CHROMIUM), f"chromium is required for the browser interop test (looked at {CHROMIUM})"
-    assert os.path.exists(CHROMEDRIVER), f"chromedriver is required (looked at {CHROMEDRIVER})"
+    chromium = require_program("chromium", "chromium", env="WSCODEC_CHROMIUM")
+    chromedriver = require_program("chromedriver", "chromium-driver", env="WSCODEC_CHROMEDRIVER")
     seen: list[dict[str, Any]] = []
 
     def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
@@ -115,7 +113,7 @@ async def test_chromium_selftest_page() -> None:
 
     async with serve(echo, "127.0.0.1", 0, subprotocols=("chat",), process_request=process_request) as server:
         url = f"http://127.0.0.1:{server.port}/?selftest=1&protocol=chat&code=4000&reason=bye"
-        result, driver = await asyncio.wait_for(asyncio.to_thread(run_browser, url), 120)
+        result, driver = await asyncio.wait_for(asyncio.to_thread(run_browser, url, chromium, chromedriver), 120)
         for _ in range(100):  # the handler may finish just after the browser's close event
             if seen and "close" in seen[-1]:
                 break

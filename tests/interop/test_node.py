@@ -2,20 +2,20 @@
 
 ``node_client.mjs`` runs two sessions and prints what it saw as JSON: text, a binary ArrayBuffer and a
 1 MiB binary message echoed; subprotocol and permessage-deflate negotiated; a close started by the client
-(4000 "client bye") and one started by the server (4001 "server bye"). A machine without node fails here:
-CI installs it.
+(4000 "client bye") and one started by the server (4001 "server bye"). Without node the test skips, or fails
+when ``CI`` is set (``tests/_system.py``; Debian package ``nodejs``, 20 or later).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _system import require_program
 
 from wscodec.asyncio import serve
 
@@ -25,8 +25,7 @@ SCRIPT = Path(__file__).with_name("node_client.mjs")
 
 
 def _node() -> list[str]:
-    node = shutil.which("node")
-    assert node is not None, "node (20 or later) is required for the interop tests; install nodejs"
+    node = require_program("node", "nodejs", hint="version 20 or later")
     major = int(
         subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout[1:].split(".")[0]
     )

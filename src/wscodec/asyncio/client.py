@@ -135,7 +135,7 @@ class connect:
         except BaseException:
             ws._abort_now()
             raise
-        logger.debug("connected to %s (protocol %r, extensions %r)", self.url, ws.protocol, ws.extensions)
+        ws.logger.debug("connected to %s", self.url)
         return ws
 
     def __await__(self) -> Generator[Any, None, WebSocket]:

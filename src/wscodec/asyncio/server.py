@@ -78,7 +78,7 @@ class ServerWebSocket(WebSocket):
     def _open_timed_out(self) -> None:
         self._open_timer = None
         if self._pre is not None:
-            logger.info("opening handshake from %s timed out", self.remote_address)
+            self.logger.info("opening handshake timed out")
             self._abort_now()
 
     def data_received(self, data: bytes | memoryview) -> None:
@@ -154,7 +154,7 @@ class ServerWebSocket(WebSocket):
                 if inspect.isawaitable(response):
                     response = await response
             except Exception:
-                logger.exception("error in process_request")
+                self.logger.exception("error in process_request")
                 response = (500, [("Content-Type", "text/plain")], b"Internal Server Error\n")
             if self._lost:
                 return False
@@ -166,7 +166,7 @@ class ServerWebSocket(WebSocket):
                 status, headers, body = _normalize(response)
                 conn.reject(status, headers, body)
             except Exception:
-                logger.exception("invalid response from process_request: %r", response)
+                self.logger.exception("invalid response from process_request: %r", response)
                 conn.reject(500, [("Content-Type", "text/plain")], b"Internal Server Error\n")
             self._pre = None
             self._handle([])
@@ -175,7 +175,7 @@ class ServerWebSocket(WebSocket):
         assert pre is not None
         events = conn.receive_data(bytes(pre))
         if not events or type(events[0]) is not Request:
-            logger.info("rejected opening handshake from %s: %s", self.remote_address, events[0] if events else "")
+            self.logger.info("rejected opening handshake: %s", events[0] if events else "")
             self._handle(events)
             return False
         try:
@@ -185,7 +185,7 @@ class ServerWebSocket(WebSocket):
             else:
                 events = conn.accept()
         except Exception:
-            logger.exception("error while accepting the connection")
+            self.logger.exception("error while accepting the connection")
             self._conn = conn = Connection("server", stream_messages=True)  # a fresh one, to answer 500
             conn.reject(500, [("Content-Type", "text/plain")], b"Internal Server Error\n")
             self._handle([])
@@ -211,18 +211,18 @@ class ServerWebSocket(WebSocket):
             if not await self._handshake():
                 return
         except Exception:
-            logger.exception("error in the opening handshake")
+            self.logger.exception("error in the opening handshake")
             self._abort_now()
             return
         try:
             await self._server.handler(self)
         except ConnectionClosed as exc:
-            logger.debug("%r: handler ended on %s", self, exc)
+            self.logger.debug("handler ended on %s", exc)
         except asyncio.CancelledError:
             self._abort_now()
             raise
         except Exception:
-            logger.exception("connection handler failed")
+            self.logger.exception("connection handler failed")
             self._start_close(1011, "internal error")
         self._start_close(1000, "")
         await self.wait_closed()
@@ -460,7 +460,7 @@ def _eligible(ws: WebSocket) -> bool:
     if ws._conn.state is not OPEN or ws._lost or ws._transport is None:
         return False
     if ws._fragmenting is not None:
-        logger.warning("%r is sending a fragmented message: broadcast skipped for it", ws)
+        ws.logger.warning("sending a fragmented message: broadcast skipped for it")
         return False
     return True
 
@@ -478,7 +478,7 @@ def _broadcast(
             continue
         if ws.buffered_amount > ws.slow_consumer_limit:
             if ws.slow_consumer == "close":
-                logger.info("%r: slow consumer, closing it", ws)
+                ws.logger.info("slow consumer, closing it")
                 ws._fail(1008, "slow consumer")
                 continue
             if ws.slow_consumer == "skip":

@@ -19,9 +19,10 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ..connection import CLOSED, CONNECTING, OPEN, Connection
 from ..errors import ConnectionClosed, InvalidHandshake
@@ -40,6 +41,36 @@ from ..events import (
 __all__ = ["CloseEvent", "ErrorEvent", "Event", "MessageEvent", "WebSocket"]
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # LoggerAdapter is subscriptable at run time only from Python 3.11
+    LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
+
+
+class ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every line with the connection's identity, ``[remote-address short-id]``, and adds
+    ``websocket``, ``remote_address`` and ``connection_id`` to the record's ``extra`` for structured handlers.
+
+    ``logger.info`` and friends check the level first, so a disabled level costs no formatting.
+    """
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any], ws: WebSocket) -> None:
+        super().__init__(logger, {})
+        self.ws = ws
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        ws = self.ws
+        extra = kwargs.setdefault("extra", {})
+        extra.setdefault("websocket", ws)
+        extra.setdefault("remote_address", ws._peer)
+        extra.setdefault("connection_id", ws.id.hex[:8])
+        return f"[{ws._peer} {ws.id.hex[:8]}] {msg}", kwargs
+
+
+def _format_peer(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address) if address else "-"
 
 Data = str | bytes | bytearray | memoryview
 Listener = Callable[[Any], Any]
@@ -163,6 +194,7 @@ class WebSocket(asyncio.BufferedProtocol):
         binary_type: str = "bytes",
         slow_consumer: str = "close",
         slow_consumer_limit: int = 1 << 20,
+        logger: LoggerLike = None,
     ) -> None:
         if max_queue is not None and max_queue < 1:
             raise ValueError("max_queue must be >= 1 or None")
@@ -185,7 +217,21 @@ class WebSocket(asyncio.BufferedProtocol):
         self._read_view = _read_buffer()
         # Any transport with asyncio's Transport methods: asyncio's own, uvloop's (not subclasses of it), TLS.
         self._transport: asyncio.Transport | None = None
-        self._debug = logger.isEnabledFor(logging.DEBUG)
+        #: A random id for this connection; its first 8 hex digits appear in every log line about it.
+        self.id: uuid.UUID = uuid.uuid4()
+        self._peer = "-"
+        if logger is None:
+            logger = f"wscodec.{connection.role}"
+        base = logging.getLogger(logger) if isinstance(logger, str) else logger
+        #: Logs about this connection: a :class:`ConnectionLogger` over the ``logger`` argument (default
+        #: ``wscodec.server`` or ``wscodec.client``). INFO: opened and closed (records carry ``event``
+        #: "opened"/"closed" in their extra); DEBUG: frames; never payloads.
+        self.logger: ConnectionLogger = ConnectionLogger(base, self)
+        self._debug = self.logger.isEnabledFor(logging.DEBUG)
+        # Counters for the "closed" line: whole messages and their payload bytes, each way.
+        self._opened_at: float | None = None
+        self._messages_in = self._messages_out = 0
+        self._bytes_in = self._bytes_out = 0
         # Receiving: fragments wait in _queue until a consumer takes them; recv() moves the pieces of a
         # message in progress into _partial (object state, so a cancelled recv() loses nothing).
         self._queue: collections.deque[TextFragment | BinaryFragment] = collections.deque()
@@ -377,7 +423,7 @@ class WebSocket(asyncio.BufferedProtocol):
             try:
                 result = callback(event)
             except Exception:
-                logger.exception("error in %s callback", type)
+                self.logger.exception("error in %s callback", type)
                 continue
             if inspect.isawaitable(result):
                 task = asyncio.ensure_future(result)
@@ -387,13 +433,14 @@ class WebSocket(asyncio.BufferedProtocol):
     def _callback_done(self, task: asyncio.Task[Any]) -> None:
         self._callback_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            logger.error("error in event callback", exc_info=task.exception())
+            self.logger.error("error in event callback", exc_info=task.exception())
 
     # ------------------------------------------------------------------ asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Duck-typed: uvloop's transports have every method of asyncio.Transport but do not subclass it.
         self._transport = transport = cast(asyncio.Transport, transport)
+        self._peer = _format_peer(transport.get_extra_info("peername"))
         transport.set_write_buffer_limits(high=self.write_limit)
         out = self._conn.data_to_send()
         if out:
@@ -440,10 +487,31 @@ class WebSocket(asyncio.BufferedProtocol):
         if not self._lost_waiter.done():
             self._lost_waiter.set_result(None)
         if self._debug:
-            logger.debug("%r connection lost (%s)", self, exc)
+            self.logger.debug("connection lost (%s)", exc)
         opening = self._open_waiter
         if not opening.cancelled() and opening.exception() is None:  # a failed open reports its own close
+            self._log_closed()
             self._dispatch_close()
+
+    def _log_closed(self) -> None:
+        """The INFO line for the end of an opened connection: code, reason, duration, traffic each way."""
+        if self._opened_at is None or not self.logger.isEnabledFor(logging.INFO):
+            return
+        close = self._close_exc
+        code, reason = (close.code, close.reason) if close is not None else (1006, "")
+        request = self._conn.request
+        self.logger.info(
+            "closed %s %d%s in %.3f s; received %d messages (%d bytes), sent %d messages (%d bytes)",
+            request.path if request is not None else self.url,
+            code,
+            f" {reason!r}" if reason else "",
+            time.monotonic() - self._opened_at,
+            self._messages_in,
+            self._bytes_in,
+            self._messages_out,
+            self._bytes_out,
+            extra={"event": "closed"},
+        )
 
     def _dispatch_close(self) -> None:
         close = self._close_exc or ConnectionClosed(1006, "", was_clean=False)
@@ -480,12 +548,14 @@ class WebSocket(asyncio.BufferedProtocol):
         for event in events:
             kind = type(event)
             if kind is TextFragment or kind is BinaryFragment:
+                self._bytes_in += len(event.data)
+                self._messages_in += event.final
                 if self._has_message_listener and not queue and not self._partial and not self._streaming:
                     self._deliver_to_listeners(event)
                     continue
                 queue.append(event)
                 if self._debug:
-                    logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(event.data), event.final)
+                    self.logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(event.data), event.final)
             else:
                 self._handle_other(event)
         if queue:
@@ -535,7 +605,7 @@ class WebSocket(asyncio.BufferedProtocol):
     def _handle_other(self, event: Any) -> None:
         kind = type(event)
         if self._debug:
-            logger.debug("< %r", event)
+            self.logger.debug("< %r", event)
         if kind is Pong:
             self._received_pong(event.payload)
         elif kind is Ping or kind is CloseReceived or kind is Request:
@@ -546,7 +616,7 @@ class WebSocket(asyncio.BufferedProtocol):
         elif kind is ProtocolViolation:
             if self._open_waiter.done():
                 self._fail_code, self._fail_reason = event.code, event.reason
-                logger.info("%r failed: %s (close code %d)", self, event.reason, event.code)
+                self.logger.info("failed: %s (close code %d)", event.reason, event.code)
                 self._dispatch("error", ErrorEvent("error", self, event.error))
             else:
                 self._open_waiter.set_exception(event.error)
@@ -557,6 +627,17 @@ class WebSocket(asyncio.BufferedProtocol):
         """The handshake succeeded: start the keepalive, wake ``connect()``, fire ``onopen``."""
         if not self._open_waiter.done():
             self._open_waiter.set_result(None)
+        if self._opened_at is None:
+            self._opened_at = time.monotonic()
+            if self.logger.isEnabledFor(logging.INFO):
+                request = self._conn.request
+                self.logger.info(
+                    "opened %s (subprotocol: %s, extensions: %s)",
+                    request.path if request is not None else self.url,
+                    self.protocol or "-",
+                    self.extensions or "-",
+                    extra={"event": "opened"},
+                )
         if self.ping_interval is not None and self._keepalive_task is None:
             self._keepalive_task = self._loop.create_task(self._keepalive())
         self._dispatch("open", Event("open", self))
@@ -591,7 +672,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self._abort_handle = None
         if self._transport is not None and not self._lost:
             if self._debug:
-                logger.debug("%r aborting the transport", self)
+                self.logger.debug("aborting the transport")
             self._transport.abort()
 
     def _fail(self, code: int, reason: str) -> None:
@@ -799,8 +880,10 @@ class WebSocket(asyncio.BufferedProtocol):
             else:
                 conn.send_binary(message)  # type: ignore[arg-type]
             size = len(message)  # type: ignore[arg-type]
+            self._messages_out += 1
+            self._bytes_out += size
             if self._debug:
-                logger.debug("> %s message of %d", "text" if kind is str else "binary", size)
+                self.logger.debug("> %s message of %d", "text" if kind is str else "binary", size)
             self._queued(size)
             return
         if isinstance(message, Mapping):
@@ -834,6 +917,8 @@ class WebSocket(asyncio.BufferedProtocol):
                 await self._wait_writable()
                 self._check_open()
                 self._conn.send_fragment(current, fin=not more)
+                self._bytes_out += len(current)
+                self._messages_out += not more
                 sent = True
                 self._write_out()
                 if not more:
@@ -895,7 +980,7 @@ class WebSocket(asyncio.BufferedProtocol):
                     await asyncio.wait_for(waiter, timeout)
                 except asyncio.TimeoutError:
                     if self._conn.state is OPEN:
-                        logger.info("%r: no pong within %s s, failing the connection", self, timeout)
+                        self.logger.info("no pong within %s s, failing the connection", timeout)
                         error = TimeoutError("keepalive ping timeout")
                         self._fail(1011, "keepalive ping timeout")
                         self._dispatch("error", ErrorEvent("error", self, error))
@@ -911,7 +996,7 @@ class WebSocket(asyncio.BufferedProtocol):
         if conn.state is OPEN:
             conn.close(code, reason)
             if self._debug:
-                logger.debug("> close %d %r", code, reason)
+                self.logger.debug("> close %d %r", code, reason)
             self._handle([])
             self._arm_abort()
         elif conn.state is CONNECTING:

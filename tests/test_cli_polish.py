@@ -1,0 +1,433 @@
+"""``python -m wscodec``: --version, help on every flag, validated numbers, HEAD and favicon, keepalive and TLS
+flags, access lines, escaped output and readline on a terminal. Real processes on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _system import require_program
+from test_cli import CliServer, _env, _run_connect, cli_server
+from websockets.sync.client import connect as ws_connect
+
+import wscodec
+from wscodec import Connection
+from wscodec.__main__ import _escape, _parser, main
+from wscodec.events import Closed, CloseReceived, Ping, Response
+
+# --------------------------------------------------------------------------- arguments
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.strip() == f"wscodec {wscodec.__version__} ({wscodec.BACKEND} backend)"
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = _parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize("command", ["serve", "connect", "bench"])
+def test_every_flag_has_help_and_defaults_are_shown(command: str) -> None:
+    parser = _subparsers()[command]
+    text = parser.format_help()
+    for action in parser._actions:
+        assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+        worth_showing = action.default not in (None, False, [], argparse.SUPPRESS) and action.nargs != 0
+        if action.option_strings and worth_showing:
+            assert f"(default: {action.default})" in " ".join(text.split()), (command, action.dest)
+    if command != "bench":
+        assert "(default: 20.0)" in text  # --ping-interval and --ping-timeout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--port", "70000"],
+        ["serve", "--port", "-1"],
+        ["serve", "--port", "http"],
+        ["serve", "--max-size", "-5"],
+        ["serve", "--ping-interval", "nan"],
+        ["serve", "--ping-timeout", "-1"],
+        ["connect", "ws://127.0.0.1:1/", "--wait", "-1"],
+        ["connect", "ws://127.0.0.1:1/", "--max-size", "1e3"],
+    ],
+)
+def test_numeric_flags_are_validated_with_one_line(argv: list[str]) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "wscodec", *argv], capture_output=True, text=True, timeout=60, env=_env()
+    )
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert argv[-2] in lines[0] and "error" in lines[0]
+
+
+def test_port_range_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--port", "65536"])
+    assert "from 0 to 65535" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- serve: HTTP side
+
+
+def _http(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[CliServer]:
+    with cli_server() as running:
+        yield running
+
+
+def test_head_answers_headers_without_body(server: CliServer) -> None:
+    get = _http(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = _http(server.port, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    get_head, _, get_body = get.partition(b"\r\n\r\n")
+    head_head, _, head_body = head.partition(b"\r\n\r\n")
+    assert head_head.startswith(b"HTTP/1.1 200 ")
+    assert head_body == b""
+    assert f"Content-Length: {len(get_body)}".encode() in head_head.split(b"\r\n")
+    assert b"Content-Type: text/html" in head_head
+    assert get_head.split(b"\r\n")[0] == head_head.split(b"\r\n")[0]
+
+
+def test_favicon_is_204(server: CliServer) -> None:
+    response = _http(server.port, b"GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _, rest = response.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 204 ")
+    assert rest.endswith(b"\r\n\r\n")  # no body
+    assert b"content-length" not in rest.lower()
+
+
+def test_other_methods_are_405(server: CliServer) -> None:
+    response = _http(server.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 405 ")
+    assert b"Allow: GET, HEAD" in response
+
+
+# --------------------------------------------------------------------------- serve: keepalive
+
+
+def _raw_client(port: int) -> tuple[socket.socket, Connection]:
+    """A client that answers nothing by itself: its Connection queues pongs, we never send them."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = Connection("client", host=f"127.0.0.1:{port}", path="/")
+    sock.sendall(conn.data_to_send())
+    events: list[object] = []
+    while not any(isinstance(e, Response) for e in events):
+        events += conn.receive_data(sock.recv(65536))
+    conn.data_to_send()
+    return sock, conn
+
+
+def _events_for(sock: socket.socket, conn: Connection, seconds: float) -> list[object]:
+    events: list[object] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not any(isinstance(e, Closed) for e in events):
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            break
+        events += conn.receive_data(data)
+        if not data:
+            break
+    return events
+
+
+def test_ping_timeout_closes_a_silent_client_with_1011() -> None:
+    with cli_server("--ping-interval", "0.1", "--ping-timeout", "0.3") as running:
+        sock, conn = _raw_client(running.port)
+        with sock:
+            events = _events_for(sock, conn, 20)
+    assert any(isinstance(e, Ping) for e in events)
+    (close,) = [e for e in events if isinstance(e, CloseReceived)]
+    assert close.code == 1011
+
+
+def test_ping_interval_zero_disables_keepalive() -> None:
+    with cli_server("--ping-interval", "0", "--ping-timeout", "0.1") as running:  # 0: no keepalive at all
+        sock, conn = _raw_client(running.port)
+        with sock:
+            events = _events_for(sock, conn, 1.0)  # ten intervals of 0.1 s would have brought pings
+        assert events == []
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    openssl = require_program("openssl", "openssl")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@contextlib.contextmanager
+def _tls_server(cert: Path, key: Path) -> Iterator[int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wscodec", "serve", "--port", "0", "--tls-cert", str(cert), "--tls-key", str(key)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline().decode() if ready else ""
+        assert line.startswith("listening on wss://"), (line, proc.stderr.read() if proc.poll() is not None else "")
+        yield int(line.strip().rsplit(":", 1)[1])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_tls_serve_and_connect_with_cafile_or_insecure(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    with _tls_server(cert, key) as port:
+        trusted = _run_connect(f"wss://localhost:{port}/", "over tls\n", "--cafile", str(cert))
+        assert trusted.returncode == 0, trusted.stderr
+        assert "< over tls" in trusted.stdout.splitlines()
+
+        insecure = _run_connect(f"wss://127.0.0.1:{port}/", "anyway\n", "--insecure")  # wrong name, unverified
+        assert insecure.returncode == 0, insecure.stderr
+        assert "< anyway" in insecure.stdout.splitlines()
+
+        refused = _run_connect(f"wss://localhost:{port}/", "x\n")  # self-signed: not trusted by default
+        assert refused.returncode == 1
+        assert "could not connect" in refused.stderr and "certificate" in refused.stderr.lower()
+
+        page = _http_tls(port, cert)
+        assert page.startswith(b"HTTP/1.1 200 ") and b"new WebSocket(" in page
+
+
+def _http_tls(port: int, cert: Path) -> bytes:
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(cert))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data = b""
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    return data
+
+
+def test_tls_key_without_cert_is_an_error() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "wscodec", "serve", "--port", "0", "--tls-key", "k.pem"],
+        capture_output=True, text=True, timeout=60, env=_env(),
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "--tls-key needs --tls-cert" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+# --------------------------------------------------------------------------- access lines
+
+
+_collected: dict[int, str] = {}
+
+
+def _peek(running: CliServer) -> str:
+    assert running.proc.stderr is not None
+    text = _collected.get(id(running), "")
+    while select.select([running.proc.stderr], [], [], 0)[0]:
+        chunk = os.read(running.proc.stderr.fileno(), 65536)
+        if not chunk:
+            break
+        text += chunk.decode(errors="replace")
+    _collected[id(running)] = text
+    return text
+
+
+def test_serve_prints_one_access_line_per_connection() -> None:
+    running = CliServer()
+    try:
+        with ws_connect(running.url + "/access?x=1", open_timeout=10) as ws:
+            ws.send("secret text")
+            assert ws.recv(timeout=10) == "secret text"
+        _http(running.port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while "closed /access" not in _peek(running) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        running.stop()
+    text = _collected.pop(id(running), "")
+    access = [line for line in text.splitlines() if "closed /access" in line]
+    assert len(access) == 1, text
+    assert "1000" in access[0] and "received 1 messages" in access[0] and "sent 1 messages" in access[0]
+    assert '"GET /nope" 404' in text
+    assert "opened" not in text  # one line per connection, not two
+    assert "secret text" not in text
+
+
+@pytest.mark.parametrize(("flag", "expect"), [("-q", False), ("-v", True)])
+def test_quiet_and_verbose(flag: str, expect: bool) -> None:
+    running = CliServer(flag)
+    try:
+        with ws_connect(running.url + "/access", open_timeout=10) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=10) == "hello"
+        deadline = time.monotonic() + (10 if expect else 1)
+        while time.monotonic() < deadline and "closed /access" not in _peek(running):
+            time.sleep(0.05)
+    finally:
+        running.stop()
+    text = _collected.pop(id(running), "")
+    assert ("closed /access" in text) is expect, text
+    if expect:
+        assert "DEBUG" in text and "> text message of 5" in text
+    else:
+        assert "INFO" not in text and "DEBUG" not in text
+
+
+# --------------------------------------------------------------------------- connect: terminal safety
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain ✓ 你好 🎉", "plain ✓ 你好 🎉"),
+        ("\x1b[2J\x1b]0;pwned\x07", "\\x1b[2J\\x1b]0;pwned\\x07"),
+        ("a\nb\r\tc", "a\\nb\\r\\tc"),
+        ("back\\slash", "back\\\\slash"),
+        ("\x9b31m \x7f", "\\x9b31m \\x7f"),
+        ("abc\u202edcba", "abc\\u202edcba"),
+    ],
+)
+def test_escape(text: str, shown: str) -> None:
+    assert _escape(text) == shown
+
+
+def test_connect_escapes_control_characters(server: CliServer) -> None:
+    out = _run_connect(server.url, "red \x1b[31malert\x07 done\n")
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout
+    assert "< red \\x1b[31malert\\x07 done" in out.stdout.splitlines()
+
+
+def test_connect_insecure_needs_wss(server: CliServer) -> None:
+    out = _run_connect(server.url, "", "--insecure")
+    assert out.returncode == 1
+    assert "wss://" in out.stderr and "Traceback" not in out.stderr
+
+
+# --------------------------------------------------------------------------- connect: readline on a TTY
+
+
+class _Terminal:
+    """``python -m wscodec connect`` on a pseudo-terminal: what it draws, and keys typed into it."""
+
+    def __init__(self, url: str) -> None:
+        import pty
+
+        self.master, slave = pty.openpty()
+        env = _env()
+        env["TERM"] = "dumb"  # no bracketed paste or other escape noise from readline
+        env["INPUTRC"] = "/dev/null"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wscodec", "connect", url],
+            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+        )  # fmt: skip
+        os.close(slave)
+        self.screen = b""
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def wait_for(self, needle: bytes, timeout: float = 20, count: int = 1) -> bytes:
+        deadline = time.monotonic() + timeout
+        while self.screen.count(needle) < count:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{needle!r} not seen; screen: {self.screen[-2000:]!r}"
+            if select.select([self.master], [], [], min(remaining, 0.5))[0]:
+                try:
+                    self.screen += os.read(self.master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+        return self.screen
+
+    def wait_idle_prompt(self, timeout: float = 20) -> None:
+        """Until the screen ends with the empty prompt (the line editor is waiting for keys)."""
+        deadline = time.monotonic() + timeout
+        while not self.screen.endswith(b"> "):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no prompt; screen: {self.screen[-2000:]!r}"
+            if select.select([self.master], [], [], min(remaining, 0.5))[0]:
+                self.screen += os.read(self.master, 65536)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        os.close(self.master)
+
+
+def test_connect_on_a_terminal_has_history_and_keeps_the_typed_line() -> None:
+    pytest.importorskip("readline")
+    with cli_server("--chat") as running:
+        term = _Terminal(running.url)
+        try:
+            term.wait_for(b"connected to")
+            term.wait_for(b"> ")
+            term.type(b"hello\r")
+            term.wait_for(b"< hello")
+            term.type(b"\x1b[A\r")  # up arrow: the last line again, from readline's history
+            term.wait_for(b"< hello", 20, count=2)
+            term.wait_idle_prompt()  # printed, and the prompt drawn again
+            term.type(b"half-typ")
+            term.wait_for(b"half-typ")
+            with ws_connect(running.url, open_timeout=10) as other:
+                other.send("from elsewhere")
+                # the message is printed on its own line, then the prompt comes back with the typed text
+                screen = term.wait_for(b"< from elsewhere")
+                after = term.wait_for(b"> half-typ", 20)[screen.index(b"< from elsewhere") :]
+                assert b"> half-typ" in after
+            term.type(b"ed\r")
+            term.wait_for(b"< half-typed")
+            term.type(b"\x04")  # Ctrl-D: end of input, the client closes normally
+            assert term.proc.wait(20) == 0
+            term.wait_for(b"disconnected")
+        finally:
+            term.close()
