@@ -290,6 +290,8 @@ class ClientHandshake:
         code, _, reason = rest.partition(" ")
         if not _VERSION.fullmatch(version) or len(code) != 3 or not code.isdigit() or code[0] == "0":
             raise InvalidHandshake(f"invalid HTTP status line {line[:64]!r}")
+        if not _FIELD_VALUE.fullmatch(reason):  # RFC 7230 reason-phrase: HTAB, SP, VCHAR, obs-text
+            raise InvalidHandshake(f"invalid character in HTTP reason phrase {reason[:64]!r}")
         return version, int(code), reason
 
     # ------------------------------------------------------------------ non-101: read the body
