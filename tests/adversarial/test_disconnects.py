@@ -85,6 +85,7 @@ def _check_abrupt_disconnects(server: ServerProcess) -> None:
     after = settle(server, baseline)
     assert after["fds"] <= baseline["fds"], f"fds not back to baseline: {baseline} -> {after}"
     assert after["tasks"] <= baseline["tasks"], f"tasks not back to baseline: {baseline} -> {after}"
+    print(f"{DISCONNECTS} disconnects: {baseline} -> {after}, RSS growth {rss.growth / MiB:.1f} MiB")
     assert rss.growth <= 32 * MiB, f"RSS grew by {rss.growth / MiB:.1f} MiB over {DISCONNECTS} disconnects"
     assert_serves(server, what=f"after {DISCONNECTS} abrupt disconnects")
 

@@ -72,6 +72,7 @@ def _check_bombs(server: ServerProcess, fragmented: bool) -> None:
     with RssSampler(server) as rss:
         for _ in range(BOMBS):
             _explode(server, fragmented)
+    print(f"{BOMBS} bombs of {BOMB_SIZE // MiB} MiB: RSS growth {rss.growth / MiB:.1f} MiB")
     assert rss.growth <= BOMB_RSS_BOUND, (
         f"RSS grew by {rss.growth / MiB:.1f} MiB over {BOMBS} bombs of {BOMB_SIZE // MiB} MiB each "
         f"(bound {BOMB_RSS_BOUND / MiB:.0f} MiB, max_size {MAX_SIZE // MiB} MiB)"
