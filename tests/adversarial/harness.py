@@ -13,10 +13,15 @@ loop cannot hang the test; ``WSCODEC_PURE_PYTHON`` and the rest of the environme
   ``write_limit``, ``compression`` (bool) map to its command line.
 - ``start_cli(loop) -> ServerProcess``: the README's ``python -m wscodec serve --port 0`` (on uvloop through
   ``ws_server.py --cli``, which sets the loop policy first). No debug endpoint.
-- ``start_uvicorn(loop, ws=UVICORN_WS, *options) -> ServerProcess``: ``uvicorn asgi_apps:app --loop LOOP
-  --ws WS``, same routes as ``ws_server.py``; ``ws="asgi_apps:ShortCloseProtocol"`` for a 1 s close timeout.
-- ``ServerProcess``: ``.host``, ``.port``, ``.pid``, ``.rss()``, ``.fds()``, ``.cpu_percent(interval)``,
-  ``.debug()`` (the JSON of ``/debug``), ``.output()`` (its log), ``.stop()``; ``.url(path)``.
+- ``start_uvicorn(loop, *options, ws=UVICORN_WS) -> ServerProcess``: ``uvicorn asgi_apps:app --loop LOOP
+  --ws WS [options]``, same routes as ``ws_server.py``; ``ws="asgi_apps:ShortCloseProtocol"`` for a 1 s
+  close timeout.
+- ``ServerProcess(argv, port=None, ready=READY)``: any script; ready once its output matches ``ready``
+  (the port from its first group), or once ``port`` accepts connections. ``.host``, ``.port``, ``.pid``,
+  ``.ps`` (psutil), ``.rss()``, ``.fds()``, ``.cpu_percent(interval)``, ``.debug()`` (the JSON of
+  ``/debug``), ``.output()`` (its log), ``.alive()``, ``.stop()``; ``.url(path)``.
+- In tests, the ``servers`` fixture of ``conftest.py`` (``servers.wscodec(...)``, ``servers.cli()``,
+  ``servers.uvicorn(...)``) starts them on the ``loop`` parameter ("asyncio", "uvloop") and kills them.
 
 Raw clients (blocking sockets, every wait bounded by a timeout):
 
@@ -26,13 +31,25 @@ Raw clients (blocking sockets, every wait bounded by a timeout):
   accept key. ``RawClient`` has ``.sock``, ``.send_frame(...)``, ``.recv_frame(timeout) -> (opcode,
   payload, fin, rsv1)``, ``.wait_closed(timeout) -> str`` ("eof" or "reset"; raises on timeout),
   ``.close()`` (FIN) and ``.reset()`` (RST, via ``SO_LINGER`` 0).
+- ``connect_raw(server, rcvbuf=None, sndbuf=None) -> socket``: a plain TCP connection, nothing sent.
 - ``request_bytes(host, path, key, extra)`` and ``random_key()``: the opening request, for partial writes.
+- ``send_until_pushback(sock, chunk, limit=..., stall=1.0, deadline=30.0) -> int``: write ``chunk`` again
+  and again until no progress for ``stall`` s (the peer pushes back), ``limit`` bytes, or an error.
 - ``assert_serves(server, timeout=ECHO_BOUND)``: a fresh client gets its echo within ``timeout`` seconds,
   or the test fails with the server's CPU use and log (a hung loop shows as 100% CPU).
-- ``RssSampler(server)``: a context manager sampling the server's RSS every 20 ms in a thread;
-  ``.baseline``, ``.peak``, ``.growth`` (peak minus baseline), ``.last``.
-- ``wait_until(predicate, timeout, interval=0.05) -> bool``.
-- ``MiB``: 1 << 20.
+
+Measuring:
+
+- ``RssSampler(server)``: a context manager sampling the process's RSS every 20 ms in a thread;
+  ``.baseline``, ``.peak``, ``.growth`` (peak minus baseline), ``.last``. Works for any
+  ``ServerProcess``, client scripts included.
+- ``snapshot(server) -> {"fds", "tasks"}`` and ``settle(server, baseline, timeout=10) -> snapshot``: wait
+  until fds and tasks are back to a baseline snapshot (returns the last one; the caller asserts).
+- ``holds_connection(server, local_port) -> bool``: the server still has a socket to our port (psutil).
+- ``wait_until(predicate, timeout, interval=0.05) -> bool``; ``MiB`` = 1 << 20.
+
+Bounds: every network wait is bounded by ``STEP`` (5 s) unless a test says otherwise; servers are killed
+with SIGKILL at teardown (a hung loop ignores SIGTERM).
 """
 
 from __future__ import annotations
