@@ -71,7 +71,7 @@ def _server_outcome(chunks: list[bytes]) -> tuple[Any, ...]:
     from wscodec.handshake import HandshakeRejected, ServerHandshake, _serialize
 
     handshake = ServerHandshake(extensions=[ServerPerMessageDeflate()])  # what Connection("server") uses
-    for chunk in chunks:
+    for index, chunk in enumerate(chunks):
         try:
             request = handshake.receive_data(chunk)
         except HandshakeRejected as exc:
@@ -83,6 +83,8 @@ def _server_outcome(chunks: list[bytes]) -> tuple[Any, ...]:
             again = ServerHandshake(extensions=[ServerPerMessageDeflate()])
             wire = _serialize(f"GET {request.path} HTTP/1.1", request.headers)
             assert again.receive_data(wire) == request, (wire, request)
+            for later in chunks[index + 1 :]:
+                assert handshake.receive_data(later) is None  # bytes after the head: kept as leftover
             return ("request", request, handshake.leftover)
         buffered = len(handshake._parser._buffer)
         assert buffered <= MAX_HEADER_SIZE, f"the parser holds {buffered} bytes of an unfinished head"
@@ -97,7 +99,8 @@ def _client_outcome(chunks: list[bytes], key: str | None = None) -> tuple[Any, .
     handshake = ClientHandshake("example.com", "/chat", extensions=[ClientPerMessageDeflate()])
     if key is not None:
         handshake.key = key  # the same key for every cut, so that {ACCEPT} means the same everywhere
-    for chunk in [*(c for c in chunks if c), b""]:  # b"" at the end: EOF
+    reads = [*(c for c in chunks if c), b""]  # b"" at the end: EOF
+    for index, chunk in enumerate(reads):
         try:
             response = handshake.receive_data(chunk)
         except InvalidStatus as exc:
@@ -108,7 +111,8 @@ def _client_outcome(chunks: list[bytes], key: str | None = None) -> tuple[Any, .
         if response is not None:
             assert response.status_code == 101 and _clean(response.reason), response
             assert all(_clean(k) and _clean(v) for k, v in response.headers), response
-            return ("response", response, handshake.leftover)
+            # Bytes after the head (frames) are the Connection's: the head's leftover plus later reads.
+            return ("response", response, handshake.leftover + b"".join(reads[index + 1 :]))
         buffered = len(handshake._parser._buffer)
         assert buffered <= MAX_HEADER_SIZE, f"the parser holds {buffered} bytes of an unfinished head"
     return ("incomplete",)

@@ -130,6 +130,9 @@ def handshake_seeds() -> dict[str, bytes]:
             minimal + b"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=7\r\n" + end
         ),
         "req_then_frame": build_input(minimal + end + bytes.fromhex("818537fa213d7f9f4d5158"), lengths=(40,)),
+        "req_then_frame_next_read": build_input(
+            minimal + end + bytes.fromhex("818537fa213d7f9f4d5158"), lengths=(len(minimal + end),)
+        ),
         "req_http10": build_input(minimal.replace(b"HTTP/1.1", b"HTTP/1.0") + end),
         "req_version_8": build_input(minimal.replace(b"Version: 13", b"Version: 8") + end),
         "req_no_host": build_input(minimal.replace(b"Host: a\r\n", b"") + end),
