@@ -83,3 +83,19 @@ def test_reason_phrase_with_control_characters_is_refused() -> None:
     for reason in ("Switching Protocols", "Sw\titching \xe9", ""):
         client = ClientHandshake("example.com", "/")
         assert client.receive_data(response(client, reason)) is not None
+
+
+@pytest.mark.parametrize("code", ["\xb200", "1\u0663\u0663", "099", "20", "2000", "+20"])
+def test_status_code_is_three_ascii_digits(code: str) -> None:
+    """Found by this fuzz target: "\xb200" (a superscript two, latin-1) passed str.isdigit() and then
+    int() raised ValueError out of the handshake (and out of Connection.receive_data)."""
+    from wscodec import Connection
+    from wscodec.errors import InvalidHandshake
+    from wscodec.events import ProtocolViolation
+    from wscodec.handshake import ClientHandshake
+
+    head = f"HTTP/1.1 {code} OK\r\n\r\n".encode("utf-8" if code.isascii() else "latin-1", "replace")
+    with pytest.raises(InvalidHandshake, match="status line"):
+        ClientHandshake("example.com", "/").receive_data(head)
+    events = Connection("client", host="example.com", path="/").receive_data(head)
+    assert any(isinstance(e, ProtocolViolation) for e in events), events

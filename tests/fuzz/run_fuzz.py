@@ -169,6 +169,7 @@ def handshake_seeds() -> dict[str, bytes]:
         "resp_101_http10": build_input(RESPONSE_101.replace(b"HTTP/1.1", b"HTTP/1.0") + end, **c),
         "resp_101_no_upgrade": build_input(RESPONSE_101.replace(b"Upgrade: websocket\r\n", b"") + end, **c),
         "resp_101_reason_control_chars": build_input(RESPONSE_101.replace(b"Protocols", b"Prot\x01\x00ols") + end, **c),
+        "resp_status_unicode_digit": build_input(b"HTTP/1.1 \xb200 OK\r\n\r\n", **c),
         "resp_bad_status": build_input(b"HTTP/1.1 1O1 Switching\r\n\r\n", **c),
         "resp_404_length": build_input(b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!", **c),
         "resp_500_until_eof": build_input(b"HTTP/1.1 500 Oops\r\n\r\nsomething broke", **c, lengths=(20,)),
