@@ -588,12 +588,13 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self.transport.abort()
 
     def _close_transport(self) -> None:
-        self._cancel_close_timer()
+        """Close TCP; abort it if it is still open ``close_timeout`` later (or when a timer already armed
+        says): ``close()`` waits until the write buffer drains, which a peer that stopped reading never lets
+        happen, so without the timer such a peer would hold the socket forever."""
         self.stop_keepalive()
         if not self.transport.is_closing():
             self.transport.close()
-        if not self.disconnected:
-            # close() waits for the write buffer to drain, forever if the client never reads: bound it.
+        if self._close_timer is None and not self.disconnected:
             self._arm_close_timer(self.close_timeout)
 
     def _client_str(self) -> str:

@@ -327,6 +327,9 @@ class PerMessageDeflate(Extension):
         except zlib.error as exc:
             raise ProtocolError(f"invalid compressed data: {exc}", 1007) from None
         if len(output) > max_size or decompressor.unconsumed_tail:
+            # The error is kept (ProtocolViolation.error) and its traceback references this frame: without
+            # the del, up to max_size inflated bytes would live as long as the error, past the connection.
+            del output
             raise PayloadTooBig(f"decompressed message is larger than the {max_size} bytes left for it")
         return output
 

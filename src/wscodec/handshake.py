@@ -100,6 +100,7 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 _VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 _TARGET = re.compile(r"[\x21-\x7e]+")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
+_STATUS_CODE = re.compile(r"[1-9][0-9]{2}")  # ASCII digits only: str.isdigit() also takes "²" or "٣"
 
 
 def _check_header(name: str, value: str) -> None:
@@ -288,8 +289,10 @@ class ClientHandshake:
     def _parse_status_line(line: str) -> tuple[str, int, str]:
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
-        if not _VERSION.fullmatch(version) or len(code) != 3 or not code.isdigit() or code[0] == "0":
+        if not _VERSION.fullmatch(version) or not _STATUS_CODE.fullmatch(code):
             raise InvalidHandshake(f"invalid HTTP status line {line[:64]!r}")
+        if not _FIELD_VALUE.fullmatch(reason):  # RFC 7230 reason-phrase: HTAB, SP, VCHAR, obs-text
+            raise InvalidHandshake(f"invalid character in HTTP reason phrase {reason[:64]!r}")
         return version, int(code), reason
 
     # ------------------------------------------------------------------ non-101: read the body
