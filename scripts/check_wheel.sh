@@ -74,7 +74,7 @@ echo "wheel: $(basename "$WHEEL")"
 step "sdist contents"
 tar -tzf "$SDIST" >"$TMP/sdist.txt"
 for f in src/wscodec/_speedups.pyx src/wscodec/_pure.py src/wscodec/_demo.html src/wscodec/py.typed \
-         setup.py pyproject.toml README.md MANIFEST.in LICENSE CONTRIBUTING.md; do
+         setup.py pyproject.toml README.md MANIFEST.in LICENSE CONTRIBUTING.md CHANGELOG.md; do
     grep -q "^wscodec-[^/]*/$f\$" "$TMP/sdist.txt" || fail "sdist lacks $f"
 done
 for h in "$TMP"/tree/src/wscodec/*.h; do
