@@ -169,7 +169,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             if self._early_bytes > _MAX_EARLY_DATA:
                 self._pause_reading()
         events = conn.receive_data(data)
-        if events:
+        if events or conn.pending_error is not None:
             self._handle_events(events)
         self._flush()
         if conn.state is CLOSED:
