@@ -400,6 +400,8 @@ class WebSocket(asyncio.BufferedProtocol):
         queue = self._queue
         while self._has_message_listener and queue and not self._partial and not self._streaming:
             self._deliver_to_listeners(queue.popleft())
+        if not queue and self._conn.pending_error is not None:
+            self._loop.call_soon(self._fail_pending)  # after the listeners' tasks take their first step
         self._maybe_resume_reading()
 
     def _deliver_to_listeners(self, event: TextFragment | BinaryFragment) -> None:
