@@ -759,8 +759,9 @@ class WebSocket(asyncio.BufferedProtocol):
             await self._wait_for_data()
 
     def recv_streaming(self) -> _MessageStream:
-        """The next message piece by piece: ``async for fragment in ws.recv_streaming():`` yields each
-        frame's data (str or bytes) as it arrives, so memory stays bounded by the frame size.
+        """The next message piece by piece: ``async for fragment in ws.recv_streaming():`` yields its data
+        (str or bytes) as it arrives, the frames of one read together, so memory stays bounded by a read
+        (and the frame size).
 
         If a cancelled :meth:`recv` had already taken the first pieces, they come as the first fragment.
         ``await ws.recv_streaming()`` returns the same iterator.
