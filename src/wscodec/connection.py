@@ -411,8 +411,13 @@ class Connection:
         make_text = _text_fragment if self.stream_messages else _text_message
         make_binary = _binary_fragment if self.stream_messages else _binary_message
         in_message = self._msg_opcode
-        if self._peeked and frames:
-            in_message = -1  # the first frame's start was checked while it arrived: the slow path knows
+        if self._peeked and frames:  # the first frame's start was checked while it arrived
+            first = frames[0]
+            if not in_message and first.opcode == 1 and first.fin and not first.rsv1:
+                self._peeked = 0  # a whole message: the fast path decodes (and checks) it all again
+                self._utf8.reset()
+            else:
+                in_message = -1  # the slow path skips what was checked
         try:
             for frame in frames:
                 opcode = frame.opcode
@@ -432,8 +437,10 @@ class Connection:
                 in_message = self._msg_opcode
             if self._frag is not None:
                 self._flush_fragment(append, False)
-            if error is None and decoder.partial_header() >= 0:
-                self._check_partial_frame()
+            if error is None:
+                b0 = decoder.partial_header()
+                if b0 >= 0:
+                    self._check_partial_frame(b0)
         except ProtocolError as exc:
             error = exc
         if error is not None:
@@ -445,18 +452,17 @@ class Connection:
                 events.extend(self._fail(error))
         return events
 
-    def _check_partial_frame(self) -> None:
-        """Check the UTF-8 of the uncompressed text frame being received as far as it has arrived, so that
-        an impossible byte fails the connection when it is read, not when the frame is complete."""
-        decoder = self._decoder
-        b0 = decoder.partial_header()
+    def _check_partial_frame(self, b0: int) -> None:
+        """Check the UTF-8 of the uncompressed text frame being received (first header byte ``b0``) as far
+        as it has arrived, so that an impossible byte fails the connection when it is read, not when the
+        frame is complete."""
         opcode = b0 & 0x0F
         if opcode == 1:
             if self._msg_opcode or b0 & 0x40:
                 return  # a protocol error (reported when the frame is complete), or compressed
         elif opcode != 0 or self._msg_opcode != 1 or self._msg_compressed:
             return
-        more = decoder.partial_payload(self._peeked)
+        more = self._decoder.partial_payload(self._peeked)
         if more:
             self._peeked += len(more)
             if not self._utf8.feed(more):
