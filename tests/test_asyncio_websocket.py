@@ -534,10 +534,11 @@ async def test_recv_streaming_yields_fragments() -> None:
         await ws.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        # Fragments that arrive in one read come as one piece (memory follows the payload, not the count).
         parts = [fragment async for fragment in ws.recv_streaming()]
-        assert parts == [b"a" * 1000, b"b" * 1000, b"c" * 1000]
+        assert b"".join(parts) == b"a" * 1000 + b"b" * 1000 + b"c" * 1000 and 1 <= len(parts) <= 3
         stream = await ws.recv_streaming()
-        assert [fragment async for fragment in stream] == ["x", "y"]
+        assert "".join([fragment async for fragment in stream]) == "xy"
         assert [fragment async for fragment in ws.recv_streaming()] == ["whole"]
 
 
@@ -554,3 +555,119 @@ async def test_large_fragmented_message_with_a_small_queue() -> None:
     ):
         message = await asyncio.wait_for(ws.recv(), 10)
         assert message == b"".join(b"%04d" % i * 4096 for i in range(100))
+
+
+# --------------------------------------------------------------------------- errors in their place (issue 9)
+
+RSV2_FRAME = encode_frame(1, b"bad", rsv2=True, mask=b"\x01\x02\x03\x04")
+
+
+async def frames_until_eof(reader: asyncio.StreamReader, timeout: float = 10.0) -> list[Any]:
+    """Every frame the server sends until it closes TCP (keepalive Pings left out)."""
+    from wscodec import FrameDecoder
+
+    decoder = FrameDecoder("client", None)
+    frames: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while chunk := await asyncio.wait_for(reader.read(65536), max(deadline - time.monotonic(), 0.01)):
+        frames.extend(f for f in decoder.feed(chunk) if f.opcode != 9)
+    return frames
+
+
+def close_code(frame: Any) -> int:
+    assert frame.opcode == 8, frame
+    return int.from_bytes(frame.payload[:2], "big")
+
+
+async def test_pending_error_waits_for_a_stalled_handler_no_longer_than_close_timeout() -> None:
+    got: list[Any] = []
+
+    async def stalled(ws: WebSocket) -> None:
+        got.append(await ws.recv())
+        await asyncio.sleep(60)
+
+    async with serve(stalled, "127.0.0.1", 0, close_timeout=0.5) as server:
+        reader, writer = await raw_client(server.port)
+        writer.write(masked(1, b"hi") + RSV2_FRAME + masked(9, b"no pong"))
+        start = time.monotonic()
+        frames = await frames_until_eof(reader)
+        assert got == ["hi"]
+        assert len(frames) == 1 and close_code(frames[0]) == 1002
+        assert time.monotonic() - start >= 0.4  # it did wait for the handler's reply, a bounded time
+        writer.close()
+
+
+async def test_pending_error_fails_at_once_beyond_max_queue() -> None:
+    """More messages than max_queue before the error: no waiting for replies (close_timeout is a minute)."""
+    release = asyncio.Event()
+
+    async def stalled(ws: WebSocket) -> None:
+        await ws.recv()
+        await release.wait()
+
+    async with serve(stalled, "127.0.0.1", 0, close_timeout=30, max_queue=2) as server:
+        reader, writer = await raw_client(server.port)
+        writer.write(b"".join(masked(1, b"%d" % i) for i in range(6)) + RSV2_FRAME)
+        try:
+            frames = await frames_until_eof(reader, timeout=10)
+        finally:
+            release.set()
+        assert len(frames) == 1 and close_code(frames[0]) == 1002
+        writer.close()
+
+
+async def test_pending_error_with_message_listeners() -> None:
+    """onmessage listeners get the messages before the error; their replies go out before the Close."""
+
+    async def handler(ws: WebSocket) -> None:
+        ws.onmessage = lambda event: ws.send(event.data)
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        reader, writer = await raw_client(server.port)
+        await asyncio.sleep(0.1)  # the listener is set
+        writer.write(masked(1, b"one") + masked(2, b"two") + RSV2_FRAME + masked(9, b"no pong"))
+        frames = await frames_until_eof(reader)
+        assert [(f.opcode, f.payload) for f in frames[:2]] == [(1, b"one"), (2, b"two")]
+        assert len(frames) == 3 and close_code(frames[2]) == 1002
+        writer.close()
+
+
+async def test_close_while_an_error_is_pending_sends_the_errors_code() -> None:
+    closed: list[Any] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.recv()
+        await ws.close(1000, "bye")
+        closed.append((ws.close_code, ws.ready_state))
+
+    async with serve(handler, "127.0.0.1", 0, close_timeout=30) as server:
+        reader, writer = await raw_client(server.port)
+        writer.write(masked(1, b"hi") + RSV2_FRAME)
+        frames = await frames_until_eof(reader)
+        assert len(frames) == 1 and close_code(frames[0]) == 1002
+        await until(lambda: bool(closed))
+        assert closed == [(1002, WebSocket.CLOSED)]
+        writer.close()
+
+
+async def test_one_byte_fragments_are_gathered_in_one_buffer() -> None:
+    """recv() over 30,000 one-byte fragments arriving in many reads: one message, the pieces in one buffer."""
+    seen: list[Any] = []
+
+    async def handler(ws: WebSocket) -> None:
+        seen.append(await ws.recv())
+        seen.append(await ws.recv())
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        _reader, writer = await raw_client(server.port)
+        data = masked(2, b"a", fin=False) + masked(0, b"b", fin=False) * 29_998 + masked(0, b"c")
+        text = "\u00e9\r\n\U0001f600\r".encode() * 50  # newlines are data: no translation
+        data += masked(1, text[:1], fin=False) + b"".join(masked(0, bytes([b]), fin=False) for b in text[1:])
+        data += masked(0, b"!")
+        for i in range(0, len(data), 999):  # many reads, each cutting frames anywhere
+            writer.write(data[i : i + 999])
+            await writer.drain()
+        await until(lambda: len(seen) == 2)
+        assert seen == [b"a" + b"b" * 29_998 + b"c", "\u00e9\r\n\U0001f600\r" * 50 + "!"]
+        writer.close()

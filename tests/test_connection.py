@@ -288,13 +288,16 @@ def test_stream_messages_delivers_fragments() -> None:
         + client_frame(2, b"ab", fin=False)
         + client_frame(0, b"c")
     )
-    events = conn.receive_data(data)
-    assert events == [
-        TextFragment("d", False),
-        TextFragment("\u00e9j\u00e0", True),
-        BinaryFragment(b"ab", False),
-        BinaryFragment(b"c", True),
-    ]
+    events = [event for i in range(0, len(data), 7) for event in conn.receive_data(data[i : i + 7])]
+    assert "".join(e.data for e in events if isinstance(e, TextFragment)) == "d\u00e9j\u00e0"
+    assert [e for e in events if isinstance(e, TextFragment)][:1] == [TextFragment("d", False)]
+    assert b"".join(e.data for e in events if isinstance(e, BinaryFragment)) == b"abc"
+    texts = [e.final for e in events if isinstance(e, TextFragment)]
+    binaries = [e.final for e in events if isinstance(e, BinaryFragment)]
+    assert texts[-1] and binaries[-1] and not any(texts[:-1]) and not any(binaries[:-1])
+    # In one call, the fragments of each message come as one event.
+    conn = server(stream_messages=True)
+    assert conn.receive_data(data) == [TextFragment("d\u00e9j\u00e0", True), BinaryFragment(b"abc", True)]
 
 
 def test_5_3_client_masks_every_frame_with_a_fresh_key() -> None:
@@ -556,3 +559,223 @@ def test_5_4_no_whole_message_inside_a_fragmented_send() -> None:
     conn.send_fragment(b"end", fin=True)
     conn.send_binary(b"now fine")
     assert [(f.opcode, f.fin) for f in sent_frames(conn)] == [(2, False), (0, True), (2, True)]
+
+
+# --------------------------------------------------------------------------- issue 9: fragments and errors
+
+
+def test_one_byte_fragments_make_one_event_per_read() -> None:
+    """A read of 10,000 one-byte fragments is one event (streaming) or one growing buffer (whole messages)."""
+    data = client_frame(2, b"a", fin=False) + client_frame(0, b"b", fin=False) * 9_998
+    streaming = server(stream_messages=True)
+    assert streaming.receive_data(data) == [BinaryFragment(b"a" + b"b" * 9_998, False)]
+    assert streaming.receive_data(client_frame(0, b"c", fin=False) * 3 + client_frame(0, b"d")) == [
+        BinaryFragment(b"cccd", True)
+    ]
+    whole = server()
+    assert whole.receive_data(data) == []
+    assert type(whole._msg_buf) is bytearray and len(whole._msg_buf) == 9_999
+    assert whole.receive_data(client_frame(0, b"d")) == [BinaryMessage(b"a" + b"b" * 9_998 + b"d")]
+    assert whole._msg_buf is None
+
+
+def test_streamed_text_fragments_stay_whole_characters() -> None:
+    """Coalesced text fragments split a character nowhere, however the frames cut it."""
+    text = "d\u00e9j\u00e0 \U0001f600 vu"
+    encoded = text.encode()
+    data = client_frame(1, encoded[:1], fin=False) + b"".join(
+        client_frame(0, encoded[i : i + 1], fin=i + 1 == len(encoded)) for i in range(1, len(encoded))
+    )
+    for step in (1, 5, 6, 13, len(data)):
+        conn = server(stream_messages=True)
+        events = [e for i in range(0, len(data), step) for e in conn.receive_data(data[i : i + step])]
+        assert all(isinstance(e, TextFragment) for e in events)
+        assert "".join(e.data for e in events) == text
+        assert [e.final for e in events][-1] and not any(e.final for e in events[:-1])
+
+
+def test_control_frame_inside_a_run_keeps_its_place() -> None:
+    data = client_frame(1, b"a", fin=False) + client_frame(0, b"b", fin=False) + client_frame(9, b"p")
+    data += client_frame(0, b"c", fin=False) + client_frame(0, b"d")
+    assert server(stream_messages=True).receive_data(data) == [
+        TextFragment("ab", False),
+        Ping(b"p"),
+        TextFragment("cd", True),
+    ]
+    assert server().receive_data(data) == [Ping(b"p"), TextMessage("abcd")]
+
+
+def test_many_fragments_still_respect_max_message_size() -> None:
+    conn = server(max_message_size=1000)
+    events = conn.receive_data(client_frame(2, b"a", fin=False) + client_frame(0, b"b", fin=False) * 1000)
+    assert isinstance(events[0], ProtocolViolation) and events[0].code == 1009
+    assert sent_close_code(conn) == 1009
+
+
+BAD_AFTER_A_MESSAGE = [
+    ("rsv2", encode_frame(1, b"x", rsv2=True, mask=MASK)),
+    ("reserved opcode", bytes([0x83, 0x81]) + MASK + bytes([ord("x") ^ MASK[0]])),
+    ("stray continuation", client_frame(0, b"x")),
+]
+
+
+@pytest.mark.parametrize(("name", "bad"), BAD_AFTER_A_MESSAGE, ids=[b[0] for b in BAD_AFTER_A_MESSAGE])
+@pytest.mark.parametrize("stream", [False, True])
+def test_defer_errors_delivers_what_came_before_and_replies_go_first(name: str, bad: bytes, stream: bool) -> None:
+    """Section 6 of issue 9: the message before the bad frame is delivered, the reply goes out before the
+    Close (1002), and the Ping behind the bad frame gets no Pong."""
+    conn = server(defer_errors=True, stream_messages=stream)
+    first = client_frame(1, b"he", fin=False) + client_frame(0, b"llo")
+    events = conn.receive_data(first + bad + client_frame(9, b"ping") + client_frame(1, b"after"))
+    assert "".join(e.data for e in events) == "hello"  # type: ignore[union-attr]
+    assert conn.pending_error is not None and conn.pending_error.close_code == 1002
+    assert conn.state is OPEN and conn.data_to_send() == b""  # no Pong, no Close yet
+    assert conn.receive_data(client_frame(9, b"again")) == []  # nothing after the bad frame counts
+    conn.send_text("hello")
+    events = conn.fail_pending()
+    assert isinstance(events[0], ProtocolViolation) and events[0].code == 1002
+    assert isinstance(events[1], Closed) and conn.state is CLOSED
+    frames = sent_frames(conn)
+    assert [(f.opcode, f.payload[:2]) for f in frames] == [(1, b"he"), (8, (1002).to_bytes(2, "big"))]
+    assert frames[0].payload == b"hello"
+    assert conn.pending_error is None and conn.fail_pending() == []
+
+
+def test_without_defer_errors_the_connection_fails_at_once() -> None:
+    conn = server()
+    events = conn.receive_data(client_frame(1, b"hi") + BAD_AFTER_A_MESSAGE[0][1] + client_frame(9, b"p"))
+    assert events[0] == TextMessage("hi")
+    assert isinstance(events[1], ProtocolViolation) and isinstance(events[2], Closed)
+    assert [f.opcode for f in sent_frames(conn)] == [8]
+
+
+def test_defer_errors_close_eof_and_fail_end_a_pending_error() -> None:
+    bad = client_frame(1, b"hi") + BAD_AFTER_A_MESSAGE[1][1]
+    conn = server(defer_errors=True)
+    assert conn.receive_data(bad) == [TextMessage("hi")]
+    conn.close(1000, "bye")  # the peer broke the protocol: our Close says so
+    assert conn.state is CLOSED and sent_close_code(conn) == 1002
+    events = conn.fail_pending()
+    assert isinstance(events[0], ProtocolViolation) and isinstance(events[1], Closed)
+
+    conn = server(defer_errors=True)
+    conn.receive_data(bad)
+    events = conn.receive_data(b"")
+    assert isinstance(events[0], ProtocolViolation) and events[1] == Closed(1006, events[1].reason, was_clean=False)
+
+    conn = server(defer_errors=True)
+    conn.receive_data(bad)
+    conn.fail(1011, "timeout")
+    assert conn.pending_error is None and sent_close_code(conn) == 1011
+
+
+INVALID_AT_BYTE = "valid caf\u00e9 ".encode() + b"\xf4\x90\x80\x80" + b" tail"  # U+110000: above U+10FFFF
+
+
+@pytest.mark.parametrize("size", [0, 200, 70_000])
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_invalid_utf8_fails_at_the_chop_that_brings_it(size: int, stream: bool, fragmented: bool) -> None:
+    """A text frame sent in three chops, the second making it invalid: 1007 right after the second,
+    whether the frame is small (buffered) or large (received straight into its payload)."""
+    valid = b"x" * size + "valid caf\u00e9 ".encode()
+    payload = valid + b"\xf4\x90\x80\x80" + b" tail"
+    data = client_frame(0 if fragmented else 1, payload, fin=False)
+    conn = server(stream_messages=stream, max_message_size=None)
+    if fragmented:
+        assert not [e for e in conn.receive_data(client_frame(1, "d\u00e9".encode(), fin=False)) if e.final]  # type: ignore[union-attr]
+    cut1 = len(data) - len(payload) + len(valid) - 2  # inside "é": a character still arriving is fine
+    cut2 = len(data) - 5
+    events = conn.receive_data(data[:cut1])
+    assert conn.state is OPEN and not any(isinstance(e, ProtocolViolation) for e in events)
+    events = conn.receive_data(data[cut1:cut2])
+    assert isinstance(events[-2], ProtocolViolation) and events[-2].code == 1007
+    assert isinstance(events[-1], Closed) and sent_close_code(conn) == 1007
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 1000])
+@pytest.mark.parametrize("stream", [False, True])
+def test_text_checked_while_arriving_still_decodes_whole(step: int, stream: bool) -> None:
+    """Checking a frame as it arrives changes nothing for valid text, however it is cut."""
+    text = "\u00e9\U0001f600\u4e2d" * 700
+    encoded = text.encode()
+    data = client_frame(1, encoded[:3000], fin=False) + client_frame(0, encoded[3000:]) + client_frame(1, b"ok")
+    conn = server(stream_messages=stream)
+    events = [e for i in range(0, len(data), step) for e in conn.receive_data(data[i : i + step])]
+    if stream:
+        finals = [i for i, e in enumerate(events) if e.final]  # type: ignore[union-attr]
+        assert "".join(e.data for e in events[: finals[0] + 1]) == text  # type: ignore[union-attr]
+        assert events[-1] == TextFragment("ok", True)
+    else:
+        assert events == [TextMessage(text), TextMessage("ok")]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    payload=st.binary(max_size=40) | st.text(max_size=20).map(lambda t: t.encode()),
+    cuts=st.lists(st.integers(1, 30), max_size=5),
+    fragment_at=st.integers(0, 40),
+)
+def test_utf8_checked_while_arriving_matches_the_whole_check(payload: bytes, cuts: list[int], fragment_at: int) -> None:
+    """Fed in any chops, a text message fails (1007) iff it fails fed whole, and no later than the chop
+    that holds the first byte that makes it invalid."""
+    head, tail = payload[:fragment_at], payload[fragment_at:]
+    data = client_frame(1, head, fin=False) + client_frame(0, tail)
+    whole = server().receive_data(data)
+    valid = len(whole) == 1
+    # Where the text becomes impossible: the shortest prefix no valid UTF-8 string starts with.
+    bad_at = next((i for i in range(1, len(payload) + 1) if _impossible(payload[:i])), None)
+    conn = server()
+    pos = 0
+    failed_at = None
+    for n in [*cuts, len(data)]:
+        events = conn.receive_data(data[pos : pos + n])
+        pos += n
+        if any(isinstance(e, ProtocolViolation) for e in events):
+            failed_at = min(pos, len(data))
+            assert [e.code for e in events if isinstance(e, ProtocolViolation)] == [1007]
+            break
+    assert (failed_at is None) == valid
+    if bad_at is not None:  # it fails in the very chop that brings the byte making the text impossible
+        j = bad_at - 1
+        offset = 6 + j if j < len(head) else 12 + j
+        ends = [min(sum(cuts[: k + 1]), len(data)) for k in range(len(cuts))] + [len(data)]
+        assert failed_at == min(end for end in ends if end > offset)
+
+
+def _impossible(prefix: bytes) -> bool:
+    """True if no valid UTF-8 text starts with ``prefix`` (tried against every way to go on)."""
+    if _valid_start(prefix):
+        return False
+    return not any(_valid_start(prefix + bytes([b]) + b"\x80" * k) for b in range(0x80, 0xC0) for k in range(3))
+
+
+def _valid_start(data: bytes) -> bool:
+    try:
+        data.decode()
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_one_byte_fragments_cost_their_payload_in_memory(stream: bool) -> None:
+    """50,000 one-byte fragments (350 kB on the wire, in 64 KiB reads): traced memory peaks within 3x
+    the message, with and without streaming (before: about 40x, an object per fragment)."""
+    import tracemalloc
+
+    fragments = 50_000
+    data = client_frame(2, b"a", fin=False) + client_frame(0, b"b", fin=False) * (fragments - 1) + client_frame(0, b"c")
+    chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    conn = server(stream_messages=stream)
+    received = 0
+    tracemalloc.start()
+    try:
+        for chunk in chunks:
+            for event in conn.receive_data(chunk):
+                received += len(event.data)  # type: ignore[union-attr]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert received == fragments + 1
+    assert peak <= 3 * fragments, f"peak {peak / 2**20:.1f} MiB"

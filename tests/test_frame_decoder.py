@@ -610,3 +610,134 @@ def test_fuzz_corpus_replay(pure, compiled):
     assert len(files) >= 30
     for path in files:
         fk.check_input(path.read_bytes(), pure, compiled)
+
+
+# ---- merge_continuations and the frame in progress (issue 9, sections 3 and 6) ----
+
+
+def _merge_trace(mod, chunks, role, max_frame_size, merge=True):
+    """Feed ``chunks``; after each feed record the frames (or the error), ``partial_header()`` and the
+    frame in progress's payload from three offsets."""
+    decoder = mod.FrameDecoder(role, max_frame_size, merge_continuations=merge)
+    trace = []
+    for chunk in chunks:
+        try:
+            trace.append(("frames", as_tuples(decoder.feed(chunk))))
+        except ProtocolError as exc:
+            trace.append(("error", str(exc), exc.close_code, as_tuples(exc.frames)))
+        trace.append(
+            ("partial", decoder.buffered, decoder.partial_header(), *(decoder.partial_payload(k) for k in (0, 1, 5)))
+        )
+    return trace
+
+
+def _fold(frames, limit):
+    """The merge rule applied by hand to one feed's unmerged frames."""
+    out = []
+    open_ = False  # the last frame out is an unfinished data frame that may take continuations
+    for opcode, payload, fin, rsv1, rsv2, rsv3 in frames:
+        if open_ and opcode == 0 and not (rsv1 or rsv2 or rsv3) and len(out[-1][1]) + len(payload) <= limit:
+            last = out[-1]
+            out[-1] = (last[0], last[1] + payload, fin, *last[3:])
+            open_ = not fin
+            continue
+        out.append((opcode, payload, fin, rsv1, rsv2, rsv3))
+        open_ = opcode < 8 and not fin
+    return out
+
+
+@st.composite
+def fragment_streams(draw):
+    role = draw(st.sampled_from(["server", "client"]))
+    max_frame_size = draw(st.sampled_from([None, 3, 125, 300, 5000, 1 << 20]))
+    key = (lambda: draw(st.binary(min_size=4, max_size=4))) if role == "server" else (lambda: None)
+    data = b""
+    for _ in range(draw(st.integers(1, 12))):
+        opcode = draw(st.sampled_from([0, 0, 0, 0, 1, 2, 9, 10]))
+        size = draw(st.sampled_from([0, 1, 1, 2, 7, 125, 126, 4096, 5000]))
+        payload = bytes(draw(st.integers(0, 255)) for _ in range(min(size, 3))) * (size // 3 + 1)
+        payload = payload[:size] if opcode < 8 else payload[:125]
+        fin = draw(st.booleans()) if opcode < 8 else True
+        rsv = draw(st.sampled_from([0, 0, 0, 0, 0x40]))
+        data += wire(opcode, payload, fin=fin, rsv=rsv, key=key())
+    cuts = draw(st.lists(st.integers(0, 6000), max_size=6))
+    return role, max_frame_size, data, cuts
+
+
+@settings(max_examples=300, deadline=None)
+@given(fragment_streams())
+def test_differential_merge_continuations(pure, compiled, case):
+    """Both backends merge alike, and merging is the unmerged frames folded by the rule, feed by feed."""
+    role, max_frame_size, data, cuts = case
+    chunks = fk.split(data, cuts)
+    merged = _merge_trace(compiled, chunks, role, max_frame_size)
+    assert merged == _merge_trace(pure, chunks, role, max_frame_size)
+    plain = _merge_trace(pure, chunks, role, max_frame_size, merge=False)
+    limit = (1 << 63) if max_frame_size is None else max_frame_size
+    assert len(merged) == len(plain)
+    for got, want in zip(merged, plain, strict=True):
+        if want[0] == "frames":
+            assert got == ("frames", _fold(want[1], limit))
+        elif want[0] == "error":
+            assert got[:3] == want[:3] and got[3] == _fold(want[3], limit)
+        else:
+            assert got == want  # the frame in progress is never merged into anything
+
+
+def test_merge_continuations_folds_a_run_of_one_byte_fragments(kernels):
+    """A read of 100,000 one-byte fragments yields one frame (not 100,000), split by control frames."""
+    run = wire(2, b"a", fin=False, key=KEY) + wire(0, b"b", fin=False, key=KEY) * 99_998
+    data = run + wire(9, b"ping", key=KEY) + wire(0, b"c", fin=False, key=KEY) * 10 + wire(0, b"d", key=KEY)
+    frames = kernels.FrameDecoder("server", None, merge_continuations=True).feed(data)
+    assert as_tuples(frames) == [
+        (2, b"a" + b"b" * 99_998, False, False, False, False),
+        (9, b"ping", True, False, False, False),
+        (0, b"c" * 10 + b"d", True, False, False, False),
+    ]
+    # A continuation that would take the merged frame past max_frame_size starts a new frame.
+    frames = kernels.FrameDecoder("server", 5, merge_continuations=True).feed(run[:70])
+    assert [(f.opcode, f.payload) for f in frames] == [(2, b"abbbb"), (0, b"bbbbb")]
+    # Without the option every frame comes out.
+    assert len(kernels.FrameDecoder("server", None).feed(run)) == 99_999
+
+
+def test_merge_continuations_error_keeps_the_merged_frames(kernels):
+    data = wire(1, b"a", fin=False, key=KEY) + wire(0, b"b", fin=False, key=KEY) + wire(3, b"x", key=KEY)
+    with pytest.raises(ProtocolError) as info:
+        kernels.FrameDecoder("server", None, merge_continuations=True).feed(data)
+    assert info.value.close_code == 1002
+    assert as_tuples(info.value.frames) == [(1, b"ab", False, False, False, False)]
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+@pytest.mark.parametrize("size", [10, 125, 126, 4095, 4096, 65536, 100_000])
+@pytest.mark.parametrize("step", [1, 7, 4099, 30_000])
+def test_differential_partial_payload_at_every_cut(pure, compiled, role, size, step):
+    """The frame in progress (header byte and unmasked payload so far, from any offset) is the same on both
+    backends, whether it sits in the buffer or is being received into its payload (4 KiB and more)."""
+    rng = random.Random(size + step)
+    key = KEY if role == "server" else None
+    payload = rng.randbytes(size)
+    data = wire(1, payload, fin=False, key=key)
+    decoders = [mod.FrameDecoder(role, None) for mod in (pure, compiled)]
+    header = len(data) - size
+    count = 0
+    for pos in range(0, len(data), step):
+        chunk = data[pos : pos + step]
+        results = []
+        for decoder in decoders:
+            frames = decoder.feed(chunk)
+            results.append((as_tuples(frames), decoder.partial_header(), decoder.partial_payload(0)))
+            if pos + step < len(data):
+                got = pos + step - header  # payload bytes received so far
+                assert decoder.partial_header() == (0x01 if got >= 0 else -1)
+                assert decoder.partial_payload(0) == (payload[:got] if got >= 0 else b"")
+                for start in (1, 3, got - 1, got, got + 5):
+                    assert decoder.partial_payload(start) == (payload[max(start, 0) : got] if got >= 0 else b"")
+        assert results[0] == results[1]
+        count += 1
+        if count > 3000:
+            break
+    if count <= 3000:
+        assert decoders[0].partial_header() == decoders[1].partial_header() == -1
+        assert decoders[0].partial_payload() == decoders[1].partial_payload() == b""

@@ -210,9 +210,13 @@ class FrameDecoder:
 
     ``role`` is the side this decoder runs on: a server requires masked frames, a client unmasked ones.
     ``max_frame_size`` (None: no limit) is checked on the header, before any payload is buffered.
+    ``merge_continuations=True`` folds a run of continuation frames (no RSV bit) into the unfinished data
+    frame before them in the same :meth:`feed`, so a read full of tiny fragments yields one frame, not one
+    object per fragment; the merged frame's ``fin`` is the last one's, its payload stays within
+    ``max_frame_size`` (a continuation that would overflow it starts a new frame).
     """
 
-    __slots__ = ("_buffer", "_error", "_expect_mask", "_max", "_rsv_allowed", "max_frame_size", "role")
+    __slots__ = ("_buffer", "_error", "_expect_mask", "_max", "_merge", "_rsv_allowed", "max_frame_size", "role")
 
     def __init__(
         self,
@@ -222,6 +226,7 @@ class FrameDecoder:
         allow_rsv1: bool = False,
         allow_rsv2: bool = False,
         allow_rsv3: bool = False,
+        merge_continuations: bool = False,
     ) -> None:
         self._expect_mask = _check_role(role)
         if max_frame_size is not None and max_frame_size < 0:
@@ -232,11 +237,62 @@ class FrameDecoder:
         self._rsv_allowed = (0x40 if allow_rsv1 else 0) | (0x20 if allow_rsv2 else 0) | (0x10 if allow_rsv3 else 0)
         self._buffer = bytearray()
         self._error: ProtocolError | None = None
+        self._merge = bool(merge_continuations)
 
     @property
     def buffered(self) -> int:
         """Bytes held for an incomplete frame."""
         return len(self._buffer)
+
+    def _partial(self) -> tuple[int, int, int] | None:
+        """(first header byte, header size, payload length) of the frame in progress, once its header is here."""
+        if self._error is not None:
+            return None
+        buf = self._buffer
+        n = len(buf)
+        if n < 2:
+            return None
+        b1 = buf[1]
+        length = b1 & 0x7F
+        header = 2
+        if length == 126:
+            header = 4
+        elif length == 127:
+            header = 10
+        if b1 & 0x80:
+            header += 4
+        if n < header:
+            return None
+        if length == 126:
+            length = (buf[2] << 8) | buf[3]
+        elif length == 127:
+            length = _from_bytes(buf[2:10], "big")
+        return buf[0], header, length
+
+    def partial_header(self) -> int:
+        """The first header byte (FIN, RSV bits, opcode) of the frame being received, -1 if none has a
+        complete header yet. With :meth:`partial_payload`, lets a caller check a frame while it arrives."""
+        partial = self._partial()
+        return -1 if partial is None else partial[0]
+
+    def partial_payload(self, start: int = 0) -> bytes:
+        """The unmasked payload received so far of the frame in progress, from offset ``start``."""
+        partial = self._partial()
+        if partial is None:
+            return b""
+        _, header, length = partial
+        buf = self._buffer
+        received = min(len(buf) - header, length)
+        start = max(start, 0)
+        if start >= received:
+            return b""
+        n = received - start
+        segment = memoryview(buf)[header + start : header + received]
+        if not buf[1] & 0x80:
+            return bytes(segment)
+        key = bytes(buf[header - 4 : header])
+        shift = start & 3
+        return _xor(segment, key[shift:] + key[:shift], n)
 
     def feed(self, data: Any) -> list[Frame]:
         """Every frame completed by ``data``; a partial frame is kept for the next call.
@@ -251,6 +307,9 @@ class FrameDecoder:
         end = len(buf)
         pos = 0
         frames: list[Frame] = []
+        merge = self._merge
+        target: Frame | None = None  # the unfinished data frame continuations merge into
+        merged: bytearray | None = None  # its payload so far, once something merged
         try:
             while end - pos >= 2:
                 b0 = buf[pos]
@@ -286,15 +345,38 @@ class FrameDecoder:
                     if end - start < length:
                         break
                     payload = bytes(buf[start : start + length])
-                frames.append(
-                    Frame(b0 & 0x0F, payload, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10))
-                )
                 pos = start + length
+                if (
+                    target is not None
+                    and not b0 & 0x7F  # a continuation without RSV bits
+                    and len(target.payload if merged is None else merged) + length <= self._max
+                ):
+                    if merged is None:
+                        merged = bytearray(target.payload)
+                    merged += payload
+                    if b0 & 0x80:
+                        target.payload = bytes(merged)
+                        target.fin = True
+                        target = merged = None
+                    continue
+                if merged is not None:
+                    assert target is not None
+                    target.payload = bytes(merged)
+                    merged = None
+                frame = Frame(b0 & 0x0F, payload, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10))
+                frames.append(frame)
+                target = frame if merge and not b0 & 0x88 else None  # an unfinished data frame
         except ProtocolError as exc:
+            if merged is not None:
+                assert target is not None
+                target.payload = bytes(merged)
             self._error = exc
             del buf[:]
             exc.frames = frames
             raise
+        if merged is not None:
+            assert target is not None
+            target.payload = bytes(merged)
         if pos:
             del buf[:pos]
         return frames

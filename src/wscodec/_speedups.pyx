@@ -378,13 +378,17 @@ cdef inline Frame _frame(unsigned int b0, bytes payload):
 
 
 cdef class FrameDecoder:
-    """FrameDecoder(role='server', max_frame_size=1048576, *, allow_rsv1=False, allow_rsv2=False, allow_rsv3=False)
+    """FrameDecoder(role='server', max_frame_size=1048576, *, allow_rsv1=False, allow_rsv2=False, allow_rsv3=False, merge_continuations=False)
 --
 
 Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 section 5.
 
     ``role`` is the side this decoder runs on: a server requires masked frames, a client unmasked ones.
     ``max_frame_size`` (None: no limit) is checked on the header, before any payload is buffered.
+    ``merge_continuations=True`` folds a run of continuation frames (no RSV bit) into the unfinished data
+    frame before them in the same :meth:`feed`, so a read full of tiny fragments yields one frame, not one
+    object per fragment; the merged frame's ``fin`` is the last one's, its payload stays within
+    ``max_frame_size`` (a continuation that would overflow it starts a new frame).
     """
 
     cdef bytearray _buffer
@@ -405,10 +409,12 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
     cdef object _max
     cdef uint64_t _cmax
     cdef unsigned int _rsv_allowed
+    cdef bint _merge
     cdef public object max_frame_size
     cdef public object role
 
-    def __init__(self, role="server", max_frame_size=1 << 20, *, allow_rsv1=False, allow_rsv2=False, allow_rsv3=False):
+    def __init__(self, role="server", max_frame_size=1 << 20, *, allow_rsv1=False, allow_rsv2=False, allow_rsv3=False,
+                 merge_continuations=False):
         self._expect_mask = _check_role(role)
         if max_frame_size is not None and max_frame_size < 0:
             raise ValueError("max_frame_size must be >= 0 or None")
@@ -426,6 +432,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         self._rsv_allowed = (0x40 if allow_rsv1 else 0) | (0x20 if allow_rsv2 else 0) | (0x10 if allow_rsv3 else 0)
         self._buffer = bytearray()
         self._error = None
+        self._merge = True if merge_continuations else False
 
     @property
     def buffered(self):
@@ -434,65 +441,170 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             return self._payload_header + self._payload_filled
         return PyByteArray_GET_SIZE(self._buffer)
 
+    cdef Py_ssize_t _partial(self, uint64_t *length) except -2:
+        """Header size of the frame in progress held in _buffer (its payload length in ``length``), or -1
+        while its header is incomplete."""
+        cdef Py_ssize_t n = PyByteArray_GET_SIZE(self._buffer)
+        cdef const unsigned char *p = <const unsigned char *>PyByteArray_AS_STRING(self._buffer)
+        cdef Py_ssize_t header = 2
+        cdef unsigned int b1
+        cdef int i
+        if self._error is not None or n < 2:
+            return -1
+        b1 = p[1]
+        length[0] = b1 & 0x7F
+        if length[0] == 126:
+            header = 4
+        elif length[0] == 127:
+            header = 10
+        if b1 & 0x80:
+            header += 4
+        if n < header:
+            return -1
+        if length[0] == 126:
+            length[0] = (<uint64_t>p[2] << 8) | p[3]
+        elif length[0] == 127:
+            length[0] = 0
+            for i in range(2, 10):
+                length[0] = (length[0] << 8) | p[i]
+        return header
+
+    def partial_header(self):
+        """The first header byte (FIN, RSV bits, opcode) of the frame being received, -1 if none has a
+        complete header yet. With :meth:`partial_payload`, lets a caller check a frame while it arrives."""
+        cdef uint64_t length
+        if self._payload is not None:
+            return <long>self._payload_b0
+        if self._partial(&length) < 0:
+            return -1
+        return <long>(<const unsigned char *>PyByteArray_AS_STRING(self._buffer))[0]
+
+    def partial_payload(self, start=0):
+        """The unmasked payload received so far of the frame in progress, from offset ``start``."""
+        cdef uint64_t length
+        cdef Py_ssize_t header, received, begin
+        cdef const unsigned char *p
+        cdef bytes out
+        begin = max(<Py_ssize_t>start, 0)
+        if self._payload is not None:
+            if begin >= self._payload_filled:
+                return b""
+            return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self._payload) + begin, self._payload_filled - begin)
+        header = self._partial(&length)
+        if header < 0:
+            return b""
+        p = <const unsigned char *>PyByteArray_AS_STRING(self._buffer)
+        received = PyByteArray_GET_SIZE(self._buffer) - header
+        if <uint64_t>received > length:
+            received = <Py_ssize_t>length
+        if begin >= received:
+            return b""
+        if not p[1] & 0x80:
+            return PyBytes_FromStringAndSize(<const char *>p + header + begin, received - begin)
+        out = PyBytes_FromStringAndSize(NULL, received - begin)
+        ws_mask(<unsigned char *>PyBytes_AS_STRING(out), p + header + begin, <size_t>(received - begin),
+                ws_rotate_key(ws_load_key(p + header - 4), <size_t>begin))
+        return out
+
     cdef Py_ssize_t _parse(self, const unsigned char *p, Py_ssize_t end, list frames) except -1:
         """Decode every complete frame of p[0:end] into ``frames``; return the bytes consumed."""
-        cdef Py_ssize_t pos = 0, start, header
+        cdef Py_ssize_t pos = 0, start, header, size
         cdef unsigned int b0, b1
         cdef uint64_t length
         cdef bint expect_mask = self._expect_mask
         cdef unsigned int rsv_allowed = self._rsv_allowed
         cdef uint64_t cmax = self._cmax
         cdef bytes payload
+        cdef Frame frame
+        cdef Frame target = None  # with _merge: the unfinished data frame continuations merge into
+        cdef bytearray merged = None  # its payload so far, once something merged into it
+        cdef bint merge = self._merge
+        if merge and PyList_GET_SIZE(frames):  # a large frame completed just before may be continued
+            frame = <Frame>frames[PyList_GET_SIZE(frames) - 1]
+            if frame.fin is False and <long>frame.opcode < 8:
+                target = frame
         self._stop_header = 0
-        while end - pos >= 2:
-            b0 = p[pos]
-            b1 = p[pos + 1]
-            # fast test: FIN or not, no RSV bit, data opcode, mask bit as the role wants; else the full check
-            if (b0 & 0x7F) > 2 or ((b1 & 0x80) != 0) != expect_mask:
-                _check_first_bytes(b0, b1, rsv_allowed, expect_mask)
-            length = b1 & 0x7F
-            header = 2
-            if length == 126:
-                if end - pos < 4:
-                    break
-                length = (<uint64_t>p[pos + 2] << 8) | p[pos + 3]
-                header = 4
-            elif length == 127:
-                if end - pos < 10:
-                    break
-                length = (
-                    (<uint64_t>p[pos + 2] << 56) | (<uint64_t>p[pos + 3] << 48) | (<uint64_t>p[pos + 4] << 40)
-                    | (<uint64_t>p[pos + 5] << 32) | (<uint64_t>p[pos + 6] << 24) | (<uint64_t>p[pos + 7] << 16)
-                    | (<uint64_t>p[pos + 8] << 8) | <uint64_t>p[pos + 9]
-                )
-                header = 10
-                if length >> 63:
-                    raise _ProtocolError("payload length has its most significant bit set")
-            if length > cmax:
-                raise _PayloadTooBig(f"frame payload of {length} bytes exceeds the limit of {self._max} bytes")
-            if b1 & 0x80:
-                start = pos + header + 4
+        try:
+            while end - pos >= 2:
+                b0 = p[pos]
+                b1 = p[pos + 1]
+                # fast test: FIN or not, no RSV bit, data opcode, mask bit as the role wants; else the full check
+                if (b0 & 0x7F) > 2 or ((b1 & 0x80) != 0) != expect_mask:
+                    _check_first_bytes(b0, b1, rsv_allowed, expect_mask)
+                length = b1 & 0x7F
+                header = 2
+                if length == 126:
+                    if end - pos < 4:
+                        break
+                    length = (<uint64_t>p[pos + 2] << 8) | p[pos + 3]
+                    header = 4
+                elif length == 127:
+                    if end - pos < 10:
+                        break
+                    length = (
+                        (<uint64_t>p[pos + 2] << 56) | (<uint64_t>p[pos + 3] << 48) | (<uint64_t>p[pos + 4] << 40)
+                        | (<uint64_t>p[pos + 5] << 32) | (<uint64_t>p[pos + 6] << 24) | (<uint64_t>p[pos + 7] << 16)
+                        | (<uint64_t>p[pos + 8] << 8) | <uint64_t>p[pos + 9]
+                    )
+                    header = 10
+                    if length >> 63:
+                        raise _ProtocolError("payload length has its most significant bit set")
+                if length > cmax:
+                    raise _PayloadTooBig(f"frame payload of {length} bytes exceeds the limit of {self._max} bytes")
+                if b1 & 0x80:
+                    header += 4
+                start = pos + header
                 if end < start:
                     break
-                if <uint64_t>(end - start) < length:
-                    self._stop_header = header + 4
-                    self._stop_length = length
-                    break
-                if length:
-                    payload = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
-                    ws_mask(<unsigned char *>PyBytes_AS_STRING(payload), p + start, <size_t>length,
-                            ws_load_key(p + start - 4))
-                else:
-                    payload = b""
-            else:
-                start = pos + header
                 if <uint64_t>(end - start) < length:
                     self._stop_header = header
                     self._stop_length = length
                     break
-                payload = PyBytes_FromStringAndSize(<const char *>p + start, <Py_ssize_t>length)
-            frames.append(_frame(b0, payload))
-            pos = start + <Py_ssize_t>length
+                if target is not None and (b0 & 0x7F) == 0:  # a continuation without RSV bits: merge it
+                    size = PyBytes_GET_SIZE(target.payload) if merged is None else PyByteArray_GET_SIZE(merged)
+                    if length > cmax - <uint64_t>size:  # (size <= cmax) the merged frame would be too big
+                        if merged is not None:
+                            target.payload = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(merged),
+                                                                       PyByteArray_GET_SIZE(merged))
+                            merged = None
+                        target = None
+                if target is not None and (b0 & 0x7F) == 0:
+                    if merged is None:
+                        merged = bytearray(target.payload)
+                    size = PyByteArray_GET_SIZE(merged)
+                    PyByteArray_Resize(merged, size + <Py_ssize_t>length)
+                    if b1 & 0x80:
+                        ws_mask(<unsigned char *>PyByteArray_AS_STRING(merged) + size, p + start, <size_t>length,
+                                ws_load_key(p + start - 4))
+                    else:
+                        memcpy(PyByteArray_AS_STRING(merged) + size, p + start, <size_t>length)
+                    pos = start + <Py_ssize_t>length
+                    if b0 & 0x80:
+                        target.payload = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(merged),
+                                                                   PyByteArray_GET_SIZE(merged))
+                        target.fin = True
+                        target = None
+                        merged = None
+                    continue
+                if merged is not None:
+                    target.payload = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(merged), PyByteArray_GET_SIZE(merged))
+                    merged = None
+                if b1 & 0x80:
+                    if length:
+                        payload = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
+                        ws_mask(<unsigned char *>PyBytes_AS_STRING(payload), p + start, <size_t>length,
+                                ws_load_key(p + start - 4))
+                    else:
+                        payload = b""
+                else:
+                    payload = PyBytes_FromStringAndSize(<const char *>p + start, <Py_ssize_t>length)
+                frame = _frame(b0, payload)
+                frames.append(frame)
+                target = frame if merge and (b0 & 0x88) == 0 else None  # an unfinished data frame
+                pos = start + <Py_ssize_t>length
+        finally:
+            if merged is not None:
+                target.payload = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(merged), PyByteArray_GET_SIZE(merged))
         return pos
 
     cdef bint _start_payload(self, const unsigned char *p, Py_ssize_t n):

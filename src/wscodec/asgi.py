@@ -17,7 +17,10 @@ Where it differs from uvicorn's own implementations, on purpose:
 * on shutdown the 1012 Close handshake is completed (bounded by :attr:`shutdown_timeout`) before the TCP
   connection is closed, instead of closing the socket right behind the Close frame;
 * ``receive()`` after the disconnect returns the disconnect again instead of blocking forever;
-* reading pauses only once ``ws_max_queue`` messages wait for the application (not after every message).
+* reading pauses only once ``ws_max_queue`` messages wait for the application (not after every message);
+* a protocol violation behind valid messages does not lose them: the application gets them and its
+  replies go out before the Close (1002, 1007...), sent when it asks for the next message or after
+  :attr:`close_timeout` (the Connection's ``defer_errors``); uvicorn's protocols fail at once.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             "server",
             extensions=[ServerPerMessageDeflate()] if config.ws_per_message_deflate else (),
             max_message_size=config.ws_max_size,
+            defer_errors=True,
         )
 
         # ASGI state
@@ -136,6 +140,8 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self._writable = True
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_timer: asyncio.TimerHandle | None = None
+        self._busy = False  # the application holds a message and has not asked for the next one yet
+        self._error_timer: asyncio.TimerHandle | None = None  # bounds how long a pending error waits
         self._flush_scheduled = False
         self._unflushed = 0
 
@@ -166,7 +172,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             if self._early_bytes > _MAX_EARLY_DATA:
                 self._pause_reading()
         events = conn.receive_data(data)
-        if events:
+        if events or conn.pending_error is not None:
             self._handle_events(events)
         if not self._writable and conn.flooded and not self._flood_paused:
             # Pings keep coming while our answers cannot leave: read again once the transport drains.
@@ -183,6 +189,9 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self.disconnected = True
         self.stop_keepalive()
         self._cancel_close_timer()
+        if self._error_timer is not None:
+            self._error_timer.cancel()
+            self._error_timer = None
         self.connections.discard(self)
         conn = self.conn
         if conn.state is not CONNECTING and conn.state is not CLOSED:
@@ -255,6 +264,35 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 self._wake(self._waiters)
             if len(queue) >= self.max_queue:
                 self._pause_reading()
+        if self.conn.pending_error is not None:
+            self._on_pending_error()
+
+    def _on_pending_error(self) -> None:
+        """The peer broke the protocol behind messages the application may still answer (the Connection
+        holds the error): stop reading and fail once the application asks for a message with none left,
+        or after close_timeout; at once if nothing is waiting for it or more than ws_max_queue messages are."""
+        queue = self._queue
+        if self.conn.state is not OPEN or self.disconnected or len(queue) > self.max_queue:
+            self._fail_pending()
+            return
+        if not queue and not self._busy:
+            self._fail_pending()
+            return
+        self._pause_reading()
+        if self._error_timer is None:
+            self._error_timer = self.loop.call_later(self.close_timeout, self._fail_pending)
+
+    def _fail_pending(self) -> None:
+        """Fail the connection with the error the Connection holds: its Close goes behind the replies."""
+        if self._error_timer is not None:
+            self._error_timer.cancel()
+            self._error_timer = None
+        events = self.conn.fail_pending()
+        if events:
+            self._handle_events(events)
+            self._flush()
+            if self.conn.state is CLOSED:
+                self._close_transport()
 
     def _start_app(self, request: Request) -> None:
         raw_path, _, query_string = request.path.partition("?")
@@ -327,9 +365,15 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         while True:
             if queue:
                 message = queue.popleft()
-                if self.read_paused and len(queue) <= self._resume_at:
+                if self.read_paused and len(queue) <= self._resume_at and self.conn.pending_error is None:
                     self._resume_reading()
+                self._busy = True
                 return message
+            self._busy = False
+            if self.conn.pending_error is not None:
+                # Every message before the peer's error is taken and the application asks for more:
+                # fail now, its replies are already queued ahead of our Close.
+                self._fail_pending()
             if self._final is not None:
                 return self._final
             if self._flush_scheduled:  # about to wait: what was sent goes out now, not an iteration later

@@ -7,6 +7,11 @@ back; timers such as keepalive pings live in that layer and call ``send_ping``/`
 The receive path is the product, so ``receive_data`` keeps one fast path: an unfragmented, uncompressed
 data frame becomes its event in a handful of operations; everything else (fragments, compression,
 control frames, errors) goes through :meth:`Connection._slow_frame`.
+
+Memory follows the payload, not the fragment count: the decoder folds a run of continuation frames of one
+read into one frame, a message being reassembled grows one ``bytearray``, and with ``stream_messages`` the
+fragments of one message that arrive in one read come out as one event. A peer sending a message of a
+million one-byte fragments costs about the message's size, as one sending it in one frame does.
 """
 
 from __future__ import annotations
@@ -110,8 +115,25 @@ class Connection:
 
     ``extensions`` are extension factories (default: permessage-deflate offered/accepted; ``()`` for
     none). ``max_message_size`` bounds a reassembled, decompressed message (None: no limit);
-    ``fragment_size`` splits outgoing messages; ``stream_messages`` delivers data frame by frame as
-    :class:`~wscodec.events.TextFragment`/:class:`~wscodec.events.BinaryFragment` instead of whole messages.
+    ``fragment_size`` splits outgoing messages; ``stream_messages`` delivers data as it arrives, as
+    :class:`~wscodec.events.TextFragment`/:class:`~wscodec.events.BinaryFragment` instead of whole messages
+    (the fragments of one message that one :meth:`receive_data` call completes come as one event).
+
+    **Errors in order** (``defer_errors=True``). By default a protocol violation fails the connection at
+    once: ``receive_data`` returns the events before the bad frame, then
+    :class:`~wscodec.events.ProtocolViolation` and :class:`~wscodec.events.Closed`, the Close frame
+    queued. With ``defer_errors`` the error takes its place in the stream instead: ``receive_data``
+    returns the events before the bad frame and *holds* the error (:attr:`pending_error`); the connection
+    stays OPEN so the application can answer the messages it got, and everything after the bad frame is
+    ignored (no Pong for a Ping behind it). The I/O layer stops reading and calls :meth:`fail_pending`
+    once the application has consumed those messages (it asks for the next one), or when a bound it sets
+    (a queue length, a timeout) runs out: then the Close (1002, 1007, ...) is queued behind the replies
+    and the usual ProtocolViolation and Closed come back. ``close()`` while an error is pending fails
+    with the error's code instead; ``fail()`` and EOF end it too.
+
+    Invalid UTF-8 in a text frame that is still arriving fails the connection (1007) as soon as the
+    bad bytes are read, not when the frame is complete (uncompressed messages; a compressed one is
+    checked as it is inflated, frame by frame).
     """
 
     def __init__(
@@ -129,6 +151,7 @@ class Connection:
         max_header_size: int = 8192,
         fragment_size: int | None = None,
         stream_messages: bool = False,
+        defer_errors: bool = False,
     ) -> None:
         if role not in ("server", "client"):
             raise ValueError("role must be 'server' or 'client'")
@@ -141,6 +164,7 @@ class Connection:
         self.max_message_size = max_message_size
         self.fragment_size = fragment_size
         self.stream_messages = stream_messages
+        self.defer_errors = defer_errors
         self.state: State = CONNECTING
         self.subprotocol: str | None = None
         self.extensions: list[Extension] = []
@@ -164,11 +188,14 @@ class Connection:
         self._mask_pos = _MASK_POOL_SIZE
         # Message being reassembled: opcode 0 means none in progress.
         self._msg_opcode = 0
-        self._msg_parts: list[bytes] = []
+        self._msg_buf: bytearray | None = None  # its payload so far (whole-message delivery)
+        self._frag: Any = None  # with stream_messages: its data read in this call, not yet an event
         self._msg_size = 0
         self._msg_compressed = False
         self._utf8 = Utf8Validator()
         self._text_decoder: Any = None
+        self._peeked = 0  # bytes of the text frame in progress already fed to _utf8 (checked as they came)
+        self._pending_error: ProtocolError | None = None  # with defer_errors: the violation being held
         self._send_opcode = 0  # opcode of a message being sent with send_fragment(), 0 if none
 
         if extensions is None:
@@ -242,6 +269,7 @@ class Connection:
             "client" if self._is_client else "server",
             None if limit is None else max(limit, 125),
             allow_rsv1=rsv1,
+            merge_continuations=True,
         )
         self.state = OPEN
 
@@ -347,9 +375,27 @@ class Connection:
             return self._receive_eof()
         return self._receive_frames(data)
 
+    @property
+    def pending_error(self) -> ProtocolError | None:
+        """With ``defer_errors``: the peer's protocol violation held until :meth:`fail_pending`, else None.
+
+        While it is set the I/O layer should stop reading: nothing the peer sent after the bad frame counts.
+        """
+        return self._pending_error
+
+    def fail_pending(self) -> list[Event]:
+        """Fail the connection with the held :attr:`pending_error`: queue its Close frame (behind whatever
+        the application sent meanwhile) and return ProtocolViolation and Closed. ``[]`` if none is held."""
+        error = self._pending_error
+        if error is None:
+            return []
+        return self._fail(error)
+
     def _receive_eof(self) -> list[Event]:
-        if self._msg_opcode and self.stream_messages is False:
-            self._msg_parts = []
+        if self._pending_error is not None:
+            return self.fail_pending()
+        self._msg_buf = None
+        self._frag = None
         self.state = CLOSED
         if self._close_received:
             return []
@@ -358,11 +404,12 @@ class Connection:
         return [Closed(1006, "", was_clean=False)]
 
     def _receive_frames(self, data: Any) -> list[Event]:
-        if self._close_received:
-            return []  # RFC 6455 section 5.5.1: nothing after the peer's Close counts
+        if self._close_received or self._pending_error is not None:
+            return []  # RFC 6455 section 5.5.1: nothing after the peer's Close (or a violation) counts
         error: ProtocolError | None = None
+        decoder = self._decoder
         try:
-            frames = self._decoder.feed(data)
+            frames = decoder.feed(data)
         except ProtocolError as exc:
             frames = exc.frames
             error = exc
@@ -371,6 +418,13 @@ class Connection:
         make_text = _text_fragment if self.stream_messages else _text_message
         make_binary = _binary_fragment if self.stream_messages else _binary_message
         in_message = self._msg_opcode
+        if self._peeked and frames:  # the first frame's start was checked while it arrived
+            first = frames[0]
+            if not in_message and first.opcode == 1 and first.fin and not first.rsv1:
+                self._peeked = 0  # a whole message: the fast path decodes (and checks) it all again
+                self._utf8.reset()
+            else:
+                in_message = -1  # the slow path skips what was checked
         try:
             for frame in frames:
                 opcode = frame.opcode
@@ -388,15 +442,44 @@ class Connection:
                 if self._close_received:
                     return events
                 in_message = self._msg_opcode
+            if self._frag is not None:
+                self._flush_fragment(append, False)
+            if error is None:
+                b0 = decoder.partial_header()
+                if b0 >= 0:
+                    self._check_partial_frame(b0)
         except ProtocolError as exc:
             error = exc
         if error is not None:
-            events.extend(self._fail(error))
+            if self._frag is not None:  # what came before the bad frame is delivered
+                self._flush_fragment(append, False)
+            if self.defer_errors:
+                self._pending_error = error
+            else:
+                events.extend(self._fail(error))
         return events
+
+    def _check_partial_frame(self, b0: int) -> None:
+        """Check the UTF-8 of the uncompressed text frame being received (first header byte ``b0``) as far
+        as it has arrived, so that an impossible byte fails the connection when it is read, not when the
+        frame is complete."""
+        opcode = b0 & 0x0F
+        if opcode == 1:
+            if self._msg_opcode or b0 & 0x40:
+                return  # a protocol error (reported when the frame is complete), or compressed
+        elif opcode != 0 or self._msg_opcode != 1 or self._msg_compressed:
+            return
+        more = self._decoder.partial_payload(self._peeked)
+        if more:
+            self._peeked += len(more)
+            if not self._utf8.feed(more):
+                raise ProtocolError("invalid UTF-8 in text message", 1007)
 
     def _slow_frame(self, frame: Any, append: Any) -> None:
         opcode = frame.opcode
         if opcode >= 8:
+            if self._frag is not None:  # the data before this control frame comes before its event
+                self._flush_fragment(append, False)
             if frame.rsv1:
                 raise ProtocolError("RSV1 set on a control frame")
             if opcode == 9:
@@ -440,24 +523,51 @@ class Connection:
         if limit is not None and self._msg_size > limit:
             raise PayloadTooBig(f"message of more than {limit} bytes", 1009)
         if self._msg_opcode == 1:
-            if not self._utf8.feed(payload):
+            skip = self._peeked
+            if skip:  # its first bytes were checked while the frame arrived
+                self._peeked = 0
+                valid = self._utf8.feed(memoryview(payload)[skip:])
+            else:
+                valid = self._utf8.feed(payload)
+            if not valid:
                 raise ProtocolError("invalid UTF-8 in text message", 1007)
             if fin and not self._utf8.finish():
                 raise ProtocolError("text message ends inside a UTF-8 character", 1007)
         if self.stream_messages:
-            append(self._fragment_event(payload, fin))
-        else:
-            self._msg_parts.append(payload)
+            # One event for the fragments of this message read in this call (see _flush_fragment).
+            frag = self._frag
+            if frag is None:
+                self._frag = payload
+            elif type(frag) is bytearray:
+                frag += payload
+            else:
+                self._frag = bytearray(frag) + payload
             if fin:
-                data = b"".join(self._msg_parts)
+                self._flush_fragment(append, True)
+        else:
+            buf = self._msg_buf
+            if fin:
+                if buf is not None:
+                    buf += payload
+                    payload = bytes(buf)
+                    self._msg_buf = None
                 if self._msg_opcode == 1:
-                    append(_text_message(data.decode("utf-8")))
+                    append(_text_message(payload.decode("utf-8")))
                 else:
-                    append(_binary_message(data))
+                    append(_binary_message(payload))
+            elif buf is None:
+                self._msg_buf = bytearray(payload)
+            else:
+                buf += payload
         if fin:
             self._msg_opcode = 0
-            self._msg_parts = []
             self._utf8.reset()
+
+    def _flush_fragment(self, append: Any, fin: bool) -> None:
+        """Emit the data gathered in ``_frag`` as one fragment event (``fin``: the message ends with it)."""
+        frag = self._frag
+        self._frag = None
+        append(self._fragment_event(bytes(frag) if type(frag) is bytearray else frag, fin))
 
     def _fragment_event(self, payload: bytes, fin: bool) -> Event:
         if self._msg_opcode == 2:
@@ -492,7 +602,9 @@ class Connection:
         self.state = CLOSED
         self.close_code = 1006
         self.close_reason = ""
-        self._msg_parts = []
+        self._msg_buf = None
+        self._frag = None
+        self._pending_error = None
         return [ProtocolViolation(error), Closed(1006, str(error), was_clean=False)]
 
     # ------------------------------------------------------------------ sending
@@ -654,6 +766,13 @@ class Connection:
             raise RuntimeError("close() before the handshake; a server uses reject()")
         if self.close_sent is not None or self.state is CLOSED:
             return
+        error = self._pending_error
+        if error is not None:
+            # The peer broke the protocol: our Close says so, and nothing it sends will be read. The
+            # error stays pending until fail_pending() reports it.
+            self._fail(error)
+            self._pending_error = error
+            return
         self._send_close(code, reason)
         self.state = CLOSING
 
@@ -661,6 +780,7 @@ class Connection:
         """Fail the connection from our side (internal error, heartbeat timeout): Close, then CLOSED."""
         if self.state is CLOSED:
             return
+        self._pending_error = None
         if self.state is not CONNECTING and self.close_sent is None:
             self._send_close(code, reason)
         self.state = CLOSED

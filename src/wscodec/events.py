@@ -84,7 +84,8 @@ class BinaryMessage:
 class TextFragment:
     """Part of a text message (only with ``stream_messages=True``); the text so far is valid UTF-8.
 
-    A character split across frames is delivered whole in the fragment that completes it.
+    The frames of the message that one ``receive_data`` call completes come as one fragment; a character
+    split across frames is delivered whole in the fragment that completes it.
     """
 
     data: str
@@ -93,7 +94,8 @@ class TextFragment:
 
 @dataclass(frozen=True, slots=True)
 class BinaryFragment:
-    """Part of a binary message (only with ``stream_messages=True``)."""
+    """Part of a binary message (only with ``stream_messages=True``): the frames of it that one
+    ``receive_data`` call completes, as one piece."""
 
     data: bytes
     final: bool

@@ -7,7 +7,12 @@ wakes waiters and runs timers (keepalive, close and open timeouts).
 
 Messages are always taken from the Connection frame by frame (``stream_messages=True``) and reassembled
 here, so :meth:`WebSocket.recv` (whole messages) and :meth:`WebSocket.recv_streaming` (fragments, bounded
-memory) work on the same connection without a mode switch.
+memory) work on the same connection without a mode switch. The pieces of a message are gathered into one
+growing buffer (:class:`_Pieces`), so memory follows the payload, not the number of fragments.
+
+A protocol violation behind valid messages is held by the Connection (``defer_errors``): reading stops,
+the application gets those messages and its replies go out before the Close, which is sent when it asks
+for the next message, or after ``close_timeout`` (see :meth:`WebSocket._on_pending_error`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import io
 import logging
 import os
 import threading
@@ -134,6 +140,49 @@ def _read_buffer() -> memoryview:
     return view
 
 
+class _Pieces:
+    """The pieces of one message as they arrive, gathered into one growing buffer (a ``bytearray``, or a
+    ``StringIO`` for text) instead of one object per piece; a single piece is kept as is (no copy)."""
+
+    __slots__ = ("_buffer", "_first")
+
+    def __init__(self) -> None:
+        self._first: Any = None
+        self._buffer: Any = None
+
+    def __bool__(self) -> bool:
+        return self._first is not None
+
+    def add(self, data: Any) -> None:
+        if self._first is None:
+            self._first = data
+            return
+        buffer = self._buffer
+        if buffer is None:
+            first = self._first
+            if type(first) is str:
+                buffer = self._buffer = io.StringIO()
+                buffer.write(first)
+            else:
+                buffer = self._buffer = bytearray(first)
+        if type(buffer) is bytearray:
+            buffer += data
+        else:
+            buffer.write(data)
+
+    def take(self) -> Any:
+        """Everything added so far, as one str or bytes; empties the gatherer."""
+        buffer = self._buffer
+        if buffer is None:
+            data = self._first
+        elif type(buffer) is bytearray:
+            data = bytes(buffer)
+        else:
+            data = buffer.getvalue()
+        self._first = self._buffer = None
+        return data
+
+
 def _closes_cleanly(exc: ConnectionClosed) -> bool:
     """True when ``async for`` should simply stop: a completed closing handshake with a non-error code."""
     return exc.was_clean and (exc.code in _OK_CODES or 3000 <= exc.code <= 4999)
@@ -201,6 +250,7 @@ class WebSocket(asyncio.BufferedProtocol):
         if slow_consumer not in ("close", "skip", "wait"):
             raise ValueError("slow_consumer must be 'close', 'skip' or 'wait'")
         self._conn = connection
+        connection.defer_errors = True  # see _on_pending_error
         self.url = url
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -235,9 +285,11 @@ class WebSocket(asyncio.BufferedProtocol):
         # Receiving: fragments wait in _queue until a consumer takes them; recv() moves the pieces of a
         # message in progress into _partial (object state, so a cancelled recv() loses nothing).
         self._queue: collections.deque[TextFragment | BinaryFragment] = collections.deque()
-        self._partial: list[Any] = []
+        self._partial = _Pieces()
         self._waiter: asyncio.Future[None] | None = None
-        self._reading_paused = False  # max_queue messages wait for the application
+        self._busy = False  # the application holds a message and has not asked for the next one yet
+        self._error_timer: asyncio.TimerHandle | None = None  # bounds how long a pending error waits
+        self._reading_paused = False  # max_queue messages wait for the application (or a held error)
         self._flood_paused = False  # the peer pings faster than our transport drains (Connection.flooded)
         self._transport_reading = True  # what we last told the transport
         self._streaming = False  # a recv_streaming() iterator is part-way through a message
@@ -266,7 +318,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self.onerror: Listener | None = None
         self.onclose: Listener | None = None
         self._has_message_listener = False
-        self._cb_partial: list[Any] = []
+        self._cb_partial = _Pieces()
         self._callback_tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ attributes
@@ -398,17 +450,18 @@ class WebSocket(asyncio.BufferedProtocol):
         queue = self._queue
         while self._has_message_listener and queue and not self._partial and not self._streaming:
             self._deliver_to_listeners(queue.popleft())
+        if not queue and self._conn.pending_error is not None:
+            self._loop.call_soon(self._fail_pending)  # after the listeners' tasks take their first step
         self._maybe_resume_reading()
 
     def _deliver_to_listeners(self, event: TextFragment | BinaryFragment) -> None:
         if not event.final:
-            self._cb_partial.append(event.data)
+            self._cb_partial.add(event.data)
             return
         data: Any = event.data
         if self._cb_partial:
-            self._cb_partial.append(data)
-            data = "".join(self._cb_partial) if type(event) is TextFragment else b"".join(self._cb_partial)
-            self._cb_partial = []
+            self._cb_partial.add(data)
+            data = self._cb_partial.take()
         if type(event) is BinaryFragment:
             data = self._convert_binary(data)
         self._dispatch("message", MessageEvent("message", self, data))
@@ -464,6 +517,9 @@ class WebSocket(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._write_paused = False  # asyncio never calls resume_writing() on a lost transport
+        if self._error_timer is not None:
+            self._error_timer.cancel()
+            self._error_timer = None
         if self._abort_handle is not None:
             self._abort_handle.cancel()
             self._abort_handle = None
@@ -570,9 +626,42 @@ class WebSocket(asyncio.BufferedProtocol):
             # Pings keep coming while our answers cannot leave: read again once the transport drains.
             self._flood_paused = True
             self._sync_reading()
+        if self._conn.pending_error is not None:
+            self._on_pending_error()
         self._write_out()
         if self._conn.state is CLOSED:
             self._after_closed()
+
+    def _on_pending_error(self) -> None:
+        """The peer broke the protocol behind messages the application may still answer (the Connection
+        holds the error, ``defer_errors``): stop reading and fail once the application asks for the next
+        message with none left, or after ``close_timeout``. Fail now if nothing is waiting for it (or more
+        than ``max_queue`` messages are: they are still delivered, the replies just cannot all go out), if a
+        ``close()`` came meanwhile, or if message listeners have it all (after their tasks' first step)."""
+        queue = self._queue
+        max_queue = self.max_queue
+        if self._conn.state is not OPEN or self._lost or (max_queue is not None and len(queue) > max_queue):
+            self._fail_pending()
+            return
+        if not self._reading_paused:
+            self._reading_paused = True
+            self._sync_reading()
+        if self._error_timer is None:
+            self._error_timer = self._loop.call_later(self.close_timeout, self._fail_pending)
+        if not queue and not self._busy:  # (_busy is False while a recv() waits)
+            if self._has_message_listener:
+                self._loop.call_soon(self._fail_pending)
+            else:
+                self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        """Fail the connection with the error the Connection holds (its Close goes behind the replies)."""
+        if self._error_timer is not None:
+            self._error_timer.cancel()
+            self._error_timer = None
+        events = self._conn.fail_pending()
+        if events:
+            self._handle(events)
 
     def _write_out(self) -> None:
         """Hand everything the Connection has queued to the transport, in order."""
@@ -714,7 +803,7 @@ class WebSocket(asyncio.BufferedProtocol):
         return bytearray(data) if binary_type == "bytearray" else memoryview(data)
 
     def _maybe_resume_reading(self) -> None:
-        if self._reading_paused:
+        if self._reading_paused and self._conn.pending_error is None:
             max_queue = self.max_queue or 1
             if len(self._queue) <= max_queue // 4:
                 self._reading_paused = False
@@ -739,6 +828,12 @@ class WebSocket(asyncio.BufferedProtocol):
             # (an echo answering one message in flight saves a loop iteration per round trip).
             handle.cancel()
             self._flush()
+        self._busy = False
+        if self._conn.pending_error is not None:
+            # The application has taken every message before the peer's error and asks for more: fail
+            # now, its replies are already queued ahead of our Close.
+            self._fail_pending()
+            return
         waiter = self._waiter = self._loop.create_future()
         try:
             await waiter
@@ -763,21 +858,22 @@ class WebSocket(asyncio.BufferedProtocol):
                     data: Any = event.data
                     partial = self._partial
                     if partial:
-                        partial.append(data)
-                        data = "".join(partial) if type(event) is TextFragment else b"".join(partial)
-                        self._partial = []
+                        partial.add(data)
+                        data = partial.take()
+                    self._busy = True
                     if type(event) is BinaryFragment and self._binary_type != "bytes":
                         return self._convert_binary(data)  # type: ignore[no-any-return]
                     return data  # type: ignore[no-any-return]
-                self._partial.append(event.data)
+                self._partial.add(event.data)
                 continue
             if self._close_exc is not None and not queue:
                 raise self._closed_error()
             await self._wait_for_data()
 
     def recv_streaming(self) -> _MessageStream:
-        """The next message piece by piece: ``async for fragment in ws.recv_streaming():`` yields each
-        frame's data (str or bytes) as it arrives, so memory stays bounded by the frame size.
+        """The next message piece by piece: ``async for fragment in ws.recv_streaming():`` yields its data
+        (str or bytes) as it arrives, the frames of one read together, so memory stays bounded by a read
+        (and the frame size).
 
         If a cancelled :meth:`recv` had already taken the first pieces, they come as the first fragment.
         ``await ws.recv_streaming()`` returns the same iterator.
@@ -788,15 +884,14 @@ class WebSocket(asyncio.BufferedProtocol):
         queue = self._queue
         while True:
             if self._partial:
-                text = isinstance(self._partial[0], str)
-                data: Any = "".join(self._partial) if text else b"".join(self._partial)
-                self._partial = []
+                data: Any = self._partial.take()
                 self._streaming = True
                 return data, False
             if queue:
                 event = queue.popleft()
                 self._maybe_resume_reading()
                 self._streaming = not event.final
+                self._busy = True
                 if type(event) is BinaryFragment:
                     return self._convert_binary(event.data), event.final
                 return event.data, event.final
@@ -817,6 +912,7 @@ class WebSocket(asyncio.BufferedProtocol):
             event = queue.popleft()
             if self._reading_paused:
                 self._maybe_resume_reading()
+            self._busy = True
             if type(event) is BinaryFragment and self._binary_type != "bytes":
                 return self._convert_binary(event.data)  # type: ignore[no-any-return]
             return event.data
