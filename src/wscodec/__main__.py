@@ -96,6 +96,71 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serve --workers / --broker
+
+
+def _serve_scaled(args: argparse.Namespace) -> int:
+    """``serve`` with ``--workers`` other than 1 or a ``--broker``: :func:`wscodec.workers.run`, the chat
+    room being the channel "chat" on the broker (shared by every worker and server using it)."""
+    import logging
+
+    from .broker import BrokerUnavailable
+    from .workers import run
+
+    page = _demo_page()
+    log = logging.getLogger("wscodec.cli")
+
+    def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        if _is_upgrade(request):
+            return None
+        if request.path.split("?", 1)[0] in ("/", "/index.html"):
+            return 200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], page
+        return 404, [("Content-Type", "text/plain; charset=utf-8")], b"Not Found\n"
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def chat(ws: Any) -> None:
+        await ws.server.join(ws, "chat")
+        async for message in ws:
+            try:
+                await ws.server.publish("chat", message)
+            except BrokerUnavailable as exc:  # the connection stays open; the line is lost, and counted
+                log.debug("%s", exc)
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    mode = "chat" if args.chat else "echo"
+
+    def ready(address: str, port: int) -> None:
+        print(f"listening on ws://{host}:{port}", flush=True)
+        print(
+            f"{mode} server, {args.workers or 'one per core'} workers, broker {args.broker or 'in-process'}; "
+            f"demo page at http://{host}:{port}/ (Ctrl-C to stop)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if args.chat and args.workers != 1 and not args.broker:
+        print("note: without --broker each worker has its own chat room", file=sys.stderr, flush=True)
+    try:
+        return run(
+            chat if args.chat else echo,
+            args.host,
+            args.port,
+            workers=args.workers,
+            ready=ready,
+            broker=args.broker,
+            subprotocols=tuple(args.subprotocol),
+            process_request=process_request,
+            compression=None if args.no_compression else "deflate",
+            max_size=args.max_size or None,
+        )
+    except (ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
 # --------------------------------------------------------------------------- connect
 
 
@@ -318,6 +383,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-size", type=int, default=2**20, metavar="BYTES", help="0 = unlimited")
     serve.add_argument("--no-compression", action="store_true", help="do not accept permessage-deflate")
     serve.add_argument("--subprotocol", action="append", default=[], metavar="NAME", help="repeatable")
+    # scale-out: worker processes on one port, and the bus that carries --chat across them
+    serve.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (0 = one per core)")
+    serve.add_argument("--broker", metavar="URL", help="chat bus: redis://host:port/db, rediss://... (TLS)")
 
     connect = sub.add_parser("connect", help="interactive client: lines in, messages out")
     connect.add_argument("url")
@@ -342,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "serve" and (args.workers != 1 or args.broker):
+        return _serve_scaled(args)
     runner = _serve if args.command == "serve" else _connect
     try:
         return asyncio.run(runner(args))
