@@ -1,0 +1,102 @@
+"""A throwaway ``redis-server`` (Debian package ``redis-server``) on a free loopback port, for the tests.
+
+No persistence (``--save '' --appendonly no``), bound to 127.0.0.1 only, stopped by the test that started
+it. Without the program the tests skip, naming the package; with ``CI`` set they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+PACKAGE_HINT = "redis-server not found: install the Debian package redis-server (apt-get install redis-server)"
+
+
+def redis_server_path() -> str:
+    """The redis-server program, or skip (fail under CI) naming the package; also needs the redis client."""
+    path = shutil.which("redis-server")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        missing = "the redis Python package is missing: pip install 'wscodec[redis]'"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{PACKAGE_HINT} (required when CI is set)")
+        pytest.skip(PACKAGE_HINT)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """``start()``/``stop()`` a redis-server on ``port`` (the same port across restarts)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> None:
+        assert self.proc is None
+        self.proc = subprocess.Popen(
+            [
+                self.path,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--daemonize", "no",
+                "--loglevel", "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                self.proc = None
+                raise RuntimeError(f"redis-server exited at start: {err[-2000:]}")
+            if self.ping():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if proc.stderr is not None:
+            proc.stderr.close()
