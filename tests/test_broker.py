@@ -347,3 +347,60 @@ async def test_two_servers_share_channels_through_redis(redis_server: RedisServe
         for server in (one, two):
             server.close()
             await server.wait_closed()
+
+
+async def test_foreign_messages_on_the_redis_channel_are_dropped(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever else publishes on a wscodec channel (invalid UTF-8, no type tag) is dropped with a warning;
+    the subscription survives it."""
+    import redis.asyncio as aioredis
+
+    caplog.set_level(logging.WARNING, logger="wscodec.broker.redis")
+    server = await serve(room, "127.0.0.1", 0, broker=redis_server.url, compression=None)
+    other = aioredis.Redis.from_url(redis_server.url)
+    try:
+        ws = await join(server, "g")
+        for junk in (b"t\xff\xfe", b"no tag", b""):
+            assert await other.publish("wscodec:g", junk) == 1
+        await ws.send("valid")
+        assert await asyncio.wait_for(ws.recv(), 10) == "valid"
+        assert sum("not published by wscodec" in r.getMessage() for r in caplog.records) == 3
+        assert server.broker.stats.outages == 0
+        await ws.close()
+    finally:
+        await other.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_join_racing_the_first_subscription_waits_for_it(broker_url: str) -> None:
+    """A second connection joins a new channel while the first one's subscription is on its way: its join
+    returns only once the subscription is active, so a message published right after reaches it."""
+    base = type(make_broker(broker_url))
+
+    class SlowToSubscribe(base):  # type: ignore[valid-type,misc]
+        """The real broker, its bus subscriptions delayed: the window a second join must not slip through."""
+
+        async def _subscribe_channel(self, channel: str) -> None:
+            await asyncio.sleep(0.3)
+            await super()._subscribe_channel(channel)
+
+    broker = SlowToSubscribe(broker_url) if base.__name__ == "RedisBroker" else SlowToSubscribe()
+    server = await serve(room, "127.0.0.1", 0, broker=broker, compression=None)
+    try:
+        clients = [await join(server, "warmup"), await join(server, "warmup")]
+        one, two = sorted(server.connections, key=lambda ws: ws.remote_address)
+        first = asyncio.ensure_future(server.join(one, "new"))
+        await asyncio.sleep(0)  # the first join is now waiting for the bus
+        await server.join(two, "new")
+        await server.publish("new", "right after")
+        for ws in clients:
+            assert await asyncio.wait_for(ws.recv(), 10) == "right after"
+        await first
+        for ws in clients:
+            await ws.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+        await broker.close()  # a Broker instance belongs to the caller

@@ -35,6 +35,7 @@ class Channels:
         self._snapshots: dict[str, tuple[WebSocket, ...]] = {}  # what a delivery iterates (members may change)
         self._joined: dict[WebSocket, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._subscribing: dict[str, asyncio.Future[None]] = {}  # first join of a channel, until confirmed
 
     def members(self, channel: str) -> frozenset[WebSocket]:
         """The local connections that joined ``channel``."""
@@ -59,12 +60,22 @@ class Channels:
         self._snapshots.pop(channel, None)
         self._joined.setdefault(ws, set()).add(channel)
         if first:
-            await self.broker.subscribe(channel, self._deliver)
+            done = self._subscribing[channel] = asyncio.get_running_loop().create_future()
+            try:
+                await self.broker.subscribe(channel, self._deliver)
+            finally:
+                done.set_result(None)
+                if self._subscribing.get(channel) is done:
+                    del self._subscribing[channel]
+        else:
+            pending = self._subscribing.get(channel)
+            if pending is not None:  # joined while the first member's subscription is on its way: wait for it
+                await asyncio.shield(pending)
 
     async def leave(self, ws: WebSocket, channel: str) -> None:
         """Remove ``ws`` from ``channel``; the last local member unsubscribes this process."""
         if self._remove(ws, channel):
-            await self.broker.unsubscribe(channel, self._deliver)
+            await self._unsubscribe_if_empty(channel)
 
     def discard(self, ws: WebSocket) -> None:
         """``ws`` is gone: remove it from every channel (the server calls this when a connection ends)."""
@@ -73,7 +84,7 @@ class Channels:
             return
         for channel in channels:
             if self._remove(ws, channel, forget=False):
-                task = asyncio.get_running_loop().create_task(self.broker.unsubscribe(channel, self._deliver))
+                task = asyncio.get_running_loop().create_task(self._unsubscribe_if_empty(channel))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -94,6 +105,10 @@ class Channels:
             return False
         del self._members[channel]
         return True
+
+    async def _unsubscribe_if_empty(self, channel: str) -> None:
+        if channel not in self._members:  # nobody joined again in the meantime
+            await self.broker.unsubscribe(channel, self._deliver)
 
     async def publish(self, channel: str, message: Message) -> None:
         """Publish through the broker (see :meth:`wscodec.asyncio.Server.publish`)."""

@@ -301,12 +301,18 @@ class RedisBroker(Broker):
                 if kind == "message":
                     data: bytes = message["data"]
                     channel = message["channel"].decode("utf-8", "replace")[prefix:]
-                    if data[:1] == _TEXT:
-                        dispatch(channel, data[1:].decode("utf-8"))
-                    elif data[:1] == _BINARY:
+                    tag = data[:1]
+                    if tag == _BINARY:
                         dispatch(channel, data[1:])
-                    else:
+                        continue
+                    try:
+                        text = data[1:].decode("utf-8") if tag == _TEXT else None
+                    except UnicodeDecodeError:
+                        text = None
+                    if text is None:
                         logger.warning("Redis broker: dropped a message on %r not published by wscodec", channel)
+                    else:
+                        dispatch(channel, text)
                 elif kind == "subscribe":
                     waiters = self._acks.get(message["channel"])
                     if waiters:
