@@ -467,7 +467,9 @@ def _frame_for(message: Any) -> tuple[int, Any]:
     raise TypeError(f"broadcast() takes str or bytes-like, not {type(message).__name__}")
 
 
-def _write(ws: WebSocket, message: Any, frame: bytes | None, opcode: int, payload: Any, compress: bool) -> bytes | None:
+def _write(
+    ws: WebSocket, message: Any, frame: bytes | None, opcode: int, payload: Any, compress: bool, defer: bool = False
+) -> bytes | None:
     """Write ``message`` to ``ws``: the shared unmasked frame, or the connection's own framing when it must
     mask (client) or compress. Returns the shared frame (built on first use)."""
     conn = ws._conn
@@ -477,6 +479,10 @@ def _write(ws: WebSocket, message: Any, frame: bytes | None, opcode: int, payloa
         return frame
     if frame is None:
         frame = encode_frame(opcode, payload)
+    if defer:  # queued with the connection's own sends: one write per loop iteration (WebSocket._queued)
+        conn._out.append(frame)
+        ws._queued(len(frame))
+        return frame
     ws._write_out()  # what ws.send() queued goes first
     assert ws._transport is not None
     ws._transport.write(frame)
@@ -493,10 +499,11 @@ def _eligible(ws: WebSocket) -> bool:
 
 
 def _broadcast(
-    connections: Iterable[WebSocket], message: Any, compress: bool, hold_slow: bool
+    connections: Iterable[WebSocket], message: Any, compress: bool, hold_slow: bool, defer: bool = False
 ) -> tuple[int, Any, bytes | None, list[WebSocket]]:
     """Write ``message`` to every eligible connection, applying each one's slow-consumer policy; with
-    ``hold_slow``, the slow connections of policy "wait" are returned instead of written to."""
+    ``hold_slow``, the slow connections of policy "wait" are returned instead of written to; with
+    ``defer``, the writes wait for the end of the loop iteration (several messages, one system call)."""
     opcode, payload = _frame_for(message)
     frame: bytes | None = None
     slow: list[WebSocket] = []
@@ -513,7 +520,7 @@ def _broadcast(
             if hold_slow:
                 slow.append(ws)
                 continue
-        frame = _write(ws, message, frame, opcode, payload, compress)
+        frame = _write(ws, message, frame, opcode, payload, compress, defer)
     return opcode, payload, frame, slow
 
 

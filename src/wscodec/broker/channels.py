@@ -3,7 +3,9 @@
 One :class:`Channels` per server. The broker sees one subscriber per channel per process (this object),
 however many connections joined, so a message crosses the bus once per process and is framed once per
 process by :func:`wscodec.asyncio.server._broadcast`, which also applies each connection's slow-consumer
-policy exactly as :func:`~wscodec.asyncio.broadcast` does.
+policy exactly as :func:`~wscodec.asyncio.broadcast` does. Writes are deferred to the end of the event loop
+iteration, joining the connection's own pending sends, so that a burst of messages (a publisher's batch,
+a read from Redis holding several) costs one system call per connection, not one per message.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ class Channels:
             if not members:
                 return
             snapshot = self._snapshots[channel] = tuple(members)
-        self._broadcast(snapshot, message, self.compress, False)
+        self._broadcast(snapshot, message, self.compress, False, True)
 
     async def close(self) -> None:
         """Wait for the unsubscriptions in flight (bounded: the broker's own timeouts)."""
