@@ -390,3 +390,36 @@ def test_cli_bad_options_are_clear_errors(args: list[str], words: str) -> None:
     assert result.returncode == 2
     assert words in result.stderr.decode()
     assert b"listening" not in result.stdout
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(apps: list[App], tmp_path: Path) -> None:
+    app = start(apps, tmp_path, "--workers", "2")
+    members = await clients_on_every_worker(app, 6)
+    workers = app.workers
+    app.proc.kill()  # SIGKILL: nothing is forwarded; each worker notices its parent is gone
+    for ws, _pid in members:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+        assert ws.close_code == 1001
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers):
+        assert time.monotonic() < deadline, "orphaned workers did not exit"
+        await asyncio.sleep(0.05)
+
+
+def test_bad_options_fail_before_any_fork() -> None:
+    from wscodec.workers import run
+
+    async def handler(ws: WebSocket) -> None:
+        pass
+
+    before = children(os.getpid())
+    with pytest.raises(ValueError, match="slow_consumer"):
+        run(handler, "127.0.0.1", 0, workers=2, slow_consumer="sometimes")
+    with pytest.raises(ValueError, match="unsupported broker URL"):
+        run(handler, "127.0.0.1", 0, workers=2, broker="amqp://127.0.0.1")
+    with pytest.raises(TypeError):
+        run(handler, "127.0.0.1", 0, workers=2, no_such_option=1)
+    with pytest.raises(ValueError, match="share"):
+        run(handler, "127.0.0.1", 0, workers=2, share="sometimes")
+    assert children(os.getpid()) == before
