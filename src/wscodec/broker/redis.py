@@ -314,9 +314,12 @@ class RedisBroker(Broker):
                     else:
                         dispatch(channel, text)
                 elif kind == "subscribe":
-                    waiters = self._acks.get(message["channel"])
+                    key = message["channel"]
+                    waiters = self._acks.get(key)
                     if waiters:
                         waiter = waiters.popleft()
+                        if not waiters:
+                            del self._acks[key]  # bounded by the subscriptions in flight, not by history
                         if not waiter.done():
                             waiter.set_result(None)
         except asyncio.CancelledError:
