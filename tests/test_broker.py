@@ -404,3 +404,38 @@ async def test_join_racing_the_first_subscription_waits_for_it(broker_url: str) 
         server.close()
         await server.wait_closed()
         await broker.close()  # a Broker instance belongs to the caller
+
+
+async def test_redis_publish_queue_is_bounded_and_waits_for_room(redis_server: RedisServer) -> None:
+    """With Redis paused (CLIENT PAUSE), publishes fill the bounded queue, then wait for room instead of
+    growing it; when Redis resumes, everything arrives, in order, nothing dropped."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_server.url, max_pending=4)
+    await broker.start()
+    other = aioredis.Redis.from_url(redis_server.url)
+    got: list[Any] = []
+    done = asyncio.Event()
+
+    def callback(channel: str, message: Any) -> None:
+        got.append(message)
+        if len(got) == 40:
+            done.set()
+
+    try:
+        await broker.subscribe("q", callback)
+        await other.execute_command("CLIENT", "PAUSE", "1000")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(40):
+            await broker.publish("q", f"m{i}")
+            assert len(broker._queue) <= 4
+        assert loop.time() - started > 0.5  # the publisher was held back while Redis was paused
+        await asyncio.wait_for(done.wait(), 20)
+        assert got == [f"m{i}" for i in range(40)]
+        assert broker.stats.failed == 0
+    finally:
+        await other.aclose()
+        await broker.close()

@@ -3,13 +3,16 @@
 Needs the ``redis`` package (``pip install 'wscodec[redis]'``), whose asyncio client it uses. Per process:
 one connection subscribed to the channels that have local members (a SUBSCRIBE when the first member
 joins, an UNSUBSCRIBE when the last leaves) and one connection that publishes. Publishes from one process
-go out in the order they were made, pipelined in batches, so one publisher's messages arrive in order.
+are queued (bounded) and one writer sends the queue in order, pipelined in batches, so one publisher's
+messages arrive in order and a burst costs one round trip (and reaches subscribers as a burst, which they
+write out with one system call per connection).
 
 Faults: when Redis cannot be reached the broker logs it once (a WARNING), counts it in
 ``stats.outages``, and reconnects with exponential back-off (``reconnect_min`` to ``reconnect_max``
 seconds, with jitter so that many workers do not reconnect in step). Meanwhile :meth:`RedisBroker.publish`
-raises :class:`~wscodec.broker.BrokerUnavailable` at once (counted in ``stats.failed``) and WebSocket
-connections are untouched. Once Redis answers again every channel with local members is subscribed again
+raises :class:`~wscodec.broker.BrokerUnavailable` at once (counted in ``stats.failed``), the messages
+that were queued when the connection broke are dropped and counted there too, and WebSocket connections
+are untouched. Once Redis answers again every channel with local members is subscribed again
 and a second WARNING says so; messages published during the outage are lost (Redis pub/sub delivers at
 most once, and so does this broker).
 
@@ -87,6 +90,7 @@ class RedisBroker(Broker):
         reconnect_min: float = 0.1,
         reconnect_max: float = 5.0,
         max_pending: int = 10_000,
+        max_pending_bytes: int = 16 * 2**20,
     ) -> None:
         super().__init__()
         _validate(url)
@@ -106,6 +110,7 @@ class RedisBroker(Broker):
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self._control = f"{prefix}\x00control"  # always subscribed: keeps the reader's connection in pub/sub mode
         self._pub: Any = None  # redis.asyncio.Redis for PUBLISH
         self._sub: Any = None  # redis.asyncio.Redis the pub/sub connections come from
@@ -117,8 +122,10 @@ class RedisBroker(Broker):
         self._reader: asyncio.Task[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._queue: deque[tuple[bytes, bytes, asyncio.Future[None]]] = deque()
+        self._queue: deque[tuple[bytes, bytes]] = deque()
+        self._queued_bytes = 0
         self._wakeup: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None  # set while the queue has room
         self._acks: dict[bytes, deque[asyncio.Future[None]]] = {}
 
     def __repr__(self) -> str:
@@ -153,6 +160,8 @@ class RedisBroker(Broker):
             return
         self._started = True
         self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._pub = self._client()
         self._sub = self._client()
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -333,9 +342,11 @@ class RedisBroker(Broker):
     # ------------------------------------------------------------------ publishing
 
     async def publish(self, channel: str, message: Message) -> None:
-        """Hand ``message`` to Redis; returns once Redis accepted it. Raises
-        :class:`~wscodec.broker.BrokerUnavailable` at once while Redis is down (or ``max_pending``
-        publishes already wait), and if Redis goes away before accepting it."""
+        """Queue ``message`` for Redis and return: one writer sends the queue in order, many publishes per
+        round trip. Raises :class:`~wscodec.broker.BrokerUnavailable` at once while Redis is known to be
+        down. A publish queued just before Redis went away is dropped and counted in ``stats.failed``
+        (at most once). While ``max_pending`` messages or ``max_pending_bytes`` bytes wait, it waits for
+        room (at most ``command_timeout``, then BrokerUnavailable): backpressure, as ``send()`` has."""
         if isinstance(message, str):
             payload = _TEXT + message.encode("utf-8")
         elif isinstance(message, (bytes, bytearray, memoryview)):
@@ -345,51 +356,49 @@ class RedisBroker(Broker):
         if not self._up or self._closed:
             self.stats.failed += 1
             raise BrokerUnavailable(f"Redis broker {_redact(self.url)} is unavailable: message not published")
-        if len(self._queue) >= self.max_pending:
-            self.stats.failed += 1
-            raise BrokerUnavailable(f"Redis broker {_redact(self.url)}: {self.max_pending} publishes pending")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((self._key(channel), payload, done))
-        assert self._wakeup is not None
+        assert self._wakeup is not None and self._drained is not None
+        if len(self._queue) >= self.max_pending or self._queued_bytes >= self.max_pending_bytes:
+            self._drained.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), self.command_timeout)
+            if not self._up or self._closed or len(self._queue) >= self.max_pending:
+                self.stats.failed += 1
+                raise BrokerUnavailable(f"Redis broker {_redact(self.url)}: too many publishes pending")
+        self._queue.append((self._key(channel), payload))
+        self._queued_bytes += len(payload)
         self._wakeup.set()
-        await done
 
     def _fail_queue(self, why: str) -> None:
-        queue = self._queue
-        while queue:
-            _key, _payload, done = queue.popleft()
-            if not done.done():
-                self.stats.failed += 1
-                done.set_exception(BrokerUnavailable(f"Redis broker {_redact(self.url)}: {why}: message not published"))
+        dropped = len(self._queue)
+        self._queue.clear()
+        self._queued_bytes = 0
+        if self._drained is not None:
+            self._drained.set()  # waiting publishers see the outage
+        if dropped:
+            self.stats.failed += dropped
+            logger.debug("Redis broker %s: %s: %d queued messages dropped", _redact(self.url), why, dropped)
 
     async def _write_loop(self) -> None:
         """The one writer: batches of PUBLISH in one pipeline per round trip, in the order they were made."""
-        assert self._wakeup is not None
+        assert self._wakeup is not None and self._drained is not None
         queue = self._queue
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while queue:
                 batch = [queue.popleft() for _ in range(min(_BATCH, len(queue)))]
+                self._queued_bytes -= sum(len(payload) for _key, payload in batch)
+                if len(queue) < self.max_pending // 2 and self._queued_bytes < self.max_pending_bytes // 2:
+                    self._drained.set()
                 try:
                     pipe = self._pub.pipeline(transaction=False)
-                    for key, payload, _done in batch:
+                    for key, payload in batch:
                         pipe.publish(key, payload)
                     await asyncio.wait_for(pipe.execute(), self.command_timeout)
                 except asyncio.CancelledError:
-                    for _key, _payload, done in batch:
-                        done.cancel()
                     raise
                 except Exception as exc:
-                    for _key, _payload, done in batch:
-                        if not done.done():
-                            self.stats.failed += 1
-                            done.set_exception(
-                                BrokerUnavailable(f"Redis broker {_redact(self.url)}: {exc}: message may be lost")
-                            )
+                    self.stats.failed += len(batch)
                     self._outage(exc)
                     continue
                 self.stats.published += len(batch)
-                for _key, _payload, done in batch:
-                    if not done.done():
-                        done.set_result(None)
