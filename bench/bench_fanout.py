@@ -15,9 +15,12 @@ process (``bench_fanout.py load``):
 The subscribers are raw asyncio protocols that count bytes (the frames have a fixed size), and parse the
 timestamps of a sample of connections for the delivery latency (publisher send to subscriber receipt, one
 monotonic clock). The publisher keeps at most ``--window`` messages in flight (sent, not yet delivered to
-every subscriber), so the servers run saturated and latency is what a saturated server gives. Reported per
-cell: delivered messages per second (one message to one client = one), p50/p99 latency, and the server's
-memory per connection (RSS growth while the clients connected and subscribed, all workers).
+every subscriber), so the servers run saturated: delivered messages per second (one message to one client
+= one) and the p50/p99 latency of that state (mostly queueing behind the window). A second, short phase
+keeps one message in flight for the latency of a single fan-out. Also reported: the server's memory per
+connection (RSS growth while the clients connected and subscribed, all workers), the CPU the server
+processes and the load process used, and deliveries per server CPU second (steady when the machine is
+shared, unlike the rates).
 
 The ratios at the end are the issue's targets: 2 workers >= 1.6x 1 worker, one wscodec worker >= 3x
 websockets' broadcast(), the Redis broker costing <= 20% against in-process at 1 worker (PASS/FAIL).
@@ -293,10 +296,9 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     pubs = list(publishers.values())
     clients = len(subs)
     padding = bytes(size - 8)
-    window = args.window
     sent = 0
 
-    async def publish_until(deadline: float) -> None:
+    async def publish_until(deadline: float, window: int) -> None:
         nonlocal sent
         while loop.time() < deadline:
             delivered = state.total // frame
@@ -314,29 +316,46 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
             if sent % 4 == 0:
                 await asyncio.sleep(0)
 
-    await publish_until(loop.time() + args.warmup)
+    await publish_until(loop.time() + args.warmup, args.window)
     state.sampling = True
     state.latencies.clear()
     t0, bytes0 = time.perf_counter(), state.total
     cpu0, own0 = _cpu(server_pids), time.process_time()
-    await publish_until(loop.time() + args.duration)
+    await publish_until(loop.time() + args.duration, args.window)
     seconds = time.perf_counter() - t0
     server_cpu, own_cpu = _cpu(server_pids) - cpu0, time.process_time() - own0
     delivered = (state.total - bytes0) // frame
+    saturated = sorted(state.latencies) or [0]
+    # then the latency of one message at a time (no queueing behind the others), after a bounded drain
+    state.sampling = False
+    state.target = sent * clients * frame
+    state.progress.clear()
+    if state.total < state.target:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(state.progress.wait(), 30)
+    state.latencies = []
+    state.sampling = True
+    await publish_until(loop.time() + min(1.5, args.duration), 1)
     state.sampling = False
     for sub in subs:
         sub.transport.abort()
     for pub in pubs:
         pub.transport.abort()
-    lat = sorted(state.latencies) or [0]
+    single = sorted(state.latencies) or [0]
+
+    def pct(values: list[int], q: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * q))] / 1000
+
     return {
         "clients": clients,
         "workers_reached": len(workers),
         "delivered": delivered,
         "seconds": seconds,
         "rate": delivered / seconds,
-        "p50_us": lat[len(lat) // 2] / 1000,
-        "p99_us": lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1000,
+        "p50_us": pct(saturated, 0.5),
+        "p99_us": pct(saturated, 0.99),
+        "one_p50_us": pct(single, 0.5),
+        "one_p99_us": pct(single, 0.99),
         "bytes_per_connection": max(0, rss_after - rss_before) / max(1, clients),
         "server_cpu": server_cpu / seconds,
         "load_cpu": own_cpu / seconds,
@@ -353,8 +372,10 @@ class Cell:
     size: int
     clients: int
     rate: float
-    p50_us: float
+    p50_us: float  #: latency at saturation (--window messages in flight)
     p99_us: float
+    one_p50_us: float  #: latency with one message in flight
+    one_p99_us: float
     kib_per_connection: float
     workers_reached: int
     server_cpu: float  #: CPU cores the server processes used while measured (1.0 = one core busy)
@@ -471,6 +492,8 @@ def _run_cell(config: str, server: list[str], size: int, args: argparse.Namespac
         result["rate"],
         result["p50_us"],
         result["p99_us"],
+        result["one_p50_us"],
+        result["one_p99_us"],
         result["bytes_per_connection"] / 1024,
         result["workers_reached"],
         result["server_cpu"],
@@ -545,9 +568,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.warmup} s warm-up + {args.duration} s per cell; {os.cpu_count()} CPUs",
         flush=True,
     )
+    print(f"{'':50} {'saturated':^17} {'1 in flight':^17}")
     print(
-        f"{'configuration':26} {'size':>6} {'delivered msg/s':>16} {'p50 ms':>8} {'p99 ms':>8} {'KiB/conn':>9} "
-        f"{'srv CPU':>8} {'load CPU':>9} {'msg/CPU-s':>10}"
+        f"{'configuration':26} {'size':>6} {'delivered msg/s':>16} {'p50 ms':>8} {'p99 ms':>8} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'KiB/conn':>9} {'srv CPU':>8} {'load CPU':>9} {'msg/CPU-s':>10}"
     )
     try:
         for size in sizes:
@@ -556,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(cell)
                 print(
                     f"{name:26} {size:>6} {cell.rate:>16,.0f} {cell.p50_us / 1000:>8.2f} {cell.p99_us / 1000:>8.2f} "
+                    f"{cell.one_p50_us / 1000:>8.2f} {cell.one_p99_us / 1000:>8.2f} "
                     f"{cell.kib_per_connection:>9.1f} {cell.server_cpu:>8.2f} {cell.load_cpu:>9.2f} "
                     f"{cell.per_cpu_second:>10,.0f}",
                     flush=True,
