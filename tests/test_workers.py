@@ -22,7 +22,10 @@ import wscodec
 from wscodec import ConnectionClosed
 from wscodec.asyncio import WebSocket, connect
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")]
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; SO_REUSEPORT spreads only on Linux"),
+]
 
 APP = str(Path(__file__).with_name("_scaleout_app.py"))
 WSCODEC_ROOT = str(Path(wscodec.__file__).resolve().parents[1])
