@@ -43,21 +43,32 @@ def free_port() -> int:
 class RedisServer:
     """``start()``/``stop()`` a redis-server on ``port`` (the same port across restarts)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, tls_dir: str | None = None) -> None:
         self.path = path
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.tls_dir = tls_dir  # with cert.pem and key.pem: TLS only (rediss://), see make_certificate()
 
     @property
     def url(self) -> str:
+        if self.tls_dir is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls_dir}/cert.pem"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> None:
         assert self.proc is None
+        if self.tls_dir is not None:
+            ports = [
+                "--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", f"{self.tls_dir}/cert.pem", "--tls-key-file", f"{self.tls_dir}/key.pem",
+                "--tls-ca-cert-file", f"{self.tls_dir}/cert.pem", "--tls-auth-clients", "no",
+            ]  # fmt: skip
+        else:
+            ports = ["--port", str(self.port)]
         self.proc = subprocess.Popen(
             [
                 self.path,
-                "--port", str(self.port),
+                *ports,
                 "--bind", "127.0.0.1",
                 "--save", "",
                 "--appendonly", "no",
@@ -80,8 +91,24 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
 
     def ping(self) -> bool:
+        if self.tls_dir is not None:
+            return self._ping_tls()
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def _ping_tls(self) -> bool:
+        import ssl
+
+        context = ssl.create_default_context(cafile=f"{self.tls_dir}/cert.pem")
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as raw,
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+            ):
                 sock.sendall(b"PING\r\n")
                 return sock.recv(64).startswith(b"+PONG")
         except OSError:
@@ -100,3 +127,20 @@ class RedisServer:
                 proc.wait(5)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def make_certificate(directory: str) -> None:
+    """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem) made with the openssl program (Debian
+    package openssl); skip without it, fail under CI."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        hint = "openssl not found: install the Debian package openssl"
+        if os.environ.get("CI"):
+            pytest.fail(hint)
+        pytest.skip(hint)
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", f"{directory}/key.pem", "-out", f"{directory}/cert.pem"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip

@@ -439,3 +439,27 @@ async def test_redis_publish_queue_is_bounded_and_waits_for_room(redis_server: R
     finally:
         await other.aclose()
         await broker.close()
+
+
+async def test_rediss_tls(tmp_path: Any) -> None:
+    """``rediss://``: the broker talks TLS to a redis-server that only listens with TLS."""
+    from _redis_server import make_certificate
+
+    path = redis_server_path()
+    make_certificate(str(tmp_path))
+    tls = RedisServer(path, tls_dir=str(tmp_path))
+    tls.start()
+    try:
+        server = await serve(room, "127.0.0.1", 0, broker=tls.url, compression=None)
+        try:
+            assert server.broker.available
+            members = [await join(server, "tls"), await join(server, "tls")]
+            await members[0].send("over TLS")
+            for ws in members:
+                assert await asyncio.wait_for(ws.recv(), 10) == "over TLS"
+                await ws.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+    finally:
+        tls.stop()

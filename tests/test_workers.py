@@ -426,3 +426,11 @@ def test_bad_options_fail_before_any_fork() -> None:
     with pytest.raises(ValueError, match="share"):
         run(handler, "127.0.0.1", 0, workers=2, share="sometimes")
     assert children(os.getpid()) == before
+
+
+async def test_workers_0_means_one_per_core(apps: list[App], tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    app = start(apps, tmp_path, "--workers", "0")
+    assert len(app.workers) == (cores if cores > 1 else 0)  # one core: served in the process itself
+    ws, _pid = await client(app.port)
+    await ws.close()
