@@ -263,10 +263,10 @@ async def test_redis_stopped_and_restarted_mid_run(apps: list[App], tmp_path: Pa
     deadline = time.monotonic() + 30
     while True:  # once the outage is seen, publishes fail fast (the sender is told), connections stay up
         await sender.send("during the outage")
-        if await asyncio.wait_for(sender.recv(), 20) == "unavailable":
-            break
+        with contextlib.suppress(asyncio.TimeoutError):  # queued as Redis went away: dropped, no answer
+            if await asyncio.wait_for(sender.recv(), 1.0) == "unavailable":
+                break
         assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
     for ws, _pid in members:
         await asyncio.wait_for(ws.ping(), 10)
         assert ws.ready_state == WebSocket.OPEN
