@@ -1,7 +1,7 @@
 """The server the worker tests run as a subprocess: ``python tests/_scaleout_app.py [options]``.
 
-Every connection joins the channel "room", is greeted with ``hello PID`` (so a test knows which worker it
-reached), and publishes to "room" what it sends; a publish the broker refuses is answered "unavailable".
+Every connection joins the channel "room", is greeted with ``hello PID WORKER_ID`` (so a test knows which
+worker it reached), and publishes to "room" what it sends; a publish the broker refuses is answered "unavailable".
 Prints ``listening on ws://127.0.0.1:PORT`` once every worker listens.
 """
 
@@ -13,13 +13,13 @@ import sys
 
 from wscodec.asyncio import WebSocket
 from wscodec.broker import BrokerUnavailable
-from wscodec.workers import run
+from wscodec.workers import run, worker_id
 
 
 async def handler(ws: WebSocket) -> None:
     server = ws.server  # type: ignore[attr-defined]
     await server.join(ws, "room")
-    await ws.send(f"hello {os.getpid()}")
+    await ws.send(f"hello {os.getpid()} {worker_id()}")
     async for message in ws:
         try:
             await server.publish("room", message)

@@ -133,11 +133,16 @@ def start(apps: list[App], tmp: Path, *args: str) -> App:
     return app
 
 
+WORKER_IDS: dict[int, str] = {}  # pid -> what wscodec.workers.worker_id() said in that process
+
+
 async def client(port: int) -> tuple[WebSocket, int]:
     ws = await connect(f"ws://127.0.0.1:{port}/", compression=None)
     hello = await asyncio.wait_for(ws.recv(), 20)
     assert isinstance(hello, str) and hello.startswith("hello ")
-    return ws, int(hello.split()[1])
+    _hello, pid, ident = hello.split()
+    WORKER_IDS[int(pid)] = ident
+    return ws, int(pid)
 
 
 async def clients_on_every_worker(app: App, count: int) -> list[tuple[WebSocket, int]]:
@@ -149,6 +154,7 @@ async def clients_on_every_worker(app: App, count: int) -> list[tuple[WebSocket,
             break
         out.append(await client(app.port))
     assert {pid for _ws, pid in out} == workers, "SO_REUSEPORT should spread connections over every worker"
+    assert {WORKER_IDS[pid] for pid in workers} <= {str(i) for i in range(1, len(workers) + 1)}
     return out
 
 
@@ -225,7 +231,10 @@ async def test_killed_worker_is_replaced_and_clients_reconnect(
     members = survivors + await clients_on_every_worker(app, len(orphans))
     assert victim not in {pid for _ws, pid in members}
     await check_delivery(members, shared=broker is not None)
-    assert "killed by signal 9" in app.stderr() and "restarting it" in app.stderr()
+    log = app.stderr()
+    assert "killed by signal 9" in log and "restarting it" in log
+    # per-worker logging identity: each line names its process
+    assert "supervisor[" in log and "worker-1[" in log and "worker-2[" in log
     assert app.proc.poll() is None
     await close_all(members)
 
