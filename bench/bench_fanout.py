@@ -19,8 +19,8 @@ every subscriber), so the servers run saturated: delivered messages per second (
 = one) and the p50/p99 latency of that state (mostly queueing behind the window). A second, short phase
 keeps one message in flight for the latency of a single fan-out. Also reported: the server's memory per
 connection (RSS growth while the clients connected and subscribed, all workers), the CPU the server
-processes and the load process used, and deliveries per server CPU second (steady when the machine is
-shared, unlike the rates).
+processes, the load process and redis-server used, and deliveries per server CPU second (steadier than
+the rates when the machine is shared; Redis's own CPU is in its column, not in this one).
 
 The ratios at the end are the issue's targets: 2 workers >= 1.6x 1 worker, one wscodec worker >= 3x
 websockets' broadcast(), the Redis broker costing <= 20% against in-process at 1 worker (PASS/FAIL).
@@ -270,6 +270,7 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     frame = (2 if size <= 125 else 4) + size
     state = _State(frame)
     server_pids = [int(p) for p in args.server_pids.split(",") if p]
+    bus_pids = [int(p) for p in args.bus_pids.split(",") if p]
     rss_before = _rss(server_pids)
     subs: list[Subscriber] = []
     batch = 50
@@ -320,10 +321,11 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     state.sampling = True
     state.latencies.clear()
     t0, bytes0 = time.perf_counter(), state.total
-    cpu0, own0 = _cpu(server_pids), time.process_time()
+    cpu0, own0, bus0 = _cpu(server_pids), time.process_time(), _cpu(bus_pids)
     await publish_until(loop.time() + args.duration, args.window)
     seconds = time.perf_counter() - t0
     server_cpu, own_cpu = _cpu(server_pids) - cpu0, time.process_time() - own0
+    bus_cpu = _cpu(bus_pids) - bus0
     delivered = (state.total - bytes0) // frame
     saturated = sorted(state.latencies) or [0]
     # then the latency of one message at a time (no queueing behind the others), after a bounded drain
@@ -359,6 +361,7 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
         "bytes_per_connection": max(0, rss_after - rss_before) / max(1, clients),
         "server_cpu": server_cpu / seconds,
         "load_cpu": own_cpu / seconds,
+        "bus_cpu": bus_cpu / seconds,
         "per_cpu_second": delivered / server_cpu if server_cpu else 0.0,
     }
 
@@ -380,6 +383,7 @@ class Cell:
     workers_reached: int
     server_cpu: float  #: CPU cores the server processes used while measured (1.0 = one core busy)
     load_cpu: float
+    bus_cpu: float  #: CPU cores redis-server used while measured (0 without Redis)
     per_cpu_second: float  #: deliveries per CPU second of the server processes
 
 
@@ -468,7 +472,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run_cell(config: str, server: list[str], size: int, args: argparse.Namespace, per_worker: bool) -> Cell:
+def _run_cell(
+    config: str, server: list[str], size: int, args: argparse.Namespace, per_worker: bool, bus: list[int]
+) -> Cell:
     env = _env()
     proc = Proc([sys.executable, __file__, "server", *server, "--port", "0"], env)
     try:
@@ -477,6 +483,7 @@ def _run_cell(config: str, server: list[str], size: int, args: argparse.Namespac
             sys.executable, __file__, "load", "--port", str(proc.port), "--clients", str(args.clients),
             "--size", str(size), "--duration", str(args.duration), "--warmup", str(args.warmup),
             "--window", str(args.window), "--server-pids", ",".join(map(str, pids)),
+            "--bus-pids", ",".join(map(str, bus)),
         ] + (["--per-worker"] if per_worker else [])  # fmt: skip
         timeout = 120 + args.duration + args.warmup
         out = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout, check=False)
@@ -498,6 +505,7 @@ def _run_cell(config: str, server: list[str], size: int, args: argparse.Namespac
         result["workers_reached"],
         result["server_cpu"],
         result["load_cpu"],
+        result["bus_cpu"],
         result["per_cpu_second"],
     )
 
@@ -519,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     p_load.add_argument("--port", type=int, required=True)
     p_load.add_argument("--size", type=int, required=True)
     p_load.add_argument("--server-pids", default="")
+    p_load.add_argument("--bus-pids", default="")
     p_load.add_argument("--per-worker", action="store_true")
     parser.add_argument("--quick", action="store_true", help="100 clients, 1 s per cell")
     parser.add_argument("--sizes", default="16,1024")
@@ -571,18 +580,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':50} {'saturated':^17} {'1 in flight':^17}")
     print(
         f"{'configuration':26} {'size':>6} {'delivered msg/s':>16} {'p50 ms':>8} {'p99 ms':>8} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'KiB/conn':>9} {'srv CPU':>8} {'load CPU':>9} {'msg/CPU-s':>10}"
+        f"{'p99 ms':>8} {'KiB/conn':>9} {'srv CPU':>8} {'load CPU':>9} {'Redis CPU':>9} {'msg/CPU-s':>10}"
     )
     try:
         for size in sizes:
             for name, server, per_worker in configs:
-                cell = _run_cell(name, server, size, args, per_worker)
+                bus = [redis.proc.pid] if redis is not None and "--broker" in server else []
+                cell = _run_cell(name, server, size, args, per_worker, bus)
                 cells.append(cell)
                 print(
                     f"{name:26} {size:>6} {cell.rate:>16,.0f} {cell.p50_us / 1000:>8.2f} {cell.p99_us / 1000:>8.2f} "
                     f"{cell.one_p50_us / 1000:>8.2f} {cell.one_p99_us / 1000:>8.2f} "
                     f"{cell.kib_per_connection:>9.1f} {cell.server_cpu:>8.2f} {cell.load_cpu:>9.2f} "
-                    f"{cell.per_cpu_second:>10,.0f}",
+                    f"{cell.bus_cpu:>9.2f} {cell.per_cpu_second:>10,.0f}",
                     flush=True,
                 )
     finally:
