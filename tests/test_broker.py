@@ -463,3 +463,42 @@ async def test_rediss_tls(tmp_path: Any) -> None:
             await server.wait_closed()
     finally:
         tls.stop()
+
+
+async def test_a_burst_is_written_once_per_connection() -> None:
+    """Messages published in one loop iteration reach each member in one transport write (up to 16 at a
+    time), in order; the member receives every one of them."""
+    server = await serve(room, "127.0.0.1", 0, compression=None)
+    try:
+        member = await join(server, "burst")
+        (server_side,) = server.connections
+        transport = server_side.transport
+        assert transport is not None
+        writes: list[int] = []
+        real_write = transport.write
+
+        def counting_write(data: Any) -> None:
+            writes.append(len(data))
+            real_write(data)
+
+        try:
+            transport.write = counting_write  # type: ignore[method-assign]
+        except AttributeError:  # uvloop's transports are extension types
+            pytest.skip("this event loop's transports cannot be instrumented")
+        for i in range(10):  # the in-process broker does not suspend: one loop iteration
+            await server.publish("burst", f"b{i}")
+        assert writes == []  # queued until the end of the iteration
+        got = [await asyncio.wait_for(member.recv(), 10) for _ in range(10)]
+        assert got == [f"b{i}" for i in range(10)]
+        assert len(writes) == 1
+        writes.clear()
+        for i in range(40):
+            await server.publish("burst", f"c{i}")
+        got = [await asyncio.wait_for(member.recv(), 10) for _ in range(40)]
+        assert got == [f"c{i}" for i in range(40)]
+        assert len(writes) == 3  # 16 + 16 at once, the last 8 at the end of the iteration
+        transport.write = real_write  # type: ignore[method-assign]
+        await member.close()
+    finally:
+        server.close()
+        await server.wait_closed()

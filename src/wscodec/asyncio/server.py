@@ -479,9 +479,8 @@ def _write(
         return frame
     if frame is None:
         frame = encode_frame(opcode, payload)
-    if defer:  # queued with the connection's own sends: one write per loop iteration (WebSocket._queued)
+    if defer:  # queued after the connection's own sends; the caller writes them out (ws._write_out) soon
         conn._out.append(frame)
-        ws._queued(len(frame))
         return frame
     ws._write_out()  # what ws.send() queued goes first
     assert ws._transport is not None
@@ -503,7 +502,8 @@ def _broadcast(
 ) -> tuple[int, Any, bytes | None, list[WebSocket]]:
     """Write ``message`` to every eligible connection, applying each one's slow-consumer policy; with
     ``hold_slow``, the slow connections of policy "wait" are returned instead of written to; with
-    ``defer``, the writes wait for the end of the loop iteration (several messages, one system call)."""
+    ``defer``, the frame is only queued in each Connection and the caller calls ``ws._write_out()`` later
+    (several messages, one system call: see wscodec.broker.channels)."""
     opcode, payload = _frame_for(message)
     frame: bytes | None = None
     slow: list[WebSocket] = []

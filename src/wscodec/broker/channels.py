@@ -4,8 +4,9 @@ One :class:`Channels` per server. The broker sees one subscriber per channel per
 however many connections joined, so a message crosses the bus once per process and is framed once per
 process by :func:`wscodec.asyncio.server._broadcast`, which also applies each connection's slow-consumer
 policy exactly as :func:`~wscodec.asyncio.broadcast` does. Writes are deferred to the end of the event loop
-iteration, joining the connection's own pending sends, so that a burst of messages (a publisher's batch,
-a read from Redis holding several) costs one system call per connection, not one per message.
+iteration (one callback for all of them), joining the connection's own pending sends, so that a burst of
+messages (a publisher's batch, a read from Redis holding several) costs one system call per connection,
+not one per message; at most ``_BURST`` messages wait so.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from ..asyncio.websocket import WebSocket
 
 __all__ = ["Channels"]
+
+_BURST = 16  # messages queued per connection at most before they are written out
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,9 @@ class Channels:
         self._joined: dict[WebSocket, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscribing: dict[str, asyncio.Future[None]] = {}  # first join of a channel, until confirmed
+        self._unwritten: dict[str, tuple[WebSocket, ...]] = {}  # delivered this loop iteration, not written yet
+        self._burst = 0  # messages delivered since the last write-out
+        self._flush_handle: asyncio.Handle | None = None
 
     def members(self, channel: str) -> frozenset[WebSocket]:
         """The local connections that joined ``channel``."""
@@ -117,7 +123,8 @@ class Channels:
         await self.broker.publish(channel, message)
 
     def _deliver(self, channel: str, message: Message) -> None:
-        """A message from the bus: frame it once, write it to every local member of ``channel``."""
+        """A message from the bus: frame it once, queue it for every local member of ``channel``; the
+        writes go out at the end of the loop iteration, or at once every ``_BURST`` messages."""
         snapshot = self._snapshots.get(channel)
         if snapshot is None:
             members = self._members.get(channel)
@@ -125,9 +132,27 @@ class Channels:
                 return
             snapshot = self._snapshots[channel] = tuple(members)
         self._broadcast(snapshot, message, self.compress, False, True)
+        self._unwritten[channel] = snapshot
+        self._burst += 1
+        if self._burst >= _BURST:
+            self._write_out()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        """Hand what the deliveries queued to each member's transport: one write per connection."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._burst = 0
+        unwritten, self._unwritten = self._unwritten, {}
+        for members in unwritten.values():
+            for ws in members:
+                ws._write_out()
 
     async def close(self) -> None:
-        """Wait for the unsubscriptions in flight (bounded: the broker's own timeouts)."""
+        """Write out what is queued; wait for the unsubscriptions in flight (bounded: the broker's timeouts)."""
+        self._write_out()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5.0)
 
