@@ -140,6 +140,71 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serve --workers / --broker
+
+
+def _serve_scaled(args: argparse.Namespace) -> int:
+    """``serve`` with ``--workers`` other than 1 or a ``--broker``: :func:`wscodec.workers.run`, the chat
+    room being the channel "chat" on the broker (shared by every worker and server using it)."""
+    import logging
+
+    from .broker import BrokerUnavailable
+    from .workers import run
+
+    page = _demo_page()
+    log = logging.getLogger("wscodec.cli")
+
+    def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        if _is_upgrade(request):
+            return None
+        if request.path.split("?", 1)[0] in ("/", "/index.html"):
+            return 200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], page
+        return 404, [("Content-Type", "text/plain; charset=utf-8")], b"Not Found\n"
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def chat(ws: Any) -> None:
+        await ws.server.join(ws, "chat")
+        async for message in ws:
+            try:
+                await ws.server.publish("chat", message)
+            except BrokerUnavailable as exc:  # the connection stays open; the line is lost, and counted
+                log.debug("%s", exc)
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    mode = "chat" if args.chat else "echo"
+
+    def ready(address: str, port: int) -> None:
+        print(f"listening on ws://{host}:{port}", flush=True)
+        print(
+            f"{mode} server, {args.workers or 'one per core'} workers, broker {args.broker or 'in-process'}; "
+            f"demo page at http://{host}:{port}/ (Ctrl-C to stop)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if args.chat and args.workers != 1 and not args.broker:
+        print("note: without --broker each worker has its own chat room", file=sys.stderr, flush=True)
+    try:
+        return run(
+            chat if args.chat else echo,
+            args.host,
+            args.port,
+            workers=args.workers,
+            ready=ready,
+            broker=args.broker,
+            subprotocols=tuple(args.subprotocol),
+            process_request=process_request,
+            compression=None if args.no_compression else "deflate",
+            max_size=args.max_size or None,
+        )
+    except (ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
 # --------------------------------------------------------------------------- connect
 
 
@@ -452,6 +517,7 @@ def _bounded(kind: type[int] | type[float], low: float, high: float | None, what
 
 _port = _bounded(int, 0, 65535, "a port number")
 _size = _bounded(int, 0, 2**62, "a size in bytes")
+_count = _bounded(int, 0, 1024, "a count from 0 to 1024")
 _seconds = _bounded(float, 0, 10**9, "a number of seconds")
 
 
@@ -510,6 +576,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", metavar="PEM", help="certificate chain (PEM) to serve wss:// and https://")
     serve.add_argument("--tls-key", metavar="PEM", help="private key (PEM) for --tls-cert, if not in the same file")
     _add_verbosity(serve, "no access lines")
+    # scale-out: worker processes on one port, and the bus that carries --chat across them
+    serve.add_argument(
+        "--workers", type=_count, default=1, metavar="N", help="worker processes sharing the port (0 = one per core)"
+    )
+    serve.add_argument(
+        "--broker", metavar="URL", help="chat bus across workers and servers: redis://host:port/db, rediss://"
+    )
 
     connect = subparser(
         "connect",
@@ -601,6 +674,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bench":
         return _bench(args)
     _setup_logging(args)
+    if args.command == "serve" and (args.workers != 1 or args.broker):
+        return _serve_scaled(args)
     runner = _serve if args.command == "serve" else _connect
     try:
         return asyncio.run(runner(args))

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from .._kernels import encode_frame
+from ..broker import Broker, Message, make_broker
 from ..connection import OPEN, Connection
 from ..errors import ConnectionClosed
 from ..events import Request
@@ -60,6 +61,11 @@ class ServerWebSocket(WebSocket):
         self._head_waiter: asyncio.Future[None] = self._loop.create_future()
         self._open_timer: asyncio.TimerHandle | None = None
         self._handler_task: asyncio.Task[None] | None = None
+
+    @property
+    def server(self) -> Server:
+        """The :class:`Server` this connection belongs to (for ``ws.server.join(ws, channel)`` and the like)."""
+        return self._server
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -112,6 +118,8 @@ class ServerWebSocket(WebSocket):
         super().connection_lost(exc)
         self._server.connections.discard(self)
         self._server._protocols.discard(self)
+        if self._server._channels is not None:
+            self._server._channels.discard(self)
 
     def _after_closed(self) -> None:
         response = self._conn.response
@@ -254,6 +262,7 @@ class Server:
         max_connections: int | None = None,
         slow_consumer: str = "close",
         slow_consumer_limit: int = 1 << 20,
+        broker: Broker | str | None = None,
     ) -> None:
         if slow_consumer not in ("close", "skip", "wait"):
             raise ValueError("slow_consumer must be 'close', 'skip' or 'wait'")
@@ -285,6 +294,10 @@ class Server:
         self._server: asyncio.AbstractServer | None = None
         self._closing = False
         self._closed_event = asyncio.Event()
+        #: The bus :meth:`publish` goes through (see :mod:`wscodec.broker`); in-process unless ``broker`` says.
+        self.broker: Broker = make_broker(broker)
+        self._owns_broker = not isinstance(broker, Broker)
+        self._channels: Any = None  # wscodec.broker.channels.Channels, made on first use
 
     def _protocol_factory(self) -> ServerWebSocket:
         conn = Connection("server", stream_messages=True, **self._connection_options)
@@ -350,6 +363,36 @@ class Server:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
             except asyncio.TimeoutError:
                 logger.warning("the listening sockets did not close in time")
+        if self._channels is not None:
+            await self._channels.close()
+        if self._owns_broker:
+            await self.broker.close()
+
+    # ------------------------------------------------------------------ channels (wscodec.broker)
+
+    def _hub(self) -> Any:
+        if self._channels is None:
+            from ..broker.channels import Channels
+
+            self._channels = Channels(self.broker)
+        return self._channels
+
+    async def join(self, ws: WebSocket, channel: str) -> None:
+        """Subscribe ``ws`` to ``channel``: it receives what :meth:`publish` sends there, from this process
+        and from every process sharing the broker. Returns once the subscription is active. A connection
+        leaves its channels when it closes."""
+        await self._hub().join(ws, channel)
+
+    async def leave(self, ws: WebSocket, channel: str) -> None:
+        """Unsubscribe ``ws`` from ``channel``."""
+        await self._hub().leave(ws, channel)
+
+    async def publish(self, channel: str, message: Message) -> None:
+        """Send ``message`` (str or bytes) to every connection subscribed to ``channel`` on every worker and
+        machine sharing the broker; each process frames it once and applies each connection's
+        ``slow_consumer`` policy as :func:`broadcast` does. One publisher's messages arrive in order, at
+        most once. Raises :class:`~wscodec.broker.BrokerUnavailable` at once while the broker is down."""
+        await self._hub().publish(channel, message)
 
     async def __aenter__(self) -> Server:
         return self
@@ -375,7 +418,9 @@ class serve:
     choice among ``subprotocols`` (the server's preference list). ``origins`` lists the allowed ``Origin``
     values (None in it: no Origin header), others get 403. Beyond ``max_connections`` open connections
     upgrades get 503. ``slow_consumer`` ("close", "skip" or "wait") is what :func:`broadcast` does with
-    a connection whose buffer holds more than ``slow_consumer_limit`` bytes. Other options as in
+    a connection whose buffer holds more than ``slow_consumer_limit`` bytes. ``broker`` (a URL such as
+    ``"redis://host:6379/0"`` or a :class:`~wscodec.broker.Broker`) carries :meth:`Server.publish` across
+    processes; ``sock`` serves on a socket bound already. Other options as in
     :class:`~wscodec.asyncio.connect`; ``ssl`` is an :class:`ssl.SSLContext` for wss.
     """
 
@@ -386,18 +431,23 @@ class serve:
         port: int | None = 8765,
         *,
         ssl: Any = None,
+        sock: socket.socket | None = None,
         **options: Any,
     ) -> None:
         self._server = Server(handler, **options)
         self._host = host
         self._port: Any = port
         self._ssl = ssl
+        self._sock = sock  # a socket bound (and maybe listening) already: what wscodec.workers hands a worker
         self._unix_path: str | None = None
 
     async def _start(self) -> Server:
         loop = asyncio.get_running_loop()
         server = self._server
-        if self._unix_path is not None:
+        await server.broker.start()
+        if self._sock is not None:
+            server._server = await loop.create_server(server._protocol_factory, sock=self._sock, ssl=self._ssl)
+        elif self._unix_path is not None:
             server._server = await loop.create_unix_server(server._protocol_factory, self._unix_path, ssl=self._ssl)
         else:
             server._server = await loop.create_server(
@@ -440,7 +490,9 @@ def _frame_for(message: Any) -> tuple[int, Any]:
     raise TypeError(f"broadcast() takes str or bytes-like, not {type(message).__name__}")
 
 
-def _write(ws: WebSocket, message: Any, frame: bytes | None, opcode: int, payload: Any, compress: bool) -> bytes | None:
+def _write(
+    ws: WebSocket, message: Any, frame: bytes | None, opcode: int, payload: Any, compress: bool, defer: bool = False
+) -> bytes | None:
     """Write ``message`` to ``ws``: the shared unmasked frame, or the connection's own framing when it must
     mask (client) or compress. Returns the shared frame (built on first use)."""
     conn = ws._conn
@@ -450,6 +502,9 @@ def _write(ws: WebSocket, message: Any, frame: bytes | None, opcode: int, payloa
         return frame
     if frame is None:
         frame = encode_frame(opcode, payload)
+    if defer:  # queued after the connection's own sends; the caller writes them out (ws._write_out) soon
+        conn._out.append(frame)
+        return frame
     ws._write_out()  # what ws.send() queued goes first
     assert ws._transport is not None
     ws._transport.write(frame)
@@ -466,10 +521,12 @@ def _eligible(ws: WebSocket) -> bool:
 
 
 def _broadcast(
-    connections: Iterable[WebSocket], message: Any, compress: bool, hold_slow: bool
+    connections: Iterable[WebSocket], message: Any, compress: bool, hold_slow: bool, defer: bool = False
 ) -> tuple[int, Any, bytes | None, list[WebSocket]]:
     """Write ``message`` to every eligible connection, applying each one's slow-consumer policy; with
-    ``hold_slow``, the slow connections of policy "wait" are returned instead of written to."""
+    ``hold_slow``, the slow connections of policy "wait" are returned instead of written to; with
+    ``defer``, the frame is only queued in each Connection and the caller calls ``ws._write_out()`` later
+    (several messages, one system call: see wscodec.broker.channels)."""
     opcode, payload = _frame_for(message)
     frame: bytes | None = None
     slow: list[WebSocket] = []
@@ -486,7 +543,7 @@ def _broadcast(
             if hold_slow:
                 slow.append(ws)
                 continue
-        frame = _write(ws, message, frame, opcode, payload, compress)
+        frame = _write(ws, message, frame, opcode, payload, compress, defer)
     return opcode, payload, frame, slow
 
 

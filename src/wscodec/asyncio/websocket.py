@@ -78,6 +78,7 @@ def _format_peer(address: Any) -> str:
         return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
     return str(address) if address else "-"
 
+
 Data = str | bytes | bytearray | memoryview
 Listener = Callable[[Any], Any]
 

@@ -1,0 +1,180 @@
+"""A message bus for broadcast: publish a message to a channel, subscribe callbacks to channels.
+
+A server publishes through a :class:`Broker` and subscribes to it once per channel per process; the
+broker's job is only to carry messages between processes (or not: :class:`InProcessBroker`), while
+framing, the slow-consumer policy and the list of connections stay in the server
+(:mod:`wscodec.broker.channels`). So a new engine (NATS, Redis Streams for replay) is one class with
+five methods:
+
+- ``await start()`` / ``await close()``: connect and disconnect (the server calls them);
+- ``await publish(channel, message)``: hand ``message`` (``str`` or ``bytes``) to every subscriber of
+  ``channel`` in every process sharing the broker, in the order one publisher called it;
+- ``await subscribe(channel, callback)`` / ``await unsubscribe(channel, callback)``: ``callback(channel,
+  message)`` is called (synchronously, in the event loop) for every message published to ``channel``
+  once ``subscribe`` has returned.
+
+Delivery is at most once: a broker may drop messages (a Redis outage, a subscriber that fell too far
+behind) but never duplicates or reorders the messages of one publisher.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import WebSocketError
+
+__all__ = [
+    "Broker",
+    "BrokerStats",
+    "BrokerUnavailable",
+    "InProcessBroker",
+    "Message",
+    "Subscriber",
+    "make_broker",
+]
+
+logger = logging.getLogger(__name__)
+
+Message = str | bytes
+Subscriber = Callable[[str, Message], None]
+
+
+class BrokerUnavailable(WebSocketError):
+    """The broker cannot carry the message now (its server is down or unreachable); nothing was sent.
+
+    Publishing fails fast instead of queueing: a chat line or a price tick delayed by a minute of outage
+    is worth less than an error the caller can count, show or retry.
+    """
+
+
+@dataclass
+class BrokerStats:
+    """Counters of one broker in one process (since it was created)."""
+
+    published: int = 0  #: messages handed to the bus by :meth:`Broker.publish`
+    failed: int = 0  #: publishes refused with :class:`BrokerUnavailable`
+    received: int = 0  #: messages received from the bus for a local subscription
+    outages: int = 0  #: times the connection to the bus was lost (or could not be made)
+
+
+class Broker(abc.ABC):
+    """The interface a server publishes and subscribes through. See the module docstring."""
+
+    def __init__(self) -> None:
+        self.stats = BrokerStats()
+        self._subscribers: dict[str, list[Subscriber]] = {}
+
+    @property
+    def available(self) -> bool:
+        """True while :meth:`publish` can hand messages to the bus."""
+        return True
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """The channels this process is subscribed to."""
+        return frozenset(self._subscribers)
+
+    async def start(self) -> None:  # noqa: B027 (an optional hook, empty by default)
+        """Connect to the bus. A bus that is down is not an error here: the broker keeps trying."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Disconnect; later publishes raise :class:`BrokerUnavailable`."""
+
+    @abc.abstractmethod
+    async def publish(self, channel: str, message: Message) -> None:
+        """Send ``message`` to every subscriber of ``channel``; :class:`BrokerUnavailable` if the bus is down."""
+
+    async def subscribe(self, channel: str, callback: Subscriber) -> None:
+        """Call ``callback(channel, message)`` for every message published to ``channel`` from now on."""
+        callbacks = self._subscribers.get(channel)
+        if callbacks is None:
+            self._subscribers[channel] = [callback]
+            await self._subscribe_channel(channel)
+        elif callback not in callbacks:
+            callbacks.append(callback)
+
+    async def unsubscribe(self, channel: str, callback: Subscriber) -> None:
+        """Stop calling ``callback`` for ``channel`` (nothing happens if it was not subscribed)."""
+        callbacks = self._subscribers.get(channel)
+        if callbacks is None or callback not in callbacks:
+            return
+        callbacks.remove(callback)
+        if not callbacks:
+            del self._subscribers[channel]
+            await self._unsubscribe_channel(channel)
+
+    async def _subscribe_channel(self, channel: str) -> None:  # noqa: B027
+        """The first local subscriber of ``channel`` arrived: subscribe on the bus."""
+
+    async def _unsubscribe_channel(self, channel: str) -> None:  # noqa: B027
+        """The last local subscriber of ``channel`` left: unsubscribe on the bus."""
+
+    def _dispatch(self, channel: str, message: Message) -> None:
+        """Hand a message from the bus to the local subscribers of ``channel``."""
+        callbacks = self._subscribers.get(channel)
+        if not callbacks:
+            return
+        self.stats.received += 1
+        for callback in tuple(callbacks):
+            try:
+                callback(channel, message)
+            except Exception:
+                logger.exception("subscriber %r of channel %r failed", callback, channel)
+
+
+class InProcessBroker(Broker):
+    """The default: channels inside this process only, no dependency (what :func:`broadcast` does).
+
+    With several worker processes each has its own channels; share them through :class:`RedisBroker`.
+    """
+
+    def __repr__(self) -> str:
+        return "InProcessBroker()"
+
+    async def publish(self, channel: str, message: Message) -> None:
+        if not isinstance(message, (str, bytes)):
+            message = _check_message(message)
+        self.stats.published += 1
+        self._dispatch(channel, message)
+
+
+def _check_message(message: Any) -> bytes:
+    if isinstance(message, (bytearray, memoryview)):
+        return bytes(message)
+    raise TypeError(f"publish() takes str or bytes-like, not {type(message).__name__}")
+
+
+def make_broker(broker: Broker | str | None) -> Broker:
+    """A :class:`Broker` from what ``serve(broker=...)`` accepts: None or ``"memory://"`` (in-process),
+    ``"redis://[user:password@]host[:port][/db]"``, ``"rediss://..."`` (TLS), ``"unix:///path?db=N"``, or a
+    Broker instance. Raises ValueError at once on a URL it cannot use, so a typo stops the start-up."""
+    if broker is None:
+        return InProcessBroker()
+    if isinstance(broker, Broker):
+        return broker
+    if not isinstance(broker, str):
+        raise TypeError(f"broker must be a URL or a Broker, not {type(broker).__name__}")
+    scheme = urlsplit(broker).scheme.lower()
+    if scheme in ("memory", "inprocess") or broker in ("memory", "inprocess"):
+        return InProcessBroker()
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis import RedisBroker
+
+        return RedisBroker(broker)
+    raise ValueError(
+        f"unsupported broker URL {broker!r}: use memory:// (in-process), redis://host:port/db, "
+        "rediss://host:port/db (TLS) or unix:///path/to/redis.sock"
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisBroker":  # imported on use: the redis package is an optional extra
+        from .redis import RedisBroker
+
+        return RedisBroker
+    raise AttributeError(name)

@@ -1,0 +1,404 @@
+"""The Redis broker: channels shared by every process and machine connected to one Redis, over pub/sub.
+
+Needs the ``redis`` package (``pip install 'wscodec[redis]'``), whose asyncio client it uses. Per process:
+one connection subscribed to the channels that have local members (a SUBSCRIBE when the first member
+joins, an UNSUBSCRIBE when the last leaves) and one connection that publishes. Publishes from one process
+are queued (bounded) and one writer sends the queue in order, pipelined in batches, so one publisher's
+messages arrive in order and a burst costs one round trip (and reaches subscribers as a burst, which they
+write out with one system call per connection).
+
+Faults: when Redis cannot be reached the broker logs it once (a WARNING), counts it in
+``stats.outages``, and reconnects with exponential back-off (``reconnect_min`` to ``reconnect_max``
+seconds, with jitter so that many workers do not reconnect in step). Meanwhile :meth:`RedisBroker.publish`
+raises :class:`~wscodec.broker.BrokerUnavailable` at once (counted in ``stats.failed``), the messages
+that were queued when the connection broke are dropped and counted there too, and WebSocket connections
+are untouched. Once Redis answers again every channel with local members is subscribed again
+and a second WARNING says so; messages published during the outage are lost (Redis pub/sub delivers at
+most once, and so does this broker).
+
+Redis itself disconnects a subscriber that falls too far behind (``client-output-buffer-limit pubsub``,
+32 MB by default): that is an outage like any other, and the messages in between are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from . import Broker, BrokerUnavailable, Message
+
+__all__ = ["RedisBroker"]
+
+logger = logging.getLogger(__name__)
+
+_TEXT, _BINARY = b"t", b"b"  # first byte of a payload on the bus: the WebSocket message type
+_BATCH = 256  # publishes per pipeline round trip
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def _validate(url: str) -> None:
+    """Raise ValueError naming what is wrong with ``url``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"invalid Redis URL {_redact(url)!r}: {exc}") from None
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"invalid Redis URL {_redact(url)!r}: unix:// needs a socket path")
+        return
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"invalid Redis URL {_redact(url)!r}: the scheme must be redis://, rediss:// or unix://")
+    if not parts.hostname:
+        raise ValueError(f"invalid Redis URL {_redact(url)!r}: no host (expected redis://host:port/db)")
+    if port == 0:
+        raise ValueError(f"invalid Redis URL {_redact(url)!r}: port 0")
+    db = parts.path.lstrip("/")
+    if db and not (db.isdigit() and int(db) < 2**16):
+        raise ValueError(f"invalid Redis URL {_redact(url)!r}: the path must be a database number, not {db!r}")
+
+
+class RedisBroker(Broker):
+    """Channels shared through Redis pub/sub: ``RedisBroker("redis://127.0.0.1:6379/0")``.
+
+    ``rediss://`` connects with TLS (query parameters such as ``ssl_cert_reqs`` and ``ssl_ca_certs`` go to
+    the redis client, as in :func:`redis.asyncio.from_url`). Channel ``name`` is the Redis channel
+    ``prefix + name``, so several applications can share one Redis. A bad URL raises ValueError here.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "wscodec:",
+        connect_timeout: float = 3.0,
+        command_timeout: float = 5.0,
+        reconnect_min: float = 0.1,
+        reconnect_max: float = 5.0,
+        max_pending: int = 10_000,
+        max_pending_bytes: int = 16 * 2**20,
+    ) -> None:
+        super().__init__()
+        _validate(url)
+        try:
+            import redis.asyncio  # noqa: F401
+            from redis.asyncio.connection import parse_url
+        except ImportError:
+            raise ImportError("the Redis broker needs the redis package: pip install 'wscodec[redis]'") from None
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            raise ValueError(f"invalid Redis URL {_redact(url)!r}: {exc}") from None
+        self.url = url
+        self.prefix = prefix
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
+        self._control = f"{prefix}\x00control"  # always subscribed: keeps the reader's connection in pub/sub mode
+        self._pub: Any = None  # redis.asyncio.Redis for PUBLISH
+        self._sub: Any = None  # redis.asyncio.Redis the pub/sub connections come from
+        self._pubsub: Any = None
+        self._up = False
+        self._closed = False
+        self._started = False
+        self._down_since: float | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._reconnector: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._queue: deque[tuple[bytes, bytes]] = deque()
+        self._queued_bytes = 0
+        self._wakeup: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None  # set while the queue has room
+        self._acks: dict[bytes, deque[asyncio.Future[None]]] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisBroker({_redact(self.url)!r})"
+
+    @property
+    def available(self) -> bool:
+        return self._up and not self._closed
+
+    def _key(self, channel: str) -> bytes:
+        return (self.prefix + channel).encode("utf-8")
+
+    def _client(self) -> Any:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        return aioredis.Redis.from_url(
+            self.url,
+            retry=Retry(NoBackoff(), 0),  # fail fast: reconnection is this class's job, with its own back-off
+            socket_connect_timeout=self.connect_timeout,
+            socket_keepalive=True,
+            health_check_interval=0,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Connect (at most ``connect_timeout``); if Redis is down, log it and go on reconnecting in the
+        background: the WebSocket server starts all the same."""
+        if self._started:
+            return
+        self._started = True
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._pub = self._client()
+        self._sub = self._client()
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        try:
+            await self._connect()
+        except Exception as exc:
+            self._outage(exc)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._up = False
+        for task in (self._reader, self._reconnector, self._writer):
+            if task is not None:
+                task.cancel()
+        for task in (self._reader, self._reconnector, self._writer):
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await task
+        self._fail_queue("the Redis broker is closed")
+        await self._drop_pubsub()
+        for client in (self._pub, self._sub):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.aclose(), self.connect_timeout)
+
+    async def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), self.connect_timeout)
+        for waiters in self._acks.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)  # join() does not wait for a subscription that will be redone
+        self._acks.clear()
+
+    async def _connect(self) -> None:
+        """One attempt: PING on the publishing side, then subscribe to every channel with local members."""
+        await asyncio.wait_for(self._pub.ping(), self.connect_timeout + self.command_timeout)
+        pubsub = self._sub.pubsub(ignore_subscribe_messages=False)
+        self._pubsub = pubsub
+        channels = [self._key(c) for c in self._subscribers]
+        ack = self._expect_ack(self._control.encode())
+        await asyncio.wait_for(pubsub.subscribe(self._control, *channels), self.connect_timeout + self.command_timeout)
+        self._reader = asyncio.get_running_loop().create_task(self._read_loop(pubsub))
+        await asyncio.wait_for(asyncio.shield(ack), self.command_timeout)
+        if self._pubsub is not pubsub:  # the reader failed in between
+            raise ConnectionError("the subscription connection closed while subscribing")
+        self._up = True
+        # channels joined while the SUBSCRIBE above was on its way
+        for channel in set(self._subscribers) - {c.decode("utf-8")[len(self.prefix) :] for c in channels}:
+            await self._subscribe_channel(channel)
+
+    def _outage(self, exc: BaseException) -> None:
+        """The bus is gone: log once, fail fast from now on, reconnect in the background."""
+        if self._closed:
+            return
+        was_up = self._up
+        self._up = False
+        if self._reconnector is not None and not self._reconnector.done():
+            return  # already reconnecting
+        self.stats.outages += 1
+        self._down_since = time.monotonic()
+        logger.warning(
+            "Redis broker %s %s (%s: %s): publishes fail until it is back, reconnecting with back-off",
+            _redact(self.url),
+            "lost" if was_up else "unreachable",
+            type(exc).__name__,
+            exc,
+        )
+        self._fail_queue("Redis is unreachable")
+        self._reconnector = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        while not self._closed:
+            if self._reader is not None:
+                self._reader.cancel()
+                self._reader = None
+            await self._drop_pubsub()
+            delay = min(self.reconnect_max, self.reconnect_min * 2**attempt) * random.uniform(0.5, 1.0)
+            attempt += 1
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("Redis broker %s: reconnection %d failed: %s", _redact(self.url), attempt, exc)
+                continue
+            since = self._down_since
+            logger.warning(
+                "Redis broker %s is back after %.1f s: %d channels subscribed again",
+                _redact(self.url),
+                time.monotonic() - since if since is not None else 0.0,
+                len(self._subscribers),
+            )
+            self._reconnector = None
+            return
+
+    # ------------------------------------------------------------------ subscribing
+
+    def _expect_ack(self, key: bytes) -> asyncio.Future[None]:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks.setdefault(key, deque()).append(waiter)
+        return waiter
+
+    async def _subscribe_channel(self, channel: str) -> None:
+        """SUBSCRIBE, and wait for Redis to confirm it (so a publish made after ``join()`` returns is seen).
+        While Redis is down the channel is only remembered: the reconnection subscribes it."""
+        pubsub = self._pubsub
+        if not self._up or pubsub is None:
+            return
+        key = self._key(channel)
+        ack = self._expect_ack(key)
+        try:
+            await asyncio.wait_for(pubsub.subscribe(key), self.command_timeout)
+            await asyncio.wait_for(asyncio.shield(ack), self.command_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._outage(exc)
+
+    async def _unsubscribe_channel(self, channel: str) -> None:
+        pubsub = self._pubsub
+        if not self._up or pubsub is None:
+            return
+        try:
+            await asyncio.wait_for(pubsub.unsubscribe(self._key(channel)), self.command_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._outage(exc)
+
+    async def _read_loop(self, pubsub: Any) -> None:
+        prefix = len(self.prefix)
+        dispatch = self._dispatch
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                kind = message["type"]
+                if kind == "message":
+                    data: bytes = message["data"]
+                    channel = message["channel"].decode("utf-8", "replace")[prefix:]
+                    tag = data[:1]
+                    if tag == _BINARY:
+                        dispatch(channel, data[1:])
+                        continue
+                    try:
+                        text = data[1:].decode("utf-8") if tag == _TEXT else None
+                    except UnicodeDecodeError:
+                        text = None
+                    if text is None:
+                        logger.warning("Redis broker: dropped a message on %r not published by wscodec", channel)
+                    else:
+                        dispatch(channel, text)
+                elif kind == "subscribe":
+                    key = message["channel"]
+                    waiters = self._acks.get(key)
+                    if waiters:
+                        waiter = waiters.popleft()
+                        if not waiters:
+                            del self._acks[key]  # bounded by the subscriptions in flight, not by history
+                        if not waiter.done():
+                            waiter.set_result(None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._pubsub is pubsub:
+                self._pubsub = None
+                self._reader = None
+                self._outage(exc)
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(self, channel: str, message: Message) -> None:
+        """Queue ``message`` for Redis and return: one writer sends the queue in order, many publishes per
+        round trip. Raises :class:`~wscodec.broker.BrokerUnavailable` at once while Redis is known to be
+        down. A publish queued just before Redis went away is dropped and counted in ``stats.failed``
+        (at most once). While ``max_pending`` messages or ``max_pending_bytes`` bytes wait, it waits for
+        room (at most ``command_timeout``, then BrokerUnavailable): backpressure, as ``send()`` has."""
+        if isinstance(message, str):
+            payload = _TEXT + message.encode("utf-8")
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            payload = _BINARY + bytes(message)
+        else:
+            raise TypeError(f"publish() takes str or bytes-like, not {type(message).__name__}")
+        if not self._up or self._closed:
+            self.stats.failed += 1
+            raise BrokerUnavailable(f"Redis broker {_redact(self.url)} is unavailable: message not published")
+        assert self._wakeup is not None and self._drained is not None
+        if len(self._queue) >= self.max_pending or self._queued_bytes >= self.max_pending_bytes:
+            self._drained.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), self.command_timeout)
+            if not self._up or self._closed or len(self._queue) >= self.max_pending:
+                self.stats.failed += 1
+                raise BrokerUnavailable(f"Redis broker {_redact(self.url)}: too many publishes pending")
+        self._queue.append((self._key(channel), payload))
+        self._queued_bytes += len(payload)
+        self._wakeup.set()
+
+    def _fail_queue(self, why: str) -> None:
+        dropped = len(self._queue)
+        self._queue.clear()
+        self._queued_bytes = 0
+        if self._drained is not None:
+            self._drained.set()  # waiting publishers see the outage
+        if dropped:
+            self.stats.failed += dropped
+            logger.debug("Redis broker %s: %s: %d queued messages dropped", _redact(self.url), why, dropped)
+
+    async def _write_loop(self) -> None:
+        """The one writer: batches of PUBLISH in one pipeline per round trip, in the order they were made."""
+        assert self._wakeup is not None and self._drained is not None
+        queue = self._queue
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while queue:
+                batch = [queue.popleft() for _ in range(min(_BATCH, len(queue)))]
+                self._queued_bytes -= sum(len(payload) for _key, payload in batch)
+                if len(queue) < self.max_pending // 2 and self._queued_bytes < self.max_pending_bytes // 2:
+                    self._drained.set()
+                try:
+                    pipe = self._pub.pipeline(transaction=False)
+                    for key, payload in batch:
+                        pipe.publish(key, payload)
+                    await asyncio.wait_for(pipe.execute(), self.command_timeout)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.stats.failed += len(batch)
+                    self._outage(exc)
+                    continue
+                self.stats.published += len(batch)

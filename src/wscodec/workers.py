@@ -1,0 +1,441 @@
+"""Worker processes on one port, under a supervising parent: :func:`run`.
+
+``run(handler, host, port, workers=N, **serve_options)`` forks N processes that each run an ordinary
+:func:`wscodec.asyncio.serve` on the same port, and supervises them:
+
+- **One port.** On Linux each worker binds its own listening socket with ``SO_REUSEPORT`` and the kernel
+  spreads new connections over them. Elsewhere (or with ``share="inherit"``) the parent opens one listening
+  socket and the forked workers inherit it. Port 0 picks a free port once, for every worker.
+- **Restarts.** A worker that dies is started again, at once the first time. One that dies again within
+  ``stable_after`` seconds of its start is restarted after a back-off (0.5 s, doubling, at most 10 s);
+  after ``max_failures`` such deaths in a row the supervisor stops the other workers and :func:`run`
+  returns 1. A worker that ran longer than ``stable_after`` resets its count.
+- **Shutdown.** SIGINT or SIGTERM to the parent is forwarded to every worker, which stops listening and
+  closes its connections with 1001 (going away), waiting at most ``close_timeout`` for each; the parent
+  waits for them (``close_timeout`` + 5 s, then SIGKILL) and :func:`run` returns 0. A worker whose parent
+  disappears (SIGKILL) shuts itself down the same way within a second.
+- **Logging identity.** Workers are named ``worker-1`` … ``worker-N`` (``%(processName)s`` in a log
+  format; :data:`LOG_FORMAT` uses it, and :func:`run` installs it when logging is not configured), and
+  ``os.environ["WSCODEC_WORKER"]`` holds the number (``worker_id()`` returns it).
+
+Every option of :func:`~wscodec.asyncio.serve` applies **per worker**: ``max_connections=1000`` with 4
+workers admits up to 4000 connections in all, each worker having its own connections, its own
+``broadcast()`` reach and its own in-process broker. To reach the clients of every worker, give
+``broker="redis://host:port/db"`` and use :meth:`Server.publish <wscodec.asyncio.Server.publish>`.
+
+The handler reaches its server as ``ws.server`` (for ``await ws.server.join(ws, channel)``). Workers are
+forked (the handler need not be importable), so call :func:`run` from a program's main thread, before
+any event loop runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+__all__ = ["LOG_FORMAT", "run", "worker_id"]
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(processName)s[%(process)d] %(levelname)s %(name)s: %(message)s"
+
+_BACKOFF_FIRST = 0.5
+_BACKOFF_MAX = 10.0
+_SHUTDOWN_GRACE = 5.0  # beyond close_timeout, before a worker that does not exit is killed
+
+
+def worker_id() -> int | None:
+    """The number (1..N) of the worker process this code runs in, None outside :func:`run`'s workers."""
+    value = os.environ.get("WSCODEC_WORKER")
+    return int(value) if value and value.isdigit() else None
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # type: ignore[attr-defined,unused-ignore]
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _run_loop(coro: Coroutine[Any, Any, int], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> int:
+    if loop_factory is None:
+        return asyncio.run(coro)
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coro)
+    loop = loop_factory()  # pragma: no cover (3.10)
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _bind(host: str | None, port: int, *, reuse_port: bool, listen: bool, backlog: int) -> socket.socket:
+    """A TCP socket bound to the first address ``host`` resolves to (as a worker would bind it)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    if not infos:
+        raise OSError(f"cannot resolve {host!r}")
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio's create_server does
+        sock.bind(address)
+        if listen:
+            sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _serve_worker(
+    handler: Any,
+    host: str | None,
+    port: int,
+    sock: socket.socket | None,
+    backlog: int,
+    options: dict[str, Any],
+    ready_fd: int,
+    parent: int,
+) -> int:
+    from .asyncio import serve
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if sock is None:  # SO_REUSEPORT: a listening socket of our own on the shared port
+        sock = _bind(host, port, reuse_port=True, listen=True, backlog=backlog)
+    server = await serve(handler, sock=sock, **options)
+    os.write(ready_fd, b"R")
+    os.close(ready_fd)
+    logger.debug("worker %s listening on %s", worker_id(), sock.getsockname())
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        if os.getppid() != parent:
+            logger.warning("the supervisor (pid %d) is gone: shutting down", parent)
+            break
+    server.close()
+    await server.wait_closed()
+    return 0
+
+
+def _worker_main(
+    index: int,
+    handler: Any,
+    host: str | None,
+    port: int,
+    sock: socket.socket | None,
+    backlog: int,
+    options: dict[str, Any],
+    ready_fd: int,
+    close_fds: list[int],
+    parent: int,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None,
+) -> None:
+    """Body of a worker process (forked from the supervisor)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)  # the supervisor's handlers came along with the fork
+    for fd in close_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    os.environ["WSCODEC_WORKER"] = str(index)
+    sys.exit(_run_loop(_serve_worker(handler, host, port, sock, backlog, options, ready_fd, parent), loop_factory))
+
+
+class _Slot:
+    """One worker position: the current process in it and its record of failures."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: Any = None
+        self.ready_fd = -1
+        self.ready = False
+        self.started = 0.0
+        self.failures = 0
+        self.restart_at: float | None = None
+
+
+class _Supervisor:
+    def __init__(
+        self,
+        handler: Any,
+        host: str | None,
+        port: int,
+        workers: int,
+        share: str,
+        backlog: int,
+        options: dict[str, Any],
+        ready: Callable[[str, int], None] | None,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None,
+        max_failures: int,
+        stable_after: float,
+    ) -> None:
+        self.handler = handler
+        self.host = host
+        self.share = share
+        self.backlog = backlog
+        self.options = options
+        self.ready_callback = ready
+        self.loop_factory = loop_factory
+        self.max_failures = max_failures
+        self.stable_after = stable_after
+        self.close_timeout = float(options.get("close_timeout", 10.0))
+        self.context = multiprocessing.get_context("fork")
+        # The shared socket (inherit) or a bound, not listening, one that holds the port (SO_REUSEPORT).
+        self.sock = _bind(host, port, reuse_port=share == "reuse_port", listen=share == "inherit", backlog=backlog)
+        name = self.sock.getsockname()
+        self.address = str(name[0])
+        self.port = int(name[1])
+        self.slots = [_Slot(i + 1) for i in range(workers)]
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        self.signals: list[int] = []
+        self.announced = False
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)
+        with contextlib.suppress(OSError):
+            os.write(self.wake_w, b"s")
+
+    def _start(self, slot: _Slot) -> None:
+        ready_r, ready_w = os.pipe()
+        others = [s.ready_fd for s in self.slots if s.ready_fd >= 0 and s is not slot]
+        process = self.context.Process(
+            target=_worker_main,
+            name=f"worker-{slot.index}",
+            args=(
+                slot.index,
+                self.handler,
+                self.host,
+                self.port,
+                self.sock if self.share == "inherit" else None,
+                self.backlog,
+                self.options,
+                ready_w,
+                [ready_r, self.wake_r, self.wake_w, self.selector.fileno(), *others]
+                + ([self.sock.fileno()] if self.share != "inherit" else []),
+                os.getpid(),
+                self.loop_factory,
+            ),
+        )
+        process.start()
+        os.close(ready_w)
+        slot.process = process
+        slot.ready_fd = ready_r
+        slot.ready = False
+        slot.started = time.monotonic()
+        slot.restart_at = None
+        self.selector.register(ready_r, selectors.EVENT_READ, ("ready", slot))
+        self.selector.register(process.sentinel, selectors.EVENT_READ, ("exit", slot))
+        logger.debug("started worker-%d (pid %d)", slot.index, process.pid)
+
+    def _reap(self, slot: _Slot, stopping: bool) -> bool:
+        """The worker in ``slot`` exited: plan its restart. False when it keeps dying: give up."""
+        process = slot.process
+        self.selector.unregister(process.sentinel)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(slot.ready_fd)
+        with contextlib.suppress(OSError):
+            os.close(slot.ready_fd)
+        slot.ready_fd = -1
+        process.join(1.0)
+        code = process.exitcode
+        slot.process = None
+        if stopping:
+            return True
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
+        lived = time.monotonic() - slot.started
+        if lived < self.stable_after and slot.failures > 0:
+            slot.failures += 1
+        else:
+            slot.failures = 1
+        if slot.failures > self.max_failures:
+            logger.error(
+                "worker-%d (pid %d) %s after %.1f s; it died %d times in a row: giving up",
+                slot.index,
+                process.pid,
+                how,
+                lived,
+                slot.failures,
+            )
+            return False
+        delay = 0.0 if slot.failures == 1 else min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (slot.failures - 2))
+        logger.warning(
+            "worker-%d (pid %d) %s after %.1f s: restarting it%s",
+            slot.index,
+            process.pid,
+            how,
+            lived,
+            f" in {delay:.1f} s" if delay else "",
+        )
+        slot.restart_at = time.monotonic() + delay
+        return True
+
+    def _stop_all(self, signum: int) -> None:
+        deadline = time.monotonic() + self.close_timeout + _SHUTDOWN_GRACE
+        for slot in self.slots:
+            if slot.process is not None and slot.process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.process.pid, signum)
+        for slot in self.slots:
+            if slot.process is None:
+                continue
+            slot.process.join(max(0.0, deadline - time.monotonic()))
+            if slot.process.is_alive():
+                logger.error("worker-%d (pid %d) did not stop in time: killing it", slot.index, slot.process.pid)
+                slot.process.kill()
+                slot.process.join(5.0)
+
+    def run(self) -> int:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.selector.register(self.wake_r, selectors.EVENT_READ, ("signal", None))
+        status = 0
+        stop_signal: int = signal.SIGTERM
+        try:
+            for slot in self.slots:
+                self._start(slot)
+            while True:
+                if self.signals:
+                    stop_signal = self.signals[0]
+                    logger.info("received %s: stopping %d workers", signal.Signals(stop_signal).name, len(self.slots))
+                    break
+                now = time.monotonic()
+                pending = [s.restart_at for s in self.slots if s.process is None and s.restart_at is not None]
+                timeout = max(0.0, min(pending) - now) if pending else None
+                for key, _mask in self.selector.select(timeout):
+                    what, slot = key.data
+                    if what == "signal":
+                        with contextlib.suppress(OSError):
+                            os.read(self.wake_r, 512)
+                    elif what == "ready":
+                        data = b""
+                        with contextlib.suppress(OSError):
+                            data = os.read(slot.ready_fd, 16)
+                        if slot.ready_fd >= 0 and not data:  # EOF: wait for the sentinel
+                            self.selector.unregister(slot.ready_fd)
+                        elif data:
+                            slot.ready = True
+                            self._announce()
+                    elif what == "exit" and slot.process is not None and not self._reap(slot, stopping=False):
+                        status = 1
+                    if status:
+                        break
+                if status:
+                    break
+                now = time.monotonic()
+                for slot in self.slots:
+                    if slot.process is None and slot.restart_at is not None and slot.restart_at <= now:
+                        self._start(slot)
+        finally:
+            self._stop_all(stop_signal)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.selector.close()
+            for fd in (self.wake_r, self.wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            for slot in self.slots:
+                if slot.ready_fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(slot.ready_fd)
+            self.sock.close()
+        logger.info("all workers stopped")
+        return status
+
+    def _announce(self) -> None:
+        if self.announced or not all(slot.ready for slot in self.slots):
+            return
+        self.announced = True
+        logger.info("%d workers listening on %s port %d (%s)", len(self.slots), self.address, self.port, self.share)
+        if self.ready_callback is not None:
+            self.ready_callback(self.address, self.port)
+
+
+async def _serve_single(
+    handler: Any, host: str | None, port: int, options: dict[str, Any], ready: Callable[[str, int], None] | None
+) -> int:
+    from .asyncio import serve
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    server = await serve(handler, host, port, **options)
+    name = server.sockets[0].getsockname()
+    if ready is not None:
+        ready(str(name[0]), int(name[1]))
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+    return 0
+
+
+def run(
+    handler: Any,
+    host: str | None = "127.0.0.1",
+    port: int = 8765,
+    *,
+    workers: int = 1,
+    share: str | None = None,
+    backlog: int = 1024,
+    ready: Callable[[str, int], None] | None = None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    max_failures: int = 5,
+    stable_after: float = 10.0,
+    **options: Any,
+) -> int:
+    """Serve ``handler`` from ``workers`` processes on ``host``:``port`` until SIGINT or SIGTERM; returns the
+    exit status (0 after a signal, 1 when a worker kept dying). See the module docstring.
+
+    ``workers=0`` means one per core; 1 serves in this process, as :func:`~wscodec.asyncio.serve` does.
+    ``share`` is ``"reuse_port"`` or ``"inherit"`` (default: the first on Linux). ``ready(address, port)``
+    is called in the parent once every worker listens. ``loop_factory`` makes each worker's event loop
+    (``uvloop.new_event_loop``, say). Other keyword arguments go to :func:`~wscodec.asyncio.serve`,
+    per worker; they are checked here first, so a bad option or broker URL fails before any fork.
+    """
+    from .asyncio import Server
+
+    if workers < 0:
+        raise ValueError("workers must be 0 (one per core) or more")
+    count = workers or _cpu_count()
+    if share is None:
+        share = "reuse_port" if sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT") else "inherit"
+    if share not in ("reuse_port", "inherit"):
+        raise ValueError("share must be 'reuse_port' or 'inherit'")
+    if share == "reuse_port" and not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("SO_REUSEPORT is not available here: use share='inherit'")
+    Server(handler, **{k: v for k, v in options.items() if k not in ("ssl", "sock")})  # raises on a bad option
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if count == 1:
+        return _run_loop(_serve_single(handler, host, port, options, ready), loop_factory)
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise RuntimeError("worker processes need os.fork(), which this platform lacks")
+    multiprocessing.current_process().name = "supervisor"
+    supervisor = _Supervisor(
+        handler, host, port, count, share, backlog, options, ready, loop_factory, max_failures, stable_after
+    )
+    return supervisor.run()

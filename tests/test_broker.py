@@ -1,0 +1,504 @@
+"""wscodec.broker and Server.join/leave/publish in one process, over real sockets: the in-process broker
+and the Redis one (a real redis-server, see _redis_server.py) pass the same cases; then the Redis faults."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from _redis_server import RedisServer, redis_server_path
+
+from wscodec import ConnectionClosed
+from wscodec.asyncio import Server, WebSocket, connect, serve
+from wscodec.broker import Broker, BrokerUnavailable, InProcessBroker, make_broker
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(redis_server_path())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return "memory://"
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    return redis.url
+
+
+async def room(ws: WebSocket) -> None:
+    """Joins the channel named by the path, says so, then publishes what it receives there."""
+    server: Server = ws.server  # type: ignore[attr-defined]
+    channel = ws.request.path.strip("/") if ws.request is not None else ""
+    await server.join(ws, channel)
+    await ws.send("joined")
+    async for message in ws:
+        try:
+            await server.publish(channel, message)
+        except BrokerUnavailable:
+            await ws.send("unavailable")
+
+
+@pytest.fixture
+async def room_server(broker_url: str) -> AsyncIterator[Server]:
+    server = await serve(room, "127.0.0.1", 0, broker=broker_url, compression=None, close_timeout=2)
+    try:
+        yield server
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def join(server: Server, channel: str, **options: Any) -> WebSocket:
+    ws = await connect(f"ws://127.0.0.1:{server.port}/{channel}", **options)
+    assert await asyncio.wait_for(ws.recv(), 10) == "joined"
+    return ws
+
+
+async def test_publish_reaches_the_members_of_the_channel_only(room_server: Server) -> None:
+    a = [await join(room_server, "a") for _ in range(3)]
+    b = [await join(room_server, "b") for _ in range(2)]
+    await a[0].send("to a")
+    await b[1].send(b"\x00to b")
+    for ws in a:
+        assert await asyncio.wait_for(ws.recv(), 10) == "to a"
+    for ws in b:
+        assert await asyncio.wait_for(ws.recv(), 10) == b"\x00to b"
+    await a[1].send("again")  # b saw nothing of a: its next message is the next one sent to b
+    await b[0].send("b2")
+    assert await asyncio.wait_for(b[1].recv(), 10) == "b2"
+    assert await asyncio.wait_for(a[2].recv(), 10) == "again"
+    for ws in a + b:
+        await ws.close()
+
+
+async def test_one_publisher_in_order_and_framed_once(room_server: Server) -> None:
+    members = [await join(room_server, "order") for _ in range(4)]
+    publisher = members[0]
+    count = 300
+    for i in range(count):
+        await publisher.send(f"m{i}")
+    for ws in members:
+        got = [await asyncio.wait_for(ws.recv(), 10) for _ in range(count)]
+        assert got == [f"m{i}" for i in range(count)]
+    # each message crossed the bus once for the whole process, whatever the number of members
+    assert room_server.broker.stats.received == count
+    for ws in members:
+        await ws.close()
+
+
+async def test_leave_and_close_remove_memberships(room_server: Server) -> None:
+    a, b = await join(room_server, "x"), await join(room_server, "x")
+    server_side = {ws for ws in room_server.connections}
+    assert room_server._hub().members("x") == server_side
+    await b.close()
+    for _ in range(200):
+        if len(room_server._hub().members("x")) == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert len(room_server._hub().members("x")) == 1
+    (remaining,) = room_server._hub().members("x")
+    await room_server.leave(remaining, "x")
+    assert room_server._hub().members("x") == frozenset()
+    for _ in range(200):  # the last member left: this process no longer subscribes to "x"
+        if "x" not in room_server.broker.channels:
+            break
+        await asyncio.sleep(0.01)
+    assert "x" not in room_server.broker.channels
+    await room_server.publish("x", "nobody")
+    await a.send("still open")  # a left x: its own publish does not come back to it either
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(a.recv(), 0.5)
+    assert a.ready_state == WebSocket.OPEN
+    await a.close()
+
+
+async def test_callbacks_subscribe_too(broker_url: str) -> None:
+    broker = make_broker(broker_url)
+    await broker.start()
+    seen: list[tuple[str, Any]] = []
+    got = asyncio.Event()
+
+    def callback(channel: str, message: Any) -> None:
+        seen.append((channel, message))
+        if len(seen) == 2:
+            got.set()
+
+    try:
+        await broker.subscribe("cb", callback)
+        await broker.publish("cb", "text")
+        await broker.publish("cb", bytearray(b"bin"))
+        await asyncio.wait_for(got.wait(), 10)
+        assert seen == [("cb", "text"), ("cb", b"bin")]
+        with pytest.raises(TypeError):
+            await broker.publish("cb", 42)  # type: ignore[arg-type]
+        await broker.unsubscribe("cb", callback)
+        assert "cb" not in broker.channels
+    finally:
+        await broker.close()
+
+
+async def _silent_member(server: Server, channel: str) -> tuple[asyncio.StreamWriter, WebSocket]:
+    """A member that never reads, with a small receive buffer, whose server-side buffer is then filled."""
+    import socket
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    writer.write(
+        f"GET /{channel} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    sockname = writer.get_extra_info("sockname")
+    for _ in range(500):
+        found = [ws for ws in server.connections if ws.remote_address == sockname]
+        if found and found[0] in server._hub().members(channel):
+            break
+        await asyncio.sleep(0.01)
+    (slow,) = found
+    from wscodec import encode_frame
+
+    for _ in range(2000):
+        if slow.buffered_amount > slow.slow_consumer_limit:
+            return writer, slow
+        assert slow.transport is not None
+        slow.transport.write(encode_frame(2, b"x" * 65536))
+        await asyncio.sleep(0)
+    raise AssertionError("could not fill the silent member's buffer")
+
+
+@pytest.mark.parametrize("policy", ["close", "skip"])
+async def test_slow_consumer_policy_applies_to_publish(broker_url: str, policy: str) -> None:
+    server = await serve(
+        room, "127.0.0.1", 0, broker=broker_url, compression=None, close_timeout=1,
+        slow_consumer=policy, slow_consumer_limit=256 * 1024,
+    )  # fmt: skip
+    try:
+        fast = [await join(server, "s") for _ in range(3)]
+        writer, slow = await _silent_member(server, "s")
+        await fast[0].send("to all")
+        for ws in fast:
+            assert await asyncio.wait_for(ws.recv(), 10) == "to all"
+        if policy == "close":
+            await asyncio.wait_for(slow.wait_closed(), 10)
+            assert slow.close_code == 1008
+        else:
+            assert slow.ready_state == WebSocket.OPEN
+        writer.close()
+        for ws in fast:
+            await ws.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_compressed_members_get_the_message_too(broker_url: str) -> None:
+    server = await serve(room, "127.0.0.1", 0, broker=broker_url)  # deflate on offer
+    try:
+        plain = await join(server, "z", compression=None)
+        deflated = await join(server, "z")
+        assert "permessage-deflate" in deflated.extensions
+        await plain.send("é" * 1000)
+        assert await asyncio.wait_for(plain.recv(), 10) == "é" * 1000
+        assert await asyncio.wait_for(deflated.recv(), 10) == "é" * 1000
+        await plain.close()
+        await deflated.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("redis://127.0.0.1:notaport/0", "invalid Redis URL"),
+        ("redis://127.0.0.1:6379/db", "database number"),
+        ("redis:///0", "no host"),
+        ("nats://127.0.0.1:4222", "unsupported broker URL"),
+        ("127.0.0.1:6379", "unsupported broker URL"),
+    ],
+)
+def test_bad_broker_url_is_a_clear_error_at_start(url: str, words: str) -> None:
+    pytest.importorskip("redis")
+
+    async def handler(ws: WebSocket) -> None:
+        pass
+
+    with pytest.raises(ValueError, match=words):
+        serve(handler, "127.0.0.1", 0, broker=url)
+
+
+def test_password_is_not_shown() -> None:
+    pytest.importorskip("redis")
+    broker = make_broker("redis://user:s3cret@127.0.0.1:6379/1")
+    assert "s3cret" not in repr(broker)
+    with pytest.raises(ValueError) as info:
+        make_broker("redis://user:s3cret@127.0.0.1:x/1")
+    assert "s3cret" not in str(info.value)
+
+
+def test_default_broker_is_in_process() -> None:
+    async def handler(ws: WebSocket) -> None:
+        pass
+
+    assert isinstance(make_broker(None), InProcessBroker)
+    assert isinstance(make_broker("memory://"), InProcessBroker)
+    mine = InProcessBroker()
+    assert make_broker(mine) is mine
+    assert isinstance(Server(handler).broker, Broker)
+
+
+# --------------------------------------------------------------------------- Redis faults
+
+
+async def _wait_for(predicate: Any, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_redis_restart_keeps_connections_and_restores_subscriptions(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="wscodec.broker.redis")
+    server = await serve(room, "127.0.0.1", 0, broker=redis_server.url, compression=None, close_timeout=2)
+    broker = server.broker
+    try:
+        members = [await join(server, "r") for _ in range(3)]
+        redis_server.stop()
+        await _wait_for(lambda: not broker.available)
+        # publishes fail fast and are counted; the WebSocket connections stay open and answer pings
+        await members[0].send("lost")
+        assert await asyncio.wait_for(members[0].recv(), 10) == "unavailable"
+        with pytest.raises(BrokerUnavailable):
+            await server.publish("r", "direct")
+        assert broker.stats.failed >= 2
+        await asyncio.sleep(1.0)  # several reconnection attempts fail meanwhile
+        for ws in members:
+            await asyncio.wait_for(ws.ping(), 10)
+            assert ws.ready_state == WebSocket.OPEN
+        redis_server.start()
+        await _wait_for(lambda: broker.available)
+        for i in range(5):
+            await members[1].send(f"back {i}")
+        for ws in members:
+            got = [await asyncio.wait_for(ws.recv(), 10) for _ in range(5)]
+            assert got == [f"back {i}" for i in range(5)]
+        outage_logs = [r for r in caplog.records if "publishes fail until it is back" in r.getMessage()]
+        assert len(outage_logs) == 1, [r.getMessage() for r in caplog.records]
+        assert any("is back after" in r.getMessage() for r in caplog.records)
+        assert broker.stats.outages == 1
+        for ws in members:
+            await ws.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_redis_down_at_start_then_up(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    server = await serve(room, "127.0.0.1", 0, broker=redis_server.url, compression=None, close_timeout=2)
+    try:
+        assert not server.broker.available  # the server started all the same
+        ws = await join(server, "late")  # joining while Redis is down is remembered
+        with pytest.raises(BrokerUnavailable):
+            await server.publish("late", "early")
+        redis_server.start()
+        await _wait_for(lambda: server.broker.available)
+        await ws.send("now")
+        assert await asyncio.wait_for(ws.recv(), 10) == "now"
+        await ws.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_two_servers_share_channels_through_redis(redis_server: RedisServer) -> None:
+    one = await serve(room, "127.0.0.1", 0, broker=redis_server.url, compression=None)
+    two = await serve(room, "127.0.0.1", 0, broker=redis_server.url, compression=None)
+    try:
+        a, b = await join(one, "shared"), await join(two, "shared")
+        await a.send("from one")
+        await b.send("from two")
+        for ws in (a, b):
+            got = {await asyncio.wait_for(ws.recv(), 10), await asyncio.wait_for(ws.recv(), 10)}
+            assert got == {"from one", "from two"}
+        await a.close()
+        await b.close()
+        with pytest.raises(ConnectionClosed):
+            await a.recv()
+    finally:
+        for server in (one, two):
+            server.close()
+            await server.wait_closed()
+
+
+async def test_foreign_messages_on_the_redis_channel_are_dropped(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever else publishes on a wscodec channel (invalid UTF-8, no type tag) is dropped with a warning;
+    the subscription survives it."""
+    import redis.asyncio as aioredis
+
+    caplog.set_level(logging.WARNING, logger="wscodec.broker.redis")
+    server = await serve(room, "127.0.0.1", 0, broker=redis_server.url, compression=None)
+    other = aioredis.Redis.from_url(redis_server.url)
+    try:
+        ws = await join(server, "g")
+        for junk in (b"t\xff\xfe", b"no tag", b""):
+            assert await other.publish("wscodec:g", junk) == 1
+        await ws.send("valid")
+        assert await asyncio.wait_for(ws.recv(), 10) == "valid"
+        assert sum("not published by wscodec" in r.getMessage() for r in caplog.records) == 3
+        assert server.broker.stats.outages == 0
+        await ws.close()
+    finally:
+        await other.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_join_racing_the_first_subscription_waits_for_it(broker_url: str) -> None:
+    """A second connection joins a new channel while the first one's subscription is on its way: its join
+    returns only once the subscription is active, so a message published right after reaches it."""
+    base = type(make_broker(broker_url))
+
+    class SlowToSubscribe(base):  # type: ignore[valid-type,misc]
+        """The real broker, its bus subscriptions delayed: the window a second join must not slip through."""
+
+        async def _subscribe_channel(self, channel: str) -> None:
+            await asyncio.sleep(0.3)
+            await super()._subscribe_channel(channel)
+
+    broker = SlowToSubscribe(broker_url) if base.__name__ == "RedisBroker" else SlowToSubscribe()
+    server = await serve(room, "127.0.0.1", 0, broker=broker, compression=None)
+    try:
+        clients = [await join(server, "warmup"), await join(server, "warmup")]
+        one, two = sorted(server.connections, key=lambda ws: ws.remote_address)
+        first = asyncio.ensure_future(server.join(one, "new"))
+        await asyncio.sleep(0)  # the first join is now waiting for the bus
+        await server.join(two, "new")
+        await server.publish("new", "right after")
+        for ws in clients:
+            assert await asyncio.wait_for(ws.recv(), 10) == "right after"
+        await first
+        for ws in clients:
+            await ws.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+        await broker.close()  # a Broker instance belongs to the caller
+
+
+async def test_redis_publish_queue_is_bounded_and_waits_for_room(redis_server: RedisServer) -> None:
+    """With Redis paused (CLIENT PAUSE), publishes fill the bounded queue, then wait for room instead of
+    growing it; when Redis resumes, everything arrives, in order, nothing dropped."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_server.url, max_pending=4)
+    await broker.start()
+    other = aioredis.Redis.from_url(redis_server.url)
+    got: list[Any] = []
+    done = asyncio.Event()
+
+    def callback(channel: str, message: Any) -> None:
+        got.append(message)
+        if len(got) == 40:
+            done.set()
+
+    try:
+        await broker.subscribe("q", callback)
+        await other.execute_command("CLIENT", "PAUSE", "1000")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(40):
+            await broker.publish("q", f"m{i}")
+            assert len(broker._queue) <= 4
+        assert loop.time() - started > 0.5  # the publisher was held back while Redis was paused
+        await asyncio.wait_for(done.wait(), 20)
+        assert got == [f"m{i}" for i in range(40)]
+        assert broker.stats.failed == 0
+    finally:
+        await other.aclose()
+        await broker.close()
+
+
+async def test_rediss_tls(tmp_path: Any) -> None:
+    """``rediss://``: the broker talks TLS to a redis-server that only listens with TLS."""
+    from _redis_server import make_certificate
+
+    path = redis_server_path()
+    make_certificate(str(tmp_path))
+    tls = RedisServer(path, tls_dir=str(tmp_path))
+    tls.start()
+    try:
+        server = await serve(room, "127.0.0.1", 0, broker=tls.url, compression=None)
+        try:
+            assert server.broker.available
+            members = [await join(server, "tls"), await join(server, "tls")]
+            await members[0].send("over TLS")
+            for ws in members:
+                assert await asyncio.wait_for(ws.recv(), 10) == "over TLS"
+                await ws.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+    finally:
+        tls.stop()
+
+
+async def test_a_burst_is_written_once_per_connection() -> None:
+    """Messages published in one loop iteration reach each member in one transport write (up to 16 at a
+    time), in order; the member receives every one of them."""
+    server = await serve(room, "127.0.0.1", 0, compression=None)
+    try:
+        member = await join(server, "burst")
+        (server_side,) = server.connections
+        transport = server_side.transport
+        assert transport is not None
+        writes: list[int] = []
+        real_write = transport.write
+
+        def counting_write(data: Any) -> None:
+            writes.append(len(data))
+            real_write(data)
+
+        try:
+            transport.write = counting_write  # type: ignore[method-assign]
+        except AttributeError:  # uvloop's transports are extension types
+            pytest.skip("this event loop's transports cannot be instrumented")
+        for i in range(10):  # the in-process broker does not suspend: one loop iteration
+            await server.publish("burst", f"b{i}")
+        assert writes == []  # queued until the end of the iteration
+        got = [await asyncio.wait_for(member.recv(), 10) for _ in range(10)]
+        assert got == [f"b{i}" for i in range(10)]
+        assert len(writes) == 1
+        writes.clear()
+        for i in range(40):
+            await server.publish("burst", f"c{i}")
+        got = [await asyncio.wait_for(member.recv(), 10) for _ in range(40)]
+        assert got == [f"c{i}" for i in range(40)]
+        assert len(writes) == 3  # 16 + 16 at once, the last 8 at the end of the iteration
+        transport.write = real_write  # type: ignore[method-assign]
+        await member.close()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -1,0 +1,445 @@
+"""wscodec.workers: worker processes on one port under a supervisor, with the in-process broker and with
+Redis (one suite, two brokers). Servers run as real subprocesses (tests/_scaleout_app.py); clients are
+wscodec's asyncio client over loopback; Redis is a real redis-server (tests/_redis_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _redis_server import RedisServer, redis_server_path
+
+import wscodec
+from wscodec import ConnectionClosed
+from wscodec.asyncio import WebSocket, connect
+
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; SO_REUSEPORT spreads only on Linux"),
+]
+
+APP = str(Path(__file__).with_name("_scaleout_app.py"))
+WSCODEC_ROOT = str(Path(wscodec.__file__).resolve().parents[1])
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (from /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
+class App:
+    """``python tests/_scaleout_app.py ARGS`` until it prints its address; stderr goes to a file."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = WSCODEC_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        self.log = tmp / f"app-{time.monotonic_ns()}.log"
+        self._err = open(self.log, "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen([sys.executable, APP, *args], stdout=subprocess.PIPE, stderr=self._err, env=env)
+        self.port = self._wait_listening(60.0)
+
+    def _wait_listening(self, timeout: float) -> int:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        buf = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline and b"\n" not in buf:
+                if sel.select(max(0.0, deadline - time.monotonic())):
+                    chunk = os.read(self.proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        break
+                    buf += chunk
+        line = buf.split(b"\n", 1)[0].decode()
+        if not line.startswith("listening on ws://"):
+            self.stop()
+            pytest.fail(f"server did not start: {buf!r}\n{self.stderr()[-3000:]}")
+        return int(line.rsplit(":", 1)[1])
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    @property
+    def workers(self) -> set[int]:
+        return children(self.proc.pid)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                for pid in self.workers:
+                    os.kill(pid, signal.SIGKILL)
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._err.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def apps(tmp_path: Path) -> Iterator[list[App]]:
+    started: list[App] = []
+    try:
+        yield started
+    finally:
+        for app in started:
+            app.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(redis_server_path())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "memory":
+        return None
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    return redis.url
+
+
+def start(apps: list[App], tmp: Path, *args: str) -> App:
+    app = App(tmp, *args)
+    apps.append(app)
+    return app
+
+
+WORKER_IDS: dict[int, str] = {}  # pid -> what wscodec.workers.worker_id() said in that process
+
+
+async def client(port: int) -> tuple[WebSocket, int]:
+    ws = await connect(f"ws://127.0.0.1:{port}/", compression=None)
+    hello = await asyncio.wait_for(ws.recv(), 20)
+    assert isinstance(hello, str) and hello.startswith("hello ")
+    _hello, pid, ident = hello.split()
+    WORKER_IDS[int(pid)] = ident
+    return ws, int(pid)
+
+
+async def clients_on_every_worker(app: App, count: int) -> list[tuple[WebSocket, int]]:
+    """``count`` clients, more if needed (bounded) until every worker of ``app`` has at least one."""
+    out = [await client(app.port) for _ in range(count)]
+    workers = app.workers
+    for _ in range(64):
+        if {pid for _ws, pid in out} >= workers:
+            break
+        out.append(await client(app.port))
+    assert {pid for _ws, pid in out} == workers, "SO_REUSEPORT should spread connections over every worker"
+    assert {WORKER_IDS[pid] for pid in workers} <= {str(i) for i in range(1, len(workers) + 1)}
+    return out
+
+
+async def collect(ws: WebSocket, expected: int, quiet: float = 0.3) -> list[str]:
+    """``expected`` messages, then check that nothing more arrives for ``quiet`` seconds."""
+    got = [str(await asyncio.wait_for(ws.recv(), 20)) for _ in range(expected)]
+    with pytest.raises(asyncio.TimeoutError):
+        extra = await asyncio.wait_for(ws.recv(), quiet)
+        got.append(f"UNEXPECTED {extra!r}")
+    return got
+
+
+async def check_delivery(members: list[tuple[WebSocket, int]], shared: bool, per_sender: int = 10) -> None:
+    """One sender per worker sends numbered messages; every member in the sender's scope (every member
+    with a shared broker, the members of the same worker with the in-process one) gets them all, in order."""
+    senders: dict[int, WebSocket] = {}
+    for ws, pid in members:
+        senders.setdefault(pid, ws)
+    for pid, ws in senders.items():
+        for i in range(per_sender):
+            await ws.send(f"{pid}:{i}")
+    for ws, pid in members:
+        scope = list(senders) if shared else [pid]
+        got = await collect(ws, per_sender * len(scope))
+        for sender in scope:
+            assert [m for m in got if m.startswith(f"{sender}:")] == [f"{sender}:{i}" for i in range(per_sender)]
+        assert len(got) == per_sender * len(scope), got
+
+
+async def close_all(members: list[tuple[WebSocket, int]]) -> None:
+    await asyncio.gather(*(ws.close() for ws, _pid in members), return_exceptions=True)
+
+
+# --------------------------------------------------------------------------- the suite, two brokers
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_every_message_reaches_every_subscriber(
+    apps: list[App], tmp_path: Path, broker: str | None, loop: str
+) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    args = ["--workers", "2", "--loop", loop] + (["--broker", broker] if broker else [])
+    servers = [start(apps, tmp_path, *args)]
+    if broker:  # two server instances (two ports, as two machines would be) on one Redis
+        servers.append(start(apps, tmp_path, *args))
+    members = []
+    for app in servers:
+        assert len(app.workers) == 2
+        members += await clients_on_every_worker(app, 8)
+    assert len({pid for _ws, pid in members}) == 2 * len(servers)
+    await check_delivery(members, shared=broker is not None)
+    await close_all(members)
+
+
+async def test_killed_worker_is_replaced_and_clients_reconnect(
+    apps: list[App], tmp_path: Path, broker: str | None
+) -> None:
+    app = start(apps, tmp_path, "--workers", "2", *(["--broker", broker] if broker else []))
+    members = await clients_on_every_worker(app, 8)
+    victim = members[0][1]
+    os.kill(victim, signal.SIGKILL)
+    orphans = [ws for ws, pid in members if pid == victim]
+    for ws in orphans:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 20)
+        assert ws.close_code == 1006
+    survivors = [(ws, pid) for ws, pid in members if pid != victim]
+    deadline = time.monotonic() + 60
+    while len(app.workers - {victim}) < 2 or victim in app.workers:
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        await asyncio.sleep(0.05)
+    # the orphans reconnect; the port is served by both workers again, the new one included
+    members = survivors + await clients_on_every_worker(app, len(orphans))
+    assert victim not in {pid for _ws, pid in members}
+    await check_delivery(members, shared=broker is not None)
+    log = app.stderr()
+    assert "killed by signal 9" in log and "restarting it" in log
+    # per-worker logging identity: each line names its process
+    assert "supervisor[" in log and "worker-1[" in log and "worker-2[" in log
+    assert app.proc.poll() is None
+    await close_all(members)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_graceful_shutdown_closes_every_client_with_1001(
+    apps: list[App], tmp_path: Path, broker: str | None, sig: int
+) -> None:
+    app = start(apps, tmp_path, "--workers", "2", *(["--broker", broker] if broker else []))
+    members = await clients_on_every_worker(app, 6)
+    workers = app.workers
+    started = time.monotonic()
+    app.proc.send_signal(sig)
+    for ws, _pid in members:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 20)
+        assert ws.close_code == 1001
+    assert await asyncio.get_running_loop().run_in_executor(None, app.proc.wait, 30) == 0
+    assert time.monotonic() - started < 3 + 5 + 10  # close_timeout 3 s + the supervisor's grace, generously
+    assert not any(os.path.exists(f"/proc/{pid}") and pid in children(app.proc.pid) for pid in workers)
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+# --------------------------------------------------------------------------- Redis faults, supervisor policy
+
+
+async def test_redis_stopped_and_restarted_mid_run(apps: list[App], tmp_path: Path, redis_server: RedisServer) -> None:
+    app = start(apps, tmp_path, "--workers", "2", "--broker", redis_server.url)
+    members = await clients_on_every_worker(app, 8)
+    await check_delivery(members, shared=True, per_sender=3)
+    redis_server.stop()
+    sender = members[0][0]
+    deadline = time.monotonic() + 30
+    while True:  # once the outage is seen, publishes fail fast (the sender is told), connections stay up
+        await sender.send("during the outage")
+        with contextlib.suppress(asyncio.TimeoutError):  # queued as Redis went away: dropped, no answer
+            if await asyncio.wait_for(sender.recv(), 1.0) == "unavailable":
+                break
+        assert time.monotonic() < deadline
+    for ws, _pid in members:
+        await asyncio.wait_for(ws.ping(), 10)
+        assert ws.ready_state == WebSocket.OPEN
+    redis_server.start()
+    # each worker resubscribes on its own back-off: probe until a message reaches every member
+    received = [0] * len(members)
+
+    async def drain(index: int, ws: WebSocket) -> None:
+        while True:
+            message = await ws.recv()
+            if message == "probe":
+                received[index] += 1
+
+    readers = [asyncio.ensure_future(drain(i, ws)) for i, (ws, _pid) in enumerate(members)]
+    try:
+        deadline = time.monotonic() + 60
+        while not all(received):
+            assert time.monotonic() < deadline, f"delivery did not resume: {received}"
+            await sender.send("probe")
+            await asyncio.sleep(0.2)
+    finally:
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    await asyncio.sleep(0.5)  # let the last probes land, then start from a clean slate
+    for ws, _pid in members:
+        while True:
+            try:
+                await asyncio.wait_for(ws.recv(), 0.3)
+            except asyncio.TimeoutError:
+                break
+    await check_delivery(members, shared=True, per_sender=5)
+    log = app.stderr()
+    assert log.count("publishes fail until it is back") == 2  # one WARNING per worker, not one per attempt
+    assert log.count("is back after") == 2
+    await close_all(members)
+
+
+def test_worker_that_keeps_dying_makes_the_supervisor_give_up(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=WSCODEC_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run(
+        [sys.executable, APP, "--workers", "2", "--crash"], capture_output=True, env=env, timeout=120, check=False
+    )
+    err = result.stderr.decode(errors="replace")
+    assert result.returncode == 1, err[-3000:]
+    assert "giving up" in err
+    assert "exited with status 3" in err
+    assert "restarting it in 0.5 s" in err  # the back-off
+
+
+async def test_inherited_socket_when_reuse_port_is_not_used(apps: list[App], tmp_path: Path) -> None:
+    app = start(apps, tmp_path, "--workers", "2", "--share", "inherit")
+    assert len(app.workers) == 2
+    members = [await client(app.port) for _ in range(6)]
+    first = members[0][1]
+    os.kill(first, signal.SIGKILL)  # the shared socket outlives a worker: the other one still accepts
+    others = [(ws, pid) for ws, pid in members if pid != first]
+    more = [await client(app.port) for _ in range(4)]
+    assert all(pid != first for _ws, pid in more)
+    await close_all(others + more)
+    assert app.stop() == 0
+
+
+def test_cli_serve_workers_and_broker(tmp_path: Path, redis_server: RedisServer) -> None:
+    """``python -m wscodec serve --chat --workers 2 --broker URL``: one room over both workers, the page."""
+    import urllib.request
+
+    from websockets.sync.client import connect as sync_connect
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = WSCODEC_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    err = open(tmp_path / "cli.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wscodec", "serve", "--chat", "--port", "0", "--workers", "2",
+         "--broker", redis_server.url],
+        stdout=subprocess.PIPE, stderr=err, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert line.startswith("listening on ws://"), (tmp_path / "cli.log").read_text()
+        port = int(line.rsplit(":", 1)[1])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert b"new WebSocket(" in page.read()
+        assert len(children(proc.pid)) == 2
+        with contextlib.ExitStack() as stack:
+            conns = [stack.enter_context(sync_connect(f"ws://127.0.0.1:{port}/", open_timeout=10)) for _ in range(8)]
+            # a client joins the room just after its handshake: repeat the line until everyone has it
+            heard = [False] * len(conns)
+            deadline = time.monotonic() + 30
+            while not all(heard):
+                assert time.monotonic() < deadline, heard
+                conns[0].send("hello room")
+                for i, ws in enumerate(conns):
+                    with contextlib.suppress(TimeoutError):
+                        while True:
+                            assert ws.recv(timeout=0.05) == "hello room"
+                            heard[i] = True
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()  # type: ignore[union-attr]
+        err.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--broker", "redis://127.0.0.1:notaport/0"], "invalid Redis URL"),
+        (["--broker", "kafka://127.0.0.1:9092"], "unsupported broker URL"),
+        (["--workers", "-1"], "workers must be"),
+    ],
+)
+def test_cli_bad_options_are_clear_errors(args: list[str], words: str) -> None:
+    pytest.importorskip("redis")
+    env = dict(os.environ, PYTHONPATH=WSCODEC_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run(
+        [sys.executable, "-m", "wscodec", "serve", "--chat", "--port", "0", *args],
+        capture_output=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert words in result.stderr.decode()
+    assert b"listening" not in result.stdout
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(apps: list[App], tmp_path: Path) -> None:
+    app = start(apps, tmp_path, "--workers", "2")
+    members = await clients_on_every_worker(app, 6)
+    workers = app.workers
+    app.proc.kill()  # SIGKILL: nothing is forwarded; each worker notices its parent is gone
+    for ws, _pid in members:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+        assert ws.close_code == 1001
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers):
+        assert time.monotonic() < deadline, "orphaned workers did not exit"
+        await asyncio.sleep(0.05)
+
+
+def test_bad_options_fail_before_any_fork() -> None:
+    from wscodec.workers import run
+
+    async def handler(ws: WebSocket) -> None:
+        pass
+
+    before = children(os.getpid())
+    with pytest.raises(ValueError, match="slow_consumer"):
+        run(handler, "127.0.0.1", 0, workers=2, slow_consumer="sometimes")
+    with pytest.raises(ValueError, match="unsupported broker URL"):
+        run(handler, "127.0.0.1", 0, workers=2, broker="amqp://127.0.0.1")
+    with pytest.raises(TypeError):
+        run(handler, "127.0.0.1", 0, workers=2, no_such_option=1)
+    with pytest.raises(ValueError, match="share"):
+        run(handler, "127.0.0.1", 0, workers=2, share="sometimes")
+    assert children(os.getpid()) == before
+
+
+async def test_workers_0_means_one_per_core(apps: list[App], tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    app = start(apps, tmp_path, "--workers", "0")
+    assert len(app.workers) == (cores if cores > 1 else 0)  # one core: served in the process itself
+    ws, _pid = await client(app.port)
+    await ws.close()
