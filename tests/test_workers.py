@@ -389,7 +389,7 @@ def test_cli_serve_workers_and_broker(tmp_path: Path, redis_server: RedisServer)
     [
         (["--broker", "redis://127.0.0.1:notaport/0"], "invalid Redis URL"),
         (["--broker", "kafka://127.0.0.1:9092"], "unsupported broker URL"),
-        (["--workers", "-1"], "workers must be"),
+        (["--workers", "-1"], "-1 is out of range: a number of workers"),
     ],
 )
 def test_cli_bad_options_are_clear_errors(args: list[str], words: str) -> None:

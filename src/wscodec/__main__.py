@@ -517,7 +517,7 @@ def _bounded(kind: type[int] | type[float], low: float, high: float | None, what
 
 _port = _bounded(int, 0, 65535, "a port number")
 _size = _bounded(int, 0, 2**62, "a size in bytes")
-_count = _bounded(int, 0, 1024, "a count from 0 to 1024")
+_workers = _bounded(int, 0, 1024, "a number of workers (0: one per core)")
 _seconds = _bounded(float, 0, 10**9, "a number of seconds")
 
 
@@ -578,7 +578,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_verbosity(serve, "no access lines")
     # scale-out: worker processes on one port, and the bus that carries --chat across them
     serve.add_argument(
-        "--workers", type=_count, default=1, metavar="N", help="worker processes sharing the port (0 = one per core)"
+        "--workers", type=_workers, default=1, metavar="N", help="worker processes sharing the port (0 = one per core)"
     )
     serve.add_argument(
         "--broker", metavar="URL", help="chat bus across workers and servers: redis://host:port/db, rediss://"
