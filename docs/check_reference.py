@@ -25,6 +25,10 @@ PUBLIC = [
     "wscodec.extensions",
     "wscodec.handshake",
     "wscodec.asgi",
+    "wscodec.workers",
+    "wscodec.broker",
+    "wscodec.broker.redis",
+    "wscodec.broker.channels",
 ]
 
 

@@ -16,7 +16,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "myst_parser",  # docs/scaling.md
 ]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}  # offline builds: no inventories fetched
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}

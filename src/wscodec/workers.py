@@ -47,6 +47,8 @@ __all__ = ["LOG_FORMAT", "run", "worker_id"]
 
 logger = logging.getLogger(__name__)
 
+#: The logging format :func:`run` installs when logging is not configured yet: it names the process
+#: (``supervisor``, ``worker-1``...) so that the lines of several workers can be told apart.
 LOG_FORMAT = "%(asctime)s %(processName)s[%(process)d] %(levelname)s %(name)s: %(message)s"
 
 _BACKOFF_FIRST = 0.5

@@ -40,7 +40,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: What goes through a broker: a text (str) or binary (bytes) WebSocket message.
 Message = str | bytes
+#: A callback subscribed to channels: called with the channel and the message, on the event loop.
 Subscriber = Callable[[str, Message], None]
 
 
