@@ -162,7 +162,10 @@ class WebSocket(asyncio.BufferedProtocol):
         binary_type: str = "bytes",
         slow_consumer: str = "close",
         slow_consumer_limit: int = 1 << 20,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
     ) -> None:
+        #: Where this connection logs (``logger=`` of serve()/connect(): a Logger, an adapter or a name).
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         if max_queue is not None and max_queue < 1:
             raise ValueError("max_queue must be >= 1 or None")
         if slow_consumer not in ("close", "skip", "wait"):
@@ -183,7 +186,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop()
         self._read_view = _read_buffer()
         self._transport: asyncio.Transport | None = None
-        self._debug = logger.isEnabledFor(logging.DEBUG)
+        self._debug = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)  # `logger` is the argument here
         # Receiving: fragments wait in _queue until a consumer takes them; recv() moves the pieces of a
         # message in progress into _partial (object state, so a cancelled recv() loses nothing).
         self._queue: collections.deque[TextFragment | BinaryFragment] = collections.deque()
