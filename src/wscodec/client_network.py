@@ -245,6 +245,15 @@ def _socks_module(sync: bool) -> Any:
         ) from None
 
 
+def _socks_proxy(module: Any, proxy: ProxyURL) -> Any:
+    """python-socks' proxy object: socks5h/socks4a resolve the name at the proxy (rdns), socks5/socks4 here."""
+    from python_socks import ProxyType
+
+    kind = ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4
+    rdns = proxy.scheme in ("socks5h", "socks4a")
+    return module.Proxy(kind, proxy.host, proxy.port, proxy.username, proxy.password, rdns=rdns)
+
+
 def _socks_error(exc: Exception, proxy: ProxyURL) -> Exception:
     if type(exc).__module__.startswith("python_socks"):
         name = type(exc).__name__
@@ -329,7 +338,7 @@ async def open_asyncio_stream(
     if proxy.is_socks:
         module = _socks_module(sync=False)
         try:
-            raw = await module.Proxy.from_url(proxy.url).connect(uri.host, uri.port)
+            raw = await _socks_proxy(module, proxy).connect(uri.host, uri.port)
         except Exception as exc:
             raise _socks_error(exc, proxy) from None
         transport, _ = await loop.create_connection(lambda: protocol, sock=raw, ssl=ssl, server_hostname=tls_name)
@@ -410,7 +419,7 @@ def open_socket(
         elif proxy.is_socks:
             module = _socks_module(sync=True)
             try:
-                sock = module.Proxy.from_url(proxy.url).connect(uri.host, uri.port, timeout=timeout)
+                sock = _socks_proxy(module, proxy).connect(uri.host, uri.port, timeout=timeout)
             except Exception as exc:
                 raise _socks_error(exc, proxy) from None
         else:
@@ -474,6 +483,8 @@ class RedirectPolicy:
         self.seen = [url]
 
     def next_url(self, uri: WebSocketURI, error: InvalidStatus) -> str | None:
+        if self.max_redirects == 0:
+            return None  # not following redirects: the 3xx is the answer
         location = redirect_location(uri, error)
         if location is None:
             return None

@@ -2,12 +2,14 @@
 
 ``serve()``/``connect()`` (asyncio and sync) and the CLI take ``compression="deflate"`` (these defaults),
 a :class:`Deflate` (tuned), or None (no compression). The defaults were chosen by measurement
-(``bench/bench_deflate_memory.py``): zlib's own defaults (32 KiB windows, memLevel 8) cost about 120 KiB of
-RSS per idle connection once both directions have carried a message; 12-bit windows and memLevel 5 (what
-``websockets`` uses) about half of that. wscodec goes one step further on the *sending* side, where most of
-the memory is (zlib's deflate state is four window-sized arrays plus two that scale with memLevel): an
-11-bit window and memLevel 4 by default, with a JSON compression ratio that stays within a few percent of
-zlib's default (see the table in the README and ``tests/test_compression.py``).
+(``bench/bench_deflate_memory.py``, 400 connections that each echoed three ~1 KiB JSON messages, server RSS
+growth per connection): zlib's own defaults (15-bit windows, memLevel 8) cost 124 KiB per connection,
+``websockets`` (12-bit windows, memLevel 5) 63 KiB, wscodec's defaults 48.5 KiB (0.77x). Most of a
+deflate connection's memory is the compressor's hash table and pending buffer, which scale with memLevel,
+not the window, so wscodec keeps websockets' 12-bit windows and lowers memLevel to 2, paying for it with
+compression level 7 (longer lazy matches): on JSON the output is 1.079x zlib's default for a stream of
+~1 KiB messages and 1.036x for one 16 KiB message (zlib's default with websockets' settings: 1.108x and
+1.027x).
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ class Deflate:
     ``compress_threshold`` bytes are sent uncompressed.
     """
 
-    server_max_window_bits: int | None = 11
-    client_max_window_bits: int | None = 11
+    server_max_window_bits: int | None = 12
+    client_max_window_bits: int | None = 12
     server_no_context_takeover: bool = False
     client_no_context_takeover: bool = False
-    memory_level: int = 4
-    compression_level: int = 6
+    memory_level: int = 2
+    compression_level: int = 7
     compress_threshold: int = 128
 
     def __post_init__(self) -> None:
