@@ -394,7 +394,7 @@ def test_backoff_grows_with_jitter_up_to_the_cap() -> None:
     delays = Backoff(initial_delay=1.0, factor=2.0, max_delay=5.0).delays(random.Random(1))
     values = [next(delays) for _ in range(8)]
     caps = [1, 2, 4, 5, 5, 5, 5, 5]
-    assert all(0 <= v <= cap for v, cap in zip(values, caps))
+    assert all(0 <= v <= cap for v, cap in zip(values, caps, strict=True))
     assert len(set(values)) == len(values)  # jitter: not the same delay twice
 
 

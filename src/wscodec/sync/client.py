@@ -144,9 +144,10 @@ def _connect_once(
         data = leftover
         while True:
             events = conn.receive_data(data) if data else []
-            for index, event in enumerate(events):
+            for event in events:
                 if type(event) is ProtocolViolation:
-                    raise event.error
+                    raise event.error  # InvalidStatus for a refusal, InvalidHandshake otherwise
+            for index, event in enumerate(events):
                 if type(event) is Response:
                     # Frames the server sent right behind its 101 are delivered first.
                     return WebSocket(raw, conn, url=uri.url, events=events[index + 1 :], **options)
