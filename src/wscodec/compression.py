@@ -28,7 +28,7 @@ __all__ = ["Compression", "Deflate", "extension_factories"]
 class Deflate:
     """Tunable permessage-deflate (RFC 7692) for :func:`serve` and :func:`connect`.
 
-    ``server_max_window_bits``/``client_max_window_bits`` (8-15, None: 15) bound each side's LZ77 window:
+    ``server_max_window_bits``/``client_max_window_bits`` (9-15, None: 15) bound each side's LZ77 window:
     the server asks the client for ``client_max_window_bits`` when the client allows it, and the client
     asks the server for ``server_max_window_bits``; each side always compresses with at most its own
     limit. ``server_no_context_takeover``/``client_no_context_takeover`` make each message independent
@@ -48,8 +48,9 @@ class Deflate:
     def __post_init__(self) -> None:
         for name in ("server_max_window_bits", "client_max_window_bits"):
             bits = getattr(self, name)
-            if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 8 <= bits <= 15):
-                raise ValueError(f"{name} must be between 8 and 15, or None")
+            # RFC 7692 allows 8, but zlib cannot deflate with a 256-byte window and websockets refuses it.
+            if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 9 <= bits <= 15):
+                raise ValueError(f"{name} must be between 9 and 15, or None")
         if not 1 <= self.memory_level <= 9:
             raise ValueError("memory_level must be between 1 and 9")
         if not -1 <= self.compression_level <= 9:
