@@ -1,7 +1,7 @@
 """Per-connection server memory with permessage-deflate, wscodec against websockets, and the JSON ratio.
 
     python bench/bench_deflate_memory.py                 # 400 connections, both servers, the defaults
-    python bench/bench_deflate_memory.py --deflate 15,15,8  # wscodec with zlib's defaults (window bits, memLevel)
+    python bench/bench_deflate_memory.py --deflate 15,15,8,6  # wscodec with zlib's defaults (bits, memLevel, level)
 
 Each server runs in its own process; one client process (websockets' client, the same for both servers)
 opens ``--connections`` connections, each of which exchanges ``--messages`` JSON messages of about 1 KiB
@@ -94,9 +94,9 @@ def run_server(kind: str, port: int, deflate: str | None) -> None:
             if deflate == "none":
                 compression = None
             elif deflate:
-                server_bits, client_bits, mem_level = (int(x) for x in deflate.split(","))
+                server_bits, client_bits, mem_level, *level = (int(x) for x in deflate.split(","))
                 compression = Deflate(server_max_window_bits=server_bits, client_max_window_bits=client_bits,
-                                      memory_level=mem_level)
+                                      memory_level=mem_level, compression_level=level[0] if level else 6)
 
             async def echo(ws: object) -> None:
                 async for message in ws:  # type: ignore[attr-defined]
@@ -163,7 +163,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=400)
     parser.add_argument("--messages", type=int, default=3)
-    parser.add_argument("--deflate", help="wscodec server_bits,client_bits,memLevel (default: wscodec's defaults)")
+    parser.add_argument("--deflate", help="wscodec server_bits,client_bits,memLevel[,level] or 'none' "
+                        "(default: wscodec's defaults)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -174,15 +175,16 @@ def main() -> None:
 
     d = Deflate()
     if args.deflate and args.deflate != "none":
-        sb, cb, ml = (int(x) for x in args.deflate.split(","))
+        sb, _cb, ml, *levels = (int(x) for x in args.deflate.split(","))
+        level = levels[0] if levels else 6
     else:
-        sb, cb, ml = d.server_max_window_bits or 15, d.client_max_window_bits or 15, d.memory_level
+        sb, ml, level = d.server_max_window_bits or 15, d.memory_level, d.compression_level
     stream = [m.encode() for m in json_messages(200)]
     big = [big_json().encode()]
     base_stream, base_big = ratio(stream, 15, 8), ratio(big, 15, 8)
-    ours_stream, ours_big = ratio(stream, max(sb, 9), ml), ratio(big, max(sb, 9), ml)
+    ours_stream, ours_big = ratio(stream, max(sb, 9), ml, level), ratio(big, max(sb, 9), ml, level)
     ws_stream, ws_big = ratio(stream, 12, 5), ratio(big, 12, 5)
-    print(f"JSON compression ratio (compressed/raw), window {sb} bits, memLevel {ml}:")
+    print(f"JSON compression ratio (compressed/raw), window {sb} bits, memLevel {ml}, level {level}:")
     print(f"  stream of 200 ~1 KiB messages: zlib default {base_stream:.4f}  wscodec {ours_stream:.4f} "
           f"({ours_stream / base_stream:.3f}x)  websockets {ws_stream:.4f}")
     print(f"  one 16 KiB message:            zlib default {base_big:.4f}  wscodec {ours_big:.4f} "

@@ -72,7 +72,7 @@ async def _serve(args: argparse.Namespace) -> int:
         args.port,
         subprotocols=tuple(args.subprotocol),
         process_request=process_request,
-        compression=None if args.no_compression else "deflate",
+        compression=_compression(args),
         max_size=args.max_size or None,
     )
     stop = asyncio.Event()
@@ -185,8 +185,9 @@ async def _connect(args: argparse.Namespace) -> int:
             args.url,
             subprotocols=tuple(args.subprotocol),
             extra_headers=tuple(args.header),
-            compression=None if args.no_compression else "deflate",
+            compression=_compression(args),
             max_size=args.max_size or None,
+            proxy=True if args.proxy is None else (args.proxy or None),
         )
     except Exception as exc:  # refused, timed out, rejected handshake: say so plainly
         _info(f"could not connect to {args.url}: {exc}")
@@ -307,6 +308,49 @@ def _bench(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 
+def _window_bits(value: str) -> int:
+    bits = int(value)
+    if not 9 <= bits <= 15:
+        raise argparse.ArgumentTypeError("window bits must be between 9 and 15")
+    return bits
+
+
+def _add_deflate_arguments(parser: argparse.ArgumentParser) -> None:
+    """permessage-deflate tuning, the fields of :class:`wscodec.compression.Deflate` (defaults: measured)."""
+    from .compression import Deflate
+
+    d = Deflate()
+    group = parser.add_argument_group("permessage-deflate")
+    group.add_argument("--no-compression", action="store_true", help="no permessage-deflate")
+    group.add_argument("--server-max-window-bits", type=_window_bits, default=d.server_max_window_bits,
+                       metavar="9-15", help="LZ77 window of what the server sends (default: %(default)s)")
+    group.add_argument("--client-max-window-bits", type=_window_bits, default=d.client_max_window_bits,
+                       metavar="9-15", help="LZ77 window of what the client sends (default: %(default)s)")
+    group.add_argument("--server-no-context-takeover", action="store_true",
+                       help="the server compresses every message on its own")
+    group.add_argument("--client-no-context-takeover", action="store_true",
+                       help="the client compresses every message on its own")
+    group.add_argument("--memory-level", type=int, choices=range(1, 10), default=d.memory_level, metavar="1-9",
+                       help="zlib memLevel: memory for speed and ratio (default: %(default)s)")
+    group.add_argument("--compression-level", type=int, choices=range(-1, 10), default=d.compression_level,
+                       metavar="0-9", help="zlib level (default: %(default)s)")
+
+
+def _compression(args: argparse.Namespace) -> Any:
+    from .compression import Deflate
+
+    if args.no_compression:
+        return None
+    return Deflate(
+        server_max_window_bits=args.server_max_window_bits,
+        client_max_window_bits=args.client_max_window_bits,
+        server_no_context_takeover=args.server_no_context_takeover,
+        client_no_context_takeover=args.client_no_context_takeover,
+        memory_level=args.memory_level,
+        compression_level=args.compression_level,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m wscodec", description="wscodec command line tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{serve,connect,bench}")
@@ -316,14 +360,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     serve.add_argument("--chat", action="store_true", help="broadcast every message to every client")
     serve.add_argument("--max-size", type=int, default=2**20, metavar="BYTES", help="0 = unlimited")
-    serve.add_argument("--no-compression", action="store_true", help="do not accept permessage-deflate")
+    _add_deflate_arguments(serve)
     serve.add_argument("--subprotocol", action="append", default=[], metavar="NAME", help="repeatable")
 
     connect = sub.add_parser("connect", help="interactive client: lines in, messages out")
     connect.add_argument("url")
     connect.add_argument("--subprotocol", action="append", default=[], metavar="NAME", help="repeatable")
     connect.add_argument("--header", action="append", default=[], type=_parse_header, metavar="'Name: value'")
-    connect.add_argument("--no-compression", action="store_true", help="do not offer permessage-deflate")
+    _add_deflate_arguments(connect)
+    connect.add_argument("--proxy", metavar="URL", help="http://, https://, socks5://... ('' = none; "
+                         "default: from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY)")
     connect.add_argument("--max-size", type=int, default=0, metavar="BYTES", help="0 = unlimited (default)")
     connect.add_argument(
         "--wait", type=float, default=_EOF_WAIT, metavar="S", help="after stdin ends, wait this long for replies"

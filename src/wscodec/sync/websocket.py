@@ -146,10 +146,8 @@ class WebSocket:
 
     def _write(self, data: bytes) -> None:
         if data:
-            try:
+            with contextlib.suppress(OSError):  # the reader sees the end of the socket and reports it
                 self.socket.sendall(data)
-            except OSError:
-                pass  # the reader sees the end of the socket and reports it
 
     def _read_loop(self, events: list[Any]) -> None:
         conn = self._conn
