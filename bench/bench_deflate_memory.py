@@ -46,12 +46,15 @@ def json_messages(count: int, seed: int = 7) -> list[str]:
 
 
 def big_json(size: int = 16384, seed: int = 11) -> str:
-    parts: list[str] = []
+    """Valid JSON of at most ``size`` bytes (and close to it): a list of update messages."""
+    items: list[object] = []
     i = 0
-    while sum(map(len, parts)) < size:
-        parts.extend(json_messages(1, seed + i))
+    while True:
+        candidate = [*items, json.loads(json_messages(1, seed + i)[0])]
+        if len(json.dumps(candidate)) > size:
+            return json.dumps(items)
+        items = candidate
         i += 1
-    return ("[" + ",".join(parts) + "]")[: size - 1] + "]"
 
 
 def ratio(messages: list[bytes], wbits: int, mem_level: int, level: int = 6) -> float:
