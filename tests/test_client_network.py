@@ -55,12 +55,12 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20
 
 
 @contextlib.contextmanager
-def pproxy(listen: str) -> Iterator[int]:
+def pproxy(listen: str, *extra: str) -> Iterator[int]:
     """Start ``pproxy -l <scheme>://127.0.0.1:<free port>[#user:pass]`` and yield its port."""
     port = free_port()
     spec = listen.replace("PORT", str(port))
     # --auth 0: pproxy otherwise remembers an address that authenticated once and lets it in without.
-    proc = subprocess.Popen([sys.executable, "-m", "pproxy", "-l", spec, "--auth", "0"], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "pproxy", "-l", spec, "--auth", "0", *extra], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_listening(port, proc)
@@ -461,3 +461,47 @@ async def test_reconnection_retries_503_then_connects() -> None:
             assert await ws.recv() == "finally"
             break
     assert answers == []
+
+
+# --------------------------------------------------------------------------- TLS through proxies
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A throwaway self-signed certificate for 127.0.0.1 (openssl CLI)."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("openssl is required in CI (Debian package: openssl)")
+        pytest.skip("openssl is needed to make a test certificate (Debian package: openssl)")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_wss_through_http_and_https_proxies(tls_files: tuple[str, str], proxy_port: int) -> None:
+    import ssl
+
+    cert, key = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=cert)
+    async with serve(echo, "127.0.0.1", 0, ssl=server_context) as server:
+        wss = f"wss://127.0.0.1:{server.port}/secure"
+        # TLS to the server inside a CONNECT tunnel.
+        async with connect(wss, ssl=trusting, proxy=f"http://127.0.0.1:{proxy_port}") as ws:
+            assert ws.remote_address[1] == proxy_port
+            await ws.send("secret via proxy")
+            assert await ws.recv() == "secret via proxy"
+        # TLS to the proxy itself, then TLS to the server inside it (TLS in TLS).
+        with pproxy("http+ssl://127.0.0.1:PORT", "--ssl", f"{cert},{key}") as tls_proxy:
+            async with connect(wss, ssl=trusting, proxy=f"https://127.0.0.1:{tls_proxy}", proxy_ssl=trusting) as ws:
+                await ws.send("secret via https proxy")
+                assert await ws.recv() == "secret via https proxy"
