@@ -60,7 +60,10 @@ def pproxy(listen: str, *extra: str) -> Iterator[int]:
     port = free_port()
     spec = listen.replace("PORT", str(port))
     # --auth 0: pproxy otherwise remembers an address that authenticated once and lets it in without.
-    proc = subprocess.Popen([sys.executable, "-m", "pproxy", "-l", spec, "--auth", "0", *extra], stdout=subprocess.DEVNULL,
+    # pproxy installs uvloop when it can and then fails to find a loop with recent uvloop: keep it on asyncio's.
+    launcher = "import sys; sys.modules['uvloop'] = None; from pproxy.server import main; main()"
+    args = ["pproxy", "-l", spec, "--auth", "0", *extra]
+    proc = subprocess.Popen([sys.executable, "-c", launcher, *args[1:]], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_listening(port, proc)
