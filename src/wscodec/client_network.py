@@ -401,6 +401,7 @@ def open_socket(
     unix_path: str | None = None,
     timeout: float | None = None,
     user_agent: str | None = None,
+    proxy_ssl: ssl_module.SSLContext | None = None,
 ) -> tuple[socket.socket, bytes]:
     """The blocking twin of :func:`open_asyncio_stream` for :mod:`wscodec.sync`: a connected socket (TLS
     wrapped for ``wss://``) and the bytes already read past a proxy's answer."""
@@ -428,7 +429,7 @@ def open_socket(
             sock = socket.create_connection((proxy.host, proxy.port), timeout)
             try:
                 if proxy.scheme == "https":
-                    context = ssl_module.create_default_context()
+                    context = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
                     sock = context.wrap_socket(sock, server_hostname=proxy.host)
                 sock.sendall(connect_request(uri, proxy, user_agent))
                 response = ConnectResponse(proxy)

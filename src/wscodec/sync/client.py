@@ -38,6 +38,7 @@ def connect(
     extra_headers: HeadersLike | None = None,
     user_agent_header: str | None = net.DEFAULT_USER_AGENT,
     proxy: str | Literal[True] | None = True,
+    proxy_ssl: ssl_module.SSLContext | None = None,
     ssl: ssl_module.SSLContext | bool | None = None,
     server_hostname: str | None = None,
     sock: socket.socket | None = None,
@@ -75,6 +76,7 @@ def connect(
             return _connect_once(
                 current, deadline, open_timeout,
                 ssl=ssl, server_hostname=server_hostname, sock=sock, unix_path=unix_path, proxy=proxy,
+                proxy_ssl=proxy_ssl,
                 headers=headers, user_agent=user_agent_header, factories=factories,
                 connection={"origin": origin, "subprotocols": tuple(subprotocols or ()),
                             "max_message_size": max_size},
@@ -112,6 +114,7 @@ def _connect_once(
     sock: socket.socket | None,
     unix_path: str | None,
     proxy: str | Literal[True] | None,
+    proxy_ssl: ssl_module.SSLContext | None,
     headers: list[tuple[str, str]],
     user_agent: str | None,
     factories: Sequence[Any],
@@ -125,7 +128,7 @@ def _connect_once(
     try:
         raw, leftover = net.open_socket(
             uri, proxy=proxy_url, ssl=context, server_hostname=server_hostname, sock=sock, unix_path=unix_path,
-            timeout=_remaining(deadline, open_timeout, uri), user_agent=user_agent,
+            timeout=_remaining(deadline, open_timeout, uri), user_agent=user_agent, proxy_ssl=proxy_ssl,
         )
     except TimeoutError as exc:
         if isinstance(exc, OpenTimeout):
