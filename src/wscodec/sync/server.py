@@ -83,6 +83,7 @@ class Server:
         self._lock = threading.Lock()
         self._shutdown = threading.Event()
         self._stopped = threading.Event()
+        self._serving = False
         self._wake_r, self._wake_w = socket.socketpair()
 
     @property
@@ -92,6 +93,10 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown`; each runs the handshake and the handler in a thread."""
+        with self._lock:
+            if self._shutdown.is_set():
+                return
+            self._serving = True
         selector = selectors.DefaultSelector()
         selector.register(self.socket, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
@@ -116,10 +121,12 @@ class Server:
     def shutdown(self, close_connections: bool = True) -> None:
         """Stop :meth:`serve_forever`, close the listening socket and (by default) close every open
         connection with 1001, waiting for each at most ``close_timeout``."""
-        self._shutdown.set()
+        with self._lock:
+            self._shutdown.set()
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        self._stopped.wait(self._o["close_timeout"])
+        if self._serving:
+            self._stopped.wait(self._o["close_timeout"])
         self.socket.close()
         if close_connections:
             with self._lock:
