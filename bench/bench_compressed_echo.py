@@ -2,7 +2,7 @@
 library's defaults), a 16 KiB JSON text message, 1 and 64 messages in flight.
 
     python bench/bench_compressed_echo.py [--duration S] [--inflight 1,64]
-    BENCH_DEFLATE_LEVEL=6 python bench/bench_compressed_echo.py   # wscodec's server at another zlib level
+    BENCH_DEFLATE_LEVEL=6 BENCH_DEFLATE_MEMLEVEL=5 python bench/bench_compressed_echo.py  # other server settings
 
 Each server runs in its own process; one client (wscodec's asyncio client, the same for both servers) keeps
 ``inflight`` messages outstanding on one connection for ``--duration`` seconds after a warm-up, and counts
@@ -49,13 +49,17 @@ def run_server(kind: str, port: int) -> None:
             from wscodec.compression import Deflate
 
             level = os.environ.get("BENCH_DEFLATE_LEVEL")
-            compression = Deflate(compression_level=int(level)) if level else "deflate"
+            mem_level = os.environ.get("BENCH_DEFLATE_MEMLEVEL")
+            compression: object = "deflate"
+            if level or mem_level:
+                compression = Deflate(compression_level=int(level or 7), memory_level=int(mem_level or 2))
 
             async def echo(ws: object) -> None:
                 async for message in ws:  # type: ignore[attr-defined]
                     await ws.send(message)  # type: ignore[attr-defined]
 
-            async with serve(echo, "127.0.0.1", port, ping_interval=None, max_size=None, compression=compression):
+            async with serve(echo, "127.0.0.1", port, ping_interval=None, max_size=None,
+                             compression=compression):  # type: ignore[arg-type]
                 print("READY", flush=True)
                 await asyncio.Future()
 
