@@ -108,7 +108,7 @@ async def _serve(args: argparse.Namespace) -> int:
         args.port,
         subprotocols=tuple(args.subprotocol),
         process_request=process_request,
-        compression=None if args.no_compression else "deflate",
+        compression=_compression(args),
         max_size=args.max_size or None,
         ssl=tls,
         ping_interval=args.ping_interval or None,
@@ -154,12 +154,10 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     page = _demo_page()
     log = logging.getLogger("wscodec.cli")
 
+    tls = _server_ssl(args)
+
     def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        if _is_upgrade(request):
-            return None
-        if request.path.split("?", 1)[0] in ("/", "/index.html"):
-            return 200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], page
-        return 404, [("Content-Type", "text/plain; charset=utf-8")], b"Not Found\n"
+        return None if _is_upgrade(request) else _http_answer(request, page)
 
     async def echo(ws: Any) -> None:
         async for message in ws:
@@ -176,11 +174,13 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     mode = "chat" if args.chat else "echo"
 
+    secure = "s" if tls is not None else ""
+
     def ready(address: str, port: int) -> None:
-        print(f"listening on ws://{host}:{port}", flush=True)
+        print(f"listening on ws{secure}://{host}:{port}", flush=True)
         print(
             f"{mode} server, {args.workers or 'one per core'} workers, broker {args.broker or 'in-process'}; "
-            f"demo page at http://{host}:{port}/ (Ctrl-C to stop)",
+            f"demo page at http{secure}://{host}:{port}/ (Ctrl-C to stop)",
             file=sys.stderr,
             flush=True,
         )
@@ -197,8 +197,11 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             broker=args.broker,
             subprotocols=tuple(args.subprotocol),
             process_request=process_request,
-            compression=None if args.no_compression else "deflate",
+            compression=_compression(args),
             max_size=args.max_size or None,
+            ssl=tls,
+            ping_interval=args.ping_interval or None,
+            ping_timeout=args.ping_timeout or None,
         )
     except (ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
@@ -384,11 +387,12 @@ async def _connect(args: argparse.Namespace) -> int:
             args.url,
             subprotocols=tuple(args.subprotocol),
             extra_headers=tuple(args.header),
-            compression=None if args.no_compression else "deflate",
+            compression=_compression(args),
             max_size=args.max_size or None,
             ssl=_client_ssl(args),
             ping_interval=args.ping_interval or None,
             ping_timeout=args.ping_timeout or None,
+            proxy=True if args.proxy is None else (args.proxy or None),
         )
     except Exception as exc:  # refused, timed out, rejected handshake: say so plainly
         _info(f"could not connect to {args.url}: {exc}")
@@ -542,6 +546,49 @@ def _add_keepalive(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _window_bits(value: str) -> int:
+    bits = int(value)
+    if not 9 <= bits <= 15:
+        raise argparse.ArgumentTypeError("window bits must be between 9 and 15")
+    return bits
+
+
+def _add_deflate_arguments(parser: argparse.ArgumentParser) -> None:
+    """permessage-deflate tuning, the fields of :class:`wscodec.compression.Deflate` (defaults: measured)."""
+    from .compression import Deflate
+
+    d = Deflate()
+    group = parser.add_argument_group("permessage-deflate")
+    group.add_argument("--no-compression", action="store_true", help="no permessage-deflate")
+    group.add_argument("--server-max-window-bits", type=_window_bits, default=d.server_max_window_bits,
+                       metavar="9-15", help="LZ77 window of what the server sends (default: %(default)s)")
+    group.add_argument("--client-max-window-bits", type=_window_bits, default=d.client_max_window_bits,
+                       metavar="9-15", help="LZ77 window of what the client sends (default: %(default)s)")
+    group.add_argument("--server-no-context-takeover", action="store_true",
+                       help="the server compresses every message on its own")
+    group.add_argument("--client-no-context-takeover", action="store_true",
+                       help="the client compresses every message on its own")
+    group.add_argument("--memory-level", type=int, choices=range(1, 10), default=d.memory_level, metavar="1-9",
+                       help="zlib memLevel: memory for speed and ratio (default: %(default)s)")
+    group.add_argument("--compression-level", type=int, choices=range(-1, 10), default=d.compression_level,
+                       metavar="0-9", help="zlib level (default: %(default)s)")
+
+
+def _compression(args: argparse.Namespace) -> Any:
+    from .compression import Deflate
+
+    if args.no_compression:
+        return None
+    return Deflate(
+        server_max_window_bits=args.server_max_window_bits,
+        client_max_window_bits=args.client_max_window_bits,
+        server_no_context_takeover=args.server_no_context_takeover,
+        client_no_context_takeover=args.client_no_context_takeover,
+        memory_level=args.memory_level,
+        compression_level=args.compression_level,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -568,7 +615,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-size", type=_size, default=2**20, metavar="BYTES", help="largest message accepted; 0 = unlimited"
     )
-    serve.add_argument("--no-compression", action="store_true", help="do not accept permessage-deflate")
+    _add_deflate_arguments(serve)
     serve.add_argument(
         "--subprotocol", action="append", default=[], metavar="NAME", help="subprotocol to accept (repeatable)"
     )
@@ -603,7 +650,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="'Name: value'",
         help="extra request header (repeatable)",
     )
-    connect.add_argument("--no-compression", action="store_true", help="do not offer permessage-deflate")
+    _add_deflate_arguments(connect)
+    connect.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="http://, https://, socks5://... ('' = none; default: from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY)",
+    )
     connect.add_argument(
         "--max-size", type=_size, default=0, metavar="BYTES", help="largest message accepted; 0 = unlimited"
     )

@@ -20,7 +20,7 @@ import codecs
 import enum
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ._kernels import FrameDecoder, Utf8Validator, encode_frame
 from .errors import (
@@ -49,7 +49,10 @@ from .extensions import ClientPerMessageDeflate, Extension, ServerPerMessageDefl
 from .frames import build_close_payload, parse_close_payload
 from .handshake import ClientHandshake, ServerHandshake
 
-__all__ = ["CLOSED", "CLOSING", "CONNECTING", "OPEN", "Connection", "State"]
+__all__ = ["CLOSED", "CLOSING", "CONNECTING", "OPEN", "Connection", "Role", "State"]
+
+Role = Literal["client", "server"]
+"""Which end of the connection: the client masks what it sends, the server accepts or rejects upgrades."""
 
 
 class State(enum.IntEnum):
@@ -138,7 +141,7 @@ class Connection:
 
     def __init__(
         self,
-        role: str = "server",
+        role: Role = "server",
         *,
         host: str | None = None,
         path: str = "/",
@@ -197,6 +200,7 @@ class Connection:
         self._peeked = 0  # bytes of the text frame in progress already fed to _utf8 (checked as they came)
         self._pending_error: ProtocolError | None = None  # with defer_errors: the violation being held
         self._send_opcode = 0  # opcode of a message being sent with send_fragment(), 0 if none
+        self._send_compressed = False  # that message is compressed
 
         if extensions is None:
             extensions = [ClientPerMessageDeflate()] if self._is_client else [ServerPerMessageDeflate()]
@@ -226,7 +230,7 @@ class Connection:
     @classmethod
     def established(
         cls,
-        role: str = "server",
+        role: Role = "server",
         *,
         extensions: Sequence[Extension] = (),
         subprotocol: str | None = None,
@@ -690,15 +694,18 @@ class Connection:
             self._send_frame(opcode if start == 0 else 0, view[start : start + size], start + size >= total, rsv1)
             rsv1 = False
 
-    def send_fragment(self, data: str | bytes | bytearray | memoryview, *, fin: bool) -> None:
-        """Queue one fragment of a message the caller streams (uncompressed); ``fin`` ends it.
+    def send_fragment(self, data: str | bytes | bytearray | memoryview, *, fin: bool, compress: bool = True) -> None:
+        """Queue one fragment of a message the caller streams; ``fin`` ends it.
 
         The first fragment's type (str or bytes) decides the message type; text fragments must each
-        be whole characters (they are ``str``).
+        be whole characters (they are ``str``). Where permessage-deflate was negotiated the message is
+        compressed (RSV1 on its first frame only, RFC 7692 section 6.1) unless the first fragment says
+        ``compress=False``; the later fragments follow the first one's choice.
         """
         self._check_can_send()
         text = isinstance(data, str)
         payload: Any = data.encode("utf-8") if isinstance(data, str) else data
+        rsv1 = False
         if self._send_opcode:
             if text != (self._send_opcode == 1):
                 raise TypeError("all fragments of a message must be of the same type")
@@ -706,9 +713,14 @@ class Connection:
         else:
             opcode = 1 if text else 2
             self._send_opcode = opcode
-        self._send_frame(opcode, payload, fin)
+            self._send_compressed = rsv1 = compress and hasattr(self._deflate, "encode_fragment")
+        if self._send_compressed:
+            deflate: Any = self._deflate
+            payload = deflate.encode_fragment(payload, fin)
+        self._send_frame(opcode, payload, fin, rsv1)
         if fin:
             self._send_opcode = 0
+            self._send_compressed = False
 
     def _send_close(self, code: int | None, reason: str) -> None:
         """Queue our Close frame: the last frame we send, so a withheld Pong goes before it."""

@@ -10,10 +10,17 @@ from typing import Any
 
 __all__ = [
     "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "InvalidHandshake",
+    "InvalidProxy",
     "InvalidStatus",
+    "InvalidURI",
+    "OpenTimeout",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
+    "RedirectError",
     "WebSocketError",
 ]
 
@@ -74,11 +81,68 @@ class InvalidStatus(InvalidHandshake):
         self.body = body
 
 
+# Close codes of a normal end (websockets' rule, plus 1005: a Close frame without a code).
+_OK_CODES = frozenset({1000, 1001, 1005})
+
+
 class ConnectionClosed(WebSocketError):
-    """Raised when sending on, or receiving from, a connection that is closed."""
+    """Raised when sending on, or receiving from, a connection that is closed.
+
+    ``ConnectionClosed(code, ...)`` builds a :class:`ConnectionClosedOK` for a normal closing handshake
+    (1000, 1001, or a Close without code) and a :class:`ConnectionClosedError` otherwise, so every raise
+    site picks the right subclass without knowing the rule; catch the base class for both.
+    """
+
+    def __new__(cls, code: int, reason: str = "", *, was_clean: bool = True) -> ConnectionClosed:
+        if cls is ConnectionClosed:
+            cls = ConnectionClosedOK if was_clean and code in _OK_CODES else ConnectionClosedError
+        return super().__new__(cls)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_closed, (type(self), self.code, self.reason, self.was_clean))
 
     def __init__(self, code: int, reason: str = "", *, was_clean: bool = True) -> None:
         super().__init__(f"connection closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
         self.was_clean = was_clean
+
+
+def _rebuild_closed(cls: type[ConnectionClosed], code: int, reason: str, was_clean: bool) -> ConnectionClosed:
+    return cls(code, reason, was_clean=was_clean)
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection ended with a normal closing handshake (1000, 1001, or a Close without code)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection ended abnormally: an error close code, or no closing handshake (1006)."""
+
+
+class InvalidURI(WebSocketError, ValueError):
+    """The URL is not a valid ``ws://``/``wss://`` URL (or a proxy URL is not valid)."""
+
+    def __init__(self, uri: str, message: str) -> None:
+        super().__init__(f"{uri!r} is not a valid URI: {message}")
+        self.uri = uri
+
+
+class OpenTimeout(WebSocketError, TimeoutError):
+    """Connecting (proxy, TCP, TLS, redirects) and the opening handshake took longer than ``open_timeout``."""
+
+
+class ProxyError(InvalidHandshake):
+    """The proxy refused the tunnel (``status_code`` is its HTTP status, or None for a SOCKS error)."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class InvalidProxy(WebSocketError, ValueError):
+    """The proxy setting is unusable: an unknown scheme, or SOCKS without the ``python-socks`` package."""
+
+
+class RedirectError(InvalidHandshake):
+    """Redirects could not be followed: a loop, more than ``max_redirects``, or a bad ``Location``."""

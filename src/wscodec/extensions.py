@@ -349,6 +349,21 @@ class PerMessageDeflate(Extension):
         assert payload.endswith(_EMPTY_BLOCK)
         return payload[:-4], True
 
+    def encode_fragment(self, data: bytes, final: bool) -> bytes:
+        """Compress one fragment of a message sent in pieces (RFC 7692 section 6.1): each fragment ends on
+        a sync flush so the peer can inflate it at once; the last one drops the flush's empty block, as a
+        whole message does. The caller sets RSV1 on the first frame only."""
+        compressor = self._compressor
+        if compressor is None:
+            compressor = self._compressor = zlib.compressobj(
+                self.compression_level, zlib.DEFLATED, -self._compress_bits, self.memory_level
+            )
+        if not final:
+            return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        flush = zlib.Z_FULL_FLUSH if self.local_no_context_takeover else zlib.Z_SYNC_FLUSH
+        payload = compressor.compress(data) + compressor.flush(flush)
+        return payload[:-4]
+
 
 def _parse_deflate_params(params: ExtensionParams, *, response: bool) -> dict[str, int | bool]:
     """Validate permessage-deflate parameters (RFC 7692 section 7): known, not repeated, valid values.

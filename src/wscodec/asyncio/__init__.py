@@ -8,7 +8,7 @@ bytes, and reading pauses while ``max_queue`` messages wait unread.
 
 from __future__ import annotations
 
-from .client import connect, create_websocket
+from .client import connect, create_websocket, process_exception, unix_connect
 from .server import Server, ServerWebSocket, broadcast, broadcast_wait, serve, unix_serve
 from .websocket import CloseEvent, ErrorEvent, Event, MessageEvent, WebSocket
 
@@ -24,6 +24,8 @@ __all__ = [
     "broadcast_wait",
     "connect",
     "create_websocket",
+    "process_exception",
     "serve",
+    "unix_connect",
     "unix_serve",
 ]

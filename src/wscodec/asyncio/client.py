@@ -1,79 +1,100 @@
-"""The asyncio client: :func:`connect` (``ws://`` and ``wss://``) and :func:`create_websocket` (``new WebSocket``)."""
+"""The asyncio client: :func:`connect` (``ws://`` and ``wss://``), :func:`unix_connect` and
+:func:`create_websocket` (``new WebSocket``).
+
+Getting a stream to the server (proxies, Unix sockets, a socket you made, redirects, credentials) is
+:mod:`wscodec.client_network`'s job; this module runs the WebSocket handshake on that stream.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl as ssl_module
-import urllib.parse
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
+from .. import client_network as net
+from ..compression import Compression, extension_factories
 from ..connection import Connection
+from ..errors import InvalidHandshake, InvalidStatus, InvalidURI, OpenTimeout, ProxyError
 from .websocket import WebSocket
 
-__all__ = ["connect", "create_websocket"]
+__all__ = ["connect", "create_websocket", "process_exception", "unix_connect"]
 
 logger = logging.getLogger(__name__)
 
-
-def _extensions(compression: str | None) -> Sequence[Any] | None:
-    if compression == "deflate":
-        return None  # the Connection's default: permessage-deflate
-    if compression is None:
-        return ()
-    raise ValueError(f"unsupported compression {compression!r}: use 'deflate' or None")
+HeadersLike = Mapping[str, str] | Sequence[tuple[str, str]]
+LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
 
 
-def _header_list(headers: Any) -> list[tuple[str, str]]:
-    if isinstance(headers, Mapping):
-        return [(str(k), str(v)) for k, v in headers.items()]
-    return [(str(k), str(v)) for k, v in headers]
+def process_exception(exc: Exception) -> Exception | None:
+    """The default reconnection policy of ``async for ws in connect(url)``: None to retry, or the
+    exception to raise.
 
-
-class _Target:
-    def __init__(self, url: str, ssl: Any) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("ws", "wss"):
-            raise ValueError(f"{url!r} is not a ws:// or wss:// URL")
-        if parts.hostname is None:
-            raise ValueError(f"{url!r} has no host")
-        secure = parts.scheme == "wss"
-        if not secure and ssl not in (None, False):
-            raise ValueError("ssl= is for wss:// URLs")
-        self.host = parts.hostname
-        self.port = parts.port or (443 if secure else 80)
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.host_header = host if self.port == (443 if secure else 80) else f"{host}:{self.port}"
-        self.ssl: ssl_module.SSLContext | None = None
-        if secure:
-            self.ssl = ssl if isinstance(ssl, ssl_module.SSLContext) else ssl_module.create_default_context()
+    Retried: network errors (refused, reset, unreachable, timeouts), a connection dropped during the
+    handshake, and answers that may change (HTTP 5xx, 408, 429). Fatal: an invalid URL or proxy, a proxy
+    that refuses, a redirect error, another 4xx, any other handshake error.
+    """
+    if isinstance(exc, (ProxyError, InvalidURI, ValueError, TypeError)):
+        return exc
+    if isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError, EOFError)):
+        return None
+    if isinstance(exc, InvalidStatus):
+        return None if exc.status_code >= 500 or (not net.is_fatal_status(exc.status_code) and exc.status_code >= 400) \
+            else exc
+    if isinstance(exc, InvalidHandshake) and "connection closed during" in str(exc):
+        return None
+    return exc
 
 
 class connect:
-    """Open a client connection: ``ws = await connect(url)`` or ``async with connect(url) as ws:``.
+    """Open a client connection: ``ws = await connect(url)``, ``async with connect(url) as ws:``, or
+    ``async for ws in connect(url):`` to reconnect automatically.
 
-    ``compression="deflate"`` offers permessage-deflate (None: no extension). ``max_size`` bounds a received
-    message (None: no limit); ``max_queue`` received messages wait unread before reading pauses;
-    ``send()`` waits while more than ``write_limit`` bytes wait in the transport. ``ping_interval`` (None:
-    no keepalive) and ``ping_timeout`` drive the keepalive; ``open_timeout`` bounds TCP + TLS + handshake
-    (raises :class:`TimeoutError`); ``close_timeout`` bounds the closing handshake. A refused upgrade raises
-    :class:`~wscodec.errors.InvalidStatus` (status, headers, body), another invalid handshake
-    :class:`~wscodec.errors.InvalidHandshake`. ``ssl``: an :class:`ssl.SSLContext` for ``wss://``
-    (default: :func:`ssl.create_default_context`, certificates verified).
+    Identity and credentials: ``ws://user:password@host/`` sends ``Authorization: Basic``;
+    ``user_agent_header`` (None omits it) and ``additional_headers`` (``extra_headers`` is an alias) go with
+    the request; ``origin`` sets ``Origin``. Networking: ``proxy`` is a proxy URL (``http://``,
+    ``https://``, ``socks5://``, ``socks5h://``, ``socks4://``, ``socks4a://``), True (the default: from the
+    environment, as :mod:`urllib.request` reads it) or None (direct); ``proxy_ssl`` is the TLS context for
+    an ``https://`` proxy; ``sock`` an already connected socket; 301/302/303/307/308 answers are followed up
+    to ``max_redirects`` times (the final URL is ``ws.url``). ``ssl``: an :class:`ssl.SSLContext` for
+    ``wss://`` (default: certificates verified); ``server_hostname`` overrides the name TLS checks.
+
+    Protocol: ``compression`` is ``"deflate"`` (tuned defaults), a :class:`~wscodec.compression.Deflate`
+    or None; ``extensions`` (extension factories) replaces it. ``max_size`` bounds a received message
+    (None: no limit); ``max_queue`` messages wait unread before reading pauses; ``send()`` waits while more
+    than ``write_limit`` bytes wait in the transport. ``ping_interval`` (None: no keepalive) and
+    ``ping_timeout`` drive the keepalive; ``open_timeout`` bounds everything up to the open connection
+    (raises :class:`~wscodec.errors.OpenTimeout`, a :class:`TimeoutError`); ``close_timeout`` bounds the
+    closing handshake. A refused upgrade raises :class:`~wscodec.errors.InvalidStatus`, another invalid
+    handshake :class:`~wscodec.errors.InvalidHandshake`, a bad URL :class:`~wscodec.errors.InvalidURI`.
+
+    Reconnection (``async for``): after a connection error, or a close other than a normal closure (code
+    1000, from either side, or the loop body returning), a new connection is opened at once; failed attempts
+    are retried after a delay growing from
+    ``backoff_initial_delay`` by ``backoff_factor`` up to ``backoff_max_delay`` (each randomised), while
+    ``process_exception(exc)`` returns None; when it returns an exception, iteration stops with it.
     """
 
     def __init__(
         self,
-        url: str,
+        uri: str,
         *,
-        subprotocols: Sequence[str] = (),
-        extra_headers: Sequence[tuple[str, str]] | Mapping[str, str] = (),
         origin: str | None = None,
+        extensions: Sequence[Any] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        compression: Compression = "deflate",
+        additional_headers: HeadersLike | None = None,
+        extra_headers: HeadersLike | None = None,
+        user_agent_header: str | None = net.DEFAULT_USER_AGENT,
+        proxy: str | Literal[True] | None = True,
+        proxy_ssl: ssl_module.SSLContext | None = None,
         ssl: ssl_module.SSLContext | bool | None = None,
-        compression: str | None = "deflate",
+        server_hostname: str | None = None,
+        sock: socket.socket | None = None,
+        max_redirects: int = 10,
         open_timeout: float | None = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -81,10 +102,30 @@ class connect:
         max_size: int | None = 2**20,
         max_queue: int | None = 16,
         write_limit: int = 65536,
-        binary_type: str = "bytes",
+        binary_type: Literal["bytes", "bytearray", "memoryview"] = "bytes",
+        process_exception: Callable[[Exception], Exception | None] = process_exception,
+        backoff_initial_delay: float = 3.1,
+        backoff_factor: float = 1.618,
+        backoff_max_delay: float = 90.0,
+        logger: LoggerLike = None,
     ) -> None:
-        self.url = url
-        self._target = _Target(url, ssl)
+        if additional_headers is not None and extra_headers is not None:
+            raise TypeError("pass additional_headers or its alias extra_headers, not both")
+        if max_redirects < 0:
+            raise ValueError("max_redirects must be >= 0")
+        self.url = uri
+        self._uri = net.parse_uri(uri)
+        if not self._uri.secure and ssl not in (None, False):
+            raise ValueError("ssl= is for wss:// URLs")
+        self._ssl_option = ssl
+        self.server_hostname = server_hostname
+        self.proxy = proxy
+        self.proxy_ssl = proxy_ssl
+        self.sock = sock
+        self.unix_path: str | None = None
+        self.max_redirects = max_redirects
+        self.user_agent_header = user_agent_header
+        self._headers = net.header_list(additional_headers if additional_headers is not None else extra_headers)
         self._options: dict[str, Any] = {
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
@@ -93,49 +134,91 @@ class connect:
             "write_limit": write_limit,
             "binary_type": binary_type,
         }
+        if logger is not None:
+            self._options["logger"] = logger
         self._connection: dict[str, Any] = {
-            "host": self._target.host_header,
-            "path": self._target.path,
             "origin": origin,
-            "extra_headers": _header_list(extra_headers),
             "subprotocols": tuple(subprotocols or ()),
-            "extensions": _extensions(compression),
+            "extensions": extension_factories(compression, "client", extensions),
             "max_message_size": max_size,
         }
         self.open_timeout = open_timeout
+        self.process_exception = process_exception
+        self.backoff = net.Backoff(backoff_initial_delay, backoff_factor, backoff_max_delay)
         self._ws: WebSocket | None = None
+
+    def _ssl_for(self, uri: net.WebSocketURI) -> ssl_module.SSLContext | None:
+        if not uri.secure:
+            return None
+        ssl = self._ssl_option
+        return ssl if isinstance(ssl, ssl_module.SSLContext) else ssl_module.create_default_context()
+
+    def _websocket_for(self, uri: net.WebSocketURI) -> WebSocket:
+        conn = Connection(
+            "client",
+            stream_messages=True,
+            host=uri.host_header,
+            path=uri.path,
+            extra_headers=net.client_headers(uri, self._headers, self.user_agent_header),
+            **self._connection,
+        )
+        return WebSocket(conn, url=uri.url, **self._options)
 
     def websocket(self) -> WebSocket:
         """The WebSocket object, CONNECTING until :meth:`open` completes (needs a running loop)."""
         if self._ws is None:
-            conn = Connection("client", stream_messages=True, **self._connection)
-            self._ws = WebSocket(conn, url=self.url, **self._options)
+            self._ws = self._websocket_for(self._uri)
         return self._ws
 
-    async def _establish(self, ws: WebSocket) -> None:
-        target = self._target
-        loop = asyncio.get_running_loop()
-        await loop.create_connection(
-            lambda: ws,
-            target.host,
-            target.port,
-            ssl=target.ssl,
-            server_hostname=target.host if target.ssl is not None else None,
+    async def _establish(self, ws: WebSocket, uri: net.WebSocketURI) -> None:
+        proxy = None
+        if self.sock is None and self.unix_path is None:
+            proxy = net.select_proxy(uri, self.proxy)
+        await net.open_asyncio_stream(
+            ws,
+            uri,
+            proxy=proxy,
+            ssl=self._ssl_for(uri),
+            server_hostname=self.server_hostname,
+            proxy_ssl=self.proxy_ssl,
+            sock=self.sock,
+            unix_path=self.unix_path,
+            user_agent=self.user_agent_header,
         )
         await asyncio.shield(ws._open_waiter)
 
+    async def _open_following_redirects(self) -> WebSocket:
+        uri = self._uri
+        redirects = net.RedirectPolicy(uri.url, self.max_redirects)
+        ws = self.websocket()
+        while True:
+            try:
+                await self._establish(ws, uri)
+                return ws
+            except InvalidStatus as exc:
+                ws._abort_now()
+                location = redirects.next_url(uri, exc)
+                if location is None or self.sock is not None:
+                    raise
+            except BaseException:
+                ws._abort_now()
+                raise
+            new = net.parse_uri(location)
+            if new.username is None and uri.username is not None and (new.host, new.port) == (uri.host, uri.port):
+                new = net.WebSocketURI(new.secure, new.host, new.port, new.path, uri.username, uri.password)
+            logger.debug("redirected from %s to %s", uri.url, new.url)
+            uri = new
+            ws = self._ws = self._websocket_for(uri)
+
     async def open(self) -> WebSocket:
         """Connect and run the opening handshake; the open WebSocket."""
-        ws = self.websocket()
         try:
-            await asyncio.wait_for(self._establish(ws), self.open_timeout)
+            ws = await asyncio.wait_for(self._open_following_redirects(), self.open_timeout)
         except asyncio.TimeoutError:
-            ws._abort_now()
-            raise TimeoutError(f"opening handshake with {self.url} timed out after {self.open_timeout} s") from None
-        except BaseException:
-            ws._abort_now()
-            raise
-        ws.logger.debug("connected to %s", self.url)
+            if self._ws is not None:
+                self._ws._abort_now()
+            raise OpenTimeout(f"opening handshake with {self.url} timed out after {self.open_timeout} s") from None
+        ws.logger.debug("connected to %s (protocol %r, extensions %r)", ws.url, ws.protocol, ws.extensions)
         return ws
 
     def __await__(self) -> Generator[Any, None, WebSocket]:
@@ -153,14 +236,52 @@ class connect:
         if self._ws is not None:
             await self._ws.close()
 
+    async def __aiter__(self) -> AsyncIterator[WebSocket]:
+        """Connect, yield the connection, and connect again when it ends (see the class docstring)."""
+        delays = None
+        while True:
+            self._ws = None
+            try:
+                ws = await self.open()
+            except Exception as exc:
+                decision = self.process_exception(exc)
+                if decision is exc:
+                    raise
+                if decision is not None:
+                    raise decision from exc
+                if delays is None:
+                    delays = self.backoff.delays()
+                delay = next(delays)
+                logger.info("connection to %s failed (%s); retrying in %.1f s", self.url, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            delays = None
+            try:
+                yield ws
+            finally:
+                await ws.close()
+            if ws.close_code == 1000:
+                return  # a normal closure, by either side: the conversation is over
+            logger.info("connection to %s ended (%s %s); reconnecting", ws.url, ws.close_code, ws.close_reason)
+
+
+def unix_connect(path: str, uri: str | None = None, **options: Any) -> connect:
+    """:func:`connect` over the Unix socket at ``path``; ``uri`` (default ``ws://localhost/``) gives the
+    Host header and path of the request."""
+    opener = connect(uri if uri is not None else "ws://localhost/", proxy=None, **options)
+    opener.unix_path = path
+    return opener
+
 
 def create_websocket(url: str, subprotocols: Sequence[str] = (), **options: Any) -> WebSocket:
     """The twin of JavaScript's ``new WebSocket(url, protocols)``: returns at once, CONNECTING.
 
     Set ``onopen``/``onmessage``/``onerror``/``onclose`` (or ``add_event_listener``) right after; the
     connection opens in the background. A failed handshake fires ``error`` then ``close`` (code 1006).
-    ``options`` are those of :class:`connect`. Needs a running event loop.
+    ``options`` are those of :class:`connect`; as in browsers, redirects are not followed. Needs a running
+    event loop.
     """
+    options.setdefault("max_redirects", 0)
     opener = connect(url, subprotocols=subprotocols, **options)
     ws = opener.websocket()
 

@@ -7,16 +7,19 @@ import http
 import inspect
 import logging
 import socket
+import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from .._kernels import encode_frame
 from ..broker import Broker, Message, make_broker
+from ..client_network import DEFAULT_USER_AGENT
+from ..compression import Compression, extension_factories
 from ..connection import OPEN, Connection
 from ..errors import ConnectionClosed
-from ..events import Request
-from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
+from ..events import Request, Response
+from ..handshake import HandshakeRejected, HttpParser, _serialize, parse_subprotocols
 from .websocket import WebSocket
 
 __all__ = ["Server", "ServerWebSocket", "broadcast", "broadcast_wait", "serve", "unix_serve"]
@@ -30,14 +33,29 @@ Handler = Callable[[WebSocket], Awaitable[Any]]
 REJECT_LINGER = 2.0
 HttpResponse = tuple[int | http.HTTPStatus, Any, bytes | str]
 ProcessRequest = Callable[[Request], HttpResponse | Awaitable[HttpResponse | None] | None]
+ProcessResponse = Callable[
+    [WebSocket, Request | None, Response], Response | HttpResponse | Awaitable[Response | HttpResponse | None] | None
+]
+LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
 
 
-def _extensions(compression: str | None) -> Sequence[Any] | None:
-    if compression == "deflate":
-        return None  # the Connection's default: permessage-deflate
-    if compression is None:
-        return ()
-    raise ValueError(f"unsupported compression {compression!r}: use 'deflate' or None")
+def _response_bytes(response: Response) -> bytes:
+    """The wire form of a response that ``process_response`` returned (a 101 keeps no body)."""
+    if response.status_code == 101:
+        return _serialize(f"HTTP/1.1 101 {response.reason or 'Switching Protocols'}", response.headers)
+    reason = response.reason or _phrase(response.status_code)
+    headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
+    headers.append(("Content-Length", str(len(response.body))))
+    if not any(k.lower() == "connection" for k, _ in headers):
+        headers.append(("Connection", "close"))
+    return _serialize(f"HTTP/1.1 {response.status_code} {reason}", headers) + response.body
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _normalize(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -148,6 +166,46 @@ class ServerWebSocket(WebSocket):
             return None
         return Request(parts[0], parts[1], self._parser.headers, parts[2])
 
+    async def _process_response(self, request: Request | None) -> bool:
+        """Give ``process_response`` the queued response; send what it returns instead. False when a 101
+        was replaced by another status (sent; the connection then ends without opening)."""
+        hook = self._server.process_response
+        conn = self._conn
+        response = conn.response
+        if hook is None or response is None:
+            return True
+        try:
+            result: Any = hook(self, request, response)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None and not isinstance(result, Response):
+                status, headers, body = _normalize(result)
+                result = Response(status, _phrase(status), tuple(headers), body)
+        except Exception:
+            logger.exception("error in process_response")
+            result = Response(500, "", (("Content-Type", "text/plain"),), b"Internal Server Error\n")
+        if result is None or result is response or self._lost:
+            return True
+        try:
+            head = _response_bytes(result)
+        except Exception:
+            logger.exception("invalid response from process_response: %r", result)
+            head = _response_bytes(Response(500, "", (("Content-Type", "text/plain"),), b"Internal Server Error\n"))
+            result = Response(500, "", (), b"")
+        queued = conn.data_to_send()
+        end = queued.find(b"\r\n\r\n") + 4
+        transport = self._transport
+        assert transport is not None
+        if response.status_code == 101 and result.status_code == 101:
+            transport.write(head + queued[end:])  # frames answered behind the 101 stay behind it
+            return True
+        transport.write(head)
+        if response.status_code == 101:
+            self._pre = None
+            transport.close()
+            return False
+        return True
+
     async def _handshake(self) -> bool:
         """Answer the request: plain HTTP (process_request), a rejection, or 101. True once OPEN."""
         server = self._server
@@ -172,11 +230,12 @@ class ServerWebSocket(WebSocket):
         if response is not None:
             try:
                 status, headers, body = _normalize(response)
-                conn.reject(status, headers, body)
+                conn.reject(status, self._server._with_server_header(headers), body)
             except Exception:
                 self.logger.exception("invalid response from process_request: %r", response)
                 conn.reject(500, [("Content-Type", "text/plain")], b"Internal Server Error\n")
             self._pre = None
+            await self._process_response(request)
             self._handle([])
             return False
         pre, self._pre = self._pre, None
@@ -187,16 +246,19 @@ class ServerWebSocket(WebSocket):
             self._handle(events)
             return False
         try:
+            headers = server._with_server_header([])
             if server.select_subprotocol is not None:
                 offered = parse_subprotocols(events[0].headers)
-                events = conn.accept(server.select_subprotocol(offered))
+                events = conn.accept(server.select_subprotocol(offered), extra_headers=headers)
             else:
-                events = conn.accept()
+                events = conn.accept(extra_headers=headers)
         except Exception:
             self.logger.exception("error while accepting the connection")
             self._conn = conn = Connection("server", stream_messages=True)  # a fresh one, to answer 500
             conn.reject(500, [("Content-Type", "text/plain")], b"Internal Server Error\n")
             self._handle([])
+            return False
+        if not await self._process_response(conn.request):
             return False
         if self._open_timer is not None:
             self._open_timer.cancel()
@@ -251,7 +313,10 @@ class Server:
         select_subprotocol: Callable[[list[str]], str | None] | None = None,
         origins: Sequence[str | None] | None = None,
         process_request: ProcessRequest | None = None,
-        compression: str | None = "deflate",
+        process_response: ProcessResponse | None = None,
+        server_header: str | None = DEFAULT_USER_AGENT,
+        compression: Compression = "deflate",
+        extensions: Sequence[Any] | None = None,
         open_timeout: float | None = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -260,22 +325,25 @@ class Server:
         max_queue: int | None = 16,
         write_limit: int = 65536,
         max_connections: int | None = None,
-        slow_consumer: str = "close",
+        slow_consumer: Literal["close", "skip", "wait"] = "close",
         slow_consumer_limit: int = 1 << 20,
         broker: Broker | str | None = None,
+        logger: LoggerLike = None,
     ) -> None:
         if slow_consumer not in ("close", "skip", "wait"):
             raise ValueError("slow_consumer must be 'close', 'skip' or 'wait'")
         self.handler = handler
         self.select_subprotocol = select_subprotocol
         self.process_request = process_request
+        self.process_response = process_response
+        self.server_header = server_header
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
         self.max_connections = max_connections
         self._connection_options: dict[str, Any] = {
             "subprotocols": tuple(subprotocols or ()),
             "origins": origins,
-            "extensions": _extensions(compression),
+            "extensions": extension_factories(compression, "server", extensions),
             "max_message_size": max_size,
         }
         self._options: dict[str, Any] = {
@@ -287,6 +355,8 @@ class Server:
             "slow_consumer": slow_consumer,
             "slow_consumer_limit": slow_consumer_limit,
         }
+        if logger is not None:
+            self._options["logger"] = logger
         #: The open connections.
         self.connections: set[WebSocket] = set()
         self._protocols: set[ServerWebSocket] = set()  # every connection, handshake included
@@ -298,6 +368,11 @@ class Server:
         self.broker: Broker = make_broker(broker)
         self._owns_broker = not isinstance(broker, Broker)
         self._channels: Any = None  # wscodec.broker.channels.Channels, made on first use
+
+    def _with_server_header(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if self.server_header is None or any(k.lower() == "server" for k, _ in headers):
+            return headers
+        return [*headers, ("Server", self.server_header)]
 
     def _protocol_factory(self) -> ServerWebSocket:
         conn = Connection("server", stream_messages=True, **self._connection_options)
@@ -420,7 +495,16 @@ class serve:
     upgrades get 503. ``slow_consumer`` ("close", "skip" or "wait") is what :func:`broadcast` does with
     a connection whose buffer holds more than ``slow_consumer_limit`` bytes. ``broker`` (a URL such as
     ``"redis://host:6379/0"`` or a :class:`~wscodec.broker.Broker`) carries :meth:`Server.publish` across
-    processes; ``sock`` serves on a socket bound already. Other options as in
+    processes.
+
+    ``process_response(ws, request, response)`` sees every response (the 101 included) before it is sent:
+    return None to send it, or a :class:`~wscodec.events.Response` (``dataclasses.replace`` it to add
+    headers to the 101) or ``(status, headers, body)`` to send instead. ``server_header`` is the
+    ``Server`` header (None: none). ``compression`` is ``"deflate"``, a
+    :class:`~wscodec.compression.Deflate` or None, as for ``connect()``; ``extensions`` (factories)
+    replaces it. ``sock`` is an already bound or listening socket (TCP or Unix) instead of ``host``/``port``
+    (what :mod:`wscodec.workers` hands a worker); ``logger`` (a Logger or its name) is where connections
+    log. Other options as in
     :class:`~wscodec.asyncio.connect`; ``ssl`` is an :class:`ssl.SSLContext` for wss.
     """
 
@@ -430,15 +514,60 @@ class serve:
         host: str | None = "127.0.0.1",
         port: int | None = 8765,
         *,
-        ssl: Any = None,
         sock: socket.socket | None = None,
-        **options: Any,
+        ssl: ssl_module.SSLContext | None = None,
+        subprotocols: Sequence[str] = (),
+        select_subprotocol: Callable[[list[str]], str | None] | None = None,
+        origins: Sequence[str | None] | None = None,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        server_header: str | None = DEFAULT_USER_AGENT,
+        compression: Compression = "deflate",
+        extensions: Sequence[Any] | None = None,
+        open_timeout: float | None = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 10.0,
+        max_size: int | None = 2**20,
+        max_queue: int | None = 16,
+        write_limit: int = 65536,
+        max_connections: int | None = None,
+        slow_consumer: Literal["close", "skip", "wait"] = "close",
+        slow_consumer_limit: int = 1 << 20,
+        logger: LoggerLike = None,
+        broker: Broker | str | None = None,
+        reuse_address: bool = True,
+        backlog: int = 100,
     ) -> None:
-        self._server = Server(handler, **options)
+        self._server = Server(
+            handler,
+            subprotocols=subprotocols,
+            select_subprotocol=select_subprotocol,
+            origins=origins,
+            process_request=process_request,
+            process_response=process_response,
+            server_header=server_header,
+            compression=compression,
+            extensions=extensions,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            max_size=max_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            max_connections=max_connections,
+            slow_consumer=slow_consumer,
+            slow_consumer_limit=slow_consumer_limit,
+            logger=logger,
+            broker=broker,
+        )
         self._host = host
         self._port: Any = port
         self._ssl = ssl
-        self._sock = sock  # a socket bound (and maybe listening) already: what wscodec.workers hands a worker
+        self._sock = sock
+        self._reuse_address = reuse_address
+        self._backlog = backlog
         self._unix_path: str | None = None
 
     async def _start(self) -> Server:
@@ -446,12 +575,20 @@ class serve:
         server = self._server
         await server.broker.start()
         if self._sock is not None:
-            server._server = await loop.create_server(server._protocol_factory, sock=self._sock, ssl=self._ssl)
+            # An already listening socket (systemd socket activation, tests): TCP or Unix alike.
+            if self._sock.family == getattr(socket, "AF_UNIX", None):
+                server._server = await loop.create_unix_server(server._protocol_factory, sock=self._sock,
+                                                               ssl=self._ssl, backlog=self._backlog)
+            else:
+                server._server = await loop.create_server(server._protocol_factory, sock=self._sock, ssl=self._ssl,
+                                                          backlog=self._backlog)
         elif self._unix_path is not None:
-            server._server = await loop.create_unix_server(server._protocol_factory, self._unix_path, ssl=self._ssl)
+            server._server = await loop.create_unix_server(server._protocol_factory, self._unix_path, ssl=self._ssl,
+                                                           backlog=self._backlog)
         else:
             server._server = await loop.create_server(
-                server._protocol_factory, self._host, self._port, ssl=self._ssl, reuse_address=True
+                server._protocol_factory, self._host, self._port, ssl=self._ssl, reuse_address=self._reuse_address,
+                backlog=self._backlog,
             )
         logger.info("server listening on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
         return server
@@ -472,9 +609,63 @@ class serve:
         await self._server.wait_closed()
 
 
-def unix_serve(handler: Handler, path: str, **options: Any) -> serve:
-    """:func:`serve` on a Unix socket at ``path``."""
-    starter = serve(handler, None, None, **options)
+def unix_serve(
+    handler: Handler,
+    path: str | None = None,
+    *,
+    sock: socket.socket | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    subprotocols: Sequence[str] = (),
+    select_subprotocol: Callable[[list[str]], str | None] | None = None,
+    origins: Sequence[str | None] | None = None,
+    process_request: ProcessRequest | None = None,
+    process_response: ProcessResponse | None = None,
+    server_header: str | None = DEFAULT_USER_AGENT,
+    compression: Compression = "deflate",
+    extensions: Sequence[Any] | None = None,
+    open_timeout: float | None = 10.0,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
+    close_timeout: float = 10.0,
+    max_size: int | None = 2**20,
+    max_queue: int | None = 16,
+    write_limit: int = 65536,
+    max_connections: int | None = None,
+    slow_consumer: Literal["close", "skip", "wait"] = "close",
+    slow_consumer_limit: int = 1 << 20,
+    logger: LoggerLike = None,
+    broker: Broker | str | None = None,
+) -> serve:
+    """:func:`serve` on a Unix socket at ``path`` (or the listening Unix socket ``sock``); the same options."""
+    if path is None and sock is None:
+        raise TypeError("unix_serve() needs path or sock")
+    starter = serve(
+        handler,
+        None,
+        None,
+        sock=sock,
+        ssl=ssl,
+        subprotocols=subprotocols,
+        select_subprotocol=select_subprotocol,
+        origins=origins,
+        process_request=process_request,
+        process_response=process_response,
+        server_header=server_header,
+        compression=compression,
+        extensions=extensions,
+        open_timeout=open_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+        max_size=max_size,
+        max_queue=max_queue,
+        write_limit=write_limit,
+        max_connections=max_connections,
+        slow_consumer=slow_consumer,
+        slow_consumer_limit=slow_consumer_limit,
+        logger=logger,
+        broker=broker,
+    )
     starter._unix_path = path
     return starter
 

@@ -841,8 +841,12 @@ class WebSocket(asyncio.BufferedProtocol):
         finally:
             self._waiter = None
 
-    async def recv(self) -> Data:
-        """The next message: a str for text, binary per :attr:`binary_type` (bytes by default).
+    async def recv(self) -> str | bytes:
+        """The next message: a str for text, bytes for binary.
+
+        Typed ``str | bytes``, which is what a connection returns unless asked otherwise: with
+        :attr:`binary_type` set to "bytearray" or "memoryview" (the browser API's choice), binary
+        messages come as that type, which type checkers treat as bytes-compatible.
 
         Raises :class:`~wscodec.errors.ConnectionClosed` once the connection is closed and every message
         received before has been returned. Cancelling it loses nothing.
@@ -901,10 +905,10 @@ class WebSocket(asyncio.BufferedProtocol):
                 raise self._closed_error()
             await self._wait_for_data()
 
-    def __aiter__(self) -> AsyncIterator[Data]:
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self
 
-    async def __anext__(self) -> Data:
+    async def __anext__(self) -> str | bytes:
         """``async for message in ws``: ends after a clean close (codes 1000, 1001, 1005, 3000-4999);
         raises :class:`~wscodec.errors.ConnectionClosed` after an abnormal or error close."""
         queue = self._queue

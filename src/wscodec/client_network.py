@@ -1,0 +1,545 @@
+"""Client networking shared by :mod:`wscodec.asyncio` and :mod:`wscodec.sync`: URLs, proxies, redirects,
+credentials, identity and the reconnection backoff.
+
+This module sits *under* the I/O layers and above nothing: it turns a ``ws://``/``wss://`` URL and a
+``proxy=`` setting into a connected stream (an asyncio transport, or a socket for the threaded API), and
+holds the policy both layers follow (which proxy the environment names, which redirects to follow, how long
+to wait before reconnecting). Neither :class:`~wscodec.connection.Connection` nor the kernels know about
+proxies: the WebSocket handshake starts on the stream this module returns, whatever it went through.
+
+Proxies: ``http://`` and ``https://`` proxies tunnel with ``CONNECT`` (RFC 9110 section 9.3.6), with
+``Proxy-Authorization: Basic`` from the proxy URL's credentials; ``socks5://``, ``socks5h://``,
+``socks4://`` and ``socks4a://`` go through the optional ``python-socks`` package (``pip install
+'wscodec[socks]'``). ``proxy=True`` reads the environment as :mod:`urllib.request` does (``HTTPS_PROXY`` for
+``wss://``, ``HTTP_PROXY`` for ``ws://``, ``ALL_PROXY``, ``NO_PROXY``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import random
+import socket
+import ssl as ssl_module
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .errors import InvalidProxy, InvalidStatus, InvalidURI, ProxyError, RedirectError
+from .handshake import HttpParser
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "Backoff",
+    "ProxyURL",
+    "WebSocketURI",
+    "basic_auth_header",
+    "is_fatal_status",
+    "open_asyncio_stream",
+    "open_socket",
+    "parse_proxy",
+    "parse_uri",
+    "redirect_location",
+    "select_proxy",
+]
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+DEFAULT_USER_AGENT = f"Python/{sys.version_info.major}.{sys.version_info.minor} wscodec/{_version()}"
+"""``User-Agent`` (client) and ``Server`` (server) header by default, as websockets does."""
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_SOCKS_SCHEMES = frozenset({"socks5", "socks5h", "socks4", "socks4a"})
+_MAX_PROXY_RESPONSE = 8192
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+@dataclasses.dataclass(frozen=True)
+class WebSocketURI:
+    """A parsed ``ws://`` or ``wss://`` URL."""
+
+    secure: bool
+    host: str
+    port: int
+    path: str
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header: the port only when it is not the scheme's default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == (443 if self.secure else 80) else f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The URL without credentials."""
+        return f"{'wss' if self.secure else 'ws'}://{self.host_header}{self.path}"
+
+    @property
+    def http_url(self) -> str:
+        """The same place as ``http(s)://``, which is what proxy rules (``NO_PROXY``) are written for."""
+        return f"{'https' if self.secure else 'http'}://{self.host_header}{self.path}"
+
+
+def parse_uri(url: str) -> WebSocketURI:
+    """Parse a ``ws://``/``wss://`` URL; raises :class:`~wscodec.errors.InvalidURI` (a ValueError)."""
+    if not isinstance(url, str):
+        raise InvalidURI(repr(url), "not a string")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURI(url, str(exc)) from None
+    if parts.scheme not in ("ws", "wss"):
+        raise InvalidURI(url, "scheme isn't ws or wss")
+    if not parts.hostname:
+        raise InvalidURI(url, "no host")
+    if parts.fragment:
+        raise InvalidURI(url, "a WebSocket URI has no fragment")
+    if any(c in url for c in " \r\n\t\x00"):
+        raise InvalidURI(url, "whitespace or control character")
+    secure = parts.scheme == "wss"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    username = urllib.parse.unquote(parts.username) if parts.username is not None else None
+    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+    return WebSocketURI(secure, parts.hostname, port or (443 if secure else 80), path, username, password)
+
+
+def basic_auth_header(username: str, password: str | None) -> str:
+    """``Basic <base64(user:password)>`` (RFC 7617), for ``Authorization`` and ``Proxy-Authorization``."""
+    token = base64.b64encode(f"{username}:{password or ''}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyURL:
+    """A parsed proxy URL."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    url: str = ""
+
+    @property
+    def is_socks(self) -> bool:
+        return self.scheme in _SOCKS_SCHEMES
+
+
+def parse_proxy(url: str) -> ProxyURL:
+    """Parse a proxy URL; raises :class:`~wscodec.errors.InvalidProxy` for an unknown scheme."""
+    if "://" not in url:
+        url = "http://" + url  # urllib.request accepts "host:port" in the environment; so do we
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURI(url, str(exc)) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") and scheme not in _SOCKS_SCHEMES:
+        raise InvalidProxy(f"unsupported proxy scheme {scheme!r} in {url!r}: use http, https, socks5, socks5h, "
+                           "socks4 or socks4a")
+    if not parts.hostname:
+        raise InvalidURI(url, "no host")
+    default_port = {"http": 80, "https": 443}.get(scheme, 1080)
+    username = urllib.parse.unquote(parts.username) if parts.username is not None else None
+    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+    return ProxyURL(scheme, parts.hostname, port or default_port, username, password, url)
+
+
+def select_proxy(uri: WebSocketURI, proxy: str | bool | None) -> ProxyURL | None:
+    """The proxy to go through for ``uri``: ``proxy`` itself (a URL), none (None/False), or with ``True``
+    the environment's, read as :mod:`urllib.request` reads it (``NO_PROXY`` honoured): ``wss://`` uses the
+    ``https`` proxy, ``ws://`` the ``http`` one, ``ALL_PROXY`` otherwise."""
+    if proxy is None or proxy is False:
+        return None
+    if isinstance(proxy, str):
+        return parse_proxy(proxy)
+    if proxy is not True:
+        raise TypeError(f"proxy must be a URL, True or None, not {type(proxy).__name__}")
+    proxies = urllib.request.getproxies()
+    if not proxies:
+        return None
+    host = uri.host_header
+    if urllib.request.proxy_bypass(host) or ("no" in proxies and _bypass_env(uri.host, proxies["no"])):
+        return None
+    url = proxies.get("https" if uri.secure else "http") or proxies.get("all")
+    return parse_proxy(url) if url else None
+
+
+def _bypass_env(host: str, no_proxy: str) -> bool:
+    # urllib.request.proxy_bypass() reads the environment through getproxies(), which on some platforms
+    # skips the environment; this is proxy_bypass_environment's rule applied to what getproxies() found.
+    bypass: Any = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009 - not in typeshed
+    return bool(bypass(host, {"no": no_proxy}))
+
+
+def connect_request(uri: WebSocketURI, proxy: ProxyURL, user_agent: str | None) -> bytes:
+    """The ``CONNECT host:port`` request that opens a tunnel through an HTTP proxy."""
+    target = f"[{uri.host}]:{uri.port}" if ":" in uri.host else f"{uri.host}:{uri.port}"
+    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+    if user_agent is not None:
+        lines.append(f"User-Agent: {user_agent}")
+    if proxy.username is not None:
+        lines.append(f"Proxy-Authorization: {basic_auth_header(proxy.username, proxy.password)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class ConnectResponse:
+    """Reads the proxy's answer to ``CONNECT``: :meth:`feed` until True, then :attr:`leftover` holds the
+    bytes after the head (the start of the tunnel's stream). A status other than 2xx raises
+    :class:`~wscodec.errors.ProxyError`."""
+
+    def __init__(self, proxy: ProxyURL) -> None:
+        self._parser = HttpParser(max_header_size=_MAX_PROXY_RESPONSE)
+        self._proxy = proxy
+        self.leftover = b""
+
+    def feed(self, data: bytes) -> bool:
+        if not data:
+            raise ProxyError(f"proxy {self._proxy.host}:{self._proxy.port} closed the connection before answering")
+        try:
+            done = self._parser.feed(data)
+        except Exception as exc:
+            raise ProxyError(f"invalid response from proxy {self._proxy.host}:{self._proxy.port}: {exc}") from None
+        if not done:
+            return False
+        parts = self._parser.start_line.split(" ", 2)
+        try:
+            status = int(parts[1])
+        except (IndexError, ValueError):
+            raise ProxyError(f"invalid status line from proxy: {self._parser.start_line!r}") from None
+        if not 200 <= status < 300:
+            reason = parts[2] if len(parts) > 2 else ""
+            what = "requires authentication" if status == 407 else "refused the tunnel"
+            raise ProxyError(
+                f"proxy {self._proxy.host}:{self._proxy.port} {what}: HTTP {status} {reason}".rstrip(), status
+            )
+        self.leftover = bytes(self._parser.leftover)
+        return True
+
+
+def _socks_module(sync: bool) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module("python_socks.sync" if sync else "python_socks.async_.asyncio")
+    except ImportError:
+        raise InvalidProxy(
+            "a SOCKS proxy needs the python-socks package: pip install 'wscodec[socks]'"
+        ) from None
+
+
+def _socks_proxy(module: Any, proxy: ProxyURL) -> Any:
+    """python-socks' proxy object: socks5h/socks4a resolve the name at the proxy (rdns), socks5/socks4 here."""
+    from python_socks import ProxyType
+
+    kind = ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4
+    rdns = proxy.scheme in ("socks5h", "socks4a")
+    return module.Proxy(kind, proxy.host, proxy.port, proxy.username, proxy.password, rdns=rdns)
+
+
+def _socks_error(exc: Exception, proxy: ProxyURL) -> Exception:
+    if type(exc).__module__.startswith("python_socks"):
+        name = type(exc).__name__
+        if name == "ProxyTimeoutError":
+            return TimeoutError(f"SOCKS proxy {proxy.host}:{proxy.port} timed out")
+        if name == "ProxyConnectionError":
+            return ConnectionRefusedError(f"cannot reach SOCKS proxy {proxy.host}:{proxy.port}: {exc}")
+        return ProxyError(f"SOCKS proxy {proxy.host}:{proxy.port} refused the connection: {exc}")
+    return exc
+
+
+# --------------------------------------------------------------------------- asyncio
+
+
+class _TunnelProtocol(asyncio.Protocol):
+    """Collects the proxy's answer to CONNECT; after that, the transport is handed to the WebSocket."""
+
+    def __init__(self, response: ConnectResponse) -> None:
+        self.response = response
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            self.response.leftover += data
+            return
+        try:
+            if self.response.feed(data):
+                assert self.transport is not None
+                self.transport.pause_reading()
+                self.done.set_result(None)
+        except Exception as exc:
+            self.done.set_exception(exc)
+
+    def eof_received(self) -> bool | None:
+        if not self.done.done():
+            try:
+                self.response.feed(b"")
+            except Exception as exc:
+                self.done.set_exception(exc)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc or ProxyError("proxy closed the connection before answering"))
+
+
+async def open_asyncio_stream(
+    protocol: asyncio.BufferedProtocol | asyncio.Protocol,
+    uri: WebSocketURI,
+    *,
+    proxy: ProxyURL | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    proxy_ssl: ssl_module.SSLContext | None = None,
+    sock: socket.socket | None = None,
+    unix_path: str | None = None,
+    user_agent: str | None = None,
+) -> asyncio.BaseTransport:
+    """Connect ``protocol`` to ``uri``: directly, over ``sock`` or ``unix_path``, or through ``proxy``;
+    TLS (``ssl``) when the URI is ``wss://``. Returns the transport ``protocol`` is connected to."""
+    loop = asyncio.get_running_loop()
+    hostname = server_hostname if server_hostname is not None else uri.host
+    tls_name = hostname if ssl is not None else None
+    transport: asyncio.BaseTransport
+    if sock is not None:
+        transport, _ = await loop.create_connection(lambda: protocol, sock=sock, ssl=ssl, server_hostname=tls_name)
+        return transport
+    if unix_path is not None:
+        transport, _ = await loop.create_unix_connection(
+            lambda: protocol, unix_path, ssl=ssl, server_hostname=tls_name
+        )
+        return transport
+    if proxy is None:
+        transport, _ = await loop.create_connection(
+            lambda: protocol, uri.host, uri.port, ssl=ssl, server_hostname=tls_name
+        )
+        return transport
+    if proxy.is_socks:
+        module = _socks_module(sync=False)
+        try:
+            raw = await _socks_proxy(module, proxy).connect(uri.host, uri.port)
+        except Exception as exc:
+            raise _socks_error(exc, proxy) from None
+        transport, _ = await loop.create_connection(lambda: protocol, sock=raw, ssl=ssl, server_hostname=tls_name)
+        return transport
+    # HTTP CONNECT, TLS to the proxy itself for https:// proxies.
+    response = ConnectResponse(proxy)
+    tunnel_ssl = None
+    if proxy.scheme == "https":
+        tunnel_ssl = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
+    tunnel, tunnel_protocol = await loop.create_connection(
+        lambda: _TunnelProtocol(response),
+        proxy.host,
+        proxy.port,
+        ssl=tunnel_ssl,
+        server_hostname=proxy.host if tunnel_ssl is not None else None,
+    )
+    try:
+        tunnel.write(connect_request(uri, proxy, user_agent))
+        await tunnel_protocol.done
+        transport = tunnel
+        if ssl is not None:
+            tls = await loop.start_tls(tunnel, tunnel_protocol, ssl, server_hostname=tls_name)
+            if tls is None:
+                raise ProxyError("TLS through the proxy tunnel could not start")
+            transport = tls
+    except BaseException:
+        tunnel.abort()
+        raise
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    if response.leftover:
+        _feed(protocol, response.leftover)
+    transport.resume_reading()
+    return transport
+
+
+def _feed(protocol: asyncio.BufferedProtocol | asyncio.Protocol, data: bytes) -> None:
+    if isinstance(protocol, asyncio.BufferedProtocol):
+        view = memoryview(data)
+        while view:
+            buf = memoryview(protocol.get_buffer(len(view)))
+            n = min(len(buf), len(view))
+            buf[:n] = view[:n]
+            protocol.buffer_updated(n)
+            view = view[n:]
+    else:
+        protocol.data_received(data)
+
+
+# --------------------------------------------------------------------------- blocking sockets
+
+
+def open_socket(
+    uri: WebSocketURI,
+    *,
+    proxy: ProxyURL | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    sock: socket.socket | None = None,
+    unix_path: str | None = None,
+    timeout: float | None = None,
+    user_agent: str | None = None,
+    proxy_ssl: ssl_module.SSLContext | None = None,
+) -> tuple[socket.socket, bytes]:
+    """The blocking twin of :func:`open_asyncio_stream` for :mod:`wscodec.sync`: a connected socket (TLS
+    wrapped for ``wss://``) and the bytes already read past a proxy's answer."""
+    leftover = b""
+    if sock is None:
+        if unix_path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(unix_path)
+            except BaseException:
+                sock.close()
+                raise
+        elif proxy is None:
+            sock = socket.create_connection((uri.host, uri.port), timeout)
+        elif proxy.is_socks:
+            module = _socks_module(sync=True)
+            try:
+                sock = _socks_proxy(module, proxy).connect(uri.host, uri.port, timeout=timeout)
+            except Exception as exc:
+                raise _socks_error(exc, proxy) from None
+        else:
+            if proxy.scheme == "https" and ssl is not None:
+                raise InvalidProxy("wss:// through an https:// proxy (TLS inside TLS) needs wscodec.asyncio")
+            sock = socket.create_connection((proxy.host, proxy.port), timeout)
+            try:
+                if proxy.scheme == "https":
+                    context = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
+                    sock = context.wrap_socket(sock, server_hostname=proxy.host)
+                sock.sendall(connect_request(uri, proxy, user_agent))
+                response = ConnectResponse(proxy)
+                while not response.feed(sock.recv(4096)):
+                    pass
+                leftover = response.leftover
+            except BaseException:
+                sock.close()
+                raise
+    assert sock is not None
+    sock.settimeout(timeout)
+    if ssl is not None:
+        if leftover:
+            raise ProxyError("the proxy sent data before the TLS handshake")
+        hostname = server_hostname if server_hostname is not None else uri.host
+        try:
+            sock = ssl.wrap_socket(sock, server_hostname=hostname)
+        except BaseException:
+            sock.close()
+            raise
+    return sock, leftover
+
+
+# --------------------------------------------------------------------------- redirects and reconnection
+
+
+def redirect_location(uri: WebSocketURI, error: InvalidStatus) -> str | None:
+    """The URL a 301/302/303/307/308 answer sends us to (relative ``Location`` resolved, ``http(s)://``
+    mapped to ``ws(s)://``), or None if ``error`` is not a redirect. Raises
+    :class:`~wscodec.errors.RedirectError` for a redirect without a usable ``Location``."""
+    if error.status_code not in REDIRECT_STATUSES:
+        return None
+    locations = [value for name, value in error.headers if name.lower() == "location"]
+    if len(locations) != 1 or not locations[0].strip():
+        raise RedirectError(f"HTTP {error.status_code} redirect without a single Location header")
+    base = uri.http_url
+    target = urllib.parse.urljoin(base, locations[0].strip())
+    scheme, rest = target.split(":", 1)
+    scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
+    if scheme not in ("ws", "wss"):
+        raise RedirectError(f"redirect to {target!r}: not a ws, wss, http or https URL")
+    if uri.secure and scheme == "ws":
+        raise RedirectError(f"redirect from {uri.url} to {target!r} would drop TLS")
+    return f"{scheme}:{rest}"
+
+
+class RedirectPolicy:
+    """Follows redirects for one ``connect()``: at most ``max_redirects``, never the same URL twice."""
+
+    def __init__(self, url: str, max_redirects: int) -> None:
+        self.max_redirects = max_redirects
+        self.seen = [url]
+
+    def next_url(self, uri: WebSocketURI, error: InvalidStatus) -> str | None:
+        if self.max_redirects == 0:
+            return None  # not following redirects: the 3xx is the answer
+        location = redirect_location(uri, error)
+        if location is None:
+            return None
+        if len(self.seen) > self.max_redirects:
+            raise RedirectError(f"more than {self.max_redirects} redirects (last to {location})")
+        if location in self.seen:
+            raise RedirectError(f"redirect loop: {' -> '.join([*self.seen, location])}")
+        self.seen.append(location)
+        return location
+
+
+def is_fatal_status(status: int) -> bool:
+    """True for an answer that reconnecting will not change: 4xx other than 408 and 429."""
+    return 400 <= status < 500 and status not in (408, 429)
+
+
+@dataclasses.dataclass
+class Backoff:
+    """Exponential backoff with full jitter: delays start at ``initial_delay`` (times ``factor`` each try,
+    at most ``max_delay``), each randomised in [0, delay] so clients that lost the same server do not come
+    back together. websockets' defaults: a short first try, then 3.1 s growing by 1.618 up to 90 s."""
+
+    initial_delay: float = 3.1
+    factor: float = 1.618
+    max_delay: float = 90.0
+    min_delay: float = 0.0
+
+    def delays(self, rng: random.Random | None = None) -> Iterator[float]:
+        rand = rng or random.Random()
+        delay = self.initial_delay
+        while True:
+            yield self.min_delay + rand.uniform(0, min(delay, self.max_delay))
+            delay = min(delay * self.factor, self.max_delay)
+
+
+def header_list(headers: Any) -> list[tuple[str, str]]:
+    """Headers given as a mapping or as pairs, as a list of pairs."""
+    if headers is None:
+        return []
+    if hasattr(headers, "items"):
+        return [(str(k), str(v)) for k, v in headers.items()]
+    return [(str(k), str(v)) for k, v in headers]
+
+
+def client_headers(
+    uri: WebSocketURI, additional_headers: Sequence[tuple[str, str]], user_agent: str | None
+) -> list[tuple[str, str]]:
+    """The extra request headers: ``Authorization`` from the URL's credentials, ``User-Agent``, then the
+    caller's (a caller's ``Authorization`` or ``User-Agent`` wins)."""
+    names = {name.lower() for name, _ in additional_headers}
+    headers: list[tuple[str, str]] = []
+    if uri.username is not None and "authorization" not in names:
+        headers.append(("Authorization", basic_auth_header(uri.username, uri.password)))
+    if user_agent is not None and "user-agent" not in names:
+        headers.append(("User-Agent", user_agent))
+    headers.extend(additional_headers)
+    return headers

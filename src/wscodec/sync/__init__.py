@@ -1,0 +1,14 @@
+"""The threaded I/O layer, for programs without asyncio: :func:`client.connect`, :func:`server.serve`.
+
+It mirrors :mod:`wscodec.asyncio` over the same sans-I/O :class:`~wscodec.connection.Connection`: the same
+option names, limits, hooks and errors, with blocking calls (``ws.recv(timeout=...)``, ``ws.send(...)``)
+and one reader thread per connection.
+"""
+
+from __future__ import annotations
+
+from .client import connect, unix_connect
+from .server import Server, serve, unix_serve
+from .websocket import WebSocket
+
+__all__ = ["Server", "WebSocket", "connect", "serve", "unix_connect", "unix_serve"]

@@ -1,0 +1,510 @@
+"""wscodec.asyncio client networking over loopback: proxies (pproxy as HTTP CONNECT and SOCKS5 proxy),
+redirects (a plain asyncio HTTP server), credentials, identity headers, reconnection, Unix sockets and
+sockets made by the caller. Error paths: refusing proxies, an unreachable proxy, redirect loops, too many
+redirects, SOCKS without python-socks (import blocked in a subprocess).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from wscodec import (
+    ConnectionClosed,
+    InvalidProxy,
+    InvalidStatus,
+    InvalidURI,
+    OpenTimeout,
+    ProxyError,
+    RedirectError,
+    WebSocketError,
+)
+from wscodec.asyncio import Server, WebSocket, connect, serve, unix_connect, unix_serve
+from wscodec.client_network import DEFAULT_USER_AGENT, Backoff, parse_uri, select_proxy
+from wscodec.events import Request
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"pproxy exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("pproxy did not start listening")
+
+
+@contextlib.contextmanager
+def pproxy(listen: str, *extra: str) -> Iterator[int]:
+    """Start ``pproxy -l <scheme>://127.0.0.1:<free port>[#user:pass]`` and yield its port."""
+    port = free_port()
+    spec = listen.replace("PORT", str(port))
+    # --auth 0: pproxy otherwise remembers an address that authenticated once and lets it in without.
+    # pproxy installs uvloop when it can and then fails to find a loop with recent uvloop: keep it on asyncio's.
+    launcher = "import sys; sys.modules['uvloop'] = None; from pproxy.server import main; main()"
+    args = ["pproxy", "-l", spec, "--auth", "0", *extra]
+    proc = subprocess.Popen([sys.executable, "-c", launcher, *args[1:]], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def proxy_port() -> Iterator[int]:
+    with pproxy("http+socks5://127.0.0.1:PORT") as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def auth_proxy_port() -> Iterator[int]:
+    with pproxy("http+socks5://127.0.0.1:PORT#alice:s3cret") as port:
+        yield port
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                 "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+seen_requests: list[Request] = []
+
+
+async def echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def recording(request: Request) -> None:
+    seen_requests.append(request)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    seen_requests.clear()
+    async with serve(echo, "127.0.0.1", 0, process_request=recording) as srv:
+        yield srv
+
+
+def url(server: Server, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+async def test_http_connect_proxy(server: Server, proxy_port: int) -> None:
+    async with connect(url(server), proxy=f"http://127.0.0.1:{proxy_port}") as ws:
+        await ws.send("through the proxy")
+        assert await ws.recv() == "through the proxy"
+        # The server saw the proxy's address, not ours directly: same host here, but a different socket.
+        assert ws.remote_address[1] == proxy_port
+
+
+async def test_socks5_proxy(server: Server, proxy_port: int) -> None:
+    for scheme in ("socks5", "socks5h"):
+        async with connect(url(server), proxy=f"{scheme}://127.0.0.1:{proxy_port}") as ws:
+            await ws.send(b"socks")
+            assert await ws.recv() == b"socks"
+            assert ws.remote_address[1] == proxy_port
+
+
+async def test_proxy_credentials_from_the_url(server: Server, auth_proxy_port: int) -> None:
+    async with connect(url(server), proxy=f"http://alice:s3cret@127.0.0.1:{auth_proxy_port}") as ws:
+        await ws.send("authorized")
+        assert await ws.recv() == "authorized"
+    async with connect(url(server), proxy=f"socks5://alice:s3cret@127.0.0.1:{auth_proxy_port}") as ws:
+        await ws.send("socks authorized")
+        assert await ws.recv() == "socks authorized"
+
+
+async def test_proxy_that_requires_authentication_raises_407(server: Server, auth_proxy_port: int) -> None:
+    with pytest.raises(ProxyError, match="407") as info:
+        await connect(url(server), proxy=f"http://127.0.0.1:{auth_proxy_port}")
+    assert info.value.status_code == 407
+    assert isinstance(info.value, WebSocketError)
+
+
+async def test_socks_proxy_that_refuses_raises_proxy_error(server: Server, auth_proxy_port: int) -> None:
+    with pytest.raises(ProxyError, match="SOCKS"):
+        await connect(url(server), proxy=f"socks5://alice:wrong@127.0.0.1:{auth_proxy_port}")
+
+
+async def test_proxy_answering_403(server: Server) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    refusing = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = refusing.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ProxyError, match="403") as info:
+            await connect(url(server), proxy=f"http://127.0.0.1:{port}")
+        assert info.value.status_code == 403
+    finally:
+        refusing.close()
+        await refusing.wait_closed()
+
+
+async def test_unreachable_proxy(server: Server) -> None:
+    port = free_port()  # nothing listens there
+    with pytest.raises(OSError):
+        await connect(url(server), proxy=f"http://127.0.0.1:{port}", open_timeout=10)
+    with pytest.raises(OSError):
+        await connect(url(server), proxy=f"socks5://127.0.0.1:{port}", open_timeout=10)
+
+
+async def test_unknown_proxy_scheme() -> None:
+    with pytest.raises(InvalidProxy, match="ftp"):
+        await connect("ws://127.0.0.1:1/", proxy="ftp://127.0.0.1:21")
+
+
+def test_socks_without_python_socks_names_the_extra() -> None:
+    script = """
+import asyncio, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "python_socks" or name.startswith("python_socks."):
+            raise ImportError("blocked for the test")
+sys.meta_path.insert(0, Block())
+from wscodec.asyncio import connect
+from wscodec.errors import InvalidProxy
+from wscodec.sync import connect as sync_connect
+async def main():
+    try:
+        await connect("ws://127.0.0.1:9/", proxy="socks5://127.0.0.1:1080")
+    except InvalidProxy as exc:
+        print("ASYNC", exc)
+    try:
+        sync_connect("ws://127.0.0.1:9/", proxy="socks5://127.0.0.1:1080")
+    except InvalidProxy as exc:
+        print("SYNC", exc)
+asyncio.run(main())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "ASYNC a SOCKS proxy needs the python-socks package: pip install 'wscodec[socks]'" in result.stdout
+    assert "SYNC a SOCKS proxy needs the python-socks package" in result.stdout
+
+
+async def test_proxy_from_the_environment_and_no_proxy(
+    server: Server, proxy_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+    async with connect(url(server)) as ws:  # proxy=True is the default
+        assert ws.remote_address[1] == proxy_port
+    async with connect(url(server), proxy=None) as ws:
+        assert ws.remote_address[1] == server.port
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    async with connect(url(server)) as ws:
+        assert ws.remote_address[1] == server.port
+
+
+def test_select_proxy_follows_urllib_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://secure-proxy:3128")
+    monkeypatch.setenv("HTTP_PROXY", "socks5://plain-proxy:1080")
+    secure = select_proxy(parse_uri("wss://example.com/"), True)
+    plain = select_proxy(parse_uri("ws://example.com/"), True)
+    assert secure is not None and (secure.scheme, secure.host, secure.port) == ("http", "secure-proxy", 3128)
+    assert plain is not None and (plain.scheme, plain.host, plain.port) == ("socks5", "plain-proxy", 1080)
+    monkeypatch.setenv("NO_PROXY", ".example.com,localhost")
+    assert select_proxy(parse_uri("wss://api.example.com/"), True) is None
+    assert select_proxy(parse_uri("wss://example.org/"), True) is not None
+    assert select_proxy(parse_uri("wss://example.org/"), None) is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.setenv("ALL_PROXY", "socks5h://all:1080")
+    every = select_proxy(parse_uri("ws://example.org/"), True)
+    assert every is not None and every.scheme == "socks5h"
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+@contextlib.asynccontextmanager
+async def redirector(answer: Callable[[str], tuple[int, str]]) -> AsyncIterator[int]:
+    """A plain HTTP server: ``answer(path) -> (status, Location)`` for every request."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        path = head.split(b" ")[1].decode()
+        status, location = answer(path)
+        writer.write(f"HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield srv.sockets[0].getsockname()[1]
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirect_is_followed_and_final_url_kept(server: Server, status: int) -> None:
+    target = url(server, "/final?x=1").replace("ws://", "http://")  # http:// maps to ws://
+    async with redirector(lambda path: (status, target)) as port, connect(f"ws://127.0.0.1:{port}/start") as ws:
+        await ws.send("redirected")
+        assert await ws.recv() == "redirected"
+        assert ws.url == url(server, "/final?x=1")
+    assert seen_requests[-1].path == "/final?x=1"
+
+
+async def test_relative_redirect_and_chain(server: Server) -> None:
+    final = url(server, "/end")
+
+    def answer(path: str) -> tuple[int, str]:
+        return (302, "/two") if path == "/one" else (307, final)
+
+    async with redirector(answer) as port, connect(f"ws://127.0.0.1:{port}/one") as ws:
+        assert ws.url == final
+
+
+async def test_redirect_loop_is_detected() -> None:
+    async with redirector(lambda path: (302, "/b" if path == "/a" else "/a")) as port:
+        with pytest.raises(RedirectError, match="loop"):
+            await connect(f"ws://127.0.0.1:{port}/a")
+
+
+async def test_too_many_redirects() -> None:
+    async with redirector(lambda path: (302, f"/{int(path[1:]) + 1}")) as port:
+        with pytest.raises(RedirectError, match="more than 3 redirects"):
+            await connect(f"ws://127.0.0.1:{port}/0", max_redirects=3)
+        with pytest.raises(InvalidStatus) as info:
+            await connect(f"ws://127.0.0.1:{port}/0", max_redirects=0)
+        assert info.value.status_code == 302
+
+
+# --------------------------------------------------------------------------- credentials and identity
+
+
+async def test_credentials_in_the_url_become_basic_auth(server: Server) -> None:
+    async with connect(f"ws://al%40ice:pa%3Ass@127.0.0.1:{server.port}/") as ws:
+        assert ws.url == url(server)  # no credentials in the URL kept on the connection
+    expected = "Basic " + base64.b64encode(b"al@ice:pa:ss").decode()
+    assert seen_requests[-1].header("Authorization") == expected
+
+
+async def test_user_agent_default_none_and_custom(server: Server) -> None:
+    async with connect(url(server)):
+        pass
+    assert seen_requests[-1].header("User-Agent") == DEFAULT_USER_AGENT
+    assert DEFAULT_USER_AGENT.startswith("Python/3.") and " wscodec/" in DEFAULT_USER_AGENT
+    async with connect(url(server), user_agent_header=None):
+        pass
+    assert seen_requests[-1].header("User-Agent") is None
+    async with connect(url(server), user_agent_header="probe/1"):
+        pass
+    assert seen_requests[-1].header("User-Agent") == "probe/1"
+
+
+async def test_additional_headers_and_the_extra_headers_alias(server: Server) -> None:
+    async with connect(url(server), additional_headers={"X-Trace": "a"}):
+        pass
+    assert seen_requests[-1].header("X-Trace") == "a"
+    async with connect(url(server), extra_headers=[("X-Trace", "b")]):
+        pass
+    assert seen_requests[-1].header("X-Trace") == "b"
+    with pytest.raises(TypeError):
+        connect(url(server), additional_headers={"a": "1"}, extra_headers={"b": "2"})
+
+
+@pytest.mark.parametrize(
+    "bad", ["http://example.com/", "ws://", "ws://host:99999/", "ws://host/#frag", "example.com", "wss://a b/"]
+)
+async def test_invalid_uri(bad: str) -> None:
+    with pytest.raises(InvalidURI) as info:
+        await connect(bad)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, WebSocketError)
+
+
+async def test_open_timeout_is_a_timeout_error() -> None:
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)  # accepts, never answers
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(OpenTimeout) as info:
+            await connect(f"ws://127.0.0.1:{port}/", open_timeout=0.5)
+        assert isinstance(info.value, TimeoutError) and isinstance(info.value, WebSocketError)
+    finally:
+        silent.close()
+        await silent.wait_closed()
+
+
+# --------------------------------------------------------------------------- Unix sockets, sock=
+
+
+async def test_unix_connect() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ws.sock")
+        async with unix_serve(echo, path), unix_connect(path) as ws:
+            await ws.send("over unix")
+            assert await ws.recv() == "over unix"
+        async with unix_serve(echo, path), unix_connect(path, "ws://example.test/chat") as ws:
+            assert ws.request is not None and ws.request.header("Host") == "example.test"
+
+
+async def test_sock_on_connect_and_serve() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    async with serve(echo, sock=listener) as srv:
+        assert srv.port == port
+        client = socket.create_connection(("127.0.0.1", port))
+        async with connect(f"ws://127.0.0.1:{port}/", sock=client) as ws:
+            await ws.send("made by me")
+            assert await ws.recv() == "made by me"
+
+
+# --------------------------------------------------------------------------- reconnection
+
+
+def test_backoff_grows_with_jitter_up_to_the_cap() -> None:
+    import random
+
+    delays = Backoff(initial_delay=1.0, factor=2.0, max_delay=5.0).delays(random.Random(1))
+    values = [next(delays) for _ in range(8)]
+    caps = [1, 2, 4, 5, 5, 5, 5, 5]
+    assert all(0 <= v <= cap for v, cap in zip(values, caps, strict=True))
+    assert len(set(values)) == len(values)  # jitter: not the same delay twice
+
+
+async def test_reconnects_to_a_server_that_goes_down_and_comes_back() -> None:
+    port = free_port()
+    first = await serve(echo, "127.0.0.1", port)
+    connections: list[WebSocket] = []
+    attempts = 0
+
+    def count(exc: Exception) -> Exception | None:
+        nonlocal attempts
+        attempts += 1
+        return None if isinstance(exc, OSError) else exc
+
+    restarted: Server | None = None
+
+    async def bring_back() -> None:
+        nonlocal restarted
+        await asyncio.sleep(0.3)
+        restarted = await serve(echo, "127.0.0.1", port)
+
+    restart_task: asyncio.Task[None] | None = None
+    try:
+        async for ws in connect(f"ws://127.0.0.1:{port}/", process_exception=count, backoff_initial_delay=0.05,
+                                backoff_max_delay=0.2, open_timeout=5):
+            connections.append(ws)
+            await ws.send(f"hello {len(connections)}")
+            assert await ws.recv() == f"hello {len(connections)}"
+            if len(connections) == 1:
+                first.close()  # the server goes down: close 1001, then refused connections
+                await first.wait_closed()
+                restart_task = asyncio.create_task(bring_back())
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                continue
+            await ws.close()  # a normal closure ends the loop
+    finally:
+        if restart_task is not None:
+            await restart_task
+        if restarted is not None:
+            restarted.close()
+            await restarted.wait_closed()
+    assert len(connections) == 2
+    assert attempts >= 1  # at least one refused attempt while the server was down
+
+
+async def test_reconnection_stops_on_a_fatal_status() -> None:
+    async with serve(echo, "127.0.0.1", 0, process_request=lambda request: (403, [], b"no")) as srv:
+        with pytest.raises(InvalidStatus) as info:
+            async for _ws in connect(url(srv), backoff_initial_delay=0.01):
+                pytest.fail("should not connect")
+        assert info.value.status_code == 403
+
+
+async def test_reconnection_retries_503_then_connects() -> None:
+    answers = [(503, [], b"busy"), (503, [], b"busy"), None]
+
+    def flaky(request: Request) -> Any:
+        return answers.pop(0) if answers else None
+
+    async with serve(echo, "127.0.0.1", 0, process_request=flaky) as srv:
+        async for ws in connect(url(srv), backoff_initial_delay=0.01, backoff_max_delay=0.05):
+            await ws.send("finally")
+            assert await ws.recv() == "finally"
+            break
+    assert answers == []
+
+
+# --------------------------------------------------------------------------- TLS through proxies
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A throwaway self-signed certificate for 127.0.0.1 (openssl CLI)."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("openssl is required in CI (Debian package: openssl)")
+        pytest.skip("openssl is needed to make a test certificate (Debian package: openssl)")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_wss_through_http_and_https_proxies(tls_files: tuple[str, str], proxy_port: int) -> None:
+    import ssl
+
+    cert, key = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=cert)
+    async with serve(echo, "127.0.0.1", 0, ssl=server_context) as server:
+        wss = f"wss://127.0.0.1:{server.port}/secure"
+        # TLS to the server inside a CONNECT tunnel.
+        async with connect(wss, ssl=trusting, proxy=f"http://127.0.0.1:{proxy_port}") as ws:
+            assert ws.remote_address[1] == proxy_port
+            await ws.send("secret via proxy")
+            assert await ws.recv() == "secret via proxy"
+        # TLS to the proxy itself, then TLS to the server inside it (TLS in TLS).
+        with pproxy("http+ssl://127.0.0.1:PORT", "--ssl", f"{cert},{key}") as tls_proxy:
+            async with connect(wss, ssl=trusting, proxy=f"https://127.0.0.1:{tls_proxy}", proxy_ssl=trusting) as ws:
+                await ws.send("secret via https proxy")
+                assert await ws.recv() == "secret via https proxy"
