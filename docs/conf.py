@@ -29,3 +29,6 @@ html_title = f"wscodec {release}"
 exclude_patterns = ["_build"]
 nitpicky = False
 autodoc_inherit_docstrings = False
+# Type hints name ``WebSocket`` unqualified in both wscodec.asyncio and wscodec.sync; Sphinx cannot tell which
+# class a bare name in a signature means and warns that it found two. The links are a nicety, not content.
+suppress_warnings = ["ref.python"]
