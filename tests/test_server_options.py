@@ -118,8 +118,9 @@ async def test_logger_reaches_the_websocket() -> None:
         pass
     async with connect_and_wait(server_logger=custom) as got:
         named.append(got)
-    assert named[0] is logging.getLogger("my.app.server")
-    assert named[1] is custom
+    # ws.logger adds the connection's identity to every line (a LoggerAdapter) over the logger given
+    assert named[0].logger is logging.getLogger("my.app.server")
+    assert named[1].logger is custom
 
 
 class connect_and_wait:
@@ -137,7 +138,7 @@ class connect_and_wait:
             serve(handler, "127.0.0.1", 0, logger=self.server_logger) as server,
             connect(url(server.port), logger="client.log") as ws,
         ):
-            assert ws.logger is logging.getLogger("client.log")
+            assert ws.logger.logger is logging.getLogger("client.log")
             await ws.wait_closed()
         return self.loggers[0]
 
