@@ -4,7 +4,7 @@
 Nothing compiled is committed: :func:`build` writes the two sources below to a temporary directory and compiles
 them with the system C compiler (``cc``, or ``$CC``), once per benchmark run.
 
-* ``client PORT INFLIGHT SIZE WARMUP DURATION DEFLATE`` opens one WebSocket connection (offering
+* ``client PORT INFLIGHT SIZE WARMUP DURATION DEFLATE [PAYLOAD_FILE]`` opens one WebSocket connection (offering
   permessage-deflate when DEFLATE is 1; it sends uncompressed messages and only counts the echoes, so a
   compressing server pays for compression alone), keeps INFLIGHT binary messages of SIZE bytes outstanding
   with non-blocking I/O, and prints round trips, seconds, p50 and p99 latency as JSON. It parses frames in
@@ -21,7 +21,8 @@ import subprocess
 
 CLIENT_C = r"""
 /* wscodec bench load client: one WebSocket connection, `inflight` binary messages kept outstanding.
- * usage: client PORT INFLIGHT SIZE WARMUP_S DURATION_S DEFLATE(0|1)
+ * usage: client PORT INFLIGHT SIZE WARMUP_S DURATION_S DEFLATE(0|1) [PAYLOAD_FILE]
+ * (the payload: SIZE bytes of PAYLOAD_FILE, repeated as needed; without it, bytes 0..255 repeated)
  * prints {"round_trips":N,"seconds":S,"p50_us":X,"p99_us":Y} */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -49,7 +50,7 @@ static void queue(const unsigned char *p, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) { fprintf(stderr, "usage: client PORT INFLIGHT SIZE WARMUP DURATION DEFLATE\n"); return 2; }
+    if (argc != 7 && argc != 8) { fprintf(stderr, "usage: client PORT INFLIGHT SIZE WARMUP DURATION DEFLATE [PAYLOAD_FILE]\n"); return 2; }
     int port = atoi(argv[1]), inflight = atoi(argv[2]); size_t size = (size_t)atol(argv[3]);
     double warmup = atof(argv[4]), duration = atof(argv[5]); int deflate = atoi(argv[6]);
     int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
@@ -79,7 +80,14 @@ int main(int argc, char **argv) {
     else if (size < 65536) { frame[1] = 0x80 | 126; frame[2] = size >> 8; frame[3] = size & 255; }
     else { frame[1] = 0x80 | 127; for (int i = 0; i < 8; i++) frame[2 + i] = (unsigned char)((uint64_t)size >> (56 - 8 * i)); }
     memcpy(frame + hl, key, 4);
-    for (size_t i = 0; i < size; i++) frame[hl + 4 + i] = (unsigned char)i ^ key[i & 3];
+    for (size_t i = 0; i < size; i++) frame[hl + 4 + i] = (unsigned char)i;
+    if (argc == 8) {
+        FILE *f = fopen(argv[7], "rb"); size_t got = 0;
+        if (!f) die("payload file");
+        while (got < size) { size_t n = fread(frame + hl + 4 + got, 1, size - got, f); if (!n) { if (!got) die("empty payload file"); rewind(f); } got += n; }
+        fclose(f);
+    }
+    for (size_t i = 0; i < size; i++) frame[hl + 4 + i] ^= key[i & 3];
     int64_t *sent = malloc(sizeof(int64_t) * inflight); int s_head = 0, s_tail = 0, outstanding = 0;
     size_t lat_cap = 1 << 16, lat_n = 0; int64_t *lat = malloc(sizeof(int64_t) * lat_cap);
     int64_t t0 = now_ns(), measure_from = t0 + (int64_t)(warmup * 1e9), stop_at = measure_from + (int64_t)(duration * 1e9), last = measure_from;

@@ -323,9 +323,37 @@ CLIENTS = {"picows": _run_picows, "raw": _run_raw}
 C_CLIENT: list[str] = []  # the compiled client's path, once built (--client c)
 
 
+def _json_records(size: int) -> list[dict[str, Any]]:
+    """JSON records of a typical API message, at least ``size`` bytes once serialized (deterministic)."""
+    records: list[dict[str, Any]] = []
+    i = 0
+    while len(json.dumps(records)) < size:
+        records.append(
+            {
+                "id": i,
+                "user": f"user{i * 7919 % 10007}",
+                "email": f"user{i * 7919 % 10007}@example.com",
+                "active": i % 3 == 0,
+                "score": round((i * 2654435761 % 2**32) / 2**32, 6),
+                "tags": ["alpha", "beta", "gamma", "delta"][: i % 5],
+            }
+        )
+        i += 1
+    return records
+
+
 def _run_c(port: int, size: int, inflight: int, warmup: float, duration: float, deflate: bool) -> dict[str, Any]:
     proc = subprocess.run(
-        [C_CLIENT[0], str(port), str(inflight), str(size), str(warmup), str(duration), "1" if deflate else "0"],
+        [
+            C_CLIENT[0],
+            str(port),
+            str(inflight),
+            str(size),
+            str(warmup),
+            str(duration),
+            "1" if deflate else "0",
+            *C_CLIENT[1:],
+        ],
         capture_output=True,
         text=True,
         timeout=warmup + duration + 60,
@@ -455,6 +483,11 @@ async def _run_all(args: argparse.Namespace) -> list[Cell]:
 
                 client_exe, echo_exe = _c_load.build(tmp)
                 C_CLIENT[:] = [client_exe]
+                if args.deflate:  # compressible like real traffic: JSON records, not a byte ramp
+                    payload_file = os.path.join(tmp, "payload.json")
+                    with open(payload_file, "w") as f:
+                        json.dump(_json_records(max(args.sizes)), f)
+                    C_CLIENT.append(payload_file)
             for spec in args.servers:
                 name, _, loop = spec.partition("@")
                 servers[spec] = ServerProcess(name, cpu=args.server_cpu, loop=loop or args.loop, deflate=args.deflate)
