@@ -50,7 +50,8 @@ def _reset_mask_pool() -> None:
     _mask_keys.clear()
 
 
-os.register_at_fork(after_in_child=_reset_mask_pool)
+if hasattr(os, "register_at_fork"):  # POSIX; no fork elsewhere
+    os.register_at_fork(after_in_child=_reset_mask_pool)
 _utf8_decode = codecs.utf_8_decode
 _from_bytes = int.from_bytes
 

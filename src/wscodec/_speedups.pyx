@@ -94,7 +94,8 @@ def _reset_mask_pool():
     _mask_pos = 4096
 
 
-os.register_at_fork(after_in_child=_reset_mask_pool)
+if hasattr(os, "register_at_fork"):  # POSIX; no fork elsewhere
+    os.register_at_fork(after_in_child=_reset_mask_pool)
 
 cdef object _ZERO = 0  # the cached small int: the default offset, tested by identity
 cdef object _MAX_LENGTH = (1 << 63) - 1
