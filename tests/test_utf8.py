@@ -399,7 +399,7 @@ def _corrupt(data: bytes, where: int, byte: int) -> bytes:
     return data[:pos] + bytes([byte]) + data[pos + 1 :]
 
 
-@pytest.mark.parametrize("path", ["scalar", "sse4", "avx2"])
+@pytest.mark.parametrize("path", ["scalar", "sse4", "neon", "avx2"])
 @settings(max_examples=150, deadline=None)
 @given(
     data=_long_text,
@@ -428,7 +428,7 @@ def test_differential_utf8_simd_paths(pure, compiled, path, data, corrupt, cuts)
 
 def test_utf8_best_path_is_in_use(compiled):
     """The import picks the widest path the CPU offers, and a test can never select one it lacks."""
-    assert compiled.UTF8_IMPL in ("avx2", "sse4", "scalar")
+    assert compiled.UTF8_IMPL in ("avx2", "sse4", "neon", "scalar")
     assert compiled._utf8_use(compiled.UTF8_IMPL) == compiled.UTF8_IMPL
     if compiled.UTF8_IMPL != "avx2":
         assert compiled._utf8_use("avx2") == compiled.UTF8_IMPL

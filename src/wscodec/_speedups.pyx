@@ -43,6 +43,7 @@ cdef extern from "_speedups_impl.h" nogil:
     uint32_t ws_utf8_feed(uint32_t state, const unsigned char *s, size_t n)
     uint32_t WS_UTF8_FAIL
     int ws_utf8_set_impl(int impl)
+    const char *WS_UTF8_SIMD128
 
 ws_init_cpu()
 
@@ -264,14 +265,16 @@ def validate_utf8(data):
     return ok != 0
 
 
-_UTF8_IMPLS = ("scalar", "sse4", "avx2")
-#: The UTF-8 validator this CPU runs (picked at import from what it offers): "avx2", "sse4" or "scalar".
+_UTF8_IMPLS = ("scalar", WS_UTF8_SIMD128.decode(), "avx2")
+#: The UTF-8 validator this CPU runs (picked at import from what it offers): "avx2", "sse4", "neon" or "scalar".
 UTF8_IMPL = _UTF8_IMPLS[ws_utf8_set_impl(-1)]
 
 
 def _utf8_use(name):
-    """Run the UTF-8 kernels on path ``name`` ("scalar", "sse4", "avx2") if the CPU has it (tests); returns the
-    path in use. Every path gives the same answers: the tests check each against the C codec."""
+    """Run the UTF-8 kernels on path ``name`` ("scalar", "sse4", "neon", "avx2") if this CPU has it (tests);
+    returns the path in use. Every path gives the same answers: the tests check each against the C codec."""
+    if name not in _UTF8_IMPLS:
+        return _UTF8_IMPLS[ws_utf8_set_impl(-1)]
     return _UTF8_IMPLS[ws_utf8_set_impl(_UTF8_IMPLS.index(name))]
 
 

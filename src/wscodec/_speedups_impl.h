@@ -1,7 +1,8 @@
 /* C helpers for wscodec._speedups: masking and strict UTF-8 validation.
  *
- * Portable code works in 8-byte words; on x86-64 with GCC or Clang an AVX2 path is picked at run time
- * (__builtin_cpu_supports), so the wheel never needs -march=native.
+ * Portable code works in 8-byte words; on x86-64 with GCC or Clang an AVX2 path (masking and UTF-8) or an
+ * SSE4.1 one (UTF-8) is picked at run time (__builtin_cpu_supports), so the wheel never needs -march=native;
+ * on AArch64 the UTF-8 validator uses NEON, which every AArch64 CPU has.
  *
  * UTF-8: the bulk validator is the "lookup" algorithm of Keiser and Lemire (Validating UTF-8 in less than
  * one instruction per byte, 2021), as in simdjson; the scalar fallback and the chunk edges use a small
@@ -21,9 +22,17 @@
 #define WS_X86 0
 #endif
 
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define WS_NEON 1
+#include <arm_neon.h>
+#else
+#define WS_NEON 0
+#endif
+
 static int ws_have_avx2 = 0;
-/* UTF-8 validator in use: 2 = AVX2, 1 = SSE4.1 (with SSSE3), 0 = portable scalar. Picked once by
- * ws_init_cpu from what the CPU offers; ws_utf8_set_impl lets the tests run each path the CPU supports. */
+/* UTF-8 validator in use: 2 = AVX2, 1 = SSE4.1 (with SSSE3) or, on AArch64, NEON, 0 = portable scalar.
+ * Picked once by ws_init_cpu from what the CPU offers; ws_utf8_set_impl lets the tests run each path the
+ * CPU supports. */
 static int ws_utf8_impl = 0;
 static int ws_utf8_best = 0;
 /* Masking into a fresh buffer: ask for the destination lines in exclusive state this far ahead
@@ -40,8 +49,18 @@ static void ws_init_cpu(void)
     else if (__builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3"))
         ws_utf8_best = 1;
 #endif
+#if WS_NEON
+    ws_utf8_best = 1;
+#endif
     ws_utf8_impl = ws_utf8_best;
 }
+
+/* The names of the paths, by number, on this architecture. */
+#if WS_NEON
+#define WS_UTF8_SIMD128 "neon"
+#else
+#define WS_UTF8_SIMD128 "sse4"
+#endif
 
 /* Force a UTF-8 path (tests): returns the one in use, never one the CPU lacks. */
 static int ws_utf8_set_impl(int impl)
@@ -225,8 +244,7 @@ static uint32_t ws_utf8_step(uint32_t state, const unsigned char *s, size_t n)
     return state;
 }
 
-#if WS_X86
-/* Keiser-Lemire lookup validator over 32-byte blocks. */
+/* Keiser-Lemire lookup validator: the error classes, then the SIMD block functions. */
 #define WS_TOO_SHORT (1 << 0)
 #define WS_TOO_LONG (1 << 1)
 #define WS_OVERLONG_3 (1 << 2)
@@ -254,6 +272,77 @@ static uint32_t ws_utf8_step(uint32_t state, const unsigned char *s, size_t n)
 #define WS_T2H \
     WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, \
     WS_TOO_SHORT, WS_C8, WS_C9, WS_CA, WS_CA, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT
+
+#if WS_NEON
+/* The same over 16-byte blocks with NEON (baseline on AArch64: no run-time check needed). */
+static inline uint8x16_t ws_utf8_block_neon(uint8x16_t input, uint8x16_t prev_input)
+{
+    static const uint8_t t1h[16] = {WS_T1H}, t1l[16] = {WS_T1L}, t2h[16] = {WS_T2H};
+    const uint8x16_t lo_nibble = vdupq_n_u8(0x0F);
+    uint8x16_t prev1 = vextq_u8(prev_input, input, 16 - 1);
+    uint8x16_t prev2 = vextq_u8(prev_input, input, 16 - 2);
+    uint8x16_t prev3 = vextq_u8(prev_input, input, 16 - 3);
+    uint8x16_t b1h = vqtbl1q_u8(vld1q_u8(t1h), vshrq_n_u8(prev1, 4));
+    uint8x16_t b1l = vqtbl1q_u8(vld1q_u8(t1l), vandq_u8(prev1, lo_nibble));
+    uint8x16_t b2h = vqtbl1q_u8(vld1q_u8(t2h), vshrq_n_u8(input, 4));
+    uint8x16_t sc = vandq_u8(vandq_u8(b1h, b1l), b2h);
+    uint8x16_t third = vqsubq_u8(prev2, vdupq_n_u8(0xE0 - 0x80));
+    uint8x16_t fourth = vqsubq_u8(prev3, vdupq_n_u8(0xF0 - 0x80));
+    uint8x16_t must23 = vandq_u8(vorrq_u8(third, fourth), vdupq_n_u8(0x80));
+    return veorq_u8(must23, sc);
+}
+
+static int ws_utf8_valid_neon(const unsigned char *s, size_t n)
+{
+    static const uint8_t max_bytes[16] = {
+        255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0xF0 - 1, 0xE0 - 1, 0xC0 - 1};
+    const uint8x16_t max_value = vld1q_u8(max_bytes);
+    uint8x16_t prev = vdupq_n_u8(0), err = vdupq_n_u8(0), prev_incomplete = vdupq_n_u8(0);
+    size_t i = 0;
+    while (i + 64 <= n) {
+        uint8x16_t a = vld1q_u8(s + i), b = vld1q_u8(s + i + 16), c = vld1q_u8(s + i + 32), d = vld1q_u8(s + i + 48);
+        if (vmaxvq_u8(vorrq_u8(vorrq_u8(a, b), vorrq_u8(c, d))) < 0x80) {
+            err = vorrq_u8(err, prev_incomplete);
+            prev_incomplete = vdupq_n_u8(0);
+        } else {
+            err = vorrq_u8(err, ws_utf8_block_neon(a, prev));
+            err = vorrq_u8(err, ws_utf8_block_neon(b, a));
+            err = vorrq_u8(err, ws_utf8_block_neon(c, b));
+            err = vorrq_u8(err, ws_utf8_block_neon(d, c));
+            prev_incomplete = vqsubq_u8(d, max_value);
+        }
+        prev = d;
+        i += 64;
+        if ((i & 4095) == 0 && vmaxvq_u8(err) != 0)
+            return 0;
+    }
+    while (i + 16 <= n) {
+        uint8x16_t a = vld1q_u8(s + i);
+        if (vmaxvq_u8(a) < 0x80) {
+            err = vorrq_u8(err, prev_incomplete);
+            prev_incomplete = vdupq_n_u8(0);
+        } else {
+            err = vorrq_u8(err, ws_utf8_block_neon(a, prev));
+            prev_incomplete = vqsubq_u8(a, max_value);
+        }
+        prev = a;
+        i += 16;
+    }
+    if (i < n) {
+        unsigned char tail[16];
+        uint8x16_t a;
+        memset(tail, 0, 16);
+        memcpy(tail, s + i, n - i);
+        a = vld1q_u8(tail);
+        err = vorrq_u8(err, ws_utf8_block_neon(a, prev));
+        prev_incomplete = vqsubq_u8(a, max_value);
+    }
+    err = vorrq_u8(err, prev_incomplete);
+    return vmaxvq_u8(err) == 0;
+}
+#endif
+
+#if WS_X86
 
 __attribute__((target("avx2")))
 static inline __m256i ws_utf8_block(__m256i input, __m256i prev_input)
@@ -422,6 +511,10 @@ static int ws_utf8_valid(const unsigned char *s, size_t n)
         if (ws_utf8_impl == 1)
             return ws_utf8_valid_sse4(s, n);
     }
+#endif
+#if WS_NEON
+    if (n >= 64 && ws_utf8_impl == 1)
+        return ws_utf8_valid_neon(s, n);
 #endif
     return ws_utf8_step(0, s, n) == 0;
 }
