@@ -165,6 +165,41 @@ def _wsproto_send(text: str) -> Callable[[], int]:
     return run
 
 
+def _send_vs_encode(seconds: float) -> None:
+    """``send_binary`` + drain against ``encode_frame`` alone (the issue's 1.3x budget), per call, interleaved."""
+    import timeit
+
+    from wscodec import encode_frame
+    from wscodec.connection import Connection
+
+    server = Connection.established("server", max_message_size=None)
+    client = Connection.established("client", max_message_size=None)
+    print("\nsend_binary + drain vs encode_frame alone (ns per message, best of interleaved repeats)")
+    print(f"{'payload':>8} {'role':<7} {'encode_frame':>13} {'+data_to_send':>14} {'+..._buffers':>13} {'ratio':>6}")
+    for size in (16, 1024, 65536):
+        data = bytes(size)
+        number = 20_000 if size < 65536 else 500
+        cases = {
+            "encode server": "encode_frame(2, data)",
+            "send server": "server.send_binary(data); server.data_to_send()",
+            "buffers server": "server.send_binary(data); server.data_to_send_buffers()",
+            "encode client": "encode_frame(2, data, mask=True)",
+            "send client": "client.send_binary(data); client.data_to_send()",
+            "buffers client": "client.send_binary(data); client.data_to_send_buffers()",
+        }
+        names = {"encode_frame": encode_frame, "server": server, "client": client, "data": data}
+        best = dict.fromkeys(cases, float("inf"))
+        deadline = time.perf_counter() + seconds
+        rounds = 0
+        while rounds < 3 or (time.perf_counter() < deadline and rounds < 30):
+            for name, stmt in cases.items():
+                best[name] = min(best[name], timeit.timeit(stmt, number=number, globals=names) / number * 1e9)
+            rounds += 1
+        for role in ("server", "client"):
+            enc, send, bufs = best[f"encode {role}"], best[f"send {role}"], best[f"buffers {role}"]
+            print(f"{size:>7}B {role:<7} {enc:>13.0f} {send:>14.0f} {bufs:>13.0f} {min(send, bufs) / enc:>6.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
@@ -214,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             failures += not ok
             verdict = "PASS" if ok else "FAIL (target 3x)"
         print(f"{size:>7}B {ours:<20} {rate:>12,.0f} {r_ws:>13.2f}x {r_wp:>10.2f}x  {verdict}")
+
+    _send_vs_encode(seconds)
 
     if compiled and not args.live_only:
         print("\n--- the same with the pure-Python backend (WSCODEC_PURE_PYTHON=1) ---", flush=True)

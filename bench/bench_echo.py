@@ -1,12 +1,18 @@
-"""Echo round trips: wscodec's asyncio server against websockets, aiohttp and picows.
+"""Echo round trips: wscodec's asyncio server against websockets, aiohttp, picows and tornado, on asyncio's loop
+and on uvloop, beside a raw C TCP echo server (the physical floor).
 
-    python bench/bench_echo.py [--quick] [--duration S] [--servers a,b] [--inflight 1,64] [--sizes 16,1024,65536]
+    python bench/bench_echo.py [--quick] [--repeat 3] [--servers wscodec,picows@uvloop,...] [--inflight 1,64]
+                               [--sizes 16,1024,65536] [--client c|raw|picows] [--deflate] [--loop uvloop]
 
-Each server runs in its own process (``echo_servers.py``), compression off. One client, the same for every
-server, runs in this process: by default ``raw``, an asyncio Protocol that writes pre-built masked frames
-(one write refills the window for all the echoes of one read) and parses the echoes with
-``wscodec.FrameDecoder("client")``; it drives picows' own server ~40% faster than picows' client does, so
-the server is what gets measured. ``--client picows`` uses picows' client instead (one send per echo).
+Each server runs in its own process (``echo_servers.py``), compression off unless ``--deflate``; a server
+spec ``NAME@uvloop`` runs that server on uvloop (``--loop`` sets the default). The default client, ``c``, is
+a C program compiled for this run by ``_c_load.py`` with the system C compiler into a temporary directory: it
+keeps the messages in flight with non-blocking I/O and parses the echoes in place, so the servers, not the
+client, are what gets measured; ``floor``, a C TCP echo server compiled beside it, answers the upgrade with a
+fixed 101 and echoes bytes, and every cell is reported as a ratio to it and to the fastest peer.
+``--client raw`` (an asyncio Protocol writing pre-built frames) and ``--client picows`` need no compiler.
+Cells are interleaved: every repetition runs each cell on every server in turn, and the table gives the
+median of the repetitions and their spread (min-max, as a percentage of the median).
 For every cell (messages kept in flight x message size) the client keeps that many binary messages
 outstanding on one connection for a bounded time, after a short warm-up, and reports round trips per
 second and p50/p99 latency (send to echo).
@@ -26,8 +32,10 @@ import importlib.util
 import json
 import os
 import selectors
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,7 +45,8 @@ ROOT = os.path.dirname(HERE)
 SRC = os.path.join(ROOT, "src")
 
 OURS = "wscodec"
-ALL_SERVERS = ("wscodec", "websockets", "aiohttp", "picows")
+ALL_SERVERS = ("wscodec", "websockets", "aiohttp", "picows", "tornado")
+FLOOR = "floor"
 TARGETS = {"websockets": 2.0, "picows": 1.0}  # ours / peer, at 64 in flight, 16 B
 TARGET_CELL = (64, 16)
 
@@ -52,6 +61,9 @@ class Cell:
     rate: float
     p50_us: float
     p99_us: float
+    rate_min: float = 0.0
+    rate_max: float = 0.0
+    repeats: int = 1
 
 
 # --------------------------------------------------------------------------- servers
@@ -69,13 +81,20 @@ class ServerProcess:
     """One echo server in its own process; ``port`` once it has said it is listening."""
 
     def __init__(
-        self, name: str, *, cpu: int | None = None, loop: str = "asyncio", startup_timeout: float = 30.0
+        self,
+        name: str,
+        *,
+        cpu: int | None = None,
+        loop: str = "asyncio",
+        startup_timeout: float = 30.0,
+        command: list[str] | None = None,
+        deflate: bool = False,
     ) -> None:
         self.name = name
         env = dict(os.environ)
         env["PYTHONPATH"] = _wscodec_root() + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen(
-            [
+        if command is None:
+            command = [
                 sys.executable,
                 os.path.join(HERE, "echo_servers.py"),
                 name,
@@ -85,7 +104,10 @@ class ServerProcess:
                 "900",
                 "--loop",
                 loop,
-            ],
+                *(["--deflate"] if deflate else []),
+            ]
+        self.proc = subprocess.Popen(
+            command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -298,6 +320,48 @@ async def _run_raw(port: int, payload: bytes, inflight: int, warmup: float, dura
 
 
 CLIENTS = {"picows": _run_picows, "raw": _run_raw}
+C_CLIENT: list[str] = []  # the compiled client's path, once built (--client c)
+
+
+def _json_records(size: int) -> list[dict[str, Any]]:
+    """JSON records of a typical API message, at least ``size`` bytes once serialized (deterministic)."""
+    records: list[dict[str, Any]] = []
+    i = 0
+    while len(json.dumps(records)) < size:
+        records.append(
+            {
+                "id": i,
+                "user": f"user{i * 7919 % 10007}",
+                "email": f"user{i * 7919 % 10007}@example.com",
+                "active": i % 3 == 0,
+                "score": round((i * 2654435761 % 2**32) / 2**32, 6),
+                "tags": ["alpha", "beta", "gamma", "delta"][: i % 5],
+            }
+        )
+        i += 1
+    return records
+
+
+def _run_c(port: int, size: int, inflight: int, warmup: float, duration: float, deflate: bool) -> dict[str, Any]:
+    proc = subprocess.run(
+        [
+            C_CLIENT[0],
+            str(port),
+            str(inflight),
+            str(size),
+            str(warmup),
+            str(duration),
+            "1" if deflate else "0",
+            *C_CLIENT[1:],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=warmup + duration + 60,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"C client failed: {proc.stderr.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
 
 
 def _percentile(sorted_ns: list[int], q: float) -> float:
@@ -308,8 +372,19 @@ def _percentile(sorted_ns: list[int], q: float) -> float:
 
 
 async def measure(
-    client: str, server: str, port: int, inflight: int, size: int, warmup: float, duration: float
+    client: str,
+    server: str,
+    port: int,
+    inflight: int,
+    size: int,
+    warmup: float,
+    duration: float,
+    deflate: bool = False,
 ) -> Cell:
+    if client == "c":
+        got = _run_c(port, size, inflight, warmup, duration, deflate)
+        rate = got["round_trips"] / max(1e-9, got["seconds"])
+        return Cell(server, inflight, size, got["round_trips"], got["seconds"], rate, got["p50_us"], got["p99_us"])
     payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     meter = await CLIENTS[client](port, payload, inflight, warmup, duration)
     lat = sorted(meter.latencies)
@@ -335,25 +410,45 @@ def _size_label(size: int) -> str:
     return f"{size} B"
 
 
+def _is_ours(server: str) -> bool:
+    return server.split("@")[0] == OURS
+
+
 def format_table(cells: list[Cell]) -> str:
-    ours = {(c.inflight, c.size): c for c in cells if c.server == OURS}
+    """One row per server and cell: median rate, spread, latency, and ratios to the fastest peer (the best
+    server that is neither wscodec nor the floor) and to the floor."""
+    groups: dict[tuple[int, int], list[Cell]] = collections.defaultdict(list)
+    for c in cells:
+        groups[(c.inflight, c.size)].append(c)
     lines = [
-        f"{'in flight':>9}  {'size':>7}  {'server':<11} {'round trips/s':>13}  {'p50 us':>9}  {'p99 us':>9}  "
-        f"{'ours/this':>9}",
+        f"{'in flight':>9}  {'size':>7}  {'server':<18} {'round trips/s':>13}  {'spread':>7}  {'p50 us':>9}  "
+        f"{'p99 us':>9}  {'/fastest peer':>13}  {'/floor':>7}",
     ]
     lines.append("-" * len(lines[0]))
-    for c in cells:
-        base = ours.get((c.inflight, c.size))
-        ratio = f"{base.rate / c.rate:9.2f}" if base is not None and c.rate > 0 else f"{'-':>9}"
-        lines.append(
-            f"{c.inflight:>9}  {_size_label(c.size):>7}  {c.server:<11} {c.rate:>13,.0f}  "
-            f"{c.p50_us:>9.1f}  {c.p99_us:>9.1f}  {ratio}"
-        )
+    for (_inflight, _size), group in groups.items():
+        peers = [c.rate for c in group if not _is_ours(c.server) and c.server != FLOOR]
+        fastest = max(peers) if peers else 0.0
+        floor = next((c.rate for c in group if c.server == FLOOR), 0.0)
+        for c in group:
+            spread = (c.rate_max - c.rate_min) / c.rate * 100 if c.rate > 0 and c.repeats > 1 else 0.0
+            vs_peer = f"{c.rate / fastest:13.2f}" if fastest > 0 else f"{'-':>13}"
+            vs_floor = f"{c.rate / floor:7.2f}" if floor > 0 else f"{'-':>7}"
+            lines.append(
+                f"{c.inflight:>9}  {_size_label(c.size):>7}  {c.server:<18} {c.rate:>13,.0f}  {spread:>6.1f}%  "
+                f"{c.p50_us:>9.1f}  {c.p99_us:>9.1f}  {vs_peer}  {vs_floor}"
+            )
     return "\n".join(lines)
 
 
 def check_targets(cells: list[Cell]) -> tuple[list[str], bool]:
-    by = {(c.server, c.inflight, c.size): c for c in cells}
+    by = {(c.server.split("@")[0], c.inflight, c.size): c for c in cells if "@" not in c.server}
+    by.update(
+        {
+            (c.server.split("@")[0], c.inflight, c.size): c
+            for c in cells
+            if "@" in c.server and (c.server.split("@")[0], c.inflight, c.size) not in by
+        }
+    )
     inflight, size = TARGET_CELL
     ours = by.get((OURS, inflight, size))
     lines: list[str] = []
@@ -378,20 +473,62 @@ def _ints(text: str) -> list[int]:
 
 
 async def _run_all(args: argparse.Namespace) -> list[Cell]:
-    cells: list[Cell] = []
-    for name in args.servers:
-        server = ServerProcess(name, cpu=args.server_cpu, loop=args.loop)
+    servers: dict[str, ServerProcess] = {}
+    samples: dict[tuple[str, int, int], list[Cell]] = collections.defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="wscodec-bench-") as tmp:
         try:
-            for inflight in args.inflight:
-                for size in args.sizes:
-                    cell = await measure(args.client, name, server.port, inflight, size, args.warmup, args.duration)
-                    cells.append(cell)
-                    if args.verbose:
-                        print(f"  {name:<11} {inflight:>3} x {_size_label(size):>7}: {cell.rate:,.0f}/s", flush=True)
+            if args.client == "c":
+                sys.path.insert(0, HERE)
+                import _c_load
+
+                client_exe, echo_exe = _c_load.build(tmp)
+                C_CLIENT[:] = [client_exe]
+                if args.deflate:  # compressible like real traffic: JSON records, not a byte ramp
+                    payload_file = os.path.join(tmp, "payload.json")
+                    with open(payload_file, "w") as f:
+                        json.dump(_json_records(max(args.sizes)), f)
+                    C_CLIENT.append(payload_file)
+            for spec in args.servers:
+                name, _, loop = spec.partition("@")
+                servers[spec] = ServerProcess(name, cpu=args.server_cpu, loop=loop or args.loop, deflate=args.deflate)
+            if args.client == "c" and not args.no_floor:
+                servers[FLOOR] = ServerProcess(FLOOR, cpu=args.server_cpu, command=[echo_exe, "900"])
+            for _ in range(args.repeat):  # interleaved: each cell on every server in turn, every repetition
+                for inflight in args.inflight:
+                    for size in args.sizes:
+                        for spec, server in servers.items():
+                            cell = await measure(
+                                args.client, spec, server.port, inflight, size, args.warmup, args.duration, args.deflate
+                            )
+                            samples[(spec, inflight, size)].append(cell)
+                            if args.verbose:
+                                print(
+                                    f"  {spec:<18} {inflight:>3} x {_size_label(size):>7}: {cell.rate:,.0f}/s",
+                                    flush=True,
+                                )
         finally:
-            server.stop()
+            for server in servers.values():
+                server.stop()
+    cells = []
+    for (spec, inflight, size), runs in samples.items():
+        rates = [c.rate for c in runs]
+        cells.append(
+            Cell(
+                server=spec,
+                inflight=inflight,
+                size=size,
+                round_trips=int(statistics.median(c.round_trips for c in runs)),
+                seconds=round(statistics.median(c.seconds for c in runs), 3),
+                rate=statistics.median(rates),
+                p50_us=statistics.median(c.p50_us for c in runs),
+                p99_us=statistics.median(c.p99_us for c in runs),
+                rate_min=min(rates),
+                rate_max=max(rates),
+                repeats=len(runs),
+            )
+        )
     # Group the table by cell so that ratios sit next to each other.
-    order = {name: i for i, name in enumerate(args.servers)}
+    order = {name: i for i, name in enumerate([*args.servers, FLOOR])}
     cells.sort(key=lambda c: (args.inflight.index(c.inflight), args.sizes.index(c.size), order[c.server]))
     return cells
 
@@ -406,7 +543,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--inflight", default="1,64", help="messages kept in flight, comma-separated")
     parser.add_argument("--sizes", default="16,1024,65536", help="message sizes in bytes, comma-separated")
-    parser.add_argument("--client", choices=sorted(CLIENTS), default="raw")
+    parser.add_argument("--client", choices=sorted([*CLIENTS, "c"]), default="c")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions per cell (median, spread)")
+    parser.add_argument("--deflate", action="store_true", help="permessage-deflate on (picows has none: skipped)")
+    parser.add_argument("--no-floor", action="store_true", help="without the raw C TCP echo server")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="every server's event loop")
     parser.add_argument("--no-pin", action="store_true", help="do not pin client and server to separate CPUs")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -419,12 +559,22 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.duration <= 60 or not 0 <= args.warmup <= 10:
         parser.error("--duration must be in (0, 60] and --warmup in [0, 10]")
     args.servers = [s for s in args.servers.split(",") if s]
-    unknown = set(args.servers) - set(ALL_SERVERS)
+    unknown = {
+        s
+        for s in args.servers
+        if s.split("@")[0] not in ALL_SERVERS or s.partition("@")[2] not in ("", "asyncio", "uvloop")
+    }
     if unknown:
-        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
-    if OURS in args.servers:  # ours first, so its row leads each group
-        args.servers.remove(OURS)
-        args.servers.insert(0, OURS)
+        parser.error(
+            f"unknown servers: {', '.join(sorted(unknown))} (NAME or NAME@uvloop, NAME from {', '.join(ALL_SERVERS)})"
+        )
+    if not 1 <= args.repeat <= 20:
+        parser.error("--repeat must be in [1, 20]")
+    if args.deflate:
+        args.servers = [s for s in args.servers if s.split("@")[0] != "picows"]
+    if args.client != "c" and args.deflate:
+        parser.error("--deflate needs --client c")
+    args.servers.sort(key=lambda s: not _is_ours(s))  # ours first, so its rows lead each group
     args.inflight = _ints(args.inflight)
     args.sizes = _ints(args.sizes)
     if args.client == "raw" and importlib.util.find_spec("wscodec") is None:
@@ -440,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(
         f"echo benchmark: client={args.client}, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
-        f"binary messages, compression off, servers on {args.loop}, python {sys.version.split()[0]}",
+        f"{args.repeat} repetitions, binary messages, compression {'deflate' if args.deflate else 'off'}, "
+        f"servers on {args.loop} unless NAME@uvloop, python {sys.version.split()[0]}",
         flush=True,
     )
     cells = asyncio.run(_run_all(args))
@@ -452,7 +603,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
-                {"client": args.client, "duration": args.duration, "cells": [asdict(c) for c in cells]}, fh, indent=2
+                {
+                    "client": args.client,
+                    "duration": args.duration,
+                    "repeat": args.repeat,
+                    "cells": [asdict(c) for c in cells],
+                },
+                fh,
+                indent=2,
             )
     return 1 if args.check and not ok else 0
 

@@ -2,9 +2,10 @@
 
     python bench/echo_servers.py NAME [--host 127.0.0.1] [--port 0] [--loop asyncio|uvloop]
 
-NAME is one of ``wscodec``, ``websockets``, ``aiohttp``, ``picows``. Every server echoes text as text and
-binary as binary, with compression off and a message limit above the largest benchmark message, on the
-default asyncio event loop or on uvloop (``--loop uvloop``). Once bound it prints ``listening on PORT``
+NAME is one of ``wscodec``, ``websockets``, ``aiohttp``, ``picows``, ``tornado``. Every server echoes text as
+text and binary as binary, with compression off (``--deflate``: permessage-deflate on, except picows, which has
+none) and a message limit above the largest benchmark message, on the default asyncio event loop or on uvloop
+(``--loop uvloop``; tornado runs on whichever asyncio loop is current). Once bound it prints ``listening on PORT``
 (flushed) and serves until SIGTERM, SIGINT or a bounded ``--lifetime`` (seconds, default 600) runs out,
 so a lost server never lingers.
 
@@ -24,6 +25,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 MAX_SIZE = 16 * 2**20
+DEFLATE = False  # --deflate: permessage-deflate on, where the library has it (picows has not)
 
 _Starter = Callable[[str, int], Awaitable[tuple[int, Callable[[], Awaitable[None]]]]]
 
@@ -46,7 +48,9 @@ async def start_wscodec(host: str, port: int) -> tuple[int, Callable[[], Awaitab
         async for message in ws:
             await ws.send(message)
 
-    server = await serve(echo, host, port, compression=None, max_size=MAX_SIZE, ping_interval=None)
+    server = await serve(
+        echo, host, port, compression="deflate" if DEFLATE else None, max_size=MAX_SIZE, ping_interval=None
+    )
     bound = getattr(server, "port", None) or _bound_port(server)
 
     async def stop() -> None:
@@ -63,7 +67,9 @@ async def start_websockets(host: str, port: int) -> tuple[int, Callable[[], Awai
         async for message in ws:
             await ws.send(message)
 
-    server = await serve(echo, host, port, compression=None, max_size=MAX_SIZE, ping_interval=None)
+    server = await serve(
+        echo, host, port, compression="deflate" if DEFLATE else None, max_size=MAX_SIZE, ping_interval=None
+    )
 
     async def stop() -> None:
         server.close()
@@ -76,7 +82,7 @@ async def start_aiohttp(host: str, port: int) -> tuple[int, Callable[[], Awaitab
     from aiohttp import WSMsgType, web
 
     async def echo(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_SIZE, autoping=True)
+        ws = web.WebSocketResponse(compress=DEFLATE, max_msg_size=MAX_SIZE, autoping=True)
         await ws.prepare(request)
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -103,6 +109,9 @@ async def start_aiohttp(host: str, port: int) -> tuple[int, Callable[[], Awaitab
 async def start_picows(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
+    if DEFLATE:
+        raise SystemExit("picows has no permessage-deflate")
+
     class Echo(WSListener):  # type: ignore[misc]
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             # The benchmark client sends unfragmented messages, so one frame is one message.
@@ -121,11 +130,36 @@ async def start_picows(host: str, port: int) -> tuple[int, Callable[[], Awaitabl
     return _bound_port(server), stop
 
 
+async def start_tornado(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    import tornado.httpserver
+    import tornado.netutil
+    import tornado.web
+    import tornado.websocket
+
+    class Echo(tornado.websocket.WebSocketHandler):  # type: ignore[misc]
+        def get_compression_options(self) -> dict[str, object] | None:
+            return {} if DEFLATE else None
+
+        def on_message(self, message: str | bytes) -> None:
+            self.write_message(message, binary=isinstance(message, bytes))
+
+    app = tornado.web.Application([("/", Echo)], websocket_max_message_size=MAX_SIZE)
+    server = tornado.httpserver.HTTPServer(app)
+    sockets = tornado.netutil.bind_sockets(port, host)
+    server.add_sockets(sockets)
+
+    async def stop() -> None:
+        server.stop()
+
+    return int(sockets[0].getsockname()[1]), stop
+
+
 SERVERS: dict[str, _Starter] = {
     "wscodec": start_wscodec,
     "websockets": start_websockets,
     "aiohttp": start_aiohttp,
     "picows": start_picows,
+    "tornado": start_tornado,
 }
 
 
@@ -149,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--lifetime", type=float, default=600.0, help="exit after this many seconds")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop")
+    parser.add_argument("--deflate", action="store_true", help="permessage-deflate on (not picows)")
     args = parser.parse_args(argv)
+    global DEFLATE
+    DEFLATE = args.deflate
     if args.loop == "uvloop":
         import uvloop
 

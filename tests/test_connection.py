@@ -469,7 +469,7 @@ def test_7692_round_trip_each_parameter_set(client_pmd: dict, server_pmd: dict) 
 
 
 def test_7692_compressed_messages_set_rsv1_on_first_frame_only() -> None:
-    _client, srv = deflate_pair({}, {}, fragment_size=20)
+    _client, srv = deflate_pair({}, {}, fragment_size=8)
     srv.send_text("compress me " * 50)
     frames = FrameDecoder("client", None, allow_rsv1=True).feed(srv.data_to_send())
     assert len(frames) > 1

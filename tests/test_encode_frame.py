@@ -183,3 +183,63 @@ def test_differential_encode_frame(pure, compiled, opcode, payload, fin, rsv, ma
         assert wire.endswith(payload if mask is None else rfc_mask(payload, mask))
     else:
         assert opcode >= 8 and (len(payload) > 125 or not fin)
+
+
+# ---- mask keys from a pool of os.urandom output (RFC 6455 section 10.3) ----
+
+
+def test_rfc6455_10_3_mask_keys_come_from_os_urandom_in_blocks(kernels, monkeypatch):
+    """One os.urandom call per 1024 keys, each key used once, in the order os.urandom produced them:
+    both backends draw the very same keys from the same entropy."""
+    import os
+
+    blocks: list[bytes] = []
+    real = os.urandom
+
+    def counting(n: int) -> bytes:
+        block = real(n)
+        blocks.append(block)
+        return block
+
+    kernels._reset_mask_pool()
+    monkeypatch.setattr(os, "urandom", counting)
+    keys = [kernels.encode_frame(2, b"abc", mask=True)[2:6] for _ in range(1025)]
+    assert [len(b) for b in blocks] == [kernels.MASK_POOL_SIZE, kernels.MASK_POOL_SIZE]
+    assert kernels.MASK_POOL_SIZE == 4096
+    expected = [blocks[0][i : i + 4] for i in range(0, 4096, 4)] + [blocks[1][:4]]
+    assert keys == expected
+    frame = kernels.encode_frame(2, b"abc", mask=True)
+    assert frame[2:6] == blocks[1][4:8]
+    assert rfc_mask(frame[6:], frame[2:6]) == b"abc"
+
+
+def test_rfc6455_10_3_forked_child_does_not_replay_parent_keys(kernels):
+    """After fork the child drops the keys left in the pool: it must not send the parent's next keys."""
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("os.fork is POSIX only")
+    kernels.encode_frame(2, b"", mask=True)  # the pool holds unused keys now
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(read_end)
+            child = b"".join(kernels.encode_frame(2, b"", mask=True)[2:6] for _ in range(4))
+            os.write(write_end, child)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        child_keys = b""
+        while len(child_keys) < 16:
+            chunk = os.read(read_end, 16)
+            if not chunk:
+                break
+            child_keys += chunk
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    parent_keys = b"".join(kernels.encode_frame(2, b"", mask=True)[2:6] for _ in range(4))
+    assert len(child_keys) == 16
+    assert child_keys != parent_keys  # 128 random bits: equal only if the pool were replayed

@@ -8,6 +8,7 @@ import zlib
 
 import pytest
 
+from wscodec import extensions
 from wscodec.errors import InvalidHandshake, PayloadTooBig, ProtocolError
 from wscodec.extensions import (
     ClientPerMessageDeflate,
@@ -326,7 +327,14 @@ def test_7_2_3_1_hello_fragmented() -> None:
     assert decode(pmd(False), [bytes.fromhex("f248cd"), bytes.fromhex("c9c90700")]) == b"Hello"
 
 
-def test_7_2_3_2_shared_sliding_window() -> None:
+@pytest.fixture
+def stdlib_zlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The RFC's example bytes are what zlib's encoder writes; ISA-L and zlib-ng write other, equally valid ones."""
+    monkeypatch.setattr(extensions, "_deflate_module", zlib)
+    monkeypatch.setattr(extensions, "DEFLATE_BACKEND", "zlib")
+
+
+def test_7_2_3_2_shared_sliding_window(stdlib_zlib: None) -> None:
     sender = pmd(True)
     assert sender.encode(b"Hello") == (HELLO, True)
     second = bytes.fromhex("f200110000")
@@ -336,7 +344,33 @@ def test_7_2_3_2_shared_sliding_window() -> None:
     assert decode(receiver, [second]) == b"Hello"
 
 
-def test_7_2_3_2_no_context_takeover_repeats_the_same_bytes() -> None:
+@pytest.mark.parametrize("backend", ["zlib", "zlib-ng", "isal"])
+def test_7_2_3_2_shared_sliding_window_every_deflate_backend(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    """Whichever implementation compresses, the second message refers to the first (shorter than it alone) and
+    a stdlib-zlib receiver with the shared window decodes both; and the other way round."""
+    module = {"zlib": "zlib", "zlib-ng": "zlib_ng.zlib_ng", "isal": "isal.isal_zlib"}[backend]
+    mod = pytest.importorskip(module)
+    monkeypatch.setattr(extensions, "_deflate_module", mod)
+    monkeypatch.setattr(extensions, "DEFLATE_BACKEND", backend)
+    monkeypatch.setattr(extensions, "_DEFLATE_ERRORS", (zlib.error, mod.error))
+    text = b'{"event": "update", "id": 12345, "values": [1, 2, 3, 4, 5, 6, 7, 8]}' * 3
+    sender = pmd(True)
+    first, rsv1 = sender.encode(text)
+    second, _ = sender.encode(text)
+    assert rsv1 and len(second) < len(first) < len(text)
+    inflate = zlib.decompressobj(wbits=-15)
+    assert inflate.decompress(first + b"\x00\x00\xff\xff") == text
+    assert inflate.decompress(second + b"\x00\x00\xff\xff") == text
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    receiver = pmd(False)
+    for _ in range(2):
+        wire = deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        assert decode(receiver, [wire[:-4]]) == text
+    with pytest.raises(ProtocolError, match="invalid compressed data"):
+        decode(pmd(False), [b"\xff\xff\xff\xff"])
+
+
+def test_7_2_3_2_no_context_takeover_repeats_the_same_bytes(stdlib_zlib: None) -> None:
     sender = pmd(True, server_no_context_takeover=True)
     assert sender.encode(b"Hello") == (HELLO, True)
     assert sender.encode(b"Hello") == (HELLO, True)
@@ -359,7 +393,7 @@ def test_7_2_3_other_encodings_of_hello(payload: str) -> None:
     assert decode(receiver, [HELLO]) == b"Hello"  # and the next message still decodes
 
 
-def test_7_2_3_6_empty_message() -> None:
+def test_7_2_3_6_empty_message(stdlib_zlib: None) -> None:
     assert pmd(True).encode(b"") == (b"\x00", True)
     assert decode(pmd(False), [b"\x00"]) == b""
     assert decode(pmd(False), [b""]) == b""

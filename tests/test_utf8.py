@@ -377,3 +377,58 @@ def test_differential_utf8(pure, compiled, data, cuts):
     assert expected[-1] is decodes  # the automaton agrees with CPython's strict codec
     assert fk.utf8_trace(pure, chunks) == expected
     assert fk.utf8_trace(compiled, chunks) == expected
+
+
+# ---- every SIMD path of the compiled validator (AVX2, SSE4, scalar) against the C codec and the pure twin ----
+
+_long_text = st.lists(
+    st.one_of(
+        st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF), min_size=1, max_size=40),
+        st.text(min_size=1, max_size=40),
+        st.text(alphabet=st.characters(max_codepoint=0x7F), min_size=1, max_size=80),
+    ),
+    min_size=1,
+    max_size=30,
+).map(lambda parts: "".join(parts).encode("utf-8"))
+
+
+def _corrupt(data: bytes, where: int, byte: int) -> bytes:
+    if not data:
+        return bytes([byte])
+    pos = where % len(data)
+    return data[:pos] + bytes([byte]) + data[pos + 1 :]
+
+
+@pytest.mark.parametrize("path", ["scalar", "sse4", "neon", "avx2"])
+@settings(max_examples=150, deadline=None)
+@given(
+    data=_long_text,
+    corrupt=st.one_of(st.none(), st.tuples(st.integers(0, 10_000), st.integers(0x80, 0xFF))),
+    cuts=st.lists(st.integers(0, 300), max_size=4),
+)
+def test_differential_utf8_simd_paths(pure, compiled, path, data, corrupt, cuts):
+    if compiled._utf8_use(path) != path:
+        compiled._utf8_use(compiled.UTF8_IMPL)
+        pytest.skip(f"this CPU has no {path}")
+    try:
+        if corrupt is not None:
+            data = _corrupt(data, *corrupt)
+        try:
+            data.decode("utf-8")
+            decodes = True
+        except UnicodeDecodeError:
+            decodes = False
+        assert compiled.validate_utf8(data) is decodes
+        assert pure.validate_utf8(data) is decodes
+        chunks = fk.split(data, cuts)
+        assert fk.utf8_trace(compiled, chunks) == fk.utf8_trace(pure, chunks) == fk.utf8_expected(chunks)
+    finally:
+        compiled._utf8_use(compiled.UTF8_IMPL)
+
+
+def test_utf8_best_path_is_in_use(compiled):
+    """The import picks the widest path the CPU offers, and a test can never select one it lacks."""
+    assert compiled.UTF8_IMPL in ("avx2", "sse4", "neon", "scalar")
+    assert compiled._utf8_use(compiled.UTF8_IMPL) == compiled.UTF8_IMPL
+    if compiled.UTF8_IMPL != "avx2":
+        assert compiled._utf8_use("avx2") == compiled.UTF8_IMPL

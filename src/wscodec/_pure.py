@@ -25,6 +25,33 @@ __all__ = [
 ]
 
 _MAX_LENGTH = (1 << 63) - 1
+
+# Mask keys for encode_frame(..., mask=True): one os.urandom call fills MASK_POOL_SIZE bytes, 1024 keys,
+# instead of one system call per frame. Still the OS entropy source (RFC 6455 section 10.3); every key is
+# used once, in the order os.urandom produced them (as the compiled twin); a forked child starts a fresh
+# block. The keys wait in a list, last first: list.pop is atomic, so two threads never share a key.
+MASK_POOL_SIZE = 4096
+_mask_keys: list[bytes] = []
+
+
+def _next_mask() -> bytes:
+    try:
+        return _mask_keys.pop()
+    except IndexError:
+        block = os.urandom(MASK_POOL_SIZE)
+        if len(block) != MASK_POOL_SIZE:
+            raise RuntimeError("os.urandom returned a short block") from None
+        _mask_keys[:] = [block[i : i + 4] for i in range(MASK_POOL_SIZE - 4, -4, -4)]
+        return _mask_keys.pop()
+
+
+def _reset_mask_pool() -> None:
+    """Drop the keys left in the pool (after fork, and for tests): the next key starts a fresh block."""
+    _mask_keys.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; no fork elsewhere
+    os.register_at_fork(after_in_child=_reset_mask_pool)
 _utf8_decode = codecs.utf_8_decode
 _from_bytes = int.from_bytes
 
@@ -436,7 +463,7 @@ def encode_frame(
         mask_bit = 0
         key = b""
     else:
-        key = os.urandom(4) if mask is True else _check_mask(mask)
+        key = _next_mask() if mask is True else _check_mask(mask)
         mask_bit = 0x80
     if n < 126:
         header = bytes((b0, mask_bit | n))

@@ -21,7 +21,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 from cpython.list cimport PyList_GET_SIZE
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 import codecs
 import os
@@ -42,6 +42,8 @@ cdef extern from "_speedups_impl.h" nogil:
     int ws_utf8_valid(const unsigned char *s, size_t n)
     uint32_t ws_utf8_feed(uint32_t state, const unsigned char *s, size_t n)
     uint32_t WS_UTF8_FAIL
+    int ws_utf8_set_impl(int impl)
+    const char *WS_UTF8_SIMD128
 
 ws_init_cpu()
 
@@ -55,11 +57,52 @@ __all__ = [
     "validate_utf8",
 ]
 
+# Mask keys for encode_frame(..., mask=True): one os.urandom call fills MASK_POOL_SIZE bytes, 1024 keys,
+# instead of one system call per frame. Still the OS entropy source (RFC 6455 section 10.3); every key is
+# used once; a forked child starts a fresh block instead of replaying its parent's keys. os.urandom is
+# looked up at each refill (once per 1024 frames), so the pure twin and this one draw the same keys from
+# the same os.urandom output, in the same order.
+MASK_POOL_SIZE = 4096
+cdef unsigned char _mask_pool[4096]
+cdef Py_ssize_t _mask_pos = 4096
+
+
+cdef int _refill_mask_pool() except -1:
+    global _mask_pos
+    cdef bytes block = _os.urandom(4096)
+    if PyBytes_GET_SIZE(block) != 4096:
+        raise RuntimeError("os.urandom returned a short block")
+    memcpy(_mask_pool, PyBytes_AS_STRING(block), 4096)
+    _mask_pos = 0
+    return 0
+
+
+cdef inline int _next_mask(unsigned char *dst) except -1:
+    """Copy the next unused key of the pool to dst (no GIL release between reading and advancing)."""
+    global _mask_pos
+    if _mask_pos > 4096 - 4:
+        _refill_mask_pool()
+    memcpy(dst, _mask_pool + _mask_pos, 4)
+    memset(_mask_pool + _mask_pos, 0, 4)  # a used key does not linger in memory
+    _mask_pos += 4
+    return 0
+
+
+def _reset_mask_pool():
+    """Drop the keys left in the pool (after fork, and for tests): the next key starts a fresh block."""
+    global _mask_pos
+    memset(_mask_pool, 0, 4096)
+    _mask_pos = 4096
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; no fork elsewhere
+    os.register_at_fork(after_in_child=_reset_mask_pool)
+
 cdef object _ZERO = 0  # the cached small int: the default offset, tested by identity
 cdef object _MAX_LENGTH = (1 << 63) - 1
 cdef uint64_t _C_MAX_LENGTH = (<uint64_t>1 << 63) - 1
 cdef object _utf8_decode = codecs.utf_8_decode
-cdef object _urandom = os.urandom
+cdef object _os = os
 cdef object _ProtocolError = ProtocolError
 cdef object _PayloadTooBig = PayloadTooBig
 
@@ -220,6 +263,19 @@ def validate_utf8(data):
     finally:
         PyBuffer_Release(&buf)
     return ok != 0
+
+
+_UTF8_IMPLS = ("scalar", WS_UTF8_SIMD128.decode(), "avx2")
+#: The UTF-8 validator this CPU runs (picked at import from what it offers): "avx2", "sse4", "neon" or "scalar".
+UTF8_IMPL = _UTF8_IMPLS[ws_utf8_set_impl(-1)]
+
+
+def _utf8_use(name):
+    """Run the UTF-8 kernels on path ``name`` ("scalar", "sse4", "neon", "avx2") if this CPU has it (tests);
+    returns the path in use. Every path gives the same answers: the tests check each against the C codec."""
+    if name not in _UTF8_IMPLS:
+        return _UTF8_IMPLS[ws_utf8_set_impl(-1)]
+    return _UTF8_IMPLS[ws_utf8_set_impl(_UTF8_IMPLS.index(name))]
 
 
 @cython.final
@@ -731,6 +787,8 @@ def encode_frame(opcode, payload, *, fin=True, rsv1=False, rsv2=False, rsv3=Fals
     cdef bytes key = None
     cdef bytes out
     cdef unsigned char *dst
+    cdef unsigned char pooled[4]
+    cdef const unsigned char *keyp = NULL
     cdef int i
     opcode = int(opcode)
     if opcode not in _VALID_OPCODES:
@@ -755,11 +813,13 @@ def encode_frame(opcode, payload, *, fin=True, rsv1=False, rsv2=False, rsv3=Fals
             mask_bit = 0
         else:
             if mask is True:
-                key = _urandom(4)
+                _next_mask(pooled)
+                keyp = pooled
             else:
                 key = bytes(mask)
                 if len(key) != 4:
                     raise ValueError("mask must be 4 bytes")
+                keyp = <const unsigned char *>PyBytes_AS_STRING(key)
             mask_bit = 0x80
         hlen = 2 if n < 126 else 4 if n < 65536 else 10
         out = PyBytes_FromStringAndSize(NULL, hlen + (4 if mask_bit else 0) + n)
@@ -777,9 +837,9 @@ def encode_frame(opcode, payload, *, fin=True, rsv1=False, rsv2=False, rsv3=Fals
                 dst[2 + i] = <unsigned char>((<uint64_t>n) >> (56 - 8 * i))
         dst += hlen
         if mask_bit:
-            memcpy(dst, PyBytes_AS_STRING(key), 4)
+            memcpy(dst, keyp, 4)
             if n:
-                ws_mask(dst + 4, src, <size_t>n, ws_load_key(<const unsigned char *>PyBytes_AS_STRING(key)))
+                ws_mask(dst + 4, src, <size_t>n, ws_load_key(keyp))
         elif n:
             memcpy(dst, src, n)
         return out

@@ -1,7 +1,8 @@
 /* C helpers for wscodec._speedups: masking and strict UTF-8 validation.
  *
- * Portable code works in 8-byte words; on x86-64 with GCC or Clang an AVX2 path is picked at run time
- * (__builtin_cpu_supports), so the wheel never needs -march=native.
+ * Portable code works in 8-byte words; on x86-64 with GCC or Clang an AVX2 path (masking and UTF-8) or an
+ * SSE4.1 one (UTF-8) is picked at run time (__builtin_cpu_supports), so the wheel never needs -march=native;
+ * on AArch64 the UTF-8 validator uses NEON, which every AArch64 CPU has.
  *
  * UTF-8: the bulk validator is the "lookup" algorithm of Keiser and Lemire (Validating UTF-8 in less than
  * one instruction per byte, 2021), as in simdjson; the scalar fallback and the chunk edges use a small
@@ -21,7 +22,19 @@
 #define WS_X86 0
 #endif
 
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define WS_NEON 1
+#include <arm_neon.h>
+#else
+#define WS_NEON 0
+#endif
+
 static int ws_have_avx2 = 0;
+/* UTF-8 validator in use: 2 = AVX2, 1 = SSE4.1 (with SSSE3) or, on AArch64, NEON, 0 = portable scalar.
+ * Picked once by ws_init_cpu from what the CPU offers; ws_utf8_set_impl lets the tests run each path the
+ * CPU supports. */
+static int ws_utf8_impl = 0;
+static int ws_utf8_best = 0;
 /* Masking into a fresh buffer: ask for the destination lines in exclusive state this far ahead
  * (prefetchw), so the stores do not wait for their read-for-ownership; measured 5-15% at 64 KiB-1 MiB. */
 #define WS_PFD 1024
@@ -31,7 +44,30 @@ static void ws_init_cpu(void)
 #if WS_X86
     __builtin_cpu_init();
     ws_have_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (ws_have_avx2)
+        ws_utf8_best = 2;
+    else if (__builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3"))
+        ws_utf8_best = 1;
 #endif
+#if WS_NEON
+    ws_utf8_best = 1;
+#endif
+    ws_utf8_impl = ws_utf8_best;
+}
+
+/* The names of the paths, by number, on this architecture. */
+#if WS_NEON
+#define WS_UTF8_SIMD128 "neon"
+#else
+#define WS_UTF8_SIMD128 "sse4"
+#endif
+
+/* Force a UTF-8 path (tests): returns the one in use, never one the CPU lacks. */
+static int ws_utf8_set_impl(int impl)
+{
+    if (impl >= 0 && impl <= ws_utf8_best)
+        ws_utf8_impl = impl;
+    return ws_utf8_impl;
 }
 
 static inline uint32_t ws_load_key(const unsigned char *k)
@@ -208,8 +244,7 @@ static uint32_t ws_utf8_step(uint32_t state, const unsigned char *s, size_t n)
     return state;
 }
 
-#if WS_X86
-/* Keiser-Lemire lookup validator over 32-byte blocks. */
+/* Keiser-Lemire lookup validator: the error classes, then the SIMD block functions. */
 #define WS_TOO_SHORT (1 << 0)
 #define WS_TOO_LONG (1 << 1)
 #define WS_OVERLONG_3 (1 << 2)
@@ -221,60 +256,190 @@ static uint32_t ws_utf8_step(uint32_t state, const unsigned char *s, size_t n)
 #define WS_TWO_CONTS (-0x80) /* bit 7, spelled so that it fits a char */
 #define WS_CARRY (WS_TOO_SHORT | WS_TOO_LONG | WS_TWO_CONTS)
 
-__attribute__((target("avx2")))
-static inline __m256i ws_prev_n(__m256i input, __m256i prev_input, const int n)
+/* The three 16-entry lookup tables of the algorithm, indexed by nibbles (shared by the AVX2 and SSE4 paths). */
+#define WS_T1H \
+    WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, \
+    WS_TWO_CONTS, WS_TWO_CONTS, WS_TWO_CONTS, WS_TWO_CONTS, WS_TOO_SHORT | WS_OVERLONG_2, WS_TOO_SHORT, \
+    WS_TOO_SHORT | WS_OVERLONG_3 | WS_SURROGATE, WS_TOO_SHORT | WS_TOO_LARGE | WS_TOO_LARGE_1000 | WS_OVERLONG_4
+#define WS_L1 WS_CARRY | WS_TOO_LARGE | WS_TOO_LARGE_1000
+#define WS_T1L \
+    WS_CARRY | WS_OVERLONG_3 | WS_OVERLONG_2 | WS_OVERLONG_4, WS_CARRY | WS_OVERLONG_2, WS_CARRY, WS_CARRY, \
+    WS_CARRY | WS_TOO_LARGE, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1 | WS_SURROGATE, \
+    WS_L1, WS_L1
+#define WS_C8 WS_TOO_LONG | WS_OVERLONG_2 | WS_TWO_CONTS | WS_OVERLONG_3 | WS_TOO_LARGE_1000 | WS_OVERLONG_4
+#define WS_C9 WS_TOO_LONG | WS_OVERLONG_2 | WS_TWO_CONTS | WS_OVERLONG_3 | WS_TOO_LARGE
+#define WS_CA WS_TOO_LONG | WS_OVERLONG_2 | WS_TWO_CONTS | WS_SURROGATE | WS_TOO_LARGE
+#define WS_T2H \
+    WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, \
+    WS_TOO_SHORT, WS_C8, WS_C9, WS_CA, WS_CA, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT
+
+#if WS_NEON
+/* The same over 16-byte blocks with NEON (baseline on AArch64: no run-time check needed). */
+static inline uint8x16_t ws_utf8_block_neon(uint8x16_t input, uint8x16_t prev_input)
 {
-    /* bytes of (prev_input ++ input) shifted right by n, i.e. the byte n positions earlier */
-    __m256i t = _mm256_permute2x128_si256(prev_input, input, 0x21);
-    switch (n) {
-    case 1: return _mm256_alignr_epi8(input, t, 16 - 1);
-    case 2: return _mm256_alignr_epi8(input, t, 16 - 2);
-    default: return _mm256_alignr_epi8(input, t, 16 - 3);
-    }
+    static const uint8_t t1h[16] = {WS_T1H}, t1l[16] = {WS_T1L}, t2h[16] = {WS_T2H};
+    const uint8x16_t lo_nibble = vdupq_n_u8(0x0F);
+    uint8x16_t prev1 = vextq_u8(prev_input, input, 16 - 1);
+    uint8x16_t prev2 = vextq_u8(prev_input, input, 16 - 2);
+    uint8x16_t prev3 = vextq_u8(prev_input, input, 16 - 3);
+    uint8x16_t b1h = vqtbl1q_u8(vld1q_u8(t1h), vshrq_n_u8(prev1, 4));
+    uint8x16_t b1l = vqtbl1q_u8(vld1q_u8(t1l), vandq_u8(prev1, lo_nibble));
+    uint8x16_t b2h = vqtbl1q_u8(vld1q_u8(t2h), vshrq_n_u8(input, 4));
+    uint8x16_t sc = vandq_u8(vandq_u8(b1h, b1l), b2h);
+    uint8x16_t third = vqsubq_u8(prev2, vdupq_n_u8(0xE0 - 0x80));
+    uint8x16_t fourth = vqsubq_u8(prev3, vdupq_n_u8(0xF0 - 0x80));
+    uint8x16_t must23 = vandq_u8(vorrq_u8(third, fourth), vdupq_n_u8(0x80));
+    return veorq_u8(must23, sc);
 }
+
+static int ws_utf8_valid_neon(const unsigned char *s, size_t n)
+{
+    static const uint8_t max_bytes[16] = {
+        255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0xF0 - 1, 0xE0 - 1, 0xC0 - 1};
+    const uint8x16_t max_value = vld1q_u8(max_bytes);
+    uint8x16_t prev = vdupq_n_u8(0), err = vdupq_n_u8(0), prev_incomplete = vdupq_n_u8(0);
+    size_t i = 0;
+    while (i + 64 <= n) {
+        uint8x16_t a = vld1q_u8(s + i), b = vld1q_u8(s + i + 16), c = vld1q_u8(s + i + 32), d = vld1q_u8(s + i + 48);
+        if (vmaxvq_u8(vorrq_u8(vorrq_u8(a, b), vorrq_u8(c, d))) < 0x80) {
+            err = vorrq_u8(err, prev_incomplete);
+            prev_incomplete = vdupq_n_u8(0);
+        } else {
+            err = vorrq_u8(err, ws_utf8_block_neon(a, prev));
+            err = vorrq_u8(err, ws_utf8_block_neon(b, a));
+            err = vorrq_u8(err, ws_utf8_block_neon(c, b));
+            err = vorrq_u8(err, ws_utf8_block_neon(d, c));
+            prev_incomplete = vqsubq_u8(d, max_value);
+        }
+        prev = d;
+        i += 64;
+        if ((i & 4095) == 0 && vmaxvq_u8(err) != 0)
+            return 0;
+    }
+    while (i + 16 <= n) {
+        uint8x16_t a = vld1q_u8(s + i);
+        if (vmaxvq_u8(a) < 0x80) {
+            err = vorrq_u8(err, prev_incomplete);
+            prev_incomplete = vdupq_n_u8(0);
+        } else {
+            err = vorrq_u8(err, ws_utf8_block_neon(a, prev));
+            prev_incomplete = vqsubq_u8(a, max_value);
+        }
+        prev = a;
+        i += 16;
+    }
+    if (i < n) {
+        unsigned char tail[16];
+        uint8x16_t a;
+        memset(tail, 0, 16);
+        memcpy(tail, s + i, n - i);
+        a = vld1q_u8(tail);
+        err = vorrq_u8(err, ws_utf8_block_neon(a, prev));
+        prev_incomplete = vqsubq_u8(a, max_value);
+    }
+    err = vorrq_u8(err, prev_incomplete);
+    return vmaxvq_u8(err) == 0;
+}
+#endif
+
+#if WS_X86
 
 __attribute__((target("avx2")))
 static inline __m256i ws_utf8_block(__m256i input, __m256i prev_input)
 {
     const __m256i lo_nibble = _mm256_set1_epi8(0x0F);
-    __m256i prev1 = ws_prev_n(input, prev_input, 1);
-    const __m256i t1h = _mm256_setr_epi8(
-        WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG,
-        WS_TWO_CONTS, WS_TWO_CONTS, WS_TWO_CONTS, WS_TWO_CONTS, WS_TOO_SHORT | WS_OVERLONG_2, WS_TOO_SHORT,
-        WS_TOO_SHORT | WS_OVERLONG_3 | WS_SURROGATE, WS_TOO_SHORT | WS_TOO_LARGE | WS_TOO_LARGE_1000 | WS_OVERLONG_4,
-        WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG, WS_TOO_LONG,
-        WS_TWO_CONTS, WS_TWO_CONTS, WS_TWO_CONTS, WS_TWO_CONTS, WS_TOO_SHORT | WS_OVERLONG_2, WS_TOO_SHORT,
-        WS_TOO_SHORT | WS_OVERLONG_3 | WS_SURROGATE, WS_TOO_SHORT | WS_TOO_LARGE | WS_TOO_LARGE_1000 | WS_OVERLONG_4);
-#define WS_L1 WS_CARRY | WS_TOO_LARGE | WS_TOO_LARGE_1000
-    const __m256i t1l = _mm256_setr_epi8(
-        WS_CARRY | WS_OVERLONG_3 | WS_OVERLONG_2 | WS_OVERLONG_4, WS_CARRY | WS_OVERLONG_2, WS_CARRY, WS_CARRY,
-        WS_CARRY | WS_TOO_LARGE, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1 | WS_SURROGATE,
-        WS_L1, WS_L1,
-        WS_CARRY | WS_OVERLONG_3 | WS_OVERLONG_2 | WS_OVERLONG_4, WS_CARRY | WS_OVERLONG_2, WS_CARRY, WS_CARRY,
-        WS_CARRY | WS_TOO_LARGE, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1, WS_L1 | WS_SURROGATE,
-        WS_L1, WS_L1);
-#undef WS_L1
-#define WS_C8 WS_TOO_LONG | WS_OVERLONG_2 | WS_TWO_CONTS | WS_OVERLONG_3 | WS_TOO_LARGE_1000 | WS_OVERLONG_4
-#define WS_C9 WS_TOO_LONG | WS_OVERLONG_2 | WS_TWO_CONTS | WS_OVERLONG_3 | WS_TOO_LARGE
-#define WS_CA WS_TOO_LONG | WS_OVERLONG_2 | WS_TWO_CONTS | WS_SURROGATE | WS_TOO_LARGE
-    const __m256i t2h = _mm256_setr_epi8(
-        WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT,
-        WS_TOO_SHORT, WS_C8, WS_C9, WS_CA, WS_CA, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT,
-        WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT,
-        WS_TOO_SHORT, WS_C8, WS_C9, WS_CA, WS_CA, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT, WS_TOO_SHORT);
-#undef WS_C8
-#undef WS_C9
-#undef WS_CA
+    /* (prev_input ++ input) shifted right by 1, 2 and 3 bytes: the bytes 1, 2, 3 positions earlier */
+    __m256i t = _mm256_permute2x128_si256(prev_input, input, 0x21);
+    __m256i prev1 = _mm256_alignr_epi8(input, t, 16 - 1);
+    __m256i prev2 = _mm256_alignr_epi8(input, t, 16 - 2);
+    __m256i prev3 = _mm256_alignr_epi8(input, t, 16 - 3);
+    const __m256i t1h = _mm256_setr_epi8(WS_T1H, WS_T1H);
+    const __m256i t1l = _mm256_setr_epi8(WS_T1L, WS_T1L);
+    const __m256i t2h = _mm256_setr_epi8(WS_T2H, WS_T2H);
     __m256i b1h = _mm256_shuffle_epi8(t1h, _mm256_and_si256(_mm256_srli_epi16(prev1, 4), lo_nibble));
     __m256i b1l = _mm256_shuffle_epi8(t1l, _mm256_and_si256(prev1, lo_nibble));
     __m256i b2h = _mm256_shuffle_epi8(t2h, _mm256_and_si256(_mm256_srli_epi16(input, 4), lo_nibble));
     __m256i sc = _mm256_and_si256(_mm256_and_si256(b1h, b1l), b2h);
-    __m256i prev2 = ws_prev_n(input, prev_input, 2);
-    __m256i prev3 = ws_prev_n(input, prev_input, 3);
     __m256i third = _mm256_subs_epu8(prev2, _mm256_set1_epi8((char)(0xE0 - 0x80)));
     __m256i fourth = _mm256_subs_epu8(prev3, _mm256_set1_epi8((char)(0xF0 - 0x80)));
     __m256i must23 = _mm256_and_si256(_mm256_or_si256(third, fourth), _mm256_set1_epi8((char)0x80));
     return _mm256_xor_si256(must23, sc);
+}
+
+/* The same over 16-byte blocks with SSSE3's pshufb and SSE4.1's ptest (x86-64 CPUs without AVX2). */
+__attribute__((target("sse4.1,ssse3")))
+static inline __m128i ws_utf8_block_sse(__m128i input, __m128i prev_input)
+{
+    const __m128i lo_nibble = _mm_set1_epi8(0x0F);
+    __m128i prev1 = _mm_alignr_epi8(input, prev_input, 16 - 1);
+    __m128i prev2 = _mm_alignr_epi8(input, prev_input, 16 - 2);
+    __m128i prev3 = _mm_alignr_epi8(input, prev_input, 16 - 3);
+    const __m128i t1h = _mm_setr_epi8(WS_T1H);
+    const __m128i t1l = _mm_setr_epi8(WS_T1L);
+    const __m128i t2h = _mm_setr_epi8(WS_T2H);
+    __m128i b1h = _mm_shuffle_epi8(t1h, _mm_and_si128(_mm_srli_epi16(prev1, 4), lo_nibble));
+    __m128i b1l = _mm_shuffle_epi8(t1l, _mm_and_si128(prev1, lo_nibble));
+    __m128i b2h = _mm_shuffle_epi8(t2h, _mm_and_si128(_mm_srli_epi16(input, 4), lo_nibble));
+    __m128i sc = _mm_and_si128(_mm_and_si128(b1h, b1l), b2h);
+    __m128i third = _mm_subs_epu8(prev2, _mm_set1_epi8((char)(0xE0 - 0x80)));
+    __m128i fourth = _mm_subs_epu8(prev3, _mm_set1_epi8((char)(0xF0 - 0x80)));
+    __m128i must23 = _mm_and_si128(_mm_or_si128(third, fourth), _mm_set1_epi8((char)0x80));
+    return _mm_xor_si128(must23, sc);
+}
+
+__attribute__((target("sse4.1,ssse3")))
+static int ws_utf8_valid_sse4(const unsigned char *s, size_t n)
+{
+    __m128i prev = _mm_setzero_si128();
+    __m128i err = _mm_setzero_si128();
+    __m128i prev_incomplete = _mm_setzero_si128();
+    const __m128i max_value = _mm_setr_epi8(
+        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, (char)(0xF0 - 1), (char)(0xE0 - 1), (char)(0xC0 - 1));
+    size_t i = 0;
+    while (i + 64 <= n) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(s + i + 48));
+        __m128i any = _mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d));
+        if (_mm_movemask_epi8(any) == 0) {
+            err = _mm_or_si128(err, prev_incomplete);
+            prev_incomplete = _mm_setzero_si128();
+        } else {
+            err = _mm_or_si128(err, ws_utf8_block_sse(a, prev));
+            err = _mm_or_si128(err, ws_utf8_block_sse(b, a));
+            err = _mm_or_si128(err, ws_utf8_block_sse(c, b));
+            err = _mm_or_si128(err, ws_utf8_block_sse(d, c));
+            prev_incomplete = _mm_subs_epu8(d, max_value);
+        }
+        prev = d;
+        i += 64;
+        if ((i & 4095) == 0 && !_mm_testz_si128(err, err))
+            return 0;
+    }
+    while (i + 16 <= n) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + i));
+        if (_mm_movemask_epi8(a) == 0) {
+            err = _mm_or_si128(err, prev_incomplete);
+            prev_incomplete = _mm_setzero_si128();
+        } else {
+            err = _mm_or_si128(err, ws_utf8_block_sse(a, prev));
+            prev_incomplete = _mm_subs_epu8(a, max_value);
+        }
+        prev = a;
+        i += 16;
+    }
+    if (i < n) {
+        unsigned char tail[16];
+        __m128i a;
+        memset(tail, 0, 16);
+        memcpy(tail, s + i, n - i);
+        a = _mm_loadu_si128((const __m128i *)tail);
+        err = _mm_or_si128(err, ws_utf8_block_sse(a, prev));
+        prev_incomplete = _mm_subs_epu8(a, max_value);
+    }
+    err = _mm_or_si128(err, prev_incomplete);
+    return _mm_testz_si128(err, err);
 }
 
 /* Validate s[0:n] as complete UTF-8 (n a multiple of 32 not required). Returns 1 if valid. */
@@ -340,8 +505,16 @@ static int ws_utf8_valid_avx2(const unsigned char *s, size_t n)
 static int ws_utf8_valid(const unsigned char *s, size_t n)
 {
 #if WS_X86
-    if (n >= 64 && ws_have_avx2)
-        return ws_utf8_valid_avx2(s, n);
+    if (n >= 64) {
+        if (ws_utf8_impl == 2)
+            return ws_utf8_valid_avx2(s, n);
+        if (ws_utf8_impl == 1)
+            return ws_utf8_valid_sse4(s, n);
+    }
+#endif
+#if WS_NEON
+    if (n >= 64 && ws_utf8_impl == 1)
+        return ws_utf8_valid_neon(s, n);
 #endif
     return ws_utf8_step(0, s, n) == 0;
 }

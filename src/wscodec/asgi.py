@@ -44,6 +44,7 @@ from uvicorn.protocols.utils import (
     is_ssl,
 )
 
+from ._write import write_buffers
 from .connection import CLOSED, CONNECTING, OPEN, Connection
 from .errors import ConnectionClosed
 from .events import (
@@ -594,9 +595,12 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         """Write everything the connection has queued, in order (messages, pongs, Close frames)."""
         self._flush_scheduled = False
         self._unflushed = 0
-        out = self.conn.data_to_send()
+        out = self.conn.data_to_send_buffers()
         if out and not self.transport.is_closing():
-            self.transport.write(out)
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:  # several frames, or a large payload that goes out without a copy
+                write_buffers(self.transport, out)
 
     def _pause_reading(self) -> None:
         if not self.read_paused:

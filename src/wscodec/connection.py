@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import codecs
 import enum
-import os
+import struct
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -49,7 +49,7 @@ from .extensions import ClientPerMessageDeflate, Extension, ServerPerMessageDefl
 from .frames import build_close_payload, parse_close_payload
 from .handshake import ClientHandshake, ServerHandshake
 
-__all__ = ["CLOSED", "CLOSING", "CONNECTING", "OPEN", "Connection", "Role", "State"]
+__all__ = ["CLOSED", "CLOSING", "CONNECTING", "OPEN", "ZERO_COPY_MIN", "Connection", "Role", "State"]
 
 Role = Literal["client", "server"]
 """Which end of the connection: the client masks what it sends, the server accepts or rejects upgrades."""
@@ -67,10 +67,24 @@ class State(enum.IntEnum):
 CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
 
 _DEFAULT: Any = object()
-_MASK_POOL_SIZE = 4096  # os.urandom once per 1024 frames instead of one syscall per frame
 #: Pings answered by one withheld Pong (see :meth:`Connection.hold_pongs`) beyond which the peer is
 #: flooding: :attr:`Connection.flooded` tells the I/O layer to stop reading until the transport drains.
 PING_FLOOD_LIMIT = 16
+#: Unmasked payloads of at least this many bytes (``bytes`` only) are queued beside their header instead of
+#: copied into one frame (see :meth:`Connection.data_to_send_buffers`): below it one copy costs less than
+#: handing the transport a second buffer.
+ZERO_COPY_MIN = 16384
+_pack_header16 = struct.Struct("!BBH").pack
+_pack_header64 = struct.Struct("!BBQ").pack
+
+
+def _frame_header(opcode: int, length: int, fin: bool, rsv1: bool) -> bytes:
+    """The header of an unmasked frame with a payload of ``length`` >= 126 bytes (RFC 6455 section 5.2)."""
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    if length < 65536:
+        return _pack_header16(b0, 126, length)
+    return _pack_header64(b0, 127, length)
+
 
 # Frozen events built through their slot descriptors: same objects, half the construction cost.
 _new = object.__new__
@@ -162,10 +176,16 @@ class Connection:
             raise ValueError("max_message_size must be >= 0 or None")
         if fragment_size is not None and fragment_size < 1:
             raise ValueError("fragment_size must be >= 1 or None")
-        self.role = role
+        # At most 29 instance attributes: CPython (3.11-3.13) shares the keys of an instance dict, and so
+        # specializes every self.x into a direct load, only up to 30 keys; one more makes each attribute
+        # access of the hot paths a dictionary lookup (tests/test_connection_send.py holds us to it).
         self._is_client = role == "client"
         self.max_message_size = max_message_size
-        self.fragment_size = fragment_size
+        # Which one-step send path applies (see _update_fast_send); decided when the connection opens.
+        self._fast_send = 0
+        self._deflate: Extension | None = None
+        self._send_opcode = 0  # opcode of a message being sent with send_fragment(), 0 if none
+        self._fragment_size = fragment_size
         self.stream_messages = stream_messages
         self.defer_errors = defer_errors
         self.state: State = CONNECTING
@@ -186,9 +206,6 @@ class Connection:
         self._pings_held = 0
         self._decoder: Any = None
         self._inflate: Extension | None = None
-        self._deflate: Extension | None = None
-        self._mask_pool = b""
-        self._mask_pos = _MASK_POOL_SIZE
         # Message being reassembled: opcode 0 means none in progress.
         self._msg_opcode = 0
         self._msg_buf: bytearray | None = None  # its payload so far (whole-message delivery)
@@ -199,8 +216,7 @@ class Connection:
         self._text_decoder: Any = None
         self._peeked = 0  # bytes of the text frame in progress already fed to _utf8 (checked as they came)
         self._pending_error: ProtocolError | None = None  # with defer_errors: the violation being held
-        self._send_opcode = 0  # opcode of a message being sent with send_fragment(), 0 if none
-        self._send_compressed = False  # that message is compressed
+        self._send_compressed = False  # a message being sent with send_fragment() is compressed
 
         if extensions is None:
             extensions = [ClientPerMessageDeflate()] if self._is_client else [ServerPerMessageDeflate()]
@@ -252,6 +268,11 @@ class Connection:
     # ------------------------------------------------------------------ state
 
     @property
+    def role(self) -> str:
+        """``"client"`` or ``"server"``."""
+        return "client" if self._is_client else "server"
+
+    @property
     def is_client(self) -> bool:
         return self._is_client
 
@@ -276,6 +297,27 @@ class Connection:
             merge_continuations=True,
         )
         self.state = OPEN
+        self._update_fast_send()
+
+    @property
+    def fragment_size(self) -> int | None:
+        """Largest payload of an outgoing data frame (None: one frame per message)."""
+        return self._fragment_size
+
+    @fragment_size.setter
+    def fragment_size(self, value: int | None) -> None:
+        if value is not None and value < 1:
+            raise ValueError("fragment_size must be >= 1 or None")
+        self._fragment_size = value
+        self._update_fast_send()
+
+    def _update_fast_send(self) -> None:
+        """send_text/send_binary take one step when nothing but framing (and a client's mask) applies:
+        1 on a server, 2 on a client, 0 with compression, fragmentation or a fragmented send under way."""
+        if self._deflate is not None or self._fragment_size is not None or self._send_opcode:
+            self._fast_send = 0
+        else:
+            self._fast_send = 2 if self._is_client else 1
 
     # ------------------------------------------------------------------ handshake
 
@@ -619,26 +661,44 @@ class Connection:
         return sum(map(len, self._out))
 
     def data_to_send(self) -> bytes:
-        """Everything queued for the transport since the last call."""
+        """Everything queued for the transport since the last call, as one bytes object.
+
+        A large message queued without a copy (see :meth:`data_to_send_buffers`) is copied here; an I/O
+        layer that can write several buffers at once (``transport.writelines``) uses that method instead.
+        """
         out = self._out
+        if len(out) == 1:
+            return out.pop()
         if not out:
             return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
+        data = b"".join(out)
         out.clear()
         return data
 
-    def _mask(self) -> bytes | None:
-        if not self._is_client:
-            return None
-        pos = self._mask_pos
-        if pos >= _MASK_POOL_SIZE:
-            self._mask_pool = os.urandom(_MASK_POOL_SIZE)
-            pos = 0
-        self._mask_pos = pos + 4
-        return self._mask_pool[pos : pos + 4]
+    def data_to_send_buffers(self) -> list[bytes]:
+        """Everything queued since the last call, as a list of buffers to write in order, for
+        ``transport.writelines`` or ``socket.sendmsg``: the zero-copy form of :meth:`data_to_send`.
+
+        An unmasked data frame of at least :data:`ZERO_COPY_MIN` bytes whose payload is ``bytes``
+        (immutable, so it cannot change before it is written) is queued as its header followed by the
+        payload object itself, never copied; everything else is one buffer per frame. Empty list: nothing.
+        """
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        return out
 
     def _send_frame(self, opcode: int, payload: Any, fin: bool = True, rsv1: bool = False) -> None:
-        self._out.append(encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=self._mask()))
+        if self._is_client:
+            # mask=True: the key comes from the kernels' pool of os.urandom output (one system call per
+            # 1024 frames, shared by every connection of the process); the payload is masked into the
+            # frame, one copy, which masking needs anyway.
+            self._out.append(encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=True))
+        elif type(payload) is bytes and len(payload) >= ZERO_COPY_MIN:
+            self._out += (_frame_header(opcode, len(payload), fin, rsv1), payload)
+        else:
+            self._out.append(encode_frame(opcode, payload, fin=fin, rsv1=rsv1))
 
     def _check_can_send(self) -> None:
         if self.state is not OPEN:
@@ -654,21 +714,34 @@ class Connection:
 
     def send_text(self, text: str) -> None:
         """Queue a text message."""
-        if self.state is not OPEN or self._send_opcode:
-            self._check_can_send_message()
-        if self._deflate is None and self.fragment_size is None:
+        fast = self._fast_send
+        if fast and self.state is OPEN:
             # The common case in one step: one frame, no extension, no fragmentation.
-            self._out.append(encode_frame(1, text.encode("utf-8"), mask=self._mask() if self._is_client else None))
-            return
-        self._send_message(1, text.encode("utf-8"))
+            data = text.encode()
+            if fast == 2:
+                self._out.append(encode_frame(1, data, mask=True))
+                return
+            if len(data) < ZERO_COPY_MIN:
+                self._out.append(encode_frame(1, data))
+                return
+        else:
+            self._check_can_send_message()
+            data = text.encode()
+        self._send_message(1, data)
 
     def send_binary(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue a binary message (any buffer; not copied before framing)."""
-        if self.state is not OPEN or self._send_opcode:
+        """Queue a binary message. Any buffer; a large ``bytes`` on a server goes out without a copy
+        through :meth:`data_to_send_buffers`, anything else is copied (or masked) into its frame once."""
+        fast = self._fast_send
+        if fast and self.state is OPEN:
+            if fast == 2:
+                self._out.append(encode_frame(2, data, mask=True))
+                return
+            if type(data) is not bytes or len(data) < ZERO_COPY_MIN:
+                self._out.append(encode_frame(2, data))
+                return
+        else:
             self._check_can_send_message()
-        if self._deflate is None and self.fragment_size is None:
-            self._out.append(encode_frame(2, data, mask=self._mask() if self._is_client else None))
-            return
         self._send_message(2, data)
 
     def send_message(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
@@ -684,7 +757,7 @@ class Connection:
         deflate = self._deflate
         if deflate is not None and compress:
             payload, rsv1 = deflate.encode(payload)
-        size = self.fragment_size
+        size = self._fragment_size
         if size is None or len(payload) <= size:
             self._send_frame(opcode, payload, True, rsv1)
             return
@@ -714,6 +787,7 @@ class Connection:
             opcode = 1 if text else 2
             self._send_opcode = opcode
             self._send_compressed = rsv1 = compress and hasattr(self._deflate, "encode_fragment")
+            self._update_fast_send()
         if self._send_compressed:
             deflate: Any = self._deflate
             payload = deflate.encode_fragment(payload, fin)
@@ -721,6 +795,7 @@ class Connection:
         if fin:
             self._send_opcode = 0
             self._send_compressed = False
+            self._update_fast_send()
 
     def _send_close(self, code: int | None, reason: str) -> None:
         """Queue our Close frame: the last frame we send, so a withheld Pong goes before it."""

@@ -177,6 +177,7 @@ def check_stream(
         got = decode_trace(compiled, chunks, role, max_frame_size, allow)
         assert got == ref, f"FrameDecoder differs on {chunks!r} role={role} max={max_frame_size} allow={allow}"
         assert utf8_trace(compiled, chunks) == utf8_ref, f"UTF-8 differs on {chunks!r}"
+        check_utf8_paths(pure, compiled, chunks)
         assert compiled.apply_mask(data, key) == masked
     # Every decoded frame re-encodes to the same bytes on both backends and decodes back to itself.
     for entry in ref:
@@ -192,6 +193,27 @@ def check_stream(
                 )
             back = decode_trace(pure, [wire], role, max_frame_size, allow)
             assert back[0] == ("frames", [frame_tuple(pure.Frame(opcode, payload, fin, rsv1, rsv2, rsv3))])
+
+
+def check_utf8_paths(pure: ModuleType, compiled: ModuleType, chunks: list[bytes]) -> None:
+    """Every SIMD path this CPU has (AVX2, SSE4 or NEON, scalar) against the pure twin, on the chunks and on the input
+    repeated past 64 bytes (below that the compiled validator never leaves its scalar code)."""
+    use = getattr(compiled, "_utf8_use", None)
+    if use is None:
+        return
+    data = b"".join(chunks)
+    long = data * (200 // len(data) + 2) if data else b""
+    long_chunks = split(long, [len(long) // 3, 64])
+    ref_long = utf8_trace(pure, long_chunks)
+    best = compiled.UTF8_IMPL
+    try:
+        for name in ("scalar", "sse4", "neon", "avx2"):
+            if use(name) != name:
+                continue
+            assert utf8_trace(compiled, chunks) == utf8_trace(pure, chunks), f"UTF-8 ({name}) differs on {chunks!r}"
+            assert utf8_trace(compiled, long_chunks) == ref_long, f"UTF-8 ({name}) differs on {long!r}"
+    finally:
+        use(best)
 
 
 def parse_input(fdp: Any) -> tuple[list[bytes], str, int | None, tuple[bool, bool, bool], bytes]:

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, G
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from .._write import write_buffers
 from ..connection import CLOSED, CONNECTING, OPEN, Connection
 from ..errors import ConnectionClosed, InvalidHandshake
 from ..events import (
@@ -667,9 +668,12 @@ class WebSocket(asyncio.BufferedProtocol):
     def _write_out(self) -> None:
         """Hand everything the Connection has queued to the transport, in order."""
         self._unflushed = self._unflushed_count = 0
-        out = self._conn.data_to_send()
+        out = self._conn.data_to_send_buffers()
         if out and not self._lost and self._transport is not None:
-            self._transport.write(out)
+            if len(out) == 1:
+                self._transport.write(out[0])
+            else:  # several frames, or a large payload that goes out without a copy
+                write_buffers(self._transport, out)
 
     def _flush(self) -> None:
         self._flush_handle = None
