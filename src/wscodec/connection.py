@@ -153,6 +153,20 @@ class Connection:
     checked as it is inflated, frame by frame).
     """
 
+    # State that most connections never use lives here as class-level defaults, so that it takes an instance
+    # slot only once set: CPython keeps ``self.x`` loads specialized while an instance has at most 29
+    # attributes (see tests/test_connection_send.py), and the hot paths read many of them.
+    #: Automatic Pongs while the transport is full: only the latest Ping's is kept (see hold_pongs).
+    _holding_pongs: bool = False
+    _held_pong: bytes | None = None
+    _pings_held: int = 0
+    #: The incremental decoder of a text message streamed in fragments.
+    _text_decoder: Any = None
+    #: With defer_errors: the violation being held behind the messages before it.
+    _pending_error: ProtocolError | None = None
+    #: A message being sent with send_fragment() is compressed.
+    _send_compressed: bool = False
+
     def __init__(
         self,
         role: Role = "server",
@@ -200,10 +214,6 @@ class Connection:
         self.close_sent: tuple[int | None, str] | None = None
         self._close_received = False
         self._out: list[bytes] = []
-        # Automatic Pongs while the transport is full: only the latest Ping's is kept (see hold_pongs).
-        self._holding_pongs = False
-        self._held_pong: bytes | None = None
-        self._pings_held = 0
         self._decoder: Any = None
         self._inflate: Extension | None = None
         # Message being reassembled: opcode 0 means none in progress.
@@ -213,10 +223,7 @@ class Connection:
         self._msg_size = 0
         self._msg_compressed = False
         self._utf8 = Utf8Validator()
-        self._text_decoder: Any = None
         self._peeked = 0  # bytes of the text frame in progress already fed to _utf8 (checked as they came)
-        self._pending_error: ProtocolError | None = None  # with defer_errors: the violation being held
-        self._send_compressed = False  # a message being sent with send_fragment() is compressed
 
         if extensions is None:
             extensions = [ClientPerMessageDeflate()] if self._is_client else [ServerPerMessageDeflate()]
