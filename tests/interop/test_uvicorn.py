@@ -145,9 +145,14 @@ class UvicornServer:
         return self.log.read().decode("utf-8", "replace")
 
     def stop(self) -> None:
+        # SIGTERM first: uvicorn shuts down gracefully and coverage (sigterm = true) writes the worker's data.
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
         self.log.close()
 
 
