@@ -153,10 +153,13 @@ async def test_attributes() -> None:
         assert ws.close_code is None and ws.close_reason == ""
         assert ws.buffered_amount == 0
         latency = await ws.ping(b"abc")
-        assert 0 <= latency < 1 and ws.latency == latency
+        assert isinstance(latency, float) and latency > 0 and ws.latency == latency
         first = asyncio.ensure_future(ws.ping())
         second = asyncio.ensure_future(ws.ping("text payload"))
-        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        rtt_first, rtt_second = await asyncio.wait_for(asyncio.gather(first, second), 10)
+        assert rtt_first > 0 and rtt_second > 0
+        assert ws.latency == rtt_second  # the last Pong to arrive answered the last Ping
+        assert ws._pings == []  # every Ping was answered and forgotten
 
 
 # --------------------------------------------------------------------------- close semantics
