@@ -281,4 +281,3 @@ async def test_wait_closed_cancels_handlers_still_running_after_close_timeout(ca
     assert outcome == ["cancelled"]
     assert "still open after" in caplog.text
     assert not server._tasks
-
