@@ -165,6 +165,19 @@ async def test_stalled_tls_handshake_is_bounded_by_open_timeout(ca: trustme.CA) 
         silent.close()
 
 
+async def test_stalled_tls_handshake_at_the_server_is_bounded_by_open_timeout(ca: trustme.CA) -> None:
+    """A client that opens TCP to a wss server and never sends its ClientHello is dropped at open_timeout
+    (the TLS handshake counts as part of the opening handshake), and the server still serves."""
+    async with serve(echo, "127.0.0.1", 0, ssl=server_context(ca, "localhost"), open_timeout=1.0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(reader.read(), 30) == b""
+        writer.transport.abort()
+        assert time.monotonic() - started < 20  # asyncio's own TLS handshake bound is 60 s
+        await wss_served(server.port, ca)
+
+
 # --------------------------------------------------------------------------- a hostile server
 
 

@@ -397,11 +397,16 @@ class serve:
     async def _start(self) -> Server:
         loop = asyncio.get_running_loop()
         server = self._server
+        tls: dict[str, Any] = {"ssl": self._ssl}
+        if self._ssl is not None and server.open_timeout is not None:
+            # The protocol (and its open_timeout timer) only exists once TLS is up: bound the TLS handshake
+            # by the same timeout, or a client that never sends its ClientHello holds a socket for 60 s.
+            tls["ssl_handshake_timeout"] = server.open_timeout
         if self._unix_path is not None:
-            server._server = await loop.create_unix_server(server._protocol_factory, self._unix_path, ssl=self._ssl)
+            server._server = await loop.create_unix_server(server._protocol_factory, self._unix_path, **tls)
         else:
             server._server = await loop.create_server(
-                server._protocol_factory, self._host, self._port, ssl=self._ssl, reuse_address=True
+                server._protocol_factory, self._host, self._port, reuse_address=True, **tls
             )
         logger.info("server listening on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
         return server
