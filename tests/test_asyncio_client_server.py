@@ -319,10 +319,9 @@ async def test_client_open_timeout() -> None:
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        started = time.monotonic()
+        # TimeoutError, not the InvalidHandshake of the server closing after 3 s: open_timeout fired.
         with pytest.raises(TimeoutError):
             await connect(f"ws://127.0.0.1:{port}/", open_timeout=0.3)
-        assert time.monotonic() - started < 2
     finally:
         server.close()
 
@@ -332,8 +331,8 @@ async def test_server_open_timeout_drops_silent_clients() -> None:
         assert server.port is not None
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         started = time.monotonic()
-        assert await asyncio.wait_for(reader.read(), 5) == b""
-        assert 0.2 < time.monotonic() - started < 3
+        assert await asyncio.wait_for(reader.read(), 20) == b""
+        assert 0.2 < time.monotonic() - started < 9  # open_timeout, not the 10 s default (generous on load)
         writer.close()
 
 
@@ -422,8 +421,8 @@ async def test_server_close_ends_100_connections_with_1001() -> None:
     started = time.monotonic()
     server.close()
     await asyncio.wait_for(server.wait_closed(), 10)
-    results = await asyncio.gather(*(asyncio.wait_for(ws.recv(), 5) for ws in clients), return_exceptions=True)
-    assert time.monotonic() - started < 5
+    results = await asyncio.gather(*(asyncio.wait_for(ws.recv(), 20) for ws in clients), return_exceptions=True)
+    assert time.monotonic() - started < 9  # under the 10 s close_timeout: nobody was waited out
     assert all(isinstance(r, ConnectionClosed) and r.code == 1001 for r in results), results[:3]
     await asyncio.gather(*(asyncio.wait_for(ws.wait_closed(), 5) for ws in clients))
     assert {ws.close_code for ws in clients} == {1001}
@@ -438,8 +437,8 @@ async def test_wait_closed_is_bounded_when_a_peer_never_answers() -> None:
     await reader.readuntil(b"\r\n\r\n")
     started = time.monotonic()
     server.close()
-    await asyncio.wait_for(server.wait_closed(), 5)
-    assert time.monotonic() - started < 3
+    await asyncio.wait_for(server.wait_closed(), 20)
+    assert time.monotonic() - started < 9  # close_timeout (0.5 s), not the 10 s default
     writer.close()
 
 
