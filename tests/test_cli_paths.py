@@ -43,6 +43,10 @@ def _read_until(stream: int, needle: bytes, timeout: float) -> bytes:
     return buf
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_serve_on_a_taken_port_exits_1_with_a_message() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -80,6 +84,9 @@ def test_ctrl_c_in_connect_exits_130() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=_env(),
+            # A shell's background job inherits SIGINT ignored, and Python then never raises
+            # KeyboardInterrupt: give the client the disposition of a terminal's foreground process.
+            preexec_fn=_default_sigint,
         )
         assert client.stderr is not None
         connected = _read_until(client.stderr.fileno(), b"connected to", 30)
