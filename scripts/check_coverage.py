@@ -19,13 +19,18 @@ import tempfile
 
 import coverage
 
-#: (glob over the reported file name, minimum % of lines, minimum % of branches)
+#: (glob over the reported file name, minimum % of lines, minimum % of branches), set just under what the
+#: protocol and asyncio test modules alone measured on the compiled backend (the full CI run measures more).
+#: The aim is 95% lines and 90% branches everywhere; asgi.py and the asyncio branches are not there yet.
 FLOORS: list[tuple[str, float, float]] = [
-    ("src/wscodec/connection.py", 97.0, 93.0),
-    ("src/wscodec/handshake.py", 98.0, 96.0),
-    ("src/wscodec/extensions.py", 98.0, 97.0),
-    ("src/wscodec/asyncio/*.py", 90.0, 84.0),
-    ("src/wscodec/asgi.py", 88.0, 76.0),
+    ("src/wscodec/connection.py", 98.5, 95.5),
+    ("src/wscodec/handshake.py", 98.5, 96.0),
+    ("src/wscodec/extensions.py", 98.0, 97.5),
+    ("src/wscodec/asyncio/__init__.py", 100.0, 100.0),
+    ("src/wscodec/asyncio/client.py", 97.0, 83.0),
+    ("src/wscodec/asyncio/server.py", 92.0, 85.5),
+    ("src/wscodec/asyncio/websocket.py", 94.5, 84.5),
+    ("src/wscodec/asgi.py", 91.0, 76.5),
 ]
 
 

@@ -158,3 +158,71 @@ def test_invalid_utf8_after_our_close_sends_no_second_close() -> None:
     events = conn.receive_data(client_frame(1, b"\xc3\x28"))
     assert [type(e) for e in events] == [ProtocolViolation, Closed]
     assert conn.data_to_send() == b""
+
+
+# --------------------------------------------------------------------------- API misuse and our own failures
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"role": "peer"}, {"role": "server", "max_message_size": -1}, {"role": "server", "fragment_size": 0}],
+    ids=["role", "max_message_size", "fragment_size"],
+)
+def test_invalid_options_are_refused(options: dict) -> None:
+    with pytest.raises(ValueError):
+        Connection(**options)
+
+
+def test_accept_and_reject_only_where_they_make_sense() -> None:
+    client = Connection("client", host="example.com", path="/")
+    with pytest.raises(RuntimeError, match="server"):
+        client.accept()
+    with pytest.raises(RuntimeError, match="server"):
+        client.reject(403)
+    with pytest.raises(RuntimeError, match="received a request"):
+        Connection("server").accept()  # no request yet
+    server = Connection("server")
+    server.receive_data(UPGRADE)
+    server.accept()
+    with pytest.raises(RuntimeError, match="already over"):
+        server.accept()
+    with pytest.raises(RuntimeError, match="already over"):
+        server.reject(403)
+    rejected = Connection("server")
+    rejected.receive_data(UPGRADE)
+    with pytest.raises(RuntimeError, match="reject"):
+        rejected.close()  # before the handshake a server answers with reject()
+
+
+def test_unsolicited_pong_and_close_once() -> None:
+    conn = Connection.established("server")
+    conn.send_pong(b"heartbeat")  # RFC 6455 section 5.5.3: a unidirectional heartbeat
+    conn.close(1000, "once")
+    conn.close(1001, "twice")  # a Close was sent: nothing more
+    assert [(f.opcode, f.payload) for f in frames_out(conn)] == [
+        (10, b"heartbeat"),
+        (8, close_payload(1000, b"once")),
+    ]
+
+
+def test_fail_sends_one_close_then_is_closed() -> None:
+    conn = Connection.established("server")
+    conn.fail(1011, "internal error")
+    assert conn.state is CLOSED and conn.close_code == 1006
+    conn.fail(1011, "again")  # already CLOSED: nothing
+    out = frames_out(conn)
+    assert [(f.opcode, f.payload) for f in out] == [(8, close_payload(1011, b"internal error"))]
+    closing = Connection.established("server")
+    closing.close(1000)
+    closing.data_to_send()
+    closing.fail(1011)  # after our Close: no second one
+    assert closing.data_to_send() == b"" and closing.state is CLOSED
+
+
+def test_eof_inside_the_response_head_fails_the_client_handshake() -> None:
+    client = Connection("client", host="example.com", path="/")
+    client.data_to_send()
+    assert client.receive_data(b"HTTP/1.1 101 Switching Protocols\r\nUpgr") == []
+    events = client.receive_data(b"")
+    assert [type(e) for e in events] == [ProtocolViolation, Closed]
+    assert events[-1].code == 1006 and client.state is CLOSED
