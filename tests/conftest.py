@@ -78,6 +78,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             "WSCODEC_BUILD_EXTENSION=no to test the pure-Python backend alone.",
             returncode=1,
         )
+    if os.environ.get("COVERAGE_PROCESS_START"):
+        import coverage  # the test extra installs it
+
+        if coverage.Coverage.current() is None:
+            pytest.exit(
+                "COVERAGE_PROCESS_START is set but coverage is not measuring this process: coverage's .pth "
+                "file (coverage>=7.10, in the test extra) must be installed in this interpreter's site-packages.",
+                returncode=1,
+            )
     if uvloop is None and not UVLOOP_OPTIONAL:
         pytest.exit(
             f"uvloop cannot be imported ({UVLOOP_ERROR}): install the test extra (pip install '.[test]'); "

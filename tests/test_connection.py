@@ -339,9 +339,12 @@ def test_send_fragment_streams_a_message() -> None:
     client.send_fragment("cd", fin=True)
     events = pump(client, srv)
     assert events == [Ping(b"between"), TextMessage("abcd")]
+    # A message's fragments share its type (RFC 6455 section 5.4): bytes may not continue a text message.
+    client.send_fragment("x", fin=False)
     with pytest.raises(TypeError):
-        client.send_fragment("x", fin=False)
         client.send_fragment(b"y", fin=True)
+    client.send_fragment("y", fin=True)  # the refused call left the message open, still text
+    assert pump(client, srv) == [TextMessage("xy")]
 
 
 def test_ping_payload_over_125_is_refused() -> None:

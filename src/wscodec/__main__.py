@@ -456,9 +456,10 @@ async def _connect(args: argparse.Namespace) -> int:
             status = 1
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(reading), args.wait + 5)
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: asyncio.run() cancels this task
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(1000, ""), 5)
+        status = 130  # the shell's convention for SIGINT (128 + 2), as main() returns before connecting
     finally:
         for task in (reading, writing):
             task.cancel()

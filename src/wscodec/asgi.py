@@ -26,6 +26,7 @@ Where it differs from uvicorn's own implementations, on purpose:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import os
@@ -384,8 +385,11 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             try:
                 await waiter
             finally:
-                if not waiter.done():
-                    self._waiters.remove(waiter)
+                # Woken: _wake() emptied the list. Cancelled (a done future too): still listed, drop it, or
+                # an app that cancels its waits (wait_for with a timeout) grows the list without bound.
+                if waiter.cancelled() or not waiter.done():
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
 
     async def send(self, message: Message) -> None:
         """ASGI ``send``: waits while the transport's buffer is over its high-water mark."""
@@ -588,8 +592,9 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             try:
                 await waiter
             finally:
-                if not waiter.done():
-                    self._drain_waiters.remove(waiter)
+                if waiter.cancelled() or not waiter.done():  # see receive()
+                    with contextlib.suppress(ValueError):
+                        self._drain_waiters.remove(waiter)
 
     def _flush(self) -> None:
         """Write everything the connection has queued, in order (messages, pongs, Close frames)."""

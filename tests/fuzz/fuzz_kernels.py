@@ -245,11 +245,43 @@ def build_input(
     return stream + bytes(reversed(tail))
 
 
-def check_input(data: bytes, pure: ModuleType, compiled: ModuleType | None) -> None:
-    """The whole fuzz check of one raw input (what the atheris target and the corpus replay test run)."""
-    import atheris
+class ReplayProvider:
+    """The part of ``atheris.FuzzedDataProvider`` that :func:`parse_input` uses, in plain Python: the corpus
+    replays where atheris cannot be installed (it has no wheels for every Python). As libFuzzer's provider,
+    integers are taken from the end of the data (big-endian, as many bytes as the range needs) and bytes
+    from the front. ``tests/test_frame_decoder.py`` checks it against atheris where both exist."""
 
-    chunks, role, max_frame_size, allow, key = parse_input(atheris.FuzzedDataProvider(data))
+    def __init__(self, data: bytes) -> None:
+        self._data = bytes(data)
+
+    def remaining_bytes(self) -> int:
+        return len(self._data)
+
+    def ConsumeIntInRange(self, low: int, high: int) -> int:  # atheris names it so
+        span = high - low
+        result = 0
+        offset = 0
+        while offset < 64 and span >> offset > 0 and self._data:
+            result = (result << 8) | self._data[-1]
+            self._data = self._data[:-1]
+            offset += 8
+        if span != (1 << 64) - 1:
+            result %= span + 1
+        return low + result
+
+    def ConsumeBytes(self, count: int) -> bytes:  # atheris names it so
+        out, self._data = self._data[:count], self._data[count:]
+        return out
+
+
+def check_input(data: bytes, pure: ModuleType, compiled: ModuleType | None, provider: Any = None) -> None:
+    """The whole fuzz check of one raw input (what the atheris target and the corpus replay test run);
+    ``provider`` parses the input: ``atheris.FuzzedDataProvider`` by default, or :class:`ReplayProvider`."""
+    if provider is None:
+        import atheris
+
+        provider = atheris.FuzzedDataProvider
+    chunks, role, max_frame_size, allow, key = parse_input(provider(data))
     check_stream(pure, compiled, chunks, role, max_frame_size, allow, key)
 
 

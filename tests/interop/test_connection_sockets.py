@@ -24,6 +24,7 @@ from wscodec.events import (
     Closed,
     CloseReceived,
     Ping,
+    Pong,
     ProtocolViolation,
     Request,
     Response,
@@ -107,16 +108,18 @@ def test_our_client_connection_against_websockets_server(
         for message in MESSAGES:
             conn.send_message(message)
         conn.send_ping(b"ours")
-        events = pump(sock, conn, lambda ev: len(messages_in(ev)) == len(MESSAGES))
+        events = pump(sock, conn, lambda ev: len(messages_in(ev)) == len(MESSAGES) and Pong(b"ours") in ev)
         assert messages_in(events) == MESSAGES
+        assert Pong(b"ours") in events  # the server answered our Ping (RFC 6455 section 5.5.3)
 
         conn.close(4001, "done")
         events = pump(sock, conn, lambda ev: any(isinstance(e, CloseReceived) for e in ev))
         assert [e for e in events if isinstance(e, CloseReceived)] == [CloseReceived(4001, "done")]
         # RFC 6455 section 7.1.1: the server closes TCP first; we see its EOF.
         assert sock.recv(1) == b""
-        assert conn.receive_data(b"") == [] or conn.closed
-        assert conn.closed and conn.close_code == 4001
+        assert conn.closed and conn.close_code == 4001  # CLOSED by the Close exchange, before the EOF
+        assert conn.receive_data(b"") == []  # so the EOF adds nothing (no 1006)
+        assert conn.close_code == 4001
 
 
 def test_our_client_connection_fails_on_a_bad_frame_from_websockets_server() -> None:

@@ -106,7 +106,8 @@ async def test_our_client_against_peer_server(peer_server: Any, compression: str
             assert await asyncio.wait_for(ws.recv(), STEP) == message
             await ws.send([b"frag", b"mented"])
             assert await asyncio.wait_for(ws.recv(), STEP) == b"fragmented"
-            assert await asyncio.wait_for(ws.ping(b"interop"), STEP) >= 0
+            rtt = await asyncio.wait_for(ws.ping(b"interop"), STEP)
+            assert isinstance(rtt, float) and rtt > 0 and ws.latency == rtt  # the peer's Pong matched ours
         assert ws.close_code == 1000
     finally:
         await stop()

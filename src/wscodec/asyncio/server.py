@@ -574,21 +574,22 @@ class serve:
         loop = asyncio.get_running_loop()
         server = self._server
         await server.broker.start()
+        tls: dict[str, Any] = {"ssl": self._ssl, "backlog": self._backlog}
+        if self._ssl is not None and server.open_timeout is not None:
+            # The protocol (and its open_timeout timer) only exists once TLS is up: bound the TLS handshake
+            # by the same timeout, or a client that never sends its ClientHello holds a socket for 60 s.
+            tls["ssl_handshake_timeout"] = server.open_timeout
         if self._sock is not None:
-            # An already listening socket (systemd socket activation, tests): TCP or Unix alike.
+            # An already bound or listening socket (systemd socket activation, workers, tests): TCP or Unix.
             if self._sock.family == getattr(socket, "AF_UNIX", None):
-                server._server = await loop.create_unix_server(server._protocol_factory, sock=self._sock,
-                                                               ssl=self._ssl, backlog=self._backlog)
+                server._server = await loop.create_unix_server(server._protocol_factory, sock=self._sock, **tls)
             else:
-                server._server = await loop.create_server(server._protocol_factory, sock=self._sock, ssl=self._ssl,
-                                                          backlog=self._backlog)
+                server._server = await loop.create_server(server._protocol_factory, sock=self._sock, **tls)
         elif self._unix_path is not None:
-            server._server = await loop.create_unix_server(server._protocol_factory, self._unix_path, ssl=self._ssl,
-                                                           backlog=self._backlog)
+            server._server = await loop.create_unix_server(server._protocol_factory, self._unix_path, **tls)
         else:
             server._server = await loop.create_server(
-                server._protocol_factory, self._host, self._port, ssl=self._ssl, reuse_address=self._reuse_address,
-                backlog=self._backlog,
+                server._protocol_factory, self._host, self._port, reuse_address=self._reuse_address, **tls
             )
         logger.info("server listening on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
         return server

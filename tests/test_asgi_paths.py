@@ -1,0 +1,340 @@
+"""The uvicorn protocol's flow control and shutdown paths, in-process: a real ``uvicorn.Config`` and
+``ServerState``, the protocol class listening on loopback exactly as uvicorn wires it after an upgrade
+(the request bytes go to ``data_received``), plain ASGI applications, and our client or a raw socket.
+
+In-process so each state (paused, CLOSING, handshaking) can be reached and held on purpose; the full
+uvicorn subprocess runs are in ``tests/interop/test_uvicorn.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.server import ServerState
+
+from wscodec import ConnectionClosed, encode_frame
+from wscodec.asgi import UvicornWebSocketProtocol
+from wscodec.asyncio import connect
+
+pytestmark = pytest.mark.timeout(60)
+
+MASK = b"\x01\x02\x03\x04"
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+class Served:
+    def __init__(self, port: int, protocols: list[UvicornWebSocketProtocol]) -> None:
+        self.port = port
+        self.protocols = protocols
+        self.url = f"ws://127.0.0.1:{port}/"
+
+    @property
+    def protocol(self) -> UvicornWebSocketProtocol:
+        assert len(self.protocols) == 1, self.protocols
+        return self.protocols[0]
+
+
+@asynccontextmanager
+async def asgi_server(app: Any, *, close_timeout: float = 10.0, **config: Any) -> AsyncIterator[Served]:
+    cfg = Config(app, ws=UvicornWebSocketProtocol, lifespan="off", log_level="warning", **config)
+    cfg.load()
+    state = ServerState()
+    protocols: list[UvicornWebSocketProtocol] = []
+    loop = asyncio.get_running_loop()
+
+    def factory() -> UvicornWebSocketProtocol:
+        protocol = UvicornWebSocketProtocol(cfg, state, {}, _loop=loop)
+        protocol.close_timeout = close_timeout
+        protocols.append(protocol)
+        return protocol
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    try:
+        yield Served(server.sockets[0].getsockname()[1], protocols)
+    finally:
+        server.close()
+        for protocol in protocols:
+            if not protocol.disconnected:
+                protocol.transport.abort()
+        for task in list(state.tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+
+
+async def read_all(reader: asyncio.StreamReader, timeout: float = 10.0) -> bytes:
+    chunks = []
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), timeout):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+# --------------------------------------------------------------------------- reading paused at ws_max_queue
+
+
+async def test_reading_pauses_at_ws_max_queue_and_resumes_as_the_app_reads() -> None:
+    release = asyncio.Event()
+    got: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            got.append(message["text"])
+            if len(got) == 40:
+                await send({"type": "websocket.send", "text": f"got {len(got)}"})
+
+    async with asgi_server(app, ws_max_queue=4, ws_per_message_deflate=False) as served:
+        ws = await connect(served.url, open_timeout=10, compression=None)
+        for i in range(40):
+            await ws.send(f"m{i}")
+        protocol = served.protocol
+        await until(lambda: protocol.read_paused)
+        assert len(protocol._queue) >= protocol.max_queue  # paused because the queue is full, not before
+        release.set()
+        assert await asyncio.wait_for(ws.recv(), 20) == "got 40"
+        assert got == [f"m{i}" for i in range(40)]
+        assert not protocol.read_paused
+        await ws.close()
+
+
+# --------------------------------------------------------------------------- send() after the client left
+
+
+async def test_send_after_the_client_left_raises_client_disconnected() -> None:
+    outcome: list[Any] = []
+    accepted = asyncio.Event()
+    gone = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        await gone.wait()
+        try:
+            await send({"type": "websocket.send", "text": "anyone?"})
+        except ClientDisconnected as exc:
+            outcome.append(exc)
+        outcome.append(await receive())
+
+    async with asgi_server(app) as served:
+        ws = await connect(served.url, open_timeout=10)
+        await asyncio.wait_for(accepted.wait(), 10)
+        assert ws.transport is not None
+        ws.transport.abort()
+        await until(lambda: served.protocol.disconnected)
+        gone.set()
+        await until(lambda: len(outcome) == 2)
+        assert isinstance(outcome[0], ClientDisconnected)
+        assert outcome[1] == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+
+
+async def test_send_cancelled_while_waiting_for_the_transport_leaves_no_waiter() -> None:
+    """The client stops reading; the app's send() waits for the buffer to drain and is cancelled: no waiter
+    stays behind, and once the client reads again the connection still works."""
+    blocked = asyncio.Event()
+    outcome: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        chunk = b"x" * 65536
+        sender = None
+        for _ in range(2000):
+            sender = asyncio.ensure_future(send({"type": "websocket.send", "bytes": chunk}))
+            await asyncio.sleep(0)
+            if not sender.done():
+                break
+            sender.result()
+        assert sender is not None and not sender.done(), "the transport never pushed back"
+        blocked.set()
+        sender.cancel()
+        try:
+            await sender
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+        outcome.append(f"waiters={len(served_ref[0].protocol._drain_waiters)}")
+        await send({"type": "websocket.send", "text": "after"})
+        outcome.append("sent after")
+        await send({"type": "websocket.close", "code": 1000})
+
+    served_ref: list[Served] = []
+    async with asgi_server(app, ws_per_message_deflate=False) as served:
+        served_ref.append(served)
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port, limit=1 << 16)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(blocked.wait(), 30)
+        await until(lambda: len(outcome) >= 2)
+        assert outcome[:2] == ["cancelled", "waiters=0"]
+        data = await read_all(reader, timeout=30)  # reading again drains everything, "after" last
+        writer.close()
+        assert outcome == ["cancelled", "waiters=0", "sent after"]
+        assert data.startswith(b"HTTP/1.1 101 ")
+        assert encode_frame(1, b"after") in data
+
+
+async def test_receive_cancelled_by_timeouts_on_an_idle_connection_leaves_no_waiters() -> None:
+    """An app polling ``wait_for(receive(), t)`` on a quiet connection: each timeout cancels a receive();
+    none of them may stay behind, and the next message is still delivered."""
+    counts: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        for _ in range(20):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(receive(), 0.001)
+        counts.append(len(served_ref[0].protocol._waiters))
+        await send({"type": "websocket.send", "text": "polled"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": message["text"]})
+
+    served_ref: list[Served] = []
+    async with asgi_server(app) as served:
+        served_ref.append(served)
+        ws = await connect(served.url, open_timeout=10)
+        assert await asyncio.wait_for(ws.recv(), 20) == "polled"
+        assert counts == [0]
+        await ws.send("still delivered")
+        assert await asyncio.wait_for(ws.recv(), 10) == "still delivered"
+        await ws.close()
+
+
+# --------------------------------------------------------------------------- shutdown()
+
+
+async def test_shutdown_while_the_app_decides_answers_500() -> None:
+    deciding = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        deciding.set()
+        await asyncio.sleep(3600)
+
+    async with asgi_server(app) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(deciding.wait(), 10)
+        served.protocol.shutdown()
+        answer = await read_all(reader)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 500 "), answer[:200]
+
+
+async def test_shutdown_when_open_closes_1012() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async with asgi_server(app) as served:
+        ws = await connect(served.url, open_timeout=10)
+        served.protocol.shutdown()
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 10)
+        assert info.value.code == 1012
+        await until(lambda: served.protocol.disconnected)
+
+
+async def test_shutdown_while_closing_bounds_the_wait_by_shutdown_timeout() -> None:
+    """Our Close is out and the client never answers: shutdown() cuts the close_timeout wait down to
+    shutdown_timeout."""
+    closed = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1000})
+        closed.set()
+        await asyncio.sleep(3600)
+
+    async with asgi_server(app, close_timeout=600) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(closed.wait(), 10)
+        protocol = served.protocol
+        assert not protocol.disconnected
+        protocol.shutdown_timeout = 0.2
+        started = time.monotonic()
+        protocol.shutdown()
+        data = await read_all(reader, timeout=30)
+        writer.close()
+        assert data.startswith(b"HTTP/1.1 101 ")
+        assert data.endswith(encode_frame(8, (1000).to_bytes(2, "big")))  # one Close: ours
+        await until(lambda: protocol.disconnected)
+        assert time.monotonic() - started < 30  # not close_timeout (600 s)
+
+
+async def test_shutdown_when_closed_closes_the_transport() -> None:
+    """The closing handshake is over but the client keeps TCP open (and stops reading): shutdown() ends it."""
+    closed = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        assert message["type"] == "websocket.disconnect"
+        closed.set()
+
+    async with asgi_server(app, close_timeout=600) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.write(encode_frame(8, (1000).to_bytes(2, "big"), mask=MASK))
+        await asyncio.wait_for(closed.wait(), 10)
+        protocol = served.protocol
+        protocol.shutdown()
+        await asyncio.wait_for(read_all(reader), 30)
+        writer.close()
+        await until(lambda: protocol.disconnected)
+
+
+# --------------------------------------------------------------------------- the close timer
+
+
+async def test_close_timer_aborts_a_client_that_never_answers_our_close() -> None:
+    closed = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4001, "reason": "go"})
+        closed.set()
+        message = await receive()
+        assert message == {"type": "websocket.disconnect", "code": 4001, "reason": "go"}
+
+    async with asgi_server(app, close_timeout=0.3) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(closed.wait(), 10)
+        started = time.monotonic()
+        data = await read_all(reader, timeout=30)  # the client stays silent; the server must drop it
+        writer.close()
+        assert data.endswith(encode_frame(8, (4001).to_bytes(2, "big") + b"go"))
+        assert served.protocol.disconnected
+        assert time.monotonic() - started < 20

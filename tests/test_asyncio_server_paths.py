@@ -1,0 +1,283 @@
+"""The asyncio server's opening-handshake paths: malformed, oversized, trickled or truncated request heads,
+bytes pipelined behind the head, clients that leave mid-decision, faulty hooks, and shutdown while
+connections are still handshaking or will not end.
+
+Every test ends by checking that a fresh client still gets its echo: a path that breaks the server breaks
+that too. Waits are for conditions, with generous bounds (a loaded 2-core machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from wscodec import ConnectionClosed, encode_frame
+from wscodec.asyncio import Server, WebSocket, connect, serve
+from wscodec.events import Request
+
+pytestmark = pytest.mark.timeout(60)
+
+MASK = b"\x01\x02\x03\x04"
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def url(server: Server) -> str:
+    return f"ws://127.0.0.1:{server.port}/"
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def served(server: Server) -> None:
+    """A fresh client gets its echo: the server is still serving."""
+    async with connect(url(server), open_timeout=10) as ws:
+        await ws.send("still there?")
+        assert await asyncio.wait_for(ws.recv(), 10) == "still there?"
+
+
+async def read_all(reader: asyncio.StreamReader, timeout: float = 10.0) -> bytes:
+    """Everything until the server closes (a reset counts as the end)."""
+    chunks = []
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), timeout):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+async def raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+# --------------------------------------------------------------------------- bad request heads
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"NONSENSE\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n", b"400"),  # a field without a colon
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 9000 + b"\r\n\r\n", b"431"),
+        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", b"431"),
+    ],
+    ids=["garbage", "malformed-field", "oversized", "too-many-fields"],
+)
+async def test_bad_request_head_gets_its_status_and_the_server_survives(head: bytes, status: bytes) -> None:
+    handled = []
+
+    async def handler(ws: WebSocket) -> None:
+        handled.append(ws)
+
+    async with serve(handler, "127.0.0.1", 0, open_timeout=None) as server:
+        reader, writer = await raw(server.port)
+        writer.write(head)
+        answer = await read_all(reader)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:200]
+        await until(lambda: not server._protocols)
+        assert handled == []
+        server.handler = echo
+        await served(server)
+
+
+async def test_slowloris_request_head_is_cut_off_by_open_timeout() -> None:
+    """A head trickled one byte at a time never completes: open_timeout drops the client, even though it
+    keeps sending, and the server serves others meanwhile."""
+    async with serve(echo, "127.0.0.1", 0, open_timeout=1.0) as server:
+        reader, writer = await raw(server.port)
+        started = time.monotonic()
+        dropped = False
+        for byte in UPGRADE[:-4] + b"X-Slow: " + b"z" * 200:  # never reaches the blank line
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except ConnectionError:
+                dropped = True
+                break
+            if reader.at_eof():
+                dropped = True
+                break
+            await asyncio.sleep(0.02)
+            if time.monotonic() - started > 0.5 and not server.connections:
+                await served(server)  # others are served while the slow head trickles
+        if not dropped:
+            dropped = await read_all(reader, timeout=10) == b""
+        writer.close()
+        assert dropped, "the slowloris client was never dropped"
+        elapsed = time.monotonic() - started
+        assert elapsed < 30, elapsed
+        await until(lambda: not server._protocols)
+        await served(server)
+
+
+async def test_eof_in_the_middle_of_the_request_head_ends_the_connection() -> None:
+    """A client half-closes after part of the head: the server drops it at once (no open_timeout here to
+    do it instead) and forgets it."""
+    async with serve(echo, "127.0.0.1", 0, open_timeout=None) as server:
+        reader, writer = await raw(server.port)
+        writer.write(UPGRADE[:40])
+        await writer.drain()
+        await until(lambda: len(server._protocols) == 1)
+        writer.write_eof()
+        assert await read_all(reader) == b""
+        writer.close()
+        await until(lambda: not server._protocols)
+        await served(server)
+
+
+# --------------------------------------------------------------------------- the handshake being decided
+
+
+async def test_frames_pipelined_behind_the_head_wait_for_an_async_process_request() -> None:
+    """The client sends its first frame right behind the request, while an async process_request is still
+    deciding: the frame reaches the handler once the upgrade is accepted."""
+    deciding = asyncio.Event()
+    go = asyncio.Event()
+
+    async def process_request(request: Request) -> None:
+        deciding.set()
+        await go.wait()
+
+    async with serve(echo, "127.0.0.1", 0, process_request=process_request, compression=None) as server:
+        reader, writer = await raw(server.port)
+        writer.write(UPGRADE + encode_frame(1, b"pipelined", mask=MASK))
+        await asyncio.wait_for(deciding.wait(), 10)
+        writer.write(encode_frame(1, b"second", mask=MASK))  # more bytes while the decision is pending
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        go.set()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        first = await asyncio.wait_for(reader.readexactly(2 + len(b"pipelined")), 10)
+        second = await asyncio.wait_for(reader.readexactly(2 + len(b"second")), 10)
+        assert first == encode_frame(1, b"pipelined")
+        assert second == encode_frame(1, b"second")
+        writer.close()
+
+
+async def test_client_leaving_while_process_request_runs_is_forgotten() -> None:
+    deciding = asyncio.Event()
+    go = asyncio.Event()
+    decided = []
+    handled = []
+
+    async def process_request(request: Request) -> None:
+        deciding.set()
+        await go.wait()
+        decided.append(request.path)
+
+    async def handler(ws: WebSocket) -> None:
+        handled.append(ws)
+        await echo(ws)
+
+    # Reading is paused while the decision is pending, so the server learns of the client's departure no
+    # later than open_timeout; the decision then finds the connection lost and must not run the handler.
+    async with serve(handler, "127.0.0.1", 0, process_request=process_request, open_timeout=1.0) as server:
+        _reader, writer = await raw(server.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(deciding.wait(), 10)
+        writer.transport.abort()
+        await until(lambda: all(p._lost for p in server._protocols), timeout=20)
+        go.set()
+        await until(lambda: decided == ["/"])
+        await until(lambda: not server._tasks)
+        assert handled == []
+        assert not server.connections
+        await served(server)  # process_request now lets everyone in at once
+        assert len(handled) == 1
+
+
+@pytest.mark.parametrize(
+    "response",
+    [(200, 5, b"x"), ("not a status", [], b""), (200, [("Bad\r\nName", "v")], b""), (42,)],
+    ids=["headers-not-iterable", "status-not-int", "header-injection", "wrong-shape"],
+)
+async def test_invalid_process_request_result_is_500(response: Any, caplog: pytest.LogCaptureFixture) -> None:
+    async with serve(echo, "127.0.0.1", 0, process_request=lambda request: response) as server:
+        reader, writer = await raw(server.port)
+        writer.write(UPGRADE)
+        answer = await read_all(reader)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 500 "), answer[:200]
+        assert b"Bad\r\nName" not in answer
+        assert "invalid response from process_request" in caplog.text
+        server.process_request = None
+        await served(server)
+
+
+async def test_select_subprotocol_raising_is_500(caplog: pytest.LogCaptureFixture) -> None:
+    def select(offered: list[str]) -> str | None:
+        raise ValueError("boom")
+
+    async with serve(echo, "127.0.0.1", 0, subprotocols=["chat"], select_subprotocol=select) as server:
+        reader, writer = await raw(server.port)
+        writer.write(UPGRADE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Protocol: chat\r\n\r\n"))
+        answer = await read_all(reader)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 500 "), answer[:200]
+        assert "error while accepting the connection" in caplog.text
+        assert "boom" in caplog.text
+        server.select_subprotocol = None
+        await served(server)
+
+
+# --------------------------------------------------------------------------- shutting down
+
+
+async def test_close_aborts_connections_still_handshaking() -> None:
+    """server.close() does not wait for a half-sent request head (there is no one to send a Close to)."""
+    server = await serve(echo, "127.0.0.1", 0, open_timeout=None)
+    reader, writer = await raw(server.port)
+    writer.write(UPGRADE[:50])
+    await until(lambda: len(server._protocols) == 1)
+    server.close()
+    assert await read_all(reader) == b""
+    writer.close()
+    started = time.monotonic()
+    await asyncio.wait_for(server.wait_closed(), 30)
+    assert not server._protocols
+    assert time.monotonic() - started < server.close_timeout  # not by the close timer
+
+
+async def test_wait_closed_cancels_handlers_still_running_after_close_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    """A handler that ignores the end of its connection is cancelled once close_timeout has passed."""
+    entered = asyncio.Event()
+    outcome: list[str] = []
+
+    async def stubborn(ws: WebSocket) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    server = await serve(stubborn, "127.0.0.1", 0, close_timeout=1.0)
+    client = await connect(url(server), open_timeout=10)
+    await asyncio.wait_for(entered.wait(), 10)
+    server.close()
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(client.recv(), 10)
+    assert info.value.code == 1001
+    with caplog.at_level(logging.WARNING, logger="wscodec.asyncio.server"):
+        await asyncio.wait_for(server.wait_closed(), 30)
+    assert outcome == ["cancelled"]
+    assert "still open after" in caplog.text
+    assert not server._tasks

@@ -1,0 +1,371 @@
+"""The asyncio WebSocket's less travelled paths, against a hand-driven raw peer: pings pending when the
+connection is lost, sending while CLOSING, recv_streaming() edges, keepalive edges, close() while
+CONNECTING, callbacks that raise, and two senders blocked on backpressure at once or racing close().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from wscodec import ConnectionClosed, FrameDecoder, InvalidHandshake, encode_frame
+from wscodec.asyncio import Server, WebSocket, connect, serve
+
+pytestmark = pytest.mark.timeout(60)
+
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def accept_response(head: bytes) -> bytes:
+    key = next(
+        line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+
+
+class RawPeer:
+    """A server that answers the upgrade by hand, then reads frames (decoded) and writes what it is told."""
+
+    def __init__(self, *, upgrade: bool = True) -> None:
+        self.upgrade = upgrade
+        self.writer: asyncio.StreamWriter | None = None
+        self.frames: list[Any] = []
+        self.reading = asyncio.Event()
+        self.reading.set()
+        self.connected = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+        self._decoder = FrameDecoder("server", None)
+
+    async def __aenter__(self) -> RawPeer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self.writer is not None:
+            self.writer.transport.abort()
+        assert self._server is not None
+        self._server.close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.connected.set()
+        if not self.upgrade:
+            await reader.read()
+            return
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.write(accept_response(head))
+        try:
+            while True:
+                await self.reading.wait()
+                data = await reader.read(65536)
+                if not data:
+                    return
+                self.frames.extend(self._decoder.feed(data))
+        except ConnectionError:
+            return
+
+    def send(self, data: bytes) -> None:
+        assert self.writer is not None
+        self.writer.write(data)
+
+    def finish_close(self, code: int = 1000, reason: bytes = b"") -> None:
+        """Answer the client's Close and end TCP, as a server does (RFC 6455 section 7.1.1)."""
+        assert self.writer is not None
+        self.writer.write(encode_frame(8, code.to_bytes(2, "big") + reason))
+        self.writer.close()
+
+    def opcodes(self) -> list[int]:
+        return [f.opcode for f in self.frames]
+
+
+async def echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def url(server: Server) -> str:
+    return f"ws://127.0.0.1:{server.port}/"
+
+
+# --------------------------------------------------------------------------- pings, CLOSING
+
+
+async def test_pending_pings_fail_when_the_connection_is_lost() -> None:
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, ping_interval=None, open_timeout=10)
+        first = asyncio.ensure_future(ws.ping(b"one"))
+        second = asyncio.ensure_future(ws.ping(b"two"))
+        await until(lambda: peer.opcodes().count(9) == 2)
+        assert not first.done() and not second.done()
+        assert peer.writer is not None
+        peer.writer.transport.abort()
+        for waiter in (first, second):
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(waiter, 10)
+            assert info.value.code == 1006
+        assert ws._pings == []
+
+
+async def test_a_pong_answers_its_ping_and_every_earlier_one() -> None:
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, ping_interval=None, open_timeout=10)
+        first = asyncio.ensure_future(ws.ping(b"one"))
+        second = asyncio.ensure_future(ws.ping("two"))
+        await until(lambda: peer.opcodes().count(9) == 2)
+        peer.send(encode_frame(10, b"two"))  # RFC 6455 section 5.5.3: answers "one" too
+        rtts = await asyncio.wait_for(asyncio.gather(first, second), 10)
+        assert all(isinstance(r, float) and r > 0 for r in rtts)
+        assert rtts[0] >= rtts[1]  # the earlier ping waited longer
+        assert ws.latency == rtts[1]
+        await ws.close()
+
+
+async def test_send_ping_and_recv_while_closing() -> None:
+    """Once close() has sent its Close, send() and ping() raise ConnectionClosed at once; recv() raises it
+    when the close completes, after the messages that arrived before the peer's Close."""
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, ping_interval=None, open_timeout=10, close_timeout=30)
+        closing = asyncio.ensure_future(ws.close(4000, "bye"))
+        await until(lambda: 8 in peer.opcodes())
+        assert ws.ready_state == 2  # CLOSING
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.send("after close"), 10)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.ping(), 10)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.send([b"a", b"b"]), 10)
+        peer.send(encode_frame(1, b"last words"))
+        peer.finish_close(4000, b"bye")
+        assert await asyncio.wait_for(ws.recv(), 10) == "last words"
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 10)
+        assert info.value.code == 4000
+        await asyncio.wait_for(closing, 10)
+        assert peer.opcodes().count(8) == 1
+        assert peer.frames[-1].payload == (4000).to_bytes(2, "big") + b"bye"
+
+
+# --------------------------------------------------------------------------- recv_streaming
+
+
+async def test_recv_during_recv_streaming_is_refused_then_the_stream_goes_on() -> None:
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, ping_interval=None, open_timeout=10)
+        peer.send(encode_frame(2, b"ab", fin=False) + encode_frame(0, b"cd", fin=False))
+        stream = await ws.recv_streaming()
+        assert await asyncio.wait_for(stream.__anext__(), 10) == b"ab"
+        with pytest.raises(RuntimeError, match="recv_streaming"):
+            await ws.recv()
+        assert await asyncio.wait_for(stream.__anext__(), 10) == b"cd"
+        peer.send(encode_frame(0, b"ef", fin=True) + encode_frame(1, b"next"))
+        assert await asyncio.wait_for(stream.__anext__(), 10) == b"ef"
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+        assert await asyncio.wait_for(ws.recv(), 10) == "next"  # recv() works again after the message
+        await ws.close()
+
+
+async def test_recv_streaming_after_a_cancelled_recv_starts_with_what_it_took() -> None:
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, ping_interval=None, open_timeout=10)
+        peer.send(encode_frame(1, "héllo ".encode(), fin=False))
+        pending = asyncio.ensure_future(ws.recv())
+        await until(lambda: ws._partial)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        peer.send(encode_frame(0, b"world", fin=True))
+        pieces = [piece async for piece in ws.recv_streaming()]
+        assert pieces == ["héllo ", "world"]
+        await ws.close()
+
+
+async def test_recv_streaming_when_the_connection_closes_mid_message() -> None:
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, ping_interval=None, open_timeout=10)
+        peer.send(encode_frame(2, b"half", fin=False))
+        pieces = []
+        with pytest.raises(ConnectionClosed) as info:
+            async for piece in ws.recv_streaming():
+                pieces.append(piece)
+                assert peer.writer is not None
+                peer.writer.transport.abort()
+        assert pieces == [b"half"]
+        assert info.value.code == 1006
+        assert not ws._streaming
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+
+
+# --------------------------------------------------------------------------- keepalive
+
+
+async def test_keepalive_fails_a_peer_that_never_answers_with_1011() -> None:
+    async with RawPeer() as peer:
+        errors: list[Any] = []
+        ws = await connect(peer.url, ping_interval=0.2, ping_timeout=0.5, open_timeout=10, close_timeout=2)
+        ws.onerror = errors.append
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 30)
+        assert info.value.code == 1011
+        assert 9 in peer.opcodes()
+        closes = [f for f in peer.frames if f.opcode == 8]
+        assert [int.from_bytes(f.payload[:2], "big") for f in closes] == [1011]
+        assert b"keepalive" in closes[0].payload
+        assert len(errors) == 1 and isinstance(errors[0].error, TimeoutError)
+
+
+async def test_keepalive_without_ping_timeout_pings_but_never_fails() -> None:
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, ping_interval=0.05, ping_timeout=None, open_timeout=10)
+        await until(lambda: peer.opcodes().count(9) >= 3, timeout=20)
+        assert ws.ready_state == 1  # no pong ever came, and that is not a failure without ping_timeout
+        await ws.close()
+
+
+async def test_keepalive_stops_once_closing() -> None:
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, ping_interval=0.05, ping_timeout=None, open_timeout=10, close_timeout=30)
+        closing = asyncio.ensure_future(ws.close())
+        await until(lambda: 8 in peer.opcodes())
+        count = peer.opcodes().count(9)
+        await asyncio.sleep(0.3)  # several intervals: no Ping may follow our Close
+        assert peer.opcodes().count(9) == count
+        assert peer.opcodes()[-1] == 8
+        peer.finish_close()
+        await asyncio.wait_for(closing, 10)
+
+
+# --------------------------------------------------------------------------- close while CONNECTING, callbacks
+
+
+async def test_close_while_connecting_aborts_the_open() -> None:
+    async with RawPeer(upgrade=False) as peer:
+        opener = connect(peer.url, open_timeout=None)
+        ws = opener.websocket()
+        opening = asyncio.ensure_future(opener.open())
+        await asyncio.wait_for(peer.connected.wait(), 10)
+        await until(lambda: ws.transport is not None)
+        assert ws.ready_state == 0
+        await asyncio.wait_for(ws.close(), 10)
+        with pytest.raises(InvalidHandshake):
+            await asyncio.wait_for(opening, 10)
+        assert ws.ready_state == 3
+
+
+async def test_close_before_the_transport_exists_returns() -> None:
+    ws = connect("ws://127.0.0.1:9/").websocket()
+    await asyncio.wait_for(ws.close(), 5)
+    assert ws.ready_state == 0
+
+
+async def test_callbacks_that_raise_are_logged_and_do_not_stop_delivery(caplog: pytest.LogCaptureFixture) -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        ws = await connect(url(server), open_timeout=10)
+        received: list[str] = []
+        closed = asyncio.Event()
+
+        def sync_boom(event: Any) -> None:
+            raise ValueError("sync boom")
+
+        async def async_boom(event: Any) -> None:
+            raise KeyError("async boom")
+
+        ws.add_event_listener("message", sync_boom)
+        ws.add_event_listener("message", async_boom)
+        ws.add_event_listener("message", lambda event: received.append(event.data))
+        ws.onclose = lambda event: closed.set()
+        with caplog.at_level(logging.ERROR):
+            await ws.send("one")
+            await ws.send("two")
+            await until(lambda: received == ["one", "two"])
+            await until(lambda: caplog.text.count("async boom") >= 2)
+        assert caplog.text.count("sync boom") >= 2
+        assert "error in message callback" in caplog.text
+        assert "error in event callback" in caplog.text
+        await ws.close()
+        await asyncio.wait_for(closed.wait(), 10)
+
+
+# --------------------------------------------------------------------------- senders racing
+
+
+async def test_two_senders_blocked_on_backpressure_both_finish_in_order() -> None:
+    """The peer stops reading; two tasks block in send(); once it reads again both messages arrive whole,
+    in the order the tasks blocked, after what was sent before."""
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, ping_interval=None, open_timeout=10, write_limit=16384, compression=None)
+        peer.reading.clear()
+        chunk = b"x" * 65536
+        sent = 0
+        while not ws._write_paused and sent < 4096:
+            await ws.send(chunk)
+            sent += 1
+            await asyncio.sleep(0)
+        assert ws._write_paused, "the transport never pushed back"
+        first = asyncio.ensure_future(ws.send(b"first"))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(ws.send(b"second"))
+        await asyncio.sleep(0.1)
+        assert not first.done() and not second.done()
+        peer.reading.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 30)
+        await until(lambda: len(peer.frames) >= sent + 2, timeout=30)
+        payloads = [f.payload for f in peer.frames]
+        assert payloads[:sent] == [chunk] * sent
+        assert payloads[sent : sent + 2] == [b"first", b"second"]
+        await ws.close()
+
+
+async def test_send_racing_close_either_sends_or_raises_connection_closed() -> None:
+    """send() blocked on backpressure while close() runs: the send raises ConnectionClosed (or went out
+    before the Close); the Close is the last frame on the wire; nothing hangs."""
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, ping_interval=None, open_timeout=10, write_limit=16384, close_timeout=30)
+        peer.reading.clear()
+        chunk = b"y" * 65536
+        sent = 0
+        while not ws._write_paused and sent < 4096:
+            await ws.send(chunk, compress=False)
+            sent += 1
+            await asyncio.sleep(0)
+        assert ws._write_paused
+        blocked = asyncio.ensure_future(ws.send(b"racing"))
+        await asyncio.sleep(0.05)
+        closing = asyncio.ensure_future(ws.close(1000, "racing"))
+        await asyncio.sleep(0.05)
+        peer.reading.set()
+        await until(lambda: 8 in peer.opcodes(), timeout=30)
+        peer.finish_close()
+        await asyncio.wait_for(closing, 30)
+        try:
+            await asyncio.wait_for(blocked, 10)
+        except ConnectionClosed:
+            assert b"racing" not in [f.payload for f in peer.frames]
+        else:
+            assert [f.payload for f in peer.frames].count(b"racing") == 1
+        assert peer.opcodes()[-1] == 8
+        assert peer.opcodes().count(8) == 1

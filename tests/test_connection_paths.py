@@ -1,0 +1,228 @@
+"""Edges of the sans-I/O Connection that the main module leaves out: input while the server application is
+still deciding, EOF inside a fragmented message, and what may (not) be sent once a Close has gone either way.
+
+Each case states the RFC 6455 rule it checks; the expected bytes come from the RFC, not from the code.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from wscodec import FrameDecoder, encode_frame
+from wscodec.connection import CLOSED, CLOSING, OPEN, Connection
+from wscodec.events import (
+    BinaryFragment,
+    BinaryMessage,
+    Closed,
+    CloseReceived,
+    Ping,
+    ProtocolViolation,
+    Request,
+    TextMessage,
+)
+
+MASK = b"\x01\x02\x03\x04"
+UPGRADE = (
+    b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
+    return encode_frame(opcode, payload, fin=fin, mask=MASK)
+
+
+def close_payload(code: int, reason: bytes = b"") -> bytes:
+    return code.to_bytes(2, "big") + reason
+
+
+def frames_out(conn: Connection) -> list:
+    """What a server Connection queued, decoded as the client would decode it."""
+    return FrameDecoder("client", None).feed(conn.data_to_send())
+
+
+def events_of(events: list, kind: type) -> list:
+    return [e for e in events if type(e) is kind]
+
+
+# --------------------------------------------------------------------------- the server application deciding
+
+
+def test_frames_arriving_while_the_application_decides_are_delivered_after_accept() -> None:
+    """A client may pipeline its first frames behind the request (RFC 6455 section 4.1 lets it send as
+    soon as it has the 101): they wait for accept() and come out, in order, right after it."""
+    conn = Connection("server")
+    events = conn.receive_data(UPGRADE)
+    assert [type(e) for e in events] == [Request]
+    # Frames arrive before the application has decided: nothing may come out of them yet.
+    early = client_frame(1, b"first") + client_frame(2, b"second")
+    assert conn.receive_data(early[:7]) == []
+    assert conn.receive_data(early[7:]) == []
+    after = conn.accept()
+    assert conn.state is OPEN
+    assert conn.data_to_send().startswith(b"HTTP/1.1 101 ")
+    assert after == [TextMessage("first"), BinaryMessage(b"second")]
+
+
+def test_eof_while_the_application_decides_closes_1006() -> None:
+    """The client left before accept()/reject(): the connection is CLOSED, abnormally (1006), and there is
+    nothing to answer."""
+    conn = Connection("server")
+    assert [type(e) for e in conn.receive_data(UPGRADE)] == [Request]
+    events = conn.receive_data(b"")
+    assert events == [Closed(1006, "", was_clean=False)]
+    assert conn.state is CLOSED
+    assert conn.close_code == 1006
+    assert conn.receive_data(client_frame(1, b"late")) == []
+
+
+def test_eof_inside_the_request_head_fails_the_handshake() -> None:
+    conn = Connection("server")
+    assert conn.receive_data(UPGRADE[:30]) == []
+    events = conn.receive_data(b"")
+    assert [type(e) for e in events] == [ProtocolViolation, Closed]
+    assert events[-1].code == 1006 and not events[-1].was_clean
+    assert conn.state is CLOSED
+
+
+# --------------------------------------------------------------------------- EOF inside a fragmented message
+
+
+@pytest.mark.parametrize("stream_messages", [False, True], ids=["whole", "streamed"])
+def test_eof_inside_a_fragmented_message_is_an_abnormal_close(stream_messages: bool) -> None:
+    """TCP ends after the first fragment: no message is delivered whole, the close is 1006 (RFC 6455
+    section 7.1.5: no Close frame was received)."""
+    conn = Connection.established("server", stream_messages=stream_messages)
+    events = conn.receive_data(client_frame(2, b"part one", fin=False))
+    if stream_messages:
+        assert events == [BinaryFragment(b"part one", False)]
+    else:
+        assert events == []
+    events = conn.receive_data(b"")
+    assert events == [Closed(1006, "", was_clean=False)]
+    assert not any(isinstance(e, (BinaryMessage, TextMessage)) for e in events)
+    assert conn.state is CLOSED and conn.close_code == 1006
+    assert conn.data_to_send() == b""  # no one left to send a Close to
+
+
+# --------------------------------------------------------------------------- after a Close
+
+
+def test_frames_after_the_peers_close_are_ignored() -> None:
+    """RFC 6455 section 5.5.1: after sending a Close, the peer sends nothing more; whatever comes anyway
+    (a message, a Ping, even garbage) is not delivered and is not answered."""
+    conn = Connection.established("server")
+    tail = client_frame(1, b"too late") + client_frame(9, b"ping?") + b"\xff\xff\xff"
+    events = conn.receive_data(client_frame(8, close_payload(1000, b"bye")) + tail)
+    assert events == [CloseReceived(1000, "bye"), Closed(1000, "bye", was_clean=True)]
+    out = frames_out(conn)
+    assert [(f.opcode, f.payload) for f in out] == [(8, close_payload(1000, b"bye"))]  # the echo, nothing else
+    assert conn.receive_data(client_frame(1, b"later still")) == []
+    assert conn.data_to_send() == b""
+
+
+def test_a_ping_after_our_close_is_reported_but_not_answered() -> None:
+    """Once our Close is out we send nothing more (RFC 6455 section 5.5.1): a Ping arriving while we wait
+    for the peer's Close gets no Pong."""
+    conn = Connection.established("server")
+    conn.close(1000, "done")
+    assert [f.opcode for f in frames_out(conn)] == [8]
+    assert conn.state is CLOSING
+    events = conn.receive_data(client_frame(9, b"are you there"))
+    assert events == [Ping(b"are you there")]
+    assert conn.data_to_send() == b""  # no Pong
+    events = conn.receive_data(client_frame(8, close_payload(1000)))
+    assert events[-1] == Closed(1000, "", was_clean=True)
+    assert conn.data_to_send() == b""  # and no second Close either
+
+
+def test_a_protocol_error_while_closing_sends_no_second_close() -> None:
+    """A peer that breaks the protocol after our Close fails the connection, but only one Close frame is
+    ever sent (RFC 6455 section 5.5.1)."""
+    conn = Connection.established("server")
+    conn.close(1001, "going away")
+    first = frames_out(conn)
+    assert [(f.opcode, f.payload[:2]) for f in first] == [(8, (1001).to_bytes(2, "big"))]
+    # Unmasked frame from a client: a protocol error (RFC 6455 section 5.1).
+    events = conn.receive_data(encode_frame(1, b"unmasked"))
+    assert [type(e) for e in events] == [ProtocolViolation, Closed]
+    assert events[-1].code == 1006 and not events[-1].was_clean
+    assert conn.state is CLOSED
+    assert conn.data_to_send() == b""
+
+
+def test_invalid_utf8_after_our_close_sends_no_second_close() -> None:
+    conn = Connection.established("server")
+    conn.close(1000, "")
+    conn.data_to_send()
+    events = conn.receive_data(client_frame(1, b"\xc3\x28"))
+    assert [type(e) for e in events] == [ProtocolViolation, Closed]
+    assert conn.data_to_send() == b""
+
+
+# --------------------------------------------------------------------------- API misuse and our own failures
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"role": "peer"}, {"role": "server", "max_message_size": -1}, {"role": "server", "fragment_size": 0}],
+    ids=["role", "max_message_size", "fragment_size"],
+)
+def test_invalid_options_are_refused(options: dict) -> None:
+    with pytest.raises(ValueError):
+        Connection(**options)
+
+
+def test_accept_and_reject_only_where_they_make_sense() -> None:
+    client = Connection("client", host="example.com", path="/")
+    with pytest.raises(RuntimeError, match="server"):
+        client.accept()
+    with pytest.raises(RuntimeError, match="server"):
+        client.reject(403)
+    with pytest.raises(RuntimeError, match="received a request"):
+        Connection("server").accept()  # no request yet
+    server = Connection("server")
+    server.receive_data(UPGRADE)
+    server.accept()
+    with pytest.raises(RuntimeError, match="already over"):
+        server.accept()
+    with pytest.raises(RuntimeError, match="already over"):
+        server.reject(403)
+    rejected = Connection("server")
+    rejected.receive_data(UPGRADE)
+    with pytest.raises(RuntimeError, match="reject"):
+        rejected.close()  # before the handshake a server answers with reject()
+
+
+def test_unsolicited_pong_and_close_once() -> None:
+    conn = Connection.established("server")
+    conn.send_pong(b"heartbeat")  # RFC 6455 section 5.5.3: a unidirectional heartbeat
+    conn.close(1000, "once")
+    conn.close(1001, "twice")  # a Close was sent: nothing more
+    assert [(f.opcode, f.payload) for f in frames_out(conn)] == [
+        (10, b"heartbeat"),
+        (8, close_payload(1000, b"once")),
+    ]
+
+
+def test_fail_sends_one_close_then_is_closed() -> None:
+    conn = Connection.established("server")
+    conn.fail(1011, "internal error")
+    assert conn.state is CLOSED and conn.close_code == 1006
+    conn.fail(1011, "again")  # already CLOSED: nothing
+    out = frames_out(conn)
+    assert [(f.opcode, f.payload) for f in out] == [(8, close_payload(1011, b"internal error"))]
+    closing = Connection.established("server")
+    closing.close(1000)
+    closing.data_to_send()
+    closing.fail(1011)  # after our Close: no second one
+    assert closing.data_to_send() == b"" and closing.state is CLOSED
+
+
+def test_eof_inside_the_response_head_fails_the_client_handshake() -> None:
+    client = Connection("client", host="example.com", path="/")
+    client.data_to_send()
+    assert client.receive_data(b"HTTP/1.1 101 Switching Protocols\r\nUpgr") == []
+    events = client.receive_data(b"")
+    assert [type(e) for e in events] == [ProtocolViolation, Closed]
+    assert events[-1].code == 1006 and client.state is CLOSED
