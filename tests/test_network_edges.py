@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import socket
 import ssl
@@ -258,3 +259,22 @@ async def test_huge_response_head_at_connect_is_refused_without_waiting_for_the_
         assert time.monotonic() - started < 25  # well before open_timeout
     finally:
         server.close()
+
+
+async def test_connect_max_header_size_bounds_the_response_head() -> None:
+    """A 101 with 20 KiB of headers: refused under the default 8 KiB bound, accepted when raised."""
+    def big_head(ws: Any, request: Any, response: Any) -> Any:
+        return dataclasses.replace(response, headers=(*response.headers, ("X-Big", "a" * 20000)))
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with serve(echo, "127.0.0.1", 0, process_response=big_head) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        with pytest.raises(InvalidHandshake):
+            await connect(url, open_timeout=10)
+        async with connect(url, open_timeout=10, max_header_size=65536) as ws:
+            assert ws.response is not None and ws.response.header("X-Big") == "a" * 20000
+            await ws.send("fits")
+            assert await asyncio.wait_for(ws.recv(), 10) == "fits"

@@ -64,7 +64,8 @@ class connect:
 
     Protocol: ``compression`` is ``"deflate"`` (tuned defaults), a :class:`~wscodec.compression.Deflate`
     or None; ``extensions`` (extension factories) replaces it. ``max_size`` bounds a received message
-    (None: no limit); ``max_queue`` messages wait unread before reading pauses; ``send()`` waits while more
+    (None: no limit); ``max_header_size`` bounds the server's response head (8 KiB, 100 fields: a larger
+    one fails the handshake); ``max_queue`` messages wait unread before reading pauses; ``send()`` waits while more
     than ``write_limit`` bytes wait in the transport. ``ping_interval`` (None: no keepalive) and
     ``ping_timeout`` drive the keepalive; ``open_timeout`` bounds everything up to the open connection
     (raises :class:`~wscodec.errors.OpenTimeout`, a :class:`TimeoutError`); ``close_timeout`` bounds the
@@ -100,6 +101,7 @@ class connect:
         ping_timeout: float | None = 20.0,
         close_timeout: float = 10.0,
         max_size: int | None = 2**20,
+        max_header_size: int = 8192,
         max_queue: int | None = 16,
         write_limit: int = 65536,
         binary_type: Literal["bytes", "bytearray", "memoryview"] = "bytes",
@@ -141,6 +143,7 @@ class connect:
             "subprotocols": tuple(subprotocols or ()),
             "extensions": extension_factories(compression, "client", extensions),
             "max_message_size": max_size,
+            "max_header_size": max_header_size,
         }
         self.open_timeout = open_timeout
         self.process_exception = process_exception

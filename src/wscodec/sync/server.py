@@ -371,9 +371,26 @@ def unix_serve(
     path: str | None = None,
     *,
     sock: socket.socket | None = None,
-    **options: Any,
+    ssl: ssl_module.SSLContext | None = None,
+    subprotocols: Sequence[str] = (),
+    select_subprotocol: Callable[[list[str]], str | None] | None = None,
+    origins: Sequence[str | None] | None = None,
+    process_request: ProcessRequest | None = None,
+    process_response: ProcessResponse | None = None,
+    server_header: str | None = DEFAULT_USER_AGENT,
+    compression: Compression = "deflate",
+    extensions: Sequence[Any] | None = None,
+    open_timeout: float | None = 10.0,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
+    close_timeout: float = 10.0,
+    max_size: int | None = 2**20,
+    max_queue: int | None = 16,
+    max_connections: int | None = None,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
+    backlog: int = 100,
 ) -> Server:
-    """:func:`serve` on a Unix socket at ``path`` (or the listening Unix socket ``sock``)."""
+    """:func:`serve` on a Unix socket at ``path`` (or the listening Unix socket ``sock``); the same options."""
     if sock is None:
         if path is None:
             raise TypeError("unix_serve() needs path or sock")
@@ -381,5 +398,8 @@ def unix_serve(
             os.unlink(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
-        sock.listen(100)
-    return serve(handler, None, None, sock=sock, **options)
+        sock.listen(backlog)
+    options = _options(ssl, subprotocols, select_subprotocol, origins, process_request, process_response,
+                       server_header, compression, extensions, open_timeout, ping_interval, ping_timeout,
+                       close_timeout, max_size, max_queue, max_connections, logger)
+    return Server(sock, handler, options)
