@@ -174,11 +174,13 @@ async def test_send_ping_and_recv_while_closing() -> None:
 async def test_recv_during_recv_streaming_is_refused_then_the_stream_goes_on() -> None:
     async with RawPeer() as peer:
         ws = await connect(peer.url, ping_interval=None, open_timeout=10)
-        peer.send(encode_frame(2, b"ab", fin=False) + encode_frame(0, b"cd", fin=False))
+        # One write per fragment, each awaited: the fragments of one read come as one piece.
+        peer.send(encode_frame(2, b"ab", fin=False))
         stream = await ws.recv_streaming()
         assert await asyncio.wait_for(stream.__anext__(), 10) == b"ab"
         with pytest.raises(RuntimeError, match="recv_streaming"):
             await ws.recv()
+        peer.send(encode_frame(0, b"cd", fin=False))
         assert await asyncio.wait_for(stream.__anext__(), 10) == b"cd"
         peer.send(encode_frame(0, b"ef", fin=True) + encode_frame(1, b"next"))
         assert await asyncio.wait_for(stream.__anext__(), 10) == b"ef"
