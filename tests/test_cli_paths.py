@@ -1,10 +1,9 @@
-"""The command line's exits: a port already taken (1, with a message), Ctrl-C (130), and ``bench`` (from a
-checkout, and the plain message and status 2 where there is no bench/ folder). Real subprocesses."""
+"""The command line's exits: a port already taken (1, with a message) and Ctrl-C (130). Real subprocesses.
+``bench`` (from any directory, its exit status and ``--check``) is tested in ``test_bench_cli.py``."""
 
 from __future__ import annotations
 
 import os
-import re
 import selectors
 import signal
 import socket
@@ -12,8 +11,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import pytest
 
 import wscodec
 
@@ -109,39 +106,3 @@ def test_ctrl_c_in_connect_exits_130() -> None:
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
-
-
-def test_bench_kernels_quick_from_a_checkout() -> None:
-    if not (ROOT / "bench" / "bench_kernels.py").is_file():
-        pytest.fail(f"{ROOT / 'bench'} is missing from this checkout")
-    out = subprocess.run(
-        [sys.executable, "-m", "wscodec", "bench", "--quick", "--kernels-only"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=_env(),
-        cwd=ROOT,
-    )
-    assert "== bench_kernels.py ==" in out.stdout
-    assert "== bench_echo.py ==" not in out.stdout  # --kernels-only
-    summary = re.search(r"(\d+)/(\d+) targets met in .*", out.stdout)
-    assert summary, out.stdout[-2000:]
-    # The status tells the truth about the targets (speed itself depends on the machine's load).
-    met, total = int(summary.group(1)), int(summary.group(2))
-    assert out.returncode == (0 if met == total else 1), (out.returncode, summary.group(0))
-
-
-def test_bench_outside_a_checkout_says_where_the_benchmarks_are(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "wscodec", "bench", "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env(),
-        cwd=tmp_path,
-    )
-    if (Path(wscodec.__file__).resolve().parents[2] / "bench").is_dir():
-        pytest.skip("wscodec is imported from a source checkout here, which has bench/")
-    assert out.returncode == 2
-    assert "bench/ folder of a wscodec source checkout" in out.stderr
-    assert out.stdout == ""
