@@ -39,7 +39,9 @@ async def echo(ws):
         await ws.send(message)
 
 async def main():
-    async with serve(echo, "127.0.0.1", 0) as server:
+    # No keepalive: the raw clients do not answer Pings, and a pure-Python server on a loaded machine can
+    # take longer than ping_interval + ping_timeout over 8M frames; memory is what these tests measure.
+    async with serve(echo, "127.0.0.1", 0, ping_interval=None) as server:
         print(server.sockets[0].getsockname()[1], flush=True)
         await asyncio.Event().wait()
 
@@ -95,6 +97,7 @@ class ServerProcess:
                     sys.executable, "-m", "uvicorn", "uvicorn_apps:starlette_app", "--app-dir", str(APPS),
                     "--host", "127.0.0.1", "--port", str(self.port), "--loop", loop,
                     "--ws", "wscodec.asgi:UvicornWebSocketProtocol", "--log-level", "warning",
+                    "--ws-ping-interval", "0",
                 ],
                 env=env,
                 stdout=self.log,
