@@ -782,3 +782,19 @@ def test_one_byte_fragments_cost_their_payload_in_memory(stream: bool) -> None:
         tracemalloc.stop()
     assert received == fragments + 1
     assert peak <= 3 * fragments, f"peak {peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("whole_opcode", [1, 2])
+@pytest.mark.parametrize("split", [False, True])
+def test_7692_a_whole_message_inside_a_compressed_fragmented_one_is_1002(whole_opcode: int, split: bool) -> None:
+    """RFC 6455 section 5.4: a new data frame while a (compressed) fragmented message is open fails the
+    connection, whether it arrives in the same read as the first fragment or in a later one."""
+    _client, srv = deflate_pair({}, {})
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    body = compressor.compress(b"hello " * 20) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    first = client_frame(1, body[:-4], fin=False, rsv1=True)
+    intruder = client_frame(whole_opcode, b"intruder")
+    events = srv.receive_data(first) + srv.receive_data(intruder) if split else srv.receive_data(first + intruder)
+    assert not any(isinstance(e, (TextMessage, BinaryMessage)) for e in events)
+    assert isinstance(events[0], ProtocolViolation) and events[0].code == 1002
+    assert sent_close_code(srv) == 1002

@@ -10,8 +10,10 @@ import os
 
 if os.environ.get("WSCODEC_PURE_PYTHON", "") not in ("", "0"):
     from ._pure import (
+        ZERO_COPY_MIN,
         Frame,
         FrameDecoder,
+        FrameQueue,
         Utf8Validator,
         apply_mask,
         apply_mask_inplace,
@@ -23,8 +25,10 @@ if os.environ.get("WSCODEC_PURE_PYTHON", "") not in ("", "0"):
 else:
     try:
         from ._speedups import (  # type: ignore[no-redef]
+            ZERO_COPY_MIN,
             Frame,
             FrameDecoder,
+            FrameQueue,
             Utf8Validator,
             apply_mask,
             apply_mask_inplace,
@@ -35,8 +39,10 @@ else:
         BACKEND = "cython"
     except ImportError:
         from ._pure import (
+            ZERO_COPY_MIN,
             Frame,
             FrameDecoder,
+            FrameQueue,
             Utf8Validator,
             apply_mask,
             apply_mask_inplace,
@@ -48,8 +54,10 @@ else:
 
 __all__ = [
     "BACKEND",
+    "ZERO_COPY_MIN",
     "Frame",
     "FrameDecoder",
+    "FrameQueue",
     "Utf8Validator",
     "apply_mask",
     "apply_mask_inplace",

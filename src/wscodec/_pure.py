@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import struct
 from typing import Any
 
 from .errors import PayloadTooBig, ProtocolError
@@ -408,6 +409,66 @@ class FrameDecoder:
             del buf[:pos]
         return frames
 
+    def feed_messages(self, data: Any, in_message: Any, text_type: type, binary_type: type) -> tuple[list[Any], int]:
+        """:meth:`feed`, with the common case already turned into the caller's message records.
+
+        Each whole (``fin``, no RSV bit) text or binary frame outside a fragmented message becomes
+        ``text_type`` (``data``: the payload decoded, strict UTF-8) or ``binary_type`` (``data``: the payload
+        bytes), built as ``object.__new__`` plus the ``data`` slot's setter, so frozen slotted records work;
+        every other frame stays a :class:`Frame`, in order. ``in_message``: a fragmented message is in
+        progress when the call starts. Returns ``(items, frames)``: the list and how many Frames it holds.
+
+        Invalid UTF-8 in such a frame raises ``ProtocolError(..., 1007)`` whose ``frames`` holds the items
+        before it; like any violation, it leaves the decoder failed.
+        """
+        if not isinstance(text_type, type) or not isinstance(binary_type, type):
+            raise TypeError("text_type and binary_type must be classes")
+        set_text = text_type.__dict__["data"].__set__
+        set_binary = binary_type.__dict__["data"].__set__
+        error: ProtocolError | None = None
+        try:
+            items: list[Any] = self.feed(data)
+        except ProtocolError as exc:
+            items = exc.frames
+            error = exc
+        out: list[Any] = []
+        append = out.append
+        inside = bool(in_message)
+        left = 0
+        for frame in items:
+            opcode = frame.opcode
+            if inside:
+                if opcode == 0 and frame.fin:
+                    inside = False
+            elif opcode == 1 or opcode == 2:
+                if frame.fin and not frame.rsv1:
+                    if opcode == 1:
+                        try:
+                            text = frame.payload.decode()
+                        except UnicodeDecodeError:
+                            error = ProtocolError("invalid UTF-8 in text message", 1007)
+                            self._error = error
+                            error.frames = out
+                            raise error from None
+                        record = _new_record(text_type)
+                        set_text(record, text)
+                    else:
+                        record = _new_record(binary_type)
+                        set_binary(record, frame.payload)
+                    append(record)
+                    continue
+                if not frame.fin:
+                    inside = True  # compressed or not: a fragmented message is open
+            append(frame)
+            left += 1
+        if error is not None:
+            error.frames = out
+            raise error
+        return out, left
+
+
+_new_record: Any = object.__new__
+
 
 def _replay(error: ProtocolError) -> ProtocolError:
     again = type(error)(str(error), error.close_code)
@@ -474,3 +535,87 @@ def encode_frame(
     if not key:
         return header + view.tobytes() if n else header
     return header + key + (_xor(view, key, n) if n else b"")
+
+
+ZERO_COPY_MIN = 16384
+_pack_header16 = struct.Struct("!BBH").pack
+_pack_header64 = struct.Struct("!BBQ").pack
+
+
+class FrameQueue:
+    """The outgoing half of a connection: frames waiting for the transport, and the one-step send path.
+
+    ``Connection`` derives from this class so that its hottest calls, ``send_text``/``send_binary`` of a
+    plain message and ``data_to_send``, run here without a Python frame: a 16-byte message costs little
+    more than ``encode_frame`` itself. The subclass decides when that path applies by setting
+    ``_fast_send`` (0: never; 1: a server frame, unmasked; 2: a client frame, masked with a pooled key)
+    and supplies ``_send_slow(opcode, data)`` for every other case (checks, compression, fragmentation).
+    Large ``bytes`` payloads of a server are queued beside their header, not copied (see
+    :meth:`data_to_send_buffers`).
+    """
+
+    def __init__(self) -> None:
+        self._out: list[bytes] = []
+        self._fast_send = 0
+
+    def _send_slow(self, opcode: int, data: Any) -> None:
+        """Every send the one-step path does not take; the subclass (``Connection``) implements it."""
+        raise NotImplementedError("FrameQueue._send_slow is implemented by Connection")
+
+    def send_text(self, text: str) -> None:
+        """Queue a text message."""
+        fast = self._fast_send
+        if fast and type(text) is str:
+            data = text.encode()
+            if fast == 2:
+                self._out.append(encode_frame(1, data, mask=True))
+            elif len(data) < ZERO_COPY_MIN:
+                self._out.append(encode_frame(1, data))
+            else:
+                n = len(data)
+                self._out += (_pack_header16(0x81, 126, n) if n < 65536 else _pack_header64(0x81, 127, n), data)
+        else:
+            self._send_slow(1, text)
+
+    def send_binary(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue a binary message. Any buffer; a large ``bytes`` on a server goes out without a copy
+        through :meth:`data_to_send_buffers`, anything else is copied (or masked) into its frame once."""
+        fast = self._fast_send
+        if not fast:
+            self._send_slow(2, data)
+        elif fast == 2:
+            self._out.append(encode_frame(2, data, mask=True))
+        elif type(data) is not bytes or len(data) < ZERO_COPY_MIN:
+            self._out.append(encode_frame(2, data))
+        else:
+            n = len(data)
+            self._out += (_pack_header16(0x82, 126, n) if n < 65536 else _pack_header64(0x82, 127, n), data)
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the transport since the last call, as one bytes object.
+
+        A large message queued without a copy (see :meth:`data_to_send_buffers`) is copied here; an I/O
+        layer that can write several buffers at once (``transport.writelines``) uses that method instead.
+        """
+        out = self._out
+        if len(out) == 1:
+            return out.pop()
+        if not out:
+            return b""
+        data = b"".join(out)
+        out.clear()
+        return data
+
+    def data_to_send_buffers(self) -> list[bytes]:
+        """Everything queued since the last call, as a list of buffers to write in order, for
+        ``transport.writelines`` or ``socket.sendmsg``: the zero-copy form of :meth:`data_to_send`.
+
+        An unmasked data frame of at least :data:`ZERO_COPY_MIN` bytes whose payload is ``bytes``
+        (immutable, so it cannot change before it is written) is queued as its header followed by the
+        payload object itself, never copied; everything else is one buffer per frame. Empty list: nothing.
+        """
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        return out

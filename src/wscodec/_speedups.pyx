@@ -20,6 +20,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 from cpython.list cimport PyList_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -32,6 +33,30 @@ cdef extern from "Python.h":
     # no "except -1": a refused buffer sends us down the pure twin's path, which raises its own error
     int PyObject_GetBuffer(object obj, Py_buffer *view, int flags)
     Py_ssize_t _as_ssize_t "PyLong_AsSsize_t"(object obj)
+
+cdef extern from *:
+    """
+    /* A record instance as object.__new__(type) followed by the ``data`` slot's setter: what a frozen,
+       slotted dataclass allows, without its __init__ (or a Python frame). */
+    static PyObject *ws_new_record(PyObject *type, PyObject *slot, PyObject *value) {
+        PyTypeObject *tp = (PyTypeObject *)type;
+        descrsetfunc set = Py_TYPE(slot)->tp_descr_set;
+        PyObject *obj;
+        if (set == NULL) {
+            PyErr_SetString(PyExc_TypeError, "the record's data attribute is not a settable slot");
+            return NULL;
+        }
+        obj = tp->tp_alloc(tp, 0);
+        if (obj == NULL)
+            return NULL;
+        if (set(slot, obj, value) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+        return obj;
+    }
+    """
+    object ws_new_record(object type, object slot, object value)
 
 cdef extern from "_speedups_impl.h" nogil:
     void ws_init_cpu()
@@ -466,6 +491,14 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
     cdef uint64_t _cmax
     cdef unsigned int _rsv_allowed
     cdef bint _merge
+    # While feed_messages runs: the record types and their ``data`` slots (None otherwise), and whether the
+    # frames parsed so far leave a fragmented message open (whole messages inside one are not records).
+    cdef object _text_type
+    cdef object _text_slot
+    cdef object _binary_type
+    cdef object _binary_slot
+    cdef bint _inside
+    cdef bint _inside_before
     cdef public object max_frame_size
     cdef public object role
 
@@ -562,6 +595,48 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                 ws_rotate_key(ws_load_key(p + header - 4), <size_t>begin))
         return out
 
+    cdef inline void _track(self, unsigned int b0) noexcept:
+        """Follow whether a fragmented message is open, frame by frame as they are appended (the rules of
+        feed_messages' second pass). An unfinished data frame may still become whole by merging its
+        continuations: the state before it is kept for that (see _merged)."""
+        cdef unsigned int op = b0 & 0x0F
+        if op == 0:
+            if b0 & 0x80:
+                self._inside = False
+        elif op < 3 and not b0 & 0x80:
+            self._inside_before = self._inside
+            self._inside = True
+
+    cdef inline void _merged(self, Frame target) noexcept:
+        """``target``'s last continuation was merged into it: it is now a finished frame."""
+        if <long>target.opcode == 0:
+            self._inside = False
+        else:
+            self._inside = self._inside_before
+
+    cdef object _record(self, unsigned int b0, const unsigned char *src, Py_ssize_t n, bint masked):
+        """The record of a whole text (UTF-8 checked) or binary message whose payload is src[0:n]."""
+        cdef unsigned char small[256]
+        cdef bytes payload
+        cdef const unsigned char *data = src
+        if masked and n:
+            if (b0 & 0x0F) == 1 and n <= 256:  # text decodes from an unmasked copy on the stack
+                ws_mask(small, src, <size_t>n, ws_load_key(src - 4))
+                data = small
+            else:
+                payload = PyBytes_FromStringAndSize(NULL, n)
+                ws_mask(<unsigned char *>PyBytes_AS_STRING(payload), src, <size_t>n, ws_load_key(src - 4))
+                data = <const unsigned char *>PyBytes_AS_STRING(payload)
+        elif (b0 & 0x0F) == 2:
+            payload = PyBytes_FromStringAndSize(<const char *>src, n) if n else b""
+        if (b0 & 0x0F) == 2:
+            return ws_new_record(self._binary_type, self._binary_slot, payload)
+        try:
+            text = PyUnicode_DecodeUTF8(<const char *>data, n, NULL)
+        except UnicodeDecodeError:
+            raise _ProtocolError("invalid UTF-8 in text message", 1007) from None
+        return ws_new_record(self._text_type, self._text_slot, text)
+
     cdef Py_ssize_t _parse(self, const unsigned char *p, Py_ssize_t end, list frames) except -1:
         """Decode every complete frame of p[0:end] into ``frames``; return the bytes consumed."""
         cdef Py_ssize_t pos = 0, start, header, size
@@ -639,12 +714,20 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                         target.payload = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(merged),
                                                                    PyByteArray_GET_SIZE(merged))
                         target.fin = True
+                        self._merged(target)
                         target = None
                         merged = None
                     continue
                 if merged is not None:
                     target.payload = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(merged), PyByteArray_GET_SIZE(merged))
                     merged = None
+                if (self._text_type is not None and not self._inside and (b0 & 0xF0) == 0x80
+                        and ((b0 & 0x0F) == 1 or (b0 & 0x0F) == 2)):
+                    # feed_messages: a whole message in one frame becomes its record, without a Frame
+                    frames.append(self._record(b0, p + start, <Py_ssize_t>length, (b1 & 0x80) != 0))
+                    target = None
+                    pos = start + <Py_ssize_t>length
+                    continue
                 if b1 & 0x80:
                     if length:
                         payload = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
@@ -656,6 +739,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                     payload = PyBytes_FromStringAndSize(<const char *>p + start, <Py_ssize_t>length)
                 frame = _frame(b0, payload)
                 frames.append(frame)
+                self._track(b0)
                 target = frame if merge and (b0 & 0x88) == 0 else None  # an unfinished data frame
                 pos = start + <Py_ssize_t>length
         finally:
@@ -713,6 +797,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             payload = self._payload
             self._payload = None
             frames.append(_frame(self._payload_b0, payload))
+            self._track(self._payload_b0)
         return took
 
     def feed(self, data):
@@ -772,6 +857,112 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                 del store[:consumed]
         return frames
 
+    def feed_messages(self, data, in_message, text_type, binary_type):
+        """:meth:`feed`, with the common case already turned into the caller's message records.
+
+        Each whole (``fin``, no RSV bit) text or binary frame outside a fragmented message becomes
+        ``text_type`` (``data``: the payload decoded, strict UTF-8) or ``binary_type`` (``data``: the payload
+        bytes), built as ``object.__new__`` plus the ``data`` slot's setter, so frozen slotted records work;
+        every other frame stays a :class:`Frame`, in order. ``in_message``: a fragmented message is in
+        progress when the call starts. Returns ``(items, frames)``: the list and how many Frames it holds.
+
+        Invalid UTF-8 in such a frame raises ``ProtocolError(..., 1007)`` whose ``frames`` holds the items
+        before it; like any violation, it leaves the decoder failed.
+        """
+        cdef list items
+        cdef list out = []
+        cdef Py_ssize_t left = 0
+        cdef bint inside = True if in_message else False
+        cdef object error = None
+        cdef Frame frame
+        cdef object opcode
+        cdef bytes payload
+        if not isinstance(text_type, type) or not isinstance(binary_type, type):
+            raise TypeError("text_type and binary_type must be classes")
+        # Small whole messages become records as they are parsed (no Frame made); what is left as a Frame
+        # (large frames, fragments, control frames) is converted below where it qualifies.
+        text_slot = text_type.__dict__["data"]
+        binary_slot = binary_type.__dict__["data"]
+        self._text_slot = text_slot
+        self._binary_slot = binary_slot
+        self._text_type = text_type
+        self._binary_type = binary_type
+        self._inside = inside
+        try:
+            items = self.feed(data)
+        except ProtocolError as exc:
+            items = exc.frames
+            error = exc
+        finally:
+            self._text_type = self._binary_type = self._text_slot = self._binary_slot = None
+        for item in items:
+            if type(item) is not Frame:
+                out.append(item)
+                continue
+            frame = <Frame>item
+            opcode = frame.opcode
+            if inside:
+                if opcode == 0 and frame.fin:
+                    inside = False
+            elif opcode == 1 or opcode == 2:
+                if frame.fin and not frame.rsv1:
+                    payload = <bytes>frame.payload
+                    if opcode == 1:
+                        try:
+                            text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), NULL)
+                        except UnicodeDecodeError:
+                            error = _ProtocolError("invalid UTF-8 in text message", 1007)
+                            self._error = error
+                            error.frames = out
+                            raise error from None
+                        out.append(ws_new_record(text_type, text_slot, text))
+                    else:
+                        out.append(ws_new_record(binary_type, binary_slot, payload))
+                    continue
+                if not frame.fin:
+                    inside = True  # compressed or not: a fragmented message is open
+            out.append(frame)
+            left += 1
+        if error is not None:
+            error.frames = out
+            raise error
+        return out, left
+
+
+cdef inline unsigned char *_put_header(unsigned char *dst, unsigned int b0, Py_ssize_t n, unsigned int mask_bit) noexcept:
+    """Write a frame header (without the key) at dst; return where the key or payload goes."""
+    cdef int i
+    dst[0] = <unsigned char>b0
+    if n < 126:
+        dst[1] = <unsigned char>(mask_bit | n)
+        return dst + 2
+    if n < 65536:
+        dst[1] = <unsigned char>(mask_bit | 126)
+        dst[2] = <unsigned char>(n >> 8)
+        dst[3] = <unsigned char>n
+        return dst + 4
+    dst[1] = <unsigned char>(mask_bit | 127)
+    for i in range(8):
+        dst[2 + i] = <unsigned char>((<uint64_t>n) >> (56 - 8 * i))
+    return dst + 10
+
+
+cdef bytes _build_frame(unsigned int b0, const unsigned char *src, Py_ssize_t n, const unsigned char *key):
+    """The whole frame as one bytes object: header, then the payload copied, or masked with ``key``."""
+    cdef Py_ssize_t hlen = 2 if n < 126 else 4 if n < 65536 else 10
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, hlen + (4 if key != NULL else 0) + n)
+    cdef unsigned char *dst = <unsigned char *>PyBytes_AS_STRING(out)
+    if key == NULL:
+        dst = _put_header(dst, b0, n, 0)
+        if n:
+            memcpy(dst, src, n)
+    else:
+        dst = _put_header(dst, b0, n, 0x80)
+        memcpy(dst, key, 4)
+        if n:
+            ws_mask(dst + 4, src, <size_t>n, ws_load_key(key))
+    return out
+
 
 _VALID_OPCODES = frozenset({0, 1, 2, 8, 9, 10})
 
@@ -783,13 +974,9 @@ def encode_frame(opcode, payload, *, fin=True, rsv1=False, rsv2=False, rsv3=Fals
     cdef bytes tmp = None
     cdef const unsigned char *src
     cdef Py_ssize_t n, hlen
-    cdef unsigned int b0, mask_bit, op
+    cdef unsigned int b0, op
     cdef bytes key = None
-    cdef bytes out
-    cdef unsigned char *dst
     cdef unsigned char pooled[4]
-    cdef const unsigned char *keyp = NULL
-    cdef int i
     opcode = int(opcode)
     if opcode not in _VALID_OPCODES:
         raise ValueError(f"invalid opcode {opcode}")
@@ -810,39 +997,122 @@ def encode_frame(opcode, payload, *, fin=True, rsv1=False, rsv2=False, rsv3=Fals
                 raise ValueError("control frames cannot be fragmented")
         b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | (0x20 if rsv2 else 0) | (0x10 if rsv3 else 0) | op
         if mask is None or mask is False:
-            mask_bit = 0
-        else:
-            if mask is True:
-                _next_mask(pooled)
-                keyp = pooled
-            else:
-                key = bytes(mask)
-                if len(key) != 4:
-                    raise ValueError("mask must be 4 bytes")
-                keyp = <const unsigned char *>PyBytes_AS_STRING(key)
-            mask_bit = 0x80
-        hlen = 2 if n < 126 else 4 if n < 65536 else 10
-        out = PyBytes_FromStringAndSize(NULL, hlen + (4 if mask_bit else 0) + n)
-        dst = <unsigned char *>PyBytes_AS_STRING(out)
-        dst[0] = <unsigned char>b0
-        if n < 126:
-            dst[1] = <unsigned char>(mask_bit | n)
-        elif n < 65536:
-            dst[1] = <unsigned char>(mask_bit | 126)
-            dst[2] = <unsigned char>(n >> 8)
-            dst[3] = <unsigned char>n
-        else:
-            dst[1] = <unsigned char>(mask_bit | 127)
-            for i in range(8):
-                dst[2 + i] = <unsigned char>((<uint64_t>n) >> (56 - 8 * i))
-        dst += hlen
-        if mask_bit:
-            memcpy(dst, keyp, 4)
-            if n:
-                ws_mask(dst + 4, src, <size_t>n, ws_load_key(keyp))
-        elif n:
-            memcpy(dst, src, n)
-        return out
+            return _build_frame(b0, src, n, NULL)
+        if mask is True:
+            _next_mask(pooled)
+            return _build_frame(b0, src, n, pooled)
+        key = bytes(mask)
+        if len(key) != 4:
+            raise ValueError("mask must be 4 bytes")
+        return _build_frame(b0, src, n, <const unsigned char *>PyBytes_AS_STRING(key))
     finally:
         if have_buf:
             PyBuffer_Release(&buf)
+
+
+ZERO_COPY_MIN = 16384
+cdef Py_ssize_t _ZERO_COPY_MIN = 16384
+
+
+cdef class FrameQueue:
+    """The outgoing half of a connection: frames waiting for the transport, and the one-step send path.
+
+    ``Connection`` derives from this class so that its hottest calls, ``send_text``/``send_binary`` of a
+    plain message and ``data_to_send``, run here without a Python frame: a 16-byte message costs little
+    more than ``encode_frame`` itself. The subclass decides when that path applies by setting
+    ``_fast_send`` (0: never; 1: a server frame, unmasked; 2: a client frame, masked with a pooled key)
+    and supplies ``_send_slow(opcode, data)`` for every other case (checks, compression, fragmentation).
+    Large ``bytes`` payloads of a server are queued beside their header, not copied (see
+    :meth:`data_to_send_buffers`).
+    """
+
+    cdef public list _out
+    cdef public int _fast_send
+
+    def __cinit__(self, *args, **kwargs):
+        self._out = []
+        self._fast_send = 0
+
+    cdef int _queue(self, unsigned int b0, object payload) except -1:
+        cdef Py_buffer buf
+        cdef unsigned char pooled[4]
+        cdef bytes header
+        cdef Py_ssize_t n
+        if self._fast_send == 1 and type(payload) is bytes:
+            n = PyBytes_GET_SIZE(payload)
+            if n >= _ZERO_COPY_MIN:
+                header = PyBytes_FromStringAndSize(NULL, 4 if n < 65536 else 10)
+                _put_header(<unsigned char *>PyBytes_AS_STRING(header), b0, n, 0)
+                self._out.append(header)
+                self._out.append(payload)
+                return 1
+            self._out.append(_build_frame(b0, <const unsigned char *>PyBytes_AS_STRING(payload), n, NULL))
+            return 1
+        if not _get_bytes(payload, &buf):
+            # strided views and odd buffers: what encode_frame does with them (or its TypeError)
+            payload = _slow_bytes(payload)
+            n = PyBytes_GET_SIZE(payload)
+            if self._fast_send == 2:
+                _next_mask(pooled)
+                self._out.append(_build_frame(b0, <const unsigned char *>PyBytes_AS_STRING(payload), n, pooled))
+            else:
+                self._out.append(_build_frame(b0, <const unsigned char *>PyBytes_AS_STRING(payload), n, NULL))
+            return 1
+        try:
+            if self._fast_send == 2:
+                _next_mask(pooled)
+                self._out.append(_build_frame(b0, <const unsigned char *>buf.buf, buf.len, pooled))
+            else:
+                self._out.append(_build_frame(b0, <const unsigned char *>buf.buf, buf.len, NULL))
+        finally:
+            PyBuffer_Release(&buf)
+        return 1
+
+    def _send_slow(self, opcode, data):
+        """Every send the one-step path does not take; the subclass (``Connection``) implements it."""
+        raise NotImplementedError("FrameQueue._send_slow is implemented by Connection")
+
+    def send_text(self, text):
+        """Queue a text message."""
+        if self._fast_send and type(text) is str:
+            self._queue(0x81, PyUnicode_AsUTF8String(text))
+        else:
+            self._send_slow(1, text)
+
+    def send_binary(self, data):
+        """Queue a binary message. Any buffer; a large ``bytes`` on a server goes out without a copy
+        through :meth:`data_to_send_buffers`, anything else is copied (or masked) into its frame once."""
+        if self._fast_send:
+            self._queue(0x82, data)
+        else:
+            self._send_slow(2, data)
+
+    def data_to_send(self):
+        """Everything queued for the transport since the last call, as one bytes object.
+
+        A large message queued without a copy (see :meth:`data_to_send_buffers`) is copied here; an I/O
+        layer that can write several buffers at once (``transport.writelines``) uses that method instead.
+        """
+        cdef list out = self._out
+        cdef Py_ssize_t n = PyList_GET_SIZE(out)
+        if n == 1:
+            return out.pop()
+        if n == 0:
+            return b""
+        data = b"".join(out)
+        del out[:]
+        return data
+
+    def data_to_send_buffers(self):
+        """Everything queued since the last call, as a list of buffers to write in order, for
+        ``transport.writelines`` or ``socket.sendmsg``: the zero-copy form of :meth:`data_to_send`.
+
+        An unmasked data frame of at least :data:`ZERO_COPY_MIN` bytes whose payload is ``bytes``
+        (immutable, so it cannot change before it is written) is queued as its header followed by the
+        payload object itself, never copied; everything else is one buffer per frame. Empty list: nothing.
+        """
+        cdef list out = self._out
+        if PyList_GET_SIZE(out) == 0:
+            return []
+        self._out = []
+        return out

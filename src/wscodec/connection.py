@@ -22,7 +22,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from ._kernels import FrameDecoder, Utf8Validator, encode_frame
+from ._kernels import ZERO_COPY_MIN, Frame, FrameDecoder, FrameQueue, Utf8Validator, encode_frame
 from .errors import (
     ConnectionClosed,
     InvalidHandshake,
@@ -72,8 +72,8 @@ _DEFAULT: Any = object()
 PING_FLOOD_LIMIT = 16
 #: Unmasked payloads of at least this many bytes (``bytes`` only) are queued beside their header instead of
 #: copied into one frame (see :meth:`Connection.data_to_send_buffers`): below it one copy costs less than
-#: handing the transport a second buffer.
-ZERO_COPY_MIN = 16384
+#: handing the transport a second buffer. (Defined by the kernels, which build the frames.)
+ZERO_COPY_MIN = ZERO_COPY_MIN
 _pack_header16 = struct.Struct("!BBH").pack
 _pack_header64 = struct.Struct("!BBQ").pack
 
@@ -122,7 +122,7 @@ def _binary_fragment(data: bytes, final: bool) -> BinaryFragment:
     return event
 
 
-class Connection:
+class Connection(FrameQueue):
     """One WebSocket connection, client or server side, from handshake to close.
 
     Client: ``Connection("client", host="example.com", path="/chat")`` queues the upgrade request at once;
@@ -319,9 +319,10 @@ class Connection:
         self._update_fast_send()
 
     def _update_fast_send(self) -> None:
-        """send_text/send_binary take one step when nothing but framing (and a client's mask) applies:
-        1 on a server, 2 on a client, 0 with compression, fragmentation or a fragmented send under way."""
-        if self._deflate is not None or self._fragment_size is not None or self._send_opcode:
+        """send_text/send_binary take one step when OPEN and nothing but framing (and a client's mask)
+        applies: 1 on a server, 2 on a client, 0 otherwise (closing, compression, fragmentation, a
+        fragmented send under way). Called on every change of those; FrameQueue trusts it."""
+        if self.state is not OPEN or self._deflate is not None or self._fragment_size is not None or self._send_opcode:
             self._fast_send = 0
         else:
             self._fast_send = 2 if self._is_client else 1
@@ -450,6 +451,7 @@ class Connection:
         self._msg_buf = None
         self._frag = None
         self.state = CLOSED
+        self._fast_send = 0
         if self._close_received:
             return []
         self.close_code = 1006
@@ -461,51 +463,65 @@ class Connection:
             return []  # RFC 6455 section 5.5.1: nothing after the peer's Close (or a violation) counts
         error: ProtocolError | None = None
         decoder = self._decoder
-        try:
-            frames = decoder.feed(data)
-        except ProtocolError as exc:
-            frames = exc.frames
-            error = exc
-        events: list[Event] = []
-        append = events.append
-        make_text = _text_fragment if self.stream_messages else _text_message
-        make_binary = _binary_fragment if self.stream_messages else _binary_message
         in_message = self._msg_opcode
-        if self._peeked and frames:  # the first frame's start was checked while it arrived
-            first = frames[0]
-            if not in_message and first.opcode == 1 and first.fin and not first.rsv1:
+        stream = self.stream_messages
+        left = -1  # how many items are still frames; -1: not known (streaming, or a violation)
+        try:
+            if stream:
+                items = decoder.feed(data)
+            else:
+                # The fast path, in the kernels: each whole, uncompressed data message in one frame is
+                # already its TextMessage/BinaryMessage; the frames left go through _slow_frame below.
+                items, left = decoder.feed_messages(data, in_message, TextMessage, BinaryMessage)
+        except ProtocolError as exc:
+            items = exc.frames
+            error = exc
+        if self._peeked and items:  # the first frame's start was checked while it arrived
+            first = items[0]
+            if type(first) is not Frame or (not in_message and first.opcode == 1 and first.fin and not first.rsv1):
                 self._peeked = 0  # a whole message: the fast path decodes (and checks) it all again
                 self._utf8.reset()
             else:
                 in_message = -1  # the slow path skips what was checked
-        try:
-            for frame in frames:
-                opcode = frame.opcode
-                # Fast path: a whole, uncompressed data message in one frame.
-                if not in_message and (opcode == 1 or opcode == 2) and frame.fin and not frame.rsv1:
-                    if opcode == 1:
-                        try:
-                            append(make_text(frame.payload.decode(), True))
-                        except UnicodeDecodeError:
-                            raise ProtocolError("invalid UTF-8 in text message", 1007) from None
-                    else:
-                        append(make_binary(frame.payload, True))
-                    continue
-                self._slow_frame(frame, append)
-                if self._close_received:
-                    return events
-                in_message = self._msg_opcode
-            if self._frag is not None:
-                self._flush_fragment(append, False)
-            if error is None:
-                b0 = decoder.partial_header()
-                if b0 >= 0:
+        if not left:
+            events: list[Event] = items
+        else:
+            events = []
+            append = events.append
+            try:
+                for frame in items:
+                    if type(frame) is not Frame:
+                        append(frame)
+                        continue
+                    opcode = frame.opcode
+                    # Streaming: a whole, uncompressed data message in one frame is one final fragment.
+                    if stream and not in_message and (opcode == 1 or opcode == 2) and frame.fin and not frame.rsv1:
+                        if opcode == 1:
+                            try:
+                                append(_text_fragment(frame.payload.decode(), True))
+                            except UnicodeDecodeError:
+                                raise ProtocolError("invalid UTF-8 in text message", 1007) from None
+                        else:
+                            append(_binary_fragment(frame.payload, True))
+                        continue
+                    self._slow_frame(frame, append)
+                    if self._close_received:
+                        return events
+                    in_message = self._msg_opcode
+                if self._frag is not None:
+                    self._flush_fragment(append, False)
+            except ProtocolError as exc:
+                error = exc
+        if error is None:
+            b0 = decoder.partial_header()
+            if b0 >= 0:
+                try:
                     self._check_partial_frame(b0)
-        except ProtocolError as exc:
-            error = exc
+                except ProtocolError as exc:
+                    error = exc
         if error is not None:
             if self._frag is not None:  # what came before the bad frame is delivered
-                self._flush_fragment(append, False)
+                self._flush_fragment(events.append, False)
             if self.defer_errors:
                 self._pending_error = error
             else:
@@ -645,6 +661,7 @@ class Connection:
             reply_code = None if code == 1005 else code
             self._send_close(reply_code, reason if reply_code is not None else "")
         self.state = CLOSED
+        self._fast_send = 0
         append(Closed(code, reason, was_clean=True))
 
     def _fail(self, error: ProtocolError) -> list[Event]:
@@ -653,6 +670,7 @@ class Connection:
             reason = str(error)
             self._send_close(error.close_code, reason.encode("utf-8")[:123].decode("utf-8", "ignore"))
         self.state = CLOSED
+        self._fast_send = 0
         self.close_code = 1006
         self.close_reason = ""
         self._msg_buf = None
@@ -666,35 +684,6 @@ class Connection:
     def bytes_to_send(self) -> int:
         """How many bytes :meth:`data_to_send` would return now."""
         return sum(map(len, self._out))
-
-    def data_to_send(self) -> bytes:
-        """Everything queued for the transport since the last call, as one bytes object.
-
-        A large message queued without a copy (see :meth:`data_to_send_buffers`) is copied here; an I/O
-        layer that can write several buffers at once (``transport.writelines``) uses that method instead.
-        """
-        out = self._out
-        if len(out) == 1:
-            return out.pop()
-        if not out:
-            return b""
-        data = b"".join(out)
-        out.clear()
-        return data
-
-    def data_to_send_buffers(self) -> list[bytes]:
-        """Everything queued since the last call, as a list of buffers to write in order, for
-        ``transport.writelines`` or ``socket.sendmsg``: the zero-copy form of :meth:`data_to_send`.
-
-        An unmasked data frame of at least :data:`ZERO_COPY_MIN` bytes whose payload is ``bytes``
-        (immutable, so it cannot change before it is written) is queued as its header followed by the
-        payload object itself, never copied; everything else is one buffer per frame. Empty list: nothing.
-        """
-        out = self._out
-        if not out:
-            return []
-        self._out = []
-        return out
 
     def _send_frame(self, opcode: int, payload: Any, fin: bool = True, rsv1: bool = False) -> None:
         if self._is_client:
@@ -719,37 +708,13 @@ class Connection:
         if self._send_opcode:
             raise RuntimeError("a fragmented message is being sent; finish it with send_fragment(fin=True)")
 
-    def send_text(self, text: str) -> None:
-        """Queue a text message."""
-        fast = self._fast_send
-        if fast and self.state is OPEN:
-            # The common case in one step: one frame, no extension, no fragmentation.
-            data = text.encode()
-            if fast == 2:
-                self._out.append(encode_frame(1, data, mask=True))
-                return
-            if len(data) < ZERO_COPY_MIN:
-                self._out.append(encode_frame(1, data))
-                return
-        else:
-            self._check_can_send_message()
-            data = text.encode()
-        self._send_message(1, data)
+    # send_text, send_binary, data_to_send and data_to_send_buffers come from FrameQueue (the kernels):
+    # their one-step path runs compiled; everything else lands here.
 
-    def send_binary(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue a binary message. Any buffer; a large ``bytes`` on a server goes out without a copy
-        through :meth:`data_to_send_buffers`, anything else is copied (or masked) into its frame once."""
-        fast = self._fast_send
-        if fast and self.state is OPEN:
-            if fast == 2:
-                self._out.append(encode_frame(2, data, mask=True))
-                return
-            if type(data) is not bytes or len(data) < ZERO_COPY_MIN:
-                self._out.append(encode_frame(2, data))
-                return
-        else:
-            self._check_can_send_message()
-        self._send_message(2, data)
+    def _send_slow(self, opcode: int, data: Any) -> None:
+        """A send the one-step path does not take: not OPEN, compression, fragmentation, odd buffers."""
+        self._check_can_send_message()
+        self._send_message(opcode, data.encode() if opcode == 1 else data)
 
     def send_message(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
         """Queue a text (str) or binary message; ``compress=False`` skips compression for this one."""
@@ -869,6 +834,7 @@ class Connection:
             return
         self._send_close(code, reason)
         self.state = CLOSING
+        self._fast_send = 0
 
     def fail(self, code: int = 1011, reason: str = "") -> None:
         """Fail the connection from our side (internal error, heartbeat timeout): Close, then CLOSED."""
@@ -878,5 +844,6 @@ class Connection:
         if self.state is not CONNECTING and self.close_sent is None:
             self._send_close(code, reason)
         self.state = CLOSED
+        self._fast_send = 0
         if self.close_code is None:
             self.close_code = 1006

@@ -1,0 +1,247 @@
+"""The kernels' fast paths for the Connection: ``FrameDecoder.feed_messages`` and ``FrameQueue``, on both backends.
+
+``feed_messages`` must give exactly what ``feed`` gives with the whole, uncompressed data frames outside a
+fragmented message turned into records, and fail on invalid UTF-8 with 1007 (RFC 6455 section 8.1) keeping
+what came before. ``FrameQueue``'s one-step sends must put on the wire what ``encode_frame`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wscodec.errors import ProtocolError
+
+KEY = b"\x0a\x0b\x0c\x0d"
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    data: bytes
+
+
+def reference(frames: list, in_message: bool) -> list:
+    """What feed_messages must return for ``frames`` from feed: written out, rule by rule."""
+    return reference_and_state(frames, in_message)[0]
+
+
+def reference_and_state(frames: list, in_message: bool) -> tuple[list, bool]:
+    out = []
+    inside = in_message
+    for f in frames:
+        if inside:
+            if f.opcode == 0 and f.fin:
+                inside = False
+        elif f.opcode in (1, 2):
+            if f.fin and not f.rsv1:
+                out.append(Text(f.payload.decode()) if f.opcode == 1 else Binary(f.payload))
+                continue
+            if not f.fin:
+                inside = True
+        out.append(f)
+    return out, inside
+
+
+def as_comparable(items: list) -> list:
+    return [x if isinstance(x, (Text, Binary)) else ("frame", x.opcode, x.payload, x.fin, x.rsv1) for x in items]
+
+
+# one frame: (opcode, payload, fin, rsv1); only frames a server decoder accepts one by one
+frame_st = st.one_of(
+    st.tuples(st.sampled_from([0, 1]), st.text(max_size=20).map(str.encode), st.booleans(), st.booleans()),
+    st.tuples(st.just(2), st.binary(max_size=20), st.booleans(), st.booleans()),
+    st.tuples(st.sampled_from([9, 10]), st.binary(max_size=10), st.just(True), st.just(False)),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frames=st.lists(frame_st, max_size=12), in_message=st.booleans())
+def test_feed_messages_is_feed_with_whole_messages_as_records(kernels: ModuleType, frames, in_message) -> None:
+    stream = b"".join(
+        kernels.encode_frame(op, payload, fin=fin, rsv1=rsv1 and op < 8, mask=KEY) for op, payload, fin, rsv1 in frames
+    )
+    plain = kernels.FrameDecoder("server", None, allow_rsv1=True).feed(stream)
+    items, left = kernels.FrameDecoder("server", None, allow_rsv1=True).feed_messages(stream, in_message, Text, Binary)
+    assert as_comparable(items) == as_comparable(reference(plain, in_message))
+    assert left == sum(1 for x in items if isinstance(x, kernels.Frame))
+    assert all(type(x) in (Text, Binary, kernels.Frame) for x in items)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    frames=st.lists(frame_st, max_size=16),
+    sizes=st.lists(st.integers(0, 300), max_size=6),
+    cuts=st.lists(st.integers(1, 40), min_size=1, max_size=30),
+    merge=st.booleans(),
+    masked=st.booleans(),
+)
+def test_feed_messages_chunked_as_a_connection_feeds_it(kernels: ModuleType, frames, sizes, cuts, merge, masked):
+    """Chunked reads, merged continuations, large frames (received into their own buffer), both roles: each
+    call's result is feed's for the same chunk with the records applied, the open-message state carried."""
+    big = [(2 if i % 2 else 1, b"x" * (4096 + 997 * i), True, False) for i, _ in enumerate(sizes[:2])]
+    small = [(1, b"y" * n, True, False) for n in sizes]
+    every = frames + big + small + frames
+    key = KEY if masked else None
+    role = "server" if masked else "client"
+    stream = b"".join(
+        kernels.encode_frame(op, payload, fin=fin, rsv1=rsv1 and op < 8, mask=key) for op, payload, fin, rsv1 in every
+    )
+    plain = kernels.FrameDecoder(role, None, allow_rsv1=True, merge_continuations=merge)
+    fast = kernels.FrameDecoder(role, None, allow_rsv1=True, merge_continuations=merge)
+    inside = False
+    pos = 0
+    i = 0
+    while pos < len(stream):
+        chunk = stream[pos : pos + cuts[i % len(cuts)] * (97 if i % 3 == 0 else 1)]
+        pos += len(chunk)
+        i += 1
+        expected, after = reference_and_state(plain.feed(chunk), inside)
+        items, left = fast.feed_messages(chunk, inside, Text, Binary)
+        assert as_comparable(items) == as_comparable(expected)
+        assert left == sum(1 for x in items if isinstance(x, kernels.Frame))
+        inside = after
+
+
+def test_records_are_built_without_init_even_when_frozen(kernels: ModuleType) -> None:
+    stream = kernels.encode_frame(1, "héllo".encode(), mask=KEY) + kernels.encode_frame(2, b"\x00\xff", mask=KEY)
+    items, left = kernels.FrameDecoder("server").feed_messages(stream, False, Text, Binary)
+    assert items == [Text("héllo"), Binary(b"\x00\xff")] and left == 0
+    assert type(items[1].data) is bytes
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf", b"ab\xf4\x90\x80\x80"])
+def test_invalid_utf8_is_1007_with_what_came_before(kernels: ModuleType, bad: bytes) -> None:
+    ping = kernels.encode_frame(9, b"p", mask=KEY)
+    good = kernels.encode_frame(2, b"ok", mask=KEY)
+    stream = good + ping + kernels.encode_frame(1, bad, mask=KEY) + good
+    decoder = kernels.FrameDecoder("server")
+    with pytest.raises(ProtocolError) as info:
+        decoder.feed_messages(stream, False, Text, Binary)
+    assert info.value.close_code == 1007
+    assert str(info.value) == "invalid UTF-8 in text message"
+    assert as_comparable(info.value.frames) == [Binary(b"ok"), ("frame", 9, b"p", True, False)]
+    with pytest.raises(ProtocolError) as again:  # the decoder stays failed, as after any violation
+        decoder.feed_messages(good, False, Text, Binary)
+    assert again.value.close_code == 1007
+
+
+def test_a_frame_level_violation_keeps_the_records_before_it(kernels: ModuleType) -> None:
+    stream = kernels.encode_frame(1, b"one", mask=KEY) + b"\x83\x80" + KEY  # reserved opcode 3
+    with pytest.raises(ProtocolError) as info:
+        kernels.FrameDecoder("server").feed_messages(stream, False, Text, Binary)
+    assert info.value.close_code == 1002
+    assert info.value.frames == [Text("one")]
+
+
+def test_record_types_must_be_classes_with_a_data_slot(kernels: ModuleType) -> None:
+    decoder = kernels.FrameDecoder("server")
+    with pytest.raises(TypeError):
+        decoder.feed_messages(b"", False, Text(""), Binary)
+    with pytest.raises(KeyError):
+        decoder.feed_messages(b"", False, int, Binary)
+
+
+# --------------------------------------------------------------------------- FrameQueue
+
+
+class Queue:
+    """A FrameQueue subclass recording what its slow path was asked, per backend."""
+
+    @staticmethod
+    def make(kernels: ModuleType, fast: int) -> object:
+        class Recorder(kernels.FrameQueue):  # type: ignore[misc,name-defined]
+            def __init__(self) -> None:
+                super().__init__()
+                self.slow: list = []
+
+            def _send_slow(self, opcode: int, data: object) -> None:
+                self.slow.append((opcode, data))
+
+        queue = Recorder()
+        queue._fast_send = fast
+        return queue
+
+
+def test_a_bare_frame_queue_has_no_slow_path(kernels: ModuleType) -> None:
+    queue = kernels.FrameQueue()
+    assert queue.data_to_send() == b"" and queue.data_to_send_buffers() == []
+    with pytest.raises(NotImplementedError):
+        queue.send_text("x")
+    with pytest.raises(NotImplementedError):
+        queue.send_binary(b"x")
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536])
+def test_server_frames_are_encode_frame_s(kernels: ModuleType, size: int) -> None:
+    queue = Queue.make(kernels, 1)
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    queue.send_binary(payload)
+    queue.send_binary(bytearray(payload))
+    queue.send_text("é" * (size // 2))
+    expected = kernels.encode_frame(2, payload) * 2 + kernels.encode_frame(1, ("é" * (size // 2)).encode())
+    assert queue.data_to_send() == expected
+    assert queue.slow == []
+
+
+def test_large_server_bytes_are_queued_beside_their_header(kernels: ModuleType) -> None:
+    queue = Queue.make(kernels, 1)
+    payload = bytes(kernels_zero_copy_min(kernels))
+    queue.send_binary(payload)
+    buffers = queue.data_to_send_buffers()
+    assert buffers[0] == kernels.encode_frame(2, b"")[:1] + b"\x7e" + len(payload).to_bytes(2, "big")
+    assert buffers[1] is payload
+
+
+def kernels_zero_copy_min(kernels: ModuleType) -> int:
+    return kernels.ZERO_COPY_MIN
+
+
+@pytest.mark.parametrize("size", [0, 16, 1024, 70000])
+def test_client_frames_are_masked_with_pooled_keys(kernels: ModuleType, size: int) -> None:
+    queue = Queue.make(kernels, 2)
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    queue.send_binary(payload)
+    queue.send_text("ok")
+    wire = queue.data_to_send()
+    frames = kernels.FrameDecoder("server", None).feed(wire)
+    assert [(f.opcode, f.payload) for f in frames] == [(2, payload), (1, b"ok")]
+    first_key = wire[2 + (2 if 126 <= size < 65536 else 8 if size >= 65536 else 0) :][:4]
+    assert wire[1] & 0x80 and len(first_key) == 4
+
+
+def test_what_the_fast_path_refuses_goes_to_the_slow_path(kernels: ModuleType) -> None:
+    off = Queue.make(kernels, 0)
+    off.send_text("a")
+    off.send_binary(b"b")
+    assert off.slow == [(1, "a"), (2, b"b")] and off.data_to_send() == b""
+    on = Queue.make(kernels, 1)
+
+    class Str(str):
+        pass
+
+    on.send_text(Str("sub"))  # not exactly str: the Connection's own path decides
+    on.send_text(b"not text")  # type: ignore[arg-type]
+    assert [(op, type(d)) for op, d in on.slow] == [(1, Str), (1, bytes)]
+    on.send_binary(memoryview(b"abcdef")[::2])  # not contiguous: copied as encode_frame copies it
+    assert on.data_to_send() == kernels.encode_frame(2, b"ace")
+    with pytest.raises(TypeError) as info:
+        on.send_binary("text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError) as same:
+        kernels.encode_frame(2, "text")
+    assert str(info.value) == str(same.value)
+
+
+def test_surrogates_in_text_raise_like_str_encode(kernels: ModuleType) -> None:
+    queue = Queue.make(kernels, 1)
+    with pytest.raises(UnicodeEncodeError):
+        queue.send_text("\ud800")
+    assert queue.data_to_send() == b""
