@@ -2,7 +2,9 @@
 
 Receive: a 16 MiB buffer of masked client text frames (16 B, 125 B, 1 KiB payloads) fed in 64 KiB chunks
 to a server connection; messages per second, UTF-8 checked by every implementation that checks it.
-Send: ``send_text`` + ``data_to_send`` of 16 B and 1 KiB messages on a server connection.
+Send: ``send_text`` + ``data_to_send`` of 16 B and 1 KiB messages on a server connection; ``send_binary`` +
+``data_to_send`` against ``encode_frame`` alone (the cost of the Connection around the framing).
+picows: its WSTransport.send and its WSProtocol parser driven without a network, side by side.
 
     python bench/bench_connection.py [--quick]
 
@@ -17,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import timeit
 from collections.abc import Callable
 
 CHUNK = 64 * 1024
@@ -200,6 +203,166 @@ def _send_vs_encode(seconds: float) -> None:
             print(f"{size:>7}B {role:<7} {enc:>13.0f} {send:>14.0f} {bufs:>13.0f} {min(send, bufs) / enc:>6.2f}")
 
 
+# --------------------------------------------------------------------------- side by side with picows
+
+# picows has no sans-I/O layer: its parser and framer live in WSProtocol/WSTransport, driven here without
+# a network. Like with like: its transport reports a non-empty write buffer, so picows hands each frame to
+# the same Python ``write`` sink as ours (its direct send() shortcut belongs to the echo benchmark), and its
+# listener asks for each payload as the application would: bytes, or UTF-8 text (decoded and validated,
+# as our TextMessage is).
+
+
+class _PicowsSink:
+    """The asyncio transport picows writes to: swallows everything, holds a real (idle) TCP socket."""
+
+    def __init__(self, sock: object) -> None:
+        self.sock = sock
+
+    def write(self, data: object) -> None:
+        pass
+
+    def writelines(self, data: object) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 1
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"socket": self.sock, "peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 2)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def _picows_side_by_side(seconds: float) -> None:
+    import asyncio
+    import logging
+    import socket
+
+    try:
+        import picows
+        from picows import WSMsgType, WSTransport
+        from picows.picows import WSProtocol  # type: ignore[import-not-found]
+    except ImportError:
+        print("\npicows is not installed (pip install 'wscodec[bench]'): its side-by-side rows are skipped")
+        return
+    from wscodec import encode_frame
+    from wscodec.connection import Connection
+
+    listener_sock = socket.create_server(("127.0.0.1", 0))
+    sock = socket.create_connection(listener_sock.getsockname())
+    logger = logging.getLogger("bench.picows")
+
+    async def measure() -> None:
+        loop = asyncio.get_running_loop()
+        print(f"\nside by side with picows {picows.__version__}: one frame sent, handed to a transport's write")
+        print(f"{'payload':>8} {'role':<7} {'picows ns':>10} {'ours ns':>8} {'ratio':>6}   (ratio: picows / ours)")
+        sink = _PicowsSink(sock)
+        write = sink.write
+        for size in (16, 1024, 65536):
+            data = bytes(size)
+            for role in ("server", "client"):
+                pw = WSTransport(role == "client", sink, logger, loop)
+                ours = Connection.established(role, max_message_size=None)
+                drain = ours.data_to_send_buffers if size >= 65536 and role == "server" else ours.data_to_send
+                names = {"pw": pw, "B": WSMsgType.BINARY, "data": data, "ours": ours, "drain": drain, "write": write}
+                cases = {"picows": "pw.send(B, data)", "ours": "ours.send_binary(data); write(drain())"}
+                number = 20_000 if size < 65536 else 1000
+                best = dict.fromkeys(cases, float("inf"))
+                deadline = time.perf_counter() + seconds
+                rounds = 0
+                while rounds < 3 or (time.perf_counter() < deadline and rounds < 30):
+                    for name, stmt in cases.items():
+                        t = timeit.timeit(stmt, number=number, globals=names) / number * 1e9
+                        best[name] = min(best[name], t)
+                    rounds += 1
+                ratio = best["picows"] / best["ours"]
+                print(f"{size:>7}B {role:<7} {best['picows']:>10.0f} {best['ours']:>8.0f} {ratio:>6.2f}")
+
+        print("\nreceive: 16 MiB of masked client frames in 64 KiB chunks, messages/s (ratio: ours / picows)")
+        print(f"{'payload':>8} {'kind':<7} {'picows':>12} {'ours':>12} {'ratio':>6}")
+        upgrade = _UPGRADE
+        for size in (16, 1024):
+            for opcode, kind in ((2, "binary"), (1, "text")):
+                text = ("wscodec-" * (size // 8 + 1))[:size].encode()
+                one = encode_frame(opcode, text, mask=MASK)
+                count = TOTAL // len(one)
+                stream = one * count
+                chunks = [stream[i : i + CHUNK] for i in range(0, len(stream), CHUNK)]
+
+                def picows_run(chunks: list[bytes] = chunks, count: int = count, opcode: int = opcode) -> int:
+                    got = [0]
+
+                    class Listener(picows.WSListener):  # type: ignore[misc]
+                        if opcode == 1:
+
+                            def on_ws_frame(self, transport: object, frame: object) -> None:
+                                frame.get_payload_as_utf8_text()  # type: ignore[attr-defined]
+                                got[0] += 1
+
+                        else:
+
+                            def on_ws_frame(self, transport: object, frame: object) -> None:
+                                frame.get_payload_as_bytes()  # type: ignore[attr-defined]
+                                got[0] += 1
+
+                    proto = WSProtocol(
+                        None,
+                        None,
+                        False,
+                        lambda request: Listener(),
+                        logger,
+                        True,
+                        5.0,
+                        False,
+                        10.0,
+                        10.0,
+                        picows.WSAutoPingStrategy.PING_WHEN_IDLE,
+                        True,
+                        1 << 20,
+                        None,
+                        64 * 1024,
+                    )
+                    proto.connection_made(_PicowsSink(sock))
+                    for data in (upgrade, *chunks):
+                        view = memoryview(data)
+                        while view:
+                            buf = proto.get_buffer(-1)
+                            n = min(len(buf), len(view))
+                            buf[:n] = view[:n]
+                            proto.buffer_updated(n)
+                            view = view[n:]
+                    assert got[0] == count, (got[0], count)
+                    return count
+
+                def ours_run(chunks: list[bytes] = chunks, count: int = count) -> int:
+                    conn = Connection.established("server", max_message_size=None)
+                    receive = conn.receive_data
+                    got = 0
+                    for chunk in chunks:
+                        got += len(receive(chunk))
+                    assert got == count, (got, count)
+                    return count
+
+                rates = {"picows": 0.0, "ours": 0.0}
+                deadline = time.perf_counter() + seconds
+                rounds = 0
+                while rounds < 3 or (time.perf_counter() < deadline and rounds < 20):
+                    for name, run in (("picows", picows_run), ("ours", ours_run)):
+                        start = time.perf_counter()
+                        n = run()
+                        rates[name] = max(rates[name], n / (time.perf_counter() - start))
+                    rounds += 1
+                ratio = rates["ours"] / rates["picows"]
+                print(f"{size:>7}B {kind:<7} {rates['picows']:>12,.0f} {rates['ours']:>12,.0f} {ratio:>6.2f}")
+
+    try:
+        asyncio.run(measure())
+    finally:
+        sock.close()
+        listener_sock.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
@@ -251,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{size:>7}B {ours:<20} {rate:>12,.0f} {r_ws:>13.2f}x {r_wp:>10.2f}x  {verdict}")
 
     _send_vs_encode(seconds)
+    _picows_side_by_side(seconds)
 
     if compiled and not args.live_only:
         print("\n--- the same with the pure-Python backend (WSCODEC_PURE_PYTHON=1) ---", flush=True)
