@@ -338,3 +338,45 @@ async def test_close_timer_aborts_a_client_that_never_answers_our_close() -> Non
         assert data.endswith(encode_frame(8, (4001).to_bytes(2, "big") + b"go"))
         assert served.protocol.disconnected
         assert time.monotonic() - started < 20
+
+
+class _RecordingTransport:
+    """Records each write before passing it on (uvloop's transports cannot be patched)."""
+
+    def __init__(self, inner: Any, writes: list[tuple[str, bytes]]) -> None:
+        self._inner = inner
+        self.writes = writes
+
+    def write(self, data: Any) -> None:
+        self.writes.append(("write", bytes(data)))
+        self._inner.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_a_lone_reply_is_written_inside_send_and_a_burst_after_it_batches() -> None:
+    """The application's first send of a step reaches the transport before send() returns (one loop turn
+    sooner at one message in flight); the sends after it in the same step go out together."""
+    log: list[tuple[str, bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        protocol = served.protocol
+        protocol.transport = _RecordingTransport(protocol.transport, log)  # type: ignore[assignment]
+        await send({"type": "websocket.send", "text": message["text"]})
+        log.append(("returned", b""))
+        for i in range(4):
+            await send({"type": "websocket.send", "text": f"b{i}"})
+        log.append(("burst queued", b""))
+        await receive()
+
+    async with asgi_server(app) as served, connect(served.url, compression=None) as ws:
+        await ws.send("ping")
+        replies = [await asyncio.wait_for(ws.recv(), 10) for _ in range(5)]
+        assert replies == ["ping", "b0", "b1", "b2", "b3"]
+        kinds = [kind for kind, _ in log]
+        assert kinds[:3] == ["write", "returned", "burst queued"], kinds
+        assert kinds[3:] == ["write"]  # the four of the burst in one write

@@ -354,6 +354,27 @@ async def test_small_sends_leave_in_batches_in_order() -> None:
         assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(total)] == [f"m{i}" for i in range(total)]
 
 
+async def test_a_lone_reply_is_written_at_once_and_what_follows_it_batches() -> None:
+    """Request-response (one message in flight): the reply reaches the transport inside send(), not a loop
+    turn later; messages sent after it in the same iteration still share one write, in order."""
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
+        assert ws.transport is not None
+        counting = _CountingTransport(ws.transport)
+        ws._transport = counting  # type: ignore[assignment]
+        await asyncio.sleep(0)  # any flush armed before the swap has run
+        counting.writes.clear()
+        await ws.send("lone")
+        assert len(counting.writes) == 1  # no await in between: written by send() itself
+        assert FrameDecoder("server", None).feed(counting.writes[0])[0].payload == b"lone"
+        for i in range(5):
+            await ws.send(f"f{i}")
+        assert len(counting.writes) == 1 and ws.connection.bytes_to_send > 0  # batched behind it
+        await asyncio.sleep(0)
+        assert len(counting.writes) == 2 and ws.connection.bytes_to_send == 0
+        replies = [await asyncio.wait_for(ws.recv(), 5) for _ in range(6)]
+        assert replies == ["lone", *(f"f{i}" for i in range(5))]
+
+
 async def test_batched_sends_go_out_before_a_close_and_a_ping() -> None:
     received: list[Any] = []
 

@@ -414,9 +414,16 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 except ConnectionClosed:
                     raise ClientDisconnected() from None
                 # Coalesce small messages: what the application sends in one step of its task goes out in
-                # one write (one syscall) at the end of the step; a large backlog goes out at once.
+                # one write (one syscall) at the end of the step; a large backlog goes out at once. A lone
+                # reply (nothing unflushed, no flush due, no received message waiting) goes at once, a loop
+                # turn sooner, with the flush still armed so that what follows it in this step batches.
+                lone = not self._unflushed and not self._flush_scheduled and not self._queue
                 self._unflushed += len(data)
-                if self._unflushed >= _FLUSH_AT:
+                if lone:
+                    self._flush()
+                    self._flush_scheduled = True
+                    self.loop.call_soon(self._flush)
+                elif self._unflushed >= _FLUSH_AT:
                     self._flush()
                 elif not self._flush_scheduled:
                     self._flush_scheduled = True

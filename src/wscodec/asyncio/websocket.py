@@ -685,10 +685,18 @@ class WebSocket(asyncio.BufferedProtocol):
         call per few messages, not one per message. Every ``_FLUSH_COUNT`` messages or ``_FLUSH_BYTES``
         bytes (``size`` is the message's length; characters for text are close enough) the batch goes at
         once: the peer starts on it while we frame the rest, and a producer that never yields stays bounded.
+
+        A lone reply goes at once: nothing waits to be written, no flush is due in this iteration, and no
+        received message waits to be answered (the request-response case, one message in flight). Writing
+        it now saves the loop turn to the flush; the flush is still armed, so messages sent after it in
+        the same iteration batch behind it as before.
         """
         unflushed = self._unflushed + size
         count = self._unflushed_count + 1
-        if unflushed >= _FLUSH_BYTES or count >= _FLUSH_COUNT:
+        if count == 1 and self._flush_handle is None and not self._queue:
+            self._write_out()
+            self._flush_handle = self._loop.call_soon(self._flush)
+        elif unflushed >= _FLUSH_BYTES or count >= _FLUSH_COUNT:
             self._write_out()
         else:
             self._unflushed = unflushed
