@@ -134,8 +134,15 @@ class ServerProcess:
                     line = buf.split(b"\n", 1)[0].decode()
                     if line.startswith("listening on "):
                         return int(line.rsplit(" ", 1)[1])
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            _, raw_err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, raw_err = self.proc.communicate(timeout=5)
+        err = (raw_err or b"").decode(errors="replace")
         self.stop()
-        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
         raise RuntimeError(f"{self.name} echo server did not start: {buf.decode(errors='replace')}{err[-2000:]}")
 
     def stop(self) -> None:

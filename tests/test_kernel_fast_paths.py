@@ -118,6 +118,16 @@ def test_records_are_built_without_init_even_when_frozen(kernels: ModuleType) ->
     assert type(items[1].data) is bytes
 
 
+def test_fragment_records_are_final(kernels: ModuleType) -> None:
+    """A record type with a ``final`` slot (the Connection's TextFragment/BinaryFragment when streaming) gets
+    ``final=True``: a whole message is its own last fragment."""
+    from wscodec.events import BinaryFragment, TextFragment
+
+    stream = kernels.encode_frame(1, b"t", mask=KEY) + kernels.encode_frame(2, b"b" * 300, mask=KEY)
+    items, left = kernels.FrameDecoder("server").feed_messages(stream, False, TextFragment, BinaryFragment)
+    assert items == [TextFragment("t", True), BinaryFragment(b"b" * 300, True)] and left == 0
+
+
 @pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf", b"ab\xf4\x90\x80\x80"])
 def test_invalid_utf8_is_1007_with_what_came_before(kernels: ModuleType, bad: bytes) -> None:
     ping = kernels.encode_frame(9, b"p", mask=KEY)

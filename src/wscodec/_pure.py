@@ -414,8 +414,9 @@ class FrameDecoder:
 
         Each whole (``fin``, no RSV bit) text or binary frame outside a fragmented message becomes
         ``text_type`` (``data``: the payload decoded, strict UTF-8) or ``binary_type`` (``data``: the payload
-        bytes), built as ``object.__new__`` plus the ``data`` slot's setter, so frozen slotted records work;
-        every other frame stays a :class:`Frame`, in order. ``in_message``: a fragmented message is in
+        bytes), built as ``object.__new__`` plus the ``data`` slot's setter (and ``final`` set to True when
+        the type has that slot too, for fragment records), so frozen slotted records work; every other frame
+        stays a :class:`Frame`, in order. ``in_message``: a fragmented message is in
         progress when the call starts. Returns ``(items, frames)``: the list and how many Frames it holds.
 
         Invalid UTF-8 in such a frame raises ``ProtocolError(..., 1007)`` whose ``frames`` holds the items
@@ -425,6 +426,8 @@ class FrameDecoder:
             raise TypeError("text_type and binary_type must be classes")
         set_text = text_type.__dict__["data"].__set__
         set_binary = binary_type.__dict__["data"].__set__
+        text_final = text_type.__dict__.get("final")
+        binary_final = binary_type.__dict__.get("final")
         error: ProtocolError | None = None
         try:
             items: list[Any] = self.feed(data)
@@ -452,9 +455,13 @@ class FrameDecoder:
                             raise error from None
                         record = _new_record(text_type)
                         set_text(record, text)
+                        if text_final is not None:
+                            text_final.__set__(record, True)
                     else:
                         record = _new_record(binary_type)
                         set_binary(record, frame.payload)
+                        if binary_final is not None:
+                            binary_final.__set__(record, True)
                     append(record)
                     continue
                 if not frame.fin:

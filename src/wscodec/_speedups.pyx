@@ -38,25 +38,26 @@ cdef extern from *:
     """
     /* A record instance as object.__new__(type) followed by the ``data`` slot's setter: what a frozen,
        slotted dataclass allows, without its __init__ (or a Python frame). */
-    static PyObject *ws_new_record(PyObject *type, PyObject *slot, PyObject *value) {
+    static PyObject *ws_new_record(PyObject *type, PyObject *slot, PyObject *value, PyObject *final_slot) {
         PyTypeObject *tp = (PyTypeObject *)type;
         descrsetfunc set = Py_TYPE(slot)->tp_descr_set;
+        descrsetfunc set_final = final_slot == Py_None ? NULL : Py_TYPE(final_slot)->tp_descr_set;
         PyObject *obj;
-        if (set == NULL) {
-            PyErr_SetString(PyExc_TypeError, "the record's data attribute is not a settable slot");
+        if (set == NULL || (final_slot != Py_None && set_final == NULL)) {
+            PyErr_SetString(PyExc_TypeError, "the record's data (or final) attribute is not a settable slot");
             return NULL;
         }
         obj = tp->tp_alloc(tp, 0);
         if (obj == NULL)
             return NULL;
-        if (set(slot, obj, value) < 0) {
+        if (set(slot, obj, value) < 0 || (set_final != NULL && set_final(final_slot, obj, Py_True) < 0)) {
             Py_DECREF(obj);
             return NULL;
         }
         return obj;
     }
     """
-    object ws_new_record(object type, object slot, object value)
+    object ws_new_record(object type, object slot, object value, object final_slot)
 
 cdef extern from "_speedups_impl.h" nogil:
     void ws_init_cpu()
@@ -495,8 +496,10 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
     # frames parsed so far leave a fragmented message open (whole messages inside one are not records).
     cdef object _text_type
     cdef object _text_slot
+    cdef object _text_final
     cdef object _binary_type
     cdef object _binary_slot
+    cdef object _binary_final
     cdef bint _inside
     cdef bint _inside_before
     cdef public object max_frame_size
@@ -630,12 +633,12 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         elif (b0 & 0x0F) == 2:
             payload = PyBytes_FromStringAndSize(<const char *>src, n) if n else b""
         if (b0 & 0x0F) == 2:
-            return ws_new_record(self._binary_type, self._binary_slot, payload)
+            return ws_new_record(self._binary_type, self._binary_slot, payload, self._binary_final)
         try:
             text = PyUnicode_DecodeUTF8(<const char *>data, n, NULL)
         except UnicodeDecodeError:
             raise _ProtocolError("invalid UTF-8 in text message", 1007) from None
-        return ws_new_record(self._text_type, self._text_slot, text)
+        return ws_new_record(self._text_type, self._text_slot, text, self._text_final)
 
     cdef Py_ssize_t _parse(self, const unsigned char *p, Py_ssize_t end, list frames) except -1:
         """Decode every complete frame of p[0:end] into ``frames``; return the bytes consumed."""
@@ -862,8 +865,9 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
 
         Each whole (``fin``, no RSV bit) text or binary frame outside a fragmented message becomes
         ``text_type`` (``data``: the payload decoded, strict UTF-8) or ``binary_type`` (``data``: the payload
-        bytes), built as ``object.__new__`` plus the ``data`` slot's setter, so frozen slotted records work;
-        every other frame stays a :class:`Frame`, in order. ``in_message``: a fragmented message is in
+        bytes), built as ``object.__new__`` plus the ``data`` slot's setter (and ``final`` set to True when
+        the type has that slot too, for fragment records), so frozen slotted records work; every other frame
+        stays a :class:`Frame`, in order. ``in_message``: a fragmented message is in
         progress when the call starts. Returns ``(items, frames)``: the list and how many Frames it holds.
 
         Invalid UTF-8 in such a frame raises ``ProtocolError(..., 1007)`` whose ``frames`` holds the items
@@ -883,8 +887,12 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         # (large frames, fragments, control frames) is converted below where it qualifies.
         text_slot = text_type.__dict__["data"]
         binary_slot = binary_type.__dict__["data"]
+        text_final = text_type.__dict__.get("final")
+        binary_final = binary_type.__dict__.get("final")
         self._text_slot = text_slot
         self._binary_slot = binary_slot
+        self._text_final = text_final
+        self._binary_final = binary_final
         self._text_type = text_type
         self._binary_type = binary_type
         self._inside = inside
@@ -895,6 +903,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             error = exc
         finally:
             self._text_type = self._binary_type = self._text_slot = self._binary_slot = None
+            self._text_final = self._binary_final = None
         for item in items:
             if type(item) is not Frame:
                 out.append(item)
@@ -915,9 +924,9 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                             self._error = error
                             error.frames = out
                             raise error from None
-                        out.append(ws_new_record(text_type, text_slot, text))
+                        out.append(ws_new_record(text_type, text_slot, text, text_final))
                     else:
-                        out.append(ws_new_record(binary_type, binary_slot, payload))
+                        out.append(ws_new_record(binary_type, binary_slot, payload, binary_final))
                     continue
                 if not frame.fin:
                     inside = True  # compressed or not: a fragmented message is open

@@ -464,21 +464,20 @@ class Connection(FrameQueue):
         error: ProtocolError | None = None
         decoder = self._decoder
         in_message = self._msg_opcode
-        stream = self.stream_messages
-        left = -1  # how many items are still frames; -1: not known (streaming, or a violation)
+        left = -1  # how many items are still frames; -1: not known (a violation)
         try:
-            if stream:
-                items = decoder.feed(data)
+            # The fast path, in the kernels: each whole, uncompressed data message in one frame is already
+            # its event (a final fragment when streaming); the frames left go through _slow_frame below.
+            if self.stream_messages:
+                items, left = decoder.feed_messages(data, in_message, TextFragment, BinaryFragment)
             else:
-                # The fast path, in the kernels: each whole, uncompressed data message in one frame is
-                # already its TextMessage/BinaryMessage; the frames left go through _slow_frame below.
                 items, left = decoder.feed_messages(data, in_message, TextMessage, BinaryMessage)
         except ProtocolError as exc:
             items = exc.frames
             error = exc
         if self._peeked and items:  # the first frame's start was checked while it arrived
             first = items[0]
-            if type(first) is not Frame or (not in_message and first.opcode == 1 and first.fin and not first.rsv1):
+            if type(first) is not Frame:
                 self._peeked = 0  # a whole message: the fast path decodes (and checks) it all again
                 self._utf8.reset()
             else:
@@ -492,17 +491,6 @@ class Connection(FrameQueue):
                 for frame in items:
                     if type(frame) is not Frame:
                         append(frame)
-                        continue
-                    opcode = frame.opcode
-                    # Streaming: a whole, uncompressed data message in one frame is one final fragment.
-                    if stream and not in_message and (opcode == 1 or opcode == 2) and frame.fin and not frame.rsv1:
-                        if opcode == 1:
-                            try:
-                                append(_text_fragment(frame.payload.decode(), True))
-                            except UnicodeDecodeError:
-                                raise ProtocolError("invalid UTF-8 in text message", 1007) from None
-                        else:
-                            append(_binary_fragment(frame.payload, True))
                         continue
                     self._slow_frame(frame, append)
                     if self._close_received:

@@ -124,6 +124,69 @@ def decode_trace(
     return trace
 
 
+class TextRecord:
+    """The record type :func:`messages_trace` asks ``feed_messages`` for (as the Connection's TextMessage).
+
+    A plain slotted class: this module is also loaded by file path, outside ``sys.modules``, where
+    ``dataclass(slots=True)`` cannot run."""
+
+    __slots__ = ("data",)
+
+
+class BinaryRecord:
+    __slots__ = ("data",)
+
+
+def item_tuple(item: Any) -> tuple[Any, ...]:
+    if type(item) in (TextRecord, BinaryRecord):
+        return (type(item).__name__, item.data, type(item.data).__name__)
+    return ("Frame", *frame_tuple(item))
+
+
+def open_after(item: Any, inside: bool) -> bool:
+    """Whether a fragmented message is open after ``item`` (the rule feed_messages documents)."""
+    if type(item) in (TextRecord, BinaryRecord):
+        return inside
+    if inside:
+        return not (item.opcode == 0 and item.fin)
+    return item.opcode in (1, 2) and not item.fin
+
+
+def messages_trace(
+    mod: ModuleType,
+    chunks: list[bytes],
+    role: str = "server",
+    max_frame_size: int | None = 1 << 20,
+    allow: tuple[bool, bool, bool] = (False, False, False),
+) -> list[tuple[Any, ...]]:
+    """Feed ``chunks`` to ``FrameDecoder.feed_messages`` as the Connection does (continuations merged, the
+    open-message state carried from one read to the next); record the items or the error per feed."""
+    from wscodec.errors import ProtocolError
+
+    decoder = mod.FrameDecoder(
+        role,
+        max_frame_size,
+        allow_rsv1=allow[0],
+        allow_rsv2=allow[1],
+        allow_rsv3=allow[2],
+        merge_continuations=True,
+    )
+    inside = False
+    trace: list[tuple[Any, ...]] = []
+    for chunk in chunks:
+        try:
+            items, left = decoder.feed_messages(chunk, inside, TextRecord, BinaryRecord)
+        except ProtocolError as exc:
+            items = exc.frames
+            trace.append(("error", type(exc).__name__, str(exc), exc.close_code, [item_tuple(i) for i in items]))
+        else:
+            assert left == sum(1 for i in items if type(i) not in (TextRecord, BinaryRecord)), (left, items)
+            trace.append(("items", [item_tuple(i) for i in items]))
+        for item in items:
+            inside = open_after(item, inside)
+    return trace
+
+
 def utf8_trace(mod: ModuleType, chunks: list[bytes]) -> list[Any]:
     validator = mod.Utf8Validator()
     trace: list[Any] = [validator.feed(chunk) for chunk in chunks]
@@ -176,6 +239,9 @@ def check_stream(
     if compiled is not None:
         got = decode_trace(compiled, chunks, role, max_frame_size, allow)
         assert got == ref, f"FrameDecoder differs on {chunks!r} role={role} max={max_frame_size} allow={allow}"
+        got_messages = messages_trace(compiled, chunks, role, max_frame_size, allow)
+        ref_messages = messages_trace(pure, chunks, role, max_frame_size, allow)
+        assert got_messages == ref_messages, f"feed_messages differs on {chunks!r} role={role} allow={allow}"
         assert utf8_trace(compiled, chunks) == utf8_ref, f"UTF-8 differs on {chunks!r}"
         check_utf8_paths(pure, compiled, chunks)
         assert compiled.apply_mask(data, key) == masked
