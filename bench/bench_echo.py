@@ -45,7 +45,7 @@ ROOT = os.path.dirname(HERE)
 SRC = os.path.join(ROOT, "src")
 
 OURS = "wscodec"
-ALL_SERVERS = ("wscodec", "websockets", "aiohttp", "picows", "tornado")
+ALL_SERVERS = ("wscodec", "wscodec-nowait", "websockets", "aiohttp", "picows", "tornado")
 FLOOR = "floor"
 TARGETS = {"websockets": 2.0, "picows": 1.0}  # ours / peer, at 64 in flight, 16 B
 TARGET_CELL = (64, 16)
@@ -418,7 +418,7 @@ def _size_label(size: int) -> str:
 
 
 def _is_ours(server: str) -> bool:
-    return server.split("@")[0] == OURS
+    return server.split("@")[0] in (OURS, OURS + "-nowait")
 
 
 def format_table(cells: list[Cell]) -> str:

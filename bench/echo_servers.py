@@ -2,7 +2,8 @@
 
     python bench/echo_servers.py NAME [--host 127.0.0.1] [--port 0] [--loop asyncio|uvloop]
 
-NAME is one of ``wscodec``, ``websockets``, ``aiohttp``, ``picows``, ``tornado``. Every server echoes text as
+NAME is one of ``wscodec`` (``async for`` and ``await send``), ``wscodec-nowait`` (an ``onmessage`` callback
+answering with ``send_nowait``), ``websockets``, ``aiohttp``, ``picows``, ``tornado``. Every server echoes text as
 text and binary as binary, with compression off (``--deflate``: permessage-deflate on, except picows, which has
 none) and a message limit above the largest benchmark message, on the default asyncio event loop or on uvloop
 (``--loop uvloop``; tornado runs on whichever asyncio loop is current). Once bound it prints ``listening on PORT``
@@ -47,6 +48,30 @@ async def start_wscodec(host: str, port: int) -> tuple[int, Callable[[], Awaitab
     async def echo(ws):  # type: ignore[no-untyped-def]
         async for message in ws:
             await ws.send(message)
+
+    server = await serve(
+        echo, host, port, compression="deflate" if DEFLATE else None, max_size=MAX_SIZE, ping_interval=None
+    )
+    bound = getattr(server, "port", None) or _bound_port(server)
+
+    async def stop() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return int(bound), stop
+
+
+async def start_wscodec_nowait(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    """wscodec in the callback style (the one picows' listener is compared with): each message answered
+    with ``send_nowait`` inside the read that delivered it, no task switch per message."""
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    if importlib.util.find_spec("wscodec") is None and os.path.isdir(src):
+        sys.path.insert(0, src)
+    from wscodec.asyncio import serve
+
+    async def echo(ws):  # type: ignore[no-untyped-def]
+        ws.onmessage = lambda event: ws.send_nowait(event.data)
+        await ws.wait_closed()
 
     server = await serve(
         echo, host, port, compression="deflate" if DEFLATE else None, max_size=MAX_SIZE, ping_interval=None
@@ -156,6 +181,7 @@ async def start_tornado(host: str, port: int) -> tuple[int, Callable[[], Awaitab
 
 SERVERS: dict[str, _Starter] = {
     "wscodec": start_wscodec,
+    "wscodec-nowait": start_wscodec_nowait,
     "websockets": start_websockets,
     "aiohttp": start_aiohttp,
     "picows": start_picows,

@@ -707,3 +707,98 @@ async def test_one_byte_fragments_are_gathered_in_one_buffer() -> None:
         await until(lambda: len(seen) == 2)
         assert seen == [b"a" + b"b" * 29_998 + b"c", "\u00e9\r\n\U0001f600\r" * 50 + "!"]
         writer.close()
+
+
+# --------------------------------------------------------------------------- send_nowait
+
+
+async def callback_echo(ws: WebSocket) -> None:
+    """An echo server in the callback style: each message answered inside the read that delivered it."""
+    ws.onmessage = lambda event: ws.send_nowait(event.data)
+    await ws.wait_closed()
+
+
+async def test_send_nowait_answers_inside_the_callback_in_order() -> None:
+    async with serve(callback_echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
+        messages: list[str | bytes] = ["héllo", b"\x00\x01", "", b"", "x" * 70000, b"y" * 70000]
+        for message in messages:
+            await ws.send(message)
+        assert [await asyncio.wait_for(ws.recv(), 5) for _ in messages] == messages
+        ws.send_nowait("from the client too")
+        ws.send_nowait(bytearray(b"ba"))
+        ws.send_nowait(memoryview(b"mv"))
+        assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(3)] == ["from the client too", b"ba", b"mv"]
+
+
+async def test_send_nowait_refusals() -> None:
+    async with serve(callback_echo, "127.0.0.1", 0) as server:
+        ws = await connect(url(server), compression=None)
+        with pytest.raises(TypeError):
+            ws.send_nowait(["not", "a", "message"])  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            ws.send_nowait(42)  # type: ignore[arg-type]
+        gate = asyncio.Event()
+
+        async def fragments() -> AsyncIterator[str]:
+            yield "one"
+            await gate.wait()
+            yield "two"
+
+        sending = asyncio.ensure_future(ws.send(fragments()))
+        await until(lambda: ws._fragmenting is not None)
+        with pytest.raises(RuntimeError):
+            ws.send_nowait("in the middle of a fragmented message")
+        gate.set()
+        await asyncio.wait_for(sending, 5)
+        assert await asyncio.wait_for(ws.recv(), 5) == "onetwo"
+        await ws.close()
+        with pytest.raises(ConnectionClosed):
+            ws.send_nowait("after close")
+
+
+async def test_send_nowait_past_write_limit_pauses_reading_until_drained() -> None:
+    """A callback echo whose client stops reading: the server stops reading too once its transport is over
+    write_limit (its buffer stays near the limit, not near what the client sent), and resumes when the
+    client reads again; every message arrives, in order."""
+    write_limit = 64 * 1024
+    size = 16 * 1024
+    total = 2000  # about 31 MiB each way, far more than loopback socket buffers hold
+    peers: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        peers.append(ws)
+        await callback_echo(ws)
+
+    # (the raw client answers no Pings: no keepalive)
+    async with serve(handler, "127.0.0.1", 0, max_size=None, write_limit=write_limit, ping_interval=None) as server:
+        reader, writer = await raw_client(server.port)
+        payloads = [i.to_bytes(4, "big") * (size // 4) for i in range(total)]
+
+        async def produce() -> None:
+            for payload in payloads:
+                writer.write(masked(2, payload))
+                await writer.drain()
+
+        producer = asyncio.ensure_future(produce())
+        await until(lambda: bool(peers) and peers[0]._flood_paused, 30)
+        (ws,) = peers
+        most = 0
+        for _ in range(50):  # meanwhile the producer fills the socket buffers: TCP carries the backpressure
+            most = max(most, ws.transport.get_write_buffer_size() if ws.transport else 0)
+            await asyncio.sleep(0.01)
+        assert ws._flood_paused
+        assert most <= write_limit + 256 * 1024 + size  # the limit plus at most one read's replies
+        decoder = FrameDecoder("client", None)
+        echoed: list[bytes] = []
+        while len(echoed) < total:
+            data = await asyncio.wait_for(reader.read(1 << 20), 30)
+            assert data, "the server closed the connection"
+            echoed.extend(frame.payload for frame in decoder.feed(data))
+        await asyncio.wait_for(producer, 30)
+        assert echoed == payloads
+        assert not ws._flood_paused
+        writer.close()
+    # a fresh client is served afterwards
+    async with serve(callback_echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as fresh:
+        await fresh.send("fresh")
+        assert await asyncio.wait_for(fresh.recv(), 5) == "fresh"

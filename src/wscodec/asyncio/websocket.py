@@ -292,7 +292,9 @@ class WebSocket(asyncio.BufferedProtocol):
         self._busy = False  # the application holds a message and has not asked for the next one yet
         self._error_timer: asyncio.TimerHandle | None = None  # bounds how long a pending error waits
         self._reading_paused = False  # max_queue messages wait for the application (or a held error)
-        self._flood_paused = False  # the peer pings faster than our transport drains (Connection.flooded)
+        # Reading paused until the transport drains: the peer pings faster than our transport drains
+        # (Connection.flooded), or send_nowait() queued past write_limit.
+        self._flood_paused = False
         self._transport_reading = True  # what we last told the transport
         self._streaming = False  # a recv_streaming() iterator is part-way through a message
         # Sending.
@@ -1007,6 +1009,47 @@ class WebSocket(asyncio.BufferedProtocol):
             await self._send_fragments(iter(message), is_async=False)
         else:
             raise TypeError(f"send() takes str, bytes-like or an iterable of them, not {type(message).__name__}")
+
+    def send_nowait(self, message: Data) -> None:
+        """Send a message at once, from synchronous code: an ``onmessage`` callback, a protocol or timer
+        callback. This is the browser's ``send()``, with the same counters as :meth:`send`.
+
+        ``send_nowait`` never waits. When the transport is over ``write_limit`` the message is queued all
+        the same, and the WebSocket stops reading until the transport drains. So a callback that answers
+        the messages it gets cannot queue more than about one read's worth of replies beyond
+        ``write_limit``: the peer's sending backs up into TCP instead. From a coroutine, prefer
+        ``await send()``, which waits instead.
+
+        A callback that answers each message with ``send_nowait`` runs within the read that delivered the
+        message, with no task switch. That is the lowest latency this layer offers, at one message in
+        flight. Raises :class:`~wscodec.errors.ConnectionClosed` once closed, :class:`TypeError` for
+        anything but str or a bytes-like object (fragmented messages need :meth:`send`), and
+        :class:`RuntimeError` while :meth:`send` is sending a fragmented message.
+        """
+        kind = type(message)
+        if not (kind is str or kind is bytes or isinstance(message, _DATA_TYPES)):
+            raise TypeError(f"send_nowait() takes str or bytes-like, not {kind.__name__}")
+        if self._fragmenting is not None:
+            raise RuntimeError("a fragmented message is being sent; await send() instead")
+        conn = self._conn
+        if conn.state is not OPEN or self._lost:
+            self._check_open()
+            if self._lost:
+                raise self._closed_error()
+        if isinstance(message, str):
+            conn.send_text(message)
+        else:
+            conn.send_binary(message)
+        size = len(message)
+        self._messages_out += 1
+        self._bytes_out += size
+        if self._debug:
+            self.logger.debug("> %s message of %d (nowait)", "text" if kind is str else "binary", size)
+        self._queued(size)
+        if self._write_paused and not self._flood_paused:
+            # Nothing can wait here: stop taking input that asks for more output until the transport drains.
+            self._flood_paused = True
+            self._sync_reading()
 
     async def _send_fragments(self, iterator: Any, *, is_async: bool) -> None:
         async def next_item() -> tuple[bool, Any]:
