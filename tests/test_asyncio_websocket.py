@@ -802,3 +802,30 @@ async def test_send_nowait_past_write_limit_pauses_reading_until_drained() -> No
     async with serve(callback_echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as fresh:
         await fresh.send("fresh")
         assert await asyncio.wait_for(fresh.recv(), 5) == "fresh"
+
+
+async def test_callback_replies_to_one_read_leave_in_one_write() -> None:
+    """Messages that one read delivers to an onmessage callback answering with send_nowait: their replies
+    go out in one write at the end of that read, none scheduled for a later loop turn."""
+    peers: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        peers.append(ws)
+        await callback_echo(ws)
+
+    async with serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
+        reader, writer = await raw_client(server.port)
+        await until(lambda: bool(peers) and peers[0].transport is not None)
+        (ws,) = peers
+        assert ws.transport is not None
+        counting = _CountingTransport(ws.transport)
+        ws._transport = counting  # type: ignore[assignment]
+        writer.write(b"".join(masked(2, bytes([i]) * 10) for i in range(5)))
+        decoder = FrameDecoder("client", None)
+        echoed: list[bytes] = []
+        while len(echoed) < 5:
+            echoed.extend(f.payload for f in decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
+        assert echoed == [bytes([i]) * 10 for i in range(5)]
+        assert len(counting.writes) == 1
+        assert ws._flush_handle is None
+        writer.close()

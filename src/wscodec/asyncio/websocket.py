@@ -303,6 +303,9 @@ class WebSocket(asyncio.BufferedProtocol):
         # Small messages sent in one loop iteration leave in one write (see _queued).
         self._flush_handle: asyncio.Handle | None = None
         self._unflushed = self._unflushed_count = 0
+        # True while _handle delivers a read's events: what callbacks send then goes out in _handle's own
+        # write at its end (one write for the replies to one read, no flush to schedule).
+        self._handling = False
         self._fragmenting: asyncio.Future[None] | None = None  # a fragmented send is in progress
         self._pings: list[tuple[bytes, asyncio.Future[float] | None, float]] = []
         # Lifecycle.
@@ -604,6 +607,16 @@ class WebSocket(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ events from the Connection
 
     def _handle(self, events: list[Any]) -> None:
+        self._handling = True
+        try:
+            self._handle_events(events)
+        finally:
+            self._handling = False
+        self._write_out()
+        if self._conn.state is CLOSED:
+            self._after_closed()
+
+    def _handle_events(self, events: list[Any]) -> None:
         queue = self._queue
         for event in events:
             kind = type(event)
@@ -632,9 +645,6 @@ class WebSocket(asyncio.BufferedProtocol):
             self._sync_reading()
         if self._conn.pending_error is not None:
             self._on_pending_error()
-        self._write_out()
-        if self._conn.state is CLOSED:
-            self._after_closed()
 
     def _on_pending_error(self) -> None:
         """The peer broke the protocol behind messages the application may still answer (the Connection
@@ -695,7 +705,11 @@ class WebSocket(asyncio.BufferedProtocol):
         """
         unflushed = self._unflushed + size
         count = self._unflushed_count + 1
-        if count == 1 and self._flush_handle is None and not self._queue:
+        if self._handling and unflushed < _FLUSH_BYTES and count < _FLUSH_COUNT:
+            # sent by a callback of the read being handled: _handle writes it at its end
+            self._unflushed = unflushed
+            self._unflushed_count = count
+        elif count == 1 and self._flush_handle is None and not self._queue:
             self._write_out()
             self._flush_handle = self._loop.call_soon(self._flush)
         elif unflushed >= _FLUSH_BYTES or count >= _FLUSH_COUNT:
