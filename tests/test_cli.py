@@ -185,6 +185,23 @@ def test_max_size_zero_means_unlimited() -> None:
         assert ws.recv(timeout=30) == big
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio", "auto"])
+def test_serve_on_the_chosen_event_loop(loop: str) -> None:
+    """``--loop`` picks the event loop the server runs on (its banner says which), and it serves."""
+    server = CliServer("--loop", loop)
+    try:
+        with ws_connect(server.url, open_timeout=10) as ws:
+            ws.send("loop")
+            assert ws.recv(timeout=10) == "loop"
+        server.proc.send_signal(signal.SIGTERM)
+        _, err = server.proc.communicate(timeout=15)
+    finally:
+        server.stop()
+    expected = "asyncio" if loop == "asyncio" else "uvloop"  # uvloop is in the test extra
+    assert f"echo server on {expected};" in err.decode()
+    assert server.proc.returncode == 0
+
+
 def test_no_compression() -> None:
     with cli_server("--no-compression") as server, ws_connect(server.url, open_timeout=10) as ws:
         assert ws.response.headers.get("Sec-WebSocket-Extensions") is None

@@ -124,7 +124,7 @@ async def _serve(args: argparse.Namespace) -> int:
     secure = "s" if tls is not None else ""
     print(f"listening on ws{secure}://{host}:{server.port}", flush=True)
     print(
-        f"{mode} server; demo page at http{secure}://{host}:{server.port}/ (Ctrl-C to stop)",
+        f"{mode} server on {_loop_name()}; demo page at http{secure}://{host}:{server.port}/ (Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
     )
@@ -202,6 +202,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             ssl=tls,
             ping_interval=args.ping_interval or None,
             ping_timeout=args.ping_timeout or None,
+            loop_factory=_loop_factory(args.loop),
         )
     except (ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
@@ -561,18 +562,42 @@ def _add_deflate_arguments(parser: argparse.ArgumentParser) -> None:
     d = Deflate()
     group = parser.add_argument_group("permessage-deflate")
     group.add_argument("--no-compression", action="store_true", help="no permessage-deflate")
-    group.add_argument("--server-max-window-bits", type=_window_bits, default=d.server_max_window_bits,
-                       metavar="9-15", help="LZ77 window of what the server sends (default: %(default)s)")
-    group.add_argument("--client-max-window-bits", type=_window_bits, default=d.client_max_window_bits,
-                       metavar="9-15", help="LZ77 window of what the client sends (default: %(default)s)")
-    group.add_argument("--server-no-context-takeover", action="store_true",
-                       help="the server compresses every message on its own")
-    group.add_argument("--client-no-context-takeover", action="store_true",
-                       help="the client compresses every message on its own")
-    group.add_argument("--memory-level", type=int, choices=range(1, 10), default=d.memory_level, metavar="1-9",
-                       help="zlib memLevel: memory for speed and ratio (default: %(default)s)")
-    group.add_argument("--compression-level", type=int, choices=range(-1, 10), default=d.compression_level,
-                       metavar="0-9", help="zlib level (default: %(default)s)")
+    group.add_argument(
+        "--server-max-window-bits",
+        type=_window_bits,
+        default=d.server_max_window_bits,
+        metavar="9-15",
+        help="LZ77 window of what the server sends (default: %(default)s)",
+    )
+    group.add_argument(
+        "--client-max-window-bits",
+        type=_window_bits,
+        default=d.client_max_window_bits,
+        metavar="9-15",
+        help="LZ77 window of what the client sends (default: %(default)s)",
+    )
+    group.add_argument(
+        "--server-no-context-takeover", action="store_true", help="the server compresses every message on its own"
+    )
+    group.add_argument(
+        "--client-no-context-takeover", action="store_true", help="the client compresses every message on its own"
+    )
+    group.add_argument(
+        "--memory-level",
+        type=int,
+        choices=range(1, 10),
+        default=d.memory_level,
+        metavar="1-9",
+        help="zlib memLevel: memory for speed and ratio (default: %(default)s)",
+    )
+    group.add_argument(
+        "--compression-level",
+        type=int,
+        choices=range(-1, 10),
+        default=d.compression_level,
+        metavar="0-9",
+        help="zlib level (default: %(default)s)",
+    )
 
 
 def _compression(args: argparse.Namespace) -> Any:
@@ -623,6 +648,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_keepalive(serve)
     serve.add_argument("--tls-cert", metavar="PEM", help="certificate chain (PEM) to serve wss:// and https://")
     serve.add_argument("--tls-key", metavar="PEM", help="private key (PEM) for --tls-cert, if not in the same file")
+    serve.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop", "auto"),
+        default="asyncio",
+        help="event loop: asyncio's, uvloop (pip install 'wscodec[uvloop]'), or auto (uvloop when installed)",
+    )
     _add_verbosity(serve, "no access lines")
     # scale-out: worker processes on one port, and the bus that carries --chat across them
     serve.add_argument(
@@ -721,6 +752,37 @@ def _setup_logging(args: argparse.Namespace) -> None:
     handler.addFilter(access_only)
 
 
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``--loop`` asks for: None for asyncio's own. ``uvloop`` not installed is an
+    ImportError naming the extra; ``auto`` falls back on asyncio's loop."""
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if name == "auto":
+            return None
+        raise ImportError("--loop uvloop needs uvloop: pip install 'wscodec[uvloop]'") from None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def _loop_name() -> str:
+    loop = asyncio.get_running_loop()
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+def _run(coro: Any, factory: Callable[[], asyncio.AbstractEventLoop] | None) -> int:
+    """asyncio.run() on the chosen loop (uvloop.run does the same cleanup on uvloop's, on every Python)."""
+    if factory is None:
+        result: int = asyncio.run(coro)
+    else:
+        import uvloop
+
+        result = uvloop.run(coro)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m wscodec`` and the ``wscodec`` script."""
     args = _parser().parse_args(argv)
@@ -731,7 +793,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve_scaled(args)
     runner = _serve if args.command == "serve" else _connect
     try:
-        return asyncio.run(runner(args))
+        factory = _loop_factory(args.loop) if args.command == "serve" else None
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run(runner(args), factory)
     except KeyboardInterrupt:
         return 130
     except (OSError, ValueError) as exc:  # a busy port, a missing certificate file, a bad URL
