@@ -463,7 +463,7 @@ class Connection(FrameQueue):
             return []  # RFC 6455 section 5.5.1: nothing after the peer's Close (or a violation) counts
         error: ProtocolError | None = None
         decoder = self._decoder
-        in_message = self._msg_opcode
+        in_message = self._msg_opcode != 0
         left = -1  # how many items are still frames; -1: not known (a violation)
         try:
             # The fast path, in the kernels: each whole, uncompressed data message in one frame is already
@@ -475,13 +475,11 @@ class Connection(FrameQueue):
         except ProtocolError as exc:
             items = exc.frames
             error = exc
-        if self._peeked and items:  # the first frame's start was checked while it arrived
-            first = items[0]
-            if type(first) is not Frame:
-                self._peeked = 0  # a whole message: the fast path decodes (and checks) it all again
-                self._utf8.reset()
-            else:
-                in_message = -1  # the slow path skips what was checked
+        if self._peeked and items and type(items[0]) is not Frame:
+            # The frame whose start was checked while it arrived is a whole message, decoded (and checked)
+            # all again by the kernel; had it stayed a Frame, _slow_frame would skip what was checked.
+            self._peeked = 0
+            self._utf8.reset()
         if not left:
             events: list[Event] = items
         else:
@@ -495,7 +493,6 @@ class Connection(FrameQueue):
                     self._slow_frame(frame, append)
                     if self._close_received:
                         return events
-                    in_message = self._msg_opcode
                 if self._frag is not None:
                     self._flush_fragment(append, False)
             except ProtocolError as exc:
