@@ -335,20 +335,11 @@ def _picows_side_by_side(seconds: float) -> None:
                     assert got[0] == count, (got[0], count)
                     return count
 
-                def ours_run(chunks: list[bytes] = chunks, count: int = count) -> int:
-                    conn = Connection.established("server", max_message_size=None)
-                    receive = conn.receive_data
-                    got = 0
-                    for chunk in chunks:
-                        got += len(receive(chunk))
-                    assert got == count, (got, count)
-                    return count
-
                 rates = {"picows": 0.0, "ours": 0.0}
                 deadline = time.perf_counter() + seconds
                 rounds = 0
                 while rounds < 3 or (time.perf_counter() < deadline and rounds < 20):
-                    for name, run in (("picows", picows_run), ("ours", ours_run)):
+                    for name, run in (("picows", picows_run), ("ours", _ours_receive(chunks, count))):
                         start = time.perf_counter()
                         n = run()
                         rates[name] = max(rates[name], n / (time.perf_counter() - start))

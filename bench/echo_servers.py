@@ -38,7 +38,7 @@ def _bound_port(server: asyncio.AbstractServer) -> int:
     raise RuntimeError("server has no bound socket")
 
 
-async def start_wscodec(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+async def _serve_wscodec(host: str, port: int, nowait: bool) -> tuple[int, Callable[[], Awaitable[None]]]:
     # bench_echo.py puts the caller's wscodec first on PYTHONPATH; run alone from a checkout, fall back on src/.
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
     if importlib.util.find_spec("wscodec") is None and os.path.isdir(src):
@@ -49,8 +49,17 @@ async def start_wscodec(host: str, port: int) -> tuple[int, Callable[[], Awaitab
         async for message in ws:
             await ws.send(message)
 
+    async def echo_nowait(ws):  # type: ignore[no-untyped-def]
+        ws.onmessage = lambda event: ws.send_nowait(event.data)
+        await ws.wait_closed()
+
     server = await serve(
-        echo, host, port, compression="deflate" if DEFLATE else None, max_size=MAX_SIZE, ping_interval=None
+        echo_nowait if nowait else echo,
+        host,
+        port,
+        compression="deflate" if DEFLATE else None,
+        max_size=MAX_SIZE,
+        ping_interval=None,
     )
     bound = getattr(server, "port", None) or _bound_port(server)
 
@@ -59,30 +68,17 @@ async def start_wscodec(host: str, port: int) -> tuple[int, Callable[[], Awaitab
         await server.wait_closed()
 
     return int(bound), stop
+
+
+async def start_wscodec(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+    """wscodec as its README shows an echo server: ``async for`` and ``await send``."""
+    return await _serve_wscodec(host, port, nowait=False)
 
 
 async def start_wscodec_nowait(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
     """wscodec in the callback style (the one picows' listener is compared with): each message answered
     with ``send_nowait`` inside the read that delivered it, no task switch per message."""
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    if importlib.util.find_spec("wscodec") is None and os.path.isdir(src):
-        sys.path.insert(0, src)
-    from wscodec.asyncio import serve
-
-    async def echo(ws):  # type: ignore[no-untyped-def]
-        ws.onmessage = lambda event: ws.send_nowait(event.data)
-        await ws.wait_closed()
-
-    server = await serve(
-        echo, host, port, compression="deflate" if DEFLATE else None, max_size=MAX_SIZE, ping_interval=None
-    )
-    bound = getattr(server, "port", None) or _bound_port(server)
-
-    async def stop() -> None:
-        server.close()
-        await server.wait_closed()
-
-    return int(bound), stop
+    return await _serve_wscodec(host, port, nowait=True)
 
 
 async def start_websockets(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:

@@ -1044,7 +1044,10 @@ cdef class FrameQueue:
 
     cdef int _queue(self, unsigned int b0, object payload) except -1:
         cdef Py_buffer buf
+        cdef bint have_buf
         cdef unsigned char pooled[4]
+        cdef const unsigned char *key = NULL
+        cdef const unsigned char *src
         cdef bytes header
         cdef Py_ssize_t n
         if self._fast_send == 1 and type(payload) is bytes:
@@ -1057,24 +1060,22 @@ cdef class FrameQueue:
                 return 1
             self._out.append(_build_frame(b0, <const unsigned char *>PyBytes_AS_STRING(payload), n, NULL))
             return 1
-        if not _get_bytes(payload, &buf):
-            # strided views and odd buffers: what encode_frame does with them (or its TypeError)
+        have_buf = _get_bytes(payload, &buf)
+        if have_buf:
+            src = <const unsigned char *>buf.buf
+            n = buf.len
+        else:  # strided views and odd buffers: what encode_frame does with them (or its TypeError)
             payload = _slow_bytes(payload)
+            src = <const unsigned char *>PyBytes_AS_STRING(payload)
             n = PyBytes_GET_SIZE(payload)
-            if self._fast_send == 2:
-                _next_mask(pooled)
-                self._out.append(_build_frame(b0, <const unsigned char *>PyBytes_AS_STRING(payload), n, pooled))
-            else:
-                self._out.append(_build_frame(b0, <const unsigned char *>PyBytes_AS_STRING(payload), n, NULL))
-            return 1
         try:
             if self._fast_send == 2:
                 _next_mask(pooled)
-                self._out.append(_build_frame(b0, <const unsigned char *>buf.buf, buf.len, pooled))
-            else:
-                self._out.append(_build_frame(b0, <const unsigned char *>buf.buf, buf.len, NULL))
+                key = pooled
+            self._out.append(_build_frame(b0, src, n, key))
         finally:
-            PyBuffer_Release(&buf)
+            if have_buf:
+                PyBuffer_Release(&buf)
         return 1
 
     def _send_slow(self, opcode, data):
