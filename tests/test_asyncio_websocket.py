@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 
 from wscodec import ConnectionClosed, FrameDecoder, encode_frame
-from wscodec.asyncio import Server, WebSocket, connect, create_websocket, serve
+from wscodec.asyncio import (
+    CloseEvent,
+    ErrorEvent,
+    Event,
+    MessageEvent,
+    Server,
+    WebSocket,
+    connect,
+    create_websocket,
+    serve,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -365,6 +375,7 @@ async def test_a_lone_reply_is_written_at_once_and_what_follows_it_batches() -> 
         counting.writes.clear()
         await ws.send("lone")
         assert len(counting.writes) == 1  # no await in between: written by send() itself
+        assert ws._flush_handle is None  # nothing scheduled for a lone reply: no loop turn spent on it
         assert FrameDecoder("server", None).feed(counting.writes[0])[0].payload == b"lone"
         for i in range(5):
             await ws.send(f"f{i}")
@@ -373,6 +384,28 @@ async def test_a_lone_reply_is_written_at_once_and_what_follows_it_batches() -> 
         assert len(counting.writes) == 2 and ws.connection.bytes_to_send == 0
         replies = [await asyncio.wait_for(ws.recv(), 5) for _ in range(6)]
         assert replies == ["lone", *(f"f{i}" for i in range(5))]
+        counting.writes.clear()
+        await ws.send("lone again")  # the recv() that waited ended the step: a lone reply goes at once
+        assert len(counting.writes) == 1 and ws._flush_handle is None
+
+
+def test_browser_events_are_read_only_values() -> None:
+    """The events handed to listeners: read-only attributes, compared by type and fields (not target)."""
+    message = MessageEvent("message", object(), b"\x01")
+    assert (message.type, message.data) == ("message", b"\x01")
+    assert message == MessageEvent("message", None, b"\x01") and message != MessageEvent("message", None, b"")
+    assert message != Event("message") and hash(message) == hash(MessageEvent("message", None, b"\x01"))
+    assert repr(message) == "MessageEvent(type='message', data=b'\\x01')"
+    close = CloseEvent("close", None, 1001, "bye", True)
+    assert (close.code, close.reason, close.was_clean) == (1001, "bye", True)
+    assert repr(close) == "CloseEvent(type='close', code=1001, reason='bye', was_clean=True)"
+    error = ErrorEvent("error", None, ValueError("x"))
+    assert isinstance(error.error, ValueError) and Event("open").target is None
+    for event, name in ((message, "data"), (close, "code"), (error, "error"), (message, "type")):
+        with pytest.raises(AttributeError):
+            setattr(event, name, None)
+    with pytest.raises(AttributeError):
+        message.extra = 1  # type: ignore[attr-defined]
 
 
 async def test_batched_sends_go_out_before_a_close_and_a_ping() -> None:

@@ -160,6 +160,38 @@ def test_record_types_must_be_classes_with_a_data_slot(kernels: ModuleType) -> N
         decoder.feed_messages(b"", False, int, Binary)
 
 
+@dataclass(frozen=True, slots=True)
+class FinalText:
+    data: str
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FinalBinary:
+    data: bytes
+    final: bool = False
+
+
+def test_record_types_may_change_between_calls(kernels: ModuleType) -> None:
+    """The slots are looked up once per pair of types and kept: a call with other types uses those, a
+    failed lookup leaves nothing half-cached, and the check that they are classes still runs."""
+    decoder = kernels.FrameDecoder("server")
+    text, binary = kernels.encode_frame(1, b"t", mask=KEY), kernels.encode_frame(2, b"b", mask=KEY)
+    assert decoder.feed_messages(text + binary, False, Text, Binary) == ([Text("t"), Binary(b"b")], 0)
+    assert decoder.feed_messages(text + binary, False, FinalText, FinalBinary) == (
+        [FinalText("t", True), FinalBinary(b"b", True)],
+        0,
+    )
+    assert decoder.feed_messages(text, False, Text, FinalBinary) == ([Text("t")], 0)
+    with pytest.raises(KeyError):
+        decoder.feed_messages(text, False, Text, int)
+    with pytest.raises(TypeError):
+        decoder.feed_messages(text, False, Text, Binary(b""))
+    items, left = decoder.feed_messages(binary + text, False, Text, Binary)
+    assert (items, left) == ([Binary(b"b"), Text("t")], 0)
+    assert [type(item) for item in items] == [Binary, Text]
+
+
 # --------------------------------------------------------------------------- FrameQueue
 
 

@@ -244,7 +244,18 @@ class FrameDecoder:
     ``max_frame_size`` (a continuation that would overflow it starts a new frame).
     """
 
-    __slots__ = ("_buffer", "_error", "_expect_mask", "_max", "_merge", "_rsv_allowed", "max_frame_size", "role")
+    __slots__ = (
+        "_buffer",
+        "_error",
+        "_expect_mask",
+        "_max",
+        "_merge",
+        "_record_setters",
+        "_record_types",
+        "_rsv_allowed",
+        "max_frame_size",
+        "role",
+    )
 
     def __init__(
         self,
@@ -266,6 +277,9 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._error: ProtocolError | None = None
         self._merge = bool(merge_continuations)
+        # feed_messages: the record types of the last call and their slots' setters (looked up once per pair)
+        self._record_types: tuple[type, type] | None = None
+        self._record_setters: tuple[Any, Any, Any, Any] = (None, None, None, None)
 
     @property
     def buffered(self) -> int:
@@ -422,12 +436,18 @@ class FrameDecoder:
         Invalid UTF-8 in such a frame raises ``ProtocolError(..., 1007)`` whose ``frames`` holds the items
         before it; like any violation, it leaves the decoder failed.
         """
-        if not isinstance(text_type, type) or not isinstance(binary_type, type):
-            raise TypeError("text_type and binary_type must be classes")
-        set_text = text_type.__dict__["data"].__set__
-        set_binary = binary_type.__dict__["data"].__set__
-        text_final = text_type.__dict__.get("final")
-        binary_final = binary_type.__dict__.get("final")
+        types = self._record_types
+        if types is None or text_type is not types[0] or binary_type is not types[1]:
+            if not isinstance(text_type, type) or not isinstance(binary_type, type):
+                raise TypeError("text_type and binary_type must be classes")
+            self._record_setters = (
+                text_type.__dict__["data"].__set__,
+                binary_type.__dict__["data"].__set__,
+                text_type.__dict__.get("final"),
+                binary_type.__dict__.get("final"),
+            )
+            self._record_types = (text_type, binary_type)
+        set_text, set_binary, text_final, binary_final = self._record_setters
         error: ProtocolError | None = None
         try:
             items: list[Any] = self.feed(data)

@@ -500,6 +500,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
     cdef object _binary_type
     cdef object _binary_slot
     cdef object _binary_final
+    cdef bint _records  # feed_messages is running: whole messages become records in _parse
     cdef bint _inside
     cdef bint _inside_before
     cdef public object max_frame_size
@@ -724,7 +725,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                 if merged is not None:
                     target.payload = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(merged), PyByteArray_GET_SIZE(merged))
                     merged = None
-                if (self._text_type is not None and not self._inside and (b0 & 0xF0) == 0x80
+                if (self._records and not self._inside and (b0 & 0xF0) == 0x80
                         and ((b0 & 0x0F) == 1 or (b0 & 0x0F) == 2)):
                     # feed_messages: a whole message in one frame becomes its record, without a Frame
                     frames.append(self._record(b0, p + start, <Py_ssize_t>length, (b1 & 0x80) != 0))
@@ -809,6 +810,9 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         On a violation raises :class:`ProtocolError` whose ``frames`` holds the valid frames before it;
         the decoder then stays failed and raises the same error again.
         """
+        return self._feed(data)
+
+    cdef list _feed(self, data):
         cdef Py_buffer buf
         cdef bint have_buf = False
         cdef Py_ssize_t consumed, n, skip = 0
@@ -881,29 +885,39 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         cdef Frame frame
         cdef object opcode
         cdef bytes payload
-        if not isinstance(text_type, type) or not isinstance(binary_type, type):
-            raise TypeError("text_type and binary_type must be classes")
+        if text_type is not self._text_type or binary_type is not self._binary_type:
+            # The slots are looked up once per pair of types, not per call: with one message per read (one
+            # message in flight) these lookups would cost more than parsing the frame.
+            if not isinstance(text_type, type) or not isinstance(binary_type, type):
+                raise TypeError("text_type and binary_type must be classes")
+            text_slot = text_type.__dict__["data"]
+            binary_slot = binary_type.__dict__["data"]
+            text_final = text_type.__dict__.get("final")
+            binary_final = binary_type.__dict__.get("final")
+            self._text_type = self._binary_type = None  # not half-set if a lookup below fails
+            self._text_slot = text_slot
+            self._binary_slot = binary_slot
+            self._text_final = text_final
+            self._binary_final = binary_final
+            self._text_type = text_type
+            self._binary_type = binary_type
+        text_type = self._text_type
+        binary_type = self._binary_type
+        text_slot = self._text_slot
+        binary_slot = self._binary_slot
+        text_final = self._text_final
+        binary_final = self._binary_final
         # Small whole messages become records as they are parsed (no Frame made); what is left as a Frame
         # (large frames, fragments, control frames) is converted below where it qualifies.
-        text_slot = text_type.__dict__["data"]
-        binary_slot = binary_type.__dict__["data"]
-        text_final = text_type.__dict__.get("final")
-        binary_final = binary_type.__dict__.get("final")
-        self._text_slot = text_slot
-        self._binary_slot = binary_slot
-        self._text_final = text_final
-        self._binary_final = binary_final
-        self._text_type = text_type
-        self._binary_type = binary_type
         self._inside = inside
+        self._records = True
         try:
-            items = self.feed(data)
+            items = self._feed(data)
         except ProtocolError as exc:
             items = exc.frames
             error = exc
         finally:
-            self._text_type = self._binary_type = self._text_slot = self._binary_slot = None
-            self._text_final = self._binary_final = None
+            self._records = False
         for item in items:
             if type(item) is not Frame:
                 out.append(item)

@@ -26,8 +26,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .._write import write_buffers
@@ -98,35 +97,106 @@ _FLUSH_COUNT = 8
 # --------------------------------------------------------------------------- browser-style events
 
 
-@dataclass(frozen=True)
 class Event:
-    """A browser-style event: ``type`` is "open", "message", "error" or "close"; ``target`` the WebSocket."""
+    """A browser-style event: ``type`` is "open", "message", "error" or "close"; ``target`` the WebSocket.
 
-    type: str
-    target: Any = field(default=None, repr=False, compare=False)
+    Read-only, as in browsers. Slotted classes with plain constructors, not frozen dataclasses: one
+    ``MessageEvent`` is made per message delivered to a listener, and a frozen dataclass costs about four
+    times as much to build. Equal when type and fields are (``target`` is not compared).
+    """
+
+    __slots__ = ("_target", "_type")
+    _fields: ClassVar[tuple[str, ...]] = ("type",)
+
+    def __init__(self, type: str, target: Any = None) -> None:
+        self._type = type
+        self._target = target
+
+    @property
+    def type(self) -> str:
+        """ "open", "message", "error" or "close"."""
+        return self._type
+
+    @property
+    def target(self) -> Any:
+        """The :class:`WebSocket` the event is about."""
+        return self._target
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self._fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, name) for name in self._fields))
 
 
-@dataclass(frozen=True)
 class MessageEvent(Event):
     """A whole message: ``data`` is a str (text) or bytes-like per ``binary_type``."""
 
-    data: Any = None
+    __slots__ = ("_data",)
+    _fields = ("type", "data")
+
+    def __init__(self, type: str, target: Any = None, data: Any = None) -> None:
+        # (no super().__init__: one is made per message delivered, and the call would cost a fifth of it)
+        self._type = type
+        self._target = target
+        self._data = data
+
+    @property
+    def data(self) -> Any:
+        """The message: str for text; bytes, bytearray or memoryview for binary (``binary_type``)."""
+        return self._data
 
 
-@dataclass(frozen=True)
 class CloseEvent(Event):
     """The connection is closed: the close ``code``, ``reason`` and whether the closing handshake completed."""
 
-    code: int = 1006
-    reason: str = ""
-    was_clean: bool = False
+    __slots__ = ("_code", "_reason", "_was_clean")
+    _fields = ("type", "code", "reason", "was_clean")
+
+    def __init__(
+        self, type: str, target: Any = None, code: int = 1006, reason: str = "", was_clean: bool = False
+    ) -> None:
+        super().__init__(type, target)
+        self._code = code
+        self._reason = reason
+        self._was_clean = was_clean
+
+    @property
+    def code(self) -> int:
+        """The close code (1006 when the connection ended without a Close frame)."""
+        return self._code
+
+    @property
+    def reason(self) -> str:
+        """The close reason, "" if none."""
+        return self._reason
+
+    @property
+    def was_clean(self) -> bool:
+        """True when the closing handshake completed."""
+        return self._was_clean
 
 
-@dataclass(frozen=True)
 class ErrorEvent(Event):
     """Something went wrong (protocol violation, keepalive timeout, failed handshake): see ``error``."""
 
-    error: BaseException | None = None
+    __slots__ = ("_error",)
+    _fields = ("type", "error")
+
+    def __init__(self, type: str, target: Any = None, error: BaseException | None = None) -> None:
+        super().__init__(type, target)
+        self._error = error
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that describes what went wrong."""
+        return self._error
 
 
 def _read_buffer() -> memoryview:
@@ -303,6 +373,8 @@ class WebSocket(asyncio.BufferedProtocol):
         # Small messages sent in one loop iteration leave in one write (see _queued).
         self._flush_handle: asyncio.Handle | None = None
         self._unflushed = self._unflushed_count = 0
+        # A lone reply was written at once in this loop step (see _queued): what is sent after it batches.
+        self._wrote_lone = False
         # True while _handle delivers a read's events: what callbacks send then goes out in _handle's own
         # write at its end (one write for the replies to one read, no flush to schedule).
         self._handling = False
@@ -325,6 +397,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self.onerror: Listener | None = None
         self.onclose: Listener | None = None
         self._has_message_listener = False
+        self._message_callbacks: tuple[Listener, ...] = ()  # onmessage, then the added ones (see _dispatch)
         self._cb_partial = _Pieces()
         self._callback_tasks: set[asyncio.Task[Any]] = set()
 
@@ -448,7 +521,9 @@ class WebSocket(asyncio.BufferedProtocol):
             self._message_listeners_changed()
 
     def _message_listeners_changed(self) -> None:
-        self._has_message_listener = self._onmessage is not None or bool(self._listeners["message"])
+        own = self._onmessage
+        self._message_callbacks = ((own,) if own is not None else ()) + tuple(self._listeners["message"])
+        self._has_message_listener = bool(self._message_callbacks)
         if self._has_message_listener and self._queue:
             self._loop.call_soon(self._drain_queue_to_listeners)
 
@@ -471,21 +546,26 @@ class WebSocket(asyncio.BufferedProtocol):
             data = self._cb_partial.take()
         if type(event) is BinaryFragment:
             data = self._convert_binary(data)
-        self._dispatch("message", MessageEvent("message", self, data))
+        self._dispatch_message(data)
+
+    def _dispatch_message(self, data: Any) -> None:
+        """Give one whole message to the message listeners (``onmessage`` first, then the others in order)."""
+        self._call_listeners("message", self._message_callbacks, MessageEvent("message", self, data))
 
     def _dispatch(self, type: str, event: Event) -> None:
-        callbacks: list[Listener] = []
         own = self._onmessage if type == "message" else getattr(self, "on" + type)
-        if own is not None:
-            callbacks.append(own)
-        callbacks.extend(self._listeners[type])
-        for callback in callbacks:
+        callbacks = self._listeners[type]
+        self._call_listeners(type, callbacks if own is None else [own, *callbacks], event)
+
+    def _call_listeners(self, type: str, callbacks: Sequence[Listener], event: Event) -> None:
+        """Call each listener; an exception is logged, an awaitable result (async listener) runs as a task."""
+        for callback in tuple(callbacks):  # (a snapshot: listeners may add or remove listeners)
             try:
                 result = callback(event)
             except Exception:
                 self.logger.exception("error in %s callback", type)
                 continue
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):  # (isawaitable costs more than most callbacks)
                 task = asyncio.ensure_future(result)
                 self._callback_tasks.add(task)
                 task.add_done_callback(self._callback_done)
@@ -510,7 +590,7 @@ class WebSocket(asyncio.BufferedProtocol):
         return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._read_view[:nbytes])
+        self.data_received(self._read_view[:nbytes])  # (the server's WebSocket reads its handshake there)
 
     def data_received(self, data: bytes | memoryview) -> None:
         """One socket read (a view of the shared read buffer: valid only during this call)."""
@@ -607,7 +687,13 @@ class WebSocket(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ events from the Connection
 
     def _handle(self, events: list[Any]) -> None:
+        """Act on the events of one read (or of a failure): deliver, queue, wake; then write the replies.
+
+        The common case (a whole message to a listener) is inline in ``_handle_events``: at one message in
+        flight this runs once per round trip, and each Python call saved is a measurable share of it.
+        """
         self._handling = True
+        self._wrote_lone = False  # a new step: a lone reply may go at once again
         try:
             self._handle_events(events)
         finally:
@@ -621,14 +707,21 @@ class WebSocket(asyncio.BufferedProtocol):
         for event in events:
             kind = type(event)
             if kind is TextFragment or kind is BinaryFragment:
-                self._bytes_in += len(event.data)
+                data: Any = event.data
+                self._bytes_in += len(data)
                 self._messages_in += event.final
-                if self._has_message_listener and not queue and not self._partial and not self._streaming:
-                    self._deliver_to_listeners(event)
+                # (_first is None: the _Pieces are empty, without a call to their __bool__)
+                if self._has_message_listener and not queue and self._partial._first is None and not self._streaming:
+                    if event.final and self._cb_partial._first is None:  # a whole message: no gathering
+                        if kind is BinaryFragment and self._binary_type != "bytes":
+                            data = self._convert_binary(data)
+                        self._dispatch_message(data)
+                    else:
+                        self._deliver_to_listeners(event)
                     continue
                 queue.append(event)
                 if self._debug:
-                    self.logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(event.data), event.final)
+                    self.logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(data), event.final)
             else:
                 self._handle_other(event)
         if queue:
@@ -689,6 +782,7 @@ class WebSocket(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self._wrote_lone = False
         self._write_out()
 
     def _queued(self, size: int) -> None:
@@ -698,10 +792,11 @@ class WebSocket(asyncio.BufferedProtocol):
         bytes (``size`` is the message's length; characters for text are close enough) the batch goes at
         once: the peer starts on it while we frame the rest, and a producer that never yields stays bounded.
 
-        A lone reply goes at once: nothing waits to be written, no flush is due in this iteration, and no
-        received message waits to be answered (the request-response case, one message in flight). Writing
-        it now saves the loop turn to the flush; the flush is still armed, so messages sent after it in
-        the same iteration batch behind it as before.
+        A lone reply goes at once: nothing waits to be written, no flush is due in this iteration, no
+        received message waits to be answered (the request-response case, one message in flight), and no
+        lone reply went before it in this step. Writing it now saves the loop turn to the flush. It only
+        sets ``_wrote_lone``, which the consumer's next wait for data, the next read or a flush clears:
+        a message sent after it before then takes the batching path below, so a burst still batches.
         """
         unflushed = self._unflushed + size
         count = self._unflushed_count + 1
@@ -709,9 +804,9 @@ class WebSocket(asyncio.BufferedProtocol):
             # sent by a callback of the read being handled: _handle writes it at its end
             self._unflushed = unflushed
             self._unflushed_count = count
-        elif count == 1 and self._flush_handle is None and not self._queue:
+        elif count == 1 and self._flush_handle is None and not self._wrote_lone and not self._queue:
             self._write_out()
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._wrote_lone = True
         elif unflushed >= _FLUSH_BYTES or count >= _FLUSH_COUNT:
             self._write_out()
         else:
@@ -849,6 +944,16 @@ class WebSocket(asyncio.BufferedProtocol):
                 self._transport.pause_reading()
 
     async def _wait_for_data(self) -> None:
+        waiter = self._data_waiter()
+        if waiter is not None:
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    def _data_waiter(self) -> asyncio.Future[None] | None:
+        """Get ready to wait for the next message: the future to await (the caller resets ``_waiter`` once
+        it has), or None when there is nothing to wait for (a held protocol error was acted on)."""
         if self._waiter is not None:
             raise RuntimeError("another coroutine is already waiting for the next message")
         handle = self._flush_handle
@@ -857,17 +962,15 @@ class WebSocket(asyncio.BufferedProtocol):
             # (an echo answering one message in flight saves a loop iteration per round trip).
             handle.cancel()
             self._flush()
+        self._wrote_lone = False  # the step that wrote a lone reply ends here
         self._busy = False
         if self._conn.pending_error is not None:
             # The application has taken every message before the peer's error and asks for more: fail
             # now, its replies are already queued ahead of our Close.
             self._fail_pending()
-            return
+            return None
         waiter = self._waiter = self._loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
+        return waiter
 
     async def recv(self) -> str | bytes:
         """The next message: a str for text, bytes for binary.
@@ -940,7 +1043,16 @@ class WebSocket(asyncio.BufferedProtocol):
         """``async for message in ws``: ends after a clean close (codes 1000, 1001, 1005, 3000-4999);
         raises :class:`~wscodec.errors.ConnectionClosed` after an abnormal or error close."""
         queue = self._queue
-        if queue and queue[0].final and not self._partial and not self._streaming:
+        if not queue and self._close_exc is None and self._partial._first is None and not self._streaming:
+            # Nothing is waiting (the common case at one message in flight): wait here, without a recv()
+            # or _wait_for_data() coroutine made for the purpose; what arrives is taken below.
+            waiter = self._data_waiter()
+            if waiter is not None:
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+        if queue and queue[0].final and self._partial._first is None and not self._streaming:
             # A whole message is waiting (the common case under load): no second coroutine for recv().
             event = queue.popleft()
             if self._reading_paused:
@@ -1059,7 +1171,13 @@ class WebSocket(asyncio.BufferedProtocol):
         self._bytes_out += size
         if self._debug:
             self.logger.debug("> %s message of %d (nowait)", "text" if kind is str else "binary", size)
-        self._queued(size)
+        unflushed = self._unflushed + size
+        if self._handling and unflushed < _FLUSH_BYTES and self._unflushed_count < _FLUSH_COUNT - 1:
+            # the common case of _queued, inline: a callback's reply, written at the end of the read
+            self._unflushed = unflushed
+            self._unflushed_count += 1
+        else:
+            self._queued(size)
         if self._write_paused and not self._flood_paused:
             # Nothing can wait here: stop taking input that asks for more output until the transport drains.
             self._flood_paused = True
