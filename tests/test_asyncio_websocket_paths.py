@@ -245,6 +245,13 @@ async def test_keepalive_without_ping_timeout_pings_but_never_fails() -> None:
         ws = await connect(peer.url, ping_interval=0.05, ping_timeout=None, open_timeout=10)
         await until(lambda: peer.opcodes().count(9) >= 3, timeout=20)
         assert ws.ready_state == 1  # no pong ever came, and that is not a failure without ping_timeout
+        # ... nor a leak: only the latest unanswered keepalive Ping is remembered (for its round trip)
+        assert len(ws._pings) == 1 and ws._pings[0][1] is None
+        # a ping() whose caller gave up is forgotten at the next Ping
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.ping(b"given up"), 0.01)
+        await until(lambda: all(entry[0] != b"given up" for entry in ws._pings), timeout=20)
+        assert len(ws._pings) == 1
         await ws.close()
 
 

@@ -212,13 +212,13 @@ def test_shutdown_closes_connections_with_1001() -> None:
         socket.create_connection(("127.0.0.1", server.port or 0), 1).close()
 
 
-def test_keepalive_fails_a_silent_peer() -> None:
-    # A server that completes the handshake and then never reads again: pings go unanswered.
+@contextlib.contextmanager
+def silent_peer() -> Iterator[int]:
+    """A server that completes the handshake and then never reads again: pings go unanswered."""
     stalled = threading.Event()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
-    port = listener.getsockname()[1]
     key_line = b"Sec-WebSocket-Key: "
 
     def fake_server() -> None:
@@ -239,14 +239,32 @@ def test_keepalive_fails_a_silent_peer() -> None:
     thread = threading.Thread(target=fake_server, daemon=True)
     thread.start()
     try:
-        ws = connect(f"ws://127.0.0.1:{port}/", ping_interval=0.2, ping_timeout=0.3, close_timeout=1)
-        with pytest.raises(ConnectionClosedError) as info:
-            ws.recv(timeout=20)
-        assert info.value.code == 1011 and "keepalive" in info.value.reason
+        yield listener.getsockname()[1]
     finally:
         stalled.set()
         thread.join(10)
         listener.close()
+
+
+def test_keepalive_fails_a_silent_peer() -> None:
+    with silent_peer() as port:
+        ws = connect(f"ws://127.0.0.1:{port}/", ping_interval=0.2, ping_timeout=0.3, close_timeout=1)
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=20)
+        assert info.value.code == 1011 and "keepalive" in info.value.reason
+
+
+def test_keepalive_without_ping_timeout_remembers_only_the_last_ping() -> None:
+    """No ping_timeout: a peer that never answers is not failed, and the unanswered Pings do not pile up."""
+    with silent_peer() as port:
+        ws = connect(f"ws://127.0.0.1:{port}/", ping_interval=0.02, ping_timeout=None, close_timeout=0.5)
+        try:
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=0.5)  # about 25 keepalive Pings meanwhile
+            assert ws.state == 1 and ws.close_code is None
+            assert len(ws._pings) <= 1
+        finally:
+            ws.close()
 
 
 def test_unix_sockets() -> None:

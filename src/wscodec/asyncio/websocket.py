@@ -1226,7 +1226,13 @@ class WebSocket(asyncio.BufferedProtocol):
         self._check_open()
         self._conn.send_ping(payload)
         waiter: asyncio.Future[float] | None = self._loop.create_future() if track else None
-        self._pings.append((payload, waiter, time.perf_counter()))
+        pings = self._pings
+        if pings:
+            # Bounded by the ping() calls still waiting: forget the Pings nobody waits for any more (a
+            # keepalive Ping without ping_timeout, a ping() whose caller was cancelled), so a peer that
+            # never answers cannot grow this list. A late Pong for one of them matches nothing.
+            pings[:] = [entry for entry in pings if entry[1] is not None and not entry[1].done()]
+        pings.append((payload, waiter, time.perf_counter()))
         self._write_out()
         return waiter
 

@@ -315,7 +315,10 @@ class WebSocket:
             return
         now = time.monotonic()
         for key in list(self._pings):
-            event, sent = self._pings.pop(key)
+            entry = self._pings.pop(key, None)  # (the keepalive thread may have dropped it meanwhile)
+            if entry is None:
+                continue
+            event, sent = entry
             event.set()
             if key == payload:
                 self.latency = now - sent
@@ -324,9 +327,15 @@ class WebSocket:
     def _keepalive_loop(self) -> None:
         interval = self.ping_interval
         assert interval is not None
+        previous: bytes | None = None
         while not self._done.wait(interval):
+            if previous is not None:
+                # Nobody waits for the last Ping any more (no ping_timeout): forget it, so that a peer that
+                # never answers cannot grow the table; a late Pong for it matches nothing.
+                self._pings.pop(previous, None)
+            previous = os.urandom(4)
             try:
-                pong = self.ping()
+                pong = self.ping(previous)
             except (ConnectionClosed, RuntimeError):
                 return
             if self.ping_timeout is None:
