@@ -887,14 +887,14 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         cdef bytes payload
         if text_type is not self._text_type or binary_type is not self._binary_type:
             # The slots are looked up once per pair of types, not per call: with one message per read (one
-            # message in flight) these lookups would cost more than parsing the frame.
+            # message in flight) these lookups would cost more than parsing the frame. All are done before
+            # anything is stored, so a failed lookup leaves the cache as it was.
             if not isinstance(text_type, type) or not isinstance(binary_type, type):
                 raise TypeError("text_type and binary_type must be classes")
             text_slot = text_type.__dict__["data"]
             binary_slot = binary_type.__dict__["data"]
             text_final = text_type.__dict__.get("final")
             binary_final = binary_type.__dict__.get("final")
-            self._text_type = self._binary_type = None  # not half-set if a lookup below fails
             self._text_slot = text_slot
             self._binary_slot = binary_slot
             self._text_final = text_final
