@@ -15,7 +15,9 @@ Cells are interleaved: every repetition runs each cell on every server in turn, 
 median of the repetitions and their spread (min-max, as a percentage of the median).
 For every cell (messages kept in flight x message size) the client keeps that many binary messages
 outstanding on one connection for a bounded time, after a short warm-up, and reports round trips per
-second and p50/p99 latency (send to echo).
+second and p50/p99 latency (send to echo). With the C client on Linux it also gives the server's CPU time per
+round trip (user and system, from ``/proc``, over the measured window): with one message in flight every
+server waits on the same loopback round trip, and its CPU per round trip is what tells them apart.
 
 The table ends with ``ours / peer`` throughput ratios and the issue's targets at 64 in flight, 16 B:
 at least 2x websockets and 1.0x picows (PASS/FAIL). ``--check`` makes a FAIL the exit status.
@@ -64,6 +66,8 @@ class Cell:
     rate_min: float = 0.0
     rate_max: float = 0.0
     repeats: int = 1
+    user_us: float | None = None  # the server's CPU time per round trip (C client, Linux)
+    system_us: float | None = None
 
 
 # --------------------------------------------------------------------------- servers
@@ -349,8 +353,22 @@ def _json_records(size: int) -> list[dict[str, Any]]:
     return records
 
 
-def _run_c(port: int, size: int, inflight: int, warmup: float, duration: float, deflate: bool) -> dict[str, Any]:
-    proc = subprocess.run(
+def _cpu_ticks(pid: int) -> tuple[int, int] | None:
+    """User and system CPU time of process ``pid`` so far, in clock ticks (None off Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]), int(fields[12])
+
+
+def _run_c(
+    port: int, size: int, inflight: int, warmup: float, duration: float, deflate: bool, server_pid: int | None = None
+) -> dict[str, Any]:
+    """Run the C client once; with ``server_pid``, add the server's CPU µs per round trip over the measured
+    window (sampled once the warm-up is over and again when the client is done)."""
+    proc = subprocess.Popen(
         [
             C_CLIENT[0],
             str(port),
@@ -361,13 +379,29 @@ def _run_c(port: int, size: int, inflight: int, warmup: float, duration: float, 
             "1" if deflate else "0",
             *C_CLIENT[1:],
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=warmup + duration + 60,
     )
+    before = after = None
+    try:
+        if server_pid is not None:
+            time.sleep(warmup + 0.005)  # (the client's clock starts after its handshake, a millisecond or so)
+            before = _cpu_ticks(server_pid)
+        out, err = proc.communicate(timeout=warmup + duration + 60)
+        if server_pid is not None:
+            after = _cpu_ticks(server_pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     if proc.returncode != 0:
-        raise RuntimeError(f"C client failed: {proc.stderr.strip()[-500:]}")
-    result: dict[str, Any] = json.loads(proc.stdout)
+        raise RuntimeError(f"C client failed: {err.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(out)
+    if before is not None and after is not None and result["round_trips"]:
+        tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+        result["user_us"] = (after[0] - before[0]) * tick_us / result["round_trips"]
+        result["system_us"] = (after[1] - before[1]) * tick_us / result["round_trips"]
     return result
 
 
@@ -387,11 +421,23 @@ async def measure(
     warmup: float,
     duration: float,
     deflate: bool = False,
+    server_pid: int | None = None,
 ) -> Cell:
     if client == "c":
-        got = _run_c(port, size, inflight, warmup, duration, deflate)
+        got = _run_c(port, size, inflight, warmup, duration, deflate, server_pid)
         rate = got["round_trips"] / max(1e-9, got["seconds"])
-        return Cell(server, inflight, size, got["round_trips"], got["seconds"], rate, got["p50_us"], got["p99_us"])
+        return Cell(
+            server,
+            inflight,
+            size,
+            got["round_trips"],
+            got["seconds"],
+            rate,
+            got["p50_us"],
+            got["p99_us"],
+            user_us=got.get("user_us"),
+            system_us=got.get("system_us"),
+        )
     payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     meter = await CLIENTS[client](port, payload, inflight, warmup, duration)
     lat = sorted(meter.latencies)
@@ -429,7 +475,7 @@ def format_table(cells: list[Cell]) -> str:
         groups[(c.inflight, c.size)].append(c)
     lines = [
         f"{'in flight':>9}  {'size':>7}  {'server':<18} {'round trips/s':>13}  {'spread':>7}  {'p50 us':>9}  "
-        f"{'p99 us':>9}  {'/fastest peer':>13}  {'/floor':>7}",
+        f"{'p99 us':>9}  {'/fastest peer':>13}  {'/floor':>7}  {'cpu/rt us':>9}  {'user':>6}",
     ]
     lines.append("-" * len(lines[0]))
     for (_inflight, _size), group in groups.items():
@@ -440,9 +486,13 @@ def format_table(cells: list[Cell]) -> str:
             spread = (c.rate_max - c.rate_min) / c.rate * 100 if c.rate > 0 and c.repeats > 1 else 0.0
             vs_peer = f"{c.rate / fastest:13.2f}" if fastest > 0 else f"{'-':>13}"
             vs_floor = f"{c.rate / floor:7.2f}" if floor > 0 else f"{'-':>7}"
+            if c.user_us is not None and c.system_us is not None:
+                cpu = f"{c.user_us + c.system_us:9.1f}  {c.user_us:6.1f}"
+            else:
+                cpu = f"{'-':>9}  {'-':>6}"
             lines.append(
                 f"{c.inflight:>9}  {_size_label(c.size):>7}  {c.server:<18} {c.rate:>13,.0f}  {spread:>6.1f}%  "
-                f"{c.p50_us:>9.1f}  {c.p99_us:>9.1f}  {vs_peer}  {vs_floor}"
+                f"{c.p50_us:>9.1f}  {c.p99_us:>9.1f}  {vs_peer}  {vs_floor}  {cpu}"
             )
     return "\n".join(lines)
 
@@ -505,7 +555,15 @@ async def _run_all(args: argparse.Namespace) -> list[Cell]:
                     for size in args.sizes:
                         for spec, server in servers.items():
                             cell = await measure(
-                                args.client, spec, server.port, inflight, size, args.warmup, args.duration, args.deflate
+                                args.client,
+                                spec,
+                                server.port,
+                                inflight,
+                                size,
+                                args.warmup,
+                                args.duration,
+                                args.deflate,
+                                server_pid=server.proc.pid,
                             )
                             samples[(spec, inflight, size)].append(cell)
                             if args.verbose:
@@ -532,12 +590,19 @@ async def _run_all(args: argparse.Namespace) -> list[Cell]:
                 rate_min=min(rates),
                 rate_max=max(rates),
                 repeats=len(runs),
+                user_us=_median_or_none([c.user_us for c in runs]),
+                system_us=_median_or_none([c.system_us for c in runs]),
             )
         )
     # Group the table by cell so that ratios sit next to each other.
     order = {name: i for i, name in enumerate([*args.servers, FLOOR])}
     cells.sort(key=lambda c: (args.inflight.index(c.inflight), args.sizes.index(c.size), order[c.server]))
     return cells
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def main(argv: list[str] | None = None) -> int:
