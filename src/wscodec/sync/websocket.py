@@ -329,7 +329,7 @@ class WebSocket:
         assert interval is not None
         previous: bytes | None = None
         while not self._done.wait(interval):
-            if previous is not None:
+            if previous is not None and self.ping_timeout is None:
                 # Nobody waits for the last Ping any more (no ping_timeout): forget it, so that a peer that
                 # never answers cannot grow the table; a late Pong for it matches nothing.
                 self._pings.pop(previous, None)
