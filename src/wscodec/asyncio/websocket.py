@@ -553,7 +553,8 @@ class WebSocket(asyncio.BufferedProtocol):
         self._call_listeners("message", self._message_callbacks, MessageEvent("message", self, data))
 
     def _dispatch(self, type: str, event: Event) -> None:
-        own = self._onmessage if type == "message" else getattr(self, "on" + type)
+        """Fire "open", "error" or "close" (messages go through _dispatch_message)."""
+        own = getattr(self, "on" + type)
         callbacks = self._listeners[type]
         self._call_listeners(type, callbacks if own is None else [own, *callbacks], event)
 
