@@ -162,8 +162,11 @@ class Connection(FrameQueue):
     _pings_held: int = 0
     #: The incremental decoder of a text message streamed in fragments.
     _text_decoder: Any = None
-    #: With defer_errors: the violation being held behind the messages before it.
-    _pending_error: ProtocolError | None = None
+    #: With ``defer_errors``: the peer's protocol violation held until :meth:`fail_pending`, else None.
+    #: While it is set the I/O layer should stop reading: nothing the peer sent after the bad frame counts.
+    #: Read it; the Connection sets it. (A plain attribute, not a property: the I/O layers read it on
+    #: every read, and a property is a Python call.)
+    pending_error: ProtocolError | None = None
     #: A message being sent with send_fragment() is compressed.
     _send_compressed: bool = False
 
@@ -348,7 +351,7 @@ class Connection(FrameQueue):
         self.response = hs.response
         self._open(list(hs.extensions))
         leftover = hs.leftover
-        return self._receive_frames(leftover) if leftover else []
+        return self.receive_data(leftover) if leftover else []  # (OPEN now: frames)
 
     def reject(self, status: int = 403, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> None:
         """Server side: answer the request with any HTTP response instead of upgrading; then CLOSED."""
@@ -403,7 +406,7 @@ class Connection(FrameQueue):
         events: list[Event] = [response]
         leftover = hs.leftover
         if leftover:
-            events.extend(self._receive_frames(leftover))
+            events.extend(self.receive_data(leftover))  # (OPEN now: frames)
         return events
 
     def _fail_handshake(self, exc: WebSocketError) -> list[Event]:
@@ -421,45 +424,16 @@ class Connection(FrameQueue):
         :class:`~wscodec.events.Closed`, with the right Close frame already queued.
         """
         state = self.state
-        if state is CLOSED:
-            return []
-        if state is CONNECTING:
-            return self._receive_handshake(bytes(data))
+        if state is not OPEN:
+            if state is CONNECTING:
+                return self._receive_handshake(bytes(data))
+            if state is CLOSED:
+                return []
         if not data:
             return self._receive_eof()
-        return self._receive_frames(data)
-
-    @property
-    def pending_error(self) -> ProtocolError | None:
-        """With ``defer_errors``: the peer's protocol violation held until :meth:`fail_pending`, else None.
-
-        While it is set the I/O layer should stop reading: nothing the peer sent after the bad frame counts.
-        """
-        return self._pending_error
-
-    def fail_pending(self) -> list[Event]:
-        """Fail the connection with the held :attr:`pending_error`: queue its Close frame (behind whatever
-        the application sent meanwhile) and return ProtocolViolation and Closed. ``[]`` if none is held."""
-        error = self._pending_error
-        if error is None:
-            return []
-        return self._fail(error)
-
-    def _receive_eof(self) -> list[Event]:
-        if self._pending_error is not None:
-            return self.fail_pending()
-        self._msg_buf = None
-        self._frag = None
-        self.state = CLOSED
-        self._fast_send = 0
-        if self._close_received:
-            return []
-        self.close_code = 1006
-        self.close_reason = ""
-        return [Closed(1006, "", was_clean=False)]
-
-    def _receive_frames(self, data: Any) -> list[Event]:
-        if self._close_received or self._pending_error is not None:
+        # Frames: the rest of this method (inline, not a call: it runs once per read, at one message in
+        # flight once per message).
+        if self._close_received or self.pending_error is not None:
             return []  # RFC 6455 section 5.5.1: nothing after the peer's Close (or a violation) counts
         error: ProtocolError | None = None
         decoder = self._decoder
@@ -508,10 +482,31 @@ class Connection(FrameQueue):
             if self._frag is not None:  # what came before the bad frame is delivered
                 self._flush_fragment(events.append, False)
             if self.defer_errors:
-                self._pending_error = error
+                self.pending_error = error
             else:
                 events.extend(self._fail(error))
         return events
+
+    def fail_pending(self) -> list[Event]:
+        """Fail the connection with the held :attr:`pending_error`: queue its Close frame (behind whatever
+        the application sent meanwhile) and return ProtocolViolation and Closed. ``[]`` if none is held."""
+        error = self.pending_error
+        if error is None:
+            return []
+        return self._fail(error)
+
+    def _receive_eof(self) -> list[Event]:
+        if self.pending_error is not None:
+            return self.fail_pending()
+        self._msg_buf = None
+        self._frag = None
+        self.state = CLOSED
+        self._fast_send = 0
+        if self._close_received:
+            return []
+        self.close_code = 1006
+        self.close_reason = ""
+        return [Closed(1006, "", was_clean=False)]
 
     def _check_partial_frame(self, b0: int) -> None:
         """Check the UTF-8 of the uncompressed text frame being received (first header byte ``b0``) as far
@@ -660,7 +655,7 @@ class Connection(FrameQueue):
         self.close_reason = ""
         self._msg_buf = None
         self._frag = None
-        self._pending_error = None
+        self.pending_error = None
         return [ProtocolViolation(error), Closed(1006, str(error), was_clean=False)]
 
     # ------------------------------------------------------------------ sending
@@ -810,12 +805,12 @@ class Connection(FrameQueue):
             raise RuntimeError("close() before the handshake; a server uses reject()")
         if self.close_sent is not None or self.state is CLOSED:
             return
-        error = self._pending_error
+        error = self.pending_error
         if error is not None:
             # The peer broke the protocol: our Close says so, and nothing it sends will be read. The
             # error stays pending until fail_pending() reports it.
             self._fail(error)
-            self._pending_error = error
+            self.pending_error = error
             return
         self._send_close(code, reason)
         self.state = CLOSING
@@ -825,7 +820,7 @@ class Connection(FrameQueue):
         """Fail the connection from our side (internal error, heartbeat timeout): Close, then CLOSED."""
         if self.state is CLOSED:
             return
-        self._pending_error = None
+        self.pending_error = None
         if self.state is not CONNECTING and self.close_sent is None:
             self._send_close(code, reason)
         self.state = CLOSED
