@@ -110,6 +110,37 @@ def url(server: Server) -> str:
     return f"ws://127.0.0.1:{server.port}/"
 
 
+# --------------------------------------------------------------------------- attributes
+
+
+async def test_websocket_state_lives_in_slots_and_applications_may_still_add_attributes() -> None:
+    """Everything the WebSocket sets is a slot (see ``WebSocket.__slots__``): past 29 keys CPython unshares an
+    instance dict, and every ``self.x`` on the per-message path becomes a slower lookup. A new attribute
+    missing from ``__slots__`` shows here. Applications may still hang their own attributes on it."""
+    seen: list[dict[str, Any]] = []
+
+    async def handler(ws: WebSocket) -> None:
+        seen.append(dict(vars(ws)))
+        ws.user = "alice"  # type: ignore[attr-defined]
+        await ws.send(ws.user)  # type: ignore[attr-defined]
+        await echo(ws)
+        seen.append(dict(vars(ws)))
+
+    async with serve(handler, "127.0.0.1", 0, ping_interval=0.05) as server, connect(
+        url(server), ping_interval=0.05
+    ) as ws:
+        assert await ws.recv() == "alice"
+        ws.onmessage = lambda event: None
+        ws.onmessage = None
+        await ws.send("ping")
+        assert await ws.recv() == "ping"
+        await asyncio.sleep(0.15)  # keepalive pings both ways
+        assert vars(ws) == {}
+    await ws.wait_closed()
+    assert vars(ws) == {}
+    assert seen == [{}, {"user": "alice"}]
+
+
 # --------------------------------------------------------------------------- pings, CLOSING
 
 

@@ -297,6 +297,74 @@ class WebSocket(asyncio.BufferedProtocol):
     messages go to the listeners instead of the queue that ``recv()`` reads.
     """
 
+    # Slots, not the instance dict, for everything __init__ sets. CPython shares one key table among the
+    # dicts of a class's instances while they have at most 29 keys; past that each instance gets a plain
+    # dict: ``self.x`` takes a slower load and ``self.method()`` is not specialised. This object has about
+    # 60 attributes, read on every message. ``__dict__`` stays, for applications' own attributes.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_abort_handle",
+        "_binary_type",
+        "_busy",
+        "_bytes_in",
+        "_bytes_out",
+        "_callback_tasks",
+        "_cb_partial",
+        "_close_exc",
+        "_conn",
+        "_debug",
+        "_drain_waiters",
+        "_error_timer",
+        "_fail_code",
+        "_fail_reason",
+        "_flood_paused",
+        "_flush_handle",
+        "_fragmenting",
+        "_handling",
+        "_has_message_listener",
+        "_keepalive_task",
+        "_listeners",
+        "_loop",
+        "_lost",
+        "_lost_waiter",
+        "_message_callbacks",
+        "_messages_in",
+        "_messages_out",
+        "_onmessage",
+        "_open_waiter",
+        "_opened_at",
+        "_partial",
+        "_peer",
+        "_pings",
+        "_queue",
+        "_read_view",
+        "_reading_paused",
+        "_streaming",
+        "_transport",
+        "_transport_closing",
+        "_transport_reading",
+        "_unflushed",
+        "_unflushed_count",
+        "_waiter",
+        "_write_paused",
+        "_wrote_lone",
+        "close_timeout",
+        "id",
+        "latency",
+        "logger",
+        "max_queue",
+        "onclose",
+        "onerror",
+        "onopen",
+        "ping_interval",
+        "ping_timeout",
+        "slow_consumer",
+        "slow_consumer_limit",
+        "url",
+        "write_limit",
+    )
+
     CONNECTING: ClassVar[int] = 0
     OPEN: ClassVar[int] = 1
     CLOSING: ClassVar[int] = 2
@@ -566,10 +634,15 @@ class WebSocket(asyncio.BufferedProtocol):
             except Exception:
                 self.logger.exception("error in %s callback", type)
                 continue
-            if result is not None and inspect.isawaitable(result):  # (isawaitable costs more than most callbacks)
-                task = asyncio.ensure_future(result)
-                self._callback_tasks.add(task)
-                task.add_done_callback(self._callback_done)
+            if result is not None:  # (isawaitable costs more than most callbacks: not for None)
+                self._listener_returned(result)
+
+    def _listener_returned(self, result: Any) -> None:
+        """A listener returned something: an awaitable (an async listener's coroutine) runs as a task."""
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_done)
 
     def _callback_done(self, task: asyncio.Task[Any]) -> None:
         self._callback_tasks.discard(task)
@@ -591,7 +664,8 @@ class WebSocket(asyncio.BufferedProtocol):
         return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._read_view[:nbytes])  # (the server's WebSocket reads its handshake there)
+        # (what data_received does, without its call: this runs once per read)
+        self._handle(self._conn.receive_data(self._read_view[:nbytes]))
 
     def data_received(self, data: bytes | memoryview) -> None:
         """One socket read (a view of the shared read buffer: valid only during this call)."""
@@ -690,55 +764,66 @@ class WebSocket(asyncio.BufferedProtocol):
     def _handle(self, events: list[Any]) -> None:
         """Act on the events of one read (or of a failure): deliver, queue, wake; then write the replies.
 
-        The common case (a whole message to a listener) is inline in ``_handle_events``: at one message in
-        flight this runs once per round trip, and each Python call saved is a measurable share of it.
+        At one message in flight this runs once per round trip, and each Python call on the way is a
+        measurable share of it: so the common case, a whole message for the listeners, is delivered here
+        inline (what ``_dispatch_message`` does), and this is one method, not a wrapper and a loop.
         """
         self._handling = True
         self._wrote_lone = False  # a new step: a lone reply may go at once again
+        queue = self._queue
         try:
-            self._handle_events(events)
+            for event in events:
+                kind = type(event)
+                if kind is TextFragment or kind is BinaryFragment:
+                    data: Any = event.data
+                    self._bytes_in += len(data)
+                    self._messages_in += event.final
+                    # (_first is None: the _Pieces are empty, without a call to their __bool__)
+                    if (
+                        self._has_message_listener
+                        and not queue
+                        and self._partial._first is None
+                        and not self._streaming
+                    ):
+                        if event.final and self._cb_partial._first is None:  # a whole message: no gathering
+                            if kind is BinaryFragment and self._binary_type != "bytes":
+                                data = self._convert_binary(data)
+                            message = MessageEvent("message", self, data)
+                            for callback in self._message_callbacks:  # (a tuple: a snapshot already)
+                                try:
+                                    result = callback(message)
+                                except Exception:
+                                    self.logger.exception("error in message callback")
+                                    continue
+                                if result is not None:
+                                    self._listener_returned(result)
+                        else:
+                            self._deliver_to_listeners(event)
+                        continue
+                    queue.append(event)
+                    if self._debug:
+                        self.logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(data), event.final)
+                else:
+                    self._handle_other(event)
+            if queue:
+                waiter = self._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                max_queue = self.max_queue
+                if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
+                    self._reading_paused = True
+                    self._sync_reading()
+            if self._write_paused and not self._flood_paused and self._conn.flooded:
+                # Pings keep coming while our answers cannot leave: read again once the transport drains.
+                self._flood_paused = True
+                self._sync_reading()
+            if self._conn.pending_error is not None:
+                self._on_pending_error()
         finally:
             self._handling = False
         self._write_out()
         if self._conn.state is CLOSED:
             self._after_closed()
-
-    def _handle_events(self, events: list[Any]) -> None:
-        queue = self._queue
-        for event in events:
-            kind = type(event)
-            if kind is TextFragment or kind is BinaryFragment:
-                data: Any = event.data
-                self._bytes_in += len(data)
-                self._messages_in += event.final
-                # (_first is None: the _Pieces are empty, without a call to their __bool__)
-                if self._has_message_listener and not queue and self._partial._first is None and not self._streaming:
-                    if event.final and self._cb_partial._first is None:  # a whole message: no gathering
-                        if kind is BinaryFragment and self._binary_type != "bytes":
-                            data = self._convert_binary(data)
-                        self._dispatch_message(data)
-                    else:
-                        self._deliver_to_listeners(event)
-                    continue
-                queue.append(event)
-                if self._debug:
-                    self.logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(data), event.final)
-            else:
-                self._handle_other(event)
-        if queue:
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-            max_queue = self.max_queue
-            if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
-                self._reading_paused = True
-                self._sync_reading()
-        if self._write_paused and not self._flood_paused and self._conn.flooded:
-            # Pings keep coming while our answers cannot leave: read again once the transport drains.
-            self._flood_paused = True
-            self._sync_reading()
-        if self._conn.pending_error is not None:
-            self._on_pending_error()
 
     def _on_pending_error(self) -> None:
         """The peer broke the protocol behind messages the application may still answer (the Connection
