@@ -89,6 +89,33 @@ async def read_all(reader: asyncio.StreamReader, timeout: float = 10.0) -> bytes
     return b"".join(chunks)
 
 
+# --------------------------------------------------------------------------- attributes
+
+
+async def test_protocol_state_lives_in_slots() -> None:
+    """Everything the protocol sets is a slot (see ``UvicornWebSocketProtocol.__slots__``): past 29 keys
+    CPython unshares an instance dict, and every ``self.x`` on the per-message path is a slower lookup. A
+    new attribute missing from ``__slots__`` shows here (``close_timeout`` is the fixture's own)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message["text"]})
+
+    async with asgi_server(app, ws_ping_interval=0.05, ws_ping_timeout=5) as served:
+        ws = await connect(served.url, open_timeout=10)
+        await ws.send("hello")
+        assert await asyncio.wait_for(ws.recv(), 10) == "hello"
+        await asyncio.sleep(0.15)  # the keepalive's pings
+        protocol = served.protocol
+        assert protocol.last_ping_rtt > 0
+        assert set(vars(protocol)) == {"close_timeout"}
+        await ws.close()
+        await until(lambda: protocol.disconnected)
+        assert set(vars(protocol)) == {"close_timeout"}
+
+
 # --------------------------------------------------------------------------- reading paused at ws_max_queue
 
 

@@ -82,6 +82,58 @@ _logger = logging.getLogger("uvicorn.error")
 class UvicornWebSocketProtocol(asyncio.Protocol):
     """uvicorn's ``--ws`` protocol class: one instance per upgraded connection, driving one ``Connection``."""
 
+    # Slots for everything the protocol sets, as in wscodec.asyncio's WebSocket: past 29 keys CPython
+    # unshares an instance dict and every ``self.x`` on the per-message path is a slower lookup.
+    # ``__dict__`` stays, for the class-level defaults below set per instance, and for subclasses.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_busy",
+        "_close_timer",
+        "_drain_waiters",
+        "_early_bytes",
+        "_error_timer",
+        "_final",
+        "_flood_paused",
+        "_flush_scheduled",
+        "_ping_payload",
+        "_ping_sent_at",
+        "_ping_timer",
+        "_pong_timer",
+        "_queue",
+        "_reading",
+        "_response",
+        "_response_body",
+        "_resume_at",
+        "_unflushed",
+        "_waiters",
+        "_writable",
+        "app",
+        "app_state",
+        "asgi_version",
+        "client",
+        "close_sent",
+        "config",
+        "conn",
+        "connections",
+        "default_headers",
+        "disconnected",
+        "handshake_complete",
+        "last_ping_rtt",
+        "logger",
+        "loop",
+        "max_queue",
+        "ping_interval",
+        "ping_timeout",
+        "read_paused",
+        "root_path",
+        "scheme",
+        "scope",
+        "server",
+        "tasks",
+        "transport",
+    )
+
     #: Seconds to wait for the peer's Close after ours before dropping the connection.
     close_timeout: float = 10.0
     #: The same bound while the server shuts down.
