@@ -409,3 +409,100 @@ async def test_send_racing_close_either_sends_or_raises_connection_closed() -> N
             assert [f.payload for f in peer.frames].count(b"racing") == 1
         assert peer.opcodes()[-1] == 8
         assert peer.opcodes().count(8) == 1
+
+
+# --------------------------------------------------------------------------- browser API edges
+
+
+def test_constructor_refuses_a_bad_max_queue_or_slow_consumer_policy() -> None:
+    from wscodec.connection import Connection
+
+    with pytest.raises(ValueError, match="max_queue"):
+        WebSocket(Connection.established("client"), max_queue=0)
+    with pytest.raises(ValueError, match="slow_consumer"):
+        WebSocket(Connection.established("client"), slow_consumer="drop")
+
+
+async def test_browser_attributes_before_open_and_after_close() -> None:
+    """Before the handshake and after the close the browser attributes still answer, with the empty values
+    a browser gives (no transport: nothing buffered; no 101 response: no extensions)."""
+    from wscodec.connection import Connection
+
+    fresh = WebSocket(Connection("client", host="127.0.0.1"), url="ws://127.0.0.1:1/")
+    assert fresh.ready_state == WebSocket.CONNECTING
+    assert fresh.buffered_amount == 0
+    assert fresh.extensions == "" and fresh.protocol == ""
+    assert fresh.binary_type == "bytes" and fresh.onmessage is None
+    assert repr(fresh).startswith("<WebSocket client CONNECTING")
+    with pytest.raises(ValueError, match="unknown event type"):
+        fresh.add_event_listener("mesage", lambda event: None)
+
+    async with serve(echo, "127.0.0.1", 0, compression=None) as server:
+        ws = await connect(url(server), open_timeout=10, compression=None)
+        assert repr(ws).startswith("<WebSocket client OPEN")
+        assert ws.extensions == ""
+        await ws.close()
+        assert repr(ws).startswith("<WebSocket client CLOSED")
+        assert ws.buffered_amount == 0
+
+
+async def test_listeners_are_added_once_and_removing_an_unknown_one_is_harmless() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        ws = await connect(url(server), open_timeout=10)
+        got: list[str] = []
+        opened: list[object] = []
+
+        def on_message(event: Any) -> None:
+            got.append(event.data)
+
+        ws.add_event_listener("message", on_message)
+        ws.add_event_listener("message", on_message)  # the DOM's rule: the same listener is added once
+        ws.remove_event_listener("message", lambda event: None)  # never added: nothing changes
+        ws.add_event_listener("open", opened.append)
+        ws.remove_event_listener("open", opened.append)
+        ws.remove_event_listener("close", opened.append)
+        await ws.send("one")
+        await until(lambda: got == ["one"])
+        await asyncio.sleep(0.05)
+        assert got == ["one"]
+        ws.remove_event_listener("message", on_message)
+        await ws.send("two")
+        assert await ws.recv() == "two"  # no listener left: recv() gets it
+        assert got == ["one"]
+        await ws.close()
+
+
+async def test_messages_queued_before_a_listener_appears_reach_it_in_order(caplog: pytest.LogCaptureFixture) -> None:
+    """Messages read while nobody listened wait in the queue; the first message listener gets them all, in
+    order and whole (a fragmented one reassembled, binary converted per ``binary_type``), then new ones;
+    a listener that raises is logged and the others still get every message."""
+    async with RawPeer() as peer:
+        ws = await connect(peer.url, open_timeout=10, ping_interval=None)
+        await peer.connected.wait()
+        peer.send(encode_frame(1, b"first"))
+        peer.send(encode_frame(2, b"se", fin=False) + encode_frame(0, b"co", fin=False) + encode_frame(0, b"nd"))
+        peer.send(encode_frame(1, "th\u00efrd".encode()))
+        await asyncio.sleep(0.1)  # read and queued: nobody listens yet
+        got: list[Any] = []
+
+        def boom(event: Any) -> None:
+            raise RuntimeError("listener boom")
+
+        ws.binary_type = "bytearray"
+        with caplog.at_level(logging.ERROR):
+            ws.add_event_listener("message", boom)
+            ws.onmessage = lambda event: got.append(event.data)
+            await until(lambda: len(got) == 3)
+            assert got == ["first", bytearray(b"second"), "th\u00efrd"]
+            peer.send(encode_frame(2, b"fourth"))
+            await until(lambda: len(got) == 4)
+        assert got[3] == bytearray(b"fourth")
+        assert caplog.text.count("RuntimeError: listener boom") == 4
+        ws.onmessage = None
+        ws.remove_event_listener("message", boom)
+        peer.send(encode_frame(1, b"fifth"))
+        assert await asyncio.wait_for(ws.recv(), 10) == "fifth"
+        closing = asyncio.ensure_future(ws.close())
+        await until(lambda: 8 in peer.opcodes())
+        peer.finish_close()
+        await asyncio.wait_for(closing, 10)

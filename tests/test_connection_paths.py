@@ -18,6 +18,7 @@ from wscodec.events import (
     Ping,
     ProtocolViolation,
     Request,
+    TextFragment,
     TextMessage,
 )
 
@@ -226,3 +227,39 @@ def test_eof_inside_the_response_head_fails_the_client_handshake() -> None:
     events = client.receive_data(b"")
     assert [type(e) for e in events] == [ProtocolViolation, Closed]
     assert events[-1].code == 1006 and client.state is CLOSED
+
+
+# --------------------------------------------------------------------------- stream_messages edges
+
+
+def test_streamed_fragments_keep_their_place_around_control_frames() -> None:
+    """RFC 6455 section 5.4: control frames MAY be injected in the middle of a fragmented message. Streamed,
+    each piece comes out where it was, between the Pings, and each Ping is answered with its own payload."""
+    conn = Connection.established("server", stream_messages=True)
+    events = conn.receive_data(
+        client_frame(2, b"a", fin=False)
+        + client_frame(9, b"p1")
+        + client_frame(0, b"b", fin=False)
+        + client_frame(9, b"p2")
+        + client_frame(0, b"c")
+    )
+    assert events == [
+        BinaryFragment(b"a", False),
+        Ping(b"p1"),
+        BinaryFragment(b"b", False),
+        Ping(b"p2"),
+        BinaryFragment(b"c", True),
+    ]
+    assert [(f.opcode, f.payload) for f in frames_out(conn)] == [(10, b"p1"), (10, b"p2")]
+
+
+def test_a_streamed_fragment_before_a_protocol_error_is_delivered_first() -> None:
+    """What the peer sent correctly is never lost: the piece read before the bad frame comes out, then the
+    violation (RFC 6455 section 5.4: a new data frame inside a fragmented message) and a 1002 Close."""
+    conn = Connection.established("server", stream_messages=True)
+    assert conn.fragment_size is None
+    events = conn.receive_data(client_frame(1, "d\u00e9".encode(), fin=False) + client_frame(1, b"x"))
+    assert events[0] == TextFragment("d\u00e9", False)
+    assert type(events[1]) is ProtocolViolation and events[1].code == 1002
+    close = frames_out(conn)[-1]
+    assert close.opcode == 8 and int.from_bytes(close.payload[:2], "big") == 1002
