@@ -581,6 +581,9 @@ class FrameQueue:
     :meth:`data_to_send_buffers`).
     """
 
+    # Slots, as the compiled class's fields: ``Connection`` keeps all its state in slots too.
+    __slots__ = ("_fast_send", "_out")
+
     def __init__(self) -> None:
         self._out: list[bytes] = []
         self._fast_send = 0

@@ -153,22 +153,48 @@ class Connection(FrameQueue):
     checked as it is inflated, frame by frame).
     """
 
-    # State that most connections never use lives here as class-level defaults, so that it takes an instance
-    # slot only once set: CPython keeps ``self.x`` loads specialized while an instance has at most 29
-    # attributes (see tests/test_connection_send.py), and the hot paths read many of them.
-    #: Automatic Pongs while the transport is full: only the latest Ping's is kept (see hold_pongs).
-    _holding_pongs: bool = False
-    _held_pong: bytes | None = None
-    _pings_held: int = 0
-    #: The incremental decoder of a text message streamed in fragments.
-    _text_decoder: Any = None
-    #: With ``defer_errors``: the peer's protocol violation held until :meth:`fail_pending`, else None.
-    #: While it is set the I/O layer should stop reading: nothing the peer sent after the bad frame counts.
-    #: Read it; the Connection sets it. (A plain attribute, not a property: the I/O layers read it on
-    #: every read, and a property is a Python call.)
-    pending_error: ProtocolError | None = None
-    #: A message being sent with send_fragment() is compressed.
-    _send_compressed: bool = False
+    # Slots, not an instance dict, for every attribute (``_out`` and ``_fast_send`` are FrameQueue's). The
+    # kernels' FrameQueue allocates the instance, and CPython 3.11 then never gives it the shared-key
+    # "inline values" its attribute loads are specialised on: with a dict, every ``self.x`` of the hot
+    # paths was the generic lookup (``dis.dis(Connection.receive_data, adaptive=True)`` showed all of them
+    # unspecialised). A slot is a direct load on both backends. ``__dict__`` stays, for subclasses' and
+    # applications' own attributes; tests/test_connection_send.py fails if an attribute is missing here.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_close_received",
+        "_decoder",
+        "_deflate",
+        "_frag",
+        "_fragment_size",
+        "_handshake",
+        "_held_pong",
+        "_holding_pongs",
+        "_inflate",
+        "_is_client",
+        "_msg_buf",
+        "_msg_compressed",
+        "_msg_opcode",
+        "_msg_size",
+        "_peeked",
+        "_pings_held",
+        "_send_compressed",
+        "_send_opcode",
+        "_text_decoder",
+        "_utf8",
+        "close_code",
+        "close_reason",
+        "close_sent",
+        "defer_errors",
+        "extensions",
+        "max_message_size",
+        "pending_error",
+        "request",
+        "response",
+        "state",
+        "stream_messages",
+        "subprotocol",
+    )
 
     def __init__(
         self,
@@ -193,9 +219,6 @@ class Connection(FrameQueue):
             raise ValueError("max_message_size must be >= 0 or None")
         if fragment_size is not None and fragment_size < 1:
             raise ValueError("fragment_size must be >= 1 or None")
-        # At most 29 instance attributes: CPython (3.11-3.13) shares the keys of an instance dict, and so
-        # specializes every self.x into a direct load, only up to 30 keys; one more makes each attribute
-        # access of the hot paths a dictionary lookup (tests/test_connection_send.py holds us to it).
         self._is_client = role == "client"
         self.max_message_size = max_message_size
         # Which one-step send path applies (see _update_fast_send); decided when the connection opens.
@@ -227,6 +250,17 @@ class Connection(FrameQueue):
         self._msg_compressed = False
         self._utf8 = Utf8Validator()
         self._peeked = 0  # bytes of the text frame in progress already fed to _utf8 (checked as they came)
+        self._text_decoder: Any = None  # the incremental decoder of a text message streamed in fragments
+        self._send_compressed = False  # a message being sent with send_fragment() is compressed
+        # Automatic Pongs while the transport is full: only the latest Ping's is kept (see hold_pongs).
+        self._holding_pongs = False
+        self._held_pong: bytes | None = None
+        self._pings_held = 0
+        #: With ``defer_errors``: the peer's protocol violation held until :meth:`fail_pending`, else None.
+        #: While it is set the I/O layer should stop reading: nothing the peer sent after the bad frame
+        #: counts. Read it; the Connection sets it. (A plain attribute, not a property: the I/O layers read
+        #: it on every read, and a property is a Python call.)
+        self.pending_error: ProtocolError | None = None
 
         if extensions is None:
             extensions = [ClientPerMessageDeflate()] if self._is_client else [ServerPerMessageDeflate()]
