@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--inflight", default="1,64")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--json", metavar="FILE", help="also write the rates (messages/s) as JSON")
     args = parser.parse_args()
     if args.serve:
         run_server(args.serve, args.port)
@@ -132,6 +133,9 @@ def main() -> None:
     ours = measure("wscodec", message, inflights, args.warmup, args.duration)
     theirs = measure("websockets", message, inflights, args.warmup, args.duration)
     print("  ratio wscodec/websockets: " + ", ".join(f"{n} in flight {ours[n] / theirs[n]:.2f}x" for n in inflights))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"size": len(message), "wscodec": ours, "websockets": theirs}, fh, indent=1)
 
 
 if __name__ == "__main__":

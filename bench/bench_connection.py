@@ -15,6 +15,7 @@ wsproto on the compiled backend, send >= 3x websockets.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -168,8 +169,10 @@ def _wsproto_send(text: str) -> Callable[[], int]:
     return run
 
 
-def _send_vs_encode(seconds: float) -> None:
-    """``send_binary`` + drain against ``encode_frame`` alone (the issue's 1.3x budget), per call, interleaved."""
+def _send_vs_encode(seconds: float) -> dict[str, dict[str, float]]:
+    """``send_binary`` + drain against ``encode_frame`` alone (the issue's 1.3x budget), per call, interleaved.
+
+    Returns ``{"SIZE/ROLE": {"encode": ns, "send": ns}}`` (send: the cheaper of the two drains)."""
     import timeit
 
     from wscodec import encode_frame
@@ -179,6 +182,7 @@ def _send_vs_encode(seconds: float) -> None:
     client = Connection.established("client", max_message_size=None)
     print("\nsend_binary + drain vs encode_frame alone (ns per message, best of interleaved repeats)")
     print(f"{'payload':>8} {'role':<7} {'encode_frame':>13} {'+data_to_send':>14} {'+..._buffers':>13} {'ratio':>6}")
+    found: dict[str, dict[str, float]] = {}
     for size in (16, 1024, 65536):
         data = bytes(size)
         number = 20_000 if size < 65536 else 500
@@ -201,6 +205,8 @@ def _send_vs_encode(seconds: float) -> None:
         for role in ("server", "client"):
             enc, send, bufs = best[f"encode {role}"], best[f"send {role}"], best[f"buffers {role}"]
             print(f"{size:>7}B {role:<7} {enc:>13.0f} {send:>14.0f} {bufs:>13.0f} {min(send, bufs) / enc:>6.2f}")
+            found[f"{size}/{role}"] = {"encode": enc, "send": min(send, bufs)}
+    return found
 
 
 # --------------------------------------------------------------------------- side by side with picows
@@ -234,7 +240,9 @@ class _PicowsSink:
         return False
 
 
-def _picows_side_by_side(seconds: float) -> None:
+def _picows_side_by_side(seconds: float) -> dict[str, dict[str, dict[str, float]]]:
+    """Send and receive beside picows. Returns ``{"send": {"SIZE/ROLE": {"picows": ns, "ours": ns}},
+    "receive": {"SIZE/KIND": {"picows": msgs/s, "ours": msgs/s}}}`` (empty without picows)."""
     import asyncio
     import logging
     import socket
@@ -245,13 +253,14 @@ def _picows_side_by_side(seconds: float) -> None:
         from picows.picows import WSProtocol  # type: ignore[import-not-found]
     except ImportError:
         print("\npicows is not installed (pip install 'wscodec[bench]'): its side-by-side rows are skipped")
-        return
+        return {}
     from wscodec import encode_frame
     from wscodec.connection import Connection
 
     listener_sock = socket.create_server(("127.0.0.1", 0))
     sock = socket.create_connection(listener_sock.getsockname())
     logger = logging.getLogger("bench.picows")
+    found: dict[str, dict[str, dict[str, float]]] = {"send": {}, "receive": {}}
 
     async def measure() -> None:
         loop = asyncio.get_running_loop()
@@ -278,6 +287,7 @@ def _picows_side_by_side(seconds: float) -> None:
                     rounds += 1
                 ratio = best["picows"] / best["ours"]
                 print(f"{size:>7}B {role:<7} {best['picows']:>10.0f} {best['ours']:>8.0f} {ratio:>6.2f}")
+                found["send"][f"{size}/{role}"] = best
 
         print("\nreceive: 16 MiB of masked client frames in 64 KiB chunks, messages/s (ratio: ours / picows)")
         print(f"{'payload':>8} {'kind':<7} {'picows':>12} {'ours':>12} {'ratio':>6}")
@@ -346,18 +356,21 @@ def _picows_side_by_side(seconds: float) -> None:
                     rounds += 1
                 ratio = rates["ours"] / rates["picows"]
                 print(f"{size:>7}B {kind:<7} {rates['picows']:>12,.0f} {rates['ours']:>12,.0f} {ratio:>6.2f}")
+                found["receive"][f"{size}/{kind}"] = rates
 
     try:
         asyncio.run(measure())
     finally:
         sock.close()
         listener_sock.close()
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
     parser.add_argument("--live-only", action="store_true", help="skip the pure-Python rerun")
+    parser.add_argument("--json", metavar="FILE", help="also write the send and picows measurements as JSON")
     args = parser.parse_args(argv)
     import wscodec
 
@@ -404,8 +417,11 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "PASS" if ok else "FAIL (target 3x)"
         print(f"{size:>7}B {ours:<20} {rate:>12,.0f} {r_ws:>13.2f}x {r_wp:>10.2f}x  {verdict}")
 
-    _send_vs_encode(seconds)
-    _picows_side_by_side(seconds)
+    found: dict[str, object] = {"backend": wscodec.BACKEND, "send_vs_encode": _send_vs_encode(seconds)}
+    found["picows"] = _picows_side_by_side(seconds)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(found, fh, indent=1)
 
     if compiled and not args.live_only:
         print("\n--- the same with the pure-Python backend (WSCODEC_PURE_PYTHON=1) ---", flush=True)

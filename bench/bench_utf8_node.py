@@ -84,6 +84,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--node", default="node")
+    parser.add_argument("--json", metavar="FILE", help="also write the results (ns per call) as JSON")
     args = parser.parse_args()
     node = shutil.which(args.node)
     if node is None:
@@ -131,6 +132,9 @@ def main() -> int:
             f"{label:18s} {cell['node']:10.0f} {cell['ours']:10.0f} {cell['feed']:10.0f} "
             f"{cell['node'] / cell['ours']:10.2f} {cell['node'] / cell['feed']:10.2f}"
         )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"backend": BACKEND, "utf8_impl": UTF8_IMPL, "node": version, "ns": results}, fh, indent=1)
     return 0
 
 

@@ -1,0 +1,111 @@
+"""``bench/speed_table.py``: the one-command speed table reads each benchmark's JSON into rows with the right
+ratio (wscodec / the fastest peer of the same run), target and verdict; and the send benchmark it runs
+returns the numbers it prints."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    if not (BENCH / f"{name}.py").is_file():
+        pytest.skip("bench/ is not beside the tests (an installed copy of the tests)")
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(server: str, inflight: int, size: int, rate: float) -> dict[str, Any]:
+    return {
+        "server": server, "inflight": inflight, "size": size, "rate": rate, "rate_min": rate * 0.9,
+        "rate_max": rate * 1.1, "p50_us": 1e6 / rate, "p99_us": 2e6 / rate,
+    }  # fmt: skip
+
+
+def test_echo_rows_compare_each_style_with_the_fastest_peer_and_apply_the_targets() -> None:
+    table = _load("speed_table")
+    echo = {
+        "cells": [
+            _cell("wscodec@uvloop", 1, 16, 18_000),
+            _cell("wscodec-nowait", 1, 16, 20_000),
+            _cell("wscodec-nowait@uvloop", 1, 16, 26_000),
+            _cell("picows@uvloop", 1, 16, 24_000),
+            _cell("websockets", 1, 16, 12_000),
+            _cell("floor", 1, 16, 30_000),
+            _cell("wscodec@uvloop", 64, 16, 110_000),
+            _cell("picows", 64, 16, 100_000),
+            _cell("wscodec@uvloop", 8, 65536, 20_000),
+            _cell("picows@uvloop", 8, 65536, 40_000),
+        ]
+    }
+    rows = {r.cell: r for r in table.echo_rows(echo)}
+    lone = rows["echo, 1 in flight, 16 B, onmessage + send_nowait"]
+    assert lone.ratio == pytest.approx(26_000 / 24_000)  # our best loop against the fastest peer, not the floor
+    assert (lone.target, lone.verdict) == (1.0, "met")
+    assert "wscodec-nowait@uvloop" in lone.detail and "picows@uvloop" in lone.detail
+    assert f"{26_000 / 30_000:.2f} of the C echo floor" in lone.detail
+    slow = rows["echo, 1 in flight, 16 B, async for"]
+    assert slow.ratio == pytest.approx(0.75) and slow.verdict == "NOT MET"
+    many = rows["echo, 64 in flight, 16 B, async for"]
+    assert many.ratio == pytest.approx(1.1) and many.target == 1.2 and many.verdict == "NOT MET"
+    big = rows["echo, 8 in flight, 64 KiB, async for"]
+    assert big.target is None and big.verdict == "measured" and big.ratio == pytest.approx(0.5)
+    assert "echo, 64 in flight, 16 B, onmessage + send_nowait" not in rows  # that style was not run there
+
+
+def test_send_receive_utf8_and_deflate_rows() -> None:
+    table = _load("speed_table")
+    results = {
+        "connection": {
+            "send_vs_encode": {"16/server": {"encode": 70.0, "send": 98.0}},
+            "picows": {
+                "send": {
+                    "16/server": {"picows": 155.0, "ours": 132.0},
+                    "16/client": {"picows": 150.0, "ours": 200.0},
+                },
+                "receive": {"16/text": {"picows": 4e6, "ours": 6e6}},
+            },
+        },
+        "utf8": {"ns": {"chinese 4 KiB": {"node": 340.0, "ours": 310.0, "feed": 400.0}}},
+        "deflate": {"wscodec": {"1": 4600.0}, "websockets": {"1": 2300.0}},
+    }
+    rows = {r.cell: r for r in table.table(results)}
+    send = rows["send one frame, 16 B (send_binary + data_to_send)"]
+    assert send.ratio == pytest.approx(155 / 132) and send.verdict == "met"
+    masked = rows["send one masked frame, 16 B (a pooled mask key)"]
+    assert masked.ratio == pytest.approx(0.75) and masked.verdict == "NOT MET"
+    assert rows["send one frame, 64 KiB"].verdict == "not measured"
+    around = rows["send_binary + drain within 1.3x encode_frame, 16 B"]
+    assert around.verdict == "NOT MET" and "1.40x" in around.detail  # 98 / 70
+    assert rows["receive_data, 16 B text"].ratio == pytest.approx(1.5)
+    assert rows["receive_data, 16 B binary"].verdict == "not measured"
+    utf8 = rows["validate_utf8 and feed, chinese 4 KiB"]
+    assert utf8.ratio == pytest.approx(340 / 400)  # the slower of the one-shot and the incremental validator
+    assert rows["compressed echo, 16 KiB JSON, 1 in flight"].ratio == pytest.approx(2.0)
+    text = table.format_table(list(rows.values()))
+    assert "NOT MET" in text and "1.17" in text and text.count("\n") == len(rows)
+
+
+def test_nothing_run_says_so_rather_than_blaming_picows() -> None:
+    table = _load("speed_table")
+    rows = table.connection_rows({})
+    assert rows and all(r.verdict == "not measured" and r.detail == "not run" for r in rows)
+
+
+def test_the_send_benchmark_returns_what_it_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    found = _load("bench_connection")._send_vs_encode(0.0)
+    assert set(found) == {f"{size}/{role}" for size in (16, 1024, 65536) for role in ("server", "client")}
+    for cell in found.values():
+        assert 0 < cell["encode"] < 1e6 and 0 < cell["send"] < 1e6
+    assert "send_binary + drain vs encode_frame" in capsys.readouterr().out
