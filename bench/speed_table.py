@@ -15,7 +15,7 @@ they run.
 * UTF-8: ``bench_utf8_node.py`` (Node's simdutf-based ``buffer.isUtf8`` on the same bytes);
 * deflate: ``bench_compressed_echo.py`` (a 16 KiB JSON message, against websockets; picows has no deflate).
 
-On this project's 2-core machine the full run takes about 15 minutes, ``--quick`` about 5.
+On this project's 2-core machine the full run takes about 10 minutes, ``--quick`` under 3.
 """
 
 from __future__ import annotations
