@@ -39,6 +39,8 @@ ECHO_SERVERS = [
     for loop in ("", "@uvloop")
 ]
 OURS = {"wscodec": "async for", "wscodec-nowait": "onmessage + send_nowait"}
+#: The benchmarks run, each writing ``NAME.json``.
+BENCHMARKS = ("echo", "connection", "utf8", "deflate")
 
 
 @dataclass
@@ -197,9 +199,10 @@ def _run(command: list[str], timeout: float) -> None:
 
 
 def run_all(directory: str, quick: bool) -> dict[str, dict[str, Any]]:
-    """Run each benchmark with ``--json`` into ``directory``; return what each wrote."""
+    """Run each benchmark with ``--json`` into ``directory``; return what each wrote (see its output above
+    for one that wrote nothing)."""
     py = sys.executable
-    files = {name: os.path.join(directory, name + ".json") for name in ("echo", "connection", "utf8", "deflate")}
+    files = {name: os.path.join(directory, name + ".json") for name in BENCHMARKS}
     echo = [py, os.path.join(HERE, "bench_echo.py"), "--servers", ",".join(ECHO_SERVERS)]
     echo += ["--inflight", "1,8,64", "--sizes", "16,1024,65536", "--json", files["echo"]]
     echo += ["--duration", "0.5", "--warmup", "0.2", "--repeat", "1"] if quick else ["--duration", "1", "--repeat", "3"]
@@ -210,13 +213,19 @@ def run_all(directory: str, quick: bool) -> dict[str, dict[str, Any]]:
          + (["--rounds", "2"] if quick else []), 1800)  # fmt: skip
     _run([py, os.path.join(HERE, "bench_compressed_echo.py"), "--json", files["deflate"]]
          + (["--duration", "1"] if quick else []), 1800)  # fmt: skip
+    return load_results(directory)
+
+
+def load_results(directory: str) -> dict[str, dict[str, Any]]:
+    """What each benchmark wrote to ``directory`` (one that wrote nothing is said so, and left out)."""
     results = {}
-    for name, path in files.items():
+    for name in BENCHMARKS:
+        path = os.path.join(directory, name + ".json")
         if os.path.exists(path):
             with open(path) as fh:
                 results[name] = json.load(fh)
         else:
-            print(f"{name}: no results (see its output above)")
+            print(f"{name}: no results in {directory}")
     return results
 
 
@@ -228,12 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.source:
-        results = {}
-        for name in ("echo", "connection", "utf8", "deflate"):
-            path = os.path.join(args.source, name + ".json")
-            if os.path.exists(path):
-                with open(path) as fh:
-                    results[name] = json.load(fh)
+        results = load_results(args.source)
     elif args.keep:
         os.makedirs(args.keep, exist_ok=True)
         results = run_all(args.keep, args.quick)
