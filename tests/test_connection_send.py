@@ -7,6 +7,7 @@ whichever of ``data_to_send`` and ``data_to_send_buffers`` hands them out.
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -60,6 +61,24 @@ def test_data_to_send_joins_what_was_queued_without_copy() -> None:
     data = conn.data_to_send()
     assert data == encode_frame(1, b"a") + encode_frame(2, big) + encode_frame(2, b"b")
     assert conn.bytes_to_send == 0
+
+
+def test_draining_one_frame_hands_over_the_queue_s_reference_and_the_queue_keeps_working() -> None:
+    # The compiled data_to_send takes a lone frame out without shrinking the list (no realloc per
+    # message): the frame must then be the caller's alone, and the queue still whole for the next frames.
+    conn = Connection.established("server", max_message_size=None)
+    for i in range(3):
+        conn.send_binary(bytes([i]) * 20)
+        frame = conn.data_to_send()
+        assert frame == encode_frame(2, bytes([i]) * 20)
+        assert sys.getrefcount(frame) == 2  # this name and getrefcount's argument: no one else holds it
+        assert conn.data_to_send() == b""
+        assert conn.bytes_to_send == 0
+    conn.send_text("a")
+    conn.send_text("b")
+    assert conn.data_to_send_buffers() == [encode_frame(1, b"a"), encode_frame(1, b"b")]
+    conn.send_text("c")
+    assert conn.data_to_send() == encode_frame(1, b"c")
 
 
 def test_small_messages_stay_one_buffer_each() -> None:

@@ -59,6 +59,21 @@ cdef extern from *:
     """
     object ws_new_record(object type, object slot, object value, object final_slot)
 
+cdef extern from *:
+    """
+    /* The last item of a non-empty list, taken out without shrinking the list's storage. list.pop() of
+       the only item hands the storage back to the allocator, and the next append asks for it again: two
+       realloc calls per message on a connection that sends one frame per drain. The list's reference
+       becomes the caller's; the slot past the new size is not the list's any more. */
+    static PyObject *ws_list_take_last(PyObject *list) {
+        Py_ssize_t n = PyList_GET_SIZE(list) - 1;
+        PyObject *item = PyList_GET_ITEM(list, n);
+        Py_SET_SIZE(list, n);
+        return item;
+    }
+    """
+    object ws_list_take_last(list items)
+
 cdef extern from "_speedups_impl.h" nogil:
     void ws_init_cpu()
     uint32_t ws_load_key(const unsigned char *k)
@@ -1120,7 +1135,7 @@ cdef class FrameQueue:
         cdef list out = self._out
         cdef Py_ssize_t n = PyList_GET_SIZE(out)
         if n == 1:
-            return out.pop()
+            return ws_list_take_last(out)
         if n == 0:
             return b""
         data = b"".join(out)
