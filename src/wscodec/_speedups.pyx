@@ -893,7 +893,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         before it; like any violation, it leaves the decoder failed.
         """
         cdef list items
-        cdef list out = []
+        cdef list out
         cdef Py_ssize_t left = 0
         cdef bint inside = True if in_message else False
         cdef object error = None
@@ -933,6 +933,14 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             error = exc
         finally:
             self._records = False
+        if error is None:
+            # The common read, whole small messages only, is already the answer: no second list.
+            for item in items:
+                if type(item) is Frame:
+                    break
+            else:
+                return items, 0
+        out = []
         for item in items:
             if type(item) is not Frame:
                 out.append(item)
