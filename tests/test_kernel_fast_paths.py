@@ -7,6 +7,8 @@ what came before. ``FrameQueue``'s one-step sends must put on the wire what ``en
 
 from __future__ import annotations
 
+import gc
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -126,6 +128,46 @@ def test_fragment_records_are_final(kernels: ModuleType) -> None:
     stream = kernels.encode_frame(1, b"t", mask=KEY) + kernels.encode_frame(2, b"b" * 300, mask=KEY)
     items, left = kernels.FrameDecoder("server").feed_messages(stream, False, TextFragment, BinaryFragment)
     assert items == [TextFragment("t", True), BinaryFragment(b"b" * 300, True)] and left == 0
+
+
+class TextWithDict:  # an instance dict too: anything may be attached to it later
+    __slots__ = ("__dict__", "data")
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class BinaryWithWeakref:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryWithMore:
+    data: bytes
+    extra: object = None
+
+
+def test_records_that_cannot_reach_a_cycle_leave_the_garbage_collector(kernels: ModuleType) -> None:
+    """The compiled backend untracks a record whose type holds nothing but the slots it sets (a str or
+    bytes, and True): a read of thousands of small messages would otherwise set off a collection every 700
+    records, walking the list being built. The pure backend cannot untrack; the records are equal either way.
+    Types that could later hold more (an instance dict, a weakref list, another slot) stay tracked."""
+    from wscodec.events import BinaryFragment, TextFragment, TextMessage
+
+    stream = kernels.encode_frame(1, b"t", mask=KEY) + kernels.encode_frame(2, b"b" * 300, mask=KEY)
+    compiled = kernels.__name__.endswith("_speedups")
+    for text_type, binary_type in ((TextMessage, Binary), (TextFragment, BinaryFragment)):
+        items, _ = kernels.FrameDecoder("server").feed_messages(stream, False, text_type, binary_type)
+        assert [gc.is_tracked(item) for item in items] == [not compiled, not compiled]
+        assert items[1].data == b"b" * 300
+    for binary_type in (BinaryWithWeakref, BinaryWithMore):
+        items, _ = kernels.FrameDecoder("server").feed_messages(stream, False, TextWithDict, binary_type)
+        assert [gc.is_tracked(item) for item in items] == [True, True]
+        assert items[0].data == "t" and items[1].data == b"b" * 300
+    # an untracked record is still freed like any other: its payload loses the record's reference
+    items, _ = kernels.FrameDecoder("server").feed_messages(stream, False, Text, Binary)
+    payload = items[1].data
+    held = sys.getrefcount(payload)
+    del items
+    assert sys.getrefcount(payload) == held - 1
 
 
 @pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf", b"ab\xf4\x90\x80\x80"])
