@@ -8,6 +8,7 @@ what came before. ``FrameQueue``'s one-step sends must put on the wire what ``en
 from __future__ import annotations
 
 import gc
+import itertools
 import sys
 from dataclasses import dataclass
 from types import ModuleType
@@ -329,3 +330,75 @@ def test_surrogates_in_text_raise_like_str_encode(kernels: ModuleType) -> None:
     with pytest.raises(UnicodeEncodeError):
         queue.send_text("\ud800")
     assert queue.data_to_send() == b""
+
+
+# ---- a read that completes the frame held from the previous read ----
+
+
+def _records_trace(kernels: ModuleType, chunks: list[bytes]) -> list:
+    """feed_messages chunk by chunk as the Connection calls it (merging continuations), comparable."""
+    decoder = kernels.FrameDecoder("server", None, merge_continuations=True)
+    out: list = []
+    inside = False
+    for chunk in chunks:
+        items, _ = decoder.feed_messages(chunk, inside, Text, Binary)
+        out.append(as_comparable(items))
+        for item in items:
+            if isinstance(item, kernels.Frame) and item.opcode in (0, 1, 2):
+                inside = not item.fin
+    return out
+
+
+WHOLE = b"\x81\xfe\x01\x2c" + KEY  # the header of a 300-byte masked text frame: complete at cut 8
+
+
+@pytest.mark.parametrize("cut", [3, 7, 8, 40, 299, 308 + 5, 308 + 8])
+def test_a_frame_completed_from_the_store_then_the_rest_of_the_read(pure: ModuleType, compiled: ModuleType, cut: int):
+    """The compiled decoder copies only the missing bytes of a held frame and parses the rest of the read
+    where it is: the records and frames must be those of the pure twin, which joins the whole read to what
+    it holds. The held frame is a whole message (a record) or the first frame of a fragmented message; the
+    continuations after it in the read merge into that first frame (never into a record)."""
+    whole = pure.encode_frame(1, "é".encode() * 150, mask=KEY)
+    assert whole.startswith(WHOLE) and len(whole) == 308
+    first = pure.encode_frame(2, b"a" * 10, fin=False, mask=KEY)
+    more = pure.encode_frame(0, b"b" * 5, fin=False, mask=KEY) + pure.encode_frame(0, b"c", mask=KEY)
+    tail = pure.encode_frame(2, b"x" * 200, mask=KEY)
+    stream = whole + first + more + tail
+    end = len(whole) + len(first) + len(more)
+    chunks = [stream[:cut], stream[cut:end], stream[end:-50], stream[-50:]]
+    assert _records_trace(compiled, chunks) == _records_trace(pure, chunks)
+    flat = [item for step in _records_trace(compiled, chunks) for item in step]
+    assert flat[0] == Text("é" * 150) and flat[-1] == Binary(b"x" * 200)
+    assert Binary(b"a" * 10 + b"b" * 5 + b"c") in flat  # merged, then whole: a record
+
+
+def test_invalid_utf8_in_a_frame_completed_from_the_store(kernels: ModuleType) -> None:
+    """1007 from the frame the store completes: what came before is kept, the decoder stays failed, and the
+    read's buffer is released (a bytearray still held would refuse to resize)."""
+    good = kernels.encode_frame(2, b"ok", mask=KEY)
+    bad = kernels.encode_frame(1, b"ab\xff" * 20, mask=KEY)
+    decoder = kernels.FrameDecoder("server", None, merge_continuations=True)
+    items, _ = decoder.feed_messages(good + bad[:10], False, Text, Binary)
+    assert items == [Binary(b"ok")]
+    rest = bytearray(bad[10:] + good)
+    with pytest.raises(ProtocolError) as info:
+        decoder.feed_messages(rest, False, Text, Binary)
+    assert info.value.close_code == 1007 and info.value.frames == []
+    rest.extend(b"more")  # BufferError if the decoder kept the buffer exported
+    with pytest.raises(ProtocolError):
+        decoder.feed_messages(good, False, Text, Binary)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.sampled_from([0, 1, 5, 125, 126, 300, 5000, 70000]), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=1, max_value=200_000), max_size=6),
+)
+def test_reads_cut_anywhere_give_the_same_records_on_both_backends(pure: ModuleType, compiled: ModuleType, sizes, cuts):
+    stream = b"".join(
+        pure.encode_frame(1 + i % 2, (b"z" * size) if i % 2 else ("\u00e9" * (size // 2)).encode(), mask=KEY)
+        for i, size in enumerate(sizes)
+    )
+    points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    chunks = [stream[a:b] for a, b in itertools.pairwise(points)]
+    assert _records_trace(compiled, chunks) == _records_trace(pure, chunks)

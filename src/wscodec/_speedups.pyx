@@ -688,10 +688,12 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         cdef Frame target = None  # with _merge: the unfinished data frame continuations merge into
         cdef bytearray merged = None  # its payload so far, once something merged into it
         cdef bint merge = self._merge
-        if merge and PyList_GET_SIZE(frames):  # a large frame completed just before may be continued
-            frame = <Frame>frames[PyList_GET_SIZE(frames) - 1]
-            if frame.fin is False and <long>frame.opcode < 8:
-                target = frame
+        if merge and PyList_GET_SIZE(frames):  # a frame completed just before may be continued
+            last = frames[PyList_GET_SIZE(frames) - 1]
+            if type(last) is Frame:  # (not a message record of feed_messages)
+                frame = <Frame>last
+                if frame.fin is False and <long>frame.opcode < 8:
+                    target = frame
         self._stop_header = 0
         try:
             while end - pos >= 2:
@@ -846,10 +848,27 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         """
         return self._feed(data)
 
+    cdef int _complete_stored(self, const unsigned char *p, Py_ssize_t need, list frames) except -1:
+        """Append p[0:need] to the store, which then holds exactly one whole frame, and decode it into
+        ``frames``. The store keeps its bytes until the caller is done with data (see _feed)."""
+        cdef bytearray store = self._buffer
+        cdef Py_ssize_t have = PyByteArray_GET_SIZE(store)
+        cdef Py_buffer sbuf
+        PyByteArray_Resize(store, have + need)
+        memcpy(PyByteArray_AS_STRING(store) + have, p, <size_t>need)
+        PyObject_GetBuffer(store, &sbuf, PyBUF_SIMPLE)  # pins the bytearray's size while parsing
+        try:
+            self._parse(<const unsigned char *>sbuf.buf, sbuf.len, frames)
+        finally:
+            PyBuffer_Release(&sbuf)
+        return 0
+
     cdef list _feed(self, data):
         cdef Py_buffer buf
         cdef bint have_buf = False
-        cdef Py_ssize_t consumed, n, skip = 0
+        cdef Py_ssize_t consumed, n, skip = 0, header
+        cdef uint64_t length
+        cdef bint completing = False
         cdef bytearray store = self._buffer
         cdef list frames = []
         if self._error is not None:
@@ -858,6 +877,20 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) == 0:
                 have_buf = True
             else:
+                PyErr_Clear()
+        else:
+            header = self._partial(&length)
+            if header >= 0 and PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) == 0:
+                # The store holds the start of one frame whose header has arrived: when data completes it,
+                # only the missing bytes join the store, and the rest of data is parsed where it is, not
+                # copied (a read ending inside a frame would otherwise copy all of the next read).
+                skip = <Py_ssize_t>(<uint64_t>header + length) - PyByteArray_GET_SIZE(store)
+                if buf.len >= skip:
+                    have_buf = completing = True
+                else:
+                    PyBuffer_Release(&buf)
+                    skip = 0
+            elif header >= 0:
                 PyErr_Clear()
         if self._payload is not None:  # (then the store is empty)
             if not have_buf:
@@ -871,6 +904,8 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             PyObject_GetBuffer(store, &buf, PyBUF_SIMPLE)  # pins the bytearray's size while parsing
         n = buf.len
         try:
+            if completing:
+                self._complete_stored(<const unsigned char *>buf.buf, skip, frames)
             consumed = self._parse(<const unsigned char *>buf.buf + skip, n - skip, frames) + skip
         except ProtocolError as exc:
             PyBuffer_Release(&buf)
@@ -881,7 +916,9 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         except BaseException:
             PyBuffer_Release(&buf)
             if have_buf:
-                store += data[skip:]  # keep what the pure twin keeps: everything fed, nothing consumed
+                # keep what the pure twin keeps: everything fed, nothing consumed (the store still holds the
+                # frame _complete_stored completed, and data[:skip] with it)
+                store += data[skip:]
             raise
         if consumed < n and self._start_payload(<const unsigned char *>buf.buf + consumed, n - consumed):
             consumed = n
@@ -890,6 +927,8 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                 if consumed < n:
                     PyByteArray_Resize(store, n - consumed)
                     memcpy(PyByteArray_AS_STRING(store), <const char *>buf.buf + consumed, n - consumed)
+                elif PyByteArray_GET_SIZE(store):  # the frame completed from the store
+                    del store[:]
             finally:
                 PyBuffer_Release(&buf)
         else:
