@@ -402,3 +402,18 @@ def test_reads_cut_anywhere_give_the_same_records_on_both_backends(pure: ModuleT
     points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
     chunks = [stream[a:b] for a, b in itertools.pairwise(points)]
     assert _records_trace(compiled, chunks) == _records_trace(pure, chunks)
+
+
+@pytest.mark.parametrize("bits", [16, 63])
+def test_a_held_frame_longer_than_any_read_stays_held(pure: ModuleType, compiled: ModuleType, bits: int) -> None:
+    """A held frame whose declared length is far beyond the next read (up to 2**63 - 1 without a limit):
+    what it lacks must not be computed so that it wraps around; the read joins the store as before."""
+    length = (1 << bits) - 1
+    head = (b"\x82\xfe" + length.to_bytes(2, "big")) if bits == 16 else (b"\x82\xff" + length.to_bytes(8, "big"))
+    for kernels in (pure, compiled):
+        decoder = kernels.FrameDecoder("server", None)
+        assert decoder.feed(head[:3]) == []
+        assert decoder.feed(head[3:] + KEY + b"abc") == []
+        assert decoder.feed(b"x" * 5000) == []
+        assert decoder.feed(bytearray(b"y" * 10)) == []
+        assert decoder.partial_header() == 0x82

@@ -884,12 +884,13 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                 # The store holds the start of one frame whose header has arrived: when data completes it,
                 # only the missing bytes join the store, and the rest of data is parsed where it is, not
                 # copied (a read ending inside a frame would otherwise copy all of the next read).
-                skip = <Py_ssize_t>(<uint64_t>header + length) - PyByteArray_GET_SIZE(store)
-                if buf.len >= skip:
+                # (in 64 bits: header + length fits, length < 2**63, and exceeds what the store holds)
+                length = <uint64_t>header + length - <uint64_t>PyByteArray_GET_SIZE(store)
+                if length <= <uint64_t>buf.len:
+                    skip = <Py_ssize_t>length
                     have_buf = completing = True
                 else:
                     PyBuffer_Release(&buf)
-                    skip = 0
             elif header >= 0:
                 PyErr_Clear()
         if self._payload is not None:  # (then the store is empty)
