@@ -366,8 +366,9 @@ def test_a_frame_completed_from_the_store_then_the_rest_of_the_read(pure: Module
     stream = whole + first + more + tail
     end = len(whole) + len(first) + len(more)
     chunks = [stream[:cut], stream[cut:end], stream[end:-50], stream[-50:]]
-    assert _records_trace(compiled, chunks) == _records_trace(pure, chunks)
-    flat = [item for step in _records_trace(compiled, chunks) for item in step]
+    trace = _records_trace(compiled, chunks)
+    assert trace == _records_trace(pure, chunks)
+    flat = [item for step in trace for item in step]
     assert flat[0] == Text("é" * 150) and flat[-1] == Binary(b"x" * 200)
     assert Binary(b"a" * 10 + b"b" * 5 + b"c") in flat  # merged, then whole: a record
 

@@ -867,7 +867,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         cdef Py_buffer buf
         cdef bint have_buf = False
         cdef Py_ssize_t consumed, n, skip = 0, header
-        cdef uint64_t length
+        cdef uint64_t length, need
         cdef bint completing = False
         cdef bytearray store = self._buffer
         cdef list frames = []
@@ -879,20 +879,21 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             else:
                 PyErr_Clear()
         else:
+            # The store holds the start of one frame. Once its header has arrived, a read that completes it
+            # adds only the missing bytes to the store, and the rest of the read is parsed where it is, not
+            # copied (a read ending inside a frame would otherwise copy all of the next read).
             header = self._partial(&length)
-            if header >= 0 and PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) == 0:
-                # The store holds the start of one frame whose header has arrived: when data completes it,
-                # only the missing bytes join the store, and the rest of data is parsed where it is, not
-                # copied (a read ending inside a frame would otherwise copy all of the next read).
-                # (in 64 bits: header + length fits, length < 2**63, and exceeds what the store holds)
-                length = <uint64_t>header + length - <uint64_t>PyByteArray_GET_SIZE(store)
-                if length <= <uint64_t>buf.len:
-                    skip = <Py_ssize_t>length
-                    have_buf = completing = True
+            if header >= 0:
+                if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) == 0:
+                    # (in 64 bits: header + length fits, length < 2**63, and exceeds what the store holds)
+                    need = <uint64_t>header + length - <uint64_t>PyByteArray_GET_SIZE(store)
+                    if need <= <uint64_t>buf.len:
+                        skip = <Py_ssize_t>need
+                        have_buf = completing = True
+                    else:
+                        PyBuffer_Release(&buf)
                 else:
-                    PyBuffer_Release(&buf)
-            elif header >= 0:
-                PyErr_Clear()
+                    PyErr_Clear()
         if self._payload is not None:  # (then the store is empty)
             if not have_buf:
                 bytearray().__iadd__(data)  # not a buffer: raise what the pure twin's ``buf += data`` raises
