@@ -122,17 +122,26 @@ def url(server: Server, path: str = "/") -> str:
 # --------------------------------------------------------------------------- proxies
 
 
-async def test_http_connect_proxy(server: Server, proxy_port: int) -> None:
-    async with connect(url(server), proxy=f"http://127.0.0.1:{proxy_port}") as ws:
+def on_transports(ws: WebSocket, transport: str) -> bool:
+    """Whether ``ws`` runs on the transports ``transport`` names (aiofastnet's, or the loop's own)."""
+    return type(ws.transport).__module__.startswith("aiofastnet") == (transport == "aiofastnet")
+
+
+@pytest.mark.parametrize("transport", ["loop", "aiofastnet"])
+async def test_http_connect_proxy(server: Server, proxy_port: int, transport: str) -> None:
+    async with connect(url(server), proxy=f"http://127.0.0.1:{proxy_port}", transport=transport) as ws:
+        assert on_transports(ws, transport)
         await ws.send("through the proxy")
         assert await ws.recv() == "through the proxy"
         # The server saw the proxy's address, not ours directly: same host here, but a different socket.
         assert ws.remote_address[1] == proxy_port
 
 
-async def test_socks5_proxy(server: Server, proxy_port: int) -> None:
+@pytest.mark.parametrize("transport", ["loop", "aiofastnet"])
+async def test_socks5_proxy(server: Server, proxy_port: int, transport: str) -> None:
     for scheme in ("socks5", "socks5h"):
-        async with connect(url(server), proxy=f"{scheme}://127.0.0.1:{proxy_port}") as ws:
+        async with connect(url(server), proxy=f"{scheme}://127.0.0.1:{proxy_port}", transport=transport) as ws:
+            assert on_transports(ws, transport)
             await ws.send(b"socks")
             assert await ws.recv() == b"socks"
             assert ws.remote_address[1] == proxy_port
@@ -489,7 +498,8 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return cert, key
 
 
-async def test_wss_through_http_and_https_proxies(tls_files: tuple[str, str], proxy_port: int) -> None:
+@pytest.mark.parametrize("transport", ["loop", "aiofastnet"])
+async def test_wss_through_http_and_https_proxies(tls_files: tuple[str, str], proxy_port: int, transport: str) -> None:
     import ssl
 
     cert, key = tls_files
@@ -499,12 +509,16 @@ async def test_wss_through_http_and_https_proxies(tls_files: tuple[str, str], pr
     async with serve(echo, "127.0.0.1", 0, ssl=server_context) as server:
         wss = f"wss://127.0.0.1:{server.port}/secure"
         # TLS to the server inside a CONNECT tunnel.
-        async with connect(wss, ssl=trusting, proxy=f"http://127.0.0.1:{proxy_port}") as ws:
+        async with connect(wss, ssl=trusting, proxy=f"http://127.0.0.1:{proxy_port}", transport=transport) as ws:
+            assert on_transports(ws, transport)
             assert ws.remote_address[1] == proxy_port
             await ws.send("secret via proxy")
             assert await ws.recv() == "secret via proxy"
         # TLS to the proxy itself, then TLS to the server inside it (TLS in TLS).
         with pproxy("http+ssl://127.0.0.1:PORT", "--ssl", f"{cert},{key}") as tls_proxy:
-            async with connect(wss, ssl=trusting, proxy=f"https://127.0.0.1:{tls_proxy}", proxy_ssl=trusting) as ws:
+            async with connect(
+                wss, ssl=trusting, proxy=f"https://127.0.0.1:{tls_proxy}", proxy_ssl=trusting, transport=transport
+            ) as ws:
+                assert on_transports(ws, transport)
                 await ws.send("secret via https proxy")
                 assert await ws.recv() == "secret via https proxy"

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from .transports import TRANSPORTS, resolve_transport
+
 __all__ = ["main"]
 
 _EOF_WAIT = 2.0  # seconds `connect` waits for replies after stdin ends
@@ -113,6 +115,7 @@ async def _serve(args: argparse.Namespace) -> int:
         ssl=tls,
         ping_interval=args.ping_interval or None,
         ping_timeout=args.ping_timeout or None,
+        transport=args.transport,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -124,7 +127,8 @@ async def _serve(args: argparse.Namespace) -> int:
     secure = "s" if tls is not None else ""
     print(f"listening on ws{secure}://{host}:{server.port}", flush=True)
     print(
-        f"{mode} server on {_loop_name()}; demo page at http{secure}://{host}:{server.port}/ (Ctrl-C to stop)",
+        f"{mode} server on {_loop_name()}{_transport_note(args.transport)}; "
+        f"demo page at http{secure}://{host}:{server.port}/ (Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
     )
@@ -203,6 +207,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             ping_interval=args.ping_interval or None,
             ping_timeout=args.ping_timeout or None,
             loop_factory=_loop_factory(args.loop),
+            transport=args.transport,
         )
     except (ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
@@ -654,6 +659,13 @@ def _parser() -> argparse.ArgumentParser:
         default="asyncio",
         help="event loop: asyncio's, uvloop (pip install 'wscodec[uvloop]'), or auto (uvloop when installed)",
     )
+    serve.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="loop",
+        help="asyncio transports: the event loop's own, aiofastnet's (pip install 'wscodec[aiofastnet]'), "
+        "or auto (aiofastnet when installed)",
+    )
     _add_verbosity(serve, "no access lines")
     # scale-out: worker processes on one port, and the bus that carries --chat across them
     serve.add_argument(
@@ -767,6 +779,11 @@ def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+def _transport_note(transport: str) -> str:
+    """How the banner names the transports: nothing for the loop's own."""
+    return ", aiofastnet transports" if resolve_transport(transport) == "aiofastnet" else ""
+
+
 def _loop_name() -> str:
     loop = asyncio.get_running_loop()
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
@@ -794,6 +811,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner = _serve if args.command == "serve" else _connect
     try:
         factory = _loop_factory(args.loop) if args.command == "serve" else None
+        if args.command == "serve":
+            resolve_transport(args.transport)  # a missing aiofastnet: this message, not a traceback
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from typing import Any
 
 from .errors import InvalidProxy, InvalidStatus, InvalidURI, ProxyError, RedirectError
 from .handshake import HttpParser
+from .transports import TransportChoice, opener
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -315,40 +316,42 @@ async def open_asyncio_stream(
     sock: socket.socket | None = None,
     unix_path: str | None = None,
     user_agent: str | None = None,
+    transport: TransportChoice = "loop",
 ) -> asyncio.BaseTransport:
     """Connect ``protocol`` to ``uri``: directly, over ``sock`` or ``unix_path``, or through ``proxy``;
-    TLS (``ssl``) when the URI is ``wss://``. Returns the transport ``protocol`` is connected to."""
-    loop = asyncio.get_running_loop()
+    TLS (``ssl``) when the URI is ``wss://``; on the loop's transports or aiofastnet's (``transport``, see
+    :mod:`wscodec.transports`). Returns the transport ``protocol`` is connected to."""
+    streams = opener(transport, asyncio.get_running_loop())
     hostname = server_hostname if server_hostname is not None else uri.host
     tls_name = hostname if ssl is not None else None
-    transport: asyncio.BaseTransport
+    stream: asyncio.BaseTransport
     if sock is not None:
-        transport, _ = await loop.create_connection(lambda: protocol, sock=sock, ssl=ssl, server_hostname=tls_name)
-        return transport
+        stream, _ = await streams.create_connection(lambda: protocol, sock=sock, ssl=ssl, server_hostname=tls_name)
+        return stream
     if unix_path is not None:
-        transport, _ = await loop.create_unix_connection(
+        stream, _ = await streams.create_unix_connection(
             lambda: protocol, unix_path, ssl=ssl, server_hostname=tls_name
         )
-        return transport
+        return stream
     if proxy is None:
-        transport, _ = await loop.create_connection(
+        stream, _ = await streams.create_connection(
             lambda: protocol, uri.host, uri.port, ssl=ssl, server_hostname=tls_name
         )
-        return transport
+        return stream
     if proxy.is_socks:
         module = _socks_module(sync=False)
         try:
             raw = await _socks_proxy(module, proxy).connect(uri.host, uri.port)
         except Exception as exc:
             raise _socks_error(exc, proxy) from None
-        transport, _ = await loop.create_connection(lambda: protocol, sock=raw, ssl=ssl, server_hostname=tls_name)
-        return transport
+        stream, _ = await streams.create_connection(lambda: protocol, sock=raw, ssl=ssl, server_hostname=tls_name)
+        return stream
     # HTTP CONNECT, TLS to the proxy itself for https:// proxies.
     response = ConnectResponse(proxy)
     tunnel_ssl = None
     if proxy.scheme == "https":
         tunnel_ssl = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
-    tunnel, tunnel_protocol = await loop.create_connection(
+    tunnel, tunnel_protocol = await streams.create_connection(
         lambda: _TunnelProtocol(response),
         proxy.host,
         proxy.port,
@@ -358,21 +361,21 @@ async def open_asyncio_stream(
     try:
         tunnel.write(connect_request(uri, proxy, user_agent))
         await tunnel_protocol.done
-        transport = tunnel
+        stream = tunnel
         if ssl is not None:
-            tls = await loop.start_tls(tunnel, tunnel_protocol, ssl, server_hostname=tls_name)
+            tls = await streams.start_tls(tunnel, tunnel_protocol, ssl, server_hostname=tls_name)
             if tls is None:
                 raise ProxyError("TLS through the proxy tunnel could not start")
-            transport = tls
+            stream = tls
     except BaseException:
         tunnel.abort()
         raise
-    transport.set_protocol(protocol)
-    protocol.connection_made(transport)
+    stream.set_protocol(protocol)
+    protocol.connection_made(stream)
     if response.leftover:
         _feed(protocol, response.leftover)
-    transport.resume_reading()
-    return transport
+    stream.resume_reading()
+    return stream
 
 
 def _feed(protocol: asyncio.BufferedProtocol | asyncio.Protocol, data: bytes) -> None:

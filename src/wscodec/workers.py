@@ -419,6 +419,7 @@ def run(
     per worker; they are checked here first, so a bad option or broker URL fails before any fork.
     """
     from .asyncio import Server
+    from .transports import resolve_transport
 
     if workers < 0:
         raise ValueError("workers must be 0 (one per core) or more")
@@ -429,7 +430,8 @@ def run(
         raise ValueError("share must be 'reuse_port' or 'inherit'")
     if share == "reuse_port" and not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError("SO_REUSEPORT is not available here: use share='inherit'")
-    Server(handler, **{k: v for k, v in options.items() if k not in ("ssl", "sock")})  # raises on a bad option
+    Server(handler, **{k: v for k, v in options.items() if k not in ("ssl", "sock", "transport")})  # bad option?
+    resolve_transport(options.get("transport", "loop"))  # a typo, or aiofastnet missing, before any fork
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if count == 1:

@@ -19,6 +19,7 @@ from .. import client_network as net
 from ..compression import Compression, extension_factories
 from ..connection import Connection
 from ..errors import InvalidHandshake, InvalidStatus, InvalidURI, OpenTimeout, ProxyError
+from ..transports import TransportChoice, resolve_transport
 from .websocket import WebSocket
 
 __all__ = ["connect", "create_websocket", "process_exception", "unix_connect"]
@@ -61,6 +62,9 @@ class connect:
     an ``https://`` proxy; ``sock`` an already connected socket; 301/302/303/307/308 answers are followed up
     to ``max_redirects`` times (the final URL is ``ws.url``). ``ssl``: an :class:`ssl.SSLContext` for
     ``wss://`` (default: certificates verified); ``server_hostname`` overrides the name TLS checks.
+    ``transport`` picks the asyncio transports under the connection: ``"loop"`` (the event loop's own, the
+    default), ``"aiofastnet"`` (faster per read and write; ``pip install 'wscodec[aiofastnet]'``, an
+    ImportError here without it) or ``"auto"`` (aiofastnet when installed); see :mod:`wscodec.transports`.
 
     Protocol: ``compression`` is ``"deflate"`` (tuned defaults), a :class:`~wscodec.compression.Deflate`
     or None; ``extensions`` (extension factories) replaces it. ``max_size`` bounds a received message
@@ -110,6 +114,7 @@ class connect:
         backoff_factor: float = 1.618,
         backoff_max_delay: float = 90.0,
         logger: LoggerLike = None,
+        transport: TransportChoice = "loop",
     ) -> None:
         if additional_headers is not None and extra_headers is not None:
             raise TypeError("pass additional_headers or its alias extra_headers, not both")
@@ -126,6 +131,7 @@ class connect:
         self.sock = sock
         self.unix_path: str | None = None
         self.max_redirects = max_redirects
+        self.transport = resolve_transport(transport)
         self.user_agent_header = user_agent_header
         self._headers = net.header_list(additional_headers if additional_headers is not None else extra_headers)
         self._options: dict[str, Any] = {
@@ -187,6 +193,7 @@ class connect:
             sock=self.sock,
             unix_path=self.unix_path,
             user_agent=self.user_agent_header,
+            transport=self.transport,
         )
         await asyncio.shield(ws._open_waiter)
 

@@ -20,6 +20,7 @@ from ..connection import OPEN, Connection
 from ..errors import ConnectionClosed
 from ..events import Request, Response
 from ..handshake import HandshakeRejected, HttpParser, _serialize, parse_subprotocols
+from ..transports import TransportChoice, opener, resolve_transport
 from .websocket import WebSocket
 
 __all__ = ["Server", "ServerWebSocket", "broadcast", "broadcast_wait", "serve", "unix_serve"]
@@ -512,7 +513,8 @@ class serve:
     :class:`~wscodec.compression.Deflate` or None, as for ``connect()``; ``extensions`` (factories)
     replaces it. ``sock`` is an already bound or listening socket (TCP or Unix) instead of ``host``/``port``
     (what :mod:`wscodec.workers` hands a worker); ``logger`` (a Logger or its name) is where connections
-    log. Other options as in
+    log. ``transport`` (``"loop"``, ``"aiofastnet"`` or ``"auto"``) picks the asyncio transports the
+    connections run on, as for ``connect()``: see :mod:`wscodec.transports`. Other options as in
     :class:`~wscodec.asyncio.connect`; ``ssl`` is an :class:`ssl.SSLContext` for wss.
     """
 
@@ -546,7 +548,9 @@ class serve:
         broker: Broker | str | None = None,
         reuse_address: bool = True,
         backlog: int = 100,
+        transport: TransportChoice = "loop",
     ) -> None:
+        self._transport = resolve_transport(transport)
         self._server = Server(
             handler,
             subprotocols=subprotocols,
@@ -579,7 +583,7 @@ class serve:
         self._unix_path: str | None = None
 
     async def _start(self) -> Server:
-        loop = asyncio.get_running_loop()
+        loop = opener(self._transport, asyncio.get_running_loop())
         server = self._server
         await server.broker.start()
         tls: dict[str, Any] = {"ssl": self._ssl, "backlog": self._backlog}
@@ -644,6 +648,7 @@ def unix_serve(
     slow_consumer_limit: int = 1 << 20,
     logger: LoggerLike = None,
     broker: Broker | str | None = None,
+    transport: TransportChoice = "loop",
 ) -> serve:
     """:func:`serve` on a Unix socket at ``path`` (or the listening Unix socket ``sock``); the same options."""
     if path is None and sock is None:
@@ -674,6 +679,7 @@ def unix_serve(
         slow_consumer_limit=slow_consumer_limit,
         logger=logger,
         broker=broker,
+        transport=transport,
     )
     starter._unix_path = path
     return starter
