@@ -5,7 +5,10 @@ and on uvloop, beside a raw C TCP echo server (the physical floor).
                                [--sizes 16,1024,65536] [--client c|raw|picows] [--deflate] [--loop uvloop]
 
 Each server runs in its own process (``echo_servers.py``), compression off unless ``--deflate``; a server
-spec ``NAME@uvloop`` runs that server on uvloop (``--loop`` sets the default). The default client, ``c``, is
+spec ``NAME@uvloop`` runs that server on uvloop (``--loop`` sets the default), and ``NAME+aiofastnet`` (or
+``NAME@uvloop+aiofastnet``) on aiofastnet's transports instead of the loop's: wscodec's ``transport=``,
+picows' ``use_aiofastnet=`` (picows' own default), a patched loop for websockets and aiohttp. Like is compared
+with like only between specs on the same loop and transports. The default client, ``c``, is
 a C program compiled for this run by ``_c_load.py`` with the system C compiler into a temporary directory: it
 keeps the messages in flight with non-blocking I/O and parses the echoes in place, so the servers, not the
 client, are what gets measured; ``floor``, a C TCP echo server compiled beside it, answers the upgrade with a
@@ -93,6 +96,7 @@ class ServerProcess:
         startup_timeout: float = 30.0,
         command: list[str] | None = None,
         deflate: bool = False,
+        transport: str = "loop",
     ) -> None:
         self.name = name
         env = dict(os.environ)
@@ -109,6 +113,8 @@ class ServerProcess:
                 "--loop",
                 loop,
                 *(["--deflate"] if deflate else []),
+                "--transport",
+                transport,
             ]
         self.proc = subprocess.Popen(
             command,
@@ -463,8 +469,20 @@ def _size_label(size: int) -> str:
     return f"{size} B"
 
 
+def parse_spec(spec: str) -> tuple[str, str | None, str]:
+    """``NAME[@LOOP][+aiofastnet]`` as (name, loop or None for --loop's, transport)."""
+    base, plus, transport = spec.partition("+")
+    name, at, loop = base.partition("@")
+    return name, (loop if at else None), (transport if plus else "loop")
+
+
+def server_name(spec: str) -> str:
+    """The implementation a spec runs (``picows`` for ``picows@uvloop+aiofastnet``)."""
+    return parse_spec(spec)[0]
+
+
 def _is_ours(server: str) -> bool:
-    return server.split("@")[0] in (OURS, OURS + "-nowait")
+    return server_name(server) in (OURS, OURS + "-nowait")
 
 
 def format_table(cells: list[Cell]) -> str:
@@ -474,7 +492,7 @@ def format_table(cells: list[Cell]) -> str:
     for c in cells:
         groups[(c.inflight, c.size)].append(c)
     lines = [
-        f"{'in flight':>9}  {'size':>7}  {'server':<18} {'round trips/s':>13}  {'spread':>7}  {'p50 us':>9}  "
+        f"{'in flight':>9}  {'size':>7}  {'server':<32} {'round trips/s':>13}  {'spread':>7}  {'p50 us':>9}  "
         f"{'p99 us':>9}  {'/fastest peer':>13}  {'/floor':>7}  {'cpu/rt us':>9}  {'user':>6}",
     ]
     lines.append("-" * len(lines[0]))
@@ -491,19 +509,19 @@ def format_table(cells: list[Cell]) -> str:
             else:
                 cpu = f"{'-':>9}  {'-':>6}"
             lines.append(
-                f"{c.inflight:>9}  {_size_label(c.size):>7}  {c.server:<18} {c.rate:>13,.0f}  {spread:>6.1f}%  "
+                f"{c.inflight:>9}  {_size_label(c.size):>7}  {c.server:<32} {c.rate:>13,.0f}  {spread:>6.1f}%  "
                 f"{c.p50_us:>9.1f}  {c.p99_us:>9.1f}  {vs_peer}  {vs_floor}  {cpu}"
             )
     return "\n".join(lines)
 
 
 def check_targets(cells: list[Cell]) -> tuple[list[str], bool]:
-    by = {(c.server.split("@")[0], c.inflight, c.size): c for c in cells if "@" not in c.server}
+    by = {(c.server, c.inflight, c.size): c for c in cells if server_name(c.server) == c.server}
     by.update(
         {
-            (c.server.split("@")[0], c.inflight, c.size): c
+            (server_name(c.server), c.inflight, c.size): c
             for c in cells
-            if "@" in c.server and (c.server.split("@")[0], c.inflight, c.size) not in by
+            if (server_name(c.server), c.inflight, c.size) not in by
         }
     )
     inflight, size = TARGET_CELL
@@ -546,8 +564,10 @@ async def _run_all(args: argparse.Namespace) -> list[Cell]:
                         json.dump(_json_records(max(args.sizes)), f)
                     C_CLIENT.append(payload_file)
             for spec in args.servers:
-                name, _, loop = spec.partition("@")
-                servers[spec] = ServerProcess(name, cpu=args.server_cpu, loop=loop or args.loop, deflate=args.deflate)
+                name, loop, transport = parse_spec(spec)
+                servers[spec] = ServerProcess(
+                    name, cpu=args.server_cpu, loop=loop or args.loop, deflate=args.deflate, transport=transport
+                )
             if args.client == "c" and not args.no_floor:
                 servers[FLOOR] = ServerProcess(FLOOR, cpu=args.server_cpu, command=[echo_exe, "900"])
             for _ in range(args.repeat):  # interleaved: each cell on every server in turn, every repetition
@@ -634,16 +654,20 @@ def main(argv: list[str] | None = None) -> int:
     unknown = {
         s
         for s in args.servers
-        if s.split("@")[0] not in ALL_SERVERS or s.partition("@")[2] not in ("", "asyncio", "uvloop")
+        if parse_spec(s)[0] not in ALL_SERVERS
+        or parse_spec(s)[1] not in (None, "asyncio", "uvloop")
+        or parse_spec(s)[2] not in ("loop", "aiofastnet")
+        or (parse_spec(s)[0] == "tornado" and parse_spec(s)[2] == "aiofastnet")
     }
     if unknown:
         parser.error(
-            f"unknown servers: {', '.join(sorted(unknown))} (NAME or NAME@uvloop, NAME from {', '.join(ALL_SERVERS)})"
+            f"unknown servers: {', '.join(sorted(unknown))} (NAME[@uvloop][+aiofastnet], NAME from "
+            f"{', '.join(ALL_SERVERS)}; tornado uses no asyncio transports)"
         )
     if not 1 <= args.repeat <= 20:
         parser.error("--repeat must be in [1, 20]")
     if args.deflate:
-        args.servers = [s for s in args.servers if s.split("@")[0] != "picows"]
+        args.servers = [s for s in args.servers if server_name(s) != "picows"]
     if args.client != "c" and args.deflate:
         parser.error("--deflate needs --client c")
     args.servers.sort(key=lambda s: not _is_ours(s))  # ours first, so its rows lead each group

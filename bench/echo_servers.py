@@ -1,14 +1,17 @@
 """Echo servers for ``bench_echo.py``: one per implementation, each run as its own process.
 
     python bench/echo_servers.py NAME [--host 127.0.0.1] [--port 0] [--loop asyncio|uvloop]
+                                      [--transport loop|aiofastnet]
 
 NAME is one of ``wscodec`` (``async for`` and ``await send``), ``wscodec-nowait`` (an ``onmessage`` callback
 answering with ``send_nowait``), ``websockets``, ``aiohttp``, ``picows``, ``tornado``. Every server echoes text as
 text and binary as binary, with compression off (``--deflate``: permessage-deflate on, except picows, which has
 none) and a message limit above the largest benchmark message, on the default asyncio event loop or on uvloop
-(``--loop uvloop``; tornado runs on whichever asyncio loop is current). Once bound it prints ``listening on PORT``
-(flushed) and serves until SIGTERM, SIGINT or a bounded ``--lifetime`` (seconds, default 600) runs out,
-so a lost server never lingers.
+(``--loop uvloop``; tornado runs on whichever asyncio loop is current), on the loop's own transports or on
+aiofastnet's (``--transport aiofastnet``: wscodec's ``transport=`` and picows' ``use_aiofastnet=``, which
+picows turns on by default; websockets and aiohttp on a loop patched by ``aiofastnet.patch_loop``). Once
+bound it prints ``listening on PORT`` (flushed) and serves until SIGTERM, SIGINT or a bounded ``--lifetime``
+(seconds, default 600) runs out, so a lost server never lingers.
 
 Each server is written the way that library's documentation shows an echo server, so the benchmark
 compares what a user of each library gets.
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import inspect
 import os
 import signal
 import sys
@@ -27,6 +31,7 @@ from collections.abc import Awaitable, Callable
 
 MAX_SIZE = 16 * 2**20
 DEFLATE = False  # --deflate: permessage-deflate on, where the library has it (picows has not)
+TRANSPORT = "loop"  # --transport aiofastnet: aiofastnet's transports, where the library has the choice
 
 _Starter = Callable[[str, int], Awaitable[tuple[int, Callable[[], Awaitable[None]]]]]
 
@@ -60,6 +65,7 @@ async def _serve_wscodec(host: str, port: int, nowait: bool) -> tuple[int, Calla
         compression="deflate" if DEFLATE else None,
         max_size=MAX_SIZE,
         ping_interval=None,
+        transport=TRANSPORT,
     )
     bound = getattr(server, "port", None) or _bound_port(server)
 
@@ -142,7 +148,12 @@ async def start_picows(host: str, port: int) -> tuple[int, Callable[[], Awaitabl
             elif frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 transport.send(frame.msg_type, frame.get_payload_as_memoryview())
 
-    server = await ws_create_server(lambda _request: Echo(), host, port, max_frame_size=MAX_SIZE)
+    options: dict[str, object] = {"max_frame_size": MAX_SIZE}
+    if "use_aiofastnet" in inspect.signature(ws_create_server).parameters:  # picows 2.3 and later
+        options["use_aiofastnet"] = TRANSPORT == "aiofastnet"
+    elif TRANSPORT == "aiofastnet":
+        raise SystemExit("this picows has no use_aiofastnet option: pip install 'picows>=2.3'")
+    server = await ws_create_server(lambda _request: Echo(), host, port, **options)
 
     async def stop() -> None:
         server.close()
@@ -185,7 +196,18 @@ SERVERS: dict[str, _Starter] = {
 }
 
 
+#: Servers that choose their transports themselves (an option of theirs); the others run on a loop that
+#: aiofastnet.patch_loop() made open its streams, and tornado, which uses no asyncio transports, on neither.
+_OWN_TRANSPORT_OPTION = ("wscodec", "wscodec-nowait", "picows")
+
+
 async def _run(name: str, host: str, port: int, lifetime: float) -> None:
+    if TRANSPORT == "aiofastnet" and name not in _OWN_TRANSPORT_OPTION:
+        if name == "tornado":
+            raise SystemExit("tornado uses no asyncio transports: --transport aiofastnet does not apply")
+        import aiofastnet
+
+        aiofastnet.patch_loop(asyncio.get_running_loop())
     bound, stop = await SERVERS[name](host, port)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -206,9 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifetime", type=float, default=600.0, help="exit after this many seconds")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop")
     parser.add_argument("--deflate", action="store_true", help="permessage-deflate on (not picows)")
+    parser.add_argument(
+        "--transport", choices=("loop", "aiofastnet"), default="loop", help="the loop's transports or aiofastnet's"
+    )
     args = parser.parse_args(argv)
-    global DEFLATE
+    global DEFLATE, TRANSPORT
     DEFLATE = args.deflate
+    TRANSPORT = args.transport
     if args.loop == "uvloop":
         import uvloop
 

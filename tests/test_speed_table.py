@@ -109,3 +109,36 @@ def test_the_send_benchmark_returns_what_it_prints(capsys: pytest.CaptureFixture
     for cell in found.values():
         assert 0 < cell["encode"] < 1e6 and 0 < cell["send"] < 1e6
     assert "send_binary + drain vs encode_frame" in capsys.readouterr().out
+
+
+def test_aiofastnet_variants_count_on_their_side_of_the_table() -> None:
+    """``NAME@LOOP+aiofastnet`` is a variant of NAME: picows on aiofastnet is a peer, ours on it is ours."""
+    table = _load("speed_table")
+    assert "picows@uvloop+aiofastnet" in table.ECHO_SERVERS
+    assert "wscodec-nowait@uvloop+aiofastnet" in table.ECHO_SERVERS
+    assert "tornado@uvloop+aiofastnet" not in table.ECHO_SERVERS  # tornado uses no asyncio transports
+    echo = {
+        "cells": [
+            _cell("wscodec-nowait@uvloop", 1, 16, 20_000),
+            _cell("wscodec-nowait@uvloop+aiofastnet", 1, 16, 21_000),
+            _cell("picows@uvloop", 1, 16, 19_000),
+            _cell("picows@uvloop+aiofastnet", 1, 16, 22_000),
+        ]
+    }
+    rows = {r.cell: r for r in table.echo_rows(echo)}
+    lone = rows["echo, 1 in flight, 16 B, onmessage + send_nowait"]
+    assert lone.ratio == pytest.approx(21_000 / 22_000)
+    assert "wscodec-nowait@uvloop+aiofastnet" in lone.detail and "picows@uvloop+aiofastnet" in lone.detail
+
+
+def test_echo_specs_name_loop_and_transport() -> None:
+    echo = _load("bench_echo")
+    assert echo.parse_spec("picows") == ("picows", None, "loop")
+    assert echo.parse_spec("picows@uvloop") == ("picows", "uvloop", "loop")
+    assert echo.parse_spec("wscodec-nowait+aiofastnet") == ("wscodec-nowait", None, "aiofastnet")
+    assert echo.parse_spec("wscodec@uvloop+aiofastnet") == ("wscodec", "uvloop", "aiofastnet")
+    assert echo._is_ours("wscodec-nowait@uvloop+aiofastnet") and not echo._is_ours("picows+aiofastnet")
+    with pytest.raises(SystemExit):
+        echo.main(["--servers", "tornado+aiofastnet"])
+    with pytest.raises(SystemExit):
+        echo.main(["--servers", "picows@uvloop+fast"])
