@@ -407,3 +407,33 @@ async def test_a_lone_reply_is_written_inside_send_and_a_burst_after_it_batches(
         kinds = [kind for kind, _ in log]
         assert kinds[:3] == ["write", "returned", "burst queued"], kinds
         assert kinds[3:] == ["write"]  # the four of the burst in one write
+
+
+async def test_the_first_answer_to_a_read_of_several_messages_goes_at_once() -> None:
+    """Five messages that arrive in one read: the application's answer to the first reaches the transport
+    inside its send(), though four more wait to be received; the other four answers share one write."""
+    log: list[tuple[str, bytes]] = []
+    recording = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        protocol = served.protocol
+        protocol.transport = _RecordingTransport(protocol.transport, log)  # type: ignore[assignment]
+        recording.set()
+        for _ in range(5):
+            message = await receive()
+            await send({"type": "websocket.send", "text": message["text"]})
+            log.append(("sent", b""))
+        await receive()
+
+    async with asgi_server(app) as served, connect(served.url, compression=None) as ws:
+        await asyncio.wait_for(recording.wait(), 10)
+        assert ws.transport is not None  # five frames in one write: one read at the server
+        ws.transport.write(b"".join(encode_frame(1, f"m{i}".encode(), mask=MASK) for i in range(5)))
+        replies = [await asyncio.wait_for(ws.recv(), 10) for _ in range(5)]
+        assert replies == [f"m{i}" for i in range(5)]
+        kinds = [kind for kind, _ in log]
+        assert kinds == ["write", "sent", "sent", "sent", "sent", "sent", "write"], kinds
+        assert b"m0" in log[0][1] and b"m1" not in log[0][1]
+        assert all(f"m{i}".encode() in log[-1][1] for i in range(1, 5))

@@ -837,9 +837,10 @@ async def test_send_nowait_past_write_limit_pauses_reading_until_drained() -> No
         assert await asyncio.wait_for(fresh.recv(), 5) == "fresh"
 
 
-async def test_callback_replies_to_one_read_leave_in_one_write() -> None:
-    """Messages that one read delivers to an onmessage callback answering with send_nowait: their replies
-    go out in one write at the end of that read, none scheduled for a later loop turn."""
+async def test_callback_replies_to_one_read_leave_in_two_writes_the_first_at_once() -> None:
+    """Messages that one read delivers to an onmessage callback answering with send_nowait: the first reply
+    goes at once (the peer starts on it while the rest are handled), the others together in one write at
+    the end of that read, none scheduled for a later loop turn."""
     peers: list[WebSocket] = []
 
     async def handler(ws: WebSocket) -> None:
@@ -859,6 +860,38 @@ async def test_callback_replies_to_one_read_leave_in_one_write() -> None:
         while len(echoed) < 5:
             echoed.extend(f.payload for f in decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
         assert echoed == [bytes([i]) * 10 for i in range(5)]
-        assert len(counting.writes) == 1
+        first, rest = counting.writes
+        assert [f.payload for f in FrameDecoder("client", None).feed(first)] == [bytes([0]) * 10]
+        assert [f.payload for f in FrameDecoder("client", None).feed(rest)] == [bytes([i]) * 10 for i in range(1, 5)]
         assert ws._flush_handle is None
+        writer.close()
+
+
+async def test_async_for_answers_the_first_message_of_a_read_at_once_and_batches_the_rest() -> None:
+    """``async for`` + ``await send()`` over messages that arrived in one read: the first answer reaches the
+    transport inside its send(), though more messages wait to be answered; the rest share one write at the
+    end of the loop iteration, in order."""
+    peers: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        peers.append(ws)
+        async for message in ws:
+            await ws.send(message)
+
+    async with serve(handler, "127.0.0.1", 0, ping_interval=None, compression=None) as server:
+        reader, writer = await raw_client(server.port)
+        await until(lambda: bool(peers) and peers[0].transport is not None)
+        (ws,) = peers
+        assert ws.transport is not None
+        counting = _CountingTransport(ws.transport)
+        ws._transport = counting  # type: ignore[assignment]
+        writer.write(b"".join(masked(2, bytes([i]) * 10) for i in range(5)))
+        decoder = FrameDecoder("client", None)
+        echoed: list[bytes] = []
+        while len(echoed) < 5:
+            echoed.extend(f.payload for f in decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
+        assert echoed == [bytes([i]) * 10 for i in range(5)]
+        first, rest = counting.writes
+        assert [f.payload for f in FrameDecoder("client", None).feed(first)] == [bytes([0]) * 10]
+        assert [f.payload for f in FrameDecoder("client", None).feed(rest)] == [bytes([i]) * 10 for i in range(1, 5)]
         writer.close()

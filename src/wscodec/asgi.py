@@ -466,10 +466,12 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 except ConnectionClosed:
                     raise ClientDisconnected() from None
                 # Coalesce small messages: what the application sends in one step of its task goes out in
-                # one write (one syscall) at the end of the step; a large backlog goes out at once. A lone
-                # reply (nothing unflushed, no flush due, no received message waiting) goes at once, a loop
-                # turn sooner, with the flush still armed so that what follows it in this step batches.
-                lone = not self._unflushed and not self._flush_scheduled and not self._queue
+                # one write (one syscall) at the end of the step; a large backlog goes out at once. The first
+                # reply of a step (nothing unflushed, no flush due) goes at once, a loop turn sooner, with the
+                # flush still armed so that what follows it in this step batches: at one message in flight
+                # that is every reply, and with several messages in one read the peer starts on the first
+                # answer while the application handles the rest (as the asyncio WebSocket does).
+                lone = not self._unflushed and not self._flush_scheduled
                 self._unflushed += len(data)
                 if lone:
                     self._flush()

