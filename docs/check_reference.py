@@ -27,6 +27,7 @@ PUBLIC = [
     "wscodec.asgi",
     "wscodec.compression",
     "wscodec.client_network",
+    "wscodec.transports",
     "wscodec.sync",
     "wscodec.sync.client",
     "wscodec.sync.server",

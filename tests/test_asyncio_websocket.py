@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -837,46 +837,14 @@ async def test_send_nowait_past_write_limit_pauses_reading_until_drained() -> No
         assert await asyncio.wait_for(fresh.recv(), 5) == "fresh"
 
 
-async def test_callback_replies_to_one_read_leave_in_two_writes_the_first_at_once() -> None:
-    """Messages that one read delivers to an onmessage callback answering with send_nowait: the first reply
-    goes at once (the peer starts on it while the rest are handled), the others together in one write at
-    the end of that read, none scheduled for a later loop turn."""
+async def _writes_answering_one_read_of_five(answer: Callable[[WebSocket], Awaitable[None]]) -> list[bytes]:
+    """Serve with ``answer``; a raw client sends five binary messages in one write (one read at the server).
+    Returns what the server's transport was given, write by write, once all five echoes are back."""
     peers: list[WebSocket] = []
 
     async def handler(ws: WebSocket) -> None:
         peers.append(ws)
-        await callback_echo(ws)
-
-    async with serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
-        reader, writer = await raw_client(server.port)
-        await until(lambda: bool(peers) and peers[0].transport is not None)
-        (ws,) = peers
-        assert ws.transport is not None
-        counting = _CountingTransport(ws.transport)
-        ws._transport = counting  # type: ignore[assignment]
-        writer.write(b"".join(masked(2, bytes([i]) * 10) for i in range(5)))
-        decoder = FrameDecoder("client", None)
-        echoed: list[bytes] = []
-        while len(echoed) < 5:
-            echoed.extend(f.payload for f in decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
-        assert echoed == [bytes([i]) * 10 for i in range(5)]
-        first, rest = counting.writes
-        assert [f.payload for f in FrameDecoder("client", None).feed(first)] == [bytes([0]) * 10]
-        assert [f.payload for f in FrameDecoder("client", None).feed(rest)] == [bytes([i]) * 10 for i in range(1, 5)]
-        assert ws._flush_handle is None
-        writer.close()
-
-
-async def test_async_for_answers_the_first_message_of_a_read_at_once_and_batches_the_rest() -> None:
-    """``async for`` + ``await send()`` over messages that arrived in one read: the first answer reaches the
-    transport inside its send(), though more messages wait to be answered; the rest share one write at the
-    end of the loop iteration, in order."""
-    peers: list[WebSocket] = []
-
-    async def handler(ws: WebSocket) -> None:
-        peers.append(ws)
-        async for message in ws:
-            await ws.send(message)
+        await answer(ws)
 
     async with serve(handler, "127.0.0.1", 0, ping_interval=None, compression=None) as server:
         reader, writer = await raw_client(server.port)
@@ -891,7 +859,34 @@ async def test_async_for_answers_the_first_message_of_a_read_at_once_and_batches
         while len(echoed) < 5:
             echoed.extend(f.payload for f in decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
         assert echoed == [bytes([i]) * 10 for i in range(5)]
-        first, rest = counting.writes
-        assert [f.payload for f in FrameDecoder("client", None).feed(first)] == [bytes([0]) * 10]
-        assert [f.payload for f in FrameDecoder("client", None).feed(rest)] == [bytes([i]) * 10 for i in range(1, 5)]
+        assert ws._flush_handle is None  # nothing left for a later loop turn
+        writes = list(counting.writes)  # (before the close, whose frames would follow)
         writer.close()
+        return writes
+
+
+def _payloads(data: bytes) -> list[bytes]:
+    return [frame.payload for frame in FrameDecoder("client", None).feed(data)]
+
+
+async def test_callback_replies_to_one_read_leave_in_two_writes_the_first_at_once() -> None:
+    """Messages that one read delivers to an onmessage callback answering with send_nowait: the first reply
+    goes at once (the peer starts on it while the rest are handled), the others together in one write at
+    the end of that read, none scheduled for a later loop turn."""
+    first, rest = await _writes_answering_one_read_of_five(callback_echo)
+    assert _payloads(first) == [bytes([0]) * 10]
+    assert _payloads(rest) == [bytes([i]) * 10 for i in range(1, 5)]
+
+
+async def test_async_for_answers_the_first_message_of_a_read_at_once_and_batches_the_rest() -> None:
+    """``async for`` + ``await send()`` over messages that arrived in one read: the first answer reaches the
+    transport inside its send(), though more messages wait to be answered; the rest share one write at the
+    end of the loop iteration, in order."""
+
+    async def answer(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    first, rest = await _writes_answering_one_read_of_five(answer)
+    assert _payloads(first) == [bytes([0]) * 10]
+    assert _payloads(rest) == [bytes([i]) * 10 for i in range(1, 5)]

@@ -26,6 +26,7 @@ TransportChoice = Literal["loop", "aiofastnet", "auto"]
 """``"loop"``: the event loop's own transports (the default). ``"aiofastnet"``: aiofastnet's, an ImportError
 naming the extra if it is not installed. ``"auto"``: aiofastnet's when it can be imported, else the loop's."""
 
+#: The values ``transport=`` takes (and the command line's ``--transport``), in that order.
 TRANSPORTS: tuple[str, ...] = ("loop", "aiofastnet", "auto")
 
 _MISSING = "transport='aiofastnet' needs aiofastnet: pip install 'wscodec[aiofastnet]'"

@@ -583,7 +583,7 @@ class serve:
         self._unix_path: str | None = None
 
     async def _start(self) -> Server:
-        loop = opener(self._transport, asyncio.get_running_loop())
+        streams = opener(self._transport, asyncio.get_running_loop())
         server = self._server
         await server.broker.start()
         tls: dict[str, Any] = {"ssl": self._ssl, "backlog": self._backlog}
@@ -594,13 +594,13 @@ class serve:
         if self._sock is not None:
             # An already bound or listening socket (systemd socket activation, workers, tests): TCP or Unix.
             if self._sock.family == getattr(socket, "AF_UNIX", None):
-                server._server = await loop.create_unix_server(server._protocol_factory, sock=self._sock, **tls)
+                server._server = await streams.create_unix_server(server._protocol_factory, sock=self._sock, **tls)
             else:
-                server._server = await loop.create_server(server._protocol_factory, sock=self._sock, **tls)
+                server._server = await streams.create_server(server._protocol_factory, sock=self._sock, **tls)
         elif self._unix_path is not None:
-            server._server = await loop.create_unix_server(server._protocol_factory, self._unix_path, **tls)
+            server._server = await streams.create_unix_server(server._protocol_factory, self._unix_path, **tls)
         else:
-            server._server = await loop.create_server(
+            server._server = await streams.create_server(
                 server._protocol_factory, self._host, self._port, reuse_address=self._reuse_address, **tls
             )
         logger.info("server listening on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
