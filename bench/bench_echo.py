@@ -476,6 +476,17 @@ def parse_spec(spec: str) -> tuple[str, str | None, str]:
     return name, (loop if at else None), (transport if plus else "loop")
 
 
+def _valid_spec(spec: str) -> bool:
+    """A known server, loop and transports; tornado uses no asyncio transports, so never aiofastnet's."""
+    name, loop, transport = parse_spec(spec)
+    return (
+        name in ALL_SERVERS
+        and loop in (None, "asyncio", "uvloop")
+        and transport in ("loop", "aiofastnet")
+        and not (name == "tornado" and transport == "aiofastnet")
+    )
+
+
 def server_name(spec: str) -> str:
     """The implementation a spec runs (``picows`` for ``picows@uvloop+aiofastnet``)."""
     return parse_spec(spec)[0]
@@ -651,14 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.duration <= 60 or not 0 <= args.warmup <= 10:
         parser.error("--duration must be in (0, 60] and --warmup in [0, 10]")
     args.servers = [s for s in args.servers.split(",") if s]
-    unknown = {
-        s
-        for s in args.servers
-        if parse_spec(s)[0] not in ALL_SERVERS
-        or parse_spec(s)[1] not in (None, "asyncio", "uvloop")
-        or parse_spec(s)[2] not in ("loop", "aiofastnet")
-        or (parse_spec(s)[0] == "tornado" and parse_spec(s)[2] == "aiofastnet")
-    }
+    unknown = {s for s in args.servers if not _valid_spec(s)}
     if unknown:
         parser.error(
             f"unknown servers: {', '.join(sorted(unknown))} (NAME[@uvloop][+aiofastnet], NAME from "

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # bench_echo, beside this file, parses the echo server specs
+from bench_echo import server_name  # noqa: E402
 
 #: The echo servers: ours in both styles, every peer, each on asyncio's loop and on uvloop; and the two
 #: libraries with a transport option, wscodec and picows (whose default it is), on uvloop with aiofastnet's
@@ -41,10 +43,6 @@ ECHO_SERVERS = [
     for loop in ("", "@uvloop")
 ] + [f"{name}@uvloop+aiofastnet" for name in ("wscodec", "wscodec-nowait", "picows")]
 
-
-def _name(spec: str) -> str:
-    """The implementation of an echo server spec (``picows`` for ``picows@uvloop+aiofastnet``)."""
-    return spec.split("+")[0].split("@")[0]
 OURS = {"wscodec": "async for", "wscodec-nowait": "onmessage + send_nowait"}
 #: The benchmarks run, each writing ``NAME.json``.
 BENCHMARKS = ("echo", "connection", "utf8", "deflate")
@@ -79,7 +77,7 @@ def echo_rows(echo: dict[str, Any]) -> list[Row]:
         cells.setdefault((cell["inflight"], cell["size"]), {})[cell["server"]] = cell
     rows = []
     for (inflight, size), servers in sorted(cells.items()):
-        peers = {n: c for n, c in servers.items() if _name(n) not in OURS and n != "floor"}
+        peers = {n: c for n, c in servers.items() if server_name(n) not in OURS and n != "floor"}
         if not peers:
             continue
         best_peer = max(peers, key=lambda n: peers[n]["rate"])
@@ -87,7 +85,7 @@ def echo_rows(echo: dict[str, Any]) -> list[Row]:
         # 64 KiB: no target, the cells are to be measured with a client that is not the limit
         target = None if size >= 65536 else 1.0 if inflight == 1 else 1.2 if inflight >= 64 else None
         for style, label in OURS.items():
-            ours = {n: c for n, c in servers.items() if _name(n) == style}
+            ours = {n: c for n, c in servers.items() if server_name(n) == style}
             if not ours:
                 continue
             name = max(ours, key=lambda n: ours[n]["rate"])
