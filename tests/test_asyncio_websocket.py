@@ -890,3 +890,46 @@ async def test_async_for_answers_the_first_message_of_a_read_at_once_and_batches
     first, rest = await _writes_answering_one_read_of_five(answer)
     assert _payloads(first) == [bytes([0]) * 10]
     assert _payloads(rest) == [bytes([i]) * 10 for i in range(1, 5)]
+
+
+async def test_one_in_flight_each_callback_reply_is_written_inside_send_nowait() -> None:
+    """One message per read, answered by a callback: each reply reaches the transport inside its
+    ``send_nowait`` (one write, nothing left for the end of the read or a later loop turn), and the event
+    the callback gets is a whole MessageEvent: its type, its target and its data."""
+    peers: list[WebSocket] = []
+    writes: list[list[bytes]] = []  # the counting transport's list, once installed
+    seen: list[tuple[type, str, bool, Any, int]] = []
+
+    def on_message(event: MessageEvent) -> None:
+        (ws,) = peers
+        before = len(writes[0])
+        ws.send_nowait(event.data)
+        seen.append((type(event), event.type, event.target is ws, event.data, len(writes[0]) - before))
+
+    async def handler(ws: WebSocket) -> None:
+        peers.append(ws)
+        ws.onmessage = on_message
+        await ws.wait_closed()
+
+    messages: list[tuple[int, bytes]] = [(1, b"first"), (2, b"\x00\x01"), (1, "é".encode()), (2, b"z" * 1000)]
+    async with serve(handler, "127.0.0.1", 0, ping_interval=None, compression=None) as server:
+        reader, writer = await raw_client(server.port)
+        await until(lambda: bool(peers) and peers[0].transport is not None)
+        (ws,) = peers
+        assert ws.transport is not None
+        counting = _CountingTransport(ws.transport)
+        ws._transport = counting  # type: ignore[assignment]
+        writes.append(counting.writes)
+        decoder = FrameDecoder("client", None)
+        for opcode, payload in messages:
+            writer.write(masked(opcode, payload))
+            frames: list[Any] = []
+            while not frames:
+                frames.extend(decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
+            assert [(f.opcode, f.payload) for f in frames] == [(opcode, payload)]
+            assert ws._flush_handle is None
+        writer.close()
+    assert len(counting.writes) >= len(messages)  # (the close handshake's frame may follow)
+    assert [_payloads(w) for w in counting.writes[: len(messages)]] == [[p] for _, p in messages]
+    expected = [p.decode() if opcode == 1 else p for opcode, p in messages]
+    assert seen == [(MessageEvent, "message", True, data, 1) for data in expected]
