@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -837,9 +838,12 @@ async def test_send_nowait_past_write_limit_pauses_reading_until_drained() -> No
         assert await asyncio.wait_for(fresh.recv(), 5) == "fresh"
 
 
-async def _writes_answering_one_read_of_five(answer: Callable[[WebSocket], Awaitable[None]]) -> list[bytes]:
-    """Serve with ``answer``; a raw client sends five binary messages in one write (one read at the server).
-    Returns what the server's transport was given, write by write, once all five echoes are back."""
+@contextlib.asynccontextmanager
+async def _server_side_counted(
+    answer: Callable[[WebSocket], Awaitable[None]],
+) -> AsyncIterator[tuple[WebSocket, _CountingTransport, asyncio.StreamReader, asyncio.StreamWriter]]:
+    """Serve with ``answer`` and connect a raw client; yields the server's WebSocket, its transport wrapped to
+    record each write, and the client's reader and writer."""
     peers: list[WebSocket] = []
 
     async def handler(ws: WebSocket) -> None:
@@ -853,6 +857,16 @@ async def _writes_answering_one_read_of_five(answer: Callable[[WebSocket], Await
         assert ws.transport is not None
         counting = _CountingTransport(ws.transport)
         ws._transport = counting  # type: ignore[assignment]
+        try:
+            yield ws, counting, reader, writer
+        finally:
+            writer.close()
+
+
+async def _writes_answering_one_read_of_five(answer: Callable[[WebSocket], Awaitable[None]]) -> list[bytes]:
+    """Serve with ``answer``; a raw client sends five binary messages in one write (one read at the server).
+    Returns what the server's transport was given, write by write, once all five echoes are back."""
+    async with _server_side_counted(answer) as (ws, counting, reader, writer):
         writer.write(b"".join(masked(2, bytes([i]) * 10) for i in range(5)))
         decoder = FrameDecoder("client", None)
         echoed: list[bytes] = []
@@ -860,9 +874,7 @@ async def _writes_answering_one_read_of_five(answer: Callable[[WebSocket], Await
             echoed.extend(f.payload for f in decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
         assert echoed == [bytes([i]) * 10 for i in range(5)]
         assert ws._flush_handle is None  # nothing left for a later loop turn
-        writes = list(counting.writes)  # (before the close, whose frames would follow)
-        writer.close()
-        return writes
+        return list(counting.writes)  # (before the close, whose frames would follow)
 
 
 def _payloads(data: bytes) -> list[bytes]:
@@ -896,29 +908,20 @@ async def test_one_in_flight_each_callback_reply_is_written_inside_send_nowait()
     """One message per read, answered by a callback: each reply reaches the transport inside its
     ``send_nowait`` (one write, nothing left for the end of the read or a later loop turn), and the event
     the callback gets is a whole MessageEvent: its type, its target and its data."""
-    peers: list[WebSocket] = []
     writes: list[list[bytes]] = []  # the counting transport's list, once installed
     seen: list[tuple[type, str, bool, Any, int]] = []
 
-    def on_message(event: MessageEvent) -> None:
-        (ws,) = peers
-        before = len(writes[0])
-        ws.send_nowait(event.data)
-        seen.append((type(event), event.type, event.target is ws, event.data, len(writes[0]) - before))
+    async def answer(ws: WebSocket) -> None:
+        def on_message(event: MessageEvent) -> None:
+            before = len(writes[0])
+            ws.send_nowait(event.data)
+            seen.append((type(event), event.type, event.target is ws, event.data, len(writes[0]) - before))
 
-    async def handler(ws: WebSocket) -> None:
-        peers.append(ws)
         ws.onmessage = on_message
         await ws.wait_closed()
 
     messages: list[tuple[int, bytes]] = [(1, b"first"), (2, b"\x00\x01"), (1, "é".encode()), (2, b"z" * 1000)]
-    async with serve(handler, "127.0.0.1", 0, ping_interval=None, compression=None) as server:
-        reader, writer = await raw_client(server.port)
-        await until(lambda: bool(peers) and peers[0].transport is not None)
-        (ws,) = peers
-        assert ws.transport is not None
-        counting = _CountingTransport(ws.transport)
-        ws._transport = counting  # type: ignore[assignment]
+    async with _server_side_counted(answer) as (ws, counting, reader, writer):
         writes.append(counting.writes)
         decoder = FrameDecoder("client", None)
         for opcode, payload in messages:
@@ -928,8 +931,7 @@ async def test_one_in_flight_each_callback_reply_is_written_inside_send_nowait()
                 frames.extend(decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
             assert [(f.opcode, f.payload) for f in frames] == [(opcode, payload)]
             assert ws._flush_handle is None
-        writer.close()
-    assert len(counting.writes) >= len(messages)  # (the close handshake's frame may follow)
-    assert [_payloads(w) for w in counting.writes[: len(messages)]] == [[p] for _, p in messages]
+        replies = counting.writes[: len(messages)]
+    assert [_payloads(w) for w in replies] == [[p] for _, p in messages]
     expected = [p.decode() if opcode == 1 else p for opcode, p in messages]
     assert seen == [(MessageEvent, "message", True, data, 1) for data in expected]

