@@ -84,6 +84,24 @@ def _wscodec_root() -> str:
     return SRC
 
 
+def echo_server_command(name: str, *, loop: str, transport: str, deflate: bool = False) -> list[str]:
+    """The command line of ``echo_servers.py`` serving ``name`` on any free port (it prints the port)."""
+    return [
+        sys.executable,
+        os.path.join(HERE, "echo_servers.py"),
+        name,
+        "--port",
+        "0",
+        "--lifetime",
+        "900",
+        "--loop",
+        loop,
+        *(["--deflate"] if deflate else []),
+        "--transport",
+        transport,
+    ]
+
+
 class ServerProcess:
     """One echo server in its own process; ``port`` once it has said it is listening."""
 
@@ -102,20 +120,7 @@ class ServerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = _wscodec_root() + os.pathsep + env.get("PYTHONPATH", "")
         if command is None:
-            command = [
-                sys.executable,
-                os.path.join(HERE, "echo_servers.py"),
-                name,
-                "--port",
-                "0",
-                "--lifetime",
-                "900",
-                "--loop",
-                loop,
-                *(["--deflate"] if deflate else []),
-                "--transport",
-                transport,
-            ]
+            command = echo_server_command(name, loop=loop, transport=transport, deflate=deflate)
         self.proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,

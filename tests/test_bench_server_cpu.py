@@ -1,0 +1,73 @@
+"""``bench/bench_server_cpu.py``: instructions per echo round trip, counted by callgrind. The table's ratio puts
+the fewest a peer needs over each server's; a real run under valgrind counts a positive, plausible number."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from _system import require_program
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _load() -> ModuleType:
+    if not (BENCH / "bench_server_cpu.py").is_file():
+        pytest.skip("bench/ is not beside the tests (an installed copy of the tests)")
+    spec = importlib.util.spec_from_file_location("_bench_server_cpu", BENCH / "bench_server_cpu.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_callgrind_total_reads_the_whole_process_count(tmp_path: Path) -> None:
+    cpu = _load()
+    out = tmp_path / "callgrind.out"
+    out.write_text("version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nfn=main\n0 12\nsummary: 584699566\n")
+    assert cpu.callgrind_total(str(out)) == 584699566
+    out.write_text("events: Ir\nfn=main\n0 12\ntotals: 4242\n")
+    assert cpu.callgrind_total(str(out)) == 4242
+    out.write_text("events: Ir\nfn=main\n0 12\n")
+    with pytest.raises(RuntimeError, match="no instruction total"):
+        cpu.callgrind_total(str(out))
+
+
+def test_table_puts_the_fewest_peer_count_over_each_server() -> None:
+    cpu = _load()
+    counts = [
+        cpu.Count("wscodec-nowait@uvloop", 16, 1000, 10_000.0),
+        cpu.Count("wscodec@uvloop", 16, 1000, 40_000.0),
+        cpu.Count("picows@uvloop", 16, 1000, 20_000.0),
+        cpu.Count("aiohttp@uvloop", 16, 1000, 30_000.0),
+    ]
+    rows = {line.split()[0]: line.split()[-1] for line in cpu.format_table(counts).splitlines()[2:]}
+    assert rows == {"wscodec-nowait@uvloop": "2.00", "wscodec@uvloop": "0.50", "picows@uvloop": "1.00",
+                    "aiohttp@uvloop": "0.67"}  # fmt: skip
+    alone = cpu.format_table([cpu.Count("wscodec@uvloop", 16, 1000, 40_000.0)]).splitlines()[2]
+    assert alone.split()[-1] == "-"  # no peer measured: no ratio
+
+
+def test_a_spec_that_names_no_server_is_refused() -> None:
+    cpu = _load()
+    with pytest.raises(SystemExit) as exit_info:
+        cpu.main(["--servers", "wscodec,nosuchserver"])
+    assert exit_info.value.code == 2
+
+
+def test_a_real_count_under_callgrind(capsys: pytest.CaptureFixture[str]) -> None:
+    """wscodec's callback echo server on asyncio's loop, a few round trips: the count per round trip is what
+    the table prints, and within what a Python server can plausibly spend (thousands to a million)."""
+    valgrind = require_program("valgrind", "valgrind")
+    cpu = _load()
+    count = cpu.measure("wscodec-nowait", size=16, round_trips=40, warm_up=10, valgrind=valgrind)
+    assert 2_000 < count.instructions < 1_000_000
+    assert cpu.main(["--servers", "wscodec-nowait", "--round-trips", "20", "--warm-up", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "instructions/round trip" in printed and "wscodec-nowait" in printed
