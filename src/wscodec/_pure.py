@@ -250,6 +250,8 @@ class FrameDecoder:
         "_expect_mask",
         "_max",
         "_merge",
+        "_record_bytes",
+        "_record_count",
         "_record_setters",
         "_record_types",
         "_rsv_allowed",
@@ -280,6 +282,10 @@ class FrameDecoder:
         # feed_messages: the record types of the last call and their slots' setters (looked up once per pair)
         self._record_types: tuple[type, type] | None = None
         self._record_setters: tuple[Any, Any, Any, Any] = (None, None, None, None)
+        # Records made by feed_messages since the decoder was created, and their payload bytes: the
+        # Connection's message counters (see Connection.messages_received).
+        self._record_count = 0
+        self._record_bytes = 0
 
     @property
     def buffered(self) -> int:
@@ -483,6 +489,8 @@ class FrameDecoder:
                         if binary_final is not None:
                             binary_final.__set__(record, True)
                     append(record)
+                    self._record_count += 1
+                    self._record_bytes += len(frame.payload)
                     continue
                 if not frame.fin:
                     inside = True  # compressed or not: a fragmented message is open
@@ -582,11 +590,15 @@ class FrameQueue:
     """
 
     # Slots, as the compiled class's fields: ``Connection`` keeps all its state in slots too.
-    __slots__ = ("_fast_send", "_out")
+    __slots__ = ("_bytes_out", "_fast_send", "_messages_out", "_out")
 
     def __init__(self) -> None:
         self._out: list[bytes] = []
         self._fast_send = 0
+        # Messages queued and their payload bytes (text as UTF-8, before compression): counted here by the
+        # one-step path, and by the subclass for every other send (see Connection.messages_sent).
+        self._messages_out = 0
+        self._bytes_out = 0
 
     def _send_slow(self, opcode: int, data: Any) -> None:
         """Every send the one-step path does not take; the subclass (``Connection``) implements it."""
@@ -597,13 +609,15 @@ class FrameQueue:
         fast = self._fast_send
         if fast and type(text) is str:
             data = text.encode()
+            n = len(data)
             if fast == 2:
                 self._out.append(encode_frame(1, data, mask=True))
-            elif len(data) < ZERO_COPY_MIN:
+            elif n < ZERO_COPY_MIN:
                 self._out.append(encode_frame(1, data))
             else:
-                n = len(data)
                 self._out += (_pack_header16(0x81, 126, n) if n < 65536 else _pack_header64(0x81, 127, n), data)
+            self._messages_out += 1
+            self._bytes_out += n
         else:
             self._send_slow(1, text)
 
@@ -613,13 +627,16 @@ class FrameQueue:
         fast = self._fast_send
         if not fast:
             self._send_slow(2, data)
-        elif fast == 2:
+            return
+        if fast == 2:
             self._out.append(encode_frame(2, data, mask=True))
         elif type(data) is not bytes or len(data) < ZERO_COPY_MIN:
             self._out.append(encode_frame(2, data))
         else:
             n = len(data)
             self._out += (_pack_header16(0x82, 126, n) if n < 65536 else _pack_header64(0x82, 127, n), data)
+        self._messages_out += 1
+        self._bytes_out += len(data) if type(data) is bytes else memoryview(data).nbytes
 
     def data_to_send(self) -> bytes:
         """Everything queued for the transport since the last call, as one bytes object.

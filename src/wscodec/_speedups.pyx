@@ -535,6 +535,10 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
     cdef bint _text_untrack  # records of this type hold only what _record puts in: not tracked by the GC
     cdef bint _binary_untrack
     cdef bint _records  # feed_messages is running: whole messages become records in _parse
+    # Records made by feed_messages since the decoder was created, and their payload bytes: the Connection's
+    # message counters, kept here at no cost per message (see Connection.messages_received).
+    cdef public Py_ssize_t _record_count
+    cdef public Py_ssize_t _record_bytes
     cdef bint _inside
     cdef bint _inside_before
     cdef public object max_frame_size
@@ -668,11 +672,15 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         elif (b0 & 0x0F) == 2:
             payload = PyBytes_FromStringAndSize(<const char *>src, n) if n else b""
         if (b0 & 0x0F) == 2:
+            self._record_count += 1
+            self._record_bytes += n
             return ws_new_record(self._binary_type, self._binary_slot, payload, self._binary_final, self._binary_untrack)
         try:
             text = PyUnicode_DecodeUTF8(<const char *>data, n, NULL)
         except UnicodeDecodeError:
             raise _ProtocolError("invalid UTF-8 in text message", 1007) from None
+        self._record_count += 1
+        self._record_bytes += n
         return ws_new_record(self._text_type, self._text_slot, text, self._text_final, self._text_untrack)
 
     cdef Py_ssize_t _parse(self, const unsigned char *p, Py_ssize_t end, list frames) except -1:
@@ -1026,6 +1034,8 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                         out.append(ws_new_record(text_type, text_slot, text, text_final, self._text_untrack))
                     else:
                         out.append(ws_new_record(binary_type, binary_slot, payload, binary_final, self._binary_untrack))
+                    self._record_count += 1
+                    self._record_bytes += PyBytes_GET_SIZE(payload)
                     continue
                 if not frame.fin:
                     inside = True  # compressed or not: a fragmented message is open
@@ -1136,12 +1146,19 @@ cdef class FrameQueue:
 
     cdef public list _out
     cdef public int _fast_send
+    # Messages queued and their payload bytes (text as UTF-8, before compression): counted here by the
+    # one-step path, and by the subclass for every other send (see Connection.messages_sent).
+    cdef public Py_ssize_t _messages_out
+    cdef public Py_ssize_t _bytes_out
 
     def __cinit__(self, *args, **kwargs):
         self._out = []
         self._fast_send = 0
+        self._messages_out = 0
+        self._bytes_out = 0
 
     cdef int _queue(self, unsigned int b0, object payload) except -1:
+        """Frame the message ``payload`` into ``_out``, and count it."""
         cdef Py_buffer buf
         cdef bint have_buf
         cdef unsigned char pooled[4]
@@ -1156,8 +1173,10 @@ cdef class FrameQueue:
                 _put_header(<unsigned char *>PyBytes_AS_STRING(header), b0, n, 0)
                 self._out.append(header)
                 self._out.append(payload)
-                return 1
-            self._out.append(_build_frame(b0, <const unsigned char *>PyBytes_AS_STRING(payload), n, NULL))
+            else:
+                self._out.append(_build_frame(b0, <const unsigned char *>PyBytes_AS_STRING(payload), n, NULL))
+            self._messages_out += 1
+            self._bytes_out += n
             return 1
         have_buf = _get_bytes(payload, &buf)
         if have_buf:
@@ -1175,6 +1194,8 @@ cdef class FrameQueue:
         finally:
             if have_buf:
                 PyBuffer_Release(&buf)
+        self._messages_out += 1
+        self._bytes_out += n
         return 1
 
     def _send_slow(self, opcode, data):

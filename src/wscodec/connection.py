@@ -96,6 +96,11 @@ _set_binary_data = BinaryFragment.__dict__["data"].__set__
 _set_binary_final = BinaryFragment.__dict__["final"].__set__
 
 
+def _nbytes(payload: Any) -> int:
+    """The length in bytes of a bytes-like payload (a memoryview's ``len`` counts its items)."""
+    return len(payload) if type(payload) is bytes else memoryview(payload).nbytes
+
+
 def _text_message(data: str, final: bool = True) -> TextMessage:
     event = _new(TextMessage)
     _set_text(event, data)
@@ -162,6 +167,7 @@ class Connection(FrameQueue):
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "_bytes_in",
         "_close_received",
         "_decoder",
         "_deflate",
@@ -172,6 +178,7 @@ class Connection(FrameQueue):
         "_holding_pongs",
         "_inflate",
         "_is_client",
+        "_messages_in",
         "_msg_buf",
         "_msg_compressed",
         "_msg_opcode",
@@ -240,6 +247,7 @@ class Connection(FrameQueue):
         self.close_sent: tuple[int | None, str] | None = None
         self._close_received = False
         self._out: list[bytes] = []
+        self._messages_out = self._bytes_out = 0  # (FrameQueue's: messages_sent, payload_bytes_sent)
         self._decoder: Any = None
         self._inflate: Extension | None = None
         # Message being reassembled: opcode 0 means none in progress.
@@ -248,6 +256,10 @@ class Connection(FrameQueue):
         self._frag: Any = None  # with stream_messages: its data read in this call, not yet an event
         self._msg_size = 0
         self._msg_compressed = False
+        # Messages received and their payload bytes, of those the kernels' decoder did not make records of
+        # (it counts its own: see messages_received).
+        self._messages_in = 0
+        self._bytes_in = 0
         self._utf8 = Utf8Validator()
         self._peeked = 0  # bytes of the text frame in progress already fed to _utf8 (checked as they came)
         self._text_decoder: Any = None  # the incremental decoder of a text message streamed in fragments
@@ -324,6 +336,31 @@ class Connection(FrameQueue):
     def closed(self) -> bool:
         """True once CLOSED: the I/O layer should write what is queued and close the transport."""
         return self.state is CLOSED
+
+    # Traffic counters, for logs and metrics. They are kept where each message is framed or parsed, in the
+    # kernels for the one-step paths, so counting costs nothing per message on the I/O layer's hot path.
+
+    @property
+    def messages_received(self) -> int:
+        """Data messages received whole so far (a fragmented message counts once, at its last frame)."""
+        decoder = self._decoder
+        return self._messages_in + (decoder._record_count if decoder is not None else 0)
+
+    @property
+    def payload_bytes_received(self) -> int:
+        """Payload bytes of the data frames received so far: text as UTF-8, compressed messages inflated."""
+        decoder = self._decoder
+        return self._bytes_in + (decoder._record_bytes if decoder is not None else 0)
+
+    @property
+    def messages_sent(self) -> int:
+        """Data messages queued so far (a message sent with :meth:`send_fragment` counts at ``fin``)."""
+        return self._messages_out
+
+    @property
+    def payload_bytes_sent(self) -> int:
+        """Payload bytes of the data messages queued so far: text as UTF-8, before compression."""
+        return self._bytes_out
 
     def _open(self, extensions: list[Extension]) -> None:
         self.extensions = extensions
@@ -616,6 +653,8 @@ class Connection(FrameQueue):
                 raise ProtocolError("invalid UTF-8 in text message", 1007)
             if fin and not self._utf8.finish():
                 raise ProtocolError("text message ends inside a UTF-8 character", 1007)
+        self._bytes_in += len(payload)
+        self._messages_in += fin
         if self.stream_messages:
             # One event for the fragments of this message read in this call (see _flush_fragment).
             frag = self._frag
@@ -740,18 +779,21 @@ class Connection(FrameQueue):
 
     def _send_message(self, opcode: int, payload: Any, compress: bool = True) -> None:
         rsv1 = False
+        length = _nbytes(payload)
         deflate = self._deflate
         if deflate is not None and compress:
             payload, rsv1 = deflate.encode(payload)
         size = self._fragment_size
         if size is None or len(payload) <= size:
             self._send_frame(opcode, payload, True, rsv1)
-            return
-        view = memoryview(payload).cast("B")
-        total = len(view)
-        for start in range(0, total, size):
-            self._send_frame(opcode if start == 0 else 0, view[start : start + size], start + size >= total, rsv1)
-            rsv1 = False
+        else:
+            view = memoryview(payload).cast("B")
+            total = len(view)
+            for start in range(0, total, size):
+                self._send_frame(opcode if start == 0 else 0, view[start : start + size], start + size >= total, rsv1)
+                rsv1 = False
+        self._messages_out += 1
+        self._bytes_out += length
 
     def send_fragment(self, data: str | bytes | bytearray | memoryview, *, fin: bool, compress: bool = True) -> None:
         """Queue one fragment of a message the caller streams; ``fin`` ends it.
@@ -774,11 +816,14 @@ class Connection(FrameQueue):
             self._send_opcode = opcode
             self._send_compressed = rsv1 = compress and hasattr(self._deflate, "encode_fragment")
             self._update_fast_send()
+        length = _nbytes(payload)
         if self._send_compressed:
             deflate: Any = self._deflate
             payload = deflate.encode_fragment(payload, fin)
         self._send_frame(opcode, payload, fin, rsv1)
+        self._bytes_out += length
         if fin:
+            self._messages_out += 1
             self._send_opcode = 0
             self._send_compressed = False
             self._update_fast_send()

@@ -309,8 +309,6 @@ class WebSocket(asyncio.BufferedProtocol):
         "_abort_handle",
         "_binary_type",
         "_busy",
-        "_bytes_in",
-        "_bytes_out",
         "_callback_tasks",
         "_cb_partial",
         "_close_exc",
@@ -331,8 +329,6 @@ class WebSocket(asyncio.BufferedProtocol):
         "_lost",
         "_lost_waiter",
         "_message_callbacks",
-        "_messages_in",
-        "_messages_out",
         "_onmessage",
         "_open_waiter",
         "_opened_at",
@@ -420,10 +416,8 @@ class WebSocket(asyncio.BufferedProtocol):
         #: "opened"/"closed" in their extra); DEBUG: frames; never payloads.
         self.logger: ConnectionLogger = ConnectionLogger(base, self)
         self._debug = self.logger.isEnabledFor(logging.DEBUG)
-        # Counters for the "closed" line: whole messages and their payload bytes, each way.
+        # The "closed" line gives the duration and the Connection's traffic counters.
         self._opened_at: float | None = None
-        self._messages_in = self._messages_out = 0
-        self._bytes_in = self._bytes_out = 0
         # Receiving: fragments wait in _queue until a consumer takes them; recv() moves the pieces of a
         # message in progress into _partial (object state, so a cancelled recv() loses nothing).
         self._queue: collections.deque[TextFragment | BinaryFragment] = collections.deque()
@@ -719,17 +713,18 @@ class WebSocket(asyncio.BufferedProtocol):
             return
         close = self._close_exc
         code, reason = (close.code, close.reason) if close is not None else (1006, "")
-        request = self._conn.request
+        conn = self._conn
+        request = conn.request
         self.logger.info(
             "closed %s %d%s in %.3f s; received %d messages (%d bytes), sent %d messages (%d bytes)",
             request.path if request is not None else self.url,
             code,
             f" {reason!r}" if reason else "",
             time.monotonic() - self._opened_at,
-            self._messages_in,
-            self._bytes_in,
-            self._messages_out,
-            self._bytes_out,
+            conn.messages_received,
+            conn.payload_bytes_received,
+            conn.messages_sent,
+            conn.payload_bytes_sent,
             extra={"event": "closed"},
         )
 
@@ -778,8 +773,6 @@ class WebSocket(asyncio.BufferedProtocol):
                 kind = type(event)
                 if kind is TextFragment or kind is BinaryFragment:
                     data: Any = event.data
-                    self._bytes_in += len(data)
-                    self._messages_in += event.final
                     # (_first is None: the _Pieces are empty, without a call to their __bool__)
                     if (
                         self._has_message_listener
@@ -1218,8 +1211,6 @@ class WebSocket(asyncio.BufferedProtocol):
             else:
                 conn.send_binary(message)  # type: ignore[arg-type]
             size = len(message)  # type: ignore[arg-type]
-            self._messages_out += 1
-            self._bytes_out += size
             if self._debug:
                 self.logger.debug("> %s message of %d", "text" if kind is str else "binary", size)
             if not self._wrote_lone and not self._unflushed_count and self._flush_handle is None:
@@ -1268,8 +1259,6 @@ class WebSocket(asyncio.BufferedProtocol):
         else:
             conn.send_binary(message)
         size = len(message)
-        self._messages_out += 1
-        self._bytes_out += size
         if self._debug:
             self.logger.debug("> %s message of %d (nowait)", "text" if kind is str else "binary", size)
         # The two common cases of _queued, inline (one message in flight is the first, every time).
@@ -1317,8 +1306,6 @@ class WebSocket(asyncio.BufferedProtocol):
                 await self._wait_writable()
                 self._check_open()
                 self._conn.send_fragment(current, fin=not more)
-                self._bytes_out += len(current)
-                self._messages_out += not more
                 sent = True
                 self._write_out()
                 if not more:
