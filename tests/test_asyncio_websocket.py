@@ -761,7 +761,13 @@ async def test_send_nowait_answers_inside_the_callback_in_order() -> None:
         ws.send_nowait("from the client too")
         ws.send_nowait(bytearray(b"ba"))
         ws.send_nowait(memoryview(b"mv"))
-        assert [await asyncio.wait_for(ws.recv(), 5) for _ in range(3)] == ["from the client too", b"ba", b"mv"]
+        ws.send_nowait(_Text("a str subclass is text"))
+        received = [await asyncio.wait_for(ws.recv(), 5) for _ in range(4)]
+        assert received == ["from the client too", b"ba", b"mv", "a str subclass is text"]
+
+
+class _Text(str):
+    pass
 
 
 async def test_send_nowait_refusals() -> None:

@@ -1245,7 +1245,13 @@ class WebSocket(asyncio.BufferedProtocol):
         :class:`RuntimeError` while :meth:`send` is sending a fragmented message.
         """
         kind = type(message)
-        if not (kind is str or kind is bytes or isinstance(message, _DATA_TYPES)):
+        if kind is bytes:
+            text = False
+        elif kind is str:
+            text = True
+        elif isinstance(message, _DATA_TYPES):
+            text = isinstance(message, str)
+        else:
             raise TypeError(f"send_nowait() takes str or bytes-like, not {kind.__name__}")
         if self._fragmenting is not None:
             raise RuntimeError("a fragmented message is being sent; await send() instead")
@@ -1254,13 +1260,12 @@ class WebSocket(asyncio.BufferedProtocol):
             self._check_open()
             if self._lost:
                 raise self._closed_error()
-        if isinstance(message, str):
-            conn.send_text(message)
+        if text:
+            conn.send_text(message)  # type: ignore[arg-type]
         else:
-            conn.send_binary(message)
-        size = len(message)
+            conn.send_binary(message)  # type: ignore[arg-type]
         if self._debug:
-            self.logger.debug("> %s message of %d (nowait)", "text" if kind is str else "binary", size)
+            self.logger.debug("> %s message of %d (nowait)", "text" if text else "binary", len(message))
         # The two common cases of _queued, inline (one message in flight is the first, every time).
         if not self._wrote_lone:
             if not self._unflushed_count and self._flush_handle is None:
@@ -1272,13 +1277,15 @@ class WebSocket(asyncio.BufferedProtocol):
                 else:
                     write_buffers(self._transport, out)
             else:
-                self._queued(size)
-        elif self._handling and self._unflushed + size < _FLUSH_BYTES and self._unflushed_count < _FLUSH_COUNT - 1:
-            # a callback's further reply, written at the end of the read
-            self._unflushed += size
-            self._unflushed_count += 1
+                self._queued(len(message))
         else:
-            self._queued(size)
+            size = len(message)
+            if self._handling and self._unflushed + size < _FLUSH_BYTES and self._unflushed_count < _FLUSH_COUNT - 1:
+                # a callback's further reply, written at the end of the read
+                self._unflushed += size
+                self._unflushed_count += 1
+            else:
+                self._queued(size)
         if self._write_paused and not self._flood_paused:
             # Nothing can wait here: stop taking input that asks for more output until the transport drains.
             self._flood_paused = True
