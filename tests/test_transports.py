@@ -123,29 +123,34 @@ async def test_callback_replies_keep_their_order() -> None:
         assert [await ws.recv() for _ in range(500)] == [f"m{i}" for i in range(500)]
 
 
-async def test_backpressure_both_ways() -> None:
-    """A client that stops reading: the server's sends wait at write_limit, nothing is lost or reordered once
-    it reads again; and a server that stops reading holds the client's sends in the same way."""
+async def test_backpressure_when_the_client_stops_reading() -> None:
+    """A client that stops reading (``max_queue`` reached): once TCP is full the server's sends wait at
+    ``write_limit``, and nothing is lost or reordered when it reads again. The client's receive buffer is fixed
+    at 256 KiB: left to itself, Linux grows it up to ``tcp_rmem``'s maximum (32 MiB here) and everything sent
+    would fit in the kernels' buffers, with nothing to wait for."""
     released = asyncio.Event()
     sent: list[int] = []
+    count = 128  # 8 MiB: more than that buffer and the sender's largest send buffer (tcp_wmem, 4 MiB) hold
 
     async def producer(ws: WebSocket) -> None:
-        for i in range(64):
+        for i in range(count):
             await ws.send(struct.pack("!I", i) + bytes(64 * 1024))
             sent.append(i)
         await released.wait()
 
-    async with (
-        serve(producer, "127.0.0.1", 0, transport="aiofastnet", compression=None, write_limit=65536) as server,
-        connect(url(server), transport="aiofastnet", compression=None, max_queue=2) as ws,
-    ):
-        await asyncio.sleep(0.5)
-        assert len(sent) < 64  # the producer waits: the client's reading paused at max_queue, TCP filled up
-        (peer,) = server.connections
-        assert peer.buffered_amount > 0
-        got = [struct.unpack("!I", (await ws.recv())[:4])[0] for _ in range(64)]
-        assert got == list(range(64))
-        released.set()
+    async with serve(producer, "127.0.0.1", 0, transport="aiofastnet", compression=None, write_limit=65536) as server:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        async with connect(url(server), sock=sock, transport="aiofastnet", compression=None, max_queue=2) as ws:
+            await asyncio.sleep(0.5)
+            assert len(sent) < count  # the producer waits: the client's reading paused, TCP filled up
+            (peer,) = server.connections
+            assert peer.buffered_amount > 0
+            got = [struct.unpack("!I", (await ws.recv())[:4])[0] for _ in range(count)]
+            assert got == list(range(count))
+            released.set()
 
 
 async def test_a_protocol_error_closes_1002_and_a_fresh_client_is_served() -> None:
