@@ -590,7 +590,15 @@ class FrameQueue:
     """
 
     # Slots, as the compiled class's fields: ``Connection`` keeps all its state in slots too.
-    __slots__ = ("_bytes_out", "_fast_send", "_messages_out", "_out")
+    __slots__ = (
+        "_binary_record",
+        "_bytes_out",
+        "_fast_receive",
+        "_fast_send",
+        "_messages_out",
+        "_out",
+        "_text_record",
+    )
 
     def __init__(self) -> None:
         self._out: list[bytes] = []
@@ -599,6 +607,37 @@ class FrameQueue:
         # one-step path, and by the subclass for every other send (see Connection.messages_sent).
         self._messages_out = 0
         self._bytes_out = 0
+        # The one-step receive path: the subclass's FrameDecoder while it applies (else None), and the record
+        # types its whole messages become.
+        self._fast_receive: Any = None
+        self._text_record: Any = None
+        self._binary_record: Any = None
+
+    def _receive_slow(self, data: Any) -> list[Any]:
+        """Every read the one-step path does not take; the subclass (``Connection``) implements it."""
+        raise NotImplementedError("FrameQueue._receive_slow is implemented by Connection")
+
+    def _received(self, items: list[Any], left: int, error: ProtocolError | None) -> list[Any]:
+        """The rest of a read after the decoder; the subclass (``Connection``) implements it."""
+        raise NotImplementedError("FrameQueue._received is implemented by Connection")
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Any]:
+        """Feed bytes read from the transport; ``b""`` means the peer closed it (EOF).
+
+        Returns the events those bytes complete, in order. A peer's protocol violation does not raise:
+        the events before it are returned, then :class:`~wscodec.events.ProtocolViolation` and
+        :class:`~wscodec.events.Closed`, with the right Close frame already queued.
+        """
+        decoder: FrameDecoder | None = self._fast_receive
+        if decoder is None or not data:
+            return self._receive_slow(data)
+        try:
+            items, left = decoder.feed_messages(data, False, self._text_record, self._binary_record)
+        except ProtocolError as exc:
+            return self._received(exc.frames, -1, exc)
+        if left or decoder.partial_header() >= 0:
+            return self._received(items, left, None)
+        return items
 
     def _send_slow(self, opcode: int, data: Any) -> None:
         """Every send the one-step path does not take; the subclass (``Connection``) implements it."""

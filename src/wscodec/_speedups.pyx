@@ -1150,12 +1150,44 @@ cdef class FrameQueue:
     # one-step path, and by the subclass for every other send (see Connection.messages_sent).
     cdef public Py_ssize_t _messages_out
     cdef public Py_ssize_t _bytes_out
+    # The one-step receive path: the subclass's FrameDecoder while it applies (else None), and the record
+    # types its whole messages become.
+    cdef public object _fast_receive
+    cdef public object _text_record
+    cdef public object _binary_record
 
     def __cinit__(self, *args, **kwargs):
         self._out = []
         self._fast_send = 0
         self._messages_out = 0
         self._bytes_out = 0
+        self._fast_receive = None
+
+    def _receive_slow(self, data):
+        """Every read the one-step path does not take; the subclass (``Connection``) implements it."""
+        raise NotImplementedError("FrameQueue._receive_slow is implemented by Connection")
+
+    def _received(self, items, left, error):
+        """The rest of a read after the decoder; the subclass (``Connection``) implements it."""
+        raise NotImplementedError("FrameQueue._received is implemented by Connection")
+
+    def receive_data(self, data):
+        """Feed bytes read from the transport; ``b""`` means the peer closed it (EOF).
+
+        Returns the events those bytes complete, in order. A peer's protocol violation does not raise:
+        the events before it are returned, then :class:`~wscodec.events.ProtocolViolation` and
+        :class:`~wscodec.events.Closed`, with the right Close frame already queued.
+        """
+        decoder = self._fast_receive
+        if decoder is None or not data:
+            return self._receive_slow(data)
+        try:
+            items, left = decoder.feed_messages(data, False, self._text_record, self._binary_record)
+        except _ProtocolError as exc:
+            return self._received(exc.frames, -1, exc)
+        if left or decoder.partial_header() >= 0:
+            return self._received(items, left, None)
+        return items
 
     cdef int _queue(self, unsigned int b0, object payload) except -1:
         """Frame the message ``payload`` into ``_out``, and count it."""

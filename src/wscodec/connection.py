@@ -20,7 +20,7 @@ import codecs
 import enum
 import struct
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._kernels import ZERO_COPY_MIN, Frame, FrameDecoder, FrameQueue, Utf8Validator, encode_frame
 from .errors import (
@@ -187,6 +187,7 @@ class Connection(FrameQueue):
         "_pings_held",
         "_send_compressed",
         "_send_opcode",
+        "_stream_messages",
         "_text_decoder",
         "_utf8",
         "close_code",
@@ -199,7 +200,6 @@ class Connection(FrameQueue):
         "request",
         "response",
         "state",
-        "stream_messages",
         "subprotocol",
     )
 
@@ -233,7 +233,8 @@ class Connection(FrameQueue):
         self._deflate: Extension | None = None
         self._send_opcode = 0  # opcode of a message being sent with send_fragment(), 0 if none
         self._fragment_size = fragment_size
-        self.stream_messages = stream_messages
+        self._fast_receive: Any = None  # (FrameQueue's: the decoder while its one-step receive path applies)
+        self.stream_messages = stream_messages  # (sets FrameQueue's record types too)
         self.defer_errors = defer_errors
         self.state: State = CONNECTING
         self.subprotocol: str | None = None
@@ -379,6 +380,37 @@ class Connection(FrameQueue):
         )
         self.state = OPEN
         self._update_fast_send()
+        self._update_fast_receive()
+
+    @property
+    def stream_messages(self) -> bool:
+        """Deliver data as it arrives (:class:`~wscodec.events.TextFragment`/:class:`~wscodec.events.BinaryFragment`
+        events) instead of whole messages."""
+        return self._stream_messages
+
+    @stream_messages.setter
+    def stream_messages(self, value: bool) -> None:
+        self._stream_messages = value
+        # the events the kernels' decoder makes of whole messages (see FrameDecoder.feed_messages)
+        if value:
+            self._text_record, self._binary_record = TextFragment, BinaryFragment
+        else:
+            self._text_record, self._binary_record = TextMessage, BinaryMessage
+
+    def _update_fast_receive(self) -> None:
+        """Let the kernels' one-step receive path (``FrameQueue.receive_data``) take the next read only in the
+        common state: OPEN, no Close received, no violation held, no fragmented message in progress and no
+        text frame checked in part; every other read goes through :meth:`_receive_slow`."""
+        if (
+            self.state is OPEN
+            and not self._close_received
+            and self.pending_error is None
+            and not self._msg_opcode
+            and not self._peeked
+        ):
+            self._fast_receive = self._decoder
+        else:
+            self._fast_receive = None
 
     @property
     def fragment_size(self) -> int | None:
@@ -487,76 +519,84 @@ class Connection(FrameQueue):
 
     # ------------------------------------------------------------------ receiving
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Feed bytes read from the transport; ``b""`` means the peer closed it (EOF).
+    # receive_data comes from FrameQueue (the kernels): its one-step path takes a read of whole messages in
+    # the common state (see _update_fast_receive) without a Python frame; every other read lands here.
+    if TYPE_CHECKING:
 
-        Returns the events those bytes complete, in order. A peer's protocol violation does not raise:
-        the events before it are returned, then :class:`~wscodec.events.ProtocolViolation` and
-        :class:`~wscodec.events.Closed`, with the right Close frame already queued.
-        """
-        state = self.state
-        if state is not OPEN:
-            if state is CONNECTING:
-                return self._receive_handshake(bytes(data))
-            if state is CLOSED:
-                return []
-        if not data:
-            return self._receive_eof()
-        # Frames: the rest of this method (inline, not a call: it runs once per read, at one message in
-        # flight once per message).
-        if self._close_received or self.pending_error is not None:
-            return []  # RFC 6455 section 5.5.1: nothing after the peer's Close (or a violation) counts
-        error: ProtocolError | None = None
-        decoder = self._decoder
-        in_message = self._msg_opcode != 0
-        left = -1  # how many items are still frames; -1: not known (a violation)
+        def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]: ...
+
+    def _receive_slow(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """A read the one-step path does not take: the handshake, EOF, after a Close or a violation, inside a
+        fragmented message or a text frame checked in part."""
         try:
-            # The fast path, in the kernels: each whole, uncompressed data message in one frame is already
-            # its event (a final fragment when streaming); the frames left go through _slow_frame below.
-            if self.stream_messages:
-                items, left = decoder.feed_messages(data, in_message, TextFragment, BinaryFragment)
-            else:
-                items, left = decoder.feed_messages(data, in_message, TextMessage, BinaryMessage)
-        except ProtocolError as exc:
-            items = exc.frames
-            error = exc
-        if self._peeked and items and type(items[0]) is not Frame:
-            # The frame whose start was checked while it arrived is a whole message, decoded (and checked)
-            # all again by the kernel; had it stayed a Frame, _slow_frame would skip what was checked.
-            self._peeked = 0
-            self._utf8.reset()
-        if not left:
-            events: list[Event] = items
-        else:
-            events = []
-            append = events.append
+            state = self.state
+            if state is not OPEN:
+                if state is CONNECTING:
+                    return self._receive_handshake(bytes(data))
+                if state is CLOSED:
+                    return []
+            if not data:
+                return self._receive_eof()
+            if self._close_received or self.pending_error is not None:
+                return []  # RFC 6455 section 5.5.1: nothing after the peer's Close (or a violation) counts
+            error: ProtocolError | None = None
             try:
-                for frame in items:
-                    if type(frame) is not Frame:
-                        append(frame)
-                        continue
-                    self._slow_frame(frame, append)
-                    if self._close_received:
-                        return events
-                if self._frag is not None:
-                    self._flush_fragment(append, False)
+                # Each whole, uncompressed data message in one frame is already its event (a final fragment
+                # when streaming); the frames left go through _slow_frame in _received.
+                items, left = self._decoder.feed_messages(
+                    data, self._msg_opcode != 0, self._text_record, self._binary_record
+                )
             except ProtocolError as exc:
-                error = exc
-        if error is None:
-            b0 = decoder.partial_header()
-            if b0 >= 0:
+                items, left, error = exc.frames, -1, exc
+            if self._peeked and items and type(items[0]) is not Frame:
+                # The frame whose start was checked while it arrived is a whole message, decoded (and
+                # checked) all again by the kernel; had it stayed a Frame, _slow_frame would skip what was
+                # checked.
+                self._peeked = 0
+                self._utf8.reset()
+            return self._received(items, left, error)
+        finally:
+            self._update_fast_receive()
+
+    def _received(self, items: list[Any], left: int, error: ProtocolError | None) -> list[Event]:
+        """The rest of a read once the decoder has it: ``items`` (events and ``left`` Frames; -1: not known,
+        after the violation ``error``), the frames left through _slow_frame, the early checks of a frame still
+        arriving, and the failure a violation brings."""
+        try:
+            if not left:
+                events: list[Event] = items
+            else:
+                events = []
+                append = events.append
                 try:
-                    self._check_partial_frame(b0)
+                    for frame in items:
+                        if type(frame) is not Frame:
+                            append(frame)
+                            continue
+                        self._slow_frame(frame, append)
+                        if self._close_received:
+                            return events
+                    if self._frag is not None:
+                        self._flush_fragment(append, False)
                 except ProtocolError as exc:
                     error = exc
-        if error is not None:
-            if self._frag is not None:  # what came before the bad frame is delivered
-                self._flush_fragment(events.append, False)
-            if self.defer_errors:
-                self.pending_error = error
-            else:
-                events.extend(self._fail(error))
-        return events
+            if error is None:
+                b0 = self._decoder.partial_header()
+                if b0 >= 0:
+                    try:
+                        self._check_partial_frame(b0)
+                    except ProtocolError as exc:
+                        error = exc
+            if error is not None:
+                if self._frag is not None:  # what came before the bad frame is delivered
+                    self._flush_fragment(events.append, False)
+                if self.defer_errors:
+                    self.pending_error = error
+                else:
+                    events.extend(self._fail(error))
+            return events
+        finally:
+            self._update_fast_receive()
 
     def fail_pending(self) -> list[Event]:
         """Fail the connection with the held :attr:`pending_error`: queue its Close frame (behind whatever
@@ -573,6 +613,7 @@ class Connection(FrameQueue):
         self._frag = None
         self.state = CLOSED
         self._fast_send = 0
+        self._fast_receive = None
         if self._close_received:
             return []
         self.close_code = 1006
@@ -715,6 +756,7 @@ class Connection(FrameQueue):
             self._send_close(reply_code, reason if reply_code is not None else "")
         self.state = CLOSED
         self._fast_send = 0
+        self._fast_receive = None
         append(Closed(code, reason, was_clean=True))
 
     def _fail(self, error: ProtocolError) -> list[Event]:
@@ -724,6 +766,7 @@ class Connection(FrameQueue):
             self._send_close(error.close_code, reason.encode("utf-8")[:123].decode("utf-8", "ignore"))
         self.state = CLOSED
         self._fast_send = 0
+        self._fast_receive = None
         self.close_code = 1006
         self.close_reason = ""
         self._msg_buf = None
@@ -894,6 +937,7 @@ class Connection(FrameQueue):
         self._send_close(code, reason)
         self.state = CLOSING
         self._fast_send = 0
+        self._fast_receive = None
 
     def fail(self, code: int = 1011, reason: str = "") -> None:
         """Fail the connection from our side (internal error, heartbeat timeout): Close, then CLOSED."""
@@ -904,5 +948,6 @@ class Connection(FrameQueue):
             self._send_close(code, reason)
         self.state = CLOSED
         self._fast_send = 0
+        self._fast_receive = None
         if self.close_code is None:
             self.close_code = 1006

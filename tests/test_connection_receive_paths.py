@@ -1,0 +1,111 @@
+"""``Connection.receive_data`` has two paths: the kernels' one step (``FrameQueue.receive_data``), which takes a
+read of whole messages in the common state, and ``Connection._receive_slow`` for everything else. Each state
+that leaves the common case must send the next read down the slow path, and the common case must come back
+when it ends; both backends, same events."""
+
+from __future__ import annotations
+
+import pytest
+
+from wscodec import encode_frame
+from wscodec.connection import CLOSED, CLOSING, OPEN, Connection
+from wscodec.events import (
+    BinaryFragment,
+    BinaryMessage,
+    Closed,
+    CloseReceived,
+    ProtocolViolation,
+    TextFragment,
+    TextMessage,
+)
+
+
+def _masked(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    return encode_frame(opcode, payload, fin=fin, mask=b"\x01\x02\x03\x04")
+
+
+def _fast(conn: Connection) -> bool:
+    return conn._fast_receive is not None
+
+
+def test_the_one_step_path_stops_inside_a_fragmented_message_and_comes_back_after_it() -> None:
+    conn = Connection.established("server")
+    assert _fast(conn)
+    events = conn.receive_data(_masked(1, b"one"))
+    assert [(type(e), e.data) for e in events] == [(TextMessage, "one")]
+    events = conn.receive_data(_masked(2, b"par", fin=False))
+    assert events == [] and not _fast(conn)  # a message is open: the next read is the Connection's
+    events = conn.receive_data(_masked(0, b"ts") + _masked(2, b"next"))
+    assert [(type(e), e.data) for e in events] == [(BinaryMessage, b"parts"), (BinaryMessage, b"next")]
+    assert _fast(conn)
+    assert [e.data for e in conn.receive_data(_masked(1, b"again"))] == ["again"]
+
+
+def test_a_text_frame_checked_in_part_is_finished_by_either_path() -> None:
+    conn = Connection.established("server")
+    frame = _masked(1, "héllo wörld".encode())
+    events = conn.receive_data(frame[:9])  # header and a few payload bytes: checked as they arrive
+    assert events == [] and not _fast(conn)
+    events = conn.receive_data(frame[9:])
+    assert [e.data for e in events] == ["héllo wörld"] and _fast(conn)
+    bad = _masked(1, b"ok \xff")
+    events = conn.receive_data(bad[:-1])  # the start is valid so far
+    assert events == []
+    events = conn.receive_data(bad[-1:])
+    assert [type(e) for e in events] == [ProtocolViolation, Closed] and events[0].error.close_code == 1007
+    assert conn.state is CLOSED and not _fast(conn)
+
+
+def test_after_our_close_frames_still_arrive_then_the_peer_close_ends_it() -> None:
+    conn = Connection.established("server")
+    conn.close(1000, "bye")
+    assert conn.state is CLOSING and not _fast(conn)
+    events = conn.receive_data(_masked(1, b"late") + _masked(8, b"\x03\xe8"))
+    assert [type(e) for e in events] == [TextMessage, CloseReceived, Closed]
+    assert events[0].data == "late" and conn.state is CLOSED
+    assert conn.receive_data(_masked(1, b"after")) == []
+
+
+@pytest.mark.parametrize("how", ["fail", "peer close", "eof", "violation"])
+def test_nothing_is_delivered_once_closed(how: str) -> None:
+    conn = Connection.established("server")
+    if how == "fail":
+        conn.fail(1011)
+    elif how == "peer close":
+        conn.receive_data(_masked(8, b"\x03\xe8"))
+    elif how == "eof":
+        conn.receive_data(b"")
+    else:
+        conn.receive_data(encode_frame(1, b"unmasked"))  # a server requires masked frames: 1002
+    assert conn.state is CLOSED and not _fast(conn)
+    assert conn.receive_data(_masked(1, b"x") + _masked(2, b"y")) == []
+
+
+def test_a_held_violation_stops_delivery_until_it_is_failed() -> None:
+    conn = Connection.established("server", defer_errors=True)
+    events = conn.receive_data(_masked(1, b"before") + encode_frame(2, b"unmasked"))
+    assert [e.data for e in events] == ["before"] and conn.pending_error is not None
+    assert conn.state is OPEN and not _fast(conn)
+    assert conn.receive_data(_masked(1, b"ignored")) == []
+    assert [type(e) for e in conn.fail_pending()] == [ProtocolViolation, Closed]
+
+
+def test_stream_messages_switched_after_opening_changes_the_events() -> None:
+    conn = Connection.established("server")
+    assert [type(e) for e in conn.receive_data(_masked(1, b"a"))] == [TextMessage]
+    conn.stream_messages = True
+    events = conn.receive_data(_masked(1, b"b") + _masked(2, b"c"))
+    assert [(type(e), e.data, e.final) for e in events] == [(TextFragment, "b", True), (BinaryFragment, b"c", True)]
+    conn.stream_messages = False
+    assert [type(e) for e in conn.receive_data(_masked(2, b"d"))] == [BinaryMessage]
+
+
+def test_a_frame_split_across_reads_then_whole_messages() -> None:
+    """A partial header leaves the read to the Connection (its early checks), then the common case returns."""
+    conn = Connection.established("server", max_message_size=100)
+    events = conn.receive_data(_masked(2, b"z" * 50)[:1])
+    assert events == []
+    events = conn.receive_data(_masked(2, b"z" * 50)[1:] + _masked(1, b"w"))
+    assert [e.data for e in events] == [b"z" * 50, "w"] and _fast(conn)
+    events = conn.receive_data(_masked(2, b"z" * 200)[:8])  # over max_message_size: refused on its header
+    assert [type(e) for e in events] == [ProtocolViolation, Closed] and events[0].error.close_code == 1009
