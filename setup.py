@@ -1,4 +1,7 @@
-"""Build the optional compiled kernels (``wscodec._speedups``).
+"""Build the optional compiled modules: the kernels (``wscodec._speedups``) and the asyncio WebSocket's hot path
+(``wscodec.asyncio._hotpath``, which cimports the kernels' ``FrameQueue`` through ``_speedups.pxd``). Each has a
+pure-Python twin; the compiled hot path is used only with the compiled kernels, and the tests fail if one of the
+two is missing from a build that has the other.
 
 ``WSCODEC_BUILD_EXTENSION`` decides what a failed compile means:
 
@@ -24,6 +27,7 @@ if MODE not in ("", "yes", "no"):
     sys.exit(f"WSCODEC_BUILD_EXTENSION must be 'yes', 'no' or unset, not {MODE!r}")
 
 PYX = os.path.join("src", "wscodec", "_speedups.pyx")
+HOT_PATH_PYX = os.path.join("src", "wscodec", "asyncio", "_hotpath.pyx")
 PURE = "using the pure-Python backend"
 
 # setup.py runs several times per install (egg_info, dist_info, bdist_wheel); speak only in the run that builds.
@@ -56,10 +60,10 @@ def _extensions() -> list[Extension]:
             raise
         _say(f"Cython is not available; compiled kernels not built, {PURE}")
         return []
-    if not os.path.exists(PYX):
+    if not (os.path.exists(PYX) and os.path.exists(HOT_PATH_PYX)):
         if MODE == "yes":
-            sys.exit(f"wscodec: WSCODEC_BUILD_EXTENSION=yes but {PYX} is missing")
-        _say(f"{PYX} is missing; compiled kernels not built, {PURE}")
+            sys.exit(f"wscodec: WSCODEC_BUILD_EXTENSION=yes but {PYX} or {HOT_PATH_PYX} is missing")
+        _say(f"{PYX} or {HOT_PATH_PYX} is missing; compiled kernels not built, {PURE}")
         return []
     if sys.platform == "win32":
         compile_args = ["/O2"]
@@ -68,7 +72,7 @@ def _extensions() -> list[Extension]:
     # Release builds leave the debug info out (1.2 MB -> about 200 KB); WSCODEC_DEBUG=1 keeps it.
     strip = sys.platform.startswith("linux") and not os.environ.get("WSCODEC_DEBUG")
     link_args = ["-Wl,--strip-debug"] if strip else []
-    ext = Extension(
+    kernels = Extension(
         "wscodec._speedups",
         sources=[PYX],
         depends=["src/wscodec/_speedups_impl.h"],
@@ -77,9 +81,17 @@ def _extensions() -> list[Extension]:
         extra_link_args=link_args,
         optional=MODE != "yes",
     )
+    # The asyncio WebSocket's per-read and per-reply steps (its pure twin is _hotpath_pure.py).
+    hot_path = Extension(
+        "wscodec.asyncio._hotpath",
+        sources=[HOT_PATH_PYX],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        optional=MODE != "yes",
+    )
     try:
         return cythonize(
-            [ext],
+            [kernels, hot_path],
             language_level=3,
             quiet=True,
             compiler_directives={

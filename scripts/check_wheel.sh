@@ -35,7 +35,8 @@ tar -C "$ROOT" -c \
     --exclude=.git --exclude='.venv*' --exclude=build --exclude=dist --exclude=wheelhouse \
     --exclude='*.egg-info' --exclude='*.so' --exclude='*.pyd' --exclude='__pycache__' \
     --exclude='.mypy_cache' --exclude='.ruff_cache' --exclude='.pytest_cache' --exclude='.hypothesis' \
-    --exclude='.benchmarks' --exclude='src/wscodec/*.c' --exclude='src/wscodec/_speedups.html' . \
+    --exclude='.benchmarks' --exclude='src/wscodec/*.c' --exclude='src/wscodec/asyncio/*.c' \
+    --exclude='src/wscodec/_speedups.html' . \
     | tar -C "$TMP/tree" -x
 [ -f "$TMP/tree/src/wscodec/_speedups.pyx" ] || fail "src/wscodec/_speedups.pyx is missing"
 
@@ -73,7 +74,8 @@ echo "wheel: $(basename "$WHEEL")"
 
 step "sdist contents"
 tar -tzf "$SDIST" >"$TMP/sdist.txt"
-for f in src/wscodec/_speedups.pyx src/wscodec/_pure.py src/wscodec/_demo.html src/wscodec/py.typed \
+for f in src/wscodec/_speedups.pyx src/wscodec/_speedups.pxd src/wscodec/_pure.py src/wscodec/asyncio/_hotpath.pyx \
+         src/wscodec/asyncio/_hotpath_pure.py src/wscodec/_demo.html src/wscodec/py.typed \
          setup.py pyproject.toml README.md MANIFEST.in LICENSE CONTRIBUTING.md CHANGELOG.md; do
     grep -q "^wscodec-[^/]*/$f\$" "$TMP/sdist.txt" || fail "sdist lacks $f"
 done
@@ -92,7 +94,8 @@ echo "ok: .pyx, _demo.html, py.typed present; no generated C, no binaries"
 step "wheel contents"
 "$PY" -m zipfile -l "$WHEEL" | awk 'NR>1 {print $1}' >"$TMP/wheel.txt"
 grep -Eq '^wscodec/_speedups\..*\.so$' "$TMP/wheel.txt" || fail "wheel lacks the compiled wscodec/_speedups"
-for f in wscodec/_demo.html wscodec/py.typed wscodec/_pure.py; do
+grep -Eq '^wscodec/asyncio/_hotpath\..*\.so$' "$TMP/wheel.txt" || fail "wheel lacks the compiled wscodec/asyncio/_hotpath"
+for f in wscodec/_demo.html wscodec/py.typed wscodec/_pure.py wscodec/asyncio/_hotpath_pure.py; do
     grep -q "^$f\$" "$TMP/wheel.txt" || fail "wheel lacks $f"
 done
 grep -Eq '^wscodec-[^/]*\.dist-info/licenses/LICENSE$' "$TMP/wheel.txt" || fail "wheel lacks the LICENSE file"
@@ -112,22 +115,25 @@ esac
 "$PY" - "$REPAIRED" <<'PY' || fail "the repaired wheel's extension is not stripped"
 import struct, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as wheel:
-    (name,) = [n for n in wheel.namelist() if n.startswith("wscodec/_speedups") and n.endswith(".so")]
-    elf = wheel.read(name)
-assert elf[:4] == b"\x7fELF" and elf[4] == 2 and elf[5] == 1, "expected a 64-bit little-endian ELF"
-shoff, = struct.unpack_from("<Q", elf, 0x28)
-shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
-def section(i):
-    return struct.unpack_from("<IIQQQQ", elf, shoff + i * shentsize)
-strtab = section(shstrndx)
-names = []
-for i in range(shnum):
-    start = strtab[4] + section(i)[0]
-    names.append(elf[start : elf.index(b"\0", start)].decode())
-debug = [n for n in names if n.startswith(".debug")]
-print(f"{name}: {len(elf) // 1024} KiB, {len(names)} sections, debug sections: {debug or 'none'}")
-assert not debug and ".symtab" not in names, names
-assert len(elf) < 600 * 1024, len(elf)
+    names = [n for n in wheel.namelist() if n.startswith(("wscodec/_speedups", "wscodec/asyncio/_hotpath"))]
+    (kernels,) = [n for n in names if n.startswith("wscodec/_speedups") and n.endswith(".so")]
+    (hot_path,) = [n for n in names if n.startswith("wscodec/asyncio/_hotpath") and n.endswith(".so")]
+    elves = {name: wheel.read(name) for name in (kernels, hot_path)}
+for name, elf in elves.items():
+    assert elf[:4] == b"\x7fELF" and elf[4] == 2 and elf[5] == 1, "expected a 64-bit little-endian ELF"
+    shoff, = struct.unpack_from("<Q", elf, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
+    def section(i, elf=elf, shoff=shoff, shentsize=shentsize):
+        return struct.unpack_from("<IIQQQQ", elf, shoff + i * shentsize)
+    strtab = section(shstrndx)
+    names = []
+    for i in range(shnum):
+        start = strtab[4] + section(i)[0]
+        names.append(elf[start : elf.index(b"\0", start)].decode())
+    debug = [n for n in names if n.startswith(".debug")]
+    print(f"{name}: {len(elf) // 1024} KiB, {len(names)} sections, debug sections: {debug or 'none'}")
+    assert not debug and ".symtab" not in names, names
+    assert len(elf) < 600 * 1024, len(elf)
 PY
 
 step "repaired wheel in a fresh venv, no C compiler anywhere -> cython"
@@ -136,6 +142,8 @@ env PATH="$(nocc_path "$TMP/v-wheel/bin")" CC=/bin/false "$V" -m pip install -q 
 [ "$(backend_of "$V")" = cython ] || fail "repaired wheel: BACKEND is $(backend_of "$V"), expected cython"
 (cd "$TMP" && "$V" -c '
 import wscodec, wscodec._speedups
+from wscodec.asyncio import websocket
+assert websocket.HOT_PATH_BACKEND == "cython", websocket.HOT_PATH_BACKEND
 assert wscodec.apply_mask(b"\x00\x00\x00\x00\x01", b"\x01\x02\x03\x04") == b"\x01\x02\x03\x04\x00"
 assert wscodec.validate_utf8("h\u00e9llo".encode()) and not wscodec.validate_utf8(b"\xc0\xaf")
 from importlib.resources import files

@@ -109,3 +109,41 @@ def test_a_frame_split_across_reads_then_whole_messages() -> None:
     assert [e.data for e in events] == [b"z" * 50, "w"] and _fast(conn)
     events = conn.receive_data(_masked(2, b"z" * 200)[:8])  # over max_message_size: refused on its header
     assert [type(e) for e in events] == [ProtocolViolation, Closed] and events[0].error.close_code == 1009
+
+
+def _contract_holds(conn: Connection) -> bool:
+    """What the compiled asyncio hot path reads instead of ``state`` and ``pending_error`` (``_speedups.pxd``):
+    either one-step flag set means OPEN, and the receive one also means no violation held."""
+    if (conn._fast_send or conn._fast_receive is not None) and conn.state is not OPEN:
+        return False
+    return conn._fast_receive is None or conn.pending_error is None
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_the_one_step_flags_are_set_only_while_open_and_no_violation_is_held(role: str) -> None:
+    seen = []
+    conn = Connection(role, host="127.0.0.1") if role == "client" else Connection(role)  # CONNECTING
+    seen.append(_contract_holds(conn))
+    conn = Connection.established(role)
+    assert conn._fast_send and _fast(conn)  # the common case: both flags up
+    seen.append(_contract_holds(conn))
+    frame = encode_frame(1, b"hi", mask=b"\x01\x02\x03\x04" if role == "server" else None)
+    conn.receive_data(frame)
+    conn.close(1000, "bye")
+    seen.append(_contract_holds(conn))
+    assert conn.state is CLOSING and not conn._fast_send and not _fast(conn)
+    conn.receive_data(encode_frame(8, b"\x03\xe8", mask=b"\x01\x02\x03\x04" if role == "server" else None))
+    assert conn.state is CLOSED
+    seen.append(_contract_holds(conn))
+    held = Connection.established(role)
+    held.defer_errors = True
+    held.receive_data(frame + b"\x83\x80\x00\x00\x00\x00")  # a valid message, then a reserved opcode
+    assert held.pending_error is not None and held.state is OPEN
+    seen.append(_contract_holds(held))
+    assert not _fast(held)
+    held.fail_pending()
+    seen.append(_contract_holds(held))
+    failed = Connection.established(role)
+    failed.fail(1011, "internal")
+    seen.append(_contract_holds(failed))
+    assert seen == [True] * 7

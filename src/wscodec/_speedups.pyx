@@ -1144,17 +1144,7 @@ cdef class FrameQueue:
     :meth:`data_to_send_buffers`).
     """
 
-    cdef public list _out
-    cdef public int _fast_send
-    # Messages queued and their payload bytes (text as UTF-8, before compression): counted here by the
-    # one-step path, and by the subclass for every other send (see Connection.messages_sent).
-    cdef public Py_ssize_t _messages_out
-    cdef public Py_ssize_t _bytes_out
-    # The one-step receive path: the subclass's FrameDecoder while it applies (else None), and the record
-    # types its whole messages become.
-    cdef public object _fast_receive
-    cdef public object _text_record
-    cdef public object _binary_record
+    # (fields and C-level methods: declared in _speedups.pxd, where the asyncio hot path cimports them)
 
     def __cinit__(self, *args, **kwargs):
         self._out = []
@@ -1171,7 +1161,7 @@ cdef class FrameQueue:
         """The rest of a read after the decoder; the subclass (``Connection``) implements it."""
         raise NotImplementedError("FrameQueue._received is implemented by Connection")
 
-    def receive_data(self, data):
+    cpdef receive_data(self, data):
         """Feed bytes read from the transport; ``b""`` means the peer closed it (EOF).
 
         Returns the events those bytes complete, in order. A peer's protocol violation does not raise:
@@ -1234,14 +1224,14 @@ cdef class FrameQueue:
         """Every send the one-step path does not take; the subclass (``Connection``) implements it."""
         raise NotImplementedError("FrameQueue._send_slow is implemented by Connection")
 
-    def send_text(self, text):
+    cpdef send_text(self, text):
         """Queue a text message."""
         if self._fast_send and type(text) is str:
             self._queue(0x81, PyUnicode_AsUTF8String(text))
         else:
             self._send_slow(1, text)
 
-    def send_binary(self, data):
+    cpdef send_binary(self, data):
         """Queue a binary message. Any buffer; a large ``bytes`` on a server goes out without a copy
         through :meth:`data_to_send_buffers`, anything else is copied (or masked) into its frame once."""
         if self._fast_send:
@@ -1265,7 +1255,7 @@ cdef class FrameQueue:
         del out[:]
         return data
 
-    def data_to_send_buffers(self):
+    cpdef list data_to_send_buffers(self):
         """Everything queued since the last call, as a list of buffers to write in order, for
         ``transport.writelines`` or ``socket.sendmsg``: the zero-copy form of :meth:`data_to_send`.
 

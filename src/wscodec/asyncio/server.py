@@ -71,12 +71,12 @@ def _normalize(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 class ServerWebSocket(WebSocket):
     """The server side of a connection: runs the opening handshake, then the handler."""
 
-    __slots__ = ("_handler_task", "_head_malformed", "_head_waiter", "_open_timer", "_parser", "_pre", "_server")
+    __slots__ = ("_handler_task", "_head_malformed", "_head_waiter", "_open_timer", "_parser", "_server")
 
     def __init__(self, server: Server, connection: Connection, **options: Any) -> None:
         super().__init__(connection, **options)
         self._server = server
-        self._pre: bytearray | None = bytearray()  # bytes received before the handshake is decided
+        self._pre = bytearray()  # bytes received before the handshake is decided (HotPath.buffer_updated)
         self._parser = HttpParser()
         self._head_malformed = False
         self._head_waiter: asyncio.Future[None] = self._loop.create_future()
@@ -107,12 +107,6 @@ class ServerWebSocket(WebSocket):
         if self._pre is not None:
             self.logger.info("opening handshake timed out")
             self._abort_now()
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self._pre is None:  # open: WebSocket.buffer_updated, without the call to it
-            self._handle(self._conn.receive_data(self._read_view[:nbytes]))
-        else:
-            self.data_received(self._read_view[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         pre = self._pre

@@ -8,7 +8,7 @@ wakes waiters and runs timers (keepalive, close and open timeouts).
 Messages are always taken from the Connection frame by frame (``stream_messages=True``) and reassembled
 here, so :meth:`WebSocket.recv` (whole messages) and :meth:`WebSocket.recv_streaming` (fragments, bounded
 memory) work on the same connection without a mode switch. The pieces of a message are gathered into one
-growing buffer (:class:`_Pieces`), so memory follows the payload, not the number of fragments.
+growing buffer (``Pieces``, in ``_hotpath``), so memory follows the payload, not the number of fragments.
 
 A protocol violation behind valid messages is held by the Connection (``defer_errors``): reading stops,
 the application gets those messages and its replies go out before the Close, which is sent when it asks
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
-import io
 import logging
 import os
 import threading
@@ -29,7 +28,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from .._write import write_buffers
+from .._kernels import BACKEND as _KERNELS_BACKEND
 from ..connection import CLOSED, CONNECTING, OPEN, Connection
 from ..errors import ConnectionClosed, InvalidHandshake
 from ..events import (
@@ -43,6 +42,21 @@ from ..events import (
     Response,
     TextFragment,
 )
+from .browser_events import CloseEvent, ErrorEvent, Event, MessageEvent
+
+if TYPE_CHECKING or _KERNELS_BACKEND != "cython":
+    from ._hotpath_pure import DATA_TYPES, NO_MESSAGE, HotPath, Pieces
+
+    HOT_PATH_BACKEND = "python"
+else:
+    try:  # the compiled twin, built with the kernels
+        from ._hotpath import DATA_TYPES, NO_MESSAGE, HotPath, Pieces
+
+        HOT_PATH_BACKEND = "cython"
+    except ImportError:
+        from ._hotpath_pure import DATA_TYPES, NO_MESSAGE, HotPath, Pieces
+
+        HOT_PATH_BACKEND = "python"
 
 __all__ = ["CloseEvent", "ErrorEvent", "Event", "MessageEvent", "WebSocket"]
 
@@ -83,122 +97,11 @@ Data = str | bytes | bytearray | memoryview
 Listener = Callable[[Any], Any]
 
 _BINARY_TYPES = ("bytes", "bytearray", "memoryview")
-_DATA_TYPES = (str, bytes, bytearray, memoryview)
 # Close codes after which ``async for message in ws`` simply ends (a clean, non-error closing handshake).
 _OK_CODES = frozenset({1000, 1001, 1005})
 # Socket reads land in one buffer per thread (see _read_buffer).
 _READ_SIZE = 256 * 1024
 _thread_local = threading.local()
-# Bytes of small messages held back for one write at the end of the loop iteration (see WebSocket._queued).
-_FLUSH_BYTES = 16384
-_FLUSH_COUNT = 8
-# A MessageEvent per delivered message is built with this and its three slots (see _handle).
-_new_object = object.__new__
-
-
-# --------------------------------------------------------------------------- browser-style events
-
-
-class Event:
-    """A browser-style event: ``type`` is "open", "message", "error" or "close"; ``target`` the WebSocket.
-
-    Read-only, as in browsers. Slotted classes with plain constructors, not frozen dataclasses: one
-    ``MessageEvent`` is made per message delivered to a listener, and a frozen dataclass costs about four
-    times as much to build. Equal when type and fields are (``target`` is not compared).
-    """
-
-    __slots__ = ("_target", "_type")
-    _fields: ClassVar[tuple[str, ...]] = ("type",)
-
-    def __init__(self, type: str, target: Any = None) -> None:
-        self._type = type
-        self._target = target
-
-    @property
-    def type(self) -> str:
-        """ "open", "message", "error" or "close"."""
-        return self._type
-
-    @property
-    def target(self) -> Any:
-        """The :class:`WebSocket` the event is about."""
-        return self._target
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
-        return f"{type(self).__name__}({fields})"
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self._fields)
-
-    def __hash__(self) -> int:
-        return hash(tuple(getattr(self, name) for name in self._fields))
-
-
-class MessageEvent(Event):
-    """A whole message: ``data`` is a str (text) or bytes-like per ``binary_type``."""
-
-    __slots__ = ("_data",)
-    _fields = ("type", "data")
-
-    def __init__(self, type: str, target: Any = None, data: Any = None) -> None:
-        # (no super().__init__: one is made per message delivered, and the call would cost a fifth of it)
-        self._type = type
-        self._target = target
-        self._data = data
-
-    @property
-    def data(self) -> Any:
-        """The message: str for text; bytes, bytearray or memoryview for binary (``binary_type``)."""
-        return self._data
-
-
-class CloseEvent(Event):
-    """The connection is closed: the close ``code``, ``reason`` and whether the closing handshake completed."""
-
-    __slots__ = ("_code", "_reason", "_was_clean")
-    _fields = ("type", "code", "reason", "was_clean")
-
-    def __init__(
-        self, type: str, target: Any = None, code: int = 1006, reason: str = "", was_clean: bool = False
-    ) -> None:
-        super().__init__(type, target)
-        self._code = code
-        self._reason = reason
-        self._was_clean = was_clean
-
-    @property
-    def code(self) -> int:
-        """The close code (1006 when the connection ended without a Close frame)."""
-        return self._code
-
-    @property
-    def reason(self) -> str:
-        """The close reason, "" if none."""
-        return self._reason
-
-    @property
-    def was_clean(self) -> bool:
-        """True when the closing handshake completed."""
-        return self._was_clean
-
-
-class ErrorEvent(Event):
-    """Something went wrong (protocol violation, keepalive timeout, failed handshake): see ``error``."""
-
-    __slots__ = ("_error",)
-    _fields = ("type", "error")
-
-    def __init__(self, type: str, target: Any = None, error: BaseException | None = None) -> None:
-        super().__init__(type, target)
-        self._error = error
-
-    @property
-    def error(self) -> BaseException | None:
-        """The exception that describes what went wrong."""
-        return self._error
 
 
 def _read_buffer() -> memoryview:
@@ -212,49 +115,6 @@ def _read_buffer() -> memoryview:
     if view is None:
         view = _thread_local.view = memoryview(bytearray(_READ_SIZE))
     return view
-
-
-class _Pieces:
-    """The pieces of one message as they arrive, gathered into one growing buffer (a ``bytearray``, or a
-    ``StringIO`` for text) instead of one object per piece; a single piece is kept as is (no copy)."""
-
-    __slots__ = ("_buffer", "_first")
-
-    def __init__(self) -> None:
-        self._first: Any = None
-        self._buffer: Any = None
-
-    def __bool__(self) -> bool:
-        return self._first is not None
-
-    def add(self, data: Any) -> None:
-        if self._first is None:
-            self._first = data
-            return
-        buffer = self._buffer
-        if buffer is None:
-            first = self._first
-            if type(first) is str:
-                buffer = self._buffer = io.StringIO()
-                buffer.write(first)
-            else:
-                buffer = self._buffer = bytearray(first)
-        if type(buffer) is bytearray:
-            buffer += data
-        else:
-            buffer.write(data)
-
-    def take(self) -> Any:
-        """Everything added so far, as one str or bytes; empties the gatherer."""
-        buffer = self._buffer
-        if buffer is None:
-            data = self._first
-        elif type(buffer) is bytearray:
-            data = bytes(buffer)
-        else:
-            data = buffer.getvalue()
-        self._first = self._buffer = None
-        return data
 
 
 def _closes_cleanly(exc: ConnectionClosed) -> bool:
@@ -287,7 +147,7 @@ class _MessageStream:
         return data
 
 
-class WebSocket(asyncio.BufferedProtocol):
+class WebSocket(HotPath, asyncio.BufferedProtocol):
     """One WebSocket connection over an asyncio transport, client or server side.
 
     Built by :func:`~wscodec.asyncio.connect` and :func:`~wscodec.asyncio.serve`, not directly. Offers
@@ -307,51 +167,25 @@ class WebSocket(asyncio.BufferedProtocol):
         "__dict__",
         "__weakref__",
         "_abort_handle",
-        "_binary_type",
-        "_busy",
         "_callback_tasks",
-        "_cb_partial",
-        "_close_exc",
-        "_conn",
-        "_debug",
         "_drain_waiters",
         "_error_timer",
         "_fail_code",
         "_fail_reason",
-        "_flood_paused",
-        "_flush_handle",
-        "_fragmenting",
-        "_handling",
-        "_has_message_listener",
         "_keepalive_task",
         "_listeners",
-        "_loop",
-        "_lost",
         "_lost_waiter",
-        "_message_callbacks",
         "_onmessage",
         "_open_waiter",
         "_opened_at",
-        "_partial",
         "_peer",
         "_pings",
-        "_queue",
-        "_read_view",
-        "_reading_paused",
-        "_streaming",
-        "_transport",
         "_transport_closing",
         "_transport_reading",
-        "_unflushed",
-        "_unflushed_count",
-        "_waiter",
-        "_write_paused",
-        "_wrote_lone",
         "close_timeout",
         "id",
         "latency",
         "logger",
-        "max_queue",
         "onclose",
         "onerror",
         "onopen",
@@ -362,6 +196,10 @@ class WebSocket(asyncio.BufferedProtocol):
         "url",
         "write_limit",
     )
+
+    # The per-message steps live in HotPath (compiled, or its pure twin); send_nowait is public API, so the
+    # class names it here, where the reference documents WebSocket's own members.
+    send_nowait = HotPath.send_nowait
 
     CONNECTING: ClassVar[int] = 0
     OPEN: ClassVar[int] = 1
@@ -403,6 +241,8 @@ class WebSocket(asyncio.BufferedProtocol):
         self.latency = 0.0
         self._loop = asyncio.get_running_loop()
         self._read_view = _read_buffer()
+        # The bytes of an opening handshake still being read (a server's; see ServerWebSocket): None when open.
+        self._pre: bytearray | None = None
         # Any transport with asyncio's Transport methods: asyncio's own, uvloop's (not subclasses of it), TLS.
         self._transport: asyncio.Transport | None = None
         #: A random id for this connection; its first 8 hex digits appear in every log line about it.
@@ -421,7 +261,7 @@ class WebSocket(asyncio.BufferedProtocol):
         # Receiving: fragments wait in _queue until a consumer takes them; recv() moves the pieces of a
         # message in progress into _partial (object state, so a cancelled recv() loses nothing).
         self._queue: collections.deque[TextFragment | BinaryFragment] = collections.deque()
-        self._partial = _Pieces()
+        self._partial = Pieces()
         self._waiter: asyncio.Future[None] | None = None
         self._busy = False  # the application holds a message and has not asked for the next one yet
         self._error_timer: asyncio.TimerHandle | None = None  # bounds how long a pending error waits
@@ -462,7 +302,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self.onclose: Listener | None = None
         self._has_message_listener = False
         self._message_callbacks: tuple[Listener, ...] = ()  # onmessage, then the added ones (see _dispatch)
-        self._cb_partial = _Pieces()
+        self._cb_partial = Pieces()
         self._callback_tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ attributes
@@ -656,13 +496,6 @@ class WebSocket(asyncio.BufferedProtocol):
         if out:
             transport.write(out)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._read_view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        # (what data_received does, without its call: this runs once per read)
-        self._handle(self._conn.receive_data(self._read_view[:nbytes]))
-
     def data_received(self, data: bytes | memoryview) -> None:
         """One socket read (a view of the shared read buffer: valid only during this call)."""
         self._handle(self._conn.receive_data(data))
@@ -758,75 +591,6 @@ class WebSocket(asyncio.BufferedProtocol):
 
     # ------------------------------------------------------------------ events from the Connection
 
-    def _handle(self, events: list[Any]) -> None:
-        """Act on the events of one read (or of a failure): deliver, queue, wake; then write the replies.
-
-        At one message in flight this runs once per round trip, and each Python call on the way is a
-        measurable share of it: so the common case, a whole message for the listeners, is delivered here
-        inline (what ``_dispatch_message`` does), and this is one method, not a wrapper and a loop.
-        """
-        self._handling = True
-        self._wrote_lone = False  # a new step: a lone reply may go at once again
-        queue = self._queue
-        try:
-            for event in events:
-                kind = type(event)
-                if kind is TextFragment or kind is BinaryFragment:
-                    data: Any = event.data
-                    # (_first is None: the _Pieces are empty, without a call to their __bool__)
-                    if (
-                        self._has_message_listener
-                        and not queue
-                        and self._partial._first is None
-                        and not self._streaming
-                    ):
-                        if event.final and self._cb_partial._first is None:  # a whole message: no gathering
-                            if kind is BinaryFragment and self._binary_type != "bytes":
-                                data = self._convert_binary(data)
-                            # MessageEvent("message", self, data) without the class call, which runs __init__ in
-                            # an interpreter frame of its own: 600 instructions, 3% of a 16-byte round trip
-                            message = _new_object(MessageEvent)
-                            message._type = "message"
-                            message._target = self
-                            message._data = data
-                            for callback in self._message_callbacks:  # (a tuple: a snapshot already)
-                                try:
-                                    result = callback(message)
-                                except Exception:
-                                    self.logger.exception("error in message callback")
-                                    continue
-                                if result is not None:
-                                    self._listener_returned(result)
-                        else:
-                            self._deliver_to_listeners(event)
-                        continue
-                    queue.append(event)
-                    if self._debug:
-                        self.logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(data), event.final)
-                else:
-                    self._handle_other(event)
-            if queue:
-                waiter = self._waiter
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
-                max_queue = self.max_queue
-                if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
-                    self._reading_paused = True
-                    self._sync_reading()
-            if self._write_paused and not self._flood_paused and self._conn.flooded:
-                # Pings keep coming while our answers cannot leave: read again once the transport drains.
-                self._flood_paused = True
-                self._sync_reading()
-            if self._conn.pending_error is not None:
-                self._on_pending_error()
-        finally:
-            self._handling = False
-        conn = self._conn
-        if conn._out:  # (a callback's lone reply already went: nothing to write, no call)
-            self._write_out()
-        if conn.state is CLOSED:
-            self._after_closed()
-
     def _on_pending_error(self) -> None:
         """The peer broke the protocol behind messages the application may still answer (the Connection
         holds the error, ``defer_errors``): stop reading and fail once the application asks for the next
@@ -857,53 +621,6 @@ class WebSocket(asyncio.BufferedProtocol):
         events = self._conn.fail_pending()
         if events:
             self._handle(events)
-
-    def _write_out(self) -> None:
-        """Hand everything the Connection has queued to the transport, in order."""
-        self._unflushed = self._unflushed_count = 0
-        out = self._conn.data_to_send_buffers()
-        if out and not self._lost and self._transport is not None:
-            if len(out) == 1:
-                self._transport.write(out[0])
-            else:  # several frames, or a large payload that goes out without a copy
-                write_buffers(self._transport, out)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        self._wrote_lone = False
-        self._write_out()
-
-    def _queued(self, size: int) -> None:
-        """A message was queued in the Connection: write it at the end of this loop iteration with the
-        ones queued after it, so that a handler answering a batch of messages makes one ``send()`` system
-        call per few messages, not one per message. Every ``_FLUSH_COUNT`` messages or ``_FLUSH_BYTES``
-        bytes (``size`` is the message's length; characters for text are close enough) the batch goes at
-        once: the peer starts on it while we frame the rest, and a producer that never yields stays bounded.
-
-        The first reply of a step goes at once: nothing waits to be written, no flush is due in this
-        iteration, and no reply went at once before it since the last read, the consumer's last wait for
-        data or the last flush (``_wrote_lone``, which those clear). With one message in flight that is
-        every reply, and it saves the loop turn to the flush. With several messages in one read, the peer
-        gets the first answer while we handle the rest, and then the rest in one write: at 8 messages in
-        flight over loopback that gives 23-29% more round trips per second than answering the whole read
-        in one write, for one more ``send()`` per read (no change measurable at 64 in flight).
-        """
-        unflushed = self._unflushed + size
-        count = self._unflushed_count + 1
-        if count == 1 and not self._wrote_lone and self._flush_handle is None:
-            self._write_out()
-            self._wrote_lone = True
-        elif self._handling and unflushed < _FLUSH_BYTES and count < _FLUSH_COUNT:
-            # sent by a callback of the read being handled: _handle writes it at its end
-            self._unflushed = unflushed
-            self._unflushed_count = count
-        elif unflushed >= _FLUSH_BYTES or count >= _FLUSH_COUNT:
-            self._write_out()
-        else:
-            self._unflushed = unflushed
-            self._unflushed_count = count
-            if self._flush_handle is None:
-                self._flush_handle = self._loop.call_soon(self._flush)
 
     def _handle_other(self, event: Any) -> None:
         kind = type(event)
@@ -1041,27 +758,6 @@ class WebSocket(asyncio.BufferedProtocol):
             finally:
                 self._waiter = None
 
-    def _data_waiter(self) -> asyncio.Future[None] | None:
-        """Get ready to wait for the next message: the future to await (the caller resets ``_waiter`` once
-        it has), or None when there is nothing to wait for (a held protocol error was acted on)."""
-        if self._waiter is not None:
-            raise RuntimeError("another coroutine is already waiting for the next message")
-        handle = self._flush_handle
-        if handle is not None:
-            # The consumer is about to sleep: what it sent goes out now rather than one loop turn later
-            # (an echo answering one message in flight saves a loop iteration per round trip).
-            handle.cancel()
-            self._flush()
-        self._wrote_lone = False  # the step that wrote a lone reply ends here
-        self._busy = False
-        if self._conn.pending_error is not None:
-            # The application has taken every message before the peer's error and asks for more: fail
-            # now, its replies are already queued ahead of our Close.
-            self._fail_pending()
-            return None
-        waiter = self._waiter = self._loop.create_future()
-        return waiter
-
     async def recv(self) -> str | bytes:
         """The next message: a str for text, bytes for binary.
 
@@ -1132,25 +828,18 @@ class WebSocket(asyncio.BufferedProtocol):
     async def __anext__(self) -> str | bytes:
         """``async for message in ws``: ends after a clean close (codes 1000, 1001, 1005, 3000-4999);
         raises :class:`~wscodec.errors.ConnectionClosed` after an abnormal or error close."""
-        queue = self._queue
-        if not queue and self._close_exc is None and self._partial._first is None and not self._streaming:
-            # Nothing is waiting (the common case at one message in flight): wait here, without a recv()
-            # or _wait_for_data() coroutine made for the purpose; what arrives is taken below.
-            waiter = self._data_waiter()
-            if waiter is not None:
-                try:
-                    await waiter
-                finally:
-                    self._waiter = None
-        if queue and queue[0].final and self._partial._first is None and not self._streaming:
-            # A whole message is waiting (the common case under load): no second coroutine for recv().
-            event = queue.popleft()
-            if self._reading_paused:
-                self._maybe_resume_reading()
-            self._busy = True
-            if type(event) is BinaryFragment and self._binary_type != "bytes":
-                return self._convert_binary(event.data)  # type: ignore[no-any-return]
-            return event.data
+        # Nothing waits (the common case at one message in flight): wait here, without a recv() or
+        # _wait_for_data() coroutine made for the purpose; what arrives is taken below.
+        waiter = self._anext_waiter()
+        if waiter is not None:
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        # A whole message waits (the common case under load): taken without a second coroutine for recv().
+        data = self._take_message()
+        if data is not NO_MESSAGE:
+            return data  # type: ignore[no-any-return]
         try:
             return await self.recv()
         except ConnectionClosed as exc:
@@ -1194,30 +883,14 @@ class WebSocket(asyncio.BufferedProtocol):
         Waits while the transport buffer is above ``write_limit``; cancelled while waiting, nothing was
         sent. ``compress=False`` skips compression of this message.
         """
+        if self._send_at_once(message, compress):
+            return
         while self._write_paused or self._fragmenting is not None:
             if self._fragmenting is not None:
                 await asyncio.shield(self._fragmenting)
             else:
                 await self._wait_writable()
-        kind = type(message)
-        if kind is str or kind is bytes or isinstance(message, _DATA_TYPES):
-            conn = self._conn
-            if conn.state is not OPEN:
-                self._check_open()
-            if not compress:
-                conn.send_message(message, compress=False)  # type: ignore[arg-type]
-            elif kind is str:
-                conn.send_text(message)  # type: ignore[arg-type]
-            else:
-                conn.send_binary(message)  # type: ignore[arg-type]
-            size = len(message)  # type: ignore[arg-type]
-            if self._debug:
-                self.logger.debug("> %s message of %d", "text" if kind is str else "binary", size)
-            if not self._wrote_lone and not self._unflushed_count and self._flush_handle is None:
-                self._wrote_lone = True  # _queued's first case, without the call to _queued
-                self._write_out()
-            else:
-                self._queued(size)
+        if self._send_at_once(message, compress):
             return
         if isinstance(message, Mapping):
             raise TypeError("send() takes str, bytes-like or an iterable of them, not a mapping")
@@ -1228,76 +901,13 @@ class WebSocket(asyncio.BufferedProtocol):
         else:
             raise TypeError(f"send() takes str, bytes-like or an iterable of them, not {type(message).__name__}")
 
-    def send_nowait(self, message: Data) -> None:
-        """Send a message at once, from synchronous code: an ``onmessage`` callback, a protocol or timer
-        callback. This is the browser's ``send()``, with the same counters as :meth:`send`.
-
-        ``send_nowait`` never waits. When the transport is over ``write_limit`` the message is queued all
-        the same, and the WebSocket stops reading until the transport drains. So a callback that answers
-        the messages it gets cannot queue more than about one read's worth of replies beyond
-        ``write_limit``: the peer's sending backs up into TCP instead. From a coroutine, prefer
-        ``await send()``, which waits instead.
-
-        A callback that answers each message with ``send_nowait`` runs within the read that delivered the
-        message, with no task switch. That is the lowest latency this layer offers, at one message in
-        flight. Raises :class:`~wscodec.errors.ConnectionClosed` once closed, :class:`TypeError` for
-        anything but str or a bytes-like object (fragmented messages need :meth:`send`), and
-        :class:`RuntimeError` while :meth:`send` is sending a fragmented message.
-        """
-        kind = type(message)
-        if kind is bytes:
-            text = False
-        elif kind is str:
-            text = True
-        elif isinstance(message, _DATA_TYPES):
-            text = isinstance(message, str)
-        else:
-            raise TypeError(f"send_nowait() takes str or bytes-like, not {kind.__name__}")
-        if self._fragmenting is not None:
-            raise RuntimeError("a fragmented message is being sent; await send() instead")
-        conn = self._conn
-        if conn.state is not OPEN or self._lost:
-            self._check_open()
-            if self._lost:
-                raise self._closed_error()
-        if text:
-            conn.send_text(message)  # type: ignore[arg-type]
-        else:
-            conn.send_binary(message)  # type: ignore[arg-type]
-        if self._debug:
-            self.logger.debug("> %s message of %d (nowait)", "text" if text else "binary", len(message))
-        # The two common cases of _queued, inline (one message in flight is the first, every time).
-        if not self._wrote_lone:
-            if not self._unflushed_count and self._flush_handle is None:
-                # the first reply of a step: written at once, alone (_write_out inline: 3% of the round trip)
-                self._wrote_lone = True
-                out = conn.data_to_send_buffers()
-                if len(out) == 1:
-                    self._transport.write(out[0])  # type: ignore[union-attr]  # (open: a transport)
-                else:
-                    write_buffers(self._transport, out)
-            else:
-                self._queued(len(message))
-        else:
-            size = len(message)
-            if self._handling and self._unflushed + size < _FLUSH_BYTES and self._unflushed_count < _FLUSH_COUNT - 1:
-                # a callback's further reply, written at the end of the read
-                self._unflushed += size
-                self._unflushed_count += 1
-            else:
-                self._queued(size)
-        if self._write_paused and not self._flood_paused:
-            # Nothing can wait here: stop taking input that asks for more output until the transport drains.
-            self._flood_paused = True
-            self._sync_reading()
-
     async def _send_fragments(self, iterator: Any, *, is_async: bool) -> None:
         async def next_item() -> tuple[bool, Any]:
             try:
                 item = await iterator.__anext__() if is_async else next(iterator)
             except (StopIteration, StopAsyncIteration):
                 return False, None
-            if not isinstance(item, _DATA_TYPES):
+            if not isinstance(item, DATA_TYPES):
                 raise TypeError(f"fragments must be str or bytes-like, not {type(item).__name__}")
             return True, item
 

@@ -1,0 +1,390 @@
+# cython: language_level=3
+"""The compiled twin of ``_hotpath_pure.py``: what the asyncio WebSocket does once per read and once per reply.
+
+Same class, fields, methods and behaviour as the pure module (its docstrings say why each step is shaped
+as it is); here the fields are C fields of the base class, so the steps read them without a dictionary
+or descriptor look-up, and the steps run without an interpreter frame. With one message in flight that
+is most of what this layer costs per round trip. Everything else stays in ``websocket.py``, which these
+steps call by name (``self._write_out()``...), as the pure twin does.
+"""
+
+from io import StringIO
+
+from .._speedups cimport FrameQueue
+
+from .._write import write_buffers
+from ..connection import CLOSED, OPEN
+from ..events import BinaryFragment, TextFragment
+from .browser_events import MessageEvent
+
+__all__ = ["DATA_TYPES", "FLUSH_BYTES", "FLUSH_COUNT", "NO_MESSAGE", "HotPath", "Pieces"]
+
+DATA_TYPES = (str, bytes, bytearray, memoryview)
+FLUSH_BYTES = 16384
+FLUSH_COUNT = 8
+NO_MESSAGE = object()
+
+cdef Py_ssize_t _FLUSH_BYTES = FLUSH_BYTES
+cdef Py_ssize_t _FLUSH_COUNT = FLUSH_COUNT
+cdef object _DATA_TYPES = DATA_TYPES
+cdef object _new_object = object.__new__
+cdef object _NO_MESSAGE = NO_MESSAGE
+cdef object _MessageEvent = MessageEvent
+cdef object _TextFragment = TextFragment
+cdef object _BinaryFragment = BinaryFragment
+cdef object _OPEN = OPEN
+cdef object _CLOSED = CLOSED
+
+
+# The kernels' contract (see _speedups.pxd): ``_fast_send`` is nonzero, and ``_fast_receive`` is set, only
+# while the Connection is OPEN; ``_fast_receive`` only while no violation is held either. Either flag
+# answers the common case in a C field read; the Connection's own attributes answer the rest.
+cdef inline bint _is_open(FrameQueue conn):
+    return conn._fast_send != 0 or conn._fast_receive is not None or conn.state is _OPEN
+
+
+cdef inline bint _is_closed(FrameQueue conn):
+    return conn._fast_receive is None and conn._fast_send == 0 and conn.state is _CLOSED
+
+
+cdef inline bint _holds_error(FrameQueue conn):
+    return conn._fast_receive is None and conn.pending_error is not None
+
+
+cdef inline int _text_or_binary(object message):
+    """1 for a text message (a str, subclasses included), 0 for binary (bytes-like), -1 for anything else."""
+    cdef object kind = type(message)
+    if kind is bytes:
+        return 0
+    if kind is str:
+        return 1
+    if isinstance(message, _DATA_TYPES):
+        return 1 if isinstance(message, str) else 0
+    return -1
+
+
+cdef class Pieces:
+    """The pieces of one message as they arrive, gathered into one growing buffer (see the pure twin)."""
+
+    cdef public object _first
+    cdef public object _buffer
+
+    def __bool__(self):
+        return self._first is not None
+
+    def add(self, data):
+        cdef object buffer, first
+        if self._first is None:
+            self._first = data
+            return
+        buffer = self._buffer
+        if buffer is None:
+            first = self._first
+            if type(first) is str:
+                buffer = self._buffer = StringIO()
+                buffer.write(first)
+            else:
+                buffer = self._buffer = bytearray(first)
+        if type(buffer) is bytearray:
+            buffer += data
+        else:
+            buffer.write(data)
+
+    def take(self):
+        """Everything added so far, as one str or bytes; empties the gatherer."""
+        cdef object buffer = self._buffer
+        cdef object data
+        if buffer is None:
+            data = self._first
+        elif type(buffer) is bytearray:
+            data = bytes(buffer)
+        else:
+            data = buffer.getvalue()
+        self._first = None
+        self._buffer = None
+        return data
+
+
+cdef class HotPath:
+    """The per-read and per-reply steps of the WebSocket, and the state they read (see the module)."""
+
+    cdef public object _binary_type
+    cdef public bint _busy
+    cdef public Pieces _cb_partial
+    cdef public object _close_exc
+    cdef public FrameQueue _conn
+    cdef public bint _debug
+    cdef public bint _flood_paused
+    cdef public object _flush_handle
+    cdef public object _fragmenting
+    cdef public bint _handling
+    cdef public bint _has_message_listener
+    cdef public object _loop
+    cdef public bint _lost
+    cdef public object _message_callbacks
+    cdef public Pieces _partial
+    cdef public object _pre
+    cdef public object _queue
+    cdef public object _read_view
+    cdef public bint _reading_paused
+    cdef public bint _streaming
+    cdef public object _transport
+    cdef public Py_ssize_t _unflushed
+    cdef public Py_ssize_t _unflushed_count
+    cdef public object _waiter
+    cdef public bint _write_paused
+    cdef public bint _wrote_lone
+    cdef public object max_queue
+
+    # ------------------------------------------------------------------ asyncio.BufferedProtocol
+
+    def get_buffer(self, sizehint):
+        return self._read_view
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        if self._pre is None:
+            self._c_handle(self._conn.receive_data(self._read_view[:nbytes]))
+        else:
+            self.data_received(self._read_view[:nbytes])
+
+    # ------------------------------------------------------------------ events from the Connection
+
+    def _handle(self, events):
+        return self._c_handle(events)
+
+    cdef object _c_handle(self, events):
+        """Act on the events of one read (or of a failure): deliver, queue, wake; then write the replies."""
+        cdef object queue = self._queue
+        cdef object kind, data, message, callback, result, waiter, max_queue
+        cdef FrameQueue conn
+        self._handling = True
+        self._wrote_lone = False
+        try:
+            for event in events:
+                kind = type(event)
+                if kind is _TextFragment or kind is _BinaryFragment:
+                    data = event.data
+                    if (
+                        self._has_message_listener
+                        and not queue
+                        and self._partial._first is None
+                        and not self._streaming
+                    ):
+                        if event.final and self._cb_partial._first is None:
+                            if kind is _BinaryFragment and self._binary_type != "bytes":
+                                data = self._convert_binary(data)
+                            message = _new_object(_MessageEvent)
+                            message._type = "message"
+                            message._target = self
+                            message._data = data
+                            for callback in self._message_callbacks:
+                                try:
+                                    result = callback(message)
+                                except Exception:
+                                    self.logger.exception("error in message callback")
+                                    continue
+                                if result is not None:
+                                    self._listener_returned(result)
+                        else:
+                            self._deliver_to_listeners(event)
+                        continue
+                    queue.append(event)
+                    if self._debug:
+                        self.logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(data), event.final)
+                else:
+                    self._handle_other(event)
+            if queue:
+                waiter = self._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                max_queue = self.max_queue
+                if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
+                    self._reading_paused = True
+                    self._sync_reading()
+            if self._write_paused and not self._flood_paused and self._conn.flooded:
+                self._flood_paused = True
+                self._sync_reading()
+            if _holds_error(self._conn):
+                self._on_pending_error()
+        finally:
+            self._handling = False
+        conn = self._conn
+        if conn._out:
+            self._c_write_out()
+        if _is_closed(conn):
+            self._after_closed()
+
+    # ------------------------------------------------------------------ receiving
+
+    def _data_waiter(self):
+        return self._c_data_waiter()
+
+    cdef object _c_data_waiter(self):
+        """Get ready to wait for the next message: the future to await (the caller resets ``_waiter`` once
+        it has), or None when there is nothing to wait for (a held protocol error was acted on)."""
+        if self._waiter is not None:
+            raise RuntimeError("another coroutine is already waiting for the next message")
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+            self._c_flush()
+        self._wrote_lone = False
+        self._busy = False
+        if _holds_error(self._conn):
+            self._fail_pending()
+            return None
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
+
+    def _take_message(self):
+        """The whole message at the head of the queue, taken as ``recv()`` takes it; ``NO_MESSAGE`` when
+        there is none to take this way."""
+        cdef object queue = self._queue
+        cdef object event
+        if queue and queue[0].final and self._partial._first is None and not self._streaming:
+            event = queue.popleft()
+            if self._reading_paused:
+                self._maybe_resume_reading()
+            self._busy = True
+            if type(event) is _BinaryFragment and self._binary_type != "bytes":
+                return self._convert_binary(event.data)
+            return event.data
+        return _NO_MESSAGE
+
+    def _anext_waiter(self):
+        """For ``async for``: the future to await when nothing at all waits to be taken, else None."""
+        if not self._queue and self._close_exc is None and self._partial._first is None and not self._streaming:
+            return self._c_data_waiter()
+        return None
+
+    # ------------------------------------------------------------------ sending
+
+    def _send_at_once(self, message, bint compress):
+        """``send()`` when it need not wait; False, with nothing done, when it must (see the pure twin)."""
+        cdef int text
+        cdef Py_ssize_t size
+        cdef FrameQueue conn
+        if self._write_paused or self._fragmenting is not None:
+            return False
+        text = _text_or_binary(message)
+        if text < 0:
+            return False
+        conn = self._conn
+        if not _is_open(conn):
+            self._check_open()
+        if not compress:
+            conn.send_message(message, compress=False)
+        elif text:
+            conn.send_text(message)
+        else:
+            conn.send_binary(message)
+        size = len(message)
+        if self._debug:
+            self.logger.debug("> %s message of %d", "text" if text else "binary", size)
+        if not self._wrote_lone and not self._unflushed_count and self._flush_handle is None:
+            self._wrote_lone = True
+            self._c_write_out()
+        else:
+            self._c_queued(size)
+        return True
+
+    def _write_out(self):
+        return self._c_write_out()
+
+    cdef object _c_write_out(self):
+        """Hand everything the Connection has queued to the transport, in order."""
+        cdef object out
+        self._unflushed = 0
+        self._unflushed_count = 0
+        out = self._conn.data_to_send_buffers()
+        if out and not self._lost and self._transport is not None:
+            if len(out) == 1:
+                self._transport.write(out[0])
+            else:
+                write_buffers(self._transport, out)
+
+    def _flush(self):
+        return self._c_flush()
+
+    cdef object _c_flush(self):
+        self._flush_handle = None
+        self._wrote_lone = False
+        self._c_write_out()
+
+    def _queued(self, Py_ssize_t size):
+        return self._c_queued(size)
+
+    cdef object _c_queued(self, Py_ssize_t size):
+        """A message was queued in the Connection: write it now or with the ones after it (see the pure twin)."""
+        cdef Py_ssize_t unflushed = self._unflushed + size
+        cdef Py_ssize_t count = self._unflushed_count + 1
+        if count == 1 and not self._wrote_lone and self._flush_handle is None:
+            self._c_write_out()
+            self._wrote_lone = True
+        elif self._handling and unflushed < _FLUSH_BYTES and count < _FLUSH_COUNT:
+            self._unflushed = unflushed
+            self._unflushed_count = count
+        elif unflushed >= _FLUSH_BYTES or count >= _FLUSH_COUNT:
+            self._c_write_out()
+        else:
+            self._unflushed = unflushed
+            self._unflushed_count = count
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
+
+
+    def send_nowait(self, message):
+        """Send a message at once, from synchronous code: an ``onmessage`` callback, a protocol or timer
+        callback. This is the browser's ``send()``, with the same counters as :meth:`send`.
+
+        ``send_nowait`` never waits. When the transport is over ``write_limit`` the message is queued all
+        the same, and the WebSocket stops reading until the transport drains. So a callback that answers
+        the messages it gets cannot queue more than about one read's worth of replies beyond
+        ``write_limit``: the peer's sending backs up into TCP instead. From a coroutine, prefer
+        ``await send()``, which waits instead.
+
+        A callback that answers each message with ``send_nowait`` runs within the read that delivered the
+        message, with no task switch. That is the lowest latency this layer offers, at one message in
+        flight. Raises :class:`~wscodec.errors.ConnectionClosed` once closed, :class:`TypeError` for
+        anything but str or a bytes-like object (fragmented messages need :meth:`send`), and
+        :class:`RuntimeError` while :meth:`send` is sending a fragmented message.
+        """
+        cdef int text = _text_or_binary(message)
+        cdef Py_ssize_t size
+        cdef FrameQueue conn
+        cdef object out
+        if text < 0:
+            raise TypeError(f"send_nowait() takes str or bytes-like, not {type(message).__name__}")
+        if self._fragmenting is not None:
+            raise RuntimeError("a fragmented message is being sent; await send() instead")
+        conn = self._conn
+        if self._lost or not _is_open(conn):
+            self._check_open()
+            if self._lost:
+                raise self._closed_error()
+        if text:
+            conn.send_text(message)
+        else:
+            conn.send_binary(message)
+        if self._debug:
+            self.logger.debug("> %s message of %d (nowait)", "text" if text else "binary", len(message))
+        if not self._wrote_lone:
+            if not self._unflushed_count and self._flush_handle is None:
+                self._wrote_lone = True
+                out = conn.data_to_send_buffers()
+                if len(out) == 1:
+                    self._transport.write(out[0])
+                else:
+                    write_buffers(self._transport, out)
+            else:
+                self._c_queued(len(message))
+        else:
+            size = len(message)
+            if self._handling and self._unflushed + size < _FLUSH_BYTES and self._unflushed_count < _FLUSH_COUNT - 1:
+                self._unflushed += size
+                self._unflushed_count += 1
+            else:
+                self._c_queued(size)
+        if self._write_paused and not self._flood_paused:
+            self._flood_paused = True
+            self._sync_reading()

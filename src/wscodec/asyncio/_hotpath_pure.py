@@ -1,0 +1,464 @@
+"""The pure-Python twin of ``_hotpath.pyx``: what the asyncio WebSocket does once per read and once per reply.
+
+:class:`HotPath` is the base class of :class:`~wscodec.asyncio.WebSocket`. It holds the state those steps
+read and the steps themselves: a socket read into the shared buffer (``get_buffer``, ``buffer_updated``);
+the read's events to the listeners or the queue (``_handle``); ``async for`` taking a whole message or
+getting ready to wait for one (``_take_message``, ``_anext_waiter``, ``_data_waiter``); and a reply to the
+transport (``send_nowait``, ``send()``'s ``_send_at_once``, ``_queued``, ``_write_out``, ``_flush``).
+:class:`Pieces` gathers a message's fragments. With one message in flight these run once per round trip,
+and compiled they cost a fraction of what the interpreter spends on them. Everything else (timers,
+waiters, the close handshake, the browser API's bookkeeping) stays in ``websocket.py``, and these steps
+call it by name.
+
+Why fields rather than attributes, in the compiled twin: Python code reads a C field through a descriptor
+that CPython 3.11 does not specialise, so a step that stayed in Python and read these fields would cost
+more than before. That is why every step on the per-message path of both ``onmessage`` and ``async for``
+is here, not only the callback's.
+
+Both backends have the same fields, the same methods and the same behaviour; the WebSocket's tests run
+on each (``WSCODEC_PURE_PYTHON=1`` picks this one), and the compiled one is used only with the compiled
+kernels, whose ``FrameQueue`` it reads as a C type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import io
+from typing import TYPE_CHECKING, Any
+
+from .._write import write_buffers
+from ..connection import CLOSED, OPEN, Connection
+from ..errors import ConnectionClosed
+from ..events import BinaryFragment, TextFragment
+from .browser_events import MessageEvent
+
+__all__ = ["DATA_TYPES", "FLUSH_BYTES", "FLUSH_COUNT", "NO_MESSAGE", "HotPath", "Pieces"]
+
+DATA_TYPES = (str, bytes, bytearray, memoryview)
+# Bytes of small messages held back for one write at the end of the loop iteration (see HotPath._queued).
+FLUSH_BYTES = 16384
+FLUSH_COUNT = 8
+# What _take_message returns when there is no whole message to take (a message's data is never None, but
+# a sentinel does not rely on that).
+NO_MESSAGE: Any = object()
+# A MessageEvent per delivered message is built with this and its three slots (see _handle).
+_new_object = object.__new__
+
+
+def _text_or_binary(message: Any) -> int:
+    """1 for a text message (a str, subclasses included), 0 for binary (bytes-like), -1 for anything else."""
+    kind = type(message)
+    if kind is bytes:
+        return 0
+    if kind is str:
+        return 1
+    if isinstance(message, DATA_TYPES):
+        return 1 if isinstance(message, str) else 0
+    return -1
+
+
+class Pieces:
+    """The pieces of one message as they arrive, gathered into one growing buffer (a ``bytearray``, or a
+    ``StringIO`` for text) instead of one object per piece; a single piece is kept as is (no copy)."""
+
+    __slots__ = ("_buffer", "_first")
+
+    def __init__(self) -> None:
+        self._first: Any = None
+        self._buffer: Any = None
+
+    def __bool__(self) -> bool:
+        return self._first is not None
+
+    def add(self, data: Any) -> None:
+        if self._first is None:
+            self._first = data
+            return
+        buffer = self._buffer
+        if buffer is None:
+            first = self._first
+            if type(first) is str:
+                buffer = self._buffer = io.StringIO()
+                buffer.write(first)
+            else:
+                buffer = self._buffer = bytearray(first)
+        if type(buffer) is bytearray:
+            buffer += data
+        else:
+            buffer.write(data)
+
+    def take(self) -> Any:
+        """Everything added so far, as one str or bytes; empties the gatherer."""
+        buffer = self._buffer
+        if buffer is None:
+            data = self._first
+        elif type(buffer) is bytearray:
+            data = bytes(buffer)
+        else:
+            data = buffer.getvalue()
+        self._first = self._buffer = None
+        return data
+
+
+class HotPath:
+    """The per-read and per-reply steps of the WebSocket, and the state they read (see the module)."""
+
+    __slots__ = (
+        "_binary_type",
+        "_busy",
+        "_cb_partial",
+        "_close_exc",
+        "_conn",
+        "_debug",
+        "_flood_paused",
+        "_flush_handle",
+        "_fragmenting",
+        "_handling",
+        "_has_message_listener",
+        "_loop",
+        "_lost",
+        "_message_callbacks",
+        "_partial",
+        "_pre",
+        "_queue",
+        "_read_view",
+        "_reading_paused",
+        "_streaming",
+        "_transport",
+        "_unflushed",
+        "_unflushed_count",
+        "_waiter",
+        "_write_paused",
+        "_wrote_lone",
+        "max_queue",
+    )
+
+    # Set by WebSocket.__init__ (declared for the type checker; the compiled twin declares C fields).
+    _binary_type: str
+    _busy: bool
+    _cb_partial: Pieces
+    _close_exc: ConnectionClosed | None
+    _conn: Connection
+    _debug: bool
+    _flood_paused: bool
+    _flush_handle: asyncio.Handle | None
+    _fragmenting: asyncio.Future[None] | None
+    _handling: bool
+    _has_message_listener: bool
+    _loop: asyncio.AbstractEventLoop
+    _lost: bool
+    _message_callbacks: tuple[Any, ...]
+    _partial: Pieces
+    _pre: bytearray | None
+    _queue: collections.deque[TextFragment | BinaryFragment]
+    _read_view: memoryview
+    _reading_paused: bool
+    _streaming: bool
+    _transport: asyncio.Transport | None
+    _unflushed: int
+    _unflushed_count: int
+    _waiter: asyncio.Future[None] | None
+    _write_paused: bool
+    _wrote_lone: bool
+    max_queue: int | None
+    logger: Any
+
+    # ------------------------------------------------------------------ asyncio.BufferedProtocol
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._pre is None:  # open: what data_received does, without its call (this runs once per read)
+            self._handle(self._conn.receive_data(self._read_view[:nbytes]))
+        else:  # a server's opening handshake is still being read
+            self.data_received(self._read_view[:nbytes])
+
+    # ------------------------------------------------------------------ events from the Connection
+
+    def _handle(self, events: list[Any]) -> None:
+        """Act on the events of one read (or of a failure): deliver, queue, wake; then write the replies.
+
+        At one message in flight this runs once per round trip: so the common case, a whole message for
+        the listeners, is delivered here inline (what ``_dispatch_message`` does), and this is one method,
+        not a wrapper and a loop.
+        """
+        self._handling = True
+        self._wrote_lone = False  # a new step: a lone reply may go at once again
+        queue = self._queue
+        try:
+            for event in events:
+                kind = type(event)
+                if kind is TextFragment or kind is BinaryFragment:
+                    data: Any = event.data
+                    # (_first is None: the _Pieces are empty, without a call to their __bool__)
+                    if (
+                        self._has_message_listener
+                        and not queue
+                        and self._partial._first is None
+                        and not self._streaming
+                    ):
+                        if event.final and self._cb_partial._first is None:  # a whole message: no gathering
+                            if kind is BinaryFragment and self._binary_type != "bytes":
+                                data = self._convert_binary(data)
+                            # MessageEvent("message", self, data) without the class call, which runs __init__ in
+                            # an interpreter frame of its own: 600 instructions, 3% of a 16-byte round trip
+                            message = _new_object(MessageEvent)
+                            message._type = "message"
+                            message._target = self
+                            message._data = data
+                            for callback in self._message_callbacks:  # (a tuple: a snapshot already)
+                                try:
+                                    result = callback(message)
+                                except Exception:
+                                    self.logger.exception("error in message callback")
+                                    continue
+                                if result is not None:
+                                    self._listener_returned(result)
+                        else:
+                            self._deliver_to_listeners(event)
+                        continue
+                    queue.append(event)
+                    if self._debug:
+                        self.logger.debug("< %s fragment of %d (final=%s)", kind.__name__, len(data), event.final)
+                else:
+                    self._handle_other(event)
+            if queue:
+                waiter = self._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                max_queue = self.max_queue
+                if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
+                    self._reading_paused = True
+                    self._sync_reading()
+            if self._write_paused and not self._flood_paused and self._conn.flooded:
+                # Pings keep coming while our answers cannot leave: read again once the transport drains.
+                self._flood_paused = True
+                self._sync_reading()
+            if self._conn.pending_error is not None:
+                self._on_pending_error()
+        finally:
+            self._handling = False
+        conn = self._conn
+        if conn._out:  # (a callback's lone reply already went: nothing to write, no call)
+            self._write_out()
+        if conn.state is CLOSED:
+            self._after_closed()
+
+    # ------------------------------------------------------------------ receiving
+
+    def _data_waiter(self) -> Any:
+        """Get ready to wait for the next message: the future to await (the caller resets ``_waiter`` once
+        it has), or None when there is nothing to wait for (a held protocol error was acted on)."""
+        if self._waiter is not None:
+            raise RuntimeError("another coroutine is already waiting for the next message")
+        handle = self._flush_handle
+        if handle is not None:
+            # The consumer is about to sleep: what it sent goes out now rather than one loop turn later
+            # (an echo answering one message in flight saves a loop iteration per round trip).
+            handle.cancel()
+            self._flush()
+        self._wrote_lone = False  # the step that wrote a lone reply ends here
+        self._busy = False
+        if self._conn.pending_error is not None:
+            # The application has taken every message before the peer's error and asks for more: fail
+            # now, its replies are already queued ahead of our Close.
+            self._fail_pending()
+            return None
+        waiter = self._waiter = self._loop.create_future()
+        return waiter
+
+    def _take_message(self) -> Any:
+        """The whole message at the head of the queue, taken as ``recv()`` takes it; ``NO_MESSAGE`` when
+        there is none to take this way (nothing waits, a fragment is next, or a message is being gathered
+        or streamed: ``recv()`` handles those)."""
+        queue = self._queue
+        if queue and queue[0].final and self._partial._first is None and not self._streaming:
+            event = queue.popleft()
+            if self._reading_paused:
+                self._maybe_resume_reading()
+            self._busy = True
+            if type(event) is BinaryFragment and self._binary_type != "bytes":
+                return self._convert_binary(event.data)
+            return event.data
+        return NO_MESSAGE
+
+    def _anext_waiter(self) -> Any:
+        """For ``async for``: the future to await when nothing at all waits to be taken (the common case
+        at one message in flight), else None (see ``_data_waiter``)."""
+        if not self._queue and self._close_exc is None and self._partial._first is None and not self._streaming:
+            return self._data_waiter()
+        return None
+
+    # ------------------------------------------------------------------ sending
+
+    def _send_at_once(self, message: Any, compress: bool) -> bool:
+        """``send()`` when it need not wait: queue ``message`` (str or bytes-like) and write it or arrange
+        its write (see ``_queued``). False, with nothing done, when the transport is over ``write_limit``,
+        a fragmented send is in progress or ``message`` is neither: ``send()`` takes it from there."""
+        if self._write_paused or self._fragmenting is not None:
+            return False
+        text = _text_or_binary(message)
+        if text < 0:
+            return False
+        conn = self._conn
+        if conn.state is not OPEN:
+            self._check_open()
+        if not compress:
+            conn.send_message(message, compress=False)
+        elif text:
+            conn.send_text(message)
+        else:
+            conn.send_binary(message)
+        size = len(message)
+        if self._debug:
+            self.logger.debug("> %s message of %d", "text" if text else "binary", size)
+        if not self._wrote_lone and not self._unflushed_count and self._flush_handle is None:
+            self._wrote_lone = True  # _queued's first case, without the call to _queued
+            self._write_out()
+        else:
+            self._queued(size)
+        return True
+
+    def _write_out(self) -> None:
+        """Hand everything the Connection has queued to the transport, in order."""
+        self._unflushed = self._unflushed_count = 0
+        out = self._conn.data_to_send_buffers()
+        if out and not self._lost and self._transport is not None:
+            if len(out) == 1:
+                self._transport.write(out[0])
+            else:  # several frames, or a large payload that goes out without a copy
+                write_buffers(self._transport, out)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        self._wrote_lone = False
+        self._write_out()
+
+    def _queued(self, size: int) -> None:
+        """A message was queued in the Connection: write it at the end of this loop iteration with the
+        ones queued after it, so that a handler answering a batch of messages makes one ``send()`` system
+        call per few messages, not one per message. Every ``FLUSH_COUNT`` messages or ``FLUSH_BYTES``
+        bytes (``size`` is the message's length; characters for text are close enough) the batch goes at
+        once: the peer starts on it while we frame the rest, and a producer that never yields stays bounded.
+
+        The first reply of a step goes at once: nothing waits to be written, no flush is due in this
+        iteration, and no reply went at once before it since the last read, the consumer's last wait for
+        data or the last flush (``_wrote_lone``, which those clear). With one message in flight that is
+        every reply, and it saves the loop turn to the flush. With several messages in one read, the peer
+        gets the first answer while we handle the rest, and then the rest in one write: at 8 messages in
+        flight over loopback that gives 23-29% more round trips per second than answering the whole read
+        in one write, for one more ``send()`` per read (no change measurable at 64 in flight).
+        """
+        unflushed = self._unflushed + size
+        count = self._unflushed_count + 1
+        if count == 1 and not self._wrote_lone and self._flush_handle is None:
+            self._write_out()
+            self._wrote_lone = True
+        elif self._handling and unflushed < FLUSH_BYTES and count < FLUSH_COUNT:
+            # sent by a callback of the read being handled: _handle writes it at its end
+            self._unflushed = unflushed
+            self._unflushed_count = count
+        elif unflushed >= FLUSH_BYTES or count >= FLUSH_COUNT:
+            self._write_out()
+        else:
+            self._unflushed = unflushed
+            self._unflushed_count = count
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
+
+    def send_nowait(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Send a message at once, from synchronous code: an ``onmessage`` callback, a protocol or timer
+        callback. This is the browser's ``send()``, with the same counters as :meth:`send`.
+
+        ``send_nowait`` never waits. When the transport is over ``write_limit`` the message is queued all
+        the same, and the WebSocket stops reading until the transport drains. So a callback that answers
+        the messages it gets cannot queue more than about one read's worth of replies beyond
+        ``write_limit``: the peer's sending backs up into TCP instead. From a coroutine, prefer
+        ``await send()``, which waits instead.
+
+        A callback that answers each message with ``send_nowait`` runs within the read that delivered the
+        message, with no task switch. That is the lowest latency this layer offers, at one message in
+        flight. Raises :class:`~wscodec.errors.ConnectionClosed` once closed, :class:`TypeError` for
+        anything but str or a bytes-like object (fragmented messages need :meth:`send`), and
+        :class:`RuntimeError` while :meth:`send` is sending a fragmented message.
+        """
+        text = _text_or_binary(message)
+        if text < 0:
+            raise TypeError(f"send_nowait() takes str or bytes-like, not {type(message).__name__}")
+        if self._fragmenting is not None:
+            raise RuntimeError("a fragmented message is being sent; await send() instead")
+        conn = self._conn
+        if conn.state is not OPEN or self._lost:
+            self._check_open()
+            if self._lost:
+                raise self._closed_error()
+        if text:
+            conn.send_text(message)  # type: ignore[arg-type]
+        else:
+            conn.send_binary(message)  # type: ignore[arg-type]
+        if self._debug:
+            self.logger.debug("> %s message of %d (nowait)", "text" if text else "binary", len(message))
+        # The two common cases of _queued, inline (one message in flight is the first, every time).
+        if not self._wrote_lone:
+            if not self._unflushed_count and self._flush_handle is None:
+                # the first reply of a step: written at once, alone (_write_out inline: 3% of the round trip)
+                self._wrote_lone = True
+                out = conn.data_to_send_buffers()
+                if len(out) == 1:
+                    self._transport.write(out[0])  # type: ignore[union-attr]  # (open: a transport)
+                else:
+                    write_buffers(self._transport, out)
+            else:
+                self._queued(len(message))
+        else:
+            size = len(message)
+            if self._handling and self._unflushed + size < FLUSH_BYTES and self._unflushed_count < FLUSH_COUNT - 1:
+                # a callback's further reply, written at the end of the read
+                self._unflushed += size
+                self._unflushed_count += 1
+            else:
+                self._queued(size)
+        if self._write_paused and not self._flood_paused:
+            # Nothing can wait here: stop taking input that asks for more output until the transport drains.
+            self._flood_paused = True
+            self._sync_reading()
+
+    if TYPE_CHECKING:  # implemented by WebSocket
+
+        def _maybe_resume_reading(self) -> None:
+            raise NotImplementedError
+
+        def _fail_pending(self) -> None:
+            raise NotImplementedError
+
+        def data_received(self, data: bytes | memoryview) -> None:
+            raise NotImplementedError
+
+        def _convert_binary(self, data: bytes) -> Any:
+            raise NotImplementedError
+
+        def _listener_returned(self, result: Any) -> None:
+            raise NotImplementedError
+
+        def _deliver_to_listeners(self, event: Any) -> None:
+            raise NotImplementedError
+
+        def _handle_other(self, event: Any) -> None:
+            raise NotImplementedError
+
+        def _sync_reading(self) -> None:
+            raise NotImplementedError
+
+        def _on_pending_error(self) -> None:
+            raise NotImplementedError
+
+        def _after_closed(self) -> None:
+            raise NotImplementedError
+
+        def _check_open(self) -> None:
+            raise NotImplementedError
+
+        def _closed_error(self) -> BaseException:
+            raise NotImplementedError

@@ -1,0 +1,178 @@
+"""The WebSocket's per-read and per-reply steps (``wscodec.asyncio._hotpath`` and its pure twin): the backend
+this run asked for is the one in use, both twins have the same fields and steps, and the paths they took
+over from ``websocket.py`` behave as before, over loopback. The rest of the asyncio suite runs on both
+twins (each run of the suite on one backend)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import pytest
+
+import wscodec
+from wscodec.asyncio import Server, WebSocket, _hotpath_pure, connect, serve
+from wscodec.asyncio import websocket as websocket_module
+
+pytestmark = pytest.mark.timeout(60)
+
+OPTED_OUT = os.environ.get("WSCODEC_BUILD_EXTENSION", "").strip().lower() == "no"
+
+try:
+    from wscodec.asyncio import _hotpath as compiled
+except ImportError:
+    if not OPTED_OUT:
+        raise  # built with the kernels: failing to import is a failure, never a skip
+    compiled = None
+
+
+def url(server: Server) -> str:
+    return f"ws://127.0.0.1:{server.port}/"
+
+
+def test_the_hot_path_backend_is_the_kernels_backend() -> None:
+    """Compiled kernels come with the compiled hot path, the pure ones with the pure twin: never a mix."""
+    assert websocket_module.HOT_PATH_BACKEND == wscodec.BACKEND
+    live = compiled if wscodec.BACKEND == "cython" else _hotpath_pure
+    assert live is not None
+    assert WebSocket.__mro__[1] is live.HotPath
+    assert websocket_module.NO_MESSAGE is live.NO_MESSAGE
+    assert websocket_module.DATA_TYPES == live.DATA_TYPES
+
+
+def _fields(cls: type) -> set[str]:
+    return {
+        name for name, value in vars(cls).items() if type(value).__name__ in ("getset_descriptor", "member_descriptor")
+    }
+
+
+def _steps(cls: type) -> set[str]:
+    return {
+        name
+        for name, value in vars(cls).items()
+        if callable(value) and not (name.startswith("__") and name.endswith("__"))
+    }
+
+
+def test_both_twins_have_the_same_fields_and_steps() -> None:
+    if compiled is None:
+        pytest.skip("wscodec.asyncio._hotpath is not built (WSCODEC_BUILD_EXTENSION=no)")
+    for name in ("HotPath", "Pieces"):
+        pure, built = getattr(_hotpath_pure, name), getattr(compiled, name)
+        assert _fields(pure) == set(pure.__slots__), name
+        assert _fields(built) == _fields(pure), name
+        assert _steps(built) == _steps(pure), name
+    assert (compiled.FLUSH_BYTES, compiled.FLUSH_COUNT) == (_hotpath_pure.FLUSH_BYTES, _hotpath_pure.FLUSH_COUNT)
+    assert compiled.DATA_TYPES == _hotpath_pure.DATA_TYPES
+
+
+def test_fields_keep_what_the_websocket_stores() -> None:
+    """The C fields take what the Python side stores in them: objects, None, flags and counts."""
+
+    class Probe(_live_hot_path()):  # type: ignore[misc]
+        pass
+
+    probe = Probe()
+    probe._conn = probe._queue = probe._flush_handle = None
+    probe.max_queue = None
+    probe.max_queue = 16
+    probe._lost = True
+    probe._unflushed = 1 << 40
+    assert (probe.max_queue, probe._lost, probe._unflushed, probe._conn) == (16, True, 1 << 40, None)
+    probe._lost = False
+    assert probe._lost is False
+
+
+def _live_hot_path() -> type:
+    return compiled.HotPath if wscodec.BACKEND == "cython" and compiled is not None else _hotpath_pure.HotPath
+
+
+class _Text(str):
+    pass
+
+
+async def echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+async def test_send_takes_every_data_type_and_a_str_subclass_is_text() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
+        sent: list[Any] = ["héllo", b"\x00\x01", bytearray(b"ba"), memoryview(b"mv"), _Text("sub"), "", b""]
+        for message in sent:
+            await ws.send(message)
+        received = [await asyncio.wait_for(ws.recv(), 5) for _ in sent]
+        assert received == ["héllo", b"\x00\x01", b"ba", b"mv", "sub", "", b""]
+        assert [type(message) for message in received] == [str, bytes, bytes, bytes, str, str, bytes]
+        with pytest.raises(TypeError):
+            await ws.send(42)  # type: ignore[arg-type]
+        await ws.send(["frag", "ments"])  # not a message: send() takes it from there
+        assert await asyncio.wait_for(ws.recv(), 5) == "fragments"
+
+
+async def test_async_for_takes_whole_messages_and_hands_fragments_to_recv() -> None:
+    """``async for`` takes whole messages itself; a fragmented one arriving piece by piece goes through
+    recv(), and both keep the order."""
+    release = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send("one")
+
+        async def pieces() -> Any:
+            yield "t"
+            await release.wait()
+            yield "wo"
+
+        await ws.send(pieces())
+        await ws.send(b"three")
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
+        got: list[Any] = []
+
+        async def consume() -> None:
+            async for message in ws:
+                got.append(message)
+                if len(got) == 3:
+                    return
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.05)
+        assert got == ["one"]  # the second message is part-way: nothing more is handed out yet
+        release.set()
+        await asyncio.wait_for(task, 5)
+        assert got == ["one", "two", b"three"]
+
+
+async def test_many_replies_from_one_read_arrive_in_order_in_few_writes() -> None:
+    """Replies sent by ``async for`` while messages wait are batched (``_queued``), never reordered."""
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
+        count = 200
+        for index in range(count):
+            ws.send_nowait(f"m{index}")
+        received = [await asyncio.wait_for(ws.recv(), 5) for _ in range(count)]
+        assert received == [f"m{index}" for index in range(count)]
+
+
+def _twins() -> list[Any]:
+    return [_hotpath_pure] if compiled is None else [_hotpath_pure, compiled]
+
+
+@pytest.mark.parametrize("module", _twins(), ids=lambda module: module.__name__.rsplit(".", 1)[-1])
+def test_pieces_gather_a_message_and_keep_a_lone_piece_as_is(module: Any) -> None:
+    pieces = module.Pieces()
+    assert not pieces
+    lone = b"only"
+    pieces.add(lone)
+    assert pieces
+    assert pieces.take() is lone  # one piece: no copy
+    assert not pieces
+    for piece in (b"a", bytearray(b"b"), memoryview(b"c")):
+        pieces.add(piece)
+    assert pieces.take() == b"abc"
+    for piece in ("é", "\U0001f600", ""):
+        pieces.add(piece)
+    text = pieces.take()
+    assert (text, type(text)) == ("é\U0001f600", str)
+    assert pieces.take() is None
