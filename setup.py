@@ -129,12 +129,22 @@ class BuildExt(build_ext):
             _pure_wheel(self)
             _say(f"compiled kernels not built ({_short(exc)}); {PURE}")
 
+    _failed = False
+
     def build_extension(self, ext: Extension) -> None:
+        # Both modules or neither: the hot path cimports the kernels, and a wheel tagged pure holds no binary.
+        if self._failed:
+            return
         try:
             super().build_extension(ext)
         except Exception as exc:
             if MODE == "yes":
                 raise
+            self._failed = True
+            for other in self.extensions:
+                built = self.get_ext_fullpath(other.name)
+                if os.path.exists(built):
+                    os.remove(built)
             _pure_wheel(self)
             _say(f"compiled kernels not built, no working C compiler? ({_short(exc)}); {PURE}")
 

@@ -195,6 +195,8 @@ env PATH="$(nocc_path "$TMP/v-sdist-nocc/bin")" "$V" -m pip install -v "$SDIST" 
 [ "$(backend_of "$V")" = python ] || fail "no compiler: BACKEND is $(backend_of "$V"), expected python"
 n="$(grep -c 'wscodec: compiled kernels not built' "$TMP/sdist-nocc.log" || true)"
 [ "$n" = 1 ] || fail "no compiler: expected one 'compiled kernels not built' line in pip -v output, saw $n"
+built="$(find "$TMP/v-sdist-nocc" \( -name '_speedups*.so' -o -name '_hotpath*.so' \) -print)"
+[ -z "$built" ] || fail "no compiler: a compiled module was installed anyway: $built"
 grep '^ *wscodec: ' "$TMP/sdist-nocc.log" | sed 's/^ */  /'
 echo "ok: BACKEND == python"
 

@@ -192,7 +192,7 @@ class HotPath:
                 kind = type(event)
                 if kind is TextFragment or kind is BinaryFragment:
                     data: Any = event.data
-                    # (_first is None: the _Pieces are empty, without a call to their __bool__)
+                    # (_first is None: the Pieces are empty, without a call to their __bool__)
                     if (
                         self._has_message_listener
                         and not queue
