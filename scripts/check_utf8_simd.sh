@@ -1,6 +1,6 @@
 #!/bin/sh
 # Every SIMD UTF-8 path of src/wscodec/_speedups_impl.h against its scalar automaton (tests/fuzz/utf8_paths.c):
-# natively (x86-64: scalar, SSE4.1, AVX2 as the CPU has them) and, when the cross tools are installed
+# natively (x86-64: scalar, SSE4.1, AVX2, AVX-512 as the CPU has them) and, when the cross tools are installed
 # (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user), the AArch64 NEON path under qemu.
 # Builds into a temporary directory; nothing is left behind.
 set -eu

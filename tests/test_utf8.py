@@ -379,7 +379,10 @@ def test_differential_utf8(pure, compiled, data, cuts):
     assert fk.utf8_trace(compiled, chunks) == expected
 
 
-# ---- every SIMD path of the compiled validator (AVX2, SSE4, scalar) against the C codec and the pure twin ----
+# ---- every SIMD path of the compiled validator (AVX-512, AVX2, SSE4/NEON, scalar) vs the C codec and the pure twin
+
+#: Every path's name, narrowest first ("sse4" on x86-64 and "neon" on AArch64 are the same rank).
+SIMD_PATHS = ["scalar", "sse4", "neon", "avx2", "avx512"]
 
 _long_text = st.lists(
     st.one_of(
@@ -399,7 +402,7 @@ def _corrupt(data: bytes, where: int, byte: int) -> bytes:
     return data[:pos] + bytes([byte]) + data[pos + 1 :]
 
 
-@pytest.mark.parametrize("path", ["scalar", "sse4", "neon", "avx2"])
+@pytest.mark.parametrize("path", SIMD_PATHS)
 @settings(max_examples=150, deadline=None)
 @given(
     data=_long_text,
@@ -428,7 +431,55 @@ def test_differential_utf8_simd_paths(pure, compiled, path, data, corrupt, cuts)
 
 def test_utf8_best_path_is_in_use(compiled):
     """The import picks the widest path the CPU offers, and a test can never select one it lacks."""
-    assert compiled.UTF8_IMPL in ("avx2", "sse4", "neon", "scalar")
+    assert compiled.UTF8_IMPL in SIMD_PATHS
     assert compiled._utf8_use(compiled.UTF8_IMPL) == compiled.UTF8_IMPL
-    if compiled.UTF8_IMPL != "avx2":
-        assert compiled._utf8_use("avx2") == compiled.UTF8_IMPL
+    wider = SIMD_PATHS[SIMD_PATHS.index(compiled.UTF8_IMPL) + 1 :]
+    try:
+        for name in wider:
+            if name != "neon":  # sse4 and neon share a rank: only one exists per architecture
+                assert compiled._utf8_use(name) == compiled.UTF8_IMPL
+    finally:
+        compiled._utf8_use(compiled.UTF8_IMPL)
+
+
+def _boundary_inputs() -> list[bytes]:
+    """Text laid out against the wide paths' strides: an ASCII run (the skipped groups) of 0 to 1,300 bytes,
+    then CJK text (the 1 KiB stretch checked without the ASCII test), with one byte broken or one character cut
+    at and around every 64-byte block edge, so that each kind of error lands in each kind of block."""
+    cjk = ("中文字符测试数据网络协议验证速度" * 200).encode()
+    inputs = []
+    for ascii_len in (0, 3, 64, 255, 256, 1024, 1299):
+        base = b"a" * ascii_len + cjk[: 2048 - ascii_len - (2048 - ascii_len) % 3]
+        inputs.append(base)
+        for edge in range(64, len(base), 64):
+            for delta in (-3, -1, 0, 2):
+                pos = edge + delta
+                inputs.append(base[:pos] + b"\xff" + base[pos + 1 :])  # never valid
+                inputs.append(base[:pos] + b"\x80" + base[pos + 1 :])  # a stray or misplaced continuation
+                inputs.append(base[:pos])  # cut: often inside a character
+    return inputs
+
+
+@pytest.mark.parametrize("path", SIMD_PATHS)
+def test_utf8_simd_paths_at_block_edges(compiled, path):
+    """Every path agrees with CPython's codec on errors placed at each block, group and stretch edge."""
+    if compiled._utf8_use(path) != path:
+        compiled._utf8_use(compiled.UTF8_IMPL)
+        pytest.skip(f"this CPU has no {path}")
+    try:
+        checked = invalid = 0
+        for data in _boundary_inputs():
+            try:
+                data.decode("utf-8")
+                decodes = True
+            except UnicodeDecodeError:
+                decodes = False
+            assert compiled.validate_utf8(data) is decodes, (path, len(data))
+            v = compiled.Utf8Validator()
+            half = len(data) // 2
+            assert (v.feed(data[:half]) and v.feed(data[half:]) and v.finish()) is decodes, (path, len(data))
+            checked += 1
+            invalid += not decodes
+        assert checked > 1000 and 0 < invalid < checked
+    finally:
+        compiled._utf8_use(compiled.UTF8_IMPL)

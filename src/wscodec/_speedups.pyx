@@ -3,7 +3,7 @@
 """The kernels compiled: the same names, signatures, results and exceptions as ``_pure.py``.
 
 Hot loops work on raw pointers: masking and UTF-8 validation are C helpers (``_speedups_impl.h``) with a
-portable 8-byte-word path and an AVX2 path picked at run time. Every error path that is not a plain
+portable 8-byte-word path and SIMD paths (SSE4.1, AVX2, AVX-512, NEON) picked at run time. Every error path that is not a plain
 protocol violation (odd argument types, non-contiguous buffers) falls back on the same Python calls the
 pure twin makes, so both raise the very same exception with the very same message.
 """
@@ -323,14 +323,15 @@ def validate_utf8(data):
     return ok != 0
 
 
-_UTF8_IMPLS = ("scalar", WS_UTF8_SIMD128.decode(), "avx2")
-#: The UTF-8 validator this CPU runs (picked at import from what it offers): "avx2", "sse4", "neon" or "scalar".
+_UTF8_IMPLS = ("scalar", WS_UTF8_SIMD128.decode(), "avx2", "avx512")
+#: The UTF-8 validator this CPU runs (picked at import from what it offers): "avx512", "avx2", "sse4", "neon" or
+#: "scalar".
 UTF8_IMPL = _UTF8_IMPLS[ws_utf8_set_impl(-1)]
 
 
 def _utf8_use(name):
-    """Run the UTF-8 kernels on path ``name`` ("scalar", "sse4", "neon", "avx2") if this CPU has it (tests);
-    returns the path in use. Every path gives the same answers: the tests check each against the C codec."""
+    """Run the UTF-8 kernels on path ``name`` ("scalar", "sse4", "neon", "avx2", "avx512") if this CPU has
+    it (tests); returns the path in use. Every path gives the same answers: the tests check each against the C codec."""
     if name not in _UTF8_IMPLS:
         return _UTF8_IMPLS[ws_utf8_set_impl(-1)]
     return _UTF8_IMPLS[ws_utf8_set_impl(_UTF8_IMPLS.index(name))]

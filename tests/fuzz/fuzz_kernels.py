@@ -262,8 +262,8 @@ def check_stream(
 
 
 def check_utf8_paths(pure: ModuleType, compiled: ModuleType, chunks: list[bytes]) -> None:
-    """Every SIMD path this CPU has (AVX2, SSE4 or NEON, scalar) against the pure twin, on the chunks and on the input
-    repeated past 64 bytes (below that the compiled validator never leaves its scalar code)."""
+    """Every SIMD path this CPU has (AVX-512, AVX2, SSE4 or NEON, scalar) against the pure twin, on the chunks
+    and on the input repeated past 64 bytes (below that the compiled validator never leaves its scalar code)."""
     use = getattr(compiled, "_utf8_use", None)
     if use is None:
         return
@@ -273,7 +273,7 @@ def check_utf8_paths(pure: ModuleType, compiled: ModuleType, chunks: list[bytes]
     ref_long = utf8_trace(pure, long_chunks)
     best = compiled.UTF8_IMPL
     try:
-        for name in ("scalar", "sse4", "neon", "avx2"):
+        for name in ("scalar", "sse4", "neon", "avx2", "avx512"):
             if use(name) != name:
                 continue
             assert utf8_trace(compiled, chunks) == utf8_trace(pure, chunks), f"UTF-8 ({name}) differs on {chunks!r}"
