@@ -14,6 +14,7 @@ import pytest
 import wscodec
 from wscodec.asyncio import Server, WebSocket, _hotpath_pure, connect, serve
 from wscodec.asyncio import websocket as websocket_module
+from wscodec.errors import ConnectionClosed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,7 +38,6 @@ def test_the_hot_path_backend_is_the_kernels_backend() -> None:
     live = compiled if wscodec.BACKEND == "cython" else _hotpath_pure
     assert live is not None
     assert WebSocket.__mro__[1] is live.HotPath
-    assert websocket_module.NO_MESSAGE is live.NO_MESSAGE
     assert websocket_module.DATA_TYPES == live.DATA_TYPES
 
 
@@ -153,6 +153,117 @@ async def test_many_replies_from_one_read_arrive_in_order_in_few_writes() -> Non
             ws.send_nowait(f"m{index}")
         received = [await asyncio.wait_for(ws.recv(), 5) for _ in range(count)]
         assert received == [f"m{index}" for index in range(count)]
+
+
+async def test_send_and_the_async_for_step_are_coroutines_to_asyncio() -> None:
+    """Compiled or not, ``send()`` is a coroutine function and what it and ``__anext__`` return are coroutines
+    to asyncio: ``create_task`` and ``gather`` take them, as they take the pure twin's."""
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
+        assert asyncio.iscoroutinefunction(ws.send)
+        sending = ws.send("task")
+        assert asyncio.iscoroutine(sending)
+        await asyncio.wait_for(asyncio.create_task(sending), 5)
+        await asyncio.gather(ws.send("g1"), ws.send(b"g2"))
+        step = ws.__anext__()
+        assert asyncio.iscoroutine(step)
+        assert await asyncio.wait_for(asyncio.create_task(step), 5) == "task"
+        assert [await asyncio.wait_for(anext(ws), 5) for _ in range(2)] == ["g1", b"g2"]
+
+
+async def _wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def _held_server() -> tuple[Server, asyncio.Queue[WebSocket]]:
+    """A server whose handler hands its connection to the test and stays until the client closes."""
+    accepted: asyncio.Queue[WebSocket] = asyncio.Queue()
+
+    async def handler(ws: WebSocket) -> None:
+        await accepted.put(ws)
+        await ws.wait_closed()
+
+    server = await serve(handler, "127.0.0.1", 0)
+    return server, accepted
+
+
+async def test_async_for_step_cancelled_while_waiting_releases_the_wait() -> None:
+    """A step cancelled while it waits (a timeout on ``anext``, a cancelled task) leaves no waiter behind:
+    the next step and ``recv()`` wait again, and the message that arrives then is the next one, not lost."""
+    server, accepted = await _held_server()
+    async with server, connect(url(server), compression=None) as ws:
+        peer = await asyncio.wait_for(accepted.get(), 5)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(anext(ws), 0.05)
+        assert ws._waiter is None
+        task = asyncio.ensure_future(anext(ws))
+        await _wait_until(lambda: ws._waiter is not None)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert ws._waiter is None
+        await peer.send("first")
+        assert await asyncio.wait_for(ws.recv(), 5) == "first"
+        await peer.send("second")
+        assert await asyncio.wait_for(anext(ws), 5) == "second"
+
+
+async def test_async_for_step_dropped_unawaited_or_closed_releases_the_wait() -> None:
+    """A step made and never finished (closed by its owner, or dropped) does not keep the connection's
+    single wait taken."""
+    server, accepted = await _held_server()
+    async with server, connect(url(server), compression=None) as ws:
+        peer = await asyncio.wait_for(accepted.get(), 5)
+        step = ws.__anext__()
+        if hasattr(step, "close"):
+            step.close()  # a coroutine (pure twin) never started, or the compiled step: both let go
+        del step
+        assert ws._waiter is None
+        await peer.send("after")
+        assert await asyncio.wait_for(anext(ws), 5) == "after"
+
+
+async def test_async_for_step_is_awaited_once_and_takes_waiting_messages_in_order() -> None:
+    """Messages already queued are taken without waiting, in order; a finished step cannot be reused."""
+    server, accepted = await _held_server()
+    async with server, connect(url(server), compression=None) as ws:
+        peer = await asyncio.wait_for(accepted.get(), 5)
+        for index in range(5):
+            await peer.send(f"m{index}")
+        await _wait_until(lambda: len(ws._queue) == 5)
+        step = ws.__anext__()
+        assert await step == "m0"
+        with pytest.raises(RuntimeError):
+            await step
+        assert [await anext(ws) for _ in range(4)] == ["m1", "m2", "m3", "m4"]
+
+
+async def test_async_for_ends_on_a_clean_close_and_raises_on_an_abnormal_one() -> None:
+    """Waiting in ``async for`` when the close arrives: a clean close ends the loop (the step hands over to
+    ``recv()``), an abnormal one raises ConnectionClosed."""
+    for code, ends in ((1000, True), (4000, True), (1011, False)):
+        server, accepted = await _held_server()
+        async with server, connect(url(server), compression=None) as ws:
+            peer = await asyncio.wait_for(accepted.get(), 5)
+            got: list[Any] = []
+
+            async def consume(ws: WebSocket = ws, got: list[Any] = got) -> None:
+                async for message in ws:
+                    got.append(message)
+
+            task = asyncio.ensure_future(consume())
+            await peer.send("before")
+            await _wait_until(lambda got=got: got == ["before"])
+            await peer.close(code)
+            if ends:
+                await asyncio.wait_for(task, 5)
+            else:
+                with pytest.raises(ConnectionClosed) as caught:
+                    await asyncio.wait_for(task, 5)
+                assert caught.value.code == code
+            assert got == ["before"]
 
 
 def _twins() -> list[Any]:

@@ -8,6 +8,8 @@ is most of what this layer costs per round trip. Everything else stays in ``webs
 steps call by name (``self._write_out()``...), as the pure twin does.
 """
 
+cimport cython
+
 from io import StringIO
 
 from .._speedups cimport FrameQueue
@@ -237,6 +239,9 @@ cdef class HotPath:
         return waiter
 
     def _take_message(self):
+        return self._c_take_message()
+
+    cdef object _c_take_message(self):
         """The whole message at the head of the queue, taken as ``recv()`` takes it; ``NO_MESSAGE`` when
         there is none to take this way."""
         cdef object queue = self._queue
@@ -252,14 +257,49 @@ cdef class HotPath:
         return _NO_MESSAGE
 
     def _anext_waiter(self):
+        return self._c_anext_waiter()
+
+    cdef object _c_anext_waiter(self):
         """For ``async for``: the future to await when nothing at all waits to be taken, else None."""
         if not self._queue and self._close_exc is None and self._partial._first is None and not self._streaming:
             return self._c_data_waiter()
         return None
 
+    async def __anext__(self):
+        """``async for message in ws``: ends after a clean close (codes 1000, 1001, 1005, 3000-4999);
+        raises :class:`~wscodec.errors.ConnectionClosed` after an abnormal or error close.
+
+        The pure twin's coroutine, compiled: no interpreter frame per message, and the message handed to the
+        awaiting coroutine without a StopIteration (the ``am_send`` protocol)."""
+        cdef object waiter = self._c_anext_waiter()
+        cdef object data
+        if waiter is not None:
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        data = self._c_take_message()
+        if data is not _NO_MESSAGE:
+            return data
+        return await self._next_or_stop()
+
     # ------------------------------------------------------------------ sending
 
+    async def send(self, message, *, bint compress=True):
+        """Send a message: str as text, bytes-like as binary; a (sync or async) iterable of str or of
+        bytes-like as one fragmented message, one frame per item (fragments are never compressed).
+
+        Waits while the transport buffer is above ``write_limit``; cancelled while waiting, nothing was
+        sent. ``compress=False`` skips compression of this message.
+        """
+        if self._c_send_at_once(message, compress):
+            return
+        await self._send_waiting(message, compress)
+
     def _send_at_once(self, message, bint compress):
+        return self._c_send_at_once(message, compress)
+
+    cdef bint _c_send_at_once(self, message, bint compress) except -1:
         """``send()`` when it need not wait; False, with nothing done, when it must (see the pure twin)."""
         cdef int text
         cdef Py_ssize_t size
@@ -388,3 +428,4 @@ cdef class HotPath:
         if self._write_paused and not self._flood_paused:
             self._flood_paused = True
             self._sync_reading()
+

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import io
+from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._write import write_buffers
@@ -36,6 +37,7 @@ from .browser_events import MessageEvent
 __all__ = ["DATA_TYPES", "FLUSH_BYTES", "FLUSH_COUNT", "NO_MESSAGE", "HotPath", "Pieces"]
 
 DATA_TYPES = (str, bytes, bytearray, memoryview)
+Data = str | bytes | bytearray | memoryview
 # Bytes of small messages held back for one write at the end of the loop iteration (see HotPath._queued).
 FLUSH_BYTES = 16384
 FLUSH_COUNT = 8
@@ -291,7 +293,40 @@ class HotPath:
             return self._data_waiter()
         return None
 
+    async def __anext__(self) -> Any:
+        """``async for message in ws``: ends after a clean close (codes 1000, 1001, 1005, 3000-4999);
+        raises :class:`~wscodec.errors.ConnectionClosed` after an abnormal or error close."""
+        # Nothing waits (the common case at one message in flight): wait here, without a recv() or
+        # _wait_for_data() coroutine made for the purpose; what arrives is taken below.
+        waiter = self._anext_waiter()
+        if waiter is not None:
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        # A whole message waits (the common case under load): taken without a second coroutine for recv().
+        data = self._take_message()
+        if data is not NO_MESSAGE:
+            return data
+        return await self._next_or_stop()
+
     # ------------------------------------------------------------------ sending
+
+    async def send(
+        self,
+        message: Data | Iterable[Data] | AsyncIterable[Data],
+        *,
+        compress: bool = True,
+    ) -> None:
+        """Send a message: str as text, bytes-like as binary; a (sync or async) iterable of str or of
+        bytes-like as one fragmented message, one frame per item (fragments are never compressed).
+
+        Waits while the transport buffer is above ``write_limit``; cancelled while waiting, nothing was
+        sent. ``compress=False`` skips compression of this message.
+        """
+        if self._send_at_once(message, compress):
+            return
+        await self._send_waiting(message, compress)
 
     def _send_at_once(self, message: Any, compress: bool) -> bool:
         """``send()`` when it need not wait: queue ``message`` (str or bytes-like) and write it or arrange
@@ -461,4 +496,10 @@ class HotPath:
             raise NotImplementedError
 
         def _closed_error(self) -> BaseException:
+            raise NotImplementedError
+
+        async def _next_or_stop(self) -> Any:
+            raise NotImplementedError
+
+        async def _send_waiting(self, message: Any, compress: bool) -> None:
             raise NotImplementedError

@@ -45,16 +45,16 @@ from ..events import (
 from .browser_events import CloseEvent, ErrorEvent, Event, MessageEvent
 
 if TYPE_CHECKING or _KERNELS_BACKEND != "cython":
-    from ._hotpath_pure import DATA_TYPES, NO_MESSAGE, HotPath, Pieces
+    from ._hotpath_pure import DATA_TYPES, HotPath, Pieces
 
     HOT_PATH_BACKEND = "python"
 else:
     try:  # the compiled twin, built with the kernels
-        from ._hotpath import DATA_TYPES, NO_MESSAGE, HotPath, Pieces
+        from ._hotpath import DATA_TYPES, HotPath, Pieces
 
         HOT_PATH_BACKEND = "cython"
     except ImportError:
-        from ._hotpath_pure import DATA_TYPES, NO_MESSAGE, HotPath, Pieces
+        from ._hotpath_pure import DATA_TYPES, HotPath, Pieces
 
         HOT_PATH_BACKEND = "python"
 
@@ -197,8 +197,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "write_limit",
     )
 
-    # The per-message steps live in HotPath (compiled, or its pure twin); send_nowait is public API, so the
-    # class names it here, where the reference documents WebSocket's own members.
+    # The per-message steps live in HotPath (compiled, or its pure twin); send and send_nowait are public
+    # API, so the class names them here, where the reference documents WebSocket's own members.
+    send = HotPath.send
     send_nowait = HotPath.send_nowait
 
     CONNECTING: ClassVar[int] = 0
@@ -825,21 +826,12 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         return self
 
-    async def __anext__(self) -> str | bytes:
-        """``async for message in ws``: ends after a clean close (codes 1000, 1001, 1005, 3000-4999);
-        raises :class:`~wscodec.errors.ConnectionClosed` after an abnormal or error close."""
-        # Nothing waits (the common case at one message in flight): wait here, without a recv() or
-        # _wait_for_data() coroutine made for the purpose; what arrives is taken below.
-        waiter = self._anext_waiter()
-        if waiter is not None:
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        # A whole message waits (the common case under load): taken without a second coroutine for recv().
-        data = self._take_message()
-        if data is not NO_MESSAGE:
-            return data  # type: ignore[no-any-return]
+    # __anext__ is a HotPath step (``async for`` runs it once per message); this is its path for all the
+    # cases it does not take itself.
+
+    async def _next_or_stop(self) -> str | bytes:
+        """``async for``'s step through ``recv()``, when no whole message can be taken at once (a fragmented
+        message, a held error, a close): a clean close ends the loop, any other raises."""
         try:
             return await self.recv()
         except ConnectionClosed as exc:
@@ -871,20 +863,12 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 raise RuntimeError("the WebSocket is not open yet")
             raise self._closed_error()
 
-    async def send(
-        self,
-        message: Data | Iterable[Data] | AsyncIterable[Data],
-        *,
-        compress: bool = True,
-    ) -> None:
-        """Send a message: str as text, bytes-like as binary; a (sync or async) iterable of str or of
-        bytes-like as one fragmented message, one frame per item (fragments are never compressed).
+    # send() is a HotPath step (its common case, writing at once, runs once per reply); this is its path
+    # when it must wait, or send a fragmented message.
 
-        Waits while the transport buffer is above ``write_limit``; cancelled while waiting, nothing was
-        sent. ``compress=False`` skips compression of this message.
-        """
-        if self._send_at_once(message, compress):
-            return
+    async def _send_waiting(self, message: Any, compress: bool) -> None:
+        """``send()`` past its first step: wait for the transport to drain or for a fragmented message to
+        finish, then send, or send an iterable of fragments."""
         while self._write_paused or self._fragmenting is not None:
             if self._fragmenting is not None:
                 await asyncio.shield(self._fragmenting)
