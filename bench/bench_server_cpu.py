@@ -2,6 +2,7 @@
 flight, free of the timing noise of a shared machine.
 
     python bench/bench_server_cpu.py [--servers SPEC,...] [--size 16] [--round-trips 3000] [--warm-up 300]
+                                     [--cache-sim]
 
 With one message in flight every server waits on the same loopback round trip; what tells them apart is the
 work each does per message, and on a busy two-core virtual machine the timings of ``bench_echo.py`` spread by
@@ -16,6 +17,11 @@ servers make the same three per round trip: one ``epoll_wait``, one ``recv``, on
 The client is a blocking socket sending one masked binary frame at a time; it is not measured. The table gives
 instructions per round trip and the ratio of the fewest a peer needs to each server's (above 1.0: fewer than
 every peer). Needs ``valgrind`` (Debian package ``valgrind``); a run takes about a minute per server.
+
+``--cache-sim`` runs cachegrind's cache simulation instead (32 KiB level-1 caches, as valgrind models this
+machine) and adds level-1 instruction and data cache misses per round trip. Fewer instructions do not make a
+faster server by themselves: at one message in flight each round trip runs a path that is cold in the
+instruction cache, so the code a round trip touches counts too, and its misses show how much.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ from bench_echo import (  # noqa: E402
 
 DEFAULT_SERVERS = ("wscodec-nowait@uvloop+aiofastnet", "wscodec@uvloop+aiofastnet", "picows@uvloop+aiofastnet")
 _TOTALS = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
+_EVENTS = re.compile(rb"^events:\s*(.+)$", re.MULTILINE)
+_SUMMARY = re.compile(rb"^(?:summary|totals):\s*(.+)$", re.MULTILINE)
 
 
 @dataclass
@@ -54,6 +62,8 @@ class Count:
     size: int
     round_trips: int
     instructions: float  # per round trip
+    i1_misses: float | None = None  # level-1 instruction cache misses per round trip (--cache-sim)
+    d1_misses: float | None = None  # level-1 data cache misses (reads and writes) per round trip
 
 
 def callgrind_total(path: str) -> int:
@@ -63,6 +73,20 @@ def callgrind_total(path: str) -> int:
     if match is None:
         raise RuntimeError(f"no instruction total in {path}")
     return int(match.group(1))
+
+
+def event_totals(path: str) -> dict[str, int]:
+    """Every event total a callgrind or cachegrind output file records for the whole process, by name."""
+    with open(path, "rb") as f:
+        text = f.read()
+    events, summary = _EVENTS.search(text), _SUMMARY.search(text)
+    if events is None or summary is None:
+        raise RuntimeError(f"no event totals in {path}")
+    names = events.group(1).decode().split()
+    values = [int(v) for v in summary.group(1).split()]
+    if len(names) != len(values):
+        raise RuntimeError(f"{len(names)} events but {len(values)} totals in {path}")
+    return dict(zip(names, values, strict=True))
 
 
 def _frame(size: int) -> bytes:
@@ -109,44 +133,64 @@ def echo_round_trips(port: int, count: int, size: int, timeout: float = 60.0) ->
             sock.recv(16)
 
 
-def count_instructions(spec: str, round_trips: int, *, size: int, valgrind: str, workdir: str) -> int:
-    """Run ``spec`` under callgrind, make ``round_trips`` round trips, stop it; its total instruction count."""
+def count_events(
+    spec: str, round_trips: int, *, size: int, valgrind: str, workdir: str, cache_sim: bool = False
+) -> dict[str, int]:
+    """Run ``spec`` under callgrind (or cachegrind with its cache simulation), make ``round_trips`` round trips,
+    stop it; its whole-process event totals (``Ir``, and with ``cache_sim`` the cache misses)."""
     name, loop, transport = parse_spec(spec)
-    out = os.path.join(workdir, f"callgrind.{os.getpid()}.{len(os.listdir(workdir))}.out")
-    command = [
-        valgrind,
-        "--tool=callgrind",
-        f"--callgrind-out-file={out}",
-        *echo_server_command(name, loop=loop or "asyncio", transport=transport),
-    ]
+    out = os.path.join(workdir, f"grind.{os.getpid()}.{len(os.listdir(workdir))}.out")
+    tool = ["--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={out}"] if cache_sim else [
+        "--tool=callgrind", f"--callgrind-out-file={out}"]  # fmt: skip
+    command = [valgrind, *tool, *echo_server_command(name, loop=loop or "asyncio", transport=transport)]
     server = ServerProcess(name, command=command, startup_timeout=180.0)
     try:
         echo_round_trips(server.port, round_trips, size)
-        server.proc.terminate()  # SIGTERM: the server exits and callgrind writes its counts (slowly: wait)
+        server.proc.terminate()  # SIGTERM: the server exits and valgrind writes its counts (slowly: wait)
         server.proc.wait(120)
     finally:
         server.stop()
-    return callgrind_total(out)
+    return event_totals(out)
 
 
-def measure(spec: str, *, size: int, round_trips: int, warm_up: int, valgrind: str) -> Count:
+def count_instructions(spec: str, round_trips: int, *, size: int, valgrind: str, workdir: str) -> int:
+    """Run ``spec`` under callgrind, make ``round_trips`` round trips, stop it; its total instruction count."""
+    return count_events(spec, round_trips, size=size, valgrind=valgrind, workdir=workdir)["Ir"]
+
+
+def measure(spec: str, *, size: int, round_trips: int, warm_up: int, valgrind: str, cache_sim: bool = False) -> Count:
     with tempfile.TemporaryDirectory(prefix="wscodec-callgrind-") as workdir:
-        base = count_instructions(spec, warm_up, size=size, valgrind=valgrind, workdir=workdir)
-        more = count_instructions(spec, warm_up + round_trips, size=size, valgrind=valgrind, workdir=workdir)
-    return Count(spec, size, round_trips, (more - base) / round_trips)
+        base = count_events(spec, warm_up, size=size, valgrind=valgrind, workdir=workdir, cache_sim=cache_sim)
+        more = count_events(
+            spec, warm_up + round_trips, size=size, valgrind=valgrind, workdir=workdir, cache_sim=cache_sim
+        )
+
+    def per_round_trip(*names: str) -> float:
+        return sum(more[n] - base[n] for n in names) / round_trips
+
+    if not cache_sim:
+        return Count(spec, size, round_trips, per_round_trip("Ir"))
+    return Count(spec, size, round_trips, per_round_trip("Ir"), per_round_trip("I1mr"), per_round_trip("D1mr", "D1mw"))
 
 
 def format_table(counts: list[Count]) -> str:
     peers = [c.instructions for c in counts if not _is_ours(c.server)]
     fewest = min(peers) if peers else None
     width = max([len(c.server) for c in counts] + [6])
+    cache = any(c.i1_misses is not None for c in counts)
+    extra = f"  {'I1 misses':>10}  {'D1 misses':>10}" if cache else ""
     lines = [
-        f"{'server':<{width}}  {'size':>6}  {'instructions/round trip':>24}  {'fewest peer / this':>18}",
-        "-" * (width + 54),
+        f"{'server':<{width}}  {'size':>6}  {'instructions/round trip':>24}  {'fewest peer / this':>18}{extra}",
+        "-" * (width + 54 + len(extra)),
     ]
     for c in counts:
         ratio = f"{fewest / c.instructions:.2f}" if fewest is not None and c.instructions > 0 else "-"
-        lines.append(f"{c.server:<{width}}  {c.size:>5} B  {c.instructions:>24,.0f}  {ratio:>18}")
+        misses = ""
+        if cache:
+            i1 = f"{c.i1_misses:,.0f}" if c.i1_misses is not None else "-"
+            d1 = f"{c.d1_misses:,.0f}" if c.d1_misses is not None else "-"
+            misses = f"  {i1:>10}  {d1:>10}"
+        lines.append(f"{c.server:<{width}}  {c.size:>5} B  {c.instructions:>24,.0f}  {ratio:>18}{misses}")
     return "\n".join(lines)
 
 
@@ -156,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=16, help="message size in bytes")
     parser.add_argument("--round-trips", type=int, default=3000, help="round trips counted per server")
     parser.add_argument("--warm-up", type=int, default=300, help="round trips in the baseline run")
+    parser.add_argument(
+        "--cache-sim", action="store_true", help="cachegrind with cache simulation: add L1 misses per round trip"
+    )
     args = parser.parse_args(argv)
     specs = [s.strip() for s in args.servers.split(",") if s.strip()]
     bad = [s for s in specs if not _valid_spec(s)]
@@ -167,15 +214,23 @@ def main(argv: list[str] | None = None) -> int:
     if valgrind is None:
         print("valgrind not found; install it with `apt-get install valgrind`", file=sys.stderr)
         return 2
+    tool = "cachegrind, cache simulation" if args.cache_sim else "callgrind"
     print(
-        f"server instructions per echo round trip (callgrind), one {args.size}-byte binary message in flight, "
+        f"server instructions per echo round trip ({tool}), one {args.size}-byte binary message in flight, "
         f"{args.round_trips} round trips after {args.warm_up}; wscodec from {_wscodec_root()}",
         flush=True,
     )
     counts = []
     for spec in specs:
         counts.append(
-            measure(spec, size=args.size, round_trips=args.round_trips, warm_up=args.warm_up, valgrind=valgrind)
+            measure(
+                spec,
+                size=args.size,
+                round_trips=args.round_trips,
+                warm_up=args.warm_up,
+                valgrind=valgrind,
+                cache_sim=args.cache_sim,
+            )
         )
         print(f"  {spec}: {counts[-1].instructions:,.0f}", flush=True)
     print(format_table(counts))

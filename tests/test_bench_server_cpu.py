@@ -39,6 +39,34 @@ def test_callgrind_total_reads_the_whole_process_count(tmp_path: Path) -> None:
         cpu.callgrind_total(str(out))
 
 
+def test_event_totals_read_every_event_of_cachegrind_and_callgrind(tmp_path: Path) -> None:
+    cpu = _load()
+    out = tmp_path / "cachegrind.out"
+    out.write_text(
+        "desc: I1 cache\ncmd: python\nevents: Ir I1mr ILmr Dr D1mr\nfl=x.c\n1 5 1 0 2 1\nsummary: 900 70 3 400 20\n"
+    )
+    assert cpu.event_totals(str(out)) == {"Ir": 900, "I1mr": 70, "ILmr": 3, "Dr": 400, "D1mr": 20}
+    out.write_text("events: Ir I1mr\nsummary: 900\n")
+    with pytest.raises(RuntimeError, match="2 events but 1 totals"):
+        cpu.event_totals(str(out))
+    out.write_text("events: Ir\n")
+    with pytest.raises(RuntimeError, match="no event totals"):
+        cpu.event_totals(str(out))
+
+
+def test_table_adds_cache_misses_when_simulated() -> None:
+    cpu = _load()
+    counts = [
+        cpu.Count("wscodec-nowait@uvloop", 16, 1000, 10_000.0, 700.4, 210.0),
+        cpu.Count("picows", 16, 1000, 13_000.0),
+    ]
+    lines = cpu.format_table(counts).splitlines()
+    assert lines[0].split()[-4:] == ["I1", "misses", "D1", "misses"]
+    assert lines[2].split()[-3:] == ["1.30", "700", "210"]
+    assert lines[3].split()[-3:] == ["1.00", "-", "-"]
+    assert "misses" not in cpu.format_table(counts[1:])  # not simulated: no columns
+
+
 def test_table_puts_the_fewest_peer_count_over_each_server() -> None:
     cpu = _load()
     counts = [
@@ -71,3 +99,14 @@ def test_a_real_count_under_callgrind(capsys: pytest.CaptureFixture[str]) -> Non
     assert cpu.main(["--servers", "wscodec-nowait", "--round-trips", "20", "--warm-up", "5"]) == 0
     printed = capsys.readouterr().out
     assert "instructions/round trip" in printed and "wscodec-nowait" in printed
+
+
+def test_a_real_count_with_the_cache_simulated() -> None:
+    """Under cachegrind the same server also reports cache misses per round trip: some, and fewer than its
+    instructions."""
+    valgrind = require_program("valgrind", "valgrind")
+    cpu = _load()
+    count = cpu.measure("wscodec-nowait", size=16, round_trips=40, warm_up=10, valgrind=valgrind, cache_sim=True)
+    assert 2_000 < count.instructions < 1_000_000
+    assert count.i1_misses is not None and count.d1_misses is not None
+    assert 0 < count.i1_misses < count.instructions and 0 <= count.d1_misses < count.instructions
