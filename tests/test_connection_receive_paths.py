@@ -147,3 +147,30 @@ def test_the_one_step_flags_are_set_only_while_open_and_no_violation_is_held(rol
     failed.fail(1011, "internal")
     seen.append(_contract_holds(failed))
     assert seen == [True] * 7
+
+
+def test_a_decoder_of_another_type_gets_the_same_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled one step calls its own decoder's C methods only when the decoder is exactly that class; a
+    subclass (its methods may be overridden) goes through the general path, with the same events."""
+    from wscodec import connection as connection_module
+
+    base = connection_module.FrameDecoder
+    fed: list[int] = []
+
+    class CountingDecoder(base):  # type: ignore[misc, valid-type]
+        def feed_messages(self, data, in_message, text_type, binary_type):  # type: ignore[no-untyped-def]
+            fed.append(len(data))
+            return super().feed_messages(data, in_message, text_type, binary_type)
+
+    monkeypatch.setattr(connection_module, "FrameDecoder", CountingDecoder)
+    conn = Connection.established("server")
+    assert type(conn._decoder) is CountingDecoder and _fast(conn)
+    reads = [_masked(1, b"one") + _masked(2, b"two"), _masked(1, "é".encode())]
+    events = [conn.receive_data(read) for read in reads]
+    assert [[(type(e), e.data) for e in batch] for batch in events] == [
+        [(TextMessage, "one"), (BinaryMessage, b"two")],
+        [(TextMessage, "é")],
+    ]
+    assert fed == [len(read) for read in reads]  # the override ran for every read: no C shortcut around it
+    bad = conn.receive_data(_masked(1, b"\xff"))
+    assert [type(e) for e in bad] == [ProtocolViolation, Closed] and bad[0].error.close_code == 1007

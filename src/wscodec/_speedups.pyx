@@ -604,6 +604,9 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
     def partial_header(self):
         """The first header byte (FIN, RSV bits, opcode) of the frame being received, -1 if none has a
         complete header yet. With :meth:`partial_payload`, lets a caller check a frame while it arrives."""
+        return self._partial_header()
+
+    cdef long _partial_header(self) except -2:
         cdef uint64_t length
         if self._payload is not None:
             return <long>self._payload_b0
@@ -961,10 +964,16 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         Invalid UTF-8 in such a frame raises ``ProtocolError(..., 1007)`` whose ``frames`` holds the items
         before it; like any violation, it leaves the decoder failed.
         """
+        cdef Py_ssize_t left
+        cdef list items = self._feed_messages(data, True if in_message else False, text_type, binary_type, &left)
+        return items, left
+
+    cdef list _feed_messages(self, data, bint in_message, text_type, binary_type, Py_ssize_t *left_out):
+        """:meth:`feed_messages` for C callers (``FrameQueue.receive_data``): the Frame count in ``left_out``."""
         cdef list items
         cdef list out
         cdef Py_ssize_t left = 0
-        cdef bint inside = True if in_message else False
+        cdef bint inside = in_message
         cdef object error = None
         cdef Frame frame
         cdef object opcode
@@ -1010,7 +1019,8 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                 if type(item) is Frame:
                     break
             else:
-                return items, 0
+                left_out[0] = 0
+                return items
         out = []
         for item in items:
             if type(item) is not Frame:
@@ -1045,7 +1055,8 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         if error is not None:
             error.frames = out
             raise error
-        return out, left
+        left_out[0] = left
+        return out
 
 
 cdef inline unsigned char *_put_header(unsigned char *dst, unsigned int b0, Py_ssize_t n, unsigned int mask_bit) noexcept:
@@ -1169,14 +1180,19 @@ cdef class FrameQueue:
         the events before it are returned, then :class:`~wscodec.events.ProtocolViolation` and
         :class:`~wscodec.events.Closed`, with the right Close frame already queued.
         """
-        decoder = self._fast_receive
-        if decoder is None or not data:
+        cdef FrameDecoder decoder
+        cdef Py_ssize_t left
+        cdef list items
+        if self._fast_receive is None or not data:
             return self._receive_slow(data)
+        if type(self._fast_receive) is not FrameDecoder:  # not this module's own decoder: the general path
+            return self._receive_slow(data)
+        decoder = <FrameDecoder>self._fast_receive
         try:
-            items, left = decoder.feed_messages(data, False, self._text_record, self._binary_record)
+            items = decoder._feed_messages(data, False, self._text_record, self._binary_record, &left)
         except _ProtocolError as exc:
             return self._received(exc.frames, -1, exc)
-        if left or decoder.partial_header() >= 0:
+        if left or decoder._partial_header() >= 0:
             return self._received(items, left, None)
         return items
 
