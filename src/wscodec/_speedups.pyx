@@ -3,9 +3,9 @@
 """The kernels compiled: the same names, signatures, results and exceptions as ``_pure.py``.
 
 Hot loops work on raw pointers: masking and UTF-8 validation are C helpers (``_speedups_impl.h``) with a
-portable 8-byte-word path and SIMD paths (SSE4.1, AVX2, AVX-512, NEON) picked at run time. Every error path that is not a plain
-protocol violation (odd argument types, non-contiguous buffers) falls back on the same Python calls the
-pure twin makes, so both raise the very same exception with the very same message.
+portable 8-byte-word path and SIMD paths (SSE4.1, AVX2, AVX-512, NEON) picked at run time. Every error path
+that is not a plain protocol violation (odd argument types, non-contiguous buffers) falls back on the same
+Python calls the pure twin makes, so both raise the very same exception with the very same message.
 """
 
 cimport cython
@@ -331,7 +331,8 @@ UTF8_IMPL = _UTF8_IMPLS[ws_utf8_set_impl(-1)]
 
 def _utf8_use(name):
     """Run the UTF-8 kernels on path ``name`` ("scalar", "sse4", "neon", "avx2", "avx512") if this CPU has
-    it (tests); returns the path in use. Every path gives the same answers: the tests check each against the C codec."""
+    it (tests); returns the path in use. Every path gives the same answers: the tests check each against the
+    C codec."""
     if name not in _UTF8_IMPLS:
         return _UTF8_IMPLS[ws_utf8_set_impl(-1)]
     return _UTF8_IMPLS[ws_utf8_set_impl(_UTF8_IMPLS.index(name))]
@@ -965,7 +966,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         before it; like any violation, it leaves the decoder failed.
         """
         cdef Py_ssize_t left
-        cdef list items = self._feed_messages(data, True if in_message else False, text_type, binary_type, &left)
+        cdef list items = self._feed_messages(data, bool(in_message), text_type, binary_type, &left)
         return items, left
 
     cdef list _feed_messages(self, data, bint in_message, text_type, binary_type, Py_ssize_t *left_out):

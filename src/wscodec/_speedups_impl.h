@@ -534,11 +534,13 @@ static int ws_utf8_valid_avx512(const unsigned char *s, size_t n)
     __m512i prev = _mm512_setzero_si512();
     __m512i err = _mm512_setzero_si512();
     __m512i prev_incomplete = _mm512_setzero_si512();
-    /* A lead byte in the last three positions whose character does not fit: 0xF0.. at 61, 0xE0.. at 62, 0xC0.. at 63 */
+    /* A lead byte in the last three positions whose character cannot fit in the block: 0xF0.. at 61,
+     * 0xE0.. at 62, 0xC0.. at 63 */
     static const unsigned char max_bytes[64] = {
-        255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-        255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
-        255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0xF0 - 1, 0xE0 - 1, 0xC0 - 1};
+        255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+        255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+        255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+        255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0xF0 - 1, 0xE0 - 1, 0xC0 - 1};
     const __m512i max_value = _mm512_loadu_si512((const void *)max_bytes);
     size_t i = 0;
     while (i + 256 <= n) {
