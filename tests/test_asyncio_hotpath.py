@@ -63,7 +63,11 @@ def test_both_twins_have_the_same_fields_and_steps() -> None:
         assert _fields(pure) == set(pure.__slots__), name
         assert _fields(built) == _fields(pure), name
         assert _steps(built) == _steps(pure), name
-    assert (compiled.FLUSH_BYTES, compiled.FLUSH_COUNT) == (_hotpath_pure.FLUSH_BYTES, _hotpath_pure.FLUSH_COUNT)
+    assert (compiled.FLUSH_BYTES, compiled.FLUSH_COUNT, compiled.LONE_WRITES) == (
+        _hotpath_pure.FLUSH_BYTES,
+        _hotpath_pure.FLUSH_COUNT,
+        _hotpath_pure.LONE_WRITES,
+    )
     assert compiled.DATA_TYPES == _hotpath_pure.DATA_TYPES
 
 

@@ -23,6 +23,7 @@ from wscodec.asyncio import (
     create_websocket,
     serve,
 )
+from wscodec.asyncio import websocket as websocket_module
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -367,7 +368,10 @@ async def test_small_sends_leave_in_batches_in_order() -> None:
 
 async def test_a_lone_reply_is_written_at_once_and_what_follows_it_batches() -> None:
     """Request-response (one message in flight): the reply reaches the transport inside send(), not a loop
-    turn later; messages sent after it in the same iteration still share one write, in order."""
+    turn later. The first LONE_WRITES replies of a step go at once, each alone; messages sent after them in
+    the same iteration share one write, in order."""
+    lone = websocket_module.LONE_WRITES
+    assert lone >= 1
     async with serve(echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
         assert ws.transport is not None
         counting = _CountingTransport(ws.transport)
@@ -378,13 +382,16 @@ async def test_a_lone_reply_is_written_at_once_and_what_follows_it_batches() -> 
         assert len(counting.writes) == 1  # no await in between: written by send() itself
         assert ws._flush_handle is None  # nothing scheduled for a lone reply: no loop turn spent on it
         assert FrameDecoder("server", None).feed(counting.writes[0])[0].payload == b"lone"
+        for i in range(1, lone):
+            await ws.send(f"a{i}")
+            assert len(counting.writes) == i + 1 and ws._flush_handle is None  # each alone, at once
         for i in range(5):
             await ws.send(f"f{i}")
-        assert len(counting.writes) == 1 and ws.connection.bytes_to_send > 0  # batched behind it
+        assert len(counting.writes) == lone and ws.connection.bytes_to_send > 0  # batched behind them
         await asyncio.sleep(0)
-        assert len(counting.writes) == 2 and ws.connection.bytes_to_send == 0
-        replies = [await asyncio.wait_for(ws.recv(), 5) for _ in range(6)]
-        assert replies == ["lone", *(f"f{i}" for i in range(5))]
+        assert len(counting.writes) == lone + 1 and ws.connection.bytes_to_send == 0
+        replies = [await asyncio.wait_for(ws.recv(), 5) for _ in range(lone + 5)]
+        assert replies == ["lone", *(f"a{i}" for i in range(1, lone)), *(f"f{i}" for i in range(5))]
         counting.writes.clear()
         await ws.send("lone again")  # the recv() that waited ended the step: a lone reply goes at once
         assert len(counting.writes) == 1 and ws._flush_handle is None
@@ -869,45 +876,51 @@ async def _server_side_counted(
             writer.close()
 
 
-async def _writes_answering_one_read_of_five(answer: Callable[[WebSocket], Awaitable[None]]) -> list[bytes]:
-    """Serve with ``answer``; a raw client sends five binary messages in one write (one read at the server).
-    Returns what the server's transport was given, write by write, once all five echoes are back."""
+async def _writes_answering_one_read(answer: Callable[[WebSocket], Awaitable[None]], count: int) -> list[bytes]:
+    """Serve with ``answer``; a raw client sends ``count`` binary messages in one write (one read at the
+    server). Returns what the server's transport was given, write by write, once all echoes are back."""
     async with _server_side_counted(answer) as (ws, counting, reader, writer):
-        writer.write(b"".join(masked(2, bytes([i]) * 10) for i in range(5)))
+        writer.write(b"".join(masked(2, bytes([i]) * 10) for i in range(count)))
         decoder = FrameDecoder("client", None)
         echoed: list[bytes] = []
-        while len(echoed) < 5:
+        while len(echoed) < count:
             echoed.extend(f.payload for f in decoder.feed(await asyncio.wait_for(reader.read(65536), 5)))
-        assert echoed == [bytes([i]) * 10 for i in range(5)]
+        assert echoed == [bytes([i]) * 10 for i in range(count)]
         assert ws._flush_handle is None  # nothing left for a later loop turn
         return list(counting.writes)  # (before the close, whose frames would follow)
+
+
+def _check_first_replies_alone_then_one_batch(writes: list[bytes], count: int) -> None:
+    lone = websocket_module.LONE_WRITES
+    assert len(writes) == lone + 1
+    for i in range(lone):
+        assert _payloads(writes[i]) == [bytes([i]) * 10]  # each written at once, alone
+    assert _payloads(writes[lone]) == [bytes([i]) * 10 for i in range(lone, count)]  # the rest: one write
 
 
 def _payloads(data: bytes) -> list[bytes]:
     return [frame.payload for frame in FrameDecoder("client", None).feed(data)]
 
 
-async def test_callback_replies_to_one_read_leave_in_two_writes_the_first_at_once() -> None:
-    """Messages that one read delivers to an onmessage callback answering with send_nowait: the first reply
-    goes at once (the peer starts on it while the rest are handled), the others together in one write at
-    the end of that read, none scheduled for a later loop turn."""
-    first, rest = await _writes_answering_one_read_of_five(callback_echo)
-    assert _payloads(first) == [bytes([0]) * 10]
-    assert _payloads(rest) == [bytes([i]) * 10 for i in range(1, 5)]
+async def test_callback_replies_to_one_read_leave_the_first_few_at_once_then_in_one_write() -> None:
+    """Messages that one read delivers to an onmessage callback answering with send_nowait: the first
+    LONE_WRITES replies go at once, each alone (the peer starts on them while the rest are handled), the
+    others together in one write at the end of that read, none scheduled for a later loop turn."""
+    count = websocket_module.LONE_WRITES + 4
+    _check_first_replies_alone_then_one_batch(await _writes_answering_one_read(callback_echo, count), count)
 
 
-async def test_async_for_answers_the_first_message_of_a_read_at_once_and_batches_the_rest() -> None:
-    """``async for`` + ``await send()`` over messages that arrived in one read: the first answer reaches the
-    transport inside its send(), though more messages wait to be answered; the rest share one write at the
-    end of the loop iteration, in order."""
+async def test_async_for_answers_the_first_messages_of_a_read_at_once_and_batches_the_rest() -> None:
+    """``async for`` + ``await send()`` over messages that arrived in one read: the first LONE_WRITES answers
+    reach the transport inside their send(), though more messages wait to be answered; the rest share one
+    write at the end of the loop iteration, in order."""
 
     async def answer(ws: WebSocket) -> None:
         async for message in ws:
             await ws.send(message)
 
-    first, rest = await _writes_answering_one_read_of_five(answer)
-    assert _payloads(first) == [bytes([0]) * 10]
-    assert _payloads(rest) == [bytes([i]) * 10 for i in range(1, 5)]
+    count = websocket_module.LONE_WRITES + 4
+    _check_first_replies_alone_then_one_batch(await _writes_answering_one_read(answer, count), count)
 
 
 async def test_one_in_flight_each_callback_reply_is_written_inside_send_nowait() -> None:

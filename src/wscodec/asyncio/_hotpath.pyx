@@ -8,8 +8,6 @@ is most of what this layer costs per round trip. Everything else stays in ``webs
 steps call by name (``self._write_out()``...), as the pure twin does.
 """
 
-cimport cython
-
 from io import StringIO
 
 from .._speedups cimport FrameQueue
@@ -19,15 +17,17 @@ from ..connection import CLOSED, OPEN
 from ..events import BinaryFragment, TextFragment
 from .browser_events import MessageEvent
 
-__all__ = ["DATA_TYPES", "FLUSH_BYTES", "FLUSH_COUNT", "NO_MESSAGE", "HotPath", "Pieces"]
+__all__ = ["DATA_TYPES", "FLUSH_BYTES", "FLUSH_COUNT", "LONE_WRITES", "NO_MESSAGE", "HotPath", "Pieces"]
 
 DATA_TYPES = (str, bytes, bytearray, memoryview)
 FLUSH_BYTES = 16384
 FLUSH_COUNT = 8
+LONE_WRITES = 4
 NO_MESSAGE = object()
 
 cdef Py_ssize_t _FLUSH_BYTES = FLUSH_BYTES
 cdef Py_ssize_t _FLUSH_COUNT = FLUSH_COUNT
+cdef int _LONE_WRITES = LONE_WRITES
 cdef object _DATA_TYPES = DATA_TYPES
 cdef object _new_object = object.__new__
 cdef object _NO_MESSAGE = NO_MESSAGE
@@ -135,7 +135,7 @@ cdef class HotPath:
     cdef public Py_ssize_t _unflushed_count
     cdef public object _waiter
     cdef public bint _write_paused
-    cdef public bint _wrote_lone
+    cdef public int _lone_left
     cdef public object max_queue
 
     # ------------------------------------------------------------------ asyncio.BufferedProtocol
@@ -160,7 +160,7 @@ cdef class HotPath:
         cdef object kind, data, message, callback, result, waiter, max_queue
         cdef FrameQueue conn
         self._handling = True
-        self._wrote_lone = False
+        self._lone_left = _LONE_WRITES
         try:
             for event in events:
                 kind = type(event)
@@ -230,7 +230,7 @@ cdef class HotPath:
         if handle is not None:
             handle.cancel()
             self._c_flush()
-        self._wrote_lone = False
+        self._lone_left = _LONE_WRITES
         self._busy = False
         if _holds_error(self._conn):
             self._fail_pending()
@@ -321,8 +321,8 @@ cdef class HotPath:
         size = len(message)
         if self._debug:
             self.logger.debug("> %s message of %d", "text" if text else "binary", size)
-        if not self._wrote_lone and not self._unflushed_count and self._flush_handle is None:
-            self._wrote_lone = True
+        if self._lone_left and not self._unflushed_count and self._flush_handle is None:
+            self._lone_left -= 1
             self._c_write_out()
         else:
             self._c_queued(size)
@@ -348,7 +348,7 @@ cdef class HotPath:
 
     cdef object _c_flush(self):
         self._flush_handle = None
-        self._wrote_lone = False
+        self._lone_left = _LONE_WRITES
         self._c_write_out()
 
     def _queued(self, Py_ssize_t size):
@@ -358,9 +358,9 @@ cdef class HotPath:
         """A message was queued in the Connection: write it now or with the ones after it (see the pure twin)."""
         cdef Py_ssize_t unflushed = self._unflushed + size
         cdef Py_ssize_t count = self._unflushed_count + 1
-        if count == 1 and not self._wrote_lone and self._flush_handle is None:
+        if count == 1 and self._lone_left and self._flush_handle is None:
             self._c_write_out()
-            self._wrote_lone = True
+            self._lone_left -= 1
         elif self._handling and unflushed < _FLUSH_BYTES and count < _FLUSH_COUNT:
             self._unflushed = unflushed
             self._unflushed_count = count
@@ -408,9 +408,9 @@ cdef class HotPath:
             conn.send_binary(message)
         if self._debug:
             self.logger.debug("> %s message of %d (nowait)", "text" if text else "binary", len(message))
-        if not self._wrote_lone:
+        if self._lone_left:
             if not self._unflushed_count and self._flush_handle is None:
-                self._wrote_lone = True
+                self._lone_left -= 1
                 out = conn.data_to_send_buffers()
                 if len(out) == 1:
                     self._transport.write(out[0])
@@ -428,4 +428,3 @@ cdef class HotPath:
         if self._write_paused and not self._flood_paused:
             self._flood_paused = True
             self._sync_reading()
-

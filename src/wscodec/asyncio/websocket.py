@@ -42,19 +42,20 @@ from ..events import (
     Response,
     TextFragment,
 )
+from ._hotpath_pure import Data
 from .browser_events import CloseEvent, ErrorEvent, Event, MessageEvent
 
 if TYPE_CHECKING or _KERNELS_BACKEND != "cython":
-    from ._hotpath_pure import DATA_TYPES, HotPath, Pieces
+    from ._hotpath_pure import DATA_TYPES, LONE_WRITES, HotPath, Pieces
 
     HOT_PATH_BACKEND = "python"
 else:
     try:  # the compiled twin, built with the kernels
-        from ._hotpath import DATA_TYPES, HotPath, Pieces
+        from ._hotpath import DATA_TYPES, LONE_WRITES, HotPath, Pieces
 
         HOT_PATH_BACKEND = "cython"
     except ImportError:
-        from ._hotpath_pure import DATA_TYPES, HotPath, Pieces
+        from ._hotpath_pure import DATA_TYPES, LONE_WRITES, HotPath, Pieces
 
         HOT_PATH_BACKEND = "python"
 
@@ -93,7 +94,6 @@ def _format_peer(address: Any) -> str:
     return str(address) if address else "-"
 
 
-Data = str | bytes | bytearray | memoryview
 Listener = Callable[[Any], Any]
 
 _BINARY_TYPES = ("bytes", "bytearray", "memoryview")
@@ -278,8 +278,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         # Small messages sent in one loop iteration leave in one write (see _queued).
         self._flush_handle: asyncio.Handle | None = None
         self._unflushed = self._unflushed_count = 0
-        # A lone reply was written at once in this loop step (see _queued): what is sent after it batches.
-        self._wrote_lone = False
+        # Replies this step may still write at once, each alone (see _queued); after these they batch.
+        self._lone_left = LONE_WRITES
         # True while _handle delivers a read's events: what callbacks send then goes out in _handle's own
         # write at its end (one write for the replies to one read, no flush to schedule).
         self._handling = False
