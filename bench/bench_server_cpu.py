@@ -51,7 +51,6 @@ from bench_echo import (  # noqa: E402
 )
 
 DEFAULT_SERVERS = ("wscodec-nowait@uvloop+aiofastnet", "wscodec@uvloop+aiofastnet", "picows@uvloop+aiofastnet")
-_TOTALS = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 _EVENTS = re.compile(rb"^events:\s*(.+)$", re.MULTILINE)
 _SUMMARY = re.compile(rb"^(?:summary|totals):\s*(.+)$", re.MULTILINE)
 
@@ -64,15 +63,6 @@ class Count:
     instructions: float  # per round trip
     i1_misses: float | None = None  # level-1 instruction cache misses per round trip (--cache-sim)
     d1_misses: float | None = None  # level-1 data cache misses (reads and writes) per round trip
-
-
-def callgrind_total(path: str) -> int:
-    """The instruction count a callgrind output file records for the whole process."""
-    with open(path, "rb") as f:
-        match = _TOTALS.search(f.read())
-    if match is None:
-        raise RuntimeError(f"no instruction total in {path}")
-    return int(match.group(1))
 
 
 def event_totals(path: str) -> dict[str, int]:
@@ -151,11 +141,6 @@ def count_events(
     finally:
         server.stop()
     return event_totals(out)
-
-
-def count_instructions(spec: str, round_trips: int, *, size: int, valgrind: str, workdir: str) -> int:
-    """Run ``spec`` under callgrind, make ``round_trips`` round trips, stop it; its total instruction count."""
-    return count_events(spec, round_trips, size=size, valgrind=valgrind, workdir=workdir)["Ir"]
 
 
 def measure(spec: str, *, size: int, round_trips: int, warm_up: int, valgrind: str, cache_sim: bool = False) -> Count:

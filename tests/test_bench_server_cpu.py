@@ -27,18 +27,6 @@ def _load() -> ModuleType:
     return module
 
 
-def test_callgrind_total_reads_the_whole_process_count(tmp_path: Path) -> None:
-    cpu = _load()
-    out = tmp_path / "callgrind.out"
-    out.write_text("version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nfn=main\n0 12\nsummary: 584699566\n")
-    assert cpu.callgrind_total(str(out)) == 584699566
-    out.write_text("events: Ir\nfn=main\n0 12\ntotals: 4242\n")
-    assert cpu.callgrind_total(str(out)) == 4242
-    out.write_text("events: Ir\nfn=main\n0 12\n")
-    with pytest.raises(RuntimeError, match="no instruction total"):
-        cpu.callgrind_total(str(out))
-
-
 def test_event_totals_read_every_event_of_cachegrind_and_callgrind(tmp_path: Path) -> None:
     cpu = _load()
     out = tmp_path / "cachegrind.out"
@@ -46,6 +34,10 @@ def test_event_totals_read_every_event_of_cachegrind_and_callgrind(tmp_path: Pat
         "desc: I1 cache\ncmd: python\nevents: Ir I1mr ILmr Dr D1mr\nfl=x.c\n1 5 1 0 2 1\nsummary: 900 70 3 400 20\n"
     )
     assert cpu.event_totals(str(out)) == {"Ir": 900, "I1mr": 70, "ILmr": 3, "Dr": 400, "D1mr": 20}
+    out.write_text("version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nfn=main\n0 12\nsummary: 584699566\n")
+    assert cpu.event_totals(str(out)) == {"Ir": 584699566}
+    out.write_text("events: Ir\nfn=main\n0 12\ntotals: 4242\n")
+    assert cpu.event_totals(str(out)) == {"Ir": 4242}
     out.write_text("events: Ir I1mr\nsummary: 900\n")
     with pytest.raises(RuntimeError, match="2 events but 1 totals"):
         cpu.event_totals(str(out))

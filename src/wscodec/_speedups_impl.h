@@ -31,9 +31,9 @@
 #endif
 
 static int ws_have_avx2 = 0;
-/* UTF-8 validator in use: 3 = AVX-512, 2 = AVX2, 1 = SSE4.1 (with SSSE3) or, on AArch64, NEON, 0 = portable scalar.
- * Picked once by ws_init_cpu from what the CPU offers; ws_utf8_set_impl lets the tests run each path the
- * CPU supports. */
+/* UTF-8 validator in use: 3 = AVX-512, 2 = AVX2, 1 = SSE4.1 (with SSSE3) or, on AArch64, NEON,
+ * 0 = portable scalar. Picked once by ws_init_cpu from what the CPU offers; ws_utf8_set_impl lets the
+ * tests run each path the CPU supports. */
 static int ws_utf8_impl = 0;
 static int ws_utf8_best = 0;
 /* Masking into a fresh buffer: ask for the destination lines in exclusive state this far ahead
