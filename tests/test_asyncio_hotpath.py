@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import wscodec
+from wscodec import encode_frame
 from wscodec.asyncio import Server, WebSocket, _hotpath_pure, connect, serve
 from wscodec.asyncio import websocket as websocket_module
 from wscodec.errors import ConnectionClosed
@@ -69,6 +70,74 @@ def test_both_twins_have_the_same_fields_and_steps() -> None:
         _hotpath_pure.LONE_WRITES,
     )
     assert compiled.DATA_TYPES == _hotpath_pure.DATA_TYPES
+
+
+def _twins() -> list[Any]:
+    return [_hotpath_pure] if compiled is None else [_hotpath_pure, compiled]
+
+
+def test_the_browser_events_come_from_the_live_twin() -> None:
+    """``Event`` and ``MessageEvent`` are the hot path's own (compiled with the compiled backend), and the
+    events made once per connection subclass that ``Event``."""
+    from wscodec.asyncio import CloseEvent, ErrorEvent, Event, MessageEvent
+
+    live = compiled if wscodec.BACKEND == "cython" else _hotpath_pure
+    assert live is not None
+    assert (Event, MessageEvent) == (live.Event, live.MessageEvent)
+    assert issubclass(MessageEvent, Event) and issubclass(CloseEvent, Event) and issubclass(ErrorEvent, Event)
+
+
+@pytest.mark.parametrize("twin", _twins(), ids=lambda twin: twin.__name__.rsplit(".", 1)[-1])
+def test_both_twins_build_the_same_events(twin: Any) -> None:
+    """Read-only, compared by type and fields (not target), the same repr and hash, keyword arguments,
+    no attribute of their own: in each twin alike, and in a subclass as ``CloseEvent`` makes one."""
+    target = object()
+    message = twin.MessageEvent(type="message", target=target, data="hé")
+    assert (message.type, message.target, message.data) == ("message", target, "hé")
+    assert twin.MessageEvent("message", None, b"") == twin.MessageEvent("message", target, b"")
+    assert message != twin.MessageEvent("message", target, "other")
+    assert message != twin.Event("message") and twin.Event("message") != message
+    assert hash(message) == hash(twin.MessageEvent("message", None, "hé"))
+    assert repr(message) == "MessageEvent(type='message', data='hé')"
+    assert repr(twin.Event("open")) == "Event(type='open')" and twin.Event("open").target is None
+    assert twin.MessageEvent("message").data is None
+    for name in ("type", "target", "data"):
+        with pytest.raises(AttributeError):
+            setattr(message, name, None)
+    with pytest.raises(AttributeError):
+        message.extra = 1
+    assert not hasattr(message, "__dict__")
+
+    class Closing(twin.Event):  # type: ignore[misc,name-defined]
+        __slots__ = ("_code",)
+        _fields = ("type", "code")
+
+        def __init__(self, type: str, target: Any = None, code: int = 1006) -> None:
+            super().__init__(type, target)
+            self._code = code
+
+        @property
+        def code(self) -> int:
+            return self._code
+
+    closing = Closing("close", target, 1001)
+    assert (closing.type, closing.target, closing.code) == ("close", target, 1001)
+    assert repr(closing) == "Closing(type='close', code=1001)" and closing == Closing("close", None, 1001)
+    assert closing != Closing("close", None, 1000) and hash(closing) == hash(Closing("close", None, 1001))
+
+
+def test_message_events_outlive_their_delivery() -> None:
+    """The compiled twin recycles freed MessageEvents (a freelist): one a listener kept is never reused."""
+    kept = [_live_twin().MessageEvent("message", None, i) for i in range(64)]
+    del kept[::2]
+    fresh = [_live_twin().MessageEvent("message", None, -i) for i in range(64)]
+    assert [event.data for event in kept] == list(range(1, 64, 2))
+    assert [event.data for event in fresh] == [-i for i in range(64)]
+    assert len({id(event) for event in kept + fresh}) == len(kept) + len(fresh)
+
+
+def _live_twin() -> Any:
+    return compiled if wscodec.BACKEND == "cython" and compiled is not None else _hotpath_pure
 
 
 def test_fields_keep_what_the_websocket_stores() -> None:
@@ -147,6 +216,31 @@ async def test_async_for_takes_whole_messages_and_hands_fragments_to_recv() -> N
         release.set()
         await asyncio.wait_for(task, 5)
         assert got == ["one", "two", b"three"]
+
+
+async def test_reads_are_taken_from_the_shared_buffer_and_what_is_kept_is_copied() -> None:
+    """``buffer_updated(n)`` decodes the first ``n`` bytes of the shared read buffer; a frame cut across two
+    reads survives the buffer being overwritten in between (the decoder copies what it keeps), and a count
+    the buffer cannot hold is refused without touching the connection."""
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
+        large = bytes(range(256)) * 32  # 8 KiB: the decoder fills its payload as the pieces arrive
+        frames = encode_frame(1, "héllo".encode()) + encode_frame(2, b"\x00" * 300) + encode_frame(2, large)
+        view = ws._read_view
+        view[: 2 * len(frames)] = b"\x81\x7e" * len(frames)  # stale bytes past each read: never decoded
+        for cut in (1, 2, 5, 8, 320, 400, 4000, len(frames) - 1):
+            view[:cut] = frames[:cut]
+            ws.buffer_updated(cut)
+            view[: len(frames)] = b"\xff" * len(frames)  # the next read overwrites the shared buffer
+            view[: len(frames) - cut] = frames[cut:]
+            ws.buffer_updated(len(frames) - cut)
+            assert await asyncio.wait_for(ws.recv(), 5) == "héllo"
+            assert await asyncio.wait_for(ws.recv(), 5) == b"\x00" * 300
+            assert await asyncio.wait_for(ws.recv(), 5) == large
+        for nbytes in (-1, len(view) + 1):
+            with pytest.raises(ValueError, match="read buffer"):
+                ws.buffer_updated(nbytes)
+        await ws.send("still open")
+        assert await asyncio.wait_for(ws.recv(), 5) == "still open"
 
 
 async def test_many_replies_from_one_read_arrive_in_order_in_few_writes() -> None:

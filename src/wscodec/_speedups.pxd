@@ -19,6 +19,8 @@ cdef class FrameQueue:
 
     cdef int _queue(self, unsigned int b0, object payload) except -1
     cpdef receive_data(self, data)
+    cdef object receive_prefix(self, data, Py_ssize_t n)
+    cdef object _receive(self, data, Py_ssize_t limit)
     cpdef send_text(self, text)
     cpdef send_binary(self, data)
     cpdef list data_to_send_buffers(self)

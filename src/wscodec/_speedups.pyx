@@ -859,7 +859,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         On a violation raises :class:`ProtocolError` whose ``frames`` holds the valid frames before it;
         the decoder then stays failed and raises the same error again.
         """
-        return self._feed(data)
+        return self._feed(data, -1)
 
     cdef int _complete_stored(self, const unsigned char *p, Py_ssize_t need, list frames) except -1:
         """Append p[0:need] to the store, which then holds exactly one whole frame, and decode it into
@@ -876,7 +876,9 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             PyBuffer_Release(&sbuf)
         return 0
 
-    cdef list _feed(self, data):
+    cdef list _feed(self, data, Py_ssize_t limit):
+        """:meth:`feed`; with ``limit`` >= 0, of ``data[:limit]`` only, without making that slice (the asyncio
+        hot path's reads: the first bytes of its shared read buffer)."""
         cdef Py_buffer buf
         cdef bint have_buf = False
         cdef Py_ssize_t consumed, n, skip = 0, header
@@ -889,6 +891,8 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         if PyByteArray_GET_SIZE(store) == 0:
             if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) == 0:
                 have_buf = True
+                if 0 <= limit < buf.len:
+                    buf.len = limit
             else:
                 PyErr_Clear()
         else:
@@ -898,6 +902,8 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             header = self._partial(&length)
             if header >= 0:
                 if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) == 0:
+                    if 0 <= limit < buf.len:
+                        buf.len = limit
                     # (in 64 bits: header + length fits, length < 2**63, and exceeds what the store holds)
                     need = <uint64_t>header + length - <uint64_t>PyByteArray_GET_SIZE(store)
                     if need <= <uint64_t>buf.len:
@@ -915,7 +921,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                 PyBuffer_Release(&buf)
                 return frames
         if not have_buf:
-            store += data  # raises what the pure twin's ``buf += data`` raises
+            store += data if limit < 0 else data[:limit]  # raises what the pure twin's ``buf += data`` raises
             PyObject_GetBuffer(store, &buf, PyBUF_SIMPLE)  # pins the bytearray's size while parsing
         n = buf.len
         try:
@@ -933,7 +939,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             if have_buf:
                 # keep what the pure twin keeps: everything fed, nothing consumed (the store still holds the
                 # frame _complete_stored completed, and data[:skip] with it)
-                store += data[skip:]
+                store += data[skip:] if limit < 0 else data[skip:limit]
             raise
         if consumed < n and self._start_payload(<const unsigned char *>buf.buf + consumed, n - consumed):
             consumed = n
@@ -966,10 +972,12 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         before it; like any violation, it leaves the decoder failed.
         """
         cdef Py_ssize_t left
-        cdef list items = self._feed_messages(data, bool(in_message), text_type, binary_type, &left)
+        cdef list items = self._feed_messages(data, -1, bool(in_message), text_type, binary_type, &left)
         return items, left
 
-    cdef list _feed_messages(self, data, bint in_message, text_type, binary_type, Py_ssize_t *left_out):
+    cdef list _feed_messages(
+        self, data, Py_ssize_t limit, bint in_message, text_type, binary_type, Py_ssize_t *left_out
+    ):
         """:meth:`feed_messages` for C callers (``FrameQueue.receive_data``): the Frame count in ``left_out``."""
         cdef list items
         cdef list out
@@ -1008,7 +1016,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         self._inside = inside
         self._records = True
         try:
-            items = self._feed(data)
+            items = self._feed(data, limit)
         except ProtocolError as exc:
             items = exc.frames
             error = exc
@@ -1181,16 +1189,27 @@ cdef class FrameQueue:
         the events before it are returned, then :class:`~wscodec.events.ProtocolViolation` and
         :class:`~wscodec.events.Closed`, with the right Close frame already queued.
         """
+        if self._fast_receive is None or not data:
+            return self._receive_slow(data)
+        return self._receive(data, -1)
+
+    cdef object receive_prefix(self, data, Py_ssize_t n):
+        """:meth:`receive_data` of ``data[:n]`` (``0 <= n <= len(data)``), without making that slice when the
+        one-step path takes the read: the asyncio hot path's reads, the first bytes of its shared buffer."""
+        if self._fast_receive is None or n == 0:
+            return self._receive_slow(data[:n])
+        return self._receive(data, n)
+
+    cdef object _receive(self, data, Py_ssize_t limit):
+        """The one-step path of a read that is not EOF, while ``_fast_receive`` is set (see receive_data)."""
         cdef FrameDecoder decoder
         cdef Py_ssize_t left
         cdef list items
-        if self._fast_receive is None or not data:
-            return self._receive_slow(data)
         if type(self._fast_receive) is not FrameDecoder:  # not this module's own decoder: the general path
-            return self._receive_slow(data)
+            return self._receive_slow(data if limit < 0 else data[:limit])
         decoder = <FrameDecoder>self._fast_receive
         try:
-            items = decoder._feed_messages(data, False, self._text_record, self._binary_record, &left)
+            items = decoder._feed_messages(data, limit, False, self._text_record, self._binary_record, &left)
         except _ProtocolError as exc:
             return self._received(exc.frames, -1, exc)
         if left or decoder._partial_header() >= 0:

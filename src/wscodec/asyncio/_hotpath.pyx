@@ -10,14 +10,26 @@ steps call by name (``self._write_out()``...), as the pure twin does.
 
 from io import StringIO
 
+cimport cython
+from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
+
 from .._speedups cimport FrameQueue
 
 from .._write import write_buffers
 from ..connection import CLOSED, OPEN
 from ..events import BinaryFragment, TextFragment
-from .browser_events import MessageEvent
 
-__all__ = ["DATA_TYPES", "FLUSH_BYTES", "FLUSH_COUNT", "LONE_WRITES", "NO_MESSAGE", "HotPath", "Pieces"]
+__all__ = [
+    "DATA_TYPES",
+    "FLUSH_BYTES",
+    "FLUSH_COUNT",
+    "LONE_WRITES",
+    "NO_MESSAGE",
+    "Event",
+    "HotPath",
+    "MessageEvent",
+    "Pieces",
+]
 
 DATA_TYPES = (str, bytes, bytearray, memoryview)
 FLUSH_BYTES = 16384
@@ -29,9 +41,7 @@ cdef Py_ssize_t _FLUSH_BYTES = FLUSH_BYTES
 cdef Py_ssize_t _FLUSH_COUNT = FLUSH_COUNT
 cdef int _LONE_WRITES = LONE_WRITES
 cdef object _DATA_TYPES = DATA_TYPES
-cdef object _new_object = object.__new__
 cdef object _NO_MESSAGE = NO_MESSAGE
-cdef object _MessageEvent = MessageEvent
 cdef object _TextFragment = TextFragment
 cdef object _BinaryFragment = BinaryFragment
 cdef object _OPEN = OPEN
@@ -51,6 +61,63 @@ cdef inline bint _is_closed(FrameQueue conn):
 
 cdef inline bint _holds_error(FrameQueue conn):
     return conn._fast_receive is None and conn.pending_error is not None
+
+
+cdef class Event:
+    """A browser-style event: ``type`` is "open", "message", "error" or "close"; ``target`` the WebSocket.
+
+    Read-only, as in browsers; equal when type and fields are (``target`` is not compared). The pure
+    twin's class in behaviour; here a C type, so a listener reads ``data`` through a C getter, not an
+    interpreter frame, and freeing one is a C function of three fields.
+    """
+
+    cdef object _type
+    cdef object _target
+    _fields = ("type",)
+
+    def __init__(self, type, target=None):
+        self._type = type
+        self._target = target
+
+    @property
+    def type(self):
+        """ "open", "message", "error" or "close"."""
+        return self._type
+
+    @property
+    def target(self):
+        """The :class:`WebSocket` the event is about."""
+        return self._target
+
+    def __repr__(self):
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self._fields)
+
+    def __hash__(self):
+        return hash(tuple(getattr(self, name) for name in self._fields))
+
+
+@cython.freelist(8)
+cdef class MessageEvent(Event):
+    """A whole message: ``data`` is a str (text) or bytes-like per ``binary_type``."""
+
+    cdef object _data
+    _fields = ("type", "data")
+
+    def __init__(self, type, target=None, data=None):
+        self._type = type
+        self._target = target
+        self._data = data
+
+    @property
+    def data(self):
+        """The message: str for text; bytes, bytearray or memoryview for binary (``binary_type``)."""
+        return self._data
 
 
 cdef inline int _text_or_binary(object message):
@@ -144,8 +211,16 @@ cdef class HotPath:
         return self._read_view
 
     def buffer_updated(self, Py_ssize_t nbytes):
+        cdef Py_buffer *shared
+        if not PyMemoryView_Check(self._read_view):
+            raise TypeError("the read buffer is not a memoryview")
+        shared = PyMemoryView_GET_BUFFER(self._read_view)
+        if not 0 <= nbytes <= shared.len:  # a loop's bug
+            raise ValueError(f"{nbytes} bytes read do not fit the {shared.len}-byte read buffer")
         if self._pre is None:
-            self._c_handle(self._conn.receive_data(self._read_view[:nbytes]))
+            # The first nbytes of the shared buffer, without a slice of it (a slice object and a new view per
+            # read): the decoder takes the buffer and the count.
+            self._c_handle(self._conn.receive_prefix(self._read_view, nbytes))
         else:
             self.data_received(self._read_view[:nbytes])
 
@@ -157,7 +232,8 @@ cdef class HotPath:
     cdef object _c_handle(self, events):
         """Act on the events of one read (or of a failure): deliver, queue, wake; then write the replies."""
         cdef object queue = self._queue
-        cdef object kind, data, message, callback, result, waiter, max_queue
+        cdef object kind, data, callback, result, waiter, max_queue
+        cdef MessageEvent message
         cdef FrameQueue conn
         self._handling = True
         self._lone_left = _LONE_WRITES
@@ -175,7 +251,7 @@ cdef class HotPath:
                         if event.final and self._cb_partial._first is None:
                             if kind is _BinaryFragment and self._binary_type != "bytes":
                                 data = self._convert_binary(data)
-                            message = _new_object(_MessageEvent)
+                            message = MessageEvent.__new__(MessageEvent)  # (the freelist; no __init__ call)
                             message._type = "message"
                             message._target = self
                             message._data = data

@@ -26,15 +26,24 @@ import asyncio
 import collections
 import io
 from collections.abc import AsyncIterable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._write import write_buffers
 from ..connection import CLOSED, OPEN, Connection
 from ..errors import ConnectionClosed
 from ..events import BinaryFragment, TextFragment
-from .browser_events import MessageEvent
 
-__all__ = ["DATA_TYPES", "FLUSH_BYTES", "FLUSH_COUNT", "LONE_WRITES", "NO_MESSAGE", "HotPath", "Pieces"]
+__all__ = [
+    "DATA_TYPES",
+    "FLUSH_BYTES",
+    "FLUSH_COUNT",
+    "LONE_WRITES",
+    "NO_MESSAGE",
+    "Event",
+    "HotPath",
+    "MessageEvent",
+    "Pieces",
+]
 
 DATA_TYPES = (str, bytes, bytearray, memoryview)
 # What a message can be sent as (send()'s annotation; websocket.py takes it from here).
@@ -50,6 +59,62 @@ LONE_WRITES = 4
 NO_MESSAGE: Any = object()
 # A MessageEvent per delivered message is built with this and its three slots (see _handle).
 _new_object = object.__new__
+
+
+class Event:
+    """A browser-style event: ``type`` is "open", "message", "error" or "close"; ``target`` the WebSocket.
+
+    Read-only, as in browsers. Slotted classes with plain constructors, not frozen dataclasses: one
+    ``MessageEvent`` is made per message delivered to a listener, and a frozen dataclass costs about four
+    times as much to build. Equal when type and fields are (``target`` is not compared).
+    """
+
+    __slots__ = ("_target", "_type")
+    _fields: ClassVar[tuple[str, ...]] = ("type",)
+
+    def __init__(self, type: str, target: Any = None) -> None:
+        self._type = type
+        self._target = target
+
+    @property
+    def type(self) -> str:
+        """ "open", "message", "error" or "close"."""
+        return self._type
+
+    @property
+    def target(self) -> Any:
+        """The :class:`WebSocket` the event is about."""
+        return self._target
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self._fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, name) for name in self._fields))
+
+
+class MessageEvent(Event):
+    """A whole message: ``data`` is a str (text) or bytes-like per ``binary_type``."""
+
+    __slots__ = ("_data",)
+    _fields = ("type", "data")
+
+    def __init__(self, type: str, target: Any = None, data: Any = None) -> None:
+        # (no super().__init__: one is made per message delivered, and the call would cost a fifth of it)
+        self._type = type
+        self._target = target
+        self._data = data
+
+    @property
+    def data(self) -> Any:
+        """The message: str for text; bytes, bytearray or memoryview for binary (``binary_type``)."""
+        return self._data
 
 
 def _text_or_binary(message: Any) -> int:
@@ -176,10 +241,13 @@ class HotPath:
         return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
+        view = self._read_view
+        if not 0 <= nbytes <= len(view):  # a loop's bug (the compiled twin would read past the buffer)
+            raise ValueError(f"{nbytes} bytes read do not fit the {len(view)}-byte read buffer")
         if self._pre is None:  # open: what data_received does, without its call (this runs once per read)
-            self._handle(self._conn.receive_data(self._read_view[:nbytes]))
+            self._handle(self._conn.receive_data(view[:nbytes]))
         else:  # a server's opening handshake is still being read
-            self.data_received(self._read_view[:nbytes])
+            self.data_received(view[:nbytes])
 
     # ------------------------------------------------------------------ events from the Connection
 

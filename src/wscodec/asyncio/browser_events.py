@@ -1,71 +1,20 @@
 """The browser's event objects (``Event``, ``MessageEvent``, ``CloseEvent``, ``ErrorEvent``), given to the
 ``onopen``/``onmessage``/``onerror``/``onclose`` listeners of :class:`~wscodec.asyncio.WebSocket`.
 
-A module of their own so that both backends of the hot path (``_hotpath`` and its pure twin) build
-``MessageEvent`` objects without importing the WebSocket that imports them.
+``Event`` and ``MessageEvent`` come from the hot path in use (``_hotpath`` or its pure twin, the same
+classes in behaviour): one ``MessageEvent`` is made per message delivered to a listener, so the compiled
+backend builds it as a C type, reads ``data`` without an interpreter frame and frees it without
+CPython's generic slot-by-slot deallocation. ``CloseEvent`` and ``ErrorEvent``, one per connection at
+most, are Python subclasses of whichever ``Event`` that is.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
+
+from ._hot_backend import Event, MessageEvent
 
 __all__ = ["CloseEvent", "ErrorEvent", "Event", "MessageEvent"]
-
-
-class Event:
-    """A browser-style event: ``type`` is "open", "message", "error" or "close"; ``target`` the WebSocket.
-
-    Read-only, as in browsers. Slotted classes with plain constructors, not frozen dataclasses: one
-    ``MessageEvent`` is made per message delivered to a listener, and a frozen dataclass costs about four
-    times as much to build. Equal when type and fields are (``target`` is not compared).
-    """
-
-    __slots__ = ("_target", "_type")
-    _fields: ClassVar[tuple[str, ...]] = ("type",)
-
-    def __init__(self, type: str, target: Any = None) -> None:
-        self._type = type
-        self._target = target
-
-    @property
-    def type(self) -> str:
-        """ "open", "message", "error" or "close"."""
-        return self._type
-
-    @property
-    def target(self) -> Any:
-        """The :class:`WebSocket` the event is about."""
-        return self._target
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
-        return f"{type(self).__name__}({fields})"
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self._fields)
-
-    def __hash__(self) -> int:
-        return hash(tuple(getattr(self, name) for name in self._fields))
-
-
-class MessageEvent(Event):
-    """A whole message: ``data`` is a str (text) or bytes-like per ``binary_type``."""
-
-    __slots__ = ("_data",)
-    _fields = ("type", "data")
-
-    def __init__(self, type: str, target: Any = None, data: Any = None) -> None:
-        # (no super().__init__: one is made per message delivered, and the call would cost a fifth of it)
-        self._type = type
-        self._target = target
-        self._data = data
-
-    @property
-    def data(self) -> Any:
-        """The message: str for text; bytes, bytearray or memoryview for binary (``binary_type``)."""
-        return self._data
 
 
 class CloseEvent(Event):

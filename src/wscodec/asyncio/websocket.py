@@ -28,7 +28,6 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from .._kernels import BACKEND as _KERNELS_BACKEND
 from ..connection import CLOSED, CONNECTING, OPEN, Connection
 from ..errors import ConnectionClosed, InvalidHandshake
 from ..events import (
@@ -42,22 +41,10 @@ from ..events import (
     Response,
     TextFragment,
 )
+from ._hot_backend import DATA_TYPES, LONE_WRITES, HotPath, Pieces
+from ._hot_backend import HOT_PATH_BACKEND as HOT_PATH_BACKEND  # (which twin runs: read by the tests and checks)
 from ._hotpath_pure import Data
 from .browser_events import CloseEvent, ErrorEvent, Event, MessageEvent
-
-if TYPE_CHECKING or _KERNELS_BACKEND != "cython":
-    from ._hotpath_pure import DATA_TYPES, LONE_WRITES, HotPath, Pieces
-
-    HOT_PATH_BACKEND = "python"
-else:
-    try:  # the compiled twin, built with the kernels
-        from ._hotpath import DATA_TYPES, LONE_WRITES, HotPath, Pieces
-
-        HOT_PATH_BACKEND = "cython"
-    except ImportError:
-        from ._hotpath_pure import DATA_TYPES, LONE_WRITES, HotPath, Pieces
-
-        HOT_PATH_BACKEND = "python"
 
 __all__ = ["CloseEvent", "ErrorEvent", "Event", "MessageEvent", "WebSocket"]
 
