@@ -127,7 +127,7 @@ def test_both_twins_build_the_same_events(twin: Any) -> None:
 
 
 def test_message_events_outlive_their_delivery() -> None:
-    """The compiled twin recycles freed MessageEvents (a freelist): one a listener kept is never reused."""
+    """MessageEvents a listener keeps stay whole while others are made and freed around them."""
     kept = [_live_twin().MessageEvent("message", None, i) for i in range(64)]
     del kept[::2]
     fresh = [_live_twin().MessageEvent("message", None, -i) for i in range(64)]

@@ -10,7 +10,6 @@ steps call by name (``self._write_out()``...), as the pure twin does.
 
 from io import StringIO
 
-cimport cython
 from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
 
 from .._speedups cimport FrameQueue
@@ -102,7 +101,6 @@ cdef class Event:
         return hash(tuple(getattr(self, name) for name in self._fields))
 
 
-@cython.freelist(8)
 cdef class MessageEvent(Event):
     """A whole message: ``data`` is a str (text) or bytes-like per ``binary_type``."""
 
@@ -251,7 +249,7 @@ cdef class HotPath:
                         if event.final and self._cb_partial._first is None:
                             if kind is _BinaryFragment and self._binary_type != "bytes":
                                 data = self._convert_binary(data)
-                            message = MessageEvent.__new__(MessageEvent)  # (the freelist; no __init__ call)
+                            message = MessageEvent.__new__(MessageEvent)  # (tp_new only: no __init__ call)
                             message._type = "message"
                             message._target = self
                             message._data = data
