@@ -6,6 +6,7 @@ twins (each run of the suite on one backend)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 from typing import Any
 
@@ -64,6 +65,8 @@ def test_both_twins_have_the_same_fields_and_steps() -> None:
         assert _fields(pure) == set(pure.__slots__), name
         assert _fields(built) == _fields(pure), name
         assert _steps(built) == _steps(pure), name
+    # The waiter's state is private to each twin (only what a Task reads is a field of the compiled one).
+    assert _steps(compiled.MessageWaiter) == _steps(_hotpath_pure.MessageWaiter)
     assert (compiled.FLUSH_BYTES, compiled.FLUSH_COUNT, compiled.LONE_WRITES) == (
         _hotpath_pure.FLUSH_BYTES,
         _hotpath_pure.FLUSH_COUNT,
@@ -364,10 +367,6 @@ async def test_async_for_ends_on_a_clean_close_and_raises_on_an_abnormal_one() -
             assert got == ["before"]
 
 
-def _twins() -> list[Any]:
-    return [_hotpath_pure] if compiled is None else [_hotpath_pure, compiled]
-
-
 @pytest.mark.parametrize("module", _twins(), ids=lambda module: module.__name__.rsplit(".", 1)[-1])
 def test_pieces_gather_a_message_and_keep_a_lone_piece_as_is(module: Any) -> None:
     pieces = module.Pieces()
@@ -385,3 +384,129 @@ def test_pieces_gather_a_message_and_keep_a_lone_piece_as_is(module: Any) -> Non
     text = pieces.take()
     assert (text, type(text)) == ("é\U0001f600", str)
     assert pieces.take() is None
+
+
+# ---------------------------------------------------------------------------- the waiter a reader awaits
+
+
+@pytest.mark.parametrize("twin", _twins(), ids=lambda twin: twin.__name__.rsplit(".", 1)[-1])
+async def test_a_waiter_woken_now_resumes_its_task_inside_the_call(twin: Any) -> None:
+    """``wake_now`` from a loop callback (where a read runs) resumes the awaiting task before it returns,
+    in the task's own context; ``set_result`` resumes it one loop turn later, as a Future does."""
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="outside")
+
+    async def reader(waiter: Any, name: str) -> None:
+        marker.set(name)
+        await waiter
+        seen.append(f"{name} resumed in {marker.get()}")
+
+    now = twin.MessageWaiter(loop)
+    task = asyncio.ensure_future(reader(now, "now"))
+    await asyncio.sleep(0)  # the task now waits on the waiter
+    assert not now.done() and now.get_loop() is loop
+
+    def from_a_read() -> None:
+        now.wake_now()
+        seen.append("wake_now returned")
+
+    loop.call_soon(from_a_read)
+    await task
+    assert seen == ["now resumed in now", "wake_now returned"]
+    assert now.done() and not now.cancelled() and now.result() is None and now.exception() is None
+
+    seen.clear()
+    later = twin.MessageWaiter(loop)
+    task = asyncio.ensure_future(reader(later, "later"))
+    await asyncio.sleep(0)
+
+    def set_result() -> None:
+        later.set_result(None)
+        seen.append("set_result returned")
+
+    loop.call_soon(set_result)
+    await task
+    assert seen == ["set_result returned", "later resumed in later"]
+    with pytest.raises(asyncio.InvalidStateError):
+        later.set_result(None)
+
+
+@pytest.mark.parametrize("twin", _twins(), ids=lambda twin: twin.__name__.rsplit(".", 1)[-1])
+async def test_a_waiter_woken_now_from_inside_a_task_resumes_its_own_later(twin: Any) -> None:
+    """Inside another task's step a second task cannot be entered: ``wake_now`` falls back on the next loop
+    turn instead of failing, and the waiting task still gets its wake-up exactly once."""
+    loop = asyncio.get_running_loop()
+    waiter = twin.MessageWaiter(loop)
+    resumed: list[int] = []
+
+    async def reader() -> None:
+        await waiter
+        resumed.append(1)
+
+    task = asyncio.ensure_future(reader())
+    await asyncio.sleep(0)
+    waiter.wake_now()  # this test is itself a running task
+    assert resumed == [] and waiter.done()
+    await asyncio.wait_for(task, 5)
+    assert resumed == [1]
+
+
+@pytest.mark.parametrize("twin", _twins(), ids=lambda twin: twin.__name__.rsplit(".", 1)[-1])
+async def test_a_waiting_task_cancelled_gets_cancelled_error_and_the_waiter_reports_it(twin: Any) -> None:
+    loop = asyncio.get_running_loop()
+    waiter = twin.MessageWaiter(loop)
+    task = asyncio.ensure_future(asyncio.wait_for(waiter, 0.05))
+    with pytest.raises(asyncio.TimeoutError):
+        await task
+    assert waiter.cancelled() and waiter.done()
+    with pytest.raises(asyncio.CancelledError):
+        waiter.result()
+    with pytest.raises(asyncio.CancelledError):
+        waiter.exception()
+    assert waiter.cancel() is False  # already done
+    waiter.wake_now()  # a late wake-up of a cancelled waiter changes nothing and resumes no one
+    assert waiter.cancelled()
+
+    fresh = twin.MessageWaiter(loop)
+    with pytest.raises(asyncio.InvalidStateError):
+        fresh.result()
+    calls: list[Any] = []
+    fresh.add_done_callback(calls.append)
+    fresh.add_done_callback(lambda done: calls.append("second"))
+    assert fresh.remove_done_callback(calls.append) == 1
+    assert fresh.cancel("because") is True
+    await asyncio.sleep(0)
+    assert calls == ["second"]
+    with pytest.raises(asyncio.CancelledError, match="because"):
+        fresh.result()
+    fresh.add_done_callback(calls.append)  # added once done: called on the next turn, as a Future does
+    await asyncio.sleep(0)
+    assert calls == ["second", fresh]
+
+
+async def test_a_read_resumes_the_async_for_step_inside_the_read() -> None:
+    """At one message in flight the handler's ``async for`` step runs within the read that brought the
+    message (``_handling`` is set only there), its reply written at once; under a burst nothing is lost or
+    reordered, and a ``recv()`` under a timeout still loses nothing."""
+    inside: list[bool] = []
+
+    async def handler(ws: WebSocket) -> None:
+        async for message in ws:
+            inside.append(ws._handling)
+            await ws.send(message)
+
+    async with serve(handler, "127.0.0.1", 0) as server, connect(url(server), compression=None) as ws:
+        for index in range(20):
+            await ws.send(f"one {index}")
+            assert await asyncio.wait_for(ws.recv(), 5) == f"one {index}"
+        # (the first may have arrived before the handler's first step: then it was queued, not awaited)
+        assert inside[1:] == [True] * 19
+        burst = [f"burst {index}" for index in range(300)]
+        for message in burst:
+            await ws.send(message)
+        assert [await asyncio.wait_for(ws.recv(), 5) for _ in burst] == burst
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.02)
+        await ws.send("after the timeout")
+        assert await asyncio.wait_for(ws.recv(), 5) == "after the timeout"

@@ -8,6 +8,8 @@ is most of what this layer costs per round trip. Everything else stays in ``webs
 steps call by name (``self._write_out()``...), as the pure twin does.
 """
 
+from asyncio import CancelledError, InvalidStateError
+from contextvars import copy_context
 from io import StringIO
 
 from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
@@ -27,6 +29,7 @@ __all__ = [
     "Event",
     "HotPath",
     "MessageEvent",
+    "MessageWaiter",
     "Pieces",
 ]
 
@@ -116,6 +119,146 @@ cdef class MessageEvent(Event):
     def data(self):
         """The message: str for text; bytes, bytearray or memoryview for binary (``binary_type``)."""
         return self._data
+
+
+cdef class MessageWaiter:
+    """What a coroutine waiting for the next message awaits: the part of :class:`asyncio.Future` a Task
+    uses, with one thing more (see the pure twin): the read that brings the message resumes the waiting
+    task at once, inside that read, instead of one loop turn later through ``call_soon``."""
+
+    cdef public object _loop
+    cdef public bint _asyncio_future_blocking
+    cdef int _state  # 0 pending, 1 done, 2 cancelled
+    cdef object _cancel_message
+    cdef object _callback
+    cdef object _context
+    cdef list _more  # further (callback, context) pairs: a Task adds only one
+    cdef bint _yielded
+
+    def __init__(self, loop):
+        self._loop = loop
+
+    def get_loop(self):
+        return self._loop
+
+    def done(self):
+        return self._state != 0
+
+    def cancelled(self):
+        return self._state == 2
+
+    def result(self):
+        if self._state == 2:
+            raise self._cancelled_error()
+        if self._state == 0:
+            raise InvalidStateError("Result is not ready.")
+        return None
+
+    def exception(self):
+        if self._state == 2:
+            raise self._cancelled_error()
+        if self._state == 0:
+            raise InvalidStateError("Exception is not set.")
+        return None
+
+    def _cancelled_error(self):
+        message = self._cancel_message
+        return CancelledError() if message is None else CancelledError(message)
+
+    def add_done_callback(self, fn, *, context=None):
+        if context is None:
+            context = copy_context()
+        if self._state:
+            self._loop.call_soon(fn, self, context=context)
+        elif self._callback is None:
+            self._callback = fn
+            self._context = context
+        else:
+            if self._more is None:
+                self._more = []
+            self._more.append((fn, context))
+
+    def remove_done_callback(self, fn):
+        cdef int removed = 0
+        if self._callback is not None and self._callback == fn:
+            self._callback = None
+            self._context = None
+            removed = 1
+        if self._more:
+            kept = [pair for pair in self._more if pair[0] != fn]
+            removed += len(self._more) - len(kept)
+            self._more = kept
+        return removed
+
+    def cancel(self, msg=None):
+        if self._state:
+            return False
+        self._state = 2
+        self._cancel_message = msg
+        self._c_schedule()
+        return True
+
+    def set_result(self, result):
+        """Done (the message arrived, or the connection closed): the waiting task resumes on the next loop
+        turn, as a Future's would."""
+        if self._state:
+            raise InvalidStateError("invalid state")
+        self._state = 1
+        self._c_schedule()
+
+    def _schedule(self):
+        self._c_schedule()
+
+    cdef object _c_schedule(self):
+        cdef object callback = self._callback
+        cdef list more = self._more
+        self._callback = None
+        self._more = None
+        if callback is not None:
+            self._loop.call_soon(callback, self, context=self._context)
+            self._context = None
+        if more:
+            for fn, context in more:
+                self._loop.call_soon(fn, self, context=context)
+
+    cdef object _c_wake_now(self):
+        """Done, and the waiting task resumes now, inside this call (see the pure twin)."""
+        cdef object callback = self._callback
+        cdef object context = self._context
+        if self._state:
+            return
+        self._state = 1
+        if callback is None or context is None or self._more is not None:
+            self._c_schedule()
+            return
+        self._callback = None
+        self._context = None
+        try:
+            context.run(callback, self)
+        except RuntimeError:
+            # The task could not be entered (another task is running, or its context is entered): that
+            # happens before it runs anything, so it resumes on the next loop turn instead.
+            self._loop.call_soon(callback, self, context=context)
+
+    def wake_now(self):
+        self._c_wake_now()
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        # The waiter is its own iterator (the pure twin's generator, without a generator object per wait):
+        # it yields itself to the Task once, then ends. A bare StopIteration leaves a Cython __next__ as a
+        # NULL return with no exception made.
+        if self._state == 0:
+            if self._yielded:
+                raise RuntimeError("await wasn't used with future")
+            self._yielded = True
+            self._asyncio_future_blocking = True
+            return self
+        if self._state == 2:
+            raise self._cancelled_error()
+        raise StopIteration
 
 
 cdef inline int _text_or_binary(object message):
@@ -218,19 +361,21 @@ cdef class HotPath:
         if self._pre is None:
             # The first nbytes of the shared buffer, without a slice of it (a slice object and a new view per
             # read): the decoder takes the buffer and the count.
-            self._c_handle(self._conn.receive_prefix(self._read_view, nbytes))
+            self._c_handle(self._conn.receive_prefix(self._read_view, nbytes), True)
         else:
             self.data_received(self._read_view[:nbytes])
 
     # ------------------------------------------------------------------ events from the Connection
 
-    def _handle(self, events):
-        return self._c_handle(events)
+    def _handle(self, events, bint inline=False):
+        return self._c_handle(events, inline)
 
-    cdef object _c_handle(self, events):
-        """Act on the events of one read (or of a failure): deliver, queue, wake; then write the replies."""
+    cdef object _c_handle(self, events, bint inline):
+        """Act on the events of one read (or of a failure): deliver, queue, wake; then write the replies.
+        ``inline``: a read from the transport, which resumes a task waiting for a message at once."""
         cdef object queue = self._queue
-        cdef object kind, data, callback, result, waiter, max_queue
+        cdef object kind, data, callback, result, max_queue
+        cdef MessageWaiter waiter
         cdef MessageEvent message
         cdef FrameQueue conn
         self._handling = True
@@ -271,8 +416,12 @@ cdef class HotPath:
                     self._handle_other(event)
             if queue:
                 waiter = self._waiter
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                if waiter is not None and not waiter._state:
+                    if inline:
+                        waiter._c_wake_now()
+                    else:
+                        waiter._state = 1
+                        waiter._c_schedule()
                 max_queue = self.max_queue
                 if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
                     self._reading_paused = True
@@ -309,7 +458,9 @@ cdef class HotPath:
         if _holds_error(self._conn):
             self._fail_pending()
             return None
-        waiter = self._waiter = self._loop.create_future()
+        cdef MessageWaiter waiter = MessageWaiter.__new__(MessageWaiter)
+        waiter._loop = self._loop
+        self._waiter = waiter
         return waiter
 
     def _take_message(self):

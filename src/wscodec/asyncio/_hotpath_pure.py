@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import io
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._write import write_buffers
@@ -42,6 +43,7 @@ __all__ = [
     "Event",
     "HotPath",
     "MessageEvent",
+    "MessageWaiter",
     "Pieces",
 ]
 
@@ -127,6 +129,137 @@ def _text_or_binary(message: Any) -> int:
     if isinstance(message, DATA_TYPES):
         return 1 if isinstance(message, str) else 0
     return -1
+
+
+class MessageWaiter:
+    """What a coroutine waiting for the next message awaits: the part of :class:`asyncio.Future` that a
+    Task uses (``_asyncio_future_blocking``, ``get_loop``, ``add_done_callback``, ``result``, ``cancel``...),
+    with one thing more, :meth:`wake_now`.
+
+    Why not a Future: a Future's ``set_result`` resumes the waiting task through ``call_soon``, one loop
+    turn after the read that brought the message, with a Future and a Handle made and run for it. A read
+    from the transport wakes this waiter with :meth:`wake_now` instead, which resumes the task inside the
+    read, as an ``onmessage`` callback runs: at one message in flight an ``async for`` echo answers within
+    the read, as the callback does. Anything else that wakes it (a close, a failure, a cancellation) goes
+    through ``call_soon``, as a Future would.
+    """
+
+    __slots__ = ("_asyncio_future_blocking", "_callback", "_cancel_message", "_context", "_loop", "_more", "_state")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._asyncio_future_blocking = False
+        self._state = 0  # 0 pending, 1 done, 2 cancelled
+        self._cancel_message: Any = None
+        self._callback: Callable[[Any], object] | None = None
+        self._context: contextvars.Context | None = None
+        self._more: list[tuple[Callable[[Any], object], contextvars.Context]] | None = None  # a Task adds one
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._state != 0
+
+    def cancelled(self) -> bool:
+        return self._state == 2
+
+    def result(self) -> None:
+        if self._state == 2:
+            raise self._cancelled_error()
+        if self._state == 0:
+            raise asyncio.InvalidStateError("Result is not ready.")
+        return None
+
+    def exception(self) -> None:
+        if self._state == 2:
+            raise self._cancelled_error()
+        if self._state == 0:
+            raise asyncio.InvalidStateError("Exception is not set.")
+        return None
+
+    def _cancelled_error(self) -> asyncio.CancelledError:
+        message = self._cancel_message
+        return asyncio.CancelledError() if message is None else asyncio.CancelledError(message)
+
+    def add_done_callback(self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None) -> None:
+        if context is None:
+            context = contextvars.copy_context()
+        if self._state:
+            self._loop.call_soon(fn, self, context=context)
+        elif self._callback is None:
+            self._callback = fn
+            self._context = context
+        else:
+            if self._more is None:
+                self._more = []
+            self._more.append((fn, context))
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        removed = 0
+        if self._callback is not None and self._callback == fn:
+            self._callback = None
+            self._context = None
+            removed = 1
+        if self._more:
+            kept = [pair for pair in self._more if pair[0] != fn]
+            removed += len(self._more) - len(kept)
+            self._more = kept
+        return removed
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._state:
+            return False
+        self._state = 2
+        self._cancel_message = msg
+        self._schedule()
+        return True
+
+    def set_result(self, result: None) -> None:
+        """Done (the message arrived, or the connection closed): the waiting task resumes on the next loop
+        turn, as a Future's would."""
+        if self._state:
+            raise asyncio.InvalidStateError("invalid state")
+        self._state = 1
+        self._schedule()
+
+    def _schedule(self) -> None:
+        callback, more = self._callback, self._more
+        self._callback = None
+        self._more = None
+        if callback is not None:
+            self._loop.call_soon(callback, self, context=self._context)
+            self._context = None
+        if more:
+            for fn, context in more:
+                self._loop.call_soon(fn, self, context=context)
+
+    def wake_now(self) -> None:
+        """Done, and the waiting task resumes now, inside this call, in its own context (what the loop
+        would do one turn later). Only a read from the transport calls this: no task is running then."""
+        if self._state:
+            return
+        callback, context = self._callback, self._context
+        self._state = 1
+        if callback is None or context is None or self._more is not None:
+            self._schedule()
+            return
+        self._callback = None
+        self._context = None
+        try:
+            context.run(callback, self)
+        except RuntimeError:
+            # The task could not be entered (another task is running, or its context is entered): that
+            # happens before it runs anything, so it resumes on the next loop turn instead.
+            self._loop.call_soon(callback, self, context=context)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._state == 0:
+            self._asyncio_future_blocking = True
+            yield self
+        if self._state == 0:
+            raise RuntimeError("await wasn't used with future")
+        return self.result()
 
 
 class Pieces:
@@ -229,7 +362,7 @@ class HotPath:
     _transport: asyncio.Transport | None
     _unflushed: int
     _unflushed_count: int
-    _waiter: asyncio.Future[None] | None
+    _waiter: MessageWaiter | None
     _write_paused: bool
     _lone_left: int
     max_queue: int | None
@@ -245,14 +378,16 @@ class HotPath:
         if not 0 <= nbytes <= len(view):  # a loop's bug (the compiled twin would read past the buffer)
             raise ValueError(f"{nbytes} bytes read do not fit the {len(view)}-byte read buffer")
         if self._pre is None:  # open: what data_received does, without its call (this runs once per read)
-            self._handle(self._conn.receive_data(view[:nbytes]))
+            self._handle(self._conn.receive_data(view[:nbytes]), True)
         else:  # a server's opening handshake is still being read
             self.data_received(view[:nbytes])
 
     # ------------------------------------------------------------------ events from the Connection
 
-    def _handle(self, events: list[Any]) -> None:
+    def _handle(self, events: list[Any], inline: bool = False) -> None:
         """Act on the events of one read (or of a failure): deliver, queue, wake; then write the replies.
+        ``inline``: a read from the transport, which resumes a task waiting for a message at once (see
+        :class:`MessageWaiter`).
 
         At one message in flight this runs once per round trip: so the common case, a whole message for
         the listeners, is delivered here inline (what ``_dispatch_message`` does), and this is one method,
@@ -300,8 +435,11 @@ class HotPath:
                     self._handle_other(event)
             if queue:
                 waiter = self._waiter
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                if waiter is not None and not waiter._state:
+                    if inline:
+                        waiter.wake_now()
+                    else:
+                        waiter.set_result(None)
                 max_queue = self.max_queue
                 if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
                     self._reading_paused = True
@@ -340,7 +478,7 @@ class HotPath:
             # now, its replies are already queued ahead of our Close.
             self._fail_pending()
             return None
-        waiter = self._waiter = self._loop.create_future()
+        waiter = self._waiter = MessageWaiter(self._loop)
         return waiter
 
     def _take_message(self) -> Any:

@@ -41,7 +41,7 @@ from ..events import (
     Response,
     TextFragment,
 )
-from ._hot_backend import DATA_TYPES, LONE_WRITES, HotPath, Pieces
+from ._hot_backend import DATA_TYPES, LONE_WRITES, HotPath, MessageWaiter, Pieces
 from ._hot_backend import HOT_PATH_BACKEND as HOT_PATH_BACKEND  # (which twin runs: read by the tests and checks)
 from ._hotpath_pure import Data
 from .browser_events import CloseEvent, ErrorEvent, Event, MessageEvent
@@ -250,7 +250,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         # message in progress into _partial (object state, so a cancelled recv() loses nothing).
         self._queue: collections.deque[TextFragment | BinaryFragment] = collections.deque()
         self._partial = Pieces()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: MessageWaiter | None = None
         self._busy = False  # the application holds a message and has not asked for the next one yet
         self._error_timer: asyncio.TimerHandle | None = None  # bounds how long a pending error waits
         self._reading_paused = False  # max_queue messages wait for the application (or a held error)
