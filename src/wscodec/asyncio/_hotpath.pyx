@@ -203,6 +203,10 @@ cdef class MessageWaiter:
         turn, as a Future's would."""
         if self._state:
             raise InvalidStateError("invalid state")
+        self._c_done()
+
+    cdef object _c_done(self):
+        """``set_result`` without its check, for a caller that has just read ``_state`` as pending."""
         self._state = 1
         self._c_schedule()
 
@@ -420,8 +424,7 @@ cdef class HotPath:
                     if inline:
                         waiter._c_wake_now()
                     else:
-                        waiter._state = 1
-                        waiter._c_schedule()
+                        waiter._c_done()
                 max_queue = self.max_queue
                 if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
                     self._reading_paused = True
