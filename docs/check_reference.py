@@ -18,6 +18,7 @@ from sphinx.util.inventory import InventoryFile
 PUBLIC = [
     "wscodec",
     "wscodec.asyncio",
+    "wscodec.asyncio.busy_poll",
     "wscodec.connection",
     "wscodec.events",
     "wscodec.errors",

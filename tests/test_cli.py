@@ -202,6 +202,23 @@ def test_serve_on_the_chosen_event_loop(loop: str) -> None:
     assert server.proc.returncode == 0
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_serve_with_busy_polling(loop: str) -> None:
+    """``--busy-poll SECONDS`` serves as usual (in order), and the banner says the loop is kept polling."""
+    server = CliServer("--loop", loop, "--busy-poll", "0.0005")
+    try:
+        with ws_connect(server.url, open_timeout=10) as ws:
+            for i in range(20):
+                ws.send(f"poll {i}")
+            assert [ws.recv(timeout=10) for _ in range(20)] == [f"poll {i}" for i in range(20)]
+        server.proc.send_signal(signal.SIGTERM)
+        _, err = server.proc.communicate(timeout=15)
+    finally:
+        server.stop()
+    assert f"echo server on {loop}, busy-polling 500 us after each read;" in err.decode()
+    assert server.proc.returncode == 0
+
+
 def test_no_compression() -> None:
     with cli_server("--no-compression") as server, ws_connect(server.url, open_timeout=10) as ws:
         assert ws.response.headers.get("Sec-WebSocket-Extensions") is None

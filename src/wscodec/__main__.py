@@ -116,6 +116,7 @@ async def _serve(args: argparse.Namespace) -> int:
         ping_interval=args.ping_interval or None,
         ping_timeout=args.ping_timeout or None,
         transport=args.transport,
+        busy_poll=args.busy_poll,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -127,7 +128,7 @@ async def _serve(args: argparse.Namespace) -> int:
     secure = "s" if tls is not None else ""
     print(f"listening on ws{secure}://{host}:{server.port}", flush=True)
     print(
-        f"{mode} server on {_loop_name()}{_transport_note(args.transport)}; "
+        f"{mode} server on {_loop_name()}{_transport_note(args.transport)}{_busy_poll_note(args.busy_poll)}; "
         f"demo page at http{secure}://{host}:{server.port}/ (Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
@@ -208,6 +209,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             ping_timeout=args.ping_timeout or None,
             loop_factory=_loop_factory(args.loop),
             transport=args.transport,
+            busy_poll=args.busy_poll,
         )
     except (ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
@@ -666,6 +668,12 @@ def _parser() -> argparse.ArgumentParser:
         help="asyncio transports: the event loop's own, aiofastnet's (pip install 'wscodec[aiofastnet]'), "
         "or auto (aiofastnet when installed)",
     )
+    serve.add_argument(
+        "--busy-poll",
+        type=float,
+        metavar="SECONDS",
+        help="keep the event loop polling this long after each read (at most 1): lower latency for a busy core",
+    )
     _add_verbosity(serve, "no access lines")
     # scale-out: worker processes on one port, and the bus that carries --chat across them
     serve.add_argument(
@@ -784,6 +792,11 @@ def _transport_note(transport: str) -> str:
     return ", aiofastnet transports" if resolve_transport(transport) == "aiofastnet" else ""
 
 
+def _busy_poll_note(busy_poll: float | None) -> str:
+    """How the banner names busy polling: nothing when off."""
+    return f", busy-polling {busy_poll * 1e6:g} us after each read" if busy_poll else ""
+
+
 def _loop_name() -> str:
     loop = asyncio.get_running_loop()
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
@@ -808,12 +821,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args)
     if args.command == "serve" and (args.workers != 1 or args.broker):
         return _serve_scaled(args)
+    from .asyncio.busy_poll import check_busy_poll
+
     runner = _serve if args.command == "serve" else _connect
     try:
         factory = _loop_factory(args.loop) if args.command == "serve" else None
         if args.command == "serve":
             resolve_transport(args.transport)  # a missing aiofastnet: this message, not a traceback
-    except ImportError as exc:
+            check_busy_poll(args.busy_poll)  # microseconds given for seconds: refused before listening
+    except (ImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -20,6 +20,7 @@ from ..compression import Compression, extension_factories
 from ..connection import Connection
 from ..errors import InvalidHandshake, InvalidStatus, InvalidURI, OpenTimeout, ProxyError
 from ..transports import TransportChoice, resolve_transport
+from .busy_poll import BusyPoller, check_busy_poll
 from .websocket import WebSocket
 
 __all__ = ["connect", "create_websocket", "process_exception", "unix_connect"]
@@ -65,6 +66,9 @@ class connect:
     ``transport`` picks the asyncio transports under the connection: ``"loop"`` (the event loop's own, the
     default), ``"aiofastnet"`` (faster per read and write; ``pip install 'wscodec[aiofastnet]'``, an
     ImportError here without it) or ``"auto"`` (aiofastnet when installed); see :mod:`wscodec.transports`.
+    ``busy_poll`` (seconds, at most 1.0; None, the default: off) keeps the event loop polling instead of
+    sleeping for that long after each read, for lower latency at the cost of a busy core (see
+    :mod:`wscodec.asyncio.busy_poll`).
 
     Protocol: ``compression`` is ``"deflate"`` (tuned defaults), a :class:`~wscodec.compression.Deflate`
     or None; ``extensions`` (extension factories) replaces it. ``max_size`` bounds a received message
@@ -115,6 +119,7 @@ class connect:
         backoff_max_delay: float = 90.0,
         logger: LoggerLike = None,
         transport: TransportChoice = "loop",
+        busy_poll: float | None = None,
     ) -> None:
         if additional_headers is not None and extra_headers is not None:
             raise TypeError("pass additional_headers or its alias extra_headers, not both")
@@ -144,6 +149,8 @@ class connect:
         }
         if logger is not None:
             self._options["logger"] = logger
+        #: Seconds the event loop keeps polling after each read (None: off).
+        self.busy_poll = check_busy_poll(busy_poll)
         self._connection: dict[str, Any] = {
             "origin": origin,
             "subprotocols": tuple(subprotocols or ()),
@@ -171,7 +178,10 @@ class connect:
             extra_headers=net.client_headers(uri, self._headers, self.user_agent_header),
             **self._connection,
         )
-        return WebSocket(conn, url=uri.url, **self._options)
+        if self.busy_poll is None:
+            return WebSocket(conn, url=uri.url, **self._options)
+        poller = BusyPoller(asyncio.get_running_loop(), self.busy_poll)
+        return WebSocket(conn, url=uri.url, busy_poller=poller, **self._options)
 
     def websocket(self) -> WebSocket:
         """The WebSocket object, CONNECTING until :meth:`open` completes (needs a running loop)."""

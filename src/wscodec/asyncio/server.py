@@ -21,6 +21,7 @@ from ..errors import ConnectionClosed
 from ..events import Request, Response
 from ..handshake import HandshakeRejected, HttpParser, _serialize, parse_subprotocols
 from ..transports import TransportChoice, opener, resolve_transport
+from .busy_poll import BusyPoller, check_busy_poll
 from .websocket import WebSocket
 
 __all__ = ["Server", "ServerWebSocket", "broadcast", "broadcast_wait", "serve", "unix_serve"]
@@ -332,6 +333,7 @@ class Server:
         slow_consumer_limit: int = 1 << 20,
         broker: Broker | str | None = None,
         logger: LoggerLike = None,
+        busy_poll: float | None = None,
     ) -> None:
         if slow_consumer not in ("close", "skip", "wait"):
             raise ValueError("slow_consumer must be 'close', 'skip' or 'wait'")
@@ -360,6 +362,9 @@ class Server:
         }
         if logger is not None:
             self._options["logger"] = logger
+        #: Seconds the event loop keeps polling after each read (None: off); see :mod:`wscodec.asyncio.busy_poll`.
+        self.busy_poll = check_busy_poll(busy_poll)
+        self._poller: BusyPoller | None = None  # one for all the connections, made with the first
         #: The open connections.
         self.connections: set[WebSocket] = set()
         self._protocols: set[ServerWebSocket] = set()  # every connection, handshake included
@@ -379,7 +384,11 @@ class Server:
 
     def _protocol_factory(self) -> ServerWebSocket:
         conn = Connection("server", stream_messages=True, **self._connection_options)
-        return ServerWebSocket(self, conn, **self._options)
+        if self.busy_poll is None:
+            return ServerWebSocket(self, conn, **self._options)
+        if self._poller is None:
+            self._poller = BusyPoller(asyncio.get_running_loop(), self.busy_poll)
+        return ServerWebSocket(self, conn, busy_poller=self._poller, **self._options)
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -508,7 +517,10 @@ class serve:
     replaces it. ``sock`` is an already bound or listening socket (TCP or Unix) instead of ``host``/``port``
     (what :mod:`wscodec.workers` hands a worker); ``logger`` (a Logger or its name) is where connections
     log. ``transport`` (``"loop"``, ``"aiofastnet"`` or ``"auto"``) picks the asyncio transports the
-    connections run on, as for ``connect()``: see :mod:`wscodec.transports`. Other options as in
+    connections run on, as for ``connect()``: see :mod:`wscodec.transports`. ``busy_poll`` (seconds, at
+    most 1.0; None, the default: off) keeps the event loop polling instead of sleeping for that long after
+    each read, one poller for all the connections: about 3x lower latency with one message in flight on a
+    VM, for a core kept busy meanwhile (see :mod:`wscodec.asyncio.busy_poll`). Other options as in
     :class:`~wscodec.asyncio.connect`; ``ssl`` is an :class:`ssl.SSLContext` for wss.
     """
 
@@ -543,6 +555,7 @@ class serve:
         reuse_address: bool = True,
         backlog: int = 100,
         transport: TransportChoice = "loop",
+        busy_poll: float | None = None,
     ) -> None:
         self._transport = resolve_transport(transport)
         self._server = Server(
@@ -567,6 +580,7 @@ class serve:
             slow_consumer_limit=slow_consumer_limit,
             logger=logger,
             broker=broker,
+            busy_poll=busy_poll,
         )
         self._host = host
         self._port: Any = port

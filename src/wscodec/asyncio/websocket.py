@@ -45,6 +45,7 @@ from ._hot_backend import DATA_TYPES, LONE_WRITES, HotPath, MessageWaiter, Piece
 from ._hot_backend import HOT_PATH_BACKEND as HOT_PATH_BACKEND  # (which twin runs: read by the tests and checks)
 from ._hotpath_pure import Data
 from .browser_events import CloseEvent, ErrorEvent, Event, MessageEvent
+from .busy_poll import BusyPoller
 
 __all__ = ["CloseEvent", "ErrorEvent", "Event", "MessageEvent", "WebSocket"]
 
@@ -208,6 +209,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         slow_consumer: str = "close",
         slow_consumer_limit: int = 1 << 20,
         logger: LoggerLike = None,
+        busy_poller: BusyPoller | None = None,
     ) -> None:
         if max_queue is not None and max_queue < 1:
             raise ValueError("max_queue must be >= 1 or None")
@@ -229,6 +231,10 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self.latency = 0.0
         self._loop = asyncio.get_running_loop()
         self._read_view = _read_buffer()
+        if busy_poller is not None:
+            # An instance attribute shadows the class's method: the transport looks ``buffer_updated`` up
+            # once it has this protocol, so connections without busy polling keep the bare compiled method.
+            vars(self)["buffer_updated"] = busy_poller.wrap(self.buffer_updated)
         # The bytes of an opening handshake still being read (a server's; see ServerWebSocket): None when open.
         self._pre: bytearray | None = None
         # Any transport with asyncio's Transport methods: asyncio's own, uvloop's (not subclasses of it), TLS.
