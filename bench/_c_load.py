@@ -158,16 +158,34 @@ int main(int argc, char **argv) {
 ECHO_C = r"""
 /* The physical floor: a TCP echo server that answers the upgrade request with a fixed 101 and then echoes
  * every byte back unchanged (the client's masked frames come back masked; the client parses either).
- * usage: echo LIFETIME_S ; prints "listening on PORT" */
+ * usage: echo LIFETIME_S [SPIN_US] ; prints "listening on PORT" */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+
+/* With SPIN_US > 0 (argv[2], bench_echo.py --busy-poll), poll the socket without blocking for that long
+   before sleeping in poll(): the floor for servers that busy-poll too. */
+static long spin_us;
+static int64_t mono_us(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000; }
+static ssize_t read_next(int fd, char *p, size_t n) {
+    if (spin_us <= 0) return read(fd, p, n);
+    int64_t until = mono_us() + spin_us;
+    for (;;) {
+        ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
+        if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return r;
+        if (mono_us() > until) { struct pollfd q = {fd, POLLIN, 0}; poll(&q, 1, -1); until = mono_us() + spin_us; }
+    }
+}
 
 static int write_all(int fd, const char *p, size_t n) {
     while (n) { ssize_t w = write(fd, p, n); if (w <= 0) return -1; p += w; n -= (size_t)w; }
@@ -176,6 +194,7 @@ static int write_all(int fd, const char *p, size_t n) {
 
 int main(int argc, char **argv) {
     int lifetime = argc > 1 ? atoi(argv[1]) : 600, one = 1;
+    spin_us = argc > 2 ? atol(argv[2]) : 0;
     signal(SIGPIPE, SIG_IGN);
     alarm(lifetime > 0 ? lifetime : 600);
     int ls = socket(AF_INET, SOCK_STREAM, 0);
@@ -202,7 +221,7 @@ int main(int argc, char **argv) {
         body += 4;
         if (write_all(fd, body, have - (size_t)(body - buf)) == 0) {
             for (;;) {
-                ssize_t n = read(fd, buf, sizeof buf);
+                ssize_t n = read_next(fd, buf, sizeof buf);
                 if (n <= 0 || write_all(fd, buf, (size_t)n)) break;
             }
         }

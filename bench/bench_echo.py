@@ -84,7 +84,9 @@ def _wscodec_root() -> str:
     return SRC
 
 
-def echo_server_command(name: str, *, loop: str, transport: str, deflate: bool = False) -> list[str]:
+def echo_server_command(
+    name: str, *, loop: str, transport: str, deflate: bool = False, busy_poll: float | None = None
+) -> list[str]:
     """The command line of ``echo_servers.py`` serving ``name`` on any free port (it prints the port)."""
     return [
         sys.executable,
@@ -99,6 +101,7 @@ def echo_server_command(name: str, *, loop: str, transport: str, deflate: bool =
         *(["--deflate"] if deflate else []),
         "--transport",
         transport,
+        *(["--busy-poll", repr(busy_poll)] if busy_poll is not None else []),
     ]
 
 
@@ -115,12 +118,13 @@ class ServerProcess:
         command: list[str] | None = None,
         deflate: bool = False,
         transport: str = "loop",
+        busy_poll: float | None = None,
     ) -> None:
         self.name = name
         env = dict(os.environ)
         env["PYTHONPATH"] = _wscodec_root() + os.pathsep + env.get("PYTHONPATH", "")
         if command is None:
-            command = echo_server_command(name, loop=loop, transport=transport, deflate=deflate)
+            command = echo_server_command(name, loop=loop, transport=transport, deflate=deflate, busy_poll=busy_poll)
         self.proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -582,10 +586,16 @@ async def _run_all(args: argparse.Namespace) -> list[Cell]:
             for spec in args.servers:
                 name, loop, transport = parse_spec(spec)
                 servers[spec] = ServerProcess(
-                    name, cpu=args.server_cpu, loop=loop or args.loop, deflate=args.deflate, transport=transport
+                    name,
+                    cpu=args.server_cpu,
+                    loop=loop or args.loop,
+                    deflate=args.deflate,
+                    transport=transport,
+                    busy_poll=args.busy_poll,
                 )
             if args.client == "c" and not args.no_floor:
-                servers[FLOOR] = ServerProcess(FLOOR, cpu=args.server_cpu, command=[echo_exe, "900"])
+                spin_us = str(round(args.busy_poll * 1e6)) if args.busy_poll else "0"
+                servers[FLOOR] = ServerProcess(FLOOR, cpu=args.server_cpu, command=[echo_exe, "900", spin_us])
             for _ in range(args.repeat):  # interleaved: each cell on every server in turn, every repetition
                 for inflight in args.inflight:
                     for size in args.sizes:
@@ -657,6 +667,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-floor", action="store_true", help="without the raw C TCP echo server")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="every server's event loop")
     parser.add_argument("--no-pin", action="store_true", help="do not pin client and server to separate CPUs")
+    parser.add_argument(
+        "--busy-poll",
+        type=float,
+        metavar="SECONDS",
+        help="every server (and the C floor) keeps polling this long after each message instead of sleeping",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target FAILs")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -673,6 +689,8 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown servers: {', '.join(sorted(unknown))} (NAME[@uvloop][+aiofastnet], NAME from "
             f"{', '.join(ALL_SERVERS)}; tornado uses no asyncio transports)"
         )
+    if args.busy_poll is not None and not 0 < args.busy_poll <= 0.01:
+        parser.error("--busy-poll must be in (0, 0.01] seconds")
     if not 1 <= args.repeat <= 20:
         parser.error("--repeat must be in [1, 20]")
     if args.deflate:
@@ -696,7 +714,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"echo benchmark: client={args.client}, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
         f"{args.repeat} repetitions, binary messages, compression {'deflate' if args.deflate else 'off'}, "
-        f"servers on {args.loop} unless NAME@uvloop, python {sys.version.split()[0]}",
+        f"servers on {args.loop} unless NAME@uvloop, "
+        + (f"every server busy-polling {args.busy_poll * 1e6:g} us after each message, " if args.busy_poll else "")
+        + f"python {sys.version.split()[0]}",
         flush=True,
     )
     cells = asyncio.run(_run_all(args))
@@ -712,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
                     "client": args.client,
                     "duration": args.duration,
                     "repeat": args.repeat,
+                    "busy_poll": args.busy_poll,
                     "cells": [asdict(c) for c in cells],
                 },
                 fh,

@@ -11,7 +11,9 @@ none) and a message limit above the largest benchmark message, on the default as
 aiofastnet's (``--transport aiofastnet``: wscodec's ``transport=`` and picows' ``use_aiofastnet=``, which
 picows turns on by default; websockets and aiohttp on a loop patched by ``aiofastnet.patch_loop``). Once
 bound it prints ``listening on PORT`` (flushed) and serves until SIGTERM, SIGINT or a bounded ``--lifetime``
-(seconds, default 600) runs out, so a lost server never lingers.
+(seconds, default 600) runs out, so a lost server never lingers. ``--busy-poll SECONDS`` keeps every
+server's loop polling for that long after each message: wscodec's ``busy_poll=`` option, and for the
+peers (none has such an option) the same poller touched from their echo handlers.
 
 Each server is written the way that library's documentation shows an echo server, so the benchmark
 compares what a user of each library gets.
@@ -32,6 +34,7 @@ from collections.abc import Awaitable, Callable
 MAX_SIZE = 16 * 2**20
 DEFLATE = False  # --deflate: permessage-deflate on, where the library has it (picows has not)
 TRANSPORT = "loop"  # --transport aiofastnet: aiofastnet's transports, where the library has the choice
+BUSY_POLL: float | None = None  # --busy-poll SECONDS: every server keeps its loop polling after each message
 
 _Starter = Callable[[str, int], Awaitable[tuple[int, Callable[[], Awaitable[None]]]]]
 
@@ -43,11 +46,26 @@ def _bound_port(server: asyncio.AbstractServer) -> int:
     raise RuntimeError("server has no bound socket")
 
 
-async def _serve_wscodec(host: str, port: int, nowait: bool) -> tuple[int, Callable[[], Awaitable[None]]]:
+def _find_wscodec() -> None:
     # bench_echo.py puts the caller's wscodec first on PYTHONPATH; run alone from a checkout, fall back on src/.
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
     if importlib.util.find_spec("wscodec") is None and os.path.isdir(src):
         sys.path.insert(0, src)
+
+
+def _poll_touch() -> Callable[[], None] | None:
+    """With ``--busy-poll``, what a peer's handler calls on each message: the same loop-level poller that
+    wscodec's ``busy_poll=`` option runs (a peer has no such option), so that like is compared with like."""
+    if BUSY_POLL is None:
+        return None
+    _find_wscodec()
+    from wscodec.asyncio.busy_poll import BusyPoller
+
+    return BusyPoller(asyncio.get_running_loop(), BUSY_POLL).touch
+
+
+async def _serve_wscodec(host: str, port: int, nowait: bool) -> tuple[int, Callable[[], Awaitable[None]]]:
+    _find_wscodec()
     from wscodec.asyncio import serve
 
     async def echo(ws):  # type: ignore[no-untyped-def]
@@ -66,6 +84,7 @@ async def _serve_wscodec(host: str, port: int, nowait: bool) -> tuple[int, Calla
         max_size=MAX_SIZE,
         ping_interval=None,
         transport=TRANSPORT,
+        busy_poll=BUSY_POLL,
     )
     bound = getattr(server, "port", None) or _bound_port(server)
 
@@ -90,8 +109,12 @@ async def start_wscodec_nowait(host: str, port: int) -> tuple[int, Callable[[], 
 async def start_websockets(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
     from websockets.asyncio.server import serve
 
+    poll = _poll_touch()
+
     async def echo(ws):  # type: ignore[no-untyped-def]
         async for message in ws:
+            if poll is not None:
+                poll()
             await ws.send(message)
 
     server = await serve(
@@ -108,10 +131,14 @@ async def start_websockets(host: str, port: int) -> tuple[int, Callable[[], Awai
 async def start_aiohttp(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
     from aiohttp import WSMsgType, web
 
+    poll = _poll_touch()
+
     async def echo(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=DEFLATE, max_msg_size=MAX_SIZE, autoping=True)
         await ws.prepare(request)
         async for msg in ws:
+            if poll is not None:
+                poll()
             if msg.type == WSMsgType.TEXT:
                 await ws.send_str(msg.data)
             elif msg.type == WSMsgType.BINARY:
@@ -139,9 +166,13 @@ async def start_picows(host: str, port: int) -> tuple[int, Callable[[], Awaitabl
     if DEFLATE:
         raise SystemExit("picows has no permessage-deflate")
 
+    poll = _poll_touch()
+
     class Echo(WSListener):  # type: ignore[misc]
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             # The benchmark client sends unfragmented messages, so one frame is one message.
+            if poll is not None:
+                poll()
             if frame.msg_type == WSMsgType.CLOSE:
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
                 transport.disconnect()
@@ -168,11 +199,15 @@ async def start_tornado(host: str, port: int) -> tuple[int, Callable[[], Awaitab
     import tornado.web
     import tornado.websocket
 
+    poll = _poll_touch()
+
     class Echo(tornado.websocket.WebSocketHandler):  # type: ignore[misc]
         def get_compression_options(self) -> dict[str, object] | None:
             return {} if DEFLATE else None
 
         def on_message(self, message: str | bytes) -> None:
+            if poll is not None:
+                poll()
             self.write_message(message, binary=isinstance(message, bytes))
 
     app = tornado.web.Application([("/", Echo)], websocket_max_message_size=MAX_SIZE)
@@ -231,10 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--transport", choices=("loop", "aiofastnet"), default="loop", help="the loop's transports or aiofastnet's"
     )
+    parser.add_argument(
+        "--busy-poll", type=float, metavar="SECONDS", help="keep the loop polling this long after each message"
+    )
     args = parser.parse_args(argv)
-    global DEFLATE, TRANSPORT
+    global DEFLATE, TRANSPORT, BUSY_POLL
     DEFLATE = args.deflate
     TRANSPORT = args.transport
+    BUSY_POLL = args.busy_poll
     if args.loop == "uvloop":
         import uvloop
 

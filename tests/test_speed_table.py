@@ -64,6 +64,24 @@ def test_echo_rows_compare_each_style_with_the_fastest_peer_and_apply_the_target
     assert "echo, 64 in flight, 16 B, onmessage + send_nowait" not in rows  # that style was not run there
 
 
+def test_busy_polling_rows_say_so_and_carry_no_target() -> None:
+    """The busy-polling run (every server polling alike) is reported beside the cells, never as one of them."""
+    table = _load("speed_table")
+    echo = {
+        "busy_poll": 50e-6,
+        "cells": [
+            _cell("wscodec-nowait@uvloop", 1, 16, 40_000),
+            _cell("picows@uvloop", 1, 16, 38_000),
+            _cell("floor", 1, 16, 41_000),
+        ],
+    }
+    (row,) = table.echo_rows(echo)
+    assert row.cell == "echo, 1 in flight, 16 B, onmessage + send_nowait, every server busy-polling 50 us"
+    assert row.ratio == pytest.approx(40_000 / 38_000)
+    assert (row.target, row.verdict) == (None, "measured")
+    assert "echo_busy_poll" in table.BENCHMARKS
+
+
 def test_send_receive_utf8_and_deflate_rows() -> None:
     table = _load("speed_table")
     results = {
