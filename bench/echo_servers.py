@@ -84,7 +84,8 @@ async def _serve_wscodec(host: str, port: int, nowait: bool) -> tuple[int, Calla
         max_size=MAX_SIZE,
         ping_interval=None,
         transport=TRANSPORT,
-        busy_poll=BUSY_POLL,
+        # only when asked: older builds (compared with PYTHONPATH=their build) have no such option
+        **({"busy_poll": BUSY_POLL} if BUSY_POLL is not None else {}),
     )
     bound = getattr(server, "port", None) or _bound_port(server)
 
