@@ -178,9 +178,7 @@ class connect:
             extra_headers=net.client_headers(uri, self._headers, self.user_agent_header),
             **self._connection,
         )
-        if self.busy_poll is None:
-            return WebSocket(conn, url=uri.url, **self._options)
-        poller = BusyPoller(asyncio.get_running_loop(), self.busy_poll)
+        poller = None if self.busy_poll is None else BusyPoller(asyncio.get_running_loop(), self.busy_poll)
         return WebSocket(conn, url=uri.url, busy_poller=poller, **self._options)
 
     def websocket(self) -> WebSocket:

@@ -384,9 +384,7 @@ class Server:
 
     def _protocol_factory(self) -> ServerWebSocket:
         conn = Connection("server", stream_messages=True, **self._connection_options)
-        if self.busy_poll is None:
-            return ServerWebSocket(self, conn, **self._options)
-        if self._poller is None:
+        if self.busy_poll is not None and self._poller is None:
             self._poller = BusyPoller(asyncio.get_running_loop(), self.busy_poll)
         return ServerWebSocket(self, conn, busy_poller=self._poller, **self._options)
 
