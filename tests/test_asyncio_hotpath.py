@@ -67,10 +67,11 @@ def test_both_twins_have_the_same_fields_and_steps() -> None:
         assert _steps(built) == _steps(pure), name
     # The waiter's state is private to each twin (only what a Task reads is a field of the compiled one).
     assert _steps(compiled.MessageWaiter) == _steps(_hotpath_pure.MessageWaiter)
-    assert (compiled.FLUSH_BYTES, compiled.FLUSH_COUNT, compiled.LONE_WRITES) == (
+    assert (compiled.FLUSH_BYTES, compiled.FLUSH_COUNT, compiled.LONE_WRITES, compiled.READ_SIZE) == (
         _hotpath_pure.FLUSH_BYTES,
         _hotpath_pure.FLUSH_COUNT,
         _hotpath_pure.LONE_WRITES,
+        _hotpath_pure.READ_SIZE,
     )
     assert compiled.DATA_TYPES == _hotpath_pure.DATA_TYPES
 
@@ -244,6 +245,133 @@ async def test_reads_are_taken_from_the_shared_buffer_and_what_is_kept_is_copied
                 ws.buffer_updated(nbytes)
         await ws.send("still open")
         assert await asyncio.wait_for(ws.recv(), 5) == "still open"
+
+
+def _read_into(ws: WebSocket, data: bytes) -> int:
+    """One socket read as a transport makes it: into ``get_buffer``'s view, then ``buffer_updated``."""
+    view = ws.get_buffer(-1)
+    nbytes = min(len(view), len(data))
+    view[:nbytes] = data[:nbytes]
+    ws.buffer_updated(nbytes)
+    return nbytes
+
+
+async def test_reads_grow_for_large_messages_and_shrink_back() -> None:
+    """A connection whose reads fill the buffer with large messages reads twice as much next time, up to
+    min(max_size, READ_MAX); a read of small frames takes it back to READ_SIZE at once, a read that fills
+    less than half of a grown buffer halves it; and every message arrives whole and in order."""
+    read_size, read_max = websocket_module.READ_SIZE, websocket_module.READ_MAX
+    large = [bytes([index]) * 65536 for index in range(256)]  # 16 MiB of 64 KiB messages
+    stream = b"".join(encode_frame(2, payload) for payload in large)
+    async with (
+        serve(echo, "127.0.0.1", 0) as server,
+        connect(url(server), compression=None, max_size=None, max_queue=None) as ws,
+    ):
+        sizes = [len(ws.get_buffer(-1))]
+        offset = 0
+        while offset < len(stream):
+            offset += _read_into(ws, stream[offset:])
+            sizes.append(len(ws.get_buffer(-1)))
+        assert sizes[:6] == [read_size, 2 * read_size, 4 * read_size, 8 * read_size, read_max, read_max]
+        assert max(sizes) == read_max
+        assert [await asyncio.wait_for(ws.recv(), 5) for _ in large] == large
+
+        # A read of small frames (1 KiB messages), filling most of a grown buffer, goes straight back to
+        # READ_SIZE (not halved, as a read filling less than half would be).
+        grown = len(ws.get_buffer(-1))
+        assert grown > read_size
+        small = encode_frame(2, b"s" * 1024) * (grown // 1028)
+        assert 2 * len(small) >= grown
+        assert _read_into(ws, small) == len(small)
+        assert len(ws.get_buffer(-1)) == read_size
+        assert ws.get_buffer(-1) is ws.get_buffer(-1)  # the shared READ_SIZE buffer, not a new view
+        for _ in range(grown // 1028):
+            assert await asyncio.wait_for(ws.recv(), 5) == b"s" * 1024
+
+        # Grown again, a read that fills less than half the buffer halves it.
+        offset = 0
+        while len(ws.get_buffer(-1)) < read_max:
+            offset += _read_into(ws, stream[offset:])
+        offset += _read_into(ws, stream[offset : offset + read_max // 2 - 1])
+        assert len(ws.get_buffer(-1)) == read_max // 2
+        tail = stream[offset:]
+        while tail:
+            tail = tail[_read_into(ws, tail) :]
+        for payload in large:
+            assert await asyncio.wait_for(ws.recv(), 5) == payload
+        await ws.send("still open")
+        assert await asyncio.wait_for(ws.recv(), 5) == "still open"
+
+
+async def test_reads_of_fragments_or_of_one_large_message_do_not_grow() -> None:
+    """Reads that complete no message never grow the buffer: a run of one-byte fragments (where each read
+    holds thousands of frames) and the middle of one 8 MiB message keep READ_SIZE reads; both messages
+    arrive whole."""
+    read_size = websocket_module.READ_SIZE
+    count = 200_000
+    fragments = encode_frame(2, b"\x01", fin=False) + encode_frame(0, b"\x01", fin=False) * (count - 2)
+    large = bytes(range(256)) * 32768
+    async with (
+        serve(echo, "127.0.0.1", 0) as server,
+        connect(url(server), compression=None, max_size=None, max_queue=None) as ws,
+    ):
+        sizes = set()
+        for stream in (fragments, encode_frame(0, b"\x02", fin=True), encode_frame(2, large)):
+            offset = 0
+            while offset < len(stream):
+                offset += _read_into(ws, stream[offset:])
+                sizes.add(len(ws.get_buffer(-1)))
+        assert sizes == {read_size}
+        assert await asyncio.wait_for(ws.recv(), 5) == b"\x01" * (count - 1) + b"\x02"
+        assert await asyncio.wait_for(ws.recv(), 5) == large
+
+
+@pytest.mark.parametrize(("max_size", "expected"), [(300 * 1024, 300 * 1024), (1 << 20, 1 << 20), (65536, None)])
+async def test_reads_grow_no_larger_than_max_size(max_size: int, expected: int | None) -> None:
+    """A grown read holds no more than one message may hold already (``max_size``), and never less than
+    READ_SIZE: a connection that takes only small messages keeps the shared READ_SIZE buffer."""
+    read_size = websocket_module.READ_SIZE
+    message = min(max_size, 65536)
+    count = 8 * 1024 * 1024 // message
+    stream = encode_frame(2, b"m" * message) * count
+    async with (
+        serve(echo, "127.0.0.1", 0) as server,
+        connect(url(server), compression=None, max_size=max_size, max_queue=None) as ws,
+    ):
+        sizes = set()
+        offset = 0
+        while offset < len(stream):
+            offset += _read_into(ws, stream[offset:])
+            sizes.add(len(ws.get_buffer(-1)))
+        assert max(sizes) == (expected or read_size)
+        for _ in range(count):
+            assert await asyncio.wait_for(ws.recv(), 5) == b"m" * message
+
+
+async def test_large_messages_over_loopback_grow_the_servers_reads() -> None:
+    """Over a real socket: 16 MiB of 64 KiB messages sent at once are echoed whole and in order, and the
+    server's reads grew past READ_SIZE on the way; a fresh client is served afterwards."""
+    peers: list[WebSocket] = []
+    grown = 0
+
+    async def watching_echo(ws: WebSocket) -> None:
+        nonlocal grown
+        peers.append(ws)
+        async for message in ws:
+            grown = max(grown, len(ws.get_buffer(-1)))
+            await ws.send(message)
+
+    payloads = [index.to_bytes(4, "big") * 16384 for index in range(256)]
+    async with serve(watching_echo, "127.0.0.1", 0, max_size=None, compression=None) as server:
+        async with connect(url(server), compression=None, max_size=None, max_queue=None) as ws:
+            sending = asyncio.ensure_future(asyncio.gather(*(ws.send(payload) for payload in payloads)))
+            echoed = [await asyncio.wait_for(ws.recv(), 20) for _ in payloads]
+            await asyncio.wait_for(sending, 20)
+            assert echoed == payloads
+        assert grown > websocket_module.READ_SIZE
+        async with connect(url(server), compression=None) as fresh:
+            await fresh.send("fresh")
+            assert await asyncio.wait_for(fresh.recv(), 5) == "fresh"
 
 
 async def test_many_replies_from_one_read_arrive_in_order_in_few_writes() -> None:

@@ -803,13 +803,16 @@ async def test_send_nowait_refusals() -> None:
             ws.send_nowait("after close")
 
 
-async def test_send_nowait_past_write_limit_pauses_reading_until_drained() -> None:
+@pytest.mark.parametrize("size", [16 * 1024, 1024])
+async def test_send_nowait_past_write_limit_pauses_reading_until_drained(size: int) -> None:
     """A callback echo whose client stops reading: the server stops reading too once its transport is over
     write_limit (its buffer stays near the limit, not near what the client sent), and resumes when the
-    client reads again; every message arrives, in order."""
+    client reads again; every message arrives, in order. The limit is passed by at most one read's
+    replies: reads of 16 KiB messages grow, here up to READ_MAX (max_size=None), no more than one message
+    could add on its own; reads of 1 KiB messages never grow past READ_SIZE."""
     write_limit = 64 * 1024
-    size = 16 * 1024
-    total = 2000  # about 31 MiB each way, far more than loopback socket buffers hold
+    total = 31 * 1024 * 1024 // size  # about 31 MiB each way, far more than loopback socket buffers hold
+    one_read = websocket_module.READ_MAX if size >= websocket_module.LARGE_READ else websocket_module.READ_SIZE
     peers: list[WebSocket] = []
 
     async def handler(ws: WebSocket) -> None:
@@ -834,7 +837,7 @@ async def test_send_nowait_past_write_limit_pauses_reading_until_drained() -> No
             most = max(most, ws.transport.get_write_buffer_size() if ws.transport else 0)
             await asyncio.sleep(0.01)
         assert ws._flood_paused
-        assert most <= write_limit + 256 * 1024 + size  # the limit plus at most one read's replies
+        assert most <= write_limit + one_read + size  # the limit plus at most one read's replies
         decoder = FrameDecoder("client", None)
         echoed: list[bytes] = []
         while len(echoed) < total:

@@ -14,6 +14,7 @@ __all__ = [
     "DATA_TYPES",
     "HOT_PATH_BACKEND",
     "LONE_WRITES",
+    "READ_SIZE",
     "Event",
     "HotPath",
     "MessageEvent",
@@ -22,15 +23,24 @@ __all__ = [
 ]
 
 if TYPE_CHECKING or _KERNELS_BACKEND != "cython":
-    from ._hotpath_pure import DATA_TYPES, LONE_WRITES, Event, HotPath, MessageEvent, MessageWaiter, Pieces
+    from ._hotpath_pure import DATA_TYPES, LONE_WRITES, READ_SIZE, Event, HotPath, MessageEvent, MessageWaiter, Pieces
 
     HOT_PATH_BACKEND = "python"
 else:
     try:  # the compiled twin, built with the kernels
-        from ._hotpath import DATA_TYPES, LONE_WRITES, Event, HotPath, MessageEvent, MessageWaiter, Pieces
+        from ._hotpath import DATA_TYPES, LONE_WRITES, READ_SIZE, Event, HotPath, MessageEvent, MessageWaiter, Pieces
 
         HOT_PATH_BACKEND = "cython"
     except ImportError:
-        from ._hotpath_pure import DATA_TYPES, LONE_WRITES, Event, HotPath, MessageEvent, MessageWaiter, Pieces
+        from ._hotpath_pure import (
+            DATA_TYPES,
+            LONE_WRITES,
+            READ_SIZE,
+            Event,
+            HotPath,
+            MessageEvent,
+            MessageWaiter,
+            Pieces,
+        )
 
         HOT_PATH_BACKEND = "python"

@@ -26,6 +26,7 @@ __all__ = [
     "FLUSH_COUNT",
     "LONE_WRITES",
     "NO_MESSAGE",
+    "READ_SIZE",
     "Event",
     "HotPath",
     "MessageEvent",
@@ -38,10 +39,12 @@ FLUSH_BYTES = 16384
 FLUSH_COUNT = 8
 LONE_WRITES = 4
 NO_MESSAGE = object()
+READ_SIZE = 256 * 1024
 
 cdef Py_ssize_t _FLUSH_BYTES = FLUSH_BYTES
 cdef Py_ssize_t _FLUSH_COUNT = FLUSH_COUNT
 cdef int _LONE_WRITES = LONE_WRITES
+cdef Py_ssize_t _READ_SIZE = READ_SIZE
 cdef object _DATA_TYPES = DATA_TYPES
 cdef object _NO_MESSAGE = NO_MESSAGE
 cdef object _TextFragment = TextFragment
@@ -357,15 +360,21 @@ cdef class HotPath:
 
     def buffer_updated(self, Py_ssize_t nbytes):
         cdef Py_buffer *shared
+        cdef Py_ssize_t size
+        cdef object events
         if not PyMemoryView_Check(self._read_view):
             raise TypeError("the read buffer is not a memoryview")
         shared = PyMemoryView_GET_BUFFER(self._read_view)
-        if not 0 <= nbytes <= shared.len:  # a loop's bug
-            raise ValueError(f"{nbytes} bytes read do not fit the {shared.len}-byte read buffer")
+        size = shared.len
+        if not 0 <= nbytes <= size:  # a loop's bug
+            raise ValueError(f"{nbytes} bytes read do not fit the {size}-byte read buffer")
         if self._pre is None:
             # The first nbytes of the shared buffer, without a slice of it (a slice object and a new view per
             # read): the decoder takes the buffer and the count.
-            self._c_handle(self._conn.receive_prefix(self._read_view, nbytes), True)
+            events = self._conn.receive_prefix(self._read_view, nbytes)
+            if nbytes == size or size > _READ_SIZE:
+                self._size_reads(nbytes, events)
+            self._c_handle(events, True)
         else:
             self.data_received(self._read_view[:nbytes])
 

@@ -40,6 +40,7 @@ __all__ = [
     "FLUSH_COUNT",
     "LONE_WRITES",
     "NO_MESSAGE",
+    "READ_SIZE",
     "Event",
     "HotPath",
     "MessageEvent",
@@ -56,6 +57,8 @@ FLUSH_COUNT = 8
 # Replies of one step (a read, the consumer's wait for data, a flush) written at once, each alone, while
 # nothing waits to be written; after these the step's replies batch (see HotPath._queued).
 LONE_WRITES = 4
+# Bytes of one socket read, unless the connection's reads are of large messages (see WebSocket._size_reads).
+READ_SIZE = 256 * 1024
 # What _take_message returns when there is no whole message to take (a message's data is never None, but
 # a sentinel does not rely on that).
 NO_MESSAGE: Any = object()
@@ -375,10 +378,14 @@ class HotPath:
 
     def buffer_updated(self, nbytes: int) -> None:
         view = self._read_view
-        if not 0 <= nbytes <= len(view):  # a loop's bug (the compiled twin would read past the buffer)
-            raise ValueError(f"{nbytes} bytes read do not fit the {len(view)}-byte read buffer")
+        size = len(view)
+        if not 0 <= nbytes <= size:  # a loop's bug (the compiled twin would read past the buffer)
+            raise ValueError(f"{nbytes} bytes read do not fit the {size}-byte read buffer")
         if self._pre is None:  # open: what data_received does, without its call (this runs once per read)
-            self._handle(self._conn.receive_data(view[:nbytes]), True)
+            events = self._conn.receive_data(view[:nbytes])
+            if nbytes == size or size > READ_SIZE:  # a full read, or a grown buffer: size the next read
+                self._size_reads(nbytes, events)
+            self._handle(events, True)
         else:  # a server's opening handshake is still being read
             self.data_received(view[:nbytes])
 
@@ -682,6 +689,9 @@ class HotPath:
             raise NotImplementedError
 
         def data_received(self, data: bytes | memoryview) -> None:
+            raise NotImplementedError
+
+        def _size_reads(self, nbytes: int, events: list[Any]) -> None:
             raise NotImplementedError
 
         def _convert_binary(self, data: bytes) -> Any:

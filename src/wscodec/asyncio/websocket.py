@@ -41,7 +41,7 @@ from ..events import (
     Response,
     TextFragment,
 )
-from ._hot_backend import DATA_TYPES, LONE_WRITES, HotPath, MessageWaiter, Pieces
+from ._hot_backend import DATA_TYPES, LONE_WRITES, READ_SIZE, HotPath, MessageWaiter, Pieces
 from ._hot_backend import HOT_PATH_BACKEND as HOT_PATH_BACKEND  # (which twin runs: read by the tests and checks)
 from ._hotpath_pure import Data
 from .browser_events import CloseEvent, ErrorEvent, Event, MessageEvent
@@ -87,22 +87,36 @@ Listener = Callable[[Any], Any]
 _BINARY_TYPES = ("bytes", "bytearray", "memoryview")
 # Close codes after which ``async for message in ws`` simply ends (a clean, non-error closing handshake).
 _OK_CODES = frozenset({1000, 1001, 1005})
-# Socket reads land in one buffer per thread (see _read_buffer).
-_READ_SIZE = 256 * 1024
+# Socket reads land in per-thread buffers (see _read_buffer): READ_SIZE bytes at a time, and up to
+# READ_MAX (never more than the connection's max_size) for a connection whose reads are of large messages.
+READ_MAX = 4 * 1024 * 1024
+# A read is "of large messages" when it holds at least this many bytes per event it produced.
+LARGE_READ = 16 * 1024
 _thread_local = threading.local()
+# The events that can end a message (a whole message is one, with final set).
+_MESSAGE_ENDS = (TextFragment, BinaryFragment)
 
 
-def _read_buffer() -> memoryview:
-    """The buffer socket reads go to, one per thread, shared by every connection of that thread's loop.
+def _read_buffer(size: int = READ_SIZE) -> memoryview:
+    """The buffer a socket read of ``size`` bytes goes to: per thread, shared by every connection of that
+    thread's loop. There are two: READ_SIZE bytes, made with the first connection, and one for the reads
+    that grew past that (see WebSocket._size_reads), replaced by a larger one when a read asks for more,
+    up to READ_MAX; such a read takes its first ``size`` bytes.
 
     Each read is decoded before the loop does anything else, and the decoder copies what it keeps (a
     partial frame, the payloads), so no connection needs a buffer of its own; asyncio's default
     ``data_received`` path allocates (and for 256 KiB reads, maps) a new bytes object per read instead.
     """
-    view: memoryview | None = getattr(_thread_local, "view", None)
-    if view is None:
-        view = _thread_local.view = memoryview(bytearray(_READ_SIZE))
-    return view
+    if size <= READ_SIZE:
+        view: memoryview | None = getattr(_thread_local, "view", None)
+        if view is None:
+            view = _thread_local.view = memoryview(bytearray(READ_SIZE))
+        return view
+    size = min(size, READ_MAX)
+    large: memoryview | None = getattr(_thread_local, "large", None)
+    if large is None or len(large) < size:
+        large = _thread_local.large = memoryview(bytearray(size))
+    return large[:size]
 
 
 def _closes_cleanly(exc: ConnectionClosed) -> bool:
@@ -168,6 +182,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_opened_at",
         "_peer",
         "_pings",
+        "_read_max",
         "_transport_closing",
         "_transport_reading",
         "close_timeout",
@@ -231,6 +246,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self.latency = 0.0
         self._loop = asyncio.get_running_loop()
         self._read_view = _read_buffer()
+        # How large this connection's reads may grow: never past what one message may already hold.
+        limit = connection.max_message_size
+        self._read_max = max(READ_SIZE, READ_MAX if limit is None else min(limit, READ_MAX))
         if busy_poller is not None:
             # An instance attribute shadows the class's method: the transport looks ``buffer_updated`` up
             # once it has this protocol, so connections without busy polling keep the bare compiled method.
@@ -489,6 +507,32 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         out = self._conn.data_to_send()
         if out:
             transport.write(out)
+
+    def _size_reads(self, nbytes: int, events: list[Any]) -> None:
+        """Size the next socket read, after a read of ``nbytes`` that filled the buffer or was taken into a
+        grown one and produced ``events`` (HotPath.buffer_updated calls this only then).
+
+        With large messages in flight, READ_SIZE reads cut the stream into many small steps, each waking
+        the peer for a few replies: the kernel's work per message, not this library's, then sets the pace
+        (64 KiB messages, 64 in flight: about half picows' rate, whose reads grow the same way). So a
+        connection whose reads fill the buffer and complete large messages reads twice as much next time,
+        up to ``_read_max``, and back down as soon as its reads hold small frames or fill less than half
+        of it. A read of small frames never grows the buffer (each event is an object to make, a Ping's
+        Pong a reply to queue: a ping flood stays at READ_SIZE per read), nor does one that completes no
+        message (the middle of a large message, a run of fragments). The bound, even for a peer that
+        switches from large messages to small ones, is one read of ``_read_max`` bytes: no more than one
+        message may hold.
+        """
+        size = current = len(self._read_view)
+        if len(events) * LARGE_READ > nbytes:
+            size = READ_SIZE
+        elif nbytes == size and any(type(event) in _MESSAGE_ENDS and event.final for event in events):
+            size = min(2 * size, self._read_max)
+        elif 2 * nbytes < size:
+            size = max(size // 2, READ_SIZE)
+        if size != current or size > READ_SIZE:
+            # A grown read always takes the thread's latest buffer, so that one it replaced is soon freed.
+            self._read_view = _read_buffer(size)
 
     def data_received(self, data: bytes | memoryview) -> None:
         """One socket read (a view of the shared read buffer: valid only during this call)."""
