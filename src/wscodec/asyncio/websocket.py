@@ -514,7 +514,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
         With large messages in flight, READ_SIZE reads cut the stream into many small steps, each waking
         the peer for a few replies: the kernel's work per message, not this library's, then sets the pace
-        (64 KiB messages, 64 in flight: about half picows' rate, whose reads grow the same way). So a
+        (64 KiB messages, 64 in flight: 0.5-0.75 of picows' rate, whose reads grow the same way). So a
         connection whose reads fill the buffer and complete large messages reads twice as much next time,
         up to ``_read_max``, and back down as soon as its reads hold small frames or fill less than half
         of it. A read of small frames never grows the buffer (each event is an object to make, a Ping's
