@@ -351,12 +351,10 @@ async def test_reads_grow_no_larger_than_max_size(max_size: int, expected: int |
 async def test_large_messages_over_loopback_grow_the_servers_reads() -> None:
     """Over a real socket: 16 MiB of 64 KiB messages sent at once are echoed whole and in order, and the
     server's reads grew past READ_SIZE on the way; a fresh client is served afterwards."""
-    peers: list[WebSocket] = []
     grown = 0
 
     async def watching_echo(ws: WebSocket) -> None:
         nonlocal grown
-        peers.append(ws)
         async for message in ws:
             grown = max(grown, len(ws.get_buffer(-1)))
             await ws.send(message)

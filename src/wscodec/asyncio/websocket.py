@@ -182,7 +182,6 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_opened_at",
         "_peer",
         "_pings",
-        "_read_max",
         "_transport_closing",
         "_transport_reading",
         "close_timeout",
@@ -246,9 +245,6 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self.latency = 0.0
         self._loop = asyncio.get_running_loop()
         self._read_view = _read_buffer()
-        # How large this connection's reads may grow: never past what one message may already hold.
-        limit = connection.max_message_size
-        self._read_max = max(READ_SIZE, READ_MAX if limit is None else min(limit, READ_MAX))
         if busy_poller is not None:
             # An instance attribute shadows the class's method: the transport looks ``buffer_updated`` up
             # once it has this protocol, so connections without busy polling keep the bare compiled method.
@@ -516,18 +512,19 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         the peer for a few replies: the kernel's work per message, not this library's, then sets the pace
         (64 KiB messages, 64 in flight: 0.5-0.75 of picows' rate, whose reads grow the same way). So a
         connection whose reads fill the buffer and complete large messages reads twice as much next time,
-        up to ``_read_max``, and back down as soon as its reads hold small frames or fill less than half
-        of it. A read of small frames never grows the buffer (each event is an object to make, a Ping's
-        Pong a reply to queue: a ping flood stays at READ_SIZE per read), nor does one that completes no
-        message (the middle of a large message, a run of fragments). The bound, even for a peer that
-        switches from large messages to small ones, is one read of ``_read_max`` bytes: no more than one
-        message may hold.
+        up to ``max_size`` (READ_MAX at most), and back down as soon as its reads hold small frames or
+        fill less than half of it. A read of small frames never grows the buffer (each event is an object
+        to make, a Ping's Pong a reply to queue: a ping flood stays at READ_SIZE per read), nor does one
+        that completes no message (the middle of a large message, a run of fragments). The bound, even
+        for a peer that switches from large messages to small ones, is one read of at most ``max_size``
+        bytes: no more than one message may hold.
         """
         size = current = len(self._read_view)
         if len(events) * LARGE_READ > nbytes:
             size = READ_SIZE
         elif nbytes == size and any(type(event) in _MESSAGE_ENDS and event.final for event in events):
-            size = min(2 * size, self._read_max)
+            limit = self._conn.max_message_size  # max_size (None: no limit)
+            size = max(current, min(2 * size, READ_MAX, READ_MAX if limit is None else limit))
         elif 2 * nbytes < size:
             size = max(size // 2, READ_SIZE)
         if size != current or size > READ_SIZE:
