@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from typing import Any
 
 import pytest
 
 from wscodec import encode_frame
 from wscodec.__main__ import main as cli_main
-from wscodec.asyncio import Server, WebSocket, connect, serve
+from wscodec.asyncio import Server, WebSocket, connect, serve, unix_connect, unix_serve
 from wscodec.asyncio.busy_poll import MAX_BUSY_POLL, BusyPoller, check_busy_poll
 from wscodec.errors import ConnectionClosed
 
@@ -151,6 +152,25 @@ async def test_hostile_input_still_closes_with_its_code_and_the_polling_stops() 
         async with connect(url(server)) as fresh:  # and a fresh client is served
             await fresh.send("fresh")
             assert await fresh.recv() == "fresh"
+
+
+async def test_unix_serve_takes_the_option_too(tmp_path: Any) -> None:
+    """``unix_serve`` (and ``unix_connect``, which passes its options on) poll like their TCP twins, and
+    refuse the same bad windows."""
+    path = str(tmp_path / "ws.sock")
+    with pytest.raises(ValueError, match="busy_poll"):
+        unix_serve(echo, path, busy_poll=50)
+    async with unix_serve(echo, path, busy_poll=0.2) as server:
+        assert server.busy_poll == 0.2
+        async with unix_connect(path, busy_poll=0.2) as client:
+            assert "buffer_updated" in vars(client)
+            messages = [f"m{i}" if i % 2 else f"b{i}".encode() for i in range(50)]
+            for message in messages:
+                await client.send(message)
+            assert [await client.recv() for _ in messages] == messages
+            poller = server._poller
+            assert poller is not None and poller.spinning
+            await until_idle(poller)
 
 
 async def test_a_client_with_busy_polling_sees_the_servers_close() -> None:

@@ -6,6 +6,7 @@ Every test binds port 0 on 127.0.0.1 and is bounded by ``asyncio.wait_for``/pyte
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import random
 import time
@@ -392,6 +393,16 @@ async def test_client_close_code_reaches_handler() -> None:
                 break
             await asyncio.sleep(0.01)
     assert closes == [(4000, "client bye")]
+
+
+def test_unix_serve_takes_every_option_of_serve_but_the_tcp_ones() -> None:
+    """An option added to ``serve`` and not to ``unix_serve`` (as ``busy_poll`` and ``backlog`` once were)
+    fails here."""
+    tcp_only = {"host", "port", "reuse_address"}
+    serve_options = set(inspect.signature(serve).parameters)
+    unix_options = set(inspect.signature(unix_serve).parameters)
+    assert serve_options - unix_options == tcp_only
+    assert unix_options - serve_options == {"path"}
 
 
 async def test_unix_serve(tmp_path: Any) -> None:

@@ -654,9 +654,12 @@ def unix_serve(
     slow_consumer_limit: int = 1 << 20,
     logger: LoggerLike = None,
     broker: Broker | str | None = None,
+    backlog: int = 100,
     transport: TransportChoice = "loop",
+    busy_poll: float | None = None,
 ) -> serve:
-    """:func:`serve` on a Unix socket at ``path`` (or the listening Unix socket ``sock``); the same options."""
+    """:func:`serve` on a Unix socket at ``path`` (or the listening Unix socket ``sock``); the same options
+    (``host``, ``port`` and ``reuse_address`` aside, which name a TCP socket)."""
     if path is None and sock is None:
         raise TypeError("unix_serve() needs path or sock")
     starter = serve(
@@ -685,7 +688,9 @@ def unix_serve(
         slow_consumer_limit=slow_consumer_limit,
         logger=logger,
         broker=broker,
+        backlog=backlog,
         transport=transport,
+        busy_poll=busy_poll,
     )
     starter._unix_path = path
     return starter
