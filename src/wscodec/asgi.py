@@ -14,13 +14,13 @@ Where it differs from uvicorn's own implementations, on purpose:
 * an application that raises after ``websocket.accept`` closes the connection with 1011 (uvicorn drops
   the TCP connection, the client sees 1006); one that returns without ``websocket.close`` closes with 1000;
 * a client that vanishes gives the application ``websocket.disconnect`` with 1006, not 1005;
-* on shutdown the 1012 Close handshake is completed (bounded by :attr:`shutdown_timeout`) before the TCP
+* on shutdown the 1012 Close handshake is completed (bounded by ``shutdown_timeout``) before the TCP
   connection is closed, instead of closing the socket right behind the Close frame;
 * ``receive()`` after the disconnect returns the disconnect again instead of blocking forever;
 * reading pauses only once ``ws_max_queue`` messages wait for the application (not after every message);
 * a protocol violation behind valid messages does not lose them: the application gets them and its
   replies go out before the Close (1002, 1007...), sent when it asks for the next message or after
-  :attr:`close_timeout` (the Connection's ``defer_errors``); uvicorn's protocols fail at once.
+  ``close_timeout`` (the Connection's ``defer_errors``); uvicorn's protocols fail at once.
 """
 
 from __future__ import annotations

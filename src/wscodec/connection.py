@@ -903,7 +903,7 @@ class Connection(FrameQueue):
 
     @property
     def flooded(self) -> bool:
-        """True while Pongs are held and the peer sent more than :data:`PING_FLOOD_LIMIT` Pings since:
+        """True while Pongs are held and the peer sent more than ``PING_FLOOD_LIMIT`` Pings since:
         the I/O layer should stop reading until its transport drains (then :meth:`release_pongs`)."""
         return self._pings_held > PING_FLOOD_LIMIT
 

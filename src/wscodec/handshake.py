@@ -145,7 +145,7 @@ class HttpParser:
         self._scanned = 0  # bytes of _buffer already searched for the end of the head
 
     def feed(self, data: bytes) -> bool:
-        """Add received bytes; True once the head is complete (further bytes go to :attr:`leftover`)."""
+        """Add received bytes; True once the head is complete (further bytes go to ``leftover``)."""
         if self.complete:
             self.leftover += data
             return True
@@ -205,8 +205,8 @@ class ClientHandshake:
     """The client's half: :meth:`request_bytes` to send, :meth:`receive_data` with the server's bytes.
 
     ``extensions`` are factories (e.g. :class:`~wscodec.extensions.ClientPerMessageDeflate`), offered in
-    order. After a valid 101, :attr:`response`, :attr:`subprotocol`, :attr:`extensions` (negotiated
-    extension objects) and :attr:`leftover` (bytes the server sent after its head: frames) are set.
+    order. After a valid 101, ``response``, ``subprotocol``, ``extensions`` (negotiated
+    extension objects) and ``leftover`` (bytes the server sent after its head: frames) are set.
     """
 
     def __init__(
@@ -502,7 +502,7 @@ class ServerHandshake:
         return response
 
     def accept(self, *, subprotocol: str | None = _DEFAULT, extra_headers: Sequence[tuple[str, str]] = ()) -> bytes:
-        """The 101 response to send; sets :attr:`subprotocol`, :attr:`extensions` and :attr:`response`.
+        """The 101 response to send; sets ``subprotocol``, ``extensions`` and ``response``.
 
         ``subprotocol`` defaults to :meth:`select_subprotocol`; an explicit one must have been offered.
         """

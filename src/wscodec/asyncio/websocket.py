@@ -47,7 +47,7 @@ from ._hotpath_pure import Data
 from .browser_events import CloseEvent, ErrorEvent, Event, MessageEvent
 from .busy_poll import BusyPoller
 
-__all__ = ["CloseEvent", "ErrorEvent", "Event", "MessageEvent", "WebSocket"]
+__all__ = ["CloseEvent", "ConnectionLogger", "ErrorEvent", "Event", "MessageEvent", "WebSocket"]
 
 logger = logging.getLogger(__name__)
 
