@@ -696,9 +696,10 @@ class FrameQueue:
         """Everything queued since the last call, as a list of buffers to write in order, for
         ``transport.writelines`` or ``socket.sendmsg``: the zero-copy form of :meth:`data_to_send`.
 
-        An unmasked data frame of at least :data:`~wscodec.connection.ZERO_COPY_MIN` bytes whose payload is ``bytes``
-        (immutable, so it cannot change before it is written) is queued as its header followed by the
-        payload object itself, never copied; everything else is one buffer per frame. Empty list: nothing.
+        An unmasked data frame of at least :data:`~wscodec.connection.ZERO_COPY_MIN` bytes whose payload
+        is ``bytes`` (immutable, so it cannot change before it is written) is queued as its header followed
+        by the payload object itself, never copied; everything else is one buffer per frame. Empty list:
+        nothing.
         """
         out = self._out
         if not out:

@@ -26,7 +26,8 @@ __all__ = ["Compression", "Deflate", "extension_factories"]
 
 @dataclass(frozen=True)
 class Deflate:
-    """Tunable permessage-deflate (RFC 7692) for :func:`~wscodec.asyncio.serve` and :class:`~wscodec.asyncio.connect`.
+    """Tunable permessage-deflate (RFC 7692) for :func:`~wscodec.asyncio.serve` and
+    :class:`~wscodec.asyncio.connect`.
 
     ``server_max_window_bits``/``client_max_window_bits`` (9-15, None: 15) bound each side's LZ77 window:
     the server asks the client for ``client_max_window_bits`` when the client allows it, and the client

@@ -205,8 +205,8 @@ class ClientHandshake:
     """The client's half: :meth:`request_bytes` to send, :meth:`receive_data` with the server's bytes.
 
     ``extensions`` are factories (e.g. :class:`~wscodec.extensions.ClientPerMessageDeflate`), offered in
-    order. After a valid 101, ``response``, ``subprotocol``, ``extensions`` (negotiated
-    extension objects) and ``leftover`` (bytes the server sent after its head: frames) are set.
+    order. After a valid 101, ``response``, ``subprotocol``, ``extensions`` (negotiated extension objects)
+    and ``leftover`` (bytes the server sent after its head: frames) are set.
     """
 
     def __init__(

@@ -130,7 +130,8 @@ class Broker(abc.ABC):
 
 
 class InProcessBroker(Broker):
-    """The default: channels inside this process only, no dependency (what :func:`~wscodec.asyncio.broadcast` does).
+    """The default: channels inside this process only, no dependency (what
+    :func:`~wscodec.asyncio.broadcast` does).
 
     With several worker processes each has its own channels; share them through :class:`RedisBroker`.
     """
