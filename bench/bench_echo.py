@@ -1,5 +1,5 @@
 """Echo round trips: wscodec's asyncio server against websockets, aiohttp, picows and tornado, on asyncio's loop
-and on uvloop, beside a raw C TCP echo server (the physical floor).
+and on uvloop, and Node's ws with its native add-ons, beside a raw C TCP echo server (the physical floor).
 
     python bench/bench_echo.py [--quick] [--repeat 3] [--servers wscodec,picows@uvloop,...] [--inflight 1,64]
                                [--sizes 16,1024,65536] [--client c|raw|picows] [--deflate] [--loop uvloop]
@@ -8,7 +8,9 @@ Each server runs in its own process (``echo_servers.py``), compression off unles
 spec ``NAME@uvloop`` runs that server on uvloop (``--loop`` sets the default), and ``NAME+aiofastnet`` (or
 ``NAME@uvloop+aiofastnet``) on aiofastnet's transports instead of the loop's: wscodec's ``transport=``,
 picows' ``use_aiofastnet=`` (picows' own default), a patched loop for websockets and aiohttp. Like is compared
-with like only between specs on the same loop and transports. The default client, ``c``, is
+with like only between specs on the same loop and transports. ``node-ws`` is Node's ``ws`` on Node's own libuv
+loop (no ``@LOOP``, no ``+aiofastnet``); the first run installs it with ``npm ci`` (``_node_ws.py``), and the
+server's second line says whether its native add-ons loaded. The default client, ``c``, is
 a C program compiled for this run by ``_c_load.py`` with the system C compiler into a temporary directory: it
 keeps the messages in flight with non-blocking I/O and parses the echoes in place, so the servers, not the
 client, are what gets measured; ``floor``, a C TCP echo server compiled beside it, answers the upgrade with a
@@ -50,7 +52,9 @@ ROOT = os.path.dirname(HERE)
 SRC = os.path.join(ROOT, "src")
 
 OURS = "wscodec"
-ALL_SERVERS = ("wscodec", "wscodec-nowait", "websockets", "aiohttp", "picows", "tornado")
+ALL_SERVERS = ("wscodec", "wscodec-nowait", "websockets", "aiohttp", "picows", "tornado", "node-ws")
+#: Servers that bring their own event loop and sockets: no ``@LOOP`` and no ``+aiofastnet`` for them.
+OWN_LOOP = ("node-ws",)
 FLOOR = "floor"
 TARGETS = {"websockets": 2.0, "picows": 1.0}  # ours / peer, at 64 in flight, 16 B
 TARGET_CELL = (64, 16)
@@ -121,6 +125,7 @@ class ServerProcess:
         busy_poll: float | None = None,
     ) -> None:
         self.name = name
+        self.banner: list[str] = []  # what the server said after ``listening on`` (node-ws: its add-ons)
         env = dict(os.environ)
         env["PYTHONPATH"] = _wscodec_root() + os.pathsep + env.get("PYTHONPATH", "")
         if command is None:
@@ -150,8 +155,9 @@ class ServerProcess:
                     break
                 buf += chunk
                 if b"\n" in buf:
-                    line = buf.split(b"\n", 1)[0].decode()
+                    line, _, rest = buf.decode(errors="replace").partition("\n")
                     if line.startswith("listening on "):
+                        self.banner = [x for x in rest.splitlines() if x.startswith("add-ons:")]
                         return int(line.rsplit(" ", 1)[1])
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -486,13 +492,15 @@ def parse_spec(spec: str) -> tuple[str, str | None, str]:
 
 
 def _valid_spec(spec: str) -> bool:
-    """A known server, loop and transports; tornado uses no asyncio transports, so never aiofastnet's."""
+    """A known server, loop and transports; tornado uses no asyncio transports, so never aiofastnet's; Node's
+    ws runs on Node's loop and sockets only."""
     name, loop, transport = parse_spec(spec)
     return (
         name in ALL_SERVERS
         and loop in (None, "asyncio", "uvloop")
         and transport in ("loop", "aiofastnet")
         and not (name == "tornado" and transport == "aiofastnet")
+        and not (name in OWN_LOOP and (loop is not None or transport != "loop"))
     )
 
 
@@ -583,6 +591,13 @@ async def _run_all(args: argparse.Namespace) -> list[Cell]:
                     with open(payload_file, "w") as f:
                         json.dump(_json_records(max(args.sizes)), f)
                     C_CLIENT.append(payload_file)
+            if any(server_name(spec) == "node-ws" for spec in args.servers):
+                sys.path.insert(0, HERE)
+                import _node_ws
+
+                problem = _node_ws.install()  # npm ci, the first time: not a cost of any cell
+                if problem is not None:
+                    raise SystemExit(f"node-ws: {problem}")
             for spec in args.servers:
                 name, loop, transport = parse_spec(spec)
                 servers[spec] = ServerProcess(
@@ -593,6 +608,8 @@ async def _run_all(args: argparse.Namespace) -> list[Cell]:
                     transport=transport,
                     busy_poll=args.busy_poll,
                 )
+                for line in servers[spec].banner:
+                    print(f"{spec}: {line}", flush=True)
             if args.client == "c" and not args.no_floor:
                 spin_us = str(round(args.busy_poll * 1e6)) if args.busy_poll else "0"
                 servers[FLOOR] = ServerProcess(FLOOR, cpu=args.server_cpu, command=[echo_exe, "900", spin_us])
@@ -687,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(
             f"unknown servers: {', '.join(sorted(unknown))} (NAME[@uvloop][+aiofastnet], NAME from "
-            f"{', '.join(ALL_SERVERS)}; tornado uses no asyncio transports)"
+            f"{', '.join(ALL_SERVERS)}; tornado uses no asyncio transports; node-ws runs on Node's own loop)"
         )
     if args.busy_poll is not None and not 0 < args.busy_poll <= 0.01:
         parser.error("--busy-poll must be in (0, 0.01] seconds")

@@ -4,7 +4,9 @@
                                       [--transport loop|aiofastnet]
 
 NAME is one of ``wscodec`` (``async for`` and ``await send``), ``wscodec-nowait`` (an ``onmessage`` callback
-answering with ``send_nowait``), ``websockets``, ``aiohttp``, ``picows``, ``tornado``. Every server echoes text as
+answering with ``send_nowait``), ``websockets``, ``aiohttp``, ``picows``, ``tornado``, ``node-ws`` (Node's ``ws``
+with its native add-ons: this process becomes ``node bench/node/ws_echo_server.js``, on Node's own libuv loop,
+whatever ``--loop``; ``_node_ws.py`` installs it). Every server echoes text as
 text and binary as binary, with compression off (``--deflate``: permessage-deflate on, except picows, which has
 none) and a message limit above the largest benchmark message, on the default asyncio event loop or on uvloop
 (``--loop uvloop``; tornado runs on whichever asyncio loop is current), on the loop's own transports or on
@@ -222,6 +224,9 @@ async def start_tornado(host: str, port: int) -> tuple[int, Callable[[], Awaitab
     return int(sockets[0].getsockname()[1]), stop
 
 
+#: Not a Python server: main() replaces this process with Node running bench/node/ws_echo_server.js.
+NODE_WS = "node-ws"
+
 SERVERS: dict[str, _Starter] = {
     "wscodec": start_wscodec,
     "wscodec-nowait": start_wscodec_nowait,
@@ -258,7 +263,7 @@ async def _run(name: str, host: str, port: int, lifetime: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=sorted(SERVERS))
+    parser.add_argument("name", choices=sorted([*SERVERS, NODE_WS]))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--lifetime", type=float, default=600.0, help="exit after this many seconds")
@@ -271,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         "--busy-poll", type=float, metavar="SECONDS", help="keep the loop polling this long after each message"
     )
     args = parser.parse_args(argv)
+    if args.name == NODE_WS:
+        return _exec_node_ws(args)
     global DEFLATE, TRANSPORT, BUSY_POLL
     DEFLATE = args.deflate
     TRANSPORT = args.transport
@@ -282,6 +289,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         asyncio.run(_run(args.name, args.host, args.port, args.lifetime))
     return 0
+
+
+def _exec_node_ws(args: argparse.Namespace) -> int:
+    """Become Node's ws echo server (the same process: the benchmark's pid, CPU time and affinity stay valid)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _node_ws
+
+    if args.transport != "loop":
+        raise SystemExit("node-ws runs on Node's own sockets: --transport aiofastnet does not apply")
+    problem = _node_ws.install()
+    if problem is not None:
+        raise SystemExit(problem)
+    command = _node_ws.server_command(
+        args.host, args.port, deflate=args.deflate, lifetime=args.lifetime, busy_poll=args.busy_poll
+    )
+    sys.stdout.flush()
+    os.execv(command[0], command)
+    return 1  # not reached: execv returns only by raising
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ run (above 1.00 wscodec is faster), the target, and whether it is met. The raw n
 DIR`` (the benchmarks' own JSON) for a closer look, and every line of the benchmarks' own output is shown as
 they run.
 
-* echo: ``bench_echo.py`` with the C load client, every server on asyncio's loop and on uvloop, the raw C
+* echo: ``bench_echo.py`` with the C load client, every Python server on asyncio's loop and on uvloop, Node's
+  ``ws`` with its native add-ons (installed by ``npm ci`` into ``bench/node`` on the first run), the raw C
   TCP echo as the floor, 1, 8 and 64 messages in flight, 16 B, 1 KiB and 64 KiB;
 * echo with busy polling: the same at 1 in flight, 16 B and 1 KiB, with ``--busy-poll 50e-6`` (every server
   and the floor polling alike; an opt-in setting, reported beside the cells, without a target);
@@ -36,14 +37,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # bench_echo, beside this file, parses the echo server specs
 from bench_echo import server_name  # noqa: E402
 
-#: The echo servers: ours in both styles, every peer, each on asyncio's loop and on uvloop; and the two
+#: The echo servers: ours in both styles, every Python peer, each on asyncio's loop and on uvloop; the two
 #: libraries with a transport option, wscodec and picows (whose default it is), on uvloop with aiofastnet's
-#: transports too. Each side's fastest variant counts, from the same menu.
-ECHO_SERVERS = [
-    f"{name}{loop}"
-    for name in ("wscodec", "wscodec-nowait", "websockets", "aiohttp", "picows", "tornado")
-    for loop in ("", "@uvloop")
-] + [f"{name}@uvloop+aiofastnet" for name in ("wscodec", "wscodec-nowait", "picows")]
+#: transports too; and Node's ws with its native add-ons, on Node's own loop. Each side's fastest variant
+#: counts, from the same menu.
+ECHO_SERVERS = (
+    [
+        f"{name}{loop}"
+        for name in ("wscodec", "wscodec-nowait", "websockets", "aiohttp", "picows", "tornado")
+        for loop in ("", "@uvloop")
+    ]
+    + [f"{name}@uvloop+aiofastnet" for name in ("wscodec", "wscodec-nowait", "picows")]
+    + ["node-ws"]
+)
 
 OURS = {"wscodec": "async for", "wscodec-nowait": "onmessage + send_nowait"}
 #: The benchmarks run, each writing ``NAME.json``.
@@ -211,19 +217,31 @@ def _run(command: list[str], timeout: float) -> None:
         print(f"(stopped after {timeout:.0f} s)")
 
 
+def echo_servers() -> list[str]:
+    """:data:`ECHO_SERVERS`, with Node's ws installed first (``npm ci``); without it when that fails, said why."""
+    import _node_ws
+
+    problem = _node_ws.install()
+    if problem is None:
+        return list(ECHO_SERVERS)
+    print(f"node-ws left out of this run: {problem}", flush=True)
+    return [s for s in ECHO_SERVERS if server_name(s) != "node-ws"]
+
+
 def run_all(directory: str, quick: bool) -> dict[str, dict[str, Any]]:
     """Run each benchmark with ``--json`` into ``directory``; return what each wrote (see its output above
     for one that wrote nothing)."""
     py = sys.executable
     files = {name: os.path.join(directory, name + ".json") for name in BENCHMARKS}
-    echo = [py, os.path.join(HERE, "bench_echo.py"), "--servers", ",".join(ECHO_SERVERS)]
+    servers = echo_servers()
+    echo = [py, os.path.join(HERE, "bench_echo.py"), "--servers", ",".join(servers)]
     echo += ["--inflight", "1,8,64", "--sizes", "16,1024,65536", "--json", files["echo"]]
     if quick:
         timing = ["--duration", "0.5", "--warmup", "0.2", "--repeat", "1"]
     else:
         timing = ["--duration", "1", "--repeat", "3"]
     _run(echo + timing, 3600)
-    polled = [py, os.path.join(HERE, "bench_echo.py"), "--servers", ",".join(ECHO_SERVERS), "--inflight", "1"]
+    polled = [py, os.path.join(HERE, "bench_echo.py"), "--servers", ",".join(servers), "--inflight", "1"]
     polled += ["--sizes", "16,1024", "--busy-poll", repr(BUSY_POLL), "--json", files["echo_busy_poll"]]
     _run(polled + timing, 1800)
     _run([py, os.path.join(HERE, "bench_connection.py"), "--live-only", "--json", files["connection"]]

@@ -35,7 +35,7 @@ tar -C "$ROOT" -c \
     --exclude=.git --exclude='.venv*' --exclude=build --exclude=dist --exclude=wheelhouse \
     --exclude='*.egg-info' --exclude='*.so' --exclude='*.pyd' --exclude='__pycache__' \
     --exclude='.mypy_cache' --exclude='.ruff_cache' --exclude='.pytest_cache' --exclude='.hypothesis' \
-    --exclude='.benchmarks' --exclude='src/wscodec/*.c' --exclude='src/wscodec/asyncio/*.c' \
+    --exclude='.benchmarks' --exclude=node_modules --exclude='src/wscodec/*.c' --exclude='src/wscodec/asyncio/*.c' \
     --exclude='src/wscodec/_speedups.html' . \
     | tar -C "$TMP/tree" -x
 [ -f "$TMP/tree/src/wscodec/_speedups.pyx" ] || fail "src/wscodec/_speedups.pyx is missing"
@@ -76,7 +76,8 @@ step "sdist contents"
 tar -tzf "$SDIST" >"$TMP/sdist.txt"
 for f in src/wscodec/_speedups.pyx src/wscodec/_speedups.pxd src/wscodec/_pure.py src/wscodec/asyncio/_hotpath.pyx \
          src/wscodec/asyncio/_hotpath_pure.py src/wscodec/_demo.html src/wscodec/py.typed \
-         setup.py pyproject.toml README.md MANIFEST.in LICENSE CONTRIBUTING.md CHANGELOG.md; do
+         setup.py pyproject.toml README.md MANIFEST.in LICENSE CONTRIBUTING.md CHANGELOG.md \
+         bench/node/package.json bench/node/package-lock.json bench/node/ws_echo_server.js tests/interop/node_ws_client.js; do
     grep -q "^wscodec-[^/]*/$f\$" "$TMP/sdist.txt" || fail "sdist lacks $f"
 done
 for h in "$TMP"/tree/src/wscodec/*.h; do

@@ -160,3 +160,31 @@ def test_echo_specs_name_loop_and_transport() -> None:
         echo.main(["--servers", "tornado+aiofastnet"])
     with pytest.raises(SystemExit):
         echo.main(["--servers", "picows@uvloop+fast"])
+
+
+def test_node_ws_is_a_peer_on_its_own_loop() -> None:
+    """Node's ws runs on Node's libuv loop and sockets: one spec, no ``@LOOP``, no ``+aiofastnet``; in the
+    table it is a peer like any other."""
+    echo = _load("bench_echo")
+    table = _load("speed_table")
+    assert "node-ws" in table.ECHO_SERVERS
+    assert echo._valid_spec("node-ws") and not echo._is_ours("node-ws")
+    for spec in ("node-ws@uvloop", "node-ws@asyncio", "node-ws+aiofastnet"):
+        assert not echo._valid_spec(spec), spec
+        with pytest.raises(SystemExit):
+            echo.main(["--servers", spec])
+    rows = {
+        r.cell: r
+        for r in table.echo_rows(
+            {"cells": [_cell("wscodec-nowait@uvloop", 1, 16, 20_000), _cell("node-ws", 1, 16, 25_000)]}
+        )
+    }
+    lone = rows["echo, 1 in flight, 16 B, onmessage + send_nowait"]
+    assert lone.ratio == pytest.approx(20_000 / 25_000)
+    assert "node-ws" in lone.detail
+
+
+def test_node_ws_server_refuses_other_transports() -> None:
+    servers = _load("echo_servers")
+    with pytest.raises(SystemExit, match="aiofastnet does not apply"):
+        servers.main(["node-ws", "--transport", "aiofastnet"])
