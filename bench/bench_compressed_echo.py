@@ -1,5 +1,6 @@
-"""Compressed echo throughput: wscodec's asyncio server against websockets', permessage-deflate on (each
-library's defaults), a 16 KiB JSON text message, 1 and 64 messages in flight.
+"""Compressed echo throughput: wscodec's asyncio server against websockets' and Node's ws (with its native
+add-ons), permessage-deflate on (each library's defaults), a 16 KiB JSON text message, 1 and 64 messages in
+flight.
 
     python bench/bench_compressed_echo.py [--duration S] [--inflight 1,64]
     BENCH_DEFLATE_LEVEL=6 BENCH_DEFLATE_MEMLEVEL=5 python bench/bench_compressed_echo.py  # other server settings
@@ -7,8 +8,9 @@ library's defaults), a 16 KiB JSON text message, 1 and 64 messages in flight.
 Each server runs in its own process; one client (wscodec's asyncio client, the same for both servers) keeps
 ``inflight`` messages outstanding on one connection for ``--duration`` seconds after a warm-up, and counts
 round trips. Every echo is compressed by the server and inflated by the client, and the other way round, so
-the client's cost is in the figure too, equally for both servers. The last line is the ratio
-wscodec / websockets for each column.
+the client's cost is in the figure too, equally for every server. The last lines are the ratios
+wscodec / peer for each column. Node's ws is installed by ``npm ci`` into ``bench/node`` on first use
+(``_node_ws.py``); where that fails it is left out, and the output says why.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _node_ws
 from bench_deflate_memory import big_json
+
+#: The peers, each with permessage-deflate: websockets in Python, ws in Node.
+PEERS = ("websockets", "node-ws")
 
 
 def free_port() -> int:
@@ -97,11 +103,14 @@ async def drive(port: int, message: str, inflight: int, warmup: float, duration:
 
 def measure(kind: str, message: str, inflights: list[int], warmup: float, duration: float) -> dict[int, float]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(port)],
-                            stdout=subprocess.PIPE, text=True)
+    if kind == "node-ws":
+        command = _node_ws.server_command("127.0.0.1", port, deflate=True, lifetime=600.0)
+    else:
+        command = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "READY":
+        if proc.stdout.readline().strip() not in ("READY", f"listening on {port}"):
             raise RuntimeError(f"{kind} server did not start")
         rates = {}
         for inflight in inflights:
@@ -130,12 +139,21 @@ def main() -> None:
     json.loads(message)
     inflights = [int(x) for x in args.inflight.split(",")]
     print(f"compressed echo, {len(message)} B JSON text, python {sys.version.split()[0]}")
+    peers = list(PEERS)
+    problem = _node_ws.install()
+    if problem is not None:
+        print(f"  node-ws left out: {problem}", flush=True)
+        peers.remove("node-ws")
     ours = measure("wscodec", message, inflights, args.warmup, args.duration)
-    theirs = measure("websockets", message, inflights, args.warmup, args.duration)
-    print("  ratio wscodec/websockets: " + ", ".join(f"{n} in flight {ours[n] / theirs[n]:.2f}x" for n in inflights))
+    results: dict[str, object] = {"size": len(message), "wscodec": ours}
+    for peer in peers:
+        theirs = measure(peer, message, inflights, args.warmup, args.duration)
+        results[peer] = theirs
+        ratios = ", ".join(f"{n} in flight {ours[n] / theirs[n]:.2f}x" for n in inflights)
+        print(f"  ratio wscodec/{peer}: {ratios}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"size": len(message), "wscodec": ours, "websockets": theirs}, fh, indent=1)
+            json.dump(results, fh, indent=1)
 
 
 if __name__ == "__main__":

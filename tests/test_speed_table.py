@@ -96,7 +96,11 @@ def test_send_receive_utf8_and_deflate_rows() -> None:
             },
         },
         "utf8": {"ns": {"chinese 4 KiB": {"node": 340.0, "ours": 310.0, "feed": 400.0}}},
-        "deflate": {"wscodec": {"1": 4600.0}, "websockets": {"1": 2300.0}},
+        "deflate": {
+            "wscodec": {"1": 4600.0, "64": 9000.0},
+            "websockets": {"1": 2300.0, "64": 3000.0},
+            "node-ws": {"1": 2000.0, "64": 4500.0},
+        },
     }
     rows = {r.cell: r for r in table.table(results)}
     send = rows["send one frame, 16 B (send_binary + data_to_send)"]
@@ -110,7 +114,9 @@ def test_send_receive_utf8_and_deflate_rows() -> None:
     assert rows["receive_data, 16 B binary"].verdict == "not measured"
     utf8 = rows["validate_utf8 and feed, chinese 4 KiB"]
     assert utf8.ratio == pytest.approx(340 / 400)  # the slower of the one-shot and the incremental validator
-    assert rows["compressed echo, 16 KiB JSON, 1 in flight"].ratio == pytest.approx(2.0)
+    assert rows["compressed echo, 16 KiB JSON, 1 in flight"].ratio == pytest.approx(2.0)  # websockets fastest
+    many = rows["compressed echo, 16 KiB JSON, 64 in flight"]
+    assert many.ratio == pytest.approx(2.0) and "node-ws 4,500" in many.detail  # Node's ws fastest
     text = table.format_table(list(rows.values()))
     assert "NOT MET" in text and "1.17" in text and text.count("\n") == len(rows)
 
