@@ -1,9 +1,9 @@
 """Node's ``ws`` (8.23, with its native add-ons bufferutil and utf-8-validate) and wscodec, over loopback.
 
-Our asyncio client talks to ws' echo server (``bench/node/ws_echo_server.js``, the echo benchmark's
-``node-ws`` peer), with and without permessage-deflate: text, binary, a 1 MiB message, a fragmented message,
-a ping and a clean close; a message over ws' ``maxPayload`` gets close code 1009 and a fresh client is still
-served. ws' client (``node_ws_client.js``) talks to our server. The packages come from ``bench/node``'s lock
+Our asyncio client and our threaded client talk to ws' echo server (``bench/node/ws_echo_server.js``, the echo
+benchmark's ``node-ws`` peer), with and without permessage-deflate: text, binary, a 1 MiB message, a fragmented
+message, a ping and a clean close; a message over ws' ``maxPayload`` gets close code 1009 and a fresh client is
+still served. ws' client (``node_ws_client.js``) talks to our server. The packages come from ``bench/node``'s lock
 file, installed by ``npm ci`` on first use (``bench/_node_ws.py``). Without node or npm the tests skip, and
 fail when ``CI`` is set (``tests/_system.py``); so does an ``npm ci`` that cannot reach the registry.
 """
@@ -15,8 +15,11 @@ import contextlib
 import json
 import os
 import platform
+import selectors
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,6 +27,7 @@ from typing import Any
 import pytest
 from _system import in_ci, require_program
 
+from wscodec import sync
 from wscodec.asyncio import connect, serve
 from wscodec.errors import ConnectionClosedError
 
@@ -52,6 +56,12 @@ def node_ws() -> ModuleType:
     return _node_ws
 
 
+def _check_add_ons(line: str) -> None:
+    assert line.startswith("add-ons: "), line
+    if sys.platform == "linux" and platform.machine() == "x86_64":  # where the packages ship prebuilt binaries
+        assert "bufferutil=native" in line, line
+
+
 @contextlib.asynccontextmanager
 async def ws_echo_server(node_ws: ModuleType, *, deflate: bool, max_payload: int = 16 * MIB) -> AsyncIterator[int]:
     """ws' echo server on a free loopback port: yields the port, checks the add-ons, stops the process."""
@@ -64,10 +74,7 @@ async def ws_echo_server(node_ws: ModuleType, *, deflate: bool, max_payload: int
         assert proc.stdout is not None
         first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         assert first.startswith("listening on "), first + (await proc.stderr.read()).decode()  # type: ignore[union-attr]
-        add_ons = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
-        assert add_ons.startswith("add-ons: "), add_ons
-        if sys.platform == "linux" and platform.machine() == "x86_64":  # where the packages ship prebuilt binaries
-            assert "bufferutil=native" in add_ons, add_ons
+        _check_add_ons((await asyncio.wait_for(proc.stdout.readline(), 10)).decode())
         yield int(first.split()[-1])
     finally:
         if proc.returncode is None:
@@ -96,6 +103,55 @@ async def test_our_client_against_ws_server(node_ws: ModuleType, deflate: bool) 
             assert await asyncio.wait_for(ws.recv(), 10) == b"".join(pieces)
             assert await asyncio.wait_for(ws.ping(b"are you there"), 10) >= 0.0
             await ws.close()
+        assert ws.close_code == 1000
+
+
+@contextlib.contextmanager
+def ws_echo_server_process(node_ws: ModuleType, *, deflate: bool) -> Iterator[int]:
+    """The same server for the threaded client, without an event loop: yields the port."""
+    command = node_ws.server_command("127.0.0.1", 0, deflate=deflate, lifetime=120.0)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        buf = b""
+        deadline = time.monotonic() + 30
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while len(lines) < 2 and time.monotonic() < deadline:
+                if sel.select(deadline - time.monotonic()):
+                    chunk = os.read(proc.stdout.fileno(), 4096)
+                    assert chunk, f"ws' server exited: {buf!r}"
+                    buf += chunk
+                    *done, rest = buf.split(b"\n")
+                    lines += [x.decode() for x in done]
+                    buf = rest
+        assert len(lines) >= 2 and lines[0].startswith("listening on "), lines
+        _check_add_ons(lines[1])
+        yield int(lines[0].split()[-1])
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+def test_our_threaded_client_against_ws_server(node_ws: ModuleType, deflate: bool) -> None:
+    text = "héllo ✓ 🚀 " * 50
+    big = os.urandom(MIB)
+    with ws_echo_server_process(node_ws, deflate=deflate) as port:
+        with sync.connect(
+            f"ws://127.0.0.1:{port}/", compression="deflate" if deflate else None, max_size=4 * MIB, proxy=None
+        ) as ws:
+            extensions = ws.response.header("Sec-WebSocket-Extensions") if ws.response else None
+            assert (extensions or "").startswith("permessage-deflate") is deflate, extensions
+            ws.send(text)
+            assert ws.recv(timeout=10) == text
+            ws.send(big)
+            assert ws.recv(timeout=10) == big
+            ws.send([b"one ", b"two"])  # a fragmented message, echoed whole
+            assert ws.recv(timeout=10) == b"one two"
+            assert ws.ping(b"ping").wait(10)
+            ws.close()
         assert ws.close_code == 1000
 
 
