@@ -5,7 +5,7 @@ flight.
     python bench/bench_compressed_echo.py [--duration S] [--inflight 1,64]
     BENCH_DEFLATE_LEVEL=6 BENCH_DEFLATE_MEMLEVEL=5 python bench/bench_compressed_echo.py  # other server settings
 
-Each server runs in its own process; one client (wscodec's asyncio client, the same for both servers) keeps
+Each server runs in its own process; one client (wscodec's asyncio client, the same for every server) keeps
 ``inflight`` messages outstanding on one connection for ``--duration`` seconds after a warm-up, and counts
 round trips. Every echo is compressed by the server and inflated by the client, and the other way round, so
 the client's cost is in the figure too, equally for every server. The last lines are the ratios
