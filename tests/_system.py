@@ -16,12 +16,13 @@ when the environment variable ``CI`` is set (``.ci/run`` installs every such pro
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 
 import pytest
 
-__all__ = ["in_ci", "missing", "require_program"]
+__all__ = ["in_ci", "missing", "require_program", "run_program"]
 
 
 def in_ci() -> bool:
@@ -52,3 +53,21 @@ def require_program(name: str, package: str, *, env: str | None = None, hint: st
         missing(f"the program `{name}`", package, hint=hint)
     assert found is not None  # missing() raised
     return found
+
+
+async def run_program(*command: str, timeout: float, env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
+    """Run ``command`` to its end, its output captured: (exit status, stdout, stderr). After ``timeout``
+    seconds it is killed and :class:`TimeoutError` raised, so a hung peer program cannot hang the test."""
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+        raise TimeoutError(f"{command[0]} did not finish in {timeout} s") from None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, stdout, stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -53,3 +54,14 @@ def test_missing_program_fails_under_ci(tmp_path: Path, value: str) -> None:
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1 failed, 1 passed" in out.stdout
     assert "required when CI is set" in out.stdout
+
+
+async def test_run_program_returns_status_and_output_and_kills_a_hung_program() -> None:
+    from _system import run_program
+
+    code, out, err = await run_program(sys.executable, "-c", "import sys; print('out'); sys.exit(3)", timeout=30)
+    assert (code, out.strip(), err) == (3, b"out", b"")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TimeoutError):
+        await run_program(sys.executable, "-c", "import time; time.sleep(60)", timeout=0.5)
+    assert asyncio.get_running_loop().time() - started < 30  # killed, not waited for

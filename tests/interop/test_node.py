@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _system import require_program
+from _system import require_program, run_program
 
 from wscodec.asyncio import serve
 
@@ -49,26 +49,14 @@ async def test_node_client_against_our_server() -> None:
         record["close"] = (ws.close_code, ws.close_reason)
 
     async with serve(handler, "127.0.0.1", 0, subprotocols=("superchat", "chat"), max_size=4 * 2**20) as server:
-        proc = await asyncio.create_subprocess_exec(
-            *node,
-            str(SCRIPT),
-            f"ws://127.0.0.1:{server.port}/",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        returncode, stdout, stderr = await run_program(*node, str(SCRIPT), f"ws://127.0.0.1:{server.port}/", timeout=60)
         # Let the handlers see the end of their connections.
         for _ in range(100):
             if len(seen) == 2 and all("close" in r for r in seen):
                 break
             await asyncio.sleep(0.05)
 
-    assert proc.returncode == 0, stderr.decode()
+    assert returncode == 0, stderr.decode()
     result = json.loads(stdout.decode().strip().splitlines()[-1])
     client, server_closed = result["client"], result["server"]
 

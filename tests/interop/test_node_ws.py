@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from _system import in_ci, require_program
+from _system import in_ci, require_program, run_program
 
 from wscodec import sync
 from wscodec.asyncio import connect, serve
@@ -180,26 +180,15 @@ async def test_ws_client_against_our_server(node_ws: ModuleType) -> None:
 
     async with serve(echo, "127.0.0.1", 0, max_size=4 * MIB) as server:
         env = dict(os.environ, NODE_PATH=os.path.join(node_ws.NODE_DIR, "node_modules"))
-        proc = await asyncio.create_subprocess_exec(
-            require_program("node", "nodejs"),
-            str(CLIENT_SCRIPT),
-            f"ws://127.0.0.1:{server.port}/",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
+        returncode, stdout, stderr = await run_program(
+            require_program("node", "nodejs"), str(CLIENT_SCRIPT), f"ws://127.0.0.1:{server.port}/", timeout=60, env=env
         )
-        try:
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         for _ in range(100):  # the handler sees the end of its connection
             if closes:
                 break
             await asyncio.sleep(0.05)
 
-    assert proc.returncode == 0, stderr.decode()
+    assert returncode == 0, stderr.decode()
     seen = json.loads(stdout.decode().strip().splitlines()[-1])
     assert seen["errors"] == [], seen
     assert seen["opened"] is True
