@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import platform
-import selectors
-import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,16 +36,21 @@ CLIENT_SCRIPT = Path(__file__).with_name("node_ws_client.js")
 MIB = 1 << 20
 
 
+def _from_bench(name: str) -> ModuleType:
+    """A module of ``bench/``: ``_node_ws`` (ws' install and command line), ``bench_echo`` (its server runner)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
 @pytest.fixture(scope="module")
 def node_ws() -> ModuleType:
     """bench/_node_ws.py, with the pinned packages installed."""
     require_program("node", "nodejs", hint="version 20 or later")
     require_program("npm", "npm")
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import _node_ws
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    _node_ws = _from_bench("_node_ws")
     problem = _node_ws.install()
     if problem is not None:
         if in_ci():
@@ -62,24 +65,18 @@ def _check_add_ons(line: str) -> None:
         assert "bufferutil=native" in line, line
 
 
-@contextlib.asynccontextmanager
-async def ws_echo_server(node_ws: ModuleType, *, deflate: bool, max_payload: int = 16 * MIB) -> AsyncIterator[int]:
-    """ws' echo server on a free loopback port: yields the port, checks the add-ons, stops the process."""
+@contextlib.contextmanager
+def ws_echo_server(node_ws: ModuleType, *, deflate: bool, max_payload: int = 16 * MIB) -> Iterator[int]:
+    """ws' echo server on a free loopback port, started and stopped as the echo benchmark does
+    (``bench_echo.ServerProcess``, bounded waits): yields the port, once the add-ons line is checked."""
     command = node_ws.server_command("127.0.0.1", 0, deflate=deflate, lifetime=120.0)
-    command += ["--max-payload", str(max_payload)]
-    proc = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
+    server = _from_bench("bench_echo").ServerProcess("node-ws", command=[*command, "--max-payload", str(max_payload)])
     try:
-        assert proc.stdout is not None
-        first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        assert first.startswith("listening on "), first + (await proc.stderr.read()).decode()  # type: ignore[union-attr]
-        _check_add_ons((await asyncio.wait_for(proc.stdout.readline(), 10)).decode())
-        yield int(first.split()[-1])
+        assert server.banner, "ws' server did not say which add-ons it runs with"
+        _check_add_ons(server.banner[0])
+        yield server.port
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
+        server.stop()
 
 
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
@@ -88,7 +85,7 @@ async def test_our_client_against_ws_server(node_ws: ModuleType, deflate: bool) 
     small = bytes(range(256))
     big = os.urandom(MIB)
     pieces = [b"frag-1 ", b"frag-2 ", b"frag-3"]
-    async with ws_echo_server(node_ws, deflate=deflate) as port:
+    with ws_echo_server(node_ws, deflate=deflate) as port:
         async with connect(
             f"ws://127.0.0.1:{port}/", compression="deflate" if deflate else None, max_size=4 * MIB
         ) as ws:
@@ -106,39 +103,11 @@ async def test_our_client_against_ws_server(node_ws: ModuleType, deflate: bool) 
         assert ws.close_code == 1000
 
 
-@contextlib.contextmanager
-def ws_echo_server_process(node_ws: ModuleType, *, deflate: bool) -> Iterator[int]:
-    """The same server for the threaded client, without an event loop: yields the port."""
-    command = node_ws.server_command("127.0.0.1", 0, deflate=deflate, lifetime=120.0)
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        buf = b""
-        deadline = time.monotonic() + 30
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            while len(lines) < 2 and time.monotonic() < deadline:
-                if sel.select(deadline - time.monotonic()):
-                    chunk = os.read(proc.stdout.fileno(), 4096)
-                    assert chunk, f"ws' server exited: {buf!r}"
-                    buf += chunk
-                    *done, rest = buf.split(b"\n")
-                    lines += [x.decode() for x in done]
-                    buf = rest
-        assert len(lines) >= 2 and lines[0].startswith("listening on "), lines
-        _check_add_ons(lines[1])
-        yield int(lines[0].split()[-1])
-    finally:
-        proc.kill()
-        proc.wait(10)
-
-
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
 def test_our_threaded_client_against_ws_server(node_ws: ModuleType, deflate: bool) -> None:
     text = "héllo ✓ 🚀 " * 50
     big = os.urandom(MIB)
-    with ws_echo_server_process(node_ws, deflate=deflate) as port:
+    with ws_echo_server(node_ws, deflate=deflate) as port:
         with sync.connect(
             f"ws://127.0.0.1:{port}/", compression="deflate" if deflate else None, max_size=4 * MIB, proxy=None
         ) as ws:
@@ -156,7 +125,7 @@ def test_our_threaded_client_against_ws_server(node_ws: ModuleType, deflate: boo
 
 
 async def test_ws_server_closes_an_oversized_message_with_1009(node_ws: ModuleType) -> None:
-    async with ws_echo_server(node_ws, deflate=False, max_payload=1024) as port:
+    with ws_echo_server(node_ws, deflate=False, max_payload=1024) as port:
         async with connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
             await ws.send(b"x" * 1024)  # at the limit: echoed
             assert await asyncio.wait_for(ws.recv(), 10) == b"x" * 1024
