@@ -277,6 +277,36 @@ def test_10_4_message_at_the_limit_passes() -> None:
 def test_small_limit_still_allows_control_frames() -> None:
     conn = server(max_message_size=4)
     assert conn.receive_data(client_frame(9, b"p" * 125)) == [Ping(b"p" * 125)]
+    assert conn.receive_data(client_frame(10, b"q" * 125)) == [Pong(b"q" * 125)]
+
+
+@pytest.mark.parametrize("stream_messages", [False, True])
+@pytest.mark.parametrize(
+    ("limit", "frames"),
+    [
+        (10, [(2, b"x" * 100, True)]),
+        (10, [(1, b"y" * 11, True)]),
+        (0, [(2, b"z", True)]),
+        (100, [(2, b"x" * 60, False), (0, b"x" * 60, True)]),
+        (100, [(1, b"y" * 60, False), (9, b"ping", True), (0, b"y" * 41, True)]),
+    ],
+    ids=["one-frame", "text", "limit-0", "two-fragments", "fragments-and-a-ping"],
+)
+def test_10_4_a_limit_below_125_bytes_is_kept_too(limit: int, frames: list, stream_messages: bool) -> None:
+    """Control frames may carry 125 bytes whatever the limit, so the frame decoder lets them through; data
+    messages over a smaller max_message_size are still refused with 1009, in one read or byte by byte."""
+    data = b"".join(client_frame(opcode, payload, fin=fin) for opcode, payload, fin in frames)
+    for step in (len(data), 1):
+        conn = server(max_message_size=limit)
+        conn.stream_messages = stream_messages
+        events = []
+        for i in range(0, len(data), step):
+            events += conn.receive_data(data[i : i + step])
+        violations = [e for e in events if isinstance(e, ProtocolViolation)]
+        assert [v.code for v in violations] == [1009], events
+        assert not [e for e in events if isinstance(e, (TextMessage, BinaryMessage))]
+        assert sum(len(e.data) for e in events if isinstance(e, (TextFragment, BinaryFragment))) <= limit
+        assert sent_close_code(conn) == 1009
 
 
 def test_stream_messages_delivers_fragments() -> None:
@@ -503,6 +533,33 @@ def test_7692_rsv1_on_continuation_or_control_is_an_error(opcode: int) -> None:
     prefix = client_frame(1, b"a", fin=False) if opcode == 0 else b""
     events = srv.receive_data(prefix + client_frame(opcode, b"b", rsv1=True))
     assert isinstance(events[0], ProtocolViolation) and events[0].code == 1002
+
+
+# RFC 7692 section 7.2.3.1: "Hello" as a final DEFLATE block (BFINAL set) and one more 0x00 byte.
+HELLO_BFINAL = bytes.fromhex("f348cdc9c9070000")
+
+
+@pytest.mark.parametrize("split", range(1, len(HELLO_BFINAL)))
+@pytest.mark.parametrize("delivery", ["one read", "two reads", "a ping between"])
+def test_7692_a_final_deflate_block_decodes_however_its_message_is_fragmented(split: int, delivery: str) -> None:
+    """A sender may cut a message into fragments anywhere (RFC 6455 section 5.4), so the byte after the final
+    block may come in a frame of its own; the message decodes whichever read that frame arrives in, and the
+    next message (a new DEFLATE stream) decodes too."""
+    _client, srv = deflate_pair({}, {})
+    first = client_frame(1, HELLO_BFINAL[:split], fin=False, rsv1=True)
+    second = client_frame(0, HELLO_BFINAL[split:])
+    ping = client_frame(9, b"still there?")
+    if delivery == "one read":
+        events = srv.receive_data(first + second)
+    elif delivery == "two reads":
+        events = srv.receive_data(first) + srv.receive_data(second)
+    else:
+        events = srv.receive_data(first + ping) + srv.receive_data(second)
+    expected = [TextMessage("Hello")] if delivery != "a ping between" else [Ping(b"still there?"), TextMessage("Hello")]
+    assert events == expected
+    assert srv.receive_data(client_frame(1, HELLO_BFINAL, rsv1=True)) == [TextMessage("Hello")]
+    assert srv.state is OPEN
+    assert [f.opcode for f in sent_frames(srv)] == ([10] if delivery == "a ping between" else [])
 
 
 def test_7692_no_compression_when_the_server_declines() -> None:

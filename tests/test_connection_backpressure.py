@@ -80,11 +80,14 @@ def test_a_held_pong_goes_out_before_a_failure_close() -> None:
     assert frames[1][0] == 8 and frames[1][1][:2] == (1007).to_bytes(2, "big")
 
 
-def test_no_pong_after_our_close() -> None:
+def test_a_pong_held_after_our_close_goes_out_once_released() -> None:
+    """RFC 6455 section 5.5.2: a Ping that arrives while we wait for the peer's Close is still answered;
+    under backpressure its Pong waits, like any other, for the transport to drain."""
     conn = server()
     conn.close()
     conn.data_to_send()
     conn.hold_pongs()
-    conn.receive_data(ping(b"late"))
-    conn.release_pongs()
+    conn.receive_data(ping(b"late") + ping(b"later"))
     assert conn.data_to_send() == b""
+    conn.release_pongs()
+    assert sent_frames(conn) == [(10, b"later")]

@@ -122,19 +122,26 @@ def test_frames_after_the_peers_close_are_ignored() -> None:
     assert conn.data_to_send() == b""
 
 
-def test_a_ping_after_our_close_is_reported_but_not_answered() -> None:
-    """Once our Close is out we send nothing more (RFC 6455 section 5.5.1): a Ping arriving while we wait
-    for the peer's Close gets no Pong."""
-    conn = Connection.established("server")
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_a_ping_after_our_close_is_answered_until_the_peers_close(role: str) -> None:
+    """RFC 6455 section 5.5.2: a Ping MUST be answered "unless it already received a Close frame"; our own
+    Close forbids only data frames after it (5.5.1). So a Ping arriving while we wait for the peer's Close
+    gets its Pong, after our Close; one arriving after the peer's Close gets none."""
+    conn = Connection.established(role)
+    peer = "client" if role == "server" else "server"
+    mask = MASK if role == "server" else None
     conn.close(1000, "done")
-    assert [f.opcode for f in frames_out(conn)] == [8]
+    assert [f.opcode for f in FrameDecoder(peer, None).feed(conn.data_to_send())] == [8]
     assert conn.state is CLOSING
-    events = conn.receive_data(client_frame(9, b"are you there"))
+    events = conn.receive_data(encode_frame(9, b"are you there", mask=mask))
     assert events == [Ping(b"are you there")]
-    assert conn.data_to_send() == b""  # no Pong
-    events = conn.receive_data(client_frame(8, close_payload(1000)))
+    pongs = FrameDecoder(peer, None).feed(conn.data_to_send())
+    assert [(f.opcode, f.payload) for f in pongs] == [(10, b"are you there")]
+    events = conn.receive_data(
+        encode_frame(8, close_payload(1000), mask=mask) + encode_frame(9, b"too late", mask=mask)
+    )
     assert events[-1] == Closed(1000, "", was_clean=True)
-    assert conn.data_to_send() == b""  # and no second Close either
+    assert conn.data_to_send() == b""  # no Pong after the peer's Close, and no second Close either
 
 
 def test_a_protocol_error_while_closing_sends_no_second_close() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import random
 import tracemalloc
 import zlib
@@ -467,6 +468,45 @@ def test_7_2_window_bits_limit_what_the_sender_refers_to() -> None:
     large = pmd(True, server_max_window_bits=15).encode(block * 4)[0]
     assert len(large) < 1300 < len(small)
     assert zlib.decompressobj(wbits=-9).decompress(small + b"\x00\x00\xff\xff") == block * 4
+
+
+@pytest.fixture(params=["zlib", "zlib-ng", "isal"])
+def deflate_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each DEFLATE implementation in turn (all three are in the test extras)."""
+    name: str = request.param
+    mod = importlib.import_module({"zlib": "zlib", "zlib-ng": "zlib_ng.zlib_ng", "isal": "isal.isal_zlib"}[name])
+    monkeypatch.setattr(extensions, "_deflate_module", mod)
+    monkeypatch.setattr(extensions, "DEFLATE_BACKEND", name)
+    monkeypatch.setattr(extensions, "_DEFLATE_ERRORS", (zlib.error, mod.error))
+    return name
+
+
+def _inflate_strictly(wbits: int, payloads: list[bytes]) -> list[bytes]:
+    """Inflate messages one byte per call, so that every back-reference must come from the 2**wbits window
+    (in one call zlib also lets a reference reach into that call's own output)."""
+    inflater = zlib.decompressobj(wbits=-wbits)
+    messages = []
+    for payload in payloads:
+        out = bytearray()
+        for i in range(len(payload) + 4):
+            out += inflater.decompress((payload + b"\x00\x00\xff\xff")[i : i + 1])
+        messages.append(bytes(out))
+    return messages
+
+
+@pytest.mark.parametrize("is_server", [True, False], ids=["server", "client"])
+def test_7_2_1_an_agreed_8_bit_window_is_kept_by_every_deflate_backend(deflate_backend: str, is_server: bool) -> None:
+    """RFC 7692 section 7.2.1: with max_window_bits=8 agreed, the sender MUST NOT use a window longer than 256
+    bytes. zlib refuses 8 for raw DEFLATE; wscodec compresses with zlib's 9, whose matches reach back at most
+    250 bytes, whatever DEFLATE implementation it otherwise uses (ISA-L's 9 reaches 512)."""
+    rng = random.Random(8)
+    block = rng.randbytes(300)  # repeats at distance 300: in reach of a 512-byte window, not of a 256-byte one
+    near = rng.randbytes(100)
+    messages = [block * 3, near * 2 + block, near * 3]  # the later ones may refer back into the earlier ones
+    sender = pmd(is_server, server_max_window_bits=8, client_max_window_bits=8)
+    payloads = [sender.encode(message)[0] for message in messages]
+    assert _inflate_strictly(8, payloads) == messages
+    assert len(payloads[2]) < 150  # it still compresses: the repeats within 250 bytes are found
 
 
 def test_7_2_context_carries_across_messages_only_with_takeover() -> None:

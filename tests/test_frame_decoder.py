@@ -128,6 +128,29 @@ def test_rfc6455_5_2_max_frame_size_boundary(kernels, n):
         assert info.value.close_code == 1009
 
 
+@pytest.mark.parametrize("limit", [0, 10, 124])
+@pytest.mark.parametrize("merge", [False, True])
+def test_rfc6455_5_5_control_frames_keep_125_bytes_under_a_smaller_limit(kernels, limit, merge):
+    """max_frame_size bounds data frames; a control frame may carry 125 bytes (section 5.5) whatever it is,
+    while a data frame (or a continuation merged into one) one byte over it is refused with 1009."""
+    decoder = kernels.FrameDecoder("server", max_frame_size=limit, merge_continuations=merge)
+    controls = [wire(opcode, bytes([opcode]) * 125, key=KEY) for opcode in (9, 10)] + [
+        wire(8, b"\x03\xe8" + b"r" * 123, key=KEY)
+    ]
+    assert [(f.opcode, len(f.payload)) for f in decoder.feed(b"".join(controls))] == [(9, 125), (10, 125), (8, 125)]
+    if limit:
+        assert [len(f.payload) for f in decoder.feed(wire(2, b"d" * limit, key=KEY))] == [limit]
+    for data in (wire(2, b"d" * (limit + 1), key=KEY), wire(1, b"t" * (limit + 1), fin=False, key=KEY)):
+        with pytest.raises(PayloadTooBig) as info:
+            kernels.FrameDecoder("server", max_frame_size=limit, merge_continuations=merge).feed(data)
+        assert info.value.close_code == 1009
+    # A continuation that would take a merged frame over the limit starts a frame of its own instead.
+    if limit:
+        run = wire(2, b"a" * limit, fin=False, key=KEY) + wire(0, b"b", key=KEY)
+        frames = kernels.FrameDecoder("server", max_frame_size=limit, merge_continuations=merge).feed(run)
+        assert [(f.opcode, len(f.payload), f.fin) for f in frames] == [(2, limit, False), (0, 1, True)]
+
+
 def test_rfc6455_5_2_non_minimal_length_accepted(kernels):
     # section 5.2 says senders MUST use the minimal encoding; this decoder, like most, accepts the others
     data = bytes([0x82, 126, 0, 5]) + b"abcde" + bytes([0x82, 127]) + (3).to_bytes(8, "big") + b"xyz"

@@ -500,7 +500,8 @@ cdef class FrameDecoder:
 Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 section 5.
 
     ``role`` is the side this decoder runs on: a server requires masked frames, a client unmasked ones.
-    ``max_frame_size`` (None: no limit) is checked on the header, before any payload is buffered.
+    ``max_frame_size`` (None: no limit) bounds data frames, checked on the header before any payload is
+    buffered; control frames may carry their 125 bytes (RFC 6455 section 5.5) whatever the limit.
     ``merge_continuations=True`` folds a run of continuation frames (no RSV bit) into the unfinished data
     frame before them in the same :meth:`feed`, so a read full of tiny fragments yields one frame, not one
     object per fragment; the merged frame's ``fin`` is the last one's, its payload stays within
@@ -733,7 +734,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                     header = 10
                     if length >> 63:
                         raise _ProtocolError("payload length has its most significant bit set")
-                if length > cmax:
+                if length > cmax and not b0 & 0x08:  # control frames: 125 bytes, checked above
                     raise _PayloadTooBig(f"frame payload of {length} bytes exceeds the limit of {self._max} bytes")
                 if b1 & 0x80:
                     header += 4

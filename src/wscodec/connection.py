@@ -374,7 +374,7 @@ class Connection(FrameQueue):
         limit = self.max_message_size
         self._decoder = FrameDecoder(
             "client" if self._is_client else "server",
-            None if limit is None else max(limit, 125),
+            limit,  # a data frame over it is refused on its header; control frames keep their 125 bytes
             allow_rsv1=rsv1,
             merge_continuations=True,
         )
@@ -644,13 +644,14 @@ class Connection(FrameQueue):
             if frame.rsv1:
                 raise ProtocolError("RSV1 set on a control frame")
             if opcode == 9:
-                if not self.close_sent:
-                    if self._holding_pongs:
-                        # RFC 6455 section 5.5.3: a Pong for the most recent Ping answers the earlier ones.
-                        self._held_pong = frame.payload
-                        self._pings_held += 1
-                    else:
-                        self._send_frame(10, frame.payload)
+                # RFC 6455 section 5.5.2: a Ping is answered unless the peer's Close came first (nothing after
+                # it gets here), also once our Close is out: after it only data frames are forbidden (5.5.1).
+                if self._holding_pongs:
+                    # RFC 6455 section 5.5.3: a Pong for the most recent Ping answers the earlier ones.
+                    self._held_pong = frame.payload
+                    self._pings_held += 1
+                else:
+                    self._send_frame(10, frame.payload)
                 append(Ping(frame.payload))
             elif opcode == 10:
                 append(Pong(frame.payload))
@@ -872,7 +873,8 @@ class Connection(FrameQueue):
             self._update_fast_send()
 
     def _send_close(self, code: int | None, reason: str) -> None:
-        """Queue our Close frame: the last frame we send, so a withheld Pong goes before it."""
+        """Queue our Close frame, a withheld Pong before it (only the Pongs of Pings that arrive while we wait
+        for the peer's Close may follow it)."""
         payload = build_close_payload(code, reason)  # ValueError for a code or reason not allowed on the wire
         self._release_held_pong()
         self._send_frame(8, payload)

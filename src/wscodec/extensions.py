@@ -245,12 +245,19 @@ _DEFLATE_ERRORS: tuple[type[BaseException], ...] = (zlib.error, _deflate_module.
 
 
 def _compressobj(level: int, wbits: int, memory_level: int) -> Any:
-    """A raw-DEFLATE compressor (``wbits`` 9-15) from the fastest implementation that honours ``level``.
+    """A raw-DEFLATE compressor (``wbits`` 8-15) from the fastest implementation that honours ``level`` and
+    the window.
 
     ISA-L has four levels of its own (0-3) and no stored-only mode: zlib's level 0 stays with zlib, 1-3 map to
     ISA-L 1, 4-7 (the default 6 included) to 2 and 8-9 to 3.
+
+    An agreed 8-bit window (256 bytes, RFC 7692 section 7.2.1: a MUST NOT exceed) stays with the standard
+    library's zlib: its deflate refuses 8 for raw DEFLATE, and with 9 it never reaches back further than
+    512 - 262 = 250 bytes (its MAX_DIST), so the stream fits in 256. ISA-L with 9 uses all 512 bytes.
     """
     module = _deflate_module
+    if wbits == 8:
+        return zlib.compressobj(level, zlib.DEFLATED, -9, memory_level)
     if module is zlib or level == 0:
         return zlib.compressobj(level, zlib.DEFLATED, -wbits, memory_level)
     if DEFLATE_BACKEND == "isal":
@@ -317,10 +324,10 @@ class PerMessageDeflate(Extension):
             local_bits, remote_bits = client_max_window_bits, server_max_window_bits
             self.local_no_context_takeover = client_no_context_takeover
             self.remote_no_context_takeover = server_no_context_takeover
-        # zlib cannot compress raw DEFLATE with an 8-bit window (deflateInit2 refuses it), so 8 compresses
-        # with 9, as zlib itself does for the zlib format and as other WebSocket libraries do. Peers do the
-        # same, so we inflate with at least 9 too: a larger window decodes every smaller-window stream.
-        self._compress_bits = max(local_bits or 15, 9)
+        # An 8-bit window compresses with zlib's 9, whose matches stay within 256 bytes (see _compressobj).
+        # Peers compress 8 with 9 too (zlib refuses 8 for raw DEFLATE), so we inflate with at least 9: a
+        # larger window decodes every smaller-window stream.
+        self._compress_bits = local_bits or 15
         self._decompress_bits = max(remote_bits or 15, 9)
         self._compressor: Any = None
         self._decompressor: Any = None
@@ -369,8 +376,10 @@ class PerMessageDeflate(Extension):
     @staticmethod
     def _inflate(decompressor: Any, data: bytes, max_size: int | None) -> bytes:
         if decompressor.eof:
-            if data and data != _EMPTY_BLOCK:
-                raise ProtocolError("data after the end of a compressed message", 1007)
+            # The peer ended the DEFLATE stream (a block with BFINAL set): the rest of the message is the
+            # padding RFC 7692 section 7.2.3.1 shows (its "Hello" ends with a final block and one 0x00 byte)
+            # and our trailer. Which frame or read that padding arrives in must not matter, and within one
+            # call zlib sets whatever follows the end aside (unused_data): so it is skipped here too.
             return b""
         try:
             if max_size is None:
