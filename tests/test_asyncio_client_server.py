@@ -570,6 +570,29 @@ async def test_broadcast_wait_waits_for_the_slow_consumer() -> None:
         await _teardown(server, fast, client)
 
 
+async def test_broadcast_wait_skips_a_slow_consumer_that_vanishes() -> None:
+    """A waited-for consumer that goes away is skipped, as broadcast() skips closed connections: its
+    ConnectionClosed must not reach the caller, which in the chat pattern (broadcast_wait inside
+    ``async for message in ws``) would end the broadcaster's own, healthy connection."""
+    server, fast, slow, client, _sent = await _broadcast_setup("wait")
+    try:
+        task = asyncio.ensure_future(broadcast_wait(server.connections, "to all"))
+        for ws in fast:
+            assert await asyncio.wait_for(ws.recv(), 10) == "to all"
+        assert not task.done()
+        assert client.transport is not None
+        client.transport.abort()  # the slow consumer vanishes (RST) while broadcast_wait waits for it
+        assert await asyncio.wait_for(task, 10) is None
+        await asyncio.wait_for(slow.wait_closed(), 10)
+        # The other connections are untouched and still served.
+        for ws in fast:
+            assert ws.ready_state == WebSocket.OPEN
+        await fast[0].send("still here")
+        assert await asyncio.wait_for(fast[0].recv(), 10) == "still here"
+    finally:
+        await _teardown(server, fast, client)
+
+
 async def test_broadcast_to_many_builds_one_frame(monkeypatch: pytest.MonkeyPatch) -> None:
     """One frame per message whatever the number of connections (counted at the encoder the server calls);
     with compress=True each connection compresses its own copy instead."""

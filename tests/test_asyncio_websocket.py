@@ -456,6 +456,49 @@ async def test_reading_pauses_at_max_queue() -> None:
         await ws.close()
 
 
+async def test_reading_pauses_while_max_queue_async_listeners_run() -> None:
+    """An async onmessage runs as a task per message, holding its message: a listener slower than its peer
+    must not grow tasks and memory without bound. Reading pauses once max_queue of them run (one read's
+    messages may go beyond), the peer is held back by TCP, and once the listeners finish every message
+    arrives, in order."""
+    messages = [f"{i}".ljust(4096, ".") for i in range(300)]  # 1.2 MiB: many reads
+    release = asyncio.Event()
+    got: list[str] = []
+    peak = 0
+    server_ws: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        async def slow_listener(event: MessageEvent) -> None:
+            nonlocal peak
+            peak = max(peak, len(ws._callback_tasks))
+            got.append(event.data)  # (in arrival order: the task's first step runs in creation order)
+            await release.wait()
+
+        server_ws.append(ws)
+        ws.onmessage = slow_listener
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, max_queue=8) as server:
+        client = await connect(url(server), compression=None)
+
+        async def send_all() -> None:
+            for message in messages:
+                await client.send(message)
+
+        sending = asyncio.ensure_future(send_all())
+        await until(lambda: len(got) >= 8)
+        await asyncio.sleep(0.3)  # time to read everything, were reading not paused
+        assert 8 <= len(got) < 150 and peak < 150  # at most a read's worth (256 KiB: 64 messages) past 8
+        (ws,) = server_ws
+        assert ws._listeners_paused
+        release.set()
+        await until(lambda: len(got) == len(messages))
+        await asyncio.wait_for(sending, 5)
+        assert got == messages
+        assert not ws._listeners_paused and not ws._callback_tasks
+        await client.close()
+
+
 # --------------------------------------------------------------------------- cancellation
 
 

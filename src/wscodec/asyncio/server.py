@@ -777,15 +777,23 @@ def broadcast(connections: Iterable[WebSocket], message: Any, *, compress: bool 
 
 async def broadcast_wait(connections: Iterable[WebSocket], message: Any, *, compress: bool = False) -> None:
     """:func:`broadcast`, but a slow connection with policy "wait" is waited for (concurrently with the
-    others) until its buffer is back under ``slow_consumer_limit``; returns when every write is done."""
+    others) until its buffer is back under ``slow_consumer_limit``; returns when every write is done.
+
+    A connection that closes or vanishes while waited for is skipped, as :func:`broadcast` skips closed
+    ones: its ConnectionClosed is not the caller's (a handler broadcasting in ``async for message in ws``
+    would take it for its own connection's end).
+    """
     opcode, payload, frame, slow = _broadcast(connections, message, compress, hold_slow=True)
     if not slow:
         return
     shared = frame if frame is not None else encode_frame(opcode, payload)
 
     async def wait_and_write(ws: WebSocket) -> None:
-        while ws.buffered_amount > ws.slow_consumer_limit and ws._write_paused and not ws._lost:
-            await ws._wait_writable()
+        try:
+            while ws.buffered_amount > ws.slow_consumer_limit and ws._write_paused and not ws._lost:
+                await ws._wait_writable()
+        except ConnectionClosed:
+            return
         if _eligible(ws):
             _write(ws, message, shared, opcode, payload, compress)
 

@@ -176,6 +176,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_fail_reason",
         "_keepalive_task",
         "_listeners",
+        "_listeners_paused",
         "_lost_waiter",
         "_onmessage",
         "_open_waiter",
@@ -312,6 +313,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._message_callbacks: tuple[Listener, ...] = ()  # onmessage, then the added ones (see _dispatch)
         self._cb_partial = Pieces()
         self._callback_tasks: set[asyncio.Task[Any]] = set()
+        # Reading paused while max_queue async listeners' tasks are still running (see _listener_returned).
+        self._listeners_paused = False
 
     # ------------------------------------------------------------------ attributes
 
@@ -407,7 +410,10 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
     @property
     def onmessage(self) -> Listener | None:
-        """Callback (sync, or async: run as a task) for each whole message, given a :class:`MessageEvent`."""
+        """Callback (sync, or async: run as a task) for each whole message, given a :class:`MessageEvent`.
+
+        Reading pauses while ``max_queue`` async listeners' tasks are still running, as it does for
+        messages ``recv()`` has not taken."""
         return self._onmessage
 
     @onmessage.setter
@@ -482,14 +488,30 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 self._listener_returned(result)
 
     def _listener_returned(self, result: Any) -> None:
-        """A listener returned something: an awaitable (an async listener's coroutine) runs as a task."""
+        """A listener returned something: an awaitable (an async listener's coroutine) runs as a task.
+
+        Those tasks are the async listeners' queue: each holds its message (up to ``max_size``) until it
+        ends. So, as for the messages ``recv()`` has not taken yet, reading pauses once ``max_queue`` of them
+        are running (a peer faster than the listener, or one that never reads the replies the listener
+        awaits, would otherwise grow tasks and memory without bound) and resumes when a quarter are left.
+        The read in hand is still delivered: at most one read's messages run beyond the bound.
+        """
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
-            self._callback_tasks.add(task)
+            tasks = self._callback_tasks
+            tasks.add(task)
             task.add_done_callback(self._callback_done)
+            max_queue = self.max_queue
+            if max_queue is not None and len(tasks) >= max_queue and not self._listeners_paused:
+                self._listeners_paused = True
+                self._sync_reading()
 
     def _callback_done(self, task: asyncio.Task[Any]) -> None:
-        self._callback_tasks.discard(task)
+        tasks = self._callback_tasks
+        tasks.discard(task)
+        if self._listeners_paused and len(tasks) <= (self.max_queue or 1) // 4:
+            self._listeners_paused = False
+            self._sync_reading()
         if not task.cancelled() and task.exception() is not None:
             self.logger.error("error in event callback", exc_info=task.exception())
 
@@ -776,8 +798,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 self._sync_reading()
 
     def _sync_reading(self) -> None:
-        """Pause or resume the transport's reading: paused while either reason to pause holds."""
-        reading = not (self._reading_paused or self._flood_paused)
+        """Pause or resume the transport's reading: paused while any reason to pause holds."""
+        reading = not (self._reading_paused or self._flood_paused or self._listeners_paused)
         if reading is not self._transport_reading and self._transport is not None and not self._lost:
             self._transport_reading = reading
             if reading:
