@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from wscodec import FrameDecoder, encode_frame
+from wscodec import ConnectionClosed, FrameDecoder, encode_frame
 from wscodec.connection import CLOSED, CLOSING, OPEN, Connection
 from wscodec.events import (
     BinaryFragment,
@@ -142,6 +142,20 @@ def test_a_ping_after_our_close_is_answered_until_the_peers_close(role: str) -> 
     )
     assert events[-1] == Closed(1000, "", was_clean=True)
     assert conn.data_to_send() == b""  # no Pong after the peer's Close, and no second Close either
+
+
+@pytest.mark.parametrize(("code", "reason", "expected"), [(1000, "done", 1000), (4001, "bye", 4001), (None, "", 1005)])
+def test_sending_while_our_close_waits_for_an_answer_reports_our_close(code, reason, expected) -> None:
+    """After close() no data frame may go out (RFC 6455 section 5.5.1): a send raises ConnectionClosed with
+    the code and reason of the clean close under way, not an abnormal 1006."""
+    conn = Connection.established("server")
+    conn.close(code, reason)
+    conn.data_to_send()
+    for send in (lambda: conn.send_text("late"), lambda: conn.send_binary(b"late"), lambda: conn.send_ping(b"")):
+        with pytest.raises(ConnectionClosed) as info:
+            send()
+        assert (info.value.code, info.value.reason, info.value.was_clean) == (expected, reason, True)
+    assert conn.data_to_send() == b""
 
 
 def test_a_protocol_error_while_closing_sends_no_second_close() -> None:

@@ -797,6 +797,11 @@ class Connection(FrameQueue):
         if self.state is not OPEN:
             if self.state is CONNECTING:
                 raise RuntimeError("cannot send before the handshake is complete")
+            sent = self.close_sent
+            if self.close_code is None and sent is not None:
+                # Our Close is out and the peer has not answered: a clean close under way, with our code
+                # (as the asyncio and threaded layers report it), not an abnormal 1006.
+                raise ConnectionClosed(sent[0] if sent[0] is not None else 1005, sent[1], was_clean=True)
             code = self.close_code if self.close_code is not None else 1006
             raise ConnectionClosed(code, self.close_reason, was_clean=self._close_received)
 
