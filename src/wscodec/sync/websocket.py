@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -38,7 +38,61 @@ __all__ = ["WebSocket"]
 logger = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
-_CLOSED = object()  # sentinel at the end of the message queue
+_END = object()  # what _MessageQueue.get() returns once the messages are over
+
+
+class _MessageQueue:
+    """The messages the reader thread received and the application has not read yet, then their end.
+
+    Not a :class:`queue.Queue` with an end marker: the marker would need room in a full queue, and the
+    reader thread must neither wait for that room (an application that stopped reading would block it
+    forever) nor take a message's place (``recv()`` returns every message received before the close).
+    The end is a flag beside the messages instead: it needs no room, and ``max_queue`` bounds the
+    messages alone.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self._items: deque[Any] = deque()
+        self._limit = limit
+        self._ended = False
+        self._discarding = False
+        self._cond = threading.Condition(threading.Lock())
+
+    def put(self, item: Any) -> None:
+        """Add a message, waiting while ``limit`` are unread (the reader stops reading meanwhile); once
+        :meth:`discard` was called, a message that finds no room is dropped instead."""
+        with self._cond:
+            limit = self._limit
+            while limit is not None and len(self._items) >= limit:
+                if self._discarding:
+                    return
+                self._cond.wait()
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def discard(self) -> None:
+        """The application is closing: the reader must keep reading until the peer's Close, so it stops
+        waiting for room; the messages already queued stay."""
+        with self._cond:
+            self._discarding = True
+            self._cond.notify_all()
+
+    def end(self) -> None:
+        """No more messages: :meth:`get` returns :data:`_END` once the queued ones are taken."""
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None) -> Any:
+        """The oldest message, or :data:`_END` after the last one; :class:`TimeoutError` after ``timeout``."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items or self._ended, timeout):
+                raise TimeoutError(f"no message within {timeout} s")
+            if not self._items:
+                return _END
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
 
 
 class WebSocket:
@@ -75,11 +129,10 @@ class WebSocket:
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         #: Round-trip time of the last ping answered, in seconds.
         self.latency = 0.0
-        self._messages: queue.Queue[Any] = queue.Queue(max_queue or 0)
+        self._messages = _MessageQueue(max_queue)
         self._send_lock = threading.Lock()
         self._pings: dict[bytes, tuple[threading.Event, float]] = {}
         self._close_exc: ConnectionClosed | None = None
-        self._closing = threading.Event()  # close() was called: stop waiting on a full queue
         self._done = threading.Event()  # the reader thread has finished and the socket is closed
         self._fail_code: int | None = None
         sock.settimeout(None)
@@ -175,7 +228,7 @@ class WebSocket:
         finally:
             if self._close_exc is None:
                 self._close_exc = ConnectionClosed(1006, "", was_clean=False)
-            self._put(_CLOSED, force=True)
+            self._messages.end()
             for event, _sent in list(self._pings.values()):
                 event.set()
             try:
@@ -204,7 +257,7 @@ class WebSocket:
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
-                self._put(event.data)
+                self._messages.put(event.data)
             elif kind is Pong:
                 self._received_pong(event.payload)
             elif kind is Ping:
@@ -216,19 +269,6 @@ class WebSocket:
                 if self._fail_code is not None:
                     code, reason = self._fail_code, "keepalive ping timeout"
                 self._close_exc = ConnectionClosed(code, reason, was_clean=event.was_clean)
-
-    def _put(self, item: Any, force: bool = False) -> None:
-        while True:
-            try:
-                self._messages.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if self._closing.is_set() or force:
-                    if force:  # make room for the end marker: the oldest unread message is dropped
-                        with contextlib.suppress(queue.Empty):
-                            self._messages.get_nowait()
-                        continue
-                    return
 
     # ------------------------------------------------------------------ receiving
 
@@ -242,12 +282,8 @@ class WebSocket:
         """The next message (str for text, bytes for binary), waiting at most ``timeout`` seconds (then
         :class:`TimeoutError`). Raises :class:`~wscodec.errors.ConnectionClosed` once the connection is
         closed and every message received before has been returned."""
-        try:
-            item = self._messages.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no message within {timeout} s") from None
-        if item is _CLOSED:
-            self._messages.put(_CLOSED)  # every later recv() sees the end too
+        item = self._messages.get(timeout)
+        if item is _END:
             raise self._closed_error()
         return item  # type: ignore[no-any-return]
 
@@ -359,8 +395,11 @@ class WebSocket:
     # ------------------------------------------------------------------ closing
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Run the closing handshake (at most ``close_timeout`` seconds), then close the socket."""
-        self._closing.set()
+        """Run the closing handshake (at most ``close_timeout`` seconds), then close the socket.
+
+        Messages received before stay for :meth:`recv`; those that arrive after ``close()`` while
+        ``max_queue`` are unread are dropped."""
+        self._messages.discard()
         with self._send_lock:
             if self._conn.state is OPEN:
                 self._conn.close(code, reason)
