@@ -1,21 +1,27 @@
-"""The threaded API: a close that races a full message queue must not cost a message.
+"""The threaded API against peers that stop reading, and closes that race a full message queue.
 
-Real sockets over loopback, a raw one for the peer; every wait is bounded.
+A ``send()`` blocked on a peer that stopped reading holds the send lock; the keepalive, ``close()`` and
+``Server.shutdown()`` must still end the connection within their timeouts, and every thread of it with
+them. A close that arrives while ``max_queue`` messages are unread must not cost one of them. Real sockets
+over loopback, raw ones for the peers that misbehave; every wait is bounded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from wscodec import ConnectionClosedOK
+from wscodec import ConnectionClosed, ConnectionClosedOK
+from wscodec.handshake import compute_accept
 from wscodec.sync import Server, WebSocket, connect, serve
 
 pytestmark = pytest.mark.timeout(60)
@@ -24,6 +30,71 @@ UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
+BIG = os.urandom(64 * 1024)
+
+
+@dataclasses.dataclass
+class Sender:
+    """What a thread that sends BIG in a loop saw: how many went out, and how its last send() ended."""
+
+    sent: int = 0
+    last_progress: float = dataclasses.field(default_factory=time.monotonic)
+    error: BaseException | None = None
+    ended_at: float | None = None
+    ended: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def run(self, ws: WebSocket) -> None:
+        try:
+            while True:
+                ws.send(BIG)
+                self.sent += 1
+                self.last_progress = time.monotonic()
+        except Exception as exc:  # the assertions look at it
+            self.error = exc
+        finally:
+            self.ended_at = time.monotonic()
+            self.ended.set()
+
+    def wait_blocked(self, quiet: float = 0.5, timeout: float = 20) -> None:
+        """Wait until send() has not returned for ``quiet`` seconds: the peer's window is closed."""
+        deadline = time.monotonic() + timeout
+        while self.sent == 0 or time.monotonic() - self.last_progress < quiet:
+            assert not self.ended.is_set(), f"send() ended: {self.error!r}"
+            assert time.monotonic() < deadline, "send() never blocked"
+            time.sleep(0.05)
+
+
+@dataclasses.dataclass
+class StuckHandler:
+    """A server handler: on /echo it echoes; elsewhere it sends BIG until send() raises."""
+
+    sender: Sender = dataclasses.field(default_factory=Sender)
+    ws: WebSocket | None = None
+    thread: threading.Thread | None = None
+    opened: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def __call__(self, ws: WebSocket) -> None:
+        if ws.request is not None and ws.request.path == "/echo":
+            for message in ws:
+                ws.send(message)
+            return
+        self.ws, self.thread = ws, threading.current_thread()
+        self.opened.set()
+        self.sender.run(ws)
+
+
+def connection_threads(ws: WebSocket) -> list[str]:
+    """The live threads of one connection (the reader, the keepalive, a shutdown's closer), by name."""
+    tag = f"-{id(ws):x}"
+    return [thread.name for thread in threading.enumerate() if thread.name.endswith(tag)]
+
+
+def wait_no_threads(ws: WebSocket, *others: threading.Thread | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while connection_threads(ws) or any(t is not None and t.is_alive() for t in others):
+        alive = connection_threads(ws) + [t.name for t in others if t is not None and t.is_alive()]
+        assert time.monotonic() < deadline, f"threads still alive: {alive}"
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -36,6 +107,144 @@ def running(server: Server) -> Iterator[Server]:
         server.shutdown()
         thread.join(10)
         assert not thread.is_alive()
+
+
+@contextlib.contextmanager
+def client_that_never_reads(port: int) -> Iterator[socket.socket]:
+    """A raw client with a small receive buffer: it completes the handshake, then never reads again."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    try:
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(UPGRADE)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(1)  # byte by byte: nothing past the head is read
+            assert chunk, "closed during the handshake"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101")
+        yield sock
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def server_that_never_reads() -> Iterator[int]:
+    """A raw server with a small receive buffer: it answers one handshake, then never reads again."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by the accepted socket
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(10)
+    release = threading.Event()
+
+    def peer() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(10)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(1)
+                    if not chunk:
+                        return
+                    request += chunk
+                key = request.split(b"Sec-WebSocket-Key: ")[1].split(b"\r\n")[0].decode()
+                conn.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + f"Sec-WebSocket-Accept: {compute_accept(key)}\r\n\r\n".encode()
+                )
+                release.wait(30)
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        release.set()
+        thread.join(10)
+        listener.close()
+
+
+def test_keepalive_fails_a_client_that_never_reads_while_the_handler_sends() -> None:
+    """The handler's send() blocks on the client's closed window; the keepalive still fails the
+    connection (1011), every thread of it ends, and the next client is served."""
+    handler = StuckHandler()
+    server = serve(handler, "127.0.0.1", 0, ping_interval=0.5, ping_timeout=0.5, close_timeout=1)
+    with running(server), client_that_never_reads(server.port or 0):
+        assert handler.opened.wait(10)
+        handler.sender.wait_blocked()
+        # interval + ping_timeout + close_timeout (a Close that cannot go out) = 2 s, plus a margin
+        assert handler.sender.ended.wait(8), "send() still blocked: the keepalive did not fail the connection"
+        assert isinstance(handler.sender.error, ConnectionClosed)
+        assert handler.sender.error.code == 1011 and "keepalive" in handler.sender.error.reason
+        assert handler.ws is not None
+        wait_no_threads(handler.ws, handler.thread, timeout=5)
+        with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+            ws.send("next")
+            assert ws.recv(timeout=10) == "next"
+
+
+def test_close_ends_a_send_blocked_on_a_client_that_never_reads() -> None:
+    """Server side: close() from another thread returns within about close_timeout, and the blocked
+    send() raises ConnectionClosed (1006: the Close could not go out)."""
+    handler = StuckHandler()
+    server = serve(handler, "127.0.0.1", 0, ping_interval=None, close_timeout=1)
+    with running(server), client_that_never_reads(server.port or 0):
+        assert handler.opened.wait(10)
+        handler.sender.wait_blocked()
+        assert handler.ws is not None
+        closer = threading.Thread(target=handler.ws.close, daemon=True)
+        started = time.monotonic()
+        closer.start()
+        closer.join(5)
+        assert not closer.is_alive(), "close() still blocked after 5 s (close_timeout=1)"
+        assert time.monotonic() - started < 1 + 1.5
+        assert handler.sender.ended.wait(5)
+        assert isinstance(handler.sender.error, ConnectionClosed) and handler.sender.error.code == 1006
+        wait_no_threads(handler.ws, handler.thread, timeout=5)
+
+
+def test_close_ends_a_send_blocked_on_a_server_that_never_reads() -> None:
+    """Client side: the same, against a server that answers the handshake and never reads."""
+    with server_that_never_reads() as port:
+        ws = connect(f"ws://127.0.0.1:{port}/", ping_interval=None, close_timeout=1)
+        sender = Sender()
+        thread = threading.Thread(target=sender.run, args=(ws,), daemon=True)
+        thread.start()
+        sender.wait_blocked()
+        closer = threading.Thread(target=ws.close, daemon=True)
+        started = time.monotonic()
+        closer.start()
+        closer.join(5)
+        assert not closer.is_alive(), "close() still blocked after 5 s (close_timeout=1)"
+        assert time.monotonic() - started < 1 + 1.5
+        assert sender.ended.wait(5)
+        assert isinstance(sender.error, ConnectionClosed) and sender.error.code == 1006
+        wait_no_threads(ws, thread, timeout=5)
+        assert ws.close_code == 1006
+
+
+def test_shutdown_leaves_no_thread_of_a_connection_stuck_in_send() -> None:
+    """Server.shutdown() with a handler blocked in send() (no keepalive to help): it returns within
+    close_timeout + 1 s and no thread of that connection is left."""
+    handler = StuckHandler()
+    server = serve(handler, "127.0.0.1", 0, ping_interval=None, close_timeout=1)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    with client_that_never_reads(server.port or 0):
+        assert handler.opened.wait(10)
+        handler.sender.wait_blocked()
+        started = time.monotonic()
+        server.shutdown()
+        assert time.monotonic() - started < 1 + 1 + 0.5
+        thread.join(10)
+        assert not thread.is_alive()
+        assert handler.ws is not None
+        alive = connection_threads(handler.ws)
+        assert not alive and handler.thread is not None and not handler.thread.is_alive(), alive
+        assert isinstance(handler.sender.error, ConnectionClosed) and handler.sender.error.code == 1006
 
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:

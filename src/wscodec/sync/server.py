@@ -120,7 +120,10 @@ class Server:
 
     def shutdown(self, close_connections: bool = True) -> None:
         """Stop :meth:`serve_forever`, close the listening socket and (by default) close every open
-        connection with 1001, waiting for each at most ``close_timeout``."""
+        connection with 1001, all at once: each gets at most ``close_timeout``, then its socket is shut
+        down (which also ends a ``send()`` blocked on a client that stopped reading). Returns when the
+        connections' threads have ended, or after ``close_timeout`` + 1 s for a handler that keeps
+        running once its connection is closed."""
         with self._lock:
             self._shutdown.set()
         with contextlib.suppress(OSError):
@@ -133,7 +136,11 @@ class Server:
                 connections = list(self.connections)
                 threads = list(self._threads)
             for ws in connections:
-                threading.Thread(target=ws.close, args=(1001, "going away"), daemon=True).start()
+                closer = threading.Thread(target=ws.close, args=(1001, "going away"), daemon=True,
+                                          name=f"wscodec-close-{id(ws):x}")
+                closer.start()
+                threads.append(closer)
+                threads.extend(thread for thread in (ws._reader, ws._keepalive) if thread is not None)
             deadline = time.monotonic() + self._o["close_timeout"] + 1
             for thread in threads:
                 thread.join(max(deadline - time.monotonic(), 0))

@@ -5,6 +5,17 @@ messages (at most ``max_queue``: when the application does not keep up, the thre
 pushes back on the peer). Sends happen in the caller's thread under a lock. A second, optional thread runs
 the keepalive. No RFC 6455 rule lives here either: framing, close codes, UTF-8 and limits are the
 Connection's job.
+
+Why one lock guards both the Connection and the socket's writes, held across ``sendall``: frames must
+leave in the order the Connection made them (a compressed stream cannot be reordered), and a peer that
+stops reading must block the senders, which is the backpressure. A ``send()`` to such a peer keeps the
+lock for as long as the peer does not read. ``close()`` and the keepalive promise bounds
+(``close_timeout``, ``ping_timeout``), so they wait for the lock at most that long and, when the time runs
+out, shut the socket down from their own thread, without the lock: the blocked ``sendall`` (and the
+reader's ``recv``) fails at once, and every thread of the connection ends. They write their own Close or
+Ping (a few bytes) only once the socket can take it, so that they never block in ``sendall`` themselves.
+A separate write lock would not spare this: whoever holds it is blocked all the same, and keeping the
+frames in order ties it to the Connection's lock.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import selectors
 import socket
 import threading
 import time
@@ -95,6 +107,13 @@ class _MessageQueue:
             return item
 
 
+def _writable(sock: socket.socket, timeout: float) -> bool:
+    """Whether ``sock`` can take more bytes within ``timeout`` seconds."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_WRITE)
+        return bool(selector.select(max(timeout, 0)))
+
+
 class WebSocket:
     """One WebSocket connection over a blocking socket, client or server side.
 
@@ -130,11 +149,13 @@ class WebSocket:
         #: Round-trip time of the last ping answered, in seconds.
         self.latency = 0.0
         self._messages = _MessageQueue(max_queue)
-        self._send_lock = threading.Lock()
+        self._send_lock = threading.Lock()  # the Connection and the socket's write side (module docstring)
         self._pings: dict[bytes, tuple[threading.Event, float]] = {}
         self._close_exc: ConnectionClosed | None = None
+        self._failure: tuple[int, str] | None = None  # we failed the connection: code and reason
+        self._socket_lock = threading.Lock()  # shutdown from another thread vs close: never a reused fd
+        self._socket_closed = False
         self._done = threading.Event()  # the reader thread has finished and the socket is closed
-        self._fail_code: int | None = None
         sock.settimeout(None)
         self._reader = threading.Thread(target=self._read_loop, args=(list(events),), daemon=True,
                                         name=f"wscodec-reader-{id(self):x}")
@@ -197,10 +218,30 @@ class WebSocket:
 
     # ------------------------------------------------------------------ the reader thread
 
-    def _write(self, data: bytes) -> None:
-        if data:
-            with contextlib.suppress(OSError):  # the reader sees the end of the socket and reports it
-                self.socket.sendall(data)
+    def _write(self, data: bytes, deadline: float | None = None) -> bool:
+        """Write ``data`` (the send lock held); False if the socket failed, which ends the connection.
+
+        With a ``deadline`` (a Close or Ping from ``close()`` or the keepalive) nothing is written unless
+        the socket can take it before then, and False is returned: their waits are bounded.
+        """
+        if not data:
+            return True
+        if deadline is not None and not _writable(self.socket, deadline - time.monotonic()):
+            return False
+        try:
+            self.socket.sendall(data)
+        except OSError:
+            self._abort()  # part of a frame may be out: nothing else can follow; the reader sees the end
+            return False
+        return True
+
+    def _abort(self) -> None:
+        """Shut the socket down from any thread, without the send lock: a ``sendall`` or ``recv`` blocked
+        on it fails at once, so every thread of the connection ends."""
+        with self._socket_lock:
+            if not self._socket_closed:
+                with contextlib.suppress(OSError):
+                    self.socket.shutdown(socket.SHUT_RDWR)
 
     def _read_loop(self, events: list[Any]) -> None:
         conn = self._conn
@@ -232,7 +273,9 @@ class WebSocket:
             for event, _sent in list(self._pings.values()):
                 event.set()
             try:
-                self.socket.close()
+                with self._socket_lock:
+                    self._socket_closed = True
+                    self.socket.close()
             finally:
                 self._done.set()
 
@@ -266,17 +309,23 @@ class WebSocket:
                 logger.info("%r: %s", self, event.error)
             elif kind is Closed:
                 code, reason = event.code, event.reason
-                if self._fail_code is not None:
-                    code, reason = self._fail_code, "keepalive ping timeout"
+                if self._failure is not None:
+                    code, reason = self._failure
                 self._close_exc = ConnectionClosed(code, reason, was_clean=event.was_clean)
 
     # ------------------------------------------------------------------ receiving
 
     def _closed_error(self) -> ConnectionClosed:
         exc = self._close_exc
-        if exc is None:
-            return ConnectionClosed(1006, "", was_clean=False)
-        return ConnectionClosed(exc.code, exc.reason, was_clean=exc.was_clean)
+        if exc is not None:
+            return ConnectionClosed(exc.code, exc.reason, was_clean=exc.was_clean)
+        failure = self._failure
+        if failure is not None:  # we failed it; the reader thread has not finished yet
+            return ConnectionClosed(failure[0], failure[1], was_clean=False)
+        sent = self._conn.close_sent
+        if sent is not None:  # we are closing: the peer has not answered yet
+            return ConnectionClosed(sent[0] if sent[0] is not None else 1005, sent[1], was_clean=True)
+        return ConnectionClosed(1006, "", was_clean=False)
 
     def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message (str for text, bytes for binary), waiting at most ``timeout`` seconds (then
@@ -301,9 +350,16 @@ class WebSocket:
 
     def send(self, message: str | bytes | bytearray | memoryview | Iterable[str | bytes]) -> None:
         """Send a text (str) or binary (bytes-like) message; an iterable of str or bytes is sent as one
-        fragmented message (compressed where permessage-deflate was negotiated)."""
+        fragmented message (compressed where permessage-deflate was negotiated).
+
+        Blocks while the peer does not read (backpressure). Raises
+        :class:`~wscodec.errors.ConnectionClosed` if the connection is closed or ends meanwhile: a
+        ``send()`` blocked on a peer that stopped reading ends with 1011 when the keepalive fails the
+        connection (``ping_timeout``), with 1006 when ``close()`` gives up after ``close_timeout``."""
         conn = self._conn
         with self._send_lock:
+            if conn.state is not OPEN:
+                raise self._closed_error()
             if isinstance(message, str):
                 conn.send_text(message)
             elif isinstance(message, (bytes, bytearray, memoryview)):
@@ -316,25 +372,40 @@ class WebSocket:
                     return
                 for following in iterator:
                     conn.send_fragment(current, fin=False)
-                    self._write(conn.data_to_send())
+                    if not self._write(conn.data_to_send()):
+                        raise self._closed_error()
                     current = following
                 conn.send_fragment(current, fin=True)
-            self._write(conn.data_to_send())
+            if not self._write(conn.data_to_send()):
+                raise self._closed_error()
 
     def ping(self, data: str | bytes | None = None) -> threading.Event:
         """Send a Ping; the returned :class:`threading.Event` is set when its Pong arrives (or the
         connection ends). Raises :class:`~wscodec.errors.ConnectionClosed` if closed."""
         payload = data.encode() if isinstance(data, str) else (data if data is not None else os.urandom(4))
-        event = threading.Event()
-        with self._send_lock:
+        event = self._send_ping(payload, None)
+        assert event is not None
+        return event
+
+    def _send_ping(self, payload: bytes, deadline: float | None) -> threading.Event | None:
+        """:meth:`ping`; with a ``deadline`` (the keepalive), None if the Ping could not go out by then."""
+        if not self._send_lock.acquire(timeout=-1 if deadline is None else max(deadline - time.monotonic(), 0)):
+            return None
+        try:
             if self._conn.state is not OPEN:
                 raise self._closed_error()
             if payload in self._pings:
                 raise RuntimeError("a ping with this payload is already waiting for its pong")
+            event = threading.Event()
             self._pings[payload] = (event, time.monotonic())
             self._conn.send_ping(payload)
-            self._write(self._conn.data_to_send())
-        return event
+            if not self._write(self._conn.data_to_send(), deadline):
+                if deadline is None:
+                    raise self._closed_error()
+                return None
+            return event
+        finally:
+            self._send_lock.release()
 
     def pong(self, data: str | bytes = b"") -> None:
         """Send an unsolicited Pong."""
@@ -343,7 +414,8 @@ class WebSocket:
             if self._conn.state is not OPEN:
                 raise self._closed_error()
             self._conn.send_pong(payload)
-            self._write(self._conn.data_to_send())
+            if not self._write(self._conn.data_to_send()):
+                raise self._closed_error()
 
     def _received_pong(self, payload: bytes) -> None:
         # A pong answers its ping and every earlier one (RFC 6455 section 5.5.3 allows skipping pongs).
@@ -363,53 +435,74 @@ class WebSocket:
     def _keepalive_loop(self) -> None:
         interval = self.ping_interval
         assert interval is not None
+        timeout = self.ping_timeout
         previous: bytes | None = None
         while not self._done.wait(interval):
-            if previous is not None and self.ping_timeout is None:
+            if previous is not None and timeout is None:
                 # Nobody waits for the last Ping any more (no ping_timeout): forget it, so that a peer that
                 # never answers cannot grow the table; a late Pong for it matches nothing.
                 self._pings.pop(previous, None)
             previous = os.urandom(4)
+            # ping_timeout bounds the whole round: getting the send lock (a send() blocked on a peer that
+            # stopped reading holds it), writing the Ping, and its Pong.
+            deadline = None if timeout is None else time.monotonic() + timeout
             try:
-                pong = self.ping(previous)
+                pong = self._send_ping(previous, deadline)
             except (ConnectionClosed, RuntimeError):
                 return
-            if self.ping_timeout is None:
+            if deadline is None:
                 continue
-            if not pong.wait(self.ping_timeout) and not self._done.is_set():
-                logger.info("%r: no pong within %s s, failing the connection", self, self.ping_timeout)
-                self._fail(1011, "keepalive ping timeout")
+            if (pong is None or not pong.wait(max(deadline - time.monotonic(), 0))) and not self._done.is_set():
+                logger.info("%r: no pong within %s s, failing the connection", self, timeout)
+                # Not even the Ping went out: the socket will not take a Close either, do not wait for it.
+                self._fail(1011, "keepalive ping timeout", 0 if pong is None else self.close_timeout)
                 return
 
-    def _fail(self, code: int, reason: str) -> None:
-        with self._send_lock:
-            if self._conn.state is CLOSED:
-                return
-            self._fail_code = code
-            self._conn.fail(code, reason)
-            self._write(self._conn.data_to_send())
+    def _fail(self, code: int, reason: str, timeout: float) -> None:
+        """Fail the connection from our side: a Close with ``code`` if it can go out within ``timeout``,
+        then the socket is shut down, whoever holds the send lock."""
+        deadline = time.monotonic() + timeout
+        if self._send_lock.acquire(timeout=timeout):
+            try:
+                if self._conn.state is CLOSED:
+                    return  # it ended meanwhile: the reader thread reports how
+                self._failure = (code, reason)
+                self._conn.fail(code, reason)
+                self._write(self._conn.data_to_send(), deadline)
+            finally:
+                self._send_lock.release()
+        else:
+            self._failure = (code, reason)  # before the shutdown: the send() it ends reports this code
         self._close_exc = ConnectionClosed(code, reason, was_clean=False)
-        with contextlib.suppress(OSError):
-            self.socket.shutdown(socket.SHUT_RDWR)
+        self._abort()
 
     # ------------------------------------------------------------------ closing
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Run the closing handshake (at most ``close_timeout`` seconds), then close the socket.
 
-        Messages received before stay for :meth:`recv`; those that arrive after ``close()`` while
-        ``max_queue`` are unread are dropped."""
+        When the handshake cannot finish in time (the peer does not answer, or stopped reading so that
+        not even our Close goes out while a ``send()`` is blocked), the socket is shut down: every thread
+        of the connection ends, and the blocked ``send()`` raises
+        :class:`~wscodec.errors.ConnectionClosed` (1006). Messages received before stay for
+        :meth:`recv`; those that arrive after ``close()`` while ``max_queue`` are unread are dropped."""
+        deadline = time.monotonic() + self.close_timeout
         self._messages.discard()
-        with self._send_lock:
-            if self._conn.state is OPEN:
-                self._conn.close(code, reason)
-                self._write(self._conn.data_to_send())
+        sent = False
+        if self._send_lock.acquire(timeout=self.close_timeout):
+            try:
+                if self._conn.state is OPEN:
+                    self._conn.close(code, reason)
+                    sent = self._write(self._conn.data_to_send(), deadline)
+                else:
+                    sent = True  # closing or closed already: the reader thread finishes it
+            finally:
+                self._send_lock.release()
         if threading.current_thread() is self._reader:
             return
-        if not self._done.wait(self.close_timeout):
-            with contextlib.suppress(OSError):
-                self.socket.shutdown(socket.SHUT_RDWR)
-            self._done.wait(self.close_timeout)
+        if not sent or not self._done.wait(max(deadline - time.monotonic(), 0)):
+            self._abort()
+            self._done.wait(self.close_timeout)  # the reader's recv fails at once: a formality
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until the connection is closed; False if ``timeout`` ran out first."""
