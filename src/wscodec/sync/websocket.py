@@ -307,6 +307,9 @@ class WebSocket:
                 pass  # the Connection queued the Pong already
             elif kind is ProtocolViolation:
                 logger.info("%r: %s", self, event.error)
+                # Report the code our Close carried (1002, 1007, 1009...), as the asyncio layer does.
+                if self._failure is None:
+                    self._failure = (event.code, event.reason)
             elif kind is Closed:
                 code, reason = event.code, event.reason
                 if self._failure is not None:
