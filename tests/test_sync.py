@@ -214,10 +214,13 @@ def test_shutdown_closes_connections_with_1001() -> None:
 
 
 @contextlib.contextmanager
-def silent_peer() -> Iterator[int]:
-    """A server that completes the handshake and then never reads again: pings go unanswered."""
+def silent_peer(*, rcvbuf: int | None = None) -> Iterator[int]:
+    """A server that completes the handshake and then never reads again: pings go unanswered (and with a
+    small ``rcvbuf``, the client's sends soon block)."""
     stalled = threading.Event()
     listener = socket.socket()
+    if rcvbuf is not None:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # inherited by the accepted socket
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     key_line = b"Sec-WebSocket-Key: "

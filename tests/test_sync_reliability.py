@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from test_sync import silent_peer, sync_server
 
 from wscodec import ConnectionClosed, ConnectionClosedOK
-from wscodec.handshake import compute_accept
-from wscodec.sync import Server, WebSocket, connect, serve
+from wscodec.sync import WebSocket, connect, serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -98,18 +98,6 @@ def wait_no_threads(ws: WebSocket, *others: threading.Thread | None, timeout: fl
 
 
 @contextlib.contextmanager
-def running(server: Server) -> Iterator[Server]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(10)
-        assert not thread.is_alive()
-
-
-@contextlib.contextmanager
 def client_that_never_reads(port: int) -> Iterator[socket.socket]:
     """A raw client with a small receive buffer: it completes the handshake, then never reads again."""
     sock = socket.socket()
@@ -129,50 +117,12 @@ def client_that_never_reads(port: int) -> Iterator[socket.socket]:
         sock.close()
 
 
-@contextlib.contextmanager
-def server_that_never_reads() -> Iterator[int]:
-    """A raw server with a small receive buffer: it answers one handshake, then never reads again."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by the accepted socket
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(10)
-    release = threading.Event()
-
-    def peer() -> None:
-        with contextlib.suppress(OSError):
-            conn, _ = listener.accept()
-            with conn:
-                conn.settimeout(10)
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    chunk = conn.recv(1)
-                    if not chunk:
-                        return
-                    request += chunk
-                key = request.split(b"Sec-WebSocket-Key: ")[1].split(b"\r\n")[0].decode()
-                conn.sendall(
-                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    + f"Sec-WebSocket-Accept: {compute_accept(key)}\r\n\r\n".encode()
-                )
-                release.wait(30)
-
-    thread = threading.Thread(target=peer, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        release.set()
-        thread.join(10)
-        listener.close()
-
-
 def test_keepalive_fails_a_client_that_never_reads_while_the_handler_sends() -> None:
     """The handler's send() blocks on the client's closed window; the keepalive still fails the
     connection (1011), every thread of it ends, and the next client is served."""
     handler = StuckHandler()
-    server = serve(handler, "127.0.0.1", 0, ping_interval=0.5, ping_timeout=0.5, close_timeout=1)
-    with running(server), client_that_never_reads(server.port or 0):
+    with sync_server(handler, ping_interval=0.5, ping_timeout=0.5, close_timeout=1) as server, \
+            client_that_never_reads(server.port or 0):
         assert handler.opened.wait(10)
         handler.sender.wait_blocked()
         # interval + ping_timeout + close_timeout (a Close that cannot go out) = 2 s, plus a margin
@@ -190,8 +140,8 @@ def test_close_ends_a_send_blocked_on_a_client_that_never_reads() -> None:
     """Server side: close() from another thread returns within about close_timeout, and the blocked
     send() raises ConnectionClosed (1006: the Close could not go out)."""
     handler = StuckHandler()
-    server = serve(handler, "127.0.0.1", 0, ping_interval=None, close_timeout=1)
-    with running(server), client_that_never_reads(server.port or 0):
+    with sync_server(handler, ping_interval=None, close_timeout=1) as server, \
+            client_that_never_reads(server.port or 0):
         assert handler.opened.wait(10)
         handler.sender.wait_blocked()
         assert handler.ws is not None
@@ -208,7 +158,7 @@ def test_close_ends_a_send_blocked_on_a_client_that_never_reads() -> None:
 
 def test_close_ends_a_send_blocked_on_a_server_that_never_reads() -> None:
     """Client side: the same, against a server that answers the handshake and never reads."""
-    with server_that_never_reads() as port:
+    with silent_peer(rcvbuf=4096) as port:
         ws = connect(f"ws://127.0.0.1:{port}/", ping_interval=None, close_timeout=1)
         sender = Sender()
         thread = threading.Thread(target=sender.run, args=(ws,), daemon=True)
@@ -270,8 +220,7 @@ def test_close_with_a_full_queue_loses_no_message() -> None:
         finally:
             done.set()
 
-    server = serve(handler, "127.0.0.1", 0, max_queue=4, ping_interval=None, close_timeout=2)
-    with running(server):
+    with sync_server(handler, max_queue=4, ping_interval=None, close_timeout=2) as server:
         with socket.create_connection(("127.0.0.1", server.port or 0), 10) as sock:
             sock.settimeout(10)
             sock.sendall(UPGRADE)
@@ -298,7 +247,7 @@ def test_close_with_a_full_queue_loses_no_message_client_side() -> None:
             ws.send(f"msg-{i}")
         ws.close()
 
-    with running(serve(handler, "127.0.0.1", 0, ping_interval=None)) as server:
+    with sync_server(handler, ping_interval=None) as server:
         ws = connect(f"ws://127.0.0.1:{server.port}/", max_queue=4, ping_interval=None, close_timeout=2)
         assert ws.wait_closed(10)
         assert [ws.recv(timeout=5) for _ in range(4)] == ["msg-0", "msg-1", "msg-2", "msg-3"]
