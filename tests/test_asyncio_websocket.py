@@ -499,6 +499,40 @@ async def test_reading_pauses_while_max_queue_async_listeners_run() -> None:
         await client.close()
 
 
+async def test_close_with_reading_paused_still_completes_the_closing_handshake() -> None:
+    """A handler that closes with max_queue messages unread (reading paused) still reads the peer's Close:
+    the handshake completes at once, with 1000, not after close_timeout with 1006. The messages queued
+    before the close are still returned; those that arrive after it, beyond the bound, are dropped."""
+    result: dict[str, Any] = {}
+    done = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        await until(lambda: ws._reading_paused)
+        started = time.monotonic()
+        await ws.close(1000, "bye")
+        result["seconds"] = time.monotonic() - started
+        result["code"] = ws.close_code
+        got = []
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                got.append(await ws.recv())
+        result["got"] = got
+        done.set()
+
+    async with serve(handler, "127.0.0.1", 0, max_queue=2, close_timeout=5, compression=None) as server:
+        client = await connect(url(server), compression=None)
+        messages = [f"{i}".ljust(4096, ".") for i in range(200)]
+        for message in messages:
+            await client.send(message)
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                await asyncio.wait_for(client.recv(), 10)
+        assert (info.value.code, info.value.reason) == (1000, "bye")
+        await asyncio.wait_for(done.wait(), 10)
+    assert result["seconds"] < 2 and result["code"] == 1000
+    assert 2 <= len(result["got"]) < 200 and result["got"] == messages[: len(result["got"])]
+
+
 # --------------------------------------------------------------------------- cancellation
 
 

@@ -158,6 +158,34 @@ def test_sending_while_our_close_waits_for_an_answer_reports_our_close(code, rea
     assert conn.data_to_send() == b""
 
 
+@pytest.mark.parametrize("stream_messages", [False, True])
+def test_drop_messages_checks_data_but_returns_only_control_events(stream_messages: bool) -> None:
+    """drop_messages (for an I/O layer whose application closed with messages unread): data is still
+    checked, here a bad UTF-8 byte still fails with 1007, but not returned; Pings are answered and the peer's
+    Close completes the handshake. Set while OPEN, it also keeps the one-step receive path from taking
+    the read."""
+    conn = Connection.established("server", stream_messages=stream_messages)
+    conn.drop_messages = True
+    assert conn.receive_data(client_frame(1, b"dropped") + client_frame(2, b"also", fin=False)) == []
+    assert conn.receive_data(client_frame(0, b" dropped") + client_frame(9, b"p")) == [Ping(b"p")]
+    assert [(f.opcode, f.payload) for f in frames_out(conn)] == [(10, b"p")]
+    conn.close(1000, "done")
+    conn.data_to_send()
+    events = conn.receive_data(client_frame(1, b"late") + client_frame(8, close_payload(1000)))
+    assert [type(e) for e in events] == [CloseReceived, Closed]
+    bad = Connection.established("server", stream_messages=stream_messages)
+    bad.drop_messages = True
+    events = bad.receive_data(client_frame(1, b"\xff"))
+    assert [type(e) for e in events] == [ProtocolViolation, Closed] and events[0].code == 1007
+    conn.drop_messages = False
+    fresh = Connection.established("server", stream_messages=stream_messages)
+    fresh.drop_messages = True
+    fresh.drop_messages = False
+    assert [type(e) for e in fresh.receive_data(client_frame(1, b"kept"))] == [
+        TextFragment if stream_messages else TextMessage
+    ]
+
+
 def test_a_protocol_error_while_closing_sends_no_second_close() -> None:
     """A peer that breaks the protocol after our Close fails the connection, but only one Close frame is
     ever sent (RFC 6455 section 5.5.1)."""

@@ -65,6 +65,12 @@ class State(enum.IntEnum):
 
 
 CONNECTING, OPEN, CLOSING, CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
+# The events of data messages (what drop_messages leaves out).
+_DATA_EVENTS = (TextMessage, BinaryMessage, TextFragment, BinaryFragment)
+
+
+def _without_data(events: list[Event]) -> list[Event]:
+    return [event for event in events if type(event) not in _DATA_EVENTS]
 
 _DEFAULT: Any = object()
 #: Pings answered by one withheld Pong (see :meth:`Connection.hold_pongs`) beyond which the peer is
@@ -171,6 +177,7 @@ class Connection(FrameQueue):
         "_close_received",
         "_decoder",
         "_deflate",
+        "_drop_messages",
         "_frag",
         "_fragment_size",
         "_handshake",
@@ -236,6 +243,7 @@ class Connection(FrameQueue):
         self._fast_receive: Any = None  # (FrameQueue's: the decoder while its one-step receive path applies)
         self.stream_messages = stream_messages  # (sets FrameQueue's record types too)
         self.defer_errors = defer_errors
+        self._drop_messages = False
         self.state: State = CONNECTING
         self.subprotocol: str | None = None
         self.extensions: list[Extension] = []
@@ -383,6 +391,20 @@ class Connection(FrameQueue):
         self._update_fast_receive()
 
     @property
+    def drop_messages(self) -> bool:
+        """While True, data messages received are still checked (framing, UTF-8, limits) but not returned.
+
+        For an I/O layer whose application closed the connection with messages still unread: it must keep
+        reading until the peer's Close (RFC 6455 section 7.1.1), without holding any more of them. Control
+        frames are handled as always."""
+        return self._drop_messages
+
+    @drop_messages.setter
+    def drop_messages(self, value: bool) -> None:
+        self._drop_messages = value
+        self._update_fast_receive()
+
+    @property
     def stream_messages(self) -> bool:
         """Deliver data as it arrives (:class:`~wscodec.events.TextFragment`/:class:`~wscodec.events.BinaryFragment`
         events) instead of whole messages."""
@@ -405,6 +427,7 @@ class Connection(FrameQueue):
             self.state is OPEN
             and not self._close_received
             and self.pending_error is None
+            and not self._drop_messages
             and not self._msg_opcode
             and not self._peeked
         ):
@@ -575,7 +598,7 @@ class Connection(FrameQueue):
                             continue
                         self._slow_frame(frame, append)
                         if self._close_received:
-                            return events
+                            return _without_data(events) if self._drop_messages else events
                     if self._frag is not None:
                         self._flush_fragment(append, False)
                 except ProtocolError as exc:
@@ -594,7 +617,7 @@ class Connection(FrameQueue):
                     self.pending_error = error
                 else:
                     events.extend(self._fail(error))
-            return events
+            return _without_data(events) if self._drop_messages else events
         finally:
             self._update_fast_receive()
 

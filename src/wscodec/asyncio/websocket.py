@@ -798,8 +798,16 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 self._sync_reading()
 
     def _sync_reading(self) -> None:
-        """Pause or resume the transport's reading: paused while any reason to pause holds."""
+        """Pause or resume the transport's reading: paused while any reason to pause holds.
+
+        Except once our Close is out: the closing handshake needs the peer's Close, which may wait behind
+        messages the application will never read. Reading goes on, and the messages that arrive while
+        ``max_queue`` are unread (or async listeners run) are dropped, so the bound holds (the threaded API
+        does the same); a flood of Pings still pauses it until the transport drains.
+        """
         reading = not (self._reading_paused or self._flood_paused or self._listeners_paused)
+        if not reading and not self._flood_paused and self._conn.close_sent is not None:
+            self._conn.drop_messages = reading = True
         if reading is not self._transport_reading and self._transport is not None and not self._lost:
             self._transport_reading = reading
             if reading:
@@ -1048,6 +1056,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             if self._debug:
                 self.logger.debug("> close %d %r", code, reason)
             self._handle([])
+            self._sync_reading()  # paused for unread messages: read on, for the peer's Close
             self._arm_abort()
         elif conn.state is CONNECTING:
             if self._transport is not None and not self._lost:
