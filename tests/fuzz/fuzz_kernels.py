@@ -119,7 +119,9 @@ def decode_trace(
             trace.append(("frames", [frame_tuple(f) for f in frames]))
         buffered = decoder.buffered
         if max_frame_size is not None:
-            assert buffered <= MAX_HEADER + max_frame_size, (buffered, max_frame_size)
+            # One frame in progress at most: a data frame within max_frame_size, or a control frame's 125
+            # bytes, which any limit allows (RFC 6455 section 5.5).
+            assert buffered <= MAX_HEADER + max(max_frame_size, 125), (buffered, max_frame_size)
         trace.append(("buffered", buffered))
     return trace
 
