@@ -820,13 +820,19 @@ class Connection(FrameQueue):
         if self.state is not OPEN:
             if self.state is CONNECTING:
                 raise RuntimeError("cannot send before the handshake is complete")
-            sent = self.close_sent
-            if self.close_code is None and sent is not None:
-                # Our Close is out and the peer has not answered: a clean close under way, with our code
-                # (as the asyncio and threaded layers report it), not an abnormal 1006.
-                raise ConnectionClosed(sent[0] if sent[0] is not None else 1005, sent[1], was_clean=True)
+            closing = self.closing_error() if self.close_code is None else None
+            if closing is not None:  # our Close is out and the peer has not answered: not an abnormal 1006
+                raise closing
             code = self.close_code if self.close_code is not None else 1006
             raise ConnectionClosed(code, self.close_reason, was_clean=self._close_received)
+
+    def closing_error(self) -> ConnectionClosed | None:
+        """What a send raises while our Close waits for the peer's answer: a clean close with our code and
+        reason (1005 for a Close without code), as every layer reports it; None if we sent no Close."""
+        sent = self.close_sent
+        if sent is None:
+            return None
+        return ConnectionClosed(sent[0] if sent[0] is not None else 1005, sent[1], was_clean=True)
 
     def _check_can_send_message(self) -> None:
         self._check_can_send()

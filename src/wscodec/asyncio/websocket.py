@@ -777,9 +777,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         exc = self._close_exc
         if exc is not None:
             return ConnectionClosed(exc.code, exc.reason, was_clean=exc.was_clean)
-        sent = self._conn.close_sent
-        if sent is not None:  # we are closing: the peer has not answered yet
-            return ConnectionClosed(sent[0] if sent[0] is not None else 1005, sent[1], was_clean=True)
+        closing = self._conn.closing_error()
+        if closing is not None:  # we are closing: the peer has not answered yet
+            return closing
         return ConnectionClosed(1006, "", was_clean=False)
 
     # ------------------------------------------------------------------ receiving

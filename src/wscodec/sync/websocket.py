@@ -325,9 +325,9 @@ class WebSocket:
         failure = self._failure
         if failure is not None:  # we failed it; the reader thread has not finished yet
             return ConnectionClosed(failure[0], failure[1], was_clean=False)
-        sent = self._conn.close_sent
-        if sent is not None:  # we are closing: the peer has not answered yet
-            return ConnectionClosed(sent[0] if sent[0] is not None else 1005, sent[1], was_clean=True)
+        closing = self._conn.closing_error()
+        if closing is not None:  # we are closing: the peer has not answered yet
+            return closing
         return ConnectionClosed(1006, "", was_clean=False)
 
     def recv(self, timeout: float | None = None) -> str | bytes:
