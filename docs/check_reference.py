@@ -25,6 +25,8 @@ PUBLIC = [
     "wscodec.frames",
     "wscodec.extensions",
     "wscodec.handshake",
+    "wscodec.server_hooks",
+    "wscodec.basic_auth",
     "wscodec.asgi",
     "wscodec.compression",
     "wscodec.client_network",

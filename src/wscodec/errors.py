@@ -16,6 +16,7 @@ __all__ = [
     "InvalidProxy",
     "InvalidStatus",
     "InvalidURI",
+    "MultipleValuesError",
     "OpenTimeout",
     "PayloadTooBig",
     "ProtocolError",
@@ -64,6 +65,11 @@ class PayloadTooBig(ProtocolError):
 
     def __init__(self, message: str, close_code: int = 1009) -> None:
         super().__init__(message, close_code)
+
+
+class MultipleValuesError(WebSocketError, LookupError):
+    """``headers[name]`` found that header more than once: use ``headers.get_all(name)`` (as in websockets,
+    so that a duplicated ``Authorization`` or ``Origin`` is never read as just one of its values)."""
 
 
 class InvalidHandshake(WebSocketError):

@@ -6,9 +6,11 @@ the connection has already queued the pong).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, SupportsIndex, overload
 
-from .errors import WebSocketError
+from .errors import MultipleValuesError, WebSocketError
 
 __all__ = [
     "BinaryFragment",
@@ -17,6 +19,7 @@ __all__ = [
     "Closed",
     "Event",
     "Headers",
+    "HeadersLike",
     "Ping",
     "Pong",
     "ProtocolViolation",
@@ -24,20 +27,85 @@ __all__ = [
     "Response",
     "TextFragment",
     "TextMessage",
+    "decoded",
 ]
 
-Headers = tuple[tuple[str, str], ...]
-"""Header fields in the order they came, names as sent; look-ups are case-insensitive (see ``handshake``)."""
+class Headers(tuple[tuple[str, str], ...]):
+    """Header fields in the order they came, as ``(name, value)`` pairs with names as sent.
+
+    A tuple, so that events stay immutable records that compare, hash and iterate as pairs; with
+    websockets' look-ups by name on top (case-insensitive), so that code moving from websockets keeps
+    ``headers["Origin"]``, ``headers.get("Authorization")``, ``headers.get_all("Cookie")``,
+    ``"Host" in headers`` and ``headers.raw_items()``. Integer indexes and slices are the tuple's.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, fields: Any = ()) -> Headers:
+        if isinstance(fields, Mapping):
+            fields = fields.items()
+        return super().__new__(cls, fields)
+
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, key: slice) -> tuple[tuple[str, str], ...]: ...
+    @overload
+    def __getitem__(self, key: str) -> str: ...
+    def __getitem__(self, key: Any) -> Any:
+        """By name: the value of the one field so named; KeyError if none, :class:`MultipleValuesError`
+        if several (websockets' rule)."""
+        if not isinstance(key, str):
+            return tuple.__getitem__(self, key)
+        values = self.get_all(key)
+        if not values:
+            raise KeyError(key)
+        if len(values) > 1:
+            raise MultipleValuesError(key)
+        return values[0]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``headers[key]``, or ``default`` when there is no such field."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def get_all(self, key: str) -> list[str]:
+        """Every value of the fields named ``key``, in order (case-insensitive)."""
+        lkey = key.lower()
+        return [value for name, value in self if name.lower() == lkey]
+
+    def __contains__(self, key: object) -> bool:
+        """A str asks for a field name (case-insensitive); a pair, for that exact field."""
+        if isinstance(key, str):
+            lkey = key.lower()
+            return any(name.lower() == lkey for name, _ in self)
+        return tuple.__contains__(self, key)
+
+    def raw_items(self) -> Iterator[tuple[str, str]]:
+        """The fields as sent, in order (websockets' name for iterating the pairs)."""
+        return iter(self)
 
 
-@dataclass(frozen=True, slots=True)
+HeadersLike = Iterable[tuple[str, str]] | Mapping[str, str]
+"""What a Request or Response may be built with: pairs (a :class:`Headers`, a tuple, a list) or a mapping."""
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Request:
     """The client's opening handshake request, as the server received it (or the client sent it)."""
 
     method: str
     path: str
     headers: Headers
-    http_version: str = "HTTP/1.1"
+    http_version: str
+
+    def __init__(self, method: str, path: str, headers: HeadersLike, http_version: str = "HTTP/1.1") -> None:
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "headers", headers if type(headers) is Headers else Headers(headers))
+        object.__setattr__(self, "http_version", http_version)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (case-insensitive)."""
@@ -48,14 +116,20 @@ class Request:
         return default
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Response:
     """The server's answer to the opening handshake; ``status_code`` 101 means the upgrade succeeded."""
 
     status_code: int
     reason: str
     headers: Headers
-    body: bytes = b""
+    body: bytes
+
+    def __init__(self, status_code: int, reason: str, headers: HeadersLike, body: bytes = b"") -> None:
+        object.__setattr__(self, "status_code", status_code)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "headers", headers if type(headers) is Headers else Headers(headers))
+        object.__setattr__(self, "body", body)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (case-insensitive)."""
@@ -164,3 +238,11 @@ Event = (
     | ProtocolViolation
     | Closed
 )
+
+
+def decoded(data: str | bytes | bytearray | memoryview, decode: bool) -> str | bytes:
+    """A message's data as websockets' ``recv(decode=...)`` returns it: ``decode=True`` makes a binary
+    message a str (UnicodeDecodeError if it is not UTF-8), ``decode=False`` a text message its UTF-8 bytes."""
+    if isinstance(data, str):
+        return data if decode else data.encode("utf-8")
+    return bytes(data).decode("utf-8") if decode else bytes(data)

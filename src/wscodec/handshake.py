@@ -55,7 +55,7 @@ class HandshakeRejected(InvalidHandshake):
     def __init__(self, message: str, status: int = 400, headers: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.status = status
-        self.headers: Headers = tuple(headers)
+        self.headers = Headers(headers)
 
 
 def generate_key() -> str:
@@ -138,7 +138,7 @@ class HttpParser:
         self.max_headers = max_headers
         self.complete = False
         self.start_line = ""
-        self.headers: Headers = ()
+        self.headers = Headers()
         #: Bytes received after the head (frames, or a response body).
         self.leftover = b""
         self._buffer = bytearray()
@@ -187,7 +187,7 @@ class HttpParser:
             if not _FIELD_VALUE.fullmatch(value):
                 raise HandshakeRejected(f"invalid character in HTTP header {name}", 400)
             headers.append((name, value))
-        self.headers = tuple(headers)
+        self.headers = Headers(headers)
 
 
 def _single(headers: Headers, name: str) -> str | None:

@@ -9,7 +9,7 @@ bytes, and reading pauses while ``max_queue`` messages wait unread.
 from __future__ import annotations
 
 from .client import connect, create_websocket, process_exception, unix_connect
-from .server import Server, ServerWebSocket, broadcast, broadcast_wait, serve, unix_serve
+from .server import Server, ServerWebSocket, basic_auth, broadcast, broadcast_wait, serve, unix_serve
 from .websocket import CloseEvent, ErrorEvent, Event, MessageEvent, WebSocket
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Server",
     "ServerWebSocket",
     "WebSocket",
+    "basic_auth",
     "broadcast",
     "broadcast_wait",
     "connect",

@@ -8,23 +8,25 @@ import inspect
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
 from .._kernels import encode_frame
+from ..basic_auth import BasicAuth
 from ..broker import Broker, Message, make_broker
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import Compression, extension_factories
 from ..connection import OPEN, Connection
 from ..errors import ConnectionClosed
 from ..events import Request, Response
-from ..handshake import HandshakeRejected, HttpParser, _serialize, parse_subprotocols
+from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
+from ..server_hooks import INTERNAL_ERROR, as_response, respond, response_bytes, takes_connection
 from ..transports import TransportChoice, opener, resolve_transport
 from .busy_poll import BusyPoller, check_busy_poll
 from .websocket import WebSocket
 
-__all__ = ["Server", "ServerWebSocket", "broadcast", "broadcast_wait", "serve", "unix_serve"]
+__all__ = ["Server", "ServerWebSocket", "basic_auth", "broadcast", "broadcast_wait", "serve", "unix_serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,49 +35,24 @@ Handler = Callable[[WebSocket], Awaitable[Any]]
 #: Seconds an HTTP error response (400, 403, 431, 503...) waits for the client to stop sending before the
 #: socket is closed: closing with unread input makes the kernel send a reset, which can destroy the response.
 REJECT_LINGER = 2.0
-HttpResponse = tuple[int | http.HTTPStatus, Any, bytes | str]
-ProcessRequest = Callable[[Request], HttpResponse | Awaitable[HttpResponse | None] | None]
-ProcessResponse = Callable[
-    [WebSocket, Request | None, Response], Response | HttpResponse | Awaitable[Response | HttpResponse | None] | None
-]
+HttpResponse = Response | tuple[int | http.HTTPStatus, Any, bytes | str]
+#: ``process_request(connection, request)`` as in websockets, or ``process_request(request)``.
+ProcessRequest = Callable[..., HttpResponse | Awaitable[HttpResponse | None] | None]
+ProcessResponse = Callable[[WebSocket, Request | None, Response], HttpResponse | Awaitable[HttpResponse | None] | None]
+#: ``select_subprotocol(connection, offered)`` as in websockets, or ``select_subprotocol(offered)``.
+SelectSubprotocol = Callable[..., str | None]
 LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
-
-
-def _response_bytes(response: Response) -> bytes:
-    """The wire form of a response that ``process_response`` returned (a 101 keeps no body)."""
-    if response.status_code == 101:
-        return _serialize(f"HTTP/1.1 101 {response.reason or 'Switching Protocols'}", response.headers)
-    reason = response.reason or _phrase(response.status_code)
-    headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
-    headers.append(("Content-Length", str(len(response.body))))
-    if not any(k.lower() == "connection" for k, _ in headers):
-        headers.append(("Connection", "close"))
-    return _serialize(f"HTTP/1.1 {response.status_code} {reason}", headers) + response.body
-
-
-def _phrase(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def _normalize(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
-    status, headers, body = response
-    if isinstance(headers, Mapping):
-        headers = list(headers.items())
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    return int(status), [(str(k), str(v)) for k, v in headers], bytes(body)
 
 
 class ServerWebSocket(WebSocket):
     """The server side of a connection: runs the opening handshake, then the handler."""
 
-    __slots__ = ("_handler_task", "_head_malformed", "_head_waiter", "_open_timer", "_parser", "_server")
+    __slots__ = ("_handler_task", "_head_malformed", "_head_waiter", "_open_timer", "_parser", "_server", "username")
 
     def __init__(self, server: Server, connection: Connection, **options: Any) -> None:
         super().__init__(connection, **options)
+        #: The user :func:`basic_auth` let in (None without it), as in websockets.
+        self.username: str | None = None
         self._server = server
         self._pre = bytearray()  # bytes received before the handshake is decided (HotPath.buffer_updated)
         self._parser = HttpParser()
@@ -88,6 +65,11 @@ class ServerWebSocket(WebSocket):
     def server(self) -> Server:
         """The :class:`Server` this connection belongs to (for ``ws.server.join(ws, channel)`` and the like)."""
         return self._server
+
+    def respond(self, status: int | http.HTTPStatus, text: str) -> Response:
+        """A plain-text HTTP response for ``process_request`` or ``process_response`` to return instead of
+        the upgrade, as websockets' ``connection.respond()`` (see :func:`wscodec.server_hooks.respond`)."""
+        return respond(status, text)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -182,20 +164,19 @@ class ServerWebSocket(WebSocket):
             result: Any = hook(self, request, response)
             if inspect.isawaitable(result):
                 result = await result
-            if result is not None and not isinstance(result, Response):
-                status, headers, body = _normalize(result)
-                result = Response(status, _phrase(status), tuple(headers), body)
+            if result is not None:
+                result = as_response(result)
         except Exception:
             logger.exception("error in process_response")
-            result = Response(500, "", (("Content-Type", "text/plain"),), b"Internal Server Error\n")
+            result = INTERNAL_ERROR
         if result is None or result is response or self._lost:
             return True
         try:
-            head = _response_bytes(result)
+            head = response_bytes(result)
         except Exception:
             logger.exception("invalid response from process_response: %r", result)
-            head = _response_bytes(Response(500, "", (("Content-Type", "text/plain"),), b"Internal Server Error\n"))
-            result = Response(500, "", (), b"")
+            head = response_bytes(INTERNAL_ERROR)
+            result = INTERNAL_ERROR
         queued = conn.data_to_send()
         end = queued.find(b"\r\n\r\n") + 4
         transport = self._transport
@@ -220,7 +201,10 @@ class ServerWebSocket(WebSocket):
         response: Any = None
         if request is not None and server.process_request is not None:
             try:
-                response = server.process_request(request)
+                if server._process_request_takes_connection:
+                    response = server.process_request(self, request)
+                else:
+                    response = server.process_request(request)
                 if inspect.isawaitable(response):
                     response = await response
             except Exception:
@@ -233,8 +217,8 @@ class ServerWebSocket(WebSocket):
             response = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"too many connections\n")
         if response is not None:
             try:
-                status, headers, body = _normalize(response)
-                conn.reject(status, self._server._with_server_header(headers), body)
+                answer = as_response(response)
+                conn.reject(answer.status_code, self._server._with_server_header(list(answer.headers)), answer.body)
             except Exception:
                 self.logger.exception("invalid response from process_request: %r", response)
                 conn.reject(500, [("Content-Type", "text/plain")], b"Internal Server Error\n")
@@ -253,7 +237,11 @@ class ServerWebSocket(WebSocket):
             headers = server._with_server_header([])
             if server.select_subprotocol is not None:
                 offered = parse_subprotocols(events[0].headers)
-                events = conn.accept(server.select_subprotocol(offered), extra_headers=headers)
+                if server._select_subprotocol_takes_connection:
+                    chosen = server.select_subprotocol(self, offered)
+                else:
+                    chosen = server.select_subprotocol(offered)
+                events = conn.accept(chosen, extra_headers=headers)
             else:
                 events = conn.accept(extra_headers=headers)
         except Exception:
@@ -314,7 +302,7 @@ class Server:
         handler: Handler,
         *,
         subprotocols: Sequence[str] = (),
-        select_subprotocol: Callable[[list[str]], str | None] | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
         origins: Sequence[str | None] | None = None,
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
@@ -340,6 +328,10 @@ class Server:
         self.handler = handler
         self.select_subprotocol = select_subprotocol
         self.process_request = process_request
+        self._process_request_takes_connection = process_request is not None and takes_connection(process_request)
+        self._select_subprotocol_takes_connection = (
+            select_subprotocol is not None and takes_connection(select_subprotocol)
+        )
         self.process_response = process_response
         self.server_header = server_header
         self.open_timeout = open_timeout
@@ -496,11 +488,13 @@ class serve:
     """Start a server: ``server = await serve(handler, host, port)`` or ``async with serve(...) as server:``.
 
     ``handler(ws)`` runs once per connection; when it returns the connection is closed with 1000, when it
-    raises with 1011 (and the error is logged). ``process_request(request)`` is called with the
-    :class:`~wscodec.events.Request` of every HTTP request, WebSocket upgrade or not, before it is
-    checked: return None to go on, or ``(status, headers, body)`` to answer with plain HTTP (health
-    checks, a page); it may be a coroutine. ``select_subprotocol(offered) -> str | None`` overrides the
-    choice among ``subprotocols`` (the server's preference list). ``origins`` lists the allowed ``Origin``
+    raises with 1011 (and the error is logged). ``process_request(connection, request)`` (websockets'
+    form; ``process_request(request)`` too) is called with the :class:`~wscodec.events.Request` of every
+    HTTP request, WebSocket upgrade or not, before it is checked: return None to go on, or a response to
+    answer with plain HTTP (health checks, a page, :func:`basic_auth`'s 401): ``connection.respond(status,
+    text)``, a :class:`~wscodec.events.Response` or ``(status, headers, body)``; it may be a coroutine.
+    ``select_subprotocol(connection, offered) -> str | None`` (or ``select_subprotocol(offered)``)
+    overrides the choice among ``subprotocols`` (the server's preference list). ``origins`` lists the allowed ``Origin``
     values (None in it: no Origin header), others get 403. Beyond ``max_connections`` open connections
     upgrades get 503. ``slow_consumer`` ("close", "skip" or "wait") is what :func:`broadcast` does with
     a connection whose buffer holds more than ``slow_consumer_limit`` bytes. ``broker`` (a URL such as
@@ -531,7 +525,7 @@ class serve:
         sock: socket.socket | None = None,
         ssl: ssl_module.SSLContext | None = None,
         subprotocols: Sequence[str] = (),
-        select_subprotocol: Callable[[list[str]], str | None] | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
         origins: Sequence[str | None] | None = None,
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
@@ -635,7 +629,7 @@ def unix_serve(
     sock: socket.socket | None = None,
     ssl: ssl_module.SSLContext | None = None,
     subprotocols: Sequence[str] = (),
-    select_subprotocol: Callable[[list[str]], str | None] | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
     origins: Sequence[str | None] | None = None,
     process_request: ProcessRequest | None = None,
     process_response: ProcessResponse | None = None,
@@ -694,6 +688,35 @@ def unix_serve(
     )
     starter._unix_path = path
     return starter
+
+
+# --------------------------------------------------------------------------- basic auth
+
+
+def basic_auth(
+    realm: str = "",
+    credentials: tuple[str, str] | Iterable[tuple[str, str]] | None = None,
+    check_credentials: Callable[[str, str], bool | Awaitable[bool]] | None = None,
+) -> Callable[[ServerWebSocket, Request], Awaitable[Response | None]]:
+    """A ``process_request`` that lets in only requests with valid HTTP Basic credentials, as websockets'
+    ``basic_auth``: give ``credentials`` (a ``(username, password)`` pair or an iterable of them) or
+    ``check_credentials(username, password)`` (it may be a coroutine). Others get 401 with a
+    ``WWW-Authenticate`` challenge for ``realm``; the handler finds the user in ``ws.username``."""
+    auth = BasicAuth(realm, credentials, check_credentials)
+
+    async def process_request(connection: ServerWebSocket, request: Request) -> Response | None:
+        found = auth.credentials(request)
+        if isinstance(found, Response):
+            return found
+        valid = auth.check(*found)
+        if inspect.isawaitable(valid):
+            valid = await valid
+        if not valid:
+            return auth.challenge()
+        connection.username = found[0]
+        return None
+
+    return process_request
 
 
 # --------------------------------------------------------------------------- broadcast

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from ..connection import CLOSED, CONNECTING, OPEN, Connection
+from ..connection import CLOSED, CONNECTING, OPEN, Connection, State
 from ..errors import ConnectionClosed, InvalidHandshake
 from ..events import (
     BinaryFragment,
@@ -40,6 +40,7 @@ from ..events import (
     Request,
     Response,
     TextFragment,
+    decoded,
 )
 from ._hot_backend import DATA_TYPES, LONE_WRITES, READ_SIZE, HotPath, MessageWaiter, Pieces
 from ._hot_backend import HOT_PATH_BACKEND as HOT_PATH_BACKEND  # (which twin runs: read by the tests and checks)
@@ -355,6 +356,17 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     def protocol(self) -> str:
         """The negotiated subprotocol, "" when none."""
         return self._conn.subprotocol or ""
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The negotiated subprotocol, None when none (websockets' name; :attr:`protocol` is the browser's)."""
+        return self._conn.subprotocol
+
+    @property
+    def state(self) -> State:
+        """The connection's :class:`~wscodec.connection.State` (websockets' name; :attr:`ready_state` is the
+        browser's number)."""
+        return self._conn.state
 
     @property
     def extensions(self) -> str:
@@ -823,8 +835,11 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             finally:
                 self._waiter = None
 
-    async def recv(self) -> str | bytes:
+    async def recv(self, decode: bool | None = None) -> str | bytes:
         """The next message: a str for text, bytes for binary.
+
+        ``decode`` is websockets': True returns a binary message decoded as UTF-8 (UnicodeDecodeError if
+        it is not), False returns a text message as its UTF-8 bytes; None (the default) neither.
 
         Typed ``str | bytes``, which is what a connection returns unless asked otherwise: with
         :attr:`binary_type` set to "bytearray" or "memoryview" (the browser API's choice), binary
@@ -848,6 +863,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                         partial.add(data)
                         data = partial.take()
                     self._busy = True
+                    if decode is not None:
+                        return decoded(data, decode)
                     if type(event) is BinaryFragment and self._binary_type != "bytes":
                         return self._convert_binary(data)  # type: ignore[no-any-return]
                     return data  # type: ignore[no-any-return]

@@ -8,7 +8,7 @@ and one reader thread per connection.
 from __future__ import annotations
 
 from .client import connect, unix_connect
-from .server import Server, serve, unix_serve
+from .server import PendingConnection, Server, basic_auth, serve, unix_serve
 from .websocket import WebSocket
 
-__all__ = ["Server", "WebSocket", "connect", "serve", "unix_connect", "unix_serve"]
+__all__ = ["PendingConnection", "Server", "WebSocket", "basic_auth", "connect", "serve", "unix_connect", "unix_serve"]

@@ -8,7 +8,6 @@ Same option names, hooks, limits and errors as :func:`wscodec.asyncio.serve`: ``
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import http
 import logging
 import os
@@ -17,57 +16,85 @@ import socket
 import ssl as ssl_module
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
+from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import Compression, extension_factories
 from ..connection import Connection
 from ..events import Request, Response
-from ..handshake import HandshakeRejected, HttpParser, _serialize, parse_subprotocols
+from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
+from ..server_hooks import INTERNAL_ERROR, as_response, respond, response_bytes, takes_connection
 from .websocket import WebSocket
 
-__all__ = ["Server", "serve", "unix_serve"]
+__all__ = ["PendingConnection", "Server", "basic_auth", "serve", "unix_serve"]
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[WebSocket], Any]
-HttpResponse = tuple[int | http.HTTPStatus, Any, bytes | str]
-ProcessRequest = Callable[[Request], HttpResponse | None]
-ProcessResponse = Callable[[WebSocket | None, Request | None, Response], Response | HttpResponse | None]
+HttpResponse = Response | tuple[int | http.HTTPStatus, Any, bytes | str]
+#: ``process_request(connection, request)`` as in websockets (a :class:`PendingConnection`), or
+#: ``process_request(request)``.
+ProcessRequest = Callable[..., HttpResponse | None]
+#: ``process_response(connection, request, response)``: the :class:`PendingConnection` (None if the
+#: request could not be parsed).
+ProcessResponse = Callable[[Any, Request | None, Response], HttpResponse | None]
+#: ``select_subprotocol(connection, offered)`` as in websockets, or ``select_subprotocol(offered)``.
+SelectSubprotocol = Callable[..., str | None]
 
 
-def _phrase(status: int) -> str:
+class PendingConnection:
+    """What ``process_request(connection, request)``, ``select_subprotocol(connection, offered)`` and
+    ``process_response(connection, request, response)`` get in the threaded server: the connection before
+    its upgrade, whose :class:`WebSocket` does not exist yet. It offers what websockets' ServerConnection
+    offers at that point: ``request``, the addresses, :meth:`respond`, and ``username``, which the
+    WebSocket then carries (set by :func:`basic_auth`)."""
+
+    __slots__ = ("local_address", "remote_address", "request", "username")
+
+    def __init__(self, sock: socket.socket, request: Request) -> None:
+        self.request = request
+        self.remote_address: Any = _address(sock.getpeername)
+        self.local_address: Any = _address(sock.getsockname)
+        self.username: str | None = None
+
+    def respond(self, status: int | http.HTTPStatus, text: str) -> Response:
+        """A plain-text HTTP response to return instead of the upgrade (websockets' ``respond()``)."""
+        return respond(status, text)
+
+
+def _address(get: Callable[[], Any]) -> Any:
     try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+        return get()
+    except OSError:
+        return None
 
 
-def _as_response(value: Any) -> Response:
-    if isinstance(value, Response):
-        return value
-    status, headers, body = value
-    if isinstance(headers, Mapping):
-        headers = list(headers.items())
-    if isinstance(body, str):
-        body = body.encode()
-    return Response(int(status), _phrase(int(status)), tuple((str(k), str(v)) for k, v in headers), bytes(body))
+def basic_auth(
+    realm: str = "",
+    credentials: tuple[str, str] | Iterable[tuple[str, str]] | None = None,
+    check_credentials: Callable[[str, str], bool] | None = None,
+) -> Callable[[PendingConnection, Request], Response | None]:
+    """A ``process_request`` that lets in only requests with valid HTTP Basic credentials, as websockets'
+    ``basic_auth``: see :func:`wscodec.asyncio.basic_auth` (here ``check_credentials`` is a plain
+    function). The handler finds the user in ``ws.username``."""
+    auth = BasicAuth(realm, credentials, check_credentials)
 
+    def process_request(connection: PendingConnection, request: Request) -> Response | None:
+        found = auth.credentials(request)
+        if isinstance(found, Response):
+            return found
+        valid = auth.check(*found)
+        if not isinstance(valid, bool):
+            raise TypeError("the threaded server's check_credentials must return a bool, not an awaitable")
+        if not valid:
+            return auth.challenge()
+        connection.username = found[0]
+        return None
 
-def _response_bytes(response: Response) -> bytes:
-    if response.status_code == 101:
-        return _serialize(f"HTTP/1.1 101 {response.reason or 'Switching Protocols'}", response.headers)
-    headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
-    headers.append(("Content-Length", str(len(response.body))))
-    if not any(k.lower() == "connection" for k, _ in headers):
-        headers.append(("Connection", "close"))
-    return _serialize(f"HTTP/1.1 {response.status_code} {response.reason or _phrase(response.status_code)}",
-                      headers) + response.body
-
-
-_INTERNAL_ERROR = Response(500, "Internal Server Error", (("Content-Type", "text/plain"),), b"Internal Server Error\n")
+    return process_request
 
 
 class Server:
@@ -179,24 +206,24 @@ class Server:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _send_response(self, sock: socket.socket, request: Request | None, response: Response, head: bytes,
-                       ws_for_hook: WebSocket | None = None) -> tuple[Response, bytes]:
+    def _send_response(self, sock: socket.socket, pending: PendingConnection | None, request: Request | None,
+                       response: Response, head: bytes) -> tuple[Response, bytes]:
         hook = self._o["process_response"]
         if hook is None:
             return response, head
         try:
-            result = hook(ws_for_hook, request, response)
+            result = hook(pending, request, response)
         except Exception:
             logger.exception("error in process_response")
-            result = _INTERNAL_ERROR
+            result = INTERNAL_ERROR
         if result is None or result is response:
             return response, head
         try:
-            new = _as_response(result)
-            return new, _response_bytes(new)
+            new = as_response(result)
+            return new, response_bytes(new)
         except Exception:
             logger.exception("invalid response from process_response: %r", result)
-            return _INTERNAL_ERROR, _response_bytes(_INTERNAL_ERROR)
+            return INTERNAL_ERROR, response_bytes(INTERNAL_ERROR)
 
     def _handshake(self, sock: socket.socket) -> WebSocket | None:
         o = self._o
@@ -234,22 +261,26 @@ class Server:
             if len(parts) == 3:
                 request = Request(parts[0], parts[1], parser.headers, parts[2])
         answer: Any = None
+        pending = PendingConnection(sock, request) if request is not None else None
         if request is not None and o["process_request"] is not None:
             try:
-                answer = o["process_request"](request)
+                if o["process_request_takes_connection"]:
+                    answer = o["process_request"](pending, request)
+                else:
+                    answer = o["process_request"](request)
             except Exception:
                 logger.exception("error in process_request")
-                answer = _INTERNAL_ERROR
+                answer = INTERNAL_ERROR
         limit = o["max_connections"]
         if answer is None and limit is not None and len(self.connections) >= limit:
             answer = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"too many connections\n")
         server_header = o["server_header"]
         extra = [("Server", server_header)] if server_header is not None else []
         if answer is not None:
-            response = _as_response(answer)
+            response = as_response(answer)
             if server_header is not None and response.header("Server") is None:
-                response = dataclasses.replace(response, headers=(*response.headers, *extra))
-            _, head = self._send_response(sock, request, response, _response_bytes(response))
+                response = Response(response.status_code, response.reason, (*response.headers, *extra), response.body)
+            _, head = self._send_response(sock, pending, request, response, response_bytes(response))
             self._finish_http(sock, head)
             return None
         events = conn.receive_data(bytes(received))
@@ -259,17 +290,19 @@ class Server:
         try:
             select = o["select_subprotocol"]
             if select is not None:
-                events = conn.accept(select(parse_subprotocols(events[0].headers)), extra_headers=extra)
+                offered = parse_subprotocols(events[0].headers)
+                chosen = select(pending, offered) if o["select_subprotocol_takes_connection"] else select(offered)
+                events = conn.accept(chosen, extra_headers=extra)
             else:
                 events = conn.accept(extra_headers=extra)
         except Exception:
             logger.exception("error while accepting the connection")
-            self._finish_http(sock, _response_bytes(_INTERNAL_ERROR))
+            self._finish_http(sock, response_bytes(INTERNAL_ERROR))
             return None
         queued = conn.data_to_send()
         end = queued.find(b"\r\n\r\n") + 4
         assert conn.response is not None
-        response, head = self._send_response(sock, conn.request, conn.response, queued[:end])
+        response, head = self._send_response(sock, pending, conn.request, conn.response, queued[:end])
         if response.status_code != 101:
             self._finish_http(sock, head)
             return None
@@ -280,7 +313,9 @@ class Server:
             return None
         host = request.header("Host", "") if request is not None else ""
         url = f"{'wss' if ssl is not None else 'ws'}://{host}{request.path if request is not None else '/'}"
-        return WebSocket(sock, conn, url=url, events=events, **o["options"])
+        ws = WebSocket(sock, conn, url=url, events=events, **o["options"])
+        ws.username = pending.username if pending is not None else None
+        return ws
 
     def _finish_http(self, sock: socket.socket, data: bytes) -> None:
         try:
@@ -295,7 +330,7 @@ class Server:
 def _options(
     ssl: ssl_module.SSLContext | None,
     subprotocols: Sequence[str],
-    select_subprotocol: Callable[[list[str]], str | None] | None,
+    select_subprotocol: SelectSubprotocol | None,
     origins: Sequence[str | None] | None,
     process_request: ProcessRequest | None,
     process_response: ProcessResponse | None,
@@ -314,6 +349,8 @@ def _options(
     return {
         "ssl": ssl,
         "select_subprotocol": select_subprotocol,
+        "select_subprotocol_takes_connection": select_subprotocol is not None and takes_connection(select_subprotocol),
+        "process_request_takes_connection": process_request is not None and takes_connection(process_request),
         "process_request": process_request,
         "process_response": process_response,
         "server_header": server_header,
@@ -344,7 +381,7 @@ def serve(
     sock: socket.socket | None = None,
     ssl: ssl_module.SSLContext | None = None,
     subprotocols: Sequence[str] = (),
-    select_subprotocol: Callable[[list[str]], str | None] | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
     origins: Sequence[str | None] | None = None,
     process_request: ProcessRequest | None = None,
     process_response: ProcessResponse | None = None,
@@ -363,8 +400,8 @@ def serve(
 ) -> Server:
     """Listen on ``host``:``port`` (or the listening socket ``sock``) and return the :class:`Server`;
     call ``serve_forever()``. ``handler(ws)`` runs in a thread per connection; the options are those of
-    :func:`wscodec.asyncio.serve` (``process_response(ws, request, response)`` gets None for ``ws``
-    before the upgrade)."""
+    :func:`wscodec.asyncio.serve`. Its hooks get the connection as a :class:`PendingConnection`, since the
+    :class:`WebSocket` exists only after the upgrade."""
     if sock is None:
         sock = socket.create_server((host or "", port or 0), backlog=backlog, reuse_port=False)
     options = _options(ssl, subprotocols, select_subprotocol, origins, process_request, process_response,
@@ -380,7 +417,7 @@ def unix_serve(
     sock: socket.socket | None = None,
     ssl: ssl_module.SSLContext | None = None,
     subprotocols: Sequence[str] = (),
-    select_subprotocol: Callable[[list[str]], str | None] | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
     origins: Sequence[str | None] | None = None,
     process_request: ProcessRequest | None = None,
     process_response: ProcessResponse | None = None,

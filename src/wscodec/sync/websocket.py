@@ -27,6 +27,7 @@ import selectors
 import socket
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
@@ -43,6 +44,7 @@ from ..events import (
     Request,
     Response,
     TextMessage,
+    decoded,
 )
 
 __all__ = ["WebSocket"]
@@ -141,6 +143,10 @@ class WebSocket:
         self.socket = sock
         self._conn = connection
         self.url = url
+        #: A unique identifier of the connection, for logs (as in websockets).
+        self.id: uuid.UUID = uuid.uuid4()
+        #: On a server, the user :func:`~wscodec.sync.basic_auth` let in (None otherwise), as in websockets.
+        self.username: str | None = None
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
@@ -330,13 +336,16 @@ class WebSocket:
             return closing
         return ConnectionClosed(1006, "", was_clean=False)
 
-    def recv(self, timeout: float | None = None) -> str | bytes:
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> str | bytes:
         """The next message (str for text, bytes for binary), waiting at most ``timeout`` seconds (then
         :class:`TimeoutError`). Raises :class:`~wscodec.errors.ConnectionClosed` once the connection is
-        closed and every message received before has been returned."""
+        closed and every message received before has been returned. ``decode`` is websockets': True
+        returns a binary message decoded as UTF-8, False a text message as its UTF-8 bytes."""
         item = self._messages.get(timeout)
         if item is _END:
             raise self._closed_error()
+        if decode is not None:
+            return decoded(item, decode)
         return item  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[str | bytes]:

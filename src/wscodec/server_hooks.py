@@ -1,0 +1,93 @@
+"""What a server's hooks are called with and may return, shared by the asyncio and threaded servers.
+
+``process_request`` and ``select_subprotocol`` are called the way websockets calls them, with the
+connection first (``process_request(connection, request)``, ``select_subprotocol(connection, offered)``),
+so that code moving from websockets is a rename; the shorter forms without the connection, which
+wscodec has always taken, keep working. Which form a hook takes is read once from its signature.
+
+An HTTP answer may be a :class:`~wscodec.events.Response` (what :func:`respond` builds, like websockets'
+``connection.respond()``), any object with ``status_code``, ``headers`` and ``body`` (websockets' own
+Response among them), or a ``(status, headers, body)`` tuple.
+"""
+
+from __future__ import annotations
+
+import http
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .events import Headers, Response
+from .handshake import _serialize
+
+__all__ = ["as_response", "phrase", "respond", "response_bytes", "takes_connection"]
+
+#: The answer to a hook that raised or returned something that is not a response.
+INTERNAL_ERROR = Response(500, "Internal Server Error", (("Content-Type", "text/plain"),), b"Internal Server Error\n")
+
+
+def takes_connection(hook: Callable[..., Any]) -> bool:
+    """True if ``hook`` takes the connection before its other argument (websockets' form): two or more
+    positional parameters without a default, or ``*args``."""
+    try:
+        parameters = inspect.signature(hook).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): the short form
+        return False
+    required = 0
+    for parameter in parameters:
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            return True
+        if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            required += parameter.default is inspect.Parameter.empty
+    return required >= 2
+
+
+def phrase(status: int) -> str:
+    """The standard reason phrase of ``status``; empty for a code HTTP does not name."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def respond(status: int | http.HTTPStatus, text: str) -> Response:
+    """A plain-text HTTP response for ``process_request`` or ``process_response`` to return instead of
+    the upgrade (websockets' ``connection.respond()``). Content-Length and ``Connection: close`` are added
+    when it is sent; add headers with ``dataclasses.replace(response, headers=(*response.headers, ...))``."""
+    code = int(status)
+    return Response(code, phrase(code), (("Content-Type", "text/plain; charset=utf-8"),), text.encode("utf-8"))
+
+
+def as_response(value: Any) -> Response:
+    """A hook's HTTP answer as a :class:`~wscodec.events.Response` (TypeError or ValueError if it is none)."""
+    if isinstance(value, Response):
+        return value
+    if hasattr(value, "status_code") and hasattr(value, "headers"):  # websockets' Response, or alike
+        status, headers, body = value.status_code, value.headers, getattr(value, "body", b"")
+        raw_items = getattr(headers, "raw_items", None)
+        if raw_items is not None:
+            headers = list(raw_items())
+    else:
+        status, headers, body = value
+    if isinstance(headers, Mapping):
+        headers = list(headers.items())
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    code = int(status)
+    if not 100 <= code <= 599:
+        raise ValueError(f"invalid HTTP status {code}")
+    fields = Headers(tuple((str(name), str(field)) for name, field in headers))
+    return Response(code, phrase(code), fields, bytes(body or b""))
+
+
+def response_bytes(response: Response) -> bytes:
+    """The wire form of a hook's response: a 101 keeps no body; any other gets its Content-Length and,
+    unless it names one, ``Connection: close``."""
+    if response.status_code == 101:
+        return _serialize(f"HTTP/1.1 101 {response.reason or 'Switching Protocols'}", response.headers)
+    reason = response.reason or phrase(response.status_code)
+    headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
+    headers.append(("Content-Length", str(len(response.body))))
+    if not response.headers.get_all("Connection"):
+        headers.append(("Connection", "close"))
+    return _serialize(f"HTTP/1.1 {response.status_code} {reason}", headers) + response.body

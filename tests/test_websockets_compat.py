@@ -1,0 +1,410 @@
+"""Moving from websockets is a rename: its server hooks, ``connection.respond()``, ``basic_auth`` and its
+header look-ups work unchanged on wscodec's asyncio and threaded servers.
+
+Each hook here is written as websockets' documentation writes it and is run, the same function object, on
+websockets' own server and on wscodec's, with the answers compared over loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import http
+import http.client
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets.asyncio.client
+import websockets.asyncio.server
+import websockets.sync.client
+import websockets.sync.server
+from websockets.datastructures import Headers as WsHeaders
+from websockets.http11 import Response as WsResponse
+
+import wscodec.asyncio
+import wscodec.sync
+from wscodec import InvalidStatus, MultipleValuesError
+from wscodec.basic_auth import BasicAuth, parse_authorization_basic
+from wscodec.events import Headers, Request, Response
+from wscodec.server_hooks import as_response, takes_connection
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# --------------------------------------------------------------------------- hooks as websockets writes them
+
+
+async def process_request(connection: Any, request: Any) -> Any:
+    if request.path == "/healthz":
+        return connection.respond(http.HTTPStatus.OK, "OK\n")
+    if request.headers.get("X-Token") != "secret":
+        return connection.respond(http.HTTPStatus.FORBIDDEN, "Forbidden\n")
+    return None
+
+
+def sync_process_request(connection: Any, request: Any) -> Any:
+    if request.path == "/healthz":
+        return connection.respond(http.HTTPStatus.OK, "OK\n")
+    if "X-Token" not in request.headers or request.headers["X-Token"] != "secret":
+        return connection.respond(http.HTTPStatus.FORBIDDEN, "Forbidden\n")
+    return None
+
+
+def select_subprotocol(connection: Any, subprotocols: Any) -> Any:
+    return "chat.v2" if "chat.v2" in subprotocols else None
+
+
+async def echo(ws: Any) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def sync_echo(ws: Any) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """A plain HTTP GET (a health check), as a load balancer sends it."""
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        client.request("GET", path, headers=headers or {})
+        response = client.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        client.close()
+
+
+def basic(username: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+# --------------------------------------------------------------------------- asyncio
+
+
+@contextlib.asynccontextmanager
+async def both_servers(handler: Any, **hooks: Any) -> Any:
+    """websockets' server and wscodec's, each with the same hooks; yields their ports."""
+    async with (
+        websockets.asyncio.server.serve(handler, "127.0.0.1", 0, **hooks) as theirs,
+        wscodec.asyncio.serve(handler, "127.0.0.1", 0, **hooks) as ours,
+    ):
+        yield {"websockets": theirs.sockets[0].getsockname()[1], "wscodec": ours.port}
+
+
+async def test_a_websockets_process_request_and_select_subprotocol_run_unchanged() -> None:
+    async with both_servers(echo, process_request=process_request, select_subprotocol=select_subprotocol,
+                            subprotocols=["chat.v1", "chat.v2"]) as ports:
+        answers = {}
+        for name, port in ports.items():
+            health = await asyncio.to_thread(http_get, port, "/healthz")
+            forbidden = await asyncio.to_thread(http_get, port, "/", {"Upgrade": "websocket"})
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                async with websockets.asyncio.client.connect(f"ws://127.0.0.1:{port}/"):
+                    pass
+            async with wscodec.asyncio.connect(
+                f"ws://127.0.0.1:{port}/", additional_headers={"X-Token": "secret"}, subprotocols=["chat.v2"]
+            ) as ws:
+                await ws.send("hello")
+                echoed = await ws.recv()
+                subprotocol = ws.subprotocol
+            answers[name] = (
+                health[0], health[1]["content-type"], health[2], forbidden[0], forbidden[2],
+                refused.value.response.status_code, echoed, subprotocol,
+            )
+        assert answers["wscodec"] == answers["websockets"]
+        assert answers["wscodec"] == (
+            200, "text/plain; charset=utf-8", b"OK\n", 403, b"Forbidden\n", 403, "hello", "chat.v2"
+        )
+
+
+async def test_the_short_hook_forms_still_work() -> None:
+    seen: list[Any] = []
+
+    def one_argument(request: Request) -> Any:
+        seen.append(request.path)
+        return (404, {"X-Why": "short form"}, "no") if request.path == "/nothing" else None
+
+    async with wscodec.asyncio.serve(echo, "127.0.0.1", 0, process_request=one_argument,
+                                     select_subprotocol=lambda offered: offered[-1], subprotocols=["a", "b"]) as srv:
+        status, headers, body = await asyncio.to_thread(http_get, srv.port, "/nothing")
+        assert (status, headers["x-why"], body) == (404, "short form", b"no")
+        async with wscodec.asyncio.connect(f"ws://127.0.0.1:{srv.port}/x", subprotocols=["a", "b"]) as ws:
+            assert ws.subprotocol == "b"
+    assert seen == ["/nothing", "/x"]
+
+
+async def test_process_request_may_return_websockets_own_response() -> None:
+    def teapot(connection: Any, request: Any) -> WsResponse:
+        return WsResponse(418, "I'm a teapot", WsHeaders([("X-A", "1"), ("X-A", "2")]), b"tea\n")
+
+    async with wscodec.asyncio.serve(echo, "127.0.0.1", 0, process_request=teapot) as server:
+        client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        await asyncio.to_thread(client.request, "GET", "/")
+        response = await asyncio.to_thread(client.getresponse)
+        assert response.status == 418
+        assert response.msg.get_all("X-A") == ["1", "2"]  # both fields, in order
+        assert await asyncio.to_thread(response.read) == b"tea\n"
+        client.close()
+
+
+async def test_basic_auth_lets_in_valid_users_and_challenges_the_rest() -> None:
+    seen: list[str | None] = []
+
+    async def who(ws: wscodec.asyncio.ServerWebSocket) -> None:
+        seen.append(ws.username)
+        await ws.send(f"hello {ws.username}")
+
+    auth = wscodec.asyncio.basic_auth(realm="chat", credentials=[("alice", "s3cret"), ("bob", "pässword")])
+    async with wscodec.asyncio.serve(who, "127.0.0.1", 0, process_request=auth) as server:
+        port = server.port
+        missing = await asyncio.to_thread(http_get, port, "/")
+        wrong = await asyncio.to_thread(http_get, port, "/", basic("alice", "guess"))
+        unknown = await asyncio.to_thread(http_get, port, "/", basic("carol", "s3cret"))
+        garbage = await asyncio.to_thread(http_get, port, "/", {"Authorization": "Basic !!!"})
+        bearer = await asyncio.to_thread(http_get, port, "/", {"Authorization": "Bearer abc"})
+        for status, headers, _body in (missing, wrong, unknown, garbage, bearer):
+            assert status == 401
+            assert headers["www-authenticate"] == 'Basic realm="chat", charset="UTF-8"'
+        assert (missing[2], wrong[2], unknown[2], garbage[2], bearer[2]) == (
+            b"Missing credentials\n", b"Invalid credentials\n", b"Invalid credentials\n",
+            b"Unsupported credentials\n", b"Unsupported credentials\n",
+        )
+        # websockets' client sends the URI's user information as Basic credentials; so does ours.
+        async with websockets.asyncio.client.connect(f"ws://alice:s3cret@127.0.0.1:{port}/") as theirs:
+            assert await theirs.recv() == "hello alice"
+        async with wscodec.asyncio.connect(f"ws://bob:p%C3%A4ssword@127.0.0.1:{port}/") as ours:
+            assert await ours.recv() == "hello bob"
+        with pytest.raises(InvalidStatus) as refused:
+            async with wscodec.asyncio.connect(f"ws://bob:wrong@127.0.0.1:{port}/"):
+                pass
+        assert refused.value.status_code == 401
+    assert seen == ["alice", "bob"]
+
+
+async def test_basic_auth_with_an_async_check_and_a_duplicated_header() -> None:
+    checked: list[tuple[str, str]] = []
+
+    async def check(username: str, password: str) -> bool:
+        await asyncio.sleep(0)
+        checked.append((username, password))
+        return password == "ok"
+
+    async def who(ws: wscodec.asyncio.ServerWebSocket) -> None:
+        await ws.send(ws.username or "")
+
+    auth = wscodec.asyncio.basic_auth(check_credentials=check)
+    async with wscodec.asyncio.serve(who, "127.0.0.1", 0, process_request=auth) as server:
+        async with wscodec.asyncio.connect(f"ws://127.0.0.1:{server.port}/", additional_headers=basic("u", "ok")) as ws:
+            assert await ws.recv() == "u"
+        twice = [*basic("u", "ok").items(), *basic("v", "no").items()]
+        with pytest.raises(InvalidStatus) as refused:
+            async with wscodec.asyncio.connect(f"ws://127.0.0.1:{server.port}/", additional_headers=twice):
+                pass
+        assert refused.value.status_code == 401 and refused.value.body == b"Unsupported credentials\n"
+    assert checked == [("u", "ok")]  # the ambiguous request never reached the check
+
+
+def test_basic_auth_refuses_bad_arguments() -> None:
+    for make in (wscodec.asyncio.basic_auth, wscodec.sync.basic_auth):
+        with pytest.raises(ValueError, match="either credentials or check_credentials"):
+            make()
+        with pytest.raises(ValueError, match="either credentials or check_credentials"):
+            make(credentials=("a", "b"), check_credentials=lambda u, p: True)
+        with pytest.raises(TypeError, match="credentials must be"):
+            make(credentials=[("a", "b"), ("c",)])  # type: ignore[list-item]
+        with pytest.raises(TypeError, match="credentials must be"):
+            make(credentials=[])
+        with pytest.raises(ValueError, match="realm"):
+            make(realm='a"b', credentials=("a", "b"))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Basic YWxpY2U6czNjcmV0", ("alice", "s3cret")),
+        ("basic YWxpY2U6czNjcmV0", ("alice", "s3cret")),  # the scheme is case-insensitive (RFC 7617)
+        ("Basic YTpiOmM=", ("a", "b:c")),  # the password may hold colons
+        ("Basic Ojo=", ("", ":")),
+        ("Basic cMOkOg==", ("pä", "")),  # UTF-8
+        ("Basic", ValueError),
+        ("Bearer YWxpY2U6czNjcmV0", ValueError),
+        ("Basic YWxpY2U=", ValueError),  # no colon
+        ("Basic YWxp Y2U6", ValueError),
+        ("Basic *&^%", ValueError),
+        ("Basic /w==", ValueError),  # not UTF-8
+    ],
+)
+def test_parse_authorization_basic(value: str, expected: Any) -> None:
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            parse_authorization_basic(value)
+    else:
+        assert parse_authorization_basic(value) == expected
+
+
+def test_credentials_check_needs_the_right_user_and_password() -> None:
+    auth = BasicAuth(credentials=("alice", "s3cret"))
+    assert auth.check("alice", "s3cret") is True
+    assert auth.check("alice", "s3cre") is False
+    assert auth.check("bob", "s3cret") is False
+    assert auth.check("", "") is False
+
+
+async def test_recv_decode_subprotocol_and_state_as_in_websockets() -> None:
+    async def sender(ws: Any) -> None:
+        for message in ("text é", b"bin \xc3\xa9", "again", b"raw", b"\xff"):
+            await ws.send(message)
+        await ws.wait_closed()
+
+    async with wscodec.asyncio.serve(sender, "127.0.0.1", 0, subprotocols=["p"]) as server:
+        async with wscodec.asyncio.connect(f"ws://127.0.0.1:{server.port}/", subprotocols=["p"]) as ws:
+            assert ws.subprotocol == "p" and ws.state is wscodec.State.OPEN
+            assert await ws.recv(decode=False) == "text é".encode()
+            assert await ws.recv(decode=True) == "bin é"
+            assert await ws.recv(decode=True) == "again"
+            assert await ws.recv(decode=False) == b"raw"
+            with pytest.raises(UnicodeDecodeError):
+                await ws.recv(decode=True)
+        assert ws.state is wscodec.State.CLOSED
+        async with wscodec.asyncio.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            assert ws.subprotocol is None and ws.protocol == ""
+
+
+def test_sync_recv_decode_and_id() -> None:
+    def sender(ws: wscodec.sync.WebSocket) -> None:
+        ws.send("text é")
+        ws.send(b"bin \xc3\xa9")
+        ws.recv(timeout=10)
+
+    server = wscodec.sync.serve(sender, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with wscodec.sync.connect(f"ws://127.0.0.1:{server.socket.getsockname()[1]}/") as ws:
+            assert ws.recv(timeout=10, decode=False) == "text é".encode()
+            assert ws.recv(timeout=10, decode=True) == "bin é"
+            assert ws.id.version == 4
+            ws.send("done")
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+# --------------------------------------------------------------------------- Headers
+
+
+def test_headers_answer_websockets_look_ups_and_stay_a_tuple() -> None:
+    request = Request("GET", "/", [("Host", "a"), ("Cookie", "x=1"), ("cookie", "y=2")])
+    headers = request.headers
+    assert type(headers) is Headers
+    assert headers["HOST"] == "a" and headers.get("host") == "a" and headers.get("Origin") is None
+    assert headers.get("Origin", "none") == "none"
+    assert headers.get_all("COOKIE") == ["x=1", "y=2"] and headers.get_all("Origin") == []
+    with pytest.raises(MultipleValuesError):
+        headers["Cookie"]
+    with pytest.raises(MultipleValuesError):
+        headers.get("Cookie")
+    with pytest.raises(KeyError):
+        headers["Origin"]
+    assert "host" in headers and "Origin" not in headers
+    assert ("Host", "a") in headers and ("Host", "b") not in headers
+    assert headers[0] == ("Host", "a") and headers[-1] == ("cookie", "y=2") and headers[1:2] == (("Cookie", "x=1"),)
+    assert list(headers) == list(headers.raw_items()) == [("Host", "a"), ("Cookie", "x=1"), ("cookie", "y=2")]
+    assert headers == (("Host", "a"), ("Cookie", "x=1"), ("cookie", "y=2"))
+    assert request == Request("GET", "/", (("Host", "a"), ("Cookie", "x=1"), ("cookie", "y=2")))
+    assert Response(200, "OK", {"A": "1"}).headers == (("A", "1"),)
+
+
+def test_as_response_takes_every_form_a_hook_returns() -> None:
+    ours = Response(404, "Not Found", [("A", "1")], b"x")
+    assert as_response(ours) is ours
+    assert as_response((http.HTTPStatus.NOT_FOUND, [("A", "1")], "x")) == Response(404, "Not Found", [("A", "1")], b"x")
+    assert as_response((404, {"A": "1"}, b"x")) == Response(404, "Not Found", [("A", "1")], b"x")
+    theirs = WsResponse(404, "Not Found", WsHeaders([("A", "1"), ("a", "2")]), b"x")
+    assert as_response(theirs) == Response(404, "Not Found", [("A", "1"), ("a", "2")], b"x")
+    with pytest.raises(ValueError):
+        as_response((99, [], b""))
+
+
+def test_takes_connection_reads_the_signature() -> None:
+    def two(connection: Any, request: Any) -> None: ...
+    def one(request: Any) -> None: ...
+    def one_with_option(request: Any, extra: Any = None) -> None: ...
+    def star(*args: Any) -> None: ...
+
+    class Hooks:
+        def method(self, connection: Any, request: Any) -> None: ...
+
+    assert [takes_connection(f) for f in (two, one, one_with_option, star, Hooks().method, len)] == [
+        True, False, False, True, True, False
+    ]
+
+
+# --------------------------------------------------------------------------- threaded
+
+
+@contextlib.contextmanager
+def sync_servers(handler: Any, **hooks: Any) -> Iterator[dict[str, int]]:
+    theirs = websockets.sync.server.serve(handler, "127.0.0.1", 0, **hooks)
+    ours = wscodec.sync.serve(handler, "127.0.0.1", 0, **hooks)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (theirs, ours)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield {"websockets": theirs.socket.getsockname()[1], "wscodec": ours.socket.getsockname()[1]}
+    finally:
+        theirs.shutdown()
+        ours.shutdown()
+        for thread in threads:
+            thread.join(10)
+            assert not thread.is_alive()
+
+
+def test_sync_hooks_written_for_websockets_run_unchanged() -> None:
+    with sync_servers(sync_echo, process_request=sync_process_request, select_subprotocol=select_subprotocol,
+                      subprotocols=["chat.v1", "chat.v2"]) as ports:
+        answers = {}
+        for name, port in ports.items():
+            health = http_get(port, "/healthz")
+            forbidden = http_get(port, "/")
+            with wscodec.sync.connect(f"ws://127.0.0.1:{port}/", additional_headers={"X-Token": "secret"},
+                                      subprotocols=["chat.v1", "chat.v2"]) as ws:
+                ws.send("hi")
+                answers[name] = (health[0], health[2], forbidden[0], forbidden[2], ws.recv(timeout=10), ws.subprotocol)
+        assert answers["wscodec"] == answers["websockets"] == (200, b"OK\n", 403, b"Forbidden\n", "hi", "chat.v2")
+
+
+def test_sync_basic_auth() -> None:
+    def who(ws: wscodec.sync.WebSocket) -> None:
+        ws.send(f"hello {ws.username}")
+
+    responses: list[tuple[Any, str | None, int]] = []
+
+    def process_response(connection: Any, request: Any, response: Any) -> None:
+        responses.append((type(connection), connection.username, response.status_code))
+
+    server = wscodec.sync.serve(who, "127.0.0.1", 0, process_response=process_response,
+                                process_request=wscodec.sync.basic_auth(
+        realm="r", check_credentials=lambda username, password: (username, password) == ("alice", "s3cret")))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.socket.getsockname()[1]
+        status, headers, body = http_get(port, "/", basic("alice", "nope"))
+        assert (status, body) == (401, b"Invalid credentials\n")
+        assert headers["www-authenticate"] == 'Basic realm="r", charset="UTF-8"'
+        with websockets.sync.client.connect(f"ws://alice:s3cret@127.0.0.1:{port}/") as theirs:
+            assert theirs.recv(timeout=10) == "hello alice"
+        with wscodec.sync.connect(f"ws://alice:s3cret@127.0.0.1:{port}/") as ours:
+            assert ours.recv(timeout=10) == "hello alice"
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert not thread.is_alive()
+    pending = wscodec.sync.PendingConnection
+    assert responses == [(pending, None, 401), (pending, "alice", 101), (pending, "alice", 101)]
