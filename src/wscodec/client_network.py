@@ -23,6 +23,8 @@ import random
 import socket
 import ssl as ssl_module
 import sys
+import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -362,6 +364,10 @@ async def open_asyncio_stream(
         tunnel.write(connect_request(uri, proxy, user_agent))
         await tunnel_protocol.done
         stream = tunnel
+        if ssl is not None and response.leftover:
+            # Bytes behind the proxy's 200 came from the proxy, outside the TLS we are about to start: taken
+            # as the server's, they would let a proxy forge the server's answer to a wss:// handshake.
+            raise ProxyError("the proxy sent data before the TLS handshake")
         if ssl is not None:
             tls = await streams.start_tls(tunnel, tunnel_protocol, ssl, server_hostname=tls_name)
             if tls is None:
@@ -407,7 +413,12 @@ def open_socket(
     proxy_ssl: ssl_module.SSLContext | None = None,
 ) -> tuple[socket.socket, bytes]:
     """The blocking twin of :func:`open_asyncio_stream` for :mod:`wscodec.sync`: a connected socket (TLS
-    wrapped for ``wss://``) and the bytes already read past a proxy's answer."""
+    wrapped for ``wss://``) and the bytes already read past a proxy's answer.
+
+    ``timeout`` bounds the whole: connecting, the proxy's answer and the TLS handshakes share one deadline
+    (a :class:`TimeoutError` when it passes), so a proxy or server that sends a byte now and then cannot
+    stretch it."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     leftover = b""
     if sock is None:
         if unix_path is not None:
@@ -421,11 +432,7 @@ def open_socket(
         elif proxy is None:
             sock = socket.create_connection((uri.host, uri.port), timeout)
         elif proxy.is_socks:
-            module = _socks_module(sync=True)
-            try:
-                sock = _socks_proxy(module, proxy).connect(uri.host, uri.port, timeout=timeout)
-            except Exception as exc:
-                raise _socks_error(exc, proxy) from None
+            sock = _socks_connect(proxy, uri, deadline)
         else:
             if proxy.scheme == "https" and ssl is not None:
                 raise InvalidProxy("wss:// through an https:// proxy (TLS inside TLS) needs wscodec.asyncio")
@@ -433,27 +440,76 @@ def open_socket(
             try:
                 if proxy.scheme == "https":
                     context = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
+                    sock.settimeout(_time_left(deadline))
                     sock = context.wrap_socket(sock, server_hostname=proxy.host)
+                sock.settimeout(_time_left(deadline))
                 sock.sendall(connect_request(uri, proxy, user_agent))
                 response = ConnectResponse(proxy)
-                while not response.feed(sock.recv(4096)):
-                    pass
+                while True:
+                    sock.settimeout(_time_left(deadline))
+                    if response.feed(sock.recv(4096)):
+                        break
                 leftover = response.leftover
             except BaseException:
                 sock.close()
                 raise
     assert sock is not None
-    sock.settimeout(timeout)
     if ssl is not None:
         if leftover:
+            sock.close()
             raise ProxyError("the proxy sent data before the TLS handshake")
         hostname = server_hostname if server_hostname is not None else uri.host
         try:
+            sock.settimeout(_time_left(deadline))
             sock = ssl.wrap_socket(sock, server_hostname=hostname)
         except BaseException:
             sock.close()
             raise
+    sock.settimeout(timeout)
     return sock, leftover
+
+
+def _time_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` for the next blocking step; TimeoutError once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out opening the connection")
+    return left
+
+
+def _socks_connect(proxy: ProxyURL, uri: WebSocketURI, deadline: float | None) -> socket.socket:
+    """python-socks' blocking connect, bounded by ``deadline`` as a whole: python-socks gives its timeout
+    to each read, so a proxy answering a byte at a time would stretch it. The exchange runs in a helper
+    thread; past the deadline it is abandoned, and the socket it may still produce is closed."""
+    module = _socks_module(sync=True)
+    outcome: list[Any] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            result: Any = _socks_proxy(module, proxy).connect(uri.host, uri.port, timeout=_time_left(deadline))
+        except BaseException as exc:  # handed to the caller's thread
+            result = exc
+        with lock:
+            outcome.append(result)
+            if len(outcome) > 1 and isinstance(result, socket.socket):  # the caller gave up: nobody owns it
+                result.close()
+        done.set()
+
+    threading.Thread(target=run, daemon=True, name="wscodec-socks-connect").start()
+    done.wait(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+    with lock:
+        if not outcome:
+            outcome.append(None)  # gives up: a socket produced later is closed by the thread
+            raise TimeoutError(f"SOCKS proxy {proxy.host}:{proxy.port} timed out")
+        result = outcome[0]
+    if isinstance(result, BaseException):
+        raise _socks_error(result, proxy) if isinstance(result, Exception) else result
+    assert isinstance(result, socket.socket)
+    return result
 
 
 # --------------------------------------------------------------------------- redirects and reconnection
@@ -479,8 +535,13 @@ def redirect_location(uri: WebSocketURI, error: InvalidStatus) -> str | None:
     return f"{scheme}:{rest}"
 
 
+#: Request headers that carry credentials: never sent on to another origin by a redirect.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
 class RedirectPolicy:
-    """Follows redirects for one ``connect()``: at most ``max_redirects``, never the same URL twice."""
+    """Follows redirects for one ``connect()``: at most ``max_redirects``, never the same URL twice, and
+    never the caller's credentials to another origin."""
 
     def __init__(self, url: str, max_redirects: int) -> None:
         self.max_redirects = max_redirects
@@ -498,6 +559,25 @@ class RedirectPolicy:
             raise RedirectError(f"redirect loop: {' -> '.join([*self.seen, location])}")
         self.seen.append(location)
         return location
+
+    def follow(
+        self, uri: WebSocketURI, location: str, headers: list[tuple[str, str]], *, unix_socket: bool = False
+    ) -> tuple[WebSocketURI, list[tuple[str, str]]]:
+        """The URI and the caller's headers for the request to ``location``, where ``uri`` redirected.
+
+        To the same origin (scheme, host, port) the URL's credentials carry over; to another one the
+        ``Authorization``, ``Cookie`` and ``Proxy-Authorization`` headers are dropped, for this request and
+        the ones after it, as browsers and websockets do. Over a Unix socket, whose path the redirect
+        cannot change, a cross-origin redirect is refused."""
+        new = parse_uri(location)
+        if (new.secure, new.host, new.port) == (uri.secure, uri.host, uri.port):
+            if new.username is None and uri.username is not None:
+                new = WebSocketURI(new.secure, new.host, new.port, new.path, uri.username, uri.password)
+            return new, headers
+        if unix_socket:
+            raise RedirectError(f"cannot follow the cross-origin redirect from {uri.url} to {new.url} "
+                                "over a Unix socket")
+        return new, [(name, value) for name, value in headers if name.lower() not in CREDENTIAL_HEADERS]
 
 
 def is_fatal_status(status: int) -> bool:

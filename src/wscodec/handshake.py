@@ -326,9 +326,10 @@ class ClientHandshake:
     # ------------------------------------------------------------------ 101: check it
 
     def _validate(self, headers: Headers) -> None:
-        if not has_token(headers, "Upgrade", "websocket"):
+        # RFC 6455 section 4.1: an Upgrade with any value but "websocket" MUST fail the connection.
+        if [item.lower() for item in split_tokens(header_values(headers, "Upgrade"))] != ["websocket"]:
             raise InvalidHandshake(
-                f"missing 'Upgrade: websocket' in the response (got {header_values(headers, 'Upgrade')})"
+                f"expected 'Upgrade: websocket' in the response (got {header_values(headers, 'Upgrade')})"
             )
         if not has_token(headers, "Connection", "upgrade"):
             raise InvalidHandshake(

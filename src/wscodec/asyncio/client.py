@@ -169,13 +169,14 @@ class connect:
         ssl = self._ssl_option
         return ssl if isinstance(ssl, ssl_module.SSLContext) else ssl_module.create_default_context()
 
-    def _websocket_for(self, uri: net.WebSocketURI) -> WebSocket:
+    def _websocket_for(self, uri: net.WebSocketURI, headers: list[tuple[str, str]] | None = None) -> WebSocket:
         conn = Connection(
             "client",
             stream_messages=True,
             host=uri.host_header,
             path=uri.path,
-            extra_headers=net.client_headers(uri, self._headers, self.user_agent_header),
+            extra_headers=net.client_headers(uri, self._headers if headers is None else headers,
+                                             self.user_agent_header),
             **self._connection,
         )
         poller = None if self.busy_poll is None else BusyPoller(asyncio.get_running_loop(), self.busy_poll)
@@ -207,6 +208,7 @@ class connect:
 
     async def _open_following_redirects(self) -> WebSocket:
         uri = self._uri
+        headers = self._headers
         redirects = net.RedirectPolicy(uri.url, self.max_redirects)
         ws = self.websocket()
         while True:
@@ -221,12 +223,10 @@ class connect:
             except BaseException:
                 ws._abort_now()
                 raise
-            new = net.parse_uri(location)
-            if new.username is None and uri.username is not None and (new.host, new.port) == (uri.host, uri.port):
-                new = net.WebSocketURI(new.secure, new.host, new.port, new.path, uri.username, uri.password)
+            new, headers = redirects.follow(uri, location, headers, unix_socket=self.unix_path is not None)
             logger.debug("redirected from %s to %s", uri.url, new.url)
             uri = new
-            ws = self._ws = self._websocket_for(uri)
+            ws = self._ws = self._websocket_for(uri, headers)
 
     async def open(self) -> WebSocket:
         """Connect and run the opening handshake; the open WebSocket."""

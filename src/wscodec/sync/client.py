@@ -87,12 +87,7 @@ def connect(
             location = redirects.next_url(current, exc)
             if location is None or sock is not None:
                 raise
-            new = net.parse_uri(location)
-            if new.username is None and current.username is not None and (new.host, new.port) == (
-                current.host, current.port
-            ):
-                new = net.WebSocketURI(new.secure, new.host, new.port, new.path, current.username, current.password)
-            current = new
+            current, headers = redirects.follow(current, location, headers, unix_socket=unix_path is not None)
 
 
 def _remaining(deadline: float | None, open_timeout: float | None, uri: net.WebSocketURI) -> float | None:
@@ -147,12 +142,13 @@ def _connect_once(
         data = leftover
         while True:
             events = conn.receive_data(data) if data else []
-            for event in events:
+            for index, event in enumerate(events):
                 if type(event) is ProtocolViolation:
                     raise event.error  # InvalidStatus for a refusal, InvalidHandshake otherwise
-            for index, event in enumerate(events):
-                if type(event) is Response:
-                    # Frames the server sent right behind its 101 are delivered first.
+                if type(event) is Response and event.status_code == 101:  # (a refusal's violation follows it)
+                    # Frames the server sent right behind its 101 are the WebSocket's: their messages come
+                    # first, a Ping or Close among them is answered, a bad frame fails the connection
+                    # with its close code after the messages before it.
                     return WebSocket(raw, conn, url=uri.url, events=events[index + 1 :], **options)
             if data == b"" and events:
                 raise InvalidHandshake("connection closed during the opening handshake")

@@ -252,7 +252,10 @@ class WebSocket:
     def _read_loop(self, events: list[Any]) -> None:
         conn = self._conn
         try:
-            self._process(events)  # what arrived with the handshake
+            if events:  # what arrived with the handshake: its Pong or Close reply is queued
+                with self._send_lock:
+                    self._write(conn.data_to_send())
+                self._process(events)
             data = b""
             while True:
                 if data:
