@@ -4,6 +4,7 @@ and the Redis one (a real redis-server, see _redis_server.py) pass the same case
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -510,3 +511,190 @@ async def test_a_burst_is_written_once_per_connection() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_redis_publish_queue_holds_its_byte_bound_with_many_waiting_publishers(
+    redis_server: RedisServer,
+) -> None:
+    """Many publishers wait for room at once: each checks both bounds again when woken, so the queue never
+    holds more than max_pending_bytes plus one message, and none of them fails while Redis is only slow."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    size = 256 * 1024
+    broker = RedisBroker(redis_server.url, max_pending_bytes=1 << 20, command_timeout=10)
+    await broker.start()
+    other = aioredis.Redis.from_url(redis_server.url)
+    peak = 0
+    sampling = True
+
+    async def sample() -> None:
+        nonlocal peak
+        while sampling:
+            peak = max(peak, broker._queued_bytes)
+            await asyncio.sleep(0)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        await other.execute_command("CLIENT", "PAUSE", "1000", "WRITE")
+        await asyncio.wait_for(asyncio.gather(*(broker.publish("big", b"x" * size) for _ in range(24))), 30)
+        assert broker.stats.failed == 0
+        assert peak <= (1 << 20) + size + 1
+        await _wait_for(lambda: broker.stats.published == 24)
+    finally:
+        sampling = False
+        await sampler
+        await other.aclose()
+        await broker.close()
+
+
+async def test_redis_publish_with_max_pending_1_does_not_stall(redis_server: RedisServer) -> None:
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_server.url, max_pending=1)
+    await broker.start()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(10):
+            await broker.publish("one", f"m{i}")
+        await _wait_for(lambda: broker.stats.published == 10)
+        assert loop.time() - started < 3.0  # it used to wait command_timeout (5 s) for each
+        assert broker.stats.failed == 0
+    finally:
+        await broker.close()
+
+
+async def test_redis_publish_over_max_message_size_is_refused_before_the_bus(redis_server: RedisServer) -> None:
+    """One message bigger than a subscriber's output buffer would make Redis disconnect every subscriber."""
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_server.url, max_message_size=1000)
+    await broker.start()
+    got: list[Any] = []
+    try:
+        await broker.subscribe("size", lambda channel, message: got.append(message))
+        with pytest.raises(ValueError, match="max_message_size"):
+            await broker.publish("size", b"x" * 1001)
+        await broker.publish("size", b"x" * 1000)
+        await _wait_for(lambda: got == [b"x" * 1000])
+        assert (broker.stats.failed, broker.stats.outages) == (0, 0)
+    finally:
+        await broker.close()
+
+
+async def test_redis_reconnection_that_fails_while_resubscribing_tries_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis restarts; during the reconnection a channel is joined, and subscribing it fails (injected at
+    that moment). The reconnection must go on trying, not report the broker back while it is down."""
+    from wscodec.broker.redis import RedisBroker
+
+    real_expect_ack = RedisBroker._expect_ack
+    real_subscribe_channel = RedisBroker._subscribe_channel
+    injected: list[str] = []
+
+    def in_reconnector(broker: RedisBroker) -> bool:
+        return broker._reconnector is not None and asyncio.current_task() is broker._reconnector
+
+    def expect_ack(self: RedisBroker, key: bytes) -> Any:
+        if in_reconnector(self) and key == self._control.encode() and "join" not in injected:
+            injected.append("join")  # a member joins while the reconnection's SUBSCRIBE is on its way
+            asyncio.get_running_loop().create_task(self.subscribe("late", lambda channel, message: got.append(message)))
+        return real_expect_ack(self, key)
+
+    async def subscribe_channel(self: RedisBroker, channel: str) -> None:
+        if in_reconnector(self) and channel == "late" and "failure" not in injected:
+            injected.append("failure")
+            self._outage(ConnectionError("injected: the connection broke while subscribing"))
+            return
+        await real_subscribe_channel(self, channel)
+
+    monkeypatch.setattr(RedisBroker, "_expect_ack", expect_ack)
+    monkeypatch.setattr(RedisBroker, "_subscribe_channel", subscribe_channel)
+    got: list[Any] = []
+    broker = RedisBroker(redis_server.url, reconnect_min=0.05, reconnect_max=0.2)
+    await broker.start()
+    try:
+        await broker.subscribe("room", lambda channel, message: None)
+        redis_server.stop()
+        redis_server.start()
+        await _wait_for(lambda: injected == ["join", "failure"])
+        await _wait_for(lambda: broker.available and "late" in broker.channels)
+        await broker.publish("late", "after")
+        await _wait_for(lambda: got == ["after"])
+    finally:
+        await broker.close()
+
+
+class _FreezableRelay:
+    """A TCP relay to Redis whose established flows can be frozen: from then on they swallow what they are
+    sent and answer nothing, with no FIN and no reset, as a flow that a NAT or a load balancer forgot.
+    Flows opened after the freeze relay normally."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.flows: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter, asyncio.Event]] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def freeze(self) -> None:
+        for _writer, _up_writer, frozen in self.flows:
+            frozen.set()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        frozen = asyncio.Event()
+        self.flows.append((writer, up_writer, frozen))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                if not frozen.is_set():
+                    sink.write(data)
+                    await sink.drain()
+
+        with contextlib.suppress(Exception):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer, up_writer, _frozen in self.flows:
+            writer.close()
+            up_writer.close()
+
+
+async def test_redis_subscription_that_goes_silent_is_found_and_resubscribed(redis_server: RedisServer) -> None:
+    """The subscription's flow goes silent without FIN or reset: a PING after ping_interval idle seconds,
+    unanswered within command_timeout, makes it an outage, and the reconnection subscribes again."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    relay = _FreezableRelay(redis_server.port)
+    port = await relay.start()
+    broker = RedisBroker(f"redis://127.0.0.1:{port}/0", ping_interval=0.5, command_timeout=1.0,
+                         reconnect_min=0.05, reconnect_max=0.2)
+    other = aioredis.Redis.from_url(redis_server.url)  # publishes straight to Redis, not through the relay
+    got: list[Any] = []
+    await broker.start()
+    try:
+        await broker.subscribe("quiet", lambda channel, message: got.append(message))
+        await other.publish("wscodec:quiet", b"tbefore")
+        await _wait_for(lambda: got == ["before"])
+        relay.freeze()
+        await _wait_for(lambda: broker.stats.outages == 1, timeout=15)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while "after" not in got and loop.time() < deadline:
+            await other.publish("wscodec:quiet", b"tafter")  # lost until the subscription is back
+            await asyncio.sleep(0.1)
+        assert "after" in got and broker.stats.outages == 1
+    finally:
+        await broker.close()
+        await other.aclose()
+        await relay.close()

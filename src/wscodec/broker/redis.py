@@ -17,7 +17,13 @@ and a second WARNING says so; messages published during the outage are lost (Red
 most once, and so does this broker).
 
 Redis itself disconnects a subscriber that falls too far behind (``client-output-buffer-limit pubsub``,
-32 MB by default): that is an outage like any other, and the messages in between are lost.
+32 MB by default): that is an outage like any other, and the messages in between are lost. So that one
+message cannot do that to every subscriber at once, a publish over ``max_message_size`` (1 MiB, the
+server's default ``max_size``) raises ValueError before it is queued.
+
+A subscription whose connection dies without a word (a NAT, a firewall or a load balancer that drops the
+flow: no FIN, no reset) is found by a PING on it after ``ping_interval`` seconds without traffic, answered
+within ``command_timeout``; else it is an outage, and the reconnection subscribes again.
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ class RedisBroker(Broker):
         reconnect_max: float = 5.0,
         max_pending: int = 10_000,
         max_pending_bytes: int = 16 * 2**20,
+        max_message_size: int = 2**20,
+        ping_interval: float | None = 15.0,
     ) -> None:
         super().__init__()
         _validate(url)
@@ -111,6 +119,8 @@ class RedisBroker(Broker):
         self.reconnect_max = reconnect_max
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
+        self.max_message_size = max_message_size
+        self.ping_interval = ping_interval
         self._control = f"{prefix}\x00control"  # always subscribed: keeps the reader's connection in pub/sub mode
         self._pub: Any = None  # redis.asyncio.Redis for PUBLISH
         self._sub: Any = None  # redis.asyncio.Redis the pub/sub connections come from
@@ -216,6 +226,8 @@ class RedisBroker(Broker):
         # channels joined while the SUBSCRIBE above was on its way
         for channel in set(self._subscribers) - {c.decode("utf-8")[len(self.prefix) :] for c in channels}:
             await self._subscribe_channel(channel)
+        if not self._up:  # one of those failed: _outage() saw us reconnecting and left the retry to us
+            raise ConnectionError("the subscription connection failed while subscribing")
 
     def _outage(self, exc: BaseException) -> None:
         """The bus is gone: log once, fail fast from now on, reconnect in the background."""
@@ -301,11 +313,25 @@ class RedisBroker(Broker):
     async def _read_loop(self, pubsub: Any) -> None:
         prefix = len(self.prefix)
         dispatch = self._dispatch
+        loop = asyncio.get_running_loop()
+        interval = self.ping_interval
+        ping_sent: float | None = None  # while a PING on an idle subscription waits for its answer
         try:
             while True:
-                message = await pubsub.get_message(timeout=None)
+                if ping_sent is not None:
+                    timeout: float | None = max(ping_sent + self.command_timeout - loop.time(), 0.0)
+                else:
+                    timeout = interval
+                message = await pubsub.get_message(timeout=timeout)
                 if message is None:
+                    if ping_sent is not None:
+                        if loop.time() >= ping_sent + self.command_timeout:
+                            raise ConnectionError(f"no answer to PING on the subscription in {self.command_timeout} s")
+                    elif interval is not None:
+                        await asyncio.wait_for(pubsub.ping(), self.command_timeout)
+                        ping_sent = loop.time()
                     continue
+                ping_sent = None  # whatever Redis sent, the connection is alive
                 kind = message["type"]
                 if kind == "message":
                     data: bytes = message["data"]
@@ -353,20 +379,35 @@ class RedisBroker(Broker):
             payload = _BINARY + bytes(message)
         else:
             raise TypeError(f"publish() takes str or bytes-like, not {type(message).__name__}")
+        if len(payload) - 1 > self.max_message_size:
+            raise ValueError(
+                f"a message of {len(payload) - 1} bytes is over the Redis broker's max_message_size "
+                f"({self.max_message_size}): Redis would disconnect every subscriber it cannot buffer"
+            )
         if not self._up or self._closed:
             self.stats.failed += 1
             raise BrokerUnavailable(f"Redis broker {_redact(self.url)} is unavailable: message not published")
         assert self._wakeup is not None and self._drained is not None
-        if len(self._queue) >= self.max_pending or self._queued_bytes >= self.max_pending_bytes:
-            self._drained.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), self.command_timeout)
-            if not self._up or self._closed or len(self._queue) >= self.max_pending:
-                self.stats.failed += 1
-                raise BrokerUnavailable(f"Redis broker {_redact(self.url)}: too many publishes pending")
+        if self._full():
+            # Backpressure: wait for room, both bounds checked again after every wake-up (another
+            # publisher woken with us may have taken it), at most command_timeout in all.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.command_timeout
+            while self._full():
+                left = deadline - loop.time()
+                if not self._up or self._closed or left <= 0:
+                    self.stats.failed += 1
+                    why = "too many publishes pending" if self._up and not self._closed else "unavailable"
+                    raise BrokerUnavailable(f"Redis broker {_redact(self.url)}: {why}: message not published")
+                self._drained.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._drained.wait(), left)
         self._queue.append((self._key(channel), payload))
         self._queued_bytes += len(payload)
         self._wakeup.set()
+
+    def _full(self) -> bool:
+        return len(self._queue) >= self.max_pending or self._queued_bytes >= self.max_pending_bytes
 
     def _fail_queue(self, why: str) -> None:
         dropped = len(self._queue)
@@ -388,8 +429,8 @@ class RedisBroker(Broker):
             while queue:
                 batch = [queue.popleft() for _ in range(min(_BATCH, len(queue)))]
                 self._queued_bytes -= sum(len(payload) for _key, payload in batch)
-                if len(queue) < self.max_pending // 2 and self._queued_bytes < self.max_pending_bytes // 2:
-                    self._drained.set()
+                if len(queue) <= self.max_pending // 2 and self._queued_bytes <= self.max_pending_bytes // 2:
+                    self._drained.set()  # (<=: with max_pending=1 an empty queue has room)
                 try:
                     pipe = self._pub.pipeline(transaction=False)
                     for key, payload in batch:
