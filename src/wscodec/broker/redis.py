@@ -164,8 +164,8 @@ class RedisBroker(Broker):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Connect (at most ``connect_timeout``); if Redis is down, log it and go on reconnecting in the
-        background: the WebSocket server starts all the same."""
+        """Connect (at most ``connect_timeout + command_timeout`` in all); if Redis is down or that slow,
+        log it and go on reconnecting in the background: the WebSocket server starts all the same."""
         if self._started:
             return
         self._started = True
@@ -176,8 +176,8 @@ class RedisBroker(Broker):
         self._sub = self._client()
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         try:
-            await self._connect()
-        except Exception as exc:
+            await asyncio.wait_for(self._connect(), self.connect_timeout + self.command_timeout)
+        except Exception as exc:  # (a TimeoutError among them)
             self._outage(exc)
 
     async def close(self) -> None:
