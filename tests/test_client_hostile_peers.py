@@ -311,3 +311,19 @@ async def test_clients_accept_upgrade_websocket_in_any_case() -> None:
         ws = await wscodec.asyncio.connect(f"ws://127.0.0.1:{port}/", open_timeout=5, close_timeout=0.5)
         assert ws.subprotocol is None
         await ws.close()
+
+
+def test_sync_connect_max_header_size_bounds_the_response_head() -> None:
+    """As for the asyncio client: a 101 with 20 KiB of headers is refused under the default 8 KiB bound,
+    accepted when the bound is raised."""
+    def server(sock: socket.socket) -> None:
+        head = switching_protocols(read_head(sock))
+        sock.sendall(head[:-2] + b"X-Big: " + b"a" * 20000 + b"\r\n\r\n")
+        sock.recv(4096)
+
+    with raw_peer(server) as port:
+        with pytest.raises(InvalidHandshake):
+            wscodec.sync.connect(f"ws://127.0.0.1:{port}/", open_timeout=5)
+        with wscodec.sync.connect(f"ws://127.0.0.1:{port}/", open_timeout=5, max_header_size=65536,
+                                  close_timeout=0.5) as ws:
+            assert ws.response is not None and ws.response.headers["X-Big"] == "a" * 20000

@@ -49,6 +49,7 @@ def connect(
     ping_timeout: float | None = 20.0,
     close_timeout: float = 10.0,
     max_size: int | None = 2**20,
+    max_header_size: int = 8192,
     max_queue: int | None = 16,
     logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
 ) -> WebSocket:
@@ -79,7 +80,7 @@ def connect(
                 proxy_ssl=proxy_ssl,
                 headers=headers, user_agent=user_agent_header, factories=factories,
                 connection={"origin": origin, "subprotocols": tuple(subprotocols or ()),
-                            "max_message_size": max_size},
+                            "max_message_size": max_size, "max_header_size": max_header_size},
                 options={"ping_interval": ping_interval, "ping_timeout": ping_timeout,
                          "close_timeout": close_timeout, "max_queue": max_queue, "logger": logger},
             )
