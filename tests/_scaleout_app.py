@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from wscodec.asyncio import WebSocket
@@ -31,6 +32,20 @@ def crash_loop() -> object:
     raise SystemExit(3)  # a worker that dies as it starts
 
 
+def signal_at_fork(name: str, forks: int) -> None:
+    """Send this process (the supervisor) SIG``name`` from within its ``forks``-th fork, in the parent: a real
+    signal at the moment the worker just forked cannot have set up its own signal handling yet."""
+    count = 0
+
+    def after_fork() -> None:
+        nonlocal count
+        count += 1
+        if count == forks:
+            os.kill(os.getpid(), signal.Signals[f"SIG{name}"])
+
+    os.register_at_fork(after_in_parent=after_fork)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -39,7 +54,10 @@ def main() -> int:
     parser.add_argument("--share", default=None)
     parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
     parser.add_argument("--crash", action="store_true")
+    parser.add_argument("--signal-at-last-fork", choices=["TERM", "INT"], default=None)
     args = parser.parse_args()
+    if args.signal_at_last_fork:
+        signal_at_fork(args.signal_at_last_fork, args.workers)
     factory = None
     if args.loop == "uvloop":
         import uvloop

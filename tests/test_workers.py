@@ -47,15 +47,27 @@ def children(pid: int) -> set[int]:
     return found
 
 
-class App:
-    """``python tests/_scaleout_app.py ARGS`` until it prints its address; stderr goes to a file."""
+def app_env() -> dict[str, str]:
+    """The environment to run tests/_scaleout_app.py in, on the wscodec under test."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = WSCODEC_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
 
-    def __init__(self, tmp: Path, *args: str) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = WSCODEC_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+
+class App:
+    """``python tests/_scaleout_app.py ARGS`` until it prints its address; stderr goes to a file.
+    ``new_session``: in a process group of its own (its workers with it), as a terminal's Ctrl-C reaches it."""
+
+    def __init__(self, tmp: Path, *args: str, new_session: bool = False) -> None:
         self.log = tmp / f"app-{time.monotonic_ns()}.log"
         self._err = open(self.log, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen([sys.executable, APP, *args], stdout=subprocess.PIPE, stderr=self._err, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, APP, *args],
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            env=app_env(),
+            start_new_session=new_session,
+        )
         self.port = self._wait_listening(60.0)
 
     def _wait_listening(self, timeout: float) -> int:
@@ -127,8 +139,8 @@ def broker(request: pytest.FixtureRequest) -> str | None:
     return redis.url
 
 
-def start(apps: list[App], tmp: Path, *args: str) -> App:
-    app = App(tmp, *args)
+def start(apps: list[App], tmp: Path, *args: str, new_session: bool = False) -> App:
+    app = App(tmp, *args, new_session=new_session)
     apps.append(app)
     return app
 
@@ -443,3 +455,44 @@ async def test_workers_0_means_one_per_core(apps: list[App], tmp_path: Path) -> 
     assert len(app.workers) == (cores if cores > 1 else 0)  # one core: served in the process itself
     ws, _pid = await client(app.port)
     await ws.close()
+
+
+# --------------------------------------------------------------------------- stop signals, a port in use
+
+CLOSE_TIMEOUT = 3.0  # tests/_scaleout_app.py's close_timeout; the supervisor kills a worker 5 s after it
+
+
+def test_ctrl_c_to_the_process_group_stops_every_worker_without_restarts(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole group): the workers exit on their own signal, in the same select() round
+    that wakes the supervisor; it must take their exits for the stop, not for deaths to restart."""
+    for _ in range(10):
+        app = App(tmp_path, "--workers", "4", new_session=True)
+        try:
+            started = time.monotonic()
+            os.killpg(app.proc.pid, signal.SIGINT)
+            assert app.proc.wait(30) == 0
+            took = time.monotonic() - started
+        finally:
+            app.stop()
+        log = app.stderr()
+        assert "restarting" not in log and "did not stop in time" not in log, log[-3000:]
+        assert "Traceback" not in log, log[-3000:]
+        assert took < CLOSE_TIMEOUT + 3, log[-3000:]  # a worker killed after the grace takes 3 + 5 s
+
+
+@pytest.mark.parametrize("name", ["TERM", "INT"])
+def test_stop_signal_sent_as_a_worker_is_forked_stops_it_gracefully(tmp_path: Path, name: str) -> None:
+    """The supervisor gets the signal from within the fork of its last worker (a real signal, at that very
+    moment) and forwards it to a child that has not set up its own handling yet: it must not be lost."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, APP, "--workers", "2", "--signal-at-last-fork", name],
+        capture_output=True, env=app_env(), timeout=60, check=False,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    err = result.stderr.decode(errors="replace")
+    assert result.returncode == 0, err[-3000:]
+    assert f"received SIG{name}: stopping" in err
+    assert "did not stop in time" not in err, err[-3000:]
+    assert "restarting" not in err and "Traceback" not in err, err[-3000:]
+    assert took < CLOSE_TIMEOUT + 5, err[-3000:]  # the signal lost, the worker is killed after 3 + 5 s

@@ -12,8 +12,10 @@
   returns 1. A worker that ran longer than ``stable_after`` resets its count.
 - **Shutdown.** SIGINT or SIGTERM to the parent is forwarded to every worker, which stops listening and
   closes its connections with 1001 (going away), waiting at most ``close_timeout`` for each; the parent
-  waits for them (``close_timeout`` + 5 s, then SIGKILL) and :func:`run` returns 0. A worker whose parent
-  disappears (SIGKILL) shuts itself down the same way within a second.
+  waits for them (``close_timeout`` + 5 s, then SIGKILL) and :func:`run` returns 0. Once a stop signal is
+  pending no worker is started or restarted (with Ctrl-C the workers get the signal too, and exit), and a
+  worker is forked with the stop signals blocked until its event loop handles them, so none is lost during
+  its start-up. A worker whose parent disappears (SIGKILL) shuts itself down the same way within a second.
 - **Logging identity.** Workers are named ``worker-1`` … ``worker-N`` (``%(processName)s`` in a log
   format; :data:`LOG_FORMAT` uses it, and :func:`run` installs it when logging is not configured), and
   ``os.environ["WSCODEC_WORKER"]`` holds the number (``worker_id()`` returns it).
@@ -54,6 +56,7 @@ LOG_FORMAT = "%(asctime)s %(processName)s[%(process)d] %(levelname)s %(name)s: %
 _BACKOFF_FIRST = 0.5
 _BACKOFF_MAX = 10.0
 _SHUTDOWN_GRACE = 5.0  # beyond close_timeout, before a worker that does not exit is killed
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def worker_id() -> int | None:
@@ -107,6 +110,10 @@ def _bind(host: str | None, port: int, *, reuse_port: bool, listen: bool, backlo
     return sock
 
 
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """A worker's stop signals once it is stopping."""
+
+
 async def _serve_worker(
     handler: Any,
     host: str | None,
@@ -121,8 +128,11 @@ async def _serve_worker(
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
+    # Forked with the stop signals blocked (see _Supervisor._start): one sent since the fork has waited,
+    # pending, and reaches stop.set now instead of being lost; the stop is then graceful like any other.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     if sock is None:  # SO_REUSEPORT: a listening socket of our own on the shared port
         sock = _bind(host, port, reuse_port=True, listen=True, backlog=backlog)
     server = await serve(handler, sock=sock, **options)
@@ -135,6 +145,15 @@ async def _serve_worker(
         if os.getppid() != parent:
             logger.warning("the supervisor (pid %d) is gone: shutting down", parent)
             break
+    # Stopping already: a further stop signal (Ctrl-C reaches a worker twice, from the terminal and from the
+    # supervisor) does nothing. Left to the loop, one arriving as asyncio.run closes it would find its wakeup
+    # pipe closed ("Exception ignored ... Bad file descriptor") or, for SIGINT, raise KeyboardInterrupt.
+    # A handler rather than SIG_IGN, which the subprocesses of a handler would inherit.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # no default disposition in between
+    for sig in _STOP_SIGNALS:
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, _ignore_signal)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     server.close()
     await server.wait_closed()
     return 0
@@ -153,9 +172,10 @@ def _worker_main(
     parent: int,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None,
 ) -> None:
-    """Body of a worker process (forked from the supervisor)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)  # the supervisor's handlers came along with the fork
+    """Body of a worker process (forked from the supervisor, with SIGINT and SIGTERM blocked until
+    :func:`_serve_worker` handles them)."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)  # the supervisor's handler came along with the fork
     for fd in close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -240,7 +260,15 @@ class _Supervisor:
                 self.loop_factory,
             ),
         )
-        process.start()
+        # Fork with the stop signals blocked. Unblocked, a stop sent to the new child before its event loop
+        # handles it would run the supervisor's handler, inherited, and be lost: the worker would serve on
+        # until killed. Blocked, it stays pending until the child's loop handles it (_serve_worker); here,
+        # one that came during the fork runs our handler as soon as the mask is restored.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(ready_w)
         slot.process = process
         slot.ready_fd = ready_r
@@ -251,8 +279,9 @@ class _Supervisor:
         self.selector.register(process.sentinel, selectors.EVENT_READ, ("exit", slot))
         logger.debug("started worker-%d (pid %d)", slot.index, process.pid)
 
-    def _reap(self, slot: _Slot, stopping: bool) -> bool:
-        """The worker in ``slot`` exited: plan its restart. False when it keeps dying: give up."""
+    def _reap(self, slot: _Slot) -> bool:
+        """The worker in ``slot`` exited (and no stop is pending): plan its restart. False when it keeps
+        dying: give up."""
         process = slot.process
         self.selector.unregister(process.sentinel)
         with contextlib.suppress(KeyError, ValueError):
@@ -263,8 +292,6 @@ class _Supervisor:
         process.join(1.0)
         code = process.exitcode
         slot.process = None
-        if stopping:
-            return True
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
         lived = time.monotonic() - slot.started
         if lived < self.stable_after and slot.failures > 0:
@@ -309,23 +336,26 @@ class _Supervisor:
                 slot.process.join(5.0)
 
     def run(self) -> int:
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
         self.selector.register(self.wake_r, selectors.EVENT_READ, ("signal", None))
         status = 0
         stop_signal: int = signal.SIGTERM
         try:
+            # A stop signal is checked before every start and every reap: once one is pending, no worker is
+            # started, and no exit is a failure to restart. Ctrl-C or a stop of the whole process group
+            # reaches the workers too, and their exits may wake the same select() as the signal does.
             for slot in self.slots:
-                self._start(slot)
-            while True:
                 if self.signals:
-                    stop_signal = self.signals[0]
-                    logger.info("received %s: stopping %d workers", signal.Signals(stop_signal).name, len(self.slots))
                     break
+                self._start(slot)
+            while not self.signals:
                 now = time.monotonic()
                 pending = [s.restart_at for s in self.slots if s.process is None and s.restart_at is not None]
                 timeout = max(0.0, min(pending) - now) if pending else None
                 for key, _mask in self.selector.select(timeout):
                     what, slot = key.data
+                    if self.signals:
+                        break
                     if what == "signal":
                         with contextlib.suppress(OSError):
                             os.read(self.wake_r, 512)
@@ -338,7 +368,7 @@ class _Supervisor:
                         elif data:
                             slot.ready = True
                             self._announce()
-                    elif what == "exit" and slot.process is not None and not self._reap(slot, stopping=False):
+                    elif what == "exit" and slot.process is not None and not self._reap(slot):
                         status = 1
                     if status:
                         break
@@ -346,8 +376,13 @@ class _Supervisor:
                     break
                 now = time.monotonic()
                 for slot in self.slots:
+                    if self.signals:
+                        break
                     if slot.process is None and slot.restart_at is not None and slot.restart_at <= now:
                         self._start(slot)
+            if self.signals:
+                stop_signal = self.signals[0]
+                logger.info("received %s: stopping %d workers", signal.Signals(stop_signal).name, len(self.slots))
         finally:
             self._stop_all(stop_signal)
             for sig, handler in previous.items():
