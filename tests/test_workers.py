@@ -496,3 +496,45 @@ def test_stop_signal_sent_as_a_worker_is_forked_stops_it_gracefully(tmp_path: Pa
     assert "did not stop in time" not in err, err[-3000:]
     assert "restarting" not in err and "Traceback" not in err, err[-3000:]
     assert took < CLOSE_TIMEOUT + 5, err[-3000:]  # the signal lost, the worker is killed after 3 + 5 s
+
+
+def run_on_port(port: int, *args: str) -> tuple[int, str, str]:
+    """Run tests/_scaleout_app.py on ``port`` until it exits (it should: the port is taken) or 30 s passed."""
+    proc = subprocess.Popen(
+        [sys.executable, APP, "--port", str(port), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=app_env()
+    )
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_instance_on_a_port_in_use_fails_with_eaddrinuse(
+    apps: list[App], tmp_path: Path, workers: str
+) -> None:
+    """With SO_REUSEPORT, a second ``run(workers=2)`` would join the first one's listening group and take
+    half its connections; it must fail as ``workers=1`` (a plain serve()) does."""
+    first = start(apps, tmp_path, "--workers", "2")
+    code, out, err = run_on_port(first.port, "--workers", workers)
+    assert code == 1 and "listening" not in out, err[-3000:]
+    assert f"error while attempting to bind on address ('127.0.0.1', {first.port}): address already in use" in err
+    assert first.proc.poll() is None and len(first.workers) == 2
+
+
+async def test_the_port_of_a_stopped_instance_can_be_used_at_once(apps: list[App], tmp_path: Path) -> None:
+    """The test bind for a port in use is a server's bind (SO_REUSEADDR): the connections a stopped
+    instance closed (TIME_WAIT) do not keep the next one off its port."""
+    first = start(apps, tmp_path, "--workers", "2")
+    members = await clients_on_every_worker(first, 4)
+    assert first.stop() == 0
+    for ws, _pid in members:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 20)
+        assert ws.close_code == 1001
+    second = start(apps, tmp_path, "--workers", "2", "--port", str(first.port))
+    assert second.port == first.port
+    ws, _pid = await client(second.port)
+    await ws.close()

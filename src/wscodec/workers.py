@@ -5,7 +5,9 @@
 
 - **One port.** On Linux each worker binds its own listening socket with ``SO_REUSEPORT`` and the kernel
   spreads new connections over them. Elsewhere (or with ``share="inherit"``) the parent opens one listening
-  socket and the forked workers inherit it. Port 0 picks a free port once, for every worker.
+  socket and the forked workers inherit it. Port 0 picks a free port once, for every worker. A port another
+  process listens on fails with EADDRINUSE, as with :func:`~wscodec.asyncio.serve` (rather than joining its
+  ``SO_REUSEPORT`` group).
 - **Restarts.** A worker that dies is started again, at once the first time. One that dies again within
   ``stable_after`` seconds of its start is restarted after a back-off (0.5 s, doubling, at most 10 s);
   after ``max_failures`` such deaths in a row the supervisor stops the other workers and :func:`run`
@@ -88,7 +90,11 @@ def _run_loop(coro: Coroutine[Any, Any, int], loop_factory: Callable[[], asyncio
 
 
 def _bind(host: str | None, port: int, *, reuse_port: bool, listen: bool, backlog: int) -> socket.socket:
-    """A TCP socket bound to the first address ``host`` resolves to (as a worker would bind it)."""
+    """A TCP socket bound to the first address ``host`` resolves to (as a worker would bind it).
+
+    A failed bind raises the OSError (errno and words) that :func:`~wscodec.asyncio.serve` would, so that
+    ``workers=N`` fails on a port in use exactly as ``workers=1`` does.
+    """
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     if not infos:
         raise OSError(f"cannot resolve {host!r}")
@@ -100,7 +106,11 @@ def _bind(host: str | None, port: int, *, reuse_port: bool, listen: bool, backlo
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio's create_server does
-        sock.bind(address)
+        try:
+            sock.bind(address)
+        except OSError as err:  # in the words of asyncio's create_server
+            words = (err.strerror or str(err)).lower()
+            raise OSError(err.errno, f"error while attempting to bind on address {address!r}: {words}") from None
         if listen:
             sock.listen(backlog)
         sock.setblocking(False)
@@ -224,6 +234,8 @@ class _Supervisor:
         self.context = multiprocessing.get_context("fork")
         # The shared socket (inherit) or a bound, not listening, one that holds the port (SO_REUSEPORT).
         self.sock = _bind(host, port, reuse_port=share == "reuse_port", listen=share == "inherit", backlog=backlog)
+        if share == "reuse_port":
+            self._check_port_free()
         name = self.sock.getsockname()
         self.address = str(name[0])
         self.port = int(name[1])
@@ -233,6 +245,21 @@ class _Supervisor:
         os.set_blocking(self.wake_w, False)
         self.signals: list[int] = []
         self.announced = False
+
+    def _check_port_free(self) -> None:
+        """Fail with EADDRINUSE, as ``serve()`` would, when another process listens on our port.
+
+        With ``SO_REUSEPORT`` our placeholder would join the listening group of another process of the same
+        user (a second instance, say) and the kernel would split the connections between the two. A bind
+        without ``SO_REUSEPORT`` (but with ``SO_REUSEADDR``, as a server binds) fails against a listener
+        and succeeds beside our placeholder, which is not listening and keeps the port (port 0 included).
+        """
+        try:
+            probe = _bind(self.host, self.sock.getsockname()[1], reuse_port=False, listen=False, backlog=0)
+        except BaseException:
+            self.sock.close()
+            raise
+        probe.close()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals.append(signum)
