@@ -408,3 +408,23 @@ def test_sync_basic_auth() -> None:
     assert not thread.is_alive()
     pending = wscodec.sync.PendingConnection
     assert responses == [(pending, None, 401), (pending, "alice", 101), (pending, "alice", 101)]
+
+
+def test_an_invalid_answer_from_process_request_is_a_500_on_both_servers(caplog: pytest.LogCaptureFixture) -> None:
+    def invalid(connection: Any, request: Any) -> Any:
+        return (99, [], b"no such status")
+
+    async def run_asyncio() -> int:
+        async with wscodec.asyncio.serve(echo, "127.0.0.1", 0, process_request=invalid) as server:
+            return (await asyncio.to_thread(http_get, server.port, "/"))[0]
+
+    assert asyncio.run(run_asyncio()) == 500
+    server = wscodec.sync.serve(sync_echo, "127.0.0.1", 0, process_request=invalid)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert http_get(server.socket.getsockname()[1], "/")[0] == 500
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert sum("invalid response from process_request" in r.getMessage() for r in caplog.records) == 2

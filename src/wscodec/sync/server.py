@@ -277,7 +277,11 @@ class Server:
         server_header = o["server_header"]
         extra = [("Server", server_header)] if server_header is not None else []
         if answer is not None:
-            response = as_response(answer)
+            try:
+                response = as_response(answer)
+            except Exception:  # as the asyncio server answers a hook's invalid response
+                logger.exception("invalid response from process_request: %r", answer)
+                response = INTERNAL_ERROR
             if server_header is not None and response.header("Server") is None:
                 response = Response(response.status_code, response.reason, (*response.headers, *extra), response.body)
             _, head = self._send_response(sock, pending, request, response, response_bytes(response))
