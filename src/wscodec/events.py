@@ -42,6 +42,8 @@ class Headers(tuple[tuple[str, str], ...]):
     __slots__ = ()
 
     def __new__(cls, fields: Any = ()) -> Headers:
+        if type(fields) is cls:
+            return fields  # immutable: the same object, as tuple(t) is t
         if isinstance(fields, Mapping):
             fields = fields.items()
         return super().__new__(cls, fields)
@@ -88,6 +90,14 @@ class Headers(tuple[tuple[str, str], ...]):
         return iter(self)
 
 
+def _first(headers: Headers, name: str, default: str | None) -> str | None:
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return default
+
+
 HeadersLike = Iterable[tuple[str, str]] | Mapping[str, str]
 """What a Request or Response may be built with: pairs (a :class:`Headers`, a tuple, a list) or a mapping."""
 
@@ -104,16 +114,12 @@ class Request:
     def __init__(self, method: str, path: str, headers: HeadersLike, http_version: str = "HTTP/1.1") -> None:
         object.__setattr__(self, "method", method)
         object.__setattr__(self, "path", path)
-        object.__setattr__(self, "headers", headers if type(headers) is Headers else Headers(headers))
+        object.__setattr__(self, "headers", Headers(headers))
         object.__setattr__(self, "http_version", http_version)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (case-insensitive)."""
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return default
+        return _first(self.headers, name, default)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -128,16 +134,12 @@ class Response:
     def __init__(self, status_code: int, reason: str, headers: HeadersLike, body: bytes = b"") -> None:
         object.__setattr__(self, "status_code", status_code)
         object.__setattr__(self, "reason", reason)
-        object.__setattr__(self, "headers", headers if type(headers) is Headers else Headers(headers))
+        object.__setattr__(self, "headers", Headers(headers))
         object.__setattr__(self, "body", body)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (case-insensitive)."""
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return default
+        return _first(self.headers, name, default)
 
 
 @dataclass(frozen=True, slots=True)
