@@ -440,13 +440,13 @@ def open_socket(
             try:
                 if proxy.scheme == "https":
                     context = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
-                    sock.settimeout(_time_left(deadline))
+                    sock.settimeout(time_left(deadline))
                     sock = context.wrap_socket(sock, server_hostname=proxy.host)
-                sock.settimeout(_time_left(deadline))
+                sock.settimeout(time_left(deadline))
                 sock.sendall(connect_request(uri, proxy, user_agent))
                 response = ConnectResponse(proxy)
                 while True:
-                    sock.settimeout(_time_left(deadline))
+                    sock.settimeout(time_left(deadline))
                     if response.feed(sock.recv(4096)):
                         break
                 leftover = response.leftover
@@ -460,7 +460,7 @@ def open_socket(
             raise ProxyError("the proxy sent data before the TLS handshake")
         hostname = server_hostname if server_hostname is not None else uri.host
         try:
-            sock.settimeout(_time_left(deadline))
+            sock.settimeout(time_left(deadline))
             sock = ssl.wrap_socket(sock, server_hostname=hostname)
         except BaseException:
             sock.close()
@@ -469,8 +469,9 @@ def open_socket(
     return sock, leftover
 
 
-def _time_left(deadline: float | None) -> float | None:
-    """Seconds until ``deadline`` for the next blocking step; TimeoutError once it has passed."""
+def time_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (``time.monotonic()``; None: no deadline) for the next blocking step of
+    opening a connection; TimeoutError once it has passed."""
     if deadline is None:
         return None
     left = deadline - time.monotonic()
@@ -490,7 +491,7 @@ def _socks_connect(proxy: ProxyURL, uri: WebSocketURI, deadline: float | None) -
 
     def run() -> None:
         try:
-            result: Any = _socks_proxy(module, proxy).connect(uri.host, uri.port, timeout=_time_left(deadline))
+            result: Any = _socks_proxy(module, proxy).connect(uri.host, uri.port, timeout=time_left(deadline))
         except BaseException as exc:  # handed to the caller's thread
             result = exc
         with lock:

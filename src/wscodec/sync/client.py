@@ -91,15 +91,6 @@ def connect(
             current, headers = redirects.follow(current, location, headers, unix_socket=unix_path is not None)
 
 
-def _remaining(deadline: float | None, open_timeout: float | None, uri: net.WebSocketURI) -> float | None:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise OpenTimeout(f"opening handshake with {uri.url} timed out after {open_timeout} s")
-    return left
-
-
 def _connect_once(
     uri: net.WebSocketURI,
     deadline: float | None,
@@ -124,11 +115,9 @@ def _connect_once(
     try:
         raw, leftover = net.open_socket(
             uri, proxy=proxy_url, ssl=context, server_hostname=server_hostname, sock=sock, unix_path=unix_path,
-            timeout=_remaining(deadline, open_timeout, uri), user_agent=user_agent, proxy_ssl=proxy_ssl,
+            timeout=net.time_left(deadline), user_agent=user_agent, proxy_ssl=proxy_ssl,
         )
-    except TimeoutError as exc:
-        if isinstance(exc, OpenTimeout):
-            raise
+    except TimeoutError:
         raise OpenTimeout(f"opening handshake with {uri.url} timed out after {open_timeout} s") from None
     conn = Connection(
         "client",
@@ -153,7 +142,7 @@ def _connect_once(
                     return WebSocket(raw, conn, url=uri.url, events=events[index + 1 :], **options)
             if data == b"" and events:
                 raise InvalidHandshake("connection closed during the opening handshake")
-            raw.settimeout(_remaining(deadline, open_timeout, uri))
+            raw.settimeout(net.time_left(deadline))
             data = raw.recv(65536)
             if not data:
                 events = conn.receive_data(b"")
@@ -161,10 +150,8 @@ def _connect_once(
                     if type(event) is ProtocolViolation:
                         raise event.error
                 raise InvalidHandshake("connection closed during the opening handshake")
-    except TimeoutError as exc:
+    except TimeoutError:
         raw.close()
-        if isinstance(exc, OpenTimeout):
-            raise
         raise OpenTimeout(f"opening handshake with {uri.url} timed out after {open_timeout} s") from None
     except BaseException:
         raw.close()
