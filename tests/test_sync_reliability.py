@@ -253,3 +253,40 @@ def test_close_with_a_full_queue_loses_no_message_client_side() -> None:
         assert [ws.recv(timeout=5) for _ in range(4)] == ["msg-0", "msg-1", "msg-2", "msg-3"]
         with pytest.raises(ConnectionClosedOK):
             ws.recv(timeout=5)
+
+
+def test_the_wait_for_the_end_of_tcp_is_one_close_timeout_however_the_client_trickles() -> None:
+    """After the closing handshake the server shuts its side of TCP and waits for the client's, at most
+    close_timeout (1 s) in all: a client that keeps sending a byte every 0.9 s cannot stretch it (each
+    recv given a whole close_timeout of its own used to let it run to 1.8 s). The next client is served."""
+    closed_at: list[float] = []
+    done = threading.Event()
+
+    def handler(ws: WebSocket) -> None:
+        if done.is_set():  # the next client: an echo
+            for message in ws:
+                ws.send(message)
+            return
+        assert ws.wait_closed(20)
+        closed_at.append(time.monotonic())
+        done.set()
+
+    with sync_server(handler, ping_interval=None, close_timeout=1) as server:
+        with socket.create_connection(("127.0.0.1", server.port or 0), 10) as sock:
+            sock.settimeout(10)
+            sock.sendall(UPGRADE)
+            sock.sendall(masked_frame(8, struct.pack("!H", 1000)))
+            answer = b""
+            while chunk := sock.recv(4096):  # the 101, the server's Close, then its end of TCP
+                answer += chunk
+            ended = time.monotonic()
+            assert answer.startswith(b"HTTP/1.1 101") and answer.endswith(b"\x88\x02\x03\xe8"), answer
+            while not done.is_set() and time.monotonic() < ended + 10:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"x")  # after the handshake: read and dropped, but it keeps the wait busy
+                done.wait(0.9)
+        assert done.is_set()
+        assert closed_at[0] - ended < 1.5, f"the server waited {closed_at[0] - ended:.2f} s for the end of TCP"
+        with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+            ws.send("next")
+            assert ws.recv(timeout=10) == "next"

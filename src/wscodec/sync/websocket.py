@@ -289,20 +289,19 @@ class WebSocket:
                 self._done.set()
 
     def _finish_tcp(self) -> None:
-        """RFC 6455 section 7.1.1: the server closes TCP first; a client waits for that, a bounded time."""
+        """RFC 6455 section 7.1.1: the server closes TCP first; a client waits for that, a bounded time.
+
+        One deadline for the whole wait, each ``recv`` given only what is left of it: a peer that trickles
+        bytes after the closing handshake cannot stretch the wait past ``close_timeout``."""
+        deadline = time.monotonic() + self.close_timeout
         try:
-            if self._conn.is_client:
-                self.socket.settimeout(self.close_timeout)
-                deadline = time.monotonic() + self.close_timeout
-                while time.monotonic() < deadline and self.socket.recv(_READ_SIZE):
-                    pass
-            else:
+            if not self._conn.is_client:
                 self.socket.shutdown(socket.SHUT_WR)
-                self.socket.settimeout(self.close_timeout)
-                deadline = time.monotonic() + self.close_timeout
-                while time.monotonic() < deadline and self.socket.recv(_READ_SIZE):
-                    pass
-        except OSError:
+            while (left := deadline - time.monotonic()) > 0:
+                self.socket.settimeout(left)
+                if not self.socket.recv(_READ_SIZE):
+                    break
+        except OSError:  # socket.timeout included: the time is up
             pass
 
     def _process(self, events: list[Any]) -> None:
