@@ -428,3 +428,48 @@ def test_an_invalid_answer_from_process_request_is_a_500_on_both_servers(caplog:
         server.shutdown()
         thread.join(10)
     assert sum("invalid response from process_request" in r.getMessage() for r in caplog.records) == 2
+
+
+def raw_answer(port: int, path: str) -> bytes:
+    """The bytes a server answers a plain GET with, up to its end of TCP (the answer says Connection: close)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), 10) as sock:
+        sock.settimeout(10)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    return data
+
+
+def test_a_hook_answer_is_framed_as_the_servers_own_refusals() -> None:
+    """A 204 has no Content-Length (RFC 9110 section 8.6), and an empty body keeps the Content-Length the hook
+    gives (the answer to HEAD carries GET's length): the same rules as the handshake's own refusals."""
+
+    def hook(connection: Any, request: Any) -> Any:
+        if request.path == "/empty":
+            return (204, [("X-Seen", "1")], b"")
+        return (200, [("Content-Length", "42")], b"")
+
+    def check(port: int) -> None:
+        empty = raw_answer(port, "/empty")
+        assert empty.startswith(b"HTTP/1.1 204 No Content\r\n"), empty
+        assert b"x-seen: 1" in empty.lower() and b"content-length" not in empty.lower(), empty
+        head = raw_answer(port, "/head")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n"), head
+        assert head.lower().count(b"content-length") == 1 and b"Content-Length: 42\r\n" in head, head
+
+    async def run_asyncio() -> None:
+        async with wscodec.asyncio.serve(echo, "127.0.0.1", 0, process_request=hook) as server:
+            await asyncio.to_thread(check, server.port)
+
+    asyncio.run(run_asyncio())
+    server = wscodec.sync.serve(sync_echo, "127.0.0.1", 0, process_request=hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        check(server.socket.getsockname()[1])
+    finally:
+        server.shutdown()
+        thread.join(10)

@@ -111,6 +111,26 @@ def _check_header(name: str, value: str) -> None:
         raise ValueError(f"invalid value for header {name}: {value!r}")
 
 
+def http_answer(
+    status: int, reason: str, headers: Iterable[tuple[str, str]], body: bytes
+) -> tuple[list[tuple[str, str]], bytes]:
+    """A plain HTTP/1.1 answer (not a 101): its header fields and its bytes on the wire.
+
+    The one place the server's framing rules live, for the handshake's own refusals and for what a
+    server hook returns: Content-Length is the body's length, except that a 204 has none (RFC 9110
+    section 8.6) and an empty body keeps a Content-Length the caller gives (the answer to HEAD carries
+    the length GET would have); ``Connection: close`` unless the caller names a Connection.
+    """
+    given = [value for name, value in headers if name.lower() == "content-length"]
+    fields = [(name, value) for name, value in headers if name.lower() != "content-length"]
+    if status != 204:
+        length = given[-1].strip() if given and not body and given[-1].strip().isdigit() else str(len(body))
+        fields.append(("Content-Length", length))
+    if not header_values(fields, "Connection"):
+        fields.append(("Connection", "close"))
+    return fields, _serialize(f"HTTP/1.1 {status} {reason}", fields) + bytes(body)
+
+
 def _serialize(start_line: str, headers: Iterable[tuple[str, str]]) -> bytes:
     lines = [start_line]
     for name, value in headers:
@@ -533,24 +553,14 @@ class ServerHandshake:
         return data
 
     def reject(self, status: int, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> bytes:
-        """Any HTTP/1.1 response instead of the upgrade, with Content-Length and ``Connection: close``.
-
-        Content-Length is the body's length, except: a 204 has none (RFC 9110 section 8.6), and an empty body
-        keeps a Content-Length the caller gives (the answer to HEAD carries the length GET would have).
-        """
+        """Any HTTP/1.1 response instead of the upgrade, framed by ``http_answer``: Content-Length (none
+        on a 204; an empty body keeps the caller's, as the answer to HEAD does) and ``Connection: close``."""
         if not 100 <= status <= 599:
             raise ValueError(f"invalid HTTP status {status}")
         try:
             reason = http.HTTPStatus(status).phrase
         except ValueError:
             reason = ""
-        given = [value for name, value in headers if name.lower() == "content-length"]
-        fields = [(name, value) for name, value in headers if name.lower() != "content-length"]
-        if status != 204:
-            length = given[-1].strip() if given and not body and given[-1].strip().isdigit() else str(len(body))
-            fields.append(("Content-Length", length))
-        if not header_values(fields, "Connection"):
-            fields.append(("Connection", "close"))
-        data = _serialize(f"HTTP/1.1 {status} {reason}", fields) + bytes(body)
+        fields, data = http_answer(status, reason, headers, body)
         self.response = Response(status, reason, tuple(fields), bytes(body))
         return data

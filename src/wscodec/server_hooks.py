@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .events import Headers, Response
-from .handshake import _serialize
+from .handshake import _serialize, http_answer
 
 __all__ = ["as_response", "phrase", "respond", "response_bytes", "takes_connection"]
 
@@ -81,13 +81,9 @@ def as_response(value: Any) -> Response:
 
 
 def response_bytes(response: Response) -> bytes:
-    """The wire form of a hook's response: a 101 keeps no body; any other gets its Content-Length and,
-    unless it names one, ``Connection: close``."""
+    """The wire form of a hook's response: a 101 keeps no body; any other is framed as the handshake's own
+    refusals are (``handshake.http_answer``)."""
     if response.status_code == 101:
         return _serialize(f"HTTP/1.1 101 {response.reason or 'Switching Protocols'}", response.headers)
     reason = response.reason or phrase(response.status_code)
-    headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
-    headers.append(("Content-Length", str(len(response.body))))
-    if not response.headers.get_all("Connection"):
-        headers.append(("Connection", "close"))
-    return _serialize(f"HTTP/1.1 {response.status_code} {reason}", headers) + response.body
+    return http_answer(response.status_code, reason, response.headers, response.body)[1]
