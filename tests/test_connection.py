@@ -855,3 +855,35 @@ def test_7692_a_whole_message_inside_a_compressed_fragmented_one_is_1002(whole_o
     assert not any(isinstance(e, (TextMessage, BinaryMessage)) for e in events)
     assert isinstance(events[0], ProtocolViolation) and events[0].code == 1002
     assert sent_close_code(srv) == 1002
+
+
+def test_the_close_frames_both_ways_are_recorded_and_carried_by_closed_error() -> None:
+    """close_rcvd, close_rcvd_then_sent and closed_error() (websockets' close_rcvd, close_rcvd_then_sent and
+    the rcvd/sent of its exceptions), on the side that closes first and on the side that answers."""
+    from wscodec.errors import Close
+
+    client, server = Connection.established("client"), Connection.established("server")
+    assert (client.close_rcvd, client.close_rcvd_then_sent) == (None, None)
+    client.close(4000, "done")
+    closing = client.closing_error()
+    assert closing is not None and (closing.rcvd, closing.sent) == (None, Close(4000, "done"))
+    server.receive_data(client.data_to_send())
+    assert (server.close_rcvd, server.close_rcvd_then_sent) == (Close(4000, "done"), True)
+    client.receive_data(server.data_to_send())
+    assert (client.close_rcvd, client.close_rcvd_then_sent) == (Close(4000, "done"), False)
+    for conn, first in ((server, True), (client, False)):
+        exc = conn.closed_error(4000, "done", was_clean=True)
+        assert (exc.rcvd, exc.sent, exc.rcvd_then_sent) == (Close(4000, "done"), Close(4000, "done"), first)
+        with pytest.raises(ConnectionClosed) as info:
+            conn.send_text("late")
+        assert (info.value.code, info.value.rcvd, info.value.sent) == (4000, Close(4000, "done"), Close(4000, "done"))
+
+    # a Close without code is 1005 both ways; a failed connection sent its Close and received none
+    quiet_client, quiet_server = Connection.established("client"), Connection.established("server")
+    quiet_client.close(None)
+    quiet_server.receive_data(quiet_client.data_to_send())
+    assert quiet_server.closed_error(1005, was_clean=True).sent == Close(1005, "")
+    failing = Connection.established("server")
+    failing.receive_data(b"\x81\x05hello")  # unmasked from a client: 1002
+    exc = failing.closed_error(1006, was_clean=False)
+    assert exc.rcvd is None and exc.sent is not None and exc.sent.code == 1002 and exc.rcvd_then_sent is None

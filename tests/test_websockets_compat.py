@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import websockets.asyncio.client
 import websockets.asyncio.server
+import websockets.exceptions
 import websockets.sync.client
 import websockets.sync.server
 from websockets.datastructures import Headers as WsHeaders
@@ -473,3 +474,110 @@ def test_a_hook_answer_is_framed_as_the_servers_own_refusals() -> None:
     finally:
         server.shutdown()
         thread.join(10)
+
+
+# --------------------------------------------------------------------------- ConnectionClosed.rcvd / .sent
+
+
+def close_frames(exc: BaseException) -> tuple[Any, Any, Any]:
+    """What websockets' ConnectionClosed tells of the Close frames, as plain tuples."""
+    assert isinstance(exc, (wscodec.ConnectionClosed, websockets.exceptions.ConnectionClosed)), exc
+    rcvd, sent = exc.rcvd, exc.sent  # type: ignore[union-attr]
+    return (
+        None if rcvd is None else (int(rcvd.code), rcvd.reason),
+        None if sent is None else (int(sent.code), sent.reason),
+        exc.rcvd_then_sent,  # type: ignore[union-attr]
+    )
+
+
+async def test_connection_closed_reports_the_close_frames_as_websockets_does() -> None:
+    """The same clients (websockets' and wscodec's) against the same servers (websockets' and wscodec's): a
+    server that closes with 1001, a client that closes with 4000, a server that drops TCP. Every exception
+    reports the same rcvd, sent and rcvd_then_sent as websockets' own."""
+    dropped: list[Any] = []
+
+    async def handler(ws: Any) -> None:
+        path = ws.request.path
+        if path == "/server-closes":
+            await ws.close(1001, "going")
+        elif path == "/drop":
+            transport = getattr(ws, "transport", None) or ws._transport
+            transport.abort()
+        else:
+            try:
+                await ws.recv()
+            except Exception as exc:  # the assertions look at it
+                dropped.append(exc)
+
+    seen: dict[tuple[str, str, str], Any] = {}
+    async with both_servers(handler) as ports:
+        for server, port in ports.items():
+            for client, connect in (
+                ("websockets", websockets.asyncio.client.connect),
+                ("wscodec", wscodec.asyncio.connect),
+            ):
+                async with connect(f"ws://127.0.0.1:{port}/server-closes") as ws:
+                    with pytest.raises((wscodec.ConnectionClosed, websockets.exceptions.ConnectionClosed)) as info:
+                        await asyncio.wait_for(ws.recv(), 10)
+                    seen[server, client, "server closes"] = close_frames(info.value)
+                async with connect(f"ws://127.0.0.1:{port}/client-closes") as ws:
+                    await asyncio.wait_for(ws.close(4000, "done"), 10)
+                    with pytest.raises((wscodec.ConnectionClosed, websockets.exceptions.ConnectionClosed)) as info:
+                        await ws.send("after")
+                    seen[server, client, "client closes"] = close_frames(info.value)
+                async with connect(f"ws://127.0.0.1:{port}/drop") as ws:
+                    with pytest.raises((wscodec.ConnectionClosed, websockets.exceptions.ConnectionClosed)) as info:
+                        await asyncio.wait_for(ws.recv(), 10)
+                    seen[server, client, "drop"] = close_frames(info.value)
+        for _ in range(100):
+            if len(dropped) == 4:
+                break
+            await asyncio.sleep(0.05)
+    assert seen["websockets", "websockets", "server closes"] == ((1001, "going"), (1001, "going"), True)
+    assert seen["websockets", "websockets", "client closes"] == ((4000, "done"), (4000, "done"), False)
+    assert seen["websockets", "websockets", "drop"] == (None, None, None)
+    for (server, client, case), frames in seen.items():
+        assert frames == seen["websockets", "websockets", case], (server, client, case)
+    # the servers' side of "client closes": the handler's recv() saw the client's Close first
+    assert len(dropped) == 4
+    assert {close_frames(exc) for exc in dropped} == {((4000, "done"), (4000, "done"), True)}
+
+
+def test_sync_connection_closed_reports_the_close_frames() -> None:
+    got: list[Any] = []
+
+    def handler(ws: Any) -> None:
+        try:
+            ws.recv(timeout=10)
+        except Exception as exc:  # the assertions look at it
+            got.append(exc)
+
+    server = wscodec.sync.serve(handler, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with wscodec.sync.connect(f"ws://127.0.0.1:{server.socket.getsockname()[1]}/") as ws:
+            ws.close(4000, "done")
+            with pytest.raises(wscodec.ConnectionClosed) as info:
+                ws.send("after")
+        assert close_frames(info.value) == ((4000, "done"), (4000, "done"), False)
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert len(got) == 1 and close_frames(got[0]) == ((4000, "done"), (4000, "done"), True)
+
+
+def test_close_frames_survive_pickling_and_each_raise_is_a_new_exception() -> None:
+    import pickle
+
+    from wscodec import ConnectionClosedOK
+    from wscodec.errors import Close
+
+    exc = wscodec.ConnectionClosed(1000, "bye", rcvd=Close(1000, "bye"), sent=Close(1000, "bye"), rcvd_then_sent=True)
+    assert isinstance(exc, ConnectionClosedOK)
+    for copy in (pickle.loads(pickle.dumps(exc)), exc._renewed()):
+        assert copy is not exc and type(copy) is ConnectionClosedOK
+        assert close_frames(copy) == ((1000, "bye"), (1000, "bye"), True)
+        assert (copy.code, copy.reason, copy.was_clean) == (1000, "bye", True)
+    # rcvd_then_sent means something only with both frames
+    assert wscodec.ConnectionClosed(1006, rcvd=Close(1000, ""), rcvd_then_sent=True).rcvd_then_sent is None

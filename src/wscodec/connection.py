@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._kernels import ZERO_COPY_MIN, Frame, FrameDecoder, FrameQueue, Utf8Validator, encode_frame
 from .errors import (
+    Close,
     ConnectionClosed,
     InvalidHandshake,
     InvalidStatus,
@@ -198,6 +199,8 @@ class Connection(FrameQueue):
         "_text_decoder",
         "_utf8",
         "close_code",
+        "close_rcvd",
+        "close_rcvd_then_sent",
         "close_reason",
         "close_sent",
         "defer_errors",
@@ -254,6 +257,10 @@ class Connection(FrameQueue):
         self.close_reason: str = ""
         #: What we put in our own Close frame, if we sent one.
         self.close_sent: tuple[int | None, str] | None = None
+        #: The peer's Close frame, once received (websockets' ``close_rcvd``).
+        self.close_rcvd: Close | None = None
+        #: With Close frames both ways: True if the peer's came first (websockets' ``close_rcvd_then_sent``).
+        self.close_rcvd_then_sent: bool | None = None
         self._close_received = False
         self._out: list[bytes] = []
         self._messages_out = self._bytes_out = 0  # (FrameQueue's: messages_sent, payload_bytes_sent)
@@ -772,6 +779,8 @@ class Connection(FrameQueue):
         self._close_received = True
         self.close_code = code
         self.close_reason = reason
+        self.close_rcvd = Close(code, reason)
+        self.close_rcvd_then_sent = self.close_sent is None  # if it is, the answer below comes second
         append(CloseReceived(code, reason))
         if self.close_sent is None:
             # RFC 6455 section 5.5.1: answer with a Close, echoing the code.
@@ -824,7 +833,7 @@ class Connection(FrameQueue):
             if closing is not None:  # our Close is out and the peer has not answered: not an abnormal 1006
                 raise closing
             code = self.close_code if self.close_code is not None else 1006
-            raise ConnectionClosed(code, self.close_reason, was_clean=self._close_received)
+            raise self.closed_error(code, self.close_reason, was_clean=self._close_received)
 
     def closing_error(self) -> ConnectionClosed | None:
         """What a send raises while our Close waits for the peer's answer: a clean close with our code and
@@ -832,7 +841,20 @@ class Connection(FrameQueue):
         sent = self.close_sent
         if sent is None:
             return None
-        return ConnectionClosed(sent[0] if sent[0] is not None else 1005, sent[1], was_clean=True)
+        return self.closed_error(sent[0] if sent[0] is not None else 1005, sent[1], was_clean=True)
+
+    def closed_error(self, code: int, reason: str = "", *, was_clean: bool) -> ConnectionClosed:
+        """``ConnectionClosed(code, reason)`` carrying the Close frames this connection has received and sent
+        so far (``rcvd``, ``sent``, ``rcvd_then_sent``): how every I/O layer builds the error it raises."""
+        sent = self.close_sent
+        return ConnectionClosed(
+            code,
+            reason,
+            was_clean=was_clean,
+            rcvd=self.close_rcvd,
+            sent=None if sent is None else Close(1005 if sent[0] is None else sent[0], sent[1]),
+            rcvd_then_sent=self.close_rcvd_then_sent,
+        )
 
     def _check_can_send_message(self) -> None:
         self._check_can_send()

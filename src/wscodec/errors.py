@@ -6,9 +6,10 @@ the layer that catches it never has to guess which code a rule maps to.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
+    "Close",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
@@ -91,31 +92,81 @@ class InvalidStatus(InvalidHandshake):
 _OK_CODES = frozenset({1000, 1001, 1005})
 
 
+class Close(NamedTuple):
+    """A Close frame, as ``ConnectionClosed.rcvd`` and ``ConnectionClosed.sent`` report it (websockets'
+    ``frames.Close``): ``code`` is 1005 for a Close that carried none."""
+
+    code: int
+    reason: str
+
+
 class ConnectionClosed(WebSocketError):
     """Raised when sending on, or receiving from, a connection that is closed.
 
     ``ConnectionClosed(code, ...)`` builds a :class:`ConnectionClosedOK` for a normal closing handshake
     (1000, 1001, or a Close without code) and a :class:`ConnectionClosedError` otherwise, so every raise
     site picks the right subclass without knowing the rule; catch the base class for both.
+
+    ``code``, ``reason`` and ``was_clean`` say how the connection ended (the code it ended with, 1006 when
+    no closing handshake took place). ``rcvd`` and ``sent`` are the Close frames themselves, as websockets
+    reports them, so that code written for websockets' exceptions keeps working: the one received from the
+    peer and the one sent to it (None for a frame that never was), and ``rcvd_then_sent`` says which came
+    first when there were both (None otherwise).
     """
 
-    def __new__(cls, code: int, reason: str = "", *, was_clean: bool = True) -> ConnectionClosed:
+    def __new__(
+        cls,
+        code: int,
+        reason: str = "",
+        *,
+        was_clean: bool = True,
+        rcvd: Close | None = None,
+        sent: Close | None = None,
+        rcvd_then_sent: bool | None = None,
+    ) -> ConnectionClosed:
         if cls is ConnectionClosed:
             cls = ConnectionClosedOK if was_clean and code in _OK_CODES else ConnectionClosedError
         return super().__new__(cls)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_closed, (type(self), self.code, self.reason, self.was_clean))
+        fields = (self.code, self.reason, self.was_clean, self.rcvd, self.sent, self.rcvd_then_sent)
+        return (_rebuild_closed, (type(self), *fields))
 
-    def __init__(self, code: int, reason: str = "", *, was_clean: bool = True) -> None:
+    def __init__(
+        self,
+        code: int,
+        reason: str = "",
+        *,
+        was_clean: bool = True,
+        rcvd: Close | None = None,
+        sent: Close | None = None,
+        rcvd_then_sent: bool | None = None,
+    ) -> None:
         super().__init__(f"connection closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
         self.was_clean = was_clean
+        self.rcvd = rcvd
+        self.sent = sent
+        self.rcvd_then_sent = rcvd_then_sent if rcvd is not None and sent is not None else None
+
+    def _renewed(self) -> ConnectionClosed:
+        """The same exception again, without a traceback: what each raise of a closed connection's error
+        raises, so that the tracebacks of two failed calls do not pile up on one object."""
+        fields = (self.code, self.reason, self.was_clean, self.rcvd, self.sent, self.rcvd_then_sent)
+        return _rebuild_closed(type(self), *fields)
 
 
-def _rebuild_closed(cls: type[ConnectionClosed], code: int, reason: str, was_clean: bool) -> ConnectionClosed:
-    return cls(code, reason, was_clean=was_clean)
+def _rebuild_closed(
+    cls: type[ConnectionClosed],
+    code: int,
+    reason: str,
+    was_clean: bool,
+    rcvd: Close | None = None,
+    sent: Close | None = None,
+    rcvd_then_sent: bool | None = None,
+) -> ConnectionClosed:
+    return cls(code, reason, was_clean=was_clean, rcvd=rcvd, sent=sent, rcvd_then_sent=rcvd_then_sent)
 
 
 class ConnectionClosedOK(ConnectionClosed):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 
-from .errors import ProtocolError
+from .errors import Close, ProtocolError
 
 __all__ = [
+    "Close",
     "CloseCode",
     "Opcode",
     "build_close_payload",

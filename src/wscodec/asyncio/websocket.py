@@ -589,7 +589,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         elif not conn.closed:
             self._handle(conn.receive_data(b""))
         if self._close_exc is None:
-            self._close_exc = ConnectionClosed(1006, "", was_clean=False)
+            self._close_exc = self._conn.closed_error(1006, "", was_clean=False)
         if not self._open_waiter.done():
             self._open_waiter.set_exception(InvalidHandshake("connection closed during the opening handshake"))
         if self._keepalive_task is not None:
@@ -631,7 +631,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         )
 
     def _dispatch_close(self) -> None:
-        close = self._close_exc or ConnectionClosed(1006, "", was_clean=False)
+        close = self._close_exc or self._conn.closed_error(1006, "", was_clean=False)
         self._dispatch("close", CloseEvent("close", self, close.code, close.reason, close.was_clean))
 
     def _handshake_failed(self, error: BaseException) -> None:
@@ -639,7 +639,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         if self._conn.state is CONNECTING:
             self._conn.fail(1006)
         if self._close_exc is None:
-            self._close_exc = ConnectionClosed(1006, "", was_clean=False)
+            self._close_exc = self._conn.closed_error(1006, "", was_clean=False)
         if self._transport is None:
             self._lost = True
         self._dispatch("error", ErrorEvent("error", self, error))
@@ -736,7 +736,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             return
         if self._fail_code is not None:
             code, reason = self._fail_code, self._fail_reason
-        self._close_exc = ConnectionClosed(code, reason, was_clean=was_clean)
+        self._close_exc = self._conn.closed_error(code, reason, was_clean=was_clean)
         self._wake_reader()
         self._wake_writers()
 
@@ -788,11 +788,11 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     def _closed_error(self) -> ConnectionClosed:
         exc = self._close_exc
         if exc is not None:
-            return ConnectionClosed(exc.code, exc.reason, was_clean=exc.was_clean)
+            return exc._renewed()
         closing = self._conn.closing_error()
         if closing is not None:  # we are closing: the peer has not answered yet
             return closing
-        return ConnectionClosed(1006, "", was_clean=False)
+        return self._conn.closed_error(1006, "", was_clean=False)
 
     # ------------------------------------------------------------------ receiving
 

@@ -277,7 +277,7 @@ class WebSocket:
             self._finish_tcp()
         finally:
             if self._close_exc is None:
-                self._close_exc = ConnectionClosed(1006, "", was_clean=False)
+                self._close_exc = self._conn.closed_error(1006, "", was_clean=False)
             self._messages.end()
             for event, _sent in list(self._pings.values()):
                 event.set()
@@ -322,21 +322,21 @@ class WebSocket:
                 code, reason = event.code, event.reason
                 if self._failure is not None:
                     code, reason = self._failure
-                self._close_exc = ConnectionClosed(code, reason, was_clean=event.was_clean)
+                self._close_exc = self._conn.closed_error(code, reason, was_clean=event.was_clean)
 
     # ------------------------------------------------------------------ receiving
 
     def _closed_error(self) -> ConnectionClosed:
         exc = self._close_exc
         if exc is not None:
-            return ConnectionClosed(exc.code, exc.reason, was_clean=exc.was_clean)
+            return exc._renewed()
         failure = self._failure
         if failure is not None:  # we failed it; the reader thread has not finished yet
-            return ConnectionClosed(failure[0], failure[1], was_clean=False)
+            return self._conn.closed_error(failure[0], failure[1], was_clean=False)
         closing = self._conn.closing_error()
         if closing is not None:  # we are closing: the peer has not answered yet
             return closing
-        return ConnectionClosed(1006, "", was_clean=False)
+        return self._conn.closed_error(1006, "", was_clean=False)
 
     def recv(self, timeout: float | None = None, decode: bool | None = None) -> str | bytes:
         """The next message (str for text, bytes for binary), waiting at most ``timeout`` seconds (then
@@ -487,7 +487,7 @@ class WebSocket:
                 self._send_lock.release()
         else:
             self._failure = (code, reason)  # before the shutdown: the send() it ends reports this code
-        self._close_exc = ConnectionClosed(code, reason, was_clean=False)
+        self._close_exc = self._conn.closed_error(code, reason, was_clean=False)
         self._abort()
 
     # ------------------------------------------------------------------ closing
