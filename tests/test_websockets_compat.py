@@ -581,3 +581,25 @@ def test_close_frames_survive_pickling_and_each_raise_is_a_new_exception() -> No
         assert (copy.code, copy.reason, copy.was_clean) == (1000, "bye", True)
     # rcvd_then_sent means something only with both frames
     assert wscodec.ConnectionClosed(1006, rcvd=Close(1000, ""), rcvd_then_sent=True).rcvd_then_sent is None
+
+
+async def test_connection_request_is_set_while_process_request_runs() -> None:
+    """websockets' process_request may read connection.request instead of its argument; so may wscodec's,
+    on a request it lets through and on one it answers itself."""
+    seen: list[tuple[int, bool, str]] = []
+
+    def hook(connection: Any, request: Any) -> Any:
+        seen.append((connection.local_address[1], connection.request is request, connection.request.path))
+        if request.path == "/refused":
+            return connection.respond(http.HTTPStatus.FORBIDDEN, "no\n")
+        return None
+
+    async with both_servers(echo, process_request=hook) as ports:
+        for port in ports.values():
+            async with wscodec.asyncio.connect(f"ws://127.0.0.1:{port}/let-in") as ws:
+                await ws.send("hi")
+                assert await asyncio.wait_for(ws.recv(), 10) == "hi"
+            with pytest.raises(InvalidStatus):
+                await wscodec.asyncio.connect(f"ws://127.0.0.1:{port}/refused")
+    for port in ports.values():
+        assert [(same, path) for p, same, path in seen if p == port] == [(True, "/let-in"), (True, "/refused")]

@@ -47,7 +47,16 @@ LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
 class ServerWebSocket(WebSocket):
     """The server side of a connection: runs the opening handshake, then the handler."""
 
-    __slots__ = ("_handler_task", "_head_malformed", "_head_waiter", "_open_timer", "_parser", "_server", "username")
+    __slots__ = (
+        "_handler_task",
+        "_head_malformed",
+        "_head_waiter",
+        "_hook_request",
+        "_open_timer",
+        "_parser",
+        "_server",
+        "username",
+    )
 
     def __init__(self, server: Server, connection: Connection, **options: Any) -> None:
         super().__init__(connection, **options)
@@ -60,6 +69,14 @@ class ServerWebSocket(WebSocket):
         self._head_waiter: asyncio.Future[None] = self._loop.create_future()
         self._open_timer: asyncio.TimerHandle | None = None
         self._handler_task: asyncio.Task[None] | None = None
+        self._hook_request: Request | None = None
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake request; already while ``process_request`` runs (as in websockets), before
+        the connection has taken it in, and after ``process_request`` answered it instead."""
+        request = self._conn.request
+        return request if request is not None else self._hook_request
 
     @property
     def server(self) -> Server:
@@ -197,7 +214,7 @@ class ServerWebSocket(WebSocket):
         conn = self._conn
         transport = self._transport
         assert transport is not None
-        request = self._parsed_request()
+        request = self._hook_request = self._parsed_request()
         response: Any = None
         if request is not None and server.process_request is not None:
             try:
