@@ -17,7 +17,15 @@ Where it differs from uvicorn's own implementations, on purpose:
 * on shutdown the 1012 Close handshake is completed (bounded by ``shutdown_timeout``) before the TCP
   connection is closed, instead of closing the socket right behind the Close frame;
 * ``receive()`` after the disconnect returns the disconnect again instead of blocking forever;
-* reading pauses only once ``ws_max_queue`` messages wait for the application (not after every message);
+* reading pauses only once ``ws_max_queue`` messages wait for the application (not after every message),
+  or once the messages waiting hold ``ws_max_size`` bytes (at least 1 MiB): a count alone let a client
+  park ``ws_max_queue`` x ``ws_max_size`` (512 MiB with uvicorn's defaults) of decompressed data; with
+  permessage-deflate, a read is handed to the Connection 16 KiB at a time (``INFLATING_READ``), so that
+  reading pauses before a read of many small compressed frames has all been inflated;
+* the keepalive does not fail a client whose Pong we could not read because reading is paused for the
+  application: the Pong's deadline waits while reading is paused;
+* an application that returns while its last messages are still being written lets them go out (as far
+  as the client reads) before the Close and its ``close_timeout`` start;
 * a protocol violation behind valid messages does not lose them: the application gets them and its
   replies go out before the Close (1002, 1007...), sent when it asks for the next message or after
   ``close_timeout`` (the Connection's ``defer_errors``); uvicorn's protocols fail at once.
@@ -46,6 +54,7 @@ from uvicorn.protocols.utils import (
 )
 
 from ._write import write_buffers
+from .compression import INFLATING_READ
 from .connection import CLOSED, CONNECTING, OPEN, Connection
 from .errors import ConnectionClosed
 from .events import (
@@ -76,6 +85,14 @@ _MAX_EARLY_DATA = 1 << 16
 # Outgoing bytes held back to coalesce writes (see send()) before they are written at once.
 _FLUSH_AT = 1 << 16
 
+# Reading pauses once the messages waiting for the application hold max(ws_max_size, this) bytes.
+_MIN_QUEUE_BYTES = 1 << 20
+
+# The upgrade request uvicorn hands over was parsed and bounded by uvicorn already (h11: 16 KiB by
+# default); it is parsed again within these bounds, or this bound h11 is configured with if larger.
+_MAX_HEAD_SIZE = 1 << 16
+_MAX_HEAD_FIELDS = 1000
+
 _logger = logging.getLogger("uvicorn.error")
 
 
@@ -94,17 +111,21 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         "_early_bytes",
         "_error_timer",
         "_final",
+        "_final_returned",
         "_flood_paused",
         "_flush_scheduled",
         "_ping_payload",
         "_ping_sent_at",
         "_ping_timer",
+        "_pong_suspended",
         "_pong_timer",
         "_queue",
+        "_queued_bytes",
         "_reading",
         "_response",
         "_response_body",
         "_resume_at",
+        "_unfed",
         "_unflushed",
         "_waiters",
         "_writable",
@@ -123,6 +144,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         "logger",
         "loop",
         "max_queue",
+        "max_queue_bytes",
         "ping_interval",
         "ping_timeout",
         "read_paused",
@@ -171,6 +193,8 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             "server",
             extensions=[ServerPerMessageDeflate()] if config.ws_per_message_deflate else (),
             max_message_size=config.ws_max_size,
+            max_header_size=max(_MAX_HEAD_SIZE, int(getattr(config, "h11_max_incomplete_event_size", 0) or 0)),
+            max_headers=_MAX_HEAD_FIELDS,
             defer_errors=True,
         )
 
@@ -181,14 +205,19 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self._response: tuple[int, list[tuple[str, str]]] | None = None  # websocket.http.response.start
         self._response_body: list[bytes] = []
         self._early_bytes = 0
+        self._unfed = bytearray()  # read and not yet handed to the Connection (see data_received)
 
         # Messages for the application and the flow control around them
         self._queue: deque[Message] = deque()
         self._final: Message | None = None  # the websocket.disconnect, once there is one
+        self._final_returned = False  # receive() has returned it once
         self._waiters: list[asyncio.Future[None]] = []
         self.max_queue = max(1, int(config.ws_max_queue or 1))
         self._resume_at = self.max_queue // 2
-        self.read_paused = False  # ws_max_queue messages wait for the application
+        #: Bytes of messages waiting for the application past which reading pauses (resumes below half).
+        self.max_queue_bytes = max(int(config.ws_max_size or 0), _MIN_QUEUE_BYTES)
+        self._queued_bytes = 0
+        self.read_paused = False  # ws_max_queue messages (or max_queue_bytes) wait for the application
         self._flood_paused = False  # the client pings faster than the transport drains (Connection.flooded)
         self._reading = True  # what we last told the transport
         self._writable = True
@@ -206,6 +235,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self._pong_timer: asyncio.TimerHandle | None = None
         self._ping_payload: bytes | None = None
         self._ping_sent_at = 0.0
+        self._pong_suspended = False  # a Pong deadline waits for reading to resume
         self.last_ping_rtt = 0.0
 
     # ------------------------------------------------------------------ asyncio.Protocol
@@ -219,6 +249,26 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self.scheme = "wss" if is_ssl(transport) else "ws"
 
     def data_received(self, data: bytes) -> None:
+        if self._unfed or (len(data) > INFLATING_READ and self.conn.extensions):
+            # Compressed: handed over INFLATING_READ bytes at a time, so that reading can pause between
+            # them (see INFLATING_READ and _feed_unfed).
+            self._unfed += data
+            self._feed_unfed()
+        else:
+            self._feed(data)
+
+    def _feed_unfed(self) -> None:
+        """Hand what was read to the Connection a slice at a time until reading pauses; the rest waits here
+        (at most one transport read: the transport is paused too) until the application reads on."""
+        unfed = self._unfed
+        while unfed and not self.read_paused and not self.disconnected and self.conn.state is not CLOSED:
+            chunk = bytes(unfed[:INFLATING_READ])
+            del unfed[:INFLATING_READ]
+            self._feed(chunk)
+        if self.disconnected or self.conn.state is CLOSED:
+            unfed.clear()
+
+    def _feed(self, data: bytes) -> None:
         conn = self.conn
         if conn.state is CONNECTING and conn.request is not None:
             # The application is deciding; the connection keeps what arrives for after the upgrade.
@@ -241,6 +291,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.disconnected = True
+        self._unfed.clear()
         self.stop_keepalive()
         self._cancel_close_timer()
         if self._error_timer is not None:
@@ -256,6 +307,10 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._writable = False
         self.conn.hold_pongs()
+        if self._pong_suspended:  # the client stopped reading too: the Pong's deadline runs again
+            self._pong_suspended = False
+            if self._ping_payload is not None and self.ping_timeout is not None and self._pong_timer is None:
+                self._pong_timer = self.loop.call_later(self.ping_timeout, self._keepalive_timeout)
 
     def resume_writing(self) -> None:
         self._writable = True
@@ -299,9 +354,11 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             if cls is TextMessage:
                 if self._final is None:  # after the disconnect, messages are dropped
                     queue.append({"type": "websocket.receive", "text": event.data})  # type: ignore[union-attr]
+                    self._queued_bytes += len(event.data)  # type: ignore[union-attr]
             elif cls is BinaryMessage:
                 if self._final is None:
                     queue.append({"type": "websocket.receive", "bytes": event.data})  # type: ignore[union-attr]
+                    self._queued_bytes += len(event.data)  # type: ignore[union-attr]
             elif cls is Request:
                 self._start_app(event)  # type: ignore[arg-type]
             elif cls is CloseReceived or cls is ProtocolViolation:
@@ -316,7 +373,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         if len(queue) != before:
             if self._waiters:
                 self._wake(self._waiters)
-            if len(queue) >= self.max_queue:
+            if len(queue) >= self.max_queue or self._queued_bytes >= self.max_queue_bytes:
                 self._pause_reading()
         if self.conn.pending_error is not None:
             self._on_pending_error()
@@ -393,7 +450,27 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 self.logger.error("ASGI callable returned without completing handshake.")
             elif result is not None:
                 self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        stalled = False
+        if not self._writable and self.conn.state is OPEN:
+            stalled = await self._drain_while_progressing()
         self._app_done(failed)
+        if stalled and not self.disconnected:
+            self._cancel_close_timer()
+            self._abort()
+
+    async def _drain_while_progressing(self) -> bool:
+        """What the application sent last is still being written when it returns: let it go out before our
+        Close (and the close_timeout that aborts the connection) for as long as the client keeps reading,
+        as after the application's own websocket.close. True if the client stopped: the write buffer did
+        not shrink for a whole close_timeout."""
+        transport = self.transport
+        while not self._writable and not self.disconnected:
+            before = transport.get_write_buffer_size()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wait_writable(), self.close_timeout)
+            if not self._writable and not self.disconnected and transport.get_write_buffer_size() >= before:
+                return True
+        return False
 
     def _app_done(self, failed: bool) -> None:
         if self.disconnected:
@@ -419,7 +496,12 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         while True:
             if queue:
                 message = queue.popleft()
-                if self.read_paused and len(queue) <= self._resume_at and self.conn.pending_error is None:
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes")
+                if data is not None:
+                    self._queued_bytes -= len(data)
+                if self.read_paused and self._queue_low() and self.conn.pending_error is None:
                     self._resume_reading()
                 self._busy = True
                 return message
@@ -429,6 +511,11 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 # fail now, its replies are already queued ahead of our Close.
                 self._fail_pending()
             if self._final is not None:
+                if self._final_returned:
+                    # Again and again: an application looping on receive() must still let the loop run
+                    # (other connections, the server's shutdown) instead of spinning inside one task.
+                    await asyncio.sleep(0)
+                self._final_returned = True
                 return self._final
             if self._flush_scheduled:  # about to wait: what was sent goes out now, not an iteration later
                 self._flush()
@@ -528,12 +615,12 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             raise RuntimeError(f"Unexpected ASGI message '{kind}', after sending 'websocket.close'.")
 
     def _accept(self, message: Message) -> None:
-        self._log_access("[accepted]")
         headers = [
             (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
             for name, value in [*self.default_headers, *message.get("headers", ())]
         ]
         events = self.conn.accept(subprotocol=message.get("subprotocol"), extra_headers=headers)
+        self._log_access("[accepted]")  # once accept() took it: a subprotocol not offered raises instead
         self.handshake_complete = True
         self._early_bytes = 0
         if events:
@@ -543,7 +630,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             self._close_transport()
             return
         self.start_keepalive()
-        if self.read_paused and len(self._queue) < self.max_queue:
+        if self.read_paused and self._queue_low():
             self._resume_reading()
 
     def _deny(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
@@ -589,6 +676,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         if self._pong_timer is not None:
             self._pong_timer.cancel()
             self._pong_timer = None
+        self._pong_suspended = False
         self._ping_payload = None
 
     def _schedule_ping(self) -> None:
@@ -605,7 +693,10 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self.conn.send_ping(self._ping_payload)
         self._flush()
         if self.ping_timeout is not None:
-            self._pong_timer = self.loop.call_later(self.ping_timeout, self._keepalive_timeout)
+            if self.read_paused and self._writable:  # its Pong cannot be read yet: see _pause_reading
+                self._pong_suspended = True
+            else:
+                self._pong_timer = self.loop.call_later(self.ping_timeout, self._keepalive_timeout)
         else:
             self._schedule_ping()
 
@@ -614,9 +705,11 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             return  # unsolicited or stale
         self.last_ping_rtt = time.perf_counter() - self._ping_sent_at
         self._ping_payload = None
-        if self._pong_timer is not None:
-            self._pong_timer.cancel()
-            self._pong_timer = None
+        if self._pong_timer is not None or self._pong_suspended:
+            if self._pong_timer is not None:
+                self._pong_timer.cancel()
+                self._pong_timer = None
+            self._pong_suspended = False
             self._schedule_ping()
 
     def _keepalive_timeout(self) -> None:
@@ -668,15 +761,31 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             else:  # several frames, or a large payload that goes out without a copy
                 write_buffers(self.transport, out)
 
+    def _queue_low(self) -> bool:
+        """Few enough messages wait for the application for reading to resume (half of either bound)."""
+        return len(self._queue) <= self._resume_at and self._queued_bytes <= self.max_queue_bytes // 2
+
     def _pause_reading(self) -> None:
         if not self.read_paused:
             self.read_paused = True
             self._sync_reading()
+            if self._pong_timer is not None and self._writable:
+                # A Pong may be in what we no longer read: its deadline waits until reading resumes. Not
+                # when the client does not read what we send either (the application waits on it, which
+                # is why the queue is full): the keepalive is what ends that.
+                self._pong_timer.cancel()
+                self._pong_timer = None
+                self._pong_suspended = True
 
     def _resume_reading(self) -> None:
         if self.read_paused:
             self.read_paused = False
             self._sync_reading()
+            if self._unfed:
+                self.loop.call_soon(self._feed_unfed)  # not from inside receive() or a read's handling
+            if self._pong_suspended and self._ping_payload is not None and self.ping_timeout is not None:
+                self._pong_suspended = False
+                self._pong_timer = self.loop.call_later(self.ping_timeout, self._keepalive_timeout)
 
     def _sync_reading(self) -> None:
         """Pause or resume the transport's reading: paused while either reason to pause holds."""

@@ -144,8 +144,10 @@ class Connection(FrameQueue):
 
     ``extensions`` are extension factories (default: permessage-deflate offered/accepted; ``()`` for
     none). ``max_message_size`` bounds a reassembled, decompressed message (None: no limit);
-    ``fragment_size`` splits outgoing messages; ``stream_messages`` delivers data as it arrives, as
-    :class:`~wscodec.events.TextFragment`/:class:`~wscodec.events.BinaryFragment` instead of whole messages
+    ``max_header_size`` and ``max_headers`` bound the opening handshake's HTTP head (bytes, fields: 431
+    beyond them on a server); ``fragment_size`` splits outgoing messages; ``stream_messages`` delivers data
+    as it arrives, as :class:`~wscodec.events.TextFragment`/:class:`~wscodec.events.BinaryFragment` instead
+    of whole messages
     (the fragments of one message that one :meth:`receive_data` call completes come as one event).
 
     **Errors in order** (``defer_errors=True``). By default a protocol violation fails the connection at
@@ -226,6 +228,7 @@ class Connection(FrameQueue):
         origins: Sequence[str | None] | None = None,
         max_message_size: int | None = 1 << 20,
         max_header_size: int = 8192,
+        max_headers: int = 100,
         fragment_size: int | None = None,
         stream_messages: bool = False,
         defer_errors: bool = False,
@@ -304,6 +307,7 @@ class Connection(FrameQueue):
                 extensions=extensions,
                 extra_headers=extra_headers,
                 max_header_size=max_header_size,
+                max_headers=max_headers,
             )
             self.request = self._handshake.request
             self._out.append(self._handshake.request_bytes())
@@ -313,6 +317,7 @@ class Connection(FrameQueue):
                 extensions=extensions,
                 origins=origins,
                 max_header_size=max_header_size,
+                max_headers=max_headers,
             )
 
     @classmethod

@@ -239,6 +239,7 @@ class ClientHandshake:
         extensions: Sequence[ClientExtensionFactory] = (),
         extra_headers: Sequence[tuple[str, str]] = (),
         max_header_size: int = 8192,
+        max_headers: int = 100,
     ) -> None:
         if not host or not _FIELD_VALUE.fullmatch(host) or " " in host:
             raise ValueError(f"invalid host {host!r}")
@@ -271,7 +272,7 @@ class ClientHandshake:
         self.subprotocol: str | None = None
         self.extensions: list[Extension] = []
         self.leftover = b""
-        self._parser = HttpParser(max_header_size=max_header_size)
+        self._parser = HttpParser(max_header_size=max_header_size, max_headers=max_headers)
         self._status: tuple[int, str] | None = None  # a non-101 status whose body is being read
         self._body = bytearray()
         self._body_size: int | None = None  # Content-Length; None: until EOF
@@ -412,6 +413,7 @@ class ServerHandshake:
         extensions: Sequence[ServerExtensionFactory] = (),
         origins: Sequence[str | None] | None = None,
         max_header_size: int = 8192,
+        max_headers: int = 100,
     ) -> None:
         self.subprotocols = list(subprotocols)
         self.factories = list(extensions)
@@ -424,7 +426,7 @@ class ServerHandshake:
         self.extensions: list[Extension] = []
         #: Bytes the client sent after its head (frames, once accepted).
         self.leftover = b""
-        self._parser = HttpParser(max_header_size=max_header_size)
+        self._parser = HttpParser(max_header_size=max_header_size, max_headers=max_headers)
 
     def receive_data(self, data: bytes) -> Request | None:
         """Feed the client's bytes; the validated :class:`~wscodec.events.Request` once the head is complete.

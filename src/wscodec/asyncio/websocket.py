@@ -28,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from ..compression import INFLATING_READ
 from ..connection import CLOSED, CONNECTING, OPEN, Connection, State
 from ..errors import ConnectionClosed, InvalidHandshake
 from ..events import (
@@ -561,9 +562,12 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             size = max(current, min(2 * size, READ_MAX, READ_MAX if limit is None else limit))
         elif 2 * nbytes < size:
             size = max(size // 2, READ_SIZE)
+        if self._conn.extensions:  # what a read may inflate to: see INFLATING_READ
+            size = min(size, INFLATING_READ)
         if size != current or size > READ_SIZE:
             # A grown read always takes the thread's latest buffer, so that one it replaced is soon freed.
-            self._read_view = _read_buffer(size)
+            view = _read_buffer(size)
+            self._read_view = view if len(view) <= size else view[:size]
 
     def data_received(self, data: bytes | memoryview) -> None:
         """One socket read (a view of the shared read buffer: valid only during this call)."""
@@ -727,6 +731,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                     self.extensions or "-",
                     extra={"event": "opened"},
                 )
+        if self._conn.extensions and len(self._read_view) > INFLATING_READ:
+            self._read_view = self._read_view[:INFLATING_READ]  # see INFLATING_READ; _size_reads keeps it
         if self.ping_interval is not None and self._keepalive_task is None:
             self._keepalive_task = self._loop.create_task(self._keepalive())
         self._dispatch("open", Event("open", self))

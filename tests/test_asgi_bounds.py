@@ -1,0 +1,249 @@
+"""The uvicorn protocol's bounds against clients and applications that push them, in-process (the same
+fixture as ``test_asgi_paths.py``): decompressed data waiting for the application, the last messages of
+an application that returns, the keepalive while reading is paused, ``receive()`` after the disconnect,
+the size of the upgrade request, and the access log of an accept that fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+from test_asgi_paths import UPGRADE, asgi_server, read_all, until
+
+from wscodec import ConnectionClosed
+from wscodec.asyncio import connect
+from wscodec.compression import INFLATING_READ
+
+pytestmark = pytest.mark.timeout(60)
+
+MiB = 1 << 20
+
+
+def queued_bytes(protocol: Any) -> int:
+    """Decompressed bytes of the messages waiting for the application."""
+    return sum(len(message.get("bytes") or message.get("text") or "") for message in protocol._queue)
+
+
+async def test_compressed_messages_waiting_for_the_app_stay_within_the_byte_bound() -> None:
+    """200 compressed messages of 1 MiB of zeros (a few hundred bytes each on the wire, sent in a burst) to an
+    application that reads none yet: reading pauses at max(ws_max_size, 1 MiB) of waiting data plus what
+    one INFLATING_READ slice inflates to, not at ws_max_queue x ws_max_size (32 MiB here, and what every
+    message of a large read held before). Then the application reads all 200, in order."""
+    release = asyncio.Event()
+    got: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while (message := await receive())["type"] == "websocket.receive":
+            data = message["bytes"]
+            assert data == bytes(len(data))
+            got.append(len(data))
+            if len(got) == 200:
+                await send({"type": "websocket.send", "text": "got 200"})
+
+    async with asgi_server(app, ws_max_size=MiB, ws_max_queue=32, ws_ping_interval=None) as served:
+        ws = await connect(served.url, open_timeout=10, compression="deflate", max_size=None)
+        assert ws.extensions
+        for _ in range(200):
+            await ws.send(bytes(MiB))
+        protocol = served.protocol
+        await until(lambda: protocol.read_paused)
+        await asyncio.sleep(0.3)  # whatever else arrives has to wait
+        assert protocol.max_queue_bytes == MiB
+        bound = protocol.max_queue_bytes + 1032 * INFLATING_READ + MiB
+        assert queued_bytes(protocol) <= bound, f"{queued_bytes(protocol) / MiB:.1f} MiB waiting"
+        assert queued_bytes(protocol) == protocol._queued_bytes
+        release.set()
+        assert await asyncio.wait_for(ws.recv(), 30) == "got 200"
+        assert got == [MiB] * 200
+        assert protocol._queued_bytes == 0 and not protocol.read_paused
+        await ws.close()
+
+
+def slow_reader(port: int, result: dict[str, Any], pause: float) -> None:
+    """A raw client that reads 64 KiB every ``pause`` seconds until the server closes TCP."""
+    with socket.create_connection(("127.0.0.1", port), 10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.settimeout(20)
+        sock.sendall(UPGRADE)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+                if pause:
+                    time.sleep(pause)
+        except OSError as exc:
+            result["error"] = exc
+        result["data"] = data
+
+
+async def test_an_app_that_returns_while_its_last_message_is_written_loses_none_of_it() -> None:
+    """The application sends 8 MiB and returns without websocket.close; the client reads at about 3 MB/s, so
+    the message needs more than close_timeout (1 s) to go out. It gets all of it, then the Close (1000)."""
+    payload = bytes(range(256)) * (8 * MiB // 256)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "bytes": payload})
+
+    async with asgi_server(app, close_timeout=1.0, ws_per_message_deflate=False, ws_ping_interval=None) as served:
+        result: dict[str, Any] = {}
+        thread = threading.Thread(target=slow_reader, args=(served.port, result, 0.02))
+        thread.start()
+        await asyncio.to_thread(thread.join, 40)
+        data = result["data"]
+        head, _, frames = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        assert frames[:2] == b"\x82\x7f" and int.from_bytes(frames[2:10], "big") == len(payload)
+        assert frames[10 : 10 + len(payload)] == payload, f"{len(frames) - 10} of {len(payload)} bytes"
+        assert frames[10 + len(payload) :] == b"\x88\x02\x03\xe8"
+
+
+async def test_an_app_that_returns_while_the_client_reads_nothing_is_still_closed_in_time() -> None:
+    """The same application, and a client that never reads: the wait for the write buffer ends after a
+    close_timeout without progress, and the connection is aborted (no keepalive to do it)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "bytes": bytes(8 * MiB)})
+
+    async with asgi_server(app, close_timeout=0.5, ws_per_message_deflate=False, ws_ping_interval=None) as served:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", served.port))
+            sock.send(UPGRADE)
+            await until(lambda: served.protocols and served.protocol.handshake_complete)
+            started = time.monotonic()
+            await until(lambda: served.protocol.disconnected, timeout=10)
+            assert time.monotonic() - started < 5
+        finally:
+            sock.close()
+        ws = await connect(served.url, open_timeout=10)  # the next client is served
+        with pytest.raises(ConnectionClosed):
+            while True:
+                assert len(await asyncio.wait_for(ws.recv(), 10)) == 8 * MiB
+
+
+async def test_the_keepalive_spares_a_client_whose_pongs_wait_behind_paused_reading() -> None:
+    """A slow application (one message every 0.3 s) and ws_max_queue=2: reading pauses for long stretches
+    while the keepalive pings every 0.2 s with a 0.4 s timeout. The client answers every ping, but its Pongs
+    wait in the socket; the deadline waits with them, and all ten messages are handled, none lost to 1011."""
+    got: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            got.append(message["text"])
+            await asyncio.sleep(0.3)
+            if len(got) == 10:
+                await send({"type": "websocket.send", "text": "done"})
+
+    async with asgi_server(
+        app, ws_max_queue=2, ws_ping_interval=0.2, ws_ping_timeout=0.4, ws_per_message_deflate=False
+    ) as served:
+        ws = await connect(served.url, open_timeout=10, ping_interval=None)
+        for i in range(10):
+            await ws.send(f"m{i}")
+        assert await asyncio.wait_for(ws.recv(), 20) == "done"
+        assert got == [f"m{i}" for i in range(10)]
+        assert served.protocol.last_ping_rtt > 0
+        await ws.close()
+        assert ws.close_code == 1000
+
+
+async def test_an_app_looping_on_receive_after_the_disconnect_lets_the_loop_run() -> None:
+    """receive() after the disconnect returns it again, but yields to the loop each time: an application
+    stuck in that loop does not freeze the server (a timer fires, the next client is served)."""
+    fired = asyncio.Event()
+    calls: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] != "/spin":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "served"})
+            await receive()
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        count = 0
+        while count < 200_000 and not fired.is_set():
+            assert (await receive())["type"] in ("websocket.receive", "websocket.disconnect")
+            count += 1
+        calls.append(count)
+
+    async with asgi_server(app) as served:
+        ws = await connect(served.url + "spin", open_timeout=10)
+        await ws.close()
+        asyncio.get_running_loop().call_later(0.05, fired.set)
+        other = await connect(served.url + "other", open_timeout=10)
+        assert await asyncio.wait_for(other.recv(), 10) == "served"
+        await other.close()
+        await until(lambda: bool(calls))
+        assert fired.is_set() and calls[0] < 200_000
+
+
+async def test_a_browser_sized_upgrade_request_is_accepted() -> None:
+    """Three 4 KiB cookies (a 12 KiB head) and 110 header fields: uvicorn accepted and bounded this request
+    already (h11: 16 KiB), so the protocol does not refuse it with 431 (the Connection's own default is 8 KiB)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": str(len(scope["headers"]))})
+
+    cookies = b"".join(b"Cookie: c%d=%s\r\n" % (i, b"x" * 4000) for i in range(3))
+    fields = b"".join(b"X-Field-%d: %d\r\n" % (i, i) for i in range(110))
+    async with asgi_server(app) as served:
+        for extra in (cookies, fields):
+            reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+            writer.write(UPGRADE[:-2] + extra + b"\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            writer.close()
+            await read_all(reader)
+
+
+async def test_an_accept_that_fails_is_not_logged_as_accepted(caplog: pytest.LogCaptureFixture) -> None:
+    """A subprotocol the client never offered makes the accept fail (the client gets a 500): only the accept
+    that succeeded is in the access log."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        if scope["path"] == "/bad":
+            await send({"type": "websocket.accept", "subprotocol": "never-offered"})
+        else:
+            await send({"type": "websocket.accept"})
+            await receive()
+
+    async with asgi_server(app) as served:
+        logger = logging.getLogger("uvicorn.error")  # uvicorn's config: its records stop at "uvicorn"
+        level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(caplog.handler)
+        try:
+            for path, status in ((b"/bad", b"500"), (b"/ok", b"101")):
+                reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+                writer.write(UPGRADE.replace(b"GET / ", b"GET " + path + b" ", 1))
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                writer.close()
+                assert head.startswith(b"HTTP/1.1 " + status), head
+                await read_all(reader)
+        finally:
+            logger.removeHandler(caplog.handler)
+            logger.setLevel(level)
+    accepted = [record.getMessage() for record in caplog.records if "[accepted]" in record.getMessage()]
+    assert len(accepted) == 1 and "/ok" in accepted[0], accepted
