@@ -290,3 +290,70 @@ def test_the_wait_for_the_end_of_tcp_is_one_close_timeout_however_the_client_tri
         with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
             ws.send("next")
             assert ws.recv(timeout=10) == "next"
+
+
+def test_the_tls_server_sends_close_notify_before_its_end_of_tcp() -> None:
+    """RFC 8446 section 6.1: close_notify before TCP's FIN, after the closing handshake and after an HTTP
+    answer. A strict client (suppress_ragged_eofs=False) reads to a clean end instead of SSLEOFError."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    def refuse_404(request: Any) -> Any:
+        return (404, [], b"nope\n") if request.path == "/404" else None
+
+    def strict_exchange(port: int, path: str) -> tuple[bytes, bytes]:
+        raw = socket.create_connection(("127.0.0.1", port), 10)
+        with client_context.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as sock:
+            sock.settimeout(10)
+            sock.sendall(UPGRADE.replace(b"GET / ", f"GET {path} ".encode(), 1))
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(4096)
+            if data.startswith(b"HTTP/1.1 101"):
+                sock.sendall(masked_frame(8, struct.pack("!H", 1000)))
+            while chunk := sock.recv(4096):  # raises SSLEOFError at a FIN without close_notify
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            return head, rest
+
+    server = serve(lambda ws: [ws.send(m) for m in ws], "127.0.0.1", 0, ssl=server_context,
+                   process_request=refuse_404, ping_interval=None, close_timeout=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.socket.getsockname()[1]
+        head, rest = strict_exchange(port, "/")
+        assert head.startswith(b"HTTP/1.1 101") and rest == b"\x88\x02\x03\xe8", (head, rest)
+        head, rest = strict_exchange(port, "/404")
+        assert head.startswith(b"HTTP/1.1 404") and rest == b"nope\n", (head, rest)
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def test_a_handshake_that_completes_during_shutdown_is_not_served() -> None:
+    """A client sends half its upgrade request, the server's shutdown() starts, the client sends the rest:
+    it gets 503, not an upgrade that would go on being served after shutdown() returned."""
+    with sync_server(close_timeout=1) as server:
+        with socket.create_connection(("127.0.0.1", server.port or 0), 10) as sock:
+            sock.settimeout(10)
+            sock.sendall(UPGRADE[:40])
+            time.sleep(0.2)  # the connection's thread is in its handshake, waiting for the rest
+            stopper = threading.Thread(target=server.shutdown)
+            stopper.start()
+            time.sleep(0.3)
+            sock.sendall(UPGRADE[40:])
+            data = b""
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(4096):
+                    data += chunk
+            stopper.join(10)
+            assert not stopper.is_alive()
+        assert data.startswith(b"HTTP/1.1 503"), data

@@ -27,7 +27,7 @@ from ..connection import Connection
 from ..events import Request, Response
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
 from ..server_hooks import INTERNAL_ERROR, as_response, respond, response_bytes, takes_connection
-from .websocket import WebSocket
+from .websocket import WebSocket, close_notify
 
 __all__ = ["PendingConnection", "Server", "basic_auth", "serve", "unix_serve"]
 
@@ -189,8 +189,13 @@ class Server:
             ws = self._handshake(sock)
             if ws is None:
                 return
-            with self._lock:
-                self.connections.add(ws)
+            with self._lock:  # shutdown() sets the flag under this lock, then closes what it finds here
+                stopping = self._shutdown.is_set()
+                if not stopping:
+                    self.connections.add(ws)
+            if stopping:  # the server stopped while this handshake ran: as shutdown() closes the others
+                ws.close(1001, "going away")
+                return
             try:
                 self.handler(ws)
             except Exception:
@@ -271,6 +276,8 @@ class Server:
             except Exception:
                 logger.exception("error in process_request")
                 answer = INTERNAL_ERROR
+        if answer is None and self._shutdown.is_set():
+            answer = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"server shutting down\n")
         limit = o["max_connections"]
         if answer is None and limit is not None and len(self.connections) >= limit:
             answer = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"too many connections\n")
@@ -324,6 +331,7 @@ class Server:
     def _finish_http(self, sock: socket.socket, data: bytes) -> None:
         try:
             sock.sendall(data)
+            close_notify(sock, self._o["close_timeout"])
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass

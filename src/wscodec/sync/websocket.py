@@ -25,6 +25,7 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -33,6 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
+from ..compression import INFLATING_READ
 from ..connection import CLOSED, OPEN, Connection
 from ..errors import ConnectionClosed
 from ..events import (
@@ -107,6 +109,17 @@ class _MessageQueue:
             item = self._items.popleft()
             self._cond.notify_all()
             return item
+
+
+def close_notify(sock: socket.socket, timeout: float) -> None:
+    """On TLS, send close_notify before TCP's end (RFC 8446 section 6.1), waiting at most ``timeout`` for the
+    peer's: ``shutdown()`` on an :class:`ssl.SSLSocket` drops TLS without it, which a strict peer reports as
+    a truncation. After this the socket is plain TCP (or, when the TLS shutdown failed, still TLS, which
+    ``shutdown()`` then drops); nothing for a plain socket."""
+    if isinstance(sock, ssl.SSLSocket) and timeout > 0:
+        sock.settimeout(timeout)
+        with contextlib.suppress(OSError, ValueError):
+            sock.unwrap()
 
 
 def _writable(sock: socket.socket, timeout: float) -> bool:
@@ -257,6 +270,7 @@ class WebSocket:
                     self._write(conn.data_to_send())
                 self._process(events)
             data = b""
+            read_size = INFLATING_READ if conn.extensions else _READ_SIZE  # see INFLATING_READ
             while True:
                 if data:
                     with self._send_lock:
@@ -266,7 +280,7 @@ class WebSocket:
                 if conn.state is CLOSED:
                     break
                 try:
-                    data = self.socket.recv(_READ_SIZE)
+                    data = self.socket.recv(read_size)
                 except OSError:
                     data = b""
                 if not data:
@@ -296,6 +310,7 @@ class WebSocket:
         deadline = time.monotonic() + self.close_timeout
         try:
             if not self._conn.is_client:
+                close_notify(self.socket, deadline - time.monotonic())
                 self.socket.shutdown(socket.SHUT_WR)
             while (left := deadline - time.monotonic()) > 0:
                 self.socket.settimeout(left)
