@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _system import require_program
@@ -253,14 +254,99 @@ def _http_tls(port: int, cert: Path) -> bytes:
     return data
 
 
-def test_tls_key_without_cert_is_an_error() -> None:
+@pytest.mark.parametrize("scaled", [[], ["--workers", "2"], ["--broker", "memory://"]])
+def test_tls_file_errors_are_one_line_with_or_without_workers(scaled: list[str], tmp_path: Path) -> None:
+    """A usage error (``--tls-key`` alone) exits 2; a certificate that cannot be loaded exits 1 naming the
+    file; a port in use exits 1; each in one line, with or without worker processes or a broker."""
+    missing = str(tmp_path / "missing.pem")
+
+    def serve(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "wscodec", "serve", *argv, *scaled],
+            capture_output=True, text=True, timeout=60, env=_env(),
+        )  # fmt: skip
+
+    out = serve("--port", "0", "--tls-key", "k.pem")
+    assert out.returncode == 2 and "--tls-key needs --tls-cert" in out.stderr, out.stderr
+    out = serve("--port", "0", "--tls-cert", missing)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == f"error: cannot load --tls-cert {missing}: No such file or directory"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        out = serve("--host", "127.0.0.1", "--port", str(busy.getsockname()[1]))
+    assert out.returncode == 1 and "address already in use" in out.stderr.splitlines()[-1], out.stderr
+    for result in (out,):
+        assert "Traceback" not in result.stderr
+
+
+def test_bench_json_path_is_checked_before_measuring(tmp_path: Path) -> None:
+    started = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-m", "wscodec", "serve", "--port", "0", "--tls-key", "k.pem"],
-        capture_output=True, text=True, timeout=60, env=_env(),
+        [sys.executable, "-m", "wscodec", "bench", "--json", str(tmp_path / "no" / "such" / "dir.json")],
+        capture_output=True, text=True, timeout=120, env=_env(),
     )  # fmt: skip
-    assert out.returncode == 1
-    assert "--tls-key needs --tls-cert" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert out.returncode == 1 and out.stderr.startswith("error: "), out.stderr
+    assert "Traceback" not in out.stderr and "measured" not in out.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_connect_reports_a_bad_command_and_goes_on(echo_server_for_commands: CliServer) -> None:
+    """/close with a bad code or reason, and /ping with a payload too long: one note each, the session goes
+    on (the next line is echoed) and ends with a clean 1000 at the end of input."""
+    stdin = "/close abc\n/close 5000\n/close 1000 " + "x" * 130 + "\n/ping " + "p" * 200 + "\nstill here\n"
+    out = _run_connect(echo_server_for_commands.url, stdin)
+    assert out.returncode == 0, out.stderr
+    assert "< still here" in out.stdout.splitlines()
+    notes = [line for line in out.stderr.splitlines() if "cannot" in line]
+    assert len(notes) == 4, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "* disconnected (1000)"
+
+
+@pytest.fixture(scope="module")
+def echo_server_for_commands() -> Iterator[CliServer]:
+    with cli_server() as server:
+        yield server
+
+
+@pytest.mark.parametrize(("code", "status"), [(1000, 0), (1001, 0), (4000, 0), (1011, 1), (None, 1)])
+def test_connect_exit_status_says_how_the_connection_ended(code: int | None, status: int) -> None:
+    """0 after a closing handshake that reports no error; 1 after an error code, or when the server
+    vanished without one (1006)."""
+    import asyncio
+    import threading
+
+    import wscodec.asyncio
+
+    ready = threading.Event()
+    port: list[int] = []
+    stop: list[Any] = []
+
+    async def handler(ws: Any) -> None:
+        await ws.recv()
+        if code is None:
+            ws.transport.abort()
+        else:
+            await ws.close(code, "bye")
+
+    async def run() -> None:
+        async with wscodec.asyncio.serve(handler, "127.0.0.1", 0) as server:
+            port.append(server.port)
+            done = asyncio.Event()
+            stop.append((asyncio.get_running_loop(), done))
+            ready.set()
+            await done.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        out = _run_connect(f"ws://127.0.0.1:{port[0]}/", "hello\n", "--wait", "5")
+        assert out.returncode == status, out.stderr
+    finally:
+        loop, done = stop[0]
+        loop.call_soon_threadsafe(done.set)
+        thread.join(10)
 
 
 # --------------------------------------------------------------------------- access lines

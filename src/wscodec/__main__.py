@@ -51,7 +51,11 @@ def _server_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
     if not args.tls_cert:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(args.tls_cert, args.tls_key)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except OSError as exc:  # ssl.SSLError included; neither names the file
+        files = args.tls_cert + (f" / --tls-key {args.tls_key}" if args.tls_key else "")
+        raise OSError(f"cannot load --tls-cert {files}: {exc.strerror or exc}") from None
     return context
 
 
@@ -159,7 +163,11 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     page = _demo_page()
     log = logging.getLogger("wscodec.cli")
 
-    tls = _server_ssl(args)
+    try:
+        tls = _server_ssl(args)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
 
     def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
         return None if _is_upgrade(request) else _http_answer(request, page)
@@ -214,6 +222,9 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     except (ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except OSError as exc:  # a busy port: as without --workers
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 # --------------------------------------------------------------------------- connect
@@ -357,16 +368,27 @@ async def _command(ws: Any, line: str, counts: dict[str, int]) -> bool:
     name, _, rest = line[1:].partition(" ")
     if name == "ping":
         start = time.perf_counter()
-        waiter = ws.ping(rest.encode()) if rest else ws.ping()
-        result = await asyncio.wait_for(waiter, 10)
-        if asyncio.isfuture(result) or asyncio.iscoroutine(result):
-            result = await asyncio.wait_for(result, 10)
+        try:
+            waiter = ws.ping(rest.encode()) if rest else ws.ping()
+            result = await asyncio.wait_for(waiter, 10)
+            if asyncio.isfuture(result) or asyncio.iscoroutine(result):
+                result = await asyncio.wait_for(result, 10)
+        except asyncio.TimeoutError:  # the session goes on: a slow peer is not a reason to leave
+            _info("no pong within 10 s")
+            return True
+        except ValueError as exc:  # a payload over 125 bytes
+            _info(f"cannot ping: {exc}")
+            return True
         _out(f"* pong in {(time.perf_counter() - start) * 1000:.2f} ms")
     elif name == "close":
         parts = rest.split(" ", 1)
-        code = int(parts[0]) if parts[0] else 1000
         reason = parts[1] if len(parts) > 1 else ""
-        await ws.close(code, reason)
+        try:
+            code = int(parts[0]) if parts[0] else 1000
+            await ws.close(code, reason)
+        except ValueError as exc:  # not a number, a code that may not be sent, a reason over 123 bytes
+            _info(f"cannot close with {rest!r}: {exc} (usage: /close [code [reason]])")
+            return True
         return False
     elif name == "binary":
         try:
@@ -460,8 +482,11 @@ async def _connect(args: argparse.Namespace) -> int:
     try:
         await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
         if writing.done() and writing.exception() is not None:
-            _info(f"error: {writing.exception()}")
+            failure = writing.exception()
+            _info(f"error: {failure or type(failure).__name__}")
             status = 1
+            with contextlib.suppress(Exception):  # end it with a closing handshake, not a dropped socket
+                await asyncio.wait_for(ws.close(1000, ""), 5)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(reading), args.wait + 5)
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: asyncio.run() cancels this task
@@ -472,7 +497,15 @@ async def _connect(args: argparse.Namespace) -> int:
         for task in (reading, writing):
             task.cancel()
     _info(f"disconnected ({ws.close_code} {ws.close_reason})".replace(" )", ")"))
+    if status == 0 and not _closed_cleanly(ws.close_code):
+        status = 1  # the server vanished (1006) or the connection failed (1002, 1009, 1011...)
     return status
+
+
+def _closed_cleanly(code: int | None) -> bool:
+    """A closing handshake with a code that reports no error: 1000, 1001, none (1005), or an
+    application's own (3000-4999)."""
+    return code is not None and (code in (1000, 1001, 1005) or 3000 <= code <= 4999)
 
 
 # --------------------------------------------------------------------------- bench
@@ -481,7 +514,16 @@ async def _connect(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from ._bench import run
 
-    return run(args)
+    try:
+        if args.json:  # before minutes of measuring, not after
+            with open(args.json, "a"):
+                pass
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 # --------------------------------------------------------------------------- arguments
@@ -757,6 +799,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger("wscodec")
     root.addHandler(handler)
+    root.propagate = False  # workers.run() configures the root logger too: one line per record, this one
     if args.verbose:
         root.setLevel(logging.DEBUG)
         return
@@ -815,7 +858,10 @@ def _run(coro: Any, factory: Callable[[], asyncio.AbstractEventLoop] | None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m wscodec`` and the ``wscodec`` script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.tls_key and not args.tls_cert:
+        parser.error("--tls-key needs --tls-cert")
     if args.command == "bench":
         return _bench(args)
     _setup_logging(args)
