@@ -387,3 +387,41 @@ async def test_huge_request_head_gets_its_431_before_the_socket_closes() -> None
             writer.transport.abort()
             assert response.startswith(b"HTTP/1.1 431 "), response[:80]
         await asyncio.wait_for(served(server), 10)
+
+
+@pytest.mark.parametrize("style", ["async for", "onmessage"])
+async def test_the_keepalive_spares_a_client_whose_pongs_wait_behind_paused_reading(style: str) -> None:
+    """A slow handler (0.3 s per message) with max_queue=2: reading pauses for long stretches while the
+    keepalive pings every 0.2 s with a 0.4 s timeout. The client answers every ping, but its Pongs wait in
+    the socket behind the pause; the server waits for them instead of failing it with 1011, and all ten
+    messages are handled. (A client that reads nothing either is still failed: see test_backpressure.)"""
+    got: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        if style == "async for":
+            async for message in ws:
+                got.append(message)  # type: ignore[arg-type]
+                await asyncio.sleep(0.3)
+                if len(got) == 10:
+                    await ws.send("done")
+        else:
+
+            async def slow(event: Any) -> None:  # an async listener: max_queue of them run at once
+                await asyncio.sleep(0.3)
+                got.append(event.data)
+                if len(got) == 10:
+                    await ws.send("done")
+
+            ws.onmessage = slow
+            await ws.wait_closed()
+        done.set()
+
+    async with serve(handler, "127.0.0.1", 0, max_queue=2, ping_interval=0.2, ping_timeout=0.4) as server:
+        async with connect(url(server), ping_interval=None) as client:
+            for i in range(10):
+                await client.send(f"m{i}")
+            assert await asyncio.wait_for(client.recv(), 20) == "done"
+        assert client.close_code == 1000
+        assert sorted(got) == sorted(f"m{i}" for i in range(10))
+        await asyncio.wait_for(done.wait(), 10)

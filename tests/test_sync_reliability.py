@@ -357,3 +357,25 @@ def test_a_handshake_that_completes_during_shutdown_is_not_served() -> None:
             stopper.join(10)
             assert not stopper.is_alive()
         assert data.startswith(b"HTTP/1.1 503"), data
+
+
+def test_the_keepalive_spares_a_client_whose_pongs_wait_behind_a_full_queue() -> None:
+    """A slow handler (0.3 s per message) with max_queue=2: the reader thread waits for room most of the
+    time while the keepalive pings every 0.2 s with a 0.4 s timeout. The client answers every ping, but
+    its Pongs wait unread in the socket; the server waits for them instead of failing it with 1011."""
+    got: list[Any] = []
+
+    def handler(ws: WebSocket) -> None:
+        for message in ws:
+            got.append(message)
+            time.sleep(0.3)
+            if len(got) == 10:
+                ws.send("done")
+
+    with sync_server(handler, max_queue=2, ping_interval=0.2, ping_timeout=0.4) as server:
+        with connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None) as ws:
+            for i in range(10):
+                ws.send(f"m{i}")
+            assert ws.recv(timeout=20) == "done"
+        assert ws.close_code == 1000
+    assert got == [f"m{i}" for i in range(10)]

@@ -183,6 +183,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_onmessage",
         "_open_waiter",
         "_opened_at",
+        "_paused_for_app",
         "_peer",
         "_pings",
         "_transport_closing",
@@ -281,6 +282,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         # (Connection.flooded), or send_nowait() queued past write_limit.
         self._flood_paused = False
         self._transport_reading = True  # what we last told the transport
+        self._paused_for_app = False  # reading paused for the application since the keepalive looked
         self._streaming = False  # a recv_streaming() iterator is part-way through a message
         # Sending.
         self._write_paused = False
@@ -832,6 +834,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 self._transport.resume_reading()
             else:
                 self._transport.pause_reading()
+                if not self._flood_paused:
+                    self._paused_for_app = True
 
     async def _wait_for_data(self) -> None:
         waiter = self._data_waiter()
@@ -1057,9 +1061,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 waiter = self._send_ping(os.urandom(4), track=timeout is not None)
                 if waiter is None:
                     continue
-                try:
-                    await asyncio.wait_for(waiter, timeout)
-                except asyncio.TimeoutError:
+                if not await self._pong_within(waiter, timeout):
                     if self._conn.state is OPEN:
                         self.logger.info("no pong within %s s, failing the connection", timeout)
                         error = TimeoutError("keepalive ping timeout")
@@ -1068,6 +1070,21 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                     return
         except ConnectionClosed:
             return
+
+    async def _pong_within(self, waiter: asyncio.Future[Any], timeout: float | None) -> bool:
+        """Wait for the keepalive's Pong; False after ``timeout`` without it. Not while reading is paused for
+        the application (``max_queue`` unread, or its listeners busy) and the peer reads what we send: its
+        Pong may wait unread behind the pause, so the wait starts again for as long as reading stays
+        paused. A peer that reads nothing either (our writes are paused) gets no such respite."""
+        self._paused_for_app = not self._transport_reading
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+                return True
+            except asyncio.TimeoutError:
+                if not (self._paused_for_app and not self._write_paused and self._conn.state is OPEN):
+                    return False
+                self._paused_for_app = not self._transport_reading
 
     # ------------------------------------------------------------------ closing
 

@@ -72,6 +72,8 @@ class _MessageQueue:
         self._limit = limit
         self._ended = False
         self._discarding = False
+        self._waiting = False  # put() waits for room now
+        self._waited = False  # put() waited for room since reader_waited() last looked
         self._cond = threading.Condition(threading.Lock())
 
     def put(self, item: Any) -> None:
@@ -79,12 +81,24 @@ class _MessageQueue:
         :meth:`discard` was called, a message that finds no room is dropped instead."""
         with self._cond:
             limit = self._limit
-            while limit is not None and len(self._items) >= limit:
-                if self._discarding:
-                    return
-                self._cond.wait()
+            try:
+                while limit is not None and len(self._items) >= limit:
+                    if self._discarding:
+                        return
+                    self._waiting = self._waited = True
+                    self._cond.wait()
+            finally:
+                self._waiting = False
             self._items.append(item)
             self._cond.notify_all()
+
+    def reader_waited(self) -> bool:
+        """Whether :meth:`put` waited for room since the last call, or waits now: the reader thread did
+        not read meanwhile, so a Pong may be unread in the socket."""
+        with self._cond:
+            waited = self._waited or self._waiting
+            self._waited = self._waiting
+            return waited
 
     def discard(self) -> None:
         """The application is closing: the reader must keep reading until the peer's Close, so it stops
@@ -481,7 +495,15 @@ class WebSocket:
                 return
             if deadline is None:
                 continue
-            if (pong is None or not pong.wait(max(deadline - time.monotonic(), 0))) and not self._done.is_set():
+            self._messages.reader_waited()  # from now on
+            answered = pong is not None and pong.wait(max(deadline - time.monotonic(), 0))
+            while not answered and pong is not None and timeout is not None and self._messages.reader_waited():
+                # The reader thread waited for room in a full queue (a slow application): the Pong may be
+                # unread behind that, from a peer that answers. Wait again while that lasts. A peer that
+                # reads nothing either blocks a send() that holds the send lock: no Ping goes out then
+                # (pong is None), and that fails the connection.
+                answered = pong.wait(timeout)
+            if not answered and not self._done.is_set():
                 logger.info("%r: no pong within %s s, failing the connection", self, timeout)
                 # Not even the Ping went out: the socket will not take a Close either, do not wait for it.
                 self._fail(1011, "keepalive ping timeout", 0 if pong is None else self.close_timeout)
