@@ -379,3 +379,33 @@ def test_the_keepalive_spares_a_client_whose_pongs_wait_behind_a_full_queue() ->
             assert ws.recv(timeout=20) == "done"
         assert ws.close_code == 1000
     assert got == [f"m{i}" for i in range(10)]
+
+
+def test_open_timeout_bounds_the_tls_handshake_and_the_request_together() -> None:
+    """open_timeout=1: a client that takes 0.7 s to start TLS, then sends nothing, is dropped 1 s after it
+    connected (the request used to get a whole open_timeout of its own after the TLS handshake: 1.7 s)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    server = serve(lambda ws: None, "127.0.0.1", 0, ssl=server_context, open_timeout=1)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        raw = socket.create_connection(("127.0.0.1", server.socket.getsockname()[1]), 10)
+        started = time.monotonic()
+        time.sleep(0.7)
+        with client_context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.settimeout(10)
+            with contextlib.suppress(OSError):
+                assert sock.recv(4096) == b""
+        elapsed = time.monotonic() - started
+        assert 0.9 < elapsed < 1.45, f"dropped after {elapsed:.2f} s"
+    finally:
+        server.shutdown()
+        thread.join(10)

@@ -238,7 +238,9 @@ class Server:
         sock.settimeout(timeout)
         try:
             if ssl is not None:
-                sock = ssl.wrap_socket(sock, server_side=True)
+                sock = ssl.wrap_socket(sock, server_side=True)  # the TLS handshake, within open_timeout
+                if deadline is not None:  # what is left of it for the request
+                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
             parser = HttpParser()
             received = bytearray()
             malformed = False
