@@ -408,6 +408,7 @@ async def _command(ws: Any, line: str, counts: dict[str, int]) -> bool:
 
 async def _connect(args: argparse.Namespace) -> int:
     from .asyncio import connect
+    from .errors import _ends_without_error
 
     global _console
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
@@ -497,15 +498,9 @@ async def _connect(args: argparse.Namespace) -> int:
         for task in (reading, writing):
             task.cancel()
     _info(f"disconnected ({ws.close_code} {ws.close_reason})".replace(" )", ")"))
-    if status == 0 and not _closed_cleanly(ws.close_code):
+    if status == 0 and not _ends_without_error(ws.close_code):
         status = 1  # the server vanished (1006) or the connection failed (1002, 1009, 1011...)
     return status
-
-
-def _closed_cleanly(code: int | None) -> bool:
-    """A closing handshake with a code that reports no error: 1000, 1001, none (1005), or an
-    application's own (3000-4999)."""
-    return code is not None and (code in (1000, 1001, 1005) or 3000 <= code <= 4999)
 
 
 # --------------------------------------------------------------------------- bench

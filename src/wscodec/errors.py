@@ -92,6 +92,13 @@ class InvalidStatus(InvalidHandshake):
 _OK_CODES = frozenset({1000, 1001, 1005})
 
 
+def _ends_without_error(code: int | None) -> bool:
+    """True for a close code that reports no error: a normal end (``_OK_CODES``) or an application's own
+    (3000-4999). ``async for`` stops quietly after a clean close with one, and ``connect`` exits 0: one rule,
+    so the two cannot drift apart."""
+    return code is not None and (code in _OK_CODES or 3000 <= code <= 4999)
+
+
 class Close(NamedTuple):
     """A Close frame, as ``ConnectionClosed.rcvd`` and ``ConnectionClosed.sent`` report it (websockets'
     ``frames.Close``): ``code`` is 1005 for a Close that carried none."""
@@ -153,8 +160,8 @@ class ConnectionClosed(WebSocketError):
     def _renewed(self) -> ConnectionClosed:
         """The same exception again, without a traceback: what each raise of a closed connection's error
         raises, so that the tracebacks of two failed calls do not pile up on one object."""
-        fields = (self.code, self.reason, self.was_clean, self.rcvd, self.sent, self.rcvd_then_sent)
-        return _rebuild_closed(type(self), *fields)
+        rebuild, args = self.__reduce__()
+        return rebuild(*args)  # type: ignore[no-any-return]
 
 
 def _rebuild_closed(

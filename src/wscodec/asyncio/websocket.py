@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, CONNECTING, OPEN, Connection, State
-from ..errors import ConnectionClosed, InvalidHandshake
+from ..errors import ConnectionClosed, InvalidHandshake, _ends_without_error
 from ..events import (
     BinaryFragment,
     Closed,
@@ -87,8 +87,6 @@ def _format_peer(address: Any) -> str:
 Listener = Callable[[Any], Any]
 
 _BINARY_TYPES = ("bytes", "bytearray", "memoryview")
-# Close codes after which ``async for message in ws`` simply ends (a clean, non-error closing handshake).
-_OK_CODES = frozenset({1000, 1001, 1005})
 # Socket reads land in per-thread buffers (see _read_buffer): READ_SIZE bytes at a time, and up to
 # READ_MAX (never more than the connection's max_size) for a connection whose reads are of large messages.
 READ_MAX = 4 * 1024 * 1024
@@ -123,7 +121,7 @@ def _read_buffer(size: int = READ_SIZE) -> memoryview:
 
 def _closes_cleanly(exc: ConnectionClosed) -> bool:
     """True when ``async for`` should simply stop: a completed closing handshake with a non-error code."""
-    return exc.was_clean and (exc.code in _OK_CODES or 3000 <= exc.code <= 4999)
+    return exc.was_clean and _ends_without_error(exc.code)
 
 
 class _MessageStream:
