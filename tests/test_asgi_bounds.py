@@ -247,3 +247,51 @@ async def test_an_accept_that_fails_is_not_logged_as_accepted(caplog: pytest.Log
             logger.setLevel(level)
     accepted = [record.getMessage() for record in caplog.records if "[accepted]" in record.getMessage()]
     assert len(accepted) == 1 and "/ok" in accepted[0], accepted
+
+
+async def test_frames_pipelined_behind_the_request_wait_undecoded_while_the_app_decides() -> None:
+    """300 compressed messages of 1 MiB of zeros sent in the same write as the upgrade request, to an
+    application that takes its time to accept and then reads none yet: they wait undecoded while it decides
+    (reading pauses past _MAX_EARLY_DATA), and after the accept they are inflated a slice at a time like any
+    compressed read, so what waits stays within the byte bound (the Connection decoded every one of them on
+    accept before: 300 MiB). Then the application reads all 300, in order, and a fresh client is served."""
+    from test_inflating_reads import CLOSE, compressed_frame
+    from test_inflating_reads import UPGRADE as DEFLATE_UPGRADE
+
+    accept, release = asyncio.Event(), asyncio.Event()
+    got: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        if scope["path"] == "/next":
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "served"})
+            return
+        await accept.wait()
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while (message := await receive())["type"] == "websocket.receive":
+            data = message["bytes"]
+            assert data == bytes(len(data))
+            got.append(len(data))
+
+    async with asgi_server(app, ws_max_size=MiB, ws_max_queue=32, ws_ping_interval=None) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(DEFLATE_UPGRADE + compressed_frame(bytes(MiB)) * 300)
+        protocol = served.protocol
+        await until(lambda: protocol.read_paused and protocol.conn.request is not None)
+        assert not protocol._queue
+        accept.set()
+        await until(lambda: protocol.handshake_complete and protocol.read_paused and bool(protocol._queue))
+        await asyncio.sleep(0.3)  # whatever else arrives has to wait
+        bound = protocol.max_queue_bytes + 1032 * INFLATING_READ + MiB
+        assert queued_bytes(protocol) <= bound, f"{queued_bytes(protocol) / MiB:.1f} MiB waiting"
+        release.set()
+        await until(lambda: len(got) == 300, timeout=30)
+        writer.write(CLOSE)
+        head = await read_all(reader)
+        assert head.startswith(b"HTTP/1.1 101") and b"permessage-deflate" in head.lower()
+        writer.close()
+        assert got == [MiB] * 300
+        async with connect(f"ws://127.0.0.1:{served.port}/next", open_timeout=10) as ws:
+            assert await asyncio.wait_for(ws.recv(), 10) == "served"

@@ -108,7 +108,6 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         "_busy",
         "_close_timer",
         "_drain_waiters",
-        "_early_bytes",
         "_error_timer",
         "_final",
         "_final_returned",
@@ -204,7 +203,6 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self.disconnected = False  # the transport is gone
         self._response: tuple[int, list[tuple[str, str]]] | None = None  # websocket.http.response.start
         self._response_body: list[bytes] = []
-        self._early_bytes = 0
         self._unfed = bytearray()  # read and not yet handed to the Connection (see data_received)
 
         # Messages for the application and the flow control around them
@@ -249,19 +247,30 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self.scheme = "wss" if is_ssl(transport) else "ws"
 
     def data_received(self, data: bytes) -> None:
-        if self._unfed or (len(data) > INFLATING_READ and self.conn.extensions):
-            # Compressed: handed over INFLATING_READ bytes at a time, so that reading can pause between
-            # them (see INFLATING_READ and _feed_unfed).
+        if self._unfed or self.conn.state is CONNECTING or (len(data) > INFLATING_READ and self.conn.extensions):
+            # Compressed, or still in the handshake: handed over INFLATING_READ bytes at a time, so that
+            # reading can pause between them (see INFLATING_READ and _feed_unfed). Frames pipelined behind
+            # the request wait here while the application decides, not in the Connection, which would
+            # decode them all at once on accept; beyond _MAX_EARLY_DATA of them, reading pauses.
             self._unfed += data
             self._feed_unfed()
+            if len(self._unfed) > _MAX_EARLY_DATA and self._deciding():
+                self._pause_reading()
         else:
             self._feed(data)
 
+    def _deciding(self) -> bool:
+        """The request is in and the application has neither accepted nor refused it yet."""
+        return self.conn.state is CONNECTING and self.conn.request is not None
+
     def _feed_unfed(self) -> None:
         """Hand what was read to the Connection a slice at a time until reading pauses; the rest waits here
-        (at most one transport read: the transport is paused too) until the application reads on."""
+        (at most one transport read, or _MAX_EARLY_DATA and one read before the accept: the transport is
+        paused too) until the application reads on."""
         unfed = self._unfed
         while unfed and not self.read_paused and not self.disconnected and self.conn.state is not CLOSED:
+            if self._deciding():
+                return
             chunk = bytes(unfed[:INFLATING_READ])
             del unfed[:INFLATING_READ]
             self._feed(chunk)
@@ -270,11 +279,6 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
 
     def _feed(self, data: bytes) -> None:
         conn = self.conn
-        if conn.state is CONNECTING and conn.request is not None:
-            # The application is deciding; the connection keeps what arrives for after the upgrade.
-            self._early_bytes += len(data)
-            if self._early_bytes > _MAX_EARLY_DATA:
-                self._pause_reading()
         events = conn.receive_data(data)
         if events or conn.pending_error is not None:
             self._handle_events(events)
@@ -622,7 +626,6 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         events = self.conn.accept(subprotocol=message.get("subprotocol"), extra_headers=headers)
         self._log_access("[accepted]")  # once accept() took it: a subprotocol not offered raises instead
         self.handshake_complete = True
-        self._early_bytes = 0
         if events:
             self._handle_events(events)
         self._flush()
@@ -631,7 +634,9 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             return
         self.start_keepalive()
         if self.read_paused and self._queue_low():
-            self._resume_reading()
+            self._resume_reading()  # (which hands over what arrived meanwhile, on the next loop turn)
+        elif self._unfed:
+            self.loop.call_soon(self._feed_unfed)  # what arrived while the application decided
 
     def _deny(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
         """Answer the upgrade request with an HTTP response; the application then sees a 1006 disconnect."""

@@ -26,7 +26,9 @@ __all__ = ["Compression", "Deflate", "extension_factories"]
 #: The most bytes an I/O layer reads (and hands to the Connection) at a time once permessage-deflate is on.
 #: DEFLATE inflates up to about 1032 to 1, and all the messages one read completes are decompressed before
 #: reading can pause: so one read adds at most about 16 MiB to the messages waiting for the application,
-#: however many small compressed frames a peer packs into it (a 256 KiB read could add 256 MiB).
+#: however many small compressed frames a peer packs into it (a 256 KiB read could add 256 MiB). The
+#: opening handshake is read in slices of this size too, before extensions are known: the read that ends
+#: the request (or the 101 response) may hold frames pipelined behind it, decoded as soon as it opens.
 INFLATING_READ = 16 * 1024
 
 

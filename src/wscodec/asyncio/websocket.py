@@ -246,7 +246,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         #: Round-trip time of the last ping answered, in seconds (0.0 before any).
         self.latency = 0.0
         self._loop = asyncio.get_running_loop()
-        self._read_view = _read_buffer()
+        # The handshake is read INFLATING_READ bytes at a time: frames pipelined behind the request (or the
+        # 101) are decoded at once when it opens, perhaps compressed. _opened sizes the reads after it.
+        self._read_view = _read_buffer()[:INFLATING_READ]
         if busy_poller is not None:
             # An instance attribute shadows the class's method: the transport looks ``buffer_updated`` up
             # once it has this protocol, so connections without busy polling keep the bare compiled method.
@@ -731,7 +733,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                     self.extensions or "-",
                     extra={"event": "opened"},
                 )
-        if self._conn.extensions and len(self._read_view) > INFLATING_READ:
+        if not self._conn.extensions and len(self._read_view) < READ_SIZE:
+            self._read_view = _read_buffer()  # the handshake's smaller reads are over (see __init__)
+        elif self._conn.extensions and len(self._read_view) > INFLATING_READ:
             self._read_view = self._read_view[:INFLATING_READ]  # see INFLATING_READ; _size_reads keeps it
         if self.ping_interval is not None and self._keepalive_task is None:
             self._keepalive_task = self._loop.create_task(self._keepalive())

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from .. import client_network as net
-from ..compression import Compression, extension_factories
+from ..compression import INFLATING_READ, Compression, extension_factories
 from ..connection import Connection
 from ..errors import InvalidHandshake, InvalidStatus, OpenTimeout
 from ..events import ProtocolViolation, Response
@@ -143,7 +143,7 @@ def _connect_once(
             if data == b"" and events:
                 raise InvalidHandshake("connection closed during the opening handshake")
             raw.settimeout(net.time_left(deadline))
-            data = raw.recv(65536)
+            data = raw.recv(INFLATING_READ)  # frames may follow the 101: see INFLATING_READ
             if not data:
                 events = conn.receive_data(b"")
                 for event in events:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
-from ..compression import Compression, extension_factories
+from ..compression import INFLATING_READ, Compression, extension_factories
 from ..connection import Connection
 from ..events import Request, Response
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
@@ -245,7 +245,7 @@ class Server:
             received = bytearray()
             malformed = False
             while True:
-                data = sock.recv(65536)
+                data = sock.recv(INFLATING_READ)  # frames may follow the request: see INFLATING_READ
                 if not data:
                     sock.close()
                     return None
