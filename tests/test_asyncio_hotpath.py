@@ -559,6 +559,42 @@ async def test_a_waiter_woken_now_resumes_its_task_inside_the_call(twin: Any) ->
 
 
 @pytest.mark.parametrize("twin", _twins(), ids=lambda twin: twin.__name__.rsplit(".", 1)[-1])
+async def test_wake_now_hands_the_waiting_callback_the_done_future_it_is_given(twin: Any) -> None:
+    """A read passes its connection's ``_resumed`` (a Future already done with None): that is what the
+    waiting callback receives, so a Task reads an exact Future rather than calling the waiter's ``result()``
+    by name; without it the callback gets the waiter. A task awaiting the waiter still resumes inline."""
+    loop = asyncio.get_running_loop()
+    resumed: asyncio.Future[None] = asyncio.Future(loop=loop)
+    resumed.set_result(None)
+    got: list[Any] = []
+    given = twin.MessageWaiter(loop)
+    given.add_done_callback(got.append, context=contextvars.copy_context())
+    given.wake_now(resumed)
+    bare = twin.MessageWaiter(loop)
+    bare.add_done_callback(got.append, context=contextvars.copy_context())
+    bare.wake_now()
+    assert got == [resumed, bare] and given.done() and bare.done()
+
+    seen: list[str] = []
+
+    async def reader(waiter: Any) -> None:
+        await waiter
+        seen.append("resumed")
+
+    waiter = twin.MessageWaiter(loop)
+    task = asyncio.ensure_future(reader(waiter))
+    await asyncio.sleep(0)
+
+    def from_a_read() -> None:
+        waiter.wake_now(resumed)
+        seen.append("wake_now returned")
+
+    loop.call_soon(from_a_read)
+    await asyncio.wait_for(task, 5)
+    assert seen == ["resumed", "wake_now returned"]
+
+
+@pytest.mark.parametrize("twin", _twins(), ids=lambda twin: twin.__name__.rsplit(".", 1)[-1])
 async def test_a_waiter_woken_now_from_inside_a_task_resumes_its_own_later(twin: Any) -> None:
     """Inside another task's step a second task cannot be entered: ``wake_now`` falls back on the next loop
     turn instead of failing, and the waiting task still gets its wake-up exactly once."""

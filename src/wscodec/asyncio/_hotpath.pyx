@@ -228,8 +228,9 @@ cdef class MessageWaiter:
             for fn, context in more:
                 self._loop.call_soon(fn, self, context=context)
 
-    cdef object _c_wake_now(self):
-        """Done, and the waiting task resumes now, inside this call (see the pure twin)."""
+    cdef object _c_wake_now(self, object resumed):
+        """Done, and the waiting task resumes now, inside this call; its callback receives ``resumed``
+        (see the pure twin)."""
         cdef object callback = self._callback
         cdef object context = self._context
         if self._state:
@@ -241,14 +242,14 @@ cdef class MessageWaiter:
         self._callback = None
         self._context = None
         try:
-            context.run(callback, self)
+            context.run(callback, resumed)
         except RuntimeError:
             # The task could not be entered (another task is running, or its context is entered): that
             # happens before it runs anything, so it resumes on the next loop turn instead.
             self._loop.call_soon(callback, self, context=context)
 
-    def wake_now(self):
-        self._c_wake_now()
+    def wake_now(self, resumed=None):
+        self._c_wake_now(self if resumed is None else resumed)
 
     def __await__(self):
         return self
@@ -344,6 +345,7 @@ cdef class HotPath:
     cdef public object _queue
     cdef public object _read_view
     cdef public bint _reading_paused
+    cdef public object _resumed
     cdef public bint _streaming
     cdef public object _transport
     cdef public Py_ssize_t _unflushed
@@ -431,7 +433,7 @@ cdef class HotPath:
                 waiter = self._waiter
                 if waiter is not None and not waiter._state:
                     if inline:
-                        waiter._c_wake_now()
+                        waiter._c_wake_now(self._resumed)
                     else:
                         waiter._c_done()
                 max_queue = self.max_queue

@@ -237,9 +237,15 @@ class MessageWaiter:
             for fn, context in more:
                 self._loop.call_soon(fn, self, context=context)
 
-    def wake_now(self) -> None:
+    def wake_now(self, resumed: Any = None) -> None:
         """Done, and the waiting task resumes now, inside this call, in its own context (what the loop
-        would do one turn later). Only a read from the transport calls this: no task is running then."""
+        would do one turn later). Only a read from the transport calls this: no task is running then.
+
+        ``resumed``, when given, is what the task's callback receives in place of this waiter: an
+        :class:`asyncio.Future` already done with None (HotPath keeps one per connection, ``_resumed``). A
+        Task's wakeup only asks whether its future ended without error, and takes an exact Future's answer
+        from its fields, where it would call this waiter's ``result()`` by name (a string built, hashed and
+        looked up: about 1,300 of the 16,000 instructions an ``async for`` echo spends per message)."""
         if self._state:
             return
         callback, context = self._callback, self._context
@@ -250,7 +256,7 @@ class MessageWaiter:
         self._callback = None
         self._context = None
         try:
-            context.run(callback, self)
+            context.run(callback, self if resumed is None else resumed)
         except RuntimeError:
             # The task could not be entered (another task is running, or its context is entered): that
             # happens before it runs anything, so it resumes on the next loop turn instead.
@@ -332,6 +338,7 @@ class HotPath:
         "_queue",
         "_read_view",
         "_reading_paused",
+        "_resumed",
         "_streaming",
         "_transport",
         "_unflushed",
@@ -361,6 +368,7 @@ class HotPath:
     _queue: collections.deque[TextFragment | BinaryFragment]
     _read_view: memoryview
     _reading_paused: bool
+    _resumed: asyncio.Future[None]
     _streaming: bool
     _transport: asyncio.Transport | None
     _unflushed: int
@@ -444,7 +452,7 @@ class HotPath:
                 waiter = self._waiter
                 if waiter is not None and not waiter._state:
                     if inline:
-                        waiter.wake_now()
+                        waiter.wake_now(self._resumed)
                     else:
                         waiter.set_result(None)
                 max_queue = self.max_queue

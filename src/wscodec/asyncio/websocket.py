@@ -275,6 +275,10 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._queue: collections.deque[TextFragment | BinaryFragment] = collections.deque()
         self._partial = Pieces()
         self._waiter: MessageWaiter | None = None
+        # What a read that brings a message hands the task waiting for it (MessageWaiter.wake_now): a
+        # Future already done with None, which the Task reads cheaper than the waiter itself.
+        self._resumed: asyncio.Future[None] = asyncio.Future(loop=self._loop)
+        self._resumed.set_result(None)
         self._busy = False  # the application holds a message and has not asked for the next one yet
         self._error_timer: asyncio.TimerHandle | None = None  # bounds how long a pending error waits
         self._reading_paused = False  # max_queue messages wait for the application (or a held error)
