@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import os
 from typing import Any
 
@@ -301,6 +302,77 @@ async def test_reads_grow_for_large_messages_and_shrink_back() -> None:
             assert await asyncio.wait_for(ws.recv(), 5) == payload
         await ws.send("still open")
         assert await asyncio.wait_for(ws.recv(), 5) == "still open"
+
+
+async def test_a_grown_read_is_acted_on_read_size_bytes_at_a_time() -> None:
+    """A read into a grown buffer reaches the listeners READ_SIZE bytes at a time: when the read's first
+    message is delivered, the Connection has decoded only the messages of the first READ_SIZE bytes (so a
+    reply leaves while its payload is still in the CPU cache), and all of them still arrive, in order."""
+    read_size, read_max = websocket_module.READ_SIZE, websocket_module.READ_MAX
+    payloads = [index.to_bytes(4, "big") * 16384 for index in range(1024)]  # 64 MiB of 64 KiB messages
+    frames = [encode_frame(2, payload) for payload in payloads]
+    stream = b"".join(frames)
+    async with (
+        serve(echo, "127.0.0.1", 0) as server,
+        connect(url(server), compression=None, max_size=None, max_queue=None) as ws,
+    ):
+        received: list[bytes] = []
+        decoded_at_delivery: list[int] = []
+        ws.onmessage = lambda event: (
+            received.append(event.data),
+            decoded_at_delivery.append(ws.connection.messages_received),
+        )
+        offset = 0
+        while len(ws.get_buffer(-1)) < read_max:  # grow the reads first
+            offset += _read_into(ws, stream[offset:])
+        before = ws.connection.messages_received
+        assert len(received) == before
+        nbytes = _read_into(ws, stream[offset:])
+        assert nbytes == read_max
+        first_step = offset + read_size  # the messages the first READ_SIZE bytes of this read complete
+        whole_in_first_step = sum(1 for end in itertools.accumulate(map(len, frames)) if end <= first_step)
+        assert decoded_at_delivery[before] == whole_in_first_step < before + read_max // len(frames[0])
+        offset += nbytes
+        while offset < len(stream):
+            offset += _read_into(ws, stream[offset:])
+        assert received == payloads
+        assert decoded_at_delivery == sorted(decoded_at_delivery)
+        ws.onmessage = None
+        await ws.send("still open")
+        assert await asyncio.wait_for(ws.recv(), 5) == "still open"
+
+
+@pytest.mark.parametrize(("bad_frame", "code"), [(b"\x83\x08reserved", 1002), (b"\x88\x00", 1005)])
+async def test_a_grown_read_stops_at_a_violation_or_a_close_in_a_later_step(bad_frame: bytes, code: int) -> None:
+    """A frame that ends the connection in the middle of a grown read (a violation, or the peer's Close)
+    stops it there: every message before it is delivered, in order, none after it, and the close code is
+    the one that frame calls for."""
+    read_size, read_max = websocket_module.READ_SIZE, websocket_module.READ_MAX
+    payloads = [index.to_bytes(4, "big") * 16384 for index in range(1024)]
+    frames = [encode_frame(2, payload) for payload in payloads]
+    async with (
+        serve(echo, "127.0.0.1", 0) as server,
+        connect(url(server), compression=None, max_size=None, max_queue=None) as ws,
+        connect(url(server), compression=None) as fresh,
+    ):
+        received: list[bytes] = []
+        ws.onmessage = lambda event: received.append(event.data)
+        stream = b"".join(frames)
+        offset = 0
+        while len(ws.get_buffer(-1)) < read_max:
+            offset += _read_into(ws, stream[offset:])
+        # The next read: the frames that reach past READ_SIZE and a half of it, the bad frame, then more
+        # messages (so the bad frame is in its second step).
+        ends = list(itertools.accumulate(len(frame) for frame in frames))
+        last = next(index for index, end in enumerate(ends) if end > offset + read_size * 3 // 2)
+        read = stream[offset : ends[last]] + bad_frame + stream[ends[last] :]
+        assert _read_into(ws, read) == read_max
+        assert received == payloads[: last + 1]
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        assert ws.close_code == code
+        assert received == payloads[: last + 1]
+        await fresh.send("fresh")
+        assert await asyncio.wait_for(fresh.recv(), 5) == "fresh"
 
 
 async def test_reads_of_fragments_or_of_one_large_message_do_not_grow() -> None:

@@ -390,12 +390,35 @@ class HotPath:
         if not 0 <= nbytes <= size:  # a loop's bug (the compiled twin would read past the buffer)
             raise ValueError(f"{nbytes} bytes read do not fit the {size}-byte read buffer")
         if self._pre is None:  # open: what data_received does, without its call (this runs once per read)
+            if nbytes > READ_SIZE:
+                self._handle_large_read(nbytes)
+                return
             events = self._conn.receive_data(view[:nbytes])
             if nbytes == size or size > READ_SIZE:  # a full read, or a grown buffer: size the next read
                 self._size_reads(nbytes, events)
             self._handle(events, True)
         else:  # a server's opening handshake is still being read
             self.data_received(view[:nbytes])
+
+    def _handle_large_read(self, nbytes: int) -> None:
+        """A read into a grown buffer (more than READ_SIZE bytes): decoded and acted on READ_SIZE bytes at a
+        time, so the replies to its first messages leave while their payloads are still in the CPU cache.
+
+        Decoded whole (4 MiB of 64 KiB messages), a read turned into payloads the cache no longer held by
+        the time the application echoed them: the kernel's copy of each reply then cost 1.5 times the rest
+        of the round trip (0.58 of picows' rate, which unmasks and writes each frame as it goes). A frame
+        cut by a step's end is completed by the next step (the compiled decoder unmasks a large payload
+        straight into its message, so that costs no copy either).
+        """
+        view = self._read_view
+        seen: list[Any] = []
+        for start in range(0, nbytes, READ_SIZE):
+            events = self._conn.receive_data(view[start : min(start + READ_SIZE, nbytes)])
+            seen += events
+            self._handle(events, True)
+            if self._conn.state is CLOSED or self._conn.pending_error is not None:
+                return  # (what is left of the read would decode to nothing: RFC 6455 section 5.5.1)
+        self._size_reads(nbytes, seen)
 
     # ------------------------------------------------------------------ events from the Connection
 

@@ -103,9 +103,11 @@ def _read_buffer(size: int = READ_SIZE) -> memoryview:
     that grew past that (see WebSocket._size_reads), replaced by a larger one when a read asks for more,
     up to READ_MAX; such a read takes its first ``size`` bytes.
 
-    Each read is decoded before the loop does anything else, and the decoder copies what it keeps (a
-    partial frame, the payloads), so no connection needs a buffer of its own; asyncio's default
-    ``data_received`` path allocates (and for 256 KiB reads, maps) a new bytes object per read instead.
+    Each read is decoded before the loop does anything else (a grown one READ_SIZE bytes at a time, each
+    step's messages acted on before the next is decoded: HotPath._handle_large_read), and the decoder copies
+    what it keeps (a partial frame, the payloads), so no connection needs a buffer of its own; asyncio's
+    default ``data_received`` path allocates (and for 256 KiB reads, maps) a new bytes object per read
+    instead.
     """
     if size <= READ_SIZE:
         view: memoryview | None = getattr(_thread_local, "view", None)
