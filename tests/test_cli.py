@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -238,6 +240,45 @@ def test_sigterm_shuts_down_gracefully() -> None:
             assert info.value.rcvd is not None  # a Close frame, not a dropped connection
             assert info.value.rcvd.code == 1001  # going away: the server is shutting down
         assert server.proc.wait(15) == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_aborts_connections_that_do_not_close(second: signal.Signals) -> None:
+    """A client that never answers the server's Close would hold the shutdown for ``close_timeout`` (10 s);
+    a second signal (Ctrl-C again) aborts it at once: the client's connection ends, the server says so and
+    exits with 130."""
+    server = CliServer()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            key = base64.b64encode(os.urandom(16)).decode()
+            sock.sendall(
+                f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            received = b""
+            while b"\r\n\r\n" not in received:
+                chunk = sock.recv(4096)
+                assert chunk, received
+                received += chunk
+            head, received = received.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 101 ")
+            server.proc.send_signal(signal.SIGTERM)
+            while len(received) < 4:  # the server's Close, which this client never answers
+                chunk = sock.recv(4096)
+                assert chunk, received
+                received += chunk
+            assert received[0] == 0x88 and int.from_bytes(received[2:4], "big") == 1001
+            started = time.monotonic()
+            server.proc.send_signal(second)
+            assert server.proc.wait(8) == 130
+            assert time.monotonic() - started < 8  # well before close_timeout would have ended it (10 s)
+            with contextlib.suppress(ConnectionResetError):
+                while sock.recv(4096):  # (what followed the Close, if anything, then the end)
+                    pass
+        assert server.proc.stderr is not None
+        assert "aborting 1 connections" in server.proc.stderr.read().decode()
     finally:
         server.stop()
 

@@ -19,9 +19,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .transports import TRANSPORTS, resolve_transport
+
+if TYPE_CHECKING:
+    from .asyncio import Server
 
 __all__ = ["main"]
 
@@ -140,13 +143,43 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await stop.wait()
     finally:
-        print("shutting down", file=sys.stderr, flush=True)
-        server.close()
-        try:
-            await asyncio.wait_for(server.wait_closed(), 10)
-        except asyncio.TimeoutError:
+        forced = await _shut_down(server, loop)
+    return 130 if forced else 0
+
+
+async def _shut_down(server: Server, loop: asyncio.AbstractEventLoop) -> bool:
+    """Close every connection with 1001 and wait for them (``close_timeout``, after which the server aborts
+    what is left); a second SIGINT or SIGTERM meanwhile aborts them at once, as uvicorn's second Ctrl-C
+    does. True when that happened."""
+    force = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, force.set)
+    print("shutting down (Ctrl-C again to abort the connections)", file=sys.stderr, flush=True)
+    server.close()
+    closing = asyncio.ensure_future(server.wait_closed())
+    forcing = asyncio.ensure_future(force.wait())
+    try:
+        # (the server's own bound is close_timeout, then a second for the handlers and one for the sockets)
+        done, _ = await asyncio.wait(
+            {closing, forcing}, timeout=server.close_timeout + 5, return_when=asyncio.FIRST_COMPLETED
+        )
+        if closing in done:
+            closing.result()
+            return False
+        if forcing not in done:
             print("some connections did not close in time", file=sys.stderr, flush=True)
-    return 0
+            return False
+        connections = list(server.connections)
+        print(f"aborting {len(connections)} connections", file=sys.stderr, flush=True)
+        for ws in connections:
+            if ws.transport is not None:
+                ws.transport.abort()
+        await asyncio.wait({closing}, timeout=5)
+        return True
+    finally:
+        closing.cancel()
+        forcing.cancel()
 
 
 # --------------------------------------------------------------------------- serve --workers / --broker
