@@ -54,6 +54,7 @@ def main() -> int:
     parser.add_argument("--share", default=None)
     parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
     parser.add_argument("--crash", action="store_true")
+    parser.add_argument("--close-timeout", type=float, default=3.0)
     parser.add_argument("--signal-at-last-fork", choices=["TERM", "INT"], default=None)
     args = parser.parse_args()
     if args.signal_at_last_fork:
@@ -79,7 +80,7 @@ def main() -> int:
         ready=ready,
         loop_factory=factory,
         compression=None,
-        close_timeout=3,
+        close_timeout=args.close_timeout,
         max_failures=2,
         stable_after=5.0,
     )

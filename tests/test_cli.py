@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import selectors
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _silent_client import SilentClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
@@ -250,36 +250,19 @@ def test_a_second_signal_aborts_connections_that_do_not_close(second: signal.Sig
     a second signal (Ctrl-C again) aborts it at once: the client's connection ends, the server says so and
     exits with 130."""
     server = CliServer()
+    client = None
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            key = base64.b64encode(os.urandom(16)).decode()
-            sock.sendall(
-                f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-            )
-            received = b""
-            while b"\r\n\r\n" not in received:
-                chunk = sock.recv(4096)
-                assert chunk, received
-                received += chunk
-            head, received = received.split(b"\r\n\r\n", 1)
-            assert head.startswith(b"HTTP/1.1 101 ")
-            server.proc.send_signal(signal.SIGTERM)
-            while len(received) < 4:  # the server's Close, which this client never answers
-                chunk = sock.recv(4096)
-                assert chunk, received
-                received += chunk
-            assert received[0] == 0x88 and int.from_bytes(received[2:4], "big") == 1001
-            started = time.monotonic()
-            server.proc.send_signal(second)
-            assert server.proc.wait(8) == 130
-            assert time.monotonic() - started < 8  # well before close_timeout would have ended it (10 s)
-            with contextlib.suppress(ConnectionResetError):
-                while sock.recv(4096):  # (what followed the Close, if anything, then the end)
-                    pass
+        client = SilentClient(server.port)
+        server.proc.send_signal(signal.SIGTERM)
+        assert client.close_code() == 1001  # the server's Close, which this client never answers
+        server.proc.send_signal(second)
+        assert server.proc.wait(8) == 130  # well before close_timeout would have ended it (10 s)
+        assert client.ended()
         assert server.proc.stderr is not None
         assert "aborting 1 connections" in server.proc.stderr.read().decode()
     finally:
+        if client is not None:
+            client.close()
         server.stop()
 
 
@@ -328,7 +311,6 @@ def test_connect_close_command(echo_server: CliServer) -> None:
 
 
 def test_connect_refused_exits_1() -> None:
-    import socket
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from _redis_server import RedisServer, redis_server_path
+from _silent_client import SilentClient
 
 import wscodec
 from wscodec import ConnectionClosed
@@ -496,6 +497,37 @@ def test_stop_signal_sent_as_a_worker_is_forked_stops_it_gracefully(tmp_path: Pa
     assert "did not stop in time" not in err, err[-3000:]
     assert "restarting" not in err and "Traceback" not in err, err[-3000:]
     assert took < CLOSE_TIMEOUT + 5, err[-3000:]  # the signal lost, the worker is killed after 3 + 5 s
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_stop_signal_ends_a_shutdown_held_by_a_silent_client(tmp_path: Path, workers: str) -> None:
+    """A client that never answers the server's Close holds the shutdown for close_timeout (20 s here); a
+    second stop signal (Ctrl-C again) ends it at once: the workers left are killed (one connection
+    aborted, with one worker), the client's connection ends and run() returns 130."""
+    app = App(tmp_path, "--workers", workers, "--close-timeout", "20")
+    client = None
+    try:
+        pids = app.workers
+        client = SilentClient(app.port)
+        app.proc.send_signal(signal.SIGTERM)
+        assert client.close_code() == 1001  # going away, which this client never answers
+        app.proc.send_signal(signal.SIGINT)
+        assert app.proc.wait(10) == 130  # the first stop alone would have taken 20 s
+        assert client.ended()
+    finally:
+        if client is not None:
+            client.close()
+        app.stop()
+    log = app.stderr()
+    if workers == "1":
+        assert "aborting 1 connections" in log, log[-3000:]
+    else:
+        assert "stop signal repeated: killing worker-" in log, log[-3000:]
+        assert "did not stop in time" not in log, log[-3000:]
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    assert "Traceback" not in log, log[-3000:]
 
 
 def run_on_port(port: int, *args: str) -> tuple[int, str, str]:

@@ -19,12 +19,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from .transports import TRANSPORTS, resolve_transport
-
-if TYPE_CHECKING:
-    from .asyncio import Server
 
 __all__ = ["main"]
 
@@ -83,6 +80,7 @@ def _http_answer(request: Any, page: bytes) -> tuple[int, list[tuple[str, str]],
 
 async def _serve(args: argparse.Namespace) -> int:
     from .asyncio import broadcast, serve
+    from .workers import _shut_down
 
     page = _demo_page()
     server: Any = None
@@ -143,43 +141,12 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await stop.wait()
     finally:
-        forced = await _shut_down(server, loop)
+        forced = await _shut_down(server, say=_say)
     return 130 if forced else 0
 
 
-async def _shut_down(server: Server, loop: asyncio.AbstractEventLoop) -> bool:
-    """Close every connection with 1001 and wait for them (``close_timeout``, after which the server aborts
-    what is left); a second SIGINT or SIGTERM meanwhile aborts them at once, as uvicorn's second Ctrl-C
-    does. True when that happened."""
-    force = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, force.set)
-    print("shutting down (Ctrl-C again to abort the connections)", file=sys.stderr, flush=True)
-    server.close()
-    closing = asyncio.ensure_future(server.wait_closed())
-    forcing = asyncio.ensure_future(force.wait())
-    try:
-        # (the server's own bound is close_timeout, then a second for the handlers and one for the sockets)
-        done, _ = await asyncio.wait(
-            {closing, forcing}, timeout=server.close_timeout + 5, return_when=asyncio.FIRST_COMPLETED
-        )
-        if closing in done:
-            closing.result()
-            return False
-        if forcing not in done:
-            print("some connections did not close in time", file=sys.stderr, flush=True)
-            return False
-        connections = list(server.connections)
-        print(f"aborting {len(connections)} connections", file=sys.stderr, flush=True)
-        for ws in connections:
-            if ws.transport is not None:
-                ws.transport.abort()
-        await asyncio.wait({closing}, timeout=5)
-        return True
-    finally:
-        closing.cancel()
-        forcing.cancel()
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- serve --workers / --broker

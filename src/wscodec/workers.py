@@ -14,7 +14,9 @@
   returns 1. A worker that ran longer than ``stable_after`` resets its count.
 - **Shutdown.** SIGINT or SIGTERM to the parent is forwarded to every worker, which stops listening and
   closes its connections with 1001 (going away), waiting at most ``close_timeout`` for each; the parent
-  waits for them (``close_timeout`` + 5 s, then SIGKILL) and :func:`run` returns 0. Once a stop signal is
+  waits for them (``close_timeout`` + 5 s, then SIGKILL) and :func:`run` returns 0. A second stop signal to
+  the parent meanwhile (Ctrl-C again) kills the workers still running at once and :func:`run` returns 130;
+  with ``workers=1`` it aborts the connections left, as the CLI's ``serve`` does. Once a stop signal is
   pending no worker is started or restarted (with Ctrl-C the workers get the signal too, and exit), and a
   worker is forked with the stop signals blocked until its event loop handles them, so none is lost during
   its start-up. A worker whose parent disappears (SIGKILL) shuts itself down the same way within a second.
@@ -45,7 +47,10 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .asyncio import Server
 
 __all__ = ["LOG_FORMAT", "run", "worker_id"]
 
@@ -58,6 +63,7 @@ LOG_FORMAT = "%(asctime)s %(processName)s[%(process)d] %(levelname)s %(name)s: %
 _BACKOFF_FIRST = 0.5
 _BACKOFF_MAX = 10.0
 _SHUTDOWN_GRACE = 5.0  # beyond close_timeout, before a worker that does not exit is killed
+_SIGNAL_POLL = 0.05  # how soon a repeated stop signal is acted on while the supervisor waits for its workers
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -118,6 +124,43 @@ def _bind(host: str | None, port: int, *, reuse_port: bool, listen: bool, backlo
         sock.close()
         raise
     return sock
+
+
+async def _shut_down(server: Server, *, say: Callable[[str], None]) -> bool:
+    """Close every connection of ``server`` with 1001 and wait for them (``close_timeout``, after which the
+    server aborts what is left); a second SIGINT or SIGTERM meanwhile aborts them at once, as uvicorn's
+    second Ctrl-C does, rather than leave the operator waiting on clients that never answer. True when that
+    happened. ``say`` tells the operator what goes on (stderr for the CLI, the log for :func:`run`)."""
+    loop = asyncio.get_running_loop()
+    force = asyncio.Event()
+    for sig in _STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, force.set)
+    say("shutting down (Ctrl-C again to abort the connections)")
+    server.close()
+    closing = asyncio.ensure_future(server.wait_closed())
+    forcing = asyncio.ensure_future(force.wait())
+    try:
+        # (the server's own bound is close_timeout, then a second for the handlers and one for the sockets)
+        done, _ = await asyncio.wait(
+            {closing, forcing}, timeout=server.close_timeout + _SHUTDOWN_GRACE, return_when=asyncio.FIRST_COMPLETED
+        )
+        if closing in done:
+            closing.result()
+            return False
+        if forcing not in done:
+            say("some connections did not close in time")
+            return False
+        connections = list(server.connections)
+        say(f"aborting {len(connections)} connections")
+        for ws in connections:
+            if ws.transport is not None:
+                ws.transport.abort()
+        await asyncio.wait({closing}, timeout=_SHUTDOWN_GRACE)
+        return True
+    finally:
+        closing.cancel()
+        forcing.cancel()
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:
@@ -347,20 +390,33 @@ class _Supervisor:
         slot.restart_at = time.monotonic() + delay
         return True
 
-    def _stop_all(self, signum: int) -> None:
+    def _stop_all(self, signum: int) -> bool:
+        """Forward ``signum`` to every worker and wait for them (``close_timeout`` + 5 s, then SIGKILL). A
+        further stop signal to the supervisor meanwhile (Ctrl-C again) kills the workers left at once: the
+        workers themselves ignore it, since one Ctrl-C reaches them twice (from the terminal and from here).
+        True when that happened."""
         deadline = time.monotonic() + self.close_timeout + _SHUTDOWN_GRACE
+        first = 1 if self.signals else 0  # a stop for repeated failures has no signal of its own
         for slot in self.slots:
             if slot.process is not None and slot.process.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(slot.process.pid, signum)
+        forced = False
         for slot in self.slots:
             if slot.process is None:
                 continue
-            slot.process.join(max(0.0, deadline - time.monotonic()))
-            if slot.process.is_alive():
+            while not forced and slot.process.is_alive() and time.monotonic() < deadline:
+                slot.process.join(min(_SIGNAL_POLL, max(0.0, deadline - time.monotonic())))
+                forced = len(self.signals) > first
+            if not slot.process.is_alive():
+                continue
+            if forced:
+                logger.warning("stop signal repeated: killing worker-%d (pid %d)", slot.index, slot.process.pid)
+            else:
                 logger.error("worker-%d (pid %d) did not stop in time: killing it", slot.index, slot.process.pid)
-                slot.process.kill()
-                slot.process.join(5.0)
+            slot.process.kill()
+            slot.process.join(5.0)
+        return forced
 
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
@@ -411,7 +467,8 @@ class _Supervisor:
                 stop_signal = self.signals[0]
                 logger.info("received %s: stopping %d workers", signal.Signals(stop_signal).name, len(self.slots))
         finally:
-            self._stop_all(stop_signal)
+            if self._stop_all(stop_signal):
+                status = 130
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.selector.close()
@@ -452,9 +509,8 @@ async def _serve_single(
     try:
         await stop.wait()
     finally:
-        server.close()
-        await server.wait_closed()
-    return 0
+        forced = await _shut_down(server, say=logger.info)
+    return 130 if forced else 0
 
 
 def run(
@@ -472,7 +528,8 @@ def run(
     **options: Any,
 ) -> int:
     """Serve ``handler`` from ``workers`` processes on ``host``:``port`` until SIGINT or SIGTERM; returns the
-    exit status (0 after a signal, 1 when a worker kept dying). See the module docstring.
+    exit status (0 after a signal, 130 when a second one cut the shutdown short, 1 when a worker kept
+    dying). See the module docstring.
 
     ``workers=0`` means one per core; 1 serves in this process, as :func:`~wscodec.asyncio.serve` does.
     ``share`` is ``"reuse_port"`` or ``"inherit"`` (default: the first on Linux). ``ready(address, port)``
