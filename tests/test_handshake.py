@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -338,6 +339,61 @@ def test_9_1_client_gets_negotiated_extension_objects() -> None:
     (ext,) = hs.extensions
     assert isinstance(ext, PerMessageDeflate) and not ext.is_server
     assert ext.server_no_context_takeover and ext.client_max_window_bits == 10
+
+
+@pytest.mark.parametrize(
+    ("offers", "line", "check"),
+    [
+        pytest.param(
+            [ClientPerMessageDeflate(server_no_context_takeover=True), ClientPerMessageDeflate()],
+            "permessage-deflate",
+            lambda ext: not ext.server_no_context_takeover,
+            id="second-without-no-context-takeover",
+        ),
+        pytest.param(
+            [
+                ClientPerMessageDeflate(client_max_window_bits=None),
+                ClientPerMessageDeflate(client_max_window_bits=True),
+            ],
+            "permessage-deflate; client_max_window_bits=10",
+            lambda ext: ext.client_max_window_bits == 10,
+            id="second-offers-client-max-window-bits",
+        ),
+        pytest.param(
+            [ClientPerMessageDeflate(server_max_window_bits=10), ClientPerMessageDeflate()],
+            "permessage-deflate; server_max_window_bits=12",
+            lambda ext: ext.server_max_window_bits == 12,
+            id="second-without-a-window-limit",
+        ),
+        pytest.param(
+            [ClientPerMessageDeflate(server_max_window_bits=10), ClientPerMessageDeflate()],
+            "permessage-deflate; server_max_window_bits=9",
+            lambda ext: ext.server_max_window_bits == 9,
+            id="first-still-preferred",
+        ),
+    ],
+)
+def test_7692_5_client_accepts_a_response_to_any_of_its_offers(offers: list, line: str, check: Any) -> None:
+    """RFC 7692 section 5: several offers of permessage-deflate, in order of preference; the server accepts
+    one of them, without saying which: the first offer that accepts the response is negotiated."""
+    hs = client(extensions=offers)
+    assert hs.request_bytes().count(b"permessage-deflate") == 2
+    assert hs.receive_data(response_bytes(hs.key, f"Sec-WebSocket-Extensions: {line}")) is not None
+    (ext,) = hs.extensions
+    assert isinstance(ext, PerMessageDeflate) and check(ext)
+
+
+def test_7692_5_client_refuses_a_response_no_offer_accepts_with_the_first_offers_reason() -> None:
+    hs = client(
+        extensions=[
+            ClientPerMessageDeflate(server_max_window_bits=10),
+            ClientPerMessageDeflate(server_max_window_bits=11),
+        ]
+    )
+    line = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12"
+    with pytest.raises(InvalidHandshake, match="12 is more than the 10 requested"):
+        hs.receive_data(response_bytes(hs.key, line))
+    assert hs.extensions == []
 
 
 def test_9_1_server_may_decline_extensions() -> None:

@@ -21,6 +21,7 @@ from .events import Headers, Request, Response
 from .extensions import (
     ClientExtensionFactory,
     Extension,
+    ExtensionParams,
     ServerExtensionFactory,
     build_extension_header,
     parse_extension_header,
@@ -377,22 +378,39 @@ class ClientHandshake:
         accepted = parse_extension_header(header_values(headers, "Sec-WebSocket-Extensions"))
         if accepted and not self.factories:
             raise InvalidHandshake("server accepted extensions but none were offered")
-        factories = {f.name: f for f in reversed(self.factories)}  # first factory of a name wins
+        offers: dict[str, list[ClientExtensionFactory]] = {}
+        for factory in self.factories:
+            offers.setdefault(factory.name, []).append(factory)
         used: set[str] = set()
         rsv1 = False
         for name, params in accepted:
-            factory = factories.get(name)
-            if factory is None:
+            if name not in offers:
                 raise InvalidHandshake(f"server accepted extension {name!r}, which was not offered")
             if name in used:
                 raise InvalidHandshake(f"server accepted extension {name!r} twice")
             used.add(name)
-            extension = factory.accept(params)
+            extension = _accept_one_offer(offers[name], params)
             if extension.rsv1:
                 if rsv1:
                     raise InvalidHandshake("server accepted two extensions that both use RSV1")
                 rsv1 = True
             self.extensions.append(extension)
+
+
+def _accept_one_offer(factories: list[ClientExtensionFactory], params: ExtensionParams) -> Extension:
+    """The extension negotiated by a response to several offers of one extension (RFC 7692 section 5: a
+    client may offer it several times, in order of preference, and the server answers one of them without
+    saying which): the first offer that accepts the response. If none does, the most preferred one's refusal
+    is the error, the others' being variations of it."""
+    refusal: InvalidHandshake | None = None
+    for factory in factories:
+        try:
+            return factory.accept(params)
+        except InvalidHandshake as exc:
+            if refusal is None:
+                refusal = exc
+    assert refusal is not None  # (a name is offered by one factory at least)
+    raise refusal
 
 
 # --------------------------------------------------------------------------- server side
