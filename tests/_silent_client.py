@@ -20,6 +20,7 @@ class SilentClient:
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
         self.buffer = b""
+        self.frames: list[tuple[int, bytes]] = []  # (opcode, payload) of the frames read before the Close
         while b"\r\n\r\n" not in self.buffer:
             self._fill()
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
@@ -30,17 +31,27 @@ class SilentClient:
         assert chunk, f"the connection ended early: {self.buffer!r}"
         self.buffer += chunk
 
-    def close_code(self) -> int:
-        """Read the server's frames (unmasked, under 126 bytes each: a greeting, a Close) up to its Close; the
-        code in it."""
+    def next_frame(self) -> tuple[int, bytes]:
+        """The server's next frame (unmasked, under 126 bytes) as ``(opcode, payload)``."""
+        while len(self.buffer) < 2 or len(self.buffer) < 2 + (self.buffer[1] & 0x7F):
+            self._fill()
+        opcode, length = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F
+        assert length < 126 and not self.buffer[1] & 0x80, self.buffer
+        payload, self.buffer = self.buffer[2 : 2 + length], self.buffer[2 + length :]
+        return opcode, payload
+
+    def until(self, opcode: int) -> bytes:
+        """Read the server's frames up to one with ``opcode``, keeping the others in :attr:`frames`; its
+        payload."""
         while True:
-            while len(self.buffer) < 2 or len(self.buffer) < 2 + (self.buffer[1] & 0x7F):
-                self._fill()
-            opcode, length = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F
-            assert length < 126 and not self.buffer[1] & 0x80, self.buffer
-            payload, self.buffer = self.buffer[2 : 2 + length], self.buffer[2 + length :]
-            if opcode == 0x8:
-                return int.from_bytes(payload[:2], "big")
+            got, payload = self.next_frame()
+            if got == opcode:
+                return payload
+            self.frames.append((got, payload))
+
+    def close_code(self) -> int:
+        """Read up to the server's Close (see :meth:`until`); the code in it."""
+        return int.from_bytes(self.until(0x8)[:2], "big")
 
     def ended(self) -> bool:
         """Whether the server ended the connection (EOF or reset), reading what it sent after its Close."""

@@ -425,3 +425,39 @@ async def test_the_keepalive_spares_a_client_whose_pongs_wait_behind_paused_read
         assert client.close_code == 1000
         assert sorted(got) == sorted(f"m{i}" for i in range(10))
         await asyncio.wait_for(done.wait(), 10)
+
+
+@pytest.mark.parametrize("peer", ["silent", "gone"])
+async def test_a_keepalive_that_gives_up_logs_no_unretrieved_future(
+    peer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer that never answers the keepalive's Ping ("silent": failed with 1011 after ping_timeout), or
+    that leaves while a Ping waits ("gone"): no "Future exception was never retrieved" ERROR for the
+    Ping's waiter once it is collected, and the next client is served."""
+    import gc
+
+    from _silent_client import SilentClient
+
+    timeout = 0.3 if peer == "silent" else 30
+    async with serve(echo, "127.0.0.1", 0, ping_interval=0.2, ping_timeout=timeout, close_timeout=0.5) as server:
+
+        def peer_side() -> int | None:
+            client = SilentClient(server.port)
+            try:
+                if peer == "silent":
+                    return client.close_code()
+                client.until(0x9)
+                return None
+            finally:
+                client.close()  # "gone": with the Ping unanswered
+
+        code = await asyncio.to_thread(peer_side)
+        if peer == "silent":
+            assert code == 1011
+        await until(lambda: not server.connections, 10)
+        async with connect(url(server)) as ws:  # and the next client is served
+            await ws.send("fresh")
+            assert await asyncio.wait_for(ws.recv(), 10) == "fresh"
+    gc.collect()
+    await asyncio.sleep(0.05)
+    assert "never retrieved" not in caplog.text, caplog.text

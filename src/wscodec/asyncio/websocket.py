@@ -151,6 +151,16 @@ class _MessageStream:
         return data
 
 
+def _forget(waiter: asyncio.Future[Any]) -> None:
+    """The keepalive no longer awaits its Ping's waiter (answered, timed out, or the connection ended):
+    cancel it if pending, else look at its exception (the connection's end, set by connection_lost), so
+    that a dead peer costs no "Future exception was never retrieved" ERROR in the log."""
+    if not waiter.done():
+        waiter.cancel()
+    elif not waiter.cancelled():
+        waiter.exception()
+
+
 class WebSocket(HotPath, asyncio.BufferedProtocol):
     """One WebSocket connection over an asyncio transport, client or server side.
 
@@ -1069,7 +1079,11 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 waiter = self._send_ping(os.urandom(4), track=timeout is not None)
                 if waiter is None:
                     continue
-                if not await self._pong_within(waiter, timeout):
+                try:
+                    answered = await self._pong_within(waiter, timeout)
+                finally:
+                    _forget(waiter)
+                if not answered:
                     if self._conn.state is OPEN:
                         self.logger.info("no pong within %s s, failing the connection", timeout)
                         error = TimeoutError("keepalive ping timeout")
