@@ -13,16 +13,22 @@ import dataclasses
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _silent_client import SilentClient
 from test_sync import silent_peer, sync_server
 
-from wscodec import ConnectionClosed, ConnectionClosedOK
+import wscodec
+from wscodec import ConnectionClosed, ConnectionClosedOK, encode_frame
 from wscodec.sync import WebSocket, connect, serve
+
+WSCODEC_ROOT = str(Path(wscodec.__file__).resolve().parents[1])
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -409,3 +415,125 @@ def test_open_timeout_bounds_the_tls_handshake_and_the_request_together() -> Non
     finally:
         server.shutdown()
         thread.join(10)
+
+
+BAD_FRAMES = {
+    "invalid UTF-8": (encode_frame(1, b"\xff\xfe", mask=True), 1007),
+    "reserved opcode": (b"\x83\x81\x00\x00\x00\x00x", 1002),  # opcode 3, a zero mask key
+    "unmasked": (encode_frame(1, b"x"), 1002),
+    "oversize": (encode_frame(2, b"x" * 2000, mask=True), 1009),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_FRAMES))
+def test_messages_before_a_protocol_error_are_answered_before_the_close(
+    bad: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three messages and a bad frame in one write: the three echoes go out, then the Close with the
+    error's code (the Connection holds the error until the handler asks for a fourth message), as on the
+    asyncio server. The handler's loop ends on the ConnectionClosedError: no ERROR logged for that."""
+    frame, code = BAD_FRAMES[bad]
+    with caplog.at_level("DEBUG", logger="wscodec"), sync_server(max_size=1000, ping_interval=None) as server:
+        assert server.port is not None
+        client = SilentClient(server.port)
+        try:
+            client.sock.sendall(b"".join(encode_frame(1, m, mask=True) for m in (b"one", b"two", b"three")) + frame)
+            assert client.close_code() == code
+            assert client.frames == [(1, b"one"), (1, b"two"), (1, b"three")]
+            assert client.ended()
+        finally:
+            client.close()
+        with connect(f"ws://127.0.0.1:{server.port}/") as ws:  # and the next client is served
+            ws.send("fresh")
+            assert ws.recv(timeout=10) == "fresh"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    assert "handler ended on" in caplog.text
+
+
+def test_a_held_protocol_error_fails_the_connection_after_close_timeout_if_never_asked() -> None:
+    """A handler that stops asking for messages: the Close for the held error still goes out, after
+    close_timeout."""
+    got = threading.Event()
+
+    def handler(ws: WebSocket) -> None:
+        ws.recv(timeout=10)
+        got.set()
+        ws.wait_closed(20)  # never asks again
+
+    with sync_server(handler, close_timeout=1, ping_interval=None) as server:
+        assert server.port is not None
+        client = SilentClient(server.port)
+        try:
+            client.sock.sendall(encode_frame(1, b"one", mask=True) + encode_frame(1, b"two", mask=True)
+                                + BAD_FRAMES["reserved opcode"][0])  # fmt: skip
+            started = time.monotonic()
+            assert client.close_code() == 1002
+            assert got.is_set()
+            assert 0.8 < time.monotonic() - started < 5
+        finally:
+            client.close()
+
+
+_THREADED_ECHO = """
+import sys
+from wscodec.sync import serve
+
+def echo(ws):
+    for message in ws:
+        ws.send(message)
+
+with serve(echo, "127.0.0.1", 0, open_timeout=2, ping_interval=None) as server:
+    print(server.port, flush=True)
+    server.serve_forever()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="resource.prlimit on another process: Linux")
+def test_a_connection_no_thread_can_be_started_for_is_refused_and_the_server_goes_on() -> None:
+    """Each connection holds a thread; when the system refuses one (here its address space is capped a
+    few thread stacks above what the server uses), that connection is closed and serve_forever goes on:
+    once the idle connections time out (open_timeout), a fresh client is served."""
+    import resource
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=WSCODEC_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _THREADED_ECHO], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    idle: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        with open(f"/proc/{proc.pid}/status") as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        room = size + 6 * 8 * 1024 * 1024  # about six 8 MiB thread stacks more
+        resource.prlimit(proc.pid, resource.RLIMIT_AS, (room, room))
+        refused = 0
+        for _ in range(40):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            idle.append(sock)
+            sock.settimeout(0.2)
+            try:
+                refused += sock.recv(1) == b""  # closed at once: no thread for it
+            except TimeoutError:
+                pass  # a thread waits for its request
+            except ConnectionResetError:
+                refused += 1
+        assert refused > 0
+        assert proc.poll() is None, "the server died"
+        for sock in idle:
+            sock.close()
+        time.sleep(2.5)  # the idle connections that got a thread time out (open_timeout 2 s)
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=10) as ws:
+            ws.send("still serving")
+            assert ws.recv(timeout=10) == "still serving"
+        assert proc.poll() is None
+    finally:
+        for sock in idle:
+            sock.close()
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    log = err.decode(errors="replace")
+    assert "refusing connections: can't start new thread" in log, log[-3000:]
+    assert "accepting connections again, after refusing" in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]

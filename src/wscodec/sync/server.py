@@ -24,6 +24,7 @@ from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import INFLATING_READ, Compression, extension_factories
 from ..connection import Connection
+from ..errors import ConnectionClosed
 from ..events import Request, Response
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
 from ..server_hooks import INTERNAL_ERROR, as_response, respond, response_bytes, takes_connection
@@ -112,6 +113,7 @@ class Server:
         self._stopped = threading.Event()
         self._serving = False
         self._wake_r, self._wake_w = socket.socketpair()
+        self._refused = 0  # connections closed in a row for want of a thread
 
     @property
     def port(self) -> int | None:
@@ -136,14 +138,32 @@ class Server:
                         client, _address = self.socket.accept()
                     except OSError:
                         continue
-                    thread = threading.Thread(target=self._run, args=(client,), daemon=True,
-                                              name="wscodec-connection")
-                    with self._lock:
-                        self._threads.add(thread)
-                    thread.start()
+                    self._start_thread(client)
         finally:
             selector.close()
             self._stopped.set()
+
+    def _start_thread(self, client: socket.socket) -> None:
+        """Run ``client``'s connection in a thread of its own. Every connection, in its handshake or open,
+        holds a thread; the system's limit on threads (or on memory for their stacks) bounds them. A
+        connection past that bound is closed at once and the server goes on serving the others, rather
+        than ``serve_forever`` ending on the RuntimeError."""
+        thread = threading.Thread(target=self._run, args=(client,), daemon=True, name="wscodec-connection")
+        with self._lock:
+            self._threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread"
+            with self._lock:
+                self._threads.discard(thread)
+            client.close()
+            if not self._refused:  # one line per episode, not one per connection of a flood
+                logger.warning("refusing connections: %s (%d connection threads running)", exc, len(self._threads))
+            self._refused += 1
+            return
+        if self._refused:
+            logger.warning("accepting connections again, after refusing %d", self._refused)
+            self._refused = 0
 
     def shutdown(self, close_connections: bool = True) -> None:
         """Stop :meth:`serve_forever`, close the listening socket and (by default) close every open
@@ -198,6 +218,8 @@ class Server:
                 return
             try:
                 self.handler(ws)
+            except ConnectionClosed as exc:  # the peer left or broke the protocol: not the handler's fault
+                logger.debug("handler ended on %s", exc)
             except Exception:
                 logger.exception("connection handler failed")
                 ws.close(1011, "internal error")

@@ -4,7 +4,9 @@ One background thread reads the socket, feeds the :class:`~wscodec.connection.Co
 messages (at most ``max_queue``: when the application does not keep up, the thread stops reading and TCP
 pushes back on the peer). Sends happen in the caller's thread under a lock. A second, optional thread runs
 the keepalive. No RFC 6455 rule lives here either: framing, close codes, UTF-8 and limits are the
-Connection's job.
+Connection's job. A protocol violation behind valid messages is held by the Connection (``defer_errors``):
+the reader stops until the application asks for the next message (or ``close_timeout``), so the replies to
+those messages go out before the Close, as in the asyncio layer.
 
 Why one lock guards both the Connection and the socket's writes, held across ``sendall``: frames must
 leave in the order the Connection made them (a compressed stream cannot be reordered), and a peer that
@@ -72,8 +74,9 @@ class _MessageQueue:
         self._limit = limit
         self._ended = False
         self._discarding = False
-        self._waiting = False  # put() waits for room now
-        self._waited = False  # put() waited for room since reader_waited() last looked
+        self._waiting = False  # the reader waits (for room, or for the application to ask) instead of reading
+        self._waited = False  # it waited since reader_waited() last looked
+        self._asked = False  # a get() waits for a message: the queue is empty
         self._cond = threading.Condition(threading.Lock())
 
     def put(self, item: Any) -> None:
@@ -116,13 +119,30 @@ class _MessageQueue:
     def get(self, timeout: float | None) -> Any:
         """The oldest message, or :data:`_END` after the last one; :class:`TimeoutError` after ``timeout``."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._items or self._ended, timeout):
-                raise TimeoutError(f"no message within {timeout} s")
+            if not self._items and not self._ended:
+                self._asked = True
+                self._cond.notify_all()  # a reader in wait_until_asked()
+            try:
+                if not self._cond.wait_for(lambda: self._items or self._ended, timeout):
+                    raise TimeoutError(f"no message within {timeout} s")
+            finally:
+                self._asked = False
             if not self._items:
                 return _END
             item = self._items.popleft()
             self._cond.notify_all()
             return item
+
+    def wait_until_asked(self, timeout: float) -> None:
+        """For the reader thread, which holds a protocol error behind the queued messages: wait until the
+        application asks for a message with none left, or starts closing (:meth:`discard`), at most
+        ``timeout`` seconds. Counts as waiting for :meth:`reader_waited`: the reader does not read."""
+        with self._cond:
+            self._waiting = self._waited = True
+            try:
+                self._cond.wait_for(lambda: (self._asked and not self._items) or self._discarding, timeout)
+            finally:
+                self._waiting = False
 
 
 def close_notify(sock: socket.socket, timeout: float) -> None:
@@ -189,6 +209,7 @@ class WebSocket:
         self._socket_lock = threading.Lock()  # shutdown from another thread vs close: never a reused fd
         self._socket_closed = False
         self._done = threading.Event()  # the reader thread has finished and the socket is closed
+        connection.defer_errors = True  # see _fail_held_error
         sock.settimeout(None)
         self._reader = threading.Thread(target=self._read_loop, args=(list(events),), daemon=True,
                                         name=f"wscodec-reader-{id(self):x}")
@@ -283,6 +304,7 @@ class WebSocket:
                 with self._send_lock:
                     self._write(conn.data_to_send())
                 self._process(events)
+                self._fail_held_error()
             data = b""
             read_size = INFLATING_READ if conn.extensions else _READ_SIZE  # see INFLATING_READ
             while True:
@@ -291,6 +313,7 @@ class WebSocket:
                         events = conn.receive_data(data)
                         self._write(conn.data_to_send())
                     self._process(events)
+                    self._fail_held_error()
                 if conn.state is CLOSED:
                     break
                 try:
@@ -315,6 +338,20 @@ class WebSocket:
                     self.socket.close()
             finally:
                 self._done.set()
+
+    def _fail_held_error(self) -> None:
+        """The peer broke the protocol behind messages the application may still answer (the Connection
+        holds the error, ``defer_errors``): read nothing more until the application asks for a message with
+        none left, starts closing, or ``close_timeout`` passes; then fail the connection, its Close going
+        out behind the replies to those messages, as the asyncio layer does."""
+        conn = self._conn
+        if conn.pending_error is None:
+            return
+        self._messages.wait_until_asked(self.close_timeout)
+        with self._send_lock:
+            events = conn.fail_pending()
+            self._write(conn.data_to_send())
+        self._process(events)
 
     def _finish_tcp(self) -> None:
         """RFC 6455 section 7.1.1: the server closes TCP first; a client waits for that, a bounded time.
