@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -64,6 +65,42 @@ async def test_compressed_messages_waiting_for_the_app_stay_within_the_byte_boun
         release.set()
         assert await asyncio.wait_for(ws.recv(), 30) == "got 200"
         assert got == [MiB] * 200
+        assert protocol._queued_bytes == 0 and not protocol.read_paused
+        await ws.close()
+
+
+async def test_text_of_wide_characters_is_counted_by_the_memory_it_holds() -> None:
+    """1 MiB text messages of 4-byte characters (256 Ki characters each, held four bytes a character) to an
+    application that reads none yet: reading pauses once the waiting messages hold max(ws_max_size, 1 MiB)
+    of memory, plus at most the message that crossed it, not at four times that (their len() counts
+    characters). Then the application reads all 12, in order."""
+    release = asyncio.Event()
+    got: list[str] = []
+    text = "\U0001f600" * (MiB // 4)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        while (message := await receive())["type"] == "websocket.receive":
+            got.append(message["text"])
+            if len(got) == 12:
+                await send({"type": "websocket.send", "text": "got 12"})
+
+    async with asgi_server(app, ws_max_size=MiB, ws_max_queue=32, ws_ping_interval=None) as served:
+        ws = await connect(served.url, open_timeout=10, compression=None, max_size=None)
+        sending = asyncio.ensure_future(asyncio.gather(*(ws.send(f"{i:02}" + text[2:]) for i in range(12))))
+        protocol = served.protocol
+        await until(lambda: protocol.read_paused)
+        await asyncio.sleep(0.3)  # whatever else arrives has to wait
+        held = sum(sys.getsizeof(message["text"]) for message in protocol._queue)
+        assert held == protocol._queued_bytes
+        assert held <= protocol.max_queue_bytes + sys.getsizeof(text), f"{held / MiB:.1f} MiB waiting"
+        release.set()
+        assert await asyncio.wait_for(ws.recv(), 30) == "got 12"
+        await sending
+        assert [message[:2] for message in got] == [f"{i:02}" for i in range(12)]
+        assert all(message[2:] == text[2:] for message in got)
         assert protocol._queued_bytes == 0 and not protocol.read_paused
         await ws.close()
 

@@ -698,3 +698,60 @@ async def test_redis_subscription_that_goes_silent_is_found_and_resubscribed(red
         await broker.close()
         await other.aclose()
         await relay.close()
+
+
+async def test_a_member_removed_between_two_publishes_gets_the_first() -> None:
+    """A publish that reached A and B, B removed, then a publish to A alone, all in one loop iteration (the
+    in-process broker does not suspend): B still gets the first, as a member then, and at once, not when
+    something else is next written to it; A gets both."""
+    server = await serve(room, "127.0.0.1", 0, compression=None, ping_interval=None)
+    try:
+        a = await join(server, "kick")
+        (a_side,) = server.connections
+        b = await join(server, "kick")
+        (b_side,) = server.connections - {a_side}
+        await server.publish("kick", "kicking B")
+        await server.leave(b_side, "kick")
+        await server.publish("kick", "B was removed")
+        assert await asyncio.wait_for(b.recv(), 5) == "kicking B"
+        assert [await asyncio.wait_for(a.recv(), 5) for _ in range(2)] == ["kicking B", "B was removed"]
+        assert b_side.connection.bytes_to_send == 0
+        await a.close()
+        await b.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("name", ["\ud800", "room \udfff"])
+async def test_a_channel_name_no_bus_can_carry_is_refused_and_stores_nothing(
+    broker_url: str, name: str, request: pytest.FixtureRequest
+) -> None:
+    """A channel name that is not valid Unicode text (a lone surrogate, as JSON's "\\ud800" gives): join
+    and publish raise ValueError on every broker, nothing is kept, and the broker goes on serving (with
+    Redis, also across a restart: a stored name made every reconnection fail)."""
+    redis: RedisServer | None = None if broker_url == "memory://" else request.getfixturevalue("redis_server")
+    server = await serve(room, "127.0.0.1", 0, broker=broker_url, compression=None, close_timeout=2)
+    broker = server.broker
+    try:
+        member = await join(server, "lobby")
+        (server_side,) = server.connections
+        with pytest.raises(ValueError, match="valid Unicode"):
+            await server.join(server_side, name)
+        with pytest.raises(ValueError, match="valid Unicode"):
+            await server.publish(name, "x")
+        with pytest.raises(ValueError, match="valid Unicode"):
+            await broker.subscribe(name, lambda channel, message: None)
+        assert broker.channels == {"lobby"}
+        assert server._hub().channels_of(server_side) == {"lobby"}
+        if redis is not None:
+            redis.stop()
+            await _wait_for(lambda: not broker.available)
+            redis.start()
+            await _wait_for(lambda: broker.available)
+        await member.send("still here")
+        assert await asyncio.wait_for(member.recv(), 10) == "still here"
+        await member.close()
+    finally:
+        server.close()
+        await server.wait_closed()

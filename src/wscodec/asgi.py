@@ -38,6 +38,7 @@ import contextlib
 import email.utils
 import logging
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -94,6 +95,13 @@ _MAX_HEAD_SIZE = 1 << 16
 _MAX_HEAD_FIELDS = 1000
 
 _logger = logging.getLogger("uvicorn.error")
+
+
+def _held(data: str | bytes) -> int:
+    """The memory a waiting message holds, for the bound above. A str takes 1, 2 or 4 bytes per character
+    (the widest it holds), which its len() does not count: text of 4-byte characters held four times the
+    bound. sys.getsizeof counts them (and the object's header, a few dozen bytes)."""
+    return sys.getsizeof(data) if type(data) is str else len(data)
 
 
 class UvicornWebSocketProtocol(asyncio.Protocol):
@@ -358,11 +366,11 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             if cls is TextMessage:
                 if self._final is None:  # after the disconnect, messages are dropped
                     queue.append({"type": "websocket.receive", "text": event.data})  # type: ignore[union-attr]
-                    self._queued_bytes += len(event.data)  # type: ignore[union-attr]
+                    self._queued_bytes += _held(event.data)  # type: ignore[union-attr]
             elif cls is BinaryMessage:
                 if self._final is None:
                     queue.append({"type": "websocket.receive", "bytes": event.data})  # type: ignore[union-attr]
-                    self._queued_bytes += len(event.data)  # type: ignore[union-attr]
+                    self._queued_bytes += _held(event.data)  # type: ignore[union-attr]
             elif cls is Request:
                 self._start_app(event)  # type: ignore[arg-type]
             elif cls is CloseReceived or cls is ProtocolViolation:
@@ -504,7 +512,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 if data is None:
                     data = message.get("bytes")
                 if data is not None:
-                    self._queued_bytes -= len(data)
+                    self._queued_bytes -= _held(data)
                 if self.read_paused and self._queue_low() and self.conn.pending_error is None:
                     self._resume_reading()
                 self._busy = True

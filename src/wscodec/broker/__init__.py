@@ -93,6 +93,7 @@ class Broker(abc.ABC):
 
     async def subscribe(self, channel: str, callback: Subscriber) -> None:
         """Call ``callback(channel, message)`` for every message published to ``channel`` from now on."""
+        _check_channel(channel)
         callbacks = self._subscribers.get(channel)
         if callbacks is None:
             self._subscribers[channel] = [callback]
@@ -140,10 +141,24 @@ class InProcessBroker(Broker):
         return "InProcessBroker()"
 
     async def publish(self, channel: str, message: Message) -> None:
+        _check_channel(channel)
         if not isinstance(message, (str, bytes)):
             message = _check_message(message)
         self.stats.published += 1
         self._dispatch(channel, message)
+
+
+def _check_channel(channel: Any) -> None:
+    """A channel name is a str a bus can carry: UTF-8 encodable. Checked by every broker, the in-process
+    one included, so that a name from a client (a lone surrogate from JSON's "\\ud800") fails the join or
+    publish that brought it, with this error, on every broker alike; stored, it made every later
+    reconnection to Redis fail."""
+    if not isinstance(channel, str):
+        raise TypeError(f"a channel is a str, not {type(channel).__name__}")
+    try:
+        channel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"a channel name must be valid Unicode text (UTF-8 encodable): {channel!r}") from None
 
 
 def _check_message(message: Any) -> bytes:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from . import Broker, Message
+from . import Broker, Message, _check_channel
 
 if TYPE_CHECKING:
     from ..asyncio.websocket import WebSocket
@@ -41,7 +41,9 @@ class Channels:
         self._joined: dict[WebSocket, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscribing: dict[str, asyncio.Future[None]] = {}  # first join of a channel, until confirmed
-        self._unwritten: dict[str, tuple[WebSocket, ...]] = {}  # delivered this loop iteration, not written yet
+        # The members delivered to this loop iteration and not written yet, one entry per snapshot (by
+        # identity: a channel's membership may change between two deliveries, and both sets need writing).
+        self._unwritten: dict[int, tuple[WebSocket, ...]] = {}
         self._burst = 0  # messages delivered since the last write-out
         self._flush_handle: asyncio.Handle | None = None
 
@@ -56,8 +58,7 @@ class Channels:
     async def join(self, ws: WebSocket, channel: str) -> None:
         """Add ``ws`` to ``channel``; the first local member subscribes this process on the bus (and waits
         for the bus to confirm, so that what is published after ``join`` returns reaches ``ws``)."""
-        if not isinstance(channel, str):
-            raise TypeError(f"a channel is a str, not {type(channel).__name__}")
+        _check_channel(channel)
         if ws.connection.closed or getattr(ws, "_lost", False):
             return  # it would never be removed: connection_lost has run already
         members = self._members.get(channel)
@@ -132,7 +133,7 @@ class Channels:
                 return
             snapshot = self._snapshots[channel] = tuple(members)
         self._broadcast(snapshot, message, self.compress, False, True)
-        self._unwritten[channel] = snapshot
+        self._unwritten[id(snapshot)] = snapshot  # (held here, so its id is not reused meanwhile)
         self._burst += 1
         if self._burst >= _BURST:
             self._write_out()

@@ -37,7 +37,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import Broker, BrokerUnavailable, Message
+from . import Broker, BrokerUnavailable, Message, _check_channel
 
 __all__ = ["RedisBroker"]
 
@@ -373,6 +373,7 @@ class RedisBroker(Broker):
         down. A publish queued just before Redis went away is dropped and counted in ``stats.failed``
         (at most once). While ``max_pending`` messages or ``max_pending_bytes`` bytes wait, it waits for
         room (at most ``command_timeout``, then BrokerUnavailable): backpressure, as ``send()`` has."""
+        _check_channel(channel)
         if isinstance(message, str):
             payload = _TEXT + message.encode("utf-8")
         elif isinstance(message, (bytes, bytearray, memoryview)):
