@@ -327,3 +327,51 @@ def test_sync_connect_max_header_size_bounds_the_response_head() -> None:
         with wscodec.sync.connect(f"ws://127.0.0.1:{port}/", open_timeout=5, max_header_size=65536,
                                   close_timeout=0.5) as ws:
             assert ws.response is not None and ws.response.headers["X-Big"] == "a" * 20000
+
+
+def _reset_mid_response(sock: socket.socket) -> None:
+    read_head(sock)
+    sock.sendall(b"HTTP/1.1 101 Swi")
+    time.sleep(0.05)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close() sends a RST
+
+
+async def test_clients_report_a_reset_during_the_opening_handshake_as_invalid_handshake() -> None:
+    """A server that resets TCP in the middle of its response: InvalidHandshake from both clients (as
+    websockets' InvalidMessage is one), not the socket's ConnectionResetError from the threaded one."""
+    with raw_peer(_reset_mid_response) as port:
+        url = f"ws://127.0.0.1:{port}/"
+        with pytest.raises(InvalidHandshake, match="connection closed during the opening handshake"):
+            await wscodec.asyncio.connect(url, proxy=None, open_timeout=10)
+        with pytest.raises(InvalidHandshake, match="connection closed during the opening handshake") as info:
+            await asyncio.to_thread(wscodec.sync.connect, url, proxy=None, open_timeout=10)
+        assert isinstance(info.value.__cause__, ConnectionResetError)
+
+
+def _refuse_with_403(sock: socket.socket) -> None:
+    read_head(sock)
+    sock.sendall(b"HTTP/1.1 403 Forbidden\r\nX-Why: nope\r\nContent-Length: 4\r\n\r\ndeny")
+
+
+async def test_invalid_status_carries_the_response_as_websockets_does() -> None:
+    """websockets' way of reading a refusal, ``exc.response.status_code / reason_phrase / headers[...] /
+    body``, works on both clients and gives what websockets' own client gives for the same answer."""
+    import websockets
+    import websockets.sync.client
+
+    from wscodec import InvalidStatus
+
+    def fields(exc: Any) -> tuple[int, str, str, bytes]:
+        response = exc.response
+        return response.status_code, response.reason_phrase, response.headers["X-Why"], bytes(response.body)
+
+    with raw_peer(_refuse_with_403) as port:
+        url = f"ws://127.0.0.1:{port}/"
+        with pytest.raises(InvalidStatus) as ours:
+            await wscodec.asyncio.connect(url, proxy=None, open_timeout=10)
+        with pytest.raises(InvalidStatus) as ours_sync:
+            await asyncio.to_thread(wscodec.sync.connect, url, proxy=None, open_timeout=10)
+        with pytest.raises(websockets.InvalidStatus) as theirs:
+            await asyncio.to_thread(websockets.sync.client.connect, url, proxy=None, open_timeout=10)
+    assert fields(ours.value) == fields(ours_sync.value) == fields(theirs.value) == (403, "Forbidden", "nope", b"deny")
+    assert ours.value.response.header("x-why") == "nope" and ours.value.status_code == 403

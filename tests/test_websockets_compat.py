@@ -545,8 +545,10 @@ async def test_connection_closed_reports_the_close_frames_as_websockets_does() -
 
 def test_sync_connection_closed_reports_the_close_frames() -> None:
     got: list[Any] = []
+    entered = threading.Event()
 
     def handler(ws: Any) -> None:
+        entered.set()
         try:
             ws.recv(timeout=10)
         except Exception as exc:  # the assertions look at it
@@ -557,6 +559,8 @@ def test_sync_connection_closed_reports_the_close_frames() -> None:
     thread.start()
     try:
         with wscodec.sync.connect(f"ws://127.0.0.1:{server.socket.getsockname()[1]}/") as ws:
+            # (a shutdown that comes before the server's thread reaches the handler skips it, by design)
+            assert entered.wait(10)
             ws.close(4000, "done")
             with pytest.raises(wscodec.ConnectionClosed) as info:
                 ws.send("after")

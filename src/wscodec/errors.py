@@ -78,14 +78,21 @@ class InvalidHandshake(WebSocketError):
 
 
 class InvalidStatus(InvalidHandshake):
-    """The server answered the upgrade request with something other than 101."""
+    """The server answered the upgrade request with something other than 101.
+
+    ``response`` is that answer as a :class:`~wscodec.events.Response`, as websockets has it
+    (``exc.response.status_code``, ``exc.response.headers["Location"]``, ``exc.response.body``); the same
+    fields are also here directly (``headers`` as a list of pairs)."""
 
     def __init__(self, status_code: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        from .events import Response  # (events imports this module)
+
         super().__init__(f"server rejected WebSocket connection: HTTP {status_code} {reason}".rstrip())
         self.status_code = status_code
         self.reason = reason
         self.headers = headers
         self.body = body
+        self.response = Response(status_code, reason, headers, body)
 
 
 # Close codes of a normal end (websockets' rule, plus 1005: a Close frame without a code).

@@ -137,6 +137,11 @@ class Response:
         object.__setattr__(self, "headers", Headers(headers))
         object.__setattr__(self, "body", body)
 
+    @property
+    def reason_phrase(self) -> str:
+        """``reason`` under websockets' name for it."""
+        return self.reason
+
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (case-insensitive)."""
         return _first(self.headers, name, default)

@@ -153,6 +153,9 @@ def _connect_once(
     except TimeoutError:
         raw.close()
         raise OpenTimeout(f"opening handshake with {uri.url} timed out after {open_timeout} s") from None
+    except OSError as exc:  # a reset (or a TLS error) once connected: as the asyncio client reports it
+        raw.close()
+        raise InvalidHandshake(f"connection closed during the opening handshake ({exc})") from exc
     except BaseException:
         raw.close()
         raise
