@@ -155,6 +155,8 @@ def _check_channel(channel: Any) -> None:
     reconnection to Redis fail."""
     if not isinstance(channel, str):
         raise TypeError(f"a channel is a str, not {type(channel).__name__}")
+    if channel.isascii():
+        return
     try:
         channel.encode("utf-8")
     except UnicodeEncodeError:
