@@ -156,6 +156,86 @@ async def test_create_websocket_failure_fires_error_then_close() -> None:
     assert ws.ready_state == WebSocket.CLOSED
 
 
+@pytest.mark.parametrize("when", ["at once", "during the handshake"])
+async def test_close_while_connecting_abandons_the_attempt(when: str) -> None:
+    """close() on a CONNECTING create_websocket() (before its TCP connection exists, or during the opening
+    handshake), as a browser's close() does: ready_state CLOSING at once, then error and close (1006), once
+    each; it never opens."""
+    handled: list[WebSocket] = []
+    peer_seen = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        handled.append(ws)
+        await ws.wait_closed()
+
+    async def process_request(connection: Any, request: Any) -> None:
+        peer_seen.set()
+        await asyncio.sleep(0.3)  # the handshake is under way while the client closes
+
+    async with serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
+        events: list[str] = []
+        closed = asyncio.Event()
+        ws = create_websocket(url(server))
+        ws.onopen = lambda event: events.append("open")
+        ws.onerror = lambda event: events.append("error")
+
+        def onclose(event: Any) -> None:
+            events.append(f"close {event.code} {event.was_clean}")
+            closed.set()
+
+        ws.onclose = onclose
+        if when != "at once":
+            await asyncio.wait_for(peer_seen.wait(), 10)
+        await asyncio.wait_for(ws.close(), 10)
+        assert ws.ready_state in (WebSocket.CLOSING, WebSocket.CLOSED)
+        await asyncio.wait_for(closed.wait(), 10)
+        await asyncio.sleep(0.5)  # nothing more: no late open
+        assert events == ["error", "close 1006 False"]
+        assert ws.ready_state == WebSocket.CLOSED
+        # (reading is paused while process_request runs, so the server may notice the abort only when its
+        # 101 fails: a handler then starts on a connection already closed, and ends)
+        await until(lambda: all(h.ready_state == WebSocket.CLOSED for h in handled))
+        assert when == "during the handshake" or handled == []
+
+
+async def test_a_message_part_way_through_moves_from_a_listener_to_recv_and_back() -> None:
+    """The first fragment of a message goes to onmessage; the listener is removed; the rest goes to recv(),
+    which returns the whole message. A cancelled recv() that took the first fragment of the next one, then
+    a listener set: the listener gets that whole message, and the ones after."""
+    server_ws: list[WebSocket] = []
+    release = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        server_ws.append(ws)
+        await release.wait()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        assert server.port is not None
+        _reader, writer = await raw_client(server.port)
+        await until(lambda: bool(server_ws))
+        ws = server_ws[0]
+        heard: list[Any] = []
+        ws.onmessage = lambda event: heard.append(event.data)
+        writer.write(masked(1, b"AB", fin=False))
+        await until(lambda: bool(ws._cb_partial))
+        ws.onmessage = None
+        writer.write(masked(0, b"CD"))
+        assert await asyncio.wait_for(ws.recv(), 10) == "ABCD"
+        writer.write(masked(1, b"EF", fin=False))
+        task = asyncio.ensure_future(ws.recv())
+        await until(lambda: bool(ws._partial))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        ws.add_event_listener("message", lambda event: heard.append(event.data))
+        writer.write(masked(0, b"GH") + masked(1, b"IJ"))
+        await until(lambda: len(heard) >= 2)
+        await asyncio.sleep(0.1)
+        assert heard == ["EFGH", "IJ"]
+        release.set()
+        writer.close()
+
+
 async def test_attributes() -> None:
     async with serve(echo, "127.0.0.1", 0) as server, connect(url(server) + "?q=1", compression=None) as ws:
         assert ws.url.endswith("/?q=1")

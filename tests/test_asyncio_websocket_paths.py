@@ -316,10 +316,18 @@ async def test_close_while_connecting_aborts_the_open() -> None:
         assert ws.ready_state == 3
 
 
-async def test_close_before_the_transport_exists_returns() -> None:
-    ws = connect("ws://127.0.0.1:9/").websocket()
-    await asyncio.wait_for(ws.close(), 5)
-    assert ws.ready_state == 0
+async def test_close_before_the_transport_exists_returns_and_the_open_then_fails() -> None:
+    """close() before anything connects returns at once (CLOSING, as a browser's close() while
+    CONNECTING); an open() after it does not open: the connection it makes is dropped."""
+    async with RawPeer() as peer:
+        opener = connect(peer.url, open_timeout=10)
+        ws = opener.websocket()
+        await asyncio.wait_for(ws.close(), 5)
+        assert ws.ready_state == 2
+        with pytest.raises(InvalidHandshake):
+            await opener.open()
+        assert ws.ready_state == 3
+        assert peer.frames == []
 
 
 async def test_callbacks_that_raise_are_logged_and_do_not_stop_delivery(caplog: pytest.LogCaptureFixture) -> None:

@@ -304,14 +304,24 @@ def create_websocket(url: str, subprotocols: Sequence[str] = (), **options: Any)
     ws = opener.websocket()
 
     async def run() -> None:
+        error: BaseException
         try:
             await opener.open()
+            return
+        except asyncio.CancelledError:
+            if not ws.connection.closed:  # not close() (WebSocket._start_close): the loop is going away
+                raise
+            error = ConnectionAbortedError("close() was called before the connection opened")
         except Exception as exc:
             logger.info("could not connect to %s: %s", url, exc)
-            await ws.wait_closed()
-            ws._handshake_failed(exc)
+            error = exc
+        finally:
+            ws._opening = None
+        await ws.wait_closed()
+        ws._handshake_failed(error)
 
     task = asyncio.get_running_loop().create_task(run())
+    ws._opening = task
     ws._callback_tasks.add(task)
     task.add_done_callback(ws._callback_tasks.discard)
     return ws

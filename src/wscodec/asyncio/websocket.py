@@ -193,6 +193,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_onmessage",
         "_open_waiter",
         "_opened_at",
+        "_opening",
         "_paused_for_app",
         "_peer",
         "_pings",
@@ -333,6 +334,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._message_callbacks: tuple[Listener, ...] = ()  # onmessage, then the added ones (see _dispatch)
         self._cb_partial = Pieces()
         self._callback_tasks: set[asyncio.Task[Any]] = set()
+        self._opening: asyncio.Task[None] | None = None  # create_websocket's connect, until it ends
         # Reading paused while max_queue async listeners' tasks are still running (see _listener_returned).
         self._listeners_paused = False
 
@@ -472,7 +474,15 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     def _message_listeners_changed(self) -> None:
         own = self._onmessage
         self._message_callbacks = ((own,) if own is not None else ()) + tuple(self._listeners["message"])
+        had = self._has_message_listener
         self._has_message_listener = bool(self._message_callbacks)
+        # A message part-way through moves to its new consumer with the pieces taken so far: the first
+        # listener takes over what a cancelled recv() had gathered, recv() what the last listener had.
+        # (Left behind, those pieces were lost to the next message, or kept the listeners waiting forever.)
+        if self._has_message_listener and not had and self._partial and not self._streaming:
+            self._cb_partial.add(self._partial.take())
+        elif had and not self._has_message_listener and self._cb_partial:
+            self._partial.add(self._cb_partial.take())
         if self._has_message_listener and self._queue:
             self._loop.call_soon(self._drain_queue_to_listeners)
 
@@ -551,6 +561,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Duck-typed: uvloop's transports have every method of asyncio.Transport but do not subclass it.
         self._transport = transport = cast(asyncio.Transport, transport)
+        if self._conn.state is CLOSED:  # close() came while connecting: abandoned
+            transport.abort()
+            return
         self._peer = _format_peer(transport.get_extra_info("peername"))
         transport.set_write_buffer_limits(high=self.write_limit)
         out = self._conn.data_to_send()
@@ -1121,8 +1134,13 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             self._sync_reading()  # paused for unread messages: read on, for the peer's Close
             self._arm_abort()
         elif conn.state is CONNECTING:
+            # As a browser's close() does: the attempt is abandoned (ready_state CLOSING until it is over),
+            # and it fires error, then close (1006), instead of opening later anyway.
+            conn.fail(1006)
             if self._transport is not None and not self._lost:
                 self._transport.abort()
+            elif self._opening is not None:
+                self._opening.cancel()  # create_websocket's connect, not at the transport yet
         else:
             self._arm_abort()
 
