@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -234,6 +235,41 @@ async def test_a_message_part_way_through_moves_from_a_listener_to_recv_and_back
         assert heard == ["EFGH", "IJ"]
         release.set()
         writer.close()
+
+
+@pytest.mark.parametrize("style", ["sync", "async"])
+async def test_an_echo_listener_meeting_the_peers_close_logs_no_error(
+    style: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message and the peer's Close in one read: the echo listener's send raises ConnectionClosedOK (the
+    closing handshake is under way). That is the connection ending under it, not a bug of the listener:
+    a DEBUG line, not "error in message callback" at ERROR."""
+    heard: list[Any] = []
+
+    async def handler(ws: WebSocket) -> None:
+        def echo_now(event: Any) -> None:
+            heard.append(event.data)
+            ws.send_nowait(event.data)
+
+        async def echo_later(event: Any) -> None:
+            heard.append(event.data)
+            await ws.send(event.data)
+
+        ws.onmessage = echo_now if style == "sync" else echo_later
+        await ws.wait_closed()
+
+    with caplog.at_level(logging.DEBUG, logger="wscodec"):
+        async with serve(handler, "127.0.0.1", 0) as server:
+            assert server.port is not None
+            reader, writer = await raw_client(server.port)
+            writer.write(masked(1, b"last words") + masked(8, (1000).to_bytes(2, "big")))
+            await until(lambda: bool(heard))
+            await asyncio.wait_for(reader.read(), 10)  # the server's Close, then the end of TCP
+            writer.close()
+            await until(lambda: not server.connections)
+    assert heard == ["last words"]
+    assert "callback ended on" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_attributes() -> None:

@@ -18,6 +18,7 @@ from .._speedups cimport FrameQueue
 
 from .._write import write_buffers
 from ..connection import CLOSED, OPEN
+from ..errors import ConnectionClosed
 from ..events import BinaryFragment, TextFragment
 
 __all__ = [
@@ -442,6 +443,9 @@ cdef class HotPath:
                             for callback in self._message_callbacks:
                                 try:
                                     result = callback(message)
+                                except ConnectionClosed as exc:  # (closed under it: not the listener's bug)
+                                    self.logger.debug("message callback ended on %s", exc)
+                                    continue
                                 except Exception:
                                     self.logger.exception("error in message callback")
                                     continue

@@ -458,6 +458,9 @@ class HotPath:
                             for callback in self._message_callbacks:  # (a tuple: a snapshot already)
                                 try:
                                     result = callback(message)
+                                except ConnectionClosed as exc:  # (closed under it: not the listener's bug)
+                                    self.logger.debug("message callback ended on %s", exc)
+                                    continue
                                 except Exception:
                                     self.logger.exception("error in message callback")
                                     continue

@@ -522,6 +522,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         for callback in tuple(callbacks):  # (a snapshot: listeners may add or remove listeners)
             try:
                 result = callback(event)
+            except ConnectionClosed as exc:  # the connection closed under it (a send): not the listener's bug
+                self.logger.debug("%s callback ended on %s", type, exc)
+                continue
             except Exception:
                 self.logger.exception("error in %s callback", type)
                 continue
@@ -553,8 +556,11 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         if self._listeners_paused and len(tasks) <= (self.max_queue or 1) // 4:
             self._listeners_paused = False
             self._sync_reading()
-        if not task.cancelled() and task.exception() is not None:
-            self.logger.error("error in event callback", exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, ConnectionClosed):  # the connection closed under it: not the listener's bug
+            self.logger.debug("event callback ended on %s", error)
+        elif error is not None:
+            self.logger.error("error in event callback", exc_info=error)
 
     # ------------------------------------------------------------------ asyncio.BufferedProtocol
 
