@@ -418,3 +418,33 @@ def test_a_held_frame_longer_than_any_read_stays_held(pure: ModuleType, compiled
         assert decoder.feed(b"x" * 5000) == []
         assert decoder.feed(bytearray(b"y" * 10)) == []
         assert decoder.partial_header() == 0x82
+
+
+# --------------------------------------------------------------------------- found by differential fuzzing
+
+
+@pytest.mark.parametrize("mask", [4, [1, 2, 3, 4], (1, 2, 3, 4), "abcd"])
+def test_encode_frame_takes_only_a_bytes_like_mask(kernels: ModuleType, mask: object) -> None:
+    """An int would make bytes(4), a zero key, and a list a key of its items: both backends refuse any
+    mask that is not a bytes-like object (or None, False, True), with the same TypeError."""
+    with pytest.raises(TypeError, match="bytes-like object is required"):
+        kernels.encode_frame(2, b"hi", mask=mask)
+    assert kernels.encode_frame(2, b"hi", mask=bytearray(b"\x00\x00\x00\x00")) == b"\x82\x82\x00\x00\x00\x00hi"
+
+
+def test_utf8_validator_counts_bytes_of_buffers_with_wider_items(kernels: ModuleType) -> None:
+    """Buffers whose items are 2 bytes (array('H'), a cast memoryview) are validated as their bytes."""
+    import array
+
+    validator = kernels.Utf8Validator()
+    assert validator.feed(array.array("H", b"ab\xed\xa0")) is False  # a surrogate's first bytes
+    validator = kernels.Utf8Validator()
+    assert validator.feed(memoryview(b"ab\xe2\x82").cast("H")) is True  # the start of the euro sign
+    assert validator.feed(b"\xac") is True
+    assert validator.finish() is True
+
+
+def test_frame_decoder_refuses_a_nan_limit(kernels: ModuleType) -> None:
+    with pytest.raises(ValueError, match="max_frame_size must be >= 0 or None"):
+        kernels.FrameDecoder("server", float("nan"))
+    assert kernels.FrameDecoder("server", float("inf")).max_frame_size == float("inf")

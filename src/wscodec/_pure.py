@@ -158,6 +158,10 @@ class Utf8Validator:
         if not self._valid:
             memoryview(data)  # same TypeError as the compiled twin for a non-buffer
             return False
+        if type(data) is not bytes:
+            view = memoryview(data)
+            if view.itemsize != 1 and view.c_contiguous:
+                data = view.cast("B")  # the codec counts bytes: so must len() and slices below
         if self._pending:
             data = self._pending + bytes(data)
         try:
@@ -271,7 +275,7 @@ class FrameDecoder:
         merge_continuations: bool = False,
     ) -> None:
         self._expect_mask = _check_role(role)
-        if max_frame_size is not None and max_frame_size < 0:
+        if max_frame_size is not None and not max_frame_size >= 0:  # (NaN too)
             raise ValueError("max_frame_size must be >= 0 or None")
         self.role = role
         self.max_frame_size = max_frame_size

@@ -550,7 +550,7 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
     def __init__(self, role="server", max_frame_size=1 << 20, *, allow_rsv1=False, allow_rsv2=False, allow_rsv3=False,
                  merge_continuations=False):
         self._expect_mask = _check_role(role)
-        if max_frame_size is not None and max_frame_size < 0:
+        if max_frame_size is not None and not max_frame_size >= 0:  # (NaN too)
             raise ValueError("max_frame_size must be >= 0 or None")
         self.role = role
         self.max_frame_size = max_frame_size
@@ -1141,7 +1141,7 @@ def encode_frame(opcode, payload, *, fin=True, rsv1=False, rsv2=False, rsv3=Fals
         if mask is True:
             _next_mask(pooled)
             return _build_frame(b0, src, n, pooled)
-        key = bytes(mask)
+        key = bytes(memoryview(mask))  # a bytes-like object only, as the pure twin: bytes(4) is a zero key
         if len(key) != 4:
             raise ValueError("mask must be 4 bytes")
         return _build_frame(b0, src, n, <const unsigned char *>PyBytes_AS_STRING(key))
