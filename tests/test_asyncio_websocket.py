@@ -272,6 +272,17 @@ async def test_an_echo_listener_meeting_the_peers_close_logs_no_error(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
+async def test_a_listener_that_is_none_does_nothing_and_one_not_callable_is_refused() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server:
+        ws = await connect(url(server))
+        ws.add_event_listener("message", None)  # type: ignore[arg-type]  # the DOM's null callback
+        with pytest.raises(TypeError, match="must be callable"):
+            ws.add_event_listener("message", "print")  # type: ignore[arg-type]
+        await ws.send("still for recv")
+        assert await asyncio.wait_for(ws.recv(), 10) == "still for recv"  # no listener took it
+        await ws.close()
+
+
 async def test_attributes() -> None:
     async with serve(echo, "127.0.0.1", 0) as server, connect(url(server) + "?q=1", compression=None) as ws:
         assert ws.url.endswith("/?q=1")

@@ -455,9 +455,15 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._message_listeners_changed()
 
     def add_event_listener(self, type: str, callback: Listener) -> None:
-        """Add a listener for "open", "message", "error" or "close" (``addEventListener``)."""
+        """Add a listener for "open", "message", "error" or "close" (``addEventListener``). None does
+        nothing, as a null callback does in the DOM; anything else that cannot be called is a TypeError here,
+        rather than an error logged for every event (and every message lost to ``recv()``)."""
         if type not in self._listeners:
             raise ValueError(f"unknown event type {type!r}")
+        if callback is None:
+            return
+        if not callable(callback):
+            raise TypeError(f"an event listener must be callable, not {callback.__class__.__name__}")
         if callback not in self._listeners[type]:
             self._listeners[type].append(callback)
         if type == "message":
