@@ -607,3 +607,65 @@ async def test_connection_request_is_set_while_process_request_runs() -> None:
                 await wscodec.asyncio.connect(f"ws://127.0.0.1:{port}/refused")
     for port in ports.values():
         assert [(same, path) for p, same, path in seen if p == port] == [(True, "/let-in"), (True, "/refused")]
+
+
+# --------------------------------------------------------------------------- options and calls ported code uses
+
+
+def test_sync_recv_streaming_a_mapping_and_a_failed_fragmented_send_as_in_websockets() -> None:
+    """websockets' sync code: ``recv_streaming()`` yields the message (here in one piece); ``send(dict)``
+    is a TypeError, not its keys sent; a fragmented send that fails part-way fails the connection (1011)
+    instead of leaving every later send refused."""
+    server = wscodec.sync.serve(lambda ws: [ws.send(m) for m in ws], "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/"
+        with wscodec.sync.connect(url) as ws:
+            ws.send("streamed")
+            assert list(ws.recv_streaming()) == ["streamed"]
+            with pytest.raises(TypeError, match="mapping"):
+                ws.send({"a": 1})
+            ws.send("still open")
+            assert ws.recv(timeout=10) == "still open"
+            with pytest.raises(TypeError):
+                ws.send(["a", b"b"])  # a str fragment, then bytes: the message cannot be finished
+            with pytest.raises(wscodec.ConnectionClosedError) as info:
+                ws.send("after")
+            assert info.value.code == 1011
+            assert ws.close_code == 1011
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+@pytest.mark.parametrize("api", ["asyncio", "sync"])
+async def test_websockets_pairs_for_max_size_and_max_queue_and_a_clear_close_timeout_error(api: str) -> None:
+    """websockets 14+ takes max_size and max_queue as (high, low) pairs: the high mark is the bound.
+    close_timeout=None (websockets: no bound) is refused at once, with a clear error, on every entry point."""
+    async with wscodec.asyncio.serve(echo, "127.0.0.1", 0, max_size=(2**20, 2**10), max_queue=(16, 4)) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        if api == "asyncio":
+            async with wscodec.asyncio.connect(url, max_size=(1000, None), max_queue=(8, 2)) as ws:
+                await ws.send("x" * 999)
+                assert await ws.recv() == "x" * 999
+                assert ws.max_queue == 8 and ws.connection.max_message_size == 1000
+            with pytest.raises(ValueError, match="close_timeout=None is not supported"):
+                wscodec.asyncio.connect(url, close_timeout=None)  # type: ignore[arg-type]
+        else:
+
+            def sync_side() -> None:
+                with wscodec.sync.connect(url, max_size=(1000, None), max_queue=(8, 2)) as ws:
+                    ws.send("x" * 999)
+                    assert ws.recv(timeout=10) == "x" * 999
+                    assert ws.max_queue == 8 and ws.connection.max_message_size == 1000
+                with pytest.raises(ValueError, match="close_timeout=None is not supported"):
+                    wscodec.sync.connect(url, close_timeout=None)  # type: ignore[arg-type]
+                with pytest.raises(ValueError, match="close_timeout=None is not supported"):
+                    wscodec.sync.serve(echo, "127.0.0.1", 0, close_timeout=None)  # type: ignore[arg-type]
+
+            await asyncio.to_thread(sync_side)
+    with pytest.raises(ValueError, match="close_timeout=None is not supported"):
+        wscodec.asyncio.Server(echo, close_timeout=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="a number, None, or a"):
+        wscodec.asyncio.Server(echo, max_queue=(1, 2, 3))  # type: ignore[arg-type]

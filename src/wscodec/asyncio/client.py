@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequenc
 from types import TracebackType
 from typing import Any, Literal
 
+from .. import _options as checks
 from .. import client_network as net
 from ..compression import Compression, extension_factories
 from ..connection import Connection
@@ -125,6 +126,9 @@ class connect:
             raise TypeError("pass additional_headers or its alias extra_headers, not both")
         if max_redirects < 0:
             raise ValueError("max_redirects must be >= 0")
+        close_timeout = checks.close_timeout(close_timeout)
+        max_size = checks.high_mark("max_size", max_size)
+        max_queue = checks.high_mark("max_queue", max_queue)
         self.url = uri
         self._uri = net.parse_uri(uri)
         if not self._uri.secure and ssl not in (None, False):

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
+from .. import _options as checks
 from .._kernels import encode_frame
 from ..basic_auth import BasicAuth
 from ..broker import Broker, Message, make_broker
@@ -342,6 +343,9 @@ class Server:
     ) -> None:
         if slow_consumer not in ("close", "skip", "wait"):
             raise ValueError("slow_consumer must be 'close', 'skip' or 'wait'")
+        close_timeout = checks.close_timeout(close_timeout)
+        max_size = checks.high_mark("max_size", max_size)
+        max_queue = checks.high_mark("max_queue", max_queue)
         self.handler = handler
         self.select_subprotocol = select_subprotocol
         self.process_request = process_request

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from .. import _options as checks
 from .. import client_network as net
 from ..compression import INFLATING_READ, Compression, extension_factories
 from ..connection import Connection
@@ -64,6 +65,9 @@ def connect(
     """
     if additional_headers is not None and extra_headers is not None:
         raise TypeError("pass additional_headers or its alias extra_headers, not both")
+    close_timeout = checks.close_timeout(close_timeout)
+    max_size = checks.high_mark("max_size", max_size)
+    max_queue = checks.high_mark("max_queue", max_queue)
     uri_parsed = net.parse_uri(uri)
     if not uri_parsed.secure and ssl not in (None, False):
         raise ValueError("ssl= is for wss:// URLs")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
+from .. import _options as checks
 from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import INFLATING_READ, Compression, extension_factories
@@ -382,6 +383,9 @@ def _options(
     max_connections: int | None,
     logger: logging.Logger | logging.LoggerAdapter[Any] | str | None,
 ) -> dict[str, Any]:
+    close_timeout = checks.close_timeout(close_timeout)
+    max_size = checks.high_mark("max_size", max_size)
+    max_queue = checks.high_mark("max_queue", max_queue)
     return {
         "ssl": ssl,
         "select_subprotocol": select_subprotocol,
@@ -438,11 +442,11 @@ def serve(
     call ``serve_forever()``. ``handler(ws)`` runs in a thread per connection; the options are those of
     :func:`wscodec.asyncio.serve`. Its hooks get the connection as a :class:`PendingConnection`, since the
     :class:`WebSocket` exists only after the upgrade."""
-    if sock is None:
-        sock = socket.create_server((host or "", port or 0), backlog=backlog, reuse_port=False)
     options = _options(ssl, subprotocols, select_subprotocol, origins, process_request, process_response,
                        server_header, compression, extensions, open_timeout, ping_interval, ping_timeout,
-                       close_timeout, max_size, max_queue, max_connections, logger)
+                       close_timeout, max_size, max_queue, max_connections, logger)  # checked before binding
+    if sock is None:
+        sock = socket.create_server((host or "", port or 0), backlog=backlog, reuse_port=False)
     return Server(sock, handler, options)
 
 
@@ -471,6 +475,9 @@ def unix_serve(
     backlog: int = 100,
 ) -> Server:
     """:func:`serve` on a Unix socket at ``path`` (or the listening Unix socket ``sock``); the same options."""
+    options = _options(ssl, subprotocols, select_subprotocol, origins, process_request, process_response,
+                       server_header, compression, extensions, open_timeout, ping_interval, ping_timeout,
+                       close_timeout, max_size, max_queue, max_connections, logger)  # checked before binding
     if sock is None:
         if path is None:
             raise TypeError("unix_serve() needs path or sock")
@@ -479,7 +486,4 @@ def unix_serve(
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
         sock.listen(backlog)
-    options = _options(ssl, subprotocols, select_subprotocol, origins, process_request, process_response,
-                       server_header, compression, extensions, open_timeout, ping_interval, ping_timeout,
-                       close_timeout, max_size, max_queue, max_connections, logger)
     return Server(sock, handler, options)

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -416,6 +416,12 @@ class WebSocket:
             return decoded(item, decode)
         return item  # type: ignore[no-any-return]
 
+    def recv_streaming(self, decode: bool | None = None) -> Iterator[str | bytes]:
+        """The next message as an iterator of its pieces, as websockets' ``recv_streaming()``. The reader
+        thread reassembles every message (within ``max_size``) before queuing it, so here the message comes
+        in one piece; for messages streamed in bounded memory, use the asyncio API's ``recv_streaming()``."""
+        yield self.recv(decode=decode)
+
     def __iter__(self) -> Iterator[str | bytes]:
         """``for message in ws``: ends after a normal close, raises after an abnormal one."""
         from ..errors import ConnectionClosedOK
@@ -444,18 +450,33 @@ class WebSocket:
                 conn.send_text(message)
             elif isinstance(message, (bytes, bytearray, memoryview)):
                 conn.send_binary(message)
+            elif isinstance(message, Mapping):  # iterating it would send its keys
+                raise TypeError("send() takes str, bytes-like or an iterable of them, not a mapping")
             else:
                 iterator = iter(message)
                 try:
                     current = next(iterator)
                 except StopIteration:
                     return
-                for following in iterator:
-                    conn.send_fragment(current, fin=False)
-                    if not self._write(conn.data_to_send()):
-                        raise self._closed_error()
-                    current = following
-                conn.send_fragment(current, fin=True)
+                started = False
+                try:
+                    for following in iterator:
+                        conn.send_fragment(current, fin=False)
+                        started = True
+                        if not self._write(conn.data_to_send()):
+                            raise self._closed_error()
+                        current = following
+                    conn.send_fragment(current, fin=True)
+                except Exception:
+                    if started and conn.state is OPEN:
+                        # Part of the message is out and nothing else may follow it: fail the connection
+                        # (1011), as the asyncio API does, rather than leave every later send refused.
+                        self._failure = (1011, "error in fragmented message")
+                        conn.fail(1011, "error in fragmented message")
+                        self._write(conn.data_to_send())
+                        self._close_exc = conn.closed_error(1011, "error in fragmented message", was_clean=False)
+                        self._abort()
+                    raise
             if not self._write(conn.data_to_send()):
                 raise self._closed_error()
 

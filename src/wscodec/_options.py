@@ -1,0 +1,35 @@
+"""Option values as websockets takes them, checked once where a server or a client is made.
+
+websockets 14+ takes ``max_size`` and ``max_queue`` as a number or as a ``(high, low)`` pair of water
+marks; the high mark is the bound here (reading resumes at this library's own low marks). Code moving from
+websockets keeps working instead of failing at the first message with a comparison between a tuple and an
+int. ``close_timeout=None`` (websockets: wait for ever) is refused with this message at once rather than
+failing in the middle of a close: every close here is bounded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["close_timeout", "high_mark"]
+
+
+def high_mark(name: str, value: Any) -> int | None:
+    """``max_size`` or ``max_queue``: None, a number, or websockets' ``(high, low)`` pair (its high mark)."""
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(f"{name} is a number, None, or a (high, low) pair, not {value!r}")
+        value = value[0]
+    if value is not None and not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
+    return value
+
+
+def close_timeout(value: Any) -> float:
+    """A number of seconds, finite and positive: every closing handshake has a bound."""
+    if value is None:
+        raise ValueError("close_timeout=None is not supported: every close is bounded here; give a number of seconds")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+        raise ValueError(f"close_timeout must be a positive number of seconds, not {value!r}")
+    return float(value)
