@@ -746,7 +746,7 @@ def _parser() -> argparse.ArgumentParser:
         help="http://, https://, socks5://... ('' = none; default: from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY)",
     )
     connect.add_argument(
-        "--max-size", type=_size, default=0, metavar="BYTES", help="largest message accepted; 0 = unlimited"
+        "--max-size", type=_size, default=0, metavar="BYTES", help="largest message accepted; 0 (default) = unlimited"
     )
     connect.add_argument(
         "--wait", type=_seconds, default=_EOF_WAIT, metavar="S", help="after stdin ends, wait this long for replies"
