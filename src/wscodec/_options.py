@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["close_timeout", "high_mark"]
+__all__ = ["Bound", "close_timeout", "high_mark"]
+
+#: ``max_size`` or ``max_queue``: a number, None (no bound), or websockets' ``(high, low)`` pair.
+Bound = int | tuple[int | None, int | None] | None
 
 
 def high_mark(name: str, value: Any) -> int | None:

@@ -49,9 +49,9 @@ def connect(
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
     close_timeout: float = 10.0,
-    max_size: int | None = 2**20,
+    max_size: checks.Bound = 2**20,
     max_header_size: int = 8192,
-    max_queue: int | None = 16,
+    max_queue: checks.Bound = 16,
     logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
 ) -> WebSocket:
     """Open a client connection and return it once open: ``with connect(url) as ws: ws.send("hi")``.
