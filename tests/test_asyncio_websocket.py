@@ -283,6 +283,46 @@ async def test_a_listener_that_is_none_does_nothing_and_one_not_callable_is_refu
         await ws.close()
 
 
+async def test_a_fragmented_send_is_compressed_unless_told_not_to() -> None:
+    """With permessage-deflate, an iterable sent is one compressed message (RSV1 on its first frame only);
+    ``compress=False`` sends it uncompressed, as it does a whole message."""
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send(["ab" * 100, "cd" * 100], compress=False)
+        await ws.send(["ef" * 100, "gh" * 100])
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(UPGRADE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert b"permessage-deflate" in head
+        decoder = FrameDecoder("client", None, allow_rsv1=True)
+        frames: list[Any] = []
+        while len(frames) < 4:
+            frames += decoder.feed(await asyncio.wait_for(reader.read(65536), 5))
+        shapes = [(f.opcode, f.fin, f.rsv1) for f in frames]
+        assert shapes == [(1, False, False), (0, True, False), (1, False, True), (0, True, False)]
+        assert frames[0].payload + frames[1].payload == b"ab" * 100 + b"cd" * 100
+        assert len(frames[2].payload) + len(frames[3].payload) < 200  # compressed
+        writer.close()
+
+
+def test_a_fragment_that_is_not_bytes_like_changes_nothing() -> None:
+    """send_fragment(5) is a TypeError before the message is begun: the next message goes out as usual
+    (the threaded send() of [5, b"x"] left every later send refused)."""
+    from wscodec import Connection
+
+    conn = Connection("server")
+    conn.receive_data(UPGRADE)
+    conn.accept()
+    conn.data_to_send()
+    with pytest.raises(TypeError):
+        conn.send_fragment(5, fin=False)  # type: ignore[arg-type]
+    conn.send_text("after")
+    assert conn.data_to_send() == encode_frame(1, b"after")
+
+
 async def test_attributes() -> None:
     async with serve(echo, "127.0.0.1", 0) as server, connect(url(server) + "?q=1", compression=None) as ws:
         assert ws.url.endswith("/?q=1")

@@ -626,6 +626,8 @@ def test_sync_recv_streaming_a_mapping_and_a_failed_fragmented_send_as_in_websoc
             assert list(ws.recv_streaming()) == ["streamed"]
             with pytest.raises(TypeError, match="mapping"):
                 ws.send({"a": 1})
+            with pytest.raises(TypeError):
+                ws.send([5, b"x"])  # refused before anything is sent: the connection stays usable
             ws.send("still open")
             assert ws.recv(timeout=10) == "still open"
             with pytest.raises(TypeError):

@@ -911,6 +911,7 @@ class Connection(FrameQueue):
         self._check_can_send()
         text = isinstance(data, str)
         payload: Any = data.encode("utf-8") if isinstance(data, str) else data
+        length = _nbytes(payload)  # (a TypeError for what is not bytes-like, before any state changes)
         rsv1 = False
         if self._send_opcode:
             if text != (self._send_opcode == 1):
@@ -921,7 +922,6 @@ class Connection(FrameQueue):
             self._send_opcode = opcode
             self._send_compressed = rsv1 = compress and hasattr(self._deflate, "encode_fragment")
             self._update_fast_send()
-        length = _nbytes(payload)
         if self._send_compressed:
             deflate: Any = self._deflate
             payload = deflate.encode_fragment(payload, fin)

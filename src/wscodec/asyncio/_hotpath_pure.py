@@ -570,7 +570,8 @@ class HotPath:
         compress: bool = True,
     ) -> None:
         """Send a message: str as text, bytes-like as binary; a (sync or async) iterable of str or of
-        bytes-like as one fragmented message, one frame per item (fragments are never compressed).
+        bytes-like as one fragmented message, one frame per item (compressed as one message where
+        permessage-deflate was negotiated).
 
         Waits while the transport buffer is above ``write_limit``; cancelled while waiting, nothing was
         sent. ``compress=False`` skips compression of this message.

@@ -1013,13 +1013,13 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         if isinstance(message, Mapping):
             raise TypeError("send() takes str, bytes-like or an iterable of them, not a mapping")
         if isinstance(message, AsyncIterable):
-            await self._send_fragments(message.__aiter__(), is_async=True)
+            await self._send_fragments(message.__aiter__(), is_async=True, compress=compress)
         elif isinstance(message, Iterable):
-            await self._send_fragments(iter(message), is_async=False)
+            await self._send_fragments(iter(message), is_async=False, compress=compress)
         else:
             raise TypeError(f"send() takes str, bytes-like or an iterable of them, not {type(message).__name__}")
 
-    async def _send_fragments(self, iterator: Any, *, is_async: bool) -> None:
+    async def _send_fragments(self, iterator: Any, *, is_async: bool, compress: bool) -> None:
         async def next_item() -> tuple[bool, Any]:
             try:
                 item = await iterator.__anext__() if is_async else next(iterator)
@@ -1040,7 +1040,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 more, following = await next_item()
                 await self._wait_writable()
                 self._check_open()
-                self._conn.send_fragment(current, fin=not more)
+                self._conn.send_fragment(current, fin=not more, compress=compress)
                 sent = True
                 self._write_out()
                 if not more:

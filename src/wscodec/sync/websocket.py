@@ -467,7 +467,7 @@ class WebSocket:
                             raise self._closed_error()
                         current = following
                     conn.send_fragment(current, fin=True)
-                except Exception:
+                except BaseException:  # (KeyboardInterrupt from the iterator too: never half a message left)
                     if started and conn.state is OPEN:
                         # Part of the message is out and nothing else may follow it: fail the connection
                         # (1011), as the asyncio API does, rather than leave every later send refused.
