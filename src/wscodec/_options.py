@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["Bound", "close_timeout", "high_mark"]
+__all__ = ["Bound", "close_timeout", "high_mark", "limits"]
 
 #: ``max_size`` or ``max_queue``: a number, None (no bound), or websockets' ``(high, low)`` pair.
 Bound = int | tuple[int | None, int | None] | None
@@ -36,3 +36,8 @@ def close_timeout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
         raise ValueError(f"close_timeout must be a positive number of seconds, not {value!r}")
     return float(value)
+
+
+def limits(close_timeout_: Any, max_size: Any, max_queue: Any) -> tuple[float, int | None, int | None]:
+    """The three options every server and client takes, checked in one place so their rules cannot drift."""
+    return close_timeout(close_timeout_), high_mark("max_size", max_size), high_mark("max_queue", max_queue)

@@ -126,9 +126,7 @@ class connect:
             raise TypeError("pass additional_headers or its alias extra_headers, not both")
         if max_redirects < 0:
             raise ValueError("max_redirects must be >= 0")
-        close_timeout = checks.close_timeout(close_timeout)
-        max_size = checks.high_mark("max_size", max_size)
-        max_queue = checks.high_mark("max_queue", max_queue)
+        close_timeout, max_size, max_queue = checks.limits(close_timeout, max_size, max_queue)
         self.url = uri
         self._uri = net.parse_uri(uri)
         if not self._uri.secure and ssl not in (None, False):

@@ -343,9 +343,7 @@ class Server:
     ) -> None:
         if slow_consumer not in ("close", "skip", "wait"):
             raise ValueError("slow_consumer must be 'close', 'skip' or 'wait'")
-        close_timeout = checks.close_timeout(close_timeout)
-        max_size = checks.high_mark("max_size", max_size)
-        max_queue = checks.high_mark("max_queue", max_queue)
+        close_timeout, max_size, max_queue = checks.limits(close_timeout, max_size, max_queue)
         self.handler = handler
         self.select_subprotocol = select_subprotocol
         self.process_request = process_request

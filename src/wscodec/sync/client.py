@@ -65,9 +65,7 @@ def connect(
     """
     if additional_headers is not None and extra_headers is not None:
         raise TypeError("pass additional_headers or its alias extra_headers, not both")
-    close_timeout = checks.close_timeout(close_timeout)
-    max_size = checks.high_mark("max_size", max_size)
-    max_queue = checks.high_mark("max_queue", max_queue)
+    close_timeout, max_size, max_queue = checks.limits(close_timeout, max_size, max_queue)
     uri_parsed = net.parse_uri(uri)
     if not uri_parsed.secure and ssl not in (None, False):
         raise ValueError("ssl= is for wss:// URLs")

@@ -383,9 +383,7 @@ def _options(
     max_connections: int | None,
     logger: logging.Logger | logging.LoggerAdapter[Any] | str | None,
 ) -> dict[str, Any]:
-    close_timeout = checks.close_timeout(close_timeout)
-    max_size = checks.high_mark("max_size", max_size)
-    max_queue = checks.high_mark("max_queue", max_queue)
+    close_timeout, max_size, max_queue = checks.limits(close_timeout, max_size, max_queue)
     return {
         "ssl": ssl,
         "select_subprotocol": select_subprotocol,
