@@ -67,6 +67,7 @@ def test_every_flag_has_help_and_defaults_are_shown(command: str) -> None:
         ["serve", "--ping-timeout", "-1"],
         ["connect", "ws://127.0.0.1:1/", "--wait", "-1"],
         ["connect", "ws://127.0.0.1:1/", "--max-size", "1e3"],
+        ["serve", "--busy-poll", "50"],
     ],
 )
 def test_numeric_flags_are_validated_with_one_line(argv: list[str]) -> None:
@@ -236,6 +237,22 @@ def test_tls_serve_and_connect_with_cafile_or_insecure(certificate: tuple[Path, 
 
         page = _http_tls(port, cert)
         assert page.startswith(b"HTTP/1.1 200 ") and b"new WebSocket(" in page
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+def test_connect_cafile_errors_name_the_file(content: bytes | None, tmp_path: Path) -> None:
+    """A --cafile that is missing or holds no certificate is reported with its name, in one line."""
+    cafile = tmp_path / "ca.pem"
+    if content is not None:
+        cafile.write_bytes(content)
+    out = subprocess.run(
+        [sys.executable, "-m", "wscodec", "connect", "--cafile", str(cafile), "wss://127.0.0.1:1/"],
+        capture_output=True, text=True, timeout=60, env=_env(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot load --cafile {cafile}: " in lines[0], out.stderr
+    assert ("No such file" in lines[0]) == (content is None)
 
 
 def _http_tls(port: int, cert: Path) -> bytes:

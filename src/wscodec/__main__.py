@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from .asyncio.busy_poll import MAX_BUSY_POLL
 from .transports import TRANSPORTS, resolve_transport
 
 __all__ = ["main"]
@@ -121,7 +122,7 @@ async def _serve(args: argparse.Namespace) -> int:
         ping_interval=args.ping_interval or None,
         ping_timeout=args.ping_timeout or None,
         transport=args.transport,
-        busy_poll=args.busy_poll,
+        busy_poll=args.busy_poll or None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -217,7 +218,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             ping_timeout=args.ping_timeout or None,
             loop_factory=_loop_factory(args.loop),
             transport=args.transport,
-            busy_poll=args.busy_poll,
+            busy_poll=args.busy_poll or None,
         )
     except (ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
@@ -353,7 +354,10 @@ def _client_ssl(args: argparse.Namespace) -> ssl.SSLContext | None:
         if args.insecure or args.cafile:
             raise ValueError("--insecure and --cafile are for wss:// URLs")
         return None
-    context = ssl.create_default_context(cafile=args.cafile)
+    try:
+        context = ssl.create_default_context(cafile=args.cafile)
+    except OSError as exc:  # (ssl.SSLError too): the message names the file, which OSError's str() may not
+        raise ValueError(f"cannot load --cafile {args.cafile}: {exc.strerror or exc}") from None
     if args.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -569,6 +573,8 @@ _port = _bounded(int, 0, 65535, "a port number")
 _size = _bounded(int, 0, 2**62, "a size in bytes")
 _workers = _bounded(int, 0, 1024, "a number of workers (0: one per core)")
 _seconds = _bounded(float, 0, 10**9, "a number of seconds")
+# microseconds given for seconds are refused here, before listening, with or without workers
+_busy_poll = _bounded(float, 0, MAX_BUSY_POLL, "a number of seconds")
 
 
 def _add_verbosity(parser: argparse.ArgumentParser, quiet_help: str) -> None:
@@ -707,9 +713,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--busy-poll",
-        type=float,
+        type=_busy_poll,
         metavar="SECONDS",
-        help="keep the event loop polling this long after each read (at most 1): lower latency for a busy core",
+        help="keep the event loop polling this long after each read (at most 1; 0 = off): lower latency for a "
+        "busy core",
     )
     _add_verbosity(serve, "no access lines")
     # scale-out: worker processes on one port, and the bus that carries --chat across them
@@ -862,14 +869,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args)
     if args.command == "serve" and (args.workers != 1 or args.broker):
         return _serve_scaled(args)
-    from .asyncio.busy_poll import check_busy_poll
 
     runner = _serve if args.command == "serve" else _connect
     try:
         factory = _loop_factory(args.loop) if args.command == "serve" else None
         if args.command == "serve":
             resolve_transport(args.transport)  # a missing aiofastnet: this message, not a traceback
-            check_busy_poll(args.busy_poll)  # microseconds given for seconds: refused before listening
     except (ImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
