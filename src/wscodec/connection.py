@@ -22,7 +22,7 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._kernels import ZERO_COPY_MIN, Frame, FrameDecoder, FrameQueue, Utf8Validator, encode_frame
+from ._kernels import ZERO_COPY_MIN, Frame, FrameDecoder, FrameQueue, Utf8Validator, encode_frame, validate_utf8
 from .errors import (
     Close,
     ConnectionClosed,
@@ -106,6 +106,12 @@ _set_binary_final = BinaryFragment.__dict__["final"].__set__
 def _nbytes(payload: Any) -> int:
     """The length in bytes of a bytes-like payload (a memoryview's ``len`` counts its items)."""
     return len(payload) if type(payload) is bytes else memoryview(payload).nbytes
+
+
+def check_utf8(payload: Any) -> None:
+    """Bytes sent as text (``text=True``) must be UTF-8: RFC 6455 section 5.6; the peer fails with 1007."""
+    if not validate_utf8(payload):
+        raise ValueError("text=True needs UTF-8 bytes: this message is not valid UTF-8")
 
 
 def _text_message(data: str, final: bool = True) -> TextMessage:
@@ -197,6 +203,8 @@ class Connection(FrameQueue):
         "_pings_held",
         "_send_compressed",
         "_send_opcode",
+        "_send_str",
+        "_send_utf8",
         "_stream_messages",
         "_text_decoder",
         "_utf8",
@@ -283,6 +291,8 @@ class Connection(FrameQueue):
         self._peeked = 0  # bytes of the text frame in progress already fed to _utf8 (checked as they came)
         self._text_decoder: Any = None  # the incremental decoder of a text message streamed in fragments
         self._send_compressed = False  # a message being sent with send_fragment() is compressed
+        self._send_str = False  # its fragments are str (not bytes-like)
+        self._send_utf8: Any = None  # a Utf8Validator while its bytes-like fragments are sent as text
         # Automatic Pongs while the transport is full: only the latest Ping's is kept (see hold_pongs).
         self._holding_pongs = False
         self._held_pong: bytes | None = None
@@ -874,11 +884,21 @@ class Connection(FrameQueue):
         self._check_can_send_message()
         self._send_message(opcode, data.encode() if opcode == 1 else data)
 
-    def send_message(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
-        """Queue a text (str) or binary message; ``compress=False`` skips compression for this one."""
+    def send_message(
+        self, data: str | bytes | bytearray | memoryview, *, compress: bool = True, text: bool | None = None
+    ) -> None:
+        """Queue a text (str) or binary message; ``compress=False`` skips compression for this one.
+
+        ``text`` overrides the frame type, as websockets' ``send(text=...)``: True sends bytes that are
+        already UTF-8 (JSON from orjson, say) as a Text frame without decoding them, False sends a str as a
+        Binary frame. Bytes sent as text must be valid UTF-8 (RFC 6455 section 5.6; the peer would fail
+        the connection with 1007): a ValueError here otherwise, before anything is queued."""
         self._check_can_send_message()
         if isinstance(data, str):
-            self._send_message(1, data.encode("utf-8"), compress)
+            self._send_message(2 if text is False else 1, data.encode("utf-8"), compress)
+        elif text:
+            check_utf8(data)
+            self._send_message(1, data, compress)
         else:
             self._send_message(2, data, compress)
 
@@ -900,26 +920,45 @@ class Connection(FrameQueue):
         self._messages_out += 1
         self._bytes_out += length
 
-    def send_fragment(self, data: str | bytes | bytearray | memoryview, *, fin: bool, compress: bool = True) -> None:
+    def send_fragment(
+        self,
+        data: str | bytes | bytearray | memoryview,
+        *,
+        fin: bool,
+        compress: bool = True,
+        text: bool | None = None,
+    ) -> None:
         """Queue one fragment of a message the caller streams; ``fin`` ends it.
 
-        The first fragment's type (str or bytes) decides the message type; text fragments must each
-        be whole characters (they are ``str``). Where permessage-deflate was negotiated the message is
-        compressed (RSV1 on its first frame only, RFC 7692 section 6.1) unless the first fragment says
-        ``compress=False``; the later fragments follow the first one's choice.
+        The first fragment's type (str or bytes) decides the message type, unless its ``text`` overrides
+        it as in :meth:`send_message`; every fragment has the first one's type, and the later ones'
+        ``text`` is ignored. Bytes-like fragments sent as text are checked as UTF-8 as they come
+        (a character may straddle two of them): a ValueError for one that cannot be, or for a last one
+        that leaves a character unfinished, before that fragment is queued. Where permessage-deflate was
+        negotiated the message is compressed (RSV1 on its first frame only, RFC 7692 section 6.1) unless
+        the first fragment says ``compress=False``; the later fragments follow the first one's choice.
         """
         self._check_can_send()
-        text = isinstance(data, str)
+        is_str = isinstance(data, str)
         payload: Any = data.encode("utf-8") if isinstance(data, str) else data
         length = _nbytes(payload)  # (a TypeError for what is not bytes-like, before any state changes)
         rsv1 = False
         if self._send_opcode:
-            if text != (self._send_opcode == 1):
+            if is_str != self._send_str:
                 raise TypeError("all fragments of a message must be of the same type")
             opcode = 0
+            utf8 = self._send_utf8
+            if utf8 is not None and not (utf8.feed(payload) and (not fin or utf8.finish())):
+                raise ValueError("text=True needs UTF-8 bytes: this fragment is not valid UTF-8 after the others")
         else:
-            opcode = 1 if text else 2
+            opcode = (2 if text is False else 1) if is_str else (1 if text else 2)
+            if opcode == 1 and not is_str:
+                utf8 = Utf8Validator()
+                if not (utf8.feed(payload) and (not fin or utf8.finish())):
+                    raise ValueError("text=True needs UTF-8 bytes: this fragment is not valid UTF-8")
+                self._send_utf8 = None if fin else utf8
             self._send_opcode = opcode
+            self._send_str = is_str
             self._send_compressed = rsv1 = compress and hasattr(self._deflate, "encode_fragment")
             self._update_fast_send()
         if self._send_compressed:
@@ -931,6 +970,7 @@ class Connection(FrameQueue):
             self._messages_out += 1
             self._send_opcode = 0
             self._send_compressed = False
+            self._send_utf8 = None
             self._update_fast_send()
 
     def _send_close(self, code: int | None, reason: str) -> None:

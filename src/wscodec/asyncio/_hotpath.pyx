@@ -554,17 +554,19 @@ cdef class HotPath:
 
     # ------------------------------------------------------------------ sending
 
-    async def send(self, message, *, bint compress=True):
+    async def send(self, message, *, bint compress=True, text=None):
         """Send a message: str as text, bytes-like as binary; a (sync or async) iterable of str or of
         bytes-like as one fragmented message, one frame per item (compressed as one message where
         permessage-deflate was negotiated).
 
         Waits while the transport buffer is above ``write_limit``; cancelled while waiting, nothing was
-        sent. ``compress=False`` skips compression of this message.
+        sent. ``compress=False`` skips compression of this message. ``text=True`` sends bytes that are
+        already UTF-8 as a Text frame (a ValueError if they are not UTF-8), ``text=False`` a str as a
+        Binary frame, as websockets' ``send(text=...)``.
         """
-        if self._c_send_at_once(message, compress):
+        if text is None and self._c_send_at_once(message, compress):
             return
-        await self._send_waiting(message, compress)
+        await self._send_waiting(message, compress, text)
 
     def _send_at_once(self, message, bint compress):
         return self._c_send_at_once(message, compress)

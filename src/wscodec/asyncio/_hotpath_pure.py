@@ -568,17 +568,20 @@ class HotPath:
         message: Data | Iterable[Data] | AsyncIterable[Data],
         *,
         compress: bool = True,
+        text: bool | None = None,
     ) -> None:
         """Send a message: str as text, bytes-like as binary; a (sync or async) iterable of str or of
         bytes-like as one fragmented message, one frame per item (compressed as one message where
         permessage-deflate was negotiated).
 
         Waits while the transport buffer is above ``write_limit``; cancelled while waiting, nothing was
-        sent. ``compress=False`` skips compression of this message.
+        sent. ``compress=False`` skips compression of this message. ``text=True`` sends bytes that are
+        already UTF-8 as a Text frame (a ValueError if they are not UTF-8), ``text=False`` a str as a
+        Binary frame, as websockets' ``send(text=...)``.
         """
-        if self._send_at_once(message, compress):
+        if text is None and self._send_at_once(message, compress):
             return
-        await self._send_waiting(message, compress)
+        await self._send_waiting(message, compress, text)
 
     def _send_at_once(self, message: Any, compress: bool) -> bool:
         """``send()`` when it need not wait: queue ``message`` (str or bytes-like) and write it or arrange
@@ -759,5 +762,5 @@ class HotPath:
         async def _next_or_stop(self) -> Any:
             raise NotImplementedError
 
-        async def _send_waiting(self, message: Any, compress: bool) -> None:
+        async def _send_waiting(self, message: Any, compress: bool, text: bool | None = None) -> None:
             raise NotImplementedError

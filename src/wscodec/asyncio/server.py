@@ -18,7 +18,7 @@ from ..basic_auth import BasicAuth
 from ..broker import Broker, Message, make_broker
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import Compression, extension_factories
-from ..connection import OPEN, Connection
+from ..connection import OPEN, Connection, check_utf8
 from ..errors import ConnectionClosed
 from ..events import Request, Response
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
@@ -741,11 +741,14 @@ def basic_auth(
 # --------------------------------------------------------------------------- broadcast
 
 
-def _frame_for(message: Any) -> tuple[int, Any]:
+def _frame_for(message: Any, text: bool | None) -> tuple[int, Any]:
     if isinstance(message, str):
-        return 1, message.encode("utf-8")
+        return 2 if text is False else 1, message.encode("utf-8")
     if isinstance(message, (bytes, bytearray, memoryview)):
-        return 2, message
+        if not text:
+            return 2, message
+        check_utf8(message)  # once for every connection (the rule of Connection.send_message)
+        return 1, message
     raise TypeError(f"broadcast() takes str or bytes-like, not {type(message).__name__}")
 
 
@@ -756,7 +759,7 @@ def _write(
     mask (client) or compress. Returns the shared frame (built on first use)."""
     conn = ws._conn
     if conn.is_client or (compress and conn.extensions):
-        conn.send_message(message, compress=compress)
+        conn.send_message(message, compress=compress, text=opcode == 1)
         ws._handle([])
         return frame
     if frame is None:
@@ -780,13 +783,18 @@ def _eligible(ws: WebSocket) -> bool:
 
 
 def _broadcast(
-    connections: Iterable[WebSocket], message: Any, compress: bool, hold_slow: bool, defer: bool = False
+    connections: Iterable[WebSocket],
+    message: Any,
+    compress: bool,
+    hold_slow: bool,
+    defer: bool = False,
+    text: bool | None = None,
 ) -> tuple[int, Any, bytes | None, list[WebSocket]]:
     """Write ``message`` to every eligible connection, applying each one's slow-consumer policy; with
     ``hold_slow``, the slow connections of policy "wait" are returned instead of written to; with
     ``defer``, the frame is only queued in each Connection and the caller calls ``ws._write_out()`` later
     (several messages, one system call: see wscodec.broker.channels)."""
-    opcode, payload = _frame_for(message)
+    opcode, payload = _frame_for(message, text)
     frame: bytes | None = None
     slow: list[WebSocket] = []
     for ws in connections:
@@ -806,18 +814,24 @@ def _broadcast(
     return opcode, payload, frame, slow
 
 
-def broadcast(connections: Iterable[WebSocket], message: Any, *, compress: bool = False) -> None:
+def broadcast(
+    connections: Iterable[WebSocket], message: Any, *, compress: bool = False, text: bool | None = None
+) -> None:
     """Send ``message`` to every OPEN connection without waiting: the frame is built once and written to
     each transport (``compress=True`` compresses per connection instead, where deflate was negotiated).
+    ``text`` overrides the frame type as in :meth:`WebSocket.send`: bytes already UTF-8 (checked once)
+    as Text, a str as Binary.
 
     A connection holding more than its ``slow_consumer_limit`` unsent bytes is closed with 1008 (policy
     "close"), skipped for this message ("skip"), or still written to ("wait": use :func:`broadcast_wait`
     to wait for it instead).
     """
-    _broadcast(connections, message, compress, hold_slow=False)
+    _broadcast(connections, message, compress, hold_slow=False, text=text)
 
 
-async def broadcast_wait(connections: Iterable[WebSocket], message: Any, *, compress: bool = False) -> None:
+async def broadcast_wait(
+    connections: Iterable[WebSocket], message: Any, *, compress: bool = False, text: bool | None = None
+) -> None:
     """:func:`broadcast`, but a slow connection with policy "wait" is waited for (concurrently with the
     others) until its buffer is back under ``slow_consumer_limit``; returns when every write is done.
 
@@ -825,7 +839,7 @@ async def broadcast_wait(connections: Iterable[WebSocket], message: Any, *, comp
     ones: its ConnectionClosed is not the caller's (a handler broadcasting in ``async for message in ws``
     would take it for its own connection's end).
     """
-    opcode, payload, frame, slow = _broadcast(connections, message, compress, hold_slow=True)
+    opcode, payload, frame, slow = _broadcast(connections, message, compress, hold_slow=True, text=text)
     if not slow:
         return
     shared = frame if frame is not None else encode_frame(opcode, payload)

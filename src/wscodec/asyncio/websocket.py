@@ -1000,26 +1000,32 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     # send() is a HotPath step (its common case, writing at once, runs once per reply); this is its path
     # when it must wait, or send a fragmented message.
 
-    async def _send_waiting(self, message: Any, compress: bool) -> None:
+    async def _send_waiting(self, message: Any, compress: bool, text: bool | None = None) -> None:
         """``send()`` past its first step: wait for the transport to drain or for a fragmented message to
-        finish, then send, or send an iterable of fragments."""
+        finish, then send, or send an iterable of fragments; and every send with ``text`` given."""
         while self._write_paused or self._fragmenting is not None:
             if self._fragmenting is not None:
                 await asyncio.shield(self._fragmenting)
             else:
                 await self._wait_writable()
-        if self._send_at_once(message, compress):
+        if text is None:
+            if self._send_at_once(message, compress):
+                return
+        elif isinstance(message, DATA_TYPES):
+            self._check_open()
+            self._conn.send_message(message, compress=compress, text=text)
+            self._queued(len(message))
             return
         if isinstance(message, Mapping):
             raise TypeError("send() takes str, bytes-like or an iterable of them, not a mapping")
         if isinstance(message, AsyncIterable):
-            await self._send_fragments(message.__aiter__(), is_async=True, compress=compress)
+            await self._send_fragments(message.__aiter__(), is_async=True, compress=compress, text=text)
         elif isinstance(message, Iterable):
-            await self._send_fragments(iter(message), is_async=False, compress=compress)
+            await self._send_fragments(iter(message), is_async=False, compress=compress, text=text)
         else:
             raise TypeError(f"send() takes str, bytes-like or an iterable of them, not {type(message).__name__}")
 
-    async def _send_fragments(self, iterator: Any, *, is_async: bool, compress: bool) -> None:
+    async def _send_fragments(self, iterator: Any, *, is_async: bool, compress: bool, text: bool | None) -> None:
         async def next_item() -> tuple[bool, Any]:
             try:
                 item = await iterator.__anext__() if is_async else next(iterator)
@@ -1040,7 +1046,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 more, following = await next_item()
                 await self._wait_writable()
                 self._check_open()
-                self._conn.send_fragment(current, fin=not more, compress=compress)
+                self._conn.send_fragment(current, fin=not more, compress=compress, text=text)
                 sent = True
                 self._write_out()
                 if not more:

@@ -434,9 +434,13 @@ class WebSocket:
 
     # ------------------------------------------------------------------ sending
 
-    def send(self, message: str | bytes | bytearray | memoryview | Iterable[str | bytes]) -> None:
+    def send(
+        self, message: str | bytes | bytearray | memoryview | Iterable[str | bytes], *, text: bool | None = None
+    ) -> None:
         """Send a text (str) or binary (bytes-like) message; an iterable of str or bytes is sent as one
-        fragmented message (compressed where permessage-deflate was negotiated).
+        fragmented message (compressed where permessage-deflate was negotiated). ``text=True`` sends bytes
+        that are already UTF-8 as a Text frame (a ValueError if they are not UTF-8), ``text=False`` a str
+        as a Binary frame, as websockets' ``send(text=...)``.
 
         Blocks while the peer does not read (backpressure). Raises
         :class:`~wscodec.errors.ConnectionClosed` if the connection is closed or ends meanwhile: a
@@ -446,7 +450,9 @@ class WebSocket:
         with self._send_lock:
             if conn.state is not OPEN:
                 raise self._closed_error()
-            if isinstance(message, str):
+            if text is not None and isinstance(message, (str, bytes, bytearray, memoryview)):
+                conn.send_message(message, text=text)
+            elif isinstance(message, str):
                 conn.send_text(message)
             elif isinstance(message, (bytes, bytearray, memoryview)):
                 conn.send_binary(message)
@@ -461,12 +467,12 @@ class WebSocket:
                 started = False
                 try:
                     for following in iterator:
-                        conn.send_fragment(current, fin=False)
+                        conn.send_fragment(current, fin=False, text=text)
                         started = True
                         if not self._write(conn.data_to_send()):
                             raise self._closed_error()
                         current = following
-                    conn.send_fragment(current, fin=True)
+                    conn.send_fragment(current, fin=True, text=text)
                 except BaseException:  # (KeyboardInterrupt from the iterator too: never half a message left)
                     if started and conn.state is OPEN:
                         # Part of the message is out and nothing else may follow it: fail the connection
