@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import os
 import socket
 import subprocess
@@ -357,6 +358,79 @@ async def test_invalid_uri(bad: str) -> None:
     with pytest.raises(InvalidURI) as info:
         await connect(bad)
     assert isinstance(info.value, ValueError) and isinstance(info.value, WebSocketError)
+
+
+def test_an_iri_is_mapped_to_a_uri_as_rfc3987_says() -> None:
+    """Non-ASCII host: IDNA A-labels; non-ASCII path or query: UTF-8 percent-escapes; ASCII kept as given."""
+    uri = parse_uri("ws://Bücher.example:8080/päth/ä%20b?q=ä&r=%C3%A9#")
+    assert uri.host == "xn--bcher-kva.example"
+    assert uri.host_header == "xn--bcher-kva.example:8080"
+    assert uri.path == "/p%C3%A4th/%C3%A4%20b?q=%C3%A4&r=%C3%A9"
+    assert parse_uri("ws://пример.испытание/").host == "xn--e1afmkfd.xn--80akhbyknj4f"
+    assert parse_uri("ws://h/a%20b?c=d;e").path == "/a%20b?c=d;e"  # unchanged
+    with pytest.raises(InvalidURI, match="internationalized domain name"):
+        parse_uri("ws://" + "ä" * 70 + ".example/")  # a label longer than 63 octets
+
+
+async def test_an_iri_reaches_the_server_percent_encoded_from_both_clients(server: Server) -> None:
+    async with connect(url(server, "/päth?q=ä")) as ws:
+        assert ws.request is not None and ws.request.path == "/p%C3%A4th?q=%C3%A4"
+    assert seen_requests[-1].path == "/p%C3%A4th?q=%C3%A4"
+    from wscodec.sync import connect as sync_connect
+
+    def threaded() -> str:
+        with sync_connect(url(server, "/ü")) as ws:
+            assert ws.request is not None
+            return ws.request.path
+
+    assert await asyncio.to_thread(threaded) == "/%C3%BC"
+
+
+def test_a_refused_header_fails_before_any_socket_or_proxy_sees_it() -> None:
+    """The threaded client checks its request before it connects: nothing reaches a proxy (no CONNECT
+    carrying an injected line), and no socket is left open (it was never opened)."""
+    from wscodec.client_network import ProxyURL, connect_request
+    from wscodec.sync import connect as sync_connect
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.3)
+        proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        for options in ({"user_agent_header": "ua\r\nProxy-Authorization: Basic eDp5"},
+                        {"additional_headers": {"X-Bad": "a\r\nb"}}):  # fmt: skip
+            with pytest.raises(ValueError, match="invalid value for header"):
+                sync_connect("ws://example.test/", proxy=proxy, open_timeout=5, **options)  # type: ignore[arg-type]
+            with pytest.raises(TimeoutError):
+                listener.accept()  # nobody connected
+    target = parse_uri("ws://example.test/")
+    with pytest.raises(ValueError, match="invalid value for header User-Agent"):
+        connect_request(target, ProxyURL("http", "127.0.0.1", 1, None, None, "http://127.0.0.1:1"), "a\nb")
+
+
+async def test_a_connect_cancelled_while_reaching_a_proxy_logs_nothing() -> None:
+    """Cancelled at each step of opening the tunnel, connect() raises CancelledError and nothing else:
+    no "Future exception was never retrieved" from the tunnel's answer that nobody awaits any more."""
+    errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda loop, context: errors.append(context))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)  # the kernel accepts; the proxy never answers
+        proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        try:
+            for steps in range(12):
+                task = asyncio.ensure_future(connect("ws://127.0.0.1:9/", proxy=proxy, open_timeout=5))
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                await asyncio.sleep(0.02)
+                gc.collect()
+                assert errors == [], (steps, errors)
+        finally:
+            loop.set_exception_handler(None)
 
 
 async def test_open_timeout_is_a_timeout_error() -> None:

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import InvalidProxy, InvalidStatus, InvalidURI, ProxyError, RedirectError
-from .handshake import HttpParser
+from .handshake import HttpParser, check_header
 from .transports import TransportChoice, opener
 
 __all__ = [
@@ -95,8 +95,18 @@ class WebSocketURI:
         return f"{'https' if self.secure else 'http'}://{self.host_header}{self.path}"
 
 
+# What stays as it is when a path with non-ASCII characters is percent-encoded: RFC 3986's delimiters,
+# its unreserved "~", and "%" (an escape already there is kept, not encoded twice).
+_URI_SAFE = ":/?#[]@!$&'()*+,;=~%"
+
+
 def parse_uri(url: str) -> WebSocketURI:
-    """Parse a ``ws://``/``wss://`` URL; raises :class:`~wscodec.errors.InvalidURI` (a ValueError)."""
+    """Parse a ``ws://``/``wss://`` URL; raises :class:`~wscodec.errors.InvalidURI` (a ValueError).
+
+    A URL with non-ASCII characters (an IRI) is mapped to a URI as RFC 3987 section 3.1 says and as
+    websockets does: the host to its IDNA A-labels (``bücher.example`` is ``xn--bcher-kva.example``, in
+    the Host header, a proxy's CONNECT and the name resolved), the path and query to UTF-8
+    percent-escapes; ASCII parts are kept as given."""
     if not isinstance(url, str):
         raise InvalidURI(repr(url), "not a string")
     try:
@@ -113,10 +123,18 @@ def parse_uri(url: str) -> WebSocketURI:
     if any(c in url for c in " \r\n\t\x00"):
         raise InvalidURI(url, "whitespace or control character")
     secure = parts.scheme == "wss"
+    host = parts.hostname
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidURI(url, f"host is not a valid internationalized domain name ({exc})") from None
+    if not path.isascii():
+        path = urllib.parse.quote(path, safe=_URI_SAFE)
     username = urllib.parse.unquote(parts.username) if parts.username is not None else None
     password = urllib.parse.unquote(parts.password) if parts.password is not None else None
-    return WebSocketURI(secure, parts.hostname, port or (443 if secure else 80), path, username, password)
+    return WebSocketURI(secure, host, port or (443 if secure else 80), path, username, password)
 
 
 def basic_auth_header(username: str, password: str | None) -> str:
@@ -197,6 +215,7 @@ def connect_request(uri: WebSocketURI, proxy: ProxyURL, user_agent: str | None) 
     target = f"[{uri.host}]:{uri.port}" if ":" in uri.host else f"{uri.host}:{uri.port}"
     lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
     if user_agent is not None:
+        check_header("User-Agent", user_agent)  # a CR or LF would inject lines into what the proxy reads
         lines.append(f"User-Agent: {user_agent}")
     if proxy.username is not None:
         lines.append(f"Proxy-Authorization: {basic_auth_header(proxy.username, proxy.password)}")
@@ -271,12 +290,21 @@ def _socks_error(exc: Exception, proxy: ProxyURL) -> Exception:
 # --------------------------------------------------------------------------- asyncio
 
 
+def _mark_retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _TunnelProtocol(asyncio.Protocol):
     """Collects the proxy's answer to CONNECT; after that, the transport is handed to the WebSocket."""
 
     def __init__(self, response: ConnectResponse) -> None:
         self.response = response
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # A connect cancelled (or timed out) while the loop was still making the connection never awaits
+        # done; the transport it closes then fails done: marked as read, that logs no "Future exception
+        # was never retrieved". An await of done still raises it.
+        self.done.add_done_callback(_mark_retrieved)
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

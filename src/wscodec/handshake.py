@@ -104,7 +104,7 @@ _CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
 _STATUS_CODE = re.compile(r"[1-9][0-9]{2}")  # ASCII digits only: str.isdigit() also takes "²" or "٣"
 
 
-def _check_header(name: str, value: str) -> None:
+def check_header(name: str, value: str) -> None:
     """Refuse header fields we would send that are not valid HTTP (and could inject lines)."""
     if not _TOKEN.fullmatch(name):
         raise ValueError(f"invalid header name {name!r}")
@@ -135,7 +135,7 @@ def http_answer(
 def _serialize(start_line: str, headers: Iterable[tuple[str, str]]) -> bytes:
     lines = [start_line]
     for name, value in headers:
-        _check_header(name, value)
+        check_header(name, value)
         lines.append(f"{name}: {value}")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1")
@@ -267,7 +267,7 @@ class ClientHandshake:
             headers.append(("Sec-WebSocket-Extensions", build_extension_header([f.offer() for f in self.factories])))
         headers.extend(extra_headers)
         for name, value in headers:
-            _check_header(name, value)
+            check_header(name, value)
         self.request = Request("GET", path, tuple(headers), "HTTP/1.1")
         self.response: Response | None = None
         self.subprotocol: str | None = None

@@ -114,13 +114,8 @@ def _connect_once(
     if uri.secure:
         context = ssl if isinstance(ssl, ssl_module.SSLContext) else ssl_module.create_default_context()
     proxy_url = net.select_proxy(uri, proxy) if sock is None and unix_path is None else None
-    try:
-        raw, leftover = net.open_socket(
-            uri, proxy=proxy_url, ssl=context, server_hostname=server_hostname, sock=sock, unix_path=unix_path,
-            timeout=net.time_left(deadline), user_agent=user_agent, proxy_ssl=proxy_ssl,
-        )
-    except TimeoutError:
-        raise OpenTimeout(f"opening handshake with {uri.url} timed out after {open_timeout} s") from None
+    # The request first: a header it refuses (a CR or LF in a value) fails here, before a proxy is sent a
+    # CONNECT carrying it or a socket is opened that nothing would close.
     conn = Connection(
         "client",
         host=uri.host_header,
@@ -129,6 +124,13 @@ def _connect_once(
         extensions=factories,
         **connection,
     )
+    try:
+        raw, leftover = net.open_socket(
+            uri, proxy=proxy_url, ssl=context, server_hostname=server_hostname, sock=sock, unix_path=unix_path,
+            timeout=net.time_left(deadline), user_agent=user_agent, proxy_ssl=proxy_ssl,
+        )
+    except TimeoutError:
+        raise OpenTimeout(f"opening handshake with {uri.url} timed out after {open_timeout} s") from None
     try:
         raw.sendall(conn.data_to_send())
         data = leftover
