@@ -671,3 +671,32 @@ async def test_websockets_pairs_for_max_size_and_max_queue_and_a_clear_close_tim
         wscodec.asyncio.Server(echo, close_timeout=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="a number, None, or a"):
         wscodec.asyncio.Server(echo, max_queue=(1, 2, 3))  # type: ignore[arg-type]
+
+
+async def test_websockets_pair_for_write_limit_sets_both_water_marks() -> None:
+    """websockets takes write_limit as a number or a (high, low) pair; both reach the transport, on the
+    server's connections and the client's. A pair that cannot be is refused where it is given."""
+    seen: list[tuple[int, int]] = []
+
+    async def handler(ws: wscodec.asyncio.WebSocket) -> None:
+        assert ws.transport is not None
+        seen.append(ws.transport.get_write_buffer_limits())
+        await echo(ws)
+
+    async with wscodec.asyncio.serve(handler, "127.0.0.1", 0, write_limit=(65536, 1000)) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        async with wscodec.asyncio.connect(url, write_limit=(8192, None)) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            assert ws.transport is not None
+            assert ws.transport.get_write_buffer_limits() == (8192 // 4, 8192)
+            assert ws.write_limit == 8192
+        async with wscodec.asyncio.connect(url, write_limit=4096) as ws:
+            assert ws.transport is not None
+            assert ws.transport.get_write_buffer_limits() == (1024, 4096)
+    assert seen[0] == (1000, 65536)
+    for bad in [(10, 20), (1, 2, 3), -1, (None, 1), "big"]:
+        with pytest.raises(ValueError, match="write_limit"):
+            wscodec.asyncio.connect(url, write_limit=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="write_limit"):
+            wscodec.asyncio.Server(echo, write_limit=bad)  # type: ignore[arg-type]

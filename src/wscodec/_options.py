@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["Bound", "close_timeout", "high_mark", "limits"]
+__all__ = ["Bound", "WriteLimit", "close_timeout", "high_mark", "limits", "write_limits"]
 
 #: ``max_size`` or ``max_queue``: a number, None (no bound), or websockets' ``(high, low)`` pair.
 Bound = int | tuple[int | None, int | None] | None
+
+#: ``write_limit``: bytes, or websockets' ``(high, low)`` pair of water marks for the transport's buffer.
+WriteLimit = int | tuple[int, int | None]
 
 
 def high_mark(name: str, value: Any) -> int | None:
@@ -41,3 +44,22 @@ def close_timeout(value: Any) -> float:
 def limits(close_timeout_: Any, max_size: Any, max_queue: Any) -> tuple[float, int | None, int | None]:
     """The three options every server and client takes, checked in one place so their rules cannot drift."""
     return close_timeout(close_timeout_), high_mark("max_size", max_size), high_mark("max_queue", max_queue)
+
+
+def write_limits(value: Any) -> tuple[int, int | None]:
+    """``write_limit`` as ``(high, low)``: a number is the high mark, low then None (asyncio's default, a
+    quarter of high), as websockets reads it; checked where the server or client is made, not at the
+    first connection."""
+    low = None
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(f"write_limit is a number or a (high, low) pair, not {value!r}")
+        value, low = value
+    for mark in (value, low):
+        if mark is not None and (isinstance(mark, bool) or not isinstance(mark, int) or mark < 0):
+            raise ValueError(f"write_limit takes numbers of bytes, not {mark!r}")
+    if value is None:
+        raise ValueError("write_limit needs a high mark: a number of bytes")
+    if low is not None and low > value:
+        raise ValueError(f"write_limit's low mark {low} is above its high mark {value}")
+    return value, low

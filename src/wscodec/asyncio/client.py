@@ -112,7 +112,7 @@ class connect:
         max_size: checks.Bound = 2**20,
         max_header_size: int = 8192,
         max_queue: checks.Bound = 16,
-        write_limit: int = 65536,
+        write_limit: checks.WriteLimit = 65536,
         binary_type: Literal["bytes", "bytearray", "memoryview"] = "bytes",
         process_exception: Callable[[Exception], Exception | None] = process_exception,
         backoff_initial_delay: float = 3.1,
@@ -127,6 +127,7 @@ class connect:
         if max_redirects < 0:
             raise ValueError("max_redirects must be >= 0")
         close_timeout, max_size, max_queue = checks.limits(close_timeout, max_size, max_queue)
+        checks.write_limits(write_limit)  # refused here, not at the first connection
         self.url = uri
         self._uri = net.parse_uri(uri)
         if not self._uri.secure and ssl not in (None, False):
@@ -313,7 +314,7 @@ def create_websocket(url: str, subprotocols: Sequence[str] = (), **options: Any)
         except asyncio.CancelledError:
             if not ws.connection.closed:  # not close() (WebSocket._start_close): the loop is going away
                 raise
-            error = ConnectionAbortedError("close() was called before the connection opened")
+            error = ConnectionAbortedError(_ABANDONED)
         except Exception as exc:
             logger.info("could not connect to %s: %s", url, exc)
             error = exc
@@ -322,8 +323,19 @@ def create_websocket(url: str, subprotocols: Sequence[str] = (), **options: Any)
         await ws.wait_closed()
         ws._handshake_failed(error)
 
+    def settled(task: asyncio.Task[None]) -> None:
+        ws._callback_tasks.discard(task)
+        if task.cancelled() and ws._opening is task and ws.connection.closed:
+            # close() in the same step as this call: the task was cancelled before its first step, so run()
+            # never ran to report it. The browser's order all the same: error, then close (1006).
+            ws._opening = None
+            ws._handshake_failed(ConnectionAbortedError(_ABANDONED))
+
     task = asyncio.get_running_loop().create_task(run())
     ws._opening = task
     ws._callback_tasks.add(task)
-    task.add_done_callback(ws._callback_tasks.discard)
+    task.add_done_callback(settled)
     return ws
+
+
+_ABANDONED = "close() was called before the connection opened"

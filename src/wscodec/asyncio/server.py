@@ -333,7 +333,7 @@ class Server:
         close_timeout: float = 10.0,
         max_size: checks.Bound = 2**20,
         max_queue: checks.Bound = 16,
-        write_limit: int = 65536,
+        write_limit: checks.WriteLimit = 65536,
         max_connections: int | None = None,
         slow_consumer: Literal["close", "skip", "wait"] = "close",
         slow_consumer_limit: int = 1 << 20,
@@ -344,6 +344,7 @@ class Server:
         if slow_consumer not in ("close", "skip", "wait"):
             raise ValueError("slow_consumer must be 'close', 'skip' or 'wait'")
         close_timeout, max_size, max_queue = checks.limits(close_timeout, max_size, max_queue)
+        checks.write_limits(write_limit)  # refused here, not at the first connection
         self.handler = handler
         self.select_subprotocol = select_subprotocol
         self.process_request = process_request
@@ -557,7 +558,7 @@ class serve:
         close_timeout: float = 10.0,
         max_size: checks.Bound = 2**20,
         max_queue: checks.Bound = 16,
-        write_limit: int = 65536,
+        write_limit: checks.WriteLimit = 65536,
         max_connections: int | None = None,
         slow_consumer: Literal["close", "skip", "wait"] = "close",
         slow_consumer_limit: int = 1 << 20,
@@ -661,7 +662,7 @@ def unix_serve(
     close_timeout: float = 10.0,
     max_size: checks.Bound = 2**20,
     max_queue: checks.Bound = 16,
-    write_limit: int = 65536,
+    write_limit: checks.WriteLimit = 65536,
     max_connections: int | None = None,
     slow_consumer: Literal["close", "skip", "wait"] = "close",
     slow_consumer_limit: int = 1 << 20,

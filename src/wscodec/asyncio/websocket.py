@@ -28,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from .. import _options as checks
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, CONNECTING, OPEN, Connection, State
 from ..errors import ConnectionClosed, InvalidHandshake, _ends_without_error
@@ -199,6 +200,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_pings",
         "_transport_closing",
         "_transport_reading",
+        "_write_low",
         "close_timeout",
         "id",
         "latency",
@@ -233,7 +235,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         ping_timeout: float | None = 20.0,
         close_timeout: float = 10.0,
         max_queue: int | None = 16,
-        write_limit: int = 65536,
+        write_limit: checks.WriteLimit = 65536,
         binary_type: str = "bytes",
         slow_consumer: str = "close",
         slow_consumer_limit: int = 1 << 20,
@@ -251,7 +253,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self.max_queue = max_queue
-        self.write_limit = write_limit
+        #: The transport's high water mark: ``send()`` waits above it.
+        self.write_limit, self._write_low = checks.write_limits(write_limit)
         self.slow_consumer = slow_consumer
         self.slow_consumer_limit = slow_consumer_limit
         self._binary_type = "bytes"
@@ -577,7 +580,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             transport.abort()
             return
         self._peer = _format_peer(transport.get_extra_info("peername"))
-        transport.set_write_buffer_limits(high=self.write_limit)
+        transport.set_write_buffer_limits(high=self.write_limit, low=self._write_low)
         out = self._conn.data_to_send()
         if out:
             transport.write(out)
