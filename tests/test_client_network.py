@@ -484,6 +484,53 @@ def test_backoff_grows_with_jitter_up_to_the_cap() -> None:
     assert len(set(values)) == len(values)  # jitter: not the same delay twice
 
 
+async def test_reconnect_delays_as_websockets_takes_them() -> None:
+    """``reconnect_delays`` (a function returning delays) replaces the backoff: one attempt, then one per
+    delay; when the delays run out, iteration stops with the last error. After a connection that worked,
+    the function is called anew."""
+    port = free_port()  # nothing listens
+    calls = 0
+    attempts = 0
+
+    def delays() -> Iterator[float]:
+        nonlocal calls
+        calls += 1
+        yield from (0.01, 0.02)
+
+    def count(exc: Exception) -> Exception | None:
+        nonlocal attempts
+        attempts += 1
+        return None
+
+    started = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):
+        async for _ws in connect(f"ws://127.0.0.1:{port}/", reconnect_delays=delays, process_exception=count):
+            raise AssertionError("nothing listens")
+    assert (calls, attempts) == (1, 3)
+    assert time.monotonic() - started < 5  # not the default backoff's 3.1 s and more
+
+    ends = 0
+    requests = 0
+
+    async def close_at_once(ws: WebSocket) -> None:
+        await ws.close(1011)  # not 1000: the client reconnects
+
+    def every_other_refused(request: Request) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        nonlocal requests
+        requests += 1
+        return (503, [], b"busy") if requests % 2 == 0 else None
+
+    async with serve(close_at_once, "127.0.0.1", 0, process_request=every_other_refused) as server:
+        calls = attempts = 0
+        async for ws in connect(url(server), reconnect_delays=delays, process_exception=count):
+            await ws.wait_closed()
+            ends += 1
+            if ends == 3:
+                break
+    # opened, refused (a delay), opened, refused (a delay from a new run: the last one worked), opened
+    assert (ends, attempts, calls) == (3, 2, 2)
+
+
 async def test_reconnects_to_a_server_that_goes_down_and_comes_back() -> None:
     port = free_port()
     first = await serve(echo, "127.0.0.1", port)

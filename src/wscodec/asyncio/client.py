@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -86,6 +86,9 @@ class connect:
     are retried after a delay growing from
     ``backoff_initial_delay`` by ``backoff_factor`` up to ``backoff_max_delay`` (each randomised), while
     ``process_exception(exc)`` returns None; when it returns an exception, iteration stops with it.
+    ``reconnect_delays`` (websockets' name) replaces that backoff: a function returning an iterator of
+    delays in seconds, called anew after each successful connection; when its iterator ends, iteration
+    stops with the last error.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class connect:
         backoff_initial_delay: float = 3.1,
         backoff_factor: float = 1.618,
         backoff_max_delay: float = 90.0,
+        reconnect_delays: Callable[[], Iterator[float]] | None = None,
         logger: LoggerLike = None,
         transport: TransportChoice = "loop",
         busy_poll: float | None = None,
@@ -164,6 +168,10 @@ class connect:
         self.open_timeout = open_timeout
         self.process_exception = process_exception
         self.backoff = net.Backoff(backoff_initial_delay, backoff_factor, backoff_max_delay)
+        #: Makes the delays of one run of failed attempts (websockets' ``reconnect_delays``).
+        self.reconnect_delays: Callable[[], Iterator[float]] = (
+            reconnect_delays if reconnect_delays is not None else self.backoff.delays
+        )
         self._ws: WebSocket | None = None
 
     def _ssl_for(self, uri: net.WebSocketURI) -> ssl_module.SSLContext | None:
@@ -271,8 +279,10 @@ class connect:
                 if decision is not None:
                     raise decision from exc
                 if delays is None:
-                    delays = self.backoff.delays()
-                delay = next(delays)
+                    delays = iter(self.reconnect_delays())
+                delay = next(delays, None)
+                if delay is None:  # the caller's delays ran out: give up with the last error
+                    raise
                 logger.info("connection to %s failed (%s); retrying in %.1f s", self.url, exc, delay)
                 await asyncio.sleep(delay)
                 continue
