@@ -235,7 +235,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         ping_timeout: float | None = 20.0,
         close_timeout: float = 10.0,
         max_queue: int | None = 16,
-        write_limit: checks.WriteLimit = 65536,
+        write_limit: int | tuple[int, int | None] = 65536,
         binary_type: str = "bytes",
         slow_consumer: str = "close",
         slow_consumer_limit: int = 1 << 20,
