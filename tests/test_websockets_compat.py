@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import http
 import http.client
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -700,3 +702,82 @@ async def test_websockets_pair_for_write_limit_sets_both_water_marks() -> None:
             wscodec.asyncio.connect(url, write_limit=bad)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="write_limit"):
             wscodec.asyncio.Server(echo, write_limit=bad)  # type: ignore[arg-type]
+
+
+def test_sync_shutdown_with_a_code_fileno_and_ping_ack_on_close_as_in_websockets() -> None:
+    """websockets' threaded server: ``shutdown(code=, reason=)`` (1012 tells clients to come back) and
+    ``fileno()``; its connection's ``ping(ack_on_close=)``: False leaves the event unset at the end."""
+    entered = threading.Event()
+    handlers: list[wscodec.sync.WebSocket] = []
+
+    def hold(ws: wscodec.sync.WebSocket) -> None:
+        handlers.append(ws)
+        entered.set()
+        for _ in ws:
+            pass
+
+    server = wscodec.sync.serve(hold, "127.0.0.1", 0)
+    assert server.fileno() == server.socket.fileno() and server.fileno() >= 0
+    with pytest.raises(ValueError, match="invalid close code"):
+        server.shutdown(code=1005)  # refused before anything stops
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    with wscodec.sync.connect(f"ws://127.0.0.1:{server.port}/") as client:
+        assert entered.wait(10)
+        (ws,) = handlers
+        acked = ws.ping(ack_on_close=True)
+        unacked = ws.ping(b"second", ack_on_close=False)
+        client_side = client.ping(b"mine")  # the default: set when the connection ends too
+        assert acked.wait(10) and unacked.wait(10) and client_side.wait(10)  # the peer answers
+        server.shutdown(code=1012, reason="service restart")
+        thread.join(10)
+        with pytest.raises(wscodec.ConnectionClosed) as info:
+            client.recv(timeout=10)
+        assert (info.value.code, info.value.reason) == (1012, "service restart")
+
+
+def test_sync_ping_ack_on_close_false_is_left_unset_when_the_connection_ends() -> None:
+    """No Pong ever comes (the peer never reads): the default event is set when the connection ends,
+    the one asked with ack_on_close=False is not."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        accepted: list[socket.socket] = []
+
+        def answer_upgrade_then_ignore() -> None:
+            conn, _ = listener.accept()
+            accepted.append(conn)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                       if line.lower().startswith(b"sec-websocket-key:"))  # fmt: skip
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")  # fmt: skip
+
+        peer = threading.Thread(target=answer_upgrade_then_ignore, daemon=True)
+        peer.start()
+        ws = wscodec.sync.connect(f"ws://127.0.0.1:{port}/", ping_interval=None, close_timeout=0.5)
+        peer.join(10)
+        acked = ws.ping(b"a")
+        unacked = ws.ping(b"b", ack_on_close=False)
+        ws.close()  # no answer: given up after close_timeout
+        assert acked.wait(10)
+        assert not unacked.is_set()
+        for conn in accepted:
+            conn.close()
+
+
+async def test_asyncio_server_close_with_a_code_as_in_websockets() -> None:
+    """``Server.close(close_connections=True, code=, reason=)``: the open connections get that Close."""
+    async with wscodec.asyncio.serve(echo, "127.0.0.1", 0) as server:
+        with pytest.raises(ValueError, match="invalid close code"):
+            server.close(code=999)
+        async with wscodec.asyncio.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            server.close(code=1012, reason="service restart")
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert (ws.close_code, ws.close_reason) == (1012, "service restart")

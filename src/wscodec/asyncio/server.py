@@ -21,6 +21,7 @@ from ..compression import Compression, extension_factories
 from ..connection import OPEN, Connection, check_utf8
 from ..errors import ConnectionClosed
 from ..events import Request, Response
+from ..frames import build_close_payload
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
 from ..server_hooks import INTERNAL_ERROR, as_response, respond, response_bytes, takes_connection
 from ..transports import TransportChoice, opener, resolve_transport
@@ -426,8 +427,10 @@ class Server:
         finally:
             self.close()
 
-    def close(self, close_connections: bool = True) -> None:
-        """Stop accepting connections; with ``close_connections``, close every open one with 1001."""
+    def close(self, close_connections: bool = True, code: int = 1001, reason: str = "going away") -> None:
+        """Stop accepting connections; with ``close_connections``, close every open one with ``code`` and
+        ``reason`` (websockets' arguments: 1012, service restart, tells clients to come back soon)."""
+        build_close_payload(code, reason)  # a code or reason not allowed on the wire: ValueError, before anything
         if self._server is not None:
             self._server.close()
         self._closing = True
@@ -437,7 +440,7 @@ class Server:
                 if ws._pre is not None:
                     ws._abort_now()  # still in the handshake
                 else:
-                    ws._start_close(1001, "going away")
+                    ws._start_close(code, reason)
 
     async def wait_closed(self) -> None:
         """Wait until :meth:`close` was called and every connection has ended: at most ``close_timeout``

@@ -27,6 +27,7 @@ from ..compression import INFLATING_READ, Compression, extension_factories
 from ..connection import Connection
 from ..errors import ConnectionClosed
 from ..events import Request, Response
+from ..frames import build_close_payload
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
 from ..server_hooks import INTERNAL_ERROR, as_response, respond, response_bytes, takes_connection
 from .websocket import WebSocket, close_notify
@@ -115,6 +116,7 @@ class Server:
         self._serving = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._refused = 0  # connections closed in a row for want of a thread
+        self._going_away = (1001, "going away")  # the Close that shutdown() sends
 
     @property
     def port(self) -> int | None:
@@ -166,13 +168,20 @@ class Server:
             logger.warning("accepting connections again, after refusing %d", self._refused)
             self._refused = 0
 
-    def shutdown(self, close_connections: bool = True) -> None:
+    def fileno(self) -> int:
+        """The listening socket's file descriptor (as ``socketserver.BaseServer.fileno()``)."""
+        return self.socket.fileno()
+
+    def shutdown(self, close_connections: bool = True, code: int = 1001, reason: str = "going away") -> None:
         """Stop :meth:`serve_forever`, close the listening socket and (by default) close every open
-        connection with 1001, all at once: each gets at most ``close_timeout``, then its socket is shut
-        down (which also ends a ``send()`` blocked on a client that stopped reading). Returns when the
-        connections' threads have ended, or after ``close_timeout`` + 1 s for a handler that keeps
-        running once its connection is closed."""
+        connection with ``code`` and ``reason`` (1001, going away; websockets' arguments), all at once:
+        each gets at most ``close_timeout``, then its socket is shut down (which also ends a ``send()``
+        blocked on a client that stopped reading). Returns when the connections' threads have ended, or
+        after ``close_timeout`` + 1 s for a handler that keeps running once its connection is closed."""
+        build_close_payload(code, reason)  # a code or reason not allowed on the wire: ValueError, before anything
         with self._lock:
+            if not self._shutdown.is_set():
+                self._going_away = (code, reason)
             self._shutdown.set()
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
@@ -184,7 +193,7 @@ class Server:
                 connections = list(self.connections)
                 threads = list(self._threads)
             for ws in connections:
-                closer = threading.Thread(target=ws.close, args=(1001, "going away"), daemon=True,
+                closer = threading.Thread(target=ws.close, args=self._going_away, daemon=True,
                                           name=f"wscodec-close-{id(ws):x}")
                 closer.start()
                 threads.append(closer)
@@ -215,7 +224,7 @@ class Server:
                 if not stopping:
                     self.connections.add(ws)
             if stopping:  # the server stopped while this handshake ran: as shutdown() closes the others
-                ws.close(1001, "going away")
+                ws.close(*self._going_away)
                 return
             try:
                 self.handler(ws)

@@ -203,7 +203,7 @@ class WebSocket:
         self.latency = 0.0
         self._messages = _MessageQueue(max_queue)
         self._send_lock = threading.Lock()  # the Connection and the socket's write side (module docstring)
-        self._pings: dict[bytes, tuple[threading.Event, float]] = {}
+        self._pings: dict[bytes, tuple[threading.Event, float, bool]] = {}  # event, sent at, ack_on_close
         self._close_exc: ConnectionClosed | None = None
         self._failure: tuple[int, str] | None = None  # we failed the connection: code and reason
         self._socket_lock = threading.Lock()  # shutdown from another thread vs close: never a reused fd
@@ -330,8 +330,9 @@ class WebSocket:
             if self._close_exc is None:
                 self._close_exc = self._conn.closed_error(1006, "", was_clean=False)
             self._messages.end()
-            for event, _sent in list(self._pings.values()):
-                event.set()
+            for event, _sent, ack_on_close in list(self._pings.values()):
+                if ack_on_close:
+                    event.set()
             try:
                 with self._socket_lock:
                     self._socket_closed = True
@@ -482,15 +483,17 @@ class WebSocket:
             if not self._write(conn.data_to_send()):
                 raise self._closed_error()
 
-    def ping(self, data: str | bytes | None = None) -> threading.Event:
-        """Send a Ping; the returned :class:`threading.Event` is set when its Pong arrives (or the
-        connection ends). Raises :class:`~wscodec.errors.ConnectionClosed` if closed."""
+    def ping(self, data: str | bytes | None = None, *, ack_on_close: bool = True) -> threading.Event:
+        """Send a Ping; the returned :class:`threading.Event` is set when its Pong arrives, and also when the
+        connection ends unless ``ack_on_close=False`` (websockets' default is False: here a wait on the
+        event cannot outlive the connection unless asked; check ``state`` to tell a Pong from the end).
+        Raises :class:`~wscodec.errors.ConnectionClosed` if closed."""
         payload = data.encode() if isinstance(data, str) else (data if data is not None else os.urandom(4))
-        event = self._send_ping(payload, None)
+        event = self._send_ping(payload, None, ack_on_close)
         assert event is not None
         return event
 
-    def _send_ping(self, payload: bytes, deadline: float | None) -> threading.Event | None:
+    def _send_ping(self, payload: bytes, deadline: float | None, ack_on_close: bool = True) -> threading.Event | None:
         """:meth:`ping`; with a ``deadline`` (the keepalive), None if the Ping could not go out by then."""
         if not self._send_lock.acquire(timeout=-1 if deadline is None else max(deadline - time.monotonic(), 0)):
             return None
@@ -500,7 +503,7 @@ class WebSocket:
             if payload in self._pings:
                 raise RuntimeError("a ping with this payload is already waiting for its pong")
             event = threading.Event()
-            self._pings[payload] = (event, time.monotonic())
+            self._pings[payload] = (event, time.monotonic(), ack_on_close)
             self._conn.send_ping(payload)
             if not self._write(self._conn.data_to_send(), deadline):
                 if deadline is None:
@@ -529,7 +532,7 @@ class WebSocket:
             entry = self._pings.pop(key, None)  # (the keepalive thread may have dropped it meanwhile)
             if entry is None:
                 continue
-            event, sent = entry
+            event, sent, _ack_on_close = entry
             event.set()
             if key == payload:
                 self.latency = now - sent
