@@ -201,6 +201,8 @@ async def test_close_while_connecting_abandons_the_attempt(when: str) -> None:
         await until(lambda: all(h.ready_state == WebSocket.CLOSED for h in handled))
         assert when == "during the handshake" or handled == []
         assert ws.close_code == 1006
+        await asyncio.wait_for(ws.wait_closed(), 5)  # CLOSED: waiting for the end returns at once
+        await asyncio.wait_for(ws.close(), 5)
 
 
 async def test_a_message_part_way_through_moves_from_a_listener_to_recv_and_back() -> None:

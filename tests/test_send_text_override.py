@@ -195,3 +195,33 @@ def test_sync_send_text(sync_server: tuple[int, list[wscodec.sync.WebSocket], th
         ws.send(b"by type")
         got = [peer.recv(timeout=10) for _ in range(4)]
         assert got == [PAYLOAD.decode(), b"str as binary", PAYLOAD.decode(), b"by type"]
+
+
+@pytest.mark.parametrize("refused", [b"\xc3", b"\xff", b"\xa9\xa9"])
+def test_a_refused_fragment_leaves_no_trace(refused: bytes) -> None:
+    """Refused, a fragment is as if never given: neither what it held nor a failed state stays behind, so a
+    correct fragment finishes the message and nothing invalid ever reaches the wire."""
+    client, server = pair(deflate=False)
+    server.send_fragment(b"caf", fin=False, text=True)
+    with pytest.raises(ValueError, match="after the others"):
+        server.send_fragment(refused, fin=True)
+    with pytest.raises(ValueError, match="after the others"):
+        server.send_fragment(b"\xa9", fin=True)  # a continuation byte with no character begun: still refused
+    server.send_fragment(b"\xc3", fin=False)  # half of é
+    with pytest.raises(ValueError, match="after the others"):
+        server.send_fragment(b"!", fin=True)  # é unfinished
+    server.send_fragment(b"\xa9!", fin=True)
+    assert client.receive_data(server.data_to_send()) == [TextMessage("café!")]
+
+
+@pytest.mark.parametrize(
+    "text", ["a", "é", "€", "😀", "aé€😀" * 50], ids=["1-byte", "2-byte", "3-byte", "4-byte", "mixed"]
+)
+def test_fragments_cut_at_every_byte(text: str) -> None:
+    """Every cut of the bytes into two fragments, a character split at any of its bytes, arrives whole."""
+    data = text.encode()
+    for cut in range(len(data) + 1):
+        client, server = pair(deflate=False)
+        server.send_fragment(data[:cut], fin=False, text=True)
+        server.send_fragment(memoryview(data)[cut:], fin=True)
+        assert client.receive_data(server.data_to_send()) == [TextMessage(text)], cut

@@ -537,3 +537,30 @@ def test_a_connection_no_thread_can_be_started_for_is_refused_and_the_server_goe
     assert "refusing connections: can't start new thread" in log, log[-3000:]
     assert "accepting connections again, after refusing" in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_failing_a_connection_is_bounded_once_for_the_lock_and_the_close() -> None:
+    """The keepalive fails a connection with ``_fail(code, reason, timeout)``: waiting for the send lock (a
+    ``send()`` blocked on a peer that stopped reading holds it) and writing the Close share one bound."""
+    with silent_peer(rcvbuf=4096) as port:
+        ws = connect(f"ws://127.0.0.1:{port}/", ping_interval=None, compression=None)
+        held = threading.Event()
+
+        def hold_the_send_lock() -> None:
+            with ws._send_lock:
+                held.set()
+                with contextlib.suppress(BlockingIOError):
+                    for _ in range(10_000):  # fill the socket's buffers: the Close cannot go out either
+                        ws.socket.send(b"\x82\x00" * 32768, socket.MSG_DONTWAIT)
+                time.sleep(0.8)
+
+        holder = threading.Thread(target=hold_the_send_lock, daemon=True)
+        holder.start()
+        assert held.wait(10)
+        started = time.monotonic()
+        ws._fail(1011, "keepalive ping timeout", 1.0)
+        elapsed = time.monotonic() - started
+        holder.join(10)
+        assert elapsed < 1.4, elapsed  # one bound of 1 s (it was 0.8 s for the lock, then 1 s more)
+        with pytest.raises(ConnectionClosed):
+            ws.send("after")

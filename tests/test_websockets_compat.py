@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import http
 import http.client
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +22,7 @@ import websockets.asyncio.server
 import websockets.exceptions
 import websockets.sync.client
 import websockets.sync.server
+from test_sync import silent_peer
 from websockets.datastructures import Headers as WsHeaders
 from websockets.http11 import Response as WsResponse
 
@@ -739,35 +738,13 @@ def test_sync_shutdown_with_a_code_fileno_and_ping_ack_on_close_as_in_websockets
 def test_sync_ping_ack_on_close_false_is_left_unset_when_the_connection_ends() -> None:
     """No Pong ever comes (the peer never reads): the default event is set when the connection ends,
     the one asked with ack_on_close=False is not."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        accepted: list[socket.socket] = []
-
-        def answer_upgrade_then_ignore() -> None:
-            conn, _ = listener.accept()
-            accepted.append(conn)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(4096)
-            key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-                       if line.lower().startswith(b"sec-websocket-key:"))  # fmt: skip
-            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")  # fmt: skip
-
-        peer = threading.Thread(target=answer_upgrade_then_ignore, daemon=True)
-        peer.start()
+    with silent_peer() as port:
         ws = wscodec.sync.connect(f"ws://127.0.0.1:{port}/", ping_interval=None, close_timeout=0.5)
-        peer.join(10)
         acked = ws.ping(b"a")
         unacked = ws.ping(b"b", ack_on_close=False)
         ws.close()  # no answer: given up after close_timeout
         assert acked.wait(10)
         assert not unacked.is_set()
-        for conn in accepted:
-            conn.close()
 
 
 async def test_asyncio_server_close_with_a_code_as_in_websockets() -> None:

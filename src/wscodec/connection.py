@@ -114,6 +114,30 @@ def check_utf8(payload: Any) -> None:
         raise ValueError("text=True needs UTF-8 bytes: this message is not valid UTF-8")
 
 
+def _utf8_continued(tail: bytes, payload: Any, fin: bool, where: str) -> bytes:
+    """Check ``payload`` as the next fragment of a text message sent as bytes, the last fragment having left
+    ``tail`` (part of a character) unfinished; returns what this one leaves unfinished. Nothing is kept
+    when it is refused (a ValueError): the caller may send a correct fragment instead."""
+    data = tail + bytes(payload) if tail else payload
+    utf8 = Utf8Validator()
+    if not (utf8.feed(data) and (not fin or utf8.finish())):
+        raise ValueError(f"text=True needs UTF-8 bytes: this fragment is not valid UTF-8{where}")
+    if fin:
+        return b""
+    view = data if type(data) is bytes else bytes(data)  # (any buffer: a strided view has no cast)
+    # Valid up to its end: an unfinished character is a lead byte followed by fewer continuation bytes
+    # (0b10xxxxxx) than it announces, at most three bytes from the end.
+    end = len(view)
+    start = end - 1
+    while start >= 0 and end - start <= 3 and view[start] & 0xC0 == 0x80:
+        start -= 1
+    if start < 0:
+        return b""
+    lead = view[start]
+    size = 1 if lead < 0x80 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+    return bytes(view[start:end]) if end - start < size else b""
+
+
 def _text_message(data: str, final: bool = True) -> TextMessage:
     event = _new(TextMessage)
     _set_text(event, data)
@@ -292,7 +316,8 @@ class Connection(FrameQueue):
         self._text_decoder: Any = None  # the incremental decoder of a text message streamed in fragments
         self._send_compressed = False  # a message being sent with send_fragment() is compressed
         self._send_str = False  # its fragments are str (not bytes-like)
-        self._send_utf8: Any = None  # a Utf8Validator while its bytes-like fragments are sent as text
+        # While bytes-like fragments are sent as text: the bytes of a character the last one left unfinished.
+        self._send_utf8: bytes | None = None
         # Automatic Pongs while the transport is full: only the latest Ping's is kept (see hold_pongs).
         self._holding_pongs = False
         self._held_pong: bytes | None = None
@@ -947,16 +972,13 @@ class Connection(FrameQueue):
             if is_str != self._send_str:
                 raise TypeError("all fragments of a message must be of the same type")
             opcode = 0
-            utf8 = self._send_utf8
-            if utf8 is not None and not (utf8.feed(payload) and (not fin or utf8.finish())):
-                raise ValueError("text=True needs UTF-8 bytes: this fragment is not valid UTF-8 after the others")
+            if self._send_utf8 is not None:
+                self._send_utf8 = _utf8_continued(self._send_utf8, payload, fin, " after the others")
         else:
             opcode = (2 if text is False else 1) if is_str else (1 if text else 2)
             if opcode == 1 and not is_str:
-                utf8 = Utf8Validator()
-                if not (utf8.feed(payload) and (not fin or utf8.finish())):
-                    raise ValueError("text=True needs UTF-8 bytes: this fragment is not valid UTF-8")
-                self._send_utf8 = None if fin else utf8
+                tail = _utf8_continued(b"", payload, fin, "")
+                self._send_utf8 = None if fin else tail
             self._send_opcode = opcode
             self._send_str = is_str
             self._send_compressed = rsv1 = compress and hasattr(self._deflate, "encode_fragment")

@@ -691,7 +691,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         if self._close_exc is None:
             self._close_exc = self._conn.closed_error(1006, "", was_clean=False)
         if self._transport is None:
-            self._lost = True
+            self._lost = True  # no transport will ever report its end: wait_closed() returns now
+            if not self._lost_waiter.done():
+                self._lost_waiter.set_result(None)
         self._dispatch("error", ErrorEvent("error", self, error))
         self._dispatch_close()
 

@@ -478,7 +478,7 @@ class WebSocket:
                     if started and conn.state is OPEN:
                         # Part of the message is out and nothing else may follow it: fail the connection
                         # (1011), as the asyncio API does, rather than leave every later send refused.
-                        self._fail_locked(1011, "error in fragmented message", self.close_timeout)
+                        self._fail_locked(1011, "error in fragmented message", time.monotonic() + self.close_timeout)
                     raise
             if not self._write(conn.data_to_send()):
                 raise self._closed_error()
@@ -575,11 +575,12 @@ class WebSocket:
     def _fail(self, code: int, reason: str, timeout: float) -> None:
         """Fail the connection from our side: a Close with ``code`` if it can go out within ``timeout``,
         then the socket is shut down, whoever holds the send lock."""
+        deadline = time.monotonic() + timeout  # one bound for the lock and the Close both
         if self._send_lock.acquire(timeout=timeout):
             try:
                 if self._conn.state is CLOSED:
                     return  # it ended meanwhile: the reader thread reports how
-                self._fail_locked(code, reason, timeout)
+                self._fail_locked(code, reason, deadline)
             finally:
                 self._send_lock.release()
         else:
@@ -587,9 +588,8 @@ class WebSocket:
             self._close_exc = self._conn.closed_error(code, reason, was_clean=False)
             self._abort()
 
-    def _fail_locked(self, code: int, reason: str, timeout: float) -> None:
-        """:meth:`_fail` with the send lock held: the Close goes out if it can within ``timeout``."""
-        deadline = time.monotonic() + timeout
+    def _fail_locked(self, code: int, reason: str, deadline: float) -> None:
+        """:meth:`_fail` with the send lock held: the Close goes out if it can by ``deadline``."""
         self._failure = (code, reason)
         self._conn.fail(code, reason)
         self._write(self._conn.data_to_send(), deadline)
