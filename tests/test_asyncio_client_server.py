@@ -570,6 +570,30 @@ async def test_broadcast_wait_waits_for_the_slow_consumer() -> None:
         await _teardown(server, fast, client)
 
 
+async def test_broadcast_without_waiting_bounds_a_slow_consumer_of_policy_wait() -> None:
+    """Policy "wait" with broadcast(), which cannot wait: the slow client is still written to, up to
+    WAIT_CEILING times slow_consumer_limit, then closed with 1008 (the same through a channel); a client
+    that never reads cannot grow the server's memory under any policy."""
+    from wscodec.asyncio.server import WAIT_CEILING
+
+    server, fast, slow, client, _sent = await _broadcast_setup("wait")
+    try:
+        big = b"y" * SLOW_LIMIT
+        sends = 0
+        while slow.ready_state == WebSocket.OPEN and sends < 4 * WAIT_CEILING:
+            assert slow.buffered_amount <= SLOW_LIMIT * WAIT_CEILING + len(big) + 64
+            broadcast(server.connections, big)
+            sends += 1
+            for ws in fast:
+                assert await asyncio.wait_for(ws.recv(), 10) == big
+        assert sends >= WAIT_CEILING - 1  # written to beyond slow_consumer_limit first, as "wait" says
+        await asyncio.wait_for(slow.wait_closed(), 20)
+        assert slow.close_code == 1008
+        assert all(ws.ready_state == WebSocket.OPEN for ws in fast)
+    finally:
+        await _teardown(server, fast, client)
+
+
 async def test_broadcast_wait_skips_a_slow_consumer_that_vanishes() -> None:
     """A waited-for consumer that goes away is skipped, as broadcast() skips closed connections: its
     ConnectionClosed must not reach the caller, which in the chat pattern (broadcast_wait inside

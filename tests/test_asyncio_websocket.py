@@ -1207,3 +1207,73 @@ async def test_one_in_flight_each_callback_reply_is_written_inside_send_nowait()
     assert [_payloads(w) for w in replies] == [[p] for _, p in messages]
     expected = [p.decode() if opcode == 1 else p for opcode, p in messages]
     assert seen == [(MessageEvent, "message", True, data, 1) for data in expected]
+
+
+async def test_one_read_of_many_messages_starts_at_most_max_queue_listener_tasks() -> None:
+    """A read full of tiny messages for a slow async listener: at most ``max_queue`` of its tasks run at a
+    time (the rest of the read waits in the message queue, not as a task each); every message still
+    arrives, in order, and before the close event when the peer leaves."""
+    release = asyncio.Event()
+    running: list[int] = []
+    got: list[bytes] = []
+    events: list[str] = []
+    count = 3000
+
+    async def handler(ws: WebSocket) -> None:
+        async def slow_listener(event: Any) -> None:
+            running.append(1)
+            got.append(event.data)
+            await release.wait()
+            running.pop()
+
+        ws.onmessage = slow_listener
+        ws.onclose = lambda event: events.append(f"close after {len(got)}")
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, max_queue=16, ping_interval=None) as server:
+        assert server.port is not None
+        _reader, writer = await raw_client(server.port)
+        writer.write(b"".join(masked(2, i.to_bytes(2, "big")) for i in range(count)))  # one write, 18 KB
+        await until(lambda: len(running) >= 16)
+        for _ in range(50):  # loop turns: reads come and go, no more listeners start
+            await asyncio.sleep(0)
+        assert len(running) == 16
+        release.set()
+        await until(lambda: len(got) == count)
+        assert got == [i.to_bytes(2, "big") for i in range(count)]
+        # The peer leaves with messages held for busy listeners (reading paused: the server learns it
+        # when the listeners catch up): every one comes before "close".
+        release.clear()
+        got.clear()
+        writer.write(b"".join(masked(2, i.to_bytes(2, "big")) for i in range(200)))
+        await until(lambda: len(running) >= 16)
+        writer.transport.abort()
+        release.set()
+        await until(lambda: bool(events))
+        assert events == ["close after 200"]
+        assert got == [i.to_bytes(2, "big") for i in range(200)]
+
+
+async def test_sends_that_time_out_leave_no_waiter_behind() -> None:
+    """``wait_for(ws.send(...), timeout)`` against a client that never reads: each cancelled send forgets
+    its wait for the transport to drain, so a loop of them cannot grow the connection's memory."""
+    results: list[int] = []
+
+    async def handler(ws: WebSocket) -> None:
+        timeouts = 0
+        for _ in range(5000):  # (the kernel's buffers take the first megabytes)
+            try:
+                await asyncio.wait_for(ws.send(b"x" * 16384), 0.001)
+            except asyncio.TimeoutError:
+                timeouts += 1
+                if timeouts == 200:
+                    break
+        results.extend((timeouts, len(ws._drain_waiters)))
+
+    async with serve(handler, "127.0.0.1", 0, write_limit=4096, ping_interval=None) as server:
+        assert server.port is not None
+        _reader, writer = await raw_client(server.port, rcvbuf=4096)
+        await until(lambda: bool(results), timeout=30)
+        timeouts, waiters = results
+        assert timeouts == 200 and waiters == 0
+        writer.transport.abort()

@@ -178,7 +178,7 @@ async def _silent_member(server: Server, channel: str) -> tuple[asyncio.StreamWr
     raise AssertionError("could not fill the silent member's buffer")
 
 
-@pytest.mark.parametrize("policy", ["close", "skip"])
+@pytest.mark.parametrize("policy", ["close", "skip", "wait"])
 async def test_slow_consumer_policy_applies_to_publish(broker_url: str, policy: str) -> None:
     server = await serve(
         room, "127.0.0.1", 0, broker=broker_url, compression=None, close_timeout=1,
@@ -195,6 +195,14 @@ async def test_slow_consumer_policy_applies_to_publish(broker_url: str, policy: 
             assert slow.close_code == 1008
         else:
             assert slow.ready_state == WebSocket.OPEN
+        if policy == "wait":  # written to (a channel cannot wait), but only up to WAIT_CEILING times the limit
+            big = "z" * (256 * 1024)
+            for _ in range(8):
+                await fast[0].send(big)
+                for ws in fast:
+                    assert await asyncio.wait_for(ws.recv(), 10) == big
+            await asyncio.wait_for(slow.wait_closed(), 10)
+            assert slow.close_code == 1008
         writer.close()
         for ws in fast:
             await ws.close()

@@ -786,6 +786,11 @@ def _eligible(ws: WebSocket) -> bool:
     return True
 
 
+#: With ``slow_consumer="wait"``, what :func:`broadcast` and channel deliveries (which cannot wait) still
+#: write to a slow connection: up to this many times ``slow_consumer_limit``, then it is closed with 1008.
+WAIT_CEILING = 4
+
+
 def _broadcast(
     connections: Iterable[WebSocket],
     message: Any,
@@ -804,15 +809,19 @@ def _broadcast(
     for ws in connections:
         if not _eligible(ws):
             continue
-        if ws.buffered_amount > ws.slow_consumer_limit:
-            if ws.slow_consumer == "close":
+        buffered = ws.buffered_amount
+        if buffered > ws.slow_consumer_limit:
+            policy = ws.slow_consumer
+            if policy == "wait" and hold_slow:
+                slow.append(ws)
+                continue
+            if policy == "close" or (policy == "wait" and buffered > ws.slow_consumer_limit * WAIT_CEILING):
+                # ("wait" where the caller cannot wait, broadcast() or a channel: written to up to the
+                # ceiling, then closed, so a client that never reads cannot grow the server's memory.)
                 ws.logger.info("slow consumer, closing it")
                 ws._fail(1008, "slow consumer")
                 continue
-            if ws.slow_consumer == "skip":
-                continue
-            if hold_slow:
-                slow.append(ws)
+            if policy == "skip":
                 continue
         frame = _write(ws, message, frame, opcode, payload, compress, defer)
     return opcode, payload, frame, slow
@@ -828,7 +837,8 @@ def broadcast(
 
     A connection holding more than its ``slow_consumer_limit`` unsent bytes is closed with 1008 (policy
     "close"), skipped for this message ("skip"), or still written to ("wait": use :func:`broadcast_wait`
-    to wait for it instead).
+    to wait for it instead) up to ``WAIT_CEILING`` (4) times that limit, beyond which it is closed with
+    1008 too: one client that never reads cannot grow the server's memory whatever the policy.
     """
     _broadcast(connections, message, compress, hold_slow=False, text=text)
 
