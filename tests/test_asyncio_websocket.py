@@ -1209,51 +1209,6 @@ async def test_one_in_flight_each_callback_reply_is_written_inside_send_nowait()
     assert seen == [(MessageEvent, "message", True, data, 1) for data in expected]
 
 
-async def test_one_read_of_many_messages_starts_at_most_max_queue_listener_tasks() -> None:
-    """A read full of tiny messages for a slow async listener: at most ``max_queue`` of its tasks run at a
-    time (the rest of the read waits in the message queue, not as a task each); every message still
-    arrives, in order, and before the close event when the peer leaves."""
-    release = asyncio.Event()
-    running: list[int] = []
-    got: list[bytes] = []
-    events: list[str] = []
-    count = 3000
-
-    async def handler(ws: WebSocket) -> None:
-        async def slow_listener(event: Any) -> None:
-            running.append(1)
-            got.append(event.data)
-            await release.wait()
-            running.pop()
-
-        ws.onmessage = slow_listener
-        ws.onclose = lambda event: events.append(f"close after {len(got)}")
-        await ws.wait_closed()
-
-    async with serve(handler, "127.0.0.1", 0, max_queue=16, ping_interval=None) as server:
-        assert server.port is not None
-        _reader, writer = await raw_client(server.port)
-        writer.write(b"".join(masked(2, i.to_bytes(2, "big")) for i in range(count)))  # one write, 18 KB
-        await until(lambda: len(running) >= 16)
-        for _ in range(50):  # loop turns: reads come and go, no more listeners start
-            await asyncio.sleep(0)
-        assert len(running) == 16
-        release.set()
-        await until(lambda: len(got) == count)
-        assert got == [i.to_bytes(2, "big") for i in range(count)]
-        # The peer leaves with messages held for busy listeners (reading paused: the server learns it
-        # when the listeners catch up): every one comes before "close".
-        release.clear()
-        got.clear()
-        writer.write(b"".join(masked(2, i.to_bytes(2, "big")) for i in range(200)))
-        await until(lambda: len(running) >= 16)
-        writer.transport.abort()
-        release.set()
-        await until(lambda: bool(events))
-        assert events == ["close after 200"]
-        assert got == [i.to_bytes(2, "big") for i in range(200)]
-
-
 async def test_sends_that_time_out_leave_no_waiter_behind() -> None:
     """``wait_for(ws.send(...), timeout)`` against a client that never reads: each cancelled send forgets
     its wait for the transport to drain, so a loop of them cannot grow the connection's memory."""
@@ -1277,3 +1232,44 @@ async def test_sends_that_time_out_leave_no_waiter_behind() -> None:
         timeouts, waiters = results
         assert timeouts == 200 and waiters == 0
         writer.transport.abort()
+
+
+async def test_create_websocket_with_a_small_max_queue_keeps_reading_for_an_async_listener() -> None:
+    """The opening task of create_websocket() counts among the listeners' tasks until it ends: its end
+    must resume reading like any of them, or messages that arrive with the 101 leave reading paused
+    for good (max_queue=1: the first message's task reached the bound)."""
+    from wscodec.handshake import compute_accept
+
+    later = asyncio.Event()
+
+    async def raw_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key"))  # fmt: skip
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {compute_accept(key.decode())}\r\n\r\n".encode()
+            + b"".join(encode_frame(2, bytes([i])) for i in range(5))  # with the 101, in one segment
+        )
+        await later.wait()
+        writer.write(b"".join(encode_frame(2, bytes([i])) for i in range(5, 10)))
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(raw_server, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        got: list[int] = []
+        ws = create_websocket(f"ws://127.0.0.1:{port}/", max_queue=1, ping_interval=None)
+
+        async def listener(event: Any) -> None:
+            got.append(event.data[0])
+
+        ws.onmessage = listener
+        await until(lambda: len(got) == 5)
+        later.set()
+        await until(lambda: len(got) == 10)
+        assert got == list(range(10))
+        ws._abort_now()
+    finally:
+        server.close()

@@ -758,3 +758,39 @@ async def test_asyncio_server_close_with_a_code_as_in_websockets() -> None:
             server.close(code=1012, reason="service restart")
             await asyncio.wait_for(ws.wait_closed(), 10)
             assert (ws.close_code, ws.close_reason) == (1012, "service restart")
+
+
+async def test_a_shutdown_code_other_than_1001_carries_no_reason_unless_given() -> None:
+    """As websockets: ``close(code=1012)`` sends no reason; 1001 keeps "going away"; a reason given is sent."""
+    for code, reason, expected in [(1012, None, ""), (1001, None, "going away"), (4000, "bye", "bye")]:
+        async with (
+            wscodec.asyncio.serve(echo, "127.0.0.1", 0) as server,
+            wscodec.asyncio.connect(f"ws://127.0.0.1:{server.port}/") as ws,
+        ):
+            server.close(code=code, reason=reason)
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert (ws.close_code, ws.close_reason) == (code, expected)
+
+    def threaded() -> list[tuple[int | None, str | None]]:
+        seen = []
+        for code in (1012, 1001):
+            entered = threading.Event()
+
+            def hold(ws: wscodec.sync.WebSocket, entered: threading.Event = entered) -> None:
+                entered.set()
+                for _ in ws:
+                    pass
+
+            server = wscodec.sync.serve(hold, "127.0.0.1", 0)
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            with wscodec.sync.connect(f"ws://127.0.0.1:{server.port}/") as client:
+                assert entered.wait(10)
+                server.shutdown(code=code)
+                thread.join(10)
+                with pytest.raises(wscodec.ConnectionClosed) as info:
+                    client.recv(timeout=10)
+                seen.append((info.value.code, info.value.reason))
+        return seen
+
+    assert await asyncio.to_thread(threaded) == [(1012, ""), (1001, "going away")]

@@ -20,7 +20,7 @@ from typing import Any
 from .events import Headers, Response
 from .handshake import _serialize, http_answer
 
-__all__ = ["as_response", "phrase", "respond", "response_bytes", "takes_connection"]
+__all__ = ["as_response", "going_away_reason", "phrase", "respond", "response_bytes", "takes_connection"]
 
 #: The answer to a hook that raised or returned something that is not a response.
 INTERNAL_ERROR = Response(500, "Internal Server Error", (("Content-Type", "text/plain"),), b"Internal Server Error\n")
@@ -87,3 +87,11 @@ def response_bytes(response: Response) -> bytes:
         return _serialize(f"HTTP/1.1 101 {response.reason or 'Switching Protocols'}", response.headers)
     reason = response.reason or phrase(response.status_code)
     return http_answer(response.status_code, reason, response.headers, response.body)[1]
+
+
+def going_away_reason(code: int, reason: str | None) -> str:
+    """The reason a server's shutdown sends (both servers): as given, else "going away" for 1001 and none
+    for another code, as websockets sends none by default."""
+    if reason is not None:
+        return reason
+    return "going away" if code == 1001 else ""

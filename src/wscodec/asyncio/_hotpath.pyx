@@ -338,7 +338,6 @@ cdef class HotPath:
     cdef public object _fragmenting
     cdef public bint _handling
     cdef public bint _has_message_listener
-    cdef public bint _listeners_paused
     cdef public object _loop
     cdef public bint _lost
     cdef public object _message_callbacks
@@ -431,7 +430,6 @@ cdef class HotPath:
                     if (
                         self._has_message_listener
                         and not queue
-                        and not self._listeners_paused
                         and self._partial._first is None
                         and not self._streaming
                     ):

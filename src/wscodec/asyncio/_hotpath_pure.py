@@ -329,7 +329,6 @@ class HotPath:
         "_fragmenting",
         "_handling",
         "_has_message_listener",
-        "_listeners_paused",
         "_lone_left",
         "_loop",
         "_lost",
@@ -361,7 +360,6 @@ class HotPath:
     _fragmenting: asyncio.Future[None] | None
     _handling: bool
     _has_message_listener: bool
-    _listeners_paused: bool
     _loop: asyncio.AbstractEventLoop
     _lost: bool
     _message_callbacks: tuple[Any, ...]
@@ -442,12 +440,9 @@ class HotPath:
                 if kind is TextFragment or kind is BinaryFragment:
                     data: Any = event.data
                     # (_first is None: the Pieces are empty, without a call to their __bool__)
-                    # (with max_queue async listeners' tasks running, messages wait in the queue, as for
-                    # recv(): one read of many small messages would otherwise start a task for each)
                     if (
                         self._has_message_listener
                         and not queue
-                        and not self._listeners_paused
                         and self._partial._first is None
                         and not self._streaming
                     ):

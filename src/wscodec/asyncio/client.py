@@ -334,7 +334,7 @@ def create_websocket(url: str, subprotocols: Sequence[str] = (), **options: Any)
         ws._handshake_failed(error)
 
     def settled(task: asyncio.Task[None]) -> None:
-        ws._callback_tasks.discard(task)
+        ws._callback_done(task)  # (counted among the listeners' tasks meanwhile: may resume the listeners)
         if task.cancelled() and ws._opening is task and ws.connection.closed:
             # close() in the same step as this call: the task was cancelled before its first step, so run()
             # never ran to report it. The browser's order all the same: error, then close (1006).

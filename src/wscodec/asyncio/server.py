@@ -23,7 +23,7 @@ from ..errors import ConnectionClosed
 from ..events import Request, Response
 from ..frames import build_close_payload
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
-from ..server_hooks import INTERNAL_ERROR, as_response, respond, response_bytes, takes_connection
+from ..server_hooks import INTERNAL_ERROR, as_response, going_away_reason, respond, response_bytes, takes_connection
 from ..transports import TransportChoice, opener, resolve_transport
 from .busy_poll import BusyPoller, check_busy_poll
 from .websocket import WebSocket
@@ -427,9 +427,11 @@ class Server:
         finally:
             self.close()
 
-    def close(self, close_connections: bool = True, code: int = 1001, reason: str = "going away") -> None:
+    def close(self, close_connections: bool = True, code: int = 1001, reason: str | None = None) -> None:
         """Stop accepting connections; with ``close_connections``, close every open one with ``code`` and
-        ``reason`` (websockets' arguments: 1012, service restart, tells clients to come back soon)."""
+        ``reason`` (websockets' arguments: 1012, service restart, tells clients to come back soon; the
+        reason is "going away" for 1001 unless given, empty for another code, as in websockets)."""
+        reason = going_away_reason(code, reason)
         build_close_payload(code, reason)  # a code or reason not allowed on the wire: ValueError, before anything
         if self._server is not None:
             self._server.close()

@@ -190,6 +190,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_fail_reason",
         "_keepalive_task",
         "_listeners",
+        "_listeners_paused",
         "_lost_waiter",
         "_onmessage",
         "_open_waiter",
@@ -495,18 +496,10 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         if self._has_message_listener and self._queue:
             self._loop.call_soon(self._drain_queue_to_listeners)
 
-    def _drain_queue_to_listeners(self, every: bool = False) -> None:
-        """Hand messages queued before a message listener appeared, or while ``max_queue`` of the async
-        listeners' tasks were running, to the listeners, in order, until that many run again (``every``:
-        all of them, the connection being over)."""
+    def _drain_queue_to_listeners(self) -> None:
+        """Hand messages queued before a message listener appeared to it, in order."""
         queue = self._queue
-        while (
-            self._has_message_listener
-            and queue
-            and (every or not self._listeners_paused)
-            and not self._partial
-            and not self._streaming
-        ):
+        while self._has_message_listener and queue and not self._partial and not self._streaming:
             self._deliver_to_listeners(queue.popleft())
         if not queue and self._conn.pending_error is not None:
             self._loop.call_soon(self._fail_pending)  # after the listeners' tasks take their first step
@@ -555,8 +548,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         ends. So, as for the messages ``recv()`` has not taken yet, reading pauses once ``max_queue`` of them
         are running (a peer faster than the listener, or one that never reads the replies the listener
         awaits, would otherwise grow tasks and memory without bound) and resumes when a quarter are left.
-        The rest of the read in hand waits in the message queue meanwhile (``_handle``), handed to the
-        listeners as their tasks end: not a task per message of a read full of tiny ones.
+        The read in hand is still delivered: at most one read's messages run beyond the bound.
         """
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
@@ -573,8 +565,6 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         tasks.discard(task)
         if self._listeners_paused and len(tasks) <= (self.max_queue or 1) // 4:
             self._listeners_paused = False
-            if self._queue:
-                self._drain_queue_to_listeners()  # (resumes reading once the queue is short enough)
             self._sync_reading()
         error = None if task.cancelled() else task.exception()
         if isinstance(error, ConnectionClosed):  # the connection closed under it: not the listener's bug
@@ -667,10 +657,6 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             self.logger.debug("connection lost (%s)", exc)
         opening = self._open_waiter
         if not opening.cancelled() and opening.exception() is None:  # a failed open reports its own close
-            if self._queue and self._has_message_listener:
-                # Messages held while the async listeners were busy come before "close", as they arrived:
-                # the peer is gone, so their number is what one read brought.
-                self._drain_queue_to_listeners(every=True)
             self._log_closed()
             self._dispatch_close()
 

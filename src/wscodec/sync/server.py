@@ -29,7 +29,7 @@ from ..errors import ConnectionClosed
 from ..events import Request, Response
 from ..frames import build_close_payload
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
-from ..server_hooks import INTERNAL_ERROR, as_response, respond, response_bytes, takes_connection
+from ..server_hooks import INTERNAL_ERROR, as_response, going_away_reason, respond, response_bytes, takes_connection
 from .websocket import WebSocket, close_notify
 
 __all__ = ["PendingConnection", "Server", "basic_auth", "serve", "unix_serve"]
@@ -172,12 +172,14 @@ class Server:
         """The listening socket's file descriptor (as ``socketserver.BaseServer.fileno()``)."""
         return self.socket.fileno()
 
-    def shutdown(self, close_connections: bool = True, code: int = 1001, reason: str = "going away") -> None:
+    def shutdown(self, close_connections: bool = True, code: int = 1001, reason: str | None = None) -> None:
         """Stop :meth:`serve_forever`, close the listening socket and (by default) close every open
-        connection with ``code`` and ``reason`` (1001, going away; websockets' arguments), all at once:
+        connection with ``code`` and ``reason`` (1001, "going away"; websockets' arguments, the reason
+        empty for another code unless given), all at once:
         each gets at most ``close_timeout``, then its socket is shut down (which also ends a ``send()``
         blocked on a client that stopped reading). Returns when the connections' threads have ended, or
         after ``close_timeout`` + 1 s for a handler that keeps running once its connection is closed."""
+        reason = going_away_reason(code, reason)
         build_close_payload(code, reason)  # a code or reason not allowed on the wire: ValueError, before anything
         with self._lock:
             if not self._shutdown.is_set():
