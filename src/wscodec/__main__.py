@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .asyncio.busy_poll import MAX_BUSY_POLL
+from ._options import MAX_BUSY_POLL
 from .transports import TRANSPORTS, resolve_transport
 
 __all__ = ["main"]

@@ -12,7 +12,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["Bound", "WriteLimit", "close_timeout", "high_mark", "limits", "write_limits"]
+__all__ = [
+    "MAX_BUSY_POLL",
+    "Bound",
+    "WriteLimit",
+    "check_busy_poll",
+    "close_timeout",
+    "high_mark",
+    "limits",
+    "write_limits",
+]
 
 #: ``max_size`` or ``max_queue``: a number, None (no bound), or websockets' ``(high, low)`` pair.
 Bound = int | tuple[int | None, int | None] | None
@@ -63,3 +72,17 @@ def write_limits(value: Any) -> tuple[int, int | None]:
     if low is not None and low > value:
         raise ValueError(f"write_limit's low mark {low} is above its high mark {value}")
     return value, low
+
+
+#: The longest window accepted, in seconds. A larger value is far more likely microseconds passed where
+#: seconds are expected (``busy_poll=50`` for 50 µs) than a wish to burn a core for over a second.
+MAX_BUSY_POLL = 1.0
+
+
+def check_busy_poll(window: float | None) -> float | None:
+    """The window to poll for, in seconds (None: off), or ValueError for one outside (0, MAX_BUSY_POLL]."""
+    if window is None:
+        return None
+    if not 0 < window <= MAX_BUSY_POLL:  # also refuses NaN
+        raise ValueError(f"busy_poll must be None or seconds in (0, {MAX_BUSY_POLL:g}], got {window!r}")
+    return float(window)

@@ -18,20 +18,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from .._options import MAX_BUSY_POLL, check_busy_poll
+
 __all__ = ["MAX_BUSY_POLL", "BusyPoller", "check_busy_poll"]
-
-#: The longest window accepted, in seconds. A larger value is far more likely microseconds passed where
-#: seconds are expected (``busy_poll=50`` for 50 µs) than a wish to burn a core for over a second.
-MAX_BUSY_POLL = 1.0
-
-
-def check_busy_poll(window: float | None) -> float | None:
-    """The window to poll for, in seconds (None: off), or ValueError for one outside (0, MAX_BUSY_POLL]."""
-    if window is None:
-        return None
-    if not 0 < window <= MAX_BUSY_POLL:  # also refuses NaN
-        raise ValueError(f"busy_poll must be None or seconds in (0, {MAX_BUSY_POLL:g}], got {window!r}")
-    return float(window)
 
 
 class BusyPoller:
