@@ -329,6 +329,7 @@ cdef class HotPath:
 
     cdef public object _binary_type
     cdef public bint _busy
+    cdef public object _cb_backlog
     cdef public Pieces _cb_partial
     cdef public object _close_exc
     cdef public FrameQueue _conn
@@ -338,6 +339,7 @@ cdef class HotPath:
     cdef public object _fragmenting
     cdef public bint _handling
     cdef public bint _has_message_listener
+    cdef public bint _listeners_paused
     cdef public object _loop
     cdef public bint _lost
     cdef public object _message_callbacks
@@ -433,6 +435,9 @@ cdef class HotPath:
                         and self._partial._first is None
                         and not self._streaming
                     ):
+                        if self._listeners_paused:  # max_queue listener tasks run: it waits its turn
+                            self._cb_backlog.append(event)
+                            continue
                         if event.final and self._cb_partial._first is None:
                             if kind is _BinaryFragment and self._binary_type != "bytes":
                                 data = self._convert_binary(data)

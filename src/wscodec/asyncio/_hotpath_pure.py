@@ -320,6 +320,7 @@ class HotPath:
     __slots__ = (
         "_binary_type",
         "_busy",
+        "_cb_backlog",
         "_cb_partial",
         "_close_exc",
         "_conn",
@@ -329,6 +330,7 @@ class HotPath:
         "_fragmenting",
         "_handling",
         "_has_message_listener",
+        "_listeners_paused",
         "_lone_left",
         "_loop",
         "_lost",
@@ -351,6 +353,7 @@ class HotPath:
     # Set by WebSocket.__init__ (declared for the type checker; the compiled twin declares C fields).
     _binary_type: str
     _busy: bool
+    _cb_backlog: collections.deque[TextFragment | BinaryFragment]
     _cb_partial: Pieces
     _close_exc: ConnectionClosed | None
     _conn: Connection
@@ -360,6 +363,7 @@ class HotPath:
     _fragmenting: asyncio.Future[None] | None
     _handling: bool
     _has_message_listener: bool
+    _listeners_paused: bool
     _loop: asyncio.AbstractEventLoop
     _lost: bool
     _message_callbacks: tuple[Any, ...]
@@ -446,6 +450,9 @@ class HotPath:
                         and self._partial._first is None
                         and not self._streaming
                     ):
+                        if self._listeners_paused:  # max_queue listener tasks run: it waits its turn
+                            self._cb_backlog.append(event)
+                            continue
                         if event.final and self._cb_partial._first is None:  # a whole message: no gathering
                             if kind is BinaryFragment and self._binary_type != "bytes":
                                 data = self._convert_binary(data)

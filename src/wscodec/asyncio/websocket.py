@@ -184,13 +184,13 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "__weakref__",
         "_abort_handle",
         "_callback_tasks",
+        "_close_held",
         "_drain_waiters",
         "_error_timer",
         "_fail_code",
         "_fail_reason",
         "_keepalive_task",
         "_listeners",
-        "_listeners_paused",
         "_lost_waiter",
         "_onmessage",
         "_open_waiter",
@@ -339,8 +339,11 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._cb_partial = Pieces()
         self._callback_tasks: set[asyncio.Task[Any]] = set()
         self._opening: asyncio.Task[None] | None = None  # create_websocket's connect, until it ends
-        # Reading paused while max_queue async listeners' tasks are still running (see _listener_returned).
+        # While max_queue async listeners' tasks run, reading is paused and the messages of the read in hand
+        # wait here, in order, for their turn (see _listener_returned); the close event waits behind them.
         self._listeners_paused = False
+        self._cb_backlog: collections.deque[Any] = collections.deque()
+        self._close_held = False
 
     # ------------------------------------------------------------------ attributes
 
@@ -491,17 +494,42 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         # (Left behind, those pieces were lost to the next message, or kept the listeners waiting forever.)
         if self._has_message_listener and not had and self._partial and not self._streaming:
             self._cb_partial.add(self._partial.take())
-        elif had and not self._has_message_listener and self._cb_partial:
-            self._partial.add(self._cb_partial.take())
+        elif had and not self._has_message_listener:
+            if self._cb_partial:
+                self._partial.add(self._cb_partial.take())
+            if self._cb_backlog:
+                self._backlog_to_queue()
         if self._has_message_listener and self._queue:
             self._loop.call_soon(self._drain_queue_to_listeners)
+
+    def _backlog_to_queue(self) -> None:
+        """The last message listener is gone: the messages still waiting for their turn go to ``recv()``,
+        ahead of what arrived after them; an error held behind them fires now."""
+        backlog, queue = self._cb_backlog, self._queue
+        messages = [item for item in backlog if type(item) is not ErrorEvent]
+        errors = [item for item in backlog if type(item) is ErrorEvent]
+        backlog.clear()
+        queue.extendleft(reversed(messages))
+        max_queue = self.max_queue
+        if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
+            self._reading_paused = True
+            self._sync_reading()
+        if messages:
+            self._wake_reader()
+        for error in errors:
+            self._dispatch("error", error)
+        self._backlog_drained()
 
     def _drain_queue_to_listeners(self) -> None:
         """Hand messages queued before a message listener appeared to it, in order."""
         queue = self._queue
         while self._has_message_listener and queue and not self._partial and not self._streaming:
+            if self._listeners_paused:  # max_queue listener tasks run: the rest waits its turn
+                self._cb_backlog.extend(queue)
+                queue.clear()
+                break
             self._deliver_to_listeners(queue.popleft())
-        if not queue and self._conn.pending_error is not None:
+        if not queue and not self._cb_backlog and self._conn.pending_error is not None:
             self._loop.call_soon(self._fail_pending)  # after the listeners' tasks take their first step
         self._maybe_resume_reading()
 
@@ -520,6 +548,15 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     def _dispatch_message(self, data: Any) -> None:
         """Give one whole message to the message listeners (``onmessage`` first, then the others in order)."""
         self._call_listeners("message", self._message_callbacks, MessageEvent("message", self, data))
+
+    def _dispatch_error(self, error: BaseException) -> None:
+        """Fire "error" on an open connection: after the messages that arrived before it, when some still
+        wait for a listener task to end (see _listener_returned)."""
+        event = ErrorEvent("error", self, error)
+        if self._cb_backlog:
+            self._cb_backlog.append(event)
+        else:
+            self._dispatch("error", event)
 
     def _dispatch(self, type: str, event: Event) -> None:
         """Fire "open", "error" or "close" (messages go through _dispatch_message)."""
@@ -545,10 +582,13 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         """A listener returned something: an awaitable (an async listener's coroutine) runs as a task.
 
         Those tasks are the async listeners' queue: each holds its message (up to ``max_size``) until it
-        ends. So, as for the messages ``recv()`` has not taken yet, reading pauses once ``max_queue`` of them
-        are running (a peer faster than the listener, or one that never reads the replies the listener
-        awaits, would otherwise grow tasks and memory without bound) and resumes when a quarter are left.
-        The read in hand is still delivered: at most one read's messages run beyond the bound.
+        ends. So, as for the messages ``recv()`` has not taken yet, at most ``max_queue`` of them run: then
+        reading pauses (a peer faster than the listener, or one that never reads the replies the listener
+        awaits, would otherwise grow tasks and memory without bound), the rest of the read in hand waits in
+        ``_cb_backlog`` (its messages as parsed, about a hundred bytes each beyond their payload, not a task
+        of about two kilobytes each), and each task that ends hands the next message over, in order. Reading
+        resumes when none waits and a quarter of the tasks are left. An error or the close event that comes
+        meanwhile waits behind those messages, as the browser orders them.
         """
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
@@ -560,12 +600,33 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 self._listeners_paused = True
                 self._sync_reading()
 
+    def _backlog_drained(self) -> None:
+        """The last message waiting for a listener task is handed over: what waited behind it follows, once
+        the tasks just started have taken their first step (as when nothing waited)."""
+        if self._conn.pending_error is not None and not self._queue and self._has_message_listener:
+            self._loop.call_soon(self._fail_pending)
+        if self._close_held:
+            self._close_held = False
+            self._loop.call_soon(self._dispatch_close)
+
     def _callback_done(self, task: asyncio.Task[Any]) -> None:
         tasks = self._callback_tasks
         tasks.discard(task)
-        if self._listeners_paused and len(tasks) <= (self.max_queue or 1) // 4:
-            self._listeners_paused = False
-            self._sync_reading()
+        if self._listeners_paused:
+            backlog = self._cb_backlog
+            if backlog:
+                max_queue = self.max_queue
+                while backlog and (max_queue is None or len(tasks) < max_queue):
+                    item = backlog.popleft()
+                    if type(item) is ErrorEvent:  # (the last item: after it the peer sends nothing more)
+                        self._loop.call_soon(self._dispatch, "error", item)  # after the tasks' first step
+                    else:
+                        self._deliver_to_listeners(item)
+                if not backlog:
+                    self._backlog_drained()
+            if not backlog and len(tasks) <= (self.max_queue or 1) // 4:
+                self._listeners_paused = False
+                self._sync_reading()
         error = None if task.cancelled() else task.exception()
         if isinstance(error, ConnectionClosed):  # the connection closed under it: not the listener's bug
             self.logger.debug("event callback ended on %s", error)
@@ -658,7 +719,10 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         opening = self._open_waiter
         if not opening.cancelled() and opening.exception() is None:  # a failed open reports its own close
             self._log_closed()
-            self._dispatch_close()
+            if self._cb_backlog:  # messages still wait for listener tasks to end: they come first
+                self._close_held = True
+            else:
+                self._dispatch_close()
 
     def _log_closed(self) -> None:
         """The INFO line for the end of an opened connection: code, reason, duration, traffic each way."""
@@ -721,7 +785,11 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         ``close()`` came meanwhile, or if message listeners have it all (after their tasks' first step)."""
         queue = self._queue
         max_queue = self.max_queue
-        if self._conn.state is not OPEN or self._lost or (max_queue is not None and len(queue) > max_queue):
+        if (
+            self._conn.state is not OPEN
+            or self._lost
+            or (max_queue is not None and max(len(queue), len(self._cb_backlog)) > max_queue)
+        ):
             self._fail_pending()
             return
         if not self._reading_paused:
@@ -729,7 +797,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             self._sync_reading()
         if self._error_timer is None:
             self._error_timer = self._loop.call_later(self.close_timeout, self._fail_pending)
-        if not queue and not self._busy:  # (_busy is False while a recv() waits)
+        if not queue and not self._busy and not self._cb_backlog:  # (_busy is False while a recv() waits)
             if self._has_message_listener:
                 self._loop.call_soon(self._fail_pending)
             else:
@@ -759,7 +827,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             if self._open_waiter.done():
                 self._fail_code, self._fail_reason = event.code, event.reason
                 self.logger.info("failed: %s (close code %d)", event.reason, event.code)
-                self._dispatch("error", ErrorEvent("error", self, event.error))
+                self._dispatch_error(event.error)
             else:
                 self._open_waiter.set_exception(event.error)
         elif kind is Closed:
@@ -1132,7 +1200,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                         self.logger.info("no pong within %s s, failing the connection", timeout)
                         error = TimeoutError("keepalive ping timeout")
                         self._fail(1011, "keepalive ping timeout")
-                        self._dispatch("error", ErrorEvent("error", self, error))
+                        self._dispatch_error(error)
                     return
         except ConnectionClosed:
             return
