@@ -18,6 +18,7 @@ from ._kernels import (
 )
 from .connection import Connection, State
 from .errors import (
+    ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKEND",
     "CloseCode",
+    "ConcurrencyError",
     "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "Close",
+    "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
@@ -29,6 +30,12 @@ __all__ = [
 
 class WebSocketError(Exception):
     """Base class of every error wscodec raises on purpose."""
+
+
+class ConcurrencyError(WebSocketError, RuntimeError):
+    """Two coroutines used a connection in a way that cannot be shared: two waiting for the next message,
+    ``send_nowait()`` or a broadcast during a fragmented send. A RuntimeError, as before it had a class of
+    its own; named as in websockets, so its ``except`` clauses carry over."""
 
 
 class ProtocolError(WebSocketError):

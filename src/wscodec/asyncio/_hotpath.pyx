@@ -18,7 +18,7 @@ from .._speedups cimport FrameQueue
 
 from .._write import write_buffers
 from ..connection import CLOSED, OPEN
-from ..errors import ConnectionClosed
+from ..errors import ConcurrencyError, ConnectionClosed
 from ..events import BinaryFragment, TextFragment
 
 __all__ = [
@@ -497,7 +497,7 @@ cdef class HotPath:
         """Get ready to wait for the next message: the future to await (the caller resets ``_waiter`` once
         it has), or None when there is nothing to wait for (a held protocol error was acted on)."""
         if self._waiter is not None:
-            raise RuntimeError("another coroutine is already waiting for the next message")
+            raise ConcurrencyError("another coroutine is already waiting for the next message")
         handle = self._flush_handle
         if handle is not None:
             handle.cancel()
@@ -673,7 +673,7 @@ cdef class HotPath:
         if text < 0:
             raise TypeError(f"send_nowait() takes str or bytes-like, not {type(message).__name__}")
         if self._fragmenting is not None:
-            raise RuntimeError("a fragmented message is being sent; await send() instead")
+            raise ConcurrencyError("a fragmented message is being sent; await send() instead")
         conn = self._conn
         if self._lost or not _is_open(conn):
             self._check_open()

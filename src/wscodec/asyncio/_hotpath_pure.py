@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._write import write_buffers
 from ..connection import CLOSED, OPEN, Connection
-from ..errors import ConnectionClosed
+from ..errors import ConcurrencyError, ConnectionClosed
 from ..events import BinaryFragment, TextFragment
 
 __all__ = [
@@ -512,7 +512,7 @@ class HotPath:
         """Get ready to wait for the next message: the future to await (the caller resets ``_waiter`` once
         it has), or None when there is nothing to wait for (a held protocol error was acted on)."""
         if self._waiter is not None:
-            raise RuntimeError("another coroutine is already waiting for the next message")
+            raise ConcurrencyError("another coroutine is already waiting for the next message")
         handle = self._flush_handle
         if handle is not None:
             # The consumer is about to sleep: what it sent goes out now rather than one loop turn later
@@ -681,13 +681,13 @@ class HotPath:
         message, with no task switch. That is the lowest latency this layer offers, at one message in
         flight. Raises :class:`~wscodec.errors.ConnectionClosed` once closed, :class:`TypeError` for
         anything but str or a bytes-like object (fragmented messages need :meth:`send`), and
-        :class:`RuntimeError` while :meth:`send` is sending a fragmented message.
+        :class:`~wscodec.errors.ConcurrencyError` (a RuntimeError) while :meth:`send` is sending a fragmented message.
         """
         text = _text_or_binary(message)
         if text < 0:
             raise TypeError(f"send_nowait() takes str or bytes-like, not {type(message).__name__}")
         if self._fragmenting is not None:
-            raise RuntimeError("a fragmented message is being sent; await send() instead")
+            raise ConcurrencyError("a fragmented message is being sent; await send() instead")
         conn = self._conn
         if conn.state is not OPEN or self._lost:
             self._check_open()

@@ -8,6 +8,7 @@ import inspect
 import logging
 import socket
 import ssl as ssl_module
+import sys
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from ..broker import Broker, Message, make_broker
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import Compression, extension_factories
 from ..connection import OPEN, Connection, check_utf8
-from ..errors import ConnectionClosed
+from ..errors import ConcurrencyError, ConnectionClosed
 from ..events import Request, Response
 from ..frames import build_close_payload
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
@@ -779,13 +780,32 @@ def _write(
     return frame
 
 
-def _eligible(ws: WebSocket) -> bool:
+def _eligible(ws: WebSocket, errors: list[Exception] | None = None) -> bool:
+    """Open, and not part-way through a fragmented send (that one is skipped: logged, or in ``errors``)."""
     if ws._conn.state is not OPEN or ws._lost or ws._transport is None:
         return False
     if ws._fragmenting is not None:
-        ws.logger.warning("sending a fragmented message: broadcast skipped for it")
+        error = ConcurrencyError("sending a fragmented message")
+        if errors is None:
+            ws.logger.warning("skipped broadcast: %s", error)
+        else:
+            errors.append(error)
         return False
     return True
+
+
+def _check_raise_exceptions(raise_exceptions: bool) -> list[Exception] | None:
+    """The list a broadcast gathers its errors in, with ``raise_exceptions``; None: they are logged."""
+    if not raise_exceptions:
+        return None
+    if sys.version_info < (3, 11):  # (websockets refuses it the same way: ExceptionGroup is 3.11's)
+        raise ValueError("raise_exceptions requires at least Python 3.11")
+    return []
+
+
+def _raise_errors(errors: list[Exception] | None) -> None:
+    if errors and sys.version_info >= (3, 11):  # (a list only there: see _check_raise_exceptions)
+        raise ExceptionGroup("skipped broadcast", errors)  # noqa: F821 (a builtin since 3.11)
 
 
 #: With ``slow_consumer="wait"``, what :func:`broadcast` and channel deliveries (which cannot wait) still
@@ -800,16 +820,18 @@ def _broadcast(
     hold_slow: bool,
     defer: bool = False,
     text: bool | None = None,
+    errors: list[Exception] | None = None,
 ) -> tuple[int, Any, bytes | None, list[WebSocket]]:
     """Write ``message`` to every eligible connection, applying each one's slow-consumer policy; with
     ``hold_slow``, the slow connections of policy "wait" are returned instead of written to; with
     ``defer``, the frame is only queued in each Connection and the caller calls ``ws._write_out()`` later
-    (several messages, one system call: see wscodec.broker.channels)."""
+    (several messages, one system call: see wscodec.broker.channels). A connection whose write fails is
+    skipped: the error is logged, or appended to ``errors`` when given (``raise_exceptions``)."""
     opcode, payload = _frame_for(message, text)
     frame: bytes | None = None
     slow: list[WebSocket] = []
     for ws in connections:
-        if not _eligible(ws):
+        if not _eligible(ws, errors):
             continue
         buffered = ws.buffered_amount
         if buffered > ws.slow_consumer_limit:
@@ -825,12 +847,39 @@ def _broadcast(
                 continue
             if policy == "skip":
                 continue
-        frame = _write(ws, message, frame, opcode, payload, compress, defer)
+        frame = _write_or_skip(ws, message, frame, opcode, payload, compress, defer, errors)
     return opcode, payload, frame, slow
 
 
+def _write_or_skip(
+    ws: WebSocket,
+    message: Any,
+    frame: bytes | None,
+    opcode: int,
+    payload: Any,
+    compress: bool,
+    defer: bool,
+    errors: list[Exception] | None,
+) -> bytes | None:
+    """:func:`_write`, where one connection's failure (its transport's, its compressor's) skips it and not
+    the connections after it, as websockets' broadcast does."""
+    try:
+        return _write(ws, message, frame, opcode, payload, compress, defer)
+    except Exception as exc:
+        if errors is None:
+            ws.logger.warning("skipped broadcast: failed to write message: %s", exc, exc_info=True)
+        else:
+            errors.append(exc)
+        return frame
+
+
 def broadcast(
-    connections: Iterable[WebSocket], message: Any, *, compress: bool = False, text: bool | None = None
+    connections: Iterable[WebSocket],
+    message: Any,
+    *,
+    compress: bool = False,
+    text: bool | None = None,
+    raise_exceptions: bool = False,
 ) -> None:
     """Send ``message`` to every OPEN connection without waiting: the frame is built once and written to
     each transport (``compress=True`` compresses per connection instead, where deflate was negotiated).
@@ -841,22 +890,36 @@ def broadcast(
     "close"), skipped for this message ("skip"), or still written to ("wait": use :func:`broadcast_wait`
     to wait for it instead) up to ``WAIT_CEILING`` (4) times that limit, beyond which it is closed with
     1008 too: one client that never reads cannot grow the server's memory whatever the policy.
+
+    A connection part-way through a fragmented send, or whose write fails, is skipped and the others
+    still get the message; as in websockets, each skip is a WARNING, or with ``raise_exceptions=True``
+    (Python 3.11+) the skips are raised together afterwards as an ``ExceptionGroup("skipped broadcast")``
+    (a :class:`~wscodec.errors.ConcurrencyError` for a fragmented send).
     """
-    _broadcast(connections, message, compress, hold_slow=False, text=text)
+    errors = _check_raise_exceptions(raise_exceptions)
+    _broadcast(connections, message, compress, hold_slow=False, text=text, errors=errors)
+    _raise_errors(errors)
 
 
 async def broadcast_wait(
-    connections: Iterable[WebSocket], message: Any, *, compress: bool = False, text: bool | None = None
+    connections: Iterable[WebSocket],
+    message: Any,
+    *,
+    compress: bool = False,
+    text: bool | None = None,
+    raise_exceptions: bool = False,
 ) -> None:
     """:func:`broadcast`, but a slow connection with policy "wait" is waited for (concurrently with the
     others) until its buffer is back under ``slow_consumer_limit``; returns when every write is done.
 
     A connection that closes or vanishes while waited for is skipped, as :func:`broadcast` skips closed
     ones: its ConnectionClosed is not the caller's (a handler broadcasting in ``async for message in ws``
-    would take it for its own connection's end).
+    would take it for its own connection's end). Skips are logged or raised as :func:`broadcast`'s.
     """
-    opcode, payload, frame, slow = _broadcast(connections, message, compress, hold_slow=True, text=text)
+    errors = _check_raise_exceptions(raise_exceptions)
+    opcode, payload, frame, slow = _broadcast(connections, message, compress, hold_slow=True, text=text, errors=errors)
     if not slow:
+        _raise_errors(errors)
         return
     shared = frame if frame is not None else encode_frame(opcode, payload)
 
@@ -866,7 +929,8 @@ async def broadcast_wait(
                 await ws._wait_writable()
         except ConnectionClosed:
             return
-        if _eligible(ws):
-            _write(ws, message, shared, opcode, payload, compress)
+        if _eligible(ws, errors):
+            _write_or_skip(ws, message, shared, opcode, payload, compress, False, errors)
 
     await asyncio.gather(*(wait_and_write(ws) for ws in slow))
+    _raise_errors(errors)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from .. import _options as checks
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, CONNECTING, OPEN, Connection, State
-from ..errors import ConnectionClosed, InvalidHandshake, _ends_without_error
+from ..errors import ConcurrencyError, ConnectionClosed, InvalidHandshake, _ends_without_error
 from ..events import (
     BinaryFragment,
     Closed,
@@ -976,7 +976,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         received before has been returned. Cancelling it loses nothing.
         """
         if self._streaming:
-            raise RuntimeError("recv_streaming() is part-way through a message: finish iterating it first")
+            raise ConcurrencyError("recv_streaming() is part-way through a message: finish iterating it first")
         queue = self._queue
         while True:
             if queue:

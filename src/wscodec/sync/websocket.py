@@ -38,7 +38,7 @@ from typing import Any
 
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, OPEN, Connection
-from ..errors import ConnectionClosed
+from ..errors import ConcurrencyError, ConnectionClosed
 from ..events import (
     BinaryMessage,
     Closed,
@@ -501,7 +501,7 @@ class WebSocket:
             if self._conn.state is not OPEN:
                 raise self._closed_error()
             if payload in self._pings:
-                raise RuntimeError("a ping with this payload is already waiting for its pong")
+                raise ConcurrencyError("a ping with this payload is already waiting for its pong")
             event = threading.Event()
             self._pings[payload] = (event, time.monotonic(), ack_on_close)
             self._conn.send_ping(payload)
