@@ -533,13 +533,16 @@ class serve:
     ``Server`` header (None: none). ``compression`` is ``"deflate"``, a
     :class:`~wscodec.compression.Deflate` or None, as for ``connect()``; ``extensions`` (factories)
     replaces it. ``sock`` is an already bound or listening socket (TCP or Unix) instead of ``host``/``port``
-    (what :mod:`wscodec.workers` hands a worker); ``logger`` (a Logger or its name) is where connections
-    log. ``transport`` (``"loop"``, ``"aiofastnet"`` or ``"auto"``) picks the asyncio transports the
-    connections run on, as for ``connect()``: see :mod:`wscodec.transports`. ``busy_poll`` (seconds, at
-    most 1.0; None, the default: off) keeps the event loop polling instead of sleeping for that long after
-    each read, one poller for all the connections: about 3x lower latency with one message in flight on a
-    VM, for a core kept busy meanwhile (see :mod:`wscodec.asyncio.busy_poll`). Other options as in
-    :class:`~wscodec.asyncio.connect`; ``ssl`` is an :class:`ssl.SSLContext` for wss.
+    (what :mod:`wscodec.workers` hands a worker); ``reuse_port=True`` sets ``SO_REUSEPORT`` on the sockets
+    ``host``/``port`` bind, so that several processes each ``serve()`` the same port and the kernel shares
+    the connections among them (websockets passes it to ``create_server()`` the same way); ``logger`` (a
+    Logger or its name) is where connections log. ``transport`` (``"loop"``, ``"aiofastnet"`` or
+    ``"auto"``) picks the asyncio transports the connections run on, as for ``connect()``: see
+    :mod:`wscodec.transports`. ``busy_poll`` (seconds, at most 1.0; None, the default: off) keeps the event
+    loop polling instead of sleeping for that long after each read, one poller for all the connections:
+    about 3x lower latency with one message in flight on a VM, for a core kept busy meanwhile (see
+    :mod:`wscodec.asyncio.busy_poll`). Other options as in :class:`~wscodec.asyncio.connect`; ``ssl`` is an
+    :class:`ssl.SSLContext` for wss.
     """
 
     def __init__(
@@ -571,6 +574,7 @@ class serve:
         logger: LoggerLike = None,
         broker: Broker | str | None = None,
         reuse_address: bool = True,
+        reuse_port: bool = False,
         backlog: int = 100,
         transport: TransportChoice = "loop",
         busy_poll: float | None = None,
@@ -605,6 +609,7 @@ class serve:
         self._ssl = ssl
         self._sock = sock
         self._reuse_address = reuse_address
+        self._reuse_port = reuse_port
         self._backlog = backlog
         self._unix_path: str | None = None
 
@@ -627,7 +632,12 @@ class serve:
             server._server = await streams.create_unix_server(server._protocol_factory, self._unix_path, **tls)
         else:
             server._server = await streams.create_server(
-                server._protocol_factory, self._host, self._port, reuse_address=self._reuse_address, **tls
+                server._protocol_factory,
+                self._host,
+                self._port,
+                reuse_address=self._reuse_address,
+                reuse_port=self._reuse_port or None,  # (None: the platform may lack SO_REUSEPORT)
+                **tls,
             )
         logger.info("server listening on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
         return server
@@ -679,7 +689,7 @@ def unix_serve(
     busy_poll: float | None = None,
 ) -> serve:
     """:func:`serve` on a Unix socket at ``path`` (or the listening Unix socket ``sock``); the same options
-    (``host``, ``port`` and ``reuse_address`` aside, which name a TCP socket)."""
+    (``host``, ``port``, ``reuse_address`` and ``reuse_port`` aside, which name a TCP socket)."""
     if path is None and sock is None:
         raise TypeError("unix_serve() needs path or sock")
     starter = serve(

@@ -446,16 +446,18 @@ def serve(
     max_connections: int | None = None,
     logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
     backlog: int = 100,
+    reuse_port: bool = False,
 ) -> Server:
     """Listen on ``host``:``port`` (or the listening socket ``sock``) and return the :class:`Server`;
     call ``serve_forever()``. ``handler(ws)`` runs in a thread per connection; the options are those of
-    :func:`wscodec.asyncio.serve`. Its hooks get the connection as a :class:`PendingConnection`, since the
+    :func:`wscodec.asyncio.serve` (``reuse_port`` too: websockets passes it to
+    :func:`socket.create_server`, as here). Its hooks get the connection as a :class:`PendingConnection`, since the
     :class:`WebSocket` exists only after the upgrade."""
     options = _options(ssl, subprotocols, select_subprotocol, origins, process_request, process_response,
                        server_header, compression, extensions, open_timeout, ping_interval, ping_timeout,
                        close_timeout, max_size, max_queue, max_connections, logger)  # checked before binding
     if sock is None:
-        sock = socket.create_server((host or "", port or 0), backlog=backlog, reuse_port=False)
+        sock = socket.create_server((host or "", port or 0), backlog=backlog, reuse_port=reuse_port)
     return Server(sock, handler, options)
 
 
