@@ -225,3 +225,57 @@ def test_fragments_cut_at_every_byte(text: str) -> None:
         server.send_fragment(data[:cut], fin=False, text=True)
         server.send_fragment(memoryview(data)[cut:], fin=True)
         assert client.receive_data(server.data_to_send()) == [TextMessage(text)], cut
+
+
+def _as_buffer(data: bytes, kind: str) -> object:
+    """``data`` as the bytes-like object ``kind`` names: the forms an application may hand send()."""
+    if kind == "bytearray":
+        return bytearray(data)
+    if kind == "view":
+        return memoryview(data)
+    if kind == "words" and len(data) % 2 == 0:  # items of two bytes: lengths count items, not bytes
+        return memoryview(data).cast("H")
+    return data
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "view", "words"])
+def test_fragments_as_any_buffer_are_checked_as_bytes_decode_would(kind: str) -> None:
+    """Differential: random bytes (valid UTF-8 or broken near a cut) in three fragments of one buffer kind;
+    the message is accepted exactly when ``bytes.decode`` accepts the whole, and then arrives whole."""
+    import random
+
+    rng = random.Random(6455)
+    alphabet = ["a", "é", "€", "😀"]
+    for _ in range(300):
+        data = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12))).encode()
+        if data and rng.random() < 0.4:
+            at = rng.randrange(len(data))
+            data = data[:at] + bytes([rng.choice([0x80, 0xC3, 0xE2, 0xF0, 0xFF])]) + data[at + 1 :]
+        cuts = sorted(rng.randrange(len(data) + 1) for _ in range(2))
+        parts = [data[: cuts[0]], data[cuts[0] : cuts[1]], data[cuts[1] :]]
+        try:
+            expected: str | None = data.decode()
+        except UnicodeDecodeError:
+            expected = None
+        client, server = pair(deflate=False)
+        try:
+            server.send_fragment(_as_buffer(parts[0], kind), fin=False, text=True)
+            server.send_fragment(_as_buffer(parts[1], kind), fin=False)
+            server.send_fragment(_as_buffer(parts[2], kind), fin=True)
+        except ValueError:
+            assert expected is None, (data, parts)
+            continue
+        assert expected is not None, (data, parts)
+        assert client.receive_data(server.data_to_send()) == [TextMessage(expected)]
+
+
+def test_a_strided_fragment_after_a_split_character_is_checked_and_sent_whole() -> None:
+    """A non-contiguous view continuing a character split by the fragment before: its last bytes are read
+    without a cast (which a strided view refuses), the character it leaves split is carried on."""
+    client, server = pair(deflate=False)
+    server.send_fragment(b"caf\xc3", fin=False, text=True)
+    server.send_fragment(memoryview(bytearray(b"\xa9-!-\xc3-"))[::2], fin=False)  # é! and half of é
+    with pytest.raises(ValueError):
+        server.send_fragment(b"!", fin=True)  # that é is still unfinished
+    server.send_fragment(b"\xa9", fin=True)
+    assert client.receive_data(server.data_to_send()) == [TextMessage("café!é")]

@@ -117,16 +117,16 @@ def check_utf8(payload: Any) -> None:
 def _utf8_continued(tail: bytes, payload: Any, fin: bool, where: str) -> bytes:
     """Check ``payload`` as the next fragment of a text message sent as bytes, the last fragment having left
     ``tail`` (part of a character) unfinished; returns what this one leaves unfinished. Nothing is kept
-    when it is refused (a ValueError): the caller may send a correct fragment instead."""
-    data = tail + bytes(payload) if tail else payload
+    when it is refused (a ValueError): the caller may send a correct fragment instead. The fragment itself
+    is never copied (a large one sent as text costs its validation only)."""
     utf8 = Utf8Validator()
-    if not (utf8.feed(data) and (not fin or utf8.finish())):
+    if not (utf8.feed(tail) and utf8.feed(payload) and (not fin or utf8.finish())):
         raise ValueError(f"text=True needs UTF-8 bytes: this fragment is not valid UTF-8{where}")
     if fin:
         return b""
-    view = data if type(data) is bytes else bytes(data)  # (any buffer: a strided view has no cast)
     # Valid up to its end: an unfinished character is a lead byte followed by fewer continuation bytes
-    # (0b10xxxxxx) than it announces, at most three bytes from the end.
+    # (0b10xxxxxx) than it announces, at most three bytes from the end: the last four bytes tell.
+    view = (tail + _last_bytes(payload, 4))[-4:]
     end = len(view)
     start = end - 1
     while start >= 0 and end - start <= 3 and view[start] & 0xC0 == 0x80:
@@ -135,7 +135,17 @@ def _utf8_continued(tail: bytes, payload: Any, fin: bool, where: str) -> bytes:
         return b""
     lead = view[start]
     size = 1 if lead < 0x80 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-    return bytes(view[start:end]) if end - start < size else b""
+    return view[start:end] if end - start < size else b""
+
+
+def _last_bytes(payload: Any, count: int) -> bytes:
+    """The last ``count`` bytes of any bytes-like object, without copying the rest (a strided view aside)."""
+    if type(payload) is bytes:
+        return payload[-count:]
+    view = memoryview(payload)
+    if view.c_contiguous:
+        return view.cast("B")[-count:].tobytes()
+    return bytes(view)[-count:]
 
 
 def _text_message(data: str, final: bool = True) -> TextMessage:
