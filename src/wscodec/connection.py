@@ -27,6 +27,7 @@ from .errors import (
     Close,
     ConnectionClosed,
     InvalidHandshake,
+    InvalidMessage,
     InvalidStatus,
     PayloadTooBig,
     ProtocolError,
@@ -568,7 +569,7 @@ class Connection(FrameQueue):
                 return self._fail_handshake(exc)
             if request is None:
                 if not data:  # EOF before a complete request
-                    return self._fail_handshake(InvalidHandshake("connection closed during the handshake"))
+                    return self._fail_handshake(InvalidMessage("connection closed during the handshake"))
                 return []
             self.request = request
             return [request]
@@ -581,7 +582,7 @@ class Connection(FrameQueue):
             return self._fail_handshake(exc)
         if response is None:
             if not data:
-                return self._fail_handshake(InvalidHandshake("connection closed during the handshake"))
+                return self._fail_handshake(InvalidMessage("connection closed during the handshake"))
             return []
         self.response = response
         self.subprotocol = hs.subprotocol

@@ -14,22 +14,37 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "DuplicateParameter",
     "InvalidHandshake",
+    "InvalidHeader",
+    "InvalidHeaderFormat",
+    "InvalidHeaderValue",
+    "InvalidMessage",
+    "InvalidParameterName",
+    "InvalidParameterValue",
     "InvalidProxy",
     "InvalidStatus",
     "InvalidURI",
+    "InvalidUpgrade",
     "MultipleValuesError",
+    "NegotiationError",
     "OpenTimeout",
     "PayloadTooBig",
     "ProtocolError",
     "ProxyError",
     "RedirectError",
+    "SecurityError",
     "WebSocketError",
+    "WebSocketException",
 ]
 
 
 class WebSocketError(Exception):
     """Base class of every error wscodec raises on purpose."""
+
+
+#: websockets' name for the base class.
+WebSocketException = WebSocketError
 
 
 class ConcurrencyError(WebSocketError, RuntimeError):
@@ -82,6 +97,93 @@ class MultipleValuesError(WebSocketError, LookupError):
 
 class InvalidHandshake(WebSocketError):
     """The opening handshake failed; the message names the header or rule that was wrong."""
+
+
+class InvalidMessage(InvalidHandshake):
+    """The handshake's HTTP message was malformed, or the connection ended in the middle of it (the
+    response, for a client): websockets' name, so ``except InvalidMessage`` in a reconnection loop carries
+    over. The parser's own error, when there was one, is the ``__cause__``."""
+
+
+class SecurityError(InvalidHandshake):
+    """The handshake's HTTP head went past a limit (its size, its number of fields), as websockets names it."""
+
+
+class _Fields:
+    """For errors whose constructor takes other arguments than their message: pickled with their fields."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        assert isinstance(self, BaseException)
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class InvalidHeader(_Fields, InvalidHandshake):
+    """A header of the handshake is missing (``value`` None) or wrong: ``name`` and ``value`` as websockets
+    has them; the message says what was wrong with it."""
+
+    def __init__(self, name: str, value: str | None = None, *, message: str | None = None) -> None:
+        self.name = name
+        self.value = value
+        if message is None:
+            if value is None:
+                message = f"missing {name} header"
+            else:
+                message = f"empty {name} header" if value == "" else f"invalid {name} header: {value}"
+        super().__init__(message)
+
+
+class InvalidHeaderFormat(InvalidHeader):
+    """A header that could not be parsed."""
+
+
+class InvalidHeaderValue(InvalidHeader):
+    """A header parsed, with a value that is not acceptable."""
+
+
+class InvalidUpgrade(InvalidHeader):
+    """``Upgrade: websocket`` or ``Connection: Upgrade`` missing or wrong."""
+
+
+class NegotiationError(InvalidHandshake):
+    """A subprotocol or an extension could not be agreed on."""
+
+
+class DuplicateParameter(_Fields, NegotiationError):
+    """An extension parameter given twice: ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"duplicate parameter: {name}")
+
+
+class InvalidParameterName(_Fields, NegotiationError):
+    """An extension parameter this side does not know: ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"invalid parameter name: {name}")
+
+
+class InvalidParameterValue(_Fields, NegotiationError):
+    """An extension parameter with a value missing (None) or not acceptable: ``name`` and ``value``."""
+
+    def __init__(self, name: str, value: str | None, *, message: str | None = None) -> None:
+        self.name = name
+        self.value = value
+        if message is None:
+            message = (
+                f"missing value for parameter {name}"
+                if value is None
+                else f"invalid value for parameter {name}: {value}"
+            )
+        super().__init__(message)
 
 
 class InvalidStatus(InvalidHandshake):

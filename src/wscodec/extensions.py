@@ -20,7 +20,16 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import InvalidHandshake, PayloadTooBig, ProtocolError
+from .errors import (
+    DuplicateParameter,
+    InvalidHandshake,
+    InvalidHeaderFormat,
+    InvalidParameterName,
+    InvalidParameterValue,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+)
 
 __all__ = [
     "ClientExtensionFactory",
@@ -56,7 +65,11 @@ def _is_token(value: str) -> bool:
 
 def _parse_one(header: str, result: ExtensionHeader) -> None:
     def fail(what: str) -> InvalidHandshake:
-        return InvalidHandshake(f"invalid Sec-WebSocket-Extensions header {header!r}: {what} at {pos}")
+        return InvalidHeaderFormat(
+            "Sec-WebSocket-Extensions",
+            header,
+            message=f"invalid Sec-WebSocket-Extensions header {header!r}: {what} at {pos}",
+        )
 
     pos = 0
     end = len(header)
@@ -434,22 +447,24 @@ def _parse_deflate_params(params: ExtensionParams, *, response: bool) -> dict[st
     seen: dict[str, int | bool] = {}
     for name, value in params:
         if name not in _PARAM_NAMES:
-            raise InvalidHandshake(f"unknown permessage-deflate parameter {name!r}")
+            raise InvalidParameterName(name)
         if name in seen:
-            raise InvalidHandshake(f"duplicate permessage-deflate parameter {name!r}")
+            raise DuplicateParameter(name)
         if name.endswith("no_context_takeover"):
             if value is not None:
-                raise InvalidHandshake(f"permessage-deflate parameter {name} takes no value")
+                raise InvalidParameterValue(name, value, message=f"permessage-deflate parameter {name} takes no value")
             seen[name] = True
         elif value is None:
             # Only the client's offer may carry client_max_window_bits without a value.
             if response or name == "server_max_window_bits":
-                raise InvalidHandshake(f"permessage-deflate parameter {name} needs a value")
+                raise InvalidParameterValue(name, None, message=f"permessage-deflate parameter {name} needs a value")
             seen[name] = True
         else:
             bits = _WINDOW_BITS.get(value)
             if bits is None:
-                raise InvalidHandshake(f"invalid value {value!r} for permessage-deflate parameter {name}")
+                raise InvalidParameterValue(
+                    name, value, message=f"invalid value {value!r} for permessage-deflate parameter {name}"
+                )
             seen[name] = bits
     return seen
 
@@ -504,13 +519,13 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
         :class:`InvalidHandshake` if the server answered something we did not allow."""
         got = _parse_deflate_params(params, response=True)
         if self.server_no_context_takeover and "server_no_context_takeover" not in got:
-            raise InvalidHandshake("permessage-deflate: server ignored server_no_context_takeover")
+            raise NegotiationError("permessage-deflate: server ignored server_no_context_takeover")
         server_bits = got.get("server_max_window_bits")
         if self.server_max_window_bits is not None:
             if server_bits is None:
-                raise InvalidHandshake("permessage-deflate: server ignored server_max_window_bits")
+                raise NegotiationError("permessage-deflate: server ignored server_max_window_bits")
             if server_bits > self.server_max_window_bits:
-                raise InvalidHandshake(
+                raise NegotiationError(
                     f"permessage-deflate: server_max_window_bits={server_bits} is more than the "
                     f"{self.server_max_window_bits} requested"
                 )
@@ -518,9 +533,9 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
         offered = self.client_max_window_bits
         if client_bits is not None:
             if offered is None:
-                raise InvalidHandshake("permessage-deflate: client_max_window_bits in response but not offered")
+                raise NegotiationError("permessage-deflate: client_max_window_bits in response but not offered")
             if offered is not True and client_bits > offered:
-                raise InvalidHandshake(
+                raise NegotiationError(
                     f"permessage-deflate: client_max_window_bits={client_bits} is more than the {offered} offered"
                 )
         elif offered is not True:

@@ -16,7 +16,16 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import InvalidHandshake, InvalidStatus
+from .errors import (
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidHeaderValue,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidUpgrade,
+    NegotiationError,
+    SecurityError,
+)
 from .events import Headers, Request, Response
 from .extensions import (
     ClientExtensionFactory,
@@ -286,21 +295,29 @@ class ClientHandshake:
         """Feed the server's bytes (``b""`` for EOF); the validated 101 response once it is complete.
 
         Returns None while more is needed. Raises :class:`~wscodec.errors.InvalidStatus` for any other
-        status (with up to 64 KiB of its body) and :class:`InvalidHandshake` for an invalid 101.
+        status (with up to 64 KiB of its body), :class:`~wscodec.errors.InvalidMessage` for a head that is
+        not HTTP (from a :class:`~wscodec.errors.SecurityError` when it passes a limit), and another
+        :class:`InvalidHandshake` (:class:`~wscodec.errors.InvalidHeader`,
+        :class:`~wscodec.errors.NegotiationError`...) for an invalid 101.
         """
         if self.response is not None:
             raise RuntimeError("the handshake is already complete")
         if self._status is not None:
             return self._receive_body(data)
         parser = self._parser
-        if not data or not parser.feed(data):
+        try:
+            complete = bool(data) and parser.feed(data)
+        except HandshakeRejected as exc:
+            cause = SecurityError(str(exc)) if exc.status == 431 else exc
+            raise InvalidMessage(f"did not receive a valid HTTP response: {exc}") from cause
+        if not complete:
             return None  # EOF before the head is complete: the caller knows the handshake failed
         version, status, reason = self._parse_status_line(parser.start_line)
         if status != 101:
             self._status = (status, reason)
             return self._start_body(parser.leftover)
         if version != "HTTP/1.1":
-            raise InvalidHandshake(f"unsupported HTTP version {version} in the response")
+            raise InvalidMessage(f"unsupported HTTP version {version} in the response")
         headers = parser.headers
         self._validate(headers)
         self.response = Response(status, reason, headers)
@@ -312,9 +329,9 @@ class ClientHandshake:
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
         if not _VERSION.fullmatch(version) or not _STATUS_CODE.fullmatch(code):
-            raise InvalidHandshake(f"invalid HTTP status line {line[:64]!r}")
+            raise InvalidMessage(f"invalid HTTP status line {line[:64]!r}")
         if not _FIELD_VALUE.fullmatch(reason):  # RFC 7230 reason-phrase: HTAB, SP, VCHAR, obs-text
-            raise InvalidHandshake(f"invalid character in HTTP reason phrase {reason[:64]!r}")
+            raise InvalidMessage(f"invalid character in HTTP reason phrase {reason[:64]!r}")
         return version, int(code), reason
 
     # ------------------------------------------------------------------ non-101: read the body
@@ -349,35 +366,53 @@ class ClientHandshake:
 
     def _validate(self, headers: Headers) -> None:
         # RFC 6455 section 4.1: an Upgrade with any value but "websocket" MUST fail the connection.
-        if [item.lower() for item in split_tokens(header_values(headers, "Upgrade"))] != ["websocket"]:
-            raise InvalidHandshake(
-                f"expected 'Upgrade: websocket' in the response (got {header_values(headers, 'Upgrade')})"
+        upgrade = header_values(headers, "Upgrade")
+        if [item.lower() for item in split_tokens(upgrade)] != ["websocket"]:
+            raise InvalidUpgrade(
+                "Upgrade",
+                ", ".join(upgrade) if upgrade else None,
+                message=f"expected 'Upgrade: websocket' in the response (got {upgrade})",
             )
         if not has_token(headers, "Connection", "upgrade"):
-            raise InvalidHandshake(
-                f"missing 'Connection: Upgrade' in the response (got {header_values(headers, 'Connection')})"
+            connection = header_values(headers, "Connection")
+            raise InvalidUpgrade(
+                "Connection",
+                ", ".join(connection) if connection else None,
+                message=f"missing 'Connection: Upgrade' in the response (got {connection})",
             )
         accepts = header_values(headers, "Sec-WebSocket-Accept")
         if len(accepts) != 1:
-            raise InvalidHandshake(f"expected one Sec-WebSocket-Accept header, got {len(accepts)}")
+            raise InvalidHeader(
+                "Sec-WebSocket-Accept",
+                ", ".join(accepts) if accepts else None,
+                message=f"expected one Sec-WebSocket-Accept header, got {len(accepts)}",
+            )
         if accepts[0] != compute_accept(self.key):
-            raise InvalidHandshake(f"wrong Sec-WebSocket-Accept {accepts[0]!r} for our key")
+            raise InvalidHeaderValue(
+                "Sec-WebSocket-Accept", accepts[0], message=f"wrong Sec-WebSocket-Accept {accepts[0]!r} for our key"
+            )
 
         protocols = parse_subprotocols(headers)
         if protocols:
             if not self.subprotocols:
-                raise InvalidHandshake("server chose a subprotocol but none was offered")
+                raise NegotiationError("server chose a subprotocol but none was offered")
             if len(protocols) != 1:
-                raise InvalidHandshake(f"server chose more than one subprotocol: {protocols}")
+                raise InvalidHeader(
+                    "Sec-WebSocket-Protocol",
+                    ", ".join(protocols),
+                    message=f"server chose more than one subprotocol: {protocols}",
+                )
             if protocols[0] not in self.subprotocols:
-                raise InvalidHandshake(f"server chose subprotocol {protocols[0]!r}, which was not offered")
+                raise NegotiationError(f"server chose subprotocol {protocols[0]!r}, which was not offered")
             self.subprotocol = protocols[0]
         elif header_values(headers, "Sec-WebSocket-Protocol"):
-            raise InvalidHandshake("empty Sec-WebSocket-Protocol header in the response")
+            raise InvalidHeader(
+                "Sec-WebSocket-Protocol", "", message="empty Sec-WebSocket-Protocol header in the response"
+            )
 
         accepted = parse_extension_header(header_values(headers, "Sec-WebSocket-Extensions"))
         if accepted and not self.factories:
-            raise InvalidHandshake("server accepted extensions but none were offered")
+            raise NegotiationError("server accepted extensions but none were offered")
         offers: dict[str, list[ClientExtensionFactory]] = {}
         for factory in self.factories:
             offers.setdefault(factory.name, []).append(factory)
@@ -385,14 +420,14 @@ class ClientHandshake:
         rsv1 = False
         for name, params in accepted:
             if name not in offers:
-                raise InvalidHandshake(f"server accepted extension {name!r}, which was not offered")
+                raise NegotiationError(f"server accepted extension {name!r}, which was not offered")
             if name in used:
-                raise InvalidHandshake(f"server accepted extension {name!r} twice")
+                raise NegotiationError(f"server accepted extension {name!r} twice")
             used.add(name)
             extension = _accept_one_offer(offers[name], params)
             if extension.rsv1:
                 if rsv1:
-                    raise InvalidHandshake("server accepted two extensions that both use RSV1")
+                    raise NegotiationError("server accepted two extensions that both use RSV1")
                 rsv1 = True
             self.extensions.append(extension)
 
