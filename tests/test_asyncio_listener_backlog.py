@@ -219,3 +219,111 @@ async def test_messages_queued_before_a_listener_appears_wait_their_turn_too() -
         await until(lambda: len(handlers) == 2 and len(handlers[1]._queue) == 1)
         assert await handlers[1].recv() == "fresh"
         await asyncio.wait_for(client.close(), 5)
+
+
+async def test_swapping_the_listener_keeps_error_and_close_behind_the_waiting_messages() -> None:
+    """remove_event_listener(f) then add_event_listener(g) in one step, with messages waiting and an error
+    and the close held behind them: g gets every message waiting before onerror and onclose fire."""
+    count = 300  # (more than max_queue waiting: the Close goes at once, the events wait)
+    server, listeners = await listening_server()
+    async with server:
+        _, writer = await raw_client(server.port)
+        writer.write(tiny_messages(count) + BAD_FRAME)
+        await until(lambda: listeners and listeners[0].ws._lost)
+        (first,) = listeners
+        ws = first.ws
+
+        async def second(event: MessageEvent) -> None:
+            first.log.append(event.data)
+
+        ws.onmessage = None
+        ws.add_event_listener("message", second)
+        first.release.set()
+        await until(lambda: ("close", 1002) in first.log)
+        await asyncio.sleep(0.05)
+        assert first.log == [*(str(i) for i in range(count)), ("error", "ProtocolError"), ("close", 1002)]
+        writer.close()
+        await served_afterwards(server, listeners)
+
+
+async def test_the_close_event_does_not_overtake_the_last_message_handed_over() -> None:
+    """The transport ends in the very loop step the last waiting message is handed to a new task: that
+    task's listener still runs before onclose."""
+    log: list[Any] = []
+    waits: dict[str, asyncio.Future[None]] = {}
+    handlers: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        async def listener(event: MessageEvent) -> None:
+            log.append(event.data)
+            waits[event.data] = asyncio.get_running_loop().create_future()
+            await waits[event.data]
+
+        handlers.append(ws)
+        ws.onmessage = listener
+        ws.onclose = lambda event: log.append(("close", event.code))
+        await ws.wait_closed()
+        await asyncio.sleep(0.2)
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, max_queue=1) as server:
+        _, writer = await raw_client(server.port)
+        writer.write(tiny_messages(2))
+        await until(lambda: "0" in waits and len(handlers[0]._cb_backlog) == 1)
+        transport = handlers[0].transport
+        assert transport is not None
+        waits["0"].set_result(None)  # its task ends in the next step, and hands "1" over in the one after
+        asyncio.get_running_loop().call_soon(transport.abort)  # the transport ends in between
+        await until(lambda: ("close", 1006) in log)
+        await asyncio.sleep(0.05)
+        assert log == ["0", "1", ("close", 1006)]
+        waits["1"].set_result(None)
+        writer.close()
+
+
+async def test_listener_tasks_cancelled_from_outside_start_no_more_and_the_close_still_fires() -> None:
+    """What asyncio.run() does to every task as it ends: the tasks cancelled hand nothing over (a task
+    started then would be destroyed pending); once none is left, the waiting messages are dropped and the
+    close event held behind them fires."""
+    server, listeners = await listening_server()
+    async with server:
+        _, writer = await raw_client(server.port)
+        writer.write(tiny_messages(300) + masked(0x8, (1000).to_bytes(2, "big")))
+        await until(lambda: listeners and listeners[0].ws._lost)
+        (listener,) = listeners
+        ws = listener.ws
+        assert ws._cb_backlog and ws._close_held
+        for task in list(ws._callback_tasks):
+            task.cancel()
+        await until(lambda: ("close", 1000) in listener.log)
+        assert listener.log == [*(str(i) for i in range(MAX_QUEUE)), ("close", 1000)]
+        assert not ws._callback_tasks and not ws._cb_backlog
+        writer.close()
+        await served_afterwards(server, listeners)
+
+
+async def test_a_long_lived_listener_task_does_not_stop_reading_while_slots_are_free() -> None:
+    """max_queue=2 and one message whose task lives on (a subscription, say): the others still arrive."""
+    got: list[str] = []
+    forever = asyncio.Event()
+    handlers: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        async def listener(event: MessageEvent) -> None:
+            got.append(event.data)
+            if event.data == "subscribe":
+                await forever.wait()
+
+        handlers.append(ws)
+        ws.onmessage = listener
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, max_queue=2) as server:
+        client = await connect(url(server), compression=None)
+        await client.send("subscribe")
+        for i in range(10):  # one at a time: one read each, each read after the last task ended
+            await client.send(str(i))
+            await until(lambda n=i + 2: len(got) == n and len(handlers[0]._callback_tasks) == 1)
+        assert got == ["subscribe", *(str(i) for i in range(10))]
+        assert len(handlers[0]._callback_tasks) == 1
+        forever.set()
+        await client.close()

@@ -153,6 +153,13 @@ class _MessageStream:
         return data
 
 
+def _cancelled_from_outside(task: asyncio.Task[Any]) -> bool:
+    """A cancelled task that someone cancelled, rather than one whose coroutine raised CancelledError itself
+    (Python 3.10 cannot tell them apart: both are taken as cancelled from outside)."""
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or cancelling() > 0
+
+
 def _forget(waiter: asyncio.Future[Any]) -> None:
     """The keepalive no longer awaits its Ping's waiter (answered, timed out, or the connection ended):
     cancel it if pending, else look at its exception (the connection's end, set by connection_lost), so
@@ -189,6 +196,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_error_timer",
         "_fail_code",
         "_fail_reason",
+        "_held_errors",
         "_keepalive_task",
         "_listeners",
         "_lost_waiter",
@@ -199,6 +207,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_paused_for_app",
         "_peer",
         "_pings",
+        "_release_due",
         "_transport_closing",
         "_transport_reading",
         "_write_low",
@@ -342,8 +351,10 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         # While max_queue async listeners' tasks run, reading is paused and the messages of the read in hand
         # wait here, in order, for their turn (see _listener_returned); the close event waits behind them.
         self._listeners_paused = False
-        self._cb_backlog: collections.deque[Any] = collections.deque()
+        self._cb_backlog: collections.deque[TextFragment | BinaryFragment] = collections.deque()
+        self._held_errors: list[ErrorEvent] = []
         self._close_held = False
+        self._release_due = False  # a _release_held() is scheduled
 
     # ------------------------------------------------------------------ attributes
 
@@ -504,21 +515,17 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
     def _backlog_to_queue(self) -> None:
         """The last message listener is gone: the messages still waiting for their turn go to ``recv()``,
-        ahead of what arrived after them; an error held behind them fires now."""
+        ahead of what arrived after them. What was held behind them fires once this step is over, unless a
+        listener added meanwhile takes them back (``remove_event_listener(f)`` then ``add_event_listener(g)``)."""
         backlog, queue = self._cb_backlog, self._queue
-        messages = [item for item in backlog if type(item) is not ErrorEvent]
-        errors = [item for item in backlog if type(item) is ErrorEvent]
+        queue.extendleft(reversed(backlog))
         backlog.clear()
-        queue.extendleft(reversed(messages))
         max_queue = self.max_queue
         if max_queue is not None and len(queue) >= max_queue and not self._reading_paused:
             self._reading_paused = True
             self._sync_reading()
-        if messages:
-            self._wake_reader()
-        for error in errors:
-            self._dispatch("error", error)
-        self._backlog_drained()
+        self._wake_reader()
+        self._schedule_release()
 
     def _drain_queue_to_listeners(self) -> None:
         """Hand messages queued before a message listener appeared to it, in order."""
@@ -529,8 +536,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 queue.clear()
                 break
             self._deliver_to_listeners(queue.popleft())
-        if not queue and not self._cb_backlog and self._conn.pending_error is not None:
-            self._loop.call_soon(self._fail_pending)  # after the listeners' tasks take their first step
+        if not queue and not self._cb_backlog:
+            self._schedule_release()  # (what was held behind these messages)
         self._maybe_resume_reading()
 
     def _deliver_to_listeners(self, event: TextFragment | BinaryFragment) -> None:
@@ -551,12 +558,40 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
     def _dispatch_error(self, error: BaseException) -> None:
         """Fire "error" on an open connection: after the messages that arrived before it, when some still
-        wait for a listener task to end (see _listener_returned)."""
+        wait for the message listeners (see _listener_returned)."""
         event = ErrorEvent("error", self, error)
-        if self._cb_backlog:
-            self._cb_backlog.append(event)
+        if self._messages_wait_for_listeners() or self._held_errors:
+            self._held_errors.append(event)
         else:
             self._dispatch("error", event)
+
+    def _messages_wait_for_listeners(self) -> bool:
+        """Messages received are not all handed to the message listeners yet: an error or the close event
+        that comes now is held until they are (_release_held)."""
+        return bool(self._cb_backlog) or self._release_due or (self._has_message_listener and bool(self._queue))
+
+    def _schedule_release(self) -> None:
+        """Run _release_held() once this loop step is over (the listener tasks just started take their first
+        step before it, as when nothing waited)."""
+        if not self._release_due:
+            self._release_due = True
+            self._loop.call_soon(self._release_held)
+
+    def _release_held(self) -> None:
+        """Every message is with the listeners now: act on the peer's held protocol error, fire the errors
+        and the close event that waited behind the messages. (Still waiting, because a listener took the
+        messages back or more wait their turn: the step that hands the last over schedules this again.)"""
+        self._release_due = False
+        if self._cb_backlog or (self._has_message_listener and self._queue):
+            return
+        if self._conn.pending_error is not None and self._has_message_listener:
+            self._fail_pending()
+        errors, self._held_errors = self._held_errors, []
+        for event in errors:
+            self._dispatch("error", event)
+        if self._close_held:
+            self._close_held = False
+            self._dispatch_close()
 
     def _dispatch(self, type: str, event: Event) -> None:
         """Fire "open", "error" or "close" (messages go through _dispatch_message)."""
@@ -587,8 +622,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         awaits, would otherwise grow tasks and memory without bound), the rest of the read in hand waits in
         ``_cb_backlog`` (its messages as parsed, about a hundred bytes each beyond their payload, not a task
         of about two kilobytes each), and each task that ends hands the next message over, in order. Reading
-        resumes when none waits and a quarter of the tasks are left. An error or the close event that comes
-        meanwhile waits behind those messages, as the browser orders them.
+        resumes when none waits and a quarter of the slots are free again. An error or the close event that
+        comes meanwhile waits behind those messages, as the browser orders them. (A message starts a task
+        per async listener, and async open, error and close listeners' tasks count too.)
         """
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
@@ -600,31 +636,27 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 self._listeners_paused = True
                 self._sync_reading()
 
-    def _backlog_drained(self) -> None:
-        """The last message waiting for a listener task is handed over: what waited behind it follows, once
-        the tasks just started have taken their first step (as when nothing waited)."""
-        if self._conn.pending_error is not None and not self._queue and self._has_message_listener:
-            self._loop.call_soon(self._fail_pending)
-        if self._close_held:
-            self._close_held = False
-            self._loop.call_soon(self._dispatch_close)
-
     def _callback_done(self, task: asyncio.Task[Any]) -> None:
         tasks = self._callback_tasks
         tasks.discard(task)
         if self._listeners_paused:
             backlog = self._cb_backlog
-            if backlog:
-                max_queue = self.max_queue
+            max_queue = self.max_queue
+            if backlog and task.cancelled() and _cancelled_from_outside(task):
+                # Cancelled by someone (asyncio.run() ending cancels every task): started now, the next
+                # message's task would be destroyed pending. Once none is left, the waiting ones are dropped.
+                if not tasks:
+                    self.logger.info("listener tasks cancelled: %d waiting message parts dropped", len(backlog))
+                    backlog.clear()
+                    self._schedule_release()
+            elif backlog:
                 while backlog and (max_queue is None or len(tasks) < max_queue):
-                    item = backlog.popleft()
-                    if type(item) is ErrorEvent:  # (the last item: after it the peer sends nothing more)
-                        self._loop.call_soon(self._dispatch, "error", item)  # after the tasks' first step
-                    else:
-                        self._deliver_to_listeners(item)
+                    self._deliver_to_listeners(backlog.popleft())
                 if not backlog:
-                    self._backlog_drained()
-            if not backlog and len(tasks) <= (self.max_queue or 1) // 4:
+                    self._schedule_release()
+            # Reading resumes once a quarter of the slots are free: a few long-lived listener tasks (a
+            # subscription one message started) must not hold the connection with slots to spare.
+            if not backlog and (max_queue is None or len(tasks) <= max_queue - max(1, max_queue // 4)):
                 self._listeners_paused = False
                 self._sync_reading()
         error = None if task.cancelled() else task.exception()
@@ -719,7 +751,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         opening = self._open_waiter
         if not opening.cancelled() and opening.exception() is None:  # a failed open reports its own close
             self._log_closed()
-            if self._cb_backlog:  # messages still wait for listener tasks to end: they come first
+            if self._messages_wait_for_listeners() or self._held_errors:  # they come first
                 self._close_held = True
             else:
                 self._dispatch_close()
