@@ -398,7 +398,7 @@ async def test_client_close_code_reaches_handler() -> None:
 def test_unix_serve_takes_every_option_of_serve_but_the_tcp_ones() -> None:
     """An option added to ``serve`` and not to ``unix_serve`` (as ``busy_poll`` and ``backlog`` once were)
     fails here."""
-    tcp_only = {"host", "port", "reuse_address"}
+    tcp_only = {"host", "port", "reuse_address", "reuse_port"}
     serve_options = set(inspect.signature(serve).parameters)
     unix_options = set(inspect.signature(unix_serve).parameters)
     assert serve_options - unix_options == tcp_only
