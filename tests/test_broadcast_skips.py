@@ -86,15 +86,7 @@ async def test_raise_exceptions_gathers_the_skips_in_an_exception_group_after_wr
         assert failing._transport is not None
 
         real_transport = failing._transport
-
-        class FailingTransport:  # the real transport, but its write fails (as a broken pipe's might)
-            def __getattr__(self, name: str) -> Any:
-                return getattr(real_transport, name)
-
-            def write(self, data: Any) -> None:
-                raise OSError("the transport failed")
-
-        failing._transport = FailingTransport()  # type: ignore[assignment]
+        failing._transport = FailingTransport(real_transport)  # type: ignore[assignment]
         try:
             with pytest.raises(ExceptionGroup) as raised:  # noqa: F821 (3.11+)
                 if waiting:
@@ -105,8 +97,12 @@ async def test_raise_exceptions_gathers_the_skips_in_an_exception_group_after_wr
             failing._transport = real_transport
         group = raised.value
         assert group.message == "skipped broadcast"
-        assert [type(error) for error in group.exceptions] == [ConcurrencyError, OSError]
-        assert isinstance(group.exceptions[0], RuntimeError)  # as before it had a class of its own
+        # Every skip a RuntimeError, as in websockets (one ``except* RuntimeError`` handles them all); the
+        # write's own error is the cause.
+        assert [type(error) for error in group.exceptions] == [ConcurrencyError, RuntimeError]
+        assert all(isinstance(error, RuntimeError) for error in group.exceptions)
+        assert str(group.exceptions[1]) == "failed to write message"
+        assert isinstance(group.exceptions[1].__cause__, OSError)
         assert await asyncio.wait_for(clients[1].recv(), 5) == b"news"  # the one in between still got it
         more.set()
         await asyncio.wait_for(sending, 5)
@@ -144,4 +140,57 @@ async def test_concurrency_error_is_a_runtime_error_raised_for_two_waiting_for_t
         await handlers[0].send("for the first")
         assert await asyncio.wait_for(first, 5) == "for the first"
         assert await asyncio.wait_for(handlers[1].recv(), 5) == "first half, second half"
+        await asyncio.gather(*(ws.close() for ws in clients))
+
+
+class FailingTransport:
+    """A connection's real transport, but its write fails (as a broken pipe's might)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def write(self, data: Any) -> None:
+        raise OSError("the transport failed")
+
+
+async def test_a_failed_write_is_one_warning_line_and_the_rest_still_get_the_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, clients, handlers = await three_clients()
+    async with server:
+        real = handlers[0]._transport
+        handlers[0]._transport = FailingTransport(real)  # type: ignore[assignment]
+        try:
+            with caplog.at_level(logging.WARNING):
+                broadcast(handlers, "news")
+        finally:
+            handlers[0]._transport = real
+        (skip,) = [r for r in caplog.records if "skipped broadcast" in r.getMessage()]
+        assert skip.getMessage().endswith("skipped broadcast: failed to write message: OSError: the transport failed")
+        assert skip.exc_info is None  # one line, as websockets logs it
+        for client in clients[1:]:
+            assert await asyncio.wait_for(client.recv(), 5) == "news"
+        await asyncio.gather(*(ws.close() for ws in clients))
+
+
+async def test_a_channel_delivery_goes_on_past_a_member_whose_write_fails(caplog: pytest.LogCaptureFixture) -> None:
+    """A channel's publish queues the frame for each member and writes them out later: one member's failed
+    write there is a warning too, and the members after it get the message at once."""
+    server, clients, handlers = await three_clients()
+    async with server:
+        for ws in handlers:
+            await server.join(ws, "room")
+        real = handlers[0]._transport
+        handlers[0]._transport = FailingTransport(real)  # type: ignore[assignment]
+        try:
+            with caplog.at_level(logging.WARNING):
+                await server.publish("room", "to the room")
+                for client in clients[1:]:
+                    assert await asyncio.wait_for(client.recv(), 5) == "to the room"
+        finally:
+            handlers[0]._transport = real
+        assert any("failed to write message: OSError" in r.getMessage() for r in caplog.records)
         await asyncio.gather(*(ws.close() for ws in clients))

@@ -345,7 +345,8 @@ async def test_clients_report_a_reset_during_the_opening_handshake_as_invalid_ha
             await wscodec.asyncio.connect(url, proxy=None, open_timeout=10)
         with pytest.raises(InvalidHandshake, match="connection closed during the opening handshake") as info:
             await asyncio.to_thread(wscodec.sync.connect, url, proxy=None, open_timeout=10)
-        assert isinstance(info.value.__cause__, ConnectionResetError)
+        assert isinstance(info.value.__cause__, EOFError)  # (websockets' mark of a network error)
+        assert isinstance(info.value.__cause__.__cause__, ConnectionResetError)
 
 
 def _refuse_with_403(sock: socket.socket) -> None:

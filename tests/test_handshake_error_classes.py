@@ -150,9 +150,75 @@ def test_a_server_that_closes_mid_response_is_an_invalid_message_for_the_threade
 
 
 async def test_a_server_that_closes_mid_response_is_an_invalid_message_for_the_asyncio_client() -> None:
+    from wscodec.asyncio.client import process_exception
+
     server = HalfAnswer()
     try:
-        with pytest.raises(errors.InvalidMessage, match="connection closed during"):
+        with pytest.raises(errors.InvalidMessage, match="connection closed during") as raised:
             await connect(f"ws://127.0.0.1:{server.port}/", open_timeout=5)
     finally:
         await asyncio.to_thread(server.close)
+    assert isinstance(raised.value.__cause__, EOFError)  # retried by reconnection, as websockets does
+    assert process_exception(raised.value) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("InvalidHeader", ("X-Thing",)),
+        ("InvalidHeader", ("X-Thing", "")),
+        ("InvalidHeader", ("X-Thing", "bad")),
+        ("InvalidUpgrade", ("Upgrade", "h2c")),
+        ("InvalidHeaderValue", ("Sec-WebSocket-Accept", "bm90")),
+        ("InvalidHeaderFormat", ("Sec-WebSocket-Extensions", "expected token", "a;;", 2)),
+        ("DuplicateParameter", ("server_no_context_takeover",)),
+        ("InvalidParameterName", ("x_param",)),
+        ("InvalidParameterValue", ("client_max_window_bits", None)),
+        ("InvalidParameterValue", ("client_max_window_bits", "")),
+        ("InvalidParameterValue", ("client_max_window_bits", "99")),
+        ("InvalidMessage", ("did not receive a valid HTTP response",)),
+        ("NegotiationError", ("no subprotocol",)),
+    ],
+    ids=lambda args: f"{args[0]}{args[1][1:]!r}",
+)
+def test_built_as_websockets_builds_them_the_errors_read_the_same(args: tuple[str, tuple[Any, ...]]) -> None:
+    """Differential: the constructor forms websockets' code and its users call, and what they read back."""
+    name, arguments = args
+    ours, theirs = getattr(errors, name)(*arguments), getattr(websockets.exceptions, name)(*arguments)
+    assert str(ours) == str(theirs)
+    for field in ("name", "value"):
+        assert getattr(ours, field, None) == getattr(theirs, field, None), field
+
+
+def test_the_messages_are_those_of_before_the_classes() -> None:
+    """Only the class changed: a log or a test that reads the message sees what it saw before."""
+    hs = client(max_header_size=200)
+    with pytest.raises(errors.InvalidMessage) as raised:
+        hs.receive_data(response_bytes(hs.key, "X: " + "a" * 300))
+    assert str(raised.value) == "HTTP head larger than 200 bytes"
+    for params, message in [
+        ("; x_unknown=1", "unknown permessage-deflate parameter 'x_unknown'"),
+        (
+            "; server_no_context_takeover; server_no_context_takeover",
+            "duplicate permessage-deflate parameter 'server_no_context_takeover'",
+        ),
+    ]:
+        hs = client(extensions=[wscodec.extensions.ClientPerMessageDeflate()])
+        with pytest.raises(errors.NegotiationError) as raised:
+            hs.receive_data(response_bytes(hs.key, f"Sec-WebSocket-Extensions: permessage-deflate{params}"))
+        assert str(raised.value) == message
+
+
+def test_a_connection_closed_mid_response_stems_from_an_eof_error_as_websockets_retry_policy_expects() -> None:
+    """websockets' process_exception retries an InvalidMessage whose cause is an EOFError (a network error):
+    a policy moved over with its imports renamed finds the same, and wscodec's own retries it too."""
+    from wscodec.asyncio.client import process_exception
+
+    server = HalfAnswer()
+    try:
+        with pytest.raises(errors.InvalidMessage) as raised:
+            wscodec.sync.connect(f"ws://127.0.0.1:{server.port}/", open_timeout=5)
+    finally:
+        server.close()
+    assert isinstance(raised.value.__cause__, EOFError)
+    assert process_exception(raised.value) is None

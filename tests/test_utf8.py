@@ -253,6 +253,35 @@ def test_validate_utf8_buffer_types(kernels):
     assert v.finish() is True
 
 
+def _shapes(data):
+    """``data`` as the buffer shapes an application may hand a text send: strided, 2-D, wide items."""
+    doubled = bytearray(2 * len(data))
+    doubled[::2] = data
+    yield "strided", memoryview(doubled)[::2]
+    if len(data) % 2 == 0 and data:
+        yield "2-D", memoryview(data).cast("B", (2, len(data) // 2))
+        yield "words", memoryview(data).cast("H")
+
+
+@pytest.mark.parametrize(
+    "data", [b"", "h\xe9llo \u20ac\U0001d11e!".encode(), b"ab\xc3", b"a\xc3", b"\xff\xfe", "\u20ac\u20ac".encode()]
+)
+def test_every_buffer_shape_is_validated_as_its_bytes(kernels, data):
+    """Differential against bytes.decode, one-shot and incremental (whole, and after a split character):
+    a strided or 2-D view was a BufferError, or counted by rows in the pure validator."""
+    try:
+        data.decode()
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    for shape, obj in _shapes(data):
+        assert kernels.validate_utf8(obj) is valid, shape
+        v = kernels.Utf8Validator()
+        assert (v.feed(obj) and v.finish()) is valid, shape
+        v = kernels.Utf8Validator()  # after a character split by the chunk before
+        assert v.feed(b"\xc3") and (v.feed(b"\xa9") and v.feed(obj) and v.finish()) is valid, shape
+
+
 def test_validate_utf8_not_a_buffer(kernels):
     with pytest.raises(TypeError):
         kernels.validate_utf8("str is not bytes")

@@ -141,6 +141,8 @@ def validate_utf8(data: Any) -> bool:
         _utf8_decode(data, "strict", True)
     except UnicodeDecodeError:
         return False
+    except BufferError:  # not contiguous: the codec takes a copy (so does the compiled twin)
+        return validate_utf8(memoryview(data).tobytes())
     return True
 
 
@@ -160,7 +162,9 @@ class Utf8Validator:
             return False
         if type(data) is not bytes:
             view = memoryview(data)
-            if view.itemsize != 1 and view.c_contiguous:
+            if not view.c_contiguous:
+                data = view.tobytes()  # the codec takes no strided view (the compiled twin copies it too)
+            elif view.itemsize != 1 or view.ndim != 1:
                 data = view.cast("B")  # the codec counts bytes: so must len() and slices below
         if self._pending:
             data = self._pending + bytes(data)

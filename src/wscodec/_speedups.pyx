@@ -15,6 +15,7 @@ from cpython.buffer cimport (
     PyBUF_SIMPLE,
     PyBUF_WRITABLE,
     PyBuffer_Release,
+    PyObject_CheckBuffer,
 )
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -310,8 +311,9 @@ def validate_utf8(data):
         return ws_utf8_valid(<const unsigned char *>PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data)) != 0
     if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) != 0:
         PyErr_Clear()
-        _utf8_decode(data, "strict", True)  # raises what the pure twin raises
-        return True
+        if not PyObject_CheckBuffer(data):
+            _utf8_decode(data, "strict", True)  # raises what the pure twin raises
+        return validate_utf8(memoryview(data).tobytes())  # not contiguous: copied, as the pure twin does
     try:
         if buf.len >= 65536:
             with nogil:
@@ -364,11 +366,9 @@ Incremental strict UTF-8 check across fragments; fails at the first impossible b
             return state != WS_UTF8_FAIL
         if PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE) != 0:
             PyErr_Clear()
-            if self._state != 0:
-                joined = bytes(data)  # the pure twin does pending + bytes(data)
-                return self.feed(joined)
-            _utf8_decode(data, "strict", False)  # raises what the pure twin raises
-            return True
+            # Not a buffer: the pure twin's TypeError. Not contiguous: copied, as the pure twin does.
+            joined = memoryview(data).tobytes()
+            return self.feed(joined)
         try:
             if buf.len >= 65536:
                 with nogil:

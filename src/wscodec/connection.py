@@ -27,11 +27,11 @@ from .errors import (
     Close,
     ConnectionClosed,
     InvalidHandshake,
-    InvalidMessage,
     InvalidStatus,
     PayloadTooBig,
     ProtocolError,
     WebSocketError,
+    _closed_during_handshake,
 )
 from .events import (
     BinaryFragment,
@@ -118,8 +118,8 @@ def check_utf8(payload: Any) -> None:
 def _utf8_continued(tail: bytes, payload: Any, fin: bool, where: str) -> bytes:
     """Check ``payload`` as the next fragment of a text message sent as bytes, the last fragment having left
     ``tail`` (part of a character) unfinished; returns what this one leaves unfinished. Nothing is kept
-    when it is refused (a ValueError): the caller may send a correct fragment instead. The fragment itself
-    is never copied (a large one sent as text costs its validation only)."""
+    when it is refused (a ValueError): the caller may send a correct fragment instead. The fragment is not
+    copied here (a large one sent as text costs its validation only)."""
     utf8 = Utf8Validator()
     if not (utf8.feed(tail) and utf8.feed(payload) and (not fin or utf8.finish())):
         raise ValueError(f"text=True needs UTF-8 bytes: this fragment is not valid UTF-8{where}")
@@ -569,7 +569,7 @@ class Connection(FrameQueue):
                 return self._fail_handshake(exc)
             if request is None:
                 if not data:  # EOF before a complete request
-                    return self._fail_handshake(InvalidMessage("connection closed during the handshake"))
+                    return self._fail_handshake(_closed_during_handshake("connection closed during the handshake"))
                 return []
             self.request = request
             return [request]
@@ -582,7 +582,7 @@ class Connection(FrameQueue):
             return self._fail_handshake(exc)
         if response is None:
             if not data:
-                return self._fail_handshake(InvalidMessage("connection closed during the handshake"))
+                return self._fail_handshake(_closed_during_handshake("connection closed during the handshake"))
             return []
         self.response = response
         self.subprotocol = hs.subprotocol

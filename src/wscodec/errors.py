@@ -105,6 +105,16 @@ class InvalidMessage(InvalidHandshake):
     over. The parser's own error, when there was one, is the ``__cause__``."""
 
 
+def _closed_during_handshake(message: str, cause: BaseException | None = None) -> InvalidMessage:
+    """The connection ended before the handshake did: an :class:`InvalidMessage` from an :class:`EOFError`
+    (from ``cause``, a reset say), as websockets reports it; its reconnection policy retries exactly those."""
+    eof = EOFError("connection closed while reading the HTTP head")
+    eof.__cause__ = cause
+    error = InvalidMessage(message)
+    error.__cause__ = eof
+    return error
+
+
 class SecurityError(InvalidHandshake):
     """The handshake's HTTP head went past a limit (its size, its number of fields), as websockets names it."""
 
@@ -140,7 +150,10 @@ class InvalidHeader(_Fields, InvalidHandshake):
 
 
 class InvalidHeaderFormat(InvalidHeader):
-    """A header that could not be parsed."""
+    """A header that could not be parsed: ``error`` found at ``pos`` of ``header`` (websockets' arguments)."""
+
+    def __init__(self, name: str, error: str, header: str, pos: int, *, message: str | None = None) -> None:
+        super().__init__(name, f"{error} at {pos} in {header}", message=message)
 
 
 class InvalidHeaderValue(InvalidHeader):
@@ -158,17 +171,17 @@ class NegotiationError(InvalidHandshake):
 class DuplicateParameter(_Fields, NegotiationError):
     """An extension parameter given twice: ``name``."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, message: str | None = None) -> None:
         self.name = name
-        super().__init__(f"duplicate parameter: {name}")
+        super().__init__(f"duplicate parameter: {name}" if message is None else message)
 
 
 class InvalidParameterName(_Fields, NegotiationError):
     """An extension parameter this side does not know: ``name``."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, message: str | None = None) -> None:
         self.name = name
-        super().__init__(f"invalid parameter name: {name}")
+        super().__init__(f"invalid parameter name: {name}" if message is None else message)
 
 
 class InvalidParameterValue(_Fields, NegotiationError):
@@ -178,11 +191,12 @@ class InvalidParameterValue(_Fields, NegotiationError):
         self.name = name
         self.value = value
         if message is None:
-            message = (
-                f"missing value for parameter {name}"
-                if value is None
-                else f"invalid value for parameter {name}: {value}"
-            )
+            if value is None:
+                message = f"missing value for parameter {name}"
+            elif value == "":
+                message = f"empty value for parameter {name}"
+            else:
+                message = f"invalid value for parameter {name}: {value}"
         super().__init__(message)
 
 

@@ -67,7 +67,9 @@ def _parse_one(header: str, result: ExtensionHeader) -> None:
     def fail(what: str) -> InvalidHandshake:
         return InvalidHeaderFormat(
             "Sec-WebSocket-Extensions",
+            what,
             header,
+            pos,
             message=f"invalid Sec-WebSocket-Extensions header {header!r}: {what} at {pos}",
         )
 
@@ -447,9 +449,9 @@ def _parse_deflate_params(params: ExtensionParams, *, response: bool) -> dict[st
     seen: dict[str, int | bool] = {}
     for name, value in params:
         if name not in _PARAM_NAMES:
-            raise InvalidParameterName(name)
+            raise InvalidParameterName(name, message=f"unknown permessage-deflate parameter {name!r}")
         if name in seen:
-            raise DuplicateParameter(name)
+            raise DuplicateParameter(name, message=f"duplicate permessage-deflate parameter {name!r}")
         if name.endswith("no_context_takeover"):
             if value is not None:
                 raise InvalidParameterValue(name, value, message=f"permessage-deflate parameter {name} takes no value")

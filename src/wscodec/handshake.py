@@ -309,7 +309,7 @@ class ClientHandshake:
             complete = bool(data) and parser.feed(data)
         except HandshakeRejected as exc:
             cause = SecurityError(str(exc)) if exc.status == 431 else exc
-            raise InvalidMessage(f"did not receive a valid HTTP response: {exc}") from cause
+            raise InvalidMessage(str(exc)) from cause
         if not complete:
             return None  # EOF before the head is complete: the caller knows the handshake failed
         version, status, reason = self._parse_status_line(parser.start_line)

@@ -19,7 +19,7 @@ from .. import _options as checks
 from .. import client_network as net
 from ..compression import Compression, extension_factories
 from ..connection import Connection
-from ..errors import InvalidHandshake, InvalidStatus, InvalidURI, OpenTimeout, ProxyError
+from ..errors import InvalidMessage, InvalidStatus, InvalidURI, OpenTimeout, ProxyError
 from ..transports import TransportChoice, resolve_transport
 from .busy_poll import BusyPoller, check_busy_poll
 from .websocket import WebSocket
@@ -47,7 +47,7 @@ def process_exception(exc: Exception) -> Exception | None:
     if isinstance(exc, InvalidStatus):
         return None if exc.status_code >= 500 or (not net.is_fatal_status(exc.status_code) and exc.status_code >= 400) \
             else exc
-    if isinstance(exc, InvalidHandshake) and "connection closed during" in str(exc):
+    if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError):  # dropped during the handshake
         return None
     return exc
 

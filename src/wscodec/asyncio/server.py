@@ -9,6 +9,7 @@ import logging
 import socket
 import ssl as ssl_module
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal
@@ -877,10 +878,17 @@ def _write_or_skip(
         return _write(ws, message, frame, opcode, payload, compress, defer)
     except Exception as exc:
         if errors is None:
-            ws.logger.warning("skipped broadcast: failed to write message: %s", exc, exc_info=True)
+            ws.logger.warning("skipped broadcast: %s", _write_failure(exc))
         else:
-            errors.append(exc)
+            error = RuntimeError("failed to write message")  # (websockets': one except* for every skip)
+            error.__cause__ = exc
+            errors.append(error)
         return frame
+
+
+def _write_failure(exc: Exception) -> str:
+    """How a skipped connection's write failure is logged, as websockets logs it: one line, no traceback."""
+    return "failed to write message: " + "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
 def broadcast(

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from .. import _options as checks
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, CONNECTING, OPEN, Connection, State
-from ..errors import ConcurrencyError, ConnectionClosed, InvalidMessage, _ends_without_error
+from ..errors import ConcurrencyError, ConnectionClosed, _closed_during_handshake, _ends_without_error
 from ..events import (
     BinaryFragment,
     Closed,
@@ -735,7 +735,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         if self._close_exc is None:
             self._close_exc = self._conn.closed_error(1006, "", was_clean=False)
         if not self._open_waiter.done():
-            self._open_waiter.set_exception(InvalidMessage("connection closed during the opening handshake"))
+            self._open_waiter.set_exception(_closed_during_handshake("connection closed during the opening handshake"))
         if self._keepalive_task is not None:
             self._keepalive_task.cancel()
         self._wake_reader()

@@ -31,11 +31,13 @@ class Channels:
     """Channel membership of the connections of one server, subscribed through ``broker``."""
 
     def __init__(self, broker: Broker, *, compress: bool = False) -> None:
-        from ..asyncio.server import _broadcast  # here, not at the top: asyncio.server imports this module
+        # Here, not at the top: asyncio.server imports this module.
+        from ..asyncio.server import _broadcast, _write_failure
 
         self.broker = broker
         self.compress = compress
         self._broadcast = _broadcast
+        self._write_failure = _write_failure
         self._members: dict[str, set[WebSocket]] = {}
         self._snapshots: dict[str, tuple[WebSocket, ...]] = {}  # what a delivery iterates (members may change)
         self._joined: dict[WebSocket, set[str]] = {}
@@ -149,7 +151,10 @@ class Channels:
         unwritten, self._unwritten = self._unwritten, {}
         for members in unwritten.values():
             for ws in members:
-                ws._write_out()
+                try:
+                    ws._write_out()
+                except Exception as exc:  # one member's failure must not hold back the members after it
+                    ws.logger.warning("skipped broadcast: %s", self._write_failure(exc))
 
     async def close(self) -> None:
         """Write out what is queued; wait for the unsubscriptions in flight (bounded: the broker's timeouts)."""

@@ -17,7 +17,7 @@ from .. import _options as checks
 from .. import client_network as net
 from ..compression import INFLATING_READ, Compression, extension_factories
 from ..connection import Connection
-from ..errors import InvalidMessage, InvalidStatus, OpenTimeout
+from ..errors import InvalidStatus, OpenTimeout, _closed_during_handshake
 from ..events import ProtocolViolation, Response
 from .websocket import WebSocket
 
@@ -145,7 +145,7 @@ def _connect_once(
                     # with its close code after the messages before it.
                     return WebSocket(raw, conn, url=uri.url, events=events[index + 1 :], **options)
             if data == b"" and events:
-                raise InvalidMessage("connection closed during the opening handshake")
+                raise _closed_during_handshake("connection closed during the opening handshake")
             raw.settimeout(net.time_left(deadline))
             data = raw.recv(INFLATING_READ)  # frames may follow the 101: see INFLATING_READ
             if not data:
@@ -153,13 +153,14 @@ def _connect_once(
                 for event in events:
                     if type(event) is ProtocolViolation:
                         raise event.error
-                raise InvalidMessage("connection closed during the opening handshake")
+                raise _closed_during_handshake("connection closed during the opening handshake")
     except TimeoutError:
         raw.close()
         raise OpenTimeout(f"opening handshake with {uri.url} timed out after {open_timeout} s") from None
     except OSError as exc:  # a reset (or a TLS error) once connected: as the asyncio client reports it
         raw.close()
-        raise InvalidMessage(f"connection closed during the opening handshake ({exc})") from exc
+        error = _closed_during_handshake(f"connection closed during the opening handshake ({exc})", exc)
+        raise error from error.__cause__  # (an EOFError, itself from exc)
     except BaseException:
         raw.close()
         raise
