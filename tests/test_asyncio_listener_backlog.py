@@ -327,3 +327,41 @@ async def test_a_long_lived_listener_task_does_not_stop_reading_while_slots_are_
         assert len(handlers[0]._callback_tasks) == 1
         forever.set()
         await client.close()
+
+
+async def test_messages_left_to_recv_streaming_hold_back_no_error_or_close() -> None:
+    """A listener set while recv_streaming() is part-way through a message: the rest of that message is the
+    stream's, not the listeners', so an error and the close behind it are not held for it (they were, for
+    ever)."""
+    log: list[Any] = []
+    pieces: list[str] = []
+    started = asyncio.Event()
+    handlers: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        handlers.append(ws)
+
+        async def listener(event: MessageEvent) -> None:
+            log.append(event.data)
+
+        ws.onerror = lambda event: log.append(("error", type(event.error).__name__))
+        ws.onclose = lambda event: log.append(("close", event.code))
+        stream = ws.recv_streaming()
+        pieces.append(await stream.__anext__())
+        ws.onmessage = listener
+        started.set()
+        await asyncio.sleep(0.2)  # the rest of the message and the bad frame arrive meanwhile
+        async for piece in stream:
+            pieces.append(piece)
+        await ws.wait_closed()
+
+    # max_queue=1 and two messages queued when the bad frame comes: the connection fails at once.
+    async with serve(handler, "127.0.0.1", 0, compression=None, max_queue=1) as server:
+        _, writer = await raw_client(server.port)
+        writer.write(masked(0x1, b"first ", fin=False))
+        await asyncio.wait_for(started.wait(), 5)
+        writer.write(masked(0x0, b"last", fin=True) + masked(0x1, b"next") + BAD_FRAME)
+        await until(lambda: ("close", 1002) in log)
+        assert [item for item in log if isinstance(item, tuple)] == [("error", "ProtocolError"), ("close", 1002)]
+        await until(lambda: pieces == ["first ", "last"])  # the stream still gets the rest of its message
+        writer.close()

@@ -536,8 +536,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 queue.clear()
                 break
             self._deliver_to_listeners(queue.popleft())
-        if not queue and not self._cb_backlog:
-            self._schedule_release()  # (what was held behind these messages)
+        self._schedule_release()  # (what was held behind these messages, once they are all handed over)
         self._maybe_resume_reading()
 
     def _deliver_to_listeners(self, event: TextFragment | BinaryFragment) -> None:
@@ -562,13 +561,19 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         event = ErrorEvent("error", self, error)
         if self._messages_wait_for_listeners() or self._held_errors:
             self._held_errors.append(event)
+            self._schedule_release()
         else:
             self._dispatch("error", event)
 
     def _messages_wait_for_listeners(self) -> bool:
         """Messages received are not all handed to the message listeners yet: an error or the close event
-        that comes now is held until they are (_release_held)."""
-        return bool(self._cb_backlog) or self._release_due or (self._has_message_listener and bool(self._queue))
+        that comes now is held until they are (_release_held). (Messages queued while ``recv_streaming()``
+        is part-way through one are for it, not for the listeners.)"""
+        return (
+            bool(self._cb_backlog)
+            or self._release_due
+            or (self._has_message_listener and bool(self._queue) and not self._partial and not self._streaming)
+        )
 
     def _schedule_release(self) -> None:
         """Run _release_held() once this loop step is over (the listener tasks just started take their first
@@ -582,7 +587,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         and the close event that waited behind the messages. (Still waiting, because a listener took the
         messages back or more wait their turn: the step that hands the last over schedules this again.)"""
         self._release_due = False
-        if self._cb_backlog or (self._has_message_listener and self._queue):
+        if self._messages_wait_for_listeners():  # (a drain or a task's end schedules this again)
             return
         if self._conn.pending_error is not None and self._has_message_listener:
             self._fail_pending()
@@ -753,6 +758,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             self._log_closed()
             if self._messages_wait_for_listeners() or self._held_errors:  # they come first
                 self._close_held = True
+                self._schedule_release()
             else:
                 self._dispatch_close()
 
