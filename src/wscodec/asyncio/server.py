@@ -912,7 +912,8 @@ def broadcast(
     A connection part-way through a fragmented send, or whose write fails, is skipped and the others
     still get the message; as in websockets, each skip is a WARNING, or with ``raise_exceptions=True``
     (Python 3.11+) the skips are raised together afterwards as an ``ExceptionGroup("skipped broadcast")``
-    (a :class:`~wscodec.errors.ConcurrencyError` for a fragmented send).
+    (a :class:`~wscodec.errors.ConcurrencyError` for a fragmented send, a ``RuntimeError("failed to write
+    message")`` from the write's own error for a failed write).
     """
     errors = _check_raise_exceptions(raise_exceptions)
     _broadcast(connections, message, compress, hold_slow=False, text=text, errors=errors)
