@@ -228,6 +228,11 @@ def _single(headers: Headers, name: str) -> str | None:
     return values[0] if values else None
 
 
+def _reported(values: list[str]) -> str | None:
+    """A header's values as websockets' InvalidHeader reports them: joined, or None when it is missing."""
+    return ", ".join(values) if values else None
+
+
 # --------------------------------------------------------------------------- client side
 
 
@@ -370,21 +375,21 @@ class ClientHandshake:
         if [item.lower() for item in split_tokens(upgrade)] != ["websocket"]:
             raise InvalidUpgrade(
                 "Upgrade",
-                ", ".join(upgrade) if upgrade else None,
+                _reported(upgrade),
                 message=f"expected 'Upgrade: websocket' in the response (got {upgrade})",
             )
         if not has_token(headers, "Connection", "upgrade"):
             connection = header_values(headers, "Connection")
             raise InvalidUpgrade(
                 "Connection",
-                ", ".join(connection) if connection else None,
+                _reported(connection),
                 message=f"missing 'Connection: Upgrade' in the response (got {connection})",
             )
         accepts = header_values(headers, "Sec-WebSocket-Accept")
         if len(accepts) != 1:
             raise InvalidHeader(
                 "Sec-WebSocket-Accept",
-                ", ".join(accepts) if accepts else None,
+                _reported(accepts),
                 message=f"expected one Sec-WebSocket-Accept header, got {len(accepts)}",
             )
         if accepts[0] != compute_accept(self.key):

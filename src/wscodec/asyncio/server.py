@@ -877,18 +877,21 @@ def _write_or_skip(
     try:
         return _write(ws, message, frame, opcode, payload, compress, defer)
     except Exception as exc:
-        if errors is None:
-            ws.logger.warning("skipped broadcast: %s", _write_failure(exc))
-        else:
-            error = RuntimeError("failed to write message")  # (websockets': one except* for every skip)
-            error.__cause__ = exc
-            errors.append(error)
+        _skip_failed_write(ws, exc, errors)
         return frame
 
 
-def _write_failure(exc: Exception) -> str:
-    """How a skipped connection's write failure is logged, as websockets logs it: one line, no traceback."""
-    return "failed to write message: " + "".join(traceback.format_exception_only(type(exc), exc)).strip()
+def _skip_failed_write(ws: WebSocket, exc: Exception, errors: list[Exception] | None) -> None:
+    """One connection's failed write, which skips it: logged as websockets logs it (one WARNING line, no
+    traceback), or, with ``errors`` (``raise_exceptions``), appended as websockets raises it: a
+    RuntimeError from ``exc``, so one ``except*`` catches every skip."""
+    if errors is None:
+        reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        ws.logger.warning("skipped broadcast: failed to write message: %s", reason)
+    else:
+        error = RuntimeError("failed to write message")
+        error.__cause__ = exc
+        errors.append(error)
 
 
 def broadcast(

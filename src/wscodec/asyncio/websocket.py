@@ -559,7 +559,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         """Fire "error" on an open connection: after the messages that arrived before it, when some still
         wait for the message listeners (see _listener_returned)."""
         event = ErrorEvent("error", self, error)
-        if self._messages_wait_for_listeners() or self._held_errors:
+        if self._must_hold_event():
             self._held_errors.append(event)
             self._schedule_release()
         else:
@@ -574,6 +574,11 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             or self._release_due
             or (self._has_message_listener and bool(self._queue) and not self._partial and not self._streaming)
         )
+
+    def _must_hold_event(self) -> bool:
+        """An error or the close event that comes now waits (_release_held): behind messages not yet with
+        the listeners, or behind errors that wait already, so the events keep the order they came in."""
+        return bool(self._held_errors) or self._messages_wait_for_listeners()
 
     def _schedule_release(self) -> None:
         """Run _release_held() once this loop step is over (the listener tasks just started take their first
@@ -756,7 +761,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         opening = self._open_waiter
         if not opening.cancelled() and opening.exception() is None:  # a failed open reports its own close
             self._log_closed()
-            if self._messages_wait_for_listeners() or self._held_errors:  # they come first
+            if self._must_hold_event():
                 self._close_held = True
                 self._schedule_release()
             else:

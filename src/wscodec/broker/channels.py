@@ -32,12 +32,12 @@ class Channels:
 
     def __init__(self, broker: Broker, *, compress: bool = False) -> None:
         # Here, not at the top: asyncio.server imports this module.
-        from ..asyncio.server import _broadcast, _write_failure
+        from ..asyncio.server import _broadcast, _skip_failed_write
 
         self.broker = broker
         self.compress = compress
         self._broadcast = _broadcast
-        self._write_failure = _write_failure
+        self._skip_failed_write = _skip_failed_write
         self._members: dict[str, set[WebSocket]] = {}
         self._snapshots: dict[str, tuple[WebSocket, ...]] = {}  # what a delivery iterates (members may change)
         self._joined: dict[WebSocket, set[str]] = {}
@@ -154,7 +154,7 @@ class Channels:
                 try:
                     ws._write_out()
                 except Exception as exc:  # one member's failure must not hold back the members after it
-                    ws.logger.warning("skipped broadcast: %s", self._write_failure(exc))
+                    self._skip_failed_write(ws, exc, None)
 
     async def close(self) -> None:
         """Write out what is queued; wait for the unsubscriptions in flight (bounded: the broker's timeouts)."""
