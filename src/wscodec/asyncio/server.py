@@ -234,8 +234,13 @@ class ServerWebSocket(WebSocket):
             if self._lost:
                 return False
         limit = server.max_connections
-        if response is None and limit is not None and len(server.connections) >= limit:
-            response = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"too many connections\n")
+        if response is None and limit is not None:
+            # The handshakes past this check hold a place until they open or fail: process_response may
+            # await, and several handshakes waiting there must not open past the limit together.
+            if len(server.connections) + len(server._admitting) >= limit:
+                response = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"too many connections\n")
+            else:
+                server._admitting.add(self)
         if response is not None:
             try:
                 answer = as_response(response)
@@ -280,6 +285,7 @@ class ServerWebSocket(WebSocket):
         host = request.header("Host", "") if request is not None else ""
         scheme = "wss" if transport.get_extra_info("sslcontext") is not None else "ws"
         self.url = f"{scheme}://{host}{request.path if request is not None else '/'}"
+        server._admitting.discard(self)
         server.connections.add(self)
         self._opened()
         transport.resume_reading()
@@ -297,6 +303,8 @@ class ServerWebSocket(WebSocket):
             self.logger.exception("error in the opening handshake")
             self._abort_now()
             return
+        finally:
+            self._server._admitting.discard(self)  # (a handshake that failed gives its place back)
         try:
             await self._server.handler(self)
         except ConnectionClosed as exc:
@@ -382,6 +390,7 @@ class Server:
         self._poller: BusyPoller | None = None  # one for all the connections, made with the first
         #: The open connections.
         self.connections: set[WebSocket] = set()
+        self._admitting: set[WebSocket] = set()  # handshakes that passed the max_connections check
         self._protocols: set[ServerWebSocket] = set()  # every connection, handshake included
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None

@@ -8,6 +8,7 @@ Same option names, hooks, limits and errors as :func:`wscodec.asyncio.serve`: ``
 from __future__ import annotations
 
 import contextlib
+import errno
 import http
 import logging
 import os
@@ -100,6 +101,11 @@ def basic_auth(
     return process_request
 
 
+#: accept()'s failures for want of a resource (file descriptors, memory): retried after a delay.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_RETRY_DELAY = 1.0
+
+
 class Server:
     """A running threaded server: :meth:`serve_forever` until :meth:`shutdown` (from another thread, a
     signal handler or a handler). ``connections`` holds the open WebSockets."""
@@ -110,10 +116,12 @@ class Server:
         self._o = options
         self.connections: set[WebSocket] = set()
         self._threads: set[threading.Thread] = set()
+        self._admitting: set[threading.Thread] = set()  # handshakes that passed the max_connections check
         self._lock = threading.Lock()
         self._shutdown = threading.Event()
         self._stopped = threading.Event()
         self._serving = False
+        self._serving_thread: threading.Thread | None = None  # serve_forever's, while it runs
         self._wake_r, self._wake_w = socket.socketpair()
         self._refused = 0  # connections closed in a row for want of a thread
         self._going_away = (1001, "going away")  # the Close that shutdown() sends
@@ -129,6 +137,7 @@ class Server:
             if self._shutdown.is_set():
                 return
             self._serving = True
+            self._serving_thread = threading.current_thread()
         selector = selectors.DefaultSelector()
         selector.register(self.socket, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
@@ -139,11 +148,20 @@ class Server:
                         break
                     try:
                         client, _address = self.socket.accept()
-                    except OSError:
+                    except OSError as exc:
+                        if exc.errno in _OUT_OF_RESOURCES:
+                            # The connection stays in the backlog, so the socket stays readable: retry in
+                            # a second, as asyncio does, rather than spin on accept().
+                            logger.warning("accept() failed: %s; retrying in %s s", exc, _ACCEPT_RETRY_DELAY)
+                            self._shutdown.wait(_ACCEPT_RETRY_DELAY)
                         continue
                     self._start_thread(client)
         finally:
             selector.close()
+            # Closed here, not by shutdown(): a shutdown() from a signal handler runs in this very thread,
+            # in the middle of the select() above, which must still find the wake-up byte when it resumes.
+            self._wake_r.close()
+            self._wake_w.close()
             self._stopped.set()
 
     def _start_thread(self, client: socket.socket) -> None:
@@ -185,9 +203,10 @@ class Server:
             if not self._shutdown.is_set():
                 self._going_away = (code, reason)
             self._shutdown.set()
+            serving = self._serving
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        if self._serving:
+        if serving and threading.current_thread() is not self._serving_thread:  # (not a signal handler's)
             self._stopped.wait(self._o["close_timeout"])
         self.socket.close()
         if close_connections:
@@ -202,9 +221,11 @@ class Server:
                 threads.extend(thread for thread in (ws._reader, ws._keepalive) if thread is not None)
             deadline = time.monotonic() + self._o["close_timeout"] + 1
             for thread in threads:
-                thread.join(max(deadline - time.monotonic(), 0))
-        self._wake_r.close()
-        self._wake_w.close()
+                if thread is not threading.current_thread():  # (a handler's shutdown() waits for the others)
+                    thread.join(max(deadline - time.monotonic(), 0))
+        if not serving:  # (serve_forever closes them as it ends)
+            self._wake_r.close()
+            self._wake_w.close()
 
     def __enter__(self) -> Server:
         return self
@@ -219,9 +240,10 @@ class Server:
     def _run(self, sock: socket.socket) -> None:
         try:
             ws = self._handshake(sock)
-            if ws is None:
-                return
             with self._lock:  # shutdown() sets the flag under this lock, then closes what it finds here
+                self._admitting.discard(threading.current_thread())  # (its place: the connection's now, or free)
+                if ws is None:
+                    return
                 stopping = self._shutdown.is_set()
                 if not stopping:
                     self.connections.add(ws)
@@ -244,6 +266,7 @@ class Server:
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+                self._admitting.discard(threading.current_thread())
 
     def _send_response(self, sock: socket.socket, pending: PendingConnection | None, request: Request | None,
                        response: Response, head: bytes) -> tuple[Response, bytes]:
@@ -315,8 +338,14 @@ class Server:
         if answer is None and self._shutdown.is_set():
             answer = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"server shutting down\n")
         limit = o["max_connections"]
-        if answer is None and limit is not None and len(self.connections) >= limit:
-            answer = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"too many connections\n")
+        if answer is None and limit is not None:
+            # The handshakes past this check hold a place (their thread's) until they open or fail: several
+            # running at once must not open past the limit together.
+            with self._lock:
+                if len(self.connections) + len(self._admitting) >= limit:
+                    answer = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"too many connections\n")
+                else:
+                    self._admitting.add(threading.current_thread())
         server_header = o["server_header"]
         extra = [("Server", server_header)] if server_header is not None else []
         if answer is not None:

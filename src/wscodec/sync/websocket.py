@@ -2,7 +2,8 @@
 
 One background thread reads the socket, feeds the :class:`~wscodec.connection.Connection` and queues whole
 messages (at most ``max_queue``: when the application does not keep up, the thread stops reading and TCP
-pushes back on the peer). Sends happen in the caller's thread under a lock. A second, optional thread runs
+pushes back on the peer). Sends happen in the caller's thread under a lock (a fragmented send takes it for
+each fragment, so that its iterator runs without it). A second, optional thread runs
 the keepalive. No RFC 6455 rule lives here either: framing, close codes, UTF-8 and limits are the
 Connection's job. A protocol violation behind valid messages is held by the Connection (``defer_errors``):
 the reader stops until the application asks for the next message (or ``close_timeout``), so the replies to
@@ -50,6 +51,7 @@ from ..events import (
     TextMessage,
     decoded,
 )
+from ..frames import build_close_payload
 
 __all__ = ["WebSocket"]
 
@@ -203,6 +205,9 @@ class WebSocket:
         self.latency = 0.0
         self._messages = _MessageQueue(max_queue)
         self._send_lock = threading.Lock()  # the Connection and the socket's write side (module docstring)
+        # A fragmented send() in progress: other sends wait for its end (_send_turn), the rest goes on.
+        self._send_turn = threading.Condition(self._send_lock)
+        self._fragmenting: threading.Thread | None = None  # the thread sending one, fragment by fragment
         self._pings: dict[bytes, tuple[threading.Event, float, bool]] = {}  # event, sent at, ack_on_close
         self._close_exc: ConnectionClosed | None = None
         self._failure: tuple[int, str] | None = None  # we failed the connection: code and reason
@@ -339,6 +344,8 @@ class WebSocket:
                     self.socket.close()
             finally:
                 self._done.set()
+                with self._send_turn:  # a send() waiting behind a fragmented one raises now
+                    self._send_turn.notify_all()
 
     def _fail_held_error(self) -> None:
         """The peer broke the protocol behind messages the application may still answer (the Connection
@@ -439,7 +446,8 @@ class WebSocket:
         self, message: str | bytes | bytearray | memoryview | Iterable[str | bytes], *, text: bool | None = None
     ) -> None:
         """Send a text (str) or binary (bytes-like) message; an iterable of str or bytes is sent as one
-        fragmented message (compressed where permessage-deflate was negotiated). ``text=True`` sends bytes
+        fragmented message (compressed where permessage-deflate was negotiated), other ``send()`` calls
+        waiting for its end while Pings and the Close may go between its fragments. ``text=True`` sends bytes
         that are already UTF-8 as a Text frame (a ValueError if they are not UTF-8), ``text=False`` a str
         as a Binary frame, as websockets' ``send(text=...)``.
 
@@ -448,40 +456,65 @@ class WebSocket:
         ``send()`` blocked on a peer that stopped reading ends with 1011 when the keepalive fails the
         connection (``ping_timeout``), with 1006 when ``close()`` gives up after ``close_timeout``."""
         conn = self._conn
-        with self._send_lock:
-            if conn.state is not OPEN:
-                raise self._closed_error()
-            if text is not None and isinstance(message, (str, bytes, bytearray, memoryview)):
+        if isinstance(message, Mapping):  # iterating it would send its keys
+            raise TypeError("send() takes str, bytes-like or an iterable of them, not a mapping")
+        if not isinstance(message, (str, bytes, bytearray, memoryview)):
+            self._send_fragments(iter(message), text)
+            return
+        with self._send_turn:
+            self._wait_for_turn()
+            if text is not None:
                 conn.send_message(message, text=text)
             elif isinstance(message, str):
                 conn.send_text(message)
-            elif isinstance(message, (bytes, bytearray, memoryview)):
-                conn.send_binary(message)
-            elif isinstance(message, Mapping):  # iterating it would send its keys
-                raise TypeError("send() takes str, bytes-like or an iterable of them, not a mapping")
             else:
-                iterator = iter(message)
-                try:
-                    current = next(iterator)
-                except StopIteration:
-                    return
-                started = False
-                try:
-                    for following in iterator:
-                        conn.send_fragment(current, fin=False, text=text)
-                        started = True
-                        if not self._write(conn.data_to_send()):
-                            raise self._closed_error()
-                        current = following
-                    conn.send_fragment(current, fin=True, text=text)
-                except BaseException:  # (KeyboardInterrupt from the iterator too: never half a message left)
-                    if started and conn.state is OPEN:
+                conn.send_binary(message)
+            if not self._write(conn.data_to_send()):
+                raise self._closed_error()
+
+    def _wait_for_turn(self) -> None:
+        """With the send lock (``_send_turn``) held: wait until no fragmented message is part-way out, then
+        raise if the connection is not open (the reader thread's end wakes this wait too)."""
+        if self._fragmenting is threading.current_thread():  # (the message's own iterator: it never ends)
+            raise ConcurrencyError("send() from the iterator of a fragmented send()")
+        self._send_turn.wait_for(lambda: self._fragmenting is None or self._done.is_set())
+        if self._conn.state is not OPEN:
+            raise self._closed_error()
+
+    def _send_fragments(self, iterator: Iterator[str | bytes], text: bool | None) -> None:
+        """One message from the fragments ``iterator`` yields. The send lock is held for each fragment, not
+        across the iterator: a slow one holds back neither the reader thread (which needs the lock to
+        answer a Ping), the keepalive nor ``close()``, whose control frames may go between fragments (RFC
+        6455 section 5.4). Other ``send()`` calls wait for the message's end: their frames may not."""
+        conn = self._conn
+        with self._send_turn:
+            self._wait_for_turn()
+            self._fragmenting = threading.current_thread()
+        started = False
+        try:
+            current: Any = next(iterator, _END)  # (an element None is send_fragment's TypeError, not the end)
+            while current is not _END:
+                following = next(iterator, _END)  # (without the lock: see above)
+                with self._send_lock:
+                    if conn.state is not OPEN:
+                        raise self._closed_error()
+                    conn.send_fragment(current, fin=following is _END, text=text)
+                    started = True
+                    if not self._write(conn.data_to_send()):
+                        raise self._closed_error()
+                current = following
+        except BaseException:  # (KeyboardInterrupt from the iterator too: never half a message left)
+            if started:
+                with self._send_lock:
+                    if conn.state is OPEN:
                         # Part of the message is out and nothing else may follow it: fail the connection
                         # (1011), as the asyncio API does, rather than leave every later send refused.
                         self._fail_locked(1011, "error in fragmented message", time.monotonic() + self.close_timeout)
-                    raise
-            if not self._write(conn.data_to_send()):
-                raise self._closed_error()
+            raise
+        finally:
+            with self._send_turn:
+                self._fragmenting = None
+                self._send_turn.notify_all()
 
     def ping(self, data: str | bytes | None = None, *, ack_on_close: bool = True) -> threading.Event:
         """Send a Ping; the returned :class:`threading.Event` is set when its Pong arrives, and also when the
@@ -502,9 +535,9 @@ class WebSocket:
                 raise self._closed_error()
             if payload in self._pings:
                 raise ConcurrencyError("a ping with this payload is already waiting for its pong")
+            self._conn.send_ping(payload)  # (an invalid payload raises here, before anything is kept)
             event = threading.Event()
             self._pings[payload] = (event, time.monotonic(), ack_on_close)
-            self._conn.send_ping(payload)
             if not self._write(self._conn.data_to_send(), deadline):
                 if deadline is None:
                     raise self._closed_error()
@@ -607,6 +640,7 @@ class WebSocket:
         :class:`~wscodec.errors.ConnectionClosed` (1006). Messages received before stay for
         :meth:`recv`; those that arrive after ``close()`` while ``max_queue`` are unread are dropped."""
         deadline = time.monotonic() + self.close_timeout
+        build_close_payload(code, reason)  # a code or reason not allowed on the wire: ValueError, before anything
         self._messages.discard()
         sent = False
         if self._send_lock.acquire(timeout=self.close_timeout):

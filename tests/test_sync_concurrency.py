@@ -1,0 +1,340 @@
+"""The threaded API where its threads meet: a fragmented send() and everything else that wants the send lock,
+calls that fail on their arguments, and the server's shutdown() and limits from unusual threads.
+
+Each test reproduces a defect a review found over loopback (real sockets, every wait bounded): a slow
+fragment iterator that starved the reader thread and the keepalive, a close() whose ValueError left the
+queue dropping messages, a ping() whose ValueError kept its entry, shutdown() from a signal handler or a
+handler, max_connections passed by handshakes running together, accept() spinning on EMFILE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_sync import sync_server
+
+import wscodec
+from wscodec import ConcurrencyError, ConnectionClosedOK, InvalidStatus
+from wscodec.sync import WebSocket, connect, serve
+
+WSCODEC_ROOT = str(Path(wscodec.__file__).resolve().parents[1])
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def subprocess_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=WSCODEC_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+# --------------------------------------------------------------------------- fragmented sends
+
+
+def test_a_slow_fragment_iterator_holds_back_neither_recv_nor_the_keepalive() -> None:
+    """The iterator is advanced without the send lock: while it sleeps, the reader thread reads (the
+    client's message reaches recv(), the keepalive's Pongs are read) and the keepalive sends its Pings;
+    the connection is not failed, and the message arrives whole."""
+    received: list[tuple[str | bytes, float]] = []
+    outcome: dict[str, Any] = {}
+
+    def slow_chunks() -> Iterator[str]:
+        for index in range(6):
+            time.sleep(0.3)
+            yield f"c{index};"
+
+    def handler(ws: WebSocket) -> None:
+        reader = threading.Thread(target=lambda: received.append((ws.recv(timeout=10), time.monotonic())))
+        reader.start()
+        try:
+            ws.send(slow_chunks())
+            outcome["sent"] = time.monotonic()
+        except Exception as exc:
+            outcome["error"] = exc
+        reader.join(10)
+        ws.recv(timeout=10)  # until the client closes
+
+    with (
+        sync_server(handler, ping_interval=0.4, ping_timeout=1.0) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None) as ws,
+    ):
+        ws.send("hello from the client")
+        assert ws.recv(timeout=10) == "c0;c1;c2;c3;c4;c5;"
+        assert ws.latency == 0.0  # (the client pinged nothing: the Pings were the server's)
+    assert "error" not in outcome, outcome
+    assert received and received[0][0] == "hello from the client"
+    assert received[0][1] < outcome["sent"] - 0.5, "recv() waited for the fragmented send to end"
+
+
+def test_other_sends_wait_for_the_end_of_a_fragmented_message_and_pings_go_between() -> None:
+    """Frames of another message may not go between a message's fragments: a send() from another thread
+    waits for the end of the fragmented one; a ping() does not wait (control frames may go between)."""
+    started = threading.Event()
+    ping_done = threading.Event()
+
+    def chunks() -> Iterator[bytes]:
+        yield b"first "
+        started.set()
+        assert ping_done.wait(5)
+        time.sleep(0.2)  # the other send() waits meanwhile
+        yield b"second"
+
+    def handler(ws: WebSocket) -> None:
+        other = threading.Thread(target=lambda: (started.wait(5), ws.send(b"other")))
+        pinger = threading.Thread(target=lambda: (started.wait(5), ws.ping(b"between"), ping_done.set()))
+        other.start()
+        pinger.start()
+        ws.send(chunks())
+        other.join(10)
+        pinger.join(10)
+        ws.recv(timeout=10)
+
+    with (
+        sync_server(handler, ping_interval=None) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None) as ws,
+    ):
+        assert ws.recv(timeout=10) == b"first second"
+        assert ws.recv(timeout=10) == b"other"
+    assert ping_done.is_set()
+
+
+def test_send_from_the_fragment_iterator_itself_raises_concurrency_error() -> None:
+    """The iterator runs in the sending thread: a send() from it would wait for its own message's end."""
+    errors: list[BaseException] = []
+
+    def handler(ws: WebSocket) -> None:
+        def chunks() -> Iterator[str]:
+            yield "a"
+            try:
+                ws.send("inside")
+            except ConcurrencyError as exc:
+                errors.append(exc)
+            yield "b"
+
+        ws.send(chunks())
+        ws.recv(timeout=10)
+
+    with (
+        sync_server(handler, ping_interval=None) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None) as ws,
+    ):
+        assert ws.recv(timeout=10) == "ab"
+    assert len(errors) == 1
+
+
+# --------------------------------------------------------------------------- arguments refused first
+
+
+@pytest.mark.parametrize(("code", "reason"), [(999, ""), (1000, "x" * 124)])
+def test_close_with_invalid_arguments_changes_nothing(code: int, reason: str) -> None:
+    """A ValueError from close() leaves the connection as it was: open, and every message the peer then
+    sends (more than max_queue) is received, none dropped."""
+
+    def handler(ws: WebSocket) -> None:
+        assert ws.recv(timeout=10) == "go"
+        for index in range(40):
+            ws.send(str(index))
+        ws.recv(timeout=10)
+
+    with (
+        sync_server(handler, ping_interval=None) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None, max_queue=4) as ws,
+    ):
+        with pytest.raises(ValueError):
+            ws.close(code, reason)
+        assert ws.state == 1  # OPEN
+        ws.send("go")
+        assert [ws.recv(timeout=10) for _ in range(40)] == [str(index) for index in range(40)]
+
+
+def test_ping_with_a_payload_too_long_keeps_nothing() -> None:
+    """Each ping() refused on its payload raises the same ValueError (not a ConcurrencyError for a Ping
+    that never went out), and one with a valid payload is answered."""
+    with sync_server(ping_interval=None) as server, connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None) as ws:
+        for _ in range(3):
+            with pytest.raises(ValueError, match="125"):
+                ws.ping(b"x" * 126)
+        assert ws.ping(b"x" * 125).wait(10)
+        assert ws.state == 1
+
+
+# --------------------------------------------------------------------------- the server's own threads
+
+
+_SHUTDOWN_FROM_A_SIGNAL = """
+import os, signal, sys, threading, time
+from wscodec.sync import serve
+
+server = serve(lambda ws: ws.recv(timeout=5), "127.0.0.1", 0, ping_interval=None, close_timeout=2)
+signal.signal(signal.SIGUSR1, lambda signum, frame: server.shutdown())
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+started = time.monotonic()
+server.serve_forever()
+print(f"{time.monotonic() - started:.2f}", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1: POSIX")
+def test_shutdown_from_a_signal_handler_ends_serve_forever() -> None:
+    """The handler runs in serve_forever's own thread, inside its select(): shutdown() must not wait for
+    that thread, nor close what the select() waits on, or serve_forever never returns."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SHUTDOWN_FROM_A_SIGNAL], capture_output=True, timeout=30, env=subprocess_env()
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    assert float(result.stdout) < 2.0  # the signal came at 0.3 s; close_timeout (2 s) was not waited
+
+
+def test_shutdown_from_a_handler_returns_and_ends_serve_forever() -> None:
+    """A handler's shutdown() closes its own connection (1001) and the others, and returns normally: it
+    does not join its own thread."""
+    errors: list[BaseException] = []
+    returned = threading.Event()
+    server = serve(lambda ws: None, "127.0.0.1", 0, ping_interval=None, close_timeout=2)
+
+    def handler(ws: WebSocket) -> None:
+        assert ws.recv(timeout=10) == "stop"
+        try:
+            server.shutdown()
+            returned.set()
+        except BaseException as exc:
+            errors.append(exc)
+
+    server.handler = handler
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None) as ws:
+            ws.send("stop")
+            with pytest.raises(ConnectionClosedOK) as info:
+                ws.recv(timeout=10)
+            assert info.value.code == 1001
+        assert returned.wait(10), errors
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def _admitted(port: int, clients: int) -> list[str]:
+    """Open ``clients`` connections at once; what each got: "open" or the HTTP status it was refused with."""
+    results: list[str] = []
+    opened: list[WebSocket] = []
+
+    def client() -> None:
+        try:
+            opened.append(connect(f"ws://127.0.0.1:{port}/", ping_interval=None, open_timeout=10))
+            results.append("open")
+        except InvalidStatus as exc:
+            results.append(str(exc.response.status_code))
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    for ws in opened:
+        ws.close()
+    return sorted(results)
+
+
+def test_max_connections_holds_for_handshakes_running_together() -> None:
+    """Three handshakes wait in process_request together under max_connections=1: one opens, two get 503."""
+    hold = threading.Event()
+
+    def slow_auth(connection: Any, request: Any) -> None:
+        time.sleep(0.5)
+
+    with sync_server(
+        lambda ws: hold.wait(10), max_connections=1, process_request=slow_auth, ping_interval=None, close_timeout=1
+    ) as server:
+        try:
+            assert _admitted(server.port, 3) == ["503", "503", "open"]
+        finally:
+            hold.set()
+
+
+async def test_max_connections_holds_for_asyncio_handshakes_waiting_in_process_response() -> None:
+    """The asyncio server: process_response may await, between the max_connections check and the open."""
+    from wscodec.asyncio import serve as async_serve
+
+    async def slow_response(connection: Any, request: Any, response: Any) -> None:
+        await asyncio.sleep(0.5)
+
+    hold = asyncio.Event()
+
+    async def handler(ws: Any) -> None:
+        await asyncio.wait_for(hold.wait(), 10)
+
+    async with async_serve(
+        handler, "127.0.0.1", 0, max_connections=1, process_response=slow_response, ping_interval=None, close_timeout=1
+    ) as server:
+        assert server.port is not None
+        results = await asyncio.to_thread(_admitted, server.port, 3)
+        hold.set()
+    assert results == ["503", "503", "open"]
+
+
+_OUT_OF_FDS = """
+import sys
+from wscodec.sync import serve
+
+def echo(ws):
+    for message in ws:
+        ws.send(message)
+
+with serve(echo, "127.0.0.1", 0, ping_interval=None) as server:
+    print(server.port, flush=True)
+    server.serve_forever()
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="resource.prlimit and /proc: Linux")
+def test_accept_out_of_file_descriptors_backs_off_and_serving_resumes() -> None:
+    """accept() failing with EMFILE leaves the connection in the backlog and the socket readable: the
+    server waits a second between tries instead of spinning, and serves again once descriptors are free."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _OUT_OF_FDS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env()
+    )
+    waiting: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        in_use = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        limits = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (in_use, limits[1]))  # no descriptor to spare
+        waiting.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.3)
+        before = _cpu_seconds(proc.pid)
+        time.sleep(2.0)
+        assert _cpu_seconds(proc.pid) - before < 0.5, "serve_forever spins on accept()"
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, limits)
+        with connect(f"ws://127.0.0.1:{port}/", ping_interval=None, open_timeout=10) as ws:
+            ws.send("served again")
+            assert ws.recv(timeout=10) == "served again"
+        assert proc.poll() is None
+    finally:
+        for sock in waiting:
+            sock.close()
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    log = err.decode(errors="replace")
+    assert "Too many open files" in log, log[-2000:]
+    assert log.count("accept() failed") <= 5, log[-2000:]  # about one a second, not one per spin
