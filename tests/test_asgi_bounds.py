@@ -201,6 +201,67 @@ async def test_the_keepalive_spares_a_client_whose_pongs_wait_behind_paused_read
         assert ws.close_code == 1000
 
 
+def masked(opcode: int, payload: bytes) -> bytes:
+    """A client frame, payload under 126 bytes, masked with a fixed key."""
+    key = b"\x01\x02\x03\x04"
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+async def read_frame(reader: asyncio.StreamReader, timeout: float = 10.0) -> tuple[int, bytes]:
+    """One unmasked server frame: its opcode and payload."""
+    head = await asyncio.wait_for(reader.readexactly(2), timeout)
+    length = head[1] & 0x7F
+    if length >= 126:
+        length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2 if length == 126 else 8), timeout), "big")
+    return head[0] & 0x0F, await asyncio.wait_for(reader.readexactly(length), timeout)
+
+
+async def test_the_keepalive_spares_a_client_that_reads_again_while_our_reading_stays_paused() -> None:
+    """The keepalive's Ping goes out while the client reads nothing (writing paused: its deadline runs);
+    then the client reads everything and answers each Ping at once, but reading stays paused for the
+    application (ws_max_queue=2, it sleeps): the Pong waits unread, and its deadline must wait with it
+    once writing resumes, or a healthy client is failed with 1011."""
+    got: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        for _ in range(64):
+            await send({"type": "websocket.send", "bytes": bytes(65536)})
+        await asyncio.sleep(2.5)
+        while len(got) < 10 and (message := await receive())["type"] == "websocket.receive":
+            got.append(message["text"])
+        await send({"type": "websocket.send", "text": "done"})
+
+    async with asgi_server(
+        app, ws_max_queue=2, ws_ping_interval=0.6, ws_ping_timeout=1.0, ws_per_message_deflate=False
+    ) as served:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", served.port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 14)
+        try:
+            writer.write(UPGRADE)
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            writer.write(b"".join(masked(1, f"m{i}".encode()) for i in range(10)))
+            await asyncio.sleep(1.0)  # reading nothing: the server's writing pauses
+            pings = 0
+            while True:
+                opcode, payload = await read_frame(reader)
+                assert opcode != 8, f"closed: {int.from_bytes(payload[:2], 'big')} {payload[2:]!r}"
+                if opcode == 9:
+                    pings += 1
+                    writer.write(masked(10, payload))
+                elif opcode == 1:
+                    assert payload == b"done"
+                    break
+        finally:
+            writer.close()
+        assert got == [f"m{i}" for i in range(10)]
+        assert pings >= 1
+
+
 async def test_an_app_looping_on_receive_after_the_disconnect_lets_the_loop_run() -> None:
     """receive() after the disconnect returns it again, but yields to the loop each time: an application
     stuck in that loop does not freeze the server (a timer fires, the next client is served)."""

@@ -365,3 +365,33 @@ async def test_messages_left_to_recv_streaming_hold_back_no_error_or_close() -> 
         assert [item for item in log if isinstance(item, tuple)] == [("error", "ProtocolError"), ("close", 1002)]
         await until(lambda: pieces == ["first ", "last"])  # the stream still gets the rest of its message
         writer.close()
+
+
+async def test_messages_behind_a_streamed_message_reach_a_listener_set_meanwhile() -> None:
+    """A listener set while recv_streaming() is part-way through a message: the messages that queued behind
+    that message are the listener's once the stream takes its last piece, in order and ahead of those that
+    come later (they stayed in the queue, unseen, while the later ones waited behind them)."""
+    got: list[Any] = []
+    pieces: list[str] = []
+    started = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        stream = ws.recv_streaming()
+        pieces.append(await stream.__anext__())
+        ws.onmessage = lambda event: got.append(event.data)
+        started.set()
+        await asyncio.sleep(0.2)  # the rest of the message and two more arrive meanwhile
+        async for piece in stream:
+            pieces.append(piece)
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        _, writer = await raw_client(server.port)
+        writer.write(masked(0x1, b"first ", fin=False))
+        await asyncio.wait_for(started.wait(), 5)
+        writer.write(masked(0x0, b"last", fin=True) + masked(0x1, b"m1") + masked(0x1, b"m2"))
+        await until(lambda: pieces == ["first ", "last"])
+        await until(lambda: got == ["m1", "m2"])
+        writer.write(masked(0x1, b"m3"))
+        await until(lambda: got == ["m1", "m2", "m3"])
+        writer.close()

@@ -326,6 +326,12 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writable = True
+        if self.read_paused and self._pong_timer is not None:
+            # The client reads again, while we do not: its Pong may be in what we no longer read, so the
+            # deadline waits until reading resumes, as when reading paused (_pause_reading).
+            self._pong_timer.cancel()
+            self._pong_timer = None
+            self._pong_suspended = True
         self.conn.release_pongs()
         self._flush()
         if self._flood_paused:

@@ -1065,6 +1065,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 event = queue.popleft()
                 self._maybe_resume_reading()
                 self._streaming = not event.final
+                if event.final and queue and self._has_message_listener:
+                    # A listener added while this message streamed: what queued behind it is the listener's.
+                    self._loop.call_soon(self._drain_queue_to_listeners)
                 self._busy = True
                 if type(event) is BinaryFragment:
                     return self._convert_binary(event.data), event.final
