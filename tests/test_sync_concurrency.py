@@ -10,6 +10,7 @@ handler, max_connections passed by handshakes running together, accept() spinnin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 from test_sync import sync_server
+from test_sync_reliability import assert_echoes, echo_server_process
 
 import wscodec
 from wscodec import ConcurrencyError, ConnectionClosedOK, InvalidStatus
@@ -286,18 +288,19 @@ async def test_max_connections_holds_for_asyncio_handshakes_waiting_in_process_r
     assert results == ["503", "503", "open"]
 
 
-_OUT_OF_FDS = """
-import sys
-from wscodec.sync import serve
-
-def echo(ws):
-    for message in ws:
-        ws.send(message)
-
-with serve(echo, "127.0.0.1", 0, ping_interval=None) as server:
-    print(server.port, flush=True)
-    server.serve_forever()
-"""
+def _serving_descriptors(pid: int) -> list[str]:
+    """What the server process has open, once serve_forever() runs (its selector is open: the port is
+    printed before it is made)."""
+    deadline = time.monotonic() + 10
+    while True:
+        targets = []
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(FileNotFoundError):  # (closed meanwhile)
+                targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        if any("eventpoll" in target for target in targets):
+            return targets
+        assert time.monotonic() < deadline, targets
+        time.sleep(0.01)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -310,31 +313,23 @@ def _cpu_seconds(pid: int) -> float:
 def test_accept_out_of_file_descriptors_backs_off_and_serving_resumes() -> None:
     """accept() failing with EMFILE leaves the connection in the backlog and the socket readable: the
     server waits a second between tries instead of spinning, and serves again once descriptors are free."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _OUT_OF_FDS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env()
-    )
     waiting: list[socket.socket] = []
+    logs: list[str] = []
     try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        in_use = len(os.listdir(f"/proc/{proc.pid}/fd"))
-        limits = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
-        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (in_use, limits[1]))  # no descriptor to spare
-        waiting.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-        time.sleep(0.3)
-        before = _cpu_seconds(proc.pid)
-        time.sleep(2.0)
-        assert _cpu_seconds(proc.pid) - before < 0.5, "serve_forever spins on accept()"
-        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, limits)
-        with connect(f"ws://127.0.0.1:{port}/", ping_interval=None, open_timeout=10) as ws:
-            ws.send("served again")
-            assert ws.recv(timeout=10) == "served again"
-        assert proc.poll() is None
+        with echo_server_process(logs) as (pid, port):
+            in_use = len(_serving_descriptors(pid))
+            limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use, limits[1]))  # no descriptor to spare
+            waiting.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            time.sleep(0.3)
+            before = _cpu_seconds(pid)
+            time.sleep(2.0)
+            assert _cpu_seconds(pid) - before < 0.5, "serve_forever spins on accept()"
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+            assert_echoes(port, "served again")
     finally:
         for sock in waiting:
             sock.close()
-        proc.terminate()
-        _out, err = proc.communicate(timeout=20)
-    log = err.decode(errors="replace")
+    log = logs[0]
     assert "Too many open files" in log, log[-2000:]
     assert log.count("accept() failed") <= 5, log[-2000:]  # about one a second, not one per spin

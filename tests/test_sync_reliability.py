@@ -488,52 +488,67 @@ with serve(echo, "127.0.0.1", 0, open_timeout=2, ping_interval=None) as server:
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="resource.prlimit on another process: Linux")
-def test_a_connection_no_thread_can_be_started_for_is_refused_and_the_server_goes_on() -> None:
-    """Each connection holds a thread; when the system refuses one (here its address space is capped a
-    few thread stacks above what the server uses), that connection is closed and serve_forever goes on:
-    once the idle connections time out (open_timeout), a fresh client is served."""
-    import resource
+@contextlib.contextmanager
+def echo_server_process(log: list[str]) -> Iterator[tuple[int, int]]:
+    """A threaded echo server in a process of its own, for limits set on it alone (``resource.prlimit``):
+    its pid and port. Once it is stopped, what it wrote to stderr is appended to ``log``."""
     import subprocess
 
     env = dict(os.environ, PYTHONPATH=WSCODEC_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
         [sys.executable, "-c", _THREADED_ECHO], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
-    idle: list[socket.socket] = []
     try:
         assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        with open(f"/proc/{proc.pid}/status") as f:
-            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-        room = size + 6 * 8 * 1024 * 1024  # about six 8 MiB thread stacks more
-        resource.prlimit(proc.pid, resource.RLIMIT_AS, (room, room))
-        refused = 0
-        for _ in range(40):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            idle.append(sock)
-            sock.settimeout(0.2)
-            try:
-                refused += sock.recv(1) == b""  # closed at once: no thread for it
-            except TimeoutError:
-                pass  # a thread waits for its request
-            except ConnectionResetError:
-                refused += 1
-        assert refused > 0
+        yield proc.pid, int(proc.stdout.readline())
         assert proc.poll() is None, "the server died"
-        for sock in idle:
-            sock.close()
-        time.sleep(2.5)  # the idle connections that got a thread time out (open_timeout 2 s)
-        with connect(f"ws://127.0.0.1:{port}/", open_timeout=10) as ws:
-            ws.send("still serving")
-            assert ws.recv(timeout=10) == "still serving"
-        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+        log.append(err.decode(errors="replace"))
+
+
+def assert_echoes(port: int, text: str) -> None:
+    with connect(f"ws://127.0.0.1:{port}/", ping_interval=None, open_timeout=10) as ws:
+        ws.send(text)
+        assert ws.recv(timeout=10) == text
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="resource.prlimit on another process: Linux")
+def test_a_connection_no_thread_can_be_started_for_is_refused_and_the_server_goes_on() -> None:
+    """Each connection holds a thread; when the system refuses one (here its address space is capped a
+    few thread stacks above what the server uses), that connection is closed and serve_forever goes on:
+    once the idle connections time out (open_timeout), a fresh client is served."""
+    import resource
+
+    idle: list[socket.socket] = []
+    logs: list[str] = []
+    try:
+        with echo_server_process(logs) as (pid, port):
+            with open(f"/proc/{pid}/status") as f:
+                size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+            room = size + 6 * 8 * 1024 * 1024  # about six 8 MiB thread stacks more
+            resource.prlimit(pid, resource.RLIMIT_AS, (room, room))
+            refused = 0
+            for _ in range(40):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                idle.append(sock)
+                sock.settimeout(0.2)
+                try:
+                    refused += sock.recv(1) == b""  # closed at once: no thread for it
+                except TimeoutError:
+                    pass  # a thread waits for its request
+                except ConnectionResetError:
+                    refused += 1
+            assert refused > 0
+            for sock in idle:
+                sock.close()
+            time.sleep(2.5)  # the idle connections that got a thread time out (open_timeout 2 s)
+            assert_echoes(port, "still serving")
     finally:
         for sock in idle:
             sock.close()
-        proc.terminate()
-        _out, err = proc.communicate(timeout=20)
-    log = err.decode(errors="replace")
+    log = logs[0]
     assert "refusing connections: can't start new thread" in log, log[-3000:]
     assert "accepting connections again, after refusing" in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
