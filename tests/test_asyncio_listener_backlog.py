@@ -395,3 +395,30 @@ async def test_messages_behind_a_streamed_message_reach_a_listener_set_meanwhile
         writer.write(masked(0x1, b"m3"))
         await until(lambda: got == ["m1", "m2", "m3"])
         writer.close()
+
+
+async def test_a_close_behind_messages_queued_behind_a_streamed_message_waits_for_them() -> None:
+    """The same, the peer closing right behind those messages: the close event comes after them, as
+    everywhere else (it came first, the messages reaching the listener after the close)."""
+    log: list[Any] = []
+    started = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        stream = ws.recv_streaming()
+        await stream.__anext__()
+        ws.onmessage = lambda event: log.append(event.data)
+        ws.onclose = lambda event: log.append(("close", event.code))
+        started.set()
+        await asyncio.sleep(0.2)  # the rest of the message, a message and the Close arrive meanwhile
+        async for _piece in stream:
+            pass
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        _, writer = await raw_client(server.port)
+        writer.write(masked(0x1, b"first ", fin=False))
+        await asyncio.wait_for(started.wait(), 5)
+        writer.write(masked(0x0, b"last", fin=True) + masked(0x1, b"m1") + masked(0x8, b"\x03\xe8"))
+        await until(lambda: ("close", 1000) in log)
+        assert log == ["m1", ("close", 1000)]
+        writer.close()

@@ -28,7 +28,7 @@ from test_sync import sync_server
 from test_sync_reliability import assert_echoes, echo_server_process
 
 import wscodec
-from wscodec import ConcurrencyError, ConnectionClosedOK, InvalidStatus
+from wscodec import ConcurrencyError, ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 from wscodec.sync import WebSocket, connect, serve
 
 WSCODEC_ROOT = str(Path(wscodec.__file__).resolve().parents[1])
@@ -134,6 +134,36 @@ def test_send_from_the_fragment_iterator_itself_raises_concurrency_error() -> No
     assert len(errors) == 1
 
 
+def test_close_during_a_fragmented_send_fails_the_connection_1011() -> None:
+    """A Close between two fragments would end the message short of its end, unnoticed by the peer (a clean
+    1000 and no message): close() fails the connection with 1011 instead, as websockets does."""
+    outcome: dict[str, Any] = {}
+    middle = threading.Event()
+
+    def chunks() -> Iterator[bytes]:
+        yield b"first "
+        middle.set()
+        time.sleep(0.5)
+        yield b"second"
+
+    def handler(ws: WebSocket) -> None:
+        closer = threading.Thread(target=lambda: (middle.wait(5), ws.close()))
+        closer.start()
+        try:
+            ws.send(chunks())
+        except ConnectionClosed as exc:
+            outcome["sender"] = exc.code
+        closer.join(10)
+
+    with sync_server(handler, ping_interval=None) as server:
+        ws = connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None)
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=10)
+        assert (info.value.code, info.value.reason) == (1011, "close during fragmented message")
+        ws.close()
+    assert outcome == {"sender": 1011}
+
+
 # --------------------------------------------------------------------------- arguments refused first
 
 
@@ -184,6 +214,90 @@ started = time.monotonic()
 server.serve_forever()
 print(f"{time.monotonic() - started:.2f}", flush=True)
 """
+
+
+_SHUTDOWN_FROM_A_SIGNAL_UNDER_THE_LOCK = """
+import os, signal, socket, threading, time
+from wscodec.sync import serve
+
+server = serve(lambda ws: ws.recv(timeout=5), "127.0.0.1", 0, ping_interval=None, close_timeout=1)
+lock = server._lock
+
+class SignalUnderTheLock:
+    armed = False
+
+    def __enter__(self):
+        lock.acquire()
+        if SignalUnderTheLock.armed and threading.current_thread() is threading.main_thread():
+            SignalUnderTheLock.armed = False
+            os.kill(os.getpid(), signal.SIGUSR1)  # the handler runs now, this thread holding the lock
+        return self
+
+    def __exit__(self, *exc_info):
+        lock.release()
+
+server._lock = SignalUnderTheLock()
+signal.signal(signal.SIGUSR1, lambda signum, frame: server.shutdown())
+
+def client():
+    time.sleep(0.3)
+    SignalUnderTheLock.armed = True
+    socket.create_connection(("127.0.0.1", server.port), timeout=3).close()
+
+threading.Thread(target=client, daemon=True).start()
+started = time.monotonic()
+server.serve_forever()
+print(f"{time.monotonic() - started:.2f}", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1: POSIX")
+def test_shutdown_from_a_signal_handler_while_serve_forever_holds_its_lock() -> None:
+    """The signal lands while serve_forever's thread holds the server's lock (accepting a connection): the
+    handler's shutdown() must not take that lock in that thread; serve_forever finishes it and returns."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SHUTDOWN_FROM_A_SIGNAL_UNDER_THE_LOCK],
+        capture_output=True,
+        timeout=30,
+        env=subprocess_env(),
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    assert float(result.stdout) < 3.0
+
+
+_SERVE_AGAIN_AFTER_CTRL_C = """
+import os, signal, threading
+from wscodec.sync import connect, serve
+
+def echo(ws):
+    for message in ws:
+        ws.send(message)
+
+server = serve(echo, "127.0.0.1", 0, ping_interval=None, close_timeout=1)
+threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    server.serve_forever()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+thread = threading.Thread(target=server.serve_forever, daemon=True)
+thread.start()
+with connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None, open_timeout=5) as ws:
+    ws.send("served again")
+    print(ws.recv(timeout=5), flush=True)
+server.shutdown()
+thread.join(5)
+print("stopped" if not thread.is_alive() else "still serving", flush=True)
+"""
+
+
+def test_serve_forever_interrupted_by_ctrl_c_may_be_called_again() -> None:
+    """A KeyboardInterrupt ends serve_forever() but not the server (as socketserver's): called again, it
+    serves, and shutdown() then stops it."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SERVE_AGAIN_AFTER_CTRL_C], capture_output=True, timeout=30, env=subprocess_env()
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    assert result.stdout.decode().split() == ["interrupted", "served", "again", "stopped"]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1: POSIX")

@@ -567,13 +567,27 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
     def _messages_wait_for_listeners(self) -> bool:
         """Messages received are not all handed to the message listeners yet: an error or the close event
-        that comes now is held until they are (_release_held). (Messages queued while ``recv_streaming()``
-        is part-way through one are for it, not for the listeners.)"""
+        that comes now is held until they are (_release_held). (While ``recv_streaming()`` is part-way
+        through a message, the rest of it is the stream's; only what is queued behind it waits for the
+        listeners, which get it once the stream takes its last piece.)"""
         return (
             bool(self._cb_backlog)
             or self._release_due
-            or (self._has_message_listener and bool(self._queue) and not self._partial and not self._streaming)
+            or (
+                self._has_message_listener
+                and bool(self._queue)
+                and not self._partial
+                and (not self._streaming or self._queued_behind_stream())
+            )
         )
+
+    def _queued_behind_stream(self) -> bool:
+        """A whole message queued behind the rest of the one ``recv_streaming()`` is part-way through."""
+        queue = self._queue
+        for index, event in enumerate(queue):
+            if event.final:  # the streamed message's last piece
+                return index < len(queue) - 1
+        return False
 
     def _must_hold_event(self) -> bool:
         """An error or the close event that comes now waits (_release_held): behind messages not yet with

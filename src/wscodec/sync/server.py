@@ -122,6 +122,8 @@ class Server:
         self._stopped = threading.Event()
         self._serving = False
         self._serving_thread: threading.Thread | None = None  # serve_forever's, while it runs
+        self._loop_running = False  # serve_forever's thread is inside it (with the locks it may hold)
+        self._deferred: tuple[bool, int, str] | None = None  # a signal handler's shutdown(), for serve_forever
         self._wake_r, self._wake_w = socket.socketpair()
         self._refused = 0  # connections closed in a row for want of a thread
         self._going_away = (1001, "going away")  # the Close that shutdown() sends
@@ -132,17 +134,40 @@ class Server:
         return int(name[1]) if isinstance(name, tuple) else None
 
     def serve_forever(self) -> None:
-        """Accept connections until :meth:`shutdown`; each runs the handshake and the handler in a thread."""
-        with self._lock:
-            if self._shutdown.is_set():
-                return
-            self._serving = True
-            self._serving_thread = threading.current_thread()
-        selector = selectors.DefaultSelector()
-        selector.register(self.socket, selectors.EVENT_READ)
-        selector.register(self._wake_r, selectors.EVENT_READ)
+        """Accept connections until :meth:`shutdown`; each runs the handshake and the handler in a thread.
+        Interrupted otherwise (a KeyboardInterrupt), it may be called again."""
+        self._serving_thread = threading.current_thread()  # (first: see shutdown())
+        self._loop_running = True
         try:
-            while not self._shutdown.is_set():
+            with self._lock:
+                if self._shutdown.is_set():
+                    return
+                self._serving = True
+                self._stopped.clear()
+            self._accept_until_shutdown()
+        finally:
+            with self._lock:
+                ended = self._shutdown.is_set() or self._deferred is not None
+                if not ended:
+                    self._serving = False
+                    self._serving_thread = None
+            if ended:
+                # Closed here once the select() is over, not by a shutdown() from another thread, which
+                # cannot know when that is (it waits for it, but only close_timeout).
+                self._wake_r.close()
+                self._wake_w.close()
+            self._loop_running = False  # from here a signal handler's shutdown() runs at once: no lock is held
+            self._stopped.set()
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            self.shutdown(*deferred)
+
+    def _accept_until_shutdown(self) -> None:
+        """serve_forever's loop: shutdown() ends it with a byte on the wake-up socket."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not self._shutdown.is_set() and self._deferred is None:
                 for key, _ in selector.select():
                     if key.fileobj is self._wake_r:
                         break
@@ -153,16 +178,20 @@ class Server:
                             # The connection stays in the backlog, so the socket stays readable: retry in
                             # a second, as asyncio does, rather than spin on accept().
                             logger.warning("accept() failed: %s; retrying in %s s", exc, _ACCEPT_RETRY_DELAY)
-                            self._shutdown.wait(_ACCEPT_RETRY_DELAY)
+                            self._wait_for_wake_up(_ACCEPT_RETRY_DELAY)
                         continue
                     self._start_thread(client)
+
+    def _wait_for_wake_up(self, timeout: float) -> None:
+        """Wait ``timeout`` seconds, less if shutdown() writes its wake-up byte (left for the select()).
+        No new descriptor (the reason to wait may be that there is none), no lock (see shutdown())."""
+        self._wake_r.settimeout(timeout)
+        try:
+            self._wake_r.recv(1, socket.MSG_PEEK)
+        except OSError:  # the time is up (TimeoutError)
+            pass
         finally:
-            selector.close()
-            # Closed here, not by shutdown(): a shutdown() from a signal handler runs in this very thread,
-            # in the middle of the select() above, which must still find the wake-up byte when it resumes.
-            self._wake_r.close()
-            self._wake_w.close()
-            self._stopped.set()
+            self._wake_r.settimeout(None)
 
     def _start_thread(self, client: socket.socket) -> None:
         """Run ``client``'s connection in a thread of its own. Every connection, in its handshake or open,
@@ -196,9 +225,18 @@ class Server:
         empty for another code unless given), all at once:
         each gets at most ``close_timeout``, then its socket is shut down (which also ends a ``send()``
         blocked on a client that stopped reading). Returns when the connections' threads have ended, or
-        after ``close_timeout`` + 1 s for a handler that keeps running once its connection is closed."""
+        after ``close_timeout`` + 1 s for a handler that keeps running once its connection is closed; from
+        a signal handler that interrupted :meth:`serve_forever`, at once: serve_forever does all this
+        before it returns."""
         reason = going_away_reason(code, reason)
         build_close_payload(code, reason)  # a code or reason not allowed on the wire: ValueError, before anything
+        if self._loop_running and threading.current_thread() is self._serving_thread:
+            # A signal handler, run in serve_forever's thread wherever it was, maybe holding a lock taken
+            # below (this one's, a thread start's): serve_forever does the rest once its loop ends.
+            self._deferred = (close_connections, code, reason)
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
+            return
         with self._lock:
             if not self._shutdown.is_set():
                 self._going_away = (code, reason)
@@ -206,7 +244,7 @@ class Server:
             serving = self._serving
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        if serving and threading.current_thread() is not self._serving_thread:  # (not a signal handler's)
+        if serving and threading.current_thread() is not self._serving_thread:  # (not serve_forever's own)
             self._stopped.wait(self._o["close_timeout"])
         self.socket.close()
         if close_connections:

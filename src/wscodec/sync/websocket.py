@@ -487,11 +487,12 @@ class WebSocket:
         answer a Ping), the keepalive nor ``close()``, whose control frames may go between fragments (RFC
         6455 section 5.4). Other ``send()`` calls wait for the message's end: their frames may not."""
         conn = self._conn
-        with self._send_turn:
-            self._wait_for_turn()
-            self._fragmenting = threading.current_thread()
-        started = False
+        turn = started = False
         try:
+            with self._send_turn:
+                self._wait_for_turn()
+                turn = True  # (first: _fragmenting is None until the next line, so the finally is right either way)
+                self._fragmenting = threading.current_thread()
             current: Any = next(iterator, _END)  # (an element None is send_fragment's TypeError, not the end)
             while current is not _END:
                 following = next(iterator, _END)  # (without the lock: see above)
@@ -512,9 +513,10 @@ class WebSocket:
                         self._fail_locked(1011, "error in fragmented message", time.monotonic() + self.close_timeout)
             raise
         finally:
-            with self._send_turn:
-                self._fragmenting = None
-                self._send_turn.notify_all()
+            if turn:
+                with self._send_turn:
+                    self._fragmenting = None
+                    self._send_turn.notify_all()
 
     def ping(self, data: str | bytes | None = None, *, ack_on_close: bool = True) -> threading.Event:
         """Send a Ping; the returned :class:`threading.Event` is set when its Pong arrives, and also when the
@@ -645,7 +647,12 @@ class WebSocket:
         sent = False
         if self._send_lock.acquire(timeout=self.close_timeout):
             try:
-                if self._conn.state is OPEN:
+                if self._conn.state is OPEN and self._fragmenting is not None:
+                    # Part of a message is out (a send() of an iterable, in another thread or in this one's
+                    # iterator): a Close would cut it short unnoticed. Fail instead, as websockets does.
+                    self._fail_locked(1011, "close during fragmented message", deadline)
+                    sent = True
+                elif self._conn.state is OPEN:
                     self._conn.close(code, reason)
                     sent = self._write(self._conn.data_to_send(), deadline)
                 else:
