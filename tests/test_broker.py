@@ -763,3 +763,131 @@ async def test_a_channel_name_no_bus_can_carry_is_refused_and_stores_nothing(
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_second_subscriber_returns_once_the_first_subscription_is_confirmed() -> None:
+    """Two subscribers of one channel, the second while the first's subscription is on its way to the bus:
+    neither subscribe() returns before the bus confirms it (what is published after it returns is seen)."""
+    events: list[str] = []
+
+    class SlowBus(InProcessBroker):
+        async def _subscribe_channel(self, channel: str) -> None:
+            await asyncio.sleep(0.3)
+            events.append("confirmed")
+
+    broker = SlowBus()
+
+    async def subscriber(name: str) -> None:
+        await broker.subscribe("room", lambda channel, message: None)
+        events.append(name)
+
+    first = asyncio.ensure_future(subscriber("first returned"))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(subscriber("second returned"), 5)
+    await asyncio.wait_for(first, 5)
+    assert events[0] == "confirmed"
+    assert sorted(events[1:]) == ["first returned", "second returned"]
+    await broker.subscribe("room", lambda channel, message: None)  # later ones: at once, nothing pending
+    assert events.count("confirmed") == 1
+
+
+def test_the_redis_brokers_own_channel_name_is_refused() -> None:
+    """The Redis broker's control subscription keeps its connection in pub/sub mode: a channel of that
+    name, joined then left, unsubscribed it. It is refused, before anything is stored."""
+    pytest.importorskip("redis", reason="the redis package: pip install 'wscodec[redis]'")
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker("redis://127.0.0.1:1/0")
+
+    async def attempt() -> None:
+        with pytest.raises(ValueError, match="reserved"):
+            await broker.subscribe("\x00control", lambda channel, message: None)
+        with pytest.raises(ValueError, match="reserved"):
+            await broker.publish("\x00control", "x")
+
+    asyncio.run(attempt())
+    assert broker.channels == frozenset()
+
+
+@pytest.mark.parametrize("how", ["close", "outage"])
+async def test_a_publish_waiting_for_room_fails_when_the_broker_closes_or_redis_goes(
+    redis_server: RedisServer, how: str
+) -> None:
+    """A publish waiting for room (the queue full, Redis paused) when the broker closes or Redis goes away:
+    BrokerUnavailable, not a return as if queued (its message sat in the queue for ever, uncounted)."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_server.url, max_pending=2, command_timeout=5, reconnect_min=5, reconnect_max=5)
+    other = aioredis.Redis.from_url(redis_server.url)
+    await broker.start()
+    try:
+        await other.execute_command("CLIENT", "PAUSE", "3000", "ALL")
+        for i in range(3):  # the writer takes the first (stuck on the paused Redis); two fill the queue
+            await broker.publish("c", f"m{i}")
+            await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(broker.publish("c", "late"))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        failed = broker.stats.failed
+        if how == "close":
+            await broker.close()
+        else:
+            redis_server.stop()
+        with pytest.raises(BrokerUnavailable):
+            await asyncio.wait_for(waiting, 10)
+        assert broker.stats.failed >= failed + 1
+        assert not broker._queue
+    finally:
+        await broker.close()
+        await other.aclose()
+
+
+async def test_a_channel_left_while_the_reconnection_subscribes_is_unsubscribed(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis restarts; a channel's last member leaves while the reconnection's SUBSCRIBE (which names it) is
+    on its way. Once back, Redis must not keep that subscription (its messages crossed the bus for
+    nothing, until the channel was joined and left again)."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    real_expect_ack = RedisBroker._expect_ack
+    left: list[str] = []
+    gone = lambda channel, message: None  # noqa: E731
+
+    def expect_ack(self: RedisBroker, key: bytes) -> Any:
+        reconnecting = self._reconnector is not None and asyncio.current_task() is self._reconnector
+        if reconnecting and key == self._control.encode() and not left:
+            left.append("gone")  # the last member leaves while the SUBSCRIBE is on its way
+            asyncio.get_running_loop().create_task(self.unsubscribe("gone", gone))
+        return real_expect_ack(self, key)
+
+    monkeypatch.setattr(RedisBroker, "_expect_ack", expect_ack)
+    broker = RedisBroker(redis_server.url, reconnect_min=0.05, reconnect_max=0.2)
+    await broker.start()
+    other: Any = None
+    try:
+        await broker.subscribe("gone", gone)
+        await broker.subscribe("keep", lambda channel, message: None)
+        redis_server.stop()
+        redis_server.start()
+        await _wait_for(lambda: left == ["gone"] and broker.available)
+        other = aioredis.Redis.from_url(redis_server.url)
+
+        async def subscriptions() -> dict[bytes, int]:
+            counts = await other.execute_command("PUBSUB", "NUMSUB", "wscodec:gone", "wscodec:keep")
+            return dict(zip(counts[::2], counts[1::2], strict=True))
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while (await subscriptions())[b"wscodec:gone"] != 0 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert await subscriptions() == {b"wscodec:gone": 0, b"wscodec:keep": 1}
+        assert broker.channels == frozenset({"keep"})
+    finally:
+        await broker.close()
+        if other is not None:
+            await other.aclose()

@@ -20,6 +20,7 @@ behind) but never duplicates or reorders the messages of one publisher.
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class Broker(abc.ABC):
     def __init__(self) -> None:
         self.stats = BrokerStats()
         self._subscribers: dict[str, list[Subscriber]] = {}
+        self._subscribing: dict[str, asyncio.Future[None]] = {}  # first subscriber's, until the bus confirms
 
     @property
     def available(self) -> bool:
@@ -93,13 +95,23 @@ class Broker(abc.ABC):
 
     async def subscribe(self, channel: str, callback: Subscriber) -> None:
         """Call ``callback(channel, message)`` for every message published to ``channel`` from now on."""
-        _check_channel(channel)
+        self._check_channel(channel)
         callbacks = self._subscribers.get(channel)
         if callbacks is None:
             self._subscribers[channel] = [callback]
-            await self._subscribe_channel(channel)
-        elif callback not in callbacks:
-            callbacks.append(callback)
+            confirmed = self._subscribing[channel] = asyncio.get_running_loop().create_future()
+            try:
+                await self._subscribe_channel(channel)
+            finally:
+                if self._subscribing.get(channel) is confirmed:
+                    del self._subscribing[channel]
+                confirmed.set_result(None)
+        else:
+            if callback not in callbacks:
+                callbacks.append(callback)
+            pending = self._subscribing.get(channel)
+            if pending is not None:  # the first subscriber's SUBSCRIBE is on its way: the same promise
+                await asyncio.shield(pending)
 
     async def unsubscribe(self, channel: str, callback: Subscriber) -> None:
         """Stop calling ``callback`` for ``channel`` (nothing happens if it was not subscribed)."""
@@ -110,6 +122,10 @@ class Broker(abc.ABC):
         if not callbacks:
             del self._subscribers[channel]
             await self._unsubscribe_channel(channel)
+
+    def _check_channel(self, channel: Any) -> None:
+        """A channel this broker can carry (a ValueError or TypeError otherwise), before anything is done."""
+        _check_channel(channel)
 
     async def _subscribe_channel(self, channel: str) -> None:  # noqa: B027
         """The first local subscriber of ``channel`` arrived: subscribe on the bus."""
@@ -141,7 +157,7 @@ class InProcessBroker(Broker):
         return "InProcessBroker()"
 
     async def publish(self, channel: str, message: Message) -> None:
-        _check_channel(channel)
+        self._check_channel(channel)
         if not isinstance(message, (str, bytes)):
             message = _check_message(message)
         self.stats.published += 1

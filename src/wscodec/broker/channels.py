@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from . import Broker, Message, _check_channel
+from . import Broker, Message
 
 if TYPE_CHECKING:
     from ..asyncio.websocket import WebSocket
@@ -60,7 +60,7 @@ class Channels:
     async def join(self, ws: WebSocket, channel: str) -> None:
         """Add ``ws`` to ``channel``; the first local member subscribes this process on the bus (and waits
         for the bus to confirm, so that what is published after ``join`` returns reaches ``ws``)."""
-        _check_channel(channel)
+        self.broker._check_channel(channel)
         if ws.connection.closed or getattr(ws, "_lost", False):
             return  # it would never be removed: connection_lost has run already
         members = self._members.get(channel)

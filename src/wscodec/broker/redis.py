@@ -37,7 +37,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import Broker, BrokerUnavailable, Message, _check_channel
+from . import Broker, BrokerUnavailable, Message
 
 __all__ = ["RedisBroker"]
 
@@ -148,6 +148,11 @@ class RedisBroker(Broker):
     def _key(self, channel: str) -> bytes:
         return (self.prefix + channel).encode("utf-8")
 
+    def _check_channel(self, channel: Any) -> None:
+        super()._check_channel(channel)
+        if self.prefix + channel == self._control:
+            raise ValueError(f"channel {channel!r} is reserved: the Redis broker's own subscription")
+
     def _client(self) -> Any:
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
@@ -223,9 +228,13 @@ class RedisBroker(Broker):
         if self._pubsub is not pubsub:  # the reader failed in between
             raise ConnectionError("the subscription connection closed while subscribing")
         self._up = True
-        # channels joined while the SUBSCRIBE above was on its way
-        for channel in set(self._subscribers) - {c.decode("utf-8")[len(self.prefix) :] for c in channels}:
+        # Channels joined, or left, while the SUBSCRIBE above was on its way (_subscribe_channel and
+        # _unsubscribe_channel do nothing while Redis is not up).
+        subscribed = {c.decode("utf-8")[len(self.prefix) :] for c in channels}
+        for channel in set(self._subscribers) - subscribed:
             await self._subscribe_channel(channel)
+        for channel in subscribed - set(self._subscribers):
+            await self._unsubscribe_channel(channel)
         if not self._up:  # one of those failed: _outage() saw us reconnecting and left the retry to us
             raise ConnectionError("the subscription connection failed while subscribing")
 
@@ -364,6 +373,10 @@ class RedisBroker(Broker):
                 self._pubsub = None
                 self._reader = None
                 self._outage(exc)
+            # Closed here, the reconnection no longer sees it (_drop_pubsub): left open, redis-py connected
+            # it again with its subscriptions on its next use, one more subscriber per outage, never read.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), self.connect_timeout)
 
     # ------------------------------------------------------------------ publishing
 
@@ -373,7 +386,7 @@ class RedisBroker(Broker):
         down. A publish queued just before Redis went away is dropped and counted in ``stats.failed``
         (at most once). While ``max_pending`` messages or ``max_pending_bytes`` bytes wait, it waits for
         room (at most ``command_timeout``, then BrokerUnavailable): backpressure, as ``send()`` has."""
-        _check_channel(channel)
+        self._check_channel(channel)
         if isinstance(message, str):
             payload = _TEXT + message.encode("utf-8")
         elif isinstance(message, (bytes, bytearray, memoryview)):
@@ -403,6 +416,9 @@ class RedisBroker(Broker):
                 self._drained.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._drained.wait(), left)
+            if not self._up or self._closed:  # the outage or close() that emptied the queue while we waited
+                self.stats.failed += 1
+                raise BrokerUnavailable(f"Redis broker {_redact(self.url)} is unavailable: message not published")
         self._queue.append((self._key(channel), payload))
         self._queued_bytes += len(payload)
         self._wakeup.set()
