@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from test_asyncio_websocket import masked, raw_client, until, url
 
 from wscodec.asyncio import MessageEvent, WebSocket, connect, serve
@@ -422,3 +423,36 @@ async def test_a_close_behind_messages_queued_behind_a_streamed_message_waits_fo
         await until(lambda: ("close", 1000) in log)
         assert log == ["m1", ("close", 1000)]
         writer.close()
+
+
+@pytest.mark.parametrize("then", ["abandon the stream", "remove the listener"])
+async def test_a_close_behind_a_stream_that_is_never_finished_still_fires(then: str) -> None:
+    """The same, but the stream is left part-way (nothing would ever take its last piece), or the listener
+    removed before it is finished: the listener gets the message behind the stream, then the close fires;
+    neither waits for ever."""
+    log: list[Any] = []
+    started = asyncio.Event()
+    ended = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        stream = ws.recv_streaming()
+        await stream.__anext__()
+        ws.onmessage = lambda event: log.append(event.data)
+        ws.onclose = lambda event: (log.append(("close", event.code)), ended.set())
+        started.set()
+        await asyncio.sleep(0.3)  # the rest of the message, a message, the Close and the end of TCP
+        if then == "remove the listener":
+            ws.onmessage = None
+            async for _piece in stream:
+                pass
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        _, writer = await raw_client(server.port)
+        writer.write(masked(0x1, b"first ", fin=False))
+        await asyncio.wait_for(started.wait(), 5)
+        writer.write(masked(0x0, b"last", fin=True) + masked(0x1, b"m1") + masked(0x8, b"\x03\xe8"))
+        await asyncio.sleep(0.05)
+        writer.close()
+        await asyncio.wait_for(ended.wait(), 5)
+        assert log == ["m1", ("close", 1000)]

@@ -891,3 +891,51 @@ async def test_a_channel_left_while_the_reconnection_subscribes_is_unsubscribed(
         await broker.close()
         if other is not None:
             await other.aclose()
+
+
+async def test_a_channel_joined_again_while_the_connection_catches_up_stays_subscribed(
+    redis_server: RedisServer,
+) -> None:
+    """Two channels are left while start()'s SUBSCRIBE (which names them) is on its way; while the first
+    one's UNSUBSCRIBE is then on its way, the other is joined again. It must stay subscribed: the list of
+    channels to unsubscribe is checked again at each step (a publish to it was lost)."""
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_server.url)
+    got: list[tuple[str, Any]] = []
+
+    def callback(channel: str, message: Any) -> None:
+        got.append((channel, message))
+
+    await broker.subscribe("x1", callback)  # remembered: start() subscribes them
+    await broker.subscribe("x2", callback)
+    rejoined: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+    real_unsubscribe, real_expect_ack = broker._unsubscribe_channel, broker._expect_ack
+
+    async def unsubscribe_channel(channel: str) -> None:
+        if broker._up and not rejoined:  # the first UNSUBSCRIBE of the catching up: the other one rejoins
+            rejoined.append("x2" if channel == "x1" else "x1")
+            tasks.append(asyncio.ensure_future(broker.subscribe(rejoined[0], callback)))
+            await asyncio.sleep(0.2)
+        await real_unsubscribe(channel)
+
+    async def leave_both() -> None:
+        await broker.unsubscribe("x1", callback)
+        await broker.unsubscribe("x2", callback)
+
+    def expect_ack(key: bytes) -> Any:  # called once _connect has taken its list of channels
+        if not tasks:
+            tasks.append(asyncio.ensure_future(leave_both()))
+        return real_expect_ack(key)
+
+    broker._unsubscribe_channel = unsubscribe_channel  # type: ignore[method-assign]
+    broker._expect_ack = expect_ack  # type: ignore[method-assign]
+    await broker.start()
+    try:
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert rejoined and broker.channels == frozenset(rejoined)
+        await broker.publish(rejoined[0], "hello")
+        await _wait_for(lambda: got == [(rejoined[0], "hello")], timeout=5)
+    finally:
+        await broker.close()

@@ -142,9 +142,10 @@ def test_close_during_a_fragmented_send_fails_the_connection_1011() -> None:
 
     def chunks() -> Iterator[bytes]:
         yield b"first "
-        middle.set()
+        yield b"second "
+        middle.set()  # (a fragment goes out once the next is known: here "first " is out)
         time.sleep(0.5)
-        yield b"second"
+        yield b"third"
 
     def handler(ws: WebSocket) -> None:
         closer = threading.Thread(target=lambda: (middle.wait(5), ws.close()))
@@ -162,6 +163,33 @@ def test_close_during_a_fragmented_send_fails_the_connection_1011() -> None:
         assert (info.value.code, info.value.reason) == (1011, "close during fragmented message")
         ws.close()
     assert outcome == {"sender": 1011}
+
+
+def test_close_before_the_first_fragment_is_out_is_a_normal_close() -> None:
+    """While the iterator has yielded nothing yet, no part of the message is out: close() closes with its
+    own code (the sender gets ConnectionClosedOK), not the 1011 of a message cut short."""
+    outcome: dict[str, Any] = {}
+
+    def slow_start() -> Iterator[bytes]:
+        time.sleep(0.5)
+        yield b"never sent"
+
+    def handler(ws: WebSocket) -> None:
+        closer = threading.Timer(0.1, ws.close)
+        closer.start()
+        try:
+            ws.send(slow_start())
+        except ConnectionClosed as exc:
+            outcome["sender"] = (type(exc).__name__, exc.code)
+        closer.join(10)
+
+    with sync_server(handler, ping_interval=None) as server:
+        ws = connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None)
+        with pytest.raises(ConnectionClosedOK) as info:
+            ws.recv(timeout=10)
+        assert info.value.code == 1000
+        ws.close()
+    assert outcome == {"sender": ("ConnectionClosedOK", 1000)}
 
 
 # --------------------------------------------------------------------------- arguments refused first
@@ -298,6 +326,56 @@ def test_serve_forever_interrupted_by_ctrl_c_may_be_called_again() -> None:
     )
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
     assert result.stdout.decode().split() == ["interrupted", "served", "again", "stopped"]
+
+
+_SHUTDOWN_THEN_EXIT_FROM_A_SIGNAL = """
+import signal, threading, time
+from wscodec.sync import connect, serve
+
+def handler(ws):
+    for message in ws:
+        pass
+
+server = serve(handler, "127.0.0.1", 0, close_timeout=2)
+codes = []
+
+def client():
+    ws = connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None)
+    for message in ws:
+        pass
+    codes.append(ws.close_code)
+
+thread = threading.Thread(target=client, daemon=True)
+thread.start()
+
+def on_alarm(signum, frame):
+    server.shutdown()
+    raise SystemExit(0)
+
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.5)
+try:
+    server.serve_forever()
+except SystemExit:
+    pass
+thread.join(5)
+print(codes, server.socket.fileno(), flush=True)
+server.serve_forever()  # ended: returns at once
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="SIGALRM: POSIX")
+def test_a_signal_handlers_shutdown_is_done_when_serve_forever_ends_on_its_exception() -> None:
+    """The handler calls shutdown(), then raises SystemExit: serve_forever still closes the connections
+    (1001) and the listening socket on its way out, and the server is over."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SHUTDOWN_THEN_EXIT_FROM_A_SIGNAL],
+        capture_output=True,
+        timeout=30,
+        env=subprocess_env(),
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    assert result.stdout.decode().split() == ["[1001]", "-1"]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1: POSIX")

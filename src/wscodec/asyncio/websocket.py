@@ -510,6 +510,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 self._partial.add(self._cb_partial.take())
             if self._cb_backlog:
                 self._backlog_to_queue()
+            elif self._held_errors or self._close_held:  # nothing waits for a listener any more
+                self._schedule_release()
         if self._has_message_listener and self._queue:
             self._loop.call_soon(self._drain_queue_to_listeners)
 
@@ -559,6 +561,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         """Fire "error" on an open connection: after the messages that arrived before it, when some still
         wait for the message listeners (see _listener_returned)."""
         event = ErrorEvent("error", self, error)
+        self._hand_over_behind_stream()
         if self._must_hold_event():
             self._held_errors.append(event)
             self._schedule_release()
@@ -573,21 +576,27 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         return (
             bool(self._cb_backlog)
             or self._release_due
-            or (
-                self._has_message_listener
-                and bool(self._queue)
-                and not self._partial
-                and (not self._streaming or self._queued_behind_stream())
-            )
+            or (self._has_message_listener and bool(self._queue) and not self._partial and not self._streaming)
         )
 
-    def _queued_behind_stream(self) -> bool:
-        """A whole message queued behind the rest of the one ``recv_streaming()`` is part-way through."""
+    def _hand_over_behind_stream(self) -> None:
+        """An error or the close comes while ``recv_streaming()`` is part-way through a message, with whole
+        messages queued behind it for the message listeners: they get them now, ahead of the event. (At
+        the stream's last piece, they would; but it may never be taken, and ``recv()`` refuses meanwhile.)"""
+        if not (self._streaming and self._has_message_listener):
+            return
         queue = self._queue
         for index, event in enumerate(queue):
-            if event.final:  # the streamed message's last piece
-                return index < len(queue) - 1
-        return False
+            if event.final:  # the streamed message's last piece: the rest is the listeners'
+                behind = [queue.pop() for _ in range(len(queue) - index - 1)]
+                break
+        else:
+            return
+        for event in reversed(behind):
+            if self._listeners_paused:  # max_queue listener tasks run: the rest waits its turn
+                self._cb_backlog.append(event)
+            else:
+                self._deliver_to_listeners(event)
 
     def _must_hold_event(self) -> bool:
         """An error or the close event that comes now waits (_release_held): behind messages not yet with
@@ -775,6 +784,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         opening = self._open_waiter
         if not opening.cancelled() and opening.exception() is None:  # a failed open reports its own close
             self._log_closed()
+            self._hand_over_behind_stream()
             if self._must_hold_event():
                 self._close_held = True
                 self._schedule_release()

@@ -230,11 +230,14 @@ class RedisBroker(Broker):
         self._up = True
         # Channels joined, or left, while the SUBSCRIBE above was on its way (_subscribe_channel and
         # _unsubscribe_channel do nothing while Redis is not up).
+        # Each checked again just before: the awaits let members join and leave meanwhile.
         subscribed = {c.decode("utf-8")[len(self.prefix) :] for c in channels}
         for channel in set(self._subscribers) - subscribed:
-            await self._subscribe_channel(channel)
+            if channel in self._subscribers:
+                await self._subscribe_channel(channel)
         for channel in subscribed - set(self._subscribers):
-            await self._unsubscribe_channel(channel)
+            if channel not in self._subscribers:
+                await self._unsubscribe_channel(channel)
         if not self._up:  # one of those failed: _outage() saw us reconnecting and left the retry to us
             raise ConnectionError("the subscription connection failed while subscribing")
 

@@ -146,21 +146,23 @@ class Server:
                 self._stopped.clear()
             self._accept_until_shutdown()
         finally:
-            with self._lock:
-                ended = self._shutdown.is_set() or self._deferred is not None
-                if not ended:
-                    self._serving = False
-                    self._serving_thread = None
-            if ended:
-                # Closed here once the select() is over, not by a shutdown() from another thread, which
-                # cannot know when that is (it waits for it, but only close_timeout).
-                self._wake_r.close()
-                self._wake_w.close()
-            self._loop_running = False  # from here a signal handler's shutdown() runs at once: no lock is held
-            self._stopped.set()
-        deferred, self._deferred = self._deferred, None
-        if deferred is not None:
-            self.shutdown(*deferred)
+            try:
+                with self._lock:
+                    ended = self._shutdown.is_set() or self._deferred is not None
+                    if not ended:
+                        self._serving = False
+                        self._serving_thread = None
+                if ended:
+                    # Closed here once the select() is over, not by a shutdown() from another thread,
+                    # which cannot know when that is (it waits for it, but only close_timeout).
+                    self._wake_r.close()
+                    self._wake_w.close()
+            finally:
+                self._loop_running = False  # from here a signal handler's shutdown() runs at once
+                self._stopped.set()
+            deferred, self._deferred = self._deferred, None
+            if deferred is not None:  # (also when serve_forever ends on an exception: SystemExit...)
+                self.shutdown(*deferred)
 
     def _accept_until_shutdown(self) -> None:
         """serve_forever's loop: shutdown() ends it with a byte on the wake-up socket."""

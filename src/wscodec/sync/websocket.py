@@ -647,9 +647,10 @@ class WebSocket:
         sent = False
         if self._send_lock.acquire(timeout=self.close_timeout):
             try:
-                if self._conn.state is OPEN and self._fragmenting is not None:
+                if self._conn.state is OPEN and self._conn._send_opcode:
                     # Part of a message is out (a send() of an iterable, in another thread or in this one's
-                    # iterator): a Close would cut it short unnoticed. Fail instead, as websockets does.
+                    # iterator), not its last fragment: a Close would cut it short unnoticed. Fail instead,
+                    # as websockets does.
                     self._fail_locked(1011, "close during fragmented message", deadline)
                     sent = True
                 elif self._conn.state is OPEN:
