@@ -318,6 +318,38 @@ print("stopped" if not thread.is_alive() else "still serving", flush=True)
 """
 
 
+_SIGNAL_TO_ANOTHER_THREAD = """
+import signal, threading, time
+from wscodec.sync import serve
+
+server = serve(lambda ws: None, "127.0.0.1", 0, ping_interval=None, close_timeout=1)
+
+def other_thread():
+    time.sleep(0.3)
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread, not to serve_forever's
+
+threading.Thread(target=other_thread, daemon=True).start()
+started = time.monotonic()
+try:
+    server.serve_forever()
+except KeyboardInterrupt:
+    print(f"{time.monotonic() - started:.2f}", flush=True)
+server.shutdown()
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="signal.pthread_kill: POSIX")
+def test_ctrl_c_delivered_to_another_thread_still_interrupts_serve_forever() -> None:
+    """The kernel may hand a process's signal to any of its threads, and Python runs the handler in the
+    main thread only, once it wakes: serve_forever's select() wakes up twice a second for it (it slept
+    until the next connection, and Ctrl-C did nothing; a test sending SIGINT from a timer thread hung)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_TO_ANOTHER_THREAD], capture_output=True, timeout=30, env=subprocess_env()
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    assert float(result.stdout) < 2.0
+
+
 def test_serve_forever_interrupted_by_ctrl_c_may_be_called_again() -> None:
     """A KeyboardInterrupt ends serve_forever() but not the server (as socketserver's): called again, it
     serves, and shutdown() then stops it."""

@@ -104,6 +104,11 @@ def basic_auth(
 #: accept()'s failures for want of a resource (file descriptors, memory): retried after a delay.
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_RETRY_DELAY = 1.0
+#: How often serve_forever's select() wakes up with nothing to do. Python runs signal handlers in the main
+#: thread only: a signal the kernel hands to another thread (Ctrl-C, SIGTERM) leaves a select() without a
+#: timeout asleep until the next connection, the handler (and its KeyboardInterrupt) waiting with it.
+#: socketserver's ``poll_interval`` is the same bound.
+_SIGNAL_POLL_INTERVAL = 0.5
 
 
 class Server:
@@ -170,7 +175,7 @@ class Server:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
             while not self._shutdown.is_set() and self._deferred is None:
-                for key, _ in selector.select():
+                for key, _ in selector.select(_SIGNAL_POLL_INTERVAL):
                     if key.fileobj is self._wake_r:
                         break
                     try:
