@@ -37,6 +37,10 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def subprocess_env() -> dict[str, str]:
+    """The environment of the scripts below, which import this wscodec. The scripts that send themselves
+    SIGINT set its handler and unblock it first: a child inherits the signal mask of the thread that
+    started it and an ignored disposition, and Python makes SIGINT a KeyboardInterrupt only if the parent
+    left it at its default (once in a full run, they hung: a test before them had left SIGINT so)."""
     return dict(os.environ, PYTHONPATH=WSCODEC_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
@@ -297,6 +301,9 @@ _SERVE_AGAIN_AFTER_CTRL_C = """
 import os, signal, threading
 from wscodec.sync import connect, serve
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (see subprocess_env)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
 def echo(ws):
     for message in ws:
         ws.send(message)
@@ -321,6 +328,9 @@ print("stopped" if not thread.is_alive() else "still serving", flush=True)
 _SIGNAL_TO_ANOTHER_THREAD = """
 import signal, threading, time
 from wscodec.sync import serve
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (see subprocess_env)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 server = serve(lambda ws: None, "127.0.0.1", 0, ping_interval=None, close_timeout=1)
 
