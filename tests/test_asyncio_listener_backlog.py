@@ -398,6 +398,16 @@ async def test_messages_behind_a_streamed_message_reach_a_listener_set_meanwhile
         writer.close()
 
 
+async def stream_then_message_then_close(port: int, started: asyncio.Event) -> asyncio.StreamWriter:
+    """A raw client: the first piece of a message; once the handler is ``started`` (its listener set
+    while its stream is part-way), the last piece, a message ``m1`` and a Close (1000)."""
+    _, writer = await raw_client(port)
+    writer.write(masked(0x1, b"first ", fin=False))
+    await asyncio.wait_for(started.wait(), 5)
+    writer.write(masked(0x0, b"last", fin=True) + masked(0x1, b"m1") + masked(0x8, b"\x03\xe8"))
+    return writer
+
+
 async def test_a_close_behind_messages_queued_behind_a_streamed_message_waits_for_them() -> None:
     """The same, the peer closing right behind those messages: the close event comes after them, as
     everywhere else (it came first, the messages reaching the listener after the close)."""
@@ -416,10 +426,7 @@ async def test_a_close_behind_messages_queued_behind_a_streamed_message_waits_fo
         await ws.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
-        _, writer = await raw_client(server.port)
-        writer.write(masked(0x1, b"first ", fin=False))
-        await asyncio.wait_for(started.wait(), 5)
-        writer.write(masked(0x0, b"last", fin=True) + masked(0x1, b"m1") + masked(0x8, b"\x03\xe8"))
+        writer = await stream_then_message_then_close(server.port, started)
         await until(lambda: ("close", 1000) in log)
         assert log == ["m1", ("close", 1000)]
         writer.close()
@@ -448,10 +455,7 @@ async def test_a_close_behind_a_stream_that_is_never_finished_still_fires(then: 
         await ws.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
-        _, writer = await raw_client(server.port)
-        writer.write(masked(0x1, b"first ", fin=False))
-        await asyncio.wait_for(started.wait(), 5)
-        writer.write(masked(0x0, b"last", fin=True) + masked(0x1, b"m1") + masked(0x8, b"\x03\xe8"))
+        writer = await stream_then_message_then_close(server.port, started)
         await asyncio.sleep(0.05)
         writer.close()
         await asyncio.wait_for(ended.wait(), 5)

@@ -44,6 +44,13 @@ def subprocess_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=WSCODEC_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
+def run_script(script: str) -> str:
+    """Run ``script`` in a Python of its own (signals and limits stay there); its output, once it exits 0."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30, env=subprocess_env())
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    return result.stdout.decode()
+
+
 # --------------------------------------------------------------------------- fragmented sends
 
 
@@ -287,14 +294,8 @@ print(f"{time.monotonic() - started:.2f}", flush=True)
 def test_shutdown_from_a_signal_handler_while_serve_forever_holds_its_lock() -> None:
     """The signal lands while serve_forever's thread holds the server's lock (accepting a connection): the
     handler's shutdown() must not take that lock in that thread; serve_forever finishes it and returns."""
-    result = subprocess.run(
-        [sys.executable, "-c", _SHUTDOWN_FROM_A_SIGNAL_UNDER_THE_LOCK],
-        capture_output=True,
-        timeout=30,
-        env=subprocess_env(),
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    assert float(result.stdout) < 3.0
+    output = run_script(_SHUTDOWN_FROM_A_SIGNAL_UNDER_THE_LOCK)
+    assert float(output) < 3.0
 
 
 _SERVE_AGAIN_AFTER_CTRL_C = """
@@ -353,21 +354,15 @@ def test_ctrl_c_delivered_to_another_thread_still_interrupts_serve_forever() -> 
     """The kernel may hand a process's signal to any of its threads, and Python runs the handler in the
     main thread only, once it wakes: serve_forever's select() wakes up twice a second for it (it slept
     until the next connection, and Ctrl-C did nothing; a test sending SIGINT from a timer thread hung)."""
-    result = subprocess.run(
-        [sys.executable, "-c", _SIGNAL_TO_ANOTHER_THREAD], capture_output=True, timeout=30, env=subprocess_env()
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    assert float(result.stdout) < 2.0
+    output = run_script(_SIGNAL_TO_ANOTHER_THREAD)
+    assert float(output) < 2.0
 
 
 def test_serve_forever_interrupted_by_ctrl_c_may_be_called_again() -> None:
     """A KeyboardInterrupt ends serve_forever() but not the server (as socketserver's): called again, it
     serves, and shutdown() then stops it."""
-    result = subprocess.run(
-        [sys.executable, "-c", _SERVE_AGAIN_AFTER_CTRL_C], capture_output=True, timeout=30, env=subprocess_env()
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    assert result.stdout.decode().split() == ["interrupted", "served", "again", "stopped"]
+    output = run_script(_SERVE_AGAIN_AFTER_CTRL_C)
+    assert output.split() == ["interrupted", "served", "again", "stopped"]
 
 
 _SHUTDOWN_THEN_EXIT_FROM_A_SIGNAL = """
@@ -410,25 +405,16 @@ server.serve_forever()  # ended: returns at once
 def test_a_signal_handlers_shutdown_is_done_when_serve_forever_ends_on_its_exception() -> None:
     """The handler calls shutdown(), then raises SystemExit: serve_forever still closes the connections
     (1001) and the listening socket on its way out, and the server is over."""
-    result = subprocess.run(
-        [sys.executable, "-c", _SHUTDOWN_THEN_EXIT_FROM_A_SIGNAL],
-        capture_output=True,
-        timeout=30,
-        env=subprocess_env(),
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    assert result.stdout.decode().split() == ["[1001]", "-1"]
+    output = run_script(_SHUTDOWN_THEN_EXIT_FROM_A_SIGNAL)
+    assert output.split() == ["[1001]", "-1"]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1: POSIX")
 def test_shutdown_from_a_signal_handler_ends_serve_forever() -> None:
     """The handler runs in serve_forever's own thread, inside its select(): shutdown() must not wait for
     that thread, nor close what the select() waits on, or serve_forever never returns."""
-    result = subprocess.run(
-        [sys.executable, "-c", _SHUTDOWN_FROM_A_SIGNAL], capture_output=True, timeout=30, env=subprocess_env()
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    assert float(result.stdout) < 2.0  # the signal came at 0.3 s; close_timeout (2 s) was not waited
+    output = run_script(_SHUTDOWN_FROM_A_SIGNAL)
+    assert float(output) < 2.0  # the signal came at 0.3 s; close_timeout (2 s) was not waited
 
 
 def test_shutdown_from_a_handler_returns_and_ends_serve_forever() -> None:
