@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from wscodec import ConnectionClosed, InvalidHandshake, InvalidStatus
+from wscodec import ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidStatus
 from wscodec.asyncio import Server, WebSocket, broadcast, broadcast_wait, connect, serve, unix_serve
 
 pytestmark = pytest.mark.timeout(60)
@@ -379,8 +379,9 @@ async def test_client_close_code_reaches_handler() -> None:
     closes: list[tuple[int | None, str]] = []
 
     async def handler(ws: WebSocket) -> None:
-        async for _ in ws:
-            pass
+        with pytest.raises(ConnectionClosedError):  # 4000: not a ConnectionClosedOK, as in websockets
+            async for _ in ws:
+                pass
         closes.append((ws.close_code, ws.close_reason))
 
     async with serve(handler, "127.0.0.1", 0) as server:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from wscodec import ConnectionClosed, FrameDecoder, encode_frame
+from wscodec import ConnectionClosed, ConnectionClosedError, FrameDecoder, encode_frame
 from wscodec.asyncio import (
     CloseEvent,
     ErrorEvent,
@@ -205,6 +205,86 @@ async def test_close_while_connecting_abandons_the_attempt(when: str) -> None:
         await asyncio.wait_for(ws.close(), 5)
 
 
+@pytest.mark.parametrize("steps", range(8))
+async def test_close_while_connecting_ends_whenever_it_comes(steps: int) -> None:
+    """close() a few loop steps into create_websocket()'s TCP connect: the attempt ends with error, then
+    close (1006), and wait_closed() returns. uvloop calls connection_made() for a connection that
+    completes as create_connection() is cancelled, then closes it without connection_lost(): the socket
+    stayed CLOSING, with no events, and wait_closed() never returned."""
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        events: list[str] = []
+        ws = create_websocket(url(server))
+        ws.onopen = lambda event: events.append("open")
+        ws.onerror = lambda event: events.append("error")
+        ws.onclose = lambda event: events.append(f"close {event.code}")
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(ws.close(), 5)
+        await until(lambda: any(event.startswith("close") for event in events))
+        assert ws.ready_state == WebSocket.CLOSED
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        # (after a few steps the connection may be open already: then close() is a normal closing handshake)
+        assert events == ["error", "close 1006"] or (steps > 0 and events == ["open", "close 1000"])
+
+
+async def test_wait_closed_on_a_connecting_websocket_waits_for_its_end() -> None:
+    """wait_closed() on a CONNECTING create_websocket() waits until the connection it opens is closed; it
+    returned at once."""
+    release = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        await release.wait()
+        await ws.close()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        ws = create_websocket(url(server))
+        assert ws.ready_state == WebSocket.CONNECTING
+        waiting = asyncio.ensure_future(ws.wait_closed())
+        await until(lambda: ws.ready_state == WebSocket.OPEN)
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        release.set()
+        await asyncio.wait_for(waiting, 5)
+        assert ws.ready_state == WebSocket.CLOSED and ws.close_code == 1000
+
+
+@pytest.mark.parametrize("code, reason", [(999, ""), (1005, ""), (5000, ""), (1000, "x" * 124)])
+async def test_close_checks_its_arguments_while_connecting(code: int, reason: str) -> None:
+    """As a browser's close() does (and as on an open connection): a code or reason that cannot go on the
+    wire is a ValueError before anything, and the attempt goes on; it was abandoned silently."""
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send("hello")
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        ws = create_websocket(url(server))
+        with pytest.raises(ValueError):
+            await ws.close(code, reason)
+        assert ws.ready_state == WebSocket.CONNECTING
+        assert await asyncio.wait_for(ws.recv(), 5) == "hello"
+        await ws.close()
+
+
+@pytest.mark.parametrize("name", ["onopen", "onmessage", "onerror", "onclose"])
+async def test_an_event_handler_that_cannot_be_called_is_a_type_error(name: str) -> None:
+    """``ws.onmessage = 42`` was accepted; then every message was an error logged, and lost to recv()."""
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        with pytest.raises(TypeError, match="callable"):
+            setattr(ws, name, 42)
+        assert getattr(ws, name) is None
+        callback = print
+        setattr(ws, name, callback)
+        assert getattr(ws, name) is callback
+        setattr(ws, name, None)
+        await ws.send("still served")
+        assert await asyncio.wait_for(ws.recv(), 5) == "still served"
+
+
 async def test_a_message_part_way_through_moves_from_a_listener_to_recv_and_back() -> None:
     """The first fragment of a message goes to onmessage; the listener is removed; the rest goes to recv(),
     which returns the whole message. A cancelled recv() that took the first fragment of the next one, then
@@ -351,24 +431,28 @@ async def test_attributes() -> None:
 
 
 async def test_async_for_ends_on_1000_and_raises_on_errors() -> None:
+    """As websockets' does: ``async for`` ends after a ConnectionClosedOK (1000, 1001); after any other
+    close, an application's code (4000) included, it raises what recv() raises."""
+
     async def handler(ws: WebSocket) -> None:
         code = int(await ws.recv())
         await ws.send("last")
         await ws.close(code, "bye")
 
     async with serve(handler, "127.0.0.1", 0) as server:
-        for code in (1000, 1001, 4000):
+        for code in (1000, 1001):
             async with connect(url(server)) as ws:
                 await ws.send(str(code))
                 assert [m async for m in ws] == ["last"]
                 assert ws.close_code == code
-        async with connect(url(server)) as ws:
-            await ws.send("1011")
-            messages = []
-            with pytest.raises(ConnectionClosed) as info:
-                async for message in ws:
-                    messages.append(message)
-            assert messages == ["last"] and info.value.code == 1011
+        for code in (4000, 1011):
+            async with connect(url(server)) as ws:
+                await ws.send(str(code))
+                messages = []
+                with pytest.raises(ConnectionClosedError) as info:
+                    async for message in ws:
+                        messages.append(message)
+                assert messages == ["last"] and info.value.code == code
 
 
 async def test_abrupt_tcp_close_is_1006() -> None:
@@ -867,6 +951,55 @@ async def test_recv_streaming_yields_fragments() -> None:
         stream = await ws.recv_streaming()
         assert "".join([fragment async for fragment in stream]) == "xy"
         assert [fragment async for fragment in ws.recv_streaming()] == ["whole"]
+
+
+async def test_recv_streaming_decodes_each_piece_as_recv_does() -> None:
+    """recv_streaming(decode=...) as websockets' takes it: a binary message's pieces decoded as UTF-8 as
+    they come (a character straddling two pieces included), a text message's as its UTF-8 bytes; a piece
+    that cannot be UTF-8 is a UnicodeDecodeError."""
+
+    async def pieces(*parts: bytes) -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+            await asyncio.sleep(0.05)  # each piece a read of its own
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send(pieces(b"\xe2\x82", b"\xac!", b" ok"))
+        await ws.send(["x\u20ac", "y"])
+        await ws.send(pieces(b"fine", b"\xff"))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        parts: list[Any] = [piece async for piece in ws.recv_streaming(decode=True)]
+        assert all(isinstance(piece, str) for piece in parts) and "".join(parts) == "\u20ac! ok"
+        parts = [piece async for piece in ws.recv_streaming(decode=False)]
+        assert all(isinstance(piece, bytes) for piece in parts) and b"".join(parts) == "x\u20acy".encode()
+        with pytest.raises(UnicodeDecodeError):
+            async for _piece in ws.recv_streaming(decode=True):
+                pass
+
+
+async def test_pong_sends_an_unsolicited_pong() -> None:
+    """pong() as websockets' (a one-way heartbeat); after the close, ConnectionClosed as for ping()."""
+    sent = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.pong(b"beat")
+        await ws.pong("text beat")
+        sent.set()
+        await ws.wait_closed()
+        with pytest.raises(ConnectionClosed):
+            await ws.pong()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        reader, writer = await raw_client(server.port)
+        await asyncio.wait_for(sent.wait(), 5)
+        decoder = FrameDecoder("client", None)
+        frames: list[Any] = []
+        while len(frames) < 2:
+            frames += decoder.feed(await asyncio.wait_for(reader.read(65536), 5))
+        assert [(frame.opcode, frame.payload) for frame in frames] == [(10, b"beat"), (10, b"text beat")]
+        writer.close()
 
 
 async def test_large_fragmented_message_with_a_small_queue() -> None:

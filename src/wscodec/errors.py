@@ -224,8 +224,8 @@ _OK_CODES = frozenset({1000, 1001, 1005})
 
 def _ends_without_error(code: int | None) -> bool:
     """True for a close code that reports no error: a normal end (``_OK_CODES``) or an application's own
-    (3000-4999). ``async for`` stops quietly after a clean close with one, and ``connect`` exits 0: one rule,
-    so the two cannot drift apart."""
+    (3000-4999): the CLI's ``connect`` exits 0 after a clean close with one. (``async for`` ends only after a
+    :class:`ConnectionClosedOK`, as websockets' does: an application's code may mean an error.)"""
     return code is not None and (code in _OK_CODES or 3000 <= code <= 4999)
 
 

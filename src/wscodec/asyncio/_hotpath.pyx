@@ -540,8 +540,8 @@ cdef class HotPath:
         return None
 
     async def __anext__(self):
-        """``async for message in ws``: ends after a clean close (codes 1000, 1001, 1005, 3000-4999);
-        raises :class:`~wscodec.errors.ConnectionClosed` after an abnormal or error close.
+        """``async for message in ws``: ends after a normal close (:class:`~wscodec.errors.ConnectionClosedOK`),
+        raises :class:`~wscodec.errors.ConnectionClosedError` after any other, as websockets' does.
 
         The pure twin's coroutine, compiled: no interpreter frame per message, and the message handed to the
         awaiting coroutine without a StopIteration (the ``am_send`` protocol)."""

@@ -552,8 +552,8 @@ class HotPath:
         return None
 
     async def __anext__(self) -> Any:
-        """``async for message in ws``: ends after a clean close (codes 1000, 1001, 1005, 3000-4999);
-        raises :class:`~wscodec.errors.ConnectionClosed` after an abnormal or error close."""
+        """``async for message in ws``: ends after a normal close (:class:`~wscodec.errors.ConnectionClosedOK`),
+        raises :class:`~wscodec.errors.ConnectionClosedError` after any other, as websockets' does."""
         # Nothing waits (the common case at one message in flight): wait here, without a recv() or
         # _wait_for_data() coroutine made for the purpose; what arrives is taken below.
         waiter = self._anext_waiter()

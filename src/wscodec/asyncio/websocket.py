@@ -18,6 +18,7 @@ for the next message, or after ``close_timeout`` (see :meth:`WebSocket._on_pendi
 from __future__ import annotations
 
 import asyncio
+import codecs
 import collections
 import contextlib
 import inspect
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from .. import _options as checks
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, CONNECTING, OPEN, Connection, State
-from ..errors import ConcurrencyError, ConnectionClosed, _closed_during_handshake, _ends_without_error
+from ..errors import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, _closed_during_handshake
 from ..events import (
     BinaryFragment,
     Closed,
@@ -45,6 +46,7 @@ from ..events import (
     TextFragment,
     decoded,
 )
+from ..frames import build_close_payload
 from ._hot_backend import DATA_TYPES, LONE_WRITES, READ_SIZE, HotPath, MessageWaiter, Pieces
 from ._hot_backend import HOT_PATH_BACKEND as HOT_PATH_BACKEND  # (which twin runs: read by the tests and checks)
 from ._hotpath_pure import Data
@@ -124,16 +126,20 @@ def _read_buffer(size: int = READ_SIZE) -> memoryview:
 
 
 def _closes_cleanly(exc: ConnectionClosed) -> bool:
-    """True when ``async for`` should simply stop: a completed closing handshake with a non-error code."""
-    return exc.was_clean and _ends_without_error(exc.code)
+    """True when ``async for`` should simply stop: after a :class:`ConnectionClosedOK`, as in websockets
+    (an application's own code, 3000-4999, raises as ``recv()`` does: the loop cannot tell it is normal)."""
+    return isinstance(exc, ConnectionClosedOK)
 
 
 class _MessageStream:
     """What :meth:`WebSocket.recv_streaming` returns: an async iterator, also awaitable (to itself)."""
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, decode: bool | None) -> None:
         self._ws = ws
         self._done = False
+        self._decode = decode
+        # decode=True: binary fragments are decoded as they come, a character may straddle two of them.
+        self._decoder = codecs.getincrementaldecoder("utf-8")() if decode else None
 
     def __await__(self) -> Generator[Any, None, _MessageStream]:
         return self._itself().__await__()
@@ -150,7 +156,12 @@ class _MessageStream:
         data, final = await self._ws._next_fragment()
         if final:
             self._done = True
-        return data
+        if self._decode is None:
+            return data
+        if isinstance(data, str):
+            return data if self._decode else data.encode("utf-8")
+        decoder = self._decoder
+        return bytes(data) if decoder is None else decoder.decode(data, final)
 
 
 def _cancelled_from_outside(task: asyncio.Task[Any]) -> bool:
@@ -158,6 +169,14 @@ def _cancelled_from_outside(task: asyncio.Task[Any]) -> bool:
     (Python 3.10 cannot tell them apart: both are taken as cancelled from outside)."""
     cancelling = getattr(task, "cancelling", None)
     return cancelling is None or cancelling() > 0
+
+
+def _listener_or_none(callback: Any) -> Any:
+    """An ``on...`` handler as set: None, or a callable. Anything else is a TypeError at once, rather than
+    an error logged for every event (and every message lost to ``recv()``)."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"an event handler must be callable or None, not {callback.__class__.__name__}")
+    return callback
 
 
 def _forget(waiter: asyncio.Future[Any]) -> None:
@@ -200,7 +219,10 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_keepalive_task",
         "_listeners",
         "_lost_waiter",
+        "_onclose",
+        "_onerror",
         "_onmessage",
+        "_onopen",
         "_open_waiter",
         "_opened_at",
         "_opening",
@@ -215,9 +237,6 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "id",
         "latency",
         "logger",
-        "onclose",
-        "onerror",
-        "onopen",
         "ping_interval",
         "ping_timeout",
         "slow_consumer",
@@ -340,9 +359,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         # Browser API.
         self._listeners: dict[str, list[Listener]] = {"open": [], "message": [], "error": [], "close": []}
         self._onmessage: Listener | None = None
-        self.onopen: Listener | None = None
-        self.onerror: Listener | None = None
-        self.onclose: Listener | None = None
+        self._onopen: Listener | None = None
+        self._onerror: Listener | None = None
+        self._onclose: Listener | None = None
         self._has_message_listener = False
         self._message_callbacks: tuple[Listener, ...] = ()  # onmessage, then the added ones (see _dispatch)
         self._cb_partial = Pieces()
@@ -469,8 +488,35 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
     @onmessage.setter
     def onmessage(self, callback: Listener | None) -> None:
-        self._onmessage = callback
+        self._onmessage = _listener_or_none(callback)
         self._message_listeners_changed()
+
+    @property
+    def onopen(self) -> Listener | None:
+        """Callback (sync or async) for the open event, given an :class:`Event`."""
+        return self._onopen
+
+    @onopen.setter
+    def onopen(self, callback: Listener | None) -> None:
+        self._onopen = _listener_or_none(callback)
+
+    @property
+    def onerror(self) -> Listener | None:
+        """Callback (sync or async) for the error event, given an :class:`ErrorEvent`."""
+        return self._onerror
+
+    @onerror.setter
+    def onerror(self, callback: Listener | None) -> None:
+        self._onerror = _listener_or_none(callback)
+
+    @property
+    def onclose(self) -> Listener | None:
+        """Callback (sync or async) for the close event, given a :class:`CloseEvent`."""
+        return self._onclose
+
+    @onclose.setter
+    def onclose(self, callback: Listener | None) -> None:
+        self._onclose = _listener_or_none(callback)
 
     def add_event_listener(self, type: str, callback: Listener) -> None:
         """Add a listener for "open", "message", "error" or "close" (``addEventListener``). None does
@@ -705,6 +751,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._transport = transport = cast(asyncio.Transport, transport)
         if self._conn.state is CLOSED:  # close() came while connecting: abandoned
             transport.abort()
+            # asyncio reports the end of an aborted transport with connection_lost(); uvloop does not when
+            # create_connection() was cancelled as it connected: report it ourselves, once, if it did not.
+            self._loop.call_soon(self._lost_after_abort)
             return
         self._peer = _format_peer(transport.get_extra_info("peername"))
         transport.set_write_buffer_limits(high=self.write_limit, low=self._write_low)
@@ -751,7 +800,13 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             self._handle(self._conn.receive_data(b""))
         return False  # let the transport close itself
 
+    def _lost_after_abort(self) -> None:
+        if not self._lost:
+            self.connection_lost(None)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:  # reported already (_lost_after_abort, _handshake_failed)
+            return
         self._lost = True
         self._write_paused = False  # asyncio never calls resume_writing() on a lost transport
         if self._error_timer is not None:
@@ -1068,15 +1123,16 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 raise self._closed_error()
             await self._wait_for_data()
 
-    def recv_streaming(self) -> _MessageStream:
+    def recv_streaming(self, decode: bool | None = None) -> _MessageStream:
         """The next message piece by piece: ``async for fragment in ws.recv_streaming():`` yields its data
         (str or bytes) as it arrives, the frames of one read together, so memory stays bounded by a read
-        (and the frame size).
+        (and the frame size). ``decode`` is :meth:`recv`'s, applied to each piece (a binary message's
+        pieces decoded incrementally: a UnicodeDecodeError at the first that cannot be UTF-8).
 
         If a cancelled :meth:`recv` had already taken the first pieces, they come as the first fragment.
         ``await ws.recv_streaming()`` returns the same iterator.
         """
-        return _MessageStream(self)
+        return _MessageStream(self, decode)
 
     async def _next_fragment(self) -> tuple[Data, bool]:
         queue = self._queue
@@ -1237,6 +1293,12 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         assert waiter is not None
         return await waiter
 
+    async def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited Pong (a heartbeat the peer does not answer), as websockets' ``pong()``."""
+        self._check_open()
+        self._conn.send_pong(data.encode("utf-8") if isinstance(data, str) else bytes(data))
+        self._write_out()
+
     def _received_pong(self, payload: bytes) -> None:
         pings = self._pings
         for index, (sent_payload, _waiter, sent_at) in enumerate(pings):
@@ -1317,15 +1379,17 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         """Start the closing handshake and wait (at most ``close_timeout``) until the connection is closed.
 
         Does nothing more than wait if it is already closing; a cancelled ``close()`` still closes (the
-        timers keep running).
+        timers keep running). A code or reason that may not go on the wire is a ValueError, whatever the
+        state, as in browsers.
         """
+        build_close_payload(code, reason)
         self._start_close(code, reason)
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""
-        if self._transport is None and not self._lost:
-            return
+        if self._transport is None and not self._lost and self._opening is None:
+            return  # never connected, and not connecting (create_websocket's attempt is _opening)
         await asyncio.shield(self._lost_waiter)
 
     def _abort_now(self) -> None:
