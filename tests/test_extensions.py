@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import random
 import tracemalloc
@@ -9,16 +10,23 @@ import zlib
 
 import pytest
 
-from wscodec import extensions
+from wscodec import Connection, extensions
+from wscodec._kernels import FrameDecoder
+from wscodec.asyncio import WebSocket, connect, serve
 from wscodec.errors import InvalidHandshake, PayloadTooBig, ProtocolError
+from wscodec.events import ProtocolViolation, TextMessage
 from wscodec.extensions import (
+    ClientExtensionFactory,
     ClientPerMessageDeflate,
     Extension,
+    ExtensionParams,
     PerMessageDeflate,
+    ServerExtensionFactory,
     ServerPerMessageDeflate,
     build_extension_header,
     parse_extension_header,
 )
+from wscodec.handshake import compute_accept
 
 # --------------------------------------------------------------------------- section 9.1: grammar
 
@@ -566,3 +574,171 @@ def test_7692_limit_counts_the_flush_at_the_end() -> None:
     receiver.decode_start(True)
     with pytest.raises(PayloadTooBig):
         receiver.decode(payload, True, 299)
+
+
+# --------------------------------------------------------------------------- extensions of one's own
+
+
+class Upper(Extension):
+    """An application's own extension: sends text upper-cased, marked with RSV1, and lower-cases it back."""
+
+    name = "x-upper"
+    made: list[Upper] = []
+
+    def __init__(self) -> None:
+        self.encoded = self.decoded = 0
+        Upper.made.append(self)
+
+    def decode(self, data: bytes, final: bool, max_size: int | None) -> bytes:
+        self.decoded += 1
+        return bytes(data).lower()
+
+    def encode(self, data: bytes) -> tuple[bytes, bool]:
+        self.encoded += 1
+        return bytes(data).upper(), True
+
+    def response_params(self) -> ExtensionParams:
+        return []
+
+
+class RsvOff(Upper):
+    """An instance that turns RSV1 off after its class was accepted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rsv1 = False
+
+
+class UpperClient(ClientExtensionFactory):
+    name = "x-upper"
+
+    def __init__(self, extension: type[Upper] = Upper) -> None:
+        self.extension = extension
+
+    def offer_params(self) -> ExtensionParams:
+        return []
+
+    def accept(self, params: ExtensionParams) -> Extension:
+        return self.extension()
+
+
+class UpperServer(ServerExtensionFactory):
+    name = "x-upper"
+
+    def __init__(self, extension: type[Upper] = Upper) -> None:
+        self.extension = extension
+
+    def negotiate(self, offers: list[ExtensionParams]) -> tuple[ExtensionParams, Extension]:
+        return [], self.extension()
+
+
+def open_pair(client_factories: list, server_factories: list) -> tuple[Connection, Connection]:
+    client = Connection("client", host="h", extensions=client_factories)
+    server = Connection("server", extensions=server_factories)
+    server.receive_data(client.data_to_send())
+    server.accept()
+    client.receive_data(server.data_to_send())
+    return client, server
+
+
+def test_an_extension_that_does_not_use_rsv1_is_refused_where_it_is_defined() -> None:
+    """wscodec applies an extension through RSV1 only: one with rsv1 = False would be negotiated with the peer
+    and then never called, both sides believing it active."""
+    with pytest.raises(TypeError, match="rsv1 must be True"):
+
+        class NoRsv1(Extension):
+            name = "x-upper"
+            rsv1 = False
+
+            def decode(self, data: bytes, final: bool, max_size: int | None) -> bytes:
+                return bytes(data).lower()
+
+            def encode(self, data: bytes) -> tuple[bytes, bool]:
+                return bytes(data).upper(), False
+
+            def response_params(self) -> ExtensionParams:
+                return []
+
+
+def test_an_extension_instance_that_turns_rsv1_off_is_refused_when_negotiated() -> None:
+    client = Connection("client", host="h", extensions=[UpperClient()])
+    server = Connection("server", extensions=[UpperServer(RsvOff)])
+    server.receive_data(client.data_to_send())
+    with pytest.raises(TypeError, match=r"RsvOff: .*rsv1 must be True"):
+        server.accept()
+    client, server = (
+        Connection("client", host="h", extensions=[UpperClient(RsvOff)]),
+        Connection("server", extensions=[UpperServer()]),
+    )
+    server.receive_data(client.data_to_send())
+    server.accept()
+    with pytest.raises(TypeError, match=r"RsvOff: .*rsv1 must be True"):
+        client.receive_data(server.data_to_send())
+    with pytest.raises(TypeError, match=r"RsvOff: .*rsv1 must be True"):
+        Connection.established("server", extensions=[RsvOff()])
+
+
+def test_an_extension_of_ones_own_is_applied_both_ways() -> None:
+    client, server = open_pair([UpperClient()], [UpperServer()])
+    assert dict(server.response.headers)["Sec-WebSocket-Extensions"] == "x-upper"  # type: ignore[union-attr]
+    (cext,) = client.extensions
+    (sext,) = server.extensions
+    assert isinstance(cext, Upper) and isinstance(sext, Upper)
+    client.send_message("hello")
+    wire = client.data_to_send()
+    (frame,) = FrameDecoder("server", None, allow_rsv1=True).feed(wire)
+    assert frame.rsv1 and frame.payload == b"HELLO"
+    assert server.receive_data(wire) == [TextMessage("hello")]
+    server.send_message("back")
+    assert client.receive_data(server.data_to_send()) == [TextMessage("back")]
+    assert (cext.encoded, cext.decoded, sext.encoded, sext.decoded) == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("deflate_first", [True, False], ids=["deflate-first", "custom-first"])
+def test_only_the_first_of_two_extensions_offered_is_negotiated(deflate_first: bool) -> None:
+    """Both use RSV1, so there is room for one: the server takes the first of the client's offers it accepts,
+    and both sides apply that one and no other."""
+    offers: list = [ClientPerMessageDeflate(), UpperClient()]
+    if not deflate_first:
+        offers.reverse()
+    client, server = open_pair(offers, [UpperServer(), ServerPerMessageDeflate()])
+    header = dict(server.response.headers)["Sec-WebSocket-Extensions"]  # type: ignore[union-attr]
+    expected = PerMessageDeflate if deflate_first else Upper
+    assert header.startswith(expected.name) and "," not in header
+    assert [type(e) for e in client.extensions] == [type(e) for e in server.extensions] == [expected]
+    client.send_message("hello " * 50)
+    assert server.receive_data(client.data_to_send()) == [TextMessage("hello " * 50)]
+
+
+def test_a_client_refuses_a_response_that_accepts_two_extensions() -> None:
+    client = Connection("client", host="h", extensions=[ClientPerMessageDeflate(), UpperClient()])
+    key = client._handshake.key
+    response = (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {compute_accept(key)}\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate, x-upper\r\n\r\n"
+    )
+    events = client.receive_data(response.encode())
+    assert isinstance(events[0], ProtocolViolation) and "two extensions" in str(events[0].error)
+    assert client.closed and client.extensions == []
+
+
+def test_established_takes_one_extension_at_most() -> None:
+    with pytest.raises(ValueError, match="at most one extension"):
+        Connection.established("server", extensions=[PerMessageDeflate(is_server=True), Upper()])
+
+
+async def test_an_extension_of_ones_own_over_a_socket() -> None:
+    async def echo(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    Upper.made.clear()
+    async with (
+        serve(echo, "127.0.0.1", 0, extensions=[UpperServer()]) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", extensions=[UpperClient()]) as ws,
+    ):
+        assert ws.extensions == "x-upper"
+        await asyncio.wait_for(ws.send("over the wire"), 5)
+        assert await asyncio.wait_for(ws.recv(), 5) == "over the wire"
+    assert sorted((e.encoded, e.decoded) for e in Upper.made) == [(1, 1), (1, 1)]

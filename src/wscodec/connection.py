@@ -47,7 +47,7 @@ from .events import (
     TextFragment,
     TextMessage,
 )
-from .extensions import ClientPerMessageDeflate, Extension, ServerPerMessageDeflate
+from .extensions import ClientPerMessageDeflate, Extension, ServerPerMessageDeflate, _check_applicable
 from .frames import build_close_payload, parse_close_payload
 from .handshake import ClientHandshake, ServerHandshake
 
@@ -378,8 +378,13 @@ class Connection(FrameQueue):
         """A connection already OPEN, the handshake having been done elsewhere (a proxy, a test).
 
         ``extensions`` are negotiated extension objects such as
-        :class:`~wscodec.extensions.PerMessageDeflate`, not factories.
+        :class:`~wscodec.extensions.PerMessageDeflate`, not factories: at most one, and it must use RSV1
+        (see :class:`~wscodec.extensions.Extension`; ValueError, TypeError otherwise).
         """
+        if len(extensions) > 1:
+            raise ValueError("wscodec applies at most one extension per connection (each one uses RSV1)")
+        for extension in extensions:
+            _check_applicable(extension)
         if role == "client":
             options.setdefault("host", "localhost")
         conn = cls(role, extensions=(), **options)
@@ -430,13 +435,11 @@ class Connection(FrameQueue):
         return self._bytes_out
 
     def _open(self, extensions: list[Extension]) -> None:
+        # At most one, and it uses RSV1: the handshake and established() see to it (see Extension).
         self.extensions = extensions
-        rsv1 = False
-        for ext in extensions:
-            if getattr(ext, "rsv1", False):
-                rsv1 = True
-                self._inflate = ext
-                self._deflate = ext
+        rsv1 = bool(extensions)
+        if rsv1:
+            self._inflate = self._deflate = extensions[0]
         limit = self.max_message_size
         self._decoder = FrameDecoder(
             "client" if self._is_client else "server",

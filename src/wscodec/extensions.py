@@ -164,17 +164,34 @@ def build_extension_header(extensions: Sequence[tuple[str, Sequence[tuple[str, s
 class Extension(abc.ABC):
     """A negotiated extension, owned by one connection, transforming data message payloads.
 
-    The connection calls :meth:`decode_start` on the first frame of every incoming data message, then
-    :meth:`decode` on each of its frames in order; :meth:`encode` on each whole outgoing message.
+    wscodec applies extensions the way permessage-deflate works, through the RSV1 bit, and so applies at most
+    one per connection: a server declines a second extension once one is negotiated, and a client refuses
+    a response that accepts two. The bit marks the messages the extension transformed:
+
+    * incoming, on a data message whose first frame has RSV1 set, the connection calls
+      :meth:`decode_start` (``True``) then :meth:`decode` on each of its frames in order; a message without
+      RSV1 is delivered as it came;
+    * outgoing, :meth:`encode` on each whole message (unless sent with ``compress=False``), whose second
+      result sets RSV1 on its first frame. A message sent with ``send_fragment()`` is transformed only if
+      the extension has ``encode_fragment(data, final)``, as :class:`PerMessageDeflate` does, and goes
+      untransformed otherwise.
+
+    ``rsv1`` must stay True: a subclass that sets it False is refused (TypeError) when it is defined, and an
+    instance that sets it False when it is negotiated, since it would be agreed with the peer and never
+    applied.
     """
 
     #: The extension token, as in ``Sec-WebSocket-Extensions``.
     name: str = ""
-    #: True if the extension gives the RSV1 bit a meaning (the frame decoder then lets it through).
-    rsv1: bool = False
+    #: The extension gives the RSV1 bit a meaning (the frame decoder then lets it through). Always True.
+    rsv1: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_applicable(cls)
 
     def decode_start(self, rsv1: bool) -> None:  # noqa: B027 - optional hook
-        """A new incoming data message starts; ``rsv1`` is the RSV1 bit of its first frame."""
+        """A new incoming data message with RSV1 set starts (``rsv1`` is True)."""
 
     @abc.abstractmethod
     def decode(self, data: bytes, final: bool, max_size: int | None) -> bytes:
@@ -194,6 +211,17 @@ class Extension(abc.ABC):
 
     def __str__(self) -> str:
         return build_extension_header([(self.name, self.response_params())])
+
+
+def _check_applicable(extension: Extension | type[Extension]) -> None:
+    """Raise TypeError for an extension (class or instance) that wscodec could negotiate but not apply: one
+    whose ``rsv1`` is False (see :class:`Extension`)."""
+    if not getattr(extension, "rsv1", False):
+        what = extension.__name__ if isinstance(extension, type) else type(extension).__name__
+        raise TypeError(
+            f"{what}: wscodec applies an extension only through the RSV1 bit, as permessage-deflate does, so "
+            "rsv1 must be True; with rsv1 = False it would be negotiated with the peer and never applied"
+        )
 
 
 class ClientExtensionFactory(abc.ABC):

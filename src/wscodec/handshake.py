@@ -32,6 +32,7 @@ from .extensions import (
     Extension,
     ExtensionParams,
     ServerExtensionFactory,
+    _check_applicable,
     build_extension_header,
     parse_extension_header,
 )
@@ -422,7 +423,6 @@ class ClientHandshake:
         for factory in self.factories:
             offers.setdefault(factory.name, []).append(factory)
         used: set[str] = set()
-        rsv1 = False
         for name, params in accepted:
             if name not in offers:
                 raise NegotiationError(f"server accepted extension {name!r}, which was not offered")
@@ -430,10 +430,9 @@ class ClientHandshake:
                 raise NegotiationError(f"server accepted extension {name!r} twice")
             used.add(name)
             extension = _accept_one_offer(offers[name], params)
-            if extension.rsv1:
-                if rsv1:
-                    raise NegotiationError("server accepted two extensions that both use RSV1")
-                rsv1 = True
+            _check_applicable(extension)
+            if self.extensions:  # (every extension wscodec applies uses RSV1: see Extension)
+                raise NegotiationError("server accepted two extensions that both use RSV1")
             self.extensions.append(extension)
 
 
@@ -559,13 +558,12 @@ class ServerHandshake:
         return None
 
     def _negotiate_extensions(self) -> list[tuple[str, list[tuple[str, str | None]]]]:
-        """Run each factory on the client's offers of its extension, in the client's order of names."""
+        """Run each factory on the client's offers of its extension, in the client's order of names, up to
+        the first one negotiated: every extension wscodec applies uses RSV1, so there is room for one."""
         by_name: dict[str, list[list[tuple[str, str | None]]]] = {}
         for name, params in self.offered_extensions:
             by_name.setdefault(name, []).append(params)
-        response = []
         self.extensions = []
-        rsv1 = False
         for name, offers in by_name.items():
             for factory in self.factories:
                 if factory.name != name:
@@ -574,13 +572,10 @@ class ServerHandshake:
                 if result is None:
                     continue
                 params, extension = result
-                if extension.rsv1 and rsv1:
-                    continue  # RSV1 already belongs to another extension
-                rsv1 = rsv1 or extension.rsv1
-                response.append((name, params))
+                _check_applicable(extension)
                 self.extensions.append(extension)
-                break
-        return response
+                return [(name, params)]
+        return []
 
     def accept(self, *, subprotocol: str | None = _DEFAULT, extra_headers: Sequence[tuple[str, str]] = ()) -> bytes:
         """The 101 response to send; sets ``subprotocol``, ``extensions`` and ``response``.
