@@ -7,6 +7,7 @@ import importlib
 import random
 import tracemalloc
 import zlib
+from typing import Any
 
 import pytest
 
@@ -742,3 +743,64 @@ async def test_an_extension_of_ones_own_over_a_socket() -> None:
         await asyncio.wait_for(ws.send("over the wire"), 5)
         assert await asyncio.wait_for(ws.recv(), 5) == "over the wire"
     assert sorted((e.encoded, e.decoded) for e in Upper.made) == [(1, 1), (1, 1)]
+
+
+# --------------------------------------------------------------------------- compressor settings
+
+BAD_SETTINGS = [
+    {"compression_level": 10},
+    {"compression_level": 12},
+    {"compression_level": -2},
+    {"compression_level": 6.5},
+    {"memory_level": 0},
+    {"memory_level": 10},
+    {"memory_level": True},
+    {"compress_threshold": -1},
+]
+
+
+def _permessage_deflate(**kwargs: Any) -> PerMessageDeflate:
+    return PerMessageDeflate(is_server=True, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", BAD_SETTINGS, ids=lambda kw: "{}={}".format(*next(iter(kw.items()))))
+@pytest.mark.parametrize("make", [ServerPerMessageDeflate, ClientPerMessageDeflate, _permessage_deflate])
+def test_bad_compressor_settings_are_refused_when_the_factory_is_built(
+    deflate_backend: str, make: Any, kwargs: dict
+) -> None:
+    """Not in the server's handshake (an HTTP 500 for every client) or at the first compressed send, and not
+    only with some DEFLATE implementations: ISA-L remaps any level, zlib and zlib-ng refuse 10 and up."""
+    (name,) = kwargs
+    with pytest.raises(ValueError, match=name):
+        make(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"compression_level": -1},
+        {"compression_level": 0},
+        {"compression_level": 9, "memory_level": 9},
+        {"memory_level": 1, "compress_threshold": 0},
+    ],
+)
+def test_the_edges_of_the_compressor_settings_work_with_every_deflate_backend(
+    deflate_backend: str, kwargs: dict
+) -> None:
+    client, server = open_pair([ClientPerMessageDeflate(**kwargs)], [ServerPerMessageDeflate(**kwargs)])
+    for sender, receiver in ((server, client), (client, server)):
+        sender.send_message("x" * 300)
+        assert receiver.receive_data(sender.data_to_send()) == [TextMessage("x" * 300)]
+
+
+def test_zlibs_default_level_is_the_default_on_isal_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """-1 is zlib's default, 6, which maps to ISA-L's level 2, not to its fastest."""
+    monkeypatch.setattr(extensions, "_deflate_module", importlib.import_module("isal.isal_zlib"))
+    monkeypatch.setattr(extensions, "DEFLATE_BACKEND", "isal")
+    data = b"".join(b"%d: %s\n" % (i, b"word" * (i % 7)) for i in range(2000))
+
+    def deflate(level: int) -> bytes:
+        compressor = extensions._compressobj(level, 15, 8)
+        return bytes(compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))
+
+    assert deflate(-1) == deflate(6) != deflate(1)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .extensions import ClientPerMessageDeflate, ServerPerMessageDeflate
+from .extensions import ClientPerMessageDeflate, ServerPerMessageDeflate, _check_deflate_settings
 
 __all__ = ["Compression", "Deflate", "extension_factories"]
 
@@ -60,12 +60,7 @@ class Deflate:
             # RFC 7692 allows 8, but zlib cannot deflate with a 256-byte window and websockets refuses it.
             if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 9 <= bits <= 15):
                 raise ValueError(f"{name} must be between 9 and 15, or None")
-        if not 1 <= self.memory_level <= 9:
-            raise ValueError("memory_level must be between 1 and 9")
-        if not -1 <= self.compression_level <= 9:
-            raise ValueError("compression_level must be between -1 and 9")
-        if self.compress_threshold < 0:
-            raise ValueError("compress_threshold must be >= 0")
+        _check_deflate_settings(self.compression_level, self.memory_level, self.compress_threshold)
         # zlib refuses some combinations only when the compressor is built: find out now, not mid-connection.
         zlib.compressobj(self.compression_level, zlib.DEFLATED, -max(self.server_max_window_bits or 15, 9),
                          self.memory_level)

@@ -292,7 +292,7 @@ def _compressobj(level: int, wbits: int, memory_level: int) -> Any:
     the window.
 
     ISA-L has four levels of its own (0-3) and no stored-only mode: zlib's level 0 stays with zlib, 1-3 map to
-    ISA-L 1, 4-7 (the default 6 included) to 2 and 8-9 to 3.
+    ISA-L 1, 4-7 (the default 6, also asked for as -1) to 2 and 8-9 to 3.
 
     An agreed 8-bit window (256 bytes, RFC 7692 section 7.2.1: a MUST NOT exceed) stays with the standard
     library's zlib: its deflate refuses 8 for raw DEFLATE, and with 9 it never reaches back further than
@@ -304,6 +304,8 @@ def _compressobj(level: int, wbits: int, memory_level: int) -> Any:
     if module is zlib or level == 0:
         return zlib.compressobj(level, zlib.DEFLATED, -wbits, memory_level)
     if DEFLATE_BACKEND == "isal":
+        if level < 0:
+            level = 6  # zlib's Z_DEFAULT_COMPRESSION
         level = 1 if level <= 3 else 2 if level <= 7 else 3
     return module.compressobj(level, module.DEFLATED, -wbits, memory_level)
 
@@ -324,12 +326,29 @@ def _check_bits(name: str, value: int | None) -> None:
         raise ValueError(f"{name} must be between 8 and 15")
 
 
+def _check_deflate_settings(compression_level: int, memory_level: int, compress_threshold: int) -> None:
+    """Refuse the compressor settings that the standard library's zlib would refuse only when a connection
+    builds its first compressor (mid-handshake or at the first large send), and a negative threshold.
+
+    The ranges are zlib's whichever implementation runs: ISA-L maps any level onto its own four, and would
+    let through a level that fails the day the same code runs with zlib or zlib-ng.
+    """
+    ranges = (("compression_level", compression_level, -1, 9), ("memory_level", memory_level, 1, 9))
+    for name, value, low, high in ranges:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be between {low} and {high}")
+    if isinstance(compress_threshold, bool) or not isinstance(compress_threshold, int) or compress_threshold < 0:
+        raise ValueError("compress_threshold must be >= 0")
+
+
 class PerMessageDeflate(Extension):
     """permessage-deflate once negotiated (RFC 7692): raw DEFLATE per message, RSV1 on compressed ones.
 
     ``is_server`` says which side we are: the ``server_*`` parameters then describe what we send and the
     ``client_*`` ones what we receive (the other way round on a client). Window bits None mean 15.
-    Messages shorter than ``compress_threshold`` bytes are sent uncompressed.
+    Messages shorter than ``compress_threshold`` bytes (>= 0) are sent uncompressed; ``compression_level``
+    (0-9, -1 zlib's default) and ``memory_level`` (1-9) tune the compressor, with zlib's ranges whichever
+    DEFLATE implementation runs (ValueError otherwise, here).
     """
 
     name = "permessage-deflate"
@@ -349,8 +368,7 @@ class PerMessageDeflate(Extension):
     ) -> None:
         _check_bits("server_max_window_bits", server_max_window_bits)
         _check_bits("client_max_window_bits", client_max_window_bits)
-        if compress_threshold < 0:
-            raise ValueError("compress_threshold must be >= 0")
+        _check_deflate_settings(compression_level, memory_level, compress_threshold)
         self.is_server = is_server
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
@@ -503,7 +521,8 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
     """Client side permessage-deflate: what to offer, and which server responses to accept.
 
     ``client_max_window_bits=True`` offers the parameter without a value (the server may then pick a
-    limit); an int announces our own limit; None leaves it out.
+    limit); an int announces our own limit; None leaves it out. ``compress_threshold``,
+    ``compression_level`` and ``memory_level`` are checked here, as :class:`PerMessageDeflate` would.
     """
 
     name = "permessage-deflate"
@@ -522,6 +541,7 @@ class ClientPerMessageDeflate(ClientExtensionFactory):
         _check_bits("server_max_window_bits", server_max_window_bits)
         if client_max_window_bits is not True and client_max_window_bits is not False:
             _check_bits("client_max_window_bits", client_max_window_bits)
+        _check_deflate_settings(compression_level, memory_level, compress_threshold)
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
         self.server_max_window_bits = server_max_window_bits
@@ -588,7 +608,9 @@ class ServerPerMessageDeflate(ServerExtensionFactory):
     ``server_no_context_takeover``/``server_max_window_bits`` limit what we send (a client's request for
     less is honoured by lowering); ``client_no_context_takeover`` asks the client to reset its context,
     ``client_max_window_bits`` asks it for a smaller window (only possible when the client offered the
-    parameter; otherwise the offer is accepted without that limit).
+    parameter; otherwise the offer is accepted without that limit). ``compress_threshold``,
+    ``compression_level`` and ``memory_level`` are checked here, as :class:`PerMessageDeflate` would: not
+    in each client's handshake.
     """
 
     name = "permessage-deflate"
@@ -606,6 +628,7 @@ class ServerPerMessageDeflate(ServerExtensionFactory):
     ) -> None:
         _check_bits("server_max_window_bits", server_max_window_bits)
         _check_bits("client_max_window_bits", client_max_window_bits)
+        _check_deflate_settings(compression_level, memory_level, compress_threshold)
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
         self.server_max_window_bits = server_max_window_bits
