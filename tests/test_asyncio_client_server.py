@@ -327,6 +327,37 @@ async def test_client_open_timeout() -> None:
         server.close()
 
 
+async def test_awaiting_one_connect_twice_opens_two_connections() -> None:
+    """As in websockets, each ``await`` of the same ``connect`` object opens a connection of its own: the
+    second one while the first is still open, and a third after both have closed."""
+
+    async def hello(ws: WebSocket) -> None:
+        await ws.send("hello")
+        await ws.recv()  # the client says when to close
+        await ws.close()
+
+    async with serve(hello, "127.0.0.1", 0) as server:
+        opener = connect(url(server))
+        first = await opener
+        second = await opener
+        assert second is not first
+        for ws in (first, second):
+            assert await asyncio.wait_for(ws.recv(), 5) == "hello"
+        for ws in (second, first):
+            await ws.send("bye")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1000
+        third = await opener
+        assert third is not first and third is not second
+        assert await asyncio.wait_for(third.recv(), 5) == "hello"
+        await third.close()
+        # async with closes the connection it opened, not an earlier one.
+        async with opener as fourth:
+            assert await asyncio.wait_for(fourth.recv(), 5) == "hello"
+        assert fourth.close_code == 1000 and fourth is not third
+
+
 async def test_server_open_timeout_drops_silent_clients() -> None:
     async with serve(echo, "127.0.0.1", 0, open_timeout=0.3) as server:
         assert server.port is not None

@@ -172,7 +172,8 @@ class connect:
         self.reconnect_delays: Callable[[], Iterator[float]] = (
             reconnect_delays if reconnect_delays is not None else self.backoff.delays
         )
-        self._ws: WebSocket | None = None
+        self._ws: WebSocket | None = None  # the connection last opened: what ``async with`` closes
+        self._next: WebSocket | None = None  # made by websocket() for the next open() (create_websocket)
 
     def _ssl_for(self, uri: net.WebSocketURI) -> ssl_module.SSLContext | None:
         if not uri.secure:
@@ -194,10 +195,10 @@ class connect:
         return WebSocket(conn, url=uri.url, busy_poller=poller, **self._options)
 
     def websocket(self) -> WebSocket:
-        """The WebSocket object, CONNECTING until :meth:`open` completes (needs a running loop)."""
-        if self._ws is None:
-            self._ws = self._websocket_for(self._uri)
-        return self._ws
+        """The WebSocket the next :meth:`open` connects, CONNECTING until then (needs a running loop)."""
+        if self._next is None:
+            self._next = self._websocket_for(self._uri)
+        return self._next
 
     async def _establish(self, ws: WebSocket, uri: net.WebSocketURI) -> None:
         proxy = None
@@ -217,11 +218,10 @@ class connect:
         )
         await asyncio.shield(ws._open_waiter)
 
-    async def _open_following_redirects(self) -> WebSocket:
+    async def _open_following_redirects(self, ws: WebSocket) -> WebSocket:
         uri = self._uri
         headers = self._headers
         redirects = net.RedirectPolicy(uri.url, self.max_redirects)
-        ws = self.websocket()
         while True:
             try:
                 await self._establish(ws, uri)
@@ -237,17 +237,22 @@ class connect:
             new, headers = redirects.follow(uri, location, headers, unix_socket=self.unix_path is not None)
             logger.debug("redirected from %s to %s", uri.url, new.url)
             uri = new
-            ws = self._ws = self._websocket_for(uri, headers)
+            ws = self._websocket_for(uri, headers)
 
     async def open(self) -> WebSocket:
-        """Connect and run the opening handshake; the open WebSocket."""
+        """Connect and run the opening handshake; the open WebSocket.
+
+        Each call opens a connection of its own, as each ``await connect(...)`` does in websockets: only the
+        WebSocket :meth:`websocket` made beforehand is taken over, once.
+        """
+        first, self._next = self.websocket(), None
         try:
-            ws = await asyncio.wait_for(self._open_following_redirects(), self.open_timeout)
+            ws = await asyncio.wait_for(self._open_following_redirects(first), self.open_timeout)
         except asyncio.TimeoutError:
-            if self._ws is not None:
-                self._ws._abort_now()
+            first._abort_now()  # (timed out before its first step; the redirect loop aborts the one it was at)
             raise OpenTimeout(f"opening handshake with {self.url} timed out after {self.open_timeout} s") from None
         ws.logger.debug("connected to %s (protocol %r, extensions %r)", ws.url, ws.protocol, ws.extensions)
+        self._ws = ws
         return ws
 
     def __await__(self) -> Generator[Any, None, WebSocket]:
@@ -269,7 +274,6 @@ class connect:
         """Connect, yield the connection, and connect again when it ends (see the class docstring)."""
         delays = None
         while True:
-            self._ws = None
             try:
                 ws = await self.open()
             except Exception as exc:
