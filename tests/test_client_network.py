@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import gc
+import logging
 import os
 import socket
 import subprocess
@@ -31,7 +32,7 @@ from wscodec import (
     RedirectError,
     WebSocketError,
 )
-from wscodec.asyncio import Server, WebSocket, connect, serve, unix_connect, unix_serve
+from wscodec.asyncio import Server, WebSocket, connect, create_websocket, serve, unix_connect, unix_serve
 from wscodec.client_network import DEFAULT_USER_AGENT, Backoff, parse_uri, select_proxy
 from wscodec.events import Request
 
@@ -443,6 +444,31 @@ async def test_open_timeout_is_a_timeout_error() -> None:
     finally:
         silent.close()
         await silent.wait_closed()
+
+
+async def test_the_urls_password_is_in_no_message_nor_log(caplog: pytest.LogCaptureFixture) -> None:
+    """The URL in an OpenTimeout, in the reconnection's and in create_websocket's log lines is the one
+    without credentials (as ``ws.url``)."""
+    caplog.set_level(logging.DEBUG, logger="wscodec")
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)  # accepts, never answers
+    port = silent.sockets[0].getsockname()[1]
+    secret_url = f"ws://alice:s3cret@127.0.0.1:{port}/"
+    try:
+        with pytest.raises(OpenTimeout) as info:
+            await connect(secret_url, open_timeout=0.2)
+        assert f"ws://127.0.0.1:{port}/" in str(info.value)
+        with pytest.raises(OpenTimeout):
+            async for _ws in connect(secret_url, open_timeout=0.2, reconnect_delays=lambda: iter([0.01])):
+                raise AssertionError("nothing answers")
+        closed = asyncio.get_running_loop().create_future()
+        ws = create_websocket(secret_url, open_timeout=0.2)
+        ws.onclose = lambda event: closed.set_result(None)
+        await asyncio.wait_for(closed, 5)
+    finally:
+        silent.close()
+        await silent.wait_closed()
+    assert "retrying" in caplog.text and "could not connect" in caplog.text
+    assert "s3cret" not in str(info.value) and "s3cret" not in caplog.text
 
 
 # --------------------------------------------------------------------------- Unix sockets, sock=

@@ -132,7 +132,7 @@ class connect:
             raise ValueError("max_redirects must be >= 0")
         close_timeout, max_size, max_queue = checks.limits(close_timeout, max_size, max_queue)
         checks.write_limits(write_limit)  # refused here, not at the first connection
-        self.url = uri
+        self.url = uri  # as given, credentials included: messages and logs show self._uri.url
         self._uri = net.parse_uri(uri)
         if not self._uri.secure and ssl not in (None, False):
             raise ValueError("ssl= is for wss:// URLs")
@@ -250,7 +250,7 @@ class connect:
             ws = await asyncio.wait_for(self._open_following_redirects(first), self.open_timeout)
         except asyncio.TimeoutError:
             first._abort_now()  # (timed out before its first step; the redirect loop aborts the one it was at)
-            raise OpenTimeout(f"opening handshake with {self.url} timed out after {self.open_timeout} s") from None
+            raise OpenTimeout(f"opening handshake with {self._uri.url} timed out after {self.open_timeout} s") from None
         ws.logger.debug("connected to %s (protocol %r, extensions %r)", ws.url, ws.protocol, ws.extensions)
         self._ws = ws
         return ws
@@ -287,7 +287,7 @@ class connect:
                 delay = next(delays, None)
                 if delay is None:  # the caller's delays ran out: give up with the last error
                     raise
-                logger.info("connection to %s failed (%s); retrying in %.1f s", self.url, exc, delay)
+                logger.info("connection to %s failed (%s); retrying in %.1f s", self._uri.url, exc, delay)
                 await asyncio.sleep(delay)
                 continue
             delays = None
@@ -330,7 +330,7 @@ def create_websocket(url: str, subprotocols: Sequence[str] = (), **options: Any)
                 raise
             error = ConnectionAbortedError(_ABANDONED)
         except Exception as exc:
-            logger.info("could not connect to %s: %s", url, exc)
+            logger.info("could not connect to %s: %s", ws.url, exc)
             error = exc
         finally:
             ws._opening = None
