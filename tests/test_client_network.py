@@ -539,7 +539,7 @@ async def test_reconnect_delays_as_websockets_takes_them() -> None:
     requests = 0
 
     async def close_at_once(ws: WebSocket) -> None:
-        await ws.close(1011)  # not 1000: the client reconnects
+        await ws.close()  # 1000: the client reconnects all the same, as websockets' does
 
     def every_other_refused(request: Request) -> tuple[int, list[tuple[str, str]], bytes] | None:
         nonlocal requests
@@ -589,15 +589,45 @@ async def test_reconnects_to_a_server_that_goes_down_and_comes_back() -> None:
                 with pytest.raises(ConnectionClosed):
                     await ws.recv()
                 continue
-            await ws.close()  # a normal closure ends the loop
+            if len(connections) == 2:
+                await ws.close()  # a normal closure: the loop reconnects all the same
+                continue
+            break
     finally:
         if restart_task is not None:
             await restart_task
         if restarted is not None:
             restarted.close()
             await restarted.wait_closed()
-    assert len(connections) == 2
+    assert len(connections) == 3
     assert attempts >= 1  # at least one refused attempt while the server was down
+
+
+async def test_reconnection_goes_on_after_a_normal_closure_until_the_loop_breaks() -> None:
+    """As in websockets: a close with 1000, by the server or by the loop's next turn, is followed by a new
+    connection at once; only ``break`` ends the loop."""
+    opened = 0
+
+    async def hi(ws: WebSocket) -> None:
+        nonlocal opened
+        opened += 1
+        await ws.send("hi")
+        if opened != 2:  # the second time the client's next turn of the loop closes it
+            await ws.close(1000)
+        else:
+            await ws.wait_closed()
+
+    received: list[tuple[list[str | bytes], int | None]] = []
+    async with serve(hi, "127.0.0.1", 0) as srv:
+        async for ws in connect(url(srv), reconnect_delays=lambda: iter(())):
+            if len(received) == 1:
+                received.append(([await ws.recv()], None))  # left open: the loop closes it
+                continue
+            received.append(([message async for message in ws], ws.close_code))
+            if len(received) == 3:
+                break
+    assert received == [(["hi"], 1000), (["hi"], None), (["hi"], 1000)]
+    assert opened == 3
 
 
 async def test_reconnection_stops_on_a_fatal_status() -> None:

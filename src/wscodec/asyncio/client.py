@@ -81,9 +81,9 @@ class connect:
     closing handshake. A refused upgrade raises :class:`~wscodec.errors.InvalidStatus`, another invalid
     handshake :class:`~wscodec.errors.InvalidHandshake`, a bad URL :class:`~wscodec.errors.InvalidURI`.
 
-    Reconnection (``async for``): after a connection error, or a close other than a normal closure (code
-    1000, from either side, or the loop body returning), a new connection is opened at once; failed attempts
-    are retried after a delay growing from
+    Reconnection (``async for``), as websockets does it: whenever a connection ends, whatever its close code
+    and whichever side closed it (the next turn of the loop closes the previous connection), a new one is
+    opened at once, until the loop body breaks out. Failed attempts are retried after a delay growing from
     ``backoff_initial_delay`` by ``backoff_factor`` up to ``backoff_max_delay`` (each randomised), while
     ``process_exception(exc)`` returns None; when it returns an exception, iteration stops with it.
     ``reconnect_delays`` (websockets' name) replaces that backoff: a function returning an iterator of
@@ -295,8 +295,6 @@ class connect:
                 yield ws
             finally:
                 await ws.close()
-            if ws.close_code == 1000:
-                return  # a normal closure, by either side: the conversation is over
             logger.info("connection to %s ended (%s %s); reconnecting", ws.url, ws.close_code, ws.close_reason)
 
 
