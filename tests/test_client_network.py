@@ -91,11 +91,14 @@ def auth_proxy_port() -> Iterator[int]:
         yield port
 
 
+ENV_PROXY_SCHEMES = ("http", "https", "ws", "wss", "socks", "all", "no")
+
+
 @pytest.fixture(autouse=True)
 def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                 "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+    for scheme in ENV_PROXY_SCHEMES:
+        monkeypatch.delenv(f"{scheme}_proxy", raising=False)
+        monkeypatch.delenv(f"{scheme.upper()}_PROXY", raising=False)
 
 
 seen_requests: list[Request] = []
@@ -242,13 +245,68 @@ async def test_proxy_from_the_environment_and_no_proxy(
         assert ws.remote_address[1] == server.port
 
 
+async def test_proxies_named_for_websockets_in_the_environment(
+    server: Server, proxy_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WS_PROXY, SOCKS_PROXY and HTTPS_PROXY are each used for ws://, ahead of an HTTP_PROXY (here one where
+    nothing listens), as websockets uses them."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    for name, value in [
+        ("WS_PROXY", f"http://127.0.0.1:{proxy_port}"),
+        ("SOCKS_PROXY", f"socks5://127.0.0.1:{proxy_port}"),
+        ("HTTPS_PROXY", f"http://127.0.0.1:{proxy_port}"),
+    ]:
+        monkeypatch.setenv(name, value)
+        async with connect(url(server), open_timeout=10) as ws:
+            assert ws.remote_address[1] == proxy_port, name
+            await ws.send(name)
+            assert await ws.recv() == name
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("env", "for_wss", "for_ws"),
+    [
+        ({"HTTPS_PROXY": "http://https-p:3128"}, "http://https-p:3128", "http://https-p:3128"),
+        ({"HTTP_PROXY": "http://http-p:3128"}, None, "http://http-p:3128"),
+        ({"HTTPS_PROXY": "http://https-p:1", "HTTP_PROXY": "http://http-p:2"}, "http://https-p:1", "http://https-p:1"),
+        (
+            {"WSS_PROXY": "http://wss-p:1", "WS_PROXY": "http://ws-p:2", "SOCKS_PROXY": "socks5://socks-p:3",
+             "HTTPS_PROXY": "http://https-p:4", "HTTP_PROXY": "http://http-p:5"},
+            "http://wss-p:1",
+            "http://ws-p:2",
+        ),
+        (
+            {"SOCKS_PROXY": "socks5://socks-p:3", "HTTPS_PROXY": "http://https-p:4", "HTTP_PROXY": "http://http-p:5"},
+            "socks5://socks-p:3",
+            "socks5://socks-p:3",
+        ),
+        ({"SOCKS_PROXY": "http://socks-p:1080"}, "socks5h://socks-p:1080", "socks5h://socks-p:1080"),
+        ({"SOCKS_PROXY": "socks-p:1080"}, "socks5h://socks-p:1080", "socks5h://socks-p:1080"),
+        ({"ALL_PROXY": "socks5h://all:1080"}, "socks5h://all:1080", "socks5h://all:1080"),
+        ({"ALL_PROXY": "socks5h://all:1080", "HTTP_PROXY": "http://http-p:2"}, "socks5h://all:1080", "http://http-p:2"),
+        ({"ws_proxy": "http://lower:1", "WS_PROXY": "http://upper:2"}, None, "http://lower:1"),
+    ],
+)  # fmt: skip
+def test_select_proxy_reads_the_environment_as_websockets_does(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], for_wss: str | None, for_ws: str | None
+) -> None:
+    """websockets' get_proxy(): wss, socks, https for wss://; ws, socks, https, http for ws://; and ALL_PROXY
+    after those (wscodec's own fallback, which urllib.request reads too)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for target, expected in (("wss://example.com/", for_wss), ("ws://example.com/", for_ws)):
+        proxy = select_proxy(parse_uri(target), True)
+        assert (None if proxy is None else f"{proxy.scheme}://{proxy.host}:{proxy.port}") == expected, target
+
+
 def test_select_proxy_follows_urllib_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://secure-proxy:3128")
     monkeypatch.setenv("HTTP_PROXY", "socks5://plain-proxy:1080")
     secure = select_proxy(parse_uri("wss://example.com/"), True)
     plain = select_proxy(parse_uri("ws://example.com/"), True)
     assert secure is not None and (secure.scheme, secure.host, secure.port) == ("http", "secure-proxy", 3128)
-    assert plain is not None and (plain.scheme, plain.host, plain.port) == ("socks5", "plain-proxy", 1080)
+    assert plain == secure  # websockets' order: an HTTPS proxy goes before the HTTP one for ws:// too
     monkeypatch.setenv("NO_PROXY", ".example.com,localhost")
     assert select_proxy(parse_uri("wss://api.example.com/"), True) is None
     assert select_proxy(parse_uri("wss://example.org/"), True) is not None

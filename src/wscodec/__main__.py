@@ -750,7 +750,8 @@ def _parser() -> argparse.ArgumentParser:
     connect.add_argument(
         "--proxy",
         metavar="URL",
-        help="http://, https://, socks5://... ('' = none; default: from HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY)",
+        help="http://, https://, socks5://... ('' = none; default: the first set of WSS_PROXY or WS_PROXY, "
+        "SOCKS_PROXY, HTTPS_PROXY, HTTP_PROXY (ws:// only), ALL_PROXY; NO_PROXY exempts hosts)",
     )
     connect.add_argument(
         "--max-size", type=_size, default=0, metavar="BYTES", help="largest message accepted; 0 (default) = unlimited"

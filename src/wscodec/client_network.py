@@ -10,8 +10,10 @@ proxies: the WebSocket handshake starts on the stream this module returns, whate
 Proxies: ``http://`` and ``https://`` proxies tunnel with ``CONNECT`` (RFC 9110 section 9.3.6), with
 ``Proxy-Authorization: Basic`` from the proxy URL's credentials; ``socks5://``, ``socks5h://``,
 ``socks4://`` and ``socks4a://`` go through the optional ``python-socks`` package (``pip install
-'wscodec[socks]'``). ``proxy=True`` reads the environment as :mod:`urllib.request` does (``HTTPS_PROXY`` for
-``wss://``, ``HTTP_PROXY`` for ``ws://``, ``ALL_PROXY``, ``NO_PROXY``).
+'wscodec[socks]'``). ``proxy=True`` reads the environment through :mod:`urllib.request` and picks as websockets does:
+``WSS_PROXY``, ``SOCKS_PROXY`` then ``HTTPS_PROXY`` for ``wss://``; ``WS_PROXY``, ``SOCKS_PROXY``,
+``HTTPS_PROXY`` then ``HTTP_PROXY`` for ``ws://``; ``ALL_PROXY`` when none of those is set; ``NO_PROXY``
+exempts hosts.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ DEFAULT_USER_AGENT = f"Python/{sys.version_info.major}.{sys.version_info.minor} 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _SOCKS_SCHEMES = frozenset({"socks5", "socks5h", "socks4", "socks4a"})
 _MAX_PROXY_RESPONSE = 8192
+# The keys of urllib.request.getproxies() (FOO_PROXY -> "foo") tried in turn, as websockets' get_proxy().
+_ENV_PROXY_SCHEMES_WSS = ("wss", "socks", "https")
+_ENV_PROXY_SCHEMES_WS = ("ws", "socks", "https", "http")
 
 
 # --------------------------------------------------------------------------- URLs
@@ -185,8 +190,10 @@ def parse_proxy(url: str) -> ProxyURL:
 
 def select_proxy(uri: WebSocketURI, proxy: str | bool | None) -> ProxyURL | None:
     """The proxy to go through for ``uri``: ``proxy`` itself (a URL), none (None/False), or with ``True``
-    the environment's, read as :mod:`urllib.request` reads it (``NO_PROXY`` honoured): ``wss://`` uses the
-    ``https`` proxy, ``ws://`` the ``http`` one, ``ALL_PROXY`` otherwise."""
+    the environment's, read as :mod:`urllib.request` reads it (``NO_PROXY`` honoured), in websockets'
+    order so that moving from it keeps the proxy: ``wss``, ``socks``, ``https`` for ``wss://``; ``ws``,
+    ``socks``, ``https``, ``http`` for ``ws://`` (RFC 6455's "Proxy Usage" prefers SOCKS, then the HTTPS
+    proxy); then ``all``. A ``SOCKS_PROXY`` written ``http://host:port`` or ``host:port`` is ``socks5h``."""
     if proxy is None or proxy is False:
         return None
     if isinstance(proxy, str):
@@ -199,8 +206,13 @@ def select_proxy(uri: WebSocketURI, proxy: str | bool | None) -> ProxyURL | None
     host = uri.host_header
     if urllib.request.proxy_bypass(host) or ("no" in proxies and _bypass_env(uri.host, proxies["no"])):
         return None
-    url = proxies.get("https" if uri.secure else "http") or proxies.get("all")
-    return parse_proxy(url) if url else None
+    for scheme in (*(_ENV_PROXY_SCHEMES_WSS if uri.secure else _ENV_PROXY_SCHEMES_WS), "all"):
+        url = proxies.get(scheme)
+        if url:
+            if scheme == "socks" and (url.startswith("http://") or "://" not in url):
+                url = "socks5h://" + url.removeprefix("http://")  # how the OS settings name a SOCKS proxy
+            return parse_proxy(url)
+    return None
 
 
 def _bypass_env(host: str, no_proxy: str) -> bool:
