@@ -386,6 +386,33 @@ async def test_credentials_in_the_url_become_basic_auth(server: Server) -> None:
     assert seen_requests[-1].header("Authorization") == expected
 
 
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("ws://alice@127.0.0.1/", "username provided without password"),
+        ("ws://a%3Ab:s3cret@127.0.0.1/", "username contains a colon"),
+        ("ws://alice:%ffs3cret@127.0.0.1/", "not percent-encoded UTF-8"),
+        ("ws://%c3%28:s3cret@127.0.0.1/", "not percent-encoded UTF-8"),
+    ],
+)
+def test_credentials_basic_authentication_cannot_carry_are_refused(bad: str, why: str) -> None:
+    """As websockets' parse_uri: a user needs a password, escapes must be UTF-8 (not replaced with U+FFFD);
+    and, since the server splits ``user:password`` at the first colon (RFC 7617), a user has none. Both
+    clients refuse the URL before connecting; the error does not show the password."""
+    from wscodec.sync import connect as sync_connect
+
+    for attempt in (lambda: connect(bad), lambda: sync_connect(bad, open_timeout=1)):
+        with pytest.raises(InvalidURI, match=why) as info:
+            attempt()
+        assert "s3cret" not in str(info.value)
+
+
+async def test_an_empty_password_is_still_a_password(server: Server) -> None:
+    async with connect(f"ws://alice:@127.0.0.1:{server.port}/"):
+        pass
+    assert seen_requests[-1].header("Authorization") == "Basic " + base64.b64encode(b"alice:").decode()
+
+
 async def test_user_agent_default_none_and_custom(server: Server) -> None:
     async with connect(url(server)):
         pass

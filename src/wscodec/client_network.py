@@ -137,13 +137,33 @@ def parse_uri(url: str) -> WebSocketURI:
             raise InvalidURI(url, f"host is not a valid internationalized domain name ({exc})") from None
     if not path.isascii():
         path = urllib.parse.quote(path, safe=_URI_SAFE)
-    username = urllib.parse.unquote(parts.username) if parts.username is not None else None
-    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+    username, password = _credentials(url, parts)
     return WebSocketURI(secure, host, port or (443 if secure else 80), path, username, password)
 
 
+def _credentials(url: str, parts: urllib.parse.SplitResult) -> tuple[str, str] | tuple[None, None]:
+    """The user and password of ``ws://user:password@host/``, percent-decoded, for ``Authorization:
+    Basic``. Refused, as websockets refuses them: a user without a password, escapes that are not UTF-8
+    (not replaced by U+FFFD); and a user with a colon, which RFC 7617 section 2 forbids (the server would
+    split it at the colon). The URL in the error has its password masked."""
+    if parts.username is None:
+        return None, None
+    if parts.password is None:
+        raise InvalidURI(url, "username provided without password")
+    masked = url.replace(f":{parts.password}@", ":***@", 1)
+    try:
+        username = urllib.parse.unquote(parts.username, errors="strict")
+        password = urllib.parse.unquote(parts.password, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidURI(masked, "username or password is not percent-encoded UTF-8") from None
+    if ":" in username:
+        raise InvalidURI(masked, "username contains a colon, which Basic authentication cannot carry")
+    return username, password
+
+
 def basic_auth_header(username: str, password: str | None) -> str:
-    """``Basic <base64(user:password)>`` (RFC 7617), for ``Authorization`` and ``Proxy-Authorization``."""
+    """``Basic <base64(user:password)>`` (RFC 7617), for ``Authorization`` and ``Proxy-Authorization``
+    (:func:`parse_uri` has refused a URL's user without a password or with a colon)."""
     token = base64.b64encode(f"{username}:{password or ''}".encode()).decode("ascii")
     return f"Basic {token}"
 

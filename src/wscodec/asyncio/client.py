@@ -56,7 +56,8 @@ class connect:
     """Open a client connection: ``ws = await connect(url)``, ``async with connect(url) as ws:``, or
     ``async for ws in connect(url):`` to reconnect automatically.
 
-    Identity and credentials: ``ws://user:password@host/`` sends ``Authorization: Basic``;
+    Identity and credentials: ``ws://user:password@host/`` sends ``Authorization: Basic`` (percent-encoded
+    UTF-8; a user without a password, or with a colon, is an :class:`~wscodec.errors.InvalidURI`);
     ``user_agent_header`` (None omits it) and ``additional_headers`` (``extra_headers`` is an alias) go with
     the request; ``origin`` sets ``Origin``. Networking: ``proxy`` is a proxy URL (``http://``,
     ``https://``, ``socks5://``, ``socks5h://``, ``socks4://``, ``socks4a://``), True (the default: from the
