@@ -194,3 +194,22 @@ async def test_a_channel_delivery_goes_on_past_a_member_whose_write_fails(caplog
             handlers[0]._transport = real
         assert any("failed to write message: OSError" in r.getMessage() for r in caplog.records)
         await asyncio.gather(*(ws.close() for ws in clients))
+
+
+async def test_a_broadcast_counts_as_sent_on_each_connection() -> None:
+    """A broadcast's shared frame bypasses each Connection's framing; it still counts in messages_sent and
+    payload_bytes_sent, which the "closed ..." INFO line reports (serve --chat said "sent 0 messages")."""
+    server, clients, handlers = await three_clients()
+    try:
+        broadcast(handlers, "hello")
+        await broadcast_wait(handlers, b"\x00" * 10)
+        broadcast(handlers, memoryview(b"abc"))
+        for client in clients:
+            assert [await asyncio.wait_for(client.recv(), 5) for _ in range(3)] == ["hello", b"\x00" * 10, b"abc"]
+        for ws in handlers:
+            assert (ws.connection.messages_sent, ws.connection.payload_bytes_sent) == (3, 18)
+    finally:
+        for client in clients:
+            await client.close()
+        server.close()
+        await server.wait_closed()

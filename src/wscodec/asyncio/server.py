@@ -791,6 +791,9 @@ def _write(
         return frame
     if frame is None:
         frame = encode_frame(opcode, payload)
+    # Counted as the Connection counts its own sends (messages_sent, payload_bytes_sent: the closed line).
+    conn._messages_out += 1
+    conn._bytes_out += payload.nbytes if isinstance(payload, memoryview) else len(payload)
     if defer:  # queued after the connection's own sends; the caller writes them out (ws._write_out) soon
         conn._out.append(frame)
         return frame
