@@ -145,6 +145,30 @@ def test_send_from_the_fragment_iterator_itself_raises_concurrency_error() -> No
     assert len(errors) == 1
 
 
+def test_recv_from_a_second_thread_while_one_waits_raises_concurrency_error() -> None:
+    """As websockets' recv(): two threads waiting for the next message is a ConcurrencyError for the second
+    (which of them a message would reach is chance); the first still gets it, and recv() works after."""
+    with sync_server() as server, connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None) as ws:
+        got: list[Any] = []
+        first = threading.Thread(target=lambda: got.append(ws.recv(timeout=10)))
+        first.start()
+        deadline = time.monotonic() + 5
+        while not ws._messages._getting:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(ConcurrencyError):
+            ws.recv(timeout=1)
+        ws.send("one")
+        first.join(10)
+        assert got == ["one"]
+        ws.send("two")
+        assert ws.recv(timeout=10) == "two"
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.1)
+        ws.send("three")
+        assert ws.recv(timeout=10) == "three"  # a timed-out recv() leaves no waiter behind
+
+
 def test_close_during_a_fragmented_send_fails_the_connection_1011() -> None:
     """A Close between two fragments would end the message short of its end, unnoticed by the peer (a clean
     1000 and no message): close() fails the connection with 1011 instead, as websockets does."""

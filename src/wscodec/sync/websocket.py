@@ -79,6 +79,7 @@ class _MessageQueue:
         self._waiting = False  # the reader waits (for room, or for the application to ask) instead of reading
         self._waited = False  # it waited since reader_waited() last looked
         self._asked = False  # a get() waits for a message: the queue is empty
+        self._getting = False  # a get() is under way (it may wait): a second one is a ConcurrencyError
         self._cond = threading.Condition(threading.Lock())
 
     def put(self, item: Any) -> None:
@@ -119,16 +120,21 @@ class _MessageQueue:
             self._cond.notify_all()
 
     def get(self, timeout: float | None) -> Any:
-        """The oldest message, or :data:`_END` after the last one; :class:`TimeoutError` after ``timeout``."""
+        """The oldest message, or :data:`_END` after the last one; :class:`TimeoutError` after ``timeout``.
+        A get() while another thread's waits is a ConcurrencyError, as websockets' ``recv()`` raises: which
+        of the two a message would reach is chance."""
         with self._cond:
+            if self._getting:
+                raise ConcurrencyError("recv() is already waiting for a message in another thread")
             if not self._items and not self._ended:
                 self._asked = True
                 self._cond.notify_all()  # a reader in wait_until_asked()
+            self._getting = True
             try:
                 if not self._cond.wait_for(lambda: self._items or self._ended, timeout):
                     raise TimeoutError(f"no message within {timeout} s")
             finally:
-                self._asked = False
+                self._asked = self._getting = False
             if not self._items:
                 return _END
             item = self._items.popleft()
