@@ -141,12 +141,15 @@ def test_fragment_size_setter_validates_and_switches_the_fast_path_off() -> None
 
 def test_fast_path_respects_a_fragmented_send_in_progress() -> None:
     conn = Connection.established("server")
+    assert not conn.sending_fragmented
     conn.send_fragment(b"part", fin=False)
+    assert conn.sending_fragmented
     with pytest.raises(RuntimeError, match="fragmented message is being sent"):
         conn.send_binary(b"x")
     with pytest.raises(RuntimeError, match="fragmented message is being sent"):
         conn.send_text("x")
     conn.send_fragment(b"end", fin=True)
+    assert not conn.sending_fragmented
     conn.send_text("after")
     frames = decode(conn.data_to_send())
     assert [(f.opcode, f.fin, f.payload) for f in frames] == [

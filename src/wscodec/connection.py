@@ -409,6 +409,12 @@ class Connection(FrameQueue):
         """True once CLOSED: the I/O layer should write what is queued and close the transport."""
         return self.state is CLOSED
 
+    @property
+    def sending_fragmented(self) -> bool:
+        """True between the first and the last :meth:`send_fragment` of a message: no other message may go
+        out meanwhile, and a Close would cut it short (an I/O layer fails the connection with 1011 instead)."""
+        return bool(self._send_opcode)
+
     # Traffic counters, for logs and metrics. They are kept where each message is framed or parsed, in the
     # kernels for the one-step paths, so counting costs nothing per message on the I/O layer's hot path.
 

@@ -653,7 +653,7 @@ class WebSocket:
         sent = False
         if self._send_lock.acquire(timeout=self.close_timeout):
             try:
-                if self._conn.state is OPEN and self._conn._send_opcode:
+                if self._conn.state is OPEN and self._conn.sending_fragmented:
                     # Part of a message is out (a send() of an iterable, in another thread or in this one's
                     # iterator), not its last fragment: a Close would cut it short unnoticed. Fail instead,
                     # as websockets does.
