@@ -459,6 +459,10 @@ def test_connect_insecure_needs_wss(server: CliServer) -> None:
 # --------------------------------------------------------------------------- connect: readline on a TTY
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _Terminal:
     """``python -m wscodec connect`` on a pseudo-terminal: what it draws, and keys typed into it."""
 
@@ -472,6 +476,7 @@ class _Terminal:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wscodec", "connect", url],
             stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+            preexec_fn=_default_sigint,  # a background job inherits SIGINT ignored; a terminal's has it
         )  # fmt: skip
         os.close(slave)
         self.screen = b""
@@ -535,3 +540,27 @@ def test_connect_on_a_terminal_has_history_and_keeps_the_typed_line() -> None:
             term.wait_for(b"disconnected")
         finally:
             term.close()
+
+
+@pytest.mark.parametrize("ending", ["server closes", "Ctrl-C"])
+def test_connect_on_a_terminal_gives_it_back_with_echo_and_line_mode(ending: str) -> None:
+    """readline turns echo and line mode off while it waits for a line; a session that ends while it
+    waits, other than by Ctrl-D, must not leave the terminal that way."""
+    termios = pytest.importorskip("termios")
+    pytest.importorskip("readline")
+    running = CliServer()
+    term = _Terminal(running.url)
+    try:
+        term.wait_for(b"connected to")
+        term.wait_idle_prompt()
+        if ending == "Ctrl-C":
+            term.proc.send_signal(signal.SIGINT)
+            assert term.proc.wait(20) == 130
+        else:
+            running.stop()
+            assert term.proc.wait(20) == 0  # 1001, going away
+        lflag = termios.tcgetattr(term.master)[3]
+        assert lflag & termios.ECHO and lflag & termios.ICANON
+    finally:
+        term.close()
+        running.stop()

@@ -18,7 +18,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from ._options import MAX_BUSY_POLL
@@ -337,6 +337,33 @@ def _info(text: str) -> None:
     _console.info(text)
 
 
+def _interactive() -> bool:
+    """Whether ``connect`` has a person at a terminal (readline, a prompt) rather than a pipe."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+@contextlib.contextmanager
+def _terminal_kept() -> Iterator[None]:
+    """The terminal's modes as they were, put back however ``connect`` ends. readline turns echo and line
+    mode off while it waits for a line, and when the server closes or Ctrl-C comes its thread is still
+    waiting: the process would exit leaving the shell with neither."""
+    try:
+        import termios
+    except ImportError:  # not POSIX: no terminal modes to keep
+        yield
+        return
+    try:
+        saved = termios.tcgetattr(0)
+    except termios.error:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
 def _readline_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
     """Thread body on a terminal: ``input()`` with readline (editing, history), None at EOF (Ctrl-D)."""
     try:
@@ -415,8 +442,7 @@ async def _connect(args: argparse.Namespace) -> int:
     from .errors import _ends_without_error
 
     global _console
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    _console = _Console(interactive, quiet=args.quiet)
+    _console = _Console(_interactive(), quiet=args.quiet)
     try:
         ws = await connect(
             args.url,
@@ -879,8 +905,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    kept = _terminal_kept() if args.command == "connect" and _interactive() else contextlib.nullcontext()
     try:
-        return _run(runner(args), factory)
+        with kept:
+            return _run(runner(args), factory)
     except KeyboardInterrupt:
         return 130
     except (OSError, ValueError) as exc:  # a busy port, a missing certificate file, a bad URL
