@@ -326,10 +326,9 @@ def echo_server_for_commands() -> Iterator[CliServer]:
         yield server
 
 
-@pytest.mark.parametrize(("code", "status"), [(1000, 0), (1001, 0), (4000, 0), (1011, 1), (None, 1)])
-def test_connect_exit_status_says_how_the_connection_ended(code: int | None, status: int) -> None:
-    """0 after a closing handshake that reports no error; 1 after an error code, or when the server
-    vanished without one (1006)."""
+@contextlib.contextmanager
+def _handler_server(handler: Any) -> Iterator[int]:
+    """A wscodec asyncio server running ``handler`` on a thread of its own; yields its port."""
     import asyncio
     import threading
 
@@ -338,13 +337,6 @@ def test_connect_exit_status_says_how_the_connection_ended(code: int | None, sta
     ready = threading.Event()
     port: list[int] = []
     stop: list[Any] = []
-
-    async def handler(ws: Any) -> None:
-        await ws.recv()
-        if code is None:
-            ws.transport.abort()
-        else:
-            await ws.close(code, "bye")
 
     async def run() -> None:
         async with wscodec.asyncio.serve(handler, "127.0.0.1", 0) as server:
@@ -358,12 +350,29 @@ def test_connect_exit_status_says_how_the_connection_ended(code: int | None, sta
     thread.start()
     try:
         assert ready.wait(10)
-        out = _run_connect(f"ws://127.0.0.1:{port[0]}/", "hello\n", "--wait", "5")
-        assert out.returncode == status, out.stderr
+        yield port[0]
     finally:
-        loop, done = stop[0]
-        loop.call_soon_threadsafe(done.set)
+        if stop:
+            loop, done = stop[0]
+            loop.call_soon_threadsafe(done.set)
         thread.join(10)
+
+
+@pytest.mark.parametrize(("code", "status"), [(1000, 0), (1001, 0), (4000, 0), (1011, 1), (None, 1)])
+def test_connect_exit_status_says_how_the_connection_ended(code: int | None, status: int) -> None:
+    """0 after a closing handshake that reports no error; 1 after an error code, or when the server
+    vanished without one (1006)."""
+
+    async def handler(ws: Any) -> None:
+        await ws.recv()
+        if code is None:
+            ws.transport.abort()
+        else:
+            await ws.close(code, "bye")
+
+    with _handler_server(handler) as port:
+        out = _run_connect(f"ws://127.0.0.1:{port}/", "hello\n", "--wait", "5")
+        assert out.returncode == status, out.stderr
 
 
 # --------------------------------------------------------------------------- access lines
@@ -437,6 +446,8 @@ def test_quiet_and_verbose(flag: str, expect: bool) -> None:
         ("back\\slash", "back\\\\slash"),
         ("\x9b31m \x7f", "\\x9b31m \\x7f"),
         ("abc\u202edcba", "abc\\u202edcba"),
+        ("\u061c\u200b\u2028\u2029\ufeff", "\\u061c\\u200b\\u2028\\u2029\\ufeff"),
+        ("family \U0001f468\u200d\U0001f469\u200d\U0001f467", "family \U0001f468\u200d\U0001f469\u200d\U0001f467"),
     ],
 )
 def test_escape(text: str, shown: str) -> None:
@@ -448,6 +459,19 @@ def test_connect_escapes_control_characters(server: CliServer) -> None:
     assert out.returncode == 0, out.stderr
     assert "\x1b" not in out.stdout and "\x07" not in out.stdout
     assert "< red \\x1b[31malert\\x07 done" in out.stdout.splitlines()
+
+
+def test_connect_escapes_the_close_reason() -> None:
+    """The reason comes from the peer as much as a message does; it is printed on stderr."""
+
+    async def handler(ws: Any) -> None:
+        await ws.close(1000, "\x1b]0;pwned\x07\x1b[2J\u202e")
+
+    with _handler_server(handler) as port:
+        out = _run_connect(f"ws://127.0.0.1:{port}/", "")
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stderr and "\x07" not in out.stderr and "\u202e" not in out.stderr
+    assert "* disconnected (1000 \\x1b]0;pwned\\x07\\x1b[2J\\u202e)" in out.stderr.splitlines()
 
 
 def test_connect_insecure_needs_wss(server: CliServer) -> None:

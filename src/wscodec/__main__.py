@@ -259,8 +259,10 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | Non
         loop.call_soon_threadsafe(queue.put_nowait, None)
 
 
-# C0 and C1 controls, DEL, and the bidirectional overrides/isolates that can disguise what is printed.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls, DEL, the bidirectional marks, overrides and isolates that can disguise what is printed
+# (U+061C, U+200E-F, U+202A-E, U+2066-9), the line and paragraph separators some terminals break lines at, and
+# the invisible zero width space and byte order mark. Joiners (U+200C-D) stay: emoji and scripts need them.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
 
@@ -456,13 +458,14 @@ async def _connect(args: argparse.Namespace) -> int:
             proxy=True if args.proxy is None else (args.proxy or None),
         )
     except Exception as exc:  # refused, timed out, rejected handshake: say so plainly
-        _info(f"could not connect to {args.url}: {exc}")
+        _info(f"could not connect to {args.url}: {_escape(str(exc))}")  # may quote the server's answer
         return 1
 
     extensions = ws.extensions
     if not isinstance(extensions, str):
         extensions = ", ".join(str(e) for e in extensions or ())
-    _info(f"connected to {args.url} (protocol: {ws.protocol or '-'}, extensions: {extensions or '-'})")
+    protocol = _escape(ws.protocol or "-")
+    _info(f"connected to {args.url} (protocol: {protocol}, extensions: {_escape(extensions or '-')})")
 
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
@@ -514,7 +517,7 @@ async def _connect(args: argparse.Namespace) -> int:
         await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
         if writing.done() and writing.exception() is not None:
             failure = writing.exception()
-            _info(f"error: {failure or type(failure).__name__}")
+            _info(f"error: {_escape(str(failure)) or type(failure).__name__}")  # may quote a close reason
             status = 1
             with contextlib.suppress(Exception):  # end it with a closing handshake, not a dropped socket
                 await asyncio.wait_for(ws.close(1000, ""), 5)
@@ -527,7 +530,7 @@ async def _connect(args: argparse.Namespace) -> int:
     finally:
         for task in (reading, writing):
             task.cancel()
-    _info(f"disconnected ({ws.close_code} {ws.close_reason})".replace(" )", ")"))
+    _info(f"disconnected ({ws.close_code} {_escape(ws.close_reason)})".replace(" )", ")"))
     if status == 0 and not _ends_without_error(ws.close_code):
         status = 1  # the server vanished (1006) or the connection failed (1002, 1009, 1011...)
     return status
@@ -758,7 +761,7 @@ def _parser() -> argparse.ArgumentParser:
         "interactive client: lines in, messages out",
         "Send each line typed (or piped) as a text message; print each message received.\n"
         "Commands: /ping [data], /close [code [reason]], /binary HEX, /help; //text sends '/text'.\n"
-        "Control characters in received text are shown escaped (\\x1b, \\n...).",
+        "Control characters in received text and close reasons are shown escaped (\\x1b, \\n...).",
     )
     connect.add_argument("url", help="ws:// or wss:// URL")
     connect.add_argument(
