@@ -414,6 +414,22 @@ def test_serve_prints_one_access_line_per_connection() -> None:
     assert "secret text" not in text
 
 
+def test_serve_escapes_the_request_line_in_access_lines() -> None:
+    """The method and path are the client's bytes; written raw, they would drive the operator's terminal."""
+    running = CliServer()
+    try:
+        answer = _http(running.port, b"GET /\x1b]0;pwned\x07\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 404"), answer
+        deadline = time.monotonic() + 10
+        while '"GET' not in _peek(running) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        running.stop()
+    text = _collected.pop(id(running), "")
+    assert "\x1b" not in text and "\x07" not in text
+    assert '"GET /\\x1b]0;pwned\\x07\\x1b[2J" 404' in text, text
+
+
 @pytest.mark.parametrize(("flag", "expect"), [("-q", False), ("-v", True)])
 def test_quiet_and_verbose(flag: str, expect: bool) -> None:
     running = CliServer(flag)

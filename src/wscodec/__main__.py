@@ -92,10 +92,10 @@ async def _serve(args: argparse.Namespace) -> int:
             return None
         answer = _http_answer(request, page)
         if _ACCESS.isEnabledFor(logging.INFO):
-            _ACCESS.info(
+            _ACCESS.info(  # the request line is the client's: escaped, it cannot drive the operator's terminal
                 '"%s %s" %d (%d bytes)',
-                request.method,
-                request.path,
+                _escape(request.method),
+                _escape(request.path),
                 answer[0],
                 len(answer[2]),
                 extra={"event": "http"},
