@@ -462,6 +462,57 @@ async def test_workers_0_means_one_per_core(apps: list[App], tmp_path: Path) -> 
 
 CLOSE_TIMEOUT = 3.0  # tests/_scaleout_app.py's close_timeout; the supervisor kills a worker 5 s after it
 
+_SIGNALS_GIVEN_BACK = """
+import os, signal, socket, sys, threading, time
+from wscodec.workers import run
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a child may inherit it ignored, or blocked
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT, signal.SIGTERM])
+factory = None
+if sys.argv[1] == "uvloop":
+    import uvloop
+    factory = uvloop.new_event_loop
+
+async def handler(ws):
+    pass
+
+def given_back(when):
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, (when, signal.getsignal(signal.SIGINT))
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, (when, signal.getsignal(signal.SIGTERM))
+
+def ready(address, port):
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+assert run(handler, "127.0.0.1", 0, workers=1, ready=ready, loop_factory=factory) == 0
+given_back("after a stop")
+with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        run(handler, "127.0.0.1", taken.getsockname()[1], workers=1, loop_factory=factory)
+    except OSError:
+        pass
+given_back("after a port in use")
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(10)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_run_in_process_gives_the_stop_signals_back(loop: str) -> None:
+    """``workers=1`` handles SIGINT and SIGTERM on the caller's thread; once run() returns, Ctrl-C is a
+    KeyboardInterrupt again. uvloop gives a signal back only when its handler is removed, not on close."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    result = subprocess.run(
+        [sys.executable, "-c", _SIGNALS_GIVEN_BACK, loop], capture_output=True, env=app_env(), timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-3000:]
+    assert result.stdout.decode().split() == ["interrupted"]
+
 
 def test_ctrl_c_to_the_process_group_stops_every_worker_without_restarts(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the whole group): the workers exit on their own signal, in the same select() round

@@ -142,7 +142,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await stop.wait()
     finally:
-        forced = await _shut_down(server, say=_say)
+        forced = await _shut_down(server, say=_say)  # which gives SIGINT and SIGTERM back
     return 130 if forced else 0
 
 

@@ -20,6 +20,8 @@
   pending no worker is started or restarted (with Ctrl-C the workers get the signal too, and exit), and a
   worker is forked with the stop signals blocked until its event loop handles them, so none is lost during
   its start-up. A worker whose parent disappears (SIGKILL) shuts itself down the same way within a second.
+  With ``workers=1`` the event loop's handlers of both signals are removed before :func:`run` returns (uvloop
+  would keep them past its close), so Ctrl-C is a KeyboardInterrupt in the caller again.
 - **Logging identity.** Workers are named ``worker-1`` … ``worker-N`` (``%(processName)s`` in a log
   format; :data:`LOG_FORMAT` uses it, and :func:`run` installs it when logging is not configured), and
   ``os.environ["WSCODEC_WORKER"]`` holds the number (``worker_id()`` returns it).
@@ -126,11 +128,21 @@ def _bind(host: str | None, port: int, *, reuse_port: bool, listen: bool, backlo
     return sock
 
 
+def _remove_stop_handlers(loop: asyncio.AbstractEventLoop) -> None:
+    """SIGINT and SIGTERM given back (to KeyboardInterrupt and the default) by the loop that handled them.
+    asyncio's loop does it when it closes, uvloop's only here: left to it, Ctrl-C after :func:`run` went to
+    a closed loop and was ignored."""
+    for sig in _STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(sig)
+
+
 async def _shut_down(server: Server, *, say: Callable[[str], None]) -> bool:
     """Close every connection of ``server`` with 1001 and wait for them (``close_timeout``, after which the
     server aborts what is left); a second SIGINT or SIGTERM meanwhile aborts them at once, as uvicorn's
     second Ctrl-C does, rather than leave the operator waiting on clients that never answer. True when that
-    happened. ``say`` tells the operator what goes on (stderr for the CLI, the log for :func:`run`)."""
+    happened. ``say`` tells the operator what goes on (stderr for the CLI, the log for :func:`run`). The
+    loop's handlers of both signals are gone on return, the caller's too: the server is down by then."""
     loop = asyncio.get_running_loop()
     force = asyncio.Event()
     for sig in _STOP_SIGNALS:
@@ -161,6 +173,7 @@ async def _shut_down(server: Server, *, say: Callable[[str], None]) -> bool:
     finally:
         closing.cancel()
         forcing.cancel()
+        _remove_stop_handlers(loop)
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:
@@ -499,17 +512,20 @@ async def _serve_single(
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    server = await serve(handler, host, port, **options)
-    name = server.sockets[0].getsockname()
-    if ready is not None:
-        ready(str(name[0]), int(name[1]))
     try:
-        await stop.wait()
+        server = await serve(handler, host, port, **options)
+        name = server.sockets[0].getsockname()
+        if ready is not None:
+            ready(str(name[0]), int(name[1]))
+        try:
+            await stop.wait()
+        finally:
+            forced = await _shut_down(server, say=logger.info)
     finally:
-        forced = await _shut_down(server, say=logger.info)
+        _remove_stop_handlers(loop)  # a port in use too
     return 130 if forced else 0
 
 
