@@ -375,6 +375,19 @@ def test_connect_exit_status_says_how_the_connection_ended(code: int | None, sta
         assert out.returncode == status, out.stderr
 
 
+def test_connect_exit_status_does_not_depend_on_a_line_being_sent_as_the_server_closes() -> None:
+    """A send that meets the server's Close (1000) is not an error of the client's: it still exits 0."""
+
+    async def handler(ws: Any) -> None:
+        await ws.close(1000, "bye")
+
+    with _handler_server(handler) as port:
+        for _ in range(6):  # the send meets the close about every other time
+            out = _run_connect(f"ws://127.0.0.1:{port}/", "hello\n" * 50)
+            assert out.returncode == 0, out.stderr
+            assert "error" not in out.stderr and "disconnected (1000 bye)" in out.stderr, out.stderr
+
+
 # --------------------------------------------------------------------------- access lines
 
 

@@ -441,7 +441,7 @@ async def _command(ws: Any, line: str, counts: dict[str, int]) -> bool:
 
 async def _connect(args: argparse.Namespace) -> int:
     from .asyncio import connect
-    from .errors import _ends_without_error
+    from .errors import ConnectionClosed, _ends_without_error
 
     global _console
     _console = _Console(_interactive(), quiet=args.quiet)
@@ -496,20 +496,23 @@ async def _connect(args: argparse.Namespace) -> int:
                 await asyncio.wait_for(progress.wait(), remaining)
 
     async def writer() -> None:
-        while True:
-            line = await lines.get()
-            if line is None:  # stdin ended: print what comes back, then close normally
-                await drain()
-                await ws.close(1000, "")
-                return
-            if line.startswith("/") and not line.startswith("//"):
-                if line.startswith("/close"):
+        try:
+            while True:
+                line = await lines.get()
+                if line is None:  # stdin ended: print what comes back, then close normally
                     await drain()
-                if not await _command(ws, line, counts):
+                    await ws.close(1000, "")
                     return
-                continue
-            await ws.send(line[1:] if line.startswith("//") else line)
-            counts["sent"] += 1
+                if line.startswith("/") and not line.startswith("//"):
+                    if line.startswith("/close"):
+                        await drain()
+                    if not await _command(ws, line, counts):
+                        return
+                    continue
+                await ws.send(line[1:] if line.startswith("//") else line)
+                counts["sent"] += 1
+        except ConnectionClosed:  # the peer closed while a line was on its way: its close code tells how it went
+            return
 
     writing = asyncio.ensure_future(writer())
     status = 0
