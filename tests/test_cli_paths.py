@@ -106,3 +106,30 @@ def test_ctrl_c_in_connect_exits_130() -> None:
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
+
+
+def test_ctrl_c_while_serve_with_workers_starts_exits_130_without_a_traceback() -> None:
+    """The note on chat rooms is printed just before the supervisor starts: a SIGINT then comes before it
+    handles the signal, as a Ctrl-C typed at once would."""
+    for _ in range(3):
+        server = subprocess.Popen(
+            [sys.executable, "-m", "wscodec", "serve", "--port", "0", "--chat", "--workers", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=_env(),
+            preexec_fn=_default_sigint,
+        )
+        try:
+            assert server.stderr is not None
+            note = _read_until(server.stderr.fileno(), b"own chat room", 30)
+            assert b"own chat room" in note, note
+            server.send_signal(signal.SIGINT)
+            assert server.wait(30) in (130, 0)  # 0: the supervisor had its handler already, a graceful stop
+            err = note + server.stderr.read()
+            assert b"Traceback" not in err, err.decode(errors="replace")
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait(5)
+            if server.stderr is not None:
+                server.stderr.close()

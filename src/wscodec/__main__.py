@@ -901,7 +901,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _bench(args)
     _setup_logging(args)
     if args.command == "serve" and (args.workers != 1 or args.broker):
-        return _serve_scaled(args)
+        try:
+            return _serve_scaled(args)
+        except KeyboardInterrupt:  # Ctrl-C before the supervisor handles it: as without --workers
+            return 130
 
     runner = _serve if args.command == "serve" else _connect
     try:
