@@ -271,7 +271,10 @@ def _http_tls(port: int, cert: Path) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("scaled", [[], ["--workers", "2"], ["--broker", "memory://"]])
+SCALED = pytest.mark.parametrize("scaled", [[], ["--workers", "2"], ["--broker", "memory://"]])
+
+
+@SCALED
 def test_tls_file_errors_are_one_line_with_or_without_workers(scaled: list[str], tmp_path: Path) -> None:
     """A usage error (``--tls-key`` alone) exits 2; a certificate that cannot be loaded exits 1 naming the
     file; a port in use exits 1; each in one line, with or without worker processes or a broker."""
@@ -406,8 +409,9 @@ def _peek(running: CliServer) -> str:
     return text
 
 
-def test_serve_prints_one_access_line_per_connection() -> None:
-    running = CliServer()
+@SCALED
+def test_serve_prints_one_access_line_per_connection(scaled: list[str]) -> None:
+    running = CliServer(*scaled)
     try:
         with ws_connect(running.url + "/access?x=1", open_timeout=10) as ws:
             ws.send("secret text")
@@ -427,9 +431,10 @@ def test_serve_prints_one_access_line_per_connection() -> None:
     assert "secret text" not in text
 
 
-def test_serve_escapes_the_request_line_in_access_lines() -> None:
+@SCALED
+def test_serve_escapes_the_request_line_in_access_lines(scaled: list[str]) -> None:
     """The method and path are the client's bytes; written raw, they would drive the operator's terminal."""
-    running = CliServer()
+    running = CliServer(*scaled)
     try:
         answer = _http(running.port, b"GET /\x1b]0;pwned\x07\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 404"), answer

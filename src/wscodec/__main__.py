@@ -79,13 +79,9 @@ def _http_answer(request: Any, page: bytes) -> tuple[int, list[tuple[str, str]],
     return status, headers, body
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    from .asyncio import broadcast, serve
-    from .workers import _shut_down
-
-    page = _demo_page()
-    server: Any = None
-    tls = _server_ssl(args)
+def _process_request(page: bytes) -> Callable[[Any], tuple[int, list[tuple[str, str]], bytes] | None]:
+    """The ``process_request`` of ``serve``, in one process or many: upgrades go on, the rest gets
+    :func:`_http_answer` and an access line."""
 
     def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
         if _is_upgrade(request):
@@ -102,6 +98,16 @@ async def _serve(args: argparse.Namespace) -> int:
             )
         return answer
 
+    return process_request
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .asyncio import broadcast, serve
+    from .workers import _shut_down
+
+    server: Any = None
+    tls = _server_ssl(args)
+
     async def echo(ws: Any) -> None:
         async for message in ws:
             await ws.send(message)
@@ -115,7 +121,7 @@ async def _serve(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         subprotocols=tuple(args.subprotocol),
-        process_request=process_request,
+        process_request=_process_request(_demo_page()),
         compression=_compression(args),
         max_size=args.max_size or None,
         ssl=tls,
@@ -161,7 +167,6 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     from .broker import BrokerUnavailable
     from .workers import run
 
-    page = _demo_page()
     log = logging.getLogger("wscodec.cli")
 
     try:
@@ -169,9 +174,6 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
-
-    def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        return None if _is_upgrade(request) else _http_answer(request, page)
 
     async def echo(ws: Any) -> None:
         async for message in ws:
@@ -210,7 +212,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             ready=ready,
             broker=args.broker,
             subprotocols=tuple(args.subprotocol),
-            process_request=process_request,
+            process_request=_process_request(_demo_page()),
             compression=_compression(args),
             max_size=args.max_size or None,
             ssl=tls,
