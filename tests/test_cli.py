@@ -310,6 +310,26 @@ def test_connect_close_command(echo_server: CliServer) -> None:
     assert "disconnected (4000 done here)" in out.stderr.splitlines()[-1], out.stderr
 
 
+def _close_stdin() -> None:
+    os.close(0)
+
+
+def test_connect_with_stdin_closed_ends_its_input_at_once(echo_server: CliServer) -> None:
+    """``connect URL <&-``: Python's sys.stdin is None; nothing to send, a normal close."""
+    out = subprocess.run(
+        [sys.executable, "-m", "wscodec", "connect", echo_server.url],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        preexec_fn=_close_stdin,  # after the DEVNULL became fd 0: the child starts with no fd 0
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "disconnected (1000)" in out.stderr.splitlines()[-1], out.stderr
+
+
 def test_connect_refused_exits_1() -> None:
 
     with socket.socket() as sock:  # a port nobody listens on

@@ -342,8 +342,9 @@ def _info(text: str) -> None:
 
 
 def _interactive() -> bool:
-    """Whether ``connect`` has a person at a terminal (readline, a prompt) rather than a pipe."""
-    return sys.stdin.isatty() and sys.stdout.isatty()
+    """Whether ``connect`` has a person at a terminal (readline, a prompt) rather than a pipe. Python makes
+    ``sys.stdin`` None when it was closed (``<&-``)."""
+    return sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()
 
 
 @contextlib.contextmanager
@@ -471,8 +472,11 @@ async def _connect(args: argparse.Namespace) -> int:
 
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    source = _readline_lines if _console.readline is not None else _stdin_lines
-    threading.Thread(target=source, args=(loop, lines), name="stdin", daemon=True).start()
+    if sys.stdin is None:  # started with stdin closed (<&-): the input is over at once
+        lines.put_nowait(None)
+    else:
+        source = _readline_lines if _console.readline is not None else _stdin_lines
+        threading.Thread(target=source, args=(loop, lines), name="stdin", daemon=True).start()
 
     counts = {"sent": 0, "received": 0}
     progress = asyncio.Event()
