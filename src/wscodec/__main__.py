@@ -539,7 +539,7 @@ async def _connect(args: argparse.Namespace) -> int:
     finally:
         for task in (reading, writing):
             task.cancel()
-    _info(f"disconnected ({ws.close_code} {_escape(ws.close_reason)})".replace(" )", ")"))
+    _info(f"disconnected ({ws.close_code} {_escape(ws.close_reason or '')})".replace(" )", ")"))
     if status == 0 and not _ends_without_error(ws.close_code):
         status = 1  # the server vanished (1006) or the connection failed (1002, 1009, 1011...)
     return status

@@ -453,10 +453,11 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         return None if exc is None else exc.code
 
     @property
-    def close_reason(self) -> str:
-        """The reason that goes with :attr:`close_code` ("" while open)."""
+    def close_reason(self) -> str | None:
+        """The reason that goes with :attr:`close_code`: None while open, as websockets' (and the threaded
+        API's); "" for a close without one."""
         exc = self._close_exc
-        return "" if exc is None else exc.reason
+        return None if exc is None else exc.reason
 
     @property
     def remote_address(self) -> Any:
