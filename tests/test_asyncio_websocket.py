@@ -231,6 +231,51 @@ async def test_close_while_connecting_ends_whenever_it_comes(steps: int) -> None
         assert events == ["error", "close 1006"] or (steps > 0 and events == ["open", "close 1000"])
 
 
+@pytest.mark.parametrize("open_timeout", [1e-5, 1e-4, 1e-3, 3e-3])
+async def test_open_timeout_whenever_it_runs_out_ends_with_one_close(open_timeout: float) -> None:
+    """create_websocket() whose open_timeout runs out during the TCP connect, the handshake, or as it
+    completes: one close event, last; no error after open. On uvloop a connect cancelled as it completed
+    left the WebSocket CONNECTING for ever, with no event; and a handshake completed as the timeout ran
+    out fired open, close, error, close."""
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.wait_closed()
+
+    async def attempt(server: Server) -> list[str]:
+        events: list[str] = []
+        ws = create_websocket(url(server), open_timeout=open_timeout)
+        ws.onopen = lambda event: events.append("open")
+        ws.onerror = lambda event: events.append("error")
+        ws.onclose = lambda event: events.append(f"close {event.code}")
+        await until(lambda: bool(events))  # opened, or failed: not left CONNECTING
+        await asyncio.wait_for(ws.close(), 5)
+        await until(lambda: any(event.startswith("close") for event in events))
+        await asyncio.sleep(0.01)  # nothing more
+        assert ws.ready_state == WebSocket.CLOSED
+        return events
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        for _ in range(10):
+            events = await attempt(server)
+            assert events in (["error", "close 1006"], ["open", "close 1006"], ["open", "close 1000"]), events
+
+
+async def test_create_websocket_follows_no_redirect() -> None:
+    with pytest.raises(ValueError, match="max_redirects"):
+        create_websocket("ws://127.0.0.1:1/", max_redirects=3)
+
+
+@pytest.mark.parametrize("method", ["ping", "pong"])
+async def test_ping_and_pong_take_str_or_bytes_like(method: str) -> None:
+    """As websockets': ``bytes(5)`` would have sent five zero bytes."""
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        with pytest.raises(TypeError, match="str or bytes-like"):
+            await getattr(ws, method)(5)
+        await asyncio.wait_for(getattr(ws, method)(memoryview(b"ok")), 5)
+        await ws.send("still open")
+        assert await asyncio.wait_for(ws.recv(), 5) == "still open"
+
+
 async def test_wait_closed_on_a_connecting_websocket_waits_for_its_end() -> None:
     """wait_closed() on a CONNECTING create_websocket() waits until the connection it opens is closed; it
     returned at once."""

@@ -387,6 +387,16 @@ async def test_credentials_in_the_url_become_basic_auth(server: Server) -> None:
 
 
 @pytest.mark.parametrize(
+    "bad", ["ws://alice:s3cret@127.0.0.1:99999/", "ws://alice:s3cret@host/#x", "ftp://alice:s3cret@host/"]
+)
+def test_no_invalid_uri_shows_the_password(bad: str) -> None:
+    """Whatever is wrong with the URL, the error shows it with the password masked."""
+    with pytest.raises(InvalidURI) as info:
+        connect(bad)
+    assert "s3cret" not in str(info.value) and "alice:***@" in str(info.value)
+
+
+@pytest.mark.parametrize(
     ("bad", "why"),
     [
         ("ws://alice@127.0.0.1/", "username provided without password"),

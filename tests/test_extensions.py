@@ -756,6 +756,7 @@ BAD_SETTINGS = [
     {"memory_level": 10},
     {"memory_level": True},
     {"compress_threshold": -1},
+    {"compress_threshold": float("nan")},
 ]
 
 
@@ -775,6 +776,14 @@ def test_bad_compressor_settings_are_refused_when_the_factory_is_built(
         make(**kwargs)
 
 
+@pytest.mark.parametrize("make", [ServerPerMessageDeflate, ClientPerMessageDeflate, _permessage_deflate])
+def test_a_compress_threshold_is_a_number(make: Any) -> None:
+    """A float threshold works, as it did before the checks; what is not a number is a TypeError."""
+    assert make(compress_threshold=10.5).compress_threshold == 10.5
+    with pytest.raises(TypeError, match="compress_threshold must be a number"):
+        make(compress_threshold="128")
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -782,6 +791,7 @@ def test_bad_compressor_settings_are_refused_when_the_factory_is_built(
         {"compression_level": 0},
         {"compression_level": 9, "memory_level": 9},
         {"memory_level": 1, "compress_threshold": 0},
+        {"compress_threshold": 299.5},
     ],
 )
 def test_the_edges_of_the_compressor_settings_work_with_every_deflate_backend(

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import dataclasses
 import random
+import re
 import socket
 import ssl as ssl_module
 import sys
@@ -114,19 +115,20 @@ def parse_uri(url: str) -> WebSocketURI:
     percent-escapes; ASCII parts are kept as given."""
     if not isinstance(url, str):
         raise InvalidURI(repr(url), "not a string")
+    shown = _without_password(url)  # what errors show
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidURI(url, str(exc)) from None
+        raise InvalidURI(shown, str(exc)) from None
     if parts.scheme not in ("ws", "wss"):
-        raise InvalidURI(url, "scheme isn't ws or wss")
+        raise InvalidURI(shown, "scheme isn't ws or wss")
     if not parts.hostname:
-        raise InvalidURI(url, "no host")
+        raise InvalidURI(shown, "no host")
     if parts.fragment:
-        raise InvalidURI(url, "a WebSocket URI has no fragment")
+        raise InvalidURI(shown, "a WebSocket URI has no fragment")
     if any(c in url for c in " \r\n\t\x00"):
-        raise InvalidURI(url, "whitespace or control character")
+        raise InvalidURI(shown, "whitespace or control character")
     secure = parts.scheme == "wss"
     host = parts.hostname
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -134,30 +136,38 @@ def parse_uri(url: str) -> WebSocketURI:
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError as exc:
-            raise InvalidURI(url, f"host is not a valid internationalized domain name ({exc})") from None
+            raise InvalidURI(shown, f"host is not a valid internationalized domain name ({exc})") from None
     if not path.isascii():
         path = urllib.parse.quote(path, safe=_URI_SAFE)
-    username, password = _credentials(url, parts)
+    username, password = _credentials(shown, parts)
     return WebSocketURI(secure, host, port or (443 if secure else 80), path, username, password)
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its userinfo (``ws://user:password@host/``) shown as ``***``, for error
+    messages and logs."""
+    return _PASSWORD.sub(r"\1***@", url, count=1)
+
+
+_PASSWORD = re.compile(r"^([^:/?#]*://[^/?#@:]*:)[^/?#]*@")
 
 
 def _credentials(url: str, parts: urllib.parse.SplitResult) -> tuple[str, str] | tuple[None, None]:
     """The user and password of ``ws://user:password@host/``, percent-decoded, for ``Authorization:
     Basic``. Refused, as websockets refuses them: a user without a password, escapes that are not UTF-8
     (not replaced by U+FFFD); and a user with a colon, which RFC 7617 section 2 forbids (the server would
-    split it at the colon). The URL in the error has its password masked."""
+    split it at the colon). ``url`` is the one errors show (without the password)."""
     if parts.username is None:
         return None, None
     if parts.password is None:
         raise InvalidURI(url, "username provided without password")
-    masked = url.replace(f":{parts.password}@", ":***@", 1)
     try:
         username = urllib.parse.unquote(parts.username, errors="strict")
         password = urllib.parse.unquote(parts.password, errors="strict")
     except UnicodeDecodeError:
-        raise InvalidURI(masked, "username or password is not percent-encoded UTF-8") from None
+        raise InvalidURI(url, "username or password is not percent-encoded UTF-8") from None
     if ":" in username:
-        raise InvalidURI(masked, "username contains a colon, which Basic authentication cannot carry")
+        raise InvalidURI(url, "username contains a colon, which Basic authentication cannot carry")
     return username, password
 
 

@@ -337,7 +337,9 @@ def _check_deflate_settings(compression_level: int, memory_level: int, compress_
     for name, value, low, high in ranges:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"{name} must be between {low} and {high}")
-    if isinstance(compress_threshold, bool) or not isinstance(compress_threshold, int) or compress_threshold < 0:
+    if isinstance(compress_threshold, bool) or not isinstance(compress_threshold, (int, float)):
+        raise TypeError(f"compress_threshold must be a number, not {type(compress_threshold).__name__}")
+    if not compress_threshold >= 0:  # (NaN included)
         raise ValueError("compress_threshold must be >= 0")
 
 

@@ -228,12 +228,12 @@ class connect:
                 await self._establish(ws, uri)
                 return ws
             except InvalidStatus as exc:
-                ws._abort_now()
+                ws._abandon()
                 location = redirects.next_url(uri, exc)
                 if location is None or self.sock is not None:
                     raise
             except BaseException:
-                ws._abort_now()
+                ws._abandon()
                 raise
             new, headers = redirects.follow(uri, location, headers, unix_socket=self.unix_path is not None)
             logger.debug("redirected from %s to %s", uri.url, new.url)
@@ -250,7 +250,7 @@ class connect:
         try:
             ws = await asyncio.wait_for(self._open_following_redirects(first), self.open_timeout)
         except asyncio.TimeoutError:
-            first._abort_now()  # (timed out before its first step; the redirect loop aborts the one it was at)
+            first._abandon()  # (timed out before its first step; the redirect loop abandons the one it was at)
             raise OpenTimeout(f"opening handshake with {self._uri.url} timed out after {self.open_timeout} s") from None
         ws.logger.debug("connected to %s (protocol %r, extensions %r)", ws.url, ws.protocol, ws.extensions)
         self._ws = ws
@@ -315,7 +315,8 @@ def create_websocket(url: str, subprotocols: Sequence[str] = (), **options: Any)
     ``options`` are those of :class:`connect`; as in browsers, redirects are not followed. Needs a running
     event loop.
     """
-    options.setdefault("max_redirects", 0)
+    if options.setdefault("max_redirects", 0) != 0:
+        raise ValueError("create_websocket() follows no redirect, as a browser's WebSocket: max_redirects is 0")
     opener = connect(url, subprotocols=subprotocols, **options)
     ws = opener.websocket()
 
@@ -334,7 +335,10 @@ def create_websocket(url: str, subprotocols: Sequence[str] = (), **options: Any)
         finally:
             ws._opening = None
         await ws.wait_closed()
-        ws._handshake_failed(error)
+        if ws._opened_at is None:
+            ws._handshake_failed(error)
+        # else open_timeout ran out as the handshake completed: the open event fired, and the connection's
+        # end (1006) fired close; no error after open, no second close, as in browsers
 
     def settled(task: asyncio.Task[None]) -> None:
         ws._callback_done(task)  # (counted among the listeners' tasks meanwhile: may resume the listeners)

@@ -171,6 +171,16 @@ def _cancelled_from_outside(task: asyncio.Task[Any]) -> bool:
     return cancelling is None or cancelling() > 0
 
 
+def _control_payload(data: Any) -> bytes:
+    """A Ping's or Pong's payload as websockets takes it: str (as UTF-8) or bytes-like. Anything else is a
+    TypeError, not ``bytes(data)``'s reading of an int n as n zero bytes."""
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"data must be str or bytes-like, not {type(data).__name__}")
+
+
 def _listener_or_none(callback: Any) -> Any:
     """An ``on...`` handler as set: None, or a callable. Anything else is a TypeError at once, rather than
     an error logged for every event (and every message lost to ``recv()``)."""
@@ -1289,7 +1299,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
         Pongs are matched by payload; a Pong also answers every earlier Ping still waiting.
         """
-        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        payload = _control_payload(data)
         waiter = self._send_ping(payload)
         assert waiter is not None
         return await waiter
@@ -1297,7 +1307,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     async def pong(self, data: str | bytes = b"") -> None:
         """Send an unsolicited Pong (a heartbeat the peer does not answer), as websockets' ``pong()``."""
         self._check_open()
-        self._conn.send_pong(data.encode("utf-8") if isinstance(data, str) else bytes(data))
+        self._conn.send_pong(_control_payload(data))
         self._write_out()
 
     def _received_pong(self, payload: bytes) -> None:
@@ -1396,6 +1406,17 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     def _abort_now(self) -> None:
         if self._transport is not None and not self._lost:
             self._transport.abort()
+
+    def _abandon(self) -> None:
+        """A client's opening failed or was given up (an error, ``open_timeout``): end this WebSocket for
+        good. A connection_made() still to come then aborts its transport (uvloop makes that call for a
+        connection that completes as create_connection() is cancelled), and the end is reported even where
+        the loop never calls connection_lost() (uvloop, for the same connection once made)."""
+        if self._conn.state is CONNECTING:
+            self._conn.fail(1006)
+        if self._transport is not None and not self._lost:
+            self._transport.abort()
+            self._loop.call_soon(self._lost_after_abort)
 
 
 WebSocketHandler = Callable[[WebSocket], Awaitable[Any]]
