@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -506,6 +507,33 @@ def test_connect_escapes_the_close_reason() -> None:
     assert out.returncode == 0, out.stderr
     assert "\x1b" not in out.stderr and "\x07" not in out.stderr and "\u202e" not in out.stderr
     assert "* disconnected (1000 \\x1b]0;pwned\\x07\\x1b[2J\\u202e)" in out.stderr.splitlines()
+
+
+def test_connect_shows_the_escapes_of_an_error_once() -> None:
+    """An error's text quotes the server's bytes with repr() already ("'Forbidden\\x1b[2J'"): shown as it
+    is, not with its backslashes doubled; a raw control character left in it would still be escaped."""
+    assert _escape("reason 'x\\x1b' and \x1b", backslashes=False) == "reason 'x\\x1b' and \\x1b"
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(20)
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 403 Forbidden\x1b[2J\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        out = _run_connect(f"ws://127.0.0.1:{listener.getsockname()[1]}/", "")
+    finally:
+        listener.close()
+        thread.join(10)
+    assert out.returncode == 1 and "\x1b" not in out.stderr, out.stderr
+    assert "'Forbidden\\x1b[2J'" in out.stderr and "\\\\x1b" not in out.stderr, out.stderr
 
 
 def test_connect_insecure_needs_wss(server: CliServer) -> None:

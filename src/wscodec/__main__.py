@@ -201,8 +201,10 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    if args.chat and args.workers != 1 and not args.broker:
-        print("note: without --broker each worker has its own chat room", file=sys.stderr, flush=True)
+    if args.chat and args.workers != 1 and (not args.broker or args.broker.startswith("memory:")):
+        print(
+            "note: without --broker redis://... each worker has its own chat room", file=sys.stderr, flush=True
+        )
     try:
         return run(
             chat if args.chat else echo,
@@ -277,11 +279,12 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def _escape(text: str) -> str:
+def _escape(text: str, *, backslashes: bool = True) -> str:
     """Received text made safe for a terminal: control characters (escape sequences could move the cursor,
     retitle the window or worse) and bidi overrides become visible escapes like ``\\x1b``; a backslash
-    is doubled so the output stays unambiguous."""
-    if "\\" in text:
+    is doubled so the output stays unambiguous. ``backslashes=False`` for an error's text, whose quotes of
+    the peer's bytes went through ``repr()`` already: their escapes shown once, a raw character escaped."""
+    if backslashes and "\\" in text:
         text = text.replace("\\", "\\\\")
     return _UNSAFE.sub(_escape_char, text)
 
@@ -461,7 +464,8 @@ async def _connect(args: argparse.Namespace) -> int:
             proxy=True if args.proxy is None else (args.proxy or None),
         )
     except Exception as exc:  # refused, timed out, rejected handshake: say so plainly
-        _info(f"could not connect to {args.url}: {_escape(str(exc))}")  # may quote the server's answer
+        # (the text may quote the server's answer, repr()'d already)
+        _info(f"could not connect to {args.url}: {_escape(str(exc), backslashes=False)}")
         return 1
 
     extensions = ws.extensions
@@ -526,7 +530,7 @@ async def _connect(args: argparse.Namespace) -> int:
         await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
         if writing.done() and writing.exception() is not None:
             failure = writing.exception()
-            _info(f"error: {_escape(str(failure)) or type(failure).__name__}")  # may quote a close reason
+            _info(f"error: {_escape(str(failure), backslashes=False) or type(failure).__name__}")
             status = 1
             with contextlib.suppress(Exception):  # end it with a closing handshake, not a dropped socket
                 await asyncio.wait_for(ws.close(1000, ""), 5)

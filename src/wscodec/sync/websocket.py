@@ -129,8 +129,8 @@ class _MessageQueue:
             if not self._items and not self._ended:
                 self._asked = True
                 self._cond.notify_all()  # a reader in wait_until_asked()
-            self._getting = True
             try:
+                self._getting = True
                 if not self._cond.wait_for(lambda: self._items or self._ended, timeout):
                     raise TimeoutError(f"no message within {timeout} s")
             finally:
