@@ -540,9 +540,9 @@ async def test_async_for_step_is_awaited_once_and_takes_waiting_messages_in_orde
 
 
 async def test_async_for_ends_on_a_clean_close_and_raises_on_an_abnormal_one() -> None:
-    """Waiting in ``async for`` when the close arrives: a clean close ends the loop (the step hands over to
-    ``recv()``), an abnormal one raises ConnectionClosed."""
-    for code, ends in ((1000, True), (4000, True), (1011, False)):
+    """Waiting in ``async for`` when the close arrives: a normal close ends the loop (the step hands over to
+    ``recv()``), any other raises ConnectionClosed, an application's 4000 included (as websockets')."""
+    for code, ends in ((1000, True), (1001, True), (4000, False), (1011, False)):
         server, accepted = await _held_server()
         async with server, connect(url(server), compression=None) as ws:
             peer = await asyncio.wait_for(accepted.get(), 5)

@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import serve as ws_serve
 
 from wscodec.asyncio import WebSocket, connect, serve
+from wscodec.errors import ConnectionClosedError
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -200,5 +201,7 @@ async def test_our_client_sees_websockets_server_close_code() -> None:
                 yield message
 
         async with connect(f"ws://127.0.0.1:{port}/") as ws:
-            assert [m async for m in messages(ws)] == []
+            with pytest.raises(ConnectionClosedError) as info:  # 4002: as websockets' async for raises
+                assert [m async for m in messages(ws)] == []
+            assert (info.value.code, info.value.reason) == (4002, "peer bye")
             assert (ws.close_code, ws.close_reason) == (4002, "peer bye")
