@@ -397,6 +397,21 @@ def test_no_invalid_uri_shows_the_password(bad: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ("http://alice:s3cret@127.0.0.1:99999", InvalidURI),
+        ("http://alice:s3cret@:8080", InvalidURI),
+        ("gopher://alice:s3cret@127.0.0.1:8080", InvalidProxy),
+    ],
+)
+def test_no_invalid_proxy_url_shows_the_password(bad: str, error: type[Exception]) -> None:
+    """A proxy URL's password is masked in its errors too (they end up in logs)."""
+    with pytest.raises(error) as info:
+        select_proxy(parse_uri("ws://127.0.0.1/"), bad)
+    assert "s3cret" not in str(info.value) and "alice:***@" in str(info.value)
+
+
+@pytest.mark.parametrize(
     ("bad", "why"),
     [
         ("ws://alice@127.0.0.1/", "username provided without password"),

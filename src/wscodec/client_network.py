@@ -115,20 +115,19 @@ def parse_uri(url: str) -> WebSocketURI:
     percent-escapes; ASCII parts are kept as given."""
     if not isinstance(url, str):
         raise InvalidURI(repr(url), "not a string")
-    shown = _without_password(url)  # what errors show
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidURI(shown, str(exc)) from None
+        raise _invalid(url, str(exc)) from None
     if parts.scheme not in ("ws", "wss"):
-        raise InvalidURI(shown, "scheme isn't ws or wss")
+        raise _invalid(url, "scheme isn't ws or wss")
     if not parts.hostname:
-        raise InvalidURI(shown, "no host")
+        raise _invalid(url, "no host")
     if parts.fragment:
-        raise InvalidURI(shown, "a WebSocket URI has no fragment")
+        raise _invalid(url, "a WebSocket URI has no fragment")
     if any(c in url for c in " \r\n\t\x00"):
-        raise InvalidURI(shown, "whitespace or control character")
+        raise _invalid(url, "whitespace or control character")
     secure = parts.scheme == "wss"
     host = parts.hostname
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -136,11 +135,16 @@ def parse_uri(url: str) -> WebSocketURI:
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError as exc:
-            raise InvalidURI(shown, f"host is not a valid internationalized domain name ({exc})") from None
+            raise _invalid(url, f"host is not a valid internationalized domain name ({exc})") from None
     if not path.isascii():
         path = urllib.parse.quote(path, safe=_URI_SAFE)
-    username, password = _credentials(shown, parts)
+    username, password = _credentials(url, parts)
     return WebSocketURI(secure, host, port or (443 if secure else 80), path, username, password)
+
+
+def _invalid(url: str, why: str) -> InvalidURI:
+    """The error for ``url``, which shows it without its password (error texts end up in logs)."""
+    return InvalidURI(_without_password(url), why)
 
 
 def _without_password(url: str) -> str:
@@ -156,18 +160,18 @@ def _credentials(url: str, parts: urllib.parse.SplitResult) -> tuple[str, str] |
     """The user and password of ``ws://user:password@host/``, percent-decoded, for ``Authorization:
     Basic``. Refused, as websockets refuses them: a user without a password, escapes that are not UTF-8
     (not replaced by U+FFFD); and a user with a colon, which RFC 7617 section 2 forbids (the server would
-    split it at the colon). ``url`` is the one errors show (without the password)."""
+    split it at the colon)."""
     if parts.username is None:
         return None, None
     if parts.password is None:
-        raise InvalidURI(url, "username provided without password")
+        raise _invalid(url, "username provided without password")
     try:
         username = urllib.parse.unquote(parts.username, errors="strict")
         password = urllib.parse.unquote(parts.password, errors="strict")
     except UnicodeDecodeError:
-        raise InvalidURI(url, "username or password is not percent-encoded UTF-8") from None
+        raise _invalid(url, "username or password is not percent-encoded UTF-8") from None
     if ":" in username:
-        raise InvalidURI(url, "username contains a colon, which Basic authentication cannot carry")
+        raise _invalid(url, "username contains a colon, which Basic authentication cannot carry")
     return username, password
 
 
@@ -205,13 +209,13 @@ def parse_proxy(url: str) -> ProxyURL:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidURI(url, str(exc)) from None
+        raise _invalid(url, str(exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") and scheme not in _SOCKS_SCHEMES:
-        raise InvalidProxy(f"unsupported proxy scheme {scheme!r} in {url!r}: use http, https, socks5, socks5h, "
-                           "socks4 or socks4a")
+        raise InvalidProxy(f"unsupported proxy scheme {scheme!r} in {_without_password(url)!r}: use http, https, "
+                           "socks5, socks5h, socks4 or socks4a")
     if not parts.hostname:
-        raise InvalidURI(url, "no host")
+        raise _invalid(url, "no host")
     default_port = {"http": 80, "https": 443}.get(scheme, 1080)
     username = urllib.parse.unquote(parts.username) if parts.username is not None else None
     password = urllib.parse.unquote(parts.password) if parts.password is not None else None

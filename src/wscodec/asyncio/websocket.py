@@ -125,12 +125,6 @@ def _read_buffer(size: int = READ_SIZE) -> memoryview:
     return large[:size]
 
 
-def _closes_cleanly(exc: ConnectionClosed) -> bool:
-    """True when ``async for`` should simply stop: after a :class:`ConnectionClosedOK`, as in websockets
-    (an application's own code, 3000-4999, raises as ``recv()`` does: the loop cannot tell it is normal)."""
-    return isinstance(exc, ConnectionClosedOK)
-
-
 class _MessageStream:
     """What :meth:`WebSocket.recv_streaming` returns: an async iterator, also awaitable (to itself)."""
 
@@ -1176,13 +1170,13 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
     async def _next_or_stop(self) -> str | bytes:
         """``async for``'s step through ``recv()``, when no whole message can be taken at once (a fragmented
-        message, a held error, a close): a clean close ends the loop, any other raises."""
+        message, a held error, a close): a :class:`ConnectionClosedOK` ends the loop, as in websockets; any
+        other close raises as ``recv()`` does (an application's own code, 3000-4999, included: the loop
+        cannot tell it is normal)."""
         try:
             return await self.recv()
-        except ConnectionClosed as exc:
-            if _closes_cleanly(exc):
-                raise StopAsyncIteration from None
-            raise
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
 
     # ------------------------------------------------------------------ sending
 
