@@ -151,10 +151,35 @@ def test_sending_while_our_close_waits_for_an_answer_reports_our_close(code, rea
     conn = Connection.established("server")
     conn.close(code, reason)
     conn.data_to_send()
-    for send in (lambda: conn.send_text("late"), lambda: conn.send_binary(b"late"), lambda: conn.send_ping(b"")):
+    for send in (lambda: conn.send_text("late"), lambda: conn.send_binary(b"late")):
         with pytest.raises(ConnectionClosed) as info:
             send()
         assert (info.value.code, info.value.reason, info.value.was_clean) == (expected, reason, True)
+    assert conn.data_to_send() == b""
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_control_frames_may_follow_our_close(role: str) -> None:
+    """RFC 6455 section 5.5.1 ends only data frames with our Close: a Ping or Pong still goes out while the
+    peer's answer is awaited (as websockets' sans-I/O protocol allows), within the 125-byte limit, and
+    once the peer's Close is in, nothing goes out."""
+    conn = Connection.established(role)
+    conn.close(1000)
+    conn.data_to_send()
+    conn.send_ping(b"still there?")
+    conn.send_pong(b"beat")
+    decoder = FrameDecoder("client" if role == "server" else "server")
+    assert [(f.opcode, f.payload) for f in decoder.feed(conn.data_to_send())] == [(9, b"still there?"), (10, b"beat")]
+    with pytest.raises(ValueError):
+        conn.send_ping(b"x" * 2000)
+    mask = None if role == "client" else MASK
+    assert [type(e) for e in conn.receive_data(encode_frame(8, close_payload(1000), mask=mask))] == [
+        CloseReceived,
+        Closed,
+    ]
+    for send in (conn.send_ping, conn.send_pong):
+        with pytest.raises(ConnectionClosed):
+            send(b"late")
     assert conn.data_to_send() == b""
 
 

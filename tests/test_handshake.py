@@ -516,6 +516,9 @@ def test_4_2_1_valid_request_byte_by_byte() -> None:
         pytest.param(request_bytes(start="GET /chat HTTX/1.1"), 400, (), id="bad-version"),
         pytest.param(request_bytes(drop=("Host",)), 400, (), id="no-Host"),
         pytest.param(request_bytes("Host: other"), 400, (), id="two-Hosts"),
+        pytest.param(request_bytes("Content-Length: 8"), 400, (), id="body-Content-Length"),
+        pytest.param(request_bytes("Content-Length: 0, 8"), 400, (), id="body-Content-Length-list"),
+        pytest.param(request_bytes("Transfer-Encoding: chunked"), 400, (), id="body-chunked"),
         pytest.param(request_bytes(drop=("Upgrade",)), 426, (("Upgrade", "websocket"),), id="no-Upgrade"),
         pytest.param(
             request_bytes("Upgrade: h2c", drop=("Upgrade",)), 426, (("Upgrade", "websocket"),), id="wrong-Upgrade"
@@ -599,6 +602,14 @@ def test_4_2_1_server_max_header_size() -> None:
     with pytest.raises(HandshakeRejected) as info:
         ServerHandshake(max_header_size=len(data) - 1).receive_data(data)
     assert info.value.status == 431
+
+
+def test_4_2_1_an_empty_body_declared_is_no_body() -> None:
+    """``Content-Length: 0`` (some clients send it on every GET) declares no body: accepted, and what follows
+    the head is kept for the frames."""
+    hs = ServerHandshake()
+    assert hs.receive_data(request_bytes("Content-Length: 0") + b"\x81\x80") is not None
+    assert hs.leftover == b"\x81\x80"
 
 
 def test_4_2_1_eof_returns_none() -> None:

@@ -1053,13 +1053,16 @@ class Connection(FrameQueue):
         return self._pings_held > PING_FLOOD_LIMIT
 
     def send_ping(self, data: bytes = b"") -> None:
-        """Queue a Ping (at most 125 bytes)."""
-        self._check_can_send()
+        """Queue a Ping (at most 125 bytes). Also while CLOSING: RFC 6455 section 5.5.1 ends only data
+        frames with our Close, and websockets' sans-I/O protocol allows it the same way."""
+        if self.state is not CLOSING:
+            self._check_can_send()
         self._send_frame(9, data)
 
     def send_pong(self, data: bytes = b"") -> None:
-        """Queue an unsolicited Pong (at most 125 bytes)."""
-        self._check_can_send()
+        """Queue an unsolicited Pong (at most 125 bytes); while CLOSING too, as :meth:`send_ping`."""
+        if self.state is not CLOSING:
+            self._check_can_send()
         self._send_frame(10, data)
 
     def close(self, code: int | None = 1000, reason: str = "") -> None:

@@ -517,6 +517,13 @@ class ServerHandshake:
             )
         if not _single(headers, "Host"):
             raise HandshakeRejected("missing Host header", 400)
+        # The upgrade request has no body (RFC 6455 section 4.1): what follows its head is frames. A body
+        # declared anyway would be read as frames here and as a body by a proxy on the way, which then
+        # disagree on where the frames start; refused as websockets refuses it (Content-Length: 0 is no body).
+        if header_values(headers, "Transfer-Encoding"):
+            raise HandshakeRejected("Transfer-Encoding on the upgrade request: it has no body", 400)
+        if not set(split_tokens(header_values(headers, "Content-Length"))) <= {"0"}:
+            raise HandshakeRejected("Content-Length on the upgrade request: it has no body", 400)
         if not has_token(headers, "Upgrade", "websocket"):
             raise HandshakeRejected("missing 'Upgrade: websocket' header", 426, [("Upgrade", "websocket")])
         if not has_token(headers, "Connection", "upgrade"):
