@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from wscodec import encode_frame
+from wscodec import FrameDecoder, ProtocolError, encode_frame
 from wscodec.asyncio import connect, serve
 from wscodec.connection import Connection
 from wscodec.events import BinaryFragment, BinaryMessage, TextFragment, TextMessage
@@ -94,6 +94,35 @@ def test_what_is_refused_is_not_counted() -> None:
     events = server.receive_data(encode_frame(1, b"ok", mask=True) + encode_frame(1, b"\xff\xfe", mask=True))
     assert [type(e).__name__ for e in events][-2:] == ["ProtocolViolation", "Closed"]
     assert (server.messages_received, server.payload_bytes_received) == (1, 2)  # the valid one only
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        # a fragmented text message with bad UTF-8, then whole messages, in one read
+        [b"\x01\x01\xff" + b"\x80\x00" + b"\x81\x02ok" + b"\x82\x03abc"],
+        # a large text frame completed across reads whose last byte is bad, then whole messages
+        [b"\x81\x7e\x13\x88" + b"a" * 1000, b"a" * 3999 + b"\xff" + b"\x81\x02ok" + b"\x82\x03abc"],
+    ],
+    ids=["fragmented", "large"],
+)
+def test_messages_after_a_bad_one_are_not_counted(reads: list[bytes]) -> None:
+    """The messages that come after a 1007 in the same read are never delivered, so never counted; and the
+    failed decoder holds nothing (the same on both backends)."""
+    client = Connection.established("client")
+    events = [event for data in reads for event in client.receive_data(data)]
+    assert [type(e).__name__ for e in events] == ["ProtocolViolation", "Closed"]
+    assert events[0].code == 1007
+    assert (client.messages_received, client.payload_bytes_received) == (0, 0)
+
+
+def test_a_failed_decoder_holds_nothing() -> None:
+    """After feed_messages' 1007, nothing is reported as held, as after feed()'s own errors."""
+    decoder = FrameDecoder("client", None, merge_continuations=True)
+    with pytest.raises(ProtocolError) as info:
+        decoder.feed_messages(b"\x01\x01\xff\x80\x00\x82\x7e\x20\x00" + b"x" * 5000, False, TextMessage, BinaryMessage)
+    assert info.value.close_code == 1007
+    assert (decoder.buffered, decoder.partial_header(), decoder.partial_payload()) == (0, -1, b"")
 
 
 async def test_the_closed_log_line_reports_the_connection_counters(caplog: pytest.LogCaptureFixture) -> None:

@@ -487,6 +487,7 @@ class FrameDecoder:
                             error = ProtocolError("invalid UTF-8 in text message", 1007)
                             self._error = error
                             error.frames = out
+                            del self._buffer[:]  # nothing held once failed, as after feed()'s errors
                             raise error from None
                         record = _new_record(text_type)
                         set_text(record, text)

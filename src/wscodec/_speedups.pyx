@@ -689,6 +689,22 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         self._record_bytes += n
         return ws_new_record(self._text_type, self._text_slot, text, self._text_final, self._text_untrack)
 
+    cdef int _uncount(self, list items, Py_ssize_t start, object text_type) except -1:
+        """Take back the counts of the records in ``items[start:]``: ``_parse`` counted them as it made them,
+        but a message before them failed (1007), so they are never delivered (the pure twin, which makes
+        its records in order, never counts them)."""
+        cdef Py_ssize_t i
+        for i in range(start, len(items)):
+            item = items[i]
+            if type(item) is Frame:
+                continue
+            self._record_count -= 1
+            if type(item) is text_type:
+                self._record_bytes -= len((<str>item.data).encode("utf-8"))
+            else:
+                self._record_bytes -= len(item.data)
+        return 0
+
     cdef Py_ssize_t _parse(self, const unsigned char *p, Py_ssize_t end, list frames) except -1:
         """Decode every complete frame of p[0:end] into ``frames``; return the bytes consumed."""
         cdef Py_ssize_t pos = 0, start, header, size
@@ -1032,7 +1048,9 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                 left_out[0] = 0
                 return items
         out = []
+        cdef Py_ssize_t index = -1
         for item in items:
+            index += 1
             if type(item) is not Frame:
                 out.append(item)
                 continue
@@ -1051,6 +1069,9 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
                             error = _ProtocolError("invalid UTF-8 in text message", 1007)
                             self._error = error
                             error.frames = out
+                            self._uncount(items, index + 1, text_type)
+                            self._payload = None  # nothing held once failed, as after _feed's errors
+                            del self._buffer[:]
                             raise error from None
                         out.append(ws_new_record(text_type, text_slot, text, text_final, self._text_untrack))
                     else:
