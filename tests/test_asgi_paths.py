@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from _unheeding_client import send_too_big_and_keep_sending
 from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.server import ServerState
@@ -365,6 +366,31 @@ async def test_close_timer_aborts_a_client_that_never_answers_our_close() -> Non
         assert data.endswith(encode_frame(8, (4001).to_bytes(2, "big") + b"go"))
         assert served.protocol.disconnected
         assert time.monotonic() - started < 20
+
+
+@pytest.mark.timeout(120)
+async def test_a_failed_connections_close_reaches_a_client_still_sending() -> None:
+    """A message over ws_max_size fails the connection with 1009 while the client is still sending: the
+    client reads the 1009 every time, not a reset that destroyed it (about one time in thirty on asyncio's
+    loop, one in ten on uvloop, before our side shut down and read on until the client's EOF); and one
+    that sends on regardless is cut off after close_timeout."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] == "websocket.receive":
+            pass
+
+    async with asgi_server(app, ws_max_size=1000, close_timeout=0.5) as served:
+        for _attempt in range(60):
+            assert await asyncio.to_thread(send_too_big_and_keep_sending, served.port, 5) == 1009
+        started = time.monotonic()
+        assert await asyncio.to_thread(send_too_big_and_keep_sending, served.port, 10, stop_at_eof=False) == 1009
+        assert time.monotonic() - started < 5
+        await until(lambda: all(protocol.disconnected for protocol in served.protocols))
+        ws = await connect(served.url, open_timeout=10)  # and a fresh client is served
+        await ws.close()
+        assert ws.close_code == 1000
 
 
 class _RecordingTransport:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import socket
 import struct
@@ -18,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from _unheeding_client import send_too_big_and_keep_sending
 
 from wscodec import ConnectionClosed, encode_frame
 from wscodec.asyncio import Server, WebSocket, connect, serve
@@ -386,6 +388,41 @@ async def test_huge_request_head_gets_its_431_before_the_socket_closes() -> None
                 response = b"<reset>"
             writer.transport.abort()
             assert response.startswith(b"HTTP/1.1 431 "), response[:80]
+        await asyncio.wait_for(served(server), 10)
+
+
+# --------------------------------------------------------------------------- 6. a failure's Close reaches the client
+
+
+@pytest.mark.timeout(120)
+async def test_a_failed_connections_close_reaches_a_client_still_sending() -> None:
+    """A message over max_size fails the connection with 1009 while the client is still sending. Closing
+    the socket with its input unread would send a reset, which destroys the Close frame in flight often
+    (about one time in ten on asyncio's loop, one in five on uvloop): our side shuts down, and input is
+    read and dropped until the client's EOF, so that it reads 1009, every time."""
+    async with serve(echo, "127.0.0.1", 0, max_size=1000) as server:
+        for _attempt in range(30):
+            assert await asyncio.to_thread(send_too_big_and_keep_sending, server.port, 5) == 1009
+        await asyncio.wait_for(served(server), 10)
+
+
+@pytest.mark.timeout(60)
+async def test_a_client_that_never_stops_sending_after_a_failure_is_dropped() -> None:
+    """The wait for the peer's EOF after a failure is bounded (``FAIL_LINGER``, at most ``close_timeout``):
+    a client that sends on regardless is cut off, and it still got its 1009 first."""
+    closed_at: list[float] = []
+
+    async def handler(ws: WebSocket) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await echo(ws)
+        await ws.wait_closed()
+        closed_at.append(time.monotonic())
+
+    async with serve(handler, "127.0.0.1", 0, max_size=1000, close_timeout=0.5) as server:
+        started = time.monotonic()
+        assert await asyncio.to_thread(send_too_big_and_keep_sending, server.port, 10, stop_at_eof=False) == 1009
+        await until(lambda: bool(closed_at))
+        assert closed_at[0] - started < 5  # cut off after 0.5 s, not after the client's 10 s
         await asyncio.wait_for(served(server), 10)
 
 

@@ -56,7 +56,7 @@ from uvicorn.protocols.utils import (
 
 from ._write import write_buffers
 from .compression import INFLATING_READ
-from .connection import CLOSED, CONNECTING, OPEN, Connection
+from .connection import CLOSED, CONNECTING, FAIL_LINGER, OPEN, Connection
 from .errors import ConnectionClosed
 from .events import (
     BinaryMessage,
@@ -121,6 +121,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         "_final_returned",
         "_flood_paused",
         "_flush_scheduled",
+        "_lingering",
         "_ping_payload",
         "_ping_sent_at",
         "_ping_timer",
@@ -226,6 +227,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self.read_paused = False  # ws_max_queue messages (or max_queue_bytes) wait for the application
         self._flood_paused = False  # the client pings faster than the transport drains (Connection.flooded)
         self._reading = True  # what we last told the transport
+        self._lingering = False  # our side is shut down; the client's input is dropped until its EOF
         self._writable = True
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_timer: asyncio.TimerHandle | None = None
@@ -255,6 +257,8 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self.scheme = "wss" if is_ssl(transport) else "ws"
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:  # dropped: see _close_transport
+            return
         if self._unfed or self.conn.state is CONNECTING or (len(data) > INFLATING_READ and self.conn.extensions):
             # Compressed, or still in the handshake: handed over INFLATING_READ bytes at a time, so that
             # reading can pause between them (see INFLATING_READ and _feed_unfed). Frames pipelined behind
@@ -832,10 +836,28 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
     def _close_transport(self) -> None:
         """Close TCP; abort it if it is still open ``close_timeout`` later (or when a timer already armed
         says): ``close()`` waits until the write buffer drains, which a peer that stopped reading never lets
-        happen, so without the timer such a peer would hold the socket forever."""
+        happen, so without the timer such a peer would hold the socket forever.
+
+        Without the client's Close (we failed the connection, or refused the upgrade), the client may still
+        be sending, and closing with its input unread would reset the connection, which can destroy our
+        Close or response before the client reads it: our side shuts down instead, and the client's input
+        is read and dropped until its EOF, at most ``FAIL_LINGER``. Not for a client that does not read what
+        we send (our transport is full: it would not read the Close either), nor over TLS (no half-close).
+        """
         self.stop_keepalive()
-        if not self.transport.is_closing():
-            self.transport.close()
+        if self._lingering:
+            return
+        transport = self.transport
+        if not transport.is_closing():
+            if self.conn.close_rcvd is None and self._writable and not self.disconnected and transport.can_write_eof():
+                self._lingering = True
+                self._unfed.clear()
+                transport.write_eof()
+                self.read_paused = self._flood_paused = False
+                self._sync_reading()
+                self._arm_close_timer(min(FAIL_LINGER, self.close_timeout))
+                return
+            transport.close()
         if self._close_timer is None and not self.disconnected:
             self._arm_close_timer(self.close_timeout)
 

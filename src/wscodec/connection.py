@@ -78,6 +78,11 @@ _DEFAULT: Any = object()
 #: Pings answered by one withheld Pong (see :meth:`Connection.hold_pongs`) beyond which the peer is
 #: flooding: :attr:`Connection.flooded` tells the I/O layer to stop reading until the transport drains.
 PING_FLOOD_LIMIT = 16
+#: For the I/O layers: after failing a connection (a Close with 1002, 1007, 1009, 1011... and no Close from
+#: the peer), how many seconds at most to read and drop the peer's input behind our half-closed side before
+#: closing the socket. Closing with input unread makes the kernel send a reset, which can destroy our Close
+#: frame before the peer reads it: the peer would see 1006 instead of the reason.
+FAIL_LINGER = 2.0
 #: Unmasked payloads of at least this many bytes (``bytes`` only) are queued beside their header instead of
 #: copied into one frame (see :meth:`Connection.data_to_send_buffers`): below it one copy costs less than
 #: handing the transport a second buffer. (Defined by the kernels, which build the frames.)
@@ -528,7 +533,10 @@ class Connection(FrameQueue):
     def accept(self, subprotocol: Any = _DEFAULT, extra_headers: Sequence[tuple[str, str]] = ()) -> list[Event]:
         """Server side: answer the received request with 101 and open the connection.
 
-        Returns the events of any frames the client pipelined behind its request (usually none).
+        Returns the events of any frames the client pipelined behind its request (usually none). Until
+        then, what :meth:`receive_data` is given is kept whole, unbounded (RFC 6455 section 4.1 has the
+        client wait for the 101 before sending): an I/O layer stops reading while it decides, as the
+        asyncio and threaded servers do.
         """
         hs = self._handshake
         if self._is_client or not isinstance(hs, ServerHandshake) or self.request is None:

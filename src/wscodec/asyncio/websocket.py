@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .. import _options as checks
 from ..compression import INFLATING_READ
-from ..connection import CLOSED, CONNECTING, OPEN, Connection, State
+from ..connection import CLOSED, CONNECTING, FAIL_LINGER, OPEN, Connection, State
 from ..errors import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, _closed_during_handshake
 from ..events import (
     BinaryFragment,
@@ -993,16 +993,30 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._wake_writers()
 
     def _after_closed(self) -> None:
-        """The Connection is CLOSED: close the transport now (server, failure) or after the server's EOF."""
-        if self._transport_closing or self._lost or self._transport is None:
+        """The Connection is CLOSED: close the transport now (a clean close, server side), after the server's
+        EOF (a clean close, client side), or after the peer's EOF (a failure: see
+        :data:`~wscodec.connection.FAIL_LINGER`)."""
+        transport = self._transport
+        if self._transport_closing or self._lost or transport is None:
             return
         self._transport_closing = True
         exc = self._close_exc
-        if self._conn.is_client and exc is not None and exc.was_clean:
-            # RFC 6455 section 7.1.1: the server closes TCP first; wait for its EOF, a bounded time.
-            self._arm_abort()
+        if exc is not None and exc.was_clean:
+            if self._conn.is_client:
+                # RFC 6455 section 7.1.1: the server closes TCP first; wait for its EOF, a bounded time.
+                self._arm_abort()
+                return
+        elif not self._write_paused and transport.can_write_eof():
+            # We failed the connection and the peer may still be sending: close() now would reset the
+            # connection and could destroy our Close frame in flight, so the peer would never learn why (as
+            # websockets, shut down our side, then read and drop until its EOF). eof_received() then lets
+            # the transport close. Not for a peer that does not read what we send (our transport is full:
+            # it would not read the Close either), nor over TLS, which cannot half-close.
+            transport.write_eof()
+            self._sync_reading()  # (reading goes on once our Close is out: see _sync_reading)
+            self._arm_abort(min(FAIL_LINGER, self.close_timeout))
             return
-        self._transport.close()
+        transport.close()
         self._arm_abort()
 
     def _arm_abort(self, delay: float | None = None) -> None:
