@@ -176,11 +176,16 @@ async def test_client_leaving_while_process_request_runs_is_forgotten() -> None:
     deciding = asyncio.Event()
     go = asyncio.Event()
     decided = []
+    cancelled = []
     handled = []
 
     async def process_request(request: Request) -> None:
         deciding.set()
-        await go.wait()
+        try:
+            await go.wait()
+        except asyncio.CancelledError:
+            cancelled.append(request.path)
+            raise
         decided.append(request.path)
 
     async def handler(ws: WebSocket) -> None:
@@ -188,16 +193,17 @@ async def test_client_leaving_while_process_request_runs_is_forgotten() -> None:
         await echo(ws)
 
     # Reading is paused while the decision is pending, so the server learns of the client's departure no
-    # later than open_timeout; the decision then finds the connection lost and must not run the handler.
+    # later than open_timeout; the decision is then cancelled, and the handler never runs.
     async with serve(handler, "127.0.0.1", 0, process_request=process_request, open_timeout=1.0) as server:
         _reader, writer = await raw(server.port)
         writer.write(UPGRADE)
         await asyncio.wait_for(deciding.wait(), 10)
         writer.transport.abort()
-        await until(lambda: all(p._lost for p in server._protocols), timeout=20)
-        go.set()
-        await until(lambda: decided == ["/"])
+        await until(lambda: not server._protocols, timeout=20)
         await until(lambda: not server._tasks)
+        assert cancelled == ["/"]
+        go.set()
+        assert decided == []
         assert handled == []
         assert not server.connections
         await served(server)  # process_request now lets everyone in at once
@@ -280,4 +286,120 @@ async def test_wait_closed_cancels_handlers_still_running_after_close_timeout(ca
         await asyncio.wait_for(server.wait_closed(), 30)
     assert outcome == ["cancelled"]
     assert "still open after" in caplog.text
+    assert not server._tasks
+
+
+def hanging_hook(which: str, entered: asyncio.Event, cancelled: list[str], release: asyncio.Event) -> dict[str, Any]:
+    """``process_request`` or ``process_response`` (``which``) that waits for ``release``, noting its
+    cancellation: the ``serve()`` keyword argument."""
+
+    async def wait() -> None:
+        entered.set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            cancelled.append(which)
+            raise
+
+    async def process_request(connection: WebSocket, request: Request) -> None:
+        await wait()
+
+    async def process_response(connection: WebSocket, request: Request, response: Any) -> None:
+        await wait()
+
+    return {which: process_request if which == "process_request" else process_response}
+
+
+HOOKS = pytest.mark.parametrize("which", ["process_request", "process_response"])
+
+
+@HOOKS
+async def test_close_while_a_hook_awaits_answers_503_alone(which: str) -> None:
+    """A handshake whose request is in when the server closes gets one answer, 503, as websockets gives it:
+    not a 101 followed by a Close and a second HTTP head, and the handler never starts."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    handled: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        handled.append(ws)
+        await echo(ws)
+
+    server = await serve(handler, "127.0.0.1", 0, close_timeout=5, **hanging_hook(which, entered, [], release))
+    reader, writer = await raw(server.port)
+    writer.write(UPGRADE)
+    await asyncio.wait_for(entered.wait(), 10)
+    server.close()
+    await asyncio.sleep(0.1)  # close() itself must not answer
+    release.set()
+    answer = await read_all(reader)
+    writer.close()
+    await asyncio.wait_for(server.wait_closed(), 30)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 "), answer[:200]
+    assert body == b"Server is shutting down.\n"
+    assert answer.count(b"HTTP/1.1") == 1
+    assert handled == []
+
+
+@HOOKS
+async def test_open_timeout_bounds_the_hooks(which: str) -> None:
+    """open_timeout covers process_request and process_response, as websockets' asyncio.timeout around the
+    whole handshake: a hook that never returns is cancelled, the connection aborted, its place freed."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    cancelled: list[str] = []
+    hook = hanging_hook(which, entered, cancelled, release)
+    async with serve(echo, "127.0.0.1", 0, open_timeout=0.5, max_connections=1, **hook) as server:
+        reader, writer = await raw(server.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(entered.wait(), 10)
+        assert await read_all(reader) == b""
+        writer.close()
+        await until(lambda: cancelled == [which])
+        await until(lambda: not server._tasks and not server._admitting)
+        setattr(server, which, None)
+        await served(server)  # the one place is free again
+
+
+async def test_clients_leaving_during_a_hook_leave_no_task_behind(caplog: pytest.LogCaptureFixture) -> None:
+    """Each client that leaves while process_request awaits has its handshake cancelled once the server
+    learns of it (reading is paused meanwhile: at open_timeout at the latest), so the shutdown that follows
+    has nothing to wait for or warn about."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    cancelled: list[str] = []
+    hook = hanging_hook("process_request", entered, cancelled, release)
+    server = await serve(echo, "127.0.0.1", 0, open_timeout=0.5, close_timeout=5, **hook)
+    for _ in range(20):
+        entered.clear()
+        _reader, writer = await raw(server.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(entered.wait(), 10)
+        writer.transport.abort()
+    await until(lambda: len(cancelled) == 20 and not server._tasks and not server._protocols)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 30)
+    assert time.monotonic() - started < server.close_timeout
+    assert "still open" not in caplog.text
+    assert "never retrieved" not in caplog.text
+
+
+async def test_close_without_closing_connections_lets_them_finish() -> None:
+    """close(close_connections=False) leaves the open connections alone, as in websockets: they are served
+    past close_timeout, and wait_closed() returns once their handlers have."""
+    server = await serve(echo, "127.0.0.1", 0, close_timeout=0.3)
+    address = url(server)
+    client = await connect(address, open_timeout=10)
+    server.close(close_connections=False)
+    waiter = asyncio.ensure_future(server.wait_closed())
+    for _ in range(10):  # 1 s, several close_timeouts
+        await client.send("still served")
+        assert await asyncio.wait_for(client.recv(), 10) == "still served"
+        await asyncio.sleep(0.1)
+    assert not waiter.done()
+    with pytest.raises(OSError):
+        await connect(address, open_timeout=10)  # no longer accepting
+    await client.close()
+    assert client.close_code == 1000
+    await asyncio.wait_for(waiter, 10)
     assert not server._tasks

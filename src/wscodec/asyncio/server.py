@@ -39,6 +39,8 @@ Handler = Callable[[WebSocket], Awaitable[Any]]
 #: Seconds an HTTP error response (400, 403, 431, 503...) waits for the client to stop sending before the
 #: socket is closed: closing with unread input makes the kernel send a reset, which can destroy the response.
 REJECT_LINGER = 2.0
+#: What a handshake still under way when the server closes gets instead of its 101, as in websockets.
+SHUTTING_DOWN = Response(503, "Service Unavailable", (("Content-Type", "text/plain"),), b"Server is shutting down.\n")
 HttpResponse = Response | tuple[int | http.HTTPStatus, Any, bytes | str]
 #: ``process_request(connection, request)`` as in websockets, or ``process_request(request)``.
 ProcessRequest = Callable[..., HttpResponse | Awaitable[HttpResponse | None] | None]
@@ -107,10 +109,20 @@ class ServerWebSocket(WebSocket):
         task.add_done_callback(server._tasks.discard)
 
     def _open_timed_out(self) -> None:
+        """``open_timeout`` bounds the whole opening handshake, ``process_request`` and ``process_response``
+        included, as websockets' ``asyncio.timeout`` around it: the connection is aborted, the hook's await
+        cancelled, and a ``max_connections`` place freed. (The timer ends once the handshake is decided.)"""
         self._open_timer = None
-        if self._pre is not None:
-            self.logger.info("opening handshake timed out")
-            self._abort_now()
+        self.logger.info("opening handshake timed out")
+        self._abort_now()
+        self._cancel_handshake()
+
+    def _cancel_handshake(self) -> None:
+        """Cancel the task of a connection that never opened: nobody is left to answer, and a hook awaiting
+        (an auth backend that never replies) must not outlive the connection."""
+        task = self._handler_task
+        if task is not None and self._opened_at is None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
 
     def data_received(self, data: bytes | memoryview) -> None:
         pre = self._pre
@@ -140,6 +152,7 @@ class ServerWebSocket(WebSocket):
             self._open_timer = None
         if not self._head_waiter.done():
             self._head_waiter.set_result(None)
+        self._cancel_handshake()
         super().connection_lost(exc)
         self._server.connections.discard(self)
         self._server._protocols.discard(self)
@@ -176,20 +189,28 @@ class ServerWebSocket(WebSocket):
     async def _process_response(self, request: Request | None) -> bool:
         """Give ``process_response`` the queued response; send what it returns instead. False when a 101
         was replaced by another status (sent; the connection then ends without opening)."""
-        hook = self._server.process_response
+        server = self._server
+        hook = server.process_response
         conn = self._conn
         response = conn.response
-        if hook is None or response is None:
+        if response is None:
             return True
-        try:
-            result: Any = hook(self, request, response)
-            if inspect.isawaitable(result):
-                result = await result
-            if result is not None:
-                result = as_response(result)
-        except Exception:
-            logger.exception("error in process_response")
-            result = INTERNAL_ERROR
+        result: Any = None
+        if hook is not None:
+            try:
+                result = hook(self, request, response)
+                if inspect.isawaitable(result):
+                    result = await result
+                if result is not None:
+                    result = as_response(result)
+            except Exception:
+                logger.exception("error in process_response")
+                result = INTERNAL_ERROR
+        if server._closing and (response if result is None else result).status_code == 101:
+            # The server began closing during the handshake: one answer, 503, as websockets gives (checked
+            # after the last await, so no 101 goes out that close() has not seen).
+            headers = server._with_server_header(list(SHUTTING_DOWN.headers))
+            result = Response(503, SHUTTING_DOWN.reason, headers, SHUTTING_DOWN.body)
         if result is None or result is response or self._lost:
             return True
         try:
@@ -305,6 +326,9 @@ class ServerWebSocket(WebSocket):
             return
         finally:
             self._server._admitting.discard(self)  # (a handshake that failed gives its place back)
+            if self._open_timer is not None:  # decided: a refusal lingering to be read is not timed out
+                self._open_timer.cancel()
+                self._open_timer = None
         try:
             await self._server.handler(self)
         except ConnectionClosed as exc:
@@ -322,8 +346,9 @@ class ServerWebSocket(WebSocket):
 class Server:
     """A running WebSocket server; :func:`serve` builds it.
 
-    ``connections`` is the set of open WebSockets; ``close()`` stops listening and closes them with 1001;
-    ``await wait_closed()`` waits for the end (at most ``close_timeout``, then aborts what is left).
+    ``connections`` is the set of open WebSockets; ``close()`` stops listening and closes them with 1001
+    (``close_connections=False``: leaves them open); ``await wait_closed()`` waits for the end (at most
+    ``close_timeout`` for the connections ``close()`` closed, then aborts what is left of them).
     """
 
     def __init__(
@@ -393,6 +418,7 @@ class Server:
         self._admitting: set[WebSocket] = set()  # handshakes that passed the max_connections check
         self._protocols: set[ServerWebSocket] = set()  # every connection, handshake included
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed_tasks: set[asyncio.Task[None]] = set()  # the tasks of the connections close() closed
         self._server: asyncio.AbstractServer | None = None
         self._closing = False
         self._closed_event = asyncio.Event()
@@ -441,34 +467,52 @@ class Server:
     def close(self, close_connections: bool = True, code: int = 1001, reason: str | None = None) -> None:
         """Stop accepting connections; with ``close_connections``, close every open one with ``code`` and
         ``reason`` (websockets' arguments: 1012, service restart, tells clients to come back soon; the
-        reason is "going away" for 1001 unless given, empty for another code, as in websockets)."""
+        reason is "going away" for 1001 unless given, empty for another code, as in websockets).
+
+        Either way, as in websockets, a handshake whose request is in (``process_request`` or
+        ``process_response`` may still be running) is answered 503 "Server is shutting down." instead of
+        its 101, and one whose request head is not complete yet is aborted. ``close_connections=False``
+        leaves the open connections alone: :meth:`wait_closed` then waits for their handlers to return.
+        """
         reason = going_away_reason(code, reason)
         build_close_payload(code, reason)  # a code or reason not allowed on the wire: ValueError, before anything
         if self._server is not None:
             self._server.close()
         self._closing = True
         self._closed_event.set()
-        if close_connections:
-            for ws in list(self._protocols):
-                if ws._pre is not None:
-                    ws._abort_now()  # still in the handshake
-                else:
-                    ws._start_close(code, reason)
+        if close_connections:  # every handler, those of connections already lost included, gets close_timeout
+            self._closed_tasks.update(self._tasks)
+        for ws in list(self._protocols):
+            if ws._opened_at is None and not ws._head_waiter.done():
+                ws._abort_now()  # no request yet to answer
+            elif close_connections and ws._opened_at is not None:
+                ws._start_close(code, reason)
+            # (A connection still in its handshake is not sent a Close: _process_response answers it 503.)
 
     async def wait_closed(self) -> None:
-        """Wait until :meth:`close` was called and every connection has ended: at most ``close_timeout``
-        for the connections, after which what is left is aborted and its handler cancelled."""
+        """Wait until :meth:`close` was called and every connection has ended.
+
+        The connections :meth:`close` closed get ``close_timeout``; what is left of them then is aborted and
+        its handler cancelled. The others (``close_connections=False``) are waited for until their handlers
+        return, as websockets waits: each stays bounded by its own keepalive and timeouts only, so bound
+        this wait yourself if needed (``async with asyncio.timeout(30): await server.wait_closed()``).
+        """
         await self._closed_event.wait()
         tasks = set(self._tasks)
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=self.close_timeout)
+        closed = tasks & self._closed_tasks
+        if closed:
+            _done, pending = await asyncio.wait(closed, timeout=self.close_timeout)
             if pending:
                 logger.warning("%d connections still open after %s s: aborting them", len(pending), self.close_timeout)
                 for ws in list(self._protocols):
-                    ws._abort_now()
+                    if ws._handler_task in pending:
+                        ws._abort_now()
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending, timeout=1.0)
+        others = tasks - closed
+        if others:
+            await asyncio.wait(others)
         for ws in list(self._protocols):
             ws._abort_now()
         if self._server is not None:
