@@ -181,10 +181,10 @@ async def test_subprotocol_negotiation() -> None:
             assert await ws.recv() == "superchat"
         async with connect(url(server), subprotocols=("chat",)) as ws:
             assert ws.protocol == "chat"
-        async with connect(url(server), subprotocols=("other",)) as ws:
-            assert ws.protocol == ""
-        async with connect(url(server)) as ws:
-            assert ws.protocol == ""
+        for offered in (("other",), None):  # none in common: 400, as websockets answers
+            with pytest.raises(InvalidStatus) as info:
+                await connect(url(server), subprotocols=offered)
+            assert info.value.status_code == 400
 
 
 async def test_select_subprotocol_callback() -> None:

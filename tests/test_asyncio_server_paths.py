@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from wscodec import ConnectionClosed, encode_frame
+from wscodec import ConnectionClosed, InvalidStatus, encode_frame
 from wscodec.asyncio import Server, WebSocket, connect, serve
+from wscodec.errors import NegotiationError
 from wscodec.events import Request
 
 pytestmark = pytest.mark.timeout(60)
@@ -241,7 +242,8 @@ async def test_select_subprotocol_raising_is_500(caplog: pytest.LogCaptureFixtur
         assert "error while accepting the connection" in caplog.text
         assert "boom" in caplog.text
         server.select_subprotocol = None
-        await served(server)
+        async with connect(url(server), subprotocols=["chat"], open_timeout=10) as ws:
+            assert ws.subprotocol == "chat"
 
 
 # --------------------------------------------------------------------------- shutting down
@@ -403,3 +405,50 @@ async def test_close_without_closing_connections_lets_them_finish() -> None:
     assert client.close_code == 1000
     await asyncio.wait_for(waiter, 10)
     assert not server._tasks
+
+
+# --------------------------------------------------------------------------- subprotocols
+
+
+@pytest.mark.parametrize(
+    ("offered", "reason"),
+    [(b"", b"missing subprotocol"), (b"Sec-WebSocket-Protocol: other\r\n", b"invalid subprotocol")],
+    ids=["none-offered", "none-in-common"],
+)
+async def test_no_subprotocol_in_common_is_400(offered: bytes, reason: bytes) -> None:
+    """With ``subprotocols`` and no ``select_subprotocol``, a client offering none of them is refused with
+    400, as websockets refuses it, and the handler never runs."""
+    handled: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        handled.append(ws)
+        await echo(ws)
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=["chat"]) as server:
+        reader, writer = await raw(server.port)
+        writer.write(UPGRADE.replace(b"\r\n\r\n", b"\r\n" + offered + b"\r\n", 1))
+        answer = await read_all(reader)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert reason in answer
+        assert handled == []
+        async with connect(url(server), subprotocols=["other", "chat"], open_timeout=10) as ws:
+            assert ws.subprotocol == "chat"
+
+
+async def test_select_subprotocol_replaces_the_rule() -> None:
+    """A ``select_subprotocol`` hook decides instead: None opens without a subprotocol, websockets'
+    ``NegotiationError`` refuses with 400."""
+
+    def select(offered: list[str]) -> str | None:
+        if "refuse" in offered:
+            raise NegotiationError("refused by the hook")
+        return None
+
+    async with serve(echo, "127.0.0.1", 0, subprotocols=["chat"], select_subprotocol=select) as server:
+        async with connect(url(server), open_timeout=10) as ws:
+            assert ws.subprotocol is None
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server), subprotocols=["refuse"], open_timeout=10)
+        assert info.value.status_code == 400
+        assert info.value.response.body == b"refused by the hook\n"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from _silent_client import SilentClient
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 import wscodec
@@ -92,6 +92,13 @@ def cli_server(*args: str) -> Iterator[CliServer]:
 
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator[CliServer]:
+    with cli_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def chat_server() -> Iterator[CliServer]:
+    """A server with ``--subprotocol``: a client must offer one of them (400 otherwise, as the library)."""
     with cli_server("--subprotocol", "chat", "--subprotocol", "superchat") as server:
         yield server
 
@@ -141,11 +148,15 @@ def test_echo_with_websockets_client(echo_server: CliServer) -> None:
         assert "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
 
 
-def test_subprotocol_negotiated(echo_server: CliServer) -> None:
-    with ws_connect(echo_server.url, subprotocols=["superchat"], open_timeout=10) as ws:
+def test_subprotocol_negotiated(chat_server: CliServer) -> None:
+    with ws_connect(chat_server.url, subprotocols=["superchat"], open_timeout=10) as ws:
         assert ws.subprotocol == "superchat"
-    with ws_connect(echo_server.url, subprotocols=["other", "chat"], open_timeout=10) as ws:
+    with ws_connect(chat_server.url, subprotocols=["other", "chat"], open_timeout=10) as ws:
         assert ws.subprotocol == "chat"
+    for offered in (None, ["other"]):
+        with pytest.raises(InvalidStatus) as info, ws_connect(chat_server.url, subprotocols=offered, open_timeout=10):
+            pass
+        assert info.value.response.status_code == 400
 
 
 def test_chat_broadcasts_to_every_client() -> None:
@@ -292,9 +303,9 @@ def test_connect_through_a_pipe_prints_echoes(echo_server: CliServer) -> None:
     assert "connected" in out.stderr
 
 
-def test_connect_with_subprotocol_and_header(echo_server: CliServer) -> None:
+def test_connect_with_subprotocol_and_header(chat_server: CliServer) -> None:
     out = _run_connect(
-        echo_server.url, "x\n", "--subprotocol", "superchat", "--header", "X-Test: 1", "--no-compression"
+        chat_server.url, "x\n", "--subprotocol", "superchat", "--header", "X-Test: 1", "--no-compression"
     )
     assert out.returncode == 0, out.stderr
     assert "< x" in out.stdout.splitlines()

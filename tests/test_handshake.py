@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from wscodec.errors import InvalidHandshake, InvalidStatus
+from wscodec.errors import InvalidHandshake, InvalidStatus, NegotiationError
 from wscodec.events import Request, Response
 from wscodec.extensions import ClientPerMessageDeflate, PerMessageDeflate, ServerPerMessageDeflate
 from wscodec.handshake import (
@@ -646,9 +646,8 @@ def test_4_2_2_accept_builds_101() -> None:
     [
         (["superchat", "chat"], "chat, superchat", "superchat"),
         (["chat"], "superchat, chat", "chat"),
-        (["v2"], "chat", None),
         ([], "chat", None),
-        (["chat"], None, None),
+        ([], None, None),
     ],
 )
 def test_4_2_2_subprotocol_selection(server: list[str], offered: str | None, expected: str | None) -> None:
@@ -657,6 +656,23 @@ def test_4_2_2_subprotocol_selection(server: list[str], offered: str | None, exp
     data = hs.accept()
     assert hs.subprotocol == expected
     assert (b"Sec-WebSocket-Protocol: " in data) is (expected is not None)
+
+
+@pytest.mark.parametrize(
+    ("offered", "message"),
+    [(None, "missing subprotocol"), ("v1, chat", "invalid subprotocol; expected one of v2, superchat")],
+    ids=["none-offered", "none-in-common"],
+)
+def test_4_2_2_no_subprotocol_in_common_is_a_negotiation_error(offered: str | None, message: str) -> None:
+    """A server that lists subprotocols does not open without one (websockets' rule, answered 400): the
+    client would speak something the server does not. The handshake stays unanswered, for reject()."""
+    hs = received(
+        ServerHandshake(subprotocols=["v2", "superchat"]), *([f"Sec-WebSocket-Protocol: {offered}"] if offered else [])
+    )
+    with pytest.raises(NegotiationError, match=message):
+        hs.accept()
+    assert hs.response is None
+    assert b"Sec-WebSocket-Protocol" not in hs.accept(subprotocol=None)  # an explicit choice still goes
 
 
 def test_4_2_2_explicit_subprotocol() -> None:
@@ -760,9 +776,12 @@ def test_4_2_2_rejection_status_feeds_reject() -> None:
         ({"extensions": [ClientPerMessageDeflate()]}, {}, None, 0),
         ({}, {"extensions": [ServerPerMessageDeflate()]}, None, 0),
         (
-            {"extensions": [ClientPerMessageDeflate(server_max_window_bits=10, client_no_context_takeover=True)]},
+            {
+                "extensions": [ClientPerMessageDeflate(server_max_window_bits=10, client_no_context_takeover=True)],
+                "subprotocols": ["y", "x"],
+            },
             {"extensions": [ServerPerMessageDeflate(client_max_window_bits=9)], "subprotocols": ["x"]},
-            None,
+            "x",
             1,
         ),
     ],

@@ -341,3 +341,16 @@ def test_sync_client_through_http_and_socks_proxies(monkeypatch: pytest.MonkeyPa
                 assert ws.recv(timeout=10) == "proxied"
         with pytest.raises(ProxyError):
             connect(f"ws://127.0.0.1:{port}/", proxy=f"http://127.0.0.1:{proxy_port}")
+
+
+def test_sync_server_refuses_a_client_without_a_common_subprotocol() -> None:
+    """The threaded server follows the asyncio server's (and websockets') rule: with ``subprotocols`` and
+    no ``select_subprotocol``, no subprotocol in common is 400; one in common opens with it."""
+    with sync_server(subprotocols=["chat"]) as server:
+        for offered, reason in ((None, b"missing subprotocol"), (["other"], b"invalid subprotocol")):
+            with pytest.raises(InvalidStatus) as info:
+                connect(f"ws://127.0.0.1:{server.port}/", subprotocols=offered, open_timeout=10)
+            assert info.value.status_code == 400
+            assert reason in info.value.response.body
+        with connect(f"ws://127.0.0.1:{server.port}/", subprotocols=["other", "chat"], open_timeout=10) as ws:
+            assert ws.subprotocol == "chat"

@@ -273,8 +273,9 @@ async def test_recv_decode_subprotocol_and_state_as_in_websockets() -> None:
             with pytest.raises(UnicodeDecodeError):
                 await ws.recv(decode=True)
         assert ws.state is wscodec.State.CLOSED
-        async with wscodec.asyncio.connect(f"ws://127.0.0.1:{server.port}/") as ws:
-            assert ws.subprotocol is None and ws.protocol == ""
+        with pytest.raises(wscodec.InvalidStatus) as info:  # no subprotocol offered: 400, as from websockets
+            await wscodec.asyncio.connect(f"ws://127.0.0.1:{server.port}/")
+        assert info.value.status_code == 400
 
 
 def test_sync_recv_decode_and_id() -> None:

@@ -735,7 +735,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_deflate_arguments(serve)
     serve.add_argument(
-        "--subprotocol", action="append", default=[], metavar="NAME", help="subprotocol to accept (repeatable)"
+        "--subprotocol",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="subprotocol to accept (repeatable); a client offering none of them gets 400",
     )
     _add_keepalive(serve)
     serve.add_argument("--tls-cert", metavar="PEM", help="certificate chain (PEM) to serve wss:// and https://")

@@ -536,7 +536,9 @@ class Connection(FrameQueue):
         Returns the events of any frames the client pipelined behind its request (usually none). Until
         then, what :meth:`receive_data` is given is kept whole, unbounded (RFC 6455 section 4.1 has the
         client wait for the 101 before sending): an I/O layer stops reading while it decides, as the
-        asyncio and threaded servers do.
+        asyncio and threaded servers do. Without ``subprotocol``, a server listing subprotocols that the
+        client offered none of raises :class:`~wscodec.errors.NegotiationError` (still CONNECTING:
+        :meth:`reject` it with 400).
         """
         hs = self._handshake
         if self._is_client or not isinstance(hs, ServerHandshake) or self.request is None:

@@ -558,11 +558,22 @@ class ServerHandshake:
         return Request(method, target, headers, version)
 
     def select_subprotocol(self, offered: Sequence[str]) -> str | None:
-        """The subprotocol to use: the first of the server's list that the client offered, or None."""
+        """The subprotocol to use: the first of the server's list that the client offered; None when the
+        server lists none.
+
+        A server that lists subprotocols and a client that offers none of them cannot agree on what the
+        messages mean: :class:`~wscodec.errors.NegotiationError`, which the servers answer with 400, as
+        websockets' ``ServerProtocol.select_subprotocol`` does. A ``select_subprotocol`` hook (or
+        ``accept(subprotocol=...)``, as the ASGI app's choice is given) replaces this rule.
+        """
+        if not self.subprotocols:
+            return None
+        if not offered:
+            raise NegotiationError("missing subprotocol")
         for subprotocol in self.subprotocols:
             if subprotocol in offered:
                 return subprotocol
-        return None
+        raise NegotiationError("invalid subprotocol; expected one of " + ", ".join(self.subprotocols))
 
     def _negotiate_extensions(self) -> list[tuple[str, list[tuple[str, str | None]]]]:
         """Run each factory on the client's offers of its extension, in the client's order of names, up to
@@ -587,7 +598,8 @@ class ServerHandshake:
     def accept(self, *, subprotocol: str | None = _DEFAULT, extra_headers: Sequence[tuple[str, str]] = ()) -> bytes:
         """The 101 response to send; sets ``subprotocol``, ``extensions`` and ``response``.
 
-        ``subprotocol`` defaults to :meth:`select_subprotocol`; an explicit one must have been offered.
+        ``subprotocol`` defaults to :meth:`select_subprotocol` (whose NegotiationError then leaves the
+        handshake unanswered, for :meth:`reject` with 400); an explicit one must have been offered.
         """
         if self.request is None:
             raise RuntimeError("accept() before a request was received")

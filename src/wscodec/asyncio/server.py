@@ -21,7 +21,7 @@ from ..broker import Broker, Message, make_broker
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import Compression, extension_factories
 from ..connection import OPEN, Connection, check_utf8
-from ..errors import ConcurrencyError, ConnectionClosed
+from ..errors import ConcurrencyError, ConnectionClosed, NegotiationError
 from ..events import Request, Response
 from ..frames import build_close_payload
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
@@ -291,6 +291,11 @@ class ServerWebSocket(WebSocket):
                 events = conn.accept(chosen, extra_headers=headers)
             else:
                 events = conn.accept(extra_headers=headers)
+        except NegotiationError as exc:  # no subprotocol in common (or the hook's own refusal): 400
+            self.logger.info("rejected opening handshake: %s", exc)
+            conn.reject(400, server._with_server_header([("Content-Type", "text/plain")]), f"{exc}\n".encode())
+            self._handle([])
+            return False
         except Exception:
             self.logger.exception("error while accepting the connection")
             self._conn = conn = Connection("server", stream_messages=True)  # a fresh one, to answer 500
@@ -573,8 +578,10 @@ class serve:
     HTTP request, WebSocket upgrade or not, before it is checked: return None to go on, or a response to
     answer with plain HTTP (health checks, a page, :func:`basic_auth`'s 401): ``connection.respond(status,
     text)``, a :class:`~wscodec.events.Response` or ``(status, headers, body)``; it may be a coroutine.
-    ``select_subprotocol(connection, offered) -> str | None`` (or ``select_subprotocol(offered)``)
-    overrides the choice among ``subprotocols`` (the server's preference list). ``origins`` lists the allowed ``Origin``
+    ``subprotocols`` is the server's preference list: the first one the client offers is chosen, and a
+    client that offers none of them gets 400, as in websockets. ``select_subprotocol(connection, offered)
+    -> str | None`` (or ``select_subprotocol(offered)``) replaces that rule (None: no subprotocol; raising
+    :class:`~wscodec.errors.NegotiationError`: 400). ``origins`` lists the allowed ``Origin``
     values (None in it: no Origin header), others get 403. Beyond ``max_connections`` open connections
     upgrades get 503. ``slow_consumer`` ("close", "skip" or "wait") is what :func:`broadcast` does with
     a connection whose buffer holds more than ``slow_consumer_limit`` bytes. ``broker`` (a URL such as

@@ -26,7 +26,7 @@ from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import INFLATING_READ, Compression, extension_factories
 from ..connection import Connection
-from ..errors import ConnectionClosed
+from ..errors import ConnectionClosed, NegotiationError
 from ..events import Request, Response
 from ..frames import build_close_payload
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
@@ -416,6 +416,11 @@ class Server:
                 events = conn.accept(chosen, extra_headers=extra)
             else:
                 events = conn.accept(extra_headers=extra)
+        except NegotiationError as exc:  # no subprotocol in common (or the hook's own refusal): 400
+            logger.info("rejected opening handshake: %s", exc)
+            conn.reject(400, [("Content-Type", "text/plain"), *extra], f"{exc}\n".encode())
+            self._finish_http(sock, conn.data_to_send())
+            return None
         except Exception:
             logger.exception("error while accepting the connection")
             self._finish_http(sock, response_bytes(INTERNAL_ERROR))
