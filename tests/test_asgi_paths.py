@@ -318,6 +318,35 @@ async def test_shutdown_while_closing_bounds_the_wait_by_shutdown_timeout() -> N
         assert time.monotonic() - started < 30  # not close_timeout (600 s)
 
 
+async def test_a_failure_during_shutdown_keeps_the_shutdown_bound() -> None:
+    """shutdown() bounds the wait for the client's Close by shutdown_timeout; a client that answers with a
+    protocol violation instead, keeping TCP open, starts a linger (FAIL_LINGER, 2 s) that must not push
+    that bound back."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] == "websocket.receive":
+            pass
+
+    async with asgi_server(app, close_timeout=10) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        protocol = served.protocol
+        protocol.shutdown_timeout = 1.0
+        started = time.monotonic()
+        protocol.shutdown()
+        assert (await asyncio.wait_for(reader.readexactly(2), 10))[0] == 0x88  # the 1012
+        await asyncio.sleep(0.5)
+        writer.write(b"\x83\x80" + MASK)  # a reserved opcode instead of a Close; TCP stays open
+        try:
+            await until(lambda: protocol.disconnected)
+        finally:
+            writer.transport.abort()
+        assert time.monotonic() - started < 1.8  # shutdown_timeout, not 0.5 s + FAIL_LINGER
+
+
 async def test_shutdown_when_closed_closes_the_transport() -> None:
     """The closing handshake is over but the client keeps TCP open (and stops reading): shutdown() ends it."""
     closed = asyncio.Event()

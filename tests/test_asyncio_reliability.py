@@ -426,6 +426,51 @@ async def test_a_client_that_never_stops_sending_after_a_failure_is_dropped() ->
         await asyncio.wait_for(served(server), 10)
 
 
+async def _upgraded_then_bad_frame_kept_open(port: int, *, after_close: bool) -> asyncio.StreamWriter:
+    """A raw client that upgrades, (with ``after_close``, reads the server's Close first, then) sends a frame
+    with a reserved opcode instead of a Close, and keeps TCP open without sending anything more."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(UPGRADE)
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    if after_close:
+        assert (await asyncio.wait_for(reader.readexactly(2), 10))[0] == 0x88
+    writer.write(b"\x83\x80" + KEY)
+    return writer
+
+
+@pytest.mark.timeout(60)
+async def test_a_failure_while_closing_lingers_for_fail_linger_not_close_timeout() -> None:
+    """Our Close is out (close_timeout armed: 8 s) and the peer breaks the protocol instead of answering:
+    the linger that follows is bounded by FAIL_LINGER (2 s), the tighter of the two."""
+    took: list[float] = []
+
+    async def handler(ws: WebSocket) -> None:
+        started = time.monotonic()
+        await ws.close()
+        took.append(time.monotonic() - started)
+
+    async with serve(handler, "127.0.0.1", 0, close_timeout=8) as server:
+        writer = await _upgraded_then_bad_frame_kept_open(server.port, after_close=True)
+        try:
+            await until(lambda: bool(took), timeout=20)
+        finally:
+            writer.transport.abort()
+    assert took[0] < 5, took
+
+
+@pytest.mark.timeout(60)
+async def test_a_lingering_connection_frees_its_max_connections_place() -> None:
+    """A failed connection whose peer keeps TCP open is CLOSED: it no longer counts as open, so another
+    client is let in while it lingers (not refused with 503 for up to FAIL_LINGER)."""
+    async with serve(echo, "127.0.0.1", 0, max_connections=1) as server:
+        writer = await _upgraded_then_bad_frame_kept_open(server.port, after_close=False)
+        try:
+            await until(lambda: not server.connections, timeout=1.0)  # well before FAIL_LINGER ends
+            await asyncio.wait_for(served(server), 10)
+        finally:
+            writer.transport.abort()
+
+
 @pytest.mark.parametrize("style", ["async for", "onmessage"])
 async def test_the_keepalive_spares_a_client_whose_pongs_wait_behind_paused_reading(style: str) -> None:
     """A slow handler (0.3 s per message) with max_queue=2: reading pauses for long stretches while the

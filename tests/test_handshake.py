@@ -519,6 +519,7 @@ def test_4_2_1_valid_request_byte_by_byte() -> None:
         pytest.param(request_bytes("Content-Length: 8"), 400, (), id="body-Content-Length"),
         pytest.param(request_bytes("Content-Length: 0, 8"), 400, (), id="body-Content-Length-list"),
         pytest.param(request_bytes("Transfer-Encoding: chunked"), 400, (), id="body-chunked"),
+        pytest.param(request_bytes("Content-Length:"), 400, (), id="body-Content-Length-empty"),
         pytest.param(request_bytes(drop=("Upgrade",)), 426, (("Upgrade", "websocket"),), id="no-Upgrade"),
         pytest.param(
             request_bytes("Upgrade: h2c", drop=("Upgrade",)), 426, (("Upgrade", "websocket"),), id="wrong-Upgrade"

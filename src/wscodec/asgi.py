@@ -855,7 +855,10 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 transport.write_eof()
                 self.read_paused = self._flood_paused = False
                 self._sync_reading()
-                self._arm_close_timer(min(FAIL_LINGER, self.close_timeout))
+                delay = min(FAIL_LINGER, self.close_timeout)
+                timer = self._close_timer  # (shutdown()'s, say: of two bounds, the tighter holds)
+                if timer is None or timer.when() > self.loop.time() + delay:
+                    self._arm_close_timer(delay)
                 return
             transport.close()
         if self._close_timer is None and not self.disconnected:

@@ -143,17 +143,38 @@ def parse_uri(url: str) -> WebSocketURI:
 
 
 def _invalid(url: str, why: str) -> InvalidURI:
-    """The error for ``url``, which shows it without its password (error texts end up in logs)."""
-    return InvalidURI(_without_password(url), why)
+    """The error for ``url``, which shows it, and ``why``, without its password (error texts end up in
+    logs; urllib's own texts may quote a piece of it)."""
+    shown = _without_password(url)
+    if shown != url:
+        for piece in re.split(r"[/?#]", _password_part(url)):
+            if piece:
+                why = why.replace(piece, "***")
+    return InvalidURI(shown, why)
+
+
+def _password_part(url: str) -> str:
+    """What ``ws://user:password@host/`` holds between the user's colon and the last ``@``: the password
+    as written, even where it holds ``/``, ``?``, ``#`` or the user an ``@`` (which urllib reads as such,
+    or fails on); "" if the URL has no ``user:`` part before an ``@``."""
+    start = url.find("://")
+    at = url.rfind("@")
+    if start < 0 or at < start + 3:
+        return ""
+    colon = url.find(":", start + 3, at)
+    return "" if colon < 0 else url[colon + 1 : at]
 
 
 def _without_password(url: str) -> str:
     """``url`` with the password of its userinfo (``ws://user:password@host/``) shown as ``***``, for error
-    messages and logs."""
-    return _PASSWORD.sub(r"\1***@", url, count=1)
-
-
-_PASSWORD = re.compile(r"^([^:/?#]*://[^/?#@:]*:)[^/?#]*@")
+    messages and logs. Errs on the side of hiding: whatever lies between the first colon after ``://`` and
+    the last ``@`` is masked (in a URL without credentials but with an ``@`` in its path, that hides the
+    port and part of the path from the message, never a password)."""
+    password = _password_part(url)
+    if not password:
+        return url
+    at = url.rfind("@")
+    return url[: at - len(password)] + "***" + url[at:]
 
 
 def _credentials(url: str, parts: urllib.parse.SplitResult) -> tuple[str, str] | tuple[None, None]:

@@ -522,7 +522,8 @@ class ServerHandshake:
         # disagree on where the frames start; refused as websockets refuses it (Content-Length: 0 is no body).
         if header_values(headers, "Transfer-Encoding"):
             raise HandshakeRejected("Transfer-Encoding on the upgrade request: it has no body", 400)
-        if not set(split_tokens(header_values(headers, "Content-Length"))) <= {"0"}:
+        lengths = [item.strip(" \t") for value in header_values(headers, "Content-Length") for item in value.split(",")]
+        if any(length != "0" for length in lengths):  # (an empty one included: invalid, RFC 9112 section 6.3)
             raise HandshakeRejected("Content-Length on the upgrade request: it has no body", 400)
         if not has_token(headers, "Upgrade", "websocket"):
             raise HandshakeRejected("missing 'Upgrade: websocket' header", 426, [("Upgrade", "websocket")])

@@ -1020,8 +1020,18 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._arm_abort()
 
     def _arm_abort(self, delay: float | None = None) -> None:
-        if self._abort_handle is None and not self._lost:
-            self._abort_handle = self._loop.call_later(self.close_timeout if delay is None else delay, self._abort)
+        """Abort the transport ``delay`` (default ``close_timeout``) seconds from now, or sooner if an abort
+        is armed for sooner: of two bounds (a close under way, then a failure's linger), the tighter holds."""
+        if self._lost:
+            return
+        loop = self._loop
+        when = loop.time() + (self.close_timeout if delay is None else delay)
+        handle = self._abort_handle
+        if handle is not None:
+            if handle.when() <= when:
+                return
+            handle.cancel()
+        self._abort_handle = loop.call_at(when, self._abort)
 
     def _abort(self) -> None:
         self._abort_handle = None
