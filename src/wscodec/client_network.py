@@ -144,12 +144,12 @@ def parse_uri(url: str) -> WebSocketURI:
 
 def _invalid(url: str, why: str) -> InvalidURI:
     """The error for ``url``, which shows it, and ``why``, without its password (error texts end up in
-    logs; urllib's own texts may quote a piece of it)."""
+    logs; urllib's own texts may quote a piece of it, as the port it could not read: ``as 's3cr'``)."""
     shown = _without_password(url)
     if shown != url:
         for piece in re.split(r"[/?#]", _password_part(url)):
             if piece:
-                why = why.replace(piece, "***")
+                why = why.replace(f"'{piece}'", "'***'")
     return InvalidURI(shown, why)
 
 
