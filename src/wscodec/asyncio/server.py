@@ -164,8 +164,9 @@ class ServerWebSocket(WebSocket):
         if response is not None and response.status_code == 101:
             super()._after_closed()
             # CLOSED is not open any more, though the transport may linger a while (FAIL_LINGER): its
-            # max_connections place is free now.
-            self._server.connections.discard(self)
+            # max_connections place is free now. At the next loop step, not here: this runs inside loops
+            # over server.connections (broadcast() failing a slow consumer), which must not see it change.
+            self._loop.call_soon(self._server.connections.discard, self)
             return
         # Refused before the upgrade: the client may still be sending (a huge request head). Shut down
         # our side once the response is out, read and drop what comes for a short while, then close.
