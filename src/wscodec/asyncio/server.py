@@ -146,10 +146,15 @@ class ServerWebSocket(WebSocket):
             return False
         return super().eof_received()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _cancel_open_timer(self) -> None:
+        """The handshake is decided (or the connection gone): a refusal lingering to be read, or an open
+        connection, is not timed out by ``open_timeout``."""
         if self._open_timer is not None:
             self._open_timer.cancel()
             self._open_timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_open_timer()
         if not self._head_waiter.done():
             self._head_waiter.set_result(None)
         self._cancel_handshake()
@@ -174,11 +179,9 @@ class ServerWebSocket(WebSocket):
         if self._transport_closing or self._lost or transport is None:
             return
         self._transport_closing = True
-        if transport.can_write_eof():
-            transport.write_eof()  # after the buffered response
-            transport.resume_reading()
-            self._arm_abort(min(REJECT_LINGER, self.close_timeout))
-        else:  # TLS: no half-close
+        if self._linger(transport, REJECT_LINGER):
+            transport.resume_reading()  # (paused since the request head was complete)
+        else:
             transport.close()
             self._arm_abort()
 
@@ -308,9 +311,6 @@ class ServerWebSocket(WebSocket):
             return False
         if not await self._process_response(conn.request):
             return False
-        if self._open_timer is not None:
-            self._open_timer.cancel()
-            self._open_timer = None
         request = conn.request
         host = request.header("Host", "") if request is not None else ""
         scheme = "wss" if transport.get_extra_info("sslcontext") is not None else "ws"
@@ -335,9 +335,7 @@ class ServerWebSocket(WebSocket):
             return
         finally:
             self._server._admitting.discard(self)  # (a handshake that failed gives its place back)
-            if self._open_timer is not None:  # decided: a refusal lingering to be read is not timed out
-                self._open_timer.cancel()
-                self._open_timer = None
+            self._cancel_open_timer()
         try:
             await self._server.handler(self)
         except ConnectionClosed as exc:

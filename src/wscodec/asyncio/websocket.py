@@ -1006,18 +1006,29 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 # RFC 6455 section 7.1.1: the server closes TCP first; wait for its EOF, a bounded time.
                 self._arm_abort()
                 return
-        elif not self._write_paused and transport.can_write_eof():
+        elif self._linger(transport, FAIL_LINGER):
             # We failed the connection and the peer may still be sending: close() now would reset the
             # connection and could destroy our Close frame in flight, so the peer would never learn why (as
-            # websockets, shut down our side, then read and drop until its EOF). eof_received() then lets
-            # the transport close. Not for a peer that does not read what we send (our transport is full:
-            # it would not read the Close either), nor over TLS, which cannot half-close.
-            transport.write_eof()
+            # websockets, shut down our side, then read and drop until its EOF).
             self._sync_reading()  # (reading goes on once our Close is out: see _sync_reading)
-            self._arm_abort(min(FAIL_LINGER, self.close_timeout))
             return
         transport.close()
         self._arm_abort()
+
+    def _linger(self, transport: asyncio.Transport, delay: float) -> bool:
+        """Shut down our side after what is buffered and abort ``delay`` seconds from now (never later than
+        ``close_timeout``); the caller lets reading go on, so the peer's input is read and dropped until its
+        EOF, and ``eof_received()`` then lets the transport close. Closing with unread input would make the
+        kernel send a reset, which can destroy what we wrote last (a Close frame, an HTTP refusal).
+
+        False, and nothing done, where lingering cannot help: over TLS, which cannot half-close, or when the
+        peer does not read what we send (our transport is full: it would not read the last bytes either).
+        """
+        if self._write_paused or not transport.can_write_eof():
+            return False
+        transport.write_eof()
+        self._arm_abort(min(delay, self.close_timeout))
+        return True
 
     def _arm_abort(self, delay: float | None = None) -> None:
         """Abort the transport ``delay`` (default ``close_timeout``) seconds from now, or sooner if an abort
