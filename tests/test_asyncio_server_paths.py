@@ -407,6 +407,58 @@ async def test_close_without_closing_connections_lets_them_finish() -> None:
     assert not server._tasks
 
 
+# --------------------------------------------------------------------------- what process_request is given
+
+MALFORMED_LINES = [
+    pytest.param(b"GET /a\x1b[2Jb HTTP/1.1", id="control-character-in-target"),
+    pytest.param(b"G(T / HTTP/1.1", id="method-not-a-token"),
+    pytest.param(b"GET / HTTX/1.1", id="not-a-version"),
+]
+
+
+@pytest.mark.parametrize("line", MALFORMED_LINES)
+async def test_a_malformed_request_line_never_reaches_process_request(line: bytes) -> None:
+    """The request line is checked before ``process_request`` runs: no hook (nor a log line it writes) is
+    handed a target with control characters. The Connection answers 400, and the server goes on."""
+    seen: list[str] = []
+
+    def hook(request: Request) -> None:
+        seen.append(request.path)
+
+    status = b"400"
+
+    async with serve(echo, "127.0.0.1", 0, process_request=hook) as server:
+        reader, writer = await raw(server.port)
+        writer.write(UPGRADE.replace(b"GET / HTTP/1.1", line, 1))
+        answer = await read_all(reader)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:200]
+        assert seen == []
+        async with connect(url(server) + "ok", open_timeout=10) as ws:
+            await ws.send("still served")
+            assert await ws.recv() == "still served"
+        assert seen == ["/ok"]
+
+
+async def test_process_request_may_answer_another_method() -> None:
+    """A well-formed request of another method or version still reaches the hook, which may answer it as
+    an HTTP server does (the CLI answers HEAD); left to the Connection, it is refused as an upgrade."""
+    seen: list[tuple[str, str]] = []
+
+    def hook(request: Request) -> Any:
+        seen.append((request.method, request.http_version))
+        return (200, [("Content-Type", "text/plain")], b"headed\n") if request.method == "HEAD" else None
+
+    async with serve(echo, "127.0.0.1", 0, process_request=hook) as server:
+        for line, status in ((b"HEAD / HTTP/1.1", b"200"), (b"POST / HTTP/1.1", b"405"), (b"GET / HTTP/1.0", b"505")):
+            reader, writer = await raw(server.port)
+            writer.write(UPGRADE.replace(b"GET / HTTP/1.1", line, 1))
+            answer = await read_all(reader)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:200]
+    assert seen == [("HEAD", "HTTP/1.1"), ("POST", "HTTP/1.1"), ("GET", "HTTP/1.0")]
+
+
 # --------------------------------------------------------------------------- subprotocols
 
 

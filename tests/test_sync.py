@@ -196,6 +196,39 @@ def test_sync_server_process_request_and_handler_error() -> None:
         assert info.value.code == 1011
 
 
+@pytest.mark.parametrize(
+    ("line", "status"),
+    [(b"GET /a\x1b[2Jb HTTP/1.1", b"400"), (b"G(T / HTTP/1.1", b"400"), (b"POST / HTTP/1.1", b"405")],
+    ids=["control-character-in-target", "method-not-a-token", "not-GET"],
+)
+def test_sync_malformed_request_line_never_reaches_process_request(line: bytes, status: bytes) -> None:
+    """As in the asyncio server: a malformed request line is refused (400) before the hook runs; a
+    well-formed one of another method reaches it (and, left to the Connection, gets 405)."""
+    seen: list[str] = []
+
+    def hook(request: Request) -> None:
+        seen.append(request.path)
+
+    with sync_server(process_request=hook) as server:
+        with socket.create_connection(("127.0.0.1", server.port or 0), 5) as raw:
+            raw.sendall(
+                line + b"\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            raw.settimeout(5)
+            answer = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := raw.recv(4096):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:200]
+        assert seen == ([] if status == b"400" else ["/"])
+        seen.clear()
+        with connect(f"ws://127.0.0.1:{server.port}/ok") as ws:
+            ws.send("still served")
+            assert ws.recv(timeout=10) == "still served"
+        assert seen == ["/ok"]
+
+
 def test_shutdown_closes_connections_with_1001() -> None:
     server = serve(sync_echo, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

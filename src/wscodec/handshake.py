@@ -43,10 +43,12 @@ __all__ = [
     "HandshakeRejected",
     "HttpParser",
     "ServerHandshake",
+    "check_request_line",
     "compute_accept",
     "generate_key",
     "has_token",
     "header_values",
+    "parse_request_line",
     "parse_subprotocols",
     "split_tokens",
 ]
@@ -455,6 +457,29 @@ def _accept_one_offer(factories: list[ClientExtensionFactory], params: Extension
 # --------------------------------------------------------------------------- server side
 
 
+def parse_request_line(start_line: str) -> tuple[str, str, str]:
+    """Method, target and version of a well-formed request line, or :class:`HandshakeRejected` (400): a
+    method token, a target of visible ASCII (RFC 9112 section 3.2: no control characters, which written
+    to a log would drive the reader's terminal), an ``HTTP/x.y`` version."""
+    parts = start_line.split(" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not _TARGET.fullmatch(parts[1]):
+        raise HandshakeRejected(f"invalid HTTP request line {start_line[:64]!r}", 400)
+    if not _VERSION.fullmatch(parts[2]):
+        raise HandshakeRejected(f"invalid HTTP version {parts[2][:16]!r}", 400)
+    return parts[0], parts[1], parts[2]
+
+
+def check_request_line(start_line: str) -> tuple[str, str, str]:
+    """:func:`parse_request_line`, and an upgrade's own demands: 505 for another HTTP version than 1.1,
+    405 for another method than GET."""
+    method, target, version = parse_request_line(start_line)
+    if version != "HTTP/1.1":
+        raise HandshakeRejected(f"unsupported HTTP version {version}: WebSocket needs HTTP/1.1", 505)
+    if method != "GET":
+        raise HandshakeRejected(f"method {method} not allowed: the upgrade request is a GET", 405, [("Allow", "GET")])
+    return method, target, version
+
+
 class ServerHandshake:
     """The server's half: :meth:`receive_data` with the client's bytes, then :meth:`accept` or :meth:`reject`.
 
@@ -503,18 +528,7 @@ class ServerHandshake:
         return request
 
     def _validate(self, start_line: str, headers: Headers) -> Request:
-        parts = start_line.split(" ")
-        if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not _TARGET.fullmatch(parts[1]):
-            raise HandshakeRejected(f"invalid HTTP request line {start_line[:64]!r}", 400)
-        method, target, version = parts
-        if not _VERSION.fullmatch(version):
-            raise HandshakeRejected(f"invalid HTTP version {version[:16]!r}", 400)
-        if version != "HTTP/1.1":
-            raise HandshakeRejected(f"unsupported HTTP version {version}: WebSocket needs HTTP/1.1", 505)
-        if method != "GET":
-            raise HandshakeRejected(
-                f"method {method} not allowed: the upgrade request is a GET", 405, [("Allow", "GET")]
-            )
+        method, target, version = check_request_line(start_line)
         if not _single(headers, "Host"):
             raise HandshakeRejected("missing Host header", 400)
         # The upgrade request has no body (RFC 6455 section 4.1): what follows its head is frames. A body

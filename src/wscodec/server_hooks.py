@@ -17,13 +17,33 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .events import Headers, Response
-from .handshake import _serialize, http_answer
+from .events import Headers, Request, Response
+from .handshake import HandshakeRejected, HttpParser, _serialize, http_answer, parse_request_line
 
-__all__ = ["as_response", "going_away_reason", "phrase", "respond", "response_bytes", "takes_connection"]
+__all__ = [
+    "as_response",
+    "going_away_reason",
+    "hook_request",
+    "phrase",
+    "respond",
+    "response_bytes",
+    "takes_connection",
+]
 
 #: The answer to a hook that raised or returned something that is not a response.
 INTERNAL_ERROR = Response(500, "Internal Server Error", (("Content-Type", "text/plain"),), b"Internal Server Error\n")
+
+
+def hook_request(parser: HttpParser) -> Request | None:
+    """The request ``process_request`` is given, from a complete head, before the upgrade itself is checked:
+    a health check is a plain GET, and a hook may answer HEAD or another method as an HTTP server does.
+    None when the request line is malformed (a target with control characters among them): no hook runs,
+    and the Connection answers 400."""
+    try:
+        method, target, version = parse_request_line(parser.start_line)
+    except HandshakeRejected:
+        return None
+    return Request(method, target, parser.headers, version)
 
 
 def takes_connection(hook: Callable[..., Any]) -> bool:

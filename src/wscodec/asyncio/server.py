@@ -25,7 +25,15 @@ from ..errors import ConcurrencyError, ConnectionClosed, NegotiationError
 from ..events import Request, Response
 from ..frames import build_close_payload
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
-from ..server_hooks import INTERNAL_ERROR, as_response, going_away_reason, respond, response_bytes, takes_connection
+from ..server_hooks import (
+    INTERNAL_ERROR,
+    as_response,
+    going_away_reason,
+    hook_request,
+    respond,
+    response_bytes,
+    takes_connection,
+)
 from ..transports import TransportChoice, opener, resolve_transport
 from .busy_poll import BusyPoller, check_busy_poll
 from .websocket import WebSocket
@@ -186,12 +194,7 @@ class ServerWebSocket(WebSocket):
             self._arm_abort()
 
     def _parsed_request(self) -> Request | None:
-        if self._head_malformed:
-            return None
-        parts = self._parser.start_line.split(" ")
-        if len(parts) != 3:
-            return None
-        return Request(parts[0], parts[1], self._parser.headers, parts[2])
+        return None if self._head_malformed else hook_request(self._parser)
 
     async def _process_response(self, request: Request | None) -> bool:
         """Give ``process_response`` the queued response; send what it returns instead. False when a 101

@@ -30,7 +30,15 @@ from ..errors import ConnectionClosed, NegotiationError
 from ..events import Request, Response
 from ..frames import build_close_payload
 from ..handshake import HandshakeRejected, HttpParser, parse_subprotocols
-from ..server_hooks import INTERNAL_ERROR, as_response, going_away_reason, respond, response_bytes, takes_connection
+from ..server_hooks import (
+    INTERNAL_ERROR,
+    as_response,
+    going_away_reason,
+    hook_request,
+    respond,
+    response_bytes,
+    takes_connection,
+)
 from .websocket import WebSocket, close_notify
 
 __all__ = ["PendingConnection", "Server", "basic_auth", "serve", "unix_serve"]
@@ -364,11 +372,7 @@ class Server:
             sock.close()
             return None
         conn = Connection("server", **o["connection"])
-        request = None
-        if not malformed:
-            parts = parser.start_line.split(" ")
-            if len(parts) == 3:
-                request = Request(parts[0], parts[1], parser.headers, parts[2])
+        request = None if malformed else hook_request(parser)
         answer: Any = None
         pending = PendingConnection(sock, request) if request is not None else None
         if request is not None and o["process_request"] is not None:
