@@ -235,3 +235,32 @@ def test_connection_state_lives_in_slots_and_subclasses_may_still_add_attributes
     tagged = Tagged.established("server")
     tagged.user = "alice"  # type: ignore[attr-defined]
     assert vars(tagged) == {"user": "alice"}
+
+
+def test_send_encoded_queues_a_shared_frame_in_order_and_counts_it() -> None:
+    """broadcast() frames a message once and hands the same bytes to every connection: they go out after
+    what the connection queued before, and count as that connection's sends."""
+    frame = encode_frame(1, b"to everyone")
+    first, second = Connection.established("server"), Connection.established("server")
+    first.send_text("own")
+    for conn in (first, second):
+        conn.send_encoded(frame, len(b"to everyone"))
+    assert [f.payload for f in decode(first.data_to_send())] == [b"own", b"to everyone"]
+    assert second.data_to_send() == frame
+    assert (first.messages_sent, first.payload_bytes_sent) == (2, 3 + 11)
+    assert (second.messages_sent, second.payload_bytes_sent) == (1, 11)
+
+
+def test_send_encoded_refuses_a_client_a_fragmented_send_and_a_closed_connection() -> None:
+    client = Connection.established("client")
+    with pytest.raises(RuntimeError, match="masks"):
+        client.send_encoded(encode_frame(2, b"x"), 1)
+    server = Connection.established("server")
+    server.send_fragment(b"part", fin=False)
+    with pytest.raises(RuntimeError, match="fragmented"):
+        server.send_encoded(encode_frame(2, b"x"), 1)
+    server.send_fragment(b"end", fin=True)
+    server.close(1000)
+    with pytest.raises(ConnectionClosed):
+        server.send_encoded(encode_frame(2, b"x"), 1)
+    assert server.messages_sent == 1

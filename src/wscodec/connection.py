@@ -975,6 +975,19 @@ class Connection(FrameQueue):
         self._messages_out += 1
         self._bytes_out += length
 
+    def send_encoded(self, frame: bytes, payload_size: int) -> None:
+        """Queue a whole message already framed by :func:`~wscodec._pure.encode_frame` (unmasked, uncompressed,
+        FIN set) and count it as a message of ``payload_size`` bytes in :attr:`messages_sent` and
+        :attr:`payload_bytes_sent`: a broadcast frames a message once for every connection. The frame is
+        not checked. Server role only (a client masks every frame), while no fragmented message is being
+        sent; as :meth:`send_message`, an error when the connection cannot send."""
+        if self.is_client:
+            raise RuntimeError("a client masks every frame: send_message() frames it")
+        self._check_can_send_message()
+        self._out.append(frame)
+        self._messages_out += 1
+        self._bytes_out += payload_size
+
     def send_fragment(
         self,
         data: str | bytes | bytearray | memoryview,

@@ -847,15 +847,10 @@ def _write(
         return frame
     if frame is None:
         frame = encode_frame(opcode, payload)
-    # Counted as the Connection counts its own sends (messages_sent, payload_bytes_sent: the closed line).
-    conn._messages_out += 1
-    conn._bytes_out += payload.nbytes if isinstance(payload, memoryview) else len(payload)
-    if defer:  # queued after the connection's own sends; the caller writes them out (ws._write_out) soon
-        conn._out.append(frame)
-        return frame
-    ws._write_out()  # what ws.send() queued goes first
-    assert ws._transport is not None
-    ws._transport.write(frame)
+    # Queued after what ws.send() queued, and counted as the Connection's own sends (the closed line).
+    conn.send_encoded(frame, payload.nbytes if isinstance(payload, memoryview) else len(payload))
+    if not defer:  # (deferred: the caller writes them out soon, ws._write_out)
+        ws._write_out()
     return frame
 
 
