@@ -459,6 +459,40 @@ async def test_process_request_may_answer_another_method() -> None:
     assert seen == [("HEAD", "HTTP/1.1"), ("POST", "HTTP/1.1"), ("GET", "HTTP/1.0")]
 
 
+async def test_process_response_sees_and_may_replace_a_refused_upgrade() -> None:
+    """As websockets calls it after ``accept()`` whatever its answer: a request the upgrade refuses (here, no
+    Sec-WebSocket-Key; then no subprotocol in common) goes through ``process_response``, which may replace
+    the refusal. A malformed head, which no hook can read, does not."""
+    seen: list[tuple[str, int]] = []
+
+    def hook(connection: WebSocket, request: Request | None, response: Any) -> Any:
+        assert request is not None
+        seen.append((request.path, response.status_code))
+        if request.path == "/replace":
+            return connection.respond(418, "replaced")
+        return None
+
+    async with serve(echo, "127.0.0.1", 0, process_response=hook, subprotocols=["chat"]) as server:
+        keyless = UPGRADE.replace(b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b"")
+        answers = []
+        for head in (
+            keyless.replace(b"GET /", b"GET /keep", 1),
+            keyless.replace(b"GET /", b"GET /replace", 1),
+            UPGRADE.replace(b"GET /", b"GET /nochat", 1),
+            b"GET /a\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+        ):
+            reader, writer = await raw(server.port)
+            writer.write(head)
+            answers.append(await read_all(reader))
+            writer.close()
+        assert [answer[9:12] for answer in answers] == [b"400", b"418", b"400", b"400"]
+        assert answers[1].endswith(b"replaced")
+        async with connect(url(server) + "ok", subprotocols=["chat"], open_timeout=10) as ws:
+            await ws.send("still served")
+            assert await ws.recv() == "still served"
+    assert seen == [("/keep", 400), ("/replace", 400), ("/nochat", 400), ("/ok", 101)]
+
+
 # --------------------------------------------------------------------------- subprotocols
 
 

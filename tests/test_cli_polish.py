@@ -442,8 +442,10 @@ def test_serve_refuses_control_characters_in_the_request_line(scaled: list[str])
         answer = _http(running.port, b"GET /\x1b]0;pwned\x07\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400"), answer
         assert _http(running.port, b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 404")
+        keyless = b"GET /keyless HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        assert _http(running.port, keyless).startswith(b"HTTP/1.1 426")  # (no Sec-WebSocket-Version either)
         deadline = time.monotonic() + 10
-        while '"GET /next" 404' not in _peek(running) and time.monotonic() < deadline:
+        while '"GET /keyless" 426' not in _peek(running) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         running.stop()
@@ -451,6 +453,7 @@ def test_serve_refuses_control_characters_in_the_request_line(scaled: list[str])
     assert "\x1b" not in text and "\x07" not in text
     assert "pwned" not in text
     assert '"GET /next" 404' in text, text
+    assert '"GET /keyless" 426' in text, text  # a refused upgrade has its access line too
 
 
 @pytest.mark.parametrize(("flag", "expect"), [("-q", False), ("-v", True)])

@@ -229,6 +229,35 @@ def test_sync_malformed_request_line_never_reaches_process_request(line: bytes, 
         assert seen == ["/ok"]
 
 
+def test_sync_process_response_sees_and_may_replace_a_refused_upgrade() -> None:
+    """As in the asyncio server and websockets: process_response runs for a refusal of a request it can read."""
+    seen: list[tuple[str, int]] = []
+
+    def hook(connection: Any, request: Request | None, response: Response) -> Any:
+        assert request is not None
+        seen.append((request.path, response.status_code))
+        return (418, [("Content-Type", "text/plain")], b"replaced\n") if request.path == "/replace" else None
+
+    keyless = b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    with sync_server(process_response=hook) as server:
+        answers = []
+        for path in (b"/keep", b"/replace"):
+            with socket.create_connection(("127.0.0.1", server.port or 0), 5) as raw:
+                raw.sendall(b"GET " + path + keyless)
+                raw.settimeout(5)
+                answer = b""
+                with contextlib.suppress(ConnectionResetError):
+                    while chunk := raw.recv(4096):
+                        answer += chunk
+            answers.append(answer)
+        assert answers[0].startswith(b"HTTP/1.1 400 ") and answers[1].startswith(b"HTTP/1.1 418 ")
+        assert answers[1].endswith(b"replaced\n")
+        with connect(f"ws://127.0.0.1:{server.port}/ok") as ws:
+            ws.send("still served")
+            assert ws.recv(timeout=10) == "still served"
+    assert seen == [("/keep", 400), ("/replace", 400), ("/ok", 101)]
+
+
 def test_shutdown_closes_connections_with_1001() -> None:
     server = serve(sync_echo, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -81,24 +81,26 @@ def _http_answer(request: Any, page: bytes) -> tuple[int, list[tuple[str, str]],
 
 def _process_request(page: bytes) -> Callable[[Any], tuple[int, list[tuple[str, str]], bytes] | None]:
     """The ``process_request`` of ``serve``, in one process or many: upgrades go on, the rest gets
-    :func:`_http_answer` and an access line."""
+    :func:`_http_answer`."""
 
     def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        if _is_upgrade(request):
-            return None
-        answer = _http_answer(request, page)
-        if _ACCESS.isEnabledFor(logging.INFO):
-            _ACCESS.info(  # the request line is the client's: escaped, it cannot drive the operator's terminal
-                '"%s %s" %d (%d bytes)',
-                _escape(request.method),
-                _escape(request.path),
-                answer[0],
-                len(answer[2]),
-                extra={"event": "http"},
-            )
-        return answer
+        return None if _is_upgrade(request) else _http_answer(request, page)
 
     return process_request
+
+
+def _access_line(connection: Any, request: Any, response: Any) -> None:
+    """The ``process_response`` of ``serve``: one access line for every answer that opens no connection (a
+    page, a 404, an upgrade refused with 400, 403 or 503); an opened connection has its line when it closes."""
+    if response.status_code != 101 and _ACCESS.isEnabledFor(logging.INFO):
+        _ACCESS.info(  # the request line is the client's: escaped, it cannot drive the operator's terminal
+            '"%s %s" %d (%d bytes)',
+            "-" if request is None else _escape(request.method),
+            "-" if request is None else _escape(request.path),
+            response.status_code,
+            len(response.body),
+            extra={"event": "http"},
+        )
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -122,6 +124,7 @@ async def _serve(args: argparse.Namespace) -> int:
         args.port,
         subprotocols=tuple(args.subprotocol),
         process_request=_process_request(_demo_page()),
+        process_response=_access_line,
         compression=_compression(args),
         max_size=args.max_size or None,
         ssl=tls,
@@ -215,6 +218,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             broker=args.broker,
             subprotocols=tuple(args.subprotocol),
             process_request=_process_request(_demo_page()),
+            process_response=_access_line,
             compression=_compression(args),
             max_size=args.max_size or None,
             ssl=tls,

@@ -585,6 +585,7 @@ class Connection(FrameQueue):
                 status = getattr(exc, "status", 400)
                 headers = getattr(exc, "headers", ())
                 self._out.append(hs.reject(status, headers, (str(exc) + "\n").encode()))
+                self.response = hs.response  # (as after reject(): the answer the I/O layer's hooks see)
                 return self._fail_handshake(exc)
             if request is None:
                 if not data:  # EOF before a complete request

@@ -196,6 +196,13 @@ class ServerWebSocket(WebSocket):
     def _parsed_request(self) -> Request | None:
         return None if self._head_malformed else hook_request(self._parser)
 
+    async def _process_refusal(self, request: Request | None) -> None:
+        """``process_response`` sees the refusal of a request it could read (a missing key, no subprotocol
+        in common...) and may replace it, as websockets calls it after ``accept()`` whatever its answer; not
+        a request whose head was malformed, which websockets never hands a hook either."""
+        if request is not None:
+            await self._process_response(request)
+
     async def _process_response(self, request: Request | None) -> bool:
         """Give ``process_response`` the queued response; send what it returns instead. False when a 101
         was replaced by another status (sent; the connection then ends without opening)."""
@@ -288,6 +295,7 @@ class ServerWebSocket(WebSocket):
         events = conn.receive_data(bytes(pre))
         if not events or type(events[0]) is not Request:
             self.logger.info("rejected opening handshake: %s", events[0] if events else "")
+            await self._process_refusal(request)
             self._handle(events)
             return False
         try:
@@ -304,12 +312,14 @@ class ServerWebSocket(WebSocket):
         except NegotiationError as exc:  # no subprotocol in common (or the hook's own refusal): 400
             self.logger.info("rejected opening handshake: %s", exc)
             conn.reject(400, server._with_server_header([("Content-Type", "text/plain")]), f"{exc}\n".encode())
+            await self._process_refusal(request)
             self._handle([])
             return False
         except Exception:
             self.logger.exception("error while accepting the connection")
             self._conn = conn = Connection("server", stream_messages=True)  # a fresh one, to answer 500
             conn.reject(500, [("Content-Type", "text/plain")], b"Internal Server Error\n")
+            await self._process_refusal(request)
             self._handle([])
             return False
         if not await self._process_response(conn.request):

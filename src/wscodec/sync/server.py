@@ -410,7 +410,7 @@ class Server:
             return None
         events = conn.receive_data(bytes(received))
         if not events or type(events[0]) is not Request:
-            self._finish_http(sock, conn.data_to_send())
+            self._refuse(sock, pending, request, conn)
             return None
         try:
             select = o["select_subprotocol"]
@@ -423,11 +423,13 @@ class Server:
         except NegotiationError as exc:  # no subprotocol in common (or the hook's own refusal): 400
             logger.info("rejected opening handshake: %s", exc)
             conn.reject(400, [("Content-Type", "text/plain"), *extra], f"{exc}\n".encode())
-            self._finish_http(sock, conn.data_to_send())
+            self._refuse(sock, pending, request, conn)
             return None
         except Exception:
             logger.exception("error while accepting the connection")
-            self._finish_http(sock, response_bytes(INTERNAL_ERROR))
+            conn = Connection("server")  # a fresh one, to answer 500
+            conn.reject(500, list(INTERNAL_ERROR.headers), INTERNAL_ERROR.body)
+            self._refuse(sock, pending, request, conn)
             return None
         queued = conn.data_to_send()
         end = queued.find(b"\r\n\r\n") + 4
@@ -446,6 +448,16 @@ class Server:
         ws = WebSocket(sock, conn, url=url, events=events, **o["options"])
         ws.username = pending.username if pending is not None else None
         return ws
+
+    def _refuse(
+        self, sock: socket.socket, pending: PendingConnection | None, request: Request | None, conn: Connection
+    ) -> None:
+        """Send the Connection's refusal of the upgrade, through ``process_response`` when the request could be
+        read (as the asyncio server, and websockets, which calls it after ``accept()`` whatever its answer)."""
+        data = conn.data_to_send()
+        if request is not None and conn.response is not None:
+            _, data = self._send_response(sock, pending, request, conn.response, data)
+        self._finish_http(sock, data)
 
     def _finish_http(self, sock: socket.socket, data: bytes) -> None:
         try:
