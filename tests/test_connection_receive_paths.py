@@ -111,6 +111,34 @@ def test_a_frame_split_across_reads_then_whole_messages() -> None:
     assert [type(e) for e in events] == [ProtocolViolation, Closed] and events[0].error.close_code == 1009
 
 
+FIRST_PART = _masked(1, b"a" * 60, fin=False)
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+@pytest.mark.parametrize("cut", [None, 2, 6, 7, 20])
+def test_a_continuation_past_max_message_size_is_1009_however_the_bytes_are_split(role: str, cut: int | None) -> None:
+    """A message both too large and not UTF-8: 1009 from the continuation's header (as websockets), not 1007
+    when the read happens to end inside its payload (where its first bytes are checked as they arrive)."""
+    conn = Connection.established(role, max_message_size=100)
+    mask = b"\x01\x02\x03\x04" if role == "server" else None  # (what the peer sends: masked by a client only)
+    first = encode_frame(1, b"a" * 60, fin=False, mask=mask)
+    data = first + encode_frame(0, b"\xff" + b"b" * 59, mask=mask)
+    reads = [data] if cut is None else [data[: len(first) + cut], data[len(first) + cut :]]
+    events = [event for read in reads for event in conn.receive_data(read)]
+    violations = [event for event in events if isinstance(event, ProtocolViolation)]
+    assert len(violations) == 1 and violations[0].error.close_code == 1009, events
+    assert conn.state is not OPEN
+
+
+def test_a_continuation_past_max_message_size_fails_before_its_payload() -> None:
+    conn = Connection.established("server", max_message_size=100)
+    events = conn.receive_data(FIRST_PART + _masked(0, b"b" * 41)[:6])  # header only: 60 + 41 > 100
+    assert [type(e) for e in events] == [ProtocolViolation, Closed] and events[0].error.close_code == 1009
+    conn = Connection.established("server", max_message_size=100)
+    events = conn.receive_data(FIRST_PART + _masked(0, b"b" * 40)[:6])  # exactly 100: goes on
+    assert events == [] and conn.state is OPEN
+
+
 def _contract_holds(conn: Connection) -> bool:
     """What the compiled asyncio hot path reads instead of ``state`` and ``pending_error`` (``_speedups.pxd``):
     either one-step flag set means OPEN, and the receive one also means no violation held."""

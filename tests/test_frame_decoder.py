@@ -664,7 +664,13 @@ def _merge_trace(mod, chunks, role, max_frame_size, merge=True):
         except ProtocolError as exc:
             trace.append(("error", str(exc), exc.close_code, as_tuples(exc.frames)))
         trace.append(
-            ("partial", decoder.buffered, decoder.partial_header(), *(decoder.partial_payload(k) for k in (0, 1, 5)))
+            (
+                "partial",
+                decoder.buffered,
+                decoder.partial_header(),
+                decoder.partial_length(),
+                *(decoder.partial_payload(k) for k in (0, 1, 5)),
+            )
         )
     return trace
 
@@ -769,6 +775,7 @@ def test_differential_partial_payload_at_every_cut(pure, compiled, role, size, s
             if pos + step < len(data):
                 got = pos + step - header  # payload bytes received so far
                 assert decoder.partial_header() == (0x01 if got >= 0 else -1)
+                assert decoder.partial_length() == (size if got >= 0 else -1)
                 assert decoder.partial_payload(0) == (payload[:got] if got >= 0 else b"")
                 for start in (1, 3, got - 1, got, got + 5):
                     assert decoder.partial_payload(start) == (payload[max(start, 0) : got] if got >= 0 else b"")
@@ -778,4 +785,5 @@ def test_differential_partial_payload_at_every_cut(pure, compiled, role, size, s
             break
     if count <= 3000:
         assert decoders[0].partial_header() == decoders[1].partial_header() == -1
+        assert decoders[0].partial_length() == decoders[1].partial_length() == -1
         assert decoders[0].partial_payload() == decoders[1].partial_payload() == b""

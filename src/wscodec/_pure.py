@@ -332,6 +332,12 @@ class FrameDecoder:
         partial = self._partial()
         return -1 if partial is None else partial[0]
 
+    def partial_length(self) -> int:
+        """The payload length the frame being received declares, -1 if none has a complete header yet: a
+        caller adding it to the message so far can refuse a message too large before its payload comes."""
+        partial = self._partial()
+        return -1 if partial is None else partial[2]
+
     def partial_payload(self, start: int = 0) -> bytes:
         """The unmasked payload received so far of the frame in progress, from offset ``start``."""
         partial = self._partial()

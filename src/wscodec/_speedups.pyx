@@ -616,6 +616,16 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
             return -1
         return <long>(<const unsigned char *>PyByteArray_AS_STRING(self._buffer))[0]
 
+    def partial_length(self):
+        """The payload length the frame being received declares, -1 if none has a complete header yet: a
+        caller adding it to the message so far can refuse a message too large before its payload comes."""
+        cdef uint64_t length
+        if self._payload is not None:
+            return PyBytes_GET_SIZE(self._payload)
+        if self._partial(&length) < 0:
+            return -1
+        return length
+
     def partial_payload(self, start=0):
         """The unmasked payload received so far of the frame in progress, from offset ``start``."""
         cdef uint64_t length

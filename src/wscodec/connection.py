@@ -724,8 +724,14 @@ class Connection(FrameQueue):
     def _check_partial_frame(self, b0: int) -> None:
         """Check the UTF-8 of the uncompressed text frame being received (first header byte ``b0``) as far
         as it has arrived, so that an impossible byte fails the connection when it is read, not when the
-        frame is complete."""
+        frame is complete. A continuation that takes an uncompressed message past ``max_message_size`` fails
+        with 1009 once its header is here, before its payload (as websockets does): which error a message
+        that is both too large and not UTF-8 gets does not depend on how the peer's bytes were split."""
         opcode = b0 & 0x0F
+        if opcode == 0 and self._msg_opcode and not self._msg_compressed and not b0 & 0x40:
+            limit = self.max_message_size
+            if limit is not None and self._msg_size + self._decoder.partial_length() > limit:
+                raise PayloadTooBig(f"message of more than {limit} bytes", 1009)
         if opcode == 1:
             if self._msg_opcode or b0 & 0x40:
                 return  # a protocol error (reported when the frame is complete), or compressed
