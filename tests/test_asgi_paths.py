@@ -273,6 +273,42 @@ async def test_shutdown_while_the_app_decides_answers_500() -> None:
         assert answer.startswith(b"HTTP/1.1 500 "), answer[:200]
 
 
+@pytest.mark.parametrize("answer", ["accept", "deny"])
+async def test_the_app_answering_after_shutdown_answered_500_finds_the_client_gone(answer: str) -> None:
+    """The app's own answer, once shutdown() answered for it, raises ClientDisconnected (an OSError, which
+    Starlette turns into WebSocketDisconnect), as uvicorn's own protocols do, even while the client keeps its
+    socket open: not a RuntimeError about a websocket.close the app never sent."""
+    deciding, decided = asyncio.Event(), asyncio.Event()
+    raised: list[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        if answer == "deny":
+            await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
+        deciding.set()
+        await asyncio.sleep(0.3)
+        try:
+            if answer == "deny":
+                await send({"type": "websocket.http.response.body", "body": b"no"})
+            else:
+                await send({"type": "websocket.accept"})
+        except BaseException as exc:
+            raised.append(exc)
+            raise
+        finally:
+            decided.set()
+
+    async with asgi_server(app) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(deciding.wait(), 10)
+        served.protocol.shutdown()
+        assert (await asyncio.wait_for(reader.read(65536), 10)).startswith(b"HTTP/1.1 500 ")
+        await asyncio.wait_for(decided.wait(), 10)  # the client's socket still open
+        writer.close()
+    assert len(raised) == 1 and isinstance(raised[0], ClientDisconnected), raised
+
+
 async def test_shutdown_when_open_closes_1012() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()

@@ -133,6 +133,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         "_response",
         "_response_body",
         "_resume_at",
+        "_server_answered",
         "_unfed",
         "_unflushed",
         "_waiters",
@@ -210,6 +211,9 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         self.handshake_complete = False  # accepted or answered with an HTTP response
         self.close_sent = False  # the application sent websocket.close (or its HTTP response)
         self.disconnected = False  # the transport is gone
+        # We answered the upgrade request ourselves (500, at shutdown or after the app failed): for the app,
+        # whose later sends raise ClientDisconnected as uvicorn's own protocols do, the client is gone.
+        self._server_answered = False
         self._response: tuple[int, list[tuple[str, str]]] | None = None  # websocket.http.response.start
         self._response_body: list[bytes] = []
         self._unfed = bytearray()  # read and not yet handed to the Connection (see data_received)
@@ -556,7 +560,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         """ASGI ``send``: waits while the transport's buffer is over its high-water mark."""
         if not self._writable:
             await self._wait_writable()
-        if self.disconnected:
+        if self.disconnected or self._server_answered:
             raise ClientDisconnected()
         kind = message["type"]
         conn = self.conn
@@ -682,6 +686,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             return
         self.handshake_complete = True
         self.close_sent = True
+        self._server_answered = True
         self._disconnect(1006, "")
         self.conn.reject(500, [("Content-Type", "text/plain; charset=utf-8")], b"Internal Server Error")
         self._flush()
