@@ -765,8 +765,8 @@ def _parser() -> argparse.ArgumentParser:
         "--busy-poll",
         type=_busy_poll,
         metavar="SECONDS",
-        help="keep the event loop polling this long after each read (at most 1; 0 = off): lower latency for a "
-        "busy core",
+        help="keep the event loop polling this long after each read (at most 1; default: 0, off): lower latency "
+        "for a busy core",
     )
     _add_verbosity(serve, "no access lines")
     # scale-out: worker processes on one port, and the bus that carries --chat across them

@@ -206,7 +206,10 @@ class CloseReceived:
 
 @dataclass(frozen=True, slots=True)
 class ProtocolViolation:
-    """The peer broke the protocol; a Close frame with ``error.close_code`` is already queued."""
+    """The peer broke the protocol; once the connection is open, a Close frame with ``error.close_code`` is
+    already queued. A failed opening handshake (``error`` is an :class:`~wscodec.errors.InvalidHandshake`)
+    queues no Close frame, which RFC 6455 has only for an open connection: a server has queued its HTTP
+    refusal instead, a client nothing (``code`` then says 1002, the code of a protocol error)."""
 
     error: WebSocketError = field(compare=False)
 

@@ -545,7 +545,7 @@ def serve(
 ) -> Server:
     """Listen on ``host``:``port`` (or the listening socket ``sock``) and return the :class:`Server`;
     call ``serve_forever()``. ``handler(ws)`` runs in a thread per connection; the options are those of
-    :func:`wscodec.asyncio.serve` (``reuse_port`` too: websockets passes it to
+    :func:`wscodec.asyncio.serve` that do not belong to an event loop (``reuse_port`` too: websockets passes it to
     :func:`socket.create_server`, as here). Its hooks get the connection as a :class:`PendingConnection`, since the
     :class:`WebSocket` exists only after the upgrade."""
     options = _options(ssl, subprotocols, select_subprotocol, origins, process_request, process_response,
