@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from wscodec import ConnectionClosed, InvalidStatus, encode_frame
 from wscodec.asyncio import Server, WebSocket, connect, serve
+from wscodec.asyncio.server import REJECT_LINGER
 from wscodec.errors import NegotiationError
 from wscodec.events import Request
 
@@ -491,6 +493,80 @@ async def test_process_response_sees_and_may_replace_a_refused_upgrade() -> None
             await ws.send("still served")
             assert await ws.recv() == "still served"
     assert seen == [("/keep", 400), ("/replace", 400), ("/nochat", 400), ("/ok", 101)]
+
+
+KEYLESS = UPGRADE.replace(b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b"").replace(b"GET /", b"GET /x", 1)
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["kept", "replaced"])
+async def test_a_client_gone_while_process_response_awaits_a_refusal_is_forgotten_quietly(
+    replace: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client left while the hook awaited (reading is paused then, so its FIN is unseen): writing the
+    refusal meets a reset, and the half-close that follows fails. The connection is closed, its place and
+    task freed, and nothing is logged as an error."""
+    caplog.set_level(logging.WARNING)
+    started = asyncio.Event()
+
+    async def hook(connection: WebSocket, request: Request | None, response: Any) -> Any:
+        if request is not None and request.path == "/x":
+            started.set()
+            await asyncio.sleep(0.5)
+            return connection.respond(418, "teapot") if replace else None
+        return None
+
+    async with serve(echo, "127.0.0.1", 0, process_response=hook, max_connections=1, close_timeout=3) as server:
+        _, writer = await raw(server.port)
+        writer.write(KEYLESS)
+        await asyncio.wait_for(started.wait(), 5)
+        writer.close()
+        await until(lambda: not server._protocols and not server._admitting, timeout=1.5)
+        await served(server)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+async def test_a_refusal_to_a_client_that_does_not_read_is_held_at_most_reject_linger() -> None:
+    """An answer larger than the transport takes, to a client that never reads: the socket is aborted after
+    REJECT_LINGER (2 s), as for any refusal, not after close_timeout."""
+
+    def page(request: Request) -> Any:
+        return None if request.header("Upgrade") else (200, [("Content-Type", "text/plain")], b"x" * (8 << 20))
+
+    async with serve(echo, "127.0.0.1", 0, process_request=page, close_timeout=6) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            started = time.monotonic()
+            await until(lambda: any(p._write_paused for p in server._protocols), timeout=5)
+            await until(lambda: not server._protocols, timeout=8)
+            assert time.monotonic() - started < REJECT_LINGER + 1
+        finally:
+            sock.close()
+        await served(server)
+
+
+async def test_a_malformed_request_at_max_connections_gets_400_and_no_hook() -> None:
+    """A request no hook can read takes no max_connections place and gets its 400, not a 503 handed to
+    process_response with no request (as websockets refuses it before any hook or limit)."""
+    seen: list[tuple[Request | None, int]] = []
+
+    def hook(connection: WebSocket, request: Request | None, response: Any) -> None:
+        seen.append((request, response.status_code))
+
+    async def hold(ws: WebSocket) -> None:
+        await ws.wait_closed()
+
+    async with serve(hold, "127.0.0.1", 0, process_response=hook, max_connections=1) as server:
+        client = await connect(url(server), open_timeout=10)
+        reader, writer = await raw(server.port)
+        writer.write(b"GET /a\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await read_all(reader)
+        writer.close()
+        await client.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert [status for _, status in seen] == [101] and seen[0][0] is not None
 
 
 # --------------------------------------------------------------------------- subprotocols

@@ -258,6 +258,29 @@ def test_sync_process_response_sees_and_may_replace_a_refused_upgrade() -> None:
     assert seen == [("/keep", 400), ("/replace", 400), ("/ok", 101)]
 
 
+def test_sync_malformed_request_at_max_connections_gets_400_and_no_hook() -> None:
+    """As in the asyncio server: a request no hook can read takes no place and gets its 400, not a 503."""
+    seen: list[tuple[Request | None, int]] = []
+
+    def hook(connection: Any, request: Request | None, response: Response) -> None:
+        seen.append((request, response.status_code))
+
+    def hold(ws: WebSocket) -> None:
+        with contextlib.suppress(Exception):
+            ws.recv(timeout=10)
+
+    with (
+        sync_server(hold, process_response=hook, max_connections=1) as server,
+        connect(f"ws://127.0.0.1:{server.port}/"),
+        socket.create_connection(("127.0.0.1", server.port or 0), 5) as raw,
+    ):
+        raw.sendall(b"GET /a\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw.settimeout(5)
+        answer = raw.recv(200)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert [status for _, status in seen] == [101] and seen[0][0] is not None
+
+
 def test_shutdown_closes_connections_with_1001() -> None:
     server = serve(sync_echo, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

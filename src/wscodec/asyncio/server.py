@@ -189,9 +189,10 @@ class ServerWebSocket(WebSocket):
         self._transport_closing = True
         if self._linger(transport, REJECT_LINGER):
             transport.resume_reading()  # (paused since the request head was complete)
-        else:
+        else:  # TLS (the close_notify exchange has close_timeout), or a client that does not read: 2 s
             transport.close()
-            self._arm_abort()
+            tls = transport.get_extra_info("sslcontext") is not None
+            self._arm_abort(None if tls else min(REJECT_LINGER, self.close_timeout))
 
     def _parsed_request(self) -> Request | None:
         return None if self._head_malformed else hook_request(self._parser)
@@ -272,7 +273,7 @@ class ServerWebSocket(WebSocket):
             if self._lost:
                 return False
         limit = server.max_connections
-        if response is None and limit is not None:
+        if response is None and limit is not None and request is not None:  # (malformed: 400, no place taken)
             # The handshakes past this check hold a place until they open or fail: process_response may
             # await, and several handshakes waiting there must not open past the limit together.
             if len(server.connections) + len(server._admitting) >= limit:

@@ -1026,7 +1026,10 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         """
         if self._write_paused or not transport.can_write_eof():
             return False
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the peer reset the connection meanwhile (a client gone while a hook awaited)
+            return False
         self._arm_abort(min(delay, self.close_timeout))
         return True
 

@@ -384,10 +384,11 @@ class Server:
             except Exception:
                 logger.exception("error in process_request")
                 answer = INTERNAL_ERROR
-        if answer is None and self._shutdown.is_set():
+        # A request no hook can read is left to the Connection's 400, before any limit (as websockets).
+        if answer is None and request is not None and self._shutdown.is_set():
             answer = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"server shutting down\n")
         limit = o["max_connections"]
-        if answer is None and limit is not None:
+        if answer is None and limit is not None and request is not None:
             # The handshakes past this check hold a place (their thread's) until they open or fail: several
             # running at once must not open past the limit together.
             with self._lock:
