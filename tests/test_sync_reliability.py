@@ -474,6 +474,35 @@ def test_a_held_protocol_error_fails_the_connection_after_close_timeout_if_never
             client.close()
 
 
+def test_a_protocol_error_with_no_message_to_answer_fails_the_connection_at_once() -> None:
+    """A handler that only sends and never took a message has no reply due: the peer's protocol error fails
+    the connection at once (RFC 6455 section 7.1.7), as in the asyncio layer and websockets, not after
+    close_timeout with the handler's data still going out."""
+    sent = []
+
+    def handler(ws: WebSocket) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            for n in range(1000):
+                ws.send(f"tick {n}")
+                sent.append(n)
+                time.sleep(0.01)
+
+    with sync_server(handler, close_timeout=10, ping_interval=None) as server:
+        assert server.port is not None
+        client = SilentClient(server.port)
+        try:
+            client.sock.sendall(BAD_FRAMES["reserved opcode"][0])
+            started = time.monotonic()
+            assert client.close_code() == 1002
+            assert time.monotonic() - started < 3
+            assert all(opcode == 1 for opcode, _ in client.frames)
+        finally:
+            client.close()
+        assert len(sent) < 500
+        with connect(f"ws://127.0.0.1:{server.port}/") as ws:  # and the next client is served
+            assert ws.recv(timeout=10) == "tick 0"
+
+
 _THREADED_ECHO = """
 import sys
 from wscodec.sync import serve

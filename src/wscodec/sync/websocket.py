@@ -78,7 +78,7 @@ class _MessageQueue:
         self._discarding = False
         self._waiting = False  # the reader waits (for room, or for the application to ask) instead of reading
         self._waited = False  # it waited since reader_waited() last looked
-        self._asked = False  # a get() waits for a message: the queue is empty
+        self._holding = False  # the application took a message and has not asked for the next one yet
         self._getting = False  # a get() is under way (it may wait): a second one is a ConcurrencyError
         self._cond = threading.Condition(threading.Lock())
 
@@ -126,29 +126,32 @@ class _MessageQueue:
         with self._cond:
             if self._getting:
                 raise ConcurrencyError("recv() is already waiting for a message in another thread")
+            self._holding = False
             if not self._items and not self._ended:
-                self._asked = True
                 self._cond.notify_all()  # a reader in wait_until_asked()
             try:
                 self._getting = True
                 if not self._cond.wait_for(lambda: self._items or self._ended, timeout):
                     raise TimeoutError(f"no message within {timeout} s")
             finally:
-                self._asked = self._getting = False
+                self._getting = False
             if not self._items:
                 return _END
             item = self._items.popleft()
+            self._holding = True
             self._cond.notify_all()
             return item
 
     def wait_until_asked(self, timeout: float) -> None:
         """For the reader thread, which holds a protocol error behind the queued messages: wait until the
-        application asks for a message with none left, or starts closing (:meth:`discard`), at most
-        ``timeout`` seconds. Counts as waiting for :meth:`reader_waited`: the reader does not read."""
+        application holds no message and none is left (it asked for the next one, or never took any: no
+        reply is due, so the connection fails at once, as in the asyncio layer), or starts closing
+        (:meth:`discard`), at most ``timeout`` seconds. Counts as waiting for :meth:`reader_waited`: the
+        reader does not read."""
         with self._cond:
             self._waiting = self._waited = True
             try:
-                self._cond.wait_for(lambda: (self._asked and not self._items) or self._discarding, timeout)
+                self._cond.wait_for(lambda: (not self._holding and not self._items) or self._discarding, timeout)
             finally:
                 self._waiting = False
 
