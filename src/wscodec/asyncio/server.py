@@ -191,8 +191,7 @@ class ServerWebSocket(WebSocket):
             transport.resume_reading()  # (paused since the request head was complete)
         else:  # TLS (the close_notify exchange has close_timeout), or a client that does not read: 2 s
             transport.close()
-            tls = transport.get_extra_info("sslcontext") is not None
-            self._arm_abort(None if tls else min(REJECT_LINGER, self.close_timeout))
+            self._arm_abort(min(REJECT_LINGER, self.close_timeout) if transport.can_write_eof() else None)
 
     def _parsed_request(self) -> Request | None:
         return None if self._head_malformed else hook_request(self._parser)
