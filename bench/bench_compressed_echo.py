@@ -64,8 +64,7 @@ def run_server(kind: str, port: int) -> None:
                 async for message in ws:  # type: ignore[attr-defined]
                     await ws.send(message)  # type: ignore[attr-defined]
 
-            async with serve(echo, "127.0.0.1", port, ping_interval=None, max_size=None,
-                             compression=compression):  # type: ignore[arg-type]
+            async with serve(echo, "127.0.0.1", port, ping_interval=None, max_size=None, compression=compression):  # type: ignore[arg-type]
                 print("READY", flush=True)
                 await asyncio.Future()
 

@@ -98,8 +98,12 @@ def run_server(kind: str, port: int, deflate: str | None) -> None:
                 compression = None
             elif deflate:
                 server_bits, client_bits, mem_level, *level = (int(x) for x in deflate.split(","))
-                compression = Deflate(server_max_window_bits=server_bits, client_max_window_bits=client_bits,
-                                      memory_level=mem_level, compression_level=level[0] if level else 6)
+                compression = Deflate(
+                    server_max_window_bits=server_bits,
+                    client_max_window_bits=client_bits,
+                    memory_level=mem_level,
+                    compression_level=level[0] if level else 6,
+                )
 
             async def echo(ws: object) -> None:
                 async for message in ws:  # type: ignore[attr-defined]
@@ -166,8 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=400)
     parser.add_argument("--messages", type=int, default=3)
-    parser.add_argument("--deflate", help="wscodec server_bits,client_bits,memLevel[,level] or 'none' "
-                        "(default: wscodec's defaults)")
+    parser.add_argument(
+        "--deflate", help="wscodec server_bits,client_bits,memLevel[,level] or 'none' (default: wscodec's defaults)"
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -188,16 +193,22 @@ def main() -> None:
     ours_stream, ours_big = ratio(stream, max(sb, 9), ml, level), ratio(big, max(sb, 9), ml, level)
     ws_stream, ws_big = ratio(stream, 12, 5), ratio(big, 12, 5)
     print(f"JSON compression ratio (compressed/raw), window {sb} bits, memLevel {ml}, level {level}:")
-    print(f"  stream of 200 ~1 KiB messages: zlib default {base_stream:.4f}  wscodec {ours_stream:.4f} "
-          f"({ours_stream / base_stream:.3f}x)  websockets {ws_stream:.4f}")
-    print(f"  one 16 KiB message:            zlib default {base_big:.4f}  wscodec {ours_big:.4f} "
-          f"({ours_big / base_big:.3f}x)  websockets {ws_big:.4f}")
+    print(
+        f"  stream of 200 ~1 KiB messages: zlib default {base_stream:.4f}  wscodec {ours_stream:.4f} "
+        f"({ours_stream / base_stream:.3f}x)  websockets {ws_stream:.4f}"
+    )
+    print(
+        f"  one 16 KiB message:            zlib default {base_big:.4f}  wscodec {ours_big:.4f} "
+        f"({ours_big / base_big:.3f}x)  websockets {ws_big:.4f}"
+    )
     started = time.perf_counter()
     ours = measure("wscodec", args.connections, args.messages, args.deflate)
     theirs = measure("websockets", args.connections, args.messages, None)
     print(f"server RSS per connection, {args.connections} connections x {args.messages} JSON messages each way:")
-    print(f"  wscodec {ours:.1f} KiB   websockets {theirs:.1f} KiB   ratio {ours / theirs:.2f}x "
-          f"({time.perf_counter() - started:.0f} s)")
+    print(
+        f"  wscodec {ours:.1f} KiB   websockets {theirs:.1f} KiB   ratio {ours / theirs:.2f}x "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -83,9 +83,7 @@ async def write_until_pushed_back(writer: asyncio.StreamWriter, frame: bytes, li
 def accept_response(head: bytes) -> bytes:
     """A hand-made 101 for a request head (RFC 6455 section 4.2.2)."""
     key = next(
-        line.split(b":", 1)[1].strip()
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"sec-websocket-key:")
+        line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:")
     )
     accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
     return (

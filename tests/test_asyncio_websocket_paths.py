@@ -126,9 +126,10 @@ async def test_websocket_state_lives_in_slots_and_applications_may_still_add_att
         await echo(ws)
         seen.append(dict(vars(ws)))
 
-    async with serve(handler, "127.0.0.1", 0, ping_interval=0.05) as server, connect(
-        url(server), ping_interval=0.05
-    ) as ws:
+    async with (
+        serve(handler, "127.0.0.1", 0, ping_interval=0.05) as server,
+        connect(url(server), ping_interval=0.05) as ws,
+    ):
         assert await ws.recv() == "alice"
         ws.onmessage = lambda event: None
         ws.onmessage = None

@@ -685,8 +685,9 @@ async def test_redis_subscription_that_goes_silent_is_found_and_resubscribed(red
 
     relay = _FreezableRelay(redis_server.port)
     port = await relay.start()
-    broker = RedisBroker(f"redis://127.0.0.1:{port}/0", ping_interval=0.5, command_timeout=1.0,
-                         reconnect_min=0.05, reconnect_max=0.2)
+    broker = RedisBroker(
+        f"redis://127.0.0.1:{port}/0", ping_interval=0.5, command_timeout=1.0, reconnect_min=0.05, reconnect_max=0.2
+    )
     other = aioredis.Redis.from_url(redis_server.url)  # publishes straight to Redis, not through the relay
     got: list[Any] = []
     await broker.start()

@@ -80,10 +80,15 @@ def read_head(sock: socket.socket) -> bytes:
 
 
 def switching_protocols(request: bytes, *, upgrade: str = "Upgrade: websocket\r\n") -> bytes:
-    key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-               if line.lower().startswith(b"sec-websocket-key:"))
-    return (f"HTTP/1.1 101 Switching Protocols\r\n{upgrade}Connection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {compute_accept(key.decode())}\r\n\r\n").encode()
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    return (
+        f"HTTP/1.1 101 Switching Protocols\r\n{upgrade}Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {compute_accept(key.decode())}\r\n\r\n"
+    ).encode()
 
 
 def server_frame(opcode: int, payload: bytes, *, mask: bool = False) -> bytes:
@@ -106,15 +111,20 @@ def unmask(frame: bytes) -> tuple[int, bytes]:
 def proxy_that_speaks_first(sock: socket.socket) -> None:
     """Answers CONNECT with 200 and, in the same packet, a forged 'server' answer in plain text."""
     read_head(sock)
-    sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n"
-                 b"HTTP/1.1 302 Found\r\nLocation: wss://attacker.invalid/\r\n\r\n")
+    sock.sendall(
+        b"HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 302 Found\r\nLocation: wss://attacker.invalid/\r\n\r\n"
+    )
     sock.recv(4096)  # wait for the client to give up
 
 
 async def test_asyncio_wss_refuses_what_a_proxy_sends_before_tls() -> None:
     with raw_peer(proxy_that_speaks_first) as port, pytest.raises(ProxyError, match="before the TLS handshake"):
-        await wscodec.asyncio.connect("wss://example.invalid/", proxy=f"http://127.0.0.1:{port}",
-                                      ssl=ssl_module.create_default_context(), open_timeout=10)
+        await wscodec.asyncio.connect(
+            "wss://example.invalid/",
+            proxy=f"http://127.0.0.1:{port}",
+            ssl=ssl_module.create_default_context(),
+            open_timeout=10,
+        )
 
 
 def test_sync_wss_refuses_what_a_proxy_sends_before_tls() -> None:
@@ -152,8 +162,9 @@ async def test_redirects_keep_credentials_on_the_origin_and_drop_them_elsewhere(
         async with wscodec.asyncio.connect(f"ws://127.0.0.1:{port}/moved", additional_headers=SECRETS) as ws:
             assert ws.url.endswith("/here")
         assert [r.headers.get("Cookie") for r in seen] == ["session=SECRET", "session=SECRET"]
-        sync_ws = await asyncio.to_thread(wscodec.sync.connect, f"ws://127.0.0.1:{port}/moved",
-                                          additional_headers=SECRETS)
+        sync_ws = await asyncio.to_thread(
+            wscodec.sync.connect, f"ws://127.0.0.1:{port}/moved", additional_headers=SECRETS
+        )
         await asyncio.to_thread(sync_ws.close)
         assert [r.headers.get("Authorization") for r in seen[2:]] == ["Bearer SECRET", "Bearer SECRET"]
         # Another origin ("localhost" is not "127.0.0.1"): no credential follows the redirect.
@@ -163,8 +174,9 @@ async def test_redirects_keep_credentials_on_the_origin_and_drop_them_elsewhere(
             del seen[:]
             async with wscodec.asyncio.connect(f"ws://127.0.0.1:{redirector}/", additional_headers=SECRETS) as ws:
                 assert ws.url == other
-            sync_ws = await asyncio.to_thread(wscodec.sync.connect, f"ws://127.0.0.1:{redirector}/",
-                                              additional_headers=SECRETS)
+            sync_ws = await asyncio.to_thread(
+                wscodec.sync.connect, f"ws://127.0.0.1:{redirector}/", additional_headers=SECRETS
+            )
             assert sync_ws.url == other
             await asyncio.to_thread(sync_ws.close)
     assert len(seen) == 2
@@ -288,8 +300,10 @@ def test_sync_client_keeps_messages_before_a_bad_frame_that_came_with_the_101() 
 # --------------------------------------------------------------------------- RFC 6455 section 4.1: Upgrade
 
 
-@pytest.mark.parametrize("upgrade", ["Upgrade: h2c, websocket\r\n", "Upgrade: websocket\r\nUpgrade: foo\r\n",
-                                     "Upgrade: websocket, websocket\r\n", ""])
+@pytest.mark.parametrize(
+    "upgrade",
+    ["Upgrade: h2c, websocket\r\n", "Upgrade: websocket\r\nUpgrade: foo\r\n", "Upgrade: websocket, websocket\r\n", ""],
+)
 async def test_clients_fail_a_101_whose_upgrade_is_not_just_websocket(upgrade: str) -> None:
     def server(sock: socket.socket) -> None:
         sock.sendall(switching_protocols(read_head(sock), upgrade=upgrade))
@@ -316,6 +330,7 @@ async def test_clients_accept_upgrade_websocket_in_any_case() -> None:
 def test_sync_connect_max_header_size_bounds_the_response_head() -> None:
     """As for the asyncio client: a 101 with 20 KiB of headers is refused under the default 8 KiB bound,
     accepted when the bound is raised."""
+
     def server(sock: socket.socket) -> None:
         head = switching_protocols(read_head(sock))
         sock.sendall(head[:-2] + b"X-Big: " + b"a" * 20000 + b"\r\n\r\n")
@@ -324,8 +339,9 @@ def test_sync_connect_max_header_size_bounds_the_response_head() -> None:
     with raw_peer(server) as port:
         with pytest.raises(InvalidHandshake):
             wscodec.sync.connect(f"ws://127.0.0.1:{port}/", open_timeout=5)
-        with wscodec.sync.connect(f"ws://127.0.0.1:{port}/", open_timeout=5, max_header_size=65536,
-                                  close_timeout=0.5) as ws:
+        with wscodec.sync.connect(
+            f"ws://127.0.0.1:{port}/", open_timeout=5, max_header_size=65536, close_timeout=0.5
+        ) as ws:
             assert ws.response is not None and ws.response.headers["X-Big"] == "a" * 20000
 
 

@@ -65,8 +65,9 @@ def pproxy(listen: str, *extra: str) -> Iterator[int]:
     # pproxy installs uvloop when it can and then fails to find a loop with recent uvloop: keep it on asyncio's.
     launcher = "import sys; sys.modules['uvloop'] = None; from pproxy.server import main; main()"
     args = ["pproxy", "-l", spec, "--auth", "0", *extra]
-    proc = subprocess.Popen([sys.executable, "-c", launcher, *args[1:]], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", launcher, *args[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_listening(port, proc)
         yield port
@@ -698,8 +699,13 @@ async def test_reconnects_to_a_server_that_goes_down_and_comes_back() -> None:
 
     restart_task: asyncio.Task[None] | None = None
     try:
-        async for ws in connect(f"ws://127.0.0.1:{port}/", process_exception=count, backoff_initial_delay=0.05,
-                                backoff_max_delay=0.2, open_timeout=5):
+        async for ws in connect(
+            f"ws://127.0.0.1:{port}/",
+            process_exception=count,
+            backoff_initial_delay=0.05,
+            backoff_max_delay=0.2,
+            open_timeout=5,
+        ):
             connections.append(ws)
             await ws.send(f"hello {len(connections)}")
             assert await ws.recv() == f"hello {len(connections)}"

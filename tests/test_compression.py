@@ -28,17 +28,32 @@ def json_messages(count: int) -> list[bytes]:
     words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
     return [
         json.dumps(
-            {"seq": i, "records": [{"id": 1000 + i * 6 + j, "user": f"{rng.choice(words)}_{rng.randrange(999)}",
-                                    "score": round(rng.random() * 100, 2), "tags": rng.sample(words, 3)}
-                                   for j in range(6)]}
+            {
+                "seq": i,
+                "records": [
+                    {
+                        "id": 1000 + i * 6 + j,
+                        "user": f"{rng.choice(words)}_{rng.randrange(999)}",
+                        "score": round(rng.random() * 100, 2),
+                        "tags": rng.sample(words, 3),
+                    }
+                    for j in range(6)
+                ],
+            }
         ).encode()
         for i in range(count)
     ]
 
 
 def test_deflate_validates_its_settings() -> None:
-    for bad in ({"server_max_window_bits": 8}, {"client_max_window_bits": 16}, {"memory_level": 0},
-                {"compression_level": 10}, {"compress_threshold": -1}, {"server_max_window_bits": True}):
+    for bad in (
+        {"server_max_window_bits": 8},
+        {"client_max_window_bits": 16},
+        {"memory_level": 0},
+        {"compression_level": 10},
+        {"compress_threshold": -1},
+        {"server_max_window_bits": True},
+    ):
         with pytest.raises(ValueError):
             Deflate(**bad)
     with pytest.raises(ValueError):
@@ -58,14 +73,19 @@ def test_defaults_compress_json_within_ten_percent_of_zlib_default() -> None:
 
     for messages in (stream, [big]):
         reference = size(messages, 15, 8, 6)
-        ours = size(messages, defaults.server_max_window_bits or 15, defaults.memory_level,
-                    defaults.compression_level)
+        ours = size(messages, defaults.server_max_window_bits or 15, defaults.memory_level, defaults.compression_level)
         assert ours <= reference * 1.10, (ours, reference)
 
 
 def test_negotiated_parameters_follow_the_settings() -> None:
-    settings = Deflate(server_max_window_bits=10, client_max_window_bits=9, server_no_context_takeover=True,
-                       client_no_context_takeover=True, memory_level=3, compression_level=9)
+    settings = Deflate(
+        server_max_window_bits=10,
+        client_max_window_bits=9,
+        server_no_context_takeover=True,
+        client_no_context_takeover=True,
+        memory_level=3,
+        compression_level=9,
+    )
     client = Connection("client", host="h", extensions=extension_factories(settings, "client"))
     server = Connection("server", extensions=extension_factories(settings, "server"))
     server.receive_data(client.data_to_send())
@@ -118,11 +138,14 @@ async def echo(ws: WebSocket) -> None:
     ],
 )
 async def test_serve_with_settings_against_websockets_client(settings: Deflate) -> None:
-    async with serve(echo, "127.0.0.1", 0, compression=settings) as server, websockets.connect(
-        f"ws://127.0.0.1:{server.port}/",
-        extensions=[ClientPerMessageDeflateFactory(client_max_window_bits=True)],
-        compression=None,
-    ) as ws:
+    async with (
+        serve(echo, "127.0.0.1", 0, compression=settings) as server,
+        websockets.connect(
+            f"ws://127.0.0.1:{server.port}/",
+            extensions=[ClientPerMessageDeflateFactory(client_max_window_bits=True)],
+            compression=None,
+        ) as ws,
+    ):
         header = ws.response.headers["Sec-WebSocket-Extensions"]
         if settings.server_max_window_bits is not None:
             assert f"server_max_window_bits={settings.server_max_window_bits}" in header

@@ -263,6 +263,7 @@ async def test_huge_response_head_at_connect_is_refused_without_waiting_for_the_
 
 async def test_connect_max_header_size_bounds_the_response_head() -> None:
     """A 101 with 20 KiB of headers: refused under the default 8 KiB bound, accepted when raised."""
+
     def big_head(ws: Any, request: Any, response: Any) -> Any:
         return dataclasses.replace(response, headers=(*response.headers, ("X-Big", "a" * 20000)))
 

@@ -152,8 +152,12 @@ async def test_connection_closed_ok_and_error() -> None:
         await ws.close(code, "bye")
 
     async with serve(close_with, "127.0.0.1", 0) as server:
-        for code, kind in ((1000, ConnectionClosedOK), (1001, ConnectionClosedOK), (1011, ConnectionClosedError),
-                           (4000, ConnectionClosedError)):
+        for code, kind in (
+            (1000, ConnectionClosedOK),
+            (1001, ConnectionClosedOK),
+            (1011, ConnectionClosedError),
+            (4000, ConnectionClosedError),
+        ):
             async with connect(f"ws://127.0.0.1:{server.port}/{code}") as ws:
                 with pytest.raises(ConnectionClosed) as info:
                     await ws.recv()
@@ -213,9 +217,22 @@ def run_mypy(source: str) -> subprocess.CompletedProcess[str]:
         with open(path, "w") as f:
             f.write(textwrap.dedent(source))
         return subprocess.run(
-            [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.path.join(tmp, "c"),
-             "--config-file", os.devnull, path],
-            capture_output=True, text=True, timeout=300, cwd=tmp,
+            [
+                sys.executable,
+                "-m",
+                "mypy",
+                "--strict",
+                "--no-incremental",
+                "--cache-dir",
+                os.path.join(tmp, "c"),
+                "--config-file",
+                os.devnull,
+                path,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp,
         )
 
 

@@ -56,6 +56,7 @@ def asyncio_echo_server(**options: Any) -> Iterator[int]:
 
     with loop_thread() as loop:
         server = run(loop, async_serve(echo, "127.0.0.1", 0, **options)._start())
+
         async def stop() -> None:
             server.close()
             await server.wait_closed()
@@ -89,9 +90,10 @@ def sync_server(handler: Any = sync_echo, **options: Any) -> Iterator[Server]:
 
 @pytest.mark.parametrize("compression", ["deflate", None])
 def test_sync_client_against_asyncio_server(compression: Any) -> None:
-    with asyncio_echo_server(compression=compression) as port, connect(
-        f"ws://127.0.0.1:{port}/", compression=compression
-    ) as ws:
+    with (
+        asyncio_echo_server(compression=compression) as port,
+        connect(f"ws://127.0.0.1:{port}/", compression=compression) as ws,
+    ):
         assert (ws.connection.extensions != []) == (compression is not None)
         ws.send("héllo")
         assert ws.recv(timeout=10) == "héllo"
@@ -166,9 +168,10 @@ def test_sync_against_sync_with_hooks_and_server_header() -> None:
 
         return dataclasses.replace(response, headers=(*response.headers, ("X-Hook", "yes")))
 
-    with sync_server(process_response=process_response, server_header="unit/1") as server, connect(
-        f"ws://127.0.0.1:{server.port}/", subprotocols=["chat"]
-    ) as ws:
+    with (
+        sync_server(process_response=process_response, server_header="unit/1") as server,
+        connect(f"ws://127.0.0.1:{server.port}/", subprotocols=["chat"]) as ws,
+    ):
         assert ws.response is not None
         assert ws.response.header("X-Hook") == "yes"
         assert ws.response.header("Server") == "unit/1"
@@ -401,9 +404,10 @@ def test_sync_client_against_websockets_sync_server() -> None:
 
 @pytest.mark.interop
 def test_websockets_sync_client_against_sync_server() -> None:
-    with sync_server(compression=Deflate(server_no_context_takeover=True, memory_level=1)) as server, ws_connect(
-        f"ws://127.0.0.1:{server.port}/"
-    ) as ws:
+    with (
+        sync_server(compression=Deflate(server_no_context_takeover=True, memory_level=1)) as server,
+        ws_connect(f"ws://127.0.0.1:{server.port}/") as ws,
+    ):
         assert "server_no_context_takeover" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
         for i in range(5):
             message = f'{{"seq": {i}, "data": "{"x" * 500}"}}'

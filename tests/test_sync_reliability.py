@@ -127,8 +127,10 @@ def test_keepalive_fails_a_client_that_never_reads_while_the_handler_sends() -> 
     """The handler's send() blocks on the client's closed window; the keepalive still fails the
     connection (1011), every thread of it ends, and the next client is served."""
     handler = StuckHandler()
-    with sync_server(handler, ping_interval=0.5, ping_timeout=0.5, close_timeout=1) as server, \
-            client_that_never_reads(server.port or 0):
+    with (
+        sync_server(handler, ping_interval=0.5, ping_timeout=0.5, close_timeout=1) as server,
+        client_that_never_reads(server.port or 0),
+    ):
         assert handler.opened.wait(10)
         handler.sender.wait_blocked()
         # interval + ping_timeout + close_timeout (a Close that cannot go out) = 2 s, plus a margin
@@ -146,8 +148,7 @@ def test_close_ends_a_send_blocked_on_a_client_that_never_reads() -> None:
     """Server side: close() from another thread returns within about close_timeout, and the blocked
     send() raises ConnectionClosed (1006: the Close could not go out)."""
     handler = StuckHandler()
-    with sync_server(handler, ping_interval=None, close_timeout=1) as server, \
-            client_that_never_reads(server.port or 0):
+    with sync_server(handler, ping_interval=None, close_timeout=1) as server, client_that_never_reads(server.port or 0):
         assert handler.opened.wait(10)
         handler.sender.wait_blocked()
         assert handler.ws is not None
@@ -329,8 +330,15 @@ def test_the_tls_server_sends_close_notify_before_its_end_of_tcp() -> None:
             head, _, rest = data.partition(b"\r\n\r\n")
             return head, rest
 
-    server = serve(lambda ws: [ws.send(m) for m in ws], "127.0.0.1", 0, ssl=server_context,
-                   process_request=refuse_404, ping_interval=None, close_timeout=2)
+    server = serve(
+        lambda ws: [ws.send(m) for m in ws],
+        "127.0.0.1",
+        0,
+        ssl=server_context,
+        process_request=refuse_404,
+        ping_interval=None,
+        close_timeout=2,
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -99,8 +99,12 @@ async def both_servers(handler: Any, **hooks: Any) -> Any:
 
 
 async def test_a_websockets_process_request_and_select_subprotocol_run_unchanged() -> None:
-    async with both_servers(echo, process_request=process_request, select_subprotocol=select_subprotocol,
-                            subprotocols=["chat.v1", "chat.v2"]) as ports:
+    async with both_servers(
+        echo,
+        process_request=process_request,
+        select_subprotocol=select_subprotocol,
+        subprotocols=["chat.v1", "chat.v2"],
+    ) as ports:
         answers = {}
         for name, port in ports.items():
             health = await asyncio.to_thread(http_get, port, "/healthz")
@@ -115,12 +119,25 @@ async def test_a_websockets_process_request_and_select_subprotocol_run_unchanged
                 echoed = await ws.recv()
                 subprotocol = ws.subprotocol
             answers[name] = (
-                health[0], health[1]["content-type"], health[2], forbidden[0], forbidden[2],
-                refused.value.response.status_code, echoed, subprotocol,
+                health[0],
+                health[1]["content-type"],
+                health[2],
+                forbidden[0],
+                forbidden[2],
+                refused.value.response.status_code,
+                echoed,
+                subprotocol,
             )
         assert answers["wscodec"] == answers["websockets"]
         assert answers["wscodec"] == (
-            200, "text/plain; charset=utf-8", b"OK\n", 403, b"Forbidden\n", 403, "hello", "chat.v2"
+            200,
+            "text/plain; charset=utf-8",
+            b"OK\n",
+            403,
+            b"Forbidden\n",
+            403,
+            "hello",
+            "chat.v2",
         )
 
 
@@ -131,8 +148,14 @@ async def test_the_short_hook_forms_still_work() -> None:
         seen.append(request.path)
         return (404, {"X-Why": "short form"}, "no") if request.path == "/nothing" else None
 
-    async with wscodec.asyncio.serve(echo, "127.0.0.1", 0, process_request=one_argument,
-                                     select_subprotocol=lambda offered: offered[-1], subprotocols=["a", "b"]) as srv:
+    async with wscodec.asyncio.serve(
+        echo,
+        "127.0.0.1",
+        0,
+        process_request=one_argument,
+        select_subprotocol=lambda offered: offered[-1],
+        subprotocols=["a", "b"],
+    ) as srv:
         status, headers, body = await asyncio.to_thread(http_get, srv.port, "/nothing")
         assert (status, headers["x-why"], body) == (404, "short form", b"no")
         async with wscodec.asyncio.connect(f"ws://127.0.0.1:{srv.port}/x", subprotocols=["a", "b"]) as ws:
@@ -173,8 +196,11 @@ async def test_basic_auth_lets_in_valid_users_and_challenges_the_rest() -> None:
             assert status == 401
             assert headers["www-authenticate"] == 'Basic realm="chat", charset="UTF-8"'
         assert (missing[2], wrong[2], unknown[2], garbage[2], bearer[2]) == (
-            b"Missing credentials\n", b"Invalid credentials\n", b"Invalid credentials\n",
-            b"Unsupported credentials\n", b"Unsupported credentials\n",
+            b"Missing credentials\n",
+            b"Invalid credentials\n",
+            b"Invalid credentials\n",
+            b"Unsupported credentials\n",
+            b"Unsupported credentials\n",
         )
         # websockets' client sends the URI's user information as Basic credentials; so does ours.
         async with websockets.asyncio.client.connect(f"ws://alice:s3cret@127.0.0.1:{port}/") as theirs:
@@ -344,7 +370,12 @@ def test_takes_connection_reads_the_signature() -> None:
         def method(self, connection: Any, request: Any) -> None: ...
 
     assert [takes_connection(f) for f in (two, one, one_with_option, star, Hooks().method, len)] == [
-        True, False, False, True, True, False
+        True,
+        False,
+        False,
+        True,
+        True,
+        False,
     ]
 
 
@@ -369,14 +400,19 @@ def sync_servers(handler: Any, **hooks: Any) -> Iterator[dict[str, int]]:
 
 
 def test_sync_hooks_written_for_websockets_run_unchanged() -> None:
-    with sync_servers(sync_echo, process_request=sync_process_request, select_subprotocol=select_subprotocol,
-                      subprotocols=["chat.v1", "chat.v2"]) as ports:
+    with sync_servers(
+        sync_echo,
+        process_request=sync_process_request,
+        select_subprotocol=select_subprotocol,
+        subprotocols=["chat.v1", "chat.v2"],
+    ) as ports:
         answers = {}
         for name, port in ports.items():
             health = http_get(port, "/healthz")
             forbidden = http_get(port, "/")
-            with wscodec.sync.connect(f"ws://127.0.0.1:{port}/", additional_headers={"X-Token": "secret"},
-                                      subprotocols=["chat.v1", "chat.v2"]) as ws:
+            with wscodec.sync.connect(
+                f"ws://127.0.0.1:{port}/", additional_headers={"X-Token": "secret"}, subprotocols=["chat.v1", "chat.v2"]
+            ) as ws:
                 ws.send("hi")
                 answers[name] = (health[0], health[2], forbidden[0], forbidden[2], ws.recv(timeout=10), ws.subprotocol)
         assert answers["wscodec"] == answers["websockets"] == (200, b"OK\n", 403, b"Forbidden\n", "hi", "chat.v2")
@@ -391,9 +427,15 @@ def test_sync_basic_auth() -> None:
     def process_response(connection: Any, request: Any, response: Any) -> None:
         responses.append((type(connection), connection.username, response.status_code))
 
-    server = wscodec.sync.serve(who, "127.0.0.1", 0, process_response=process_response,
-                                process_request=wscodec.sync.basic_auth(
-        realm="r", check_credentials=lambda username, password: (username, password) == ("alice", "s3cret")))
+    server = wscodec.sync.serve(
+        who,
+        "127.0.0.1",
+        0,
+        process_response=process_response,
+        process_request=wscodec.sync.basic_auth(
+            realm="r", check_credentials=lambda username, password: (username, password) == ("alice", "s3cret")
+        ),
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -205,9 +205,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
         )
 
     if args.chat and args.workers != 1 and (not args.broker or args.broker.startswith("memory:")):
-        print(
-            "note: without --broker redis://... each worker has its own chat room", file=sys.stderr, flush=True
-        )
+        print("note: without --broker redis://... each worker has its own chat room", file=sys.stderr, flush=True)
     try:
         return run(
             chat if args.chat else echo,

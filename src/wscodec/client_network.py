@@ -233,8 +233,10 @@ def parse_proxy(url: str) -> ProxyURL:
         raise _invalid(url, str(exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") and scheme not in _SOCKS_SCHEMES:
-        raise InvalidProxy(f"unsupported proxy scheme {scheme!r} in {_without_password(url)!r}: use http, https, "
-                           "socks5, socks5h, socks4 or socks4a")
+        raise InvalidProxy(
+            f"unsupported proxy scheme {scheme!r} in {_without_password(url)!r}: use http, https, "
+            "socks5, socks5h, socks4 or socks4a"
+        )
     if not parts.hostname:
         raise _invalid(url, "no host")
     default_port = {"http": 80, "https": 443}.get(scheme, 1080)
@@ -329,9 +331,7 @@ def _socks_module(sync: bool) -> Any:
     try:
         return importlib.import_module("python_socks.sync" if sync else "python_socks.async_.asyncio")
     except ImportError:
-        raise InvalidProxy(
-            "a SOCKS proxy needs the python-socks package: pip install 'wscodec[socks]'"
-        ) from None
+        raise InvalidProxy("a SOCKS proxy needs the python-socks package: pip install 'wscodec[socks]'") from None
 
 
 def _socks_proxy(module: Any, proxy: ProxyURL) -> Any:
@@ -426,9 +426,7 @@ async def open_asyncio_stream(
         stream, _ = await streams.create_connection(lambda: protocol, sock=sock, ssl=ssl, server_hostname=tls_name)
         return stream
     if unix_path is not None:
-        stream, _ = await streams.create_unix_connection(
-            lambda: protocol, unix_path, ssl=ssl, server_hostname=tls_name
-        )
+        stream, _ = await streams.create_unix_connection(lambda: protocol, unix_path, ssl=ssl, server_hostname=tls_name)
         return stream
     if proxy is None:
         stream, _ = await streams.create_connection(
@@ -671,8 +669,9 @@ class RedirectPolicy:
                 new = WebSocketURI(new.secure, new.host, new.port, new.path, uri.username, uri.password)
             return new, headers
         if unix_socket:
-            raise RedirectError(f"cannot follow the cross-origin redirect from {uri.url} to {new.url} "
-                                "over a Unix socket")
+            raise RedirectError(
+                f"cannot follow the cross-origin redirect from {uri.url} to {new.url} over a Unix socket"
+            )
         return new, [(name, value) for name, value in headers if name.lower() not in CREDENTIAL_HEADERS]
 
 

@@ -62,8 +62,9 @@ class Deflate:
                 raise ValueError(f"{name} must be between 9 and 15, or None")
         _check_deflate_settings(self.compression_level, self.memory_level, self.compress_threshold)
         # zlib refuses some combinations only when the compressor is built: find out now, not mid-connection.
-        zlib.compressobj(self.compression_level, zlib.DEFLATED, -max(self.server_max_window_bits or 15, 9),
-                         self.memory_level)
+        zlib.compressobj(
+            self.compression_level, zlib.DEFLATED, -max(self.server_max_window_bits or 15, 9), self.memory_level
+        )
 
     def client_factory(self) -> ClientPerMessageDeflate:
         """The client's offer: our window limit announced, the server's requested."""

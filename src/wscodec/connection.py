@@ -74,6 +74,7 @@ _DATA_EVENTS = (TextMessage, BinaryMessage, TextFragment, BinaryFragment)
 def _without_data(events: list[Event]) -> list[Event]:
     return [event for event in events if type(event) not in _DATA_EVENTS]
 
+
 _DEFAULT: Any = object()
 #: Pings answered by one withheld Pong (see :meth:`Connection.hold_pongs`) beyond which the peer is
 #: flooding: :attr:`Connection.flooded` tells the I/O layer to stop reading until the transport drains.

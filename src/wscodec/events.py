@@ -30,6 +30,7 @@ __all__ = [
     "decoded",
 ]
 
+
 class Headers(tuple[tuple[str, str], ...]):
     """Header fields in the order they came, as ``(name, value)`` pairs with names as sent.
 

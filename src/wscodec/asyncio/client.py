@@ -45,8 +45,11 @@ def process_exception(exc: Exception) -> Exception | None:
     if isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError, EOFError)):
         return None
     if isinstance(exc, InvalidStatus):
-        return None if exc.status_code >= 500 or (not net.is_fatal_status(exc.status_code) and exc.status_code >= 400) \
+        return (
+            None
+            if exc.status_code >= 500 or (not net.is_fatal_status(exc.status_code) and exc.status_code >= 400)
             else exc
+        )
     if isinstance(exc, InvalidMessage) and isinstance(exc.__cause__, EOFError):  # dropped during the handshake
         return None
     return exc
@@ -188,8 +191,9 @@ class connect:
             stream_messages=True,
             host=uri.host_header,
             path=uri.path,
-            extra_headers=net.client_headers(uri, self._headers if headers is None else headers,
-                                             self.user_agent_header),
+            extra_headers=net.client_headers(
+                uri, self._headers if headers is None else headers, self.user_agent_header
+            ),
             **self._connection,
         )
         poller = None if self.busy_poll is None else BusyPoller(asyncio.get_running_loop(), self.busy_poll)

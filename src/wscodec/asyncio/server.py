@@ -405,8 +405,8 @@ class Server:
         self.select_subprotocol = select_subprotocol
         self.process_request = process_request
         self._process_request_takes_connection = process_request is not None and takes_connection(process_request)
-        self._select_subprotocol_takes_connection = (
-            select_subprotocol is not None and takes_connection(select_subprotocol)
+        self._select_subprotocol_takes_connection = select_subprotocol is not None and takes_connection(
+            select_subprotocol
         )
         self.process_response = process_response
         self.server_header = server_header

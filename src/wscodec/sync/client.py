@@ -77,14 +77,31 @@ def connect(
     while True:
         try:
             return _connect_once(
-                current, deadline, open_timeout,
-                ssl=ssl, server_hostname=server_hostname, sock=sock, unix_path=unix_path, proxy=proxy,
+                current,
+                deadline,
+                open_timeout,
+                ssl=ssl,
+                server_hostname=server_hostname,
+                sock=sock,
+                unix_path=unix_path,
+                proxy=proxy,
                 proxy_ssl=proxy_ssl,
-                headers=headers, user_agent=user_agent_header, factories=factories,
-                connection={"origin": origin, "subprotocols": tuple(subprotocols or ()),
-                            "max_message_size": max_size, "max_header_size": max_header_size},
-                options={"ping_interval": ping_interval, "ping_timeout": ping_timeout,
-                         "close_timeout": close_timeout, "max_queue": max_queue, "logger": logger},
+                headers=headers,
+                user_agent=user_agent_header,
+                factories=factories,
+                connection={
+                    "origin": origin,
+                    "subprotocols": tuple(subprotocols or ()),
+                    "max_message_size": max_size,
+                    "max_header_size": max_header_size,
+                },
+                options={
+                    "ping_interval": ping_interval,
+                    "ping_timeout": ping_timeout,
+                    "close_timeout": close_timeout,
+                    "max_queue": max_queue,
+                    "logger": logger,
+                },
             )
         except InvalidStatus as exc:
             location = redirects.next_url(current, exc)
@@ -126,8 +143,15 @@ def _connect_once(
     )
     try:
         raw, leftover = net.open_socket(
-            uri, proxy=proxy_url, ssl=context, server_hostname=server_hostname, sock=sock, unix_path=unix_path,
-            timeout=net.time_left(deadline), user_agent=user_agent, proxy_ssl=proxy_ssl,
+            uri,
+            proxy=proxy_url,
+            ssl=context,
+            server_hostname=server_hostname,
+            sock=sock,
+            unix_path=unix_path,
+            timeout=net.time_left(deadline),
+            user_agent=user_agent,
+            proxy_ssl=proxy_ssl,
         )
     except TimeoutError:
         raise OpenTimeout(f"opening handshake with {uri.url} timed out after {open_timeout} s") from None

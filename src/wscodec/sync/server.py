@@ -267,8 +267,9 @@ class Server:
                 connections = list(self.connections)
                 threads = list(self._threads)
             for ws in connections:
-                closer = threading.Thread(target=ws.close, args=self._going_away, daemon=True,
-                                          name=f"wscodec-close-{id(ws):x}")
+                closer = threading.Thread(
+                    target=ws.close, args=self._going_away, daemon=True, name=f"wscodec-close-{id(ws):x}"
+                )
                 closer.start()
                 threads.append(closer)
                 threads.extend(thread for thread in (ws._reader, ws._keepalive) if thread is not None)
@@ -321,8 +322,14 @@ class Server:
                 self._threads.discard(threading.current_thread())
                 self._admitting.discard(threading.current_thread())
 
-    def _send_response(self, sock: socket.socket, pending: PendingConnection | None, request: Request | None,
-                       response: Response, head: bytes) -> tuple[Response, bytes]:
+    def _send_response(
+        self,
+        sock: socket.socket,
+        pending: PendingConnection | None,
+        request: Request | None,
+        response: Response,
+        head: bytes,
+    ) -> tuple[Response, bytes]:
         hook = self._o["process_response"]
         if hook is None:
             return response, head
@@ -549,9 +556,25 @@ def serve(
     :func:`wscodec.asyncio.serve` that do not belong to an event loop (``reuse_port`` too: websockets passes it to
     :func:`socket.create_server`, as here). Its hooks get the connection as a :class:`PendingConnection`, since the
     :class:`WebSocket` exists only after the upgrade."""
-    options = _options(ssl, subprotocols, select_subprotocol, origins, process_request, process_response,
-                       server_header, compression, extensions, open_timeout, ping_interval, ping_timeout,
-                       close_timeout, max_size, max_queue, max_connections, logger)  # checked before binding
+    options = _options(
+        ssl,
+        subprotocols,
+        select_subprotocol,
+        origins,
+        process_request,
+        process_response,
+        server_header,
+        compression,
+        extensions,
+        open_timeout,
+        ping_interval,
+        ping_timeout,
+        close_timeout,
+        max_size,
+        max_queue,
+        max_connections,
+        logger,
+    )  # checked before binding
     if sock is None:
         sock = socket.create_server((host or "", port or 0), backlog=backlog, reuse_port=reuse_port)
     return Server(sock, handler, options)
@@ -582,9 +605,25 @@ def unix_serve(
     backlog: int = 100,
 ) -> Server:
     """:func:`serve` on a Unix socket at ``path`` (or the listening Unix socket ``sock``); the same options."""
-    options = _options(ssl, subprotocols, select_subprotocol, origins, process_request, process_response,
-                       server_header, compression, extensions, open_timeout, ping_interval, ping_timeout,
-                       close_timeout, max_size, max_queue, max_connections, logger)  # checked before binding
+    options = _options(
+        ssl,
+        subprotocols,
+        select_subprotocol,
+        origins,
+        process_request,
+        process_response,
+        server_header,
+        compression,
+        extensions,
+        open_timeout,
+        ping_interval,
+        ping_timeout,
+        close_timeout,
+        max_size,
+        max_queue,
+        max_connections,
+        logger,
+    )  # checked before binding
     if sock is None:
         if path is None:
             raise TypeError("unix_serve() needs path or sock")

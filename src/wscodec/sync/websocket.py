@@ -225,13 +225,15 @@ class WebSocket:
         self._done = threading.Event()  # the reader thread has finished and the socket is closed
         connection.defer_errors = True  # see _fail_held_error
         sock.settimeout(None)
-        self._reader = threading.Thread(target=self._read_loop, args=(list(events),), daemon=True,
-                                        name=f"wscodec-reader-{id(self):x}")
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(list(events),), daemon=True, name=f"wscodec-reader-{id(self):x}"
+        )
         self._reader.start()
         self._keepalive: threading.Thread | None = None
         if ping_interval is not None:
-            self._keepalive = threading.Thread(target=self._keepalive_loop, daemon=True,
-                                               name=f"wscodec-keepalive-{id(self):x}")
+            self._keepalive = threading.Thread(
+                target=self._keepalive_loop, daemon=True, name=f"wscodec-keepalive-{id(self):x}"
+            )
             self._keepalive.start()
 
     # ------------------------------------------------------------------ attributes
