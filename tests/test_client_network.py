@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -30,11 +31,21 @@ from wscodec import (
     OpenTimeout,
     ProxyError,
     RedirectError,
+    SecurityError,
     WebSocketError,
 )
 from wscodec.asyncio import Server, WebSocket, connect, create_websocket, serve, unix_connect, unix_serve
-from wscodec.client_network import DEFAULT_USER_AGENT, Backoff, parse_uri, select_proxy
+from wscodec.client_network import (
+    DEFAULT_USER_AGENT,
+    Backoff,
+    RedirectPolicy,
+    parse_uri,
+    redirect_location,
+    select_proxy,
+)
 from wscodec.events import Request
+from wscodec.sync import connect as sync_connect
+from wscodec.sync import serve as sync_serve
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -826,3 +837,167 @@ async def test_wss_through_http_and_https_proxies(tls_files: tuple[str, str], pr
                 assert on_transports(ws, transport)
                 await ws.send("secret via https proxy")
                 assert await ws.recv() == "secret via https proxy"
+
+
+# --------------------------------------------------------------------------- the threaded client's open_timeout
+
+
+@contextlib.contextmanager
+def unanswered_address(host: str) -> Iterator[int]:
+    """A port on ``host`` whose accept queue is full (one connection held, backlog 0): the kernel drops
+    further SYNs, so a connect there waits, as to a host that does not answer."""
+    with socket.socket() as listener:
+        listener.bind((host, 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection((host, port), 2):
+            yield port
+
+
+@pytest.fixture
+def slow_names(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``two.test`` resolves to two loopback addresses that do not answer (a dual-stack name, a host with
+    several A records); ``slow.test`` to one, after a resolver delay of 3 s."""
+    real = socket.getaddrinfo
+    with unanswered_address("127.0.0.1") as first, unanswered_address("127.0.0.2") as second:
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host == "two.test":
+                return [
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", first)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", second)),
+                ]
+            if host == "slow.test":
+                time.sleep(3)
+                return real("127.0.0.1", first, *args, **kwargs)
+            return real(host, port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        yield
+
+
+@pytest.mark.parametrize(
+    ("url", "proxy"),
+    [
+        ("ws://two.test/", None),
+        ("ws://example.test/", "http://two.test:3128"),
+        ("ws://slow.test/", None),
+        ("ws://example.test/", "http://slow.test:3128"),
+    ],
+    ids=["two-addresses", "proxy-with-two-addresses", "slow-lookup", "proxy-with-a-slow-lookup"],
+)
+def test_sync_open_timeout_bounds_the_name_lookup_and_every_address(
+    slow_names: None, url: str, proxy: str | None
+) -> None:
+    """``open_timeout`` is one deadline for the whole opening, name lookup included: each address gets the
+    time left, not the whole timeout again (``socket.create_connection`` took 3 s here, for 1 s asked)."""
+    started = time.monotonic()
+    with pytest.raises(OpenTimeout):
+        sync_connect(url, proxy=proxy, open_timeout=1.0)
+    assert time.monotonic() - started < 1.6
+
+
+def test_sync_connect_tries_the_next_address_when_one_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Addresses are still tried in turn: a refused first one (nothing listening) leads to the second."""
+    real = socket.getaddrinfo
+    closed = free_port()
+
+    def serve_echo(ws: Any) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with sync_serve(serve_echo, "127.0.0.1", 0) as server:
+        port = server.port
+
+        def getaddrinfo(host: Any, port_: Any, *args: Any, **kwargs: Any) -> Any:
+            if host == "two.test":
+                return [
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", closed)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+                ]
+            return real(host, port_, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with sync_connect("ws://two.test/", open_timeout=5) as ws:
+                ws.send("hello")
+                assert ws.recv(timeout=5) == "hello"
+        finally:
+            server.shutdown()
+
+
+# --------------------------------------------------------------------------- proxy credentials, redirect errors
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("http://alice@127.0.0.1:3128", "username provided without password"),
+        ("socks5://alice@127.0.0.1:1080", "username provided without password"),
+        ("http://alice:%ffs3cret@127.0.0.1:3128", "not percent-encoded UTF-8"),
+    ],
+)
+def test_proxy_credentials_authentication_cannot_carry_are_refused(bad: str, why: str) -> None:
+    """As websockets' ``parse_proxy``: a user needs a password (it sent ``Proxy-Authorization`` for
+    ``alice:``), and escapes must be UTF-8 (they were replaced with U+FFFD and sent)."""
+    with pytest.raises(InvalidProxy, match=why) as info:
+        select_proxy(parse_uri("ws://127.0.0.1/"), bad)
+    assert "s3cret" not in str(info.value)
+
+
+def test_a_socks4_user_id_needs_no_password() -> None:
+    proxy = select_proxy(parse_uri("ws://127.0.0.1/"), "socks4://alice@127.0.0.1:1080")
+    assert proxy is not None and (proxy.username, proxy.password) == ("alice", None)
+
+
+def _redirect(status: int, location: str) -> InvalidStatus:
+    return InvalidStatus(status, "Found", [("Location", location)], b"")
+
+
+@pytest.mark.parametrize(
+    ("start", "location", "why"),
+    [
+        ("ws://h/", "http://[::1", "invalid Location"),
+        ("wss://h/", "ws://h/", "would drop TLS"),
+        ("ws://h/", "ftp://h/", "not a ws, wss, http or https URL"),
+    ],
+)
+def test_a_redirect_that_cannot_be_followed_is_a_redirect_error_and_a_security_error(
+    start: str, location: str, why: str
+) -> None:
+    """A malformed ``Location`` raised urllib's bare ValueError; every redirect not followed is a
+    ``RedirectError``, which is a ``SecurityError`` as websockets raises for a downgrade and too many."""
+    with pytest.raises(RedirectError, match=why) as info:
+        redirect_location(parse_uri(start), _redirect(302, location))
+    assert isinstance(info.value, SecurityError)
+
+
+def test_redirect_errors_do_not_show_a_password_from_the_location() -> None:
+    """The password a server's ``Location`` carries is masked in the loop's and the limit's messages, as
+    every other URL in an error is (they end up in logs)."""
+    uri = parse_uri("ws://h/a")
+    policy = RedirectPolicy("ws://h/a", 10)
+    policy.next_url(uri, _redirect(302, "ws://u:hunter2@h/a"))
+    with pytest.raises(RedirectError, match="redirect loop") as loop:
+        policy.next_url(uri, _redirect(302, "ws://u:hunter2@h/a"))
+    limited = RedirectPolicy("ws://h/a", 1)
+    limited.next_url(uri, _redirect(302, "ws://h/b"))
+    with pytest.raises(RedirectError, match="more than 1 redirects") as limit:
+        limited.next_url(uri, _redirect(302, "ws://u:hunter2@h/c"))
+    for error in (loop.value, limit.value):
+        assert "hunter2" not in str(error) and ":***@" in str(error), error
+    insecure = parse_uri("wss://h/")
+    with pytest.raises(RedirectError) as dropped:
+        redirect_location(insecure, _redirect(302, "ws://u:hunter2@h/"))
+    assert "hunter2" not in str(dropped.value)
+
+
+@pytest.mark.parametrize("char", ["\x01", "\x0b", "\x1f", "\x7f"])
+def test_a_control_character_in_the_url_is_an_invalid_uri(char: str) -> None:
+    """Every C0 control and DEL, not only CR, LF, TAB and NUL: ``\\x0b`` in the path reached the request
+    builder, which raised a bare ValueError."""
+    with pytest.raises(InvalidURI, match="control character"):
+        parse_uri(f"ws://127.0.0.1/a{char}b")
+    with pytest.raises(InvalidURI):
+        sync_connect(f"ws://127.0.0.1:9/a{char}b", open_timeout=1)

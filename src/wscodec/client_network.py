@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import ipaddress
 import random
 import re
 import socket
@@ -30,7 +31,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .errors import InvalidProxy, InvalidStatus, InvalidURI, ProxyError, RedirectError
@@ -126,7 +127,7 @@ def parse_uri(url: str) -> WebSocketURI:
         raise _invalid(url, "no host")
     if parts.fragment:
         raise _invalid(url, "a WebSocket URI has no fragment")
-    if any(c in url for c in " \r\n\t\x00"):
+    if any(c <= " " or c == "\x7f" for c in url):  # RFC 3986 has no place for them, escaped or not
         raise _invalid(url, "whitespace or control character")
     secure = parts.scheme == "wss"
     host = parts.hostname
@@ -240,9 +241,26 @@ def parse_proxy(url: str) -> ProxyURL:
     if not parts.hostname:
         raise _invalid(url, "no host")
     default_port = {"http": 80, "https": 443}.get(scheme, 1080)
-    username = urllib.parse.unquote(parts.username) if parts.username is not None else None
-    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+    username, password = _proxy_credentials(url, parts, scheme)
     return ProxyURL(scheme, parts.hostname, port or default_port, username, password, url)
+
+
+def _proxy_credentials(url: str, parts: urllib.parse.SplitResult, scheme: str) -> tuple[str | None, str | None]:
+    """A proxy URL's user and password, refused as websockets' ``parse_proxy`` refuses them: a user without
+    a password (Basic and SOCKS5 authentication need both), escapes that are not UTF-8. SOCKS4 has a user
+    ID and no password."""
+    if parts.username is None:
+        return None, None
+    if parts.password is None and not scheme.startswith("socks4"):
+        raise InvalidProxy(f"username provided without password in {_without_password(url)!r}")
+    try:
+        username = urllib.parse.unquote(parts.username, errors="strict")
+        password = None if parts.password is None else urllib.parse.unquote(parts.password, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidProxy(
+            f"username or password is not percent-encoded UTF-8 in {_without_password(url)!r}"
+        ) from None
+    return username, password
 
 
 def select_proxy(uri: WebSocketURI, proxy: str | bool | None) -> ProxyURL | None:
@@ -523,13 +541,13 @@ def open_socket(
                 sock.close()
                 raise
         elif proxy is None:
-            sock = socket.create_connection((uri.host, uri.port), timeout)
+            sock = connect_tcp(uri.host, uri.port, deadline)
         elif proxy.is_socks:
             sock = _socks_connect(proxy, uri, deadline)
         else:
             if proxy.scheme == "https" and ssl is not None:
                 raise InvalidProxy("wss:// through an https:// proxy (TLS inside TLS) needs wscodec.asyncio")
-            sock = socket.create_connection((proxy.host, proxy.port), timeout)
+            sock = connect_tcp(proxy.host, proxy.port, deadline)
             try:
                 if proxy.scheme == "https":
                     context = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
@@ -573,18 +591,65 @@ def time_left(deadline: float | None) -> float | None:
     return left
 
 
-def _socks_connect(proxy: ProxyURL, uri: WebSocketURI, deadline: float | None) -> socket.socket:
-    """python-socks' blocking connect, bounded by ``deadline`` as a whole: python-socks gives its timeout
-    to each read, so a proxy answering a byte at a time would stretch it. The exchange runs in a helper
-    thread; past the deadline it is abandoned, and the socket it may still produce is closed."""
-    module = _socks_module(sync=True)
+def connect_tcp(host: str, port: int, deadline: float | None) -> socket.socket:
+    """A TCP connection to ``host``, every step within ``deadline``: the name lookup (which has no timeout
+    of its own: a resolver that does not answer takes its retries, about 10 s), then each address in turn
+    with the time left. ``socket.create_connection`` would give each address the whole timeout, so a name
+    with three unreachable addresses took three times ``open_timeout``."""
+    infos = _resolve(host, port, deadline)
+    if not infos:
+        raise OSError(f"getaddrinfo returned no address for {host}")
+    error: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(time_left(deadline))
+            sock.connect(address)
+            return sock
+        except TimeoutError:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            error = exc  # the next address, as create_connection does; the last error if none answers
+        except BaseException:
+            sock.close()
+            raise
+    assert error is not None
+    raise error
+
+
+def _resolve(host: str, port: int, deadline: float | None) -> list[Any]:
+    """``getaddrinfo`` for a stream socket, bounded by ``deadline`` (in a helper thread: the call cannot be
+    interrupted). An IP literal needs no lookup and no thread."""
+    if deadline is None or _is_ip_literal(host):
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    result = _within(
+        lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM), deadline, f"looking up {host}", "resolve"
+    )
+    assert isinstance(result, list)
+    return result
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _within(call: Callable[[], Any], deadline: float | None, what: str, name: str) -> Any:
+    """``call()`` in a helper thread, waited for until ``deadline`` (TimeoutError: "``what`` timed out"),
+    for a blocking step that has no timeout of its own, or one per read only. Past the deadline the thread
+    is abandoned, and a socket it may still produce is closed."""
     outcome: list[Any] = []
     lock = threading.Lock()
     done = threading.Event()
 
     def run() -> None:
         try:
-            result: Any = _socks_proxy(module, proxy).connect(uri.host, uri.port, timeout=time_left(deadline))
+            result: Any = call()
         except BaseException as exc:  # handed to the caller's thread
             result = exc
         with lock:
@@ -593,15 +658,34 @@ def _socks_connect(proxy: ProxyURL, uri: WebSocketURI, deadline: float | None) -
                 result.close()
         done.set()
 
-    threading.Thread(target=run, daemon=True, name="wscodec-socks-connect").start()
+    threading.Thread(target=run, daemon=True, name=f"wscodec-{name}").start()
     done.wait(None if deadline is None else max(deadline - time.monotonic(), 0.0))
     with lock:
         if not outcome:
             outcome.append(None)  # gives up: a socket produced later is closed by the thread
-            raise TimeoutError(f"SOCKS proxy {proxy.host}:{proxy.port} timed out")
+            raise TimeoutError(f"{what} timed out")
         result = outcome[0]
     if isinstance(result, BaseException):
-        raise _socks_error(result, proxy) if isinstance(result, Exception) else result
+        raise result
+    return result
+
+
+def _socks_connect(proxy: ProxyURL, uri: WebSocketURI, deadline: float | None) -> socket.socket:
+    """python-socks' blocking connect, bounded by ``deadline`` as a whole: python-socks gives its timeout
+    to each read, so a proxy answering a byte at a time would stretch it."""
+    module = _socks_module(sync=True)
+    try:
+        result = _within(
+            lambda: _socks_proxy(module, proxy).connect(uri.host, uri.port, timeout=time_left(deadline)),
+            deadline,
+            f"SOCKS proxy {proxy.host}:{proxy.port}",
+            "socks-connect",
+        )
+    except Exception as exc:
+        error = _socks_error(exc, proxy)
+        if error is exc:
+            raise
+        raise error from None
     assert isinstance(result, socket.socket)
     return result
 
@@ -618,14 +702,16 @@ def redirect_location(uri: WebSocketURI, error: InvalidStatus) -> str | None:
     locations = [value for name, value in error.headers if name.lower() == "location"]
     if len(locations) != 1 or not locations[0].strip():
         raise RedirectError(f"HTTP {error.status_code} redirect without a single Location header")
-    base = uri.http_url
-    target = urllib.parse.urljoin(base, locations[0].strip())
-    scheme, rest = target.split(":", 1)
+    try:
+        target = urllib.parse.urljoin(uri.http_url, locations[0].strip())
+    except ValueError as exc:  # an unclosed IPv6 bracket, say
+        raise RedirectError(f"HTTP {error.status_code} redirect to an invalid Location: {exc}") from None
+    scheme, _, rest = target.partition(":")
     scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
     if scheme not in ("ws", "wss"):
-        raise RedirectError(f"redirect to {target!r}: not a ws, wss, http or https URL")
+        raise RedirectError(f"redirect to {_without_password(target)!r}: not a ws, wss, http or https URL")
     if uri.secure and scheme == "ws":
-        raise RedirectError(f"redirect from {uri.url} to {target!r} would drop TLS")
+        raise RedirectError(f"redirect from {uri.url} to {_without_password(target)!r} would drop TLS")
     return f"{scheme}:{rest}"
 
 
@@ -648,9 +734,10 @@ class RedirectPolicy:
         if location is None:
             return None
         if len(self.seen) > self.max_redirects:
-            raise RedirectError(f"more than {self.max_redirects} redirects (last to {location})")
+            raise RedirectError(f"more than {self.max_redirects} redirects (last to {_without_password(location)})")
         if location in self.seen:
-            raise RedirectError(f"redirect loop: {' -> '.join([*self.seen, location])}")
+            chain = " -> ".join(_without_password(url) for url in [*self.seen, location])
+            raise RedirectError(f"redirect loop: {chain}")
         self.seen.append(location)
         return location
 

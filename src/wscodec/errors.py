@@ -116,7 +116,8 @@ def _closed_during_handshake(message: str, cause: BaseException | None = None) -
 
 
 class SecurityError(InvalidHandshake):
-    """The handshake's HTTP head went past a limit (its size, its number of fields), as websockets names it."""
+    """The handshake's HTTP head went past a limit (its size, its number of fields), or a redirect could not
+    be followed safely (:class:`RedirectError`), as websockets names it."""
 
 
 class _Fields:
@@ -338,5 +339,6 @@ class InvalidProxy(WebSocketError, ValueError):
     """The proxy setting is unusable: an unknown scheme, or SOCKS without the ``python-socks`` package."""
 
 
-class RedirectError(InvalidHandshake):
-    """Redirects could not be followed: a loop, more than ``max_redirects``, or a bad ``Location``."""
+class RedirectError(SecurityError):
+    """Redirects could not be followed: a loop, more than ``max_redirects``, a bad ``Location``, or one that
+    would drop TLS. A :class:`SecurityError`, which websockets raises in these cases."""
