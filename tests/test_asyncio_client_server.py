@@ -6,6 +6,7 @@ Every test binds port 0 on 127.0.0.1 and is bounded by ``asyncio.wait_for``/pyte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import random
@@ -718,3 +719,26 @@ async def test_wss(tls_files: tuple[str, str]) -> None:
         assert ws.close_code == 1000
         with pytest.raises(ssl.SSLCertVerificationError):
             await connect(wss)  # default context: verification on, the self-signed certificate is refused
+
+
+async def test_an_exception_in_the_async_with_block_closes_with_1011() -> None:
+    """As websockets' ``__aexit__``: 1011 (internal error) when the block raised, 1000 otherwise."""
+    codes: list[int | None] = []
+
+    async def handler(ws: WebSocket) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:
+                pass
+        codes.append(ws.close_code)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        with pytest.raises(ZeroDivisionError):
+            async with connect(url):
+                1 / 0  # noqa: B018
+        async with connect(url):
+            pass
+        deadline = time.monotonic() + 5
+        while len(codes) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    assert codes == [1011, 1000]

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from _silent_client import SilentClient
-from test_sync import silent_peer, sync_server
+from test_sync import silent_peer, sync_echo, sync_server
 
 import wscodec
 from wscodec import ConnectionClosed, ConnectionClosedOK, encode_frame
@@ -616,3 +616,166 @@ def test_failing_a_connection_is_bounded_once_for_the_lock_and_the_close() -> No
         assert elapsed < 1.4, elapsed  # one bound of 1 s (it was 0.8 s for the lock, then 1 s more)
         with pytest.raises(ConnectionClosed):
             ws.send("after")
+
+
+# --------------------------------------------------------------------------- the server's bookkeeping
+
+
+def test_server_connections_can_be_iterated_while_clients_come_and_go() -> None:
+    """``connections`` is a snapshot taken under the server's lock: the broadcast loop
+    ``for ws in server.connections: ws.send(...)`` raised "Set changed size during iteration" as handler
+    threads added and removed connections (``send`` lets other threads run)."""
+
+    def handler(ws: WebSocket) -> None:
+        for _ in ws:
+            pass
+
+    with sync_server(handler, ping_interval=None, close_timeout=1) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        stop = time.monotonic() + 1.5
+        errors: list[BaseException] = []
+
+        def churn() -> None:
+            try:
+                while time.monotonic() < stop:
+                    with connect(url, ping_interval=None, close_timeout=1):
+                        pass
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=churn) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        sent = 0
+        try:
+            while time.monotonic() < stop:
+                for ws in server.connections:
+                    with contextlib.suppress(ConnectionClosed):
+                        ws.send("tick")
+                        sent += 1
+                time.sleep(0.001)
+        finally:
+            for thread in threads:
+                thread.join(10)
+        assert not errors, errors
+        assert sent > 0
+        assert server.connections is not server.connections  # a new set each time, not the live one
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # SystemExit ends the thread
+def test_a_handler_ending_on_a_base_exception_closes_1011_and_frees_its_place() -> None:
+    """``sys.exit()`` in a handler ends its thread: the connection is closed with 1011 and its
+    ``max_connections`` place freed (it stayed open, and every later client got 503)."""
+
+    def handler(ws: WebSocket) -> None:
+        if ws.recv() == "exit":
+            raise SystemExit(0)
+        ws.send("served")
+
+    with sync_server(handler, max_connections=1, ping_interval=None, close_timeout=1) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        with connect(url, ping_interval=None, close_timeout=1) as ws:
+            ws.send("exit")
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=5)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+        deadline = time.monotonic() + 5
+        while server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not server.connections
+        with connect(url, ping_interval=None, close_timeout=1) as ws:
+            ws.send("again")
+            assert ws.recv(timeout=5) == "served"
+
+
+def test_a_closed_connection_frees_its_place_while_its_handler_cleans_up() -> None:
+    """As in the asyncio server: a connection leaves ``connections`` (and its ``max_connections`` place is
+    free) once it is closed, though its handler still runs; it held the place until the handler returned."""
+    cleaning = threading.Event()
+    release = threading.Event()
+
+    def handler(ws: WebSocket) -> None:
+        for message in ws:
+            ws.send(message)
+        cleaning.set()
+        release.wait(10)
+
+    with sync_server(handler, max_connections=1, ping_interval=None, close_timeout=1) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        try:
+            with connect(url, ping_interval=None, close_timeout=1):
+                pass
+            assert cleaning.wait(5)
+            assert not server.connections
+            with connect(url, ping_interval=None, close_timeout=1) as ws:
+                ws.send("second")
+                assert ws.recv(timeout=5) == "second"
+        finally:
+            release.set()
+
+
+@pytest.mark.parametrize("payload", [bytearray(b"ab"), memoryview(bytearray(b"cd"))], ids=["bytearray", "memoryview"])
+def test_ping_and_pong_take_any_bytes_like_payload(payload: Any) -> None:
+    """As the asyncio ``ping()`` and websockets: a mutable buffer is copied (it raised "unhashable type"),
+    so changing it after the call cannot unmatch its Pong."""
+    with sync_server(ping_interval=None, close_timeout=1) as server:
+        with connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None, close_timeout=1) as ws:
+            answered = ws.ping(payload)
+            payload[0:1] = b"z"
+            assert answered.wait(5)
+            ws.pong(payload)
+            ws.send("still open")
+            assert ws.recv(timeout=5) == "still open"
+        with pytest.raises(TypeError, match="bytes-like"):
+            connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None, close_timeout=1).ping(3)  # type: ignore[arg-type]
+
+
+def test_an_exception_in_the_with_block_closes_with_1011() -> None:
+    """websockets' ``__exit__`` closes with 1011 (internal error) when the block raised; 1000 otherwise."""
+    codes: list[int | None] = []
+
+    def handler(ws: WebSocket) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            for _ in ws:
+                pass
+        codes.append(ws.close_code)
+
+    with sync_server(handler, ping_interval=None, close_timeout=1) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        with pytest.raises(ZeroDivisionError), connect(url, ping_interval=None, close_timeout=1):
+            1 / 0  # noqa: B018
+        with connect(url, ping_interval=None, close_timeout=1):
+            pass
+        deadline = time.monotonic() + 5
+        while len(codes) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert codes == [1011, 1000]
+
+
+@pytest.mark.parametrize("option", ["max_queue", "max_size"])
+def test_a_limit_no_message_could_pass_is_refused_by_serve_and_connect(option: str) -> None:
+    """``max_queue=0`` (or a negative ``max_size``) was taken, and every connection then failed right after
+    its 101; it is refused where the server or client is made, as the other options are."""
+    value = 0 if option == "max_queue" else -1
+    with pytest.raises(ValueError, match=option):
+        serve(sync_echo, "127.0.0.1", 0, **{option: value})
+    with pytest.raises(ValueError, match=option):
+        connect("ws://127.0.0.1:9/", **{option: value})
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX only")
+def test_unix_serve_leaves_a_file_that_is_not_a_socket(tmp_path: Path) -> None:
+    """Only a stale socket at the path is removed, as asyncio's ``create_unix_server`` does; a FIFO (or
+    anything else) was unlinked and replaced."""
+    from wscodec.sync import unix_serve
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError):
+        unix_serve(sync_echo, str(fifo)).shutdown()
+    assert fifo.is_fifo()
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as old:
+        old.bind(str(stale))
+    server = unix_serve(sync_echo, str(stale))
+    server.shutdown()

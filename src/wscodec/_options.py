@@ -38,6 +38,9 @@ def high_mark(name: str, value: Any) -> int | None:
         value = value[0]
     if value is not None and not isinstance(value, int):
         raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
+    least = 1 if name == "max_queue" else 0  # a queue of no message could never hand one over
+    if value is not None and value < least:
+        raise ValueError(f"{name} must be at least {least} or None, not {value!r}")
     return value
 
 

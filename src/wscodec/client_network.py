@@ -257,9 +257,7 @@ def _proxy_credentials(url: str, parts: urllib.parse.SplitResult, scheme: str) -
         username = urllib.parse.unquote(parts.username, errors="strict")
         password = None if parts.password is None else urllib.parse.unquote(parts.password, errors="strict")
     except UnicodeDecodeError:
-        raise InvalidProxy(
-            f"username or password is not percent-encoded UTF-8 in {_without_password(url)!r}"
-        ) from None
+        raise InvalidProxy(f"username or password is not percent-encoded UTF-8 in {_without_password(url)!r}") from None
     return username, password
 
 

@@ -56,6 +56,17 @@ class CloseCode(enum.IntEnum):
 _SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
 
+def control_payload(data: object) -> bytes:
+    """A Ping's or Pong's payload as websockets takes it, in both I/O layers: str (as UTF-8) or bytes-like
+    (copied: a Ping's payload is kept to match its Pong, and must not change meanwhile). Anything else is
+    a TypeError, not ``bytes(data)``'s reading of an int n as n zero bytes."""
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"data must be str or bytes-like, not {type(data).__name__}")
+
+
 def is_valid_close_code(code: int) -> bool:
     """True if ``code`` may appear in a Close frame on the wire."""
     return code in _SENDABLE or 3000 <= code <= 4999

@@ -272,8 +272,12 @@ class connect:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close: with 1000, or 1011 when the block ended on an exception, as websockets does."""
         if self._ws is not None:
-            await self._ws.close()
+            if exc_type is None:
+                await self._ws.close()
+            else:
+                await self._ws.close(1011)
 
     async def __aiter__(self) -> AsyncIterator[WebSocket]:
         """Connect, yield the connection, and connect again when it ends (see the class docstring)."""

@@ -46,7 +46,7 @@ from ..events import (
     TextFragment,
     decoded,
 )
-from ..frames import build_close_payload
+from ..frames import build_close_payload, control_payload
 from ._hot_backend import DATA_TYPES, LONE_WRITES, READ_SIZE, HotPath, MessageWaiter, Pieces
 from ._hot_backend import HOT_PATH_BACKEND as HOT_PATH_BACKEND  # (which twin runs: read by the tests and checks)
 from ._hotpath_pure import Data
@@ -163,16 +163,6 @@ def _cancelled_from_outside(task: asyncio.Task[Any]) -> bool:
     (Python 3.10 cannot tell them apart: both are taken as cancelled from outside)."""
     cancelling = getattr(task, "cancelling", None)
     return cancelling is None or cancelling() > 0
-
-
-def _control_payload(data: Any) -> bytes:
-    """A Ping's or Pong's payload as websockets takes it: str (as UTF-8) or bytes-like. Anything else is a
-    TypeError, not ``bytes(data)``'s reading of an int n as n zero bytes."""
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"data must be str or bytes-like, not {type(data).__name__}")
 
 
 def _listener_or_none(callback: Any) -> Any:
@@ -1331,7 +1321,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
         Pongs are matched by payload; a Pong also answers every earlier Ping still waiting.
         """
-        payload = _control_payload(data)
+        payload = control_payload(data)
         waiter = self._send_ping(payload)
         assert waiter is not None
         return await waiter
@@ -1339,7 +1329,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     async def pong(self, data: str | bytes = b"") -> None:
         """Send an unsolicited Pong (a heartbeat the peer does not answer), as websockets' ``pong()``."""
         self._check_open()
-        self._conn.send_pong(_control_payload(data))
+        self._conn.send_pong(control_payload(data))
         self._write_out()
 
     def _received_pong(self, payload: bytes) -> None:

@@ -15,6 +15,7 @@ import os
 import selectors
 import socket
 import ssl as ssl_module
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +26,7 @@ from .. import _options as checks
 from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import INFLATING_READ, Compression, extension_factories
-from ..connection import Connection
+from ..connection import CLOSED, Connection
 from ..errors import ConnectionClosed, NegotiationError
 from ..events import Request, Response
 from ..frames import build_close_payload
@@ -121,13 +122,13 @@ _SIGNAL_POLL_INTERVAL = 0.5
 
 class Server:
     """A running threaded server: :meth:`serve_forever` until :meth:`shutdown` (from another thread, a
-    signal handler or a handler). ``connections`` holds the open WebSockets."""
+    signal handler or a handler). :attr:`connections` holds the WebSockets not yet closed."""
 
     def __init__(self, sock: socket.socket, handler: Handler, options: dict[str, Any]) -> None:
         self.socket = sock
         self.handler = handler
         self._o = options
-        self.connections: set[WebSocket] = set()
+        self._live: set[WebSocket] = set()  # every connection whose handler runs (closed or not)
         self._threads: set[threading.Thread] = set()
         self._admitting: set[threading.Thread] = set()  # handshakes that passed the max_connections check
         self._lock = threading.Lock()
@@ -140,6 +141,18 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._refused = 0  # connections closed in a row for want of a thread
         self._going_away = (1001, "going away")  # the Close that shutdown() sends
+
+    @property
+    def connections(self) -> set[WebSocket]:
+        """The WebSockets not yet closed, as a new set: handler threads come and go while the caller loops
+        over it (``for ws in server.connections: ws.send(...)``), as websockets' threaded ``Server``
+        returns one. A connection leaves it when it closes, though its handler may run on (cleaning up),
+        and frees its ``max_connections`` place then, as in the asyncio server."""
+        with self._lock:
+            return self._open_connections()
+
+    def _open_connections(self) -> set[WebSocket]:
+        return {ws for ws in self._live if ws.state != CLOSED}
 
     @property
     def port(self) -> int | None:
@@ -264,7 +277,7 @@ class Server:
         self.socket.close()
         if close_connections:
             with self._lock:
-                connections = list(self.connections)
+                connections = list(self._live)
                 threads = list(self._threads)
             for ws in connections:
                 closer = threading.Thread(
@@ -300,20 +313,27 @@ class Server:
                     return
                 stopping = self._shutdown.is_set()
                 if not stopping:
-                    self.connections.add(ws)
+                    self._live.add(ws)
             if stopping:  # the server stopped while this handshake ran: as shutdown() closes the others
                 ws.close(*self._going_away)
                 return
+            code, reason = 1000, ""
             try:
                 self.handler(ws)
             except ConnectionClosed as exc:  # the peer left or broke the protocol: not the handler's fault
                 logger.debug("handler ended on %s", exc)
             except Exception:
                 logger.exception("connection handler failed")
-                ws.close(1011, "internal error")
-            ws.close(1000, "")
-            with self._lock:
-                self.connections.discard(ws)
+                code, reason = 1011, "internal error"
+            except BaseException:  # (sys.exit() in a handler: the thread ends, the connection must too)
+                code, reason = 1011, "internal error"
+                raise
+            finally:
+                try:
+                    ws.close(code, reason)
+                finally:
+                    with self._lock:
+                        self._live.discard(ws)
         except Exception:
             logger.exception("error on a connection")
             sock.close()
@@ -399,7 +419,7 @@ class Server:
             # The handshakes past this check hold a place (their thread's) until they open or fail: several
             # running at once must not open past the limit together.
             with self._lock:
-                if len(self.connections) + len(self._admitting) >= limit:
+                if len(self._open_connections()) + len(self._admitting) >= limit:
                     answer = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"too many connections\n")
                 else:
                     self._admitting.add(threading.current_thread())
@@ -627,8 +647,9 @@ def unix_serve(
     if sock is None:
         if path is None:
             raise TypeError("unix_serve() needs path or sock")
-        if os.path.exists(path) and not os.path.isfile(path):
-            os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):  # a stale socket goes; anything else stays (asyncio's rule)
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
         sock.listen(backlog)

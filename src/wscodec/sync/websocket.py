@@ -51,7 +51,7 @@ from ..events import (
     TextMessage,
     decoded,
 )
-from ..frames import build_close_payload
+from ..frames import build_close_payload, control_payload
 
 __all__ = ["WebSocket"]
 
@@ -529,12 +529,14 @@ class WebSocket:
                     self._fragmenting = None
                     self._send_turn.notify_all()
 
-    def ping(self, data: str | bytes | None = None, *, ack_on_close: bool = True) -> threading.Event:
+    def ping(
+        self, data: str | bytes | bytearray | memoryview | None = None, *, ack_on_close: bool = True
+    ) -> threading.Event:
         """Send a Ping; the returned :class:`threading.Event` is set when its Pong arrives, and also when the
         connection ends unless ``ack_on_close=False`` (websockets' default is False: here a wait on the
         event cannot outlive the connection unless asked; check ``state`` to tell a Pong from the end).
         Raises :class:`~wscodec.errors.ConnectionClosed` if closed."""
-        payload = data.encode() if isinstance(data, str) else (data if data is not None else os.urandom(4))
+        payload = os.urandom(4) if data is None else control_payload(data)
         event = self._send_ping(payload, None, ack_on_close)
         assert event is not None
         return event
@@ -559,9 +561,9 @@ class WebSocket:
         finally:
             self._send_lock.release()
 
-    def pong(self, data: str | bytes = b"") -> None:
+    def pong(self, data: str | bytes | bytearray | memoryview = b"") -> None:
         """Send an unsolicited Pong."""
-        payload = data.encode() if isinstance(data, str) else data
+        payload = control_payload(data)
         with self._send_lock:
             if self._conn.state is not OPEN:
                 raise self._closed_error()
@@ -687,4 +689,8 @@ class WebSocket:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        """Close: with 1000, or 1011 when the block ended on an exception, as websockets does."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.close(1011)
