@@ -742,3 +742,134 @@ async def test_an_exception_in_the_async_with_block_closes_with_1011() -> None:
         while len(codes) < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
     assert codes == [1011, 1000]
+
+
+async def test_serve_forever_returns_after_close_and_closes_when_cancelled() -> None:
+    """websockets' recipe, ``loop.add_signal_handler(SIGTERM, server.close)`` then ``await
+    server.serve_forever()``: ``close()`` makes it return (it raised CancelledError, as
+    ``asyncio.Server.serve_forever`` does); cancelling it closes the server and raises the cancellation."""
+
+    async def answer(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    server = await serve(answer, "127.0.0.1", 0)
+    forever = asyncio.ensure_future(server.serve_forever())
+    async with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        await ws.send("served")
+        assert await asyncio.wait_for(ws.recv(), 5) == "served"
+        asyncio.get_running_loop().call_later(0.05, server.close)
+        assert await asyncio.wait_for(forever, 15) is None
+        assert ws.close_code == 1001
+    assert not server.is_serving()
+
+    server = await serve(answer, "127.0.0.1", 0)
+    forever = asyncio.ensure_future(server.serve_forever())
+    await asyncio.sleep(0.05)
+    forever.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(forever, 15)
+    assert not server.is_serving()
+
+
+async def test_close_during_our_fragmented_send_fails_the_connection_1011() -> None:
+    """``close()`` (or the server's shutdown) while part of a message of ours is out: a Close cut it short
+    and looked like a normal end (the peer's ``async for`` ended quietly, ``ConnectionClosedOK``, the frames
+    thrown away). As websockets and the threaded API: 1011, and every side sees an error."""
+    ended: list[BaseException | None] = []
+
+    async def handler(ws: WebSocket) -> None:
+        try:
+            async for _ in ws:
+                pass
+        except ConnectionClosed as exc:
+            ended.append(exc)
+        else:
+            ended.append(None)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        ws = await connect(f"ws://127.0.0.1:{server.port}/")
+        release = asyncio.Event()
+
+        async def fragments() -> AsyncIterator[str]:
+            yield "part 1"
+            yield "part 2"
+            await release.wait()
+            yield "part 3"
+
+        sending = asyncio.ensure_future(ws.send(fragments()))
+        await asyncio.sleep(0.1)
+        await asyncio.wait_for(ws.close(), 5)
+        release.set()
+        with pytest.raises(ConnectionClosedError):
+            await asyncio.wait_for(sending, 5)
+        assert (ws.close_code, ws.close_reason) == (1011, "close during fragmented message")
+        deadline = time.monotonic() + 5
+        while not ended and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert isinstance(ended[0], ConnectionClosedError)
+        assert ended[0].rcvd is not None and ended[0].rcvd.code == 1011
+
+
+async def test_shutdown_during_a_handlers_fragmented_send_fails_it_1011() -> None:
+    streaming = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        async def fragments() -> AsyncIterator[bytes]:
+            for count in range(1000):
+                yield b"x" * 100
+                if count == 2:  # (one fragment is held back to know whether it is the last)
+                    streaming.set()
+                await asyncio.sleep(0.01)
+
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(fragments())
+
+    server = await serve(handler, "127.0.0.1", 0)
+    async with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        await asyncio.wait_for(streaming.wait(), 5)
+        server.close()
+        with pytest.raises(ConnectionClosedError) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+    await asyncio.wait_for(server.wait_closed(), 15)
+
+
+async def test_an_async_iterables_fragments_go_out_as_they_come() -> None:
+    """Each fragment of an async iterable is sent when it is yielded (it was held until the next one came,
+    to put FIN on the last), and an empty frame ends the message, as websockets sends it."""
+    frames: list[tuple[int, bool, bytes]] = []
+    got_first = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        async def fragments() -> AsyncIterator[bytes]:
+            yield b"header"
+            await release.wait()
+            yield b"body"
+
+        await ws.send(fragments())
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+
+        async def read_frames(count: int) -> None:
+            for _ in range(count):
+                head = await reader.readexactly(2)
+                payload = await reader.readexactly(head[1] & 0x7F)
+                frames.append((head[0] & 0x0F, bool(head[0] & 0x80), payload))
+                got_first.set()
+
+        reading = asyncio.ensure_future(read_frames(3))
+        await asyncio.wait_for(got_first.wait(), 5)  # before the generator has its second item
+        assert frames == [(2, False, b"header")]
+        release.set()
+        await asyncio.wait_for(reading, 5)
+        assert frames == [(2, False, b"header"), (0, False, b"body"), (0, True, b"")]
+        writer.close()

@@ -110,8 +110,8 @@ def response_bytes(response: Response) -> bytes:
 
 
 def going_away_reason(code: int, reason: str | None) -> str:
-    """The reason a server's shutdown sends (both servers): as given, else "going away" for 1001 and none
-    for another code, as websockets sends none by default."""
+    """The reason a server's shutdown sends (both servers): as given, else "going away" for 1001 (where
+    websockets sends none: a reason a person can read in a client's log) and none for another code."""
     if reason is not None:
         return reason
     return "going away" if code == 1001 else ""

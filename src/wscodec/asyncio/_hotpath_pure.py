@@ -579,7 +579,8 @@ class HotPath:
     ) -> None:
         """Send a message: str as text, bytes-like as binary; a (sync or async) iterable of str or of
         bytes-like as one fragmented message, one frame per item (compressed as one message where
-        permessage-deflate was negotiated).
+        permessage-deflate was negotiated); an async iterable's items go out as they come, and an empty
+        frame ends the message, as in websockets.
 
         Waits while the transport buffer is above ``write_limit``; cancelled while waiting, nothing was
         sent. ``compress=False`` skips compression of this message. ``text=True`` sends bytes that are

@@ -477,17 +477,27 @@ class Server:
         return self._server is not None and self._server.is_serving()
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled (then closes)."""
+        """Serve until :meth:`close` (from another task, a signal handler) or until cancelled, as websockets'
+        does: after ``close()`` it returns once the server is closed (:meth:`wait_closed`); cancelled, it
+        closes, waits, and raises the cancellation. (``asyncio.Server.serve_forever`` raises
+        ``CancelledError`` on ``close()``, which would end ``asyncio.run()`` with it.)"""
         assert self._server is not None
         try:
-            await self._server.serve_forever()
-        finally:
-            self.close()
+            if not self._server.is_serving():
+                await self._server.start_serving()
+            await self.wait_closed()
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
 
     def close(self, close_connections: bool = True, code: int = 1001, reason: str | None = None) -> None:
         """Stop accepting connections; with ``close_connections``, close every open one with ``code`` and
         ``reason`` (websockets' arguments: 1012, service restart, tells clients to come back soon; the
-        reason is "going away" for 1001 unless given, empty for another code, as in websockets).
+        reason is "going away" for 1001 unless given, where websockets sends none, and empty for another
+        code, as in websockets).
 
         Either way, as in websockets, a handshake whose request is in (``process_request`` or
         ``process_response`` may still be running) is answered 503 "Server is shutting down." instead of

@@ -1275,22 +1275,36 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 raise TypeError(f"fragments must be str or bytes-like, not {type(item).__name__}")
             return True, item
 
+        sent = False  # part of the message is out, not its end
+
+        async def send(fragment: Any, fin: bool) -> None:
+            nonlocal sent
+            await self._wait_writable()
+            self._check_open()
+            self._conn.send_fragment(fragment, fin=fin, compress=compress, text=text)
+            sent = not fin
+            self._write_out()
+
         self._check_open()
         gate = self._fragmenting = self._loop.create_future()
-        sent = False
         try:
             more, current = await next_item()
             if not more:
                 return  # an empty iterable sends nothing
-            while True:
+            if is_async:
+                # Each fragment goes out as it comes, and an empty one ends the message, as websockets
+                # does: the next may be a while coming (a generator awaiting its data), and looking ahead
+                # for it, to set FIN on the last, would hold back the one in hand until then.
+                empty = "" if isinstance(current, str) else b""
+                while more:
+                    await send(current, False)
+                    more, current = await next_item()
+                await send(empty, True)
+                return
+            while True:  # a plain iterable: one step ahead, so that FIN goes on the last fragment itself
                 more, following = await next_item()
-                await self._wait_writable()
-                self._check_open()
-                self._conn.send_fragment(current, fin=not more, compress=compress, text=text)
-                sent = True
-                self._write_out()
+                await send(current, not more)
                 if not more:
-                    sent = False
                     return
                 current = following
         except BaseException:
@@ -1390,7 +1404,12 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
     def _start_close(self, code: int, reason: str) -> None:
         """Send a Close (if the connection is open) and bound how long we wait for the end of TCP."""
         conn = self._conn
-        if conn.state is OPEN:
+        if conn.state is OPEN and conn.sending_fragmented:
+            # Part of a message of ours is out (a send() of an iterable), not its last fragment: a Close
+            # would cut it short unnoticed, and look like a normal end. Fail instead, as websockets does
+            # (and as the threaded API's close() does); the send() raises ConnectionClosedError.
+            self._fail(1011, "close during fragmented message")
+        elif conn.state is OPEN:
             conn.close(code, reason)
             if self._debug:
                 self.logger.debug("> close %d %r", code, reason)
