@@ -41,16 +41,20 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """``start()``/``stop()`` a redis-server on ``port`` (the same port across restarts)."""
+    """``start()``/``stop()`` a redis-server on ``port`` (the same port across restarts), or with
+    ``unix_socket`` (a path) on that Unix socket only, no TCP port (``unix://`` URLs)."""
 
-    def __init__(self, path: str, tls_dir: str | None = None) -> None:
+    def __init__(self, path: str, tls_dir: str | None = None, unix_socket: str | None = None) -> None:
         self.path = path
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.tls_dir = tls_dir  # with cert.pem and key.pem: TLS only (rediss://), see make_certificate()
+        self.unix_socket = unix_socket
 
     @property
     def url(self) -> str:
+        if self.unix_socket is not None:
+            return f"unix://{self.unix_socket}?db=0"
         if self.tls_dir is not None:
             return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls_dir}/cert.pem"
         return f"redis://127.0.0.1:{self.port}/0"
@@ -63,6 +67,8 @@ class RedisServer:
                 "--tls-cert-file", f"{self.tls_dir}/cert.pem", "--tls-key-file", f"{self.tls_dir}/key.pem",
                 "--tls-ca-cert-file", f"{self.tls_dir}/cert.pem", "--tls-auth-clients", "no",
             ]  # fmt: skip
+        elif self.unix_socket is not None:
+            ports = ["--port", "0", "--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
         else:
             ports = ["--port", str(self.port)]
         self.proc = subprocess.Popen(
@@ -94,6 +100,12 @@ class RedisServer:
         if self.tls_dir is not None:
             return self._ping_tls()
         try:
+            if self.unix_socket is not None:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(1.0)
+                    sock.connect(self.unix_socket)
+                    sock.sendall(b"PING\r\n")
+                    return sock.recv(64).startswith(b"+PONG")
             with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
                 sock.sendall(b"PING\r\n")
                 return sock.recv(64).startswith(b"+PONG")

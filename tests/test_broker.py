@@ -474,6 +474,32 @@ async def test_rediss_tls(tmp_path: Any) -> None:
         tls.stop()
 
 
+async def test_redis_unix_socket_url() -> None:
+    """``unix:///path?db=0`` (as documented): the broker joins, publishes and receives over a redis-server
+    that listens on a Unix socket only. It never connected: a TCP-only option made every attempt fail."""
+    import tempfile
+
+    path = redis_server_path()
+    with tempfile.TemporaryDirectory(prefix="wsr") as directory:  # short: a socket path has ~100 bytes
+        unix = RedisServer(path, unix_socket=f"{directory}/redis.sock")
+        unix.start()
+        try:
+            server = await serve(room, "127.0.0.1", 0, broker=unix.url, compression=None)
+            try:
+                assert server.broker.available, server.broker.stats
+                members = [await join(server, "sock"), await join(server, "sock")]
+                await members[0].send("over a Unix socket")
+                for ws in members:
+                    assert await asyncio.wait_for(ws.recv(), 10) == "over a Unix socket"
+                    await ws.close()
+                assert server.broker.stats.outages == 0
+            finally:
+                server.close()
+                await server.wait_closed()
+        finally:
+            unix.stop()
+
+
 class _CountingTransport:
     """A transport that records the size of each write before passing it on."""
 

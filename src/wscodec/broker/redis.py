@@ -158,12 +158,17 @@ class RedisBroker(Broker):
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
+        options: dict[str, Any] = {}
+        if urlsplit(self.url).scheme != "unix":
+            # TCP only: redis-py's UnixDomainSocketConnection refuses the option (a TypeError on every
+            # attempt, so a unix:// broker never connected).
+            options["socket_keepalive"] = True
         return aioredis.Redis.from_url(
             self.url,
             retry=Retry(NoBackoff(), 0),  # fail fast: reconnection is this class's job, with its own back-off
             socket_connect_timeout=self.connect_timeout,
-            socket_keepalive=True,
             health_check_interval=0,
+            **options,
         )
 
     # ------------------------------------------------------------------ lifecycle
