@@ -500,6 +500,72 @@ async def test_redis_unix_socket_url() -> None:
             unix.stop()
 
 
+async def _guarded_room(ws: WebSocket) -> None:
+    """As room(), but a join the broker refuses is answered "refused" (the connection stays)."""
+    server: Server = ws.server  # type: ignore[attr-defined]
+    channel = ws.request.path.strip("/") if ws.request is not None else ""
+    try:
+        await server.join(ws, channel)
+    except BrokerUnavailable as exc:
+        await ws.send(f"refused: {exc}")
+    else:
+        await ws.send("joined")
+    async for message in ws:
+        try:
+            await server.publish(channel, message)
+        except BrokerUnavailable:
+            await ws.send("unavailable")
+
+
+async def test_redis_channel_refused_by_an_acl_fails_alone(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis user allowed the channels wscodec:room* only (and the broker's own). Joining another raises
+    BrokerUnavailable and keeps nothing; once that channel is revoked from a member already in it, the
+    reconnection drops it (a WARNING, its members removed) and subscribes the others. One SUBSCRIBE for
+    every channel made Redis refuse them all: an outage of every channel, repeated at each reconnection."""
+    import redis.asyncio as aioredis
+
+    caplog.set_level(logging.WARNING, logger="wscodec.broker.redis")
+    admin = aioredis.Redis.from_url(redis_server.url)
+    acl = ["ACL", "SETUSER", "w", "on", ">pw", "~*", "+@all", "resetchannels", "&wscodec:room*", "&wscodec:?control"]
+    await admin.execute_command(*acl, "&wscodec:secret")
+    url = f"redis://w:pw@127.0.0.1:{redis_server.port}/0"
+    server = await serve(_guarded_room, "127.0.0.1", 0, broker=url, compression=None, close_timeout=2)
+    broker = server.broker
+    try:
+        a = await connect(f"ws://127.0.0.1:{server.port}/room1")
+        assert await asyncio.wait_for(a.recv(), 10) == "joined"
+        b = await connect(f"ws://127.0.0.1:{server.port}/secret")
+        assert await asyncio.wait_for(b.recv(), 10) == "joined"
+        await admin.execute_command(*acl)  # secret revoked: Redis disconnects the subscription
+        await _wait_for(lambda: broker.stats.outages == 1 and broker.available)
+        await _wait_for(lambda: "secret" not in broker.channels)
+        assert broker.channels == {"room1"}
+        assert server._hub().members("secret") == frozenset() and len(server._hub().members("room1")) == 1
+        dropped = [r for r in caplog.records if "refused to subscribe channel 'secret' again" in r.getMessage()]
+        assert len(dropped) == 1 and dropped[0].levelno == logging.WARNING
+        await a.send("still here")
+        assert await asyncio.wait_for(a.recv(), 10) == "still here"
+
+        # Refused at join: that join fails alone, nothing of it is kept, Redis is not down.
+        c = await connect(f"ws://127.0.0.1:{server.port}/forbidden")
+        answer = await asyncio.wait_for(c.recv(), 10)
+        assert isinstance(answer, str) and answer.startswith("refused: ") and "'forbidden'" in answer, answer
+        assert "forbidden" not in broker.channels and server._hub().members("forbidden") == frozenset()
+        await asyncio.sleep(0.5)
+        assert broker.available and broker.stats.outages == 1
+        await a.send("and now")
+        assert await asyncio.wait_for(a.recv(), 10) == "and now"
+        for ws in (a, b, c):
+            assert ws.ready_state == WebSocket.OPEN
+            await ws.close()
+    finally:
+        await admin.aclose()
+        server.close()
+        await server.wait_closed()
+
+
 class _CountingTransport:
     """A transport that records the size of each write before passing it on."""
 

@@ -567,7 +567,8 @@ class Server:
     async def join(self, ws: WebSocket, channel: str) -> None:
         """Subscribe ``ws`` to ``channel``: it receives what :meth:`publish` sends there, from this process
         and from every process sharing the broker. Returns once the subscription is active. A connection
-        leaves its channels when it closes."""
+        leaves its channels when it closes. Raises :class:`~wscodec.broker.BrokerUnavailable` if the bus
+        refuses the channel (a Redis ACL): ``ws`` is not a member then."""
         await self._hub().join(ws, channel)
 
     async def leave(self, ws: WebSocket, channel: str) -> None:

@@ -11,7 +11,9 @@ five methods:
   ``channel`` in every process sharing the broker, in the order one publisher called it;
 - ``await subscribe(channel, callback)`` / ``await unsubscribe(channel, callback)``: ``callback(channel,
   message)`` is called (synchronously, in the event loop) for every message published to ``channel``
-  once ``subscribe`` has returned.
+  once ``subscribe`` has returned. A bus that refuses the channel (Redis ACL) makes ``subscribe`` raise
+  :class:`BrokerUnavailable`; one that refuses it later (subscribing it again after an outage) forgets it
+  and calls the ``on_dropped(channel, error)`` given to ``subscribe``.
 
 Delivery is at most once: a broker may drop messages (a Redis outage, a subscriber that fell too far
 behind) but never duplicates or reorders the messages of one publisher.
@@ -33,6 +35,7 @@ __all__ = [
     "Broker",
     "BrokerStats",
     "BrokerUnavailable",
+    "Dropped",
     "InProcessBroker",
     "Message",
     "Subscriber",
@@ -49,10 +52,16 @@ Subscriber = Callable[[str, Message], None]
 
 class BrokerUnavailable(WebSocketError):
     """The broker cannot carry the message now (its server is down or unreachable); nothing was sent.
+    Also raised by a join (subscribe) to a channel the bus refuses, such as one outside the Redis user's
+    ACL channel patterns: nothing of that join is kept.
 
     Publishing fails fast instead of queueing: a chat line or a price tick delayed by a minute of outage
     is worth less than an error the caller can count, show or retry.
     """
+
+
+#: Called with the channel and the error when the bus refuses a channel it had subscribed (see subscribe).
+Dropped = Callable[[str, BrokerUnavailable], None]
 
 
 @dataclass
@@ -71,7 +80,9 @@ class Broker(abc.ABC):
     def __init__(self) -> None:
         self.stats = BrokerStats()
         self._subscribers: dict[str, list[Subscriber]] = {}
-        self._subscribing: dict[str, asyncio.Future[None]] = {}  # first subscriber's, until the bus confirms
+        # The first subscriber's, until the bus confirms: its result is the refusal, if the bus refused.
+        self._subscribing: dict[str, asyncio.Future[BrokerUnavailable | None]] = {}
+        self._on_dropped: dict[tuple[str, Subscriber], Dropped] = {}
 
     @property
     def available(self) -> bool:
@@ -93,25 +104,65 @@ class Broker(abc.ABC):
     async def publish(self, channel: str, message: Message) -> None:
         """Send ``message`` to every subscriber of ``channel``; :class:`BrokerUnavailable` if the bus is down."""
 
-    async def subscribe(self, channel: str, callback: Subscriber) -> None:
-        """Call ``callback(channel, message)`` for every message published to ``channel`` from now on."""
+    async def subscribe(self, channel: str, callback: Subscriber, on_dropped: Dropped | None = None) -> None:
+        """Call ``callback(channel, message)`` for every message published to ``channel`` from now on.
+
+        Raises :class:`BrokerUnavailable` if the bus refuses the channel (a Redis ACL), for every subscriber
+        waiting for that subscription, and forgets it. If the bus refuses it later, when subscribing it
+        again after an outage, the channel is forgotten and ``on_dropped(channel, error)`` called, so that
+        the subscriber can forget it too (a server removes the channel's members).
+        """
         self._check_channel(channel)
         callbacks = self._subscribers.get(channel)
         if callbacks is None:
-            self._subscribers[channel] = [callback]
+            callbacks = self._subscribers[channel] = [callback]
+            self._set_on_dropped(channel, callback, on_dropped)
             confirmed = self._subscribing[channel] = asyncio.get_running_loop().create_future()
+            refused: BrokerUnavailable | None = None
             try:
                 await self._subscribe_channel(channel)
+            except BrokerUnavailable as exc:
+                refused = exc
+                if self._subscribers.get(channel) is callbacks:
+                    self._forget(channel)
+                raise
             finally:
                 if self._subscribing.get(channel) is confirmed:
                     del self._subscribing[channel]
-                confirmed.set_result(None)
+                confirmed.set_result(refused)
         else:
             if callback not in callbacks:
                 callbacks.append(callback)
+            self._set_on_dropped(channel, callback, on_dropped)
             pending = self._subscribing.get(channel)
             if pending is not None:  # the first subscriber's SUBSCRIBE is on its way: the same promise
-                await asyncio.shield(pending)
+                refused = await asyncio.shield(pending)
+                if refused is not None:
+                    raise refused
+
+    def _set_on_dropped(self, channel: str, callback: Subscriber, on_dropped: Dropped | None) -> None:
+        if on_dropped is not None:
+            self._on_dropped[channel, callback] = on_dropped
+
+    def _forget(self, channel: str) -> list[Subscriber]:
+        """Remove ``channel`` and what its subscribers registered; return its subscribers."""
+        callbacks = self._subscribers.pop(channel, [])
+        for callback in callbacks:
+            self._on_dropped.pop((channel, callback), None)
+        return callbacks
+
+    def _drop(self, channel: str, error: BrokerUnavailable) -> None:
+        """The bus refused ``channel`` with no subscribe() waiting for it (a resubscription after an outage):
+        forget it and tell each subscriber that gave ``on_dropped``."""
+        hooks = [self._on_dropped.get((channel, callback)) for callback in self._subscribers.get(channel, ())]
+        self._forget(channel)
+        for hook in hooks:
+            if hook is None:
+                continue
+            try:
+                hook(channel, error)
+            except Exception:
+                logger.exception("on_dropped hook %r of channel %r failed", hook, channel)
 
     async def unsubscribe(self, channel: str, callback: Subscriber) -> None:
         """Stop calling ``callback`` for ``channel`` (nothing happens if it was not subscribed)."""
@@ -119,6 +170,7 @@ class Broker(abc.ABC):
         if callbacks is None or callback not in callbacks:
             return
         callbacks.remove(callback)
+        self._on_dropped.pop((channel, callback), None)
         if not callbacks:
             del self._subscribers[channel]
             await self._unsubscribe_channel(channel)

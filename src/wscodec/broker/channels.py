@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from . import Broker, Message
+from . import Broker, BrokerUnavailable, Message
 
 if TYPE_CHECKING:
     from ..asyncio.websocket import WebSocket
@@ -42,7 +42,8 @@ class Channels:
         self._snapshots: dict[str, tuple[WebSocket, ...]] = {}  # what a delivery iterates (members may change)
         self._joined: dict[WebSocket, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._subscribing: dict[str, asyncio.Future[None]] = {}  # first join of a channel, until confirmed
+        # The first join of a channel, until confirmed: its result is the bus's refusal, if it refused.
+        self._subscribing: dict[str, asyncio.Future[BrokerUnavailable | None]] = {}
         # The members delivered to this loop iteration and not written yet, one entry per snapshot (by
         # identity: a channel's membership may change between two deliveries, and both sets need writing).
         self._unwritten: dict[int, tuple[WebSocket, ...]] = {}
@@ -59,7 +60,13 @@ class Channels:
 
     async def join(self, ws: WebSocket, channel: str) -> None:
         """Add ``ws`` to ``channel``; the first local member subscribes this process on the bus (and waits
-        for the bus to confirm, so that what is published after ``join`` returns reaches ``ws``)."""
+        for the bus to confirm, so that what is published after ``join`` returns reaches ``ws``).
+
+        A channel the bus refuses (a Redis ACL) raises :class:`~wscodec.broker.BrokerUnavailable` in the
+        join of every member waiting for that subscription, and none of them stays a member. Refused later,
+        when the broker subscribes it again after an outage, the channel is dropped: its members are removed
+        from it (:meth:`channels_of` no longer lists it; their connections stay open) and the broker logs a
+        WARNING."""
         self.broker._check_channel(channel)
         if ws.connection.closed or getattr(ws, "_lost", False):
             return  # it would never be removed: connection_lost has run already
@@ -72,16 +79,24 @@ class Channels:
         self._joined.setdefault(ws, set()).add(channel)
         if first:
             done = self._subscribing[channel] = asyncio.get_running_loop().create_future()
+            refused: BrokerUnavailable | None = None
             try:
-                await self.broker.subscribe(channel, self._deliver)
+                await self.broker.subscribe(channel, self._deliver, self._dropped)
+            except BrokerUnavailable as exc:
+                refused = exc
+                if self._members.get(channel) is members:
+                    self._forget(channel)
+                raise
             finally:
-                done.set_result(None)
+                done.set_result(refused)
                 if self._subscribing.get(channel) is done:
                     del self._subscribing[channel]
         else:
             pending = self._subscribing.get(channel)
             if pending is not None:  # joined while the first member's subscription is on its way: wait for it
-                await asyncio.shield(pending)
+                refused = await asyncio.shield(pending)
+                if refused is not None:
+                    raise refused
 
     async def leave(self, ws: WebSocket, channel: str) -> None:
         """Remove ``ws`` from ``channel``; the last local member unsubscribes this process."""
@@ -116,6 +131,25 @@ class Channels:
             return False
         del self._members[channel]
         return True
+
+    def _forget(self, channel: str) -> None:
+        """Remove every member of ``channel``, without a word to the broker (which no longer has it)."""
+        members = self._members.pop(channel, set())
+        self._snapshots.pop(channel, None)
+        for ws in members:
+            joined = self._joined.get(ws)
+            if joined is not None:
+                joined.discard(channel)
+                if not joined:
+                    del self._joined[ws]
+
+    def _dropped(self, channel: str, error: BrokerUnavailable) -> None:
+        """The broker dropped ``channel`` (refused when subscribed again): its members are members no more."""
+        if channel in self._members:
+            logger.debug(
+                "channel %r dropped by the broker, %d members removed: %s", channel, len(self._members[channel]), error
+            )
+        self._forget(channel)
 
     async def _unsubscribe_if_empty(self, channel: str) -> None:
         if channel not in self._members:  # nobody joined again in the meantime

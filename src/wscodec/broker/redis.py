@@ -21,6 +21,11 @@ Redis itself disconnects a subscriber that falls too far behind (``client-output
 message cannot do that to every subscriber at once, a publish over ``max_message_size`` (1 MiB, the
 server's default ``max_size``) raises ValueError before it is queued.
 
+Each channel is subscribed with its own SUBSCRIBE, because Redis refuses a whole SUBSCRIBE for one channel
+its user may not have (an ACL): a channel refused at ``join()`` raises BrokerUnavailable there and is not
+kept; one refused when subscribed again after an outage is dropped with a WARNING and its subscribers told
+(``on_dropped``); the other channels work either way.
+
 A subscription whose connection dies without a word (a NAT, a firewall or a load balancer that drops the
 flow: no FIN, no reset) is found by a PING on it after ``ping_interval`` seconds without traffic, answered
 within ``command_timeout``; else it is an outage, and the reconnection subscribes again.
@@ -136,7 +141,13 @@ class RedisBroker(Broker):
         self._queued_bytes = 0
         self._wakeup: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None  # set while the queue has room
-        self._acks: dict[bytes, deque[asyncio.Future[None]]] = {}
+        # Per channel, the subscribe() calls waiting for Redis's answer: None (subscribed) or the refusal.
+        self._acks: dict[bytes, deque[asyncio.Future[BrokerUnavailable | None]]] = {}
+        # The channel of each SUBSCRIBE sent on self._pubsub and not answered yet, oldest first (Redis
+        # answers in order, and an error reply names no channel: it is the oldest one's), and the lock that
+        # keeps that order the order of the writes.
+        self._inflight: deque[bytes] = deque()
+        self._subscribe_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"RedisBroker({_redact(self.url)!r})"
@@ -221,14 +232,26 @@ class RedisBroker(Broker):
         self._acks.clear()
 
     async def _connect(self) -> None:
-        """One attempt: PING on the publishing side, then subscribe to every channel with local members."""
+        """One attempt: PING on the publishing side, then subscribe to every channel with local members.
+
+        One SUBSCRIBE per channel, not one for all: Redis refuses a whole SUBSCRIBE when its user may not
+        have one of the channels (an ACL), so one such channel took every other down, at each reconnection.
+        A channel refused here is dropped by the reader (:meth:`_refused`); the others work."""
         await asyncio.wait_for(self._pub.ping(), self.connect_timeout + self.command_timeout)
         pubsub = self._sub.pubsub(ignore_subscribe_messages=False)
         self._pubsub = pubsub
+        inflight = self._inflight = deque()
         channels = [self._key(c) for c in self._subscribers]
-        ack = self._expect_ack(self._control.encode())
-        await asyncio.wait_for(pubsub.subscribe(self._control, *channels), self.connect_timeout + self.command_timeout)
-        self._reader = asyncio.get_running_loop().create_task(self._read_loop(pubsub))
+        control = self._control.encode()
+        ack = self._expect_ack(control)
+
+        async def subscribe_all() -> None:
+            for key in (control, *channels):
+                inflight.append(key)
+                await pubsub.subscribe(key)
+
+        await asyncio.wait_for(subscribe_all(), self.connect_timeout + self.command_timeout)
+        self._reader = asyncio.get_running_loop().create_task(self._read_loop(pubsub, inflight))
         await asyncio.wait_for(asyncio.shield(ack), self.command_timeout)
         if self._pubsub is not pubsub:  # the reader failed in between
             raise ConnectionError("the subscription connection closed while subscribing")
@@ -295,26 +318,61 @@ class RedisBroker(Broker):
 
     # ------------------------------------------------------------------ subscribing
 
-    def _expect_ack(self, key: bytes) -> asyncio.Future[None]:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def _expect_ack(self, key: bytes) -> asyncio.Future[BrokerUnavailable | None]:
+        waiter: asyncio.Future[BrokerUnavailable | None] = asyncio.get_running_loop().create_future()
         self._acks.setdefault(key, deque()).append(waiter)
         return waiter
 
     async def _subscribe_channel(self, channel: str) -> None:
         """SUBSCRIBE, and wait for Redis to confirm it (so a publish made after ``join()`` returns is seen).
-        While Redis is down the channel is only remembered: the reconnection subscribes it."""
-        pubsub = self._pubsub
+        While Redis is down the channel is only remembered: the reconnection subscribes it. A channel Redis
+        refuses (an ACL) raises BrokerUnavailable, and the caller forgets it: Redis is not down."""
+        pubsub, inflight = self._pubsub, self._inflight
         if not self._up or pubsub is None:
             return
         key = self._key(channel)
         ack = self._expect_ack(key)
         try:
-            await asyncio.wait_for(pubsub.subscribe(key), self.command_timeout)
-            await asyncio.wait_for(asyncio.shield(ack), self.command_timeout)
+            async with self._subscribe_lock:
+                inflight.append(key)
+                await asyncio.wait_for(pubsub.subscribe(key), self.command_timeout)
+            refused = await asyncio.wait_for(asyncio.shield(ack), self.command_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._outage(exc)
+            return
+        if refused is not None:
+            raise refused
+
+    def _refused(self, pubsub: Any, key: bytes, exc: Exception) -> None:
+        """Redis refused the SUBSCRIBE of ``key``: fail the subscribe() waiting for it, or, with none (the
+        reconnection subscribing it again), drop the channel with a WARNING and tell its subscribers."""
+        pubsub.channels.pop(key, None)  # redis-py would subscribe it again if it reconnected this connection
+        channel = key.decode("utf-8")[len(self.prefix) :]
+        error = BrokerUnavailable(
+            f"Redis broker {_redact(self.url)} refused the subscription to channel {channel!r} "
+            f"({type(exc).__name__}: {exc}): not joined"
+        )
+        waiters = self._acks.get(key)
+        if waiters:
+            waiter = waiters.popleft()
+            if not waiters:
+                del self._acks[key]
+            if not waiter.done():
+                waiter.set_result(error)
+            return
+        if channel in self._subscribers:
+            logger.warning(
+                "Redis broker %s refused to subscribe channel %r again (%s: %s): channel dropped, its %d "
+                "local subscribers removed; the other channels work",
+                _redact(self.url),
+                channel,
+                type(exc).__name__,
+                exc,
+                len(self._subscribers[channel]),
+            )
+            self._drop(channel, error)
 
     async def _unsubscribe_channel(self, channel: str) -> None:
         pubsub = self._pubsub
@@ -327,7 +385,10 @@ class RedisBroker(Broker):
         except Exception as exc:
             self._outage(exc)
 
-    async def _read_loop(self, pubsub: Any) -> None:
+    async def _read_loop(self, pubsub: Any, inflight: deque[bytes]) -> None:
+        from redis.exceptions import ResponseError
+
+        control = self._control.encode()
         prefix = len(self.prefix)
         dispatch = self._dispatch
         loop = asyncio.get_running_loop()
@@ -339,7 +400,16 @@ class RedisBroker(Broker):
                     timeout: float | None = max(ping_sent + self.command_timeout - loop.time(), 0.0)
                 else:
                     timeout = interval
-                message = await pubsub.get_message(timeout=timeout)
+                try:
+                    message = await pubsub.get_message(timeout=timeout)
+                except ResponseError as exc:
+                    # An error reply answers the oldest SUBSCRIBE in flight: that channel is refused, not
+                    # the connection. Anything else (the control channel refused) is an outage.
+                    if not inflight or inflight[0] == control:
+                        raise
+                    ping_sent = None
+                    self._refused(pubsub, inflight.popleft(), exc)
+                    continue
                 if message is None:
                     if ping_sent is not None:
                         if loop.time() >= ping_sent + self.command_timeout:
@@ -367,6 +437,8 @@ class RedisBroker(Broker):
                         dispatch(channel, text)
                 elif kind == "subscribe":
                     key = message["channel"]
+                    with contextlib.suppress(ValueError):
+                        inflight.remove(key)
                     waiters = self._acks.get(key)
                     if waiters:
                         waiter = waiters.popleft()
