@@ -376,6 +376,7 @@ async def test_foreign_messages_on_the_redis_channel_are_dropped(
         assert await asyncio.wait_for(ws.recv(), 10) == "valid"
         assert sum("not published by wscodec" in r.getMessage() for r in caplog.records) == 3
         assert server.broker.stats.outages == 0
+        assert server.broker.stats.dropped == 3
         await ws.close()
     finally:
         await other.aclose()
@@ -681,6 +682,33 @@ async def test_redis_publish_over_max_message_size_is_refused_before_the_bus(red
         await _wait_for(lambda: got == [b"x" * 1000])
         assert (broker.stats.failed, broker.stats.outages) == (0, 0)
     finally:
+        await broker.close()
+
+
+async def test_redis_message_from_the_bus_over_max_message_size_is_dropped(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bound publish() keeps holds for what comes from Redis too (another program's message, or a
+    process with a larger bound): dropped with a WARNING and counted, not handed to every member."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    caplog.set_level(logging.WARNING, logger="wscodec.broker.redis")
+    broker = RedisBroker(redis_server.url, max_message_size=1000)
+    await broker.start()
+    other = aioredis.Redis.from_url(redis_server.url)
+    got: list[Any] = []
+    try:
+        await broker.subscribe("big", lambda channel, message: got.append(message))
+        for junk in (b"b" + b"x" * 1001, b"t" + b"y" * 1001):
+            assert await other.publish("wscodec:big", junk) == 1
+        assert await other.publish("wscodec:big", b"t" + b"z" * 1000) == 1  # at the bound: delivered
+        await _wait_for(lambda: got == ["z" * 1000])
+        assert (broker.stats.dropped, broker.stats.received, broker.stats.outages) == (2, 1, 0)
+        assert sum("over max_message_size" in r.getMessage() for r in caplog.records) == 2
+    finally:
+        await other.aclose()
         await broker.close()
 
 

@@ -72,6 +72,8 @@ class BrokerStats:
     failed: int = 0  #: publishes refused with :class:`BrokerUnavailable`
     received: int = 0  #: messages received from the bus for a local subscription
     outages: int = 0  #: times the connection to the bus was lost (or could not be made)
+    #: messages from the bus not delivered: not in wscodec's format, or over the broker's max_message_size
+    dropped: int = 0
 
 
 class Broker(abc.ABC):

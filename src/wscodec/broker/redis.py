@@ -19,7 +19,13 @@ most once, and so does this broker).
 Redis itself disconnects a subscriber that falls too far behind (``client-output-buffer-limit pubsub``,
 32 MB by default): that is an outage like any other, and the messages in between are lost. So that one
 message cannot do that to every subscriber at once, a publish over ``max_message_size`` (1 MiB, the
-server's default ``max_size``) raises ValueError before it is queued.
+server's default ``max_size``) raises ValueError before it is queued; a message from Redis over it
+(another program's, or a process configured with a larger bound) is dropped with a WARNING and counted in
+``stats.dropped``, as is one not in the format below.
+
+On the bus a message is one type byte, ``t`` (text, the rest UTF-8) or ``b`` (binary), then the WebSocket
+message. That tag is all that tells wscodec's payloads from others: whoever may PUBLISH under ``prefix``
+can reach the members (restrict it with Redis ACLs).
 
 Each channel is subscribed with its own SUBSCRIBE, because Redis refuses a whole SUBSCRIBE for one channel
 its user may not have (an ACL): a channel refused at ``join()`` raises BrokerUnavailable there and is not
@@ -423,6 +429,15 @@ class RedisBroker(Broker):
                 if kind == "message":
                     data: bytes = message["data"]
                     channel = message["channel"].decode("utf-8", "replace")[prefix:]
+                    if len(data) - 1 > self.max_message_size:  # the bound publish() keeps, for the others
+                        self.stats.dropped += 1
+                        logger.warning(
+                            "Redis broker: dropped a message of %d bytes on %r: over max_message_size (%d)",
+                            len(data) - 1,
+                            channel,
+                            self.max_message_size,
+                        )
+                        continue
                     tag = data[:1]
                     if tag == _BINARY:
                         dispatch(channel, data[1:])
@@ -432,6 +447,7 @@ class RedisBroker(Broker):
                     except UnicodeDecodeError:
                         text = None
                     if text is None:
+                        self.stats.dropped += 1
                         logger.warning("Redis broker: dropped a message on %r not published by wscodec", channel)
                     else:
                         dispatch(channel, text)
