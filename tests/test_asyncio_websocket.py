@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from wscodec import ConnectionClosed, ConnectionClosedError, FrameDecoder, encode_frame
+from wscodec import ConcurrencyError, ConnectionClosed, ConnectionClosedError, FrameDecoder, encode_frame
 from wscodec.asyncio import (
     CloseEvent,
     ErrorEvent,
@@ -1469,3 +1469,38 @@ async def test_create_websocket_with_a_small_max_queue_keeps_reading_for_an_asyn
         ws._abort_now()
     finally:
         server.close()
+
+
+async def test_a_second_recv_streaming_cannot_take_the_rest_of_anothers_message() -> None:
+    """A second ``recv_streaming()`` while the first is part-way through a message raises ConcurrencyError,
+    as in websockets; it took the rest of that message, and the first then ran on into the next one."""
+    release = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        async def fragments() -> AsyncIterator[str]:
+            yield "m1-part1"
+            await release.wait()
+            yield "m1-part2"
+
+        await ws.send(fragments())
+        await ws.send("m2")
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        first = ws.recv_streaming()
+        assert await asyncio.wait_for(first.__anext__(), 5) == "m1-part1"
+        second = ws.recv_streaming()
+        with pytest.raises(ConcurrencyError):
+            await second.__anext__()
+        release.set()
+        rest = [piece async for piece in first]
+        assert "".join(str(piece) for piece in rest) == "m1-part2"
+        assert await asyncio.wait_for(ws.recv(), 5) == "m2"
+
+
+async def test_ping_none_sends_four_random_bytes() -> None:
+    """As websockets' ``ping(None)`` (its default): a random payload, so two concurrent pings are answered
+    each by its own Pong; it raised TypeError."""
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        first, second = await asyncio.wait_for(asyncio.gather(ws.ping(None), ws.ping(None)), 5)
+        assert first >= 0 and second >= 0

@@ -147,7 +147,7 @@ class _MessageStream:
     async def __anext__(self) -> Data:
         if self._done:
             raise StopAsyncIteration
-        data, final = await self._ws._next_fragment()
+        data, final = await self._ws._next_fragment(self)
         if final:
             self._done = True
         if self._decode is None:
@@ -224,6 +224,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         "_peer",
         "_pings",
         "_release_due",
+        "_stream_owner",
         "_transport_closing",
         "_transport_reading",
         "_write_low",
@@ -327,6 +328,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._transport_reading = True  # what we last told the transport
         self._paused_for_app = False  # reading paused for the application since the keepalive looked
         self._streaming = False  # a recv_streaming() iterator is part-way through a message
+        self._stream_owner: _MessageStream | None = None  # ... that one
         # Sending.
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -1167,17 +1169,23 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         """
         return _MessageStream(self, decode)
 
-    async def _next_fragment(self) -> tuple[Data, bool]:
+    async def _next_fragment(self, owner: _MessageStream) -> tuple[Data, bool]:
+        if self._streaming and self._stream_owner is not owner:
+            # Another iterator is part-way through this message: the rest is its, not this one's (which
+            # would take it, and leave the other to run on into the next message), as in websockets.
+            raise ConcurrencyError("another recv_streaming() is part-way through a message: finish it first")
         queue = self._queue
         while True:
             if self._partial:
                 data: Any = self._partial.take()
                 self._streaming = True
+                self._stream_owner = owner
                 return data, False
             if queue:
                 event = queue.popleft()
                 self._maybe_resume_reading()
                 self._streaming = not event.final
+                self._stream_owner = None if event.final else owner
                 if event.final and queue and self._has_message_listener:
                     # A listener added while this message streamed: what queued behind it is the listener's.
                     self._loop.call_soon(self._drain_queue_to_listeners)
@@ -1330,12 +1338,13 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._write_out()
         return waiter
 
-    async def ping(self, data: str | bytes = b"") -> float:
+    async def ping(self, data: str | bytes | bytearray | memoryview | None = b"") -> float:
         """Send a Ping and wait for the matching Pong; returns the round-trip time in seconds.
 
-        Pongs are matched by payload; a Pong also answers every earlier Ping still waiting.
+        Pongs are matched by payload; a Pong also answers every earlier Ping still waiting. ``None`` sends
+        four random bytes, as websockets' default does.
         """
-        payload = control_payload(data)
+        payload = os.urandom(4) if data is None else control_payload(data)
         waiter = self._send_ping(payload)
         assert waiter is not None
         return await waiter
