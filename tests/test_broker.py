@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -1060,3 +1061,110 @@ async def test_a_channel_joined_again_while_the_connection_catches_up_stays_subs
         await _wait_for(lambda: got == [(rejoined[0], "hello")], timeout=5)
     finally:
         await broker.close()
+
+
+async def test_a_connection_dropped_as_soon_as_it_is_back_is_retried_ever_more_slowly(
+    redis_server: RedisServer,
+) -> None:
+    """Redis (or a proxy in front of it) accepts the subscription and drops it at once, again and again:
+    the back-off goes on growing across those short-lived connections. It started again from
+    ``reconnect_min`` each time, so the broker reconnected about every 80 ms, with two WARNINGs each time."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_server.url, reconnect_min=0.1, reconnect_max=5.0)
+    admin = aioredis.Redis.from_url(redis_server.url)
+    await broker.start()
+    try:
+        await broker.subscribe("flap", lambda channel, message: None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3.0
+        while loop.time() < deadline:
+            await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            await asyncio.sleep(0.02)
+        # Back-off 0.1, 0.2, 0.4, 0.8, 1.6 s (each times 0.5 to 1): at most six outages in 3 s. Without the
+        # growth, 3 s / (0.05 to 0.1 s) is 30 or more.
+        assert 2 <= broker.stats.outages <= 8, broker.stats.outages
+        await _wait_for(lambda: broker.available, timeout=15)
+    finally:
+        await broker.close()
+        await admin.aclose()
+
+
+async def test_a_long_outage_does_not_overflow_the_back_off() -> None:
+    """The reconnection's delay is ``reconnect_min * 2**attempt`` capped at ``reconnect_max``; past 1023
+    attempts (some 85 minutes of outage at 5 s each) the product raised OverflowError, which ended the
+    reconnection task: the broker never came back."""
+    from wscodec.broker.redis import RedisBroker
+
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    broker = RedisBroker(f"redis://127.0.0.1:{port}/0", reconnect_min=0.01, reconnect_max=0.02, connect_timeout=0.5)
+    broker._sub = broker._pub = broker._client()
+    task = asyncio.ensure_future(broker._reconnect(5000))
+    try:
+        await asyncio.sleep(0.3)
+        assert not task.done(), task.exception() if task.done() else None
+    finally:
+        broker._closed = True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await broker.close()
+
+
+async def test_a_refused_channel_joined_while_reconnecting_is_dropped_alone(redis_server: RedisServer) -> None:
+    """A channel Redis refuses (an ACL), joined while the reconnection subscribes the others: it is
+    dropped alone (``on_dropped``). Its refusal failed the whole reconnection, which was retried a back-off
+    later, while ``available`` said True with no subscription connection."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    admin = aioredis.Redis.from_url(redis_server.url)
+    acl = ["ACL", "SETUSER", "w", "on", ">pw", "~*", "+@all", "resetchannels", "&wscodec:ok*", "&wscodec:?control"]
+    await admin.execute_command(*acl)
+    broker = RedisBroker(f"redis://w:pw@127.0.0.1:{redis_server.port}/0", reconnect_min=1.0, reconnect_max=1.0)
+    got: list[Any] = []
+    dropped: list[str] = []
+    joining: list[asyncio.Future[None]] = []
+    await broker.start()
+    try:
+        await broker.subscribe("ok1", lambda channel, message: got.append(message))
+        make_pubsub = broker._sub.pubsub
+
+        def pubsub(**options: Any) -> Any:  # the reconnection's: a join lands while it subscribes
+            made = make_pubsub(**options)
+            subscribe = made.subscribe
+
+            async def subscribing(*args: Any, **kwargs: Any) -> Any:
+                if not joining:
+                    joining.append(
+                        asyncio.ensure_future(
+                            broker.subscribe("no1", lambda *_: None, lambda channel, error: dropped.append(channel))
+                        )
+                    )
+                    await asyncio.sleep(0)
+                return await subscribe(*args, **kwargs)
+
+            made.subscribe = subscribing
+            return made
+
+        broker._sub.pubsub = pubsub
+        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        unsubscribed_while_available = 0
+        while loop.time() < deadline and not (dropped and broker.available):
+            await asyncio.sleep(0.02)
+            if broker.available and broker._pubsub is None:
+                unsubscribed_while_available += 1
+        assert dropped == ["no1"]
+        assert broker.stats.outages == 1 and unsubscribed_while_available == 0
+        await broker.publish("ok1", "still delivered")
+        await _wait_for(lambda: got == ["still delivered"], timeout=10)
+    finally:
+        await broker.close()
+        await admin.aclose()

@@ -662,7 +662,6 @@ def test_server_connections_can_be_iterated_while_clients_come_and_go() -> None:
         assert server.connections is not server.connections  # a new set each time, not the live one
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # SystemExit ends the thread
 def test_a_handler_ending_on_a_base_exception_closes_1011_and_frees_its_place() -> None:
     """``sys.exit()`` in a handler ends its thread: the connection is closed with 1011 and its
     ``max_connections`` place freed (it stayed open, and every later client got 503)."""
@@ -779,3 +778,34 @@ def test_unix_serve_leaves_a_file_that_is_not_a_socket(tmp_path: Path) -> None:
         old.bind(str(stale))
     server = unix_serve(sync_echo, str(stale))
     server.shutdown()
+
+
+def test_server_connections_leaves_out_a_closing_one() -> None:
+    """``connections`` holds the open connections only, as websockets' threaded ``Server``: a broadcast loop
+    over it met one waiting for its client's Close, whose ``send`` raised ConnectionClosedOK, and that ended
+    the sending handler."""
+    said: list[str] = []
+
+    def handler(ws: WebSocket) -> None:
+        for message in ws:
+            if message == "bye":
+                return  # the server's Close goes out; this client never answers it
+            for member in server.connections:
+                member.send(f"{message} to all")
+            said.append(message)
+
+    with sync_server(handler, ping_interval=None, close_timeout=3) as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        leaving = SilentClient(server.port)  # answers nothing, not even the server's Close
+        try:
+            leaving.sock.sendall(encode_frame(0x1, b"bye", mask=True))
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not any(ws.state == 2 for ws in server._live):
+                time.sleep(0.01)
+            assert any(ws.state == 2 for ws in server._live)  # CLOSING, for close_timeout
+            with connect(url, ping_interval=None, close_timeout=1) as ws:
+                ws.send("hello")
+                assert ws.recv(timeout=5) == "hello to all"
+            assert said == ["hello"]
+        finally:
+            leaving.sock.close()

@@ -9,7 +9,10 @@ write out with one system call per connection).
 
 Faults: when Redis cannot be reached the broker logs it once (a WARNING), counts it in
 ``stats.outages``, and reconnects with exponential back-off (``reconnect_min`` to ``reconnect_max``
-seconds, with jitter so that many workers do not reconnect in step). Meanwhile :meth:`RedisBroker.publish`
+seconds, with jitter so that many workers do not reconnect in step; a connection lost again within
+``reconnect_max`` of coming back goes on from the back-off it had reached, so a Redis, or a proxy, that
+accepts and drops the connection at once is retried ever more slowly, not every ``reconnect_min``, with
+two WARNINGs each time). Meanwhile :meth:`RedisBroker.publish`
 raises :class:`~wscodec.broker.BrokerUnavailable` at once (counted in ``stats.failed``), the messages
 that were queued when the connection broke are dropped and counted there too, and WebSocket connections
 are untouched. Once Redis answers again every channel with local members is subscribed again
@@ -138,6 +141,8 @@ class RedisBroker(Broker):
         self._pubsub: Any = None
         self._up = False
         self._closed = False
+        self._back_at: float | None = None  # when the last reconnection succeeded
+        self._back_attempt = 0  # ... and at which attempt of its back-off
         self._started = False
         self._down_since: float | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -268,7 +273,11 @@ class RedisBroker(Broker):
         subscribed = {c.decode("utf-8")[len(self.prefix) :] for c in channels}
         for channel in set(self._subscribers) - subscribed:
             if channel in self._subscribers:
-                await self._subscribe_channel(channel)
+                try:
+                    await self._subscribe_channel(channel)
+                except BrokerUnavailable as exc:  # joined meanwhile, and refused (an ACL): that channel alone
+                    logger.warning("%s: channel dropped, its local subscribers removed", exc)
+                    self._drop(channel, exc)
         for channel in subscribed - set(self._subscribers):
             if channel not in self._subscribers:
                 await self._unsubscribe_channel(channel)
@@ -293,16 +302,21 @@ class RedisBroker(Broker):
             exc,
         )
         self._fail_queue("Redis is unreachable")
-        self._reconnector = asyncio.get_running_loop().create_task(self._reconnect())
+        back_at = self._back_at
+        flapping = back_at is not None and time.monotonic() - back_at < self.reconnect_max
+        attempt = self._back_attempt if flapping else 0
+        self._reconnector = asyncio.get_running_loop().create_task(self._reconnect(attempt))
 
-    async def _reconnect(self) -> None:
-        attempt = 0
+    async def _reconnect(self, attempt: int = 0) -> None:
+        """Reconnect with back-off, from ``attempt`` on (beyond 0 when the last connection did not last)."""
         while not self._closed:
             if self._reader is not None:
                 self._reader.cancel()
                 self._reader = None
             await self._drop_pubsub()
-            delay = min(self.reconnect_max, self.reconnect_min * 2**attempt) * random.uniform(0.5, 1.0)
+            # (2**attempt capped: past 2**1023 the product is an OverflowError, which would end this task
+            # some 85 minutes into an outage, and the broker would never come back)
+            delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(attempt, 64)) * random.uniform(0.5, 1.0)
             attempt += 1
             await asyncio.sleep(delay)
             try:
@@ -319,6 +333,7 @@ class RedisBroker(Broker):
                 time.monotonic() - since if since is not None else 0.0,
                 len(self._subscribers),
             )
+            self._back_at, self._back_attempt = time.monotonic(), attempt
             self._reconnector = None
             return
 

@@ -26,7 +26,7 @@ from .. import _options as checks
 from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import INFLATING_READ, Compression, extension_factories
-from ..connection import CLOSED, Connection
+from ..connection import CLOSED, OPEN, Connection
 from ..errors import ConnectionClosed, NegotiationError
 from ..events import Request, Response
 from ..frames import build_close_payload
@@ -144,15 +144,15 @@ class Server:
 
     @property
     def connections(self) -> set[WebSocket]:
-        """The WebSockets not yet closed, as a new set: handler threads come and go while the caller loops
-        over it (``for ws in server.connections: ws.send(...)``), as websockets' threaded ``Server``
-        returns one. A connection leaves it when it closes, though its handler may run on (cleaning up),
-        and frees its ``max_connections`` place then, as in the asyncio server."""
+        """The open WebSockets (not closing), as a new set: handler threads come and go while the caller
+        loops over it (``for ws in server.connections: ws.send(...)``), as websockets' threaded ``Server``
+        returns one. A connection's ``max_connections`` place is freed once it is closed, though its
+        handler may run on (cleaning up), as in the asyncio server."""
         with self._lock:
-            return self._open_connections()
+            return {ws for ws in self._live if ws.state == OPEN}
 
-    def _open_connections(self) -> set[WebSocket]:
-        return {ws for ws in self._live if ws.state != CLOSED}
+    def _unclosed(self) -> int:
+        return sum(1 for ws in self._live if ws.state != CLOSED)
 
     @property
     def port(self) -> int | None:
@@ -325,7 +325,9 @@ class Server:
             except Exception:
                 logger.exception("connection handler failed")
                 code, reason = 1011, "internal error"
-            except BaseException:  # (sys.exit() in a handler: the thread ends, the connection must too)
+            except SystemExit:  # sys.exit() in a handler ends its thread quietly, as in any thread; and this
+                code, reason = 1011, "internal error"  # connection with it
+            except BaseException:
                 code, reason = 1011, "internal error"
                 raise
             finally:
@@ -419,7 +421,7 @@ class Server:
             # The handshakes past this check hold a place (their thread's) until they open or fail: several
             # running at once must not open past the limit together.
             with self._lock:
-                if len(self._open_connections()) + len(self._admitting) >= limit:
+                if self._unclosed() + len(self._admitting) >= limit:
                     answer = (503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"too many connections\n")
                 else:
                     self._admitting.add(threading.current_thread())
