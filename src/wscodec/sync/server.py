@@ -122,7 +122,7 @@ _SIGNAL_POLL_INTERVAL = 0.5
 
 class Server:
     """A running threaded server: :meth:`serve_forever` until :meth:`shutdown` (from another thread, a
-    signal handler or a handler). :attr:`connections` holds the WebSockets not yet closed."""
+    signal handler or a handler). :attr:`connections` holds the open WebSockets."""
 
     def __init__(self, sock: socket.socket, handler: Handler, options: dict[str, Any]) -> None:
         self.socket = sock
