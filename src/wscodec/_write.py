@@ -7,6 +7,8 @@ without a copy.
 them, which uvloop and CPython >= 3.12's selector transports write with one vectored ``sendmsg`` and keep
 by reference when the socket is full. (CPython 3.11's ``writelines`` joins its argument: one copy, the
 same cost as the joined write it replaces.)
+
+:func:`half_close` is the one way both asyncio servers shut down their side before a linger.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from .connection import ZERO_COPY_MIN
 
-__all__ = ["write_buffers"]
+__all__ = ["half_close", "write_buffers"]
 
 
 def write_buffers(transport: Any, buffers: list[bytes]) -> None:
@@ -39,3 +41,15 @@ def write_buffers(transport: Any, buffers: list[bytes]) -> None:
     if run:
         out.append(run[0] if len(run) == 1 else b"".join(run))
     transport.writelines(out)
+
+
+def half_close(transport: Any) -> bool:
+    """Shut down our side of TCP after what is buffered; False, and nothing done, where that cannot be
+    done (TLS) or the peer reset the connection meanwhile, which leaves nothing to linger for."""
+    if not transport.can_write_eof():
+        return False
+    try:
+        transport.write_eof()
+    except OSError:
+        return False
+    return True

@@ -54,7 +54,7 @@ from uvicorn.protocols.utils import (
     is_ssl,
 )
 
-from ._write import write_buffers
+from ._write import half_close, write_buffers
 from .compression import INFLATING_READ
 from .connection import CLOSED, CONNECTING, FAIL_LINGER, OPEN, Connection
 from .errors import ConnectionClosed
@@ -854,7 +854,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             return
         transport = self.transport
         if not transport.is_closing():
-            if self.conn.close_rcvd is None and self._writable and not self.disconnected and self._write_eof():
+            if self.conn.close_rcvd is None and self._writable and not self.disconnected and half_close(transport):
                 self._lingering = True
                 self._unfed.clear()
                 self.read_paused = self._flood_paused = False
@@ -867,18 +867,6 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             transport.close()
         if self._close_timer is None and not self.disconnected:
             self._arm_close_timer(self.close_timeout)
-
-    def _write_eof(self) -> bool:
-        """Shut down our side of TCP; False where it cannot be done (TLS) or the client reset the
-        connection meanwhile, which leaves nothing to linger for."""
-        transport = self.transport
-        if not transport.can_write_eof():
-            return False
-        try:
-            transport.write_eof()
-        except OSError:
-            return False
-        return True
 
     def _client_str(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else ""

@@ -185,15 +185,25 @@ def _credentials(url: str, parts: urllib.parse.SplitResult) -> tuple[str, str] |
     split it at the colon)."""
     if parts.username is None:
         return None, None
-    if parts.password is None:
+    userinfo = _userinfo(parts)
+    if userinfo is None:
+        raise _invalid(url, "username or password is not percent-encoded UTF-8")
+    username, password = userinfo
+    if password is None:
         raise _invalid(url, "username provided without password")
-    try:
-        username = urllib.parse.unquote(parts.username, errors="strict")
-        password = urllib.parse.unquote(parts.password, errors="strict")
-    except UnicodeDecodeError:
-        raise _invalid(url, "username or password is not percent-encoded UTF-8") from None
     if ":" in username:
         raise _invalid(url, "username contains a colon, which Basic authentication cannot carry")
+    return username, password
+
+
+def _userinfo(parts: urllib.parse.SplitResult) -> tuple[str, str | None] | None:
+    """The percent-decoded user and password (None where absent) of a URL that has a user; None where
+    either is not percent-encoded UTF-8: refused, not replaced by U+FFFD."""
+    try:
+        username = urllib.parse.unquote(parts.username or "", errors="strict")
+        password = None if parts.password is None else urllib.parse.unquote(parts.password, errors="strict")
+    except UnicodeDecodeError:
+        return None
     return username, password
 
 
@@ -253,12 +263,10 @@ def _proxy_credentials(url: str, parts: urllib.parse.SplitResult, scheme: str) -
         return None, None
     if parts.password is None and not scheme.startswith("socks4"):
         raise InvalidProxy(f"username provided without password in {_without_password(url)!r}")
-    try:
-        username = urllib.parse.unquote(parts.username, errors="strict")
-        password = None if parts.password is None else urllib.parse.unquote(parts.password, errors="strict")
-    except UnicodeDecodeError:
-        raise InvalidProxy(f"username or password is not percent-encoded UTF-8 in {_without_password(url)!r}") from None
-    return username, password
+    userinfo = _userinfo(parts)
+    if userinfo is None:
+        raise InvalidProxy(f"username or password is not percent-encoded UTF-8 in {_without_password(url)!r}")
+    return userinfo
 
 
 def select_proxy(uri: WebSocketURI, proxy: str | bool | None) -> ProxyURL | None:

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, G
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .. import _options as checks
+from .._write import half_close
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, CONNECTING, FAIL_LINGER, OPEN, Connection, State
 from ..errors import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, _closed_during_handshake
@@ -1016,11 +1017,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         False, and nothing done, where lingering cannot help: over TLS, which cannot half-close, or when the
         peer does not read what we send (our transport is full: it would not read the last bytes either).
         """
-        if self._write_paused or not transport.can_write_eof():
-            return False
-        try:
-            transport.write_eof()
-        except OSError:  # the peer reset the connection meanwhile (a client gone while a hook awaited)
+        if self._write_paused or not half_close(transport):
             return False
         self._arm_abort(min(delay, self.close_timeout))
         return True

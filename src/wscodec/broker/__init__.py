@@ -155,7 +155,12 @@ class Broker(abc.ABC):
 
     def _drop(self, channel: str, error: BrokerUnavailable) -> None:
         """The bus refused ``channel`` with no subscribe() waiting for it (a resubscription after an outage):
-        forget it and tell each subscriber that gave ``on_dropped``."""
+        forget it with a WARNING and tell each subscriber that gave ``on_dropped``."""
+        logger.warning(
+            "%s: channel dropped, its %d local subscribers removed; the other channels work",
+            error,
+            len(self._subscribers.get(channel, ())),
+        )
         hooks = [self._on_dropped.get((channel, callback)) for callback in self._subscribers.get(channel, ())]
         self._forget(channel)
         for hook in hooks:

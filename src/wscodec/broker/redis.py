@@ -276,7 +276,6 @@ class RedisBroker(Broker):
                 try:
                     await self._subscribe_channel(channel)
                 except BrokerUnavailable as exc:  # joined meanwhile, and refused (an ACL): that channel alone
-                    logger.warning("%s: channel dropped, its local subscribers removed", exc)
                     self._drop(channel, exc)
         for channel in subscribed - set(self._subscribers):
             if channel not in self._subscribers:
@@ -373,7 +372,7 @@ class RedisBroker(Broker):
         channel = key.decode("utf-8")[len(self.prefix) :]
         error = BrokerUnavailable(
             f"Redis broker {_redact(self.url)} refused the subscription to channel {channel!r} "
-            f"({type(exc).__name__}: {exc}): not joined"
+            f"({type(exc).__name__}: {exc})"
         )
         waiters = self._acks.get(key)
         if waiters:
@@ -384,15 +383,6 @@ class RedisBroker(Broker):
                 waiter.set_result(error)
             return
         if channel in self._subscribers:
-            logger.warning(
-                "Redis broker %s refused to subscribe channel %r again (%s: %s): channel dropped, its %d "
-                "local subscribers removed; the other channels work",
-                _redact(self.url),
-                channel,
-                type(exc).__name__,
-                exc,
-                len(self._subscribers[channel]),
-            )
             self._drop(channel, error)
 
     async def _unsubscribe_channel(self, channel: str) -> None:

@@ -325,11 +325,10 @@ class Server:
             except Exception:
                 logger.exception("connection handler failed")
                 code, reason = 1011, "internal error"
-            except SystemExit:  # sys.exit() in a handler ends its thread quietly, as in any thread; and this
-                code, reason = 1011, "internal error"  # connection with it
-            except BaseException:
+            except BaseException as exc:
                 code, reason = 1011, "internal error"
-                raise
+                if not isinstance(exc, SystemExit):  # sys.exit() ends its thread quietly, as in any thread
+                    raise
             finally:
                 try:
                     ws.close(code, reason)
