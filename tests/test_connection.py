@@ -535,7 +535,7 @@ def test_7692_rsv1_on_continuation_or_control_is_an_error(opcode: int) -> None:
     assert isinstance(events[0], ProtocolViolation) and events[0].code == 1002
 
 
-# RFC 7692 section 7.2.3.1: "Hello" as a final DEFLATE block (BFINAL set) and one more 0x00 byte.
+# RFC 7692 section 7.2.3.4: "Hello" as a final DEFLATE block (BFINAL set) and one more 0x00 byte.
 HELLO_BFINAL = bytes.fromhex("f348cdc9c9070000")
 
 
@@ -560,6 +560,41 @@ def test_7692_a_final_deflate_block_decodes_however_its_message_is_fragmented(sp
     assert srv.receive_data(client_frame(1, HELLO_BFINAL, rsv1=True)) == [TextMessage("Hello")]
     assert srv.state is OPEN
     assert [f.opcode for f in sent_frames(srv)] == ([10] if delivery == "a ping between" else [])
+
+
+@pytest.mark.parametrize("padding", [b"\x00", b""])
+def test_7692_a_stream_ended_mid_message_is_followed_by_a_new_one(padding: bytes) -> None:
+    """A peer that flushes each fragment with a final block (RFC 7692 section 7.2.3.4) starts a new DEFLATE
+    stream in the next fragment: nothing of it is dropped, and the messages after it decode. (The padding
+    byte, where there is one, opens the stored block our trailer ends: only a message's end has it.)"""
+    _client, srv = deflate_pair({}, {})
+    hello_final = HELLO_BFINAL[:7]
+    hello = bytes.fromhex("f248cdc9c90700")  # "Hello", not final, ending on the empty block's first byte
+    events = srv.receive_data(client_frame(1, hello_final, fin=False, rsv1=True) + client_frame(0, hello))
+    assert events == [TextMessage("HelloHello")]
+    events = srv.receive_data(
+        client_frame(1, hello_final, fin=False, rsv1=True) + client_frame(0, hello_final + padding)
+    )
+    assert events == [TextMessage("HelloHello")]
+    assert srv.receive_data(client_frame(1, hello_final + padding, rsv1=True)) == [TextMessage("Hello")]
+    assert srv.state is OPEN
+
+
+def test_7692_bytes_after_a_final_block_that_are_not_deflate_fail_1007() -> None:
+    _client, srv = deflate_pair({}, {})
+    events = srv.receive_data(client_frame(1, HELLO_BFINAL[:7] + b"\xffgarbage", rsv1=True))
+    assert isinstance(events[0], ProtocolViolation) and events[0].code == 1007
+    assert not [e for e in events if isinstance(e, TextMessage)]
+
+
+def test_7692_a_frame_of_many_tiny_deflate_streams_is_refused_1007() -> None:
+    """Each stream costs a decompressor and a copy of the rest of the frame: a frame of thousands of
+    two-byte streams (03 00, an empty final block) would take seconds of CPU."""
+    _client, srv = deflate_pair({}, {})
+    event = srv.receive_data(client_frame(2, b"\x03\x00" * 50_000, rsv1=True))[0]
+    assert isinstance(event, ProtocolViolation) and event.code == 1007 and "DEFLATE streams" in str(event.error)
+    _client, srv = deflate_pair({}, {})
+    assert srv.receive_data(client_frame(2, b"\x03\x00" * 8 + b"\x00", rsv1=True)) == [BinaryMessage(b"")]
 
 
 def test_7692_no_compression_when_the_server_declines() -> None:

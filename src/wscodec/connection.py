@@ -190,7 +190,8 @@ class Connection(FrameQueue):
     :meth:`reject` it.
 
     ``extensions`` are extension factories (default: permessage-deflate offered/accepted; ``()`` for
-    none). ``max_message_size`` bounds a reassembled, decompressed message (None: no limit);
+    none). ``max_message_size`` bounds a reassembled, decompressed message, and each frame's payload as it comes
+    (a compressed frame's too: an incompressible message within the limit may grow past it; None: no limit);
     ``max_header_size`` and ``max_headers`` bound the opening handshake's HTTP head (bytes, fields: 431
     beyond them on a server); ``fragment_size`` splits outgoing messages; ``stream_messages`` delivers data
     as it arrives, as :class:`~wscodec.events.TextFragment`/:class:`~wscodec.events.BinaryFragment` instead

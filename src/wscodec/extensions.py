@@ -256,6 +256,9 @@ class ServerExtensionFactory(abc.ABC):
 # --------------------------------------------------------------------------- permessage-deflate
 
 _EMPTY_BLOCK = b"\x00\x00\xff\xff"
+# A peer that ends DEFLATE streams mid-message (BFINAL, RFC 7692 section 7.2.3.4) ends at most one per
+# fragment; more than this many in one piece of a frame is refused (see PerMessageDeflate._inflate).
+_MAX_STREAMS_PER_PIECE = 8
 
 
 # --------------------------------------------------------------------------- DEFLATE implementation
@@ -422,28 +425,44 @@ class PerMessageDeflate(Extension):
     def decode(self, data: bytes, final: bool, max_size: int | None) -> bytes:
         if not self._decoding:
             return bytes(data)
-        decompressor = self._decompressor
-        assert decompressor is not None, "decode() before decode_start(True)"
-        output = self._inflate(decompressor, data, max_size)
+        assert self._decompressor is not None, "decode() before decode_start(True)"
+        output = self._inflate(data, max_size)
         if final:
-            remaining = None if max_size is None else max_size - len(output)
-            output += self._inflate(decompressor, _EMPTY_BLOCK, remaining)
+            # Our trailer ends the message's last block; a stream that ended with the message (BFINAL on
+            # its last byte) has no block to end, and the trailer alone would open one never finished.
+            if not self._decompressor.eof:
+                remaining = None if max_size is None else max_size - len(output)
+                output += self._inflate(_EMPTY_BLOCK, remaining)
             self._decoding = False
-            if decompressor.eof:
-                # The peer ended the DEFLATE stream (BFINAL): the next message starts a new one.
-                self._decompressor = None
-            elif self.remote_no_context_takeover:
+            if self._decompressor.eof or self.remote_no_context_takeover:
                 self._decompressor = None  # free the window now; decode_start makes a fresh one
         return output
 
+    def _inflate(self, data: bytes, max_size: int | None) -> bytes:
+        """Inflate ``data``, the next bytes of the message.
+
+        A peer may end a DEFLATE stream in the middle of a message with a block that has BFINAL set
+        (RFC 7692 section 7.2.3.4): what follows is a new stream, started with an empty window as the next
+        message would be. The padding byte of that section's "Hello" is the header of an empty stored
+        block, which our trailer completes; a peer that flushes each fragment that way sends a whole
+        stream after it. Nothing after the end of a stream is skipped: it decodes or fails the
+        connection (1007). Each stream costs a decompressor and a copy of what follows it, so a piece of a
+        frame may hold only a few: thousands of two-byte streams would cost seconds of CPU."""
+        output = b""
+        streams = 0
+        while data:
+            decompressor = self._decompressor
+            if decompressor.eof:
+                streams += 1
+                if streams > _MAX_STREAMS_PER_PIECE:
+                    raise ProtocolError(f"more than {_MAX_STREAMS_PER_PIECE} DEFLATE streams in one frame", 1007)
+                decompressor = self._decompressor = _decompressobj(self._decompress_bits)
+            output += self._inflate_stream(decompressor, data, None if max_size is None else max_size - len(output))
+            data = decompressor.unused_data if decompressor.eof else b""
+        return output
+
     @staticmethod
-    def _inflate(decompressor: Any, data: bytes, max_size: int | None) -> bytes:
-        if decompressor.eof:
-            # The peer ended the DEFLATE stream (a block with BFINAL set): the rest of the message is the
-            # padding RFC 7692 section 7.2.3.1 shows (its "Hello" ends with a final block and one 0x00 byte)
-            # and our trailer. Which frame or read that padding arrives in must not matter, and within one
-            # call zlib sets whatever follows the end aside (unused_data): so it is skipped here too.
-            return b""
+    def _inflate_stream(decompressor: Any, data: bytes, max_size: int | None) -> bytes:
         try:
             if max_size is None:
                 whole: bytes = decompressor.decompress(data)
