@@ -960,6 +960,15 @@ async def test_cancelled_fragmented_send_before_any_frame_sends_nothing() -> Non
         assert await asyncio.wait_for(ws.recv(), 5) == "intact"
 
 
+async def test_close_with_arguments_of_the_wrong_type_is_a_type_error_and_changes_nothing() -> None:
+    async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        for args in ((1000.0,), ("1000",), (1000, None), (1000, b"bytes")):
+            with pytest.raises(TypeError):
+                await ws.close(*args)
+        await ws.send("still open")
+        assert await asyncio.wait_for(ws.recv(), 5) == "still open"
+
+
 async def test_cancelled_close_still_closes() -> None:
     async with serve(echo, "127.0.0.1", 0) as server:
         ws = await connect(url(server))

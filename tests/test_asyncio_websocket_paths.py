@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from wscodec import ConnectionClosed, FrameDecoder, InvalidHandshake, encode_frame
-from wscodec.asyncio import Server, WebSocket, connect, serve
+from wscodec.asyncio import Server, WebSocket, connect, create_websocket, serve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -357,6 +357,57 @@ async def test_callbacks_that_raise_are_logged_and_do_not_stop_delivery(caplog: 
         assert "error in event callback" in caplog.text
         await ws.close()
         await asyncio.wait_for(closed.wait(), 10)
+
+
+async def test_a_listener_raising_cancelled_error_is_logged_and_the_connection_lives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sync listener calling result() on a cancelled future raises CancelledError, a BaseException: out of
+    data_received, asyncio aborted the transport (no Close, 1006). It is that listener's error, as in a
+    browser, where an exception in a handler leaves the connection up."""
+
+    def cancelled(event: Any) -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        future.result()
+
+    async with serve(echo, "127.0.0.1", 0) as server:
+        ws = create_websocket(url(server), open_timeout=10)
+        received: list[str] = []
+        opened = asyncio.Event()
+        ws.add_event_listener("open", cancelled)
+        ws.add_event_listener("open", lambda event: opened.set())
+        ws.onmessage = cancelled
+        ws.add_event_listener("message", lambda event: received.append(event.data))
+        with caplog.at_level(logging.ERROR):
+            await asyncio.wait_for(opened.wait(), 10)
+            await ws.send("one")
+            await until(lambda: received == ["one"])
+            await ws.send("two")
+            await until(lambda: received == ["one", "two"])
+        assert ws.ready_state == 1
+        assert "error in open callback" in caplog.text and "error in message callback" in caplog.text
+        await ws.close()
+        assert ws.close_code == 1000
+
+
+async def test_subprotocols_as_one_string() -> None:
+    """create_websocket(url, "chat") is new WebSocket(url, "chat"): one subprotocol; a name listed twice is
+    an error, as in the browser. connect() and serve() refuse a lone string (it was offered letter by
+    letter)."""
+    with pytest.raises(TypeError, match="list of strings"):
+        serve(echo, "127.0.0.1", 0, subprotocols="chat")
+    async with serve(echo, "127.0.0.1", 0, subprotocols=["chat"]) as server:
+        with pytest.raises(TypeError, match="list of strings"):
+            await connect(url(server), subprotocols="chat")
+        with pytest.raises(ValueError, match="twice"):
+            create_websocket(url(server), ["chat", "chat"])
+        ws = create_websocket(url(server), "chat")
+        opened = asyncio.Event()
+        ws.onopen = lambda event: opened.set()
+        await asyncio.wait_for(opened.wait(), 10)
+        assert ws.protocol == "chat"
+        await ws.close()
 
 
 # --------------------------------------------------------------------------- senders racing

@@ -597,6 +597,15 @@ def test_7692_a_frame_of_many_tiny_deflate_streams_is_refused_1007() -> None:
     assert srv.receive_data(client_frame(2, b"\x03\x00" * 8 + b"\x00", rsv1=True)) == [BinaryMessage(b"")]
 
 
+@pytest.mark.parametrize("role", ["client", "server"])
+def test_one_string_for_subprotocols_is_a_type_error(role: str) -> None:
+    """Iterated, "chat" was offered as "c, h, a, t" (and a server listing it refused every client)."""
+    with pytest.raises(TypeError, match="list of strings"):
+        Connection(role, host="example.com", subprotocols="chat") if role == "client" else Connection(
+            role, subprotocols="chat"
+        )
+
+
 def test_7692_no_compression_when_the_server_declines() -> None:
     client, srv = pair({"extensions": [ClientPerMessageDeflate()]}, {"extensions": ()})
     assert client.extensions == [] and srv.extensions == []

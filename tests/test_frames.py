@@ -54,6 +54,12 @@ def test_rfc6455_5_5_1_one_byte_payload():
         assert info.value.close_code == 1002
 
 
+@pytest.mark.parametrize(("code", "reason"), [(1000.0, ""), ("1000", ""), (True, ""), (1000, None), (1000, b"bytes")])
+def test_close_arguments_of_the_wrong_type_are_a_type_error(code, reason):
+    with pytest.raises(TypeError, match=r"^close (code must be an int|reason must be a str), not "):
+        build_close_payload(code, reason)
+
+
 def test_rfc6455_5_5_1_reason_without_code_rejected():
     with pytest.raises(ValueError, match=r"^a close reason needs a close code$"):
         build_close_payload(None, "why")

@@ -443,3 +443,7 @@ def test_sync_server_refuses_a_client_without_a_common_subprotocol() -> None:
             assert reason in info.value.response.body
         with connect(f"ws://127.0.0.1:{server.port}/", subprotocols=["other", "chat"], open_timeout=10) as ws:
             assert ws.subprotocol == "chat"
+        with pytest.raises(TypeError, match="list of strings"):
+            connect(f"ws://127.0.0.1:{server.port}/", subprotocols="chat", open_timeout=10)
+    with pytest.raises(TypeError, match="list of strings"):
+        serve(sync_echo, "127.0.0.1", 0, subprotocols="chat")

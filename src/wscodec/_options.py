@@ -30,6 +30,16 @@ Bound = int | tuple[int | None, int | None] | None
 WriteLimit = int | tuple[int, int | None]
 
 
+def subprotocols(value: Any) -> tuple[str, ...]:
+    """The subprotocols as a tuple (None: none); a lone string is refused, not offered one character at a
+    time ("chat" as "c, h, a, t")."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"subprotocols must be a list of strings, not {type(value).__name__} {value!r}")
+    return tuple(value)
+
+
 def high_mark(name: str, value: Any) -> int | None:
     """``max_size`` or ``max_queue``: None, a number, or websockets' ``(high, low)`` pair (its high mark)."""
     if isinstance(value, tuple):

@@ -73,11 +73,16 @@ def is_valid_close_code(code: int) -> bool:
 
 
 def build_close_payload(code: int | None = None, reason: str = "") -> bytes:
-    """The payload of a Close frame; ``code=None`` gives an empty payload (no status)."""
+    """The payload of a Close frame; ``code=None`` gives an empty payload (no status). A code that is not
+    an int or a reason that is not a str is a TypeError (an AttributeError from deep inside before)."""
+    if not isinstance(reason, str):
+        raise TypeError(f"close reason must be a str, not {type(reason).__name__}")
     if code is None:
         if reason:
             raise ValueError("a close reason needs a close code")
         return b""
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise TypeError(f"close code must be an int, not {type(code).__name__}")
     if not is_valid_close_code(code):
         raise ValueError(f"invalid close code {code}")
     data = code.to_bytes(2, "big") + reason.encode("utf-8")

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import _options as checks
 from .errors import (
     InvalidHandshake,
     InvalidHeader,
@@ -263,11 +264,11 @@ class ClientHandshake:
             raise ValueError(f"invalid host {host!r}")
         if not _TARGET.fullmatch(path):
             raise ValueError(f"invalid request path {path!r}")
-        for subprotocol in subprotocols:
+        self.subprotocols = list(checks.subprotocols(subprotocols))
+        for subprotocol in self.subprotocols:
             if not _TOKEN.fullmatch(subprotocol):
                 raise ValueError(f"invalid subprotocol {subprotocol!r}")
         self.key = generate_key()
-        self.subprotocols = list(subprotocols)
         self.factories = list(extensions)
         headers = [
             ("Host", host),
@@ -497,7 +498,7 @@ class ServerHandshake:
         max_header_size: int = 8192,
         max_headers: int = 100,
     ) -> None:
-        self.subprotocols = list(subprotocols)
+        self.subprotocols = list(checks.subprotocols(subprotocols))
         self.factories = list(extensions)
         self.origins = None if origins is None else list(origins)
         self.request: Request | None = None

@@ -451,7 +451,7 @@ cdef class HotPath:
                                 except ConnectionClosed as exc:  # (closed under it: not the listener's bug)
                                     self.logger.debug("message callback ended on %s", exc)
                                     continue
-                                except Exception:
+                                except (Exception, CancelledError):  # (a cancelled future's result(): its bug)
                                     self.logger.exception("error in message callback")
                                     continue
                                 if result is not None:

@@ -468,7 +468,7 @@ class HotPath:
                                 except ConnectionClosed as exc:  # (closed under it: not the listener's bug)
                                     self.logger.debug("message callback ended on %s", exc)
                                     continue
-                                except Exception:
+                                except (Exception, asyncio.CancelledError):  # (a cancelled future's result(): its bug)
                                     self.logger.exception("error in message callback")
                                     continue
                                 if result is not None:

@@ -164,7 +164,7 @@ class connect:
         self.busy_poll = check_busy_poll(busy_poll)
         self._connection: dict[str, Any] = {
             "origin": origin,
-            "subprotocols": tuple(subprotocols or ()),
+            "subprotocols": checks.subprotocols(subprotocols),
             "extensions": extension_factories(compression, "client", extensions),
             "max_message_size": max_size,
             "max_header_size": max_header_size,
@@ -315,9 +315,10 @@ def unix_connect(path: str, uri: str | None = None, **options: Any) -> connect:
     return opener
 
 
-def create_websocket(url: str, subprotocols: Sequence[str] = (), **options: Any) -> WebSocket:
+def create_websocket(url: str, subprotocols: str | Sequence[str] = (), **options: Any) -> WebSocket:
     """The twin of JavaScript's ``new WebSocket(url, protocols)``: returns at once, CONNECTING.
 
+    As in the browser, one string is one subprotocol, and one listed twice is an error (ValueError).
     Set ``onopen``/``onmessage``/``onerror``/``onclose`` (or ``add_event_listener``) right after; the
     connection opens in the background. A failed handshake fires ``error`` then ``close`` (code 1006).
     ``options`` are those of :class:`connect`; as in browsers, redirects are not followed. Needs a running
@@ -325,7 +326,10 @@ def create_websocket(url: str, subprotocols: Sequence[str] = (), **options: Any)
     """
     if options.setdefault("max_redirects", 0) != 0:
         raise ValueError("create_websocket() follows no redirect, as a browser's WebSocket: max_redirects is 0")
-    opener = connect(url, subprotocols=subprotocols, **options)
+    protocols = [subprotocols] if isinstance(subprotocols, str) else list(subprotocols)
+    if len(set(protocols)) != len(protocols):
+        raise ValueError(f"a subprotocol is listed twice in {protocols!r}")
+    opener = connect(url, subprotocols=protocols, **options)
     ws = opener.websocket()
 
     async def run() -> None:

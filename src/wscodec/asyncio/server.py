@@ -414,7 +414,7 @@ class Server:
         self.close_timeout = close_timeout
         self.max_connections = max_connections
         self._connection_options: dict[str, Any] = {
-            "subprotocols": tuple(subprotocols or ()),
+            "subprotocols": checks.subprotocols(subprotocols),
             "origins": origins,
             "extensions": extension_factories(compression, "server", extensions),
             "max_message_size": max_size,

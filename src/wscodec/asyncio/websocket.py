@@ -684,7 +684,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             except ConnectionClosed as exc:  # the connection closed under it (a send): not the listener's bug
                 self.logger.debug("%s callback ended on %s", type, exc)
                 continue
-            except Exception:
+            except (Exception, asyncio.CancelledError):  # (CancelledError from a cancelled future's result(),
+                # raised out of data_received, would make asyncio abort the transport: no Close, 1006)
                 self.logger.exception("error in %s callback", type)
                 continue
             if result is not None:  # (isawaitable costs more than most callbacks: not for None)

@@ -91,7 +91,7 @@ def connect(
                 factories=factories,
                 connection={
                     "origin": origin,
-                    "subprotocols": tuple(subprotocols or ()),
+                    "subprotocols": checks.subprotocols(subprotocols),
                     "max_message_size": max_size,
                     "max_header_size": max_header_size,
                 },

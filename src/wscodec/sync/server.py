@@ -531,7 +531,7 @@ def _options(
         "close_timeout": close_timeout,
         "max_connections": max_connections,
         "connection": {
-            "subprotocols": tuple(subprotocols or ()),
+            "subprotocols": checks.subprotocols(subprotocols),
             "origins": origins,
             "extensions": extension_factories(compression, "server", extensions),
             "max_message_size": max_size,
