@@ -354,6 +354,36 @@ async def test_shutdown_while_closing_bounds_the_wait_by_shutdown_timeout() -> N
         assert time.monotonic() - started < 30  # not close_timeout (600 s)
 
 
+async def test_the_apps_close_after_shutdown_keeps_the_shutdown_bound() -> None:
+    """The app answers the shutdown's websocket.disconnect with websocket.close (Starlette's ``finally:
+    await websocket.close()``): the wait for a client that never answers stays shutdown_timeout, not a
+    fresh close_timeout."""
+    answered = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] == "websocket.receive":
+            pass
+        await send({"type": "websocket.close", "code": 1000})
+        answered.set()
+
+    async with asgi_server(app, close_timeout=600) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        protocol = served.protocol
+        protocol.shutdown_timeout = 0.5
+        started = time.monotonic()
+        protocol.shutdown()
+        try:
+            await asyncio.wait_for(answered.wait(), 10)
+            await until(lambda: protocol.disconnected)
+        finally:
+            writer.transport.abort()
+        assert time.monotonic() - started < 5  # shutdown_timeout, not close_timeout (600 s)
+
+
 async def test_a_failure_during_shutdown_keeps_the_shutdown_bound() -> None:
     """shutdown() bounds the wait for the client's Close by shutdown_timeout; a client that answers with a
     protocol violation instead, keeping TCP open, starts a linger (FAIL_LINGER, 2 s) that must not push

@@ -599,6 +599,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 code = message.get("code")
                 code = 1000 if code is None else code
                 reason = message.get("reason") or ""
+                closing = conn.state is not OPEN  # (our Close is out already: shutdown()'s, say)
                 conn.close(code, reason)  # ValueError for a code or reason that may not go on the wire
                 self.close_sent = True
                 self._disconnect(code, reason)
@@ -607,7 +608,8 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                     self._close_transport()
                 else:
                     self._resume_reading()
-                    self._arm_close_timer(self.close_timeout)
+                    if not closing or self._close_timer is None:  # (the bound already running holds)
+                        self._arm_close_timer(self.close_timeout)
             else:
                 raise RuntimeError(f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{kind}'.")
         elif not self.handshake_complete:
