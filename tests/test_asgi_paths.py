@@ -384,6 +384,32 @@ async def test_the_apps_close_after_shutdown_keeps_the_shutdown_bound() -> None:
         assert time.monotonic() - started < 5  # shutdown_timeout, not close_timeout (600 s)
 
 
+async def test_the_app_is_told_the_close_code_that_went_out() -> None:
+    """A protocol error held back behind a message the app had not read goes out (1002) when the app
+    closes: the app's websocket.disconnect says 1002, not the code the app asked for."""
+    disconnect: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        assert (await receive())["text"] == "hi"
+        await send({"type": "websocket.close", "code": 4000})
+        disconnect.update(await receive())
+
+    async with asgi_server(app, close_timeout=2) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.write(encode_frame(1, b"hi", mask=True) + b"\x83\x80" + MASK)  # then a reserved opcode
+        try:
+            header = await asyncio.wait_for(reader.readexactly(4), 10)
+        finally:
+            writer.transport.abort()
+        assert header[0] == 0x88 and int.from_bytes(header[2:4], "big") == 1002
+        await until(lambda: bool(disconnect))
+        assert disconnect["type"] == "websocket.disconnect" and disconnect["code"] == 1002
+
+
 async def test_a_failure_during_shutdown_keeps_the_shutdown_bound() -> None:
     """shutdown() bounds the wait for the client's Close by shutdown_timeout; a client that answers with a
     protocol violation instead, keeping TCP open, starts a linger (FAIL_LINGER, 2 s) that must not push

@@ -104,6 +104,15 @@ def _held(data: str | bytes) -> int:
     return sys.getsizeof(data) if type(data) is str else len(data)
 
 
+def _sent_close(conn: Connection, code: int, reason: str) -> tuple[int, str]:
+    """The code and reason of the Close ``conn`` sent: those asked for, unless a protocol error of the
+    client's, held back behind messages the application had not read, went out instead."""
+    sent = conn.close_sent
+    if sent is None or sent[0] is None:
+        return code, reason
+    return sent[0], sent[1]
+
+
 class UvicornWebSocketProtocol(asyncio.Protocol):
     """uvicorn's ``--ws`` protocol class: one instance per upgraded connection, driving one ``Connection``."""
 
@@ -358,8 +367,8 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 self._send_500_response()
             self._close_transport()
         elif conn.state is OPEN:
-            self._disconnect(1012, "")
             conn.close(1012)
+            self._disconnect(*_sent_close(conn, 1012, ""))
             self._flush()
             self._resume_reading()
             self._arm_close_timer(self.shutdown_timeout)
@@ -602,7 +611,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 closing = conn.state is not OPEN  # (our Close is out already: shutdown()'s, say)
                 conn.close(code, reason)  # ValueError for a code or reason that may not go on the wire
                 self.close_sent = True
-                self._disconnect(code, reason)
+                self._disconnect(*_sent_close(conn, code, reason))
                 self._flush()
                 if conn.state is CLOSED:
                     self._close_transport()
