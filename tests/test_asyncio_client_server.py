@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from _tls_peers import seconds_held_after_a_tls_refusal, seconds_until_dropped_after_a_late_tls_start
 
 from wscodec import ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidStatus
 from wscodec.asyncio import Server, WebSocket, broadcast, broadcast_wait, connect, serve, unix_serve
@@ -719,6 +720,39 @@ async def test_wss(tls_files: tuple[str, str]) -> None:
         assert ws.close_code == 1000
         with pytest.raises(ssl.SSLCertVerificationError):
             await connect(wss)  # default context: verification on, the self-signed certificate is refused
+
+
+async def test_open_timeout_runs_from_tcp_accept_tls_included(tls_files: tuple[str, str]) -> None:
+    """open_timeout=1: a client that starts TLS 0.7 s after connecting, then sends nothing, is dropped 1 s
+    after it connected; the request got a whole open_timeout of its own after TLS (1.7 s)."""
+    import ssl
+
+    cert, key = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=cert)
+    async with serve(echo, "127.0.0.1", 0, ssl=server_context, open_timeout=1) as server:
+        late_start = seconds_until_dropped_after_a_late_tls_start
+        elapsed = await asyncio.to_thread(late_start, server.port, client_context, 0.7)
+        assert 0.9 < elapsed < 1.45, f"dropped after {elapsed:.2f} s"
+        async with connect(f"wss://127.0.0.1:{server.port}/", ssl=client_context) as ws:
+            await ws.send("served")
+            assert await asyncio.wait_for(ws.recv(), 10) == "served"
+
+
+async def test_a_refusal_over_tls_holds_the_socket_for_reject_linger_at_most(tls_files: tuple[str, str]) -> None:
+    """A refused request over TLS from a client that never answers close_notify: the socket closes after
+    REJECT_LINGER (2 s), as over TCP, not after close_timeout."""
+    import ssl
+
+    cert, key = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=cert)
+    async with serve(echo, "127.0.0.1", 0, ssl=server_context, close_timeout=8) as server:
+        status, held = await asyncio.to_thread(seconds_held_after_a_tls_refusal, server.port, client_context)
+        assert status.startswith(b"HTTP/1.1 426 "), status
+        assert held < 4, f"held {held:.2f} s"
 
 
 async def test_an_exception_in_the_async_with_block_closes_with_1011() -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from wscodec import ConnectionClosed, InvalidStatus, encode_frame
 from wscodec.asyncio import Server, WebSocket, connect, serve
-from wscodec.asyncio.server import REJECT_LINGER
+from wscodec.connection import REJECT_LINGER
 from wscodec.errors import NegotiationError
 from wscodec.events import Request
 

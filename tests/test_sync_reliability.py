@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from _silent_client import SilentClient
+from _tls_peers import seconds_held_after_a_tls_refusal
 from test_sync import silent_peer, sync_echo, sync_server
 
 import wscodec
@@ -420,6 +421,30 @@ def test_open_timeout_bounds_the_tls_handshake_and_the_request_together() -> Non
                 assert sock.recv(4096) == b""
         elapsed = time.monotonic() - started
         assert 0.9 < elapsed < 1.45, f"dropped after {elapsed:.2f} s"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def test_a_refusal_over_tls_holds_the_socket_for_reject_linger_at_most() -> None:
+    """A refused request over TLS from a client that never answers close_notify: the socket (and its
+    thread) is let go after REJECT_LINGER (2 s), not after close_timeout."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    server = serve(lambda ws: None, "127.0.0.1", 0, ssl=server_context, close_timeout=8)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, held = seconds_held_after_a_tls_refusal(server.socket.getsockname()[1], client_context)
+        assert status.startswith(b"HTTP/1.1 426 "), status
+        assert held < 4, f"held {held:.2f} s"
     finally:
         server.shutdown()
         thread.join(10)

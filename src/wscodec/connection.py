@@ -84,6 +84,10 @@ PING_FLOOD_LIMIT = 16
 #: closing the socket. Closing with input unread makes the kernel send a reset, which can destroy our Close
 #: frame before the peer reads it: the peer would see 1006 instead of the reason.
 FAIL_LINGER = 2.0
+#: Seconds an HTTP error response (400, 403, 431, 503...) of a server (asyncio or threaded) waits for the
+#: client to stop sending, or over TLS for its close_notify, before the socket is closed: closing with unread
+#: input makes the kernel send a reset, which can destroy the response.
+REJECT_LINGER = 2.0
 #: Unmasked payloads of at least this many bytes (``bytes`` only) are queued beside their header instead of
 #: copied into one frame (see :meth:`Connection.data_to_send_buffers`): below it one copy costs less than
 #: handing the transport a second buffer. (Defined by the kernels, which build the frames.)

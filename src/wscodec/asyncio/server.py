@@ -20,7 +20,7 @@ from ..basic_auth import BasicAuth
 from ..broker import Broker, Message, make_broker
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import Compression, extension_factories
-from ..connection import OPEN, Connection, check_utf8
+from ..connection import OPEN, REJECT_LINGER, Connection, check_utf8
 from ..errors import ConcurrencyError, ConnectionClosed, NegotiationError
 from ..events import Request, Response
 from ..frames import build_close_payload
@@ -44,9 +44,6 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[WebSocket], Awaitable[Any]]
 
-#: Seconds an HTTP error response (400, 403, 431, 503...) waits for the client to stop sending before the
-#: socket is closed: closing with unread input makes the kernel send a reset, which can destroy the response.
-REJECT_LINGER = 2.0
 #: What a handshake still under way when the server closes gets instead of its 101, as in websockets.
 SHUTTING_DOWN = Response(503, "Service Unavailable", (("Content-Type", "text/plain"),), b"Server is shutting down.\n")
 HttpResponse = Response | tuple[int | http.HTTPStatus, Any, bytes | str]
@@ -62,6 +59,7 @@ class ServerWebSocket(WebSocket):
     """The server side of a connection: runs the opening handshake, then the handler."""
 
     __slots__ = (
+        "_accepted_at",
         "_handler_task",
         "_head_malformed",
         "_head_waiter",
@@ -84,6 +82,8 @@ class ServerWebSocket(WebSocket):
         self._open_timer: asyncio.TimerHandle | None = None
         self._handler_task: asyncio.Task[None] | None = None
         self._hook_request: Request | None = None
+        # Made at TCP accept, before a TLS handshake; connection_made() comes once TLS is up.
+        self._accepted_at = self._loop.time()
 
     @property
     def request(self) -> Request | None:
@@ -110,8 +110,8 @@ class ServerWebSocket(WebSocket):
             self._abort_now()
             return
         timeout = server.open_timeout
-        if timeout is not None:
-            self._open_timer = self._loop.call_later(timeout, self._open_timed_out)
+        if timeout is not None:  # from TCP accept, the TLS handshake included
+            self._open_timer = self._loop.call_at(self._accepted_at + timeout, self._open_timed_out)
         task = self._handler_task = self._loop.create_task(self._run())
         server._tasks.add(task)
         task.add_done_callback(server._tasks.discard)
@@ -189,9 +189,9 @@ class ServerWebSocket(WebSocket):
         self._transport_closing = True
         if self._linger(transport, REJECT_LINGER):
             transport.resume_reading()  # (paused since the request head was complete)
-        else:  # TLS (the close_notify exchange has close_timeout), or a client that does not read: 2 s
+        else:  # TLS (close_notify is awaited as long), or a client that does not read: 2 s at most
             transport.close()
-            self._arm_abort(min(REJECT_LINGER, self.close_timeout) if transport.can_write_eof() else None)
+            self._arm_abort(min(REJECT_LINGER, self.close_timeout))
 
     def _parsed_request(self) -> Request | None:
         return None if self._head_malformed else hook_request(self._parser)

@@ -26,7 +26,7 @@ from .. import _options as checks
 from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import INFLATING_READ, Compression, extension_factories
-from ..connection import CLOSED, OPEN, Connection
+from ..connection import CLOSED, OPEN, REJECT_LINGER, Connection
 from ..errors import ConnectionClosed, NegotiationError
 from ..events import Request, Response
 from ..frames import build_close_payload
@@ -491,7 +491,7 @@ class Server:
     def _finish_http(self, sock: socket.socket, data: bytes) -> None:
         try:
             sock.sendall(data)
-            close_notify(sock, self._o["close_timeout"])
+            close_notify(sock, min(REJECT_LINGER, self._o["close_timeout"]))
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
