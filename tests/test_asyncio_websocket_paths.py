@@ -402,6 +402,10 @@ async def test_subprotocols_as_one_string() -> None:
             await connect(url(server), subprotocols="chat")
         with pytest.raises(ValueError, match="twice"):
             create_websocket(url(server), ["chat", "chat"])
+        none = create_websocket(url(server), None)  # (no subprotocol: the server refuses it, 400)
+        failed = asyncio.Event()
+        none.onclose = lambda event: failed.set()
+        await asyncio.wait_for(failed.wait(), 10)
         ws = create_websocket(url(server), "chat")
         opened = asyncio.Event()
         ws.onopen = lambda event: opened.set()

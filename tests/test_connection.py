@@ -587,12 +587,42 @@ def test_7692_bytes_after_a_final_block_that_are_not_deflate_fail_1007() -> None
     assert not [e for e in events if isinstance(e, TextMessage)]
 
 
-def test_7692_a_frame_of_many_tiny_deflate_streams_is_refused_1007() -> None:
-    """Each stream costs a decompressor and a copy of the rest of the frame: a frame of thousands of
-    two-byte streams (03 00, an empty final block) would take seconds of CPU."""
+def _deflate_stream(text: str) -> bytes:
+    """``text`` as a whole raw DEFLATE stream, its last block final (BFINAL)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return compressor.compress(text.encode()) + compressor.flush(zlib.Z_FINISH)
+
+
+@pytest.mark.parametrize("read_size", [None, 7, 1])
+def test_7692_a_fragment_per_deflate_stream_decodes_however_it_is_read(read_size: int | None) -> None:
+    """Twelve fragments, each a DEFLATE stream of its own: one message, whether the frames come in one
+    read (the decoder then joins the continuations) or a few bytes at a time."""
     _client, srv = deflate_pair({}, {})
-    event = srv.receive_data(client_frame(2, b"\x03\x00" * 50_000, rsv1=True))[0]
-    assert isinstance(event, ProtocolViolation) and event.code == 1007 and "DEFLATE streams" in str(event.error)
+    parts = [f"part{i:02d} " for i in range(12)]
+    frames = [client_frame(0, _deflate_stream(part), fin=i == 11) for i, part in enumerate(parts)]
+    frames[0] = client_frame(1, _deflate_stream(parts[0]), fin=False, rsv1=True)
+    data = b"".join(frames)
+    chunks = [data] if read_size is None else [data[i : i + read_size] for i in range(0, len(data), read_size)]
+    events = [event for chunk in chunks for event in srv.receive_data(chunk)]
+    assert events == [TextMessage("".join(parts))]
+    assert srv.receive_data(client_frame(1, HELLO_BFINAL, rsv1=True)) == [TextMessage("Hello")]
+
+
+@pytest.mark.parametrize("read_size", [None, 3])
+def test_7692_a_message_of_many_tiny_deflate_streams_is_refused_1007(read_size: int | None) -> None:
+    """Each stream costs a decompressor: thousands of two-byte streams (03 00, an empty final block) would
+    cost hundreds of times what inflating as many bytes costs. Beyond 8 streams and one per 16 compressed
+    bytes, the message is refused, however it is read."""
+    _client, srv = deflate_pair({}, {})
+    data = client_frame(2, b"\x03\x00" * 50_000, rsv1=True)
+    chunks = [data] if read_size is None else [data[i : i + read_size] for i in range(0, len(data), read_size)]
+    events = []
+    for chunk in chunks:
+        events += srv.receive_data(chunk)
+        if events:
+            break
+    assert isinstance(events[0], ProtocolViolation) and events[0].code == 1007
+    assert "10 DEFLATE streams in the first 18 compressed bytes" in str(events[0].error)
     _client, srv = deflate_pair({}, {})
     assert srv.receive_data(client_frame(2, b"\x03\x00" * 8 + b"\x00", rsv1=True)) == [BinaryMessage(b"")]
 

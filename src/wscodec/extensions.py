@@ -256,9 +256,16 @@ class ServerExtensionFactory(abc.ABC):
 # --------------------------------------------------------------------------- permessage-deflate
 
 _EMPTY_BLOCK = b"\x00\x00\xff\xff"
-# A peer that ends DEFLATE streams mid-message (BFINAL, RFC 7692 section 7.2.3.4) ends at most one per
-# fragment; more than this many in one piece of a frame is refused (see PerMessageDeflate._inflate).
-_MAX_STREAMS_PER_PIECE = 8
+# A peer may end DEFLATE streams mid-message (BFINAL, RFC 7692 section 7.2.3.4), at the end of each fragment
+# say. Each new stream costs a decompressor: a message may hold this many, plus one per _BYTES_PER_STREAM
+# bytes of its compressed data before the stream starts (1007 beyond), so that two-byte streams cannot cost
+# hundreds of times what inflating the same bytes costs. Counted by position in the message, not per read
+# or frame: how TCP splits the bytes does not matter.
+_FREE_STREAMS = 8
+_BYTES_PER_STREAM = 16
+# Longer pieces are inflated this many bytes at a time, so that what follows the end of a stream, which
+# zlib copies aside (unused_data), is never more than this.
+_INFLATE_CHUNK = 16384
 
 
 # --------------------------------------------------------------------------- DEFLATE implementation
@@ -398,6 +405,8 @@ class PerMessageDeflate(Extension):
         self._compressor: Any = None
         self._decompressor: Any = None
         self._decoding = False  # the incoming message in progress is compressed
+        self._position = 0
+        self._streams = 1
 
     def __repr__(self) -> str:
         role = "server" if self.is_server else "client"
@@ -419,6 +428,8 @@ class PerMessageDeflate(Extension):
 
     def decode_start(self, rsv1: bool) -> None:
         self._decoding = rsv1
+        self._position = 0  # compressed bytes of the message inflated so far
+        self._streams = 1  # DEFLATE streams the message has begun
         if rsv1 and (self._decompressor is None or self.remote_no_context_takeover):
             self._decompressor = _decompressobj(self._decompress_bits)
 
@@ -446,19 +457,36 @@ class PerMessageDeflate(Extension):
         message would be. The padding byte of that section's "Hello" is the header of an empty stored
         block, which our trailer completes; a peer that flushes each fragment that way sends a whole
         stream after it. Nothing after the end of a stream is skipped: it decodes or fails the
-        connection (1007). Each stream costs a decompressor and a copy of what follows it, so a piece of a
-        frame may hold only a few: thousands of two-byte streams would cost seconds of CPU."""
+        connection (1007). See _FREE_STREAMS for how many streams a message may hold."""
+        if len(data) <= _INFLATE_CHUNK:
+            return self._inflate_piece(data, max_size)
+        view = memoryview(data)
+        parts = []
+        produced = 0
+        for start in range(0, len(view), _INFLATE_CHUNK):
+            left = None if max_size is None else max_size - produced
+            part = self._inflate_piece(view[start : start + _INFLATE_CHUNK], left)
+            produced += len(part)
+            parts.append(part)
+        return b"".join(parts)
+
+    def _inflate_piece(self, data: Any, max_size: int | None) -> bytes:
         output = b""
-        streams = 0
+        end = self._position + len(data)
         while data:
             decompressor = self._decompressor
             if decompressor.eof:
-                streams += 1
-                if streams > _MAX_STREAMS_PER_PIECE:
-                    raise ProtocolError(f"more than {_MAX_STREAMS_PER_PIECE} DEFLATE streams in one frame", 1007)
+                self._streams += 1
+                position = end - len(data)
+                if self._streams > _FREE_STREAMS + position // _BYTES_PER_STREAM:
+                    raise ProtocolError(
+                        f"{self._streams} DEFLATE streams in the first {position} compressed bytes of a message",
+                        1007,
+                    )
                 decompressor = self._decompressor = _decompressobj(self._decompress_bits)
             output += self._inflate_stream(decompressor, data, None if max_size is None else max_size - len(output))
             data = decompressor.unused_data if decompressor.eof else b""
+        self._position = end
         return output
 
     @staticmethod
@@ -475,7 +503,8 @@ class PerMessageDeflate(Extension):
             # The error is kept (ProtocolViolation.error) and its traceback references this frame: without
             # the del, up to max_size inflated bytes would live as long as the error, past the connection.
             del output
-            raise PayloadTooBig(f"decompressed message is larger than the {max_size} bytes left for it")
+            # (Not the bytes that were left: that depends on how the reads split the message.)
+            raise PayloadTooBig("decompressed message is larger than the size limit")
         return output
 
     # ------------------------------------------------------------------ outgoing

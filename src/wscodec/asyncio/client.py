@@ -326,7 +326,7 @@ def create_websocket(url: str, subprotocols: str | Sequence[str] = (), **options
     """
     if options.setdefault("max_redirects", 0) != 0:
         raise ValueError("create_websocket() follows no redirect, as a browser's WebSocket: max_redirects is 0")
-    protocols = [subprotocols] if isinstance(subprotocols, str) else list(subprotocols)
+    protocols = [subprotocols] if isinstance(subprotocols, str) else list(checks.subprotocols(subprotocols))
     if len(set(protocols)) != len(protocols):
         raise ValueError(f"a subprotocol is listed twice in {protocols!r}")
     opener = connect(url, subprotocols=protocols, **options)
