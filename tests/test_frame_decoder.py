@@ -246,12 +246,22 @@ ERRORS = [
             "client",
             {},
             wire(op, b"a" * n),
-            "control frame payload longer than 125 bytes",
+            "control frame with an extended payload length (at most 125 bytes, in 7 bits)",
             1002,
         )
         for op in (8, 9, 10)
         for n in (126, 65536)
     ],
+    # section 5.2: a payload length in its minimal number of bytes; a control frame's is 7 bits, whatever
+    # the payload (3 bytes here, in a 16-bit length): the reason must not say it is too long
+    (
+        "5.2 control frame with a non-minimal length",
+        "client",
+        {},
+        bytes([0x89, 126]) + (3).to_bytes(2, "big") + b"abc",
+        "control frame with an extended payload length (at most 125 bytes, in 7 bits)",
+        1002,
+    ),
     # section 5.2: "the most significant bit MUST be 0"
     (
         "5.2 64-bit length MSB set",

@@ -538,7 +538,7 @@ def _check_first_bytes(b0: int, b1: int, rsv_allowed: int, expect_mask: bool) ->
         if not b0 & 0x80:
             raise ProtocolError("fragmented control frame")
         if b1 & 0x7F > 125:
-            raise ProtocolError("control frame payload longer than 125 bytes")
+            raise ProtocolError("control frame with an extended payload length (at most 125 bytes, in 7 bits)")
     if expect_mask:
         if not b1 & 0x80:
             raise ProtocolError("unmasked frame from client")

@@ -472,7 +472,7 @@ cdef int _check_first_bytes(unsigned int b0, unsigned int b1, unsigned int rsv_a
         if not b0 & 0x80:
             raise _ProtocolError("fragmented control frame")
         if b1 & 0x7F > 125:
-            raise _ProtocolError("control frame payload longer than 125 bytes")
+            raise _ProtocolError("control frame with an extended payload length (at most 125 bytes, in 7 bits)")
     if expect_mask:
         if not b1 & 0x80:
             raise _ProtocolError("unmasked frame from client")
