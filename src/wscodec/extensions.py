@@ -471,8 +471,21 @@ class PerMessageDeflate(Extension):
         return b"".join(parts)
 
     def _inflate_piece(self, data: Any, max_size: int | None) -> bytes:
-        output = b""
         end = self._position + len(data)
+        decompressor = self._decompressor
+        if not decompressor.eof:  # (nearly always: one stream, and nothing to join)
+            output = self._inflate_stream(decompressor, data, max_size)
+            data = decompressor.unused_data if decompressor.eof else b""
+            if not data:
+                self._position = end
+                return output
+            outputs = [output]
+            produced = len(output)
+        else:
+            outputs = []
+            produced = 0
+        # More streams in this piece: their outputs joined once at the end (adding each to the last would
+        # copy a large first stream's output again for every tiny stream after it).
         while data:
             decompressor = self._decompressor
             if decompressor.eof:
@@ -484,10 +497,12 @@ class PerMessageDeflate(Extension):
                         1007,
                     )
                 decompressor = self._decompressor = _decompressobj(self._decompress_bits)
-            output += self._inflate_stream(decompressor, data, None if max_size is None else max_size - len(output))
+            output = self._inflate_stream(decompressor, data, None if max_size is None else max_size - produced)
+            outputs.append(output)
+            produced += len(output)
             data = decompressor.unused_data if decompressor.eof else b""
         self._position = end
-        return output
+        return b"".join(outputs)
 
     @staticmethod
     def _inflate_stream(decompressor: Any, data: bytes, max_size: int | None) -> bytes:
