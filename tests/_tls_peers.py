@@ -11,6 +11,19 @@ import ssl
 import time
 
 
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a throwaway certificate for 127.0.0.1 and a client context that trusts it
+    (a throwaway CA made in Python by trustme)."""
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    return server_context, client_context
+
+
 def seconds_until_dropped_after_a_late_tls_start(port: int, context: ssl.SSLContext, delay: float) -> float:
     """Connect, wait ``delay`` seconds, do the TLS handshake, send nothing: seconds from the TCP connect
     until the server closes the connection."""

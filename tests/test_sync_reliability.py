@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from _silent_client import SilentClient
-from _tls_peers import seconds_held_after_a_tls_refusal
+from _tls_peers import seconds_held_after_a_tls_refusal, seconds_until_dropped_after_a_late_tls_start, tls_contexts
 from test_sync import silent_peer, sync_echo, sync_server
 
 import wscodec
@@ -303,15 +303,7 @@ def test_the_wait_for_the_end_of_tcp_is_one_close_timeout_however_the_client_tri
 def test_the_tls_server_sends_close_notify_before_its_end_of_tcp() -> None:
     """RFC 8446 section 6.1: close_notify before TCP's FIN, after the closing handshake and after an HTTP
     answer. A strict client (suppress_ragged_eofs=False) reads to a clean end instead of SSLEOFError."""
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+    server_context, client_context = tls_contexts()
 
     def refuse_404(request: Any) -> Any:
         return (404, [], b"nope\n") if request.path == "/404" else None
@@ -399,27 +391,13 @@ def test_the_keepalive_spares_a_client_whose_pongs_wait_behind_a_full_queue() ->
 def test_open_timeout_bounds_the_tls_handshake_and_the_request_together() -> None:
     """open_timeout=1: a client that takes 0.7 s to start TLS, then sends nothing, is dropped 1 s after it
     connected (the request used to get a whole open_timeout of its own after the TLS handshake: 1.7 s)."""
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+    server_context, client_context = tls_contexts()
     server = serve(lambda ws: None, "127.0.0.1", 0, ssl=server_context, open_timeout=1)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        raw = socket.create_connection(("127.0.0.1", server.socket.getsockname()[1]), 10)
-        started = time.monotonic()
-        time.sleep(0.7)
-        with client_context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-            sock.settimeout(10)
-            with contextlib.suppress(OSError):
-                assert sock.recv(4096) == b""
-        elapsed = time.monotonic() - started
+        port = server.socket.getsockname()[1]
+        elapsed = seconds_until_dropped_after_a_late_tls_start(port, client_context, 0.7)
         assert 0.9 < elapsed < 1.45, f"dropped after {elapsed:.2f} s"
     finally:
         server.shutdown()
@@ -429,15 +407,7 @@ def test_open_timeout_bounds_the_tls_handshake_and_the_request_together() -> Non
 def test_a_refusal_over_tls_holds_the_socket_for_reject_linger_at_most() -> None:
     """A refused request over TLS from a client that never answers close_notify: the socket (and its
     thread) is let go after REJECT_LINGER (2 s), not after close_timeout."""
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
+    server_context, client_context = tls_contexts()
     server = serve(lambda ws: None, "127.0.0.1", 0, ssl=server_context, close_timeout=8)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

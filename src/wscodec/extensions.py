@@ -405,8 +405,8 @@ class PerMessageDeflate(Extension):
         self._compressor: Any = None
         self._decompressor: Any = None
         self._decoding = False  # the incoming message in progress is compressed
-        self._position = 0
-        self._streams = 1
+        self._position = 0  # compressed bytes of the incoming message inflated so far
+        self._streams = 1  # DEFLATE streams the incoming message has begun
 
     def __repr__(self) -> str:
         role = "server" if self.is_server else "client"
@@ -428,8 +428,8 @@ class PerMessageDeflate(Extension):
 
     def decode_start(self, rsv1: bool) -> None:
         self._decoding = rsv1
-        self._position = 0  # compressed bytes of the message inflated so far
-        self._streams = 1  # DEFLATE streams the message has begun
+        self._position = 0
+        self._streams = 1
         if rsv1 and (self._decompressor is None or self.remote_no_context_takeover):
             self._decompressor = _decompressobj(self._decompress_bits)
 
@@ -472,20 +472,10 @@ class PerMessageDeflate(Extension):
 
     def _inflate_piece(self, data: Any, max_size: int | None) -> bytes:
         end = self._position + len(data)
-        decompressor = self._decompressor
-        if not decompressor.eof:  # (nearly always: one stream, and nothing to join)
-            output = self._inflate_stream(decompressor, data, max_size)
-            data = decompressor.unused_data if decompressor.eof else b""
-            if not data:
-                self._position = end
-                return output
-            outputs = [output]
-            produced = len(output)
-        else:
-            outputs = []
-            produced = 0
-        # More streams in this piece: their outputs joined once at the end (adding each to the last would
-        # copy a large first stream's output again for every tiny stream after it).
+        # Nearly always one stream and one output. With more, the outputs are joined once at the end:
+        # adding each to the last would copy a large first stream's output again per tiny stream after it.
+        outputs = []
+        produced = 0
         while data:
             decompressor = self._decompressor
             if decompressor.eof:
@@ -502,7 +492,7 @@ class PerMessageDeflate(Extension):
             produced += len(output)
             data = decompressor.unused_data if decompressor.eof else b""
         self._position = end
-        return b"".join(outputs)
+        return outputs[0] if len(outputs) == 1 else b"".join(outputs)
 
     @staticmethod
     def _inflate_stream(decompressor: Any, data: bytes, max_size: int | None) -> bytes:
