@@ -570,3 +570,28 @@ async def test_messages_queued_before_a_listener_appears_reach_it_in_order(caplo
         await until(lambda: 8 in peer.opcodes())
         peer.finish_close()
         await asyncio.wait_for(closing, 10)
+
+
+async def test_a_server_refuses_a_large_ping_or_pong_and_stays_open() -> None:
+    """A server's ping() and pong() of 16 KiB and more (the size whose frames go out without a copy) are a
+    ValueError, as at 126 bytes: a websockets client would otherwise fail the connection with 1002."""
+    import websockets.asyncio.client
+
+    refused: list[str] = []
+
+    async def handler(ws: WebSocket) -> None:
+        for method in (ws.ping, ws.pong):
+            try:
+                await method(b"x" * 20_000)
+            except ValueError as exc:
+                refused.append(str(exc))
+        async for message in ws:
+            await ws.send(message)
+
+    async with (
+        serve(handler, "127.0.0.1", 0) as server,
+        websockets.asyncio.client.connect(f"ws://127.0.0.1:{server.port}/") as peer,
+    ):
+        await peer.send("still open")
+        assert await asyncio.wait_for(peer.recv(), 10) == "still open"
+    assert refused == ["control frame payload longer than 125 bytes"] * 2

@@ -904,6 +904,7 @@ class Connection(FrameQueue):
             # frame, one copy, which masking needs anyway.
             self._out.append(encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=True))
         elif type(payload) is bytes and len(payload) >= ZERO_COPY_MIN:
+            # (No check of its opcode or length here: send_ping and send_pong refuse more than 125 bytes.)
             self._out += (_frame_header(opcode, len(payload), fin, rsv1), payload)
         else:
             self._out.append(encode_frame(opcode, payload, fin=fin, rsv1=rsv1))
@@ -1093,12 +1094,16 @@ class Connection(FrameQueue):
         frames with our Close, and websockets' sans-I/O protocol allows it the same way."""
         if self.state is not CLOSING:
             self._check_can_send()
+        if len(data) > 125:  # (a large payload skips encode_frame, which checks this: see _send_frame)
+            raise ValueError("control frame payload longer than 125 bytes")
         self._send_frame(9, data)
 
     def send_pong(self, data: bytes = b"") -> None:
         """Queue an unsolicited Pong (at most 125 bytes); while CLOSING too, as :meth:`send_ping`."""
         if self.state is not CLOSING:
             self._check_can_send()
+        if len(data) > 125:  # RFC 6455 section 5.5 (as in send_ping)
+            raise ValueError("control frame payload longer than 125 bytes")
         self._send_frame(10, data)
 
     def close(self, code: int | None = 1000, reason: str = "") -> None:
