@@ -797,3 +797,27 @@ def test_differential_partial_payload_at_every_cut(pure, compiled, role, size, s
         assert decoders[0].partial_header() == decoders[1].partial_header() == -1
         assert decoders[0].partial_length() == decoders[1].partial_length() == -1
         assert decoders[0].partial_payload() == decoders[1].partial_payload() == b""
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+@pytest.mark.parametrize("size", [10, 5000])  # in the buffer; being received into its payload
+def test_differential_partial_payload_of_any_start(pure, compiled, role, size):
+    """Any int is a start, a huge one past the end (the compiled twin raised OverflowError), a negative one
+    the beginning; what is not an int is the same TypeError on both."""
+    key = KEY if role == "server" else None
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    data = wire(2, payload, fin=False, key=key)[:-3]
+    decoders = [mod.FrameDecoder(role, None) for mod in (pure, compiled)]
+    for decoder in decoders:
+        assert decoder.feed(data) == []
+    got = size - 3
+    for start in (2**70, 2**63, got, got - 1, 1, True, 0, -1, -(2**70)):
+        results = [decoder.partial_payload(start) for decoder in decoders]
+        assert results[0] == results[1] == payload[max(int(start), 0) : got], start
+    for bad in (2.0, None, "1"):
+        errors = []
+        for decoder in decoders:
+            with pytest.raises(TypeError) as info:
+                decoder.partial_payload(bad)
+            errors.append(str(info.value))
+        assert errors[0] == errors[1], errors

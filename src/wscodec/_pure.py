@@ -9,6 +9,7 @@ early check the codec leaves out done by hand.
 from __future__ import annotations
 
 import codecs
+import operator
 import os
 import struct
 from typing import Any
@@ -346,7 +347,7 @@ class FrameDecoder:
         _, header, length = partial
         buf = self._buffer
         received = min(len(buf) - header, length)
-        start = max(start, 0)
+        start = max(operator.index(start), 0)  # (any int: past the end gives b"", as in the twin)
         if start >= received:
             return b""
         n = received - start

@@ -20,12 +20,14 @@ from cpython.buffer cimport (
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.list cimport PyList_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 import codecs
+import operator
 import os
 
 from .errors import PayloadTooBig, ProtocolError
@@ -632,7 +634,8 @@ Turns a byte stream into frames, enforcing every frame-level rule of RFC 6455 se
         cdef Py_ssize_t header, received, begin
         cdef const unsigned char *p
         cdef bytes out
-        begin = max(<Py_ssize_t>start, 0)
+        start = operator.index(start)  # any int, as the pure twin: a huge one is past the end, not an OverflowError
+        begin = 0 if start < 0 else (start if start < PY_SSIZE_T_MAX else PY_SSIZE_T_MAX)
         if self._payload is not None:
             if begin >= self._payload_filled:
                 return b""
