@@ -1,19 +1,21 @@
-"""Logging of ``wscodec.asyncio``: every line about a connection carries its identity; INFO says when it
-opened (path, subprotocol, extensions) and closed (code, reason, duration, traffic), DEBUG shows frames,
-and no payload is ever logged at INFO."""
+"""Logging of ``wscodec.asyncio`` and ``wscodec.sync``: every line about a connection carries its identity;
+INFO says when it opened (path, subprotocol, extensions) and closed (code, reason, duration, traffic), DEBUG
+shows frames, and no payload is ever logged at INFO. Both APIs write the same lines to the ``logger=`` given."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+import threading
 import time
 from typing import Any
 
 import pytest
 
-from wscodec import Connection
+from wscodec import Connection, encode_frame, sync
 from wscodec.asyncio import WebSocket, connect, serve
+from wscodec.errors import ConnectionClosed, InvalidStatus
 
 SECRET = "payload-that-must-not-be-logged-at-info"
 IDENTITY = re.compile(r"^\[127\.0\.0\.1:\d+ [0-9a-f]{8}\] ")
@@ -96,3 +98,99 @@ async def test_logger_argument_accepts_logger_adapter_name_or_none() -> None:
     adapter = logging.LoggerAdapter(custom, {"tenant": "a"})
     ws = WebSocket(Connection("client", host="example.com"), logger=adapter)
     assert ws.logger.logger is adapter
+
+
+# --------------------------------------------------------------------------- the threaded API
+
+
+def _records(caplog: pytest.LogCaptureFixture, name: str, *, timeout: float = 5.0, until_text: str = "") -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while until_text and not any(until_text in r.getMessage() for r in caplog.records if r.name == name):
+        assert time.monotonic() < deadline, f"no {until_text!r} on {name}: {caplog.text}"
+        time.sleep(0.01)
+    return [r for r in caplog.records if r.name == name]
+
+
+def test_threaded_api_writes_the_same_lines_to_the_logger_given(caplog: pytest.LogCaptureFixture) -> None:
+    """``logger=`` on the threaded serve/connect: opened and closed lines with the identity prefix, as the
+    asyncio API writes them (the threaded API used to keep the argument and never log through it)."""
+    caplog.set_level(logging.INFO)
+    seen: list[sync.WebSocket] = []
+
+    def echo(ws: sync.WebSocket) -> None:
+        seen.append(ws)
+        for message in ws:
+            ws.send(message)
+
+    server = sync.serve(echo, "127.0.0.1", 0, subprotocols=["chat"], logger="myapp.sync", ping_interval=None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.socket.getsockname()[1]
+        with sync.connect(f"ws://127.0.0.1:{port}/room?x=1", subprotocols=["chat"], logger="myapp.client") as ws:
+            client_port = ws.local_address[1]
+            ws.send(SECRET)
+            assert ws.recv(timeout=10) == SECRET
+            ws.close(4000, "done here")
+        server_lines = _records(caplog, "myapp.sync", until_text="closed")
+    finally:
+        server.shutdown()
+        thread.join(10)
+    client_lines = _records(caplog, "myapp.client")
+    assert [getattr(r, "event", None) for r in server_lines] == ["opened", "closed"], caplog.text
+    assert [getattr(r, "event", None) for r in client_lines] == ["opened", "closed"], caplog.text
+    (server_ws,) = seen
+    opened, closed = (r.getMessage() for r in server_lines)
+    assert opened.startswith(f"[127.0.0.1:{client_port} {server_ws.id.hex[:8]}] "), opened
+    assert "opened /room?x=1 (subprotocol: chat, extensions: permessage-deflate" in opened
+    assert re.search(r"closed /room\?x=1 4000 'done here' in \d+\.\d{3} s", closed), closed
+    assert f"received 1 messages ({len(SECRET)} bytes), sent 1 messages ({len(SECRET)} bytes)" in closed
+    assert all(r.websocket is server_ws for r in server_lines)  # type: ignore[attr-defined]
+    assert client_lines[0].getMessage().startswith(f"[127.0.0.1:{port} {ws.id.hex[:8]}] ")
+    assert not any(SECRET in r.getMessage() for r in caplog.records)
+
+
+def test_threaded_server_failures_go_to_the_logger_given(caplog: pytest.LogCaptureFixture) -> None:
+    """A handler that raises, a client that breaks the protocol, a process_request hook that raises: each
+    logged on ``logger=``, naming the client, none on the threaded modules' own loggers."""
+    caplog.set_level(logging.INFO)
+
+    def handler(ws: sync.WebSocket) -> None:
+        if ws.request is not None and ws.request.path == "/raise":
+            raise RuntimeError("boom")
+        for _ in ws:
+            pass
+
+    def hook(request: Any) -> Any:
+        if request.path == "/hook":
+            raise RuntimeError("hook boom")
+        return None
+
+    server = sync.serve(handler, "127.0.0.1", 0, logger="myapp.sync", ping_interval=None, process_request=hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
+        with sync.connect(base + "/raise") as ws, pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == 1011
+        _records(caplog, "myapp.sync", until_text="connection handler failed")
+        with sync.connect(base + "/violate") as ws:
+            ws.socket.sendall(encode_frame(0x1, b"not masked"))  # a client's frame must be masked
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=10)
+        assert ws.close_code == 1002
+        _records(caplog, "myapp.sync", until_text="(close code 1002)")
+        with pytest.raises(InvalidStatus, match="500"):
+            sync.connect(base + "/hook", open_timeout=10)
+        lines = _records(caplog, "myapp.sync", until_text="error in process_request")
+    finally:
+        server.shutdown()
+        thread.join(10)
+    texts = [r.getMessage() for r in lines]
+    failed = next(r for r in lines if "connection handler failed" in r.getMessage())
+    assert failed.levelno == logging.ERROR and failed.exc_info is not None
+    assert IDENTITY.match(failed.getMessage()), failed.getMessage()
+    assert any(IDENTITY.match(t) and "failed: " in t and "(close code 1002)" in t for t in texts), texts
+    assert any(re.match(r"^\[127\.0\.0\.1:\d+\] error in process_request$", t) for t in texts), texts
+    assert not [r for r in caplog.records if r.name.startswith("wscodec.sync")], caplog.text

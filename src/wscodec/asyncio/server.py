@@ -221,7 +221,7 @@ class ServerWebSocket(WebSocket):
                 if result is not None:
                     result = as_response(result)
             except Exception:
-                logger.exception("error in process_response")
+                self.logger.exception("error in process_response")
                 result = INTERNAL_ERROR
         if server._closing and (response if result is None else result).status_code == 101:
             # The server began closing during the handshake: one answer, 503, as websockets gives (checked
@@ -233,7 +233,7 @@ class ServerWebSocket(WebSocket):
         try:
             head = response_bytes(result)
         except Exception:
-            logger.exception("invalid response from process_response: %r", result)
+            self.logger.exception("invalid response from process_response: %r", result)
             head = response_bytes(INTERNAL_ERROR)
             result = INTERNAL_ERROR
         queued = conn.data_to_send()

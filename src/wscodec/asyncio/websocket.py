@@ -31,6 +31,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, G
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .. import _options as checks
+from .._logging import ConnectionLogger, base_logger, format_peer, log_closed, log_opened
 from .._write import half_close
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, CONNECTING, FAIL_LINGER, OPEN, Connection, State
@@ -60,33 +61,6 @@ logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # LoggerAdapter is subscriptable at run time only from Python 3.11
     LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
-
-
-class ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Prefixes every line with the connection's identity, ``[remote-address short-id]``, and adds
-    ``websocket``, ``remote_address`` and ``connection_id`` to the record's ``extra`` for structured handlers.
-
-    ``logger.info`` and friends check the level first, so a disabled level costs no formatting.
-    """
-
-    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any], ws: WebSocket) -> None:
-        super().__init__(logger, {})
-        self.ws = ws
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        ws = self.ws
-        extra = kwargs.setdefault("extra", {})
-        extra.setdefault("websocket", ws)
-        extra.setdefault("remote_address", ws._peer)
-        extra.setdefault("connection_id", ws.id.hex[:8])
-        return f"[{ws._peer} {ws.id.hex[:8]}] {msg}", kwargs
-
-
-def _format_peer(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = str(address[0])
-        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-    return str(address) if address else "-"
 
 
 Listener = Callable[[Any], Any]
@@ -301,9 +275,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         #: A random id for this connection; its first 8 hex digits appear in every log line about it.
         self.id: uuid.UUID = uuid.uuid4()
         self._peer = "-"
-        if logger is None:
-            logger = f"wscodec.{connection.role}"
-        base = logging.getLogger(logger) if isinstance(logger, str) else logger
+        base = base_logger(logger, connection.role)
         #: Logs about this connection: a :class:`ConnectionLogger` over the ``logger`` argument (default
         #: ``wscodec.server`` or ``wscodec.client``). INFO: opened and closed (records carry ``event``
         #: "opened"/"closed" in their extra); DEBUG: frames; never payloads.
@@ -754,7 +726,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             # create_connection() was cancelled as it connected: report it ourselves, once, if it did not.
             self._loop.call_soon(self._lost_after_abort)
             return
-        self._peer = _format_peer(transport.get_extra_info("peername"))
+        self._peer = format_peer(transport.get_extra_info("peername"))
         transport.set_write_buffer_limits(high=self.write_limit, low=self._write_low)
         out = self._conn.data_to_send()
         if out:
@@ -847,24 +819,11 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
     def _log_closed(self) -> None:
         """The INFO line for the end of an opened connection: code, reason, duration, traffic each way."""
-        if self._opened_at is None or not self.logger.isEnabledFor(logging.INFO):
+        if self._opened_at is None:
             return
         close = self._close_exc
         code, reason = (close.code, close.reason) if close is not None else (1006, "")
-        conn = self._conn
-        request = conn.request
-        self.logger.info(
-            "closed %s %d%s in %.3f s; received %d messages (%d bytes), sent %d messages (%d bytes)",
-            request.path if request is not None else self.url,
-            code,
-            f" {reason!r}" if reason else "",
-            time.monotonic() - self._opened_at,
-            conn.messages_received,
-            conn.payload_bytes_received,
-            conn.messages_sent,
-            conn.payload_bytes_sent,
-            extra={"event": "closed"},
-        )
+        log_closed(self.logger, self._conn, self.url, code, reason, self._opened_at)
 
     def _dispatch_close(self) -> None:
         close = self._close_exc or self._conn.closed_error(1006, "", was_clean=False)
@@ -960,15 +919,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             self._open_waiter.set_result(None)
         if self._opened_at is None:
             self._opened_at = time.monotonic()
-            if self.logger.isEnabledFor(logging.INFO):
-                request = self._conn.request
-                self.logger.info(
-                    "opened %s (subprotocol: %s, extensions: %s)",
-                    request.path if request is not None else self.url,
-                    self.protocol or "-",
-                    self.extensions or "-",
-                    extra={"event": "opened"},
-                )
+            log_opened(self.logger, self._conn, self.url)
         if not self._conn.extensions and len(self._read_view) < READ_SIZE:
             self._read_view = _read_buffer()  # the handshake's smaller reads are over (see __init__)
         elif self._conn.extensions and len(self._read_view) > INFLATING_READ:

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _options as checks
+from .._logging import PeerLogger, base_logger, format_peer
 from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import INFLATING_READ, Compression, extension_factories
@@ -321,9 +322,9 @@ class Server:
             try:
                 self.handler(ws)
             except ConnectionClosed as exc:  # the peer left or broke the protocol: not the handler's fault
-                logger.debug("handler ended on %s", exc)
+                ws.logger.debug("handler ended on %s", exc)
             except Exception:
-                logger.exception("connection handler failed")
+                ws.logger.exception("connection handler failed")
                 code, reason = 1011, "internal error"
             except BaseException as exc:
                 code, reason = 1011, "internal error"
@@ -343,6 +344,15 @@ class Server:
                 self._threads.discard(threading.current_thread())
                 self._admitting.discard(threading.current_thread())
 
+    def _handshake_logger(self, sock: socket.socket) -> PeerLogger:
+        """Where the lines about a handshake go: the ``logger`` option's logger, as the connection's lines
+        once it opens; each line names the client, since the connection (and its id) does not exist yet."""
+        try:
+            peer = format_peer(sock.getpeername())
+        except OSError:
+            peer = "-"
+        return PeerLogger(base_logger(self._o["options"]["logger"], "server"), peer)
+
     def _send_response(
         self,
         sock: socket.socket,
@@ -357,7 +367,7 @@ class Server:
         try:
             result = hook(pending, request, response)
         except Exception:
-            logger.exception("error in process_response")
+            self._handshake_logger(sock).exception("error in process_response")
             result = INTERNAL_ERROR
         if result is None or result is response:
             return response, head
@@ -365,7 +375,7 @@ class Server:
             new = as_response(result)
             return new, response_bytes(new)
         except Exception:
-            logger.exception("invalid response from process_response: %r", result)
+            self._handshake_logger(sock).exception("invalid response from process_response: %r", result)
             return INTERNAL_ERROR, response_bytes(INTERNAL_ERROR)
 
     def _handshake(self, sock: socket.socket) -> WebSocket | None:
@@ -410,7 +420,7 @@ class Server:
                 else:
                     answer = o["process_request"](request)
             except Exception:
-                logger.exception("error in process_request")
+                self._handshake_logger(sock).exception("error in process_request")
                 answer = INTERNAL_ERROR
         # A request no hook can read is left to the Connection's 400, before any limit (as websockets).
         if answer is None and request is not None and self._shutdown.is_set():
@@ -430,7 +440,7 @@ class Server:
             try:
                 response = as_response(answer)
             except Exception:  # as the asyncio server answers a hook's invalid response
-                logger.exception("invalid response from process_request: %r", answer)
+                self._handshake_logger(sock).exception("invalid response from process_request: %r", answer)
                 response = INTERNAL_ERROR
             if server_header is not None and response.header("Server") is None:
                 response = Response(response.status_code, response.reason, (*response.headers, *extra), response.body)
@@ -450,12 +460,12 @@ class Server:
             else:
                 events = conn.accept(extra_headers=extra)
         except NegotiationError as exc:  # no subprotocol in common (or the hook's own refusal): 400
-            logger.info("rejected opening handshake: %s", exc)
+            self._handshake_logger(sock).info("rejected opening handshake: %s", exc)
             conn.reject(400, [("Content-Type", "text/plain"), *extra], f"{exc}\n".encode())
             self._refuse(sock, pending, request, conn)
             return None
         except Exception:
-            logger.exception("error while accepting the connection")
+            self._handshake_logger(sock).exception("error while accepting the connection")
             conn = Connection("server")  # a fresh one, to answer 500
             conn.reject(500, list(INTERNAL_ERROR.headers), INTERNAL_ERROR.body)
             self._refuse(sock, pending, request, conn)

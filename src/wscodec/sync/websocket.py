@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from .._logging import ConnectionLogger, base_logger, format_peer, log_closed, log_opened
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, OPEN, Connection
 from ..errors import ConcurrencyError, ConnectionClosed
@@ -55,7 +56,6 @@ from ..frames import build_close_payload, control_payload
 
 __all__ = ["WebSocket"]
 
-logger = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
 _END = object()  # what _MessageQueue.get() returns once the messages are over
@@ -209,7 +209,14 @@ class WebSocket:
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self.max_queue = max_queue
-        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        try:
+            self._peer = format_peer(sock.getpeername())
+        except OSError:  # it left already
+            self._peer = "-"
+        #: Logs about this connection: a :class:`~wscodec.asyncio.websocket.ConnectionLogger` over the
+        #: ``logger`` argument (default ``wscodec.server`` or ``wscodec.client``), the same lines as the
+        #: asyncio API's. INFO: opened and closed, protocol violations, keepalive timeouts; never payloads.
+        self.logger = ConnectionLogger(base_logger(logger, connection.role), self)
         #: Round-trip time of the last ping answered, in seconds.
         self.latency = 0.0
         self._messages = _MessageQueue(max_queue)
@@ -225,6 +232,8 @@ class WebSocket:
         self._done = threading.Event()  # the reader thread has finished and the socket is closed
         connection.defer_errors = True  # see _fail_held_error
         sock.settimeout(None)
+        self._opened_at = time.monotonic()  # for the "closed" line's duration
+        log_opened(self.logger, connection, url)
         self._reader = threading.Thread(
             target=self._read_loop, args=(list(events),), daemon=True, name=f"wscodec-reader-{id(self):x}"
         )
@@ -345,6 +354,8 @@ class WebSocket:
         finally:
             if self._close_exc is None:
                 self._close_exc = self._conn.closed_error(1006, "", was_clean=False)
+            close = self._close_exc
+            log_closed(self.logger, conn, self.url, close.code, close.reason, self._opened_at)
             self._messages.end()
             for event, _sent, ack_on_close in list(self._pings.values()):
                 if ack_on_close:
@@ -399,7 +410,7 @@ class WebSocket:
             elif kind is Ping:
                 pass  # the Connection queued the Pong already
             elif kind is ProtocolViolation:
-                logger.info("%r: %s", self, event.error)
+                self.logger.info("failed: %s (close code %d)", event.reason, event.code)
                 # Report the code our Close carried (1002, 1007, 1009...), as the asyncio layer does.
                 if self._failure is None:
                     self._failure = (event.code, event.reason)
@@ -615,7 +626,7 @@ class WebSocket:
                 # (pong is None), and that fails the connection.
                 answered = pong.wait(timeout)
             if not answered and not self._done.is_set():
-                logger.info("%r: no pong within %s s, failing the connection", self, timeout)
+                self.logger.info("no pong within %s s, failing the connection", timeout)
                 # Not even the Ping went out: the socket will not take a Close either, do not wait for it.
                 self._fail(1011, "keepalive ping timeout", 0 if pong is None else self.close_timeout)
                 return
