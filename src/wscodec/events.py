@@ -227,8 +227,10 @@ class ProtocolViolation:
 class Closed:
     """The connection is CLOSED: the I/O layer sends what is queued and closes the transport.
 
-    ``code``/``reason`` are the peer's (1005 if it gave none, 1006 if the transport ended without a Close);
-    ``was_clean`` is True when both Close frames were exchanged.
+    ``code``/``reason`` are the peer's after a closing handshake (1005 if it gave none); 1006 if the
+    transport ended without a Close, or if we failed the connection (a :class:`ProtocolViolation` came first:
+    ``reason`` is then its reason, and the code our Close carried is that event's); ``was_clean`` is True
+    when both Close frames were exchanged.
     """
 
     code: int
