@@ -814,10 +814,11 @@ def test_differential_partial_payload_of_any_start(pure, compiled, role, size):
     for start in (2**70, 2**63, got, got - 1, 1, True, 0, -1, -(2**70)):
         results = [decoder.partial_payload(start) for decoder in decoders]
         assert results[0] == results[1] == payload[max(int(start), 0) : got], start
+    idle = [mod.FrameDecoder(role, None) for mod in (pure, compiled)]  # no frame in progress: checked too
     for bad in (2.0, None, "1"):
         errors = []
-        for decoder in decoders:
+        for decoder in (*decoders, *idle):
             with pytest.raises(TypeError) as info:
                 decoder.partial_payload(bad)
             errors.append(str(info.value))
-        assert errors[0] == errors[1], errors
+        assert errors[0] == errors[1] == errors[2] == errors[3], errors

@@ -194,3 +194,48 @@ def test_threaded_server_failures_go_to_the_logger_given(caplog: pytest.LogCaptu
     assert any(IDENTITY.match(t) and "failed: " in t and "(close code 1002)" in t for t in texts), texts
     assert any(re.match(r"^\[127\.0\.0\.1:\d+\] error in process_request$", t) for t in texts), texts
     assert not [r for r in caplog.records if r.name.startswith("wscodec.sync")], caplog.text
+
+
+def _tenant_records(caplog: pytest.LogCaptureFixture) -> list[Any]:
+    records = [r for r in caplog.records if r.name == "myapp.tenant"]
+    assert [getattr(r, "event", None) for r in records] == ["opened", "closed"], caplog.text
+    for record in records:
+        assert record.tenant == "a"  # type: ignore[attr-defined]
+        assert IDENTITY.match(record.getMessage()), record.getMessage()
+        assert f" {record.connection_id}] " in record.getMessage()  # type: ignore[attr-defined]
+        assert record.websocket.id.hex[:8] == record.connection_id  # type: ignore[attr-defined]
+    return records
+
+
+async def test_a_logger_adapter_keeps_its_extra_and_ours(caplog: pytest.LogCaptureFixture) -> None:
+    """``logger=LoggerAdapter(...)``: its ``extra`` (a tenant, say) and the connection's attributes both
+    reach the record (an adapter's process() replaces the extra it is given, before Python 3.13)."""
+    caplog.set_level(logging.INFO)
+    adapter = logging.LoggerAdapter(logging.getLogger("myapp.tenant"), {"tenant": "a"})
+    async with (
+        serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0, logger=adapter) as server,
+        connect(f"ws://127.0.0.1:{server.port}/") as ws,
+    ):
+        pass
+    await until(lambda: sum(r.name == "myapp.tenant" for r in caplog.records) >= 2)
+    records = _tenant_records(caplog)
+    assert all(r.websocket is not ws for r in records)  # type: ignore[attr-defined]  # (the server's)
+
+
+def test_a_logger_adapter_keeps_its_extra_and_ours_threaded(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    adapter = logging.LoggerAdapter(logging.getLogger("myapp.tenant"), {"tenant": "a"})
+    server = sync.serve(lambda ws: None, "127.0.0.1", 0, logger=adapter, ping_interval=None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with (
+            sync.connect(f"ws://127.0.0.1:{server.socket.getsockname()[1]}/") as ws,
+            pytest.raises(ConnectionClosed),
+        ):
+            ws.recv(timeout=10)
+        _records(caplog, "myapp.tenant", until_text="closed")
+    finally:
+        server.shutdown()
+        thread.join(10)
+    _tenant_records(caplog)

@@ -30,7 +30,26 @@ def format_peer(address: Any) -> str:
     return str(address) if address else "-"
 
 
-class PeerLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _KeepingAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A LoggerAdapter over a ``logger=`` that may be an adapter itself: that one's ``process()`` replaces a
+    record's ``extra`` with its own (before Python 3.13's ``merge_extra``), which would drop the attributes
+    the docs promise. Each adapter below runs here, and its ``extra`` is merged with ours."""
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        options: Any
+        msg, options = self.process(msg, kwargs)
+        ours = options.get("extra") or {}
+        base: Any = self.logger
+        while isinstance(base, logging.LoggerAdapter):
+            msg, options = base.process(msg, options)
+            options["extra"] = {**(options.get("extra") or {}), **ours}
+            base = base.logger
+        base.log(level, msg, *args, **options)
+
+
+class PeerLogger(_KeepingAdapter):
     """Prefixes every line with ``[remote-address]`` and adds ``remote_address`` to the record's ``extra``:
     for what the threaded server logs about a handshake, before the connection (and its id) exists."""
 
@@ -43,7 +62,7 @@ class PeerLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[{self.peer}] {msg}", kwargs
 
 
-class ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class ConnectionLogger(_KeepingAdapter):
     """Prefixes every line with the connection's identity, ``[remote-address short-id]``, and adds
     ``websocket``, ``remote_address`` and ``connection_id`` to the record's ``extra`` for structured handlers.
 

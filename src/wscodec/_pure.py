@@ -341,13 +341,13 @@ class FrameDecoder:
 
     def partial_payload(self, start: int = 0) -> bytes:
         """The unmasked payload received so far of the frame in progress, from offset ``start``."""
+        start = max(operator.index(start), 0)  # (any int: past the end gives b"", as in the twin)
         partial = self._partial()
         if partial is None:
             return b""
         _, header, length = partial
         buf = self._buffer
         received = min(len(buf) - header, length)
-        start = max(operator.index(start), 0)  # (any int: past the end gives b"", as in the twin)
         if start >= received:
             return b""
         n = received - start

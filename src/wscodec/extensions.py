@@ -472,9 +472,9 @@ class PerMessageDeflate(Extension):
 
     def _inflate_piece(self, data: Any, max_size: int | None) -> bytes:
         end = self._position + len(data)
-        # Nearly always one stream and one output. With more, the outputs are joined once at the end:
-        # adding each to the last would copy a large first stream's output again per tiny stream after it.
-        outputs = []
+        # More than one stream in a piece is rare: their outputs are joined once at the end (adding each to
+        # the last would copy a large first stream's output again per tiny stream after it).
+        outputs: list[bytes] = []
         produced = 0
         while data:
             decompressor = self._decompressor
@@ -488,11 +488,14 @@ class PerMessageDeflate(Extension):
                     )
                 decompressor = self._decompressor = _decompressobj(self._decompress_bits)
             output = self._inflate_stream(decompressor, data, None if max_size is None else max_size - produced)
+            data = decompressor.unused_data if decompressor.eof else b""
+            if not data and not outputs:  # (nearly always: one stream, nothing to join)
+                self._position = end
+                return output
             outputs.append(output)
             produced += len(output)
-            data = decompressor.unused_data if decompressor.eof else b""
         self._position = end
-        return outputs[0] if len(outputs) == 1 else b"".join(outputs)
+        return b"".join(outputs)
 
     @staticmethod
     def _inflate_stream(decompressor: Any, data: bytes, max_size: int | None) -> bytes:
