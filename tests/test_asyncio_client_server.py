@@ -628,6 +628,41 @@ async def test_broadcast_without_waiting_bounds_a_slow_consumer_of_policy_wait()
         await _teardown(server, fast, client)
 
 
+async def test_broadcast_wait_timeout_closes_a_slow_consumer_with_1008() -> None:
+    """broadcast_wait(timeout=0.5): the consumer that never drains is closed with 1008 after 0.5 s, as
+    policy "close" closes it, and the others got the message; without a timeout only the keepalive ends it."""
+    server, fast, slow, client, _sent = await _broadcast_setup("wait")
+    try:
+        started = time.monotonic()
+        await asyncio.wait_for(broadcast_wait(server.connections, "to all", timeout=0.5), 10)
+        assert 0.4 < time.monotonic() - started < 5
+        for ws in fast:
+            assert await asyncio.wait_for(ws.recv(), 10) == "to all"
+        await asyncio.wait_for(slow.wait_closed(), 20)
+        assert slow.close_code == 1008
+        await fast[0].send("still here")
+        assert await asyncio.wait_for(fast[0].recv(), 10) == "still here"
+    finally:
+        await _teardown(server, fast, client)
+
+
+@pytest.mark.parametrize(
+    ("limit", "error"), [(None, TypeError), ("1000", TypeError), (True, TypeError), (-5, ValueError)]
+)
+async def test_a_slow_consumer_limit_no_broadcast_could_use_is_refused_by_serve(limit: Any, error: type) -> None:
+    """Refused when the server is made, not by the first broadcast (None failed every broadcast with a
+    TypeError; -5 closed every healthy client with 1008)."""
+    with pytest.raises(error, match="slow_consumer_limit"):
+        async with serve(echo, "127.0.0.1", 0, slow_consumer_limit=limit):
+            pass
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), "1"])
+async def test_broadcast_wait_refuses_a_timeout_that_is_no_seconds(timeout: Any) -> None:
+    with pytest.raises((TypeError, ValueError), match="timeout"):
+        await broadcast_wait([], "x", timeout=timeout)
+
+
 async def test_broadcast_wait_skips_a_slow_consumer_that_vanishes() -> None:
     """A waited-for consumer that goes away is skipped, as broadcast() skips closed connections: its
     ConnectionClosed must not reach the caller, which in the chat pattern (broadcast_wait inside

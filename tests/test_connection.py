@@ -973,3 +973,21 @@ def test_the_close_frames_both_ways_are_recorded_and_carried_by_closed_error() -
     failing.receive_data(b"\x81\x05hello")  # unmasked from a client: 1002
     exc = failing.closed_error(1006, was_clean=False)
     assert exc.rcvd is None and exc.sent is not None and exc.sent.code == 1002 and exc.rcvd_then_sent is None
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+@pytest.mark.parametrize("role", ["client", "server"])
+def test_a_strided_memoryview_is_sent_compressed_or_not(compressed: bool, role: str) -> None:
+    """``memoryview(data)[::2]`` is a valid bytes-like message: sent whole, compressed where deflate was
+    negotiated (zlib takes only contiguous buffers: it raised BufferError there and only there), as one
+    message or fragment by fragment."""
+    client, srv = deflate_pair({}, {}) if compressed else pair({"extensions": []}, {"extensions": []})
+    sender, receiver = (client, srv) if role == "client" else (srv, client)
+    data = bytes(range(256)) * 200
+    view = memoryview(data)[::2]
+    sender.send_binary(view)
+    assert pump(sender, receiver) == [BinaryMessage(data[::2])]
+    sender.send_fragment(view, fin=False)
+    sender.send_fragment(memoryview(data)[1::2], fin=True)
+    assert pump(sender, receiver) == [BinaryMessage(data[::2] + data[1::2])]
+    assert bool(sender.extensions) == compressed

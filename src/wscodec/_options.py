@@ -16,10 +16,12 @@ __all__ = [
     "MAX_BUSY_POLL",
     "Bound",
     "WriteLimit",
+    "broadcast_timeout",
     "check_busy_poll",
     "close_timeout",
     "high_mark",
     "limits",
+    "slow_consumer_limit",
     "write_limits",
 ]
 
@@ -99,3 +101,26 @@ def check_busy_poll(window: float | None) -> float | None:
     if not 0 < window <= MAX_BUSY_POLL:  # also refuses NaN
         raise ValueError(f"busy_poll must be None or seconds in (0, {MAX_BUSY_POLL:g}], got {window!r}")
     return float(window)
+
+
+def slow_consumer_limit(value: Any) -> int:
+    """Bytes a connection may hold unsent before a broadcast applies its ``slow_consumer`` policy: an int
+    of at least 0. None is refused rather than read as "no bound": the limit is what keeps one client that
+    never reads from growing the server's memory (and a comparison with None would fail every broadcast)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"slow_consumer_limit must be an int (bytes), not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"slow_consumer_limit must be >= 0, got {value}")
+    return value
+
+
+def broadcast_timeout(value: Any) -> float | None:
+    """How long ``broadcast_wait()`` waits for a slow connection: None (until its peer reads, or the
+    keepalive fails it) or seconds >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be None or seconds, not {type(value).__name__}")
+    if not value >= 0:  # also refuses NaN
+        raise ValueError(f"timeout must be None or seconds >= 0, got {value!r}")
+    return float(value)

@@ -523,6 +523,8 @@ class PerMessageDeflate(Extension):
         compressor = self._compressor
         if compressor is None:
             compressor = self._compressor = _compressobj(self.compression_level, self._compress_bits, self.memory_level)
+        if isinstance(data, memoryview) and not data.c_contiguous:
+            data = data.tobytes()  # (zlib takes only contiguous buffers; sent uncompressed, it would go out)
         # A full flush also resets the LZ77 window: the next message cannot refer to this one.
         flush = zlib.Z_FULL_FLUSH if self.local_no_context_takeover else zlib.Z_SYNC_FLUSH
         payload = compressor.compress(data) + compressor.flush(flush)
@@ -536,6 +538,8 @@ class PerMessageDeflate(Extension):
         compressor = self._compressor
         if compressor is None:
             compressor = self._compressor = _compressobj(self.compression_level, self._compress_bits, self.memory_level)
+        if isinstance(data, memoryview) and not data.c_contiguous:
+            data = data.tobytes()  # as in encode()
         if not final:
             piece: bytes = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
             return piece

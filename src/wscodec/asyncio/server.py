@@ -401,6 +401,7 @@ class Server:
             raise ValueError("slow_consumer must be 'close', 'skip' or 'wait'")
         close_timeout, max_size, max_queue = checks.limits(close_timeout, max_size, max_queue)
         checks.write_limits(write_limit)  # refused here, not at the first connection
+        checks.slow_consumer_limit(slow_consumer_limit)  # (likewise: a broadcast would fail on it)
         self.handler = handler
         self.select_subprotocol = select_subprotocol
         self.process_request = process_request
@@ -1014,14 +1015,23 @@ async def broadcast_wait(
     compress: bool = False,
     text: bool | None = None,
     raise_exceptions: bool = False,
+    timeout: float | None = None,
 ) -> None:
-    """:func:`broadcast`, but a slow connection with policy "wait" is waited for (concurrently with the
-    others) until its buffer is back under ``slow_consumer_limit``; returns when every write is done.
+    """:func:`broadcast`, but a connection with policy "wait" holding more than ``slow_consumer_limit``
+    unsent bytes is waited for (concurrently with the others) until its transport takes writes again (its
+    buffer under the low-water mark of ``write_limit``, as :meth:`WebSocket.send` waits), then written to;
+    returns when every write is done.
+
+    ``timeout`` bounds each of those waits: a connection still full after ``timeout`` seconds is closed
+    with 1008, as policy "close" closes it. Without one, the wait ends when the peer reads, or when the
+    keepalive fails a peer that reads nothing (``ping_interval`` + ``ping_timeout``); with
+    ``ping_interval=None`` only the peer can end it.
 
     A connection that closes or vanishes while waited for is skipped, as :func:`broadcast` skips closed
     ones: its ConnectionClosed is not the caller's (a handler broadcasting in ``async for message in ws``
     would take it for its own connection's end). Skips are logged or raised as :func:`broadcast`'s.
     """
+    timeout = checks.broadcast_timeout(timeout)
     errors = _check_raise_exceptions(raise_exceptions)
     opcode, payload, frame, slow = _broadcast(connections, message, compress, hold_slow=True, text=text, errors=errors)
     if not slow:
@@ -1029,11 +1039,18 @@ async def broadcast_wait(
         return
     shared = frame if frame is not None else encode_frame(opcode, payload)
 
+    async def drained(ws: WebSocket) -> None:
+        while ws.buffered_amount > ws.slow_consumer_limit and ws._write_paused and not ws._lost:
+            await ws._wait_writable()
+
     async def wait_and_write(ws: WebSocket) -> None:
         try:
-            while ws.buffered_amount > ws.slow_consumer_limit and ws._write_paused and not ws._lost:
-                await ws._wait_writable()
+            await asyncio.wait_for(drained(ws), timeout)
         except ConnectionClosed:
+            return
+        except asyncio.TimeoutError:
+            ws.logger.info("slow consumer, closing it after %s s", timeout)
+            ws._fail(1008, "slow consumer")
             return
         if _eligible(ws, errors):
             _write_or_skip(ws, message, shared, opcode, payload, compress, False, errors)

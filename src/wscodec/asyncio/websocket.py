@@ -255,7 +255,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         #: The transport's high water mark: ``send()`` waits above it.
         self.write_limit, self._write_low = checks.write_limits(write_limit)
         self.slow_consumer = slow_consumer
-        self.slow_consumer_limit = slow_consumer_limit
+        self.slow_consumer_limit = checks.slow_consumer_limit(slow_consumer_limit)
         self._binary_type = "bytes"
         self.binary_type = binary_type
         #: Round-trip time of the last ping answered, in seconds (0.0 before any).
