@@ -30,6 +30,13 @@ async def echo(ws: WebSocket) -> None:
         await ws.send(message)
 
 
+async def until_true(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
 def url(server: Server, path: str = "/") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
 
@@ -644,6 +651,44 @@ async def test_broadcast_wait_timeout_closes_a_slow_consumer_with_1008() -> None
         assert await asyncio.wait_for(fast[0].recv(), 10) == "still here"
     finally:
         await _teardown(server, fast, client)
+
+
+async def test_broadcast_wait_timeout_leaves_a_connection_being_closed_its_own_close() -> None:
+    """The application closes the waited-for connection (1000) before the timeout: it is not then failed
+    with 1008, and it ends as it does without broadcast_wait (1006: the client never reads our Close)."""
+    server, fast, slow, client, _sent = await _broadcast_setup("wait")
+    try:
+        task = asyncio.ensure_future(broadcast_wait([slow], "to all", timeout=0.5))
+        await asyncio.sleep(0)
+        closing = asyncio.ensure_future(slow.close(1000, "bye"))
+        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(closing, 10)
+        assert slow.close_code == 1006, (slow.close_code, slow.close_reason)
+    finally:
+        await _teardown(server, fast, client)
+
+
+async def test_broadcast_wait_timeout_0_spares_a_connection_that_takes_writes() -> None:
+    """More than slow_consumer_limit unsent, but under write_limit (the transport takes writes): nothing to
+    wait for, so timeout=0 closes nothing (before Python 3.12, wait_for(..., 0) cancels before any check)."""
+    async with serve(
+        echo, "127.0.0.1", 0, slow_consumer="wait", slow_consumer_limit=0, write_limit=64 * MIB, compression=None
+    ) as server:
+        client = await connect(url(server), compression=None, max_queue=1, max_size=None)
+        try:
+            await until_true(lambda: len(server.connections) == 1)
+            (ws,) = server.connections
+            for _ in range(2000):  # until the kernel's buffers are full and the transport holds some
+                broadcast([ws], CHUNK)
+                if ws.buffered_amount > 0:
+                    break
+                await asyncio.sleep(0)
+            assert ws.buffered_amount > 0 and not ws._write_paused
+            await asyncio.wait_for(broadcast_wait([ws], "to all", timeout=0), 10)
+            assert ws.ready_state == WebSocket.OPEN and ws.close_code is None
+        finally:
+            if client.transport is not None:
+                client.transport.abort()
 
 
 @pytest.mark.parametrize(

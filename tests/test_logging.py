@@ -239,3 +239,33 @@ def test_a_logger_adapter_keeps_its_extra_and_ours_threaded(caplog: pytest.LogCa
         server.shutdown()
         thread.join(10)
     _tenant_records(caplog)
+
+
+async def test_connection_lines_name_the_line_that_logged_and_keep_every_adapters_extra() -> None:
+    """A record names the caller of ``ws.logger.info`` (the adapter's own frame is skipped, as the stdlib
+    adapter's is), and every adapter of a chain given as ``logger=`` keeps its ``extra``."""
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    base = logging.getLogger("myapp.chain")
+    base.addHandler(Keep())
+    base.setLevel(logging.INFO)
+    base.propagate = False
+    try:
+        chain = logging.LoggerAdapter(logging.LoggerAdapter(base, {"a": 1}), {"b": 2})
+        ws = WebSocket(Connection("client", host="example.com"), logger=chain)
+        ws.logger.info("from the test")
+        ws.logger.info("one level up", stacklevel=2)
+    finally:
+        base.handlers.clear()
+        base.propagate = True
+    first, second = seen
+    assert (first.filename, first.funcName) == (
+        "test_logging.py",
+        "test_connection_lines_name_the_line_that_logged_and_keep_every_adapters_extra",
+    )
+    assert second.funcName != first.funcName
+    assert (first.a, first.b, first.connection_id) == (1, 2, ws.id.hex[:8])  # type: ignore[attr-defined]

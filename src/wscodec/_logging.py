@@ -33,19 +33,23 @@ def format_peer(address: Any) -> str:
 class _KeepingAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
     """A LoggerAdapter over a ``logger=`` that may be an adapter itself: that one's ``process()`` replaces a
     record's ``extra`` with its own (before Python 3.13's ``merge_extra``), which would drop the attributes
-    the docs promise. Each adapter below runs here, and its ``extra`` is merged with ours."""
+    the docs promise. Each adapter below runs its ``process()`` here, and the ``extra`` of every one of
+    them reaches the record with ours."""
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         if not self.isEnabledFor(level):
             return
         options: Any
         msg, options = self.process(msg, kwargs)
-        ours = options.get("extra") or {}
+        kept = options.get("extra") or {}
         base: Any = self.logger
         while isinstance(base, logging.LoggerAdapter):
             msg, options = base.process(msg, options)
-            options["extra"] = {**(options.get("extra") or {}), **ours}
+            kept = options["extra"] = {**(options.get("extra") or {}), **kept}
             base = base.logger
+        # This frame is not the logging module's, which findCaller skips: one more level, so that a record
+        # names the line that logged (as the stdlib adapter's would), not this one.
+        options["stacklevel"] = options.get("stacklevel", 1) + 1
         base.log(level, msg, *args, **options)
 
 

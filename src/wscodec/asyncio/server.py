@@ -1039,18 +1039,23 @@ async def broadcast_wait(
         return
     shared = frame if frame is not None else encode_frame(opcode, payload)
 
+    def full(ws: WebSocket) -> bool:
+        return ws.buffered_amount > ws.slow_consumer_limit and ws._write_paused and not ws._lost
+
     async def drained(ws: WebSocket) -> None:
-        while ws.buffered_amount > ws.slow_consumer_limit and ws._write_paused and not ws._lost:
+        while full(ws):
             await ws._wait_writable()
 
     async def wait_and_write(ws: WebSocket) -> None:
         try:
-            await asyncio.wait_for(drained(ws), timeout)
+            if full(ws):  # (not in wait_for: before Python 3.12 a timeout of 0 cancels before the first check)
+                await asyncio.wait_for(drained(ws), timeout)
         except ConnectionClosed:
             return
         except asyncio.TimeoutError:
-            ws.logger.info("slow consumer, closing it after %s s", timeout)
-            ws._fail(1008, "slow consumer")
+            if ws._conn.state is OPEN:  # (one the application is closing meanwhile keeps its own close)
+                ws.logger.info("slow consumer, closing it after %s s", timeout)
+                ws._fail(1008, "slow consumer")
             return
         if _eligible(ws, errors):
             _write_or_skip(ws, message, shared, opcode, payload, compress, False, errors)
