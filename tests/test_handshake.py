@@ -552,11 +552,22 @@ def test_4_2_1_valid_request_byte_by_byte() -> None:
         pytest.param(
             request_bytes("Sec-WebSocket-Version: 8", drop=("Sec-WebSocket-Version",)),
             426,
-            (("Sec-WebSocket-Version", "13"),),
+            (("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")),
             id="version-8",
         ),
         pytest.param(
-            request_bytes(drop=("Sec-WebSocket-Version",)), 426, (("Sec-WebSocket-Version", "13"),), id="no-version"
+            request_bytes(drop=("Sec-WebSocket-Version",)),
+            426,
+            (("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")),
+            id="no-version",
+        ),
+        *(
+            pytest.param(request_bytes(f"Host: {host}", drop=("Host",)), 400, (), id=f"Host-{host!r}")
+            for host in ("a b", "a/b", "@@@", "h:1:2", "\x80\x81", "[::1", "h:8x")
+        ),
+        *(
+            pytest.param(request_bytes(f"Sec-WebSocket-Protocol: {offer}"), 400, (), id=f"subprotocol-{offer!r}")
+            for offer in ("a b", "", "chat;v=1", "chat, a b", ",")
         ),
         pytest.param(request_bytes("Sec-WebSocket-Version: 13"), 400, (), id="two-versions"),
         pytest.param(request_bytes("Sec-WebSocket-Extensions: a;;"), 400, (), id="malformed-extensions"),
@@ -797,3 +808,17 @@ def test_4_client_and_server_agree(client_kwargs: dict, server_kwargs: dict, sub
     assert len(c.extensions) == len(s.extensions) == n_extensions
     for ce, se in zip(c.extensions, s.extensions, strict=True):
         assert ce.response_params() == se.response_params()
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:8765", "[::1]:8765", "[fe80::1%25eth0]", "example.com:", "xn--bcher-kva.example", "a_b.local"]
+)
+def test_4_2_1_a_valid_host_is_accepted(host: str) -> None:
+    """uri-host [":" port] (RFC 9112 section 3.2): IP literals, IPv4, reg-names (any unreserved character)."""
+    assert ServerHandshake().receive_data(request_bytes(f"Host: {host}", drop=("Host",))) is not None
+
+
+def test_4_2_1_a_subprotocol_list_with_empty_elements_is_accepted() -> None:
+    """RFC 9110 section 5.6.1.2: empty list elements are ignored, as long as one token is offered."""
+    hs = received(ServerHandshake(), "Sec-WebSocket-Protocol: chat, , v2,")
+    assert hs.offered_subprotocols == ["chat", "v2"]

@@ -109,6 +109,9 @@ def parse_subprotocols(headers: Iterable[tuple[str, str]]) -> list[str]:
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9112 section 3.2 / RFC 3986 section 3.2: uri-host [ ":" port ]; uri-host an IP literal in brackets, or a
+# reg-name or IPv4 address (unreserved, pct-encoded, sub-delims).
+_HOST = re.compile(r"(?:\[[0-9A-Za-z:.%~_\-]+\]|[0-9A-Za-z\-._~!$&'()*+,;=%]+)(?::[0-9]*)?")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # RFC 7230 field-content (obs-text allowed)
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
@@ -530,8 +533,11 @@ class ServerHandshake:
 
     def _validate(self, start_line: str, headers: Headers) -> Request:
         method, target, version = check_request_line(start_line)
-        if not _single(headers, "Host"):
+        host = _single(headers, "Host")
+        if not host:
             raise HandshakeRejected("missing Host header", 400)
+        if not _HOST.fullmatch(host):  # RFC 9112 section 3.2: 400 for an invalid Host value
+            raise HandshakeRejected(f"invalid Host header {host[:64]!r}", 400)
         # The upgrade request has no body (RFC 6455 section 4.1): what follows its head is frames. A body
         # declared anyway would be read as frames here and as a body by a proxy on the way, which then
         # disagree on where the frames start; refused as websockets refuses it (Content-Length: 0 is no body).
@@ -548,8 +554,11 @@ class ServerHandshake:
         # The version first: a client speaking another version gets told which one we speak (section 4.4).
         version_value = _single(headers, "Sec-WebSocket-Version")
         if version_value != "13":
+            # (Upgrade too: RFC 9110 section 15.5.22 wants it on every 426.)
             raise HandshakeRejected(
-                f"unsupported Sec-WebSocket-Version {version_value!r}", 426, [("Sec-WebSocket-Version", "13")]
+                f"unsupported Sec-WebSocket-Version {version_value!r}",
+                426,
+                [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
             )
         key = _single(headers, "Sec-WebSocket-Key")
         if key is None:
@@ -567,6 +576,12 @@ class ServerHandshake:
                 raise HandshakeRejected(f"origin {origin!r} not allowed", 403)
 
         self.offered_subprotocols = parse_subprotocols(headers)
+        # RFC 6455 section 4.3: 1#token. What is not (a space, a ';') cannot be echoed in a valid 101 either.
+        if header_values(headers, "Sec-WebSocket-Protocol") and not (
+            self.offered_subprotocols and all(_TOKEN.fullmatch(item) for item in self.offered_subprotocols)
+        ):
+            offer = ", ".join(header_values(headers, "Sec-WebSocket-Protocol"))
+            raise HandshakeRejected(f"invalid Sec-WebSocket-Protocol {offer[:64]!r}", 400)
         try:
             self.offered_extensions = parse_extension_header(header_values(headers, "Sec-WebSocket-Extensions"))
         except InvalidHandshake as exc:
