@@ -30,6 +30,14 @@ def format_peer(address: Any) -> str:
     return str(address) if address else "-"
 
 
+def peer_of(sock: Any) -> str:
+    """``format_peer`` of a socket's peer; ``-`` when it has left already (``getpeername`` fails)."""
+    try:
+        return format_peer(sock.getpeername())
+    except OSError:
+        return "-"
+
+
 class _KeepingAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
     """A LoggerAdapter over a ``logger=`` that may be an adapter itself: that one's ``process()`` replaces a
     record's ``extra`` with its own (before Python 3.13's ``merge_extra``), which would drop the attributes

@@ -517,14 +517,20 @@ class PerMessageDeflate(Extension):
 
     # ------------------------------------------------------------------ outgoing
 
-    def encode(self, data: bytes) -> tuple[bytes, bool]:
-        if len(data) < self.compress_threshold:
-            return (data if isinstance(data, bytes) else bytes(data)), False
+    def _compressor_for(self, data: bytes) -> tuple[Any, bytes]:
+        """The compressor, made at the first message sent; the data as zlib takes it. zlib takes only
+        contiguous buffers: a strided memoryview is copied (sent uncompressed, it would go out)."""
         compressor = self._compressor
         if compressor is None:
             compressor = self._compressor = _compressobj(self.compression_level, self._compress_bits, self.memory_level)
         if isinstance(data, memoryview) and not data.c_contiguous:
-            data = data.tobytes()  # (zlib takes only contiguous buffers; sent uncompressed, it would go out)
+            data = data.tobytes()
+        return compressor, data
+
+    def encode(self, data: bytes) -> tuple[bytes, bool]:
+        if len(data) < self.compress_threshold:
+            return (data if isinstance(data, bytes) else bytes(data)), False
+        compressor, data = self._compressor_for(data)
         # A full flush also resets the LZ77 window: the next message cannot refer to this one.
         flush = zlib.Z_FULL_FLUSH if self.local_no_context_takeover else zlib.Z_SYNC_FLUSH
         payload = compressor.compress(data) + compressor.flush(flush)
@@ -535,11 +541,7 @@ class PerMessageDeflate(Extension):
         """Compress one fragment of a message sent in pieces (RFC 7692 section 6.1): each fragment ends on
         a sync flush so the peer can inflate it at once; the last one drops the flush's empty block, as a
         whole message does. The caller sets RSV1 on the first frame only."""
-        compressor = self._compressor
-        if compressor is None:
-            compressor = self._compressor = _compressobj(self.compression_level, self._compress_bits, self.memory_level)
-        if isinstance(data, memoryview) and not data.c_contiguous:
-            data = data.tobytes()  # as in encode()
+        compressor, data = self._compressor_for(data)
         if not final:
             piece: bytes = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
             return piece

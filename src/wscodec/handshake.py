@@ -575,12 +575,13 @@ class ServerHandshake:
             if origin not in self.origins:
                 raise HandshakeRejected(f"origin {origin!r} not allowed", 403)
 
-        self.offered_subprotocols = parse_subprotocols(headers)
+        protocol_fields = header_values(headers, "Sec-WebSocket-Protocol")
+        self.offered_subprotocols = split_tokens(protocol_fields)
         # RFC 6455 section 4.3: 1#token. What is not (a space, a ';') cannot be echoed in a valid 101 either.
-        if header_values(headers, "Sec-WebSocket-Protocol") and not (
+        if protocol_fields and not (
             self.offered_subprotocols and all(_TOKEN.fullmatch(item) for item in self.offered_subprotocols)
         ):
-            offer = ", ".join(header_values(headers, "Sec-WebSocket-Protocol"))
+            offer = ", ".join(protocol_fields)
             raise HandshakeRejected(f"invalid Sec-WebSocket-Protocol {offer[:64]!r}", 400)
         try:
             self.offered_extensions = parse_extension_header(header_values(headers, "Sec-WebSocket-Extensions"))

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _options as checks
-from .._logging import PeerLogger, base_logger, format_peer
+from .._logging import PeerLogger, base_logger, peer_of
 from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import INFLATING_READ, Compression, extension_factories
@@ -347,11 +347,7 @@ class Server:
     def _handshake_logger(self, sock: socket.socket) -> PeerLogger:
         """Where the lines about a handshake go: the ``logger`` option's logger, as the connection's lines
         once it opens; each line names the client, since the connection (and its id) does not exist yet."""
-        try:
-            peer = format_peer(sock.getpeername())
-        except OSError:
-            peer = "-"
-        return PeerLogger(base_logger(self._o["options"]["logger"], "server"), peer)
+        return PeerLogger(base_logger(self._o["options"]["logger"], "server"), peer_of(sock))
 
     def _send_response(
         self,

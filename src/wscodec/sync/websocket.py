@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from .._logging import ConnectionLogger, base_logger, format_peer, log_closed, log_opened
+from .._logging import ConnectionLogger, base_logger, log_closed, log_opened, peer_of
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, OPEN, Connection
 from ..errors import ConcurrencyError, ConnectionClosed
@@ -209,10 +209,7 @@ class WebSocket:
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self.max_queue = max_queue
-        try:
-            self._peer = format_peer(sock.getpeername())
-        except OSError:  # it left already
-            self._peer = "-"
+        self._peer = peer_of(sock)
         #: Logs about this connection: a :class:`~wscodec.asyncio.websocket.ConnectionLogger` over the
         #: ``logger`` argument (default ``wscodec.server`` or ``wscodec.client``), the same lines as the
         #: asyncio API's. INFO: opened and closed, protocol violations, keepalive timeouts; never payloads.
