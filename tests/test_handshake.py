@@ -754,6 +754,14 @@ def test_4_2_2_no_extension_header_when_nothing_negotiated() -> None:
             b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
         ),
         (599, (), b"", b"HTTP/1.1 599 \r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        (
+            # RFC 9110 section 7.8: a sender of Upgrade MUST also send the "upgrade" connection option.
+            426,
+            (("Upgrade", "websocket"),),
+            b"",
+            b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nContent-Length: 0\r\n"
+            b"Connection: Upgrade, close\r\n\r\n",
+        ),
     ],
 )
 def test_4_2_2_reject_builds_any_response(status: int, headers: tuple, body: bytes, expected: bytes) -> None:

@@ -136,7 +136,8 @@ def http_answer(
     The one place the server's framing rules live, for the handshake's own refusals and for what a
     server hook returns: Content-Length is the body's length, except that a 204 has none (RFC 9110
     section 8.6) and an empty body keeps a Content-Length the caller gives (the answer to HEAD carries
-    the length GET would have); ``Connection: close`` unless the caller names a Connection.
+    the length GET would have); ``Connection: close`` unless the caller names a Connection, with the
+    ``upgrade`` option too when the answer carries ``Upgrade`` (RFC 9110 section 7.8: its sender MUST).
     """
     given = [value for name, value in headers if name.lower() == "content-length"]
     fields = [(name, value) for name, value in headers if name.lower() != "content-length"]
@@ -144,7 +145,7 @@ def http_answer(
         length = given[-1].strip() if given and not body and given[-1].strip().isdigit() else str(len(body))
         fields.append(("Content-Length", length))
     if not header_values(fields, "Connection"):
-        fields.append(("Connection", "close"))
+        fields.append(("Connection", "Upgrade, close" if header_values(fields, "Upgrade") else "close"))
     return fields, _serialize(f"HTTP/1.1 {status} {reason}", fields) + bytes(body)
 
 
