@@ -968,6 +968,56 @@ async def test_a_publish_waiting_for_room_fails_when_the_broker_closes_or_redis_
         await other.aclose()
 
 
+async def test_closing_the_redis_broker_sends_what_publish_accepted_first(redis_server: RedisServer) -> None:
+    """publish() returned, so the message is the broker's to deliver: close() right after it sends the queue
+    before disconnecting (it used to cancel the writer and drop the queue, or the batch in flight uncounted)."""
+    from wscodec.broker.redis import RedisBroker
+
+    listener = RedisBroker(redis_server.url)
+    await listener.start()
+    seen: list[Any] = []
+    await listener.subscribe("flush", lambda _channel, message: seen.append(message))
+    broker = RedisBroker(redis_server.url, max_pending=8)  # the queue fills: some wait on the writer
+    await broker.start()
+    try:
+        for i in range(50):
+            await broker.publish("flush", f"m{i}")
+        await broker.close()
+        assert (broker.stats.published, broker.stats.failed) == (50, 0)
+        await _wait_for(lambda: len(seen) == 50, timeout=10)
+        assert seen == [f"m{i}" for i in range(50)]
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish("flush", "after close")
+    finally:
+        await broker.close()
+        await listener.close()
+
+
+async def test_a_broker_closed_with_redis_silent_counts_what_it_gave_up(redis_server: RedisServer) -> None:
+    """Redis paused (CLIENT PAUSE) past command_timeout: close() waits that long, then what was accepted and
+    not confirmed is counted in stats.failed, none of it lost silently."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_server.url, command_timeout=1)
+    other = aioredis.Redis.from_url(redis_server.url)
+    await broker.start()
+    try:
+        await other.execute_command("CLIENT", "PAUSE", "4000", "ALL")
+        for i in range(5):
+            await broker.publish("quiet", f"m{i}")
+        await asyncio.sleep(0.2)  # the writer has taken them: a batch in flight, stuck on the paused Redis
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await broker.close()
+        assert loop.time() - started < 3  # command_timeout, not the pause
+        assert (broker.stats.published, broker.stats.failed) == (0, 5)
+    finally:
+        await broker.close()
+        await other.aclose()
+
+
 async def test_a_channel_left_while_the_reconnection_subscribes_is_unsubscribed(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

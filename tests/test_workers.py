@@ -9,6 +9,7 @@ import contextlib
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -337,6 +338,10 @@ def test_worker_that_keeps_dying_makes_the_supervisor_give_up(tmp_path: Path) ->
     assert "giving up" in err
     assert "exited with status 3" in err
     assert "restarting it in 0.5 s" in err  # the back-off
+    # max_failures=2: the first death, then two quick ones after a restart each; the third is not restarted.
+    for index in (1, 2):
+        assert err.count(f"worker-{index} (pid") <= 3, err[-3000:]
+    assert "died 3 times in a row: giving up" in err, err[-3000:]
 
 
 async def test_inherited_socket_when_reuse_port_is_not_used(apps: list[App], tmp_path: Path) -> None:
@@ -447,6 +452,8 @@ def test_bad_options_fail_before_any_fork() -> None:
         run(handler, "127.0.0.1", 0, workers=2, no_such_option=1)
     with pytest.raises(ValueError, match="share"):
         run(handler, "127.0.0.1", 0, workers=2, share="sometimes")
+    with socket.socket() as sock, pytest.raises(TypeError, match="sock"):  # each worker binds or inherits
+        run(handler, "127.0.0.1", 0, workers=2, sock=sock)
     assert children(os.getpid()) == before
 
 
@@ -579,6 +586,35 @@ def test_a_second_stop_signal_ends_a_shutdown_held_by_a_silent_client(tmp_path: 
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
     assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("share", ["inherit", "reuse_port"])
+def test_a_stopping_server_refuses_new_clients(tmp_path: Path, share: str) -> None:
+    """Once the stop signal is forwarded, a new client is refused at once, whichever way the port is shared;
+    it is not accepted by a listening socket that nobody reads any more (the supervisor's own copy, with
+    share="inherit"), to wait for the whole shutdown, held here 20 s by a client that never closes."""
+    app = App(tmp_path, "--workers", "2", "--share", share, "--close-timeout", "20")
+    client = None
+    try:
+        client = SilentClient(app.port)
+        app.proc.send_signal(signal.SIGTERM)
+        assert client.close_code() == 1001  # its worker is shutting down, held by this client
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", app.port), timeout=5).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "a new client is still accepted 5 s into the shutdown"
+            time.sleep(0.1)
+        assert app.proc.poll() is None  # (the silent client still holds the shutdown)
+        app.proc.send_signal(signal.SIGINT)
+        assert app.proc.wait(10) == 130
+    finally:
+        if client is not None:
+            client.close()
+        app.stop()
+    assert "Traceback" not in app.stderr()
 
 
 def run_on_port(port: int, *args: str) -> tuple[int, str, str]:

@@ -10,8 +10,9 @@
   ``SO_REUSEPORT`` group).
 - **Restarts.** A worker that dies is started again, at once the first time. One that dies again within
   ``stable_after`` seconds of its start is restarted after a back-off (0.5 s, doubling, at most 10 s);
-  after ``max_failures`` such deaths in a row the supervisor stops the other workers and :func:`run`
-  returns 1. A worker that ran longer than ``stable_after`` resets its count.
+  after ``max_failures`` such deaths in a row (so ``max_failures`` + 1 deaths in all, the first one
+  included) the supervisor stops the other workers and :func:`run` returns 1. A worker that ran longer
+  than ``stable_after`` resets its count.
 - **Shutdown.** SIGINT or SIGTERM to the parent is forwarded to every worker, which stops listening and
   closes its connections with 1001 (going away), waiting at most ``close_timeout`` for each; the parent
   waits for them (``close_timeout`` + 5 s, then SIGKILL) and :func:`run` returns 0. A second stop signal to
@@ -410,6 +411,9 @@ class _Supervisor:
         True when that happened."""
         deadline = time.monotonic() + self.close_timeout + _SHUTDOWN_GRACE
         first = 1 if self.signals else 0  # a stop for repeated failures has no signal of its own
+        # Our copy of an inherited listening socket would keep it listening once every worker closed its own:
+        # the kernel would accept new clients that nobody answers until the shutdown ends.
+        self.sock.close()
         for slot in self.slots:
             if slot.process is not None and slot.process.is_alive():
                 with contextlib.suppress(ProcessLookupError):
@@ -565,7 +569,9 @@ def run(
         raise ValueError("share must be 'reuse_port' or 'inherit'")
     if share == "reuse_port" and not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError("SO_REUSEPORT is not available here: use share='inherit'")
-    Server(handler, **{k: v for k, v in options.items() if k not in ("ssl", "sock", "transport")})  # bad option?
+    if "sock" in options:
+        raise TypeError("run() listens on host:port itself: it takes no sock")
+    Server(handler, **{k: v for k, v in options.items() if k not in ("ssl", "transport")})  # bad option?
     resolve_transport(options.get("transport", "loop"))  # a typo, or aiofastnet missing, before any fork
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)

@@ -69,7 +69,10 @@ class BrokerStats:
     """Counters of one broker in one process (since it was created)."""
 
     published: int = 0  #: messages handed to the bus by :meth:`Broker.publish`
-    failed: int = 0  #: publishes refused with :class:`BrokerUnavailable`
+    #: publishes refused with :class:`BrokerUnavailable`, and accepted ones given up on: dropped from the
+    #: queue by an outage or by close(), or in a batch the bus did not confirm in time (which a slow Redis
+    #: may still have run: lost or late, not known)
+    failed: int = 0
     received: int = 0  #: messages received from the bus for a local subscription
     outages: int = 0  #: times the connection to the bus was lost (or could not be made)
     #: messages from the bus not delivered: not in wscodec's format, or over the broker's max_message_size

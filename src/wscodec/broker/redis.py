@@ -152,6 +152,7 @@ class RedisBroker(Broker):
         self._queued_bytes = 0
         self._wakeup: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None  # set while the queue has room
+        self._idle: asyncio.Event | None = None  # set while nothing is queued or being written
         # Per channel, the subscribe() calls waiting for Redis's answer: None (subscribed) or the refusal.
         self._acks: dict[bytes, deque[asyncio.Future[BrokerUnavailable | None]]] = {}
         # The channel of each SUBSCRIBE sent on self._pubsub and not answered yet, oldest first (Redis
@@ -204,6 +205,8 @@ class RedisBroker(Broker):
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._pub = self._client()
         self._sub = self._client()
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -213,9 +216,14 @@ class RedisBroker(Broker):
             self._outage(exc)
 
     async def close(self) -> None:
+        """Refuse new publishes, send what publish() accepted (it returned: the caller counts on it; at most
+        ``command_timeout``, what is left then is counted in ``stats.failed``), then disconnect."""
         if self._closed:
             return
         self._closed = True
+        if self._up and self._idle is not None and not self._idle.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self.command_timeout)
         self._up = False
         for task in (self._reader, self._reconnector, self._writer):
             if task is not None:
@@ -522,6 +530,8 @@ class RedisBroker(Broker):
                 raise BrokerUnavailable(f"Redis broker {_redact(self.url)} is unavailable: message not published")
         self._queue.append((self._key(channel), payload))
         self._queued_bytes += len(payload)
+        assert self._idle is not None
+        self._idle.clear()
         self._wakeup.set()
 
     def _full(self) -> bool:
@@ -539,7 +549,7 @@ class RedisBroker(Broker):
 
     async def _write_loop(self) -> None:
         """The one writer: batches of PUBLISH in one pipeline per round trip, in the order they were made."""
-        assert self._wakeup is not None and self._drained is not None
+        assert self._wakeup is not None and self._drained is not None and self._idle is not None
         queue = self._queue
         while True:
             await self._wakeup.wait()
@@ -555,9 +565,12 @@ class RedisBroker(Broker):
                         pipe.publish(key, payload)
                     await asyncio.wait_for(pipe.execute(), self.command_timeout)
                 except asyncio.CancelledError:
+                    self.stats.failed += len(batch)  # close() gave up on it (or the loop is going)
                     raise
                 except Exception as exc:
+                    # Not known to be lost: a Redis too slow for command_timeout may still run the batch.
                     self.stats.failed += len(batch)
                     self._outage(exc)
                     continue
                 self.stats.published += len(batch)
+            self._idle.set()
