@@ -309,6 +309,35 @@ async def test_the_app_answering_after_shutdown_answered_500_finds_the_client_go
     assert len(raised) == 1 and isinstance(raised[0], ClientDisconnected), raised
 
 
+@pytest.mark.parametrize(("status", "answer"), [(100, b"HTTP/1.1 500 "), (101, b"HTTP/1.1 500 "), (204, None)])
+async def test_a_denial_is_a_final_answer_with_content_only_where_allowed(status: int, answer: bytes | None) -> None:
+    """websocket.http.response.start with a 1xx is the app's error (a 1xx is only ever interim; wsproto
+    refuses it too): the client gets a 500. A 204's body is not sent (RFC 9110 section 15.3.5): the client
+    would read it as another answer."""
+    errors: list[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        try:
+            await send({"type": "websocket.http.response.start", "status": status, "headers": []})
+            await send({"type": "websocket.http.response.body", "body": b"abc"})
+        except RuntimeError as exc:
+            errors.append(exc)
+            raise
+
+    async with asgi_server(app) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(UPGRADE)
+        data = await asyncio.wait_for(read_all(reader), 10)
+        writer.close()
+    if answer is not None:
+        assert data.startswith(answer), data[:200]
+        assert len(errors) == 1 and "status" in str(errors[0])
+    else:
+        assert data.startswith(b"HTTP/1.1 204 ") and data.endswith(b"\r\n\r\n"), data
+        assert not errors
+
+
 async def test_shutdown_when_open_closes_1012() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()

@@ -770,7 +770,16 @@ def test_4_2_2_reject_builds_any_response(status: int, headers: tuple, body: byt
     assert hs.response is not None and hs.response.status_code == status and hs.response.body == body
 
 
-@pytest.mark.parametrize("status", [99, 600])
+@pytest.mark.parametrize("status", [204, 304])
+def test_4_2_2_reject_sends_no_content_where_there_can_be_none(status: int) -> None:
+    """RFC 9110 sections 15.3.5 and 15.4.5: a body after a 204 or 304 would be read as the next answer."""
+    hs = received(ServerHandshake())
+    data = hs.reject(status, (("X-Why", "test"),), b"abc")
+    assert data.endswith(b"\r\n\r\n") and b"abc" not in data
+    assert hs.response is not None and hs.response.body == b""
+
+
+@pytest.mark.parametrize("status", [99, 100, 101, 103, 199, 600])
 def test_4_2_2_reject_refuses_invalid_status(status: int) -> None:
     with pytest.raises(ValueError):
         ServerHandshake().reject(status)

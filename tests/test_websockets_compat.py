@@ -358,6 +358,9 @@ def test_as_response_takes_every_form_a_hook_returns() -> None:
     assert as_response(theirs) == Response(404, "Not Found", [("A", "1"), ("a", "2")], b"x")
     with pytest.raises(ValueError):
         as_response((99, [], b""))
+    with pytest.raises(ValueError):  # a 1xx other than 101 is interim, never an answer
+        as_response((103, [], b""))
+    assert as_response((101, [], b"")).status_code == 101  # (process_response may return the 101 it got)
 
 
 def test_takes_connection_reads_the_signature() -> None:

@@ -636,7 +636,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 self._deny(403, [], b"")
             elif kind == "websocket.http.response.start":
                 status = message["status"]
-                if not 100 <= status < 600:
+                if not 200 <= status < 600:  # a 1xx is interim, never the answer (wsproto refuses it too)
                     raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
                 self._log_access(str(status))
                 headers = [

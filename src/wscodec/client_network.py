@@ -777,7 +777,8 @@ def is_fatal_status(status: int) -> bool:
 class Backoff:
     """Exponential backoff with full jitter: delays start at ``initial_delay`` (times ``factor`` each try,
     at most ``max_delay``), each randomised in [0, delay] so clients that lost the same server do not come
-    back together. websockets' defaults: a short first try, then 3.1 s growing by 1.618 up to 90 s."""
+    back together. wscodec's own schedule over websockets' numbers (3.1 s growing by 1.618 up to 90 s):
+    websockets waits a random part of 5 s first, then those delays exactly, with no jitter after."""
 
     initial_delay: float = 3.1
     factor: float = 1.618

@@ -128,6 +128,10 @@ def check_header(name: str, value: str) -> None:
         raise ValueError(f"invalid value for header {name}: {value!r}")
 
 
+#: The statuses whose answer has no content (RFC 9110 sections 15.3.5 and 15.4.5).
+_NO_CONTENT = frozenset((204, 304))
+
+
 def http_answer(
     status: int, reason: str, headers: Iterable[tuple[str, str]], body: bytes
 ) -> tuple[list[tuple[str, str]], bytes]:
@@ -138,7 +142,14 @@ def http_answer(
     section 8.6) and an empty body keeps a Content-Length the caller gives (the answer to HEAD carries
     the length GET would have); ``Connection: close`` unless the caller names a Connection, with the
     ``upgrade`` option too when the answer carries ``Upgrade`` (RFC 9110 section 7.8: its sender MUST).
+    A 204 or 304 has no content (RFC 9110 sections 15.3.5 and 15.4.5): a body given is not sent, since the
+    client would read it as the start of another answer. A 1xx is no answer (only ever an interim one):
+    ValueError.
     """
+    if status < 200:
+        raise ValueError(f"HTTP status {status} is informational, not a final answer")
+    if status in _NO_CONTENT:
+        body = b""
     given = [value for name, value in headers if name.lower() == "content-length"]
     fields = [(name, value) for name, value in headers if name.lower() != "content-length"]
     if status != 204:
@@ -660,14 +671,15 @@ class ServerHandshake:
         return data
 
     def reject(self, status: int, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> bytes:
-        """Any HTTP/1.1 response instead of the upgrade, framed by ``http_answer``: Content-Length (none
-        on a 204; an empty body keeps the caller's, as the answer to HEAD does) and ``Connection: close``."""
-        if not 100 <= status <= 599:
+        """Any final HTTP/1.1 response (200 to 599) instead of the upgrade, framed by ``http_answer``:
+        Content-Length (none on a 204; an empty body keeps the caller's, as the answer to HEAD does) and
+        ``Connection: close``; no content on a 204 or 304."""
+        if not 200 <= status <= 599:
             raise ValueError(f"invalid HTTP status {status}")
         try:
             reason = http.HTTPStatus(status).phrase
         except ValueError:
             reason = ""
         fields, data = http_answer(status, reason, headers, body)
-        self.response = Response(status, reason, tuple(fields), bytes(body))
+        self.response = Response(status, reason, tuple(fields), b"" if status in _NO_CONTENT else bytes(body))
         return data

@@ -94,7 +94,7 @@ def as_response(value: Any) -> Response:
     if isinstance(body, str):
         body = body.encode("utf-8")
     code = int(status)
-    if not 100 <= code <= 599:
+    if not (200 <= code <= 599 or code == 101):  # (another 1xx is only ever interim: no answer)
         raise ValueError(f"invalid HTTP status {code}")
     fields = Headers(tuple((str(name), str(field)) for name, field in headers))
     return Response(code, phrase(code), fields, bytes(body or b""))
