@@ -1,7 +1,9 @@
 """wscodec.asyncio against the Python peers from PyPI, over loopback: websockets (17) and aiohttp, both ways.
 
 Our client against their echo servers, their clients against our echo server; text and binary messages
-up to 16 MiB, with and without permessage-deflate, and the close codes each side sees.
+up to 16 MiB, with and without permessage-deflate (a message sent twice, so that the second refers back to
+the first when compressed), a message fragmented by websockets' client, and the close codes and reasons
+each side sees.
 """
 
 from __future__ import annotations
@@ -103,8 +105,9 @@ async def test_our_client_against_peer_server(peer_server: Any, compression: str
             await ws.send(data)
             assert await asyncio.wait_for(ws.recv(), STEP) == data
             message = text(size)
-            await ws.send(message)
-            assert await asyncio.wait_for(ws.recv(), STEP) == message
+            for _ in range(2 if size <= MIB else 1):  # the second one, compressed, refers back to the first
+                await ws.send(message)
+                assert await asyncio.wait_for(ws.recv(), STEP) == message
             await ws.send([b"frag", b"mented"])
             assert await asyncio.wait_for(ws.recv(), STEP) == b"fragmented"
             rtt = await asyncio.wait_for(ws.ping(b"interop"), STEP)
@@ -122,7 +125,10 @@ async def our_echo(ws: WebSocket) -> None:
         await ws.send(message)
 
 
-async def websockets_client(port: int, compression: str | None, messages: list[Any]) -> list[Any]:
+async def websockets_client(
+    port: int, compression: str | None, messages: list[Any]
+) -> tuple[list[Any], tuple[int | None, str | None]]:
+    """What came back of each message, then of one sent in fragments; and the Close the client got back."""
     out = []
     async with ws_connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as ws:
         extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
@@ -130,11 +136,16 @@ async def websockets_client(port: int, compression: str | None, messages: list[A
         for message in messages:
             await ws.send(message)
             out.append(await asyncio.wait_for(ws.recv(), STEP))
+        await ws.send(["frag", "mented ✓"])  # a fragmented message, each fragment compressed with deflate
+        out.append(await asyncio.wait_for(ws.recv(), STEP))
         await ws.close(1000, "done")
-    return out
+    return out, (ws.close_code, ws.close_reason)
 
 
-async def aiohttp_client(port: int, compression: str | None, messages: list[Any]) -> list[Any]:
+async def aiohttp_client(
+    port: int, compression: str | None, messages: list[Any]
+) -> tuple[list[Any], tuple[int | None, str | None]]:
+    """What came back of each message; the Close code the client got back (aiohttp keeps no reason)."""
     out = []
     async with (
         aiohttp.ClientSession() as session,
@@ -151,7 +162,7 @@ async def aiohttp_client(port: int, compression: str | None, messages: list[Any]
             msg = await asyncio.wait_for(ws.receive(), STEP)
             out.append(msg.data)
         await ws.close(code=1000, message=b"done")
-    return out
+    return out, (ws.close_code, None)
 
 
 PEER_CLIENTS = {"websockets": websockets_client, "aiohttp": aiohttp_client}
@@ -167,13 +178,19 @@ async def test_peer_client_against_our_server(peer: str, compression: str | None
         await our_echo(ws)
         closes.append((ws.close_code, ws.close_reason))
 
-    messages = [payload(size), text(size)]
+    # The text twice (not the 16 MiB one, for time): compressed, the second refers back to the first.
+    messages = [payload(size), text(size)] + ([text(size)] if size <= MIB else [])
     async with serve(handler, "127.0.0.1", 0, compression=compression, max_size=None) as server:
-        out = await PEER_CLIENTS[peer](server.port, compression, messages)
+        out, close = await PEER_CLIENTS[peer](server.port, compression, messages)
         for _ in range(200):
             if closes:
                 break
             await asyncio.sleep(0.01)
+    if peer == "websockets":
+        assert out.pop() == "fragmented ✓"
+        assert close == (1000, "done")  # our Close echoes the client's code and reason
+    else:
+        assert close == (1000, None)
     assert out == messages
     assert closes == [(1000, "done")]
 
@@ -187,6 +204,45 @@ async def test_websockets_client_sees_our_close_code() -> None:
         await ws.send("x")
         await asyncio.wait_for(ws.wait_closed(), STEP)
         assert ws.close_code == 4001 and ws.close_reason == "server bye"
+
+
+async def test_aiohttp_client_sees_our_close_code() -> None:
+    async def handler(ws: WebSocket) -> None:
+        await ws.recv()
+        await ws.close(4001, "server bye")
+
+    async with (
+        serve(handler, "127.0.0.1", 0) as server,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"ws://127.0.0.1:{server.port}/") as ws,
+    ):
+        await ws.send_str("x")
+        msg = await asyncio.wait_for(ws.receive(), STEP)
+        assert (msg.type, msg.data, msg.extra) == (aiohttp.WSMsgType.CLOSE, 4001, "server bye")
+        assert ws.close_code == 4001
+
+
+async def test_our_client_sees_aiohttp_server_close_code() -> None:
+    async def closing(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.close(code=4002, message=b"peer bye")
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", closing)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with connect(f"ws://127.0.0.1:{runner.addresses[0][1]}/") as ws:
+            with pytest.raises(ConnectionClosedError) as info:
+                await asyncio.wait_for(ws.recv(), STEP)
+            assert (info.value.code, info.value.reason) == (4002, "peer bye")
+            assert (ws.close_code, ws.close_reason) == (4002, "peer bye")
+    finally:
+        await runner.cleanup()
 
 
 async def test_our_client_sees_websockets_server_close_code() -> None:
