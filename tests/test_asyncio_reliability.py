@@ -149,6 +149,37 @@ async def test_fragmented_send_blocked_on_backpressure_raises_once_the_transport
             await asyncio.wait_for(sender, 5)
 
 
+async def test_a_failure_with_a_never_reading_client_ends_the_connection_at_once() -> None:
+    """The peer breaks the protocol while it reads nothing of what a handler streams: the connection is
+    failed (1002) and ended at once, not after close_timeout (our Close would never leave the full buffer);
+    the handler's blocked send() raises then."""
+    outcome: list[tuple[float, BaseException]] = []
+
+    async def stream(ws: WebSocket) -> None:
+        if ws.request is not None and ws.request.path != "/":
+            await echo(ws)
+            return
+        try:
+            while True:
+                await ws.send(b"y" * BIG)
+        except ConnectionClosed as exc:
+            outcome.append((time.monotonic(), exc))
+
+    async with serve(stream, "127.0.0.1", 0, compression=None, ping_interval=None, close_timeout=10) as server:
+        _reader, writer = await raw_upgrade(server.port)
+        try:
+            await until(lambda: any(ws._write_paused for ws in server.connections), 10)
+            writer.write(b"\x81\x02hi")  # unmasked: a client MUST mask (RFC 6455 section 5.1)
+            failed_at = time.monotonic()
+            await until(lambda: outcome, 8)  # (it took close_timeout, 10 s)
+            at, exc = outcome[0]
+            assert at - failed_at < 5, at - failed_at
+            assert isinstance(exc, ConnectionClosed) and exc.code == 1002, exc
+            await asyncio.wait_for(served(server), 10)
+        finally:
+            writer.transport.abort()
+
+
 @pytest.mark.timeout(45)
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
 async def test_echo_to_a_client_that_stops_reading_then_vanishes(reset: bool) -> None:
