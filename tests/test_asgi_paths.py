@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -336,6 +337,39 @@ async def test_a_denial_is_a_final_answer_with_content_only_where_allowed(status
     else:
         assert data.startswith(b"HTTP/1.1 204 ") and data.endswith(b"\r\n\r\n"), data
         assert not errors
+
+
+async def test_a_keepalive_failure_with_a_never_reading_client_ends_the_connection_at_once() -> None:
+    """A client that reads nothing of what the app streams (nor answers Pings): the keepalive fails the
+    connection and it ends at once, not close_timeout later (our Close would never leave the full buffer);
+    the app's blocked send raises then."""
+    ended: list[float] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while True:
+                await send({"type": "websocket.send", "bytes": b"y" * 65536})
+        except OSError:
+            ended.append(time.monotonic())
+
+    async with asgi_server(app, close_timeout=10, ws_ping_interval=0.5, ws_ping_timeout=0.5) as served:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", served.port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=65536)
+        try:
+            writer.write(UPGRADE)
+            assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 101")
+            await until(lambda: not served.protocols[0]._writable)
+            stuck_at = time.monotonic()
+            await until(lambda: ended, 8)  # (it took the keepalive's 1 s and close_timeout, 10 s)
+            assert ended[0] - stuck_at < 5, ended[0] - stuck_at
+            assert served.protocols[0].disconnected
+        finally:
+            writer.transport.abort()
 
 
 async def test_shutdown_when_open_closes_1012() -> None:
