@@ -61,6 +61,29 @@ def test_deflate_validates_its_settings() -> None:
     assert extension_factories(None, "client") == ()
 
 
+def test_extensions_must_be_factories_of_the_role() -> None:
+    """Checked when the server or client is made: not an HTTP 500 for every client, or a failed connect."""
+    from wscodec.extensions import ClientPerMessageDeflate, ServerPerMessageDeflate
+
+    with pytest.raises(TypeError, match=r"compression=Deflate"):
+        extension_factories("deflate", "server", [Deflate()])
+    with pytest.raises(TypeError, match="ServerExtensionFactory"):
+        extension_factories("deflate", "server", [ClientPerMessageDeflate()])
+    with pytest.raises(TypeError, match="ClientExtensionFactory"):
+        extension_factories("deflate", "client", [ServerPerMessageDeflate()])
+    server = ServerPerMessageDeflate()
+    assert extension_factories("deflate", "server", [server]) == (server,)
+    assert extension_factories("deflate", "client", []) == ()
+
+
+async def test_serve_refuses_a_deflate_among_extensions() -> None:
+    async def handler(ws: WebSocket) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"compression=Deflate"):
+        await serve(handler, "127.0.0.1", 0, extensions=[Deflate()])  # type: ignore[list-item]
+
+
 def test_defaults_compress_json_within_ten_percent_of_zlib_default() -> None:
     """The measured defaults: a stream of JSON messages with context takeover, and one 16 KiB message."""
     defaults = Deflate()

@@ -162,7 +162,14 @@ def test_7_1_client_offer(kwargs: dict, offer: list) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"server_max_window_bits": 7}, {"server_max_window_bits": 16}, {"client_max_window_bits": 0}],
+    [
+        {"server_max_window_bits": 7},
+        {"server_max_window_bits": 16},
+        {"client_max_window_bits": 0},
+        {"server_max_window_bits": 12.5},  # would go out in every offer or answer: peers refuse it
+        {"client_max_window_bits": 10.5},
+        {"server_max_window_bits": "12"},
+    ],
 )
 def test_7_1_factories_refuse_invalid_window_bits(kwargs: dict) -> None:
     with pytest.raises(ValueError):

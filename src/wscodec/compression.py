@@ -104,7 +104,10 @@ def extension_factories(
     websockets) replaces what ``compression`` would give, for full control.
     """
     if extensions is not None:
-        return tuple(extensions)
+        factories = tuple(extensions)
+        for factory in factories:
+            _check_factory(factory, role)
+        return factories
     if compression is None:
         return ()
     if compression == "deflate":
@@ -112,3 +115,15 @@ def extension_factories(
     if not isinstance(compression, Deflate):
         raise ValueError(f"unsupported compression {compression!r}: use 'deflate', a Deflate(...), or None")
     return (compression.client_factory() if role == "client" else compression.server_factory(),)
+
+
+def _check_factory(factory: Any, role: Literal["client", "server"]) -> None:
+    """A factory of ``role``, or TypeError when the server or client is made, not a 500 for every client
+    (or a failed connect) later. Duck-typed, as websockets' own factories are welcome."""
+    needs = ("offer", "accept") if role == "client" else ("negotiate",)
+    if isinstance(getattr(factory, "name", None), str) and all(callable(getattr(factory, n, None)) for n in needs):
+        return
+    if isinstance(factory, Deflate):
+        raise TypeError("a Deflate is compression=Deflate(...), not an item of extensions=")
+    kind = "ClientExtensionFactory" if role == "client" else "ServerExtensionFactory"
+    raise TypeError(f"extensions= takes {role} extension factories ({kind}), not {type(factory).__name__}")

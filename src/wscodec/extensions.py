@@ -332,8 +332,9 @@ _WINDOW_BITS = {str(bits): bits for bits in range(8, 16)}  # RFC 7692 section 7.
 
 
 def _check_bits(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not 8 <= value <= 15):
-        raise ValueError(f"{name} must be between 8 and 15")
+    """An int in 8..15 (or None): 12.5 or "12" would go out in every offer or answer, which peers refuse."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 15):
+        raise ValueError(f"{name} must be an integer between 8 and 15")
 
 
 def _check_deflate_settings(compression_level: int, memory_level: int, compress_threshold: int) -> None:
