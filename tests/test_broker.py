@@ -1018,6 +1018,32 @@ async def test_a_broker_closed_with_redis_silent_counts_what_it_gave_up(redis_se
         await other.aclose()
 
 
+async def test_a_close_cancelled_while_it_sends_the_queue_still_takes_the_broker_down(
+    redis_server: RedisServer,
+) -> None:
+    """close() under a timeout (wait_closed() in asyncio.timeout, as documented) cancelled while it waits for
+    the queue to go out: the broker's tasks and connections end all the same, not left running forever."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_server.url)
+    other = aioredis.Redis.from_url(redis_server.url)
+    await broker.start()
+    try:
+        await other.execute_command("CLIENT", "PAUSE", "2000", "ALL")
+        await broker.publish("held", "m")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(broker.close(), 0.3)
+        tasks = [broker._reader, broker._writer, broker._reconnector]
+        assert all(task is None or task.done() for task in tasks), tasks
+        assert broker._pubsub is None
+        assert broker.stats.published == 0 and broker.stats.failed == 1
+    finally:
+        await broker.close()
+        await other.aclose()
+
+
 async def test_a_channel_left_while_the_reconnection_subscribes_is_unsubscribed(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -360,7 +360,9 @@ def test_as_response_takes_every_form_a_hook_returns() -> None:
         as_response((99, [], b""))
     with pytest.raises(ValueError):  # a 1xx other than 101 is interim, never an answer
         as_response((103, [], b""))
-    assert as_response((101, [], b"")).status_code == 101  # (process_response may return the 101 it got)
+    assert as_response((101, [], b""), upgrade=True).status_code == 101  # (process_response's, the 101 it got)
+    with pytest.raises(ValueError):  # process_request answers instead of the upgrade
+        as_response((101, [], b""))
 
 
 def test_takes_connection_reads_the_signature() -> None:

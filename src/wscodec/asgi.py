@@ -858,8 +858,7 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
         be sending, and closing with its input unread would reset the connection, which can destroy our
         Close or response before the client reads it: our side shuts down instead, and the client's input
         is read and dropped until its EOF, at most ``FAIL_LINGER``. Not for a client that does not read what
-        we send (our transport is full: it would not read the Close either; aborted at once), nor over TLS
-        (no half-close).
+        we send (our transport is full: it would not read the Close either), nor over TLS (no half-close).
         """
         self.stop_keepalive()
         if self._lingering:
@@ -875,11 +874,6 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 timer = self._close_timer  # (shutdown()'s, say: of two bounds, the tighter holds)
                 if timer is None or timer.when() > self.loop.time() + delay:
                     self._arm_close_timer(delay)
-                return
-            if self.conn.close_rcvd is None and not self._writable and not self.disconnected:
-                # We failed it and the client reads nothing: close() would wait close_timeout for a buffer
-                # that never drains (our Close behind it), and the app's blocked send as long.
-                transport.abort()
                 return
             transport.close()
         if self._close_timer is None and not self.disconnected:

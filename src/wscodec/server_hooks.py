@@ -78,8 +78,10 @@ def respond(status: int | http.HTTPStatus, text: str) -> Response:
     return Response(code, phrase(code), (("Content-Type", "text/plain; charset=utf-8"),), text.encode("utf-8"))
 
 
-def as_response(value: Any) -> Response:
-    """A hook's HTTP answer as a :class:`~wscodec.events.Response` (TypeError or ValueError if it is none)."""
+def as_response(value: Any, *, upgrade: bool = False) -> Response:
+    """A hook's HTTP answer as a :class:`~wscodec.events.Response` (TypeError or ValueError if it is none).
+    A 101 only with ``upgrade`` (``process_response`` may return the 101 it got; ``process_request``
+    answers instead of the upgrade)."""
     if isinstance(value, Response):
         return value
     if hasattr(value, "status_code") and hasattr(value, "headers"):  # websockets' Response, or alike
@@ -94,7 +96,7 @@ def as_response(value: Any) -> Response:
     if isinstance(body, str):
         body = body.encode("utf-8")
     code = int(status)
-    if not (200 <= code <= 599 or code == 101):  # (another 1xx is only ever interim: no answer)
+    if not (200 <= code <= 599 or (upgrade and code == 101)):  # (another 1xx is only ever interim: no answer)
         raise ValueError(f"invalid HTTP status {code}")
     fields = Headers(tuple((str(name), str(field)) for name, field in headers))
     return Response(code, phrase(code), fields, bytes(body or b""))

@@ -219,7 +219,7 @@ class ServerWebSocket(WebSocket):
                 if inspect.isawaitable(result):
                     result = await result
                 if result is not None:
-                    result = as_response(result)
+                    result = as_response(result, upgrade=True)
             except Exception:
                 self.logger.exception("error in process_response")
                 result = INTERNAL_ERROR

@@ -957,11 +957,6 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             # websockets, shut down our side, then read and drop until its EOF).
             self._sync_reading()  # (reading goes on once our Close is out: see _sync_reading)
             return
-        elif self._write_paused:
-            # We failed the connection and the peer reads nothing: close() would wait close_timeout for a
-            # buffer that never drains (our Close behind it); a blocked send() would wait as long.
-            transport.abort()
-            return
         transport.close()
         self._arm_abort()
 

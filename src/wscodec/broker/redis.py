@@ -221,9 +221,14 @@ class RedisBroker(Broker):
         if self._closed:
             return
         self._closed = True
-        if self._up and self._idle is not None and not self._idle.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), self.command_timeout)
+        try:
+            if self._up and self._idle is not None and not self._idle.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), self.command_timeout)
+        finally:  # cancelled meanwhile (a wait_closed() under a timeout): taken down all the same
+            await self._tear_down()
+
+    async def _tear_down(self) -> None:
         self._up = False
         for task in (self._reader, self._reconnector, self._writer):
             if task is not None:

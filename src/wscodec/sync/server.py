@@ -368,7 +368,7 @@ class Server:
         if result is None or result is response:
             return response, head
         try:
-            new = as_response(result)
+            new = as_response(result, upgrade=True)
             return new, response_bytes(new)
         except Exception:
             self._handshake_logger(sock).exception("invalid response from process_response: %r", result)
