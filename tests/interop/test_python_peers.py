@@ -61,6 +61,23 @@ async def start_websockets_server(compression: str | None) -> tuple[int, Callabl
     return port, stop
 
 
+async def start_aiohttp_app(
+    handler: Callable[[web.Request], Awaitable[web.WebSocketResponse]],
+) -> tuple[int, Callable[[], Awaitable[None]]]:
+    """An aiohttp server on a free loopback port with ``handler`` at "/": its port, and how to stop it."""
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+
+    async def stop() -> None:
+        await runner.cleanup()
+
+    return runner.addresses[0][1], stop
+
+
 async def start_aiohttp_server(compression: str | None) -> tuple[int, Callable[[], Awaitable[None]]]:
     async def echo(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=compression is not None, max_msg_size=0)
@@ -72,18 +89,7 @@ async def start_aiohttp_server(compression: str | None) -> tuple[int, Callable[[
                 await ws.send_bytes(msg.data)
         return ws
 
-    app = web.Application()
-    app.router.add_get("/", echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-
-    async def stop() -> None:
-        await runner.cleanup()
-
-    return port, stop
+    return await start_aiohttp_app(echo)
 
 
 PEER_SERVERS = {"websockets": start_websockets_server, "aiohttp": start_aiohttp_server}
@@ -229,20 +235,15 @@ async def test_our_client_sees_aiohttp_server_close_code() -> None:
         await ws.close(code=4002, message=b"peer bye")
         return ws
 
-    app = web.Application()
-    app.router.add_get("/", closing)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    port, stop = await start_aiohttp_app(closing)
     try:
-        async with connect(f"ws://127.0.0.1:{runner.addresses[0][1]}/") as ws:
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
             with pytest.raises(ConnectionClosedError) as info:
                 await asyncio.wait_for(ws.recv(), STEP)
             assert (info.value.code, info.value.reason) == (4002, "peer bye")
             assert (ws.close_code, ws.close_reason) == (4002, "peer bye")
     finally:
-        await runner.cleanup()
+        await stop()
 
 
 async def test_our_client_sees_websockets_server_close_code() -> None:
