@@ -119,7 +119,8 @@ def extension_factories(
 
 def _check_factory(factory: Any, role: Literal["client", "server"]) -> None:
     """A factory of ``role``, or TypeError when the server or client is made, not a 500 for every client
-    (or a failed connect) later. Duck-typed, as websockets' own factories are welcome."""
+    (or a failed connect) later. Duck-typed: any object with a factory's ``name`` and methods will do, not
+    only a subclass of ours."""
     needs = ("offer", "accept") if role == "client" else ("negotiate",)
     if isinstance(getattr(factory, "name", None), str) and all(callable(getattr(factory, n, None)) for n in needs):
         return
