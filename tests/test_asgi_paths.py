@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from _reading_client import UPGRADE, assert_message_then_close, read_slowly
 from _unheeding_client import send_too_big_and_keep_sending
 from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
@@ -29,10 +29,6 @@ from wscodec.asyncio import connect
 pytestmark = pytest.mark.timeout(60)
 
 MASK = b"\x01\x02\x03\x04"
-UPGRADE = (
-    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
 
 
 async def until(predicate: Any, timeout: float = 10.0) -> None:
@@ -339,24 +335,6 @@ async def test_a_denial_is_a_final_answer_with_content_only_where_allowed(status
         assert not errors
 
 
-async def _reading_client(port: int, after_upgrade: bytes = b"") -> bytes:
-    """A client that reads everything, slowly at first (a small receive buffer, 0.5 s before it reads: the
-    server's transport is over its high-water mark by then), after sending ``after_upgrade``."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
-    writer.write(UPGRADE)
-    await asyncio.sleep(0.5)
-    if after_upgrade:
-        writer.write(after_upgrade)
-        await asyncio.sleep(0.3)
-    data = await read_all(reader)
-    writer.close()
-    return data
-
-
 async def test_a_large_denial_body_reaches_a_client_that_reads_it() -> None:
     """The whole body goes out before the socket closes, however far it is over the high-water mark."""
     size = 8 << 20
@@ -367,8 +345,7 @@ async def test_a_large_denial_body_reaches_a_client_that_reads_it() -> None:
         await send({"type": "websocket.http.response.body", "body": b"d" * size})
 
     async with asgi_server(app) as served:
-        data = await _reading_client(served.port)
-    head, _, body = data.partition(b"\r\n\r\n")
+        head, body = await read_slowly(served.port)
     assert head.startswith(b"HTTP/1.1 403"), head[:200]
     assert len(body) == size, f"body truncated: {len(body)} of {size} bytes"
 
@@ -386,11 +363,9 @@ async def test_a_failed_connection_still_delivers_what_was_sent_to_a_reading_cli
         await receive()
 
     async with asgi_server(app) as served:
-        data = await _reading_client(served.port, b"\x81\x02hi")  # unmasked: 1002
-    _, _, frames = data.partition(b"\r\n\r\n")
-    assert len(frames) >= size + 10 + 4, f"got {len(frames)} bytes, expected the {size}-byte message and a Close"
-    close = frames[size + 10 :]
-    assert close[0] == 0x88 and close[2:4] == (1002).to_bytes(2, "big"), frames[size : size + 20]
+        head, frames = await read_slowly(served.port, b"\x81\x02hi")  # unmasked: 1002
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert_message_then_close(frames, size, 1002)
 
 
 async def test_shutdown_when_open_closes_1012() -> None:

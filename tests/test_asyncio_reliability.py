@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from _reading_client import UPGRADE, assert_message_then_close, read_slowly
 from _unheeding_client import send_too_big_and_keep_sending
 
 from wscodec import ConnectionClosed, encode_frame
@@ -26,10 +27,6 @@ from wscodec.asyncio import Server, WebSocket, connect, serve
 
 pytestmark = pytest.mark.timeout(60)
 
-UPGRADE = (
-    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
 KEY = b"\x01\x02\x03\x04"
 BIG = 64 * 1024
 
@@ -163,21 +160,10 @@ async def test_a_failed_connection_still_delivers_what_was_sent_to_a_reading_cli
             await ws.recv()
 
     async with serve(handler, "127.0.0.1", 0, compression=None, max_size=None) as server:
-        reader, writer = await raw_upgrade(server.port, rcvbuf=65536)
-        try:
-            await asyncio.sleep(0.5)
-            writer.write(b"\x81\x02hi")  # unmasked: a client MUST mask (RFC 6455 section 5.1)
-            await asyncio.sleep(0.3)
-            chunks = []
-            while chunk := await asyncio.wait_for(reader.read(1 << 20), 10):
-                chunks.append(chunk)
-        finally:
-            writer.transport.abort()
+        head, frames = await read_slowly(server.port, b"\x81\x02hi")  # unmasked: a client MUST mask (5.1)
         await asyncio.wait_for(served(server), 10)
-    frames = b"".join(chunks)  # (raw_upgrade read the 101)
-    assert len(frames) >= size + 10 + 4, f"got {len(frames)} bytes, expected the {size}-byte message and a Close"
-    close = frames[size + 10 :]
-    assert close[0] == 0x88 and close[2:4] == (1002).to_bytes(2, "big"), frames[size : size + 20]
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert_message_then_close(frames, size, 1002)
 
 
 @pytest.mark.timeout(45)

@@ -134,8 +134,8 @@ _NO_CONTENT = frozenset((204, 304))
 
 def http_answer(
     status: int, reason: str, headers: Iterable[tuple[str, str]], body: bytes
-) -> tuple[list[tuple[str, str]], bytes]:
-    """A plain HTTP/1.1 answer (not a 101): its header fields and its bytes on the wire.
+) -> tuple[list[tuple[str, str]], bytes, bytes]:
+    """A plain HTTP/1.1 answer (not a 101): its header fields, the body it carries, and its bytes on the wire.
 
     The one place the server's framing rules live, for the handshake's own refusals and for what a
     server hook returns: Content-Length is the body's length, except that a 204 has none (RFC 9110
@@ -157,7 +157,8 @@ def http_answer(
         fields.append(("Content-Length", length))
     if not header_values(fields, "Connection"):
         fields.append(("Connection", "Upgrade, close" if header_values(fields, "Upgrade") else "close"))
-    return fields, _serialize(f"HTTP/1.1 {status} {reason}", fields) + bytes(body)
+    body = bytes(body)
+    return fields, body, _serialize(f"HTTP/1.1 {status} {reason}", fields) + body
 
 
 def _serialize(start_line: str, headers: Iterable[tuple[str, str]]) -> bytes:
@@ -680,6 +681,6 @@ class ServerHandshake:
             reason = http.HTTPStatus(status).phrase
         except ValueError:
             reason = ""
-        fields, data = http_answer(status, reason, headers, body)
-        self.response = Response(status, reason, tuple(fields), b"" if status in _NO_CONTENT else bytes(body))
+        fields, sent, data = http_answer(status, reason, headers, body)
+        self.response = Response(status, reason, tuple(fields), sent)
         return data

@@ -108,7 +108,7 @@ def response_bytes(response: Response) -> bytes:
     if response.status_code == 101:
         return _serialize(f"HTTP/1.1 101 {response.reason or 'Switching Protocols'}", response.headers)
     reason = response.reason or phrase(response.status_code)
-    return http_answer(response.status_code, reason, response.headers, response.body)[1]
+    return http_answer(response.status_code, reason, response.headers, response.body)[2]
 
 
 def going_away_reason(code: int, reason: str | None) -> str:
