@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from _tls_peers import seconds_held_after_a_tls_refusal, seconds_until_dropped_after_a_late_tls_start
 
-from wscodec import ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidStatus
+from wscodec import ConcurrencyError, ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidStatus
 from wscodec.asyncio import Server, WebSocket, broadcast, broadcast_wait, connect, serve, unix_serve
 
 pytestmark = pytest.mark.timeout(60)
@@ -550,8 +550,19 @@ async def _teardown(server: Server, fast: list[WebSocket], client: WebSocket) ->
     await server.wait_closed()
 
 
+def _record_failure(ws: WebSocket) -> list[Any]:
+    """The error and close events ``ws`` fires, in order: (type, the error or the close code)."""
+    fired: list[Any] = []
+    ws.onerror = lambda event: fired.append(("error", event.error))
+    ws.onclose = lambda event: fired.append(("close", event.code))
+    return fired
+
+
 async def test_broadcast_slow_consumer_close() -> None:
+    """The slow consumer is failed with 1008 and fires error (a BufferError naming the limit), then close,
+    as every failure of ours does; the others get both messages."""
     server, fast, slow, client, sent = await _broadcast_setup("close")
+    fired = _record_failure(slow)
     try:
         broadcast(server.connections, "to all")
         broadcast(server.connections, b"\x01\x02")
@@ -561,6 +572,8 @@ async def test_broadcast_slow_consumer_close() -> None:
         await asyncio.wait_for(slow.wait_closed(), 20)
         assert slow.close_code == 1008
         assert slow not in server.connections
+        assert [kind for kind, _ in fired] == ["error", "close"] and fired[1][1] == 1008, fired
+        assert isinstance(fired[0][1], BufferError) and "slow_consumer_limit" in str(fired[0][1])
         got = await _read_until(client, None, sent + 10)  # the client reads again: chunks, then the end
         assert "to all" not in got and b"\x01\x02" not in got
         assert all(message == CHUNK for message in got)
@@ -639,6 +652,7 @@ async def test_broadcast_wait_timeout_closes_a_slow_consumer_with_1008() -> None
     """broadcast_wait(timeout=0.5): the consumer that never drains is closed with 1008 after 0.5 s, as
     policy "close" closes it, and the others got the message; without a timeout only the keepalive ends it."""
     server, fast, slow, client, _sent = await _broadcast_setup("wait")
+    fired = _record_failure(slow)
     try:
         started = time.monotonic()
         await asyncio.wait_for(broadcast_wait(server.connections, "to all", timeout=0.5), 10)
@@ -647,6 +661,7 @@ async def test_broadcast_wait_timeout_closes_a_slow_consumer_with_1008() -> None
             assert await asyncio.wait_for(ws.recv(), 10) == "to all"
         await asyncio.wait_for(slow.wait_closed(), 20)
         assert slow.close_code == 1008
+        assert [kind for kind, _ in fired] == ["error", "close"] and isinstance(fired[0][1], TimeoutError), fired
         await fast[0].send("still here")
         assert await asyncio.wait_for(fast[0].recv(), 10) == "still here"
     finally:
@@ -911,6 +926,7 @@ async def test_close_during_our_fragmented_send_fails_the_connection_1011() -> N
             await release.wait()
             yield "part 3"
 
+        fired = _record_failure(ws)
         sending = asyncio.ensure_future(ws.send(fragments()))
         await asyncio.sleep(0.1)
         await asyncio.wait_for(ws.close(), 5)
@@ -918,6 +934,9 @@ async def test_close_during_our_fragmented_send_fails_the_connection_1011() -> N
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(sending, 5)
         assert (ws.close_code, ws.close_reason) == (1011, "close during fragmented message")
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        assert [kind for kind, _ in fired] == ["error", "close"], fired
+        assert isinstance(fired[0][1], ConcurrencyError) and fired[1][1] == 1011
         deadline = time.monotonic() + 5
         while not ended and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

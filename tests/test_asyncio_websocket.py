@@ -934,6 +934,8 @@ async def test_cancelled_fragmented_send_fails_the_connection() -> None:
         yield "never"
 
     async with serve(echo, "127.0.0.1", 0) as server, connect(url(server)) as ws:
+        errors: list[BaseException] = []
+        ws.onerror = lambda event: errors.append(event.error)
         task = asyncio.ensure_future(ws.send(endless()))
         await asyncio.sleep(0.05)
         task.cancel()
@@ -943,6 +945,7 @@ async def test_cancelled_fragmented_send_fails_the_connection() -> None:
             await asyncio.wait_for(ws.recv(), 5)
         assert info.value.code == 1011
         assert (ws.close_code, ws.close_reason) == (1011, "error in fragmented message")
+        assert len(errors) == 1 and isinstance(errors[0], asyncio.CancelledError), errors  # what cut it short
 
 
 async def test_cancelled_fragmented_send_before_any_frame_sends_nothing() -> None:

@@ -653,7 +653,9 @@ cdef class HotPath:
 
     def send_nowait(self, message):
         """Send a message at once, from synchronous code: an ``onmessage`` callback, a protocol or timer
-        callback. This is the browser's ``send()``, with the same counters as :meth:`send`.
+        callback. This is the browser's ``send()``, with the same counters as :meth:`send`, except that it
+        raises once the connection is closing (a browser drops the message silently; inside a listener the
+        raise is logged at DEBUG and goes no further).
 
         ``send_nowait`` never waits. When the transport is over ``write_limit`` the message is queued all
         the same, and the WebSocket stops reading until the transport drains. So a callback that answers
@@ -663,7 +665,7 @@ cdef class HotPath:
 
         A callback that answers each message with ``send_nowait`` runs within the read that delivered the
         message, with no task switch. That is the lowest latency this layer offers, at one message in
-        flight. Raises :class:`~wscodec.errors.ConnectionClosed` once closed, :class:`TypeError` for
+        flight. Raises :class:`~wscodec.errors.ConnectionClosed` once closing or closed, :class:`TypeError` for
         anything but str or a bytes-like object (fragmented messages need :meth:`send`), and
         :class:`RuntimeError` while :meth:`send` is sending a fragmented message.
         """

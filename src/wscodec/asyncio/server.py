@@ -926,6 +926,7 @@ def _broadcast(
     opcode, payload = _frame_for(message, text)
     frame: bytes | None = None
     slow: list[WebSocket] = []
+    overflowing: list[tuple[WebSocket, int]] = []  # failed after the loop: their error listeners run then
     for ws in connections:
         if not _eligible(ws, errors):
             continue
@@ -938,12 +939,15 @@ def _broadcast(
             if policy == "close" or (policy == "wait" and buffered > ws.slow_consumer_limit * WAIT_CEILING):
                 # ("wait" where the caller cannot wait, broadcast() or a channel: written to up to the
                 # ceiling, then closed, so a client that never reads cannot grow the server's memory.)
-                ws.logger.info("slow consumer, closing it")
-                ws._fail(1008, "slow consumer")
+                overflowing.append((ws, buffered))
                 continue
             if policy == "skip":
                 continue
         frame = _write_or_skip(ws, message, frame, opcode, payload, compress, defer, errors)
+    for ws, buffered in overflowing:
+        ws.logger.info("slow consumer, closing it")
+        error = BufferError(f"slow consumer: {buffered} bytes unsent, over slow_consumer_limit")
+        ws._fail_with(error, 1008, "slow consumer")
     return opcode, payload, frame, slow
 
 
@@ -1055,7 +1059,8 @@ async def broadcast_wait(
         except asyncio.TimeoutError:
             if ws._conn.state is OPEN:  # (one the application is closing meanwhile keeps its own close)
                 ws.logger.info("slow consumer, closing it after %s s", timeout)
-                ws._fail(1008, "slow consumer")
+                error = TimeoutError(f"slow consumer: over slow_consumer_limit for {timeout} s")
+                ws._fail_with(error, 1008, "slow consumer")
             return
         if _eligible(ws, errors):
             _write_or_skip(ws, message, shared, opcode, payload, compress, False, errors)

@@ -353,7 +353,11 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
     @property
     def ready_state(self) -> int:
-        """0 CONNECTING, 1 OPEN, 2 CLOSING (closing handshake under way or done, TCP still up), 3 CLOSED."""
+        """0 CONNECTING, 1 OPEN, 2 CLOSING (closing handshake under way or done, TCP still up), 3 CLOSED.
+
+        The state now, not the state an event was queued in, as a browser's would be: in ``onopen`` and
+        ``onmessage`` it is already CLOSING when the peer's Close came in the same read, and in ``onerror``
+        for a failure of an open connection it is CLOSING (our Close is out, TCP still up)."""
         if self._lost:
             return 3
         state = self._conn.state
@@ -1005,6 +1009,14 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         self._closed(code, reason, False)
         self._handle([])
 
+    def _fail_with(self, error: BaseException, code: int, reason: str) -> None:
+        """Fail the connection (:meth:`_fail`) because of ``error``, and fire "error" with it before the close
+        event, as a browser does when it fails a connection and as a protocol violation does here."""
+        if self._conn.closed or self._lost:
+            return
+        self._fail(code, reason)
+        self._dispatch_error(error)
+
     def _wake_reader(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -1264,10 +1276,10 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 if not more:
                     return
                 current = following
-        except BaseException:
+        except BaseException as exc:
             if sent and self._conn.state is OPEN:
                 # Half a message is on the wire and cannot be finished: RFC 6455 leaves failing as the way out.
-                self._fail(1011, "error in fragmented message")
+                self._fail_with(exc, 1011, "error in fragmented message")
             raise
         finally:
             self._fragmenting = None
@@ -1335,9 +1347,7 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
                 if not answered:
                     if self._conn.state is OPEN:
                         self.logger.info("no pong within %s s, failing the connection", timeout)
-                        error = TimeoutError("keepalive ping timeout")
-                        self._fail(1011, "keepalive ping timeout")
-                        self._dispatch_error(error)
+                        self._fail_with(TimeoutError("keepalive ping timeout"), 1011, "keepalive ping timeout")
                     return
         except ConnectionClosed:
             return
@@ -1366,7 +1376,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
             # Part of a message of ours is out (a send() of an iterable), not its last fragment: a Close
             # would cut it short unnoticed, and look like a normal end. Fail instead, as websockets does
             # (and as the threaded API's close() does); the send() raises ConnectionClosedError.
-            self._fail(1011, "close during fragmented message")
+            error = ConcurrencyError("close() while a fragmented message is part-way out")
+            self._fail_with(error, 1011, "close during fragmented message")
         elif conn.state is OPEN:
             conn.close(code, reason)
             if self._debug:
@@ -1390,7 +1401,8 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
         Does nothing more than wait if it is already closing; a cancelled ``close()`` still closes (the
         timers keep running). A code or reason that may not go on the wire is a ValueError, whatever the
-        state, as in browsers.
+        state, as in browsers; the codes RFC 6455 lets an endpoint send are all allowed (1001-1003 and
+        1007-1014 too, which a browser's ``close()`` refuses), as in websockets.
         """
         build_close_payload(code, reason)
         self._start_close(code, reason)
