@@ -203,6 +203,51 @@ async def test_proxy_answering_403(server: Server) -> None:
         await refusing.wait_closed()
 
 
+@pytest.mark.parametrize(
+    "status_line",
+    [b"HTTP/2 200 OK", b"SSH-2.0 200 x", b"HTTP/1.1 2_00 OK", b"HTTP/1.1 +200 OK", b"HTTP/1.1 2000 OK", b"ICY 200 OK"],
+)
+async def test_a_proxy_answer_that_is_not_an_http_1_status_line_is_refused(server: Server, status_line: bytes) -> None:
+    """Only ``HTTP/1.x`` and three digits open the tunnel (RFC 9112 section 4), as websockets requires: a
+    token followed by something int() reads as 200 is not a proxy's answer, whatever follows it."""
+
+    async def odd_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(status_line + b"\r\n\r\n")
+            await writer.drain()
+            await reader.read()  # (until the client gives up)
+        writer.close()
+
+    odd = await asyncio.start_server(odd_proxy, "127.0.0.1", 0)
+    port = odd.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ProxyError, match="invalid status line"):
+            await connect(url(server), proxy=f"http://127.0.0.1:{port}", open_timeout=5)
+        with pytest.raises(ProxyError, match="invalid status line"):
+            await asyncio.to_thread(sync_connect, url(server), proxy=f"http://127.0.0.1:{port}", open_timeout=5)
+    finally:
+        odd.close()
+        await odd.wait_closed()
+
+
+async def test_proxy_ssl_for_a_proxy_without_tls_is_refused(server: Server, proxy_port: int) -> None:
+    """``proxy_ssl=`` means TLS to the proxy, which only an https:// proxy has: for another, a ValueError as in
+    websockets, before anything connects, rather than a tunnel in the clear."""
+    import ssl
+
+    context = ssl.create_default_context()
+    for scheme in ("http", "socks5"):
+        proxy = f"{scheme}://127.0.0.1:{proxy_port}"
+        with pytest.raises(ValueError, match=f"proxy_ssl .* {scheme}://"):
+            await connect(url(server), proxy=proxy, proxy_ssl=context)
+        with pytest.raises(ValueError, match=f"proxy_ssl .* {scheme}://"):
+            await asyncio.to_thread(sync_connect, url(server), proxy=proxy, proxy_ssl=context, open_timeout=5)
+    async with connect(url(server), proxy=f"http://127.0.0.1:{proxy_port}") as ws:  # without it: through
+        await ws.send("plain")
+        assert await ws.recv() == "plain"
+
+
 async def test_unreachable_proxy(server: Server) -> None:
     port = free_port()  # nothing listens there
     with pytest.raises(OSError):
@@ -323,6 +368,14 @@ def test_select_proxy_follows_urllib_rules(monkeypatch: pytest.MonkeyPatch) -> N
     assert select_proxy(parse_uri("wss://api.example.com/"), True) is None
     assert select_proxy(parse_uri("wss://example.org/"), True) is not None
     assert select_proxy(parse_uri("wss://example.org/"), None) is None
+    # An entry may name the port, the default one too (websockets checks host:port, as urllib reads it).
+    monkeypatch.setenv("NO_PROXY", "internal.example:443,other.example:80,[::1]:9000")
+    assert select_proxy(parse_uri("wss://internal.example/"), True) is None
+    assert select_proxy(parse_uri("wss://internal.example:443/"), True) is None
+    assert select_proxy(parse_uri("ws://other.example/"), True) is None
+    assert select_proxy(parse_uri("ws://[::1]:9000/"), True) is None
+    assert select_proxy(parse_uri("wss://internal.example:8443/"), True) is not None
+    assert select_proxy(parse_uri("ws://other.example:8080/"), True) is not None
     monkeypatch.delenv("HTTPS_PROXY")
     monkeypatch.delenv("HTTP_PROXY")
     monkeypatch.setenv("ALL_PROXY", "socks5h://all:1080")

@@ -12,8 +12,8 @@ Proxies: ``http://`` and ``https://`` proxies tunnel with ``CONNECT`` (RFC 9110 
 ``socks4://`` and ``socks4a://`` go through the optional ``python-socks`` package (``pip install
 'wscodec[socks]'``). ``proxy=True`` reads the environment through :mod:`urllib.request` and picks as websockets does:
 ``WSS_PROXY``, ``SOCKS_PROXY`` then ``HTTPS_PROXY`` for ``wss://``; ``WS_PROXY``, ``SOCKS_PROXY``,
-``HTTPS_PROXY`` then ``HTTP_PROXY`` for ``ws://``; ``ALL_PROXY`` when none of those is set; ``NO_PROXY``
-exempts hosts.
+``HTTPS_PROXY`` then ``HTTP_PROXY`` for ``ws://``; then, unlike websockets, ``ALL_PROXY`` when none of
+those is set (as curl and requests read it); ``NO_PROXY`` exempts hosts, with or without their port.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ DEFAULT_USER_AGENT = f"Python/{sys.version_info.major}.{sys.version_info.minor} 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _SOCKS_SCHEMES = frozenset({"socks5", "socks5h", "socks4", "socks4a"})
 _MAX_PROXY_RESPONSE = 8192
+_PROXY_STATUS_LINE = re.compile(r"HTTP/1\.[01] ([0-9]{3})(?: (.*))?")
 # The keys of urllib.request.getproxies() (FOO_PROXY -> "foo") tried in turn, as websockets' get_proxy().
 _ENV_PROXY_SCHEMES_WSS = ("wss", "socks", "https")
 _ENV_PROXY_SCHEMES_WS = ("ws", "socks", "https", "http")
@@ -274,7 +275,8 @@ def select_proxy(uri: WebSocketURI, proxy: str | bool | None) -> ProxyURL | None
     the environment's, read as :mod:`urllib.request` reads it (``NO_PROXY`` honoured), in websockets'
     order so that moving from it keeps the proxy: ``wss``, ``socks``, ``https`` for ``wss://``; ``ws``,
     ``socks``, ``https``, ``http`` for ``ws://`` (RFC 6455's "Proxy Usage" prefers SOCKS, then the HTTPS
-    proxy); then ``all``. A ``SOCKS_PROXY`` written ``http://host:port`` or ``host:port`` is ``socks5h``."""
+    proxy); then ``all``, which websockets does not read. A ``SOCKS_PROXY`` written ``http://host:port`` or
+    ``host:port`` is ``socks5h``."""
     if proxy is None or proxy is False:
         return None
     if isinstance(proxy, str):
@@ -284,8 +286,13 @@ def select_proxy(uri: WebSocketURI, proxy: str | bool | None) -> ProxyURL | None
     proxies = urllib.request.getproxies()
     if not proxies:
         return None
-    host = uri.host_header
-    if urllib.request.proxy_bypass(host) or ("no" in proxies and _bypass_env(uri.host, proxies["no"])):
+    # NO_PROXY entries may name a port: the host as the Host header has it (no default port), and with its
+    # port (what websockets checks, and what an entry naming the default port matches).
+    with_port = f"[{uri.host}]:{uri.port}" if ":" in uri.host else f"{uri.host}:{uri.port}"
+    for host in (uri.host_header, with_port):
+        if urllib.request.proxy_bypass(host):
+            return None
+    if "no" in proxies and any(_bypass_env(host, proxies["no"]) for host in (uri.host, with_port)):
         return None
     for scheme in (*(_ENV_PROXY_SCHEMES_WSS if uri.secure else _ENV_PROXY_SCHEMES_WS), "all"):
         url = proxies.get(scheme)
@@ -334,19 +341,28 @@ class ConnectResponse:
             raise ProxyError(f"invalid response from proxy {self._proxy.host}:{self._proxy.port}: {exc}") from None
         if not done:
             return False
-        parts = self._parser.start_line.split(" ", 2)
-        try:
-            status = int(parts[1])
-        except (IndexError, ValueError):
-            raise ProxyError(f"invalid status line from proxy: {self._parser.start_line!r}") from None
+        # RFC 9112 section 4: HTTP-version SP 3DIGIT SP [reason]; anything else is no answer to CONNECT.
+        line = _PROXY_STATUS_LINE.fullmatch(self._parser.start_line)
+        if line is None:
+            raise ProxyError(f"invalid status line from proxy: {self._parser.start_line!r}")
+        status, reason = int(line[1]), line[2] or ""
         if not 200 <= status < 300:
-            reason = parts[2] if len(parts) > 2 else ""
             what = "requires authentication" if status == 407 else "refused the tunnel"
             raise ProxyError(
                 f"proxy {self._proxy.host}:{self._proxy.port} {what}: HTTP {status} {reason}".rstrip(), status
             )
         self.leftover = bytes(self._parser.leftover)
         return True
+
+
+def _proxy_tls(proxy: ProxyURL, proxy_ssl: ssl_module.SSLContext | None) -> ssl_module.SSLContext | None:
+    """The TLS context for the connection to the proxy itself, which only an https:// proxy has. A
+    ``proxy_ssl`` for any other is a ValueError, as in websockets: whoever gave it expects TLS to the proxy."""
+    if proxy.scheme != "https":
+        if proxy_ssl is not None:
+            raise ValueError(f"proxy_ssl argument is incompatible with a {proxy.scheme}:// proxy")
+        return None
+    return proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
 
 
 def _socks_module(sync: bool) -> Any:
@@ -457,6 +473,7 @@ async def open_asyncio_stream(
             lambda: protocol, uri.host, uri.port, ssl=ssl, server_hostname=tls_name
         )
         return stream
+    tunnel_ssl = _proxy_tls(proxy, proxy_ssl)
     if proxy.is_socks:
         module = _socks_module(sync=False)
         try:
@@ -467,9 +484,6 @@ async def open_asyncio_stream(
         return stream
     # HTTP CONNECT, TLS to the proxy itself for https:// proxies.
     response = ConnectResponse(proxy)
-    tunnel_ssl = None
-    if proxy.scheme == "https":
-        tunnel_ssl = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
     tunnel, tunnel_protocol = await streams.create_connection(
         lambda: _TunnelProtocol(response),
         proxy.host,
@@ -549,14 +563,15 @@ def open_socket(
         elif proxy is None:
             sock = connect_tcp(uri.host, uri.port, deadline)
         elif proxy.is_socks:
+            _proxy_tls(proxy, proxy_ssl)  # (refuses a proxy_ssl)
             sock = _socks_connect(proxy, uri, deadline)
         else:
             if proxy.scheme == "https" and ssl is not None:
                 raise InvalidProxy("wss:// through an https:// proxy (TLS inside TLS) needs wscodec.asyncio")
+            context = _proxy_tls(proxy, proxy_ssl)
             sock = connect_tcp(proxy.host, proxy.port, deadline)
             try:
-                if proxy.scheme == "https":
-                    context = proxy_ssl if proxy_ssl is not None else ssl_module.create_default_context()
+                if context is not None:
                     sock.settimeout(time_left(deadline))
                     sock = context.wrap_socket(sock, server_hostname=proxy.host)
                 sock.settimeout(time_left(deadline))
