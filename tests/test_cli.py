@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _silent_client import SilentClient
@@ -215,10 +216,12 @@ def test_serve_on_the_chosen_event_loop(loop: str) -> None:
     assert server.proc.returncode == 0
 
 
+@pytest.mark.parametrize("scaled", [[], ["--workers", "2"]], ids=["single", "workers"])
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-def test_serve_with_busy_polling(loop: str) -> None:
-    """``--busy-poll SECONDS`` serves as usual (in order), and the banner says the loop is kept polling."""
-    server = CliServer("--loop", loop, "--busy-poll", "0.0005")
+def test_serve_with_busy_polling(loop: str, scaled: list[str]) -> None:
+    """``--busy-poll SECONDS`` serves as usual (in order), and the banner says the loop is kept polling,
+    with ``--workers`` too."""
+    server = CliServer("--loop", loop, "--busy-poll", "0.0005", *scaled)
     try:
         with ws_connect(server.url, open_timeout=10) as ws:
             for i in range(20):
@@ -228,8 +231,26 @@ def test_serve_with_busy_polling(loop: str) -> None:
         _, err = server.proc.communicate(timeout=15)
     finally:
         server.stop()
-    assert f"echo server on {loop}, busy-polling 500 us after each read;" in err.decode()
+    assert f"echo server on {loop}, busy-polling 500 us after each read" in err.decode()
     assert server.proc.returncode == 0
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_serve_with_workers_stopped_before_it_listens_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], announced: bool
+) -> None:
+    """The supervisor returns 0 after a stop signal; before its workers listened (nothing announced) that
+    was a Ctrl-C while starting, which exits 130 without ``--workers``, and so it does with them."""
+    import wscodec.workers
+
+    def run(handler: Any, host: Any, port: Any, *, ready: Any, **options: Any) -> int:
+        if announced:
+            ready("127.0.0.1", 8765)
+        return 0  # what workers.run returns after a signal
+
+    monkeypatch.setattr(wscodec.workers, "run", run)
+    assert main(["serve", "--port", "0", "--workers", "2"]) == (0 if announced else 130)
+    assert ("listening on ws://127.0.0.1:8765" in capsys.readouterr().out) is announced
 
 
 def test_no_compression() -> None:

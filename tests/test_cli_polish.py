@@ -635,10 +635,10 @@ def test_connect_on_a_terminal_has_history_and_keeps_the_typed_line() -> None:
             term.close()
 
 
-@pytest.mark.parametrize("ending", ["server closes", "Ctrl-C"])
+@pytest.mark.parametrize("ending", ["server closes", "Ctrl-C", "SIGTERM", "SIGHUP"])
 def test_connect_on_a_terminal_gives_it_back_with_echo_and_line_mode(ending: str) -> None:
     """readline turns echo and line mode off while it waits for a line; a session that ends while it
-    waits, other than by Ctrl-D, must not leave the terminal that way."""
+    waits, other than by Ctrl-D, must not leave the terminal that way (a signal's default action would)."""
     termios = pytest.importorskip("termios")
     pytest.importorskip("readline")
     running = CliServer()
@@ -646,9 +646,10 @@ def test_connect_on_a_terminal_gives_it_back_with_echo_and_line_mode(ending: str
     try:
         term.wait_for(b"connected to")
         term.wait_idle_prompt()
-        if ending == "Ctrl-C":
-            term.proc.send_signal(signal.SIGINT)
-            assert term.proc.wait(20) == 130
+        if ending != "server closes":
+            signum = {"Ctrl-C": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}[ending]
+            term.proc.send_signal(signum)
+            assert term.proc.wait(20) == 128 + signum  # 130, 143, 129
         else:
             running.stop()
             assert term.proc.wait(20) == 0  # 1001, going away
@@ -657,3 +658,94 @@ def test_connect_on_a_terminal_gives_it_back_with_echo_and_line_mode(ending: str
     finally:
         term.close()
         running.stop()
+
+
+@contextlib.contextmanager
+def _recording_server(messages: int = 0) -> Iterator[tuple[str, list[int | None]]]:
+    """A websockets server that sends ``messages`` messages (at most one per 5 ms) then echoes, and records
+    the close code each client sent; its URL and that list."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.server import serve as ws_serve
+
+    codes: list[int | None] = []
+
+    def handler(ws: Any) -> None:
+        try:
+            for index in range(messages):
+                ws.send(f"message {index}")
+                time.sleep(0.005)
+            for message in ws:
+                ws.send(message)
+        except ConnectionClosed:
+            pass
+        codes.append(ws.protocol.close_rcvd.code if ws.protocol.close_rcvd is not None else None)
+
+    with ws_serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/", codes
+        finally:
+            server.shutdown()
+            thread.join(10)
+
+
+def _until(predicate: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_connect_stopped_by_a_signal_closes_1001(signum: int) -> None:
+    """SIGTERM or SIGHUP ends a session as Ctrl-C does, with a closing handshake (1001, going away) and the
+    shell's 128 + the signal's number; their default action dropped the TCP connection (1006)."""
+    with _recording_server() as (url, codes):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wscodec", "connect", url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+        )  # fmt: skip
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(b"hello\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == b"< hello\n"  # connected and served
+            proc.send_signal(signum)
+            assert proc.wait(20) == 128 + signum
+            _until(lambda: codes)
+            assert codes == [1001]
+            assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def test_connect_whose_output_is_closed_closes_1000_and_says_so() -> None:
+    """``connect ... | head -1``: standard output closes under it while messages keep coming. The session
+    ends with a closing handshake (1000), one line on stderr and status 1, not a dropped connection."""
+    with _recording_server(messages=2000) as (url, codes):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wscodec", "connect", url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            assert proc.stdout.readline().startswith(b"< message ")
+            proc.stdout.close()  # what head does after its line
+            assert proc.wait(20) == 1
+            _until(lambda: codes)
+            assert codes == [1000]
+            err = proc.stderr.read().decode()
+            assert "error:" in err and "Traceback" not in err and "Exception ignored" not in err, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            for stream in (proc.stdin, proc.stderr):
+                if stream is not None:
+                    stream.close()

@@ -195,10 +195,15 @@ def _serve_scaled(args: argparse.Namespace) -> int:
 
     secure = "s" if tls is not None else ""
 
+    loop_name = "asyncio" if _loop_factory(args.loop) is None else "uvloop"  # (the workers' loop, not ours)
+    announced: list[bool] = []
+
     def ready(address: str, port: int) -> None:
+        announced.append(True)
         print(f"listening on ws{secure}://{host}:{port}", flush=True)
         print(
-            f"{mode} server, {args.workers or 'one per core'} workers, broker {args.broker or 'in-process'}; "
+            f"{mode} server on {loop_name}{_transport_note(args.transport)}{_busy_poll_note(args.busy_poll)}, "
+            f"{args.workers or 'one per core'} workers, broker {args.broker or 'in-process'}; "
             f"demo page at http{secure}://{host}:{port}/ (Ctrl-C to stop)",
             file=sys.stderr,
             flush=True,
@@ -207,7 +212,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     if args.chat and args.workers != 1 and (not args.broker or args.broker.startswith("memory:")):
         print("note: without --broker redis://... each worker has its own chat room", file=sys.stderr, flush=True)
     try:
-        return run(
+        status = run(
             chat if args.chat else echo,
             args.host,
             args.port,
@@ -232,6 +237,8 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     except OSError as exc:  # a busy port: as without --workers
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
+    # Stopped before it listened (a Ctrl-C while the workers start): 130, as without --workers.
+    return 130 if status == 0 and not announced else status
 
 
 # --------------------------------------------------------------------------- connect
@@ -344,6 +351,16 @@ def _out(text: str) -> None:
 
 def _info(text: str) -> None:
     _console.info(text)
+
+
+def _stdout_gone() -> None:
+    """Standard output was closed under us (``connect ... | head``): point it at /dev/null, so that nothing
+    printed later, nor the interpreter's flush at exit, raises BrokenPipeError again (the recipe of Python's
+    ``signal`` documentation)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _interactive() -> bool:
@@ -470,13 +487,30 @@ async def _connect(args: argparse.Namespace) -> int:
         _info(f"could not connect to {args.url}: {_escape(str(exc), backslashes=False)}")
         return 1
 
+    loop = asyncio.get_running_loop()
+    # SIGTERM and SIGHUP end the session as Ctrl-C does (a Close, the terminal given back), with 1001 and
+    # the shell's 128 + signal number: their default action would kill the process mid-readline.
+    signalled: list[int] = []
+    handled: list[int] = []
+    main_task = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if not signalled and main_task is not None:  # (a second one while closing: the close is bounded)
+            signalled.append(signum)
+            main_task.cancel()
+
+    for signum in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # (not POSIX, not main thread)
+                loop.add_signal_handler(signum, on_signal, signum)
+                handled.append(signum)
+
     extensions = ws.extensions
     if not isinstance(extensions, str):
         extensions = ", ".join(str(e) for e in extensions or ())
     protocol = _escape(ws.protocol or "-")
     _info(f"connected to {args.url} (protocol: {protocol}, extensions: {_escape(extensions or '-')})")
 
-    loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     if sys.stdin is None:  # started with stdin closed (<&-): the input is over at once
         lines.put_nowait(None)
@@ -488,7 +522,9 @@ async def _connect(args: argparse.Namespace) -> int:
     progress = asyncio.Event()
 
     async def reader() -> None:
-        with contextlib.suppress(Exception):
+        """Print what comes; an error other than the connection's end (stdout closed under us: ``| head``)
+        ends the session, reported and closed with 1000 below."""
+        with contextlib.suppress(ConnectionClosed):
             async for message in ws:
                 counts["received"] += 1
                 progress.set()
@@ -530,8 +566,12 @@ async def _connect(args: argparse.Namespace) -> int:
     status = 0
     try:
         await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
-        if writing.done() and writing.exception() is not None:
-            failure = writing.exception()
+        failed = [task for task in (writing, reading) if task.done() and task.exception() is not None]
+        if failed:
+            failure = failed[0].exception()
+            assert failure is not None
+            if isinstance(failure, BrokenPipeError):
+                _stdout_gone()
             _info(f"error: {_escape(str(failure), backslashes=False) or type(failure).__name__}")
             status = 1
             with contextlib.suppress(Exception):  # end it with a closing handshake, not a dropped socket
@@ -540,11 +580,14 @@ async def _connect(args: argparse.Namespace) -> int:
             await asyncio.wait_for(asyncio.shield(reading), args.wait + 5)
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: asyncio.run() cancels this task
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(1000, ""), 5)
-        status = 130  # the shell's convention for SIGINT (128 + 2), as main() returns before connecting
+            await asyncio.wait_for(ws.close(1001 if signalled else 1000, ""), 5)
+        # the shell's convention, 128 + the signal's number: 130 for SIGINT, as main() returns before connecting
+        status = 128 + (signalled[0] if signalled else 2)
     finally:
         for task in (reading, writing):
             task.cancel()
+        for signum in handled:
+            loop.remove_signal_handler(signum)
     _info(f"disconnected ({ws.close_code} {_escape(ws.close_reason or '')})".replace(" )", ")"))
     if status == 0 and not _ends_without_error(ws.close_code):
         status = 1  # the server vanished (1006) or the connection failed (1002, 1009, 1011...)
@@ -642,11 +685,7 @@ def _add_keepalive(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _window_bits(value: str) -> int:
-    bits = int(value)
-    if not 9 <= bits <= 15:
-        raise argparse.ArgumentTypeError("window bits must be between 9 and 15")
-    return bits
+_window_bits = _bounded(int, 9, 15, "window bits")
 
 
 def _add_deflate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -690,7 +729,7 @@ def _add_deflate_arguments(parser: argparse.ArgumentParser) -> None:
         choices=range(-1, 10),
         default=d.compression_level,
         metavar="0-9",
-        help="zlib level (default: %(default)s)",
+        help="zlib level, -1 for zlib's own default (default: %(default)s)",
     )
 
 
