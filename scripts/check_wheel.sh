@@ -90,7 +90,19 @@ if grep -Eq '(/src/.*\.c|\.so|\.pyd)$' "$TMP/sdist.txt"; then
     grep -E '(/src/.*\.c|\.so|\.pyd)$' "$TMP/sdist.txt"
     fail "sdist ships generated C or compiled modules"
 fi
-echo "ok: .pyx, _demo.html, py.typed present; no generated C, no binaries"
+# Every tracked file but the CI's own ships, so that the tests and the docs build run from the sdist.
+if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+    missing=0
+    while IFS= read -r f; do
+        case "$f" in .ci/*|.gitignore|.gitattributes) continue ;; esac
+        if ! grep -qxF "$(basename "$SDIST" .tar.gz)/$f" "$TMP/sdist.txt"; then
+            echo "sdist lacks tracked file $f"
+            missing=1
+        fi
+    done < <(git -C "$ROOT" ls-files)
+    [ "$missing" = 0 ] || fail "sdist lacks tracked files (MANIFEST.in)"
+fi
+echo "ok: .pyx, _demo.html, py.typed and every tracked file present; no generated C, no binaries"
 
 step "wheel contents"
 "$PY" -m zipfile -l "$WHEEL" | awk 'NR>1 {print $1}' >"$TMP/wheel.txt"

@@ -13,7 +13,7 @@ import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _options as checks
 from .. import client_network as net
@@ -29,7 +29,8 @@ __all__ = ["connect", "create_websocket", "process_exception", "unix_connect"]
 logger = logging.getLogger(__name__)
 
 HeadersLike = Mapping[str, str] | Sequence[tuple[str, str]]
-LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
+if TYPE_CHECKING:  # LoggerAdapter is subscriptable at run time only from Python 3.11
+    LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
 
 
 def process_exception(exc: Exception) -> Exception | None:

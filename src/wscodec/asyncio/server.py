@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _options as checks
 from .._kernels import encode_frame
@@ -52,7 +52,8 @@ ProcessRequest = Callable[..., HttpResponse | Awaitable[HttpResponse | None] | N
 ProcessResponse = Callable[[WebSocket, Request | None, Response], HttpResponse | Awaitable[HttpResponse | None] | None]
 #: ``select_subprotocol(connection, offered)`` as in websockets, or ``select_subprotocol(offered)``.
 SelectSubprotocol = Callable[..., str | None]
-LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
+if TYPE_CHECKING:  # LoggerAdapter is subscriptable at run time only from Python 3.11
+    LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
 
 
 class ServerWebSocket(WebSocket):
