@@ -30,6 +30,7 @@ import wscodec.asyncio
 import wscodec.sync
 from wscodec import InvalidStatus, MultipleValuesError
 from wscodec.basic_auth import BasicAuth, parse_authorization_basic
+from wscodec.errors import Close
 from wscodec.events import Headers, Request, Response
 from wscodec.server_hooks import as_response, takes_connection
 
@@ -842,3 +843,74 @@ async def test_a_shutdown_code_other_than_1001_carries_no_reason_unless_given() 
         return seen
 
     assert await asyncio.to_thread(threaded) == [(1012, ""), (1001, "going away")]
+
+
+# --------------------------------------------------------------------------- which ConnectionClosed
+
+
+@pytest.mark.parametrize("ours", [1011, 4000])
+async def test_our_error_close_answered_with_1000_is_an_error_as_in_websockets(ours: int) -> None:
+    """websockets' rule for ConnectionClosedOK: both Close frames say 1000, 1001 or nothing. A handler
+    that closes with an error code, answered 1000 (aiohttp's client answers every Close so), sees its
+    ``async for`` raise ConnectionClosedError (sent ``ours``, then received 1000), not end quietly."""
+    import aiohttp
+
+    outcome: list[Any] = []
+
+    async def handler(ws: wscodec.asyncio.WebSocket) -> None:
+        await ws.close(ours)
+        try:
+            async for _ in ws:
+                pass
+            outcome.append("ended quietly")
+        except wscodec.ConnectionClosed as exc:
+            outcome.append((type(exc), exc.sent, exc.rcvd))
+
+    async with wscodec.asyncio.serve(handler, "127.0.0.1", 0) as server:
+        async with aiohttp.ClientSession() as session, session.ws_connect(f"http://127.0.0.1:{server.port}/") as ws:
+            async for _ in ws:
+                pass
+            assert ws.close_code == ours
+        for _ in range(500):
+            if outcome:
+                break
+            await asyncio.sleep(0.01)
+    assert outcome == [(wscodec.ConnectionClosedError, Close(ours, ""), Close(1000, ""))]
+
+
+def test_threaded_shutdown_with_1012_answered_with_1000_is_an_error_as_in_websockets() -> None:
+    """The threaded server's ``shutdown(code=1012)`` against a client that answers 1000: the handler's
+    iteration raises ConnectionClosedError, as websockets.sync's does."""
+    import aiohttp
+
+    outcome: list[Any] = []
+    started = threading.Event()
+
+    def handler(ws: wscodec.sync.WebSocket) -> None:
+        started.set()
+        try:
+            for _ in ws:
+                pass
+            outcome.append("ended quietly")
+        except wscodec.ConnectionClosed as exc:
+            outcome.append(type(exc))
+
+    server = wscodec.sync.serve(handler, "127.0.0.1", 0, ping_interval=None, close_timeout=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    async def client() -> None:
+        async with aiohttp.ClientSession() as session, session.ws_connect(f"http://127.0.0.1:{server.port}/") as ws:
+            assert await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            stopping = threading.Thread(target=server.shutdown, kwargs={"code": 1012})
+            stopping.start()
+            async for _ in ws:
+                pass
+            await asyncio.get_running_loop().run_in_executor(None, stopping.join, 20)
+
+    try:
+        asyncio.run(client())
+        thread.join(10)
+    finally:
+        server.shutdown()
+    assert outcome == [wscodec.ConnectionClosedError]

@@ -242,8 +242,9 @@ class ConnectionClosed(WebSocketError):
     """Raised when sending on, or receiving from, a connection that is closed.
 
     ``ConnectionClosed(code, ...)`` builds a :class:`ConnectionClosedOK` for a normal closing handshake
-    (1000, 1001, or a Close without code) and a :class:`ConnectionClosedError` otherwise, so every raise
-    site picks the right subclass without knowing the rule; catch the base class for both.
+    (1000, 1001, or a Close without code, both ways: the Close we sent too, as in websockets) and a
+    :class:`ConnectionClosedError` otherwise, so every raise site picks the right subclass without knowing
+    the rule; catch the base class for both.
 
     ``code``, ``reason`` and ``was_clean`` say how the connection ended (the code it ended with, 1006 when
     no closing handshake took place). ``rcvd`` and ``sent`` are the Close frames themselves, as websockets
@@ -263,7 +264,10 @@ class ConnectionClosed(WebSocketError):
         rcvd_then_sent: bool | None = None,
     ) -> ConnectionClosed:
         if cls is ConnectionClosed:
-            cls = ConnectionClosedOK if was_clean and code in _OK_CODES else ConnectionClosedError
+            # websockets' rule: a normal end only when both Close frames say so, ours too (a close(1011) or a
+            # shutdown with 1012 that the peer answers with 1000 is still an error).
+            ok = was_clean and code in _OK_CODES and (sent is None or sent.code in _OK_CODES)
+            cls = ConnectionClosedOK if ok else ConnectionClosedError
         return super().__new__(cls)
 
     def __reduce__(self) -> tuple[Any, ...]:
