@@ -583,6 +583,34 @@ async def test_broadcast_slow_consumer_close() -> None:
         await _teardown(server, fast, client)
 
 
+async def test_a_slow_consumer_closing_when_its_turn_comes_keeps_its_own_close() -> None:
+    """Two slow consumers; the first one failed (1008) has an error listener that closes the server, so the
+    second is closing (1001) when the broadcast comes to fail it: it keeps its own close, no error fires."""
+    server = await serve(echo, "127.0.0.1", 0, slow_consumer="close", slow_consumer_limit=SLOW_LIMIT, close_timeout=1)
+    clients = [await connect(url(server), compression=None, max_queue=1, max_size=None) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 10
+        while len(server.connections) < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        slow = list(server.connections)
+        fired = {ws: _record_failure(ws) for ws in slow}
+        for ws in slow:
+            ws.onerror = lambda event, ws=ws: (fired[ws].append(("error", event.error)), server.close())
+            await _fill(ws)
+        broadcast(slow, "to all")
+        for ws in slow:
+            await asyncio.wait_for(ws.wait_closed(), 20)
+        outcomes = sorted((ws.close_code == 1008, [kind for kind, _ in fired[ws]]) for ws in slow)
+        assert outcomes == [(False, ["close"]), (True, ["error", "close"])], [fired[ws] for ws in slow]
+    finally:
+        for client in clients:
+            if client.transport is not None:
+                client.transport.abort()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_broadcast_slow_consumer_skip() -> None:
     server, fast, slow, client, sent = await _broadcast_setup("skip")
     try:

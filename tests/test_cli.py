@@ -235,6 +235,16 @@ def test_serve_with_busy_polling(loop: str, scaled: list[str]) -> None:
     assert server.proc.returncode == 0
 
 
+def test_serve_with_workers_and_a_missing_uvloop_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--workers 2 --loop uvloop`` without uvloop: one line and status 2, as without ``--workers``."""
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # (import uvloop raises ImportError)
+    for scaled in ([], ["--workers", "2"]):
+        assert main(["serve", "--port", "0", "--loop", "uvloop", *scaled]) == 2
+        assert "needs uvloop" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("announced", [True, False])
 def test_serve_with_workers_stopped_before_it_listens_exits_130(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], announced: bool

@@ -741,7 +741,8 @@ def test_connect_whose_output_is_closed_closes_1000_and_says_so() -> None:
             _until(lambda: codes)
             assert codes == [1000]
             err = proc.stderr.read().decode()
-            assert "error:" in err and "Traceback" not in err and "Exception ignored" not in err, err
+            assert "Traceback" not in err and "Exception ignored" not in err, err
+            assert err.count("error:") == 1 and "* disconnected (1000" in err, err  # said once, then the end
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -749,3 +750,111 @@ def test_connect_whose_output_is_closed_closes_1000_and_says_so() -> None:
             for stream in (proc.stdin, proc.stderr):
                 if stream is not None:
                     stream.close()
+
+
+@contextlib.contextmanager
+def _mute_server() -> Iterator[str]:
+    """A server that completes the opening handshake and then reads without ever answering: our Close waits."""
+    import base64
+    import hashlib
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+    done = threading.Event()
+
+    def serve_one() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(1)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(4096)
+                key = next(
+                    line.split(b":", 1)[1].strip()
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"sec-websocket-key")
+                )
+                accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")  # fmt: skip
+                while not done.is_set():
+                    with contextlib.suppress(socket.timeout):
+                        if not conn.recv(65536):
+                            break
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        done.set()
+        listener.close()
+        thread.join(10)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(signal.SIGTERM, signal.SIGINT), (signal.SIGINT, signal.SIGTERM)],
+    ids=["TERM-INT", "INT-TERM"],
+)
+def test_connect_given_two_signals_while_its_close_waits_ends_with_the_first(first: int, second: int) -> None:
+    """A second signal while our Close waits for its answer cuts the wait short: the session ends as the
+    first signal said (128 + its number), with no traceback (a CancelledError escaped before)."""
+    with _mute_server() as url:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wscodec", "connect", url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+            preexec_fn=_default_sigint,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            assert b"connected to" in proc.stderr.readline()
+            time.sleep(0.3)
+            proc.send_signal(first)
+            time.sleep(0.5)
+            proc.send_signal(second)
+            assert proc.wait(20) == 128 + first
+            err = proc.stderr.read().decode()
+            assert "Traceback" not in err and "did not answer our Close" in err, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def test_connect_whose_terminal_hangs_up_closes_without_a_traceback() -> None:
+    """The terminal goes away (its master side closes: a hangup, SIGHUP and end of input together). The
+    session ends with a closing handshake and no error from writing to the dead terminal."""
+    pytest.importorskip("readline")
+    import pty
+
+    with _recording_server() as (url, codes):
+        master, slave = pty.openpty()
+        env = _env()
+        env["TERM"] = "dumb"
+        env["INPUTRC"] = "/dev/null"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wscodec", "connect", url],
+            stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env, close_fds=True, start_new_session=True,
+        )  # fmt: skip
+        os.close(slave)
+        try:
+            assert proc.stderr is not None
+            assert b"connected to" in proc.stderr.readline()
+            time.sleep(0.5)  # (readline waiting for a line)
+            os.close(master)
+            assert proc.wait(20) in (0, 128 + signal.SIGHUP)  # end of input (1000) or the hangup (1001) first
+            _until(lambda: codes)
+            assert codes[0] in (1000, 1001), codes
+            err = proc.stderr.read().decode()
+            assert "Traceback" not in err and "error:" not in err, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            if proc.stderr is not None:
+                proc.stderr.close()

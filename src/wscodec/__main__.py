@@ -195,14 +195,14 @@ def _serve_scaled(args: argparse.Namespace) -> int:
 
     secure = "s" if tls is not None else ""
 
-    loop_name = "asyncio" if _loop_factory(args.loop) is None else "uvloop"  # (the workers' loop, not ours)
     announced: list[bool] = []
+    loop_name: list[str] = []  # the workers' loop, known once --loop is resolved (in the try below)
 
     def ready(address: str, port: int) -> None:
         announced.append(True)
         print(f"listening on ws{secure}://{host}:{port}", flush=True)
         print(
-            f"{mode} server on {loop_name}{_transport_note(args.transport)}{_busy_poll_note(args.busy_poll)}, "
+            f"{mode} server on {loop_name[0]}{_transport_note(args.transport)}{_busy_poll_note(args.busy_poll)}, "
             f"{args.workers or 'one per core'} workers, broker {args.broker or 'in-process'}; "
             f"demo page at http{secure}://{host}:{port}/ (Ctrl-C to stop)",
             file=sys.stderr,
@@ -212,6 +212,8 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     if args.chat and args.workers != 1 and (not args.broker or args.broker.startswith("memory:")):
         print("note: without --broker redis://... each worker has its own chat room", file=sys.stderr, flush=True)
     try:
+        factory = _loop_factory(args.loop)
+        loop_name.append("asyncio" if factory is None else "uvloop")
         status = run(
             chat if args.chat else echo,
             args.host,
@@ -227,7 +229,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             ssl=tls,
             ping_interval=args.ping_interval or None,
             ping_timeout=args.ping_timeout or None,
-            loop_factory=_loop_factory(args.loop),
+            loop_factory=factory,
             transport=args.transport,
             busy_poll=args.busy_poll or None,
         )
@@ -237,7 +239,8 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     except OSError as exc:  # a busy port: as without --workers
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
-    # Stopped before it listened (a Ctrl-C while the workers start): 130, as without --workers.
+    # Stopped before it listened (a Ctrl-C while the workers start): 130, as without --workers (the supervisor
+    # does not say which signal it was: a SIGTERM then gives 130 too).
     return 130 if status == 0 and not announced else status
 
 
@@ -321,18 +324,24 @@ class _Console:
 
                 self.readline = readline
         self._lock = threading.Lock()
+        self.gone = False  # the terminal hung up: nothing more is printed
 
     def out(self, text: str, stream: Any = None) -> None:
         stream = stream or sys.stdout
         with self._lock:
             if self.readline is not None:
-                typed = self.readline.get_line_buffer()
-                sys.stdout.write("\r\x1b[K")
-                sys.stdout.flush()
-                stream.write(text + "\n")
-                stream.flush()
-                sys.stdout.write(self.PROMPT + typed)
-                sys.stdout.flush()
+                if self.gone:
+                    return
+                try:
+                    typed = self.readline.get_line_buffer()
+                    sys.stdout.write("\r\x1b[K")
+                    sys.stdout.flush()
+                    stream.write(text + "\n")
+                    stream.flush()
+                    sys.stdout.write(self.PROMPT + typed)
+                    sys.stdout.flush()
+                except OSError:  # the terminal hung up (EIO): nobody reads any more; the session ends by EOF
+                    self.gone = True
             else:
                 stream.write(text + "\n")
                 stream.flush()
@@ -351,6 +360,11 @@ def _out(text: str) -> None:
 
 def _info(text: str) -> None:
     _console.info(text)
+
+
+def _failure(task: asyncio.Task[Any]) -> BaseException | None:
+    """The exception a finished task of ``connect`` ended with (None while it runs, or if it was cancelled)."""
+    return task.exception() if task.done() and not task.cancelled() else None
 
 
 def _stdout_gone() -> None:
@@ -490,13 +504,13 @@ async def _connect(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     # SIGTERM and SIGHUP end the session as Ctrl-C does (a Close, the terminal given back), with 1001 and
     # the shell's 128 + signal number: their default action would kill the process mid-readline.
-    signalled: list[int] = []
+    stopping: list[int] = []  # the signal that ends the session, first come (SIGINT: Ctrl-C, via asyncio.run)
     handled: list[int] = []
     main_task = asyncio.current_task()
 
     def on_signal(signum: int) -> None:
-        if not signalled and main_task is not None:  # (a second one while closing: the close is bounded)
-            signalled.append(signum)
+        if not stopping and main_task is not None:  # (another while closing: the close is bounded anyway)
+            stopping.append(signum)
             main_task.cancel()
 
     for signum in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
@@ -566,29 +580,35 @@ async def _connect(args: argparse.Namespace) -> int:
     status = 0
     try:
         await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
-        failed = [task for task in (writing, reading) if task.done() and task.exception() is not None]
-        if failed:
-            failure = failed[0].exception()
-            assert failure is not None
+        failure = _failure(writing) or _failure(reading)
+        if failure is None:  # the session's normal end: what is still coming is printed
+            with contextlib.suppress(Exception):  # (the reader's own error is taken from its task below)
+                await asyncio.wait_for(asyncio.shield(reading), args.wait + 5)
+            failure = _failure(reading)
+        if failure is not None:
             if isinstance(failure, BrokenPipeError):
                 _stdout_gone()
             _info(f"error: {_escape(str(failure), backslashes=False) or type(failure).__name__}")
             status = 1
             with contextlib.suppress(Exception):  # end it with a closing handshake, not a dropped socket
                 await asyncio.wait_for(ws.close(1000, ""), 5)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(reading), args.wait + 5)
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: asyncio.run() cancels this task
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(1001 if signalled else 1000, ""), 5)
+        if not stopping:
+            stopping.append(signal.SIGINT)
+        # (a second signal cancels this wait too: the session still ends with the first one's status)
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(ws.close(1000 if stopping[0] == signal.SIGINT else 1001, ""), 5)
         # the shell's convention, 128 + the signal's number: 130 for SIGINT, as main() returns before connecting
-        status = 128 + (signalled[0] if signalled else 2)
+        status = 128 + stopping[0]
     finally:
         for task in (reading, writing):
             task.cancel()
         for signum in handled:
             loop.remove_signal_handler(signum)
-    _info(f"disconnected ({ws.close_code} {_escape(ws.close_reason or '')})".replace(" )", ")"))
+    if ws.close_code is None:  # our Close went unanswered in the 5 s given: the socket is dropped at exit
+        _info("disconnected (the server did not answer our Close)")
+    else:
+        _info(f"disconnected ({ws.close_code} {_escape(ws.close_reason or '')})".replace(" )", ")"))
     if status == 0 and not _ends_without_error(ws.close_code):
         status = 1  # the server vanished (1006) or the connection failed (1002, 1009, 1011...)
     return status

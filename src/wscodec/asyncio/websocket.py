@@ -1011,8 +1011,9 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
 
     def _fail_with(self, error: BaseException, code: int, reason: str) -> None:
         """Fail the connection (:meth:`_fail`) because of ``error``, and fire "error" with it before the close
-        event, as a browser does when it fails a connection and as a protocol violation does here."""
-        if self._conn.closed or self._lost:
+        event, as a browser does when it fails a connection and as a protocol violation does here. Only an
+        open connection: one already closing keeps its own Close and code."""
+        if self._conn.state is not OPEN or self._lost:
             return
         self._fail(code, reason)
         self._dispatch_error(error)
