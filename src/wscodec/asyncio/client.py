@@ -29,8 +29,10 @@ __all__ = ["connect", "create_websocket", "process_exception", "unix_connect"]
 logger = logging.getLogger(__name__)
 
 HeadersLike = Mapping[str, str] | Sequence[tuple[str, str]]
-if TYPE_CHECKING:  # LoggerAdapter is subscriptable at run time only from Python 3.11
+if TYPE_CHECKING:
     LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
+else:  # LoggerAdapter is subscriptable at run time only from Python 3.11 (the docs read the signatures)
+    LoggerLike = logging.Logger | logging.LoggerAdapter | str | None
 
 
 def process_exception(exc: Exception) -> Exception | None:

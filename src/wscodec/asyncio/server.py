@@ -52,8 +52,10 @@ ProcessRequest = Callable[..., HttpResponse | Awaitable[HttpResponse | None] | N
 ProcessResponse = Callable[[WebSocket, Request | None, Response], HttpResponse | Awaitable[HttpResponse | None] | None]
 #: ``select_subprotocol(connection, offered)`` as in websockets, or ``select_subprotocol(offered)``.
 SelectSubprotocol = Callable[..., str | None]
-if TYPE_CHECKING:  # LoggerAdapter is subscriptable at run time only from Python 3.11
+if TYPE_CHECKING:
     LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
+else:  # LoggerAdapter is subscriptable at run time only from Python 3.11 (the docs read the signatures)
+    LoggerLike = logging.Logger | logging.LoggerAdapter | str | None
 
 
 class ServerWebSocket(WebSocket):
