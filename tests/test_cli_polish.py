@@ -697,59 +697,54 @@ def _until(predicate: Any, timeout: float = 20) -> None:
         time.sleep(0.01)
 
 
+@contextlib.contextmanager
+def _connect_process(url: str, **streams: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m wscodec connect URL`` with pipes (or the ``streams`` given), killed and closed after."""
+    options: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    options.update(streams)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wscodec", "connect", url], env=options.pop("env", _env()), **options
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_connect_stopped_by_a_signal_closes_1001(signum: int) -> None:
     """SIGTERM or SIGHUP ends a session as Ctrl-C does, with a closing handshake (1001, going away) and the
     shell's 128 + the signal's number; their default action dropped the TCP connection (1006)."""
-    with _recording_server() as (url, codes):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wscodec", "connect", url],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
-        )  # fmt: skip
-        try:
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(b"hello\n")
-            proc.stdin.flush()
-            assert proc.stdout.readline() == b"< hello\n"  # connected and served
-            proc.send_signal(signum)
-            assert proc.wait(20) == 128 + signum
-            _until(lambda: codes)
-            assert codes == [1001]
-            assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
+    with _recording_server() as (url, codes), _connect_process(url) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"hello\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"< hello\n"  # connected and served
+        proc.send_signal(signum)
+        assert proc.wait(20) == 128 + signum
+        _until(lambda: codes)
+        assert codes == [1001]
+        assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
 
 
 def test_connect_whose_output_is_closed_closes_1000_and_says_so() -> None:
     """``connect ... | head -1``: standard output closes under it while messages keep coming. The session
     ends with a closing handshake (1000), one line on stderr and status 1, not a dropped connection."""
-    with _recording_server(messages=2000) as (url, codes):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wscodec", "connect", url],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
-        )  # fmt: skip
-        try:
-            assert proc.stdout is not None and proc.stderr is not None
-            assert proc.stdout.readline().startswith(b"< message ")
-            proc.stdout.close()  # what head does after its line
-            assert proc.wait(20) == 1
-            _until(lambda: codes)
-            assert codes == [1000]
-            err = proc.stderr.read().decode()
-            assert "Traceback" not in err and "Exception ignored" not in err, err
-            assert err.count("error:") == 1 and "* disconnected (1000" in err, err  # said once, then the end
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-            for stream in (proc.stdin, proc.stderr):
-                if stream is not None:
-                    stream.close()
+    with _recording_server(messages=2000) as (url, codes), _connect_process(url) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith(b"< message ")
+        proc.stdout.close()  # what head does after its line
+        assert proc.wait(20) == 1
+        _until(lambda: codes)
+        assert codes == [1000]
+        err = proc.stderr.read().decode()
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+        assert err.count("error:") == 1 and "* disconnected (1000" in err, err  # said once, then the end
 
 
 @contextlib.contextmanager
@@ -801,29 +796,16 @@ def _mute_server() -> Iterator[str]:
 def test_connect_given_two_signals_while_its_close_waits_ends_with_the_first(first: int, second: int) -> None:
     """A second signal while our Close waits for its answer cuts the wait short: the session ends as the
     first signal said (128 + its number), with no traceback (a CancelledError escaped before)."""
-    with _mute_server() as url:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wscodec", "connect", url],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
-            preexec_fn=_default_sigint,
-        )  # fmt: skip
-        try:
-            assert proc.stderr is not None
-            assert b"connected to" in proc.stderr.readline()
-            time.sleep(0.3)
-            proc.send_signal(first)
-            time.sleep(0.5)
-            proc.send_signal(second)
-            assert proc.wait(20) == 128 + first
-            err = proc.stderr.read().decode()
-            assert "Traceback" not in err and "did not answer our Close" in err, err
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
+    with _mute_server() as url, _connect_process(url, preexec_fn=_default_sigint) as proc:
+        assert proc.stderr is not None
+        assert b"connected to" in proc.stderr.readline()
+        time.sleep(0.3)
+        proc.send_signal(first)
+        time.sleep(0.5)
+        proc.send_signal(second)
+        assert proc.wait(20) == 128 + first
+        err = proc.stderr.read().decode()
+        assert "Traceback" not in err and "did not answer our Close" in err, err
 
 
 def test_connect_whose_terminal_hangs_up_closes_without_a_traceback() -> None:
@@ -837,12 +819,8 @@ def test_connect_whose_terminal_hangs_up_closes_without_a_traceback() -> None:
         env = _env()
         env["TERM"] = "dumb"
         env["INPUTRC"] = "/dev/null"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wscodec", "connect", url],
-            stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env, close_fds=True, start_new_session=True,
-        )  # fmt: skip
-        os.close(slave)
-        try:
+        with _connect_process(url, stdin=slave, stdout=slave, env=env, close_fds=True, start_new_session=True) as proc:
+            os.close(slave)
             assert proc.stderr is not None
             assert b"connected to" in proc.stderr.readline()
             time.sleep(0.5)  # (readline waiting for a line)
@@ -852,9 +830,3 @@ def test_connect_whose_terminal_hangs_up_closes_without_a_traceback() -> None:
             assert codes[0] in (1000, 1001), codes
             err = proc.stderr.read().decode()
             assert "Traceback" not in err and "error:" not in err, err
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-            if proc.stderr is not None:
-                proc.stderr.close()
