@@ -794,8 +794,9 @@ def _mute_server() -> Iterator[str]:
     ids=["TERM-INT", "INT-TERM"],
 )
 def test_connect_given_two_signals_while_its_close_waits_ends_with_the_first(first: int, second: int) -> None:
-    """A second signal while our Close waits for its answer cuts the wait short: the session ends as the
-    first signal said (128 + its number), with no traceback (a CancelledError escaped before)."""
+    """A second signal while our Close waits for its answer: the session ends as the first signal said (128 +
+    its number), with no traceback (a CancelledError escaped before). A Ctrl-C cuts the wait short; a
+    SIGTERM after a Ctrl-C is ignored (the wait is bounded)."""
     with _mute_server() as url, _connect_process(url, preexec_fn=_default_sigint) as proc:
         assert proc.stderr is not None
         assert b"connected to" in proc.stderr.readline()
@@ -830,3 +831,17 @@ def test_connect_whose_terminal_hangs_up_closes_without_a_traceback() -> None:
             assert codes[0] in (1000, 1001), codes
             err = proc.stderr.read().decode()
             assert "Traceback" not in err and "error:" not in err, err
+
+
+def test_connect_whose_output_and_errors_share_a_closed_pipe_still_closes_1000() -> None:
+    """``connect ... 2>&1 | head -1``: stdout and stderr are one pipe, closed after a line. The Close goes
+    out first (1000), then nothing printed raises: status 1, no traceback to a closed pipe."""
+    with _recording_server(messages=2000) as (url, codes):
+        read_end, write_end = os.pipe()
+        with _connect_process(url, stdout=write_end, stderr=write_end) as proc:
+            os.close(write_end)
+            with os.fdopen(read_end, "rb") as pipe:
+                assert pipe.readline()  # the first line, then head exits
+            assert proc.wait(20) == 1
+            _until(lambda: codes)
+            assert codes == [1000]

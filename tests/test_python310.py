@@ -89,9 +89,35 @@ for module in pkgutil.walk_packages(wscodec.__path__, "wscodec."):
         failed.append(f"{module.name}: {exc!r}")
     except Exception as exc:
         failed.append(f"{module.name}: {exc!r}")
+import typing, wscodec.asyncio, wscodec.sync
+for api in (wscodec.asyncio, wscodec.sync):  # (the signatures' annotations resolve: docs, pydantic, IDEs)
+    for name in ("connect", "serve", "unix_connect", "unix_serve", "WebSocket"):
+        target = getattr(api, name)
+        typing.get_type_hints(target.__init__ if isinstance(target, type) else target)
 print(wscodec.BACKEND)
 assert not failed, failed
 """
+
+
+def test_the_public_signatures_resolve() -> None:
+    """``typing.get_type_hints`` on the entry points: an annotation naming what exists only for type
+    checkers (``if TYPE_CHECKING:``) is a NameError there, and Sphinx then shows unresolved names."""
+    import inspect
+    import typing
+
+    import wscodec.asyncio
+    import wscodec.sync
+
+    with_logger = 0
+    for api in (wscodec.asyncio, wscodec.sync):
+        for name in ("connect", "serve", "unix_connect", "unix_serve", "WebSocket"):
+            target = getattr(api, name)
+            target = target.__init__ if isinstance(target, type) else target
+            hints = typing.get_type_hints(target)
+            if "logger" in inspect.signature(target).parameters:
+                assert "logger" in hints, (api.__name__, name)
+                with_logger += 1
+    assert with_logger >= 6
 
 
 def test_every_module_imports_on_python_310() -> None:

@@ -342,7 +342,13 @@ class _Console:
                     sys.stdout.flush()
                 except OSError:  # the terminal hung up (EIO): nobody reads any more; the session ends by EOF
                     self.gone = True
-            else:
+            elif stream is sys.stderr:  # what we say about the session: a closed stderr must not end it
+                try:
+                    stream.write(text + "\n")
+                    stream.flush()
+                except OSError:
+                    _stream_gone(stream)
+            else:  # the peer's messages: a closed stdout (| head) ends the session (see _connect)
                 stream.write(text + "\n")
                 stream.flush()
 
@@ -367,13 +373,13 @@ def _failure(task: asyncio.Task[Any]) -> BaseException | None:
     return task.exception() if task.done() and not task.cancelled() else None
 
 
-def _stdout_gone() -> None:
-    """Standard output was closed under us (``connect ... | head``): point it at /dev/null, so that nothing
-    printed later, nor the interpreter's flush at exit, raises BrokenPipeError again (the recipe of Python's
-    ``signal`` documentation)."""
+def _stream_gone(stream: Any) -> None:
+    """``stream`` (stdout or stderr) was closed under us (``connect ... | head``): point it at /dev/null, so
+    that nothing printed later, nor the interpreter's flush at exit, raises BrokenPipeError again (the recipe
+    of Python's ``signal`` documentation)."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
         os.close(devnull)
 
 
@@ -587,15 +593,16 @@ async def _connect(args: argparse.Namespace) -> int:
             failure = _failure(reading)
         if failure is not None:
             if isinstance(failure, BrokenPipeError):
-                _stdout_gone()
-            _info(f"error: {_escape(str(failure), backslashes=False) or type(failure).__name__}")
+                _stream_gone(sys.stdout)
             status = 1
-            with contextlib.suppress(Exception):  # end it with a closing handshake, not a dropped socket
+            with contextlib.suppress(Exception):  # end it with a closing handshake, not a dropped socket, first
                 await asyncio.wait_for(ws.close(1000, ""), 5)
+            _info(f"error: {_escape(str(failure), backslashes=False) or type(failure).__name__}")
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: asyncio.run() cancels this task
         if not stopping:
             stopping.append(signal.SIGINT)
-        # (a second signal cancels this wait too: the session still ends with the first one's status)
+        # (a Ctrl-C cuts this wait short, through asyncio's own handler; a SIGTERM or SIGHUP after the first
+        # signal is ignored, the wait being bounded anyway; the session ends with the first one's status)
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(ws.close(1000 if stopping[0] == signal.SIGINT else 1001, ""), 5)
         # the shell's convention, 128 + the signal's number: 130 for SIGINT, as main() returns before connecting
@@ -996,7 +1003,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (OSError, ValueError) as exc:  # a busy port, a missing certificate file, a bad URL
-        print(f"error: {exc}", file=sys.stderr)
+        with contextlib.suppress(OSError):  # (stderr itself may be a closed pipe)
+            print(f"error: {exc}", file=sys.stderr)
         return 1
 
 

@@ -8,10 +8,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # LoggerAdapter is subscriptable at run time only from Python 3.11
+if TYPE_CHECKING:
     from .connection import Connection
 
     LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
+else:  # LoggerAdapter is subscriptable at run time only from Python 3.11 (get_type_hints and the docs read this)
+    LoggerLike = logging.Logger | logging.LoggerAdapter | str | None
 
 
 def base_logger(logger: LoggerLike, role: str) -> logging.Logger | logging.LoggerAdapter[Any]:

@@ -13,10 +13,11 @@ import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .. import _options as checks
 from .. import client_network as net
+from .._logging import LoggerLike
 from ..compression import Compression, extension_factories
 from ..connection import Connection
 from ..errors import InvalidMessage, InvalidStatus, InvalidURI, OpenTimeout, ProxyError
@@ -29,10 +30,6 @@ __all__ = ["connect", "create_websocket", "process_exception", "unix_connect"]
 logger = logging.getLogger(__name__)
 
 HeadersLike = Mapping[str, str] | Sequence[tuple[str, str]]
-if TYPE_CHECKING:
-    LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
-else:  # LoggerAdapter is subscriptable at run time only from Python 3.11 (the docs read the signatures)
-    LoggerLike = logging.Logger | logging.LoggerAdapter | str | None
 
 
 def process_exception(exc: Exception) -> Exception | None:

@@ -12,10 +12,11 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .. import _options as checks
 from .._kernels import encode_frame
+from .._logging import LoggerLike
 from ..basic_auth import BasicAuth
 from ..broker import Broker, Message, make_broker
 from ..client_network import DEFAULT_USER_AGENT
@@ -52,10 +53,6 @@ ProcessRequest = Callable[..., HttpResponse | Awaitable[HttpResponse | None] | N
 ProcessResponse = Callable[[WebSocket, Request | None, Response], HttpResponse | Awaitable[HttpResponse | None] | None]
 #: ``select_subprotocol(connection, offered)`` as in websockets, or ``select_subprotocol(offered)``.
 SelectSubprotocol = Callable[..., str | None]
-if TYPE_CHECKING:
-    LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
-else:  # LoggerAdapter is subscriptable at run time only from Python 3.11 (the docs read the signatures)
-    LoggerLike = logging.Logger | logging.LoggerAdapter | str | None
 
 
 class ServerWebSocket(WebSocket):

@@ -28,10 +28,10 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from .. import _options as checks
-from .._logging import ConnectionLogger, base_logger, format_peer, log_closed, log_opened
+from .._logging import ConnectionLogger, LoggerLike, base_logger, format_peer, log_closed, log_opened
 from .._write import half_close
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, CONNECTING, FAIL_LINGER, OPEN, Connection, State
@@ -58,9 +58,6 @@ from .busy_poll import BusyPoller
 __all__ = ["CloseEvent", "ConnectionLogger", "ErrorEvent", "Event", "MessageEvent", "WebSocket"]
 
 logger = logging.getLogger(__name__)
-
-if TYPE_CHECKING:  # LoggerAdapter is subscriptable at run time only from Python 3.11
-    LoggerLike = logging.Logger | logging.LoggerAdapter[Any] | str | None
 
 
 Listener = Callable[[Any], Any]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from .. import _options as checks
 from .. import client_network as net
+from .._logging import LoggerLike
 from ..compression import INFLATING_READ, Compression, extension_factories
 from ..connection import Connection
 from ..errors import InvalidStatus, OpenTimeout, _closed_during_handshake
@@ -52,7 +53,7 @@ def connect(
     max_size: checks.Bound = 2**20,
     max_header_size: int = 8192,
     max_queue: checks.Bound = 16,
-    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
+    logger: LoggerLike = None,
 ) -> WebSocket:
     """Open a client connection and return it once open: ``with connect(url) as ws: ws.send("hi")``.
 

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _options as checks
-from .._logging import PeerLogger, base_logger, peer_of
+from .._logging import LoggerLike, PeerLogger, base_logger, peer_of
 from ..basic_auth import BasicAuth
 from ..client_network import DEFAULT_USER_AGENT
 from ..compression import INFLATING_READ, Compression, extension_factories
@@ -522,7 +522,7 @@ def _options(
     max_size: checks.Bound,
     max_queue: checks.Bound,
     max_connections: int | None,
-    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None,
+    logger: LoggerLike,
 ) -> dict[str, Any]:
     close_timeout, max_size, max_queue = checks.limits(close_timeout, max_size, max_queue)
     return {
@@ -574,7 +574,7 @@ def serve(
     max_size: checks.Bound = 2**20,
     max_queue: checks.Bound = 16,
     max_connections: int | None = None,
-    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
+    logger: LoggerLike = None,
     backlog: int = 100,
     reuse_port: bool = False,
 ) -> Server:
@@ -628,7 +628,7 @@ def unix_serve(
     max_size: checks.Bound = 2**20,
     max_queue: checks.Bound = 16,
     max_connections: int | None = None,
-    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
+    logger: LoggerLike = None,
     backlog: int = 100,
 ) -> Server:
     """:func:`serve` on a Unix socket at ``path`` (or the listening Unix socket ``sock``); the same options."""

@@ -24,7 +24,6 @@ frames in order ties it to the Connection's lock.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import selectors
 import socket
@@ -37,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from .._logging import ConnectionLogger, base_logger, log_closed, log_opened, peer_of
+from .._logging import ConnectionLogger, LoggerLike, base_logger, log_closed, log_opened, peer_of
 from ..compression import INFLATING_READ
 from ..connection import CLOSED, OPEN, Connection
 from ..errors import ConcurrencyError, ConnectionClosed
@@ -193,7 +192,7 @@ class WebSocket:
         ping_timeout: float | None = 20.0,
         close_timeout: float = 10.0,
         max_queue: int | None = 16,
-        logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
+        logger: LoggerLike = None,
         events: Sequence[Any] = (),
     ) -> None:
         if max_queue is not None and max_queue < 1:
