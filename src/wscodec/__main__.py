@@ -598,6 +598,9 @@ async def _connect(args: argparse.Namespace) -> int:
             with contextlib.suppress(Exception):  # end it with a closing handshake, not a dropped socket, first
                 await asyncio.wait_for(ws.close(1000, ""), 5)
             _info(f"error: {_escape(str(failure), backslashes=False) or type(failure).__name__}")
+            if not reading.done():  # (the writer failed: what the peer sent before its Close is still printed)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(reading), args.wait + 5)
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: asyncio.run() cancels this task
         if not stopping:
             stopping.append(signal.SIGINT)
