@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from _reading_client import UPGRADE, assert_message_then_close, read_slowly
 from _unheeding_client import send_too_big_and_keep_sending
+from _waiting import until
 from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.server import ServerState
@@ -29,13 +30,6 @@ from wscodec.asyncio import connect
 pytestmark = pytest.mark.timeout(60)
 
 MASK = b"\x01\x02\x03\x04"
-
-
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 class Served:

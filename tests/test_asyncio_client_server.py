@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from _tls_peers import seconds_held_after_a_tls_refusal, seconds_until_dropped_after_a_late_tls_start
+from _waiting import until
 
 from wscodec import ConcurrencyError, ConnectionClosed, ConnectionClosedError, InvalidHandshake, InvalidStatus
 from wscodec.asyncio import Server, WebSocket, broadcast, broadcast_wait, connect, serve, unix_serve
@@ -28,13 +29,6 @@ MIB = 1 << 20
 async def echo(ws: WebSocket) -> None:
     async for message in ws:
         await ws.send(message)
-
-
-async def until_true(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def url(server: Server, path: str = "/") -> str:
@@ -719,7 +713,7 @@ async def test_broadcast_wait_timeout_0_spares_a_connection_that_takes_writes() 
     ) as server:
         client = await connect(url(server), compression=None, max_queue=1, max_size=None)
         try:
-            await until_true(lambda: len(server.connections) == 1)
+            await until(lambda: len(server.connections) == 1)
             (ws,) = server.connections
             for _ in range(2000):  # until the kernel's buffers are full and the transport holds some
                 broadcast([ws], CHUNK)

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import pytest
+from _waiting import until
 
 import wscodec
 from wscodec import encode_frame
@@ -469,13 +470,6 @@ async def test_send_and_the_async_for_step_are_coroutines_to_asyncio() -> None:
         assert [await asyncio.wait_for(anext(ws), 5) for _ in range(2)] == ["g1", b"g2"]
 
 
-async def _wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 async def _held_server() -> tuple[Server, asyncio.Queue[WebSocket]]:
     """A server whose handler hands its connection to the test and stays until the client closes."""
     accepted: asyncio.Queue[WebSocket] = asyncio.Queue()
@@ -498,7 +492,7 @@ async def test_async_for_step_cancelled_while_waiting_releases_the_wait() -> Non
             await asyncio.wait_for(anext(ws), 0.05)
         assert ws._waiter is None
         task = asyncio.ensure_future(anext(ws))
-        await _wait_until(lambda: ws._waiter is not None)
+        await until(lambda: ws._waiter is not None)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -531,7 +525,7 @@ async def test_async_for_step_is_awaited_once_and_takes_waiting_messages_in_orde
         peer = await asyncio.wait_for(accepted.get(), 5)
         for index in range(5):
             await peer.send(f"m{index}")
-        await _wait_until(lambda: len(ws._queue) == 5)
+        await until(lambda: len(ws._queue) == 5)
         step = ws.__anext__()
         assert await step == "m0"
         with pytest.raises(RuntimeError):
@@ -554,7 +548,7 @@ async def test_async_for_ends_on_a_clean_close_and_raises_on_an_abnormal_one() -
 
             task = asyncio.ensure_future(consume())
             await peer.send("before")
-            await _wait_until(lambda got=got: got == ["before"])
+            await until(lambda got=got: got == ["before"])
             await peer.close(code)
             if ends:
                 await asyncio.wait_for(task, 5)

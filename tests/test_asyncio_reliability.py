@@ -10,17 +10,17 @@ measurements live in ``tests/adversarial/``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import socket
 import struct
 import time
 from typing import Any
 
 import pytest
+from _raw_handshake import accept_response
 from _reading_client import UPGRADE, assert_message_then_close, read_slowly
 from _unheeding_client import send_too_big_and_keep_sending
+from _waiting import until
 
 from wscodec import ConnectionClosed, encode_frame
 from wscodec.asyncio import Server, WebSocket, connect, serve
@@ -38,13 +38,6 @@ async def echo(ws: WebSocket) -> None:
 
 def url(server: Server) -> str:
     return f"ws://127.0.0.1:{server.port}/"
-
-
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def raw_upgrade(port: int, *, rcvbuf: int = 4096) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -75,18 +68,6 @@ async def write_until_pushed_back(writer: asyncio.StreamWriter, frame: bytes, li
         else:
             await asyncio.sleep(0)
     return sent
-
-
-def accept_response(head: bytes) -> bytes:
-    """A hand-made 101 for a request head (RFC 6455 section 4.2.2)."""
-    key = next(
-        line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:")
-    )
-    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-    return (
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-    )
 
 
 def vanish(writer: asyncio.StreamWriter, *, reset: bool) -> None:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from _waiting import until
 
 from wscodec import ConnectionClosed, InvalidStatus, encode_frame
 from wscodec.asyncio import Server, WebSocket, connect, serve
@@ -38,13 +39,6 @@ async def echo(ws: WebSocket) -> None:
 
 def url(server: Server) -> str:
     return f"ws://127.0.0.1:{server.port}/"
-
-
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def served(server: Server) -> None:

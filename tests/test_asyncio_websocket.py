@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from _waiting import until
 
 from wscodec import ConcurrencyError, ConnectionClosed, ConnectionClosedError, FrameDecoder, encode_frame
 from wscodec.asyncio import (
@@ -42,13 +43,6 @@ async def echo(ws: WebSocket) -> None:
 
 def url(server: Server) -> str:
     return f"ws://127.0.0.1:{server.port}/"
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def raw_client(port: int, *, rcvbuf: int | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

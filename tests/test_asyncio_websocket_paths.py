@@ -6,14 +6,13 @@ CONNECTING, callbacks that raise, and two senders blocked on backpressure at onc
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from _raw_handshake import accept_response
+from _waiting import until
 
 from wscodec import ConnectionClosed, FrameDecoder, InvalidHandshake, encode_frame
 from wscodec.asyncio import Server, WebSocket, connect, create_websocket, serve
@@ -21,24 +20,6 @@ from wscodec.asyncio import Server, WebSocket, connect, create_websocket, serve
 pytestmark = pytest.mark.timeout(60)
 
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
-def accept_response(head: bytes) -> bytes:
-    key = next(
-        line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:")
-    )
-    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-    return (
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-    )
 
 
 class RawPeer:

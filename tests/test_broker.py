@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from _redis_server import RedisServer, redis_server_path
+from _waiting import until
 
 from wscodec import ConnectionClosed
 from wscodec.asyncio import Server, WebSocket, connect, serve
@@ -274,15 +275,6 @@ def test_default_broker_is_in_process() -> None:
 # --------------------------------------------------------------------------- Redis faults
 
 
-async def _wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
 async def test_redis_restart_keeps_connections_and_restores_subscriptions(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -292,7 +284,7 @@ async def test_redis_restart_keeps_connections_and_restores_subscriptions(
     try:
         members = [await join(server, "r") for _ in range(3)]
         redis_server.stop()
-        await _wait_for(lambda: not broker.available)
+        await until(lambda: not broker.available, timeout=20.0)
         # publishes fail fast and are counted; the WebSocket connections stay open and answer pings
         await members[0].send("lost")
         assert await asyncio.wait_for(members[0].recv(), 10) == "unavailable"
@@ -304,7 +296,7 @@ async def test_redis_restart_keeps_connections_and_restores_subscriptions(
             await asyncio.wait_for(ws.ping(), 10)
             assert ws.ready_state == WebSocket.OPEN
         redis_server.start()
-        await _wait_for(lambda: broker.available)
+        await until(lambda: broker.available, timeout=20.0)
         for i in range(5):
             await members[1].send(f"back {i}")
         for ws in members:
@@ -330,7 +322,7 @@ async def test_redis_down_at_start_then_up(redis_server: RedisServer) -> None:
         with pytest.raises(BrokerUnavailable):
             await server.publish("late", "early")
         redis_server.start()
-        await _wait_for(lambda: server.broker.available)
+        await until(lambda: server.broker.available, timeout=20.0)
         await ws.send("now")
         assert await asyncio.wait_for(ws.recv(), 10) == "now"
         await ws.close()
@@ -541,8 +533,8 @@ async def test_redis_channel_refused_by_an_acl_fails_alone(
         b = await connect(f"ws://127.0.0.1:{server.port}/secret")
         assert await asyncio.wait_for(b.recv(), 10) == "joined"
         await admin.execute_command(*acl)  # secret revoked: Redis disconnects the subscription
-        await _wait_for(lambda: broker.stats.outages == 1 and broker.available)
-        await _wait_for(lambda: "secret" not in broker.channels)
+        await until(lambda: broker.stats.outages == 1 and broker.available, timeout=20.0)
+        await until(lambda: "secret" not in broker.channels, timeout=20.0)
         assert broker.channels == {"room1"}
         assert server._hub().members("secret") == frozenset() and len(server._hub().members("room1")) == 1
         dropped = [
@@ -645,7 +637,7 @@ async def test_redis_publish_queue_holds_its_byte_bound_with_many_waiting_publis
         await asyncio.wait_for(asyncio.gather(*(broker.publish("big", b"x" * size) for _ in range(24))), 30)
         assert broker.stats.failed == 0
         assert peak <= (1 << 20) + size + 1
-        await _wait_for(lambda: broker.stats.published == 24)
+        await until(lambda: broker.stats.published == 24, timeout=20.0)
     finally:
         sampling = False
         await sampler
@@ -663,7 +655,7 @@ async def test_redis_publish_with_max_pending_1_does_not_stall(redis_server: Red
         started = loop.time()
         for i in range(10):
             await broker.publish("one", f"m{i}")
-        await _wait_for(lambda: broker.stats.published == 10)
+        await until(lambda: broker.stats.published == 10, timeout=20.0)
         assert loop.time() - started < 3.0  # it used to wait command_timeout (5 s) for each
         assert broker.stats.failed == 0
     finally:
@@ -682,7 +674,7 @@ async def test_redis_publish_over_max_message_size_is_refused_before_the_bus(red
         with pytest.raises(ValueError, match="max_message_size"):
             await broker.publish("size", b"x" * 1001)
         await broker.publish("size", b"x" * 1000)
-        await _wait_for(lambda: got == [b"x" * 1000])
+        await until(lambda: got == [b"x" * 1000], timeout=20.0)
         assert (broker.stats.failed, broker.stats.outages) == (0, 0)
     finally:
         await broker.close()
@@ -707,7 +699,7 @@ async def test_redis_message_from_the_bus_over_max_message_size_is_dropped(
         for junk in (b"b" + b"x" * 1001, b"t" + b"y" * 1001):
             assert await other.publish("wscodec:big", junk) == 1
         assert await other.publish("wscodec:big", b"t" + b"z" * 1000) == 1  # at the bound: delivered
-        await _wait_for(lambda: got == ["z" * 1000])
+        await until(lambda: got == ["z" * 1000], timeout=20.0)
         assert (broker.stats.dropped, broker.stats.received, broker.stats.outages) == (2, 1, 0)
         assert sum("over max_message_size" in r.getMessage() for r in caplog.records) == 2
     finally:
@@ -751,10 +743,10 @@ async def test_redis_reconnection_that_fails_while_resubscribing_tries_again(
         await broker.subscribe("room", lambda channel, message: None)
         redis_server.stop()
         redis_server.start()
-        await _wait_for(lambda: injected == ["join", "failure"])
-        await _wait_for(lambda: broker.available and "late" in broker.channels)
+        await until(lambda: injected == ["join", "failure"], timeout=20.0)
+        await until(lambda: broker.available and "late" in broker.channels, timeout=20.0)
         await broker.publish("late", "after")
-        await _wait_for(lambda: got == ["after"])
+        await until(lambda: got == ["after"], timeout=20.0)
     finally:
         await broker.close()
 
@@ -817,9 +809,9 @@ async def test_redis_subscription_that_goes_silent_is_found_and_resubscribed(red
     try:
         await broker.subscribe("quiet", lambda channel, message: got.append(message))
         await other.publish("wscodec:quiet", b"tbefore")
-        await _wait_for(lambda: got == ["before"])
+        await until(lambda: got == ["before"], timeout=20.0)
         relay.freeze()
-        await _wait_for(lambda: broker.stats.outages == 1, timeout=15)
+        await until(lambda: broker.stats.outages == 1, timeout=15)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 15
         while "after" not in got and loop.time() < deadline:
@@ -878,9 +870,9 @@ async def test_a_channel_name_no_bus_can_carry_is_refused_and_stores_nothing(
         assert server._hub().channels_of(server_side) == {"lobby"}
         if redis is not None:
             redis.stop()
-            await _wait_for(lambda: not broker.available)
+            await until(lambda: not broker.available, timeout=20.0)
             redis.start()
-            await _wait_for(lambda: broker.available)
+            await until(lambda: broker.available, timeout=20.0)
         await member.send("still here")
         assert await asyncio.wait_for(member.recv(), 10) == "still here"
         await member.close()
@@ -984,7 +976,7 @@ async def test_closing_the_redis_broker_sends_what_publish_accepted_first(redis_
             await broker.publish("flush", f"m{i}")
         await broker.close()
         assert (broker.stats.published, broker.stats.failed) == (50, 0)
-        await _wait_for(lambda: len(seen) == 50, timeout=10)
+        await until(lambda: len(seen) == 50, timeout=10)
         assert seen == [f"m{i}" for i in range(50)]
         with pytest.raises(BrokerUnavailable):
             await broker.publish("flush", "after close")
@@ -1074,7 +1066,7 @@ async def test_a_channel_left_while_the_reconnection_subscribes_is_unsubscribed(
         await broker.subscribe("keep", lambda channel, message: None)
         redis_server.stop()
         redis_server.start()
-        await _wait_for(lambda: left == ["gone"] and broker.available)
+        await until(lambda: left == ["gone"] and broker.available, timeout=20.0)
         other = aioredis.Redis.from_url(redis_server.url)
 
         async def subscriptions() -> dict[bytes, int]:
@@ -1136,7 +1128,7 @@ async def test_a_channel_joined_again_while_the_connection_catches_up_stays_subs
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
         assert rejoined and broker.channels == frozenset(rejoined)
         await broker.publish(rejoined[0], "hello")
-        await _wait_for(lambda: got == [(rejoined[0], "hello")], timeout=5)
+        await until(lambda: got == [(rejoined[0], "hello")], timeout=5)
     finally:
         await broker.close()
 
@@ -1164,7 +1156,7 @@ async def test_a_connection_dropped_as_soon_as_it_is_back_is_retried_ever_more_s
         # Back-off 0.1, 0.2, 0.4, 0.8, 1.6 s (each times 0.5 to 1): at most six outages in 3 s. Without the
         # growth, 3 s / (0.05 to 0.1 s) is 30 or more.
         assert 2 <= broker.stats.outages <= 8, broker.stats.outages
-        await _wait_for(lambda: broker.available, timeout=15)
+        await until(lambda: broker.available, timeout=15)
     finally:
         await broker.close()
         await admin.aclose()
@@ -1242,7 +1234,7 @@ async def test_a_refused_channel_joined_while_reconnecting_is_dropped_alone(redi
         assert dropped == ["no1"]
         assert broker.stats.outages == 1 and unsubscribed_while_available == 0
         await broker.publish("ok1", "still delivered")
-        await _wait_for(lambda: got == ["still delivered"], timeout=10)
+        await until(lambda: got == ["still delivered"], timeout=10)
     finally:
         await broker.close()
         await admin.aclose()

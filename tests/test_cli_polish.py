@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _raw_handshake import accept_response
 from _system import require_program
+from _waiting import until_blocking
 from test_cli import CliServer, _env, _run_connect, cli_server
 from websockets.sync.client import connect as ws_connect
 
@@ -690,13 +692,6 @@ def _recording_server(messages: int = 0) -> Iterator[tuple[str, list[int | None]
             thread.join(10)
 
 
-def _until(predicate: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
-
 @contextlib.contextmanager
 def _connect_process(url: str, **streams: Any) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m wscodec connect URL`` with pipes (or the ``streams`` given), killed and closed after."""
@@ -727,7 +722,7 @@ def test_connect_stopped_by_a_signal_closes_1001(signum: int) -> None:
         assert proc.stdout.readline() == b"< hello\n"  # connected and served
         proc.send_signal(signum)
         assert proc.wait(20) == 128 + signum
-        _until(lambda: codes)
+        until_blocking(lambda: codes)
         assert codes == [1001]
         assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
 
@@ -740,7 +735,7 @@ def test_connect_whose_output_is_closed_closes_1000_and_says_so() -> None:
         assert proc.stdout.readline().startswith(b"< message ")
         proc.stdout.close()  # what head does after its line
         assert proc.wait(20) == 1
-        _until(lambda: codes)
+        until_blocking(lambda: codes)
         assert codes == [1000]
         err = proc.stderr.read().decode()
         assert "Traceback" not in err and "Exception ignored" not in err, err
@@ -750,8 +745,6 @@ def test_connect_whose_output_is_closed_closes_1000_and_says_so() -> None:
 @contextlib.contextmanager
 def _mute_server() -> Iterator[str]:
     """A server that completes the opening handshake and then reads without ever answering: our Close waits."""
-    import base64
-    import hashlib
 
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(30)
@@ -765,14 +758,7 @@ def _mute_server() -> Iterator[str]:
                 head = b""
                 while b"\r\n\r\n" not in head:
                     head += conn.recv(4096)
-                key = next(
-                    line.split(b":", 1)[1].strip()
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"sec-websocket-key")
-                )
-                accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")  # fmt: skip
+                conn.sendall(accept_response(head))
                 while not done.is_set():
                     with contextlib.suppress(socket.timeout):
                         if not conn.recv(65536):
@@ -827,7 +813,7 @@ def test_connect_whose_terminal_hangs_up_closes_without_a_traceback() -> None:
             time.sleep(0.5)  # (readline waiting for a line)
             os.close(master)
             assert proc.wait(20) in (0, 128 + signal.SIGHUP)  # end of input (1000) or the hangup (1001) first
-            _until(lambda: codes)
+            until_blocking(lambda: codes)
             assert codes[0] in (1000, 1001), codes
             err = proc.stderr.read().decode()
             assert "Traceback" not in err and "error:" not in err, err
@@ -843,5 +829,5 @@ def test_connect_whose_output_and_errors_share_a_closed_pipe_still_closes_1000()
             with os.fdopen(read_end, "rb") as pipe:
                 assert pipe.readline()  # the first line, then head exits
             assert proc.wait(20) == 1
-            _until(lambda: codes)
+            until_blocking(lambda: codes)
             assert codes == [1000]

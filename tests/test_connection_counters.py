@@ -6,25 +6,16 @@ handle it. The asyncio server's "closed" log line reports them."""
 from __future__ import annotations
 
 import array
-import asyncio
 import logging
-import time
-from typing import Any
 
 import pytest
+from _waiting import until
 
 from wscodec import FrameDecoder, ProtocolError, encode_frame
 from wscodec.asyncio import connect, serve
 from wscodec.connection import Connection
 from wscodec.events import BinaryFragment, BinaryMessage, TextFragment, TextMessage
 from wscodec.extensions import PerMessageDeflate
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def _pair(*, deflate: bool = False, **options: object) -> tuple[Connection, Connection]:

@@ -12,9 +12,7 @@ that sends them right behind its 101: the opening handshake is read INFLATING_RE
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import re
 import socket
 import struct
@@ -25,6 +23,7 @@ import zlib
 from typing import Any
 
 import pytest
+from _raw_handshake import accept_key
 
 import wscodec.asyncio
 import wscodec.sync
@@ -191,7 +190,7 @@ class PipeliningServer:
                     request += sock.recv(4096)
                 key = re.search(rb"(?i)sec-websocket-key:\s*(\S+)", request)
                 assert key is not None
-                accept = base64.b64encode(hashlib.sha1(key.group(1) + GUID).digest())
+                accept = accept_key(key.group(1))
                 offer = re.search(rb"(?i)sec-websocket-extensions:\s*([^\r]*)", request)
                 assert offer is not None and offer.group(1).startswith(b"permessage-deflate"), request
                 # Accepted as offered, but for a bare client_max_window_bits (a hint a response may not echo).
@@ -203,7 +202,6 @@ class PipeliningServer:
                     pass
 
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RESPONSE = (
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: {extensions}\r\n\r\n"

@@ -4,7 +4,6 @@ shows frames, and no payload is ever logged at INFO. Both APIs write the same li
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import threading
@@ -12,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from _waiting import until
 
 from wscodec import Connection, encode_frame, sync
 from wscodec.asyncio import WebSocket, connect, serve
@@ -19,13 +19,6 @@ from wscodec.errors import ConnectionClosed, InvalidStatus
 
 SECRET = "payload-that-must-not-be-logged-at-info"
 IDENTITY = re.compile(r"^\[127\.0\.0\.1:\d+ [0-9a-f]{8}\] ")
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def _exchange(caplog: pytest.LogCaptureFixture, level: int) -> tuple[WebSocket, list[WebSocket]]:

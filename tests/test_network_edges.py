@@ -7,10 +7,8 @@ After each failure the server still serves a fresh client.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import hashlib
 import socket
 import ssl
 import time
@@ -18,6 +16,8 @@ from typing import Any
 
 import pytest
 import trustme
+from _raw_handshake import accept_response
+from _waiting import until
 
 from wscodec import ConnectionClosed, InvalidHandshake, encode_frame
 from wscodec.asyncio import WebSocket, connect, serve
@@ -37,13 +37,6 @@ def _has_ipv6_loopback() -> bool:
 async def echo(ws: WebSocket) -> None:
     async for message in ws:
         await ws.send(message)
-
-
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- IPv6
@@ -182,17 +175,6 @@ async def test_stalled_tls_handshake_at_the_server_is_bounded_by_open_timeout(ca
 # --------------------------------------------------------------------------- a hostile server
 
 
-def _accept(head: bytes) -> bytes:
-    key = next(
-        line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key:")
-    )
-    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-    return (
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-    )
-
-
 async def hostile_server(answer: Any) -> tuple[asyncio.AbstractServer, list[bytes]]:
     """A server that answers every request head with ``answer(head)`` and records what it reads next."""
     received: list[bytes] = []
@@ -224,7 +206,7 @@ async def hostile_server(answer: Any) -> tuple[asyncio.AbstractServer, list[byte
     ids=["masked", "rsv1", "rsv2", "oversized", "invalid-utf8", "reserved-opcode"],
 )
 async def test_bad_frames_from_a_server_fail_the_client(frame: bytes, code: int) -> None:
-    server, received = await hostile_server(lambda head: _accept(head) + frame)
+    server, received = await hostile_server(lambda head: accept_response(head) + frame)
     port = server.sockets[0].getsockname()[1]
     try:
         ws = await connect(f"ws://127.0.0.1:{port}/", open_timeout=10, max_size=1024, compression=None)

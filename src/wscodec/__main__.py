@@ -195,14 +195,20 @@ def _serve_scaled(args: argparse.Namespace) -> int:
 
     secure = "s" if tls is not None else ""
 
-    announced: list[bool] = []
-    loop_name: list[str] = []  # the workers' loop, known once --loop is resolved (in the try below)
+    try:
+        factory = _loop_factory(args.loop)
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    loop_name = "asyncio" if factory is None else "uvloop"
+    announced = False
 
     def ready(address: str, port: int) -> None:
-        announced.append(True)
+        nonlocal announced
+        announced = True
         print(f"listening on ws{secure}://{host}:{port}", flush=True)
         print(
-            f"{mode} server on {loop_name[0]}{_transport_note(args.transport)}{_busy_poll_note(args.busy_poll)}, "
+            f"{mode} server on {loop_name}{_transport_note(args.transport)}{_busy_poll_note(args.busy_poll)}, "
             f"{args.workers or 'one per core'} workers, broker {args.broker or 'in-process'}; "
             f"demo page at http{secure}://{host}:{port}/ (Ctrl-C to stop)",
             file=sys.stderr,
@@ -212,8 +218,6 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     if args.chat and args.workers != 1 and (not args.broker or args.broker.startswith("memory:")):
         print("note: without --broker redis://... each worker has its own chat room", file=sys.stderr, flush=True)
     try:
-        factory = _loop_factory(args.loop)
-        loop_name.append("asyncio" if factory is None else "uvloop")
         status = run(
             chat if args.chat else echo,
             args.host,

@@ -562,29 +562,29 @@ def open_socket(
                 raise
         elif proxy is None:
             sock = connect_tcp(uri.host, uri.port, deadline)
-        elif proxy.is_socks:
-            _proxy_tls(proxy, proxy_ssl)  # (refuses a proxy_ssl)
-            sock = _socks_connect(proxy, uri, deadline)
         else:
-            if proxy.scheme == "https" and ssl is not None:
-                raise InvalidProxy("wss:// through an https:// proxy (TLS inside TLS) needs wscodec.asyncio")
-            context = _proxy_tls(proxy, proxy_ssl)
-            sock = connect_tcp(proxy.host, proxy.port, deadline)
-            try:
-                if context is not None:
+            context = _proxy_tls(proxy, proxy_ssl)  # first: it refuses a proxy_ssl for a proxy without TLS
+            if proxy.is_socks:
+                sock = _socks_connect(proxy, uri, deadline)
+            else:
+                if context is not None and ssl is not None:
+                    raise InvalidProxy("wss:// through an https:// proxy (TLS inside TLS) needs wscodec.asyncio")
+                sock = connect_tcp(proxy.host, proxy.port, deadline)
+                try:
+                    if context is not None:
+                        sock.settimeout(time_left(deadline))
+                        sock = context.wrap_socket(sock, server_hostname=proxy.host)
                     sock.settimeout(time_left(deadline))
-                    sock = context.wrap_socket(sock, server_hostname=proxy.host)
-                sock.settimeout(time_left(deadline))
-                sock.sendall(connect_request(uri, proxy, user_agent))
-                response = ConnectResponse(proxy)
-                while True:
-                    sock.settimeout(time_left(deadline))
-                    if response.feed(sock.recv(4096)):
-                        break
-                leftover = response.leftover
-            except BaseException:
-                sock.close()
-                raise
+                    sock.sendall(connect_request(uri, proxy, user_agent))
+                    response = ConnectResponse(proxy)
+                    while True:
+                        sock.settimeout(time_left(deadline))
+                        if response.feed(sock.recv(4096)):
+                            break
+                    leftover = response.leftover
+                except BaseException:
+                    sock.close()
+                    raise
     assert sock is not None
     if ssl is not None:
         if leftover:
