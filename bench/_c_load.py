@@ -8,7 +8,10 @@ them with the system C compiler (``cc``, or ``$CC``), once per benchmark run.
   permessage-deflate when DEFLATE is 1; it sends uncompressed messages and only counts the echoes, so a
   compressing server pays for compression alone), keeps INFLIGHT binary messages of SIZE bytes outstanding
   with non-blocking I/O, and prints round trips, seconds, p50 and p99 latency as JSON. It parses frames in
-  place without copying payloads, so it outpaces every server measured, the floor included.
+  place without copying payloads, so it outpaces every server measured, the floor included. Every reply is
+  checked: an uncompressed one must be exactly SIZE bytes, and the first 8 byte for byte the message sent;
+  on a mismatch it exits with status 3 and says which reply (a compressed reply, with DEFLATE, is not
+  inflated, so only its arrival is checked).
 * ``echo LIFETIME`` answers the upgrade with a fixed 101 and echoes every byte back: what one TCP round trip
   over loopback costs, with no WebSocket work at all. It exits by itself after LIFETIME seconds.
 """
@@ -49,9 +52,35 @@ static void queue(const unsigned char *p, size_t n) {
     memcpy(out + out_len, p, n); out_len += n;
 }
 
+
+/* Every echo is checked: an uncompressed reply must be exactly SIZE bytes, and the first CHECK_FIRST replies
+ * byte for byte the payload sent (echoes come back in order on one connection). A compressed reply (RSV1,
+ * with DEFLATE) is not inflated here, so its length cannot be checked. A mismatch exits 3. */
+#define CHECK_FIRST 8
+static unsigned char *expect; static size_t size;
+static void mismatch(size_t msg_no, const char *what, uint64_t got) {
+    fprintf(stderr, "client: reply %zu is not an echo: %s %llu, sent %zu bytes\n", msg_no + 1, what, (unsigned long long)got, size);
+    exit(3);
+}
+static void check_bytes(const unsigned char *p, uint64_t n, uint64_t at, uint64_t foff, const unsigned char *mkey, size_t msg_no) {
+    if (at + n > size) mismatch(msg_no, "length at least", at + n);
+    for (uint64_t i = 0; i < n; i++) {
+        unsigned char b = mkey ? p[i] ^ mkey[(foff + i) & 3] : p[i];
+        if (b != expect[at + i]) mismatch(msg_no, "content differs at byte", at + i);
+    }
+}
+/* A frame is over: a final data frame ends a reply (returns 1 for an echo); a Close ends the run. */
+static int end_frame(int op, int fin, int comp, uint64_t *mlen, size_t *msg_no) {
+    if (op == 8) { fprintf(stderr, "client: server closed\n"); exit(2); }
+    if (op > 2 || !fin) return 0;
+    if (!comp && *mlen != size) mismatch(*msg_no, "length", *mlen);
+    *mlen = 0; ++*msg_no;
+    return 1;
+}
+
 int main(int argc, char **argv) {
     if (argc != 7 && argc != 8) { fprintf(stderr, "usage: client PORT INFLIGHT SIZE WARMUP DURATION DEFLATE [PAYLOAD_FILE]\n"); return 2; }
-    int port = atoi(argv[1]), inflight = atoi(argv[2]); size_t size = (size_t)atol(argv[3]);
+    int port = atoi(argv[1]), inflight = atoi(argv[2]); size = (size_t)atol(argv[3]);
     double warmup = atof(argv[4]), duration = atof(argv[5]); int deflate = atoi(argv[6]);
     int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     struct sockaddr_in a; memset(&a, 0, sizeof a); a.sin_family = AF_INET; a.sin_port = htons(port);
@@ -87,12 +116,14 @@ int main(int argc, char **argv) {
         while (got < size) { size_t n = fread(frame + hl + 4 + got, 1, size - got, f); if (!n) { if (!got) die("empty payload file"); rewind(f); } got += n; }
         fclose(f);
     }
+    expect = malloc(size ? size : 1); memcpy(expect, frame + hl + 4, size);
     for (size_t i = 0; i < size; i++) frame[hl + 4 + i] ^= key[i & 3];
     int64_t *sent = malloc(sizeof(int64_t) * inflight); int s_head = 0, s_tail = 0, outstanding = 0;
     size_t lat_cap = 1 << 16, lat_n = 0; int64_t *lat = malloc(sizeof(int64_t) * lat_cap);
     int64_t t0 = now_ns(), measure_from = t0 + (int64_t)(warmup * 1e9), stop_at = measure_from + (int64_t)(duration * 1e9), last = measure_from;
     for (int i = 0; i < inflight; i++) { sent[s_head] = now_ns(); s_head = (s_head + 1) % inflight; outstanding++; queue(frame, flen); }
-    unsigned char hdr[14]; int hlen = 0; uint64_t skip = 0; int in_frame = 0, cur_fin = 0, cur_op = 0;
+    unsigned char hdr[14], mkey[4]; int hlen = 0, masked = 0, comp = 0; uint64_t skip = 0, foff = 0, mlen = 0; size_t msg_no = 0;
+    int in_frame = 0, cur_fin = 0, cur_op = 0;
     int64_t hard_stop = stop_at + 30 * (int64_t)1000000000;
     unsigned char *p = body, *end = body + leftover;
     for (;;) {
@@ -100,11 +131,12 @@ int main(int argc, char **argv) {
         while (p < end) {
             if (in_frame) {
                 uint64_t take = (uint64_t)(end - p) < skip ? (uint64_t)(end - p) : skip;
-                skip -= take; p += take;
+                if (cur_op <= 2 && !comp && msg_no < CHECK_FIRST) check_bytes(p, take, mlen, foff, masked ? mkey : NULL, msg_no);
+                if (cur_op <= 2) mlen += take;
+                skip -= take; p += take; foff += take;
                 if (skip) break;
                 in_frame = 0;
-                if (cur_op == 8) { fprintf(stderr, "client: server closed\n"); return 2; }
-                if (cur_fin && cur_op <= 2) echoes++;
+                echoes += end_frame(cur_op, cur_fin, comp, &mlen, &msg_no);
                 continue;
             }
             hdr[hlen++] = *p++;
@@ -114,8 +146,10 @@ int main(int argc, char **argv) {
                     uint64_t len = l7;
                     if (l7 == 126) len = ((uint64_t)hdr[2] << 8) | hdr[3];
                     else if (l7 == 127) { len = 0; for (int i = 0; i < 8; i++) len = (len << 8) | hdr[2 + i]; }
-                    cur_fin = hdr[0] >> 7; cur_op = hdr[0] & 15; skip = len; in_frame = 1; hlen = 0;
-                    if (!skip) { in_frame = 0; if (cur_op == 8) { fprintf(stderr, "client: server closed\n"); return 2; } if (cur_fin && cur_op <= 2) echoes++; }
+                    cur_fin = hdr[0] >> 7; cur_op = hdr[0] & 15; skip = len; in_frame = 1; hlen = 0; foff = 0;
+                    masked = (hdr[1] & 0x80) != 0; if (masked) memcpy(mkey, hdr + need - 4, 4);
+                    if (cur_op == 1 || cur_op == 2) comp = (hdr[0] & 0x40) != 0; /* RSV1 on the first frame: compressed */
+                    if (!skip) { in_frame = 0; echoes += end_frame(cur_op, cur_fin, comp, &mlen, &msg_no); }
                 }
             }
         }

@@ -23,6 +23,11 @@ outstanding on one connection for a bounded time, after a short warm-up, and rep
 second and p50/p99 latency (send to echo). With the C client on Linux it also gives the server's CPU time per
 round trip (user and system, from ``/proc``, over the measured window): with one message in flight every
 server waits on the same loopback round trip, and its CPU per round trip is what tells them apart.
+Every client checks what comes back: each reply must be as long as the message sent (echoes come back in
+order on one connection), and the first 8 of each connection byte for byte the same; a server whose replies
+are not echoes has its cell FAILED (said at once and again under the table), is left out of its other cells,
+and the exit status is 1. (With ``--deflate`` the C client does not inflate compressed replies, so it checks
+only that they arrive.)
 
 The table ends with ``ours / peer`` throughput ratios and the issue's targets at 64 in flight, 16 B:
 at least 2x websockets and 1.0x picows (PASS/FAIL). ``--check`` makes a FAIL the exit status.
@@ -58,6 +63,23 @@ OWN_LOOP = ("node-ws",)
 FLOOR = "floor"
 TARGETS = {"websockets": 2.0, "picows": 1.0}  # ours / peer, at 64 in flight, 16 B
 TARGET_CELL = (64, 16)
+#: Replies compared byte for byte with the message sent, per connection; every reply's length is compared.
+CHECK_FIRST = 8
+
+
+class EchoMismatch(RuntimeError):
+    """A reply is not the message sent: the server does not echo, so its cell is not a measurement."""
+
+
+def check_reply(payload: bytes, reply_no: int, got: bytes | int) -> None:
+    """Raise :class:`EchoMismatch` unless reply ``reply_no`` (0-based) echoes ``payload``: ``got`` is the reply's
+    bytes, or only its length once the first :data:`CHECK_FIRST` have been compared."""
+    length = got if isinstance(got, int) else len(got)
+    if length != len(payload):
+        raise EchoMismatch(f"reply {reply_no + 1} is {length} bytes, the message sent {len(payload)}: not an echo")
+    if not isinstance(got, int) and got != payload:
+        at = next(i for i, (a, b) in enumerate(zip(got, payload, strict=True)) if a != b)
+        raise EchoMismatch(f"reply {reply_no + 1} differs from the message sent at byte {at}: not an echo")
 
 
 @dataclass
@@ -247,12 +269,34 @@ async def _run_picows(port: int, payload: bytes, inflight: int, warmup: float, d
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
     meter_box: list[_Meter] = []
+    size = len(payload)
 
     class Client(WSListener):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.replies = 0
+            self.parts: list[bytes] = []  # a fragmented reply, so far
+
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             if frame.msg_type in (WSMsgType.BINARY, WSMsgType.CONTINUATION):
-                if frame.fin:
-                    meter_box[0].echoed()
+                if not frame.fin or self.parts:
+                    self.parts.append(frame.get_payload_as_bytes())
+                    if not frame.fin:
+                        return
+                    got: bytes | int = b"".join(self.parts)
+                    self.parts = []
+                elif self.replies < CHECK_FIRST:
+                    got = frame.get_payload_as_bytes()
+                else:
+                    got = frame.payload_size
+                if got != size:  # a length (the usual case) equal to the size sent needs no more
+                    try:
+                        check_reply(payload, self.replies, got)
+                    except EchoMismatch as exc:
+                        meter_box[0].fail(exc)
+                        return
+                self.replies += 1
+                meter_box[0].echoed()
             elif frame.msg_type == WSMsgType.CLOSE:
                 meter_box[0].fail(ConnectionError(f"server closed: {frame.get_close_code()}"))
 
@@ -286,6 +330,9 @@ class _RawClient(asyncio.Protocol):
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.meter: _Meter | None = None
         self.frame = b""
+        self.payload = b""
+        self.replies = 0
+        self.parts: list[bytes] = []  # a fragmented reply, so far
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -313,9 +360,26 @@ class _RawClient(asyncio.Protocol):
                 return
         meter = self.meter
         echoes = 0
+        size = len(self.payload)
         for frame in self.decoder.feed(data):
             if frame.opcode in (1, 2, 0):
-                echoes += frame.fin
+                if not frame.fin or self.parts:
+                    self.parts.append(frame.payload)
+                    if not frame.fin:
+                        continue
+                    got = b"".join(self.parts)
+                    self.parts = []
+                else:
+                    got = frame.payload
+                if len(got) != size or self.replies < CHECK_FIRST:
+                    try:
+                        check_reply(self.payload, self.replies, got)
+                    except EchoMismatch as exc:
+                        if meter is not None:
+                            meter.fail(exc)
+                        return
+                self.replies += 1
+                echoes += 1
             elif frame.opcode == 8 and meter is not None:
                 meter.fail(ConnectionError("server closed"))
         if echoes and meter is not None:
@@ -340,6 +404,7 @@ async def _run_raw(port: int, payload: bytes, inflight: int, warmup: float, dura
     try:
         await asyncio.wait_for(client.opened, 10)
         client.frame = encode_frame(2, payload, mask=os.urandom(4))
+        client.payload = payload
         meter = _Meter(lambda: client.send_many(1), inflight, warmup, duration)
         client.meter = meter
         meter.start()
@@ -416,6 +481,8 @@ def _run_c(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+    if proc.returncode == 3:  # a reply that is not the message sent
+        raise EchoMismatch(err.strip()[-500:].removeprefix("client: "))
     if proc.returncode != 0:
         raise RuntimeError(f"C client failed: {err.strip()[-500:]}")
     result: dict[str, Any] = json.loads(out)
@@ -575,8 +642,11 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
-async def _run_all(args: argparse.Namespace) -> list[Cell]:
+async def _run_all(args: argparse.Namespace) -> tuple[list[Cell], dict[str, str]]:
+    """The cells measured, and the servers whose replies were not echoes (what was wrong): those are left out of
+    their remaining cells."""
     servers: dict[str, ServerProcess] = {}
+    failed: dict[str, str] = {}
     samples: dict[tuple[str, int, int], list[Cell]] = collections.defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="wscodec-bench-") as tmp:
         try:
@@ -617,17 +687,24 @@ async def _run_all(args: argparse.Namespace) -> list[Cell]:
                 for inflight in args.inflight:
                     for size in args.sizes:
                         for spec, server in servers.items():
-                            cell = await measure(
-                                args.client,
-                                spec,
-                                server.port,
-                                inflight,
-                                size,
-                                args.warmup,
-                                args.duration,
-                                args.deflate,
-                                server_pid=server.proc.pid,
-                            )
+                            if spec in failed:
+                                continue
+                            try:
+                                cell = await measure(
+                                    args.client,
+                                    spec,
+                                    server.port,
+                                    inflight,
+                                    size,
+                                    args.warmup,
+                                    args.duration,
+                                    args.deflate,
+                                    server_pid=server.proc.pid,
+                                )
+                            except EchoMismatch as exc:
+                                failed[spec] = f"{inflight} x {_size_label(size)}: {exc}"
+                                print(f"{spec}: FAILED at {failed[spec]}; left out of the other cells", flush=True)
+                                continue
                             samples[(spec, inflight, size)].append(cell)
                             if args.verbose:
                                 print(
@@ -639,6 +716,8 @@ async def _run_all(args: argparse.Namespace) -> list[Cell]:
                 server.stop()
     cells = []
     for (spec, inflight, size), runs in samples.items():
+        if spec in failed:
+            continue
         rates = [c.rate for c in runs]
         cells.append(
             Cell(
@@ -660,7 +739,7 @@ async def _run_all(args: argparse.Namespace) -> list[Cell]:
     # Group the table by cell so that ratios sit next to each other.
     order = {name: i for i, name in enumerate([*args.servers, FLOOR])}
     cells.sort(key=lambda c: (args.inflight.index(c.inflight), args.sizes.index(c.size), order[c.server]))
-    return cells
+    return cells, failed
 
 
 def _median_or_none(values: list[float | None]) -> float | None:
@@ -736,11 +815,13 @@ def main(argv: list[str] | None = None) -> int:
         + f"python {sys.version.split()[0]}",
         flush=True,
     )
-    cells = asyncio.run(_run_all(args))
+    cells, failed = asyncio.run(_run_all(args))
     print(format_table(cells))
     target_lines, ok = check_targets(cells)
     for line in target_lines:
         print(line)
+    for spec, why in failed.items():
+        print(f"FAILED {spec}: {why}")
     print(f"({time.monotonic() - started:.1f} s)")
     if args.json:
         with open(args.json, "w") as fh:
@@ -755,7 +836,7 @@ def main(argv: list[str] | None = None) -> int:
                 fh,
                 indent=2,
             )
-    return 1 if args.check and not ok else 0
+    return 1 if failed or (args.check and not ok) else 0
 
 
 if __name__ == "__main__":

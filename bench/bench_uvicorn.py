@@ -9,7 +9,9 @@ with ``wscodec.FrameDecoder("client")``, keeping 1 or 64 messages in flight, 16 
     python bench/bench_uvicorn.py --quick   # about 20 seconds
 
 Prints round trips per second, the ratios ours / each peer, and PASS if ours is at least 1.5x
-websockets-sansio at 16 B (both in-flight depths).
+websockets-sansio at 16 B (both in-flight depths). Every reply must be the message sent: its length is
+compared on every reply and its bytes on the first 8 of each connection; a server whose replies are not echoes
+is reported FAILED, left out of the table, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ except ImportError:
     import wscodec as _wscodec
 WSCODEC_HOME = str(Path(_wscodec.__file__).resolve().parents[1])
 CASES = [(16, 1), (16, 64), (65536, 1), (65536, 64)]  # (payload bytes, messages in flight)
+CHECK_FIRST = 8  # replies per connection compared byte for byte with the message sent (all: by length)
 TARGET = 1.5  # ours / websockets-sansio at 16 B
 
 
@@ -66,6 +69,11 @@ async def echo(websocket: WebSocket) -> None:
 
 
 app = Starlette(routes=[WebSocketRoute("/echo", echo)])
+
+
+def _payload(size: int) -> bytes:
+    """The message sent, bytes 0..255 repeated (the no-op server's canned reply is the same bytes)."""
+    return (bytes(range(256)) * (size // 256 + 1))[:size]
 
 
 # ---------------------------------------------------------------- the ceiling: a server that does no work
@@ -94,8 +102,8 @@ class _NoopEcho(asyncio.Protocol):
             if b"\r\n\r\n" not in self.head:
                 return
             size = int(self.head.split(b"size=", 1)[1].split(b" ", 1)[0])
-            self.reply = encode_frame(2, b"x" * size)
-            self.size_in = len(encode_frame(2, b"x" * size, mask=b"abcd"))
+            self.reply = encode_frame(2, _payload(size))
+            self.size_in = len(encode_frame(2, _payload(size), mask=b"abcd"))
             self.transport.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 b"Sec-WebSocket-Accept: unchecked\r\n\r\n"
@@ -186,6 +194,9 @@ class EchoClient(asyncio.Protocol):
         self.head = b""
         self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.frame = b""
+        self.payload = b""
+        self.replies = 0  # final data frames so far, on this connection
+        self.failed: Exception | None = None
         self.sending = False
         self.outstanding = 0
         self.received = 0
@@ -208,8 +219,24 @@ class EchoClient(asyncio.Protocol):
                 if rest:
                     self.data_received(rest)
             return
-        frames = self.decoder.feed(data)
-        count = len(frames)
+        count = 0
+        size = len(self.payload)
+        for frame in self.decoder.feed(data):
+            if frame.opcode not in (1, 2) or not frame.fin:  # the echo servers reply unfragmented
+                self._fail(RuntimeError(f"reply {self.replies + 1}: a frame with opcode {frame.opcode}, not an echo"))
+                return
+            payload = frame.payload
+            if len(payload) != size or (self.replies < CHECK_FIRST and payload != self.payload):
+                self._fail(
+                    RuntimeError(
+                        f"reply {self.replies + 1} is not an echo: {len(payload)} bytes"
+                        + (" of other content" if len(payload) == size else "")
+                        + f", the message sent {size} bytes"
+                    )
+                )
+                return
+            self.replies += 1
+            count += 1
         if not count:
             return
         self.received += count
@@ -221,25 +248,37 @@ class EchoClient(asyncio.Protocol):
             if self.outstanding <= 0 and self.drained is not None and not self.drained.done():
                 self.drained.set_result(None)
 
+    def _fail(self, exc: Exception) -> None:
+        """A reply that is not the message sent: the case fails, the connection is dropped."""
+        self.failed = exc
+        self.sending = False
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_exception(exc)
+        assert self.transport is not None
+        self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
             self.lost.set_result(None)
         if not self.handshake.done():
             self.handshake.set_exception(ConnectionError("connection lost during the handshake"))
         if self.drained is not None and not self.drained.done():
-            self.drained.set_exception(ConnectionError("connection lost"))
+            self.drained.set_exception(self.failed or ConnectionError("connection lost"))
 
     async def run(self, size: int, inflight: int, duration: float) -> float:
         """Round trips per second over ``duration`` seconds."""
         from wscodec import encode_frame
 
         assert self.transport is not None
-        self.frame = encode_frame(2, os.urandom(size), mask=os.urandom(4))
+        self.payload = _payload(size)
+        self.frame = encode_frame(2, self.payload, mask=os.urandom(4))
         self.received = 0
         self.sending = True
         started = time.perf_counter()
         self.transport.write(self.frame * inflight)
         await asyncio.sleep(duration)
+        if self.failed is not None:
+            raise self.failed
         self.sending = False
         self.outstanding = inflight
         self.drained = asyncio.get_running_loop().create_future()
@@ -304,13 +343,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{duration:g} s per case; Starlette echo endpoint, binary messages, uvicorn --loop {args.loop}"
     )
     results: dict[str, dict[tuple[int, int], float]] = {}
+    failed: dict[str, str] = {}
     for impl in [*impls, NOOP]:
         server = Server(impl, args.loop)
         try:
             results[impl] = asyncio.run(_bench_server(server.port, duration, warmup))
+        except RuntimeError as exc:  # a reply that was not an echo
+            failed[impl] = str(exc)
+            print(f"FAILED {impl}: {exc}", flush=True)
         finally:
             server.stop()
+    if NOOP not in results:
+        return 1
 
+    impls = [impl for impl in impls if impl in results]
     peers = [impl for impl in impls if impl != OURS]
     columns = [*impls, NOOP]
     header = f"{'payload':>8} {'in flight':>9} " + " ".join(f"{impl:>17}" for impl in columns)
@@ -329,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = "websockets-sansio"
     if OURS not in results or reference not in results:
-        return 0
+        return 1 if failed else 0
     # The target: ours >= 1.5x websockets-sansio at 16 B. A case is judged only where 1.5x the reference is
     # reachable at all, i.e. below the no-op ceiling; otherwise it is latency-bound and reported as such.
     print()
@@ -351,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = ok and passed
         print(f"  {name}: {ratio:.2f}x {'>=' if passed else '<'} {TARGET}x")
     print(f"{'PASS' if ok else 'FAIL'}: ours >= {TARGET}x {reference} at 16 B")
-    return 0 if ok else 1
+    return 0 if ok and not failed else 1
 
 
 if __name__ == "__main__":
