@@ -29,6 +29,9 @@ are not echoes has its cell FAILED (said at once and again under the table), is 
 and the exit status is 1. (With ``--deflate`` the C client does not inflate compressed replies, so it checks
 only that they arrive.)
 
+SIGTERM stops a run as Ctrl-C does (servers stopped, the temporary directory removed, exit 130); on Linux
+the servers are also killed by the kernel when this process ends in any other way (SIGKILL included).
+
 The table ends with ``ours / peer`` throughput ratios and the issue's targets at 64 in flight, 16 B:
 at least 2x websockets and 1.0x picows (PASS/FAIL). ``--check`` makes a FAIL the exit status.
 """
@@ -44,6 +47,7 @@ import importlib.util
 import json
 import os
 import selectors
+import signal
 import statistics
 import subprocess
 import sys
@@ -131,6 +135,28 @@ def echo_server_command(
     ]
 
 
+def die_with_parent() -> Any:
+    """A ``preexec_fn`` for a server process: on Linux the kernel sends it SIGKILL when this process ends, however
+    it ends (SIGKILL included), so no server outlives the benchmark; ``exec`` keeps the setting (Node's ws and the
+    C floor get it too). None elsewhere: there the servers' ``--lifetime`` bounds them."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl: the signal will never come
+            os._exit(1)
+
+    return preexec
+
+
 class ServerProcess:
     """One echo server in its own process; ``port`` once it has said it is listening."""
 
@@ -157,6 +183,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
+            preexec_fn=die_with_parent(),
         )
         if cpu is not None and hasattr(os, "sched_setaffinity"):
             with contextlib.suppress(OSError):
@@ -468,6 +495,7 @@ def _run_c(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=die_with_parent(),
     )
     before = after = None
     try:
@@ -815,7 +843,13 @@ def main(argv: list[str] | None = None) -> int:
         + f"python {sys.version.split()[0]}",
         flush=True,
     )
-    cells, failed = asyncio.run(_run_all(args))
+    # SIGTERM (a timeout, a plain ``kill``) stops the run as Ctrl-C does: servers stopped, temporary dir removed
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        cells, failed = asyncio.run(_run_all(args))
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped", file=sys.stderr, flush=True)
+        return 130
     print(format_table(cells))
     target_lines, ok = check_targets(cells)
     for line in target_lines:

@@ -159,7 +159,10 @@ class Server:
                 loop,
             ]
         )
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=env)
+        sys.path.insert(0, str(HERE))
+        from bench_echo import die_with_parent  # the server ends with this process, however it ends
+
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, preexec_fn=die_with_parent())
         deadline = time.monotonic() + 20
         while True:
             if self.proc.poll() is not None:

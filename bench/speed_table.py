@@ -212,13 +212,35 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def _run(command: list[str], timeout: float) -> None:
+#: Seconds a benchmark has to stop (its servers with it) after SIGTERM, once its time is up, before SIGKILL.
+GRACE = 30.0
+
+
+def _run(command: list[str], timeout: float) -> int:
+    """Run one benchmark; its exit status. Past ``timeout`` it gets SIGTERM (it stops its servers and removes
+    its temporary files), then SIGKILL after :data:`GRACE` seconds."""
     print("$ python " + " ".join(os.path.relpath(c, os.getcwd()) if c.startswith(HERE) else c for c in command[1:]))
     sys.stdout.flush()
-    try:
-        subprocess.run(command, check=False, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        print(f"(stopped after {timeout:.0f} s)")
+    with subprocess.Popen(command) as proc:
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(GRACE)
+                print(f"(stopped after {timeout:.0f} s)")
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                print(f"(stopped after {timeout:.0f} s, killed {GRACE:.0f} s after SIGTERM)")
+            return -1
+        except BaseException:  # Ctrl-C: SIGINT went to it too; give it the same grace
+            proc.terminate()
+            try:
+                proc.wait(GRACE)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
 
 
 def echo_servers() -> list[str]:
