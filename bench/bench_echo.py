@@ -26,7 +26,7 @@ server waits on the same loopback round trip, and its CPU per round trip is what
 Every client checks what comes back: each reply must be as long as the message sent (echoes come back in
 order on one connection), and the first 8 of each connection byte for byte the same; a server whose replies
 are not echoes has its cell FAILED (said at once and again under the table), is left out of its other cells,
-and the exit status is 1. (With ``--deflate`` the C client does not inflate compressed replies, so it checks
+and the exit status is 2. (With ``--deflate`` the C client does not inflate compressed replies, so it checks
 only that they arrive.)
 
 SIGTERM stops a run as Ctrl-C does (servers stopped, the temporary directory removed, exit 130); on Linux
@@ -870,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
                 fh,
                 indent=2,
             )
-    return 1 if failed or (args.check and not ok) else 0
+    return 2 if failed else 1 if args.check and not ok else 0
 
 
 if __name__ == "__main__":

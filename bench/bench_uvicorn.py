@@ -11,7 +11,7 @@ with ``wscodec.FrameDecoder("client")``, keeping 1 or 64 messages in flight, 16 
 Prints round trips per second, the ratios ours / each peer, and PASS if ours is at least 1.5x
 websockets-sansio at 16 B (both in-flight depths). Every reply must be the message sent: its length is
 compared on every reply and its bytes on the first 8 of each connection; a server whose replies are not echoes
-is reported FAILED, left out of the table, and the exit status is 1.
+is reported FAILED, left out of the table, and the exit status is 2.
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
     if NOOP not in results:
-        return 1
+        return 2
 
     impls = [impl for impl in impls if impl in results]
     peers = [impl for impl in impls if impl != OURS]
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = "websockets-sansio"
     if OURS not in results or reference not in results:
-        return 1 if failed else 0
+        return 2 if failed else 0
     # The target: ours >= 1.5x websockets-sansio at 16 B. A case is judged only where 1.5x the reference is
     # reachable at all, i.e. below the no-op ceiling; otherwise it is latency-bound and reported as such.
     print()
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = ok and passed
         print(f"  {name}: {ratio:.2f}x {'>=' if passed else '<'} {TARGET}x")
     print(f"{'PASS' if ok else 'FAIL'}: ours >= {TARGET}x {reference} at 16 B")
-    return 0 if ok and not failed else 1
+    return 2 if failed else 0 if ok else 1
 
 
 if __name__ == "__main__":

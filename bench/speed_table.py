@@ -6,7 +6,9 @@ It runs the benchmarks that measure each cell, one after the other so that none 
 ``--json``, and then prints one table: for each cell, wscodec against the fastest peer measured in the same
 run (above 1.00 wscodec is faster), the target, and whether it is met. The raw numbers stay in ``--keep
 DIR`` (the benchmarks' own JSON) for a closer look, and every line of the benchmarks' own output is shown as
-they run.
+they run. A benchmark that failed (an exit status other than 0 or 1, or no JSON written) is named under the
+table, its cells say "not measured", and the exit status is 1; ``--keep DIR`` removes each benchmark's JSON
+from an earlier run before running it, so none is shown as this run's.
 
 * echo: ``bench_echo.py`` with the C load client, every Python server on asyncio's loop and on uvloop, Node's
   ``ws`` with its native add-ons (installed by ``npm ci`` into ``bench/node`` on the first run), the raw C
@@ -25,6 +27,7 @@ On this project's 2-core machine the full run takes about 13 minutes, ``--quick`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -191,15 +194,32 @@ def deflate_rows(deflate: dict[str, Any]) -> list[Row]:
     return rows
 
 
+#: What each benchmark measures, for the row that says it was not measured.
+SECTIONS = {
+    "echo": "echo (bench_echo.py)",
+    "echo_busy_poll": "echo with busy polling (bench_echo.py --busy-poll)",
+    "connection": "send and receive (bench_connection.py)",
+    "utf8": "validate_utf8 and feed (bench_utf8_node.py)",
+    "deflate": "compressed echo (bench_compressed_echo.py)",
+}
+
+
 def table(results: dict[str, dict[str, Any]]) -> list[Row]:
-    """The table from the benchmarks' JSON (keys: echo, connection, utf8, deflate; any may be missing)."""
-    return [
-        *echo_rows(results.get("echo", {})),
-        *echo_rows(results.get("echo_busy_poll", {})),
-        *connection_rows(results.get("connection", {})),
-        *utf8_rows(results.get("utf8", {})),
-        *deflate_rows(results.get("deflate", {})),
-    ]
+    """The table from the benchmarks' JSON (keys: echo, connection, utf8, deflate; any may be missing: a
+    benchmark without results has a "not measured" row, the send and receive cells one each)."""
+    rows = []
+    for name, rows_of in (
+        ("echo", echo_rows),
+        ("echo_busy_poll", echo_rows),
+        ("connection", connection_rows),
+        ("utf8", utf8_rows),
+        ("deflate", deflate_rows),
+    ):
+        found = rows_of(results.get(name, {}))
+        if not found and name not in results:
+            found = [Row(SECTIONS[name], None, None, "no results (see its output above)")]
+        rows += found
+    return rows
 
 
 def format_table(rows: list[Row]) -> str:
@@ -254,9 +274,10 @@ def echo_servers() -> list[str]:
     return [s for s in ECHO_SERVERS if server_name(s) != "node-ws"]
 
 
-def run_all(directory: str, quick: bool) -> dict[str, dict[str, Any]]:
-    """Run each benchmark with ``--json`` into ``directory``; return what each wrote (see its output above
-    for one that wrote nothing)."""
+def run_all(directory: str, quick: bool) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Run each benchmark with ``--json`` into ``directory``; return what each wrote, and the benchmarks that
+    failed (why): an exit status other than 0 or 1 (1 is a target of its own missed, which the table shows),
+    or no JSON written. A ``NAME.json`` from an earlier run is removed first, so it is never shown as this one's."""
     py = sys.executable
     files = {name: os.path.join(directory, name + ".json") for name in BENCHMARKS}
     servers = echo_servers()
@@ -266,17 +287,28 @@ def run_all(directory: str, quick: bool) -> dict[str, dict[str, Any]]:
         timing = ["--duration", "0.5", "--warmup", "0.2", "--repeat", "1"]
     else:
         timing = ["--duration", "1", "--repeat", "3"]
-    _run(echo + timing, 3600)
     polled = [py, os.path.join(HERE, "bench_echo.py"), "--servers", ",".join(servers), "--inflight", "1"]
     polled += ["--sizes", "16,1024", "--busy-poll", repr(BUSY_POLL), "--json", files["echo_busy_poll"]]
-    _run(polled + timing, 1800)
-    _run([py, os.path.join(HERE, "bench_connection.py"), "--live-only", "--json", files["connection"]]
-         + (["--quick"] if quick else []), 1800)  # fmt: skip
-    _run([py, os.path.join(HERE, "bench_utf8_node.py"), "--json", files["utf8"]]
-         + (["--rounds", "2"] if quick else []), 1800)  # fmt: skip
-    _run([py, os.path.join(HERE, "bench_compressed_echo.py"), "--json", files["deflate"]]
-         + (["--duration", "1"] if quick else []), 1800)  # fmt: skip
-    return load_results(directory)
+    commands = {
+        "echo": (echo + timing, 3600),
+        "echo_busy_poll": (polled + timing, 1800),
+        "connection": ([py, os.path.join(HERE, "bench_connection.py"), "--live-only", "--json", files["connection"]]
+                       + (["--quick"] if quick else []), 1800),
+        "utf8": ([py, os.path.join(HERE, "bench_utf8_node.py"), "--json", files["utf8"]]
+                 + (["--rounds", "2"] if quick else []), 1800),
+        "deflate": ([py, os.path.join(HERE, "bench_compressed_echo.py"), "--json", files["deflate"]]
+                    + (["--duration", "1"] if quick else []), 1800),
+    }  # fmt: skip
+    failed = {}
+    for name, (command, timeout) in commands.items():
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(files[name])
+        status = _run(command, timeout)
+        if status not in (0, 1):
+            failed[name] = f"exit status {status}" if status >= 0 else f"stopped after {timeout} s"
+        elif not os.path.exists(files[name]):
+            failed[name] = "no results written"
+    return load_results(directory), failed
 
 
 def load_results(directory: str) -> dict[str, dict[str, Any]]:
@@ -299,18 +331,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="source", metavar="DIR", help="print the table from an earlier --keep DIR")
     args = parser.parse_args(argv)
     started = time.monotonic()
+    failed: dict[str, str] = {}
     if args.source:
         results = load_results(args.source)
     elif args.keep:
         os.makedirs(args.keep, exist_ok=True)
-        results = run_all(args.keep, args.quick)
+        results, failed = run_all(args.keep, args.quick)
     else:
         with tempfile.TemporaryDirectory(prefix="wscodec-speed-") as directory:
-            results = run_all(directory, args.quick)
+            results, failed = run_all(directory, args.quick)
     print("\nratio: wscodec / the fastest peer in the same run (above 1.00 wscodec is faster)")
     print(format_table(table(results)))
+    for name, why in failed.items():
+        print(f"FAILED {name}: {why}")
     print(f"({time.monotonic() - started:.0f} s)")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

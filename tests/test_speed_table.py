@@ -5,6 +5,7 @@ returns the numbers it prints."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -125,6 +126,42 @@ def test_nothing_run_says_so_rather_than_blaming_picows() -> None:
     table = _load("speed_table")
     rows = table.connection_rows({})
     assert rows and all(r.verdict == "not measured" and r.detail == "not run" for r in rows)
+
+
+def test_a_benchmark_without_results_has_a_not_measured_row() -> None:
+    table = _load("speed_table")
+    rows = {r.cell: r for r in table.table({})}
+    for label in table.SECTIONS.values():
+        if label.startswith("send and receive"):
+            continue  # its cells say so one by one
+        assert rows[label].verdict == "not measured"
+
+
+def test_keep_removes_an_earlier_runs_json_and_a_failed_benchmark_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _load("speed_table")
+    stale = {"cells": [_cell("wscodec", 64, 16, 999_999), _cell("picows", 64, 16, 1)]}
+    (tmp_path / "echo.json").write_text(json.dumps(stale))
+    ran: list[str] = []
+
+    def run(command: list[str], timeout: float) -> int:
+        ran.append(Path(command[1]).name)
+        if "utf8" in command[1]:
+            Path(command[command.index("--json") + 1]).write_text(json.dumps({"ns": {}}))
+            return 0
+        return 2  # failed, wrote nothing
+
+    monkeypatch.setattr(table, "_run", run)
+    monkeypatch.setattr(table, "echo_servers", lambda: list(table.ECHO_SERVERS))
+    results, failed = table.run_all(str(tmp_path), quick=True)
+    assert len(ran) == len(table.BENCHMARKS)
+    assert "echo" not in results and set(failed) == set(table.BENCHMARKS) - {"utf8"}
+    assert failed["echo"] == "exit status 2"
+    monkeypatch.setattr(table, "run_all", lambda directory, quick: (results, failed))
+    assert table.main(["--keep", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "999,999" not in out and "FAILED echo: exit status 2" in out
 
 
 def test_the_send_benchmark_returns_what_it_prints(capsys: pytest.CaptureFixture[str]) -> None:
