@@ -33,7 +33,8 @@ SIGTERM stops a run as Ctrl-C does (servers stopped, the temporary directory rem
 the servers are also killed by the kernel when this process ends in any other way (SIGKILL included).
 
 The table ends with ``ours / peer`` throughput ratios and the issue's targets at 64 in flight, 16 B:
-at least 2x websockets and 1.0x picows (PASS/FAIL). ``--check`` makes a FAIL the exit status.
+at least 2x websockets and 1.0x picows (PASS/FAIL). ``--check`` makes a FAIL, or a target not measured
+(its peer not run), exit status 1.
 """
 
 from __future__ import annotations
@@ -655,6 +656,7 @@ def check_targets(cells: list[Cell]) -> tuple[list[str], bool]:
         other = by.get((peer, inflight, size))
         if ours is None or other is None or other.rate <= 0:
             lines.append(f"target ours/{peer} >= {target:.1f}x at {inflight} in flight, {size} B: not measured")
+            ok = False  # under --check, a target not measured is not met
             continue
         ratio = ours.rate / other.rate
         verdict = "PASS" if ratio >= target else "FAIL"
@@ -798,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
         help="every server (and the C floor) keeps polling this long after each message instead of sleeping",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target FAILs")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target FAILs or is not measured")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 

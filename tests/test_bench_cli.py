@@ -79,6 +79,35 @@ def test_check_turns_a_missed_target_into_exit_1(monkeypatch: pytest.MonkeyPatch
     assert _bench.run(ns) == 0
 
 
+def test_check_fails_a_target_not_measured_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = argparse.Namespace(quick=True, only=["send"], check=False, json=None)
+    monkeypatch.setattr(_bench, "TARGETS", [("send/text 16 B", "no-such-peer", 1.0)])
+    monkeypatch.setattr(_bench, "_targets_apply", lambda: True)
+    assert _bench.run(ns) == 0
+    assert "not measured send/text 16 B vs no-such-peer" in capsys.readouterr().out
+    ns.check = True
+    assert _bench.run(ns) == 1
+
+
+def test_check_is_passed_to_the_echo_benchmark_and_its_failure_is_the_exit_status(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    script = tmp_path / "bench" / "bench_echo.py"
+    script.parent.mkdir()
+    script.write_text("import sys\nsys.exit(2 if '--check' in sys.argv else 0)\n")
+    monkeypatch.setattr(_bench, "_checkout_echo", lambda: script)
+    ns = argparse.Namespace(quick=True, only=["echo"], check=False, json=None)
+    assert _bench.run(ns) == 0
+    ns.check = True
+    assert _bench.run(ns) == 1
+    monkeypatch.setattr(_bench, "_checkout_echo", lambda: None)  # not run: its targets are not measured
+    assert _bench.run(ns) == 1
+    ns.check = False
+    assert _bench.run(ns) == 0
+
+
 def test_bench_help_names_the_extra(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "--help"])

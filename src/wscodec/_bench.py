@@ -515,24 +515,28 @@ def _checkout_echo() -> Path | None:
     return None
 
 
-def _run_echo(quick: bool, out: TextIO) -> None:
+def _run_echo(quick: bool, out: TextIO, check: bool = False) -> int | None:
+    """Run ``bench/bench_echo.py`` (with ``--check`` passed on); its exit status, None when not run."""
     script = _checkout_echo()
     if script is None:
         out.write("echo: skipped; the echo benchmark runs servers as processes from a source checkout "
                   "(run from the checkout's root: bench/bench_echo.py)\n")  # fmt: skip
-        return
+        return None
     servers = ["wscodec", *(p for p in ("websockets", "aiohttp", "picows") if _have(p))]
     command = [sys.executable, str(script), "--servers", ",".join(servers), *(["--quick"] if quick else [])]
+    command += ["--check"] if check else []
     out.write(f"echo: {' '.join(command[1:])}\n")
     out.flush()
     try:
-        subprocess.run(command, check=False, timeout=1800)
+        return subprocess.run(command, check=False, timeout=1800).returncode
     except subprocess.TimeoutExpired:
         out.write("echo: stopped after 30 minutes\n")
+        return -1
 
 
 def run(args: argparse.Namespace) -> int:
-    """``python -m wscodec bench``: exit 0 when it ran; with ``--check``, 1 when a target was missed."""
+    """``python -m wscodec bench``: exit 0 when it ran, 1 when the echo benchmark failed; with ``--check``, 1 when
+    a target was missed or not measured (its peer skipped, or the echo benchmark not run)."""
     import wscodec
 
     out, err = sys.stdout, sys.stderr
@@ -559,16 +563,23 @@ def run(args: argparse.Namespace) -> int:
                 out.write(f"{case.id}: {peer} skipped ({why})\n")
     if cases:
         summary(cases, results, out)
-    failed = _targets(results, out)
+    failed, unmeasured = _targets(results, out)
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps({"backend": wscodec.BACKEND, "results": results}, indent=1))
+    echo_status: int | None = 0
     if "echo" in (args.only or ()) or (not args.only and not args.quick):
-        _run_echo(args.quick, out)
+        echo_status = _run_echo(args.quick, out, check=args.check)
     elif not args.only:
         out.write("echo: not run with --quick (add --only echo, from a source checkout)\n")
-    if failed and args.check:
-        out.write(f"--check: {len(failed)} target(s) missed\n")
+    if echo_status:  # its own targets missed under --check, or it failed: its output above says which
+        out.write(f"echo: exit status {echo_status}\n")
         return 1
+    if args.check:
+        if echo_status is None:
+            unmeasured.append("echo")
+        if failed or unmeasured:
+            out.write(f"--check: {len(failed)} target(s) missed, {len(unmeasured)} not measured\n")
+            return 1
     return 0
 
 
@@ -579,17 +590,24 @@ def _targets_apply() -> bool:
     return wscodec.BACKEND == "cython"
 
 
-def _targets(results: dict[str, dict[str, float]], out: TextIO) -> list[str]:
+def _targets(results: dict[str, dict[str, float]], out: TextIO) -> tuple[list[str], list[str]]:
+    """Each target whose case was measured: PASS, FAIL, or not measured (its peer missing). The targets
+    missed, and those not measured."""
     if not results:
-        return []
+        return [], []
     if not _targets_apply():
         out.write("targets: not checked on the pure-Python backend (they are the compiled kernels' targets)\n")
-        return []
+        return [], []
     failed = []
+    unmeasured = []
     lines = []
     for case_id, peer, need in TARGETS:
         best = results.get(case_id)
-        if best is None or peer not in best:
+        if best is None:
+            continue  # a group not selected (--only)
+        if peer not in best:
+            unmeasured.append(case_id)
+            lines.append(f"  not measured {case_id} vs {peer}: {peer} skipped (target {need:g}x)")
             continue
         ratio = best[peer] / best["wscodec"]
         ok = ratio >= need
@@ -598,4 +616,4 @@ def _targets(results: dict[str, dict[str, float]], out: TextIO) -> list[str]:
         lines.append(f"  {'PASS' if ok else 'FAIL'} {case_id} vs {peer}: {ratio:.2f}x (target {need:g}x)")
     if lines:
         out.write("targets:\n" + "\n".join(lines) + "\n")
-    return failed
+    return failed, unmeasured
