@@ -4,8 +4,11 @@ and on uvloop, and Node's ws with its native add-ons, beside a raw C TCP echo se
     python bench/bench_echo.py [--quick] [--repeat 3] [--servers wscodec,picows@uvloop,...] [--inflight 1,64]
                                [--sizes 16,1024,65536] [--client c|raw|picows] [--deflate] [--loop uvloop]
 
-Each server runs in its own process (``echo_servers.py``), compression off unless ``--deflate``; a server
-spec ``NAME@uvloop`` runs that server on uvloop (``--loop`` sets the default), and ``NAME+aiofastnet`` (or
+Each server runs in its own process (``echo_servers.py``), compression off unless ``--deflate`` (which leaves
+picows out, and says so: it has no permessage-deflate). Without ``--servers``, every server runs that can: a
+peer that cannot (not installed, Node missing) is skipped with a ``skipped NAME: reason`` line; a server
+named in ``--servers`` that cannot run stops the run, unless ``--skip-missing``. A server spec
+``NAME@uvloop`` runs that server on uvloop (``--loop`` sets the default), and ``NAME+aiofastnet`` (or
 ``NAME@uvloop+aiofastnet``) on aiofastnet's transports instead of the loop's: wscodec's ``transport=``,
 picows' ``use_aiofastnet=`` (picows' own default), a patched loop for websockets and aiohttp. Like is compared
 with like only between specs on the same loop and transports. ``node-ws`` is Node's ``ws`` on Node's own libuv
@@ -48,6 +51,7 @@ import importlib.util
 import json
 import os
 import selectors
+import shutil
 import signal
 import statistics
 import subprocess
@@ -695,19 +699,31 @@ async def _run_all(args: argparse.Namespace) -> tuple[list[Cell], dict[str, str]
                 sys.path.insert(0, HERE)
                 import _node_ws
 
-                problem = _node_ws.install()  # npm ci, the first time: not a cost of any cell
+                # npm ci, the first time: not a cost of any cell
+                problem = "node is not on PATH" if shutil.which("node") is None else _node_ws.install()
                 if problem is not None:
-                    raise SystemExit(f"node-ws: {problem}")
-            for spec in args.servers:
+                    if args.explicit:
+                        raise SystemExit(f"node-ws: {problem}")
+                    print(f"skipped node-ws: {problem}", flush=True)
+                    args.servers = [s for s in args.servers if server_name(s) != "node-ws"]
+            for spec in list(args.servers):
                 name, loop, transport = parse_spec(spec)
-                servers[spec] = ServerProcess(
-                    name,
-                    cpu=args.server_cpu,
-                    loop=loop or args.loop,
-                    deflate=args.deflate,
-                    transport=transport,
-                    busy_poll=args.busy_poll,
-                )
+                try:
+                    servers[spec] = ServerProcess(
+                        name,
+                        cpu=args.server_cpu,
+                        loop=loop or args.loop,
+                        deflate=args.deflate,
+                        transport=transport,
+                        busy_poll=args.busy_poll,
+                    )
+                except RuntimeError as exc:
+                    if args.explicit or _is_ours(spec):  # named by the user, or ours: the run is about it
+                        raise
+                    lines = [line for line in str(exc).splitlines() if line.strip()]
+                    print(f"skipped {spec}: did not start: {lines[-1] if lines else exc}", flush=True)
+                    args.servers.remove(spec)
+                    continue
                 for line in servers[spec].banner:
                     print(f"{spec}: {line}", flush=True)
             if args.client == "c" and not args.no_floor:
@@ -783,7 +799,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=None, help="seconds measured per cell")
     parser.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell")
     parser.add_argument(
-        "--servers", default=",".join(ALL_SERVERS), help="comma-separated, from " + ",".join(ALL_SERVERS)
+        "--servers",
+        help="comma-separated, from " + ",".join(ALL_SERVERS) + " (default: all; those that cannot run are skipped)",
+    )
+    parser.add_argument(
+        "--skip-missing", action="store_true", help="skip the peers of --servers that cannot run, as the defaults'"
     )
     parser.add_argument("--inflight", default="1,64", help="messages kept in flight, comma-separated")
     parser.add_argument("--sizes", default="16,1024,65536", help="message sizes in bytes, comma-separated")
@@ -808,7 +828,9 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (0.1 if args.quick else 0.3)
     if not 0 < args.duration <= 60 or not 0 <= args.warmup <= 10:
         parser.error("--duration must be in (0, 60] and --warmup in [0, 10]")
-    args.servers = [s for s in args.servers.split(",") if s]
+    # named servers must run; of the defaults (or with --skip-missing), those that cannot are skipped
+    args.explicit = args.servers is not None and not args.skip_missing
+    args.servers = [s for s in (args.servers or ",".join(ALL_SERVERS)).split(",") if s]
     unknown = {s for s in args.servers if not _valid_spec(s)}
     if unknown:
         parser.error(
@@ -819,7 +841,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--busy-poll must be in (0, 0.01] seconds")
     if not 1 <= args.repeat <= 20:
         parser.error("--repeat must be in [1, 20]")
-    if args.deflate:
+    if args.deflate and any(server_name(s) == "picows" for s in args.servers):
+        print("picows left out: --deflate, and picows has no permessage-deflate", flush=True)
         args.servers = [s for s in args.servers if server_name(s) != "picows"]
     if args.client != "c" and args.deflate:
         parser.error("--deflate needs --client c")

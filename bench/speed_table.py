@@ -281,13 +281,21 @@ def run_all(directory: str, quick: bool) -> tuple[dict[str, dict[str, Any]], dic
     py = sys.executable
     files = {name: os.path.join(directory, name + ".json") for name in BENCHMARKS}
     servers = echo_servers()
-    echo = [py, os.path.join(HERE, "bench_echo.py"), "--servers", ",".join(servers)]
+    echo = [py, os.path.join(HERE, "bench_echo.py"), "--servers", ",".join(servers), "--skip-missing"]
     echo += ["--inflight", "1,8,64", "--sizes", "16,1024,65536", "--json", files["echo"]]
     if quick:
         timing = ["--duration", "0.5", "--warmup", "0.2", "--repeat", "1"]
     else:
         timing = ["--duration", "1", "--repeat", "3"]
-    polled = [py, os.path.join(HERE, "bench_echo.py"), "--servers", ",".join(servers), "--inflight", "1"]
+    polled = [
+        py,
+        os.path.join(HERE, "bench_echo.py"),
+        "--servers",
+        ",".join(servers),
+        "--skip-missing",
+        "--inflight",
+        "1",
+    ]
     polled += ["--sizes", "16,1024", "--busy-poll", repr(BUSY_POLL), "--json", files["echo_busy_poll"]]
     commands = {
         "echo": (echo + timing, 3600),
