@@ -205,6 +205,39 @@ def test_echo_specs_name_loop_and_transport() -> None:
         echo.main(["--servers", "picows@uvloop+fast"])
 
 
+def test_echo_targets_and_the_fastest_peer_pair_specs_on_the_same_loop_and_transports() -> None:
+    echo = _load("bench_echo")
+
+    def cell(server: str, rate: float) -> Any:
+        return echo.Cell(server, 64, 16, 1, 1.0, rate, 1.0, 1.0)
+
+    apart = [cell("wscodec@uvloop+aiofastnet", 200_000), cell("websockets", 60_000), cell("picows@uvloop", 190_000)]
+    lines, ok = echo.check_targets(apart)
+    assert not ok and all("not measured" in line for line in lines)
+    assert " -" in echo.format_table(apart).splitlines()[2]  # no peer on uvloop+aiofastnet: no ratio
+    same = [cell("wscodec", 200_000), cell("wscodec@uvloop", 300_000), cell("websockets", 60_000)]
+    same += [cell("websockets@uvloop", 200_000), cell("picows", 150_000), cell("picows@uvloop+aiofastnet", 900_000)]
+    lines, ok = echo.check_targets(same)
+    assert not ok  # on uvloop ours is 1.5x websockets: FAIL, whatever asyncio says
+    assert "on asyncio: 3.33x PASS" in lines[0] and "on uvloop: 1.50x FAIL" in lines[1]
+    assert len(lines) == 3 and "picows" in lines[2] and "on asyncio: 1.33x PASS" in lines[2]
+    rows = {line.split()[3]: line.split()[-4] for line in echo.format_table(same).splitlines()[2:]}
+    assert rows["wscodec"] == "1.33" and rows["wscodec@uvloop"] == "1.50" and rows["picows@uvloop+aiofastnet"] == "1.00"
+    assert echo.setting("wscodec", "uvloop") == "uvloop" and echo.setting("node-ws") == "node"
+
+
+def test_echo_replies_are_checked_by_length_and_the_first_by_content() -> None:
+    echo = _load("bench_echo")
+    echo.check_reply(b"abc", 0, b"abc")
+    echo.check_reply(b"abc", 100, 3)  # past the first ones: the length alone
+    with pytest.raises(echo.EchoMismatch, match="reply 1 is 0 bytes, the message sent 3"):
+        echo.check_reply(b"abc", 0, b"")
+    with pytest.raises(echo.EchoMismatch, match="reply 9 is 2 bytes"):
+        echo.check_reply(b"abc", 8, 2)
+    with pytest.raises(echo.EchoMismatch, match="differs from the message sent at byte 1"):
+        echo.check_reply(b"abc", 0, b"axc")
+
+
 def test_node_ws_is_a_peer_on_its_own_loop() -> None:
     """Node's ws runs on Node's libuv loop and sockets: one spec, no ``@LOOP``, no ``+aiofastnet``; in the
     table it is a peer like any other."""
