@@ -5,7 +5,10 @@ and on uvloop, and Node's ws with its native add-ons, beside a raw C TCP echo se
                                [--sizes 16,1024,65536] [--client c|raw|picows] [--deflate] [--loop uvloop]
 
 Each server runs in its own process (``echo_servers.py``), compression off unless ``--deflate`` (which leaves
-picows out, and says so: it has no permessage-deflate). Without ``--servers``, every server runs that can: a
+picows out, and says so: it has no permessage-deflate). With ``--deflate`` each library runs with its own
+defaults, as in ``bench_compressed_echo.py``, so the servers do not do the same work: wscodec does not
+compress messages under 128 B (the others do, so at 16 B it sends them as they came), and window bits,
+levels and memory levels differ between libraries; the run says so. Without ``--servers``, every server runs that can: a
 peer that cannot (not installed, Node missing) is skipped with a ``skipped NAME: reason`` line; a server
 named in ``--servers`` that cannot run stops the run, unless ``--skip-missing``. A server spec
 ``NAME@uvloop`` runs that server on uvloop (``--loop`` sets the default), and ``NAME+aiofastnet`` (or
@@ -676,7 +679,7 @@ def check_targets(cells: list[Cell], loop: str = "asyncio") -> tuple[list[str], 
         pairs = [(where, ours, other) for where, ours, other in pairs if other is not None and other.rate > 0]
         label = f"target ours/{peer} >= {target:.1f}x at {inflight} in flight, {size} B"
         if not pairs:
-            lines.append(f"{label}: not measured (no {OURS} and {peer} on the same loop and transports)")
+            lines.append(f"{label}: not measured (no {OURS} and {peer} in that cell on the same loop and transports)")
             ok = False  # under --check, a target not measured is not met
             continue
         for where, ours, other in pairs:
@@ -827,7 +830,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="16,1024,65536", help="message sizes in bytes, comma-separated")
     parser.add_argument("--client", choices=sorted([*CLIENTS, "c"]), default="c")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions per cell (median, spread)")
-    parser.add_argument("--deflate", action="store_true", help="permessage-deflate on (picows has none: skipped)")
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="permessage-deflate on, each library with its own defaults (picows has none: skipped)",
+    )
     parser.add_argument("--no-floor", action="store_true", help="without the raw C TCP echo server")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="every server's event loop")
     parser.add_argument("--no-pin", action="store_true", help="do not pin client and server to separate CPUs")
@@ -880,7 +887,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(
         f"echo benchmark: client={args.client}, {args.duration:g} s per cell after {args.warmup:g} s warm-up, "
-        f"{args.repeat} repetitions, binary messages, compression {'deflate' if args.deflate else 'off'}, "
+        f"{args.repeat} repetitions, binary messages, "
+        f"compression {'deflate (each library with its own defaults)' if args.deflate else 'off'}, "
         f"servers on {args.loop} unless NAME@uvloop, "
         + (f"every server busy-polling {args.busy_poll * 1e6:g} us after each message, " if args.busy_poll else "")
         + f"python {sys.version.split()[0]}",
@@ -893,6 +901,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: servers stopped", file=sys.stderr, flush=True)
         return 130
+    if args.deflate:
+        print(
+            "--deflate: each library with its own defaults, not the same work: wscodec does not compress "
+            "messages under 128 B (the others do), and window bits and levels differ between libraries"
+        )
     print(format_table(cells, args.loop))
     target_lines, ok = check_targets(cells, args.loop)
     for line in target_lines:
