@@ -10,8 +10,9 @@ them with the system C compiler (``cc``, or ``$CC``), once per benchmark run.
   with non-blocking I/O, and prints round trips, seconds, p50 and p99 latency as JSON. It parses frames in
   place without copying payloads, so it outpaces every server measured, the floor included. Every reply is
   checked: an uncompressed one must be exactly SIZE bytes, and the first 8 byte for byte the message sent;
-  on a mismatch it exits with status 3 and says which reply (a compressed reply, with DEFLATE, is not
-  inflated, so only its arrival is checked).
+  on a mismatch it exits with status 3 and says which reply. A compressed reply (with DEFLATE) is not
+  inflated there: those among the first 8 are printed in hex (``compressed``) for the caller to inflate and
+  compare (``bench_echo.py`` does); the length of the later ones is not checked.
 * ``echo LIFETIME`` answers the upgrade with a fixed 101 and echoes every byte back: what one TCP round trip
   over loopback costs, with no WebSocket work at all. It exits by itself after LIFETIME seconds.
 """
@@ -26,7 +27,7 @@ CLIENT_C = r"""
 /* wscodec bench load client: one WebSocket connection, `inflight` binary messages kept outstanding.
  * usage: client PORT INFLIGHT SIZE WARMUP_S DURATION_S DEFLATE(0|1) [PAYLOAD_FILE]
  * (the payload: SIZE bytes of PAYLOAD_FILE, repeated as needed; without it, bytes 0..255 repeated)
- * prints {"round_trips":N,"seconds":S,"p50_us":X,"p99_us":Y} */
+ * prints {"round_trips":N,"seconds":S,"p50_us":X,"p99_us":Y,"compressed":[HEX,...]} */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,7 +56,8 @@ static void queue(const unsigned char *p, size_t n) {
 
 /* Every echo is checked: an uncompressed reply must be exactly SIZE bytes, and the first CHECK_FIRST replies
  * byte for byte the payload sent (echoes come back in order on one connection). A compressed reply (RSV1,
- * with DEFLATE) is not inflated here, so its length cannot be checked. A mismatch exits 3. */
+ * with DEFLATE) is not inflated here: those among the first CHECK_FIRST are kept and printed in hex
+ * ("compressed" in the JSON) for the caller to inflate and compare. A mismatch exits 3. */
 #define CHECK_FIRST 8
 static unsigned char *expect; static size_t size;
 static void mismatch(size_t msg_no, const char *what, uint64_t got) {
@@ -69,11 +71,17 @@ static void check_bytes(const unsigned char *p, uint64_t n, uint64_t at, uint64_
         if (b != expect[at + i]) mismatch(msg_no, "content differs at byte", at + i);
     }
 }
+static unsigned char *kept; static size_t kept_len, kept_cap, kept_end[CHECK_FIRST]; static int kept_n;
+static void keep_bytes(const unsigned char *p, uint64_t n, uint64_t foff, const unsigned char *mkey) {
+    if (kept_len + n > kept_cap) { kept_cap = (kept_len + n) * 2; kept = realloc(kept, kept_cap); if (!kept) exit(2); }
+    for (uint64_t i = 0; i < n; i++) kept[kept_len++] = mkey ? p[i] ^ mkey[(foff + i) & 3] : p[i];
+}
 /* A frame is over: a final data frame ends a reply (returns 1 for an echo); a Close ends the run. */
 static int end_frame(int op, int fin, int comp, uint64_t *mlen, size_t *msg_no) {
     if (op == 8) { fprintf(stderr, "client: server closed\n"); exit(2); }
     if (op > 2 || !fin) return 0;
     if (!comp && *mlen != size) mismatch(*msg_no, "length", *mlen);
+    if (comp && *msg_no < CHECK_FIRST) kept_end[kept_n++] = kept_len;
     *mlen = 0; ++*msg_no;
     return 1;
 }
@@ -131,7 +139,10 @@ int main(int argc, char **argv) {
         while (p < end) {
             if (in_frame) {
                 uint64_t take = (uint64_t)(end - p) < skip ? (uint64_t)(end - p) : skip;
-                if (cur_op <= 2 && !comp && msg_no < CHECK_FIRST) check_bytes(p, take, mlen, foff, masked ? mkey : NULL, msg_no);
+                if (cur_op <= 2 && msg_no < CHECK_FIRST) {
+                    if (comp) keep_bytes(p, take, foff, masked ? mkey : NULL);
+                    else check_bytes(p, take, mlen, foff, masked ? mkey : NULL, msg_no);
+                }
                 if (cur_op <= 2) mlen += take;
                 skip -= take; p += take; foff += take;
                 if (skip) break;
@@ -183,8 +194,14 @@ int main(int argc, char **argv) {
     close(fd);
     qsort(lat, lat_n, sizeof(int64_t), cmp64);
     double secs = (double)(last - measure_from) / 1e9; if (secs <= 0) secs = 1e-9;
-    printf("{\"round_trips\": %zu, \"seconds\": %.6f, \"p50_us\": %.3f, \"p99_us\": %.3f}\n", lat_n, secs,
+    printf("{\"round_trips\": %zu, \"seconds\": %.6f, \"p50_us\": %.3f, \"p99_us\": %.3f, \"compressed\": [", lat_n, secs,
            lat_n ? lat[(size_t)(0.5 * lat_n)] / 1e3 : -1.0, lat_n ? lat[(size_t)(0.99 * lat_n)] / 1e3 : -1.0);
+    for (int m = 0; m < kept_n; m++) {
+        printf("%s\"", m ? ", " : "");
+        for (size_t i = m ? kept_end[m - 1] : 0; i < kept_end[m]; i++) printf("%02x", kept[i]);
+        printf("\"");
+    }
+    printf("]}\n");
     return 0;
 }
 """
