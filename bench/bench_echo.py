@@ -837,6 +837,10 @@ def _median_or_none(values: list[float | None]) -> float | None:
     return statistics.median(known) if known else None
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="0.5 s per cell instead of 2 s")
@@ -917,8 +921,11 @@ def main(argv: list[str] | None = None) -> int:
         + f"python {sys.version.split()[0]}",
         flush=True,
     )
-    # SIGTERM (a timeout, a plain ``kill``) stops the run as Ctrl-C does: servers stopped, temporary dir removed
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM (a timeout, a plain ``kill``) stops the run as Ctrl-C does: servers stopped, temporary dir removed.
+    # Both at once, even in the C client's wait (asyncio's own SIGINT handler would wait for the cell to end,
+    # and Ctrl-C at a terminal has stopped the servers by then).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         cells, failed = asyncio.run(_run_all(args))
     except KeyboardInterrupt:
