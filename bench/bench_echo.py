@@ -145,8 +145,8 @@ def echo_server_command(
     ]
 
 
-def die_with_parent() -> Any:
-    """A ``preexec_fn`` for a server process: on Linux the kernel sends it SIGKILL when this process ends, however
+def die_with_parent(sig: int = signal.SIGKILL) -> Any:
+    """A ``preexec_fn`` for a server process: on Linux the kernel sends it ``sig`` when this process ends, however
     it ends (SIGKILL included), so no server outlives the benchmark; ``exec`` keeps the setting (Node's ws and the
     C floor get it too). None elsewhere: there the servers' ``--lifetime`` bounds them."""
     if not sys.platform.startswith("linux"):
@@ -160,7 +160,7 @@ def die_with_parent() -> Any:
     parent = os.getpid()
 
     def preexec() -> None:
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the parent died before prctl: the signal will never come
             os._exit(1)
 

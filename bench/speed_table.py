@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,7 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # bench_echo, beside this file, parses the echo server specs
-from bench_echo import server_name  # noqa: E402
+from bench_echo import die_with_parent, server_name  # noqa: E402
 
 #: The echo servers: ours in both styles, every Python peer, each on asyncio's loop and on uvloop; the two
 #: libraries with a transport option, wscodec and picows (whose default it is), on uvloop with aiofastnet's
@@ -241,7 +242,8 @@ def _run(command: list[str], timeout: float) -> int:
     its temporary files), then SIGKILL after :data:`GRACE` seconds."""
     print("$ python " + " ".join(os.path.relpath(c, os.getcwd()) if c.startswith(HERE) else c for c in command[1:]))
     sys.stdout.flush()
-    with subprocess.Popen(command) as proc:
+    # SIGTERM to the benchmark if this process ends first, however it ends: it stops its servers and cleans up
+    with subprocess.Popen(command, preexec_fn=die_with_parent(signal.SIGTERM)) as proc:
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired:
