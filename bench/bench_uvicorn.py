@@ -225,6 +225,8 @@ class EchoClient(asyncio.Protocol):
         count = 0
         size = len(self.payload)
         for frame in self.decoder.feed(data):
+            if frame.opcode in (9, 10):  # uvicorn's keepalive ping (every 20 s), or a pong: not a reply
+                continue
             if frame.opcode not in (1, 2) or not frame.fin:  # the echo servers reply unfragmented
                 self._fail(RuntimeError(f"reply {self.replies + 1}: a frame with opcode {frame.opcode}, not an echo"))
                 return
