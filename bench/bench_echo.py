@@ -952,6 +952,7 @@ def main(argv: list[str] | None = None) -> int:
                     "repeat": args.repeat,
                     "busy_poll": args.busy_poll,
                     "cells": [asdict(c) for c in cells],
+                    "failed": failed,  # server spec: why its replies were not echoes
                 },
                 fh,
                 indent=2,
