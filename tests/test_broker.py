@@ -1238,3 +1238,118 @@ async def test_a_refused_channel_joined_while_reconnecting_is_dropped_alone(redi
     finally:
         await broker.close()
         await admin.aclose()
+
+
+async def test_a_redis_subscribe_cancelled_while_waiting_for_the_lock_keeps_nothing(redis_server: RedisServer) -> None:
+    """A subscribe() cancelled (a timeout) while another channel's SUBSCRIBE holds the broker's lock: the
+    channel stayed listed, never subscribed on Redis, so a later subscriber returned at once and got
+    nothing; and the ack it left behind took the answer to the next SUBSCRIBE of the channel, whose
+    subscriber then waited command_timeout and took Redis for down."""
+    from wscodec.broker.redis import RedisBroker
+
+    broker = RedisBroker(redis_server.url, command_timeout=2.0)
+    await broker.start()
+    try:
+
+        def gone(channel: str, message: Any) -> None:
+            raise AssertionError("the cancelled subscriber was called")
+
+        async with broker._subscribe_lock:  # another channel's SUBSCRIBE on its way
+            cancelled = asyncio.ensure_future(broker.subscribe("room", gone))
+            await asyncio.sleep(0.05)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            assert broker.channels == frozenset()
+        await broker.unsubscribe("room", gone)  # what a careful caller does: nothing left to do
+        got: list[Any] = []
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(broker.subscribe("room", lambda channel, message: got.append(message)), 5)
+        assert loop.time() - started < 1.0
+        await broker.publish("room", "hello")
+        await until(lambda: got == ["hello"], timeout=5)
+        assert broker.available and broker.stats.outages == 0
+        assert not broker._acks and not broker._inflight
+    finally:
+        await broker.close()
+
+
+async def test_a_cancelled_first_join_is_no_member_and_the_others_are_subscribed(broker_url: str) -> None:
+    """The first join of a channel cancelled (asyncio.timeout, a TaskGroup) while its subscription is on its
+    way to the bus: that connection is no member, the join that waited for the same subscription returns
+    once it is active, and so does a later one; both receive. The cancelled one stayed a member, and with
+    Redis the channel was never subscribed: later joins returned at once and their members got nothing."""
+    base = type(make_broker(broker_url))
+
+    class SlowToSubscribe(base):  # type: ignore[valid-type,misc]
+        async def _subscribe_channel(self, channel: str) -> None:
+            await asyncio.sleep(0.3)
+            await super()._subscribe_channel(channel)
+
+    broker = SlowToSubscribe(broker_url) if base.__name__ == "RedisBroker" else SlowToSubscribe()
+    server = await serve(room, "127.0.0.1", 0, broker=broker, compression=None)
+    try:
+        clients = [await join(server, "warmup") for _ in range(3)]
+        one, two, three = sorted(server.connections, key=lambda ws: ws.remote_address)
+        cancelled = asyncio.ensure_future(server.join(one, "new"))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(server.join(two, "new"))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert server._hub().channels_of(one) == {"warmup"}
+        await asyncio.wait_for(waiting, 5)
+        await asyncio.wait_for(server.join(three, "new"), 5)
+        assert server._hub().members("new") == {two, three}
+        await server.publish("new", "after")
+        for ws in clients[1:]:
+            assert await asyncio.wait_for(ws.recv(), 10) == "after"
+        await clients[0].send("ping")  # the cancelled one got nothing of "new": its next message is its own
+        assert await asyncio.wait_for(clients[0].recv(), 10) == "ping"
+        for ws in clients:
+            await ws.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+        await broker.close()
+
+
+async def test_a_channel_left_while_its_first_join_waits_for_the_lock_is_not_left_subscribed(
+    redis_server: RedisServer,
+) -> None:
+    """leave() while the first join's SUBSCRIBE waits for the broker's lock (another channel's on its way):
+    the UNSUBSCRIBE went out first, then the SUBSCRIBE, and Redis sent the channel's traffic to a process
+    with no member of it."""
+    import redis.asyncio as aioredis
+
+    server = await serve(room, "127.0.0.1", 0, broker=redis_server.url, compression=None)
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        client = await join(server, "warmup")
+        (member,) = server.connections
+        broker: Any = server.broker
+        async with broker._subscribe_lock:
+            joining = asyncio.ensure_future(server.join(member, "room"))
+            await asyncio.sleep(0.05)
+            leaving = asyncio.ensure_future(server.leave(member, "room"))
+            await asyncio.sleep(0.05)
+        await asyncio.wait_for(joining, 5)
+        await asyncio.wait_for(leaving, 5)  # once the subscription it undoes is done
+        await until(lambda: "room" not in broker.channels, timeout=5)
+
+        async def subscribers() -> int:
+            ((_name, count),) = await admin.pubsub_numsub("wscodec:room")
+            return int(count)
+
+        deadline = asyncio.get_running_loop().time() + 5
+        while await subscribers() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert await subscribers() == 0
+        assert server._hub().members("room") == frozenset()
+        await client.close()
+    finally:
+        await admin.aclose()
+        server.close()
+        await server.wait_closed()

@@ -85,9 +85,12 @@ class Broker(abc.ABC):
     def __init__(self) -> None:
         self.stats = BrokerStats()
         self._subscribers: dict[str, list[Subscriber]] = {}
-        # The first subscriber's, until the bus confirms: its result is the refusal, if the bus refused.
-        self._subscribing: dict[str, asyncio.Future[BrokerUnavailable | None]] = {}
+        # The bus subscription of a channel on its way, until the bus confirms: its result is the refusal, if
+        # the bus refused. A task of its own, so that a subscribe() cancelled meanwhile (a timeout) leaves
+        # it to complete for the others waiting for it, or to be undone once it has (see _release).
+        self._subscribing: dict[str, asyncio.Task[BrokerUnavailable | None]] = {}
         self._on_dropped: dict[tuple[str, Subscriber], Dropped] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # unsubscriptions left by cancelled subscribe() calls
 
     @property
     def available(self) -> bool:
@@ -116,34 +119,73 @@ class Broker(abc.ABC):
         waiting for that subscription, and forgets it. If the bus refuses it later, when subscribing it
         again after an outage, the channel is forgotten and ``on_dropped(channel, error)`` called, so that
         the subscriber can forget it too (a server removes the channel's members).
+
+        Cancelled before it returns (a timeout), nothing of this call is kept; the bus subscription it
+        started completes for the other subscribers waiting for it, or is undone if none is left.
         """
         self._check_channel(channel)
+        first = channel not in self._subscribers
+        callbacks = self._subscribers.setdefault(channel, [])
+        added = callback not in callbacks
+        if added:
+            callbacks.append(callback)
+        self._set_on_dropped(channel, callback, on_dropped)
+        subscribing = self._subscribing.get(channel)
+        if subscribing is None:
+            if not first:
+                return  # subscribed on the bus already
+            subscribing = asyncio.get_running_loop().create_task(self._subscribe_first(channel))
+            subscribing.add_done_callback(_retrieve)  # (its waiters may all have been cancelled)
+            self._subscribing[channel] = subscribing
+        try:
+            refused = await asyncio.shield(subscribing)
+        except asyncio.CancelledError:
+            # This caller gave up (a timeout): nothing of its subscribe is kept; the subscription goes on
+            # for the others waiting for it, and the last one out unsubscribes on the bus once it is done.
+            if added:
+                self._remove_callback(channel, callback)
+            raise
+        if refused is not None:
+            raise refused
+
+    async def _subscribe_first(self, channel: str) -> BrokerUnavailable | None:
+        """Subscribe ``channel`` on the bus for every subscribe() waiting: None, or the bus's refusal (then
+        the channel is forgotten, as it is on any other failure, which is raised)."""
+        try:
+            await self._subscribe_channel(channel)
+        except BrokerUnavailable as exc:
+            self._forget(channel)
+            return exc
+        except BaseException:
+            self._forget(channel)
+            raise
+        finally:
+            del self._subscribing[channel]
+        return None
+
+    def _remove_callback(self, channel: str, callback: Subscriber) -> None:
+        """Remove one subscriber; the last one out unsubscribes the channel on the bus, in the background."""
         callbacks = self._subscribers.get(channel)
-        if callbacks is None:
-            callbacks = self._subscribers[channel] = [callback]
-            self._set_on_dropped(channel, callback, on_dropped)
-            confirmed = self._subscribing[channel] = asyncio.get_running_loop().create_future()
-            refused: BrokerUnavailable | None = None
-            try:
-                await self._subscribe_channel(channel)
-            except BrokerUnavailable as exc:
-                refused = exc
-                if self._subscribers.get(channel) is callbacks:
-                    self._forget(channel)
-                raise
-            finally:
-                if self._subscribing.get(channel) is confirmed:
-                    del self._subscribing[channel]
-                confirmed.set_result(refused)
-        else:
-            if callback not in callbacks:
-                callbacks.append(callback)
-            self._set_on_dropped(channel, callback, on_dropped)
-            pending = self._subscribing.get(channel)
-            if pending is not None:  # the first subscriber's SUBSCRIBE is on its way: the same promise
-                refused = await asyncio.shield(pending)
-                if refused is not None:
-                    raise refused
+        if callbacks is None or callback not in callbacks:
+            return
+        callbacks.remove(callback)
+        self._on_dropped.pop((channel, callback), None)
+        if not callbacks:
+            del self._subscribers[channel]
+            task = asyncio.get_running_loop().create_task(self._release(channel))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, channel: str) -> None:
+        """``channel`` has no local subscriber: unsubscribe it on the bus, once its subscription in flight
+        (if any) is done, so that the UNSUBSCRIBE follows the SUBSCRIBE; unless subscribed again meanwhile."""
+        subscribing = self._subscribing.get(channel)
+        if subscribing is not None:
+            await asyncio.wait({subscribing})
+            if _retrieve(subscribing) is not None:
+                return  # refused by the bus, or failed: nothing to undo there
+        if channel not in self._subscribers and channel not in self._subscribing:
+            await self._unsubscribe_channel(channel)
 
     def _set_on_dropped(self, channel: str, callback: Subscriber, on_dropped: Dropped | None) -> None:
         if on_dropped is not None:
@@ -183,7 +225,7 @@ class Broker(abc.ABC):
         self._on_dropped.pop((channel, callback), None)
         if not callbacks:
             del self._subscribers[channel]
-            await self._unsubscribe_channel(channel)
+            await self._release(channel)
 
     def _check_channel(self, channel: Any) -> None:
         """A channel this broker can carry (a ValueError or TypeError otherwise), before anything is done."""
@@ -239,6 +281,14 @@ def _check_channel(channel: Any) -> None:
         channel.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"a channel name must be valid Unicode text (UTF-8 encodable): {channel!r}") from None
+
+
+def _retrieve(task: asyncio.Task[BrokerUnavailable | None]) -> BaseException | None:
+    """What a finished subscription task ended with, if not a success: its refusal, exception or
+    cancellation (retrieved, so asyncio does not log it as never retrieved)."""
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception() or task.result()
 
 
 def _check_message(message: Any) -> bytes:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
-from . import Broker, BrokerUnavailable, Message
+from . import Broker, BrokerUnavailable, Message, _retrieve
 
 if TYPE_CHECKING:
     from ..asyncio.websocket import WebSocket
@@ -42,8 +43,10 @@ class Channels:
         self._snapshots: dict[str, tuple[WebSocket, ...]] = {}  # what a delivery iterates (members may change)
         self._joined: dict[WebSocket, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        # The first join of a channel, until confirmed: its result is the bus's refusal, if it refused.
-        self._subscribing: dict[str, asyncio.Future[BrokerUnavailable | None]] = {}
+        # The bus subscription of a channel on its way, until confirmed: its result is the bus's refusal, if
+        # it refused. A task of its own, so that a join cancelled meanwhile (a timeout) leaves it to
+        # complete for the other members waiting for it, or to be undone once it has.
+        self._subscribing: dict[str, asyncio.Task[BrokerUnavailable | None]] = {}
         # The members delivered to this loop iteration and not written yet, one entry per snapshot (by
         # identity: a channel's membership may change between two deliveries, and both sets need writing).
         self._unwritten: dict[int, tuple[WebSocket, ...]] = {}
@@ -66,7 +69,8 @@ class Channels:
         join of every member waiting for that subscription, and none of them stays a member. Refused later,
         when the broker subscribes it again after an outage, the channel is dropped: its members are removed
         from it (:meth:`channels_of` no longer lists it; their connections stay open) and the broker logs a
-        WARNING."""
+        WARNING. A join cancelled before it returns (a timeout) leaves ``ws`` no member; the subscription
+        goes on for the members waiting for it."""
         self.broker._check_channel(channel)
         if ws.connection.closed or getattr(ws, "_lost", False):
             return  # it would never be removed: connection_lost has run already
@@ -74,29 +78,47 @@ class Channels:
         first = members is None
         if members is None:
             members = self._members[channel] = set()
+        added = ws not in members
         members.add(ws)
         self._snapshots.pop(channel, None)
         self._joined.setdefault(ws, set()).add(channel)
-        if first:
-            done = self._subscribing[channel] = asyncio.get_running_loop().create_future()
-            refused: BrokerUnavailable | None = None
-            try:
-                await self.broker.subscribe(channel, self._deliver, self._dropped)
-            except BrokerUnavailable as exc:
-                refused = exc
-                if self._members.get(channel) is members:
-                    self._forget(channel)
-                raise
-            finally:
-                done.set_result(refused)
-                if self._subscribing.get(channel) is done:
-                    del self._subscribing[channel]
-        else:
-            pending = self._subscribing.get(channel)
-            if pending is not None:  # joined while the first member's subscription is on its way: wait for it
-                refused = await asyncio.shield(pending)
-                if refused is not None:
-                    raise refused
+        subscribing = self._subscribing.get(channel)
+        if subscribing is None:
+            if not first:
+                return  # subscribed on the bus already
+            subscribing = asyncio.get_running_loop().create_task(self._subscribe(channel))
+            subscribing.add_done_callback(_retrieve)  # (its waiters may all have been cancelled)
+            self._subscribing[channel] = subscribing
+        try:
+            refused = await asyncio.shield(subscribing)
+        except asyncio.CancelledError:
+            # The caller gave up (asyncio.timeout, a TaskGroup): ``ws`` is no member; the subscription goes
+            # on for the others waiting for it, and the last member out unsubscribes once it is done.
+            if added and self._remove(ws, channel):
+                self._spawn(self._unsubscribe_if_empty(channel))
+            raise
+        if refused is not None:
+            raise refused
+
+    async def _subscribe(self, channel: str) -> BrokerUnavailable | None:
+        """Subscribe this process to ``channel`` for every join waiting: None, or the bus's refusal (then
+        every member is removed from it, as on any other failure, which is raised)."""
+        try:
+            await self.broker.subscribe(channel, self._deliver, self._dropped)
+        except BrokerUnavailable as exc:
+            self._forget(channel)
+            return exc
+        except BaseException:
+            self._forget(channel)
+            raise
+        finally:
+            del self._subscribing[channel]
+        return None
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def leave(self, ws: WebSocket, channel: str) -> None:
         """Remove ``ws`` from ``channel``; the last local member unsubscribes this process."""
@@ -110,9 +132,7 @@ class Channels:
             return
         for channel in channels:
             if self._remove(ws, channel, forget=False):
-                task = asyncio.get_running_loop().create_task(self._unsubscribe_if_empty(channel))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._unsubscribe_if_empty(channel))
 
     def _remove(self, ws: WebSocket, channel: str, forget: bool = True) -> bool:
         """Remove one membership; True if ``channel`` has no local member left."""
@@ -152,7 +172,12 @@ class Channels:
         self._forget(channel)
 
     async def _unsubscribe_if_empty(self, channel: str) -> None:
-        if channel not in self._members:  # nobody joined again in the meantime
+        subscribing = self._subscribing.get(channel)
+        if subscribing is not None:  # after the subscription on its way (an UNSUBSCRIBE before it was undone)
+            await asyncio.wait({subscribing})
+            if _retrieve(subscribing) is not None:
+                return  # refused, or failed: the broker has forgotten the channel
+        if channel not in self._members and channel not in self._subscribing:  # nobody joined again meanwhile
             await self.broker.unsubscribe(channel, self._deliver)
 
     async def publish(self, channel: str, message: Message) -> None:

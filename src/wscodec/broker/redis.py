@@ -356,6 +356,13 @@ class RedisBroker(Broker):
         self._acks.setdefault(key, deque()).append(waiter)
         return waiter
 
+    def _unexpect_ack(self, key: bytes, waiter: asyncio.Future[BrokerUnavailable | None]) -> None:
+        waiters = self._acks.get(key)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._acks[key]
+
     async def _subscribe_channel(self, channel: str) -> None:
         """SUBSCRIBE, and wait for Redis to confirm it (so a publish made after ``join()`` returns is seen).
         While Redis is down the channel is only remembered: the reconnection subscribes it. A channel Redis
@@ -364,11 +371,21 @@ class RedisBroker(Broker):
         if not self._up or pubsub is None:
             return
         key = self._key(channel)
-        ack = self._expect_ack(key)
         try:
             async with self._subscribe_lock:
+                if self._pubsub is not pubsub or not self._up:
+                    return  # an outage while we waited: the reconnection subscribes the channel
+                # Registered only now, just before the write: a subscribe cancelled while it waited for the
+                # lock left a waiter that took the answer to the next SUBSCRIBE of the channel.
+                ack = self._expect_ack(key)
                 inflight.append(key)
-                await asyncio.wait_for(pubsub.subscribe(key), self.command_timeout)
+                try:
+                    await asyncio.wait_for(pubsub.subscribe(key), self.command_timeout)
+                except BaseException:  # not written, or not known to be: no answer to wait for
+                    self._unexpect_ack(key, ack)
+                    with contextlib.suppress(ValueError):
+                        inflight.remove(key)
+                    raise
             refused = await asyncio.wait_for(asyncio.shield(ack), self.command_timeout)
         except asyncio.CancelledError:
             raise
@@ -403,7 +420,10 @@ class RedisBroker(Broker):
         if not self._up or pubsub is None:
             return
         try:
-            await asyncio.wait_for(pubsub.unsubscribe(self._key(channel)), self.command_timeout)
+            async with self._subscribe_lock:  # in the order of the SUBSCRIBEs: one sent before it goes first
+                if self._pubsub is not pubsub:
+                    return  # an outage while we waited: the reconnection subscribes what has subscribers
+                await asyncio.wait_for(pubsub.unsubscribe(self._key(channel)), self.command_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
