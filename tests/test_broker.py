@@ -1353,3 +1353,50 @@ async def test_a_channel_left_while_its_first_join_waits_for_the_lock_is_not_lef
         await admin.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_publish_redis_refuses_fails_alone(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A Redis user whose ACL does not cover one channel: a publish to it is counted failed, with one
+    WARNING however many there are, and the others of its batch and after it are delivered. It was an
+    outage: the connection dropped, the queue with it, BrokerUnavailable for every channel meanwhile, and
+    the delivered messages of its batch counted failed."""
+    import redis.asyncio as aioredis
+
+    from wscodec.broker.redis import RedisBroker
+
+    caplog.set_level(logging.WARNING, logger="wscodec.broker.redis")
+    admin = aioredis.Redis.from_url(redis_server.url)
+    acl = ["ACL", "SETUSER", "w", "on", ">pw", "~*", "+@all", "resetchannels", "&wscodec:ok*", "&wscodec:?control"]
+    await admin.execute_command(*acl)
+    url = f"redis://w:pw@127.0.0.1:{redis_server.port}/0"
+    publisher, other = RedisBroker(url), RedisBroker(url)
+    local: list[Any] = []
+    remote: list[Any] = []
+    await publisher.start()
+    await other.start()
+    try:
+        await publisher.subscribe("ok", lambda channel, message: local.append(message))
+        await other.subscribe("ok", lambda channel, message: remote.append(message))
+        expected = []
+        for i in range(20):  # in one batch: the refused ones among the others
+            await publisher.publish("ok", f"a{i}")
+            expected.append(f"a{i}")
+            if i % 5 == 0:
+                await publisher.publish("forbidden", "x")
+        await until(lambda: len(remote) == len(expected), timeout=10)
+        for i in range(5):  # and after it
+            await publisher.publish("ok", f"b{i}")
+            expected.append(f"b{i}")
+            await publisher.publish("forbidden", "x")
+            await asyncio.sleep(0.01)
+        await until(lambda: len(remote) == len(expected) and len(local) == len(expected), timeout=10)
+        assert local == remote == expected
+        assert publisher.available and publisher.stats.outages == 0
+        assert publisher.stats.failed == 9 and publisher.stats.published == len(expected)
+        warnings = [r for r in caplog.records if "refused" in r.getMessage() and "publish" in r.getMessage()]
+        assert len(warnings) == 1 and "'forbidden'" in warnings[0].getMessage()
+        assert not any("unreachable" in r.getMessage() or "lost" in r.getMessage() for r in caplog.records)
+    finally:
+        await publisher.close()
+        await other.close()
+        await admin.aclose()

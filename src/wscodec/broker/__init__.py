@@ -70,8 +70,8 @@ class BrokerStats:
 
     published: int = 0  #: messages handed to the bus by :meth:`Broker.publish`
     #: publishes refused with :class:`BrokerUnavailable`, and accepted ones given up on: dropped from the
-    #: queue by an outage or by close(), or in a batch the bus did not confirm in time (which a slow Redis
-    #: may still have run: lost or late, not known)
+    #: queue by an outage or by close(), in a batch the bus did not confirm in time (which a slow Redis
+    #: may still have run: lost or late, not known), or refused by the bus alone (a Redis ACL)
     failed: int = 0
     received: int = 0  #: messages received from the bus for a local subscription
     outages: int = 0  #: times the connection to the bus was lost (or could not be made)

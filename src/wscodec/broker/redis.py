@@ -33,7 +33,9 @@ can reach the members (restrict it with Redis ACLs).
 Each channel is subscribed with its own SUBSCRIBE, because Redis refuses a whole SUBSCRIBE for one channel
 its user may not have (an ACL): a channel refused at ``join()`` raises BrokerUnavailable there and is not
 kept; one refused when subscribed again after an outage is dropped with a WARNING and its subscribers told
-(``on_dropped``); the other channels work either way.
+(``on_dropped``); the other channels work either way. A PUBLISH Redis refuses (an ACL, any error reply
+to that one command) fails that message alone: counted in ``stats.failed`` and logged (one WARNING a
+minute at most, with the count), never an outage; the other messages of its batch are delivered.
 
 A subscription whose connection dies without a word (a NAT, a firewall or a load balancer that drops the
 flow: no FIN, no reset) is found by a PING on it after ``ping_interval`` seconds without traffic, answered
@@ -59,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 _TEXT, _BINARY = b"t", b"b"  # first byte of a payload on the bus: the WebSocket message type
 _BATCH = 256  # publishes per pipeline round trip
+_REFUSED_LOG_INTERVAL = 60  # seconds between two WARNINGs about publishes Redis refused
 
 
 def _redact(url: str) -> str:
@@ -160,6 +163,8 @@ class RedisBroker(Broker):
         # keeps that order the order of the writes.
         self._inflight: deque[bytes] = deque()
         self._subscribe_lock = asyncio.Lock()
+        self._refusals = 0  # publishes Redis refused since the last WARNING about them
+        self._refusal_logged_at: float | None = None
 
     def __repr__(self) -> str:
         return f"RedisBroker({_redact(self.url)!r})"
@@ -518,8 +523,9 @@ class RedisBroker(Broker):
         """Queue ``message`` for Redis and return: one writer sends the queue in order, many publishes per
         round trip. Raises :class:`~wscodec.broker.BrokerUnavailable` at once while Redis is known to be
         down. A publish queued just before Redis went away is dropped and counted in ``stats.failed``
-        (at most once). While ``max_pending`` messages or ``max_pending_bytes`` bytes wait, it waits for
-        room (at most ``command_timeout``, then BrokerUnavailable): backpressure, as ``send()`` has."""
+        (at most once), as is one Redis refuses (an ACL: logged, not an outage). While ``max_pending``
+        messages or ``max_pending_bytes`` bytes wait, it waits for room (at most ``command_timeout``, then
+        BrokerUnavailable): backpressure, as ``send()`` has."""
         self._check_channel(channel)
         if isinstance(message, str):
             payload = _TEXT + message.encode("utf-8")
@@ -574,6 +580,8 @@ class RedisBroker(Broker):
 
     async def _write_loop(self) -> None:
         """The one writer: batches of PUBLISH in one pipeline per round trip, in the order they were made."""
+        from redis.exceptions import ResponseError
+
         assert self._wakeup is not None and self._drained is not None and self._idle is not None
         queue = self._queue
         while True:
@@ -588,7 +596,9 @@ class RedisBroker(Broker):
                     pipe = self._pub.pipeline(transaction=False)
                     for key, payload in batch:
                         pipe.publish(key, payload)
-                    await asyncio.wait_for(pipe.execute(), self.command_timeout)
+                    # Redis refusing one PUBLISH (an ACL, any error reply) is that message's failure, not an
+                    # outage: the replies come back in the list, the others of the batch were delivered.
+                    results = await asyncio.wait_for(pipe.execute(raise_on_error=False), self.command_timeout)
                 except asyncio.CancelledError:
                     self.stats.failed += len(batch)  # close() gave up on it (or the loop is going)
                     raise
@@ -597,5 +607,31 @@ class RedisBroker(Broker):
                     self.stats.failed += len(batch)
                     self._outage(exc)
                     continue
-                self.stats.published += len(batch)
+                refused = 0
+                for (key, _payload), result in zip(batch, results, strict=True):
+                    if isinstance(result, ResponseError):
+                        refused += 1
+                        self._refused_publish(key, result)
+                self.stats.published += len(batch) - refused
+                self.stats.failed += refused
             self._idle.set()
+
+    def _refused_publish(self, key: bytes, exc: Exception) -> None:
+        """Redis refused one PUBLISH: a WARNING, at most one per ``_REFUSED_LOG_INTERVAL`` seconds (a
+        publisher may try a refused channel at every message), saying how many since the last one."""
+        self._refusals += 1
+        now = time.monotonic()
+        if self._refusal_logged_at is not None and now - self._refusal_logged_at < _REFUSED_LOG_INTERVAL:
+            return
+        logger.warning(
+            "Redis broker %s refused %d publish(es) (the last to channel %r: %s: %s): counted in stats.failed, "
+            "the other channels work; next such WARNING in %d s at the earliest",
+            _redact(self.url),
+            self._refusals,
+            key.decode("utf-8", "replace")[len(self.prefix) :],
+            type(exc).__name__,
+            exc,
+            _REFUSED_LOG_INTERVAL,
+        )
+        self._refusals = 0
+        self._refusal_logged_at = now
