@@ -172,6 +172,35 @@ def test_chat_broadcasts_to_every_client() -> None:
         assert _drain_until(bob, {"hi from alice", b"\x01\x02"})
 
 
+@pytest.mark.parametrize("max_size", ["4000000", "0"])
+def test_chat_through_redis_takes_lines_as_large_as_max_size(max_size: str) -> None:
+    """serve --chat --broker redis://... with --max-size above the Redis broker's own bound (1 MiB): a line
+    the server accepts reaches every client. It raised ValueError from publish(), which closed the sender
+    with 1011. With --max-size 0 (no bound) a line over that 1 MiB is dropped; the sender stays connected."""
+    from _redis_server import RedisServer, redis_server_path
+
+    redis = RedisServer(redis_server_path())
+    redis.start()
+    try:
+        with (
+            cli_server("--chat", "--broker", redis.url, "--max-size", max_size) as server,
+            ws_connect(server.url, open_timeout=10, max_size=None) as alice,
+            ws_connect(server.url, open_timeout=10, max_size=None) as bob,
+        ):
+            big = "x" * 1_500_000
+            alice.send(big)
+            if max_size != "0":
+                assert bob.recv(timeout=10) == big
+                assert alice.recv(timeout=10) == big
+            # (After the big line is read: sent with it, the small one found it still buffered, over the
+            # slow-consumer limit, and closed the reader the test had not got to yet with 1008.)
+            alice.send("small")
+            assert bob.recv(timeout=10) == "small"
+            assert alice.recv(timeout=10) == "small"
+    finally:
+        redis.stop()
+
+
 def _drain_until(ws: object, expected: set[object]) -> bool:
     deadline = time.monotonic() + 10
     missing = set(expected)

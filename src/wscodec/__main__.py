@@ -183,11 +183,18 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             await ws.send(message)
 
     async def chat(ws: Any) -> None:
+        broker = ws.server.broker
+        if args.max_size and getattr(broker, "max_message_size", args.max_size) < args.max_size:
+            # The Redis broker's own bound (1 MiB) follows --max-size up: a line the server accepts goes
+            # out to every client. (Each worker's broker, made from --broker; set before it publishes.)
+            broker.max_message_size = args.max_size
         await ws.server.join(ws, "chat")
         async for message in ws:
             try:
                 await ws.server.publish("chat", message)
             except BrokerUnavailable as exc:  # the connection stays open; the line is lost, and counted
+                log.debug("%s", exc)
+            except ValueError as exc:  # over the broker's max_message_size (--max-size 0): the line is dropped
                 log.debug("%s", exc)
 
     host = f"[{args.host}]" if ":" in args.host else args.host
