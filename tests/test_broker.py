@@ -1400,3 +1400,16 @@ async def test_a_publish_redis_refuses_fails_alone(redis_server: RedisServer, ca
         await publisher.close()
         await other.close()
         await admin.aclose()
+
+
+async def test_a_text_message_that_is_not_valid_unicode_is_refused_at_publish(room_server: Server) -> None:
+    """A str with a lone surrogate (as json.loads('"\\ud800"') gives): publish() raises UnicodeEncodeError on
+    every broker and nothing is delivered. The in-process broker returned, the message lost at delivery."""
+    member = await join(room_server, "c")
+    published = room_server.broker.stats.published
+    with pytest.raises(UnicodeEncodeError):
+        await room_server.publish("c", "bad \ud800")
+    assert room_server.broker.stats.published == published
+    await room_server.publish("c", "good \u00e9")
+    assert await asyncio.wait_for(member.recv(), 10) == "good \u00e9"
+    await member.close()

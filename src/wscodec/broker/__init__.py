@@ -262,7 +262,12 @@ class InProcessBroker(Broker):
 
     async def publish(self, channel: str, message: Message) -> None:
         self._check_channel(channel)
-        if not isinstance(message, (str, bytes)):
+        if isinstance(message, str):
+            if not message.isascii():
+                # Raised here, as by the Redis broker: a lone surrogate (JSON's "\ud800") failed each
+                # member's send at delivery, logged there, the publish returning as if delivered.
+                message.encode("utf-8")
+        elif not isinstance(message, bytes):
             message = _check_message(message)
         self.stats.published += 1
         self._dispatch(channel, message)
