@@ -1413,3 +1413,24 @@ async def test_a_text_message_that_is_not_valid_unicode_is_refused_at_publish(ro
     await room_server.publish("c", "good \u00e9")
     assert await asyncio.wait_for(member.recv(), 10) == "good \u00e9"
     await member.close()
+
+
+async def test_every_broker_refuses_the_reserved_channel_and_publishes_after_close(broker_url: str) -> None:
+    """As documented for every broker: the channel "\\x00control" (the Redis broker's own subscription) is
+    refused, and a publish after close() raises BrokerUnavailable. The in-process broker took both."""
+    broker = make_broker(broker_url)
+    await broker.start()
+    try:
+        with pytest.raises(ValueError, match="reserved"):
+            await broker.subscribe("\x00control", lambda channel, message: None)
+        with pytest.raises(ValueError, match="reserved"):
+            await broker.publish("\x00control", "x")
+        assert broker.channels == frozenset()
+        await broker.publish("open", "x")
+    finally:
+        await broker.close()
+    assert not broker.available
+    failed = broker.stats.failed
+    with pytest.raises(BrokerUnavailable):
+        await broker.publish("open", "x")
+    assert broker.stats.failed == failed + 1

@@ -257,11 +257,25 @@ class InProcessBroker(Broker):
     With several worker processes each has its own channels; share them through :class:`RedisBroker`.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._closed = False
+
     def __repr__(self) -> str:
         return "InProcessBroker()"
 
+    @property
+    def available(self) -> bool:
+        return not self._closed
+
+    async def close(self) -> None:
+        self._closed = True
+
     async def publish(self, channel: str, message: Message) -> None:
         self._check_channel(channel)
+        if self._closed:
+            self.stats.failed += 1
+            raise BrokerUnavailable("the in-process broker is closed: message not published")
         if isinstance(message, str):
             if not message.isascii():
                 # Raised here, as by the Redis broker: a lone surrogate (JSON's "\ud800") failed each
@@ -273,14 +287,21 @@ class InProcessBroker(Broker):
         self._dispatch(channel, message)
 
 
+#: The one channel name no broker takes (a ValueError): the Redis broker's own subscription, which keeps its
+#: connection in pub/sub mode (joined then left, it was unsubscribed). Refused by every broker alike.
+_RESERVED_CHANNEL = "\x00control"
+
+
 def _check_channel(channel: Any) -> None:
-    """A channel name is a str a bus can carry: UTF-8 encodable. Checked by every broker, the in-process
-    one included, so that a name from a client (a lone surrogate from JSON's "\\ud800") fails the join or
-    publish that brought it, with this error, on every broker alike; stored, it made every later
-    reconnection to Redis fail."""
+    """A channel name is a str a bus can carry: UTF-8 encodable, and not ``_RESERVED_CHANNEL``. Checked by
+    every broker, the in-process one included, so that a name from a client (a lone surrogate from JSON's
+    "\\ud800") fails the join or publish that brought it, with this error, on every broker alike; stored,
+    it made every later reconnection to Redis fail."""
     if not isinstance(channel, str):
         raise TypeError(f"a channel is a str, not {type(channel).__name__}")
     if channel.isascii():
+        if channel == _RESERVED_CHANNEL:
+            raise ValueError(f"channel {channel!r} is reserved: the Redis broker's own subscription")
         return
     try:
         channel.encode("utf-8")

@@ -53,7 +53,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import Broker, BrokerUnavailable, Message
+from . import _RESERVED_CHANNEL, Broker, BrokerUnavailable, Message
 
 __all__ = ["RedisBroker"]
 
@@ -138,7 +138,7 @@ class RedisBroker(Broker):
         self.max_pending_bytes = max_pending_bytes
         self.max_message_size = max_message_size
         self.ping_interval = ping_interval
-        self._control = f"{prefix}\x00control"  # always subscribed: keeps the reader's connection in pub/sub mode
+        self._control = prefix + _RESERVED_CHANNEL  # always subscribed: keeps the reader's connection in pub/sub mode
         self._pub: Any = None  # redis.asyncio.Redis for PUBLISH
         self._sub: Any = None  # redis.asyncio.Redis the pub/sub connections come from
         self._pubsub: Any = None
@@ -175,11 +175,6 @@ class RedisBroker(Broker):
 
     def _key(self, channel: str) -> bytes:
         return (self.prefix + channel).encode("utf-8")
-
-    def _check_channel(self, channel: Any) -> None:
-        super()._check_channel(channel)
-        if self.prefix + channel == self._control:
-            raise ValueError(f"channel {channel!r} is reserved: the Redis broker's own subscription")
 
     def _client(self) -> Any:
         import redis.asyncio as aioredis
