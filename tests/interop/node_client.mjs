@@ -1,12 +1,20 @@
 // Node's built-in WebSocket client (node >= 20 with --experimental-websocket, 22+ without) against a
-// wscodec server. Usage: node --experimental-websocket node_client.mjs ws://127.0.0.1:PORT/
-// Runs two sessions and prints one JSON object with what it saw:
+// wscodec server. Usage: node --experimental-websocket node_client.mjs ws://127.0.0.1:PORT/ [traffic]
+// With "traffic", runs apps/traffic.mjs (the server-to-client scenario of tests/_traffic.py, which the
+// Chromium test runs too) and prints {node, traffic}. Without, runs two sessions and prints one JSON object
+// with what it saw:
 //   client: offers ["chat", "superchat"], sends a text, a binary (ArrayBuffer) and a 1 MiB binary message,
 //           checks the echoes, then closes with 4000 "client bye".
 //   server: sends "please close"; the server closes with 4001 "server bye".
 
 const url = process.argv[2];
 const MIB = 1 << 20;
+
+if (process.argv[3] === "traffic") {
+  const { runTraffic } = await import("./apps/traffic.mjs");
+  console.log(JSON.stringify({ node: process.version, traffic: await runTraffic(url) }));
+  process.exit(0);
+}
 
 function session(protocols, onOpen, onMessage) {
   return new Promise((resolve) => {

@@ -7,6 +7,10 @@ same port with subprotocol ``chat``. Chromium, driven by selenium and chromedriv
 echoes and writes a JSON summary into ``<pre id="result">``. Without chromium and chromedriver (Debian packages
 ``chromium`` and ``chromium-driver``) the test skips, or fails when ``CI`` is set (``.ci/run`` installs them); see
 ``tests/_system.py``. If selenium cannot start a session, ``chromium --headless --dump-dom`` runs the same page.
+
+A second page, ``apps/traffic.html``, runs the server-to-client scenario of ``tests/_traffic.py`` (its script,
+``apps/traffic.mjs``, is Node's in ``test_node.py`` too): fragmented and compressed messages from the server,
+keepalive Pings through a silence, and ``server.close()``'s 1001.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import re
 import subprocess
 import tempfile
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import pytest
 from _system import require_program
+from _traffic import check_traffic, run_traffic
 
 from wscodec.asyncio import serve
 from wscodec.errors import ConnectionClosedError
@@ -42,6 +48,26 @@ FLAGS = (
     "--disable-extensions",
 )
 PAGE = files("wscodec").joinpath("_demo.html").read_bytes()
+APPS = Path(__file__).with_name("apps")
+#: The server-to-browser scenario (tests/_traffic.py): its page and the module it imports, which Node runs too.
+TRAFFIC_FILES = {
+    "/traffic.html": ("text/html; charset=utf-8", (APPS / "traffic.html").read_bytes()),
+    "/traffic.mjs": ("text/javascript; charset=utf-8", (APPS / "traffic.mjs").read_bytes()),
+}
+
+
+def _browser_programs() -> tuple[str, str]:
+    chromium = require_program("chromium", "chromium", env="WSCODEC_CHROMIUM")
+    chromedriver = require_program("chromedriver", "chromium-driver", env="WSCODEC_CHROMEDRIVER")
+    return chromium, chromedriver
+
+
+def _serve_demo_page(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    if "websocket" in (request.header("Upgrade") or "").lower():
+        return None
+    if request.path.split("?", 1)[0] == "/":
+        return 200, [("Content-Type", "text/html; charset=utf-8")], PAGE
+    return 404, [("Content-Type", "text/plain")], b"not found\n"
 
 
 def _run_selenium(url: str, profile: str, chromium: str, chromedriver: str) -> dict[str, Any]:
@@ -94,16 +120,8 @@ def run_browser(url: str, chromium: str, chromedriver: str) -> tuple[dict[str, A
 
 
 async def test_chromium_selftest_page() -> None:
-    chromium = require_program("chromium", "chromium", env="WSCODEC_CHROMIUM")
-    chromedriver = require_program("chromedriver", "chromium-driver", env="WSCODEC_CHROMEDRIVER")
+    chromium, chromedriver = _browser_programs()
     seen: list[dict[str, Any]] = []
-
-    def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        if "websocket" in (request.header("Upgrade") or "").lower():
-            return None
-        if request.path.split("?", 1)[0] == "/":
-            return 200, [("Content-Type", "text/html; charset=utf-8")], PAGE
-        return 404, [("Content-Type", "text/plain")], b"not found\n"
 
     async def echo(ws: Any) -> None:
         record: dict[str, Any] = {"protocol": ws.protocol, "messages": []}
@@ -114,7 +132,7 @@ async def test_chromium_selftest_page() -> None:
                 await ws.send(message)
         record["close"] = (ws.close_code, ws.close_reason)
 
-    async with serve(echo, "127.0.0.1", 0, subprotocols=("chat",), process_request=process_request) as server:
+    async with serve(echo, "127.0.0.1", 0, subprotocols=("chat",), process_request=_serve_demo_page) as server:
         url = f"http://127.0.0.1:{server.port}/?selftest=1&protocol=chat&code=4000&reason=bye"
         result, driver = await asyncio.wait_for(asyncio.to_thread(run_browser, url, chromium, chromedriver), 120)
         for _ in range(100):  # the handler may finish just after the browser's close event
@@ -138,3 +156,29 @@ async def test_chromium_selftest_page() -> None:
     assert kinds == ["str", "bytes", "str"], seen
     assert [size for _, size in seen[0]["messages"][1:]] == [256, 65536]
     assert seen[0]["close"] == (4000, "bye")
+
+
+async def test_chromium_server_traffic_keepalive_and_going_away() -> None:
+    """Server-to-browser traffic, keepalive and a server shutdown, in one browser run (``tests/_traffic.py``):
+    Chromium reassembles three fragmented messages (str fragments; UTF-8 cut inside characters; an async
+    generator's binary fragments), checks 200 compressed texts (context takeover) in order and a 1 MiB
+    compressed text, answers the 0.2 s keepalive Pings through 1.5 s of silence, gets the echo after it, and
+    sees ``server.close()``'s 1001 "going away" as a clean close."""
+    chromium, chromedriver = _browser_programs()
+
+    def process_request(request: Any) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/ws":
+            return None
+        if path in TRAFFIC_FILES:
+            content_type, body = TRAFFIC_FILES[path]
+            return 200, [("Content-Type", content_type)], body
+        return 404, [("Content-Type", "text/plain")], b"not found\n"
+
+    async def browser(port: int) -> tuple[dict[str, Any], str]:
+        url = f"http://127.0.0.1:{port}/traffic.html"
+        return await asyncio.to_thread(run_browser, url, chromium, chromedriver)
+
+    (result, driver), record = await run_traffic(browser, process_request=process_request)
+    assert driver == "selenium", "the silence must be real time: --dump-dom's virtual time skips it"
+    check_traffic(result, record, echoed_reason="going away")

@@ -2,9 +2,11 @@
 
 ``node_client.mjs`` runs two sessions and prints what it saw as JSON: text, a binary ArrayBuffer and a
 1 MiB binary message echoed; subprotocol and permessage-deflate negotiated; a close started by the client
-(4000 "client bye") and one started by the server (4001 "server bye"). Without node the test skips, or fails
-when ``CI`` is set (``tests/_system.py``; Debian package ``nodejs``, 20.10 or later: an older one counts as
-absent).
+(4000 "client bye") and one started by the server (4001 "server bye"). ``node_client.mjs URL traffic`` runs
+the server-to-client scenario of ``tests/_traffic.py`` (fragmented and compressed messages from the server,
+keepalive through a silence, ``server.close()``), as Chromium does in ``test_chromium.py``. Without node the
+test skips, or fails when ``CI`` is set (``tests/_system.py``; Debian package ``nodejs``, 20.10 or later: an
+older one counts as absent).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 from _system import missing, require_program, run_program
+from _traffic import check_traffic, run_traffic
 
 from wscodec.asyncio import serve
 from wscodec.errors import ConnectionClosedError
@@ -89,3 +92,20 @@ async def test_node_client_against_our_server() -> None:
     assert seen[0]["close"] == (4000, "client bye")
     assert seen[1]["protocol"] == "chat"
     assert seen[1]["close"][0] == 4001  # our own close; the peer echoed it
+
+
+async def test_node_server_traffic_keepalive_and_going_away() -> None:
+    """Node receives three fragmented messages, 200 compressed texts in order and a 1 MiB compressed text,
+    answers the 0.2 s keepalive Pings through 1.5 s of silence, and sees ``server.close()``'s 1001 as a clean
+    close (``tests/_traffic.py``, ``apps/traffic.mjs``)."""
+    node = _node()
+
+    async def client(port: int) -> dict[str, Any]:
+        returncode, stdout, stderr = await run_program(
+            *node, str(SCRIPT), f"ws://127.0.0.1:{port}/", "traffic", timeout=30
+        )
+        assert returncode == 0, stderr.decode()
+        return json.loads(stdout.decode().strip().splitlines()[-1])["traffic"]  # type: ignore[no-any-return]
+
+    result, record = await run_traffic(client)
+    check_traffic(result, record, echoed_reason="")
