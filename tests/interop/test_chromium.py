@@ -10,7 +10,8 @@ echoes and writes a JSON summary into ``<pre id="result">``. Without chromium an
 
 A second page, ``apps/traffic.html``, runs the server-to-client scenario of ``tests/_traffic.py`` (its script,
 ``apps/traffic.mjs``, is Node's in ``test_node.py`` too): fragmented and compressed messages from the server,
-keepalive Pings through a silence, and ``server.close()``'s 1001.
+keepalive Pings through a silence, and ``server.close()``'s 1001. The demo page's self-test runs once more
+against the threaded server (``wscodec.sync.serve``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import json
 import re
 import subprocess
 import tempfile
+import threading
+import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ import pytest
 from _system import require_program
 from _traffic import check_traffic, run_traffic
 
+from wscodec import sync
 from wscodec.asyncio import serve
 from wscodec.errors import ConnectionClosedError
 
@@ -182,3 +186,49 @@ async def test_chromium_server_traffic_keepalive_and_going_away() -> None:
     (result, driver), record = await run_traffic(browser, process_request=process_request)
     assert driver == "selenium", "the silence must be real time: --dump-dom's virtual time skips it"
     check_traffic(result, record, echoed_reason="going away")
+
+
+def test_chromium_selftest_page_threaded_server() -> None:
+    """The demo page's self-test, as in :func:`test_chromium_selftest_page`, against ``wscodec.sync.serve``:
+    its handler runs in a thread per connection, the server in a thread of its own."""
+    chromium, chromedriver = _browser_programs()
+    seen: list[dict[str, Any]] = []
+
+    def echo(ws: sync.WebSocket) -> None:
+        record: dict[str, Any] = {"protocol": ws.subprotocol, "messages": [], "thread": threading.current_thread().name}
+        seen.append(record)
+        with contextlib.suppress(ConnectionClosedError):  # the page closes with 4000
+            for message in ws:
+                record["messages"].append((type(message).__name__, len(message)))
+                ws.send(message)
+        record["close"] = (ws.close_code, ws.close_reason)
+
+    server = sync.serve(echo, "127.0.0.1", 0, subprotocols=("chat",), process_request=_serve_demo_page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="wscodec-test-server")
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/?selftest=1&protocol=chat&code=4000&reason=bye"
+        result, driver = run_browser(url, chromium, chromedriver)
+        deadline = time.monotonic() + 5  # the handler may finish just after the browser's close event
+        while not (seen and "close" in seen[-1]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert not thread.is_alive()
+
+    assert result["errors"] == [], (driver, result)
+    assert result["opened"] is True
+    assert result["text_ok"] is True, result
+    assert result["binary_ok"] is True, result
+    assert result["large_ok"] is True, result
+    assert result["protocol"] == "chat"
+    assert "permessage-deflate" in result["extensions"]
+    assert result["readyStates"] == [0, 1, 2, 3]
+    assert result["close"] == {"code": 4000, "reason": "bye", "wasClean": True}
+
+    assert len(seen) == 1, seen
+    assert seen[0]["thread"] == "wscodec-connection"
+    assert seen[0]["protocol"] == "chat"
+    assert seen[0]["messages"] == [("str", 29), ("bytes", 256), ("str", 65536)], seen
+    assert seen[0]["close"] == (4000, "bye")
