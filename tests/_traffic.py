@@ -5,8 +5,10 @@
 a 1 MiB text message; then, while the client stays silent, it samples ``ws.latency`` (set by each Pong that
 answers a keepalive Ping) and echoes the client's message after the silence. :func:`run_traffic` runs it
 under a server with a 0.2 s ``ping_interval`` and ends with ``server.close()`` (1001, "going away"); the
-client's result and the server's record are checked by :func:`check_traffic`. The texts here and in
-``traffic.mjs`` must stay the same.
+client's result and the server's record are checked by :func:`check_traffic`. The client reaches the
+server through a relay on 127.0.0.1 that reads the frame headers both ways, so the checks see the wire too:
+fragments as separate frames, RSV1 (compressed) where expected, the burst's frames tiny thanks to context
+takeover, every Ping answered by a Pong. The texts here and in ``traffic.mjs`` must stay the same.
 """
 
 from __future__ import annotations
@@ -98,13 +100,77 @@ async def _sample_latency(ws: Any, latencies: list[float]) -> None:
         await asyncio.sleep(0.01)
 
 
+class _FrameTap:
+    """Reads one direction of a relayed WebSocket connection: skips the HTTP head, then keeps each frame's
+    (opcode, FIN, RSV1, payload length), unmasking nothing (only the headers matter). Independent of wscodec's
+    own frame code, so the wire is checked by something other than what wrote it."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, bool, bool, int]] = []
+        self._buffer = bytearray()
+        self._head_done = False
+
+    def feed(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        if not self._head_done:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            del buffer[: end + 4]
+            self._head_done = True
+        while len(buffer) >= 2:
+            length, pos = buffer[1] & 0x7F, 2
+            if length == 126:
+                length, pos = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                length, pos = int.from_bytes(buffer[2:10], "big"), 10
+            pos += 4 if buffer[1] & 0x80 else 0  # the client's masking key
+            if len(buffer) < pos + length:
+                return
+            self.frames.append((buffer[0] & 0x0F, bool(buffer[0] & 0x80), bool(buffer[0] & 0x40), length))
+            del buffer[: pos + length]
+
+
+async def _relay(server_port: int, taps: list[tuple[_FrameTap, _FrameTap]]) -> asyncio.Server:
+    """A TCP relay on 127.0.0.1 to ``server_port`` whose connections each append (server's frames, client's
+    frames) to ``taps``."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tap: _FrameTap) -> None:
+        try:
+            while data := await reader.read(2**16):
+                tap.feed(data)
+                writer.write(data)
+                await writer.drain()
+            writer.write_eof()
+        except OSError:  # (ConnectionResetError...) the other pipe sees it too
+            writer.transport.abort()
+
+    async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", server_port)
+        tap = (_FrameTap(), _FrameTap())
+        taps.append(tap)
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(pipe(server_reader, client_writer, tap[0]), pipe(client_reader, server_writer, tap[1])),
+                40,
+            )
+        finally:
+            client_writer.transport.abort()
+            server_writer.transport.abort()
+
+    return await asyncio.start_server(relay, "127.0.0.1", 0)
+
+
 async def run_traffic(
-    client: Callable[[int], Awaitable[Any]], *, process_request: Any = None
+    client: Callable[[int, str], Awaitable[Any]], *, process_request: Any = None
 ) -> tuple[Any, dict[str, Any]]:
-    """Serve :func:`traffic_handler` on 127.0.0.1, run ``client(port)`` (an awaitable that returns the
-    client's result), close the server with 1001 once the echo after the silence is out; (result, record)."""
+    """Serve :func:`traffic_handler` on 127.0.0.1, run ``client(port, url)`` (an awaitable that returns the
+    client's result; ``url`` is the WebSocket's, through a relay that reads the frames both ways), close the
+    server with 1001 once the echo after the silence is out; (result, record), the frames in ``record["wire"]``."""
     record: dict[str, Any] = {}
     echoed = asyncio.Event()
+    taps: list[tuple[_FrameTap, _FrameTap]] = []
     async with serve(
         traffic_handler(record, echoed),
         "127.0.0.1",
@@ -115,7 +181,9 @@ async def run_traffic(
         close_timeout=5,
     ) as server:
         assert server.port is not None
-        task = asyncio.ensure_future(client(server.port))
+        relay = await _relay(server.port, taps)
+        relay_port = relay.sockets[0].getsockname()[1]
+        task = asyncio.ensure_future(client(server.port, f"ws://127.0.0.1:{relay_port}/ws"))
         try:
             waiter = asyncio.ensure_future(echoed.wait())
             await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
@@ -124,10 +192,12 @@ async def run_traffic(
             await asyncio.wait_for(server.wait_closed(), 10)
             result = await asyncio.wait_for(task, 30)
         finally:
+            relay.close()
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+    record["wire"] = [(down.frames, up.frames) for down, up in taps]
     return result, record
 
 
@@ -155,3 +225,33 @@ def check_traffic(result: dict[str, Any], record: dict[str, Any], *, echoed_reas
     assert all(0 < latency < PING_TIMEOUT for latency in record["latencies"]), record["latencies"]
     assert record["extra"] == [], record["extra"]
     assert record["close"] == (1001, echoed_reason), record["close"]
+
+    # On the wire (the relay's reading of the headers): one connection; the server's data frames...
+    assert len(record["wire"]) == 1, record["wire"]
+    down, up = record["wire"][0]
+    data = [frame for frame in down if frame[0] < 8]
+    text, cont, binary = 1, 0, 2
+    # ...three fragmented messages, each compressed as one message (a fragmented send cannot know it will
+    # stay under compress_threshold, so RSV1 on its first frame): 3 str fragments, 4 cuts of UTF-8, an async
+    # generator's 3 fragments and the empty frame that ends them (deflate's few bytes for no data),
+    assert [frame[:3] for frame in data[:11]] == [
+        (text, False, True), (cont, False, False), (cont, True, False),
+        (text, False, True), (cont, False, False), (cont, False, False), (cont, True, False),
+        (binary, False, True), (cont, False, False), (cont, False, False), (cont, True, False),
+    ], data[:11]  # fmt: skip
+    assert data[10][3] < 8, data[10]
+    # ...the burst, each message one compressed frame; with context takeover all but the first are tiny
+    # (each repeats the last; about 10 bytes, against about 60 compressed alone and 190 raw),
+    burst = data[11 : 11 + BURST]
+    assert all(frame[:3] == (text, True, True) for frame in burst), burst
+    assert max(length for *_, length in burst[1:]) < 30, [length for *_, length in burst]
+    # ...the 1 MiB text compressed, and the short echo after the silence not compressed.
+    assert [frame[:3] for frame in data[11 + BURST :]] == [(text, True, True), (text, True, False)], data[11 + BURST :]
+    assert data[11 + BURST][3] < MIB // 4, data[11 + BURST]
+    # The keepalive: the server's Pings (0x9), each answered by a Pong (0xA) from the client, and the closing
+    # handshake: the server's Close, then the client's.
+    pings, pongs = sum(frame[0] == 0x9 for frame in down), sum(frame[0] == 0xA for frame in up)
+    assert pings >= 3, down  # (about 8: one per 0.2 s and round trip, for 1.5 s of silence and the traffic)
+    assert pongs == pings, (pings, pongs)
+    assert down[-1][0] == 0x8 and up[-1][0] == 0x8, (down[-5:], up[-5:])
+    assert [frame[0] for frame in up if frame[0] < 8] == [text, text], up

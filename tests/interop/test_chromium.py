@@ -179,8 +179,8 @@ async def test_chromium_server_traffic_keepalive_and_going_away() -> None:
             return 200, [("Content-Type", content_type)], body
         return 404, [("Content-Type", "text/plain")], b"not found\n"
 
-    async def browser(port: int) -> tuple[dict[str, Any], str]:
-        url = f"http://127.0.0.1:{port}/traffic.html"
+    async def browser(port: int, ws_url: str) -> tuple[dict[str, Any], str]:
+        url = f"http://127.0.0.1:{port}/traffic.html?url={ws_url}"
         return await asyncio.to_thread(run_browser, url, chromium, chromedriver)
 
     (result, driver), record = await run_traffic(browser, process_request=process_request)

@@ -100,10 +100,8 @@ async def test_node_server_traffic_keepalive_and_going_away() -> None:
     close (``tests/_traffic.py``, ``apps/traffic.mjs``)."""
     node = _node()
 
-    async def client(port: int) -> dict[str, Any]:
-        returncode, stdout, stderr = await run_program(
-            *node, str(SCRIPT), f"ws://127.0.0.1:{port}/", "traffic", timeout=30
-        )
+    async def client(_port: int, url: str) -> dict[str, Any]:
+        returncode, stdout, stderr = await run_program(*node, str(SCRIPT), url, "traffic", timeout=30)
         assert returncode == 0, stderr.decode()
         return json.loads(stdout.decode().strip().splitlines()[-1])["traffic"]  # type: ignore[no-any-return]
 
