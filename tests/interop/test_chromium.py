@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _system import require_program
+from _system import missing, require_program
 from _traffic import check_traffic, run_traffic
 
 from wscodec import sync
@@ -184,7 +184,8 @@ async def test_chromium_server_traffic_keepalive_and_going_away() -> None:
         return await asyncio.to_thread(run_browser, url, chromium, chromedriver)
 
     (result, driver), record = await run_traffic(browser, process_request=process_request)
-    assert driver == "selenium", "the silence must be real time: --dump-dom's virtual time skips it"
+    if driver != "selenium":  # --dump-dom's virtual time would skip the silence the keepalive checks need
+        missing("a selenium session with chromedriver (only --dump-dom ran)", "chromium-driver")
     check_traffic(result, record, echoed_reason="going away")
 
 
