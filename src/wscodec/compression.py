@@ -43,7 +43,8 @@ class Deflate:
     limit. ``server_no_context_takeover``/``client_no_context_takeover`` make each message independent
     (less memory between messages, a worse ratio on small similar messages). ``memory_level`` (1-9) and
     ``compression_level`` (0-9, -1 zlib's default) tune zlib's compressor; messages shorter than
-    ``compress_threshold`` bytes are sent uncompressed.
+    ``compress_threshold`` bytes are sent uncompressed, but for one sent in fragments (compressed whatever
+    its size: its first frame goes out before its size is known).
     """
 
     server_max_window_bits: int | None = 12

@@ -359,9 +359,10 @@ class PerMessageDeflate(Extension):
 
     ``is_server`` says which side we are: the ``server_*`` parameters then describe what we send and the
     ``client_*`` ones what we receive (the other way round on a client). Window bits None mean 15.
-    Messages shorter than ``compress_threshold`` bytes (>= 0) are sent uncompressed; ``compression_level``
-    (0-9, -1 zlib's default) and ``memory_level`` (1-9) tune the compressor, with zlib's ranges whichever
-    DEFLATE implementation runs (ValueError otherwise, here).
+    Messages shorter than ``compress_threshold`` bytes (>= 0) are sent uncompressed, except a message sent in
+    fragments, which is compressed whatever its size (its first frame goes out before its size is known);
+    ``compression_level`` (0-9, -1 zlib's default) and ``memory_level`` (1-9) tune the compressor, with
+    zlib's ranges whichever DEFLATE implementation runs (ValueError otherwise, here).
     """
 
     name = "permessage-deflate"
