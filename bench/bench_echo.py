@@ -487,14 +487,34 @@ def _c_payload(size: int) -> bytes:
 
 
 def _check_compressed(replies: list[str], size: int) -> None:
-    """Inflate the compressed replies the C client kept (the first ones, in order: one deflate stream) and
-    compare each with the message sent."""
+    """Inflate the compressed replies the C client kept (the first ones, in order) and compare each with the
+    message sent; one that does not inflate is not an echo either."""
     if not replies:
         return
     payload = _c_payload(size)
     inflater = zlib.decompressobj(wbits=-15)
     for i, data in enumerate(replies):
-        check_reply(payload, i, inflater.decompress(bytes.fromhex(data) + b"\x00\x00\xff\xff"))
+        try:
+            got, inflater = _inflate_message(inflater, bytes.fromhex(data))
+        except zlib.error as exc:
+            raise EchoMismatch(f"compressed reply {i + 1} does not inflate ({exc}): not an echo") from None
+        check_reply(payload, i, got)
+
+
+def _inflate_message(inflater: Any, data: bytes) -> tuple[bytes, Any]:
+    """One message's payload inflated, and the inflater for the next message. RFC 7692: the sender removed
+    the trailer of its last block (section 7.2.1), put back here unless the stream ended with the message;
+    a stream may end with a BFINAL block anywhere, a new one with an empty window following (7.2.3.4)."""
+    parts = []
+    while True:
+        parts.append(inflater.decompress(data))
+        if not inflater.eof:
+            parts.append(inflater.decompress(b"\x00\x00\xff\xff"))
+            return b"".join(parts), inflater
+        data = inflater.unused_data
+        inflater = zlib.decompressobj(wbits=-15)
+        if not data:
+            return b"".join(parts), inflater
 
 
 def _cpu_ticks(pid: int) -> tuple[int, int] | None:

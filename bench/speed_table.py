@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,9 +206,10 @@ SECTIONS = {
 }
 
 
-def table(results: dict[str, dict[str, Any]]) -> list[Row]:
+def table(results: dict[str, dict[str, Any]], failed: Collection[str] = ()) -> list[Row]:
     """The table from the benchmarks' JSON (keys: echo, connection, utf8, deflate; any may be missing: a
-    benchmark without results has a "not measured" row, the send and receive cells one each)."""
+    benchmark without results has a "not measured" row, the send and receive cells one each). A benchmark in
+    ``failed`` whose JSON holds no row for the table (wscodec's own servers failed their cells) has one too."""
     rows = []
     for name, rows_of in (
         ("echo", echo_rows),
@@ -217,7 +219,7 @@ def table(results: dict[str, dict[str, Any]]) -> list[Row]:
         ("deflate", deflate_rows),
     ):
         found = rows_of(results.get(name, {}))
-        if not found and name not in results:
+        if not found and (name not in results or name in failed):
             found = [Row(SECTIONS[name], None, None, "no results (see its output above)")]
         rows += found
     return rows
@@ -237,9 +239,10 @@ def format_table(rows: list[Row]) -> str:
 GRACE = 30.0
 
 
-def _run(command: list[str], timeout: float) -> int:
-    """Run one benchmark; its exit status. Past ``timeout`` it gets SIGTERM (it stops its servers and removes
-    its temporary files), then SIGKILL after :data:`GRACE` seconds."""
+def _run(command: list[str], timeout: float) -> int | None:
+    """Run one benchmark; its exit status (negative: the signal that ended it), None when it ran past
+    ``timeout``: then it gets SIGTERM (it stops its servers and removes its temporary files), and SIGKILL
+    after :data:`GRACE` seconds."""
     print("$ python " + " ".join(os.path.relpath(c, os.getcwd()) if c.startswith(HERE) else c for c in command[1:]))
     sys.stdout.flush()
     # SIGTERM to the benchmark if this process ends first, however it ends: it stops its servers and cleans up
@@ -255,7 +258,7 @@ def _run(command: list[str], timeout: float) -> int:
                 proc.kill()
                 proc.wait()
                 print(f"(stopped after {timeout:.0f} s, killed {GRACE:.0f} s after SIGTERM)")
-            return -1
+            return None
         except BaseException:  # Ctrl-C: SIGINT went to it too; give it the same grace
             proc.terminate()
             try:
@@ -314,8 +317,12 @@ def run_all(directory: str, quick: bool) -> tuple[dict[str, dict[str, Any]], dic
         with contextlib.suppress(FileNotFoundError):
             os.remove(files[name])
         status = _run(command, timeout)
-        if status not in (0, 1):
-            failed[name] = f"exit status {status}" if status >= 0 else f"stopped after {timeout} s"
+        if status is None:
+            failed[name] = f"stopped after {timeout} s"
+        elif status < 0:
+            failed[name] = f"killed by signal {-status}"
+        elif status not in (0, 1):
+            failed[name] = f"exit status {status}"
         elif not os.path.exists(files[name]):
             failed[name] = "no results written"
     return load_results(directory), failed
@@ -351,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="wscodec-speed-") as directory:
             results, failed = run_all(directory, args.quick)
     print("\nratio: wscodec / the fastest peer in the same run (above 1.00 wscodec is faster)")
-    print(format_table(table(results)))
+    print(format_table(table(results, failed)))
     for name, why in failed.items():
         print(f"FAILED {name}: {why}")
     print(f"({time.monotonic() - started:.0f} s)")

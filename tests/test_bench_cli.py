@@ -108,6 +108,19 @@ def test_check_is_passed_to_the_echo_benchmark_and_its_failure_is_the_exit_statu
     assert _bench.run(ns) == 0
 
 
+def test_check_counts_the_echo_benchmark_not_run_only_when_asked_for_by_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Outside a checkout a full run skips the echo benchmark, with or without --quick: that is no target
+    # missed, or every `pip install` then `bench --check` would exit 1; `--only echo` asked for it.
+    monkeypatch.setattr(_bench, "all_cases", lambda quick, groups: [])
+    monkeypatch.setattr(_bench, "_checkout_echo", lambda: None)
+    for quick in (True, False):
+        assert _bench.run(argparse.Namespace(quick=quick, only=None, check=True, json=None)) == 0, quick
+    assert _bench.run(argparse.Namespace(quick=False, only=["echo"], check=True, json=None)) == 1
+    assert "1 not measured" in capsys.readouterr().out
+
+
 def test_bench_help_names_the_extra(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "--help"])

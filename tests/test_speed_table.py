@@ -226,6 +226,50 @@ def test_echo_targets_and_the_fastest_peer_pair_specs_on_the_same_loop_and_trans
     assert echo.setting("wscodec", "uvloop") == "uvloop" and echo.setting("node-ws") == "node"
 
 
+def test_a_benchmark_killed_by_a_signal_is_named_so_and_one_past_its_time_as_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = _load("speed_table")
+    statuses = {"bench_echo.py": -11, "bench_connection.py": None}
+    monkeypatch.setattr(table, "_run", lambda command, timeout: statuses.get(Path(command[1]).name, 2))
+    monkeypatch.setattr(table, "echo_servers", lambda: list(table.ECHO_SERVERS))
+    _, failed = table.run_all(str(tmp_path), quick=True)
+    assert failed["echo"] == "killed by signal 11"
+    assert failed["connection"].startswith("stopped after ")
+
+
+def test_a_failed_benchmark_whose_json_has_no_row_for_the_table_says_not_measured() -> None:
+    table = _load("speed_table")
+    # bench_echo.py exits 2 and writes its JSON without the cells of the servers that did not echo: here ours.
+    results = {"echo": {"cells": [_cell("picows", 64, 16, 1000.0)], "failed": {"wscodec": "reply 1 is 0 bytes"}}}
+    rows = {r.cell: r for r in table.table(results, failed={"echo": "exit status 2"})}
+    assert rows[table.SECTIONS["echo"]].verdict == "not measured"
+    assert table.SECTIONS["echo"] not in {r.cell for r in table.table(results)}  # (not failed: nothing to say)
+
+
+def test_compressed_replies_inflate_across_streams_and_garbage_is_no_echo() -> None:
+    import zlib
+
+    echo = _load("bench_echo")
+    payload = echo._c_payload(1024)
+    # RFC 7692 section 7.2.3.4: each message may end its DEFLATE stream with a BFINAL block.
+    finished = []
+    for _ in range(3):
+        compressor = zlib.compressobj(wbits=-15)
+        finished.append((compressor.compress(payload) + compressor.flush(zlib.Z_FINISH)).hex())
+    echo._check_compressed(finished, 1024)
+    # The usual form: one stream, context taken over, the trailer of each message's last block removed.
+    compressor = zlib.compressobj(wbits=-15)
+    shared = [(compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4].hex() for _ in range(3)]
+    echo._check_compressed(shared, 1024)
+    with pytest.raises(echo.EchoMismatch, match="does not inflate"):
+        echo._check_compressed(["fffefdfc00"], 16)
+    short = zlib.compressobj(wbits=-15)
+    one_byte_short = (short.compress(payload[:-1]) + short.flush(zlib.Z_FINISH)).hex()
+    with pytest.raises(echo.EchoMismatch, match="reply 2 is 1023 bytes"):
+        echo._check_compressed([shared[0], one_byte_short], 1024)
+
+
 def test_echo_replies_are_checked_by_length_and_the_first_by_content() -> None:
     echo = _load("bench_echo")
     echo.check_reply(b"abc", 0, b"abc")
