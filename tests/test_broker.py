@@ -1355,6 +1355,65 @@ async def test_a_channel_left_while_its_first_join_waits_for_the_lock_is_not_lef
         await server.wait_closed()
 
 
+async def test_a_leave_or_unsubscribe_cancelled_while_the_subscription_is_on_its_way_still_unsubscribes(
+    redis_server: RedisServer,
+) -> None:
+    """leave() (server) and unsubscribe() (broker) under a timeout that cancels them while they wait for the
+    channel's subscription on its way: the UNSUBSCRIBE after it was never sent, and Redis kept sending the
+    channel's traffic to a process with no member of it (the broker no longer even listing the channel)."""
+    import redis.asyncio as aioredis
+
+    server = await serve(room, "127.0.0.1", 0, broker=redis_server.url, compression=None)
+    admin = aioredis.Redis.from_url(redis_server.url)
+
+    async def subscribers(channel: str) -> int:
+        ((_name, count),) = await admin.pubsub_numsub(f"wscodec:{channel}")
+        return int(count)
+
+    try:
+        client = await join(server, "warmup")
+        (member,) = server.connections
+        broker: Any = server.broker
+        gone = lambda channel, message: None  # noqa: E731
+        async with broker._subscribe_lock:  # the SUBSCRIBEs below wait behind another on its way
+            joining = asyncio.ensure_future(server.join(member, "room"))
+            subscribing = asyncio.ensure_future(broker.subscribe("other", gone))
+            await asyncio.sleep(0.05)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(server.leave(member, "room"), 0.1)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(broker.unsubscribe("other", gone), 0.1)
+        await asyncio.wait_for(asyncio.gather(joining, subscribing), 5)
+        await until(lambda: not {"room", "other"} & broker.channels, timeout=5)
+        deadline = asyncio.get_running_loop().time() + 5
+        while (
+            await subscribers("room") or await subscribers("other")
+        ) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert (await subscribers("room"), await subscribers("other")) == (0, 0)
+        assert await subscribers("warmup") == 1
+        await client.close()
+    finally:
+        await admin.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_closed_in_process_broker_checks_the_message_first_as_the_redis_one() -> None:
+    """After close(), a publish of a message no broker takes raises what it raises on every broker (a
+    TypeError, a UnicodeEncodeError), counted nowhere; only a valid one is BrokerUnavailable."""
+    broker = InProcessBroker()
+    await broker.close()
+    with pytest.raises(UnicodeEncodeError):
+        await broker.publish("room", "bad \ud800")
+    with pytest.raises(TypeError):
+        await broker.publish("room", 42)  # type: ignore[arg-type]
+    assert broker.stats.failed == 0
+    with pytest.raises(BrokerUnavailable):
+        await broker.publish("room", "fine")
+    assert broker.stats.failed == 1
+
+
 async def test_a_publish_redis_refuses_fails_alone(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     """A Redis user whose ACL does not cover one channel: a publish to it is counted failed, with one
     WARNING however many there are, and the others of its batch and after it are delivered. It was an

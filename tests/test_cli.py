@@ -172,24 +172,30 @@ def test_chat_broadcasts_to_every_client() -> None:
         assert _drain_until(bob, {"hi from alice", b"\x01\x02"})
 
 
-@pytest.mark.parametrize("max_size", ["4000000", "0"])
-def test_chat_through_redis_takes_lines_as_large_as_max_size(max_size: str) -> None:
-    """serve --chat --broker redis://... with --max-size above the Redis broker's own bound (1 MiB): a line
-    the server accepts reaches every client. It raised ValueError from publish(), which closed the sender
-    with 1011. With --max-size 0 (no bound) a line over that 1 MiB is dropped; the sender stays connected."""
+@pytest.mark.parametrize(("max_size", "line", "delivered"), [("4000000", 1_500_000, True), ("0", 1_500_000, True),
+                                                           ("40000000", 33_000_000, False)])  # fmt: skip
+def test_chat_through_redis_takes_lines_up_to_max_size_and_8_mib(max_size: str, line: int, delivered: bool) -> None:
+    """serve --chat --broker redis://... with --max-size above the Redis broker's own bound (1 MiB), or 0: a
+    line the server accepts reaches every client, up to 8 MiB (past that Redis would disconnect the room's
+    subscribers). It raised ValueError from publish(), which closed the sender with 1011. A longer line is
+    dropped; the sender stays connected."""
+    import redis as redis_py
     from _redis_server import RedisServer, redis_server_path
 
     redis = RedisServer(redis_server_path())
     redis.start()
     try:
         with (
+            contextlib.ExitStack() as stack,
             cli_server("--chat", "--broker", redis.url, "--max-size", max_size) as server,
             ws_connect(server.url, open_timeout=10, max_size=None) as alice,
             ws_connect(server.url, open_timeout=10, max_size=None) as bob,
         ):
-            big = "x" * 1_500_000
+            admin = stack.enter_context(redis_py.Redis.from_url(redis.url))
+            connections = admin.info("stats")["total_connections_received"]
+            big = "x" * line
             alice.send(big)
-            if max_size != "0":
+            if delivered:
                 assert bob.recv(timeout=10) == big
                 assert alice.recv(timeout=10) == big
             # (After the big line is read: sent with it, the small one found it still buffered, over the
@@ -197,6 +203,9 @@ def test_chat_through_redis_takes_lines_as_large_as_max_size(max_size: str) -> N
             alice.send("small")
             assert bob.recv(timeout=10) == "small"
             assert alice.recv(timeout=10) == "small"
+            # Redis disconnected no subscriber for its output buffer (a 33 MB line made it, and the broker
+            # connected again): no connection since the line was sent.
+            assert admin.info("stats")["total_connections_received"] == connections
     finally:
         redis.stop()
 

@@ -162,6 +162,12 @@ def _say(line: str) -> None:
 # --------------------------------------------------------------------------- serve --workers / --broker
 
 
+#: The longest chat line ``serve --chat`` hands a Redis broker (a longer one is dropped): under Redis's default
+#: bounds on a subscriber's output buffer (``client-output-buffer-limit pubsub 32mb 8mb 60``), past which Redis
+#: disconnects every worker subscribed to the room.
+_CHAT_BUS_MAX = 8 * 1024 * 1024
+
+
 def _serve_scaled(args: argparse.Namespace) -> int:
     """``serve`` with ``--workers`` other than 1 or a ``--broker``: :func:`wscodec.workers.run`, the chat
     room being the channel "chat" on the broker (shared by every worker and server using it)."""
@@ -184,10 +190,12 @@ def _serve_scaled(args: argparse.Namespace) -> int:
 
     async def chat(ws: Any) -> None:
         broker = ws.server.broker
-        if args.max_size and getattr(broker, "max_message_size", args.max_size) < args.max_size:
-            # The Redis broker's own bound (1 MiB) follows --max-size up: a line the server accepts goes
-            # out to every client. (Each worker's broker, made from --broker; set before it publishes.)
-            broker.max_message_size = args.max_size
+        bound = min(args.max_size or _CHAT_BUS_MAX, _CHAT_BUS_MAX)  # (--max-size 0: no bound of the server's)
+        if bound and getattr(broker, "max_message_size", bound) < bound:
+            # The Redis broker's own bound (1 MiB) follows --max-size up, to _CHAT_BUS_MAX: a line the server
+            # accepts goes out to every client. (Each worker's broker, made from --broker; set before it
+            # publishes.)
+            broker.max_message_size = bound
         await ws.server.join(ws, "chat")
         async for message in ws:
             try:

@@ -163,18 +163,21 @@ class Broker(abc.ABC):
             del self._subscribing[channel]
         return None
 
-    def _remove_callback(self, channel: str, callback: Subscriber) -> None:
-        """Remove one subscriber; the last one out unsubscribes the channel on the bus, in the background."""
+    def _remove_callback(self, channel: str, callback: Subscriber) -> asyncio.Task[None] | None:
+        """Remove one subscriber; the last one out unsubscribes the channel on the bus, in a task of its own
+        (returned): a caller cancelled while it waits for a subscription on its way does not stop it."""
         callbacks = self._subscribers.get(channel)
         if callbacks is None or callback not in callbacks:
-            return
+            return None
         callbacks.remove(callback)
         self._on_dropped.pop((channel, callback), None)
-        if not callbacks:
-            del self._subscribers[channel]
-            task = asyncio.get_running_loop().create_task(self._release(channel))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if callbacks:
+            return None
+        del self._subscribers[channel]
+        task = asyncio.get_running_loop().create_task(self._release(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _release(self, channel: str) -> None:
         """``channel`` has no local subscriber: unsubscribe it on the bus, once its subscription in flight
@@ -218,14 +221,9 @@ class Broker(abc.ABC):
 
     async def unsubscribe(self, channel: str, callback: Subscriber) -> None:
         """Stop calling ``callback`` for ``channel`` (nothing happens if it was not subscribed)."""
-        callbacks = self._subscribers.get(channel)
-        if callbacks is None or callback not in callbacks:
-            return
-        callbacks.remove(callback)
-        self._on_dropped.pop((channel, callback), None)
-        if not callbacks:
-            del self._subscribers[channel]
-            await self._release(channel)
+        release = self._remove_callback(channel, callback)
+        if release is not None:
+            await asyncio.shield(release)
 
     def _check_channel(self, channel: Any) -> None:
         """A channel this broker can carry (a ValueError or TypeError otherwise), before anything is done."""
@@ -273,9 +271,6 @@ class InProcessBroker(Broker):
 
     async def publish(self, channel: str, message: Message) -> None:
         self._check_channel(channel)
-        if self._closed:
-            self.stats.failed += 1
-            raise BrokerUnavailable("the in-process broker is closed: message not published")
         if isinstance(message, str):
             if not message.isascii():
                 # Raised here, as by the Redis broker: a lone surrogate (JSON's "\ud800") failed each
@@ -283,6 +278,9 @@ class InProcessBroker(Broker):
                 message.encode("utf-8")
         elif not isinstance(message, bytes):
             message = _check_message(message)
+        if self._closed:  # after the checks of the message, as the Redis broker
+            self.stats.failed += 1
+            raise BrokerUnavailable("the in-process broker is closed: message not published")
         self.stats.published += 1
         self._dispatch(channel, message)
 

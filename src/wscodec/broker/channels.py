@@ -115,15 +115,17 @@ class Channels:
             del self._subscribing[channel]
         return None
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def leave(self, ws: WebSocket, channel: str) -> None:
-        """Remove ``ws`` from ``channel``; the last local member unsubscribes this process."""
+        """Remove ``ws`` from ``channel``; the last local member unsubscribes this process (in a task of its
+        own: a leave cancelled while that waits for a subscription on its way still unsubscribes)."""
         if self._remove(ws, channel):
-            await self._unsubscribe_if_empty(channel)
+            await asyncio.shield(self._spawn(self._unsubscribe_if_empty(channel)))
 
     def discard(self, ws: WebSocket) -> None:
         """``ws`` is gone: remove it from every channel (the server calls this when a connection ends)."""
