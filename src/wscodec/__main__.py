@@ -191,7 +191,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     async def chat(ws: Any) -> None:
         broker = ws.server.broker
         bound = min(args.max_size or _CHAT_BUS_MAX, _CHAT_BUS_MAX)  # (--max-size 0: no bound of the server's)
-        if bound and getattr(broker, "max_message_size", bound) < bound:
+        if getattr(broker, "max_message_size", bound) < bound:
             # The Redis broker's own bound (1 MiB) follows --max-size up, to _CHAT_BUS_MAX: a line the server
             # accepts goes out to every client. (Each worker's broker, made from --broker; set before it
             # publishes.)
@@ -202,7 +202,7 @@ def _serve_scaled(args: argparse.Namespace) -> int:
                 await ws.server.publish("chat", message)
             except BrokerUnavailable as exc:  # the connection stays open; the line is lost, and counted
                 log.debug("%s", exc)
-            except ValueError as exc:  # over the broker's max_message_size (--max-size 0): the line is dropped
+            except ValueError as exc:  # over the broker's max_message_size (_CHAT_BUS_MAX): the line is dropped
                 log.debug("%s", exc)
 
     host = f"[{args.host}]" if ":" in args.host else args.host
