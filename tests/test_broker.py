@@ -1291,7 +1291,9 @@ async def test_a_cancelled_first_join_is_no_member_and_the_others_are_subscribed
     server = await serve(room, "127.0.0.1", 0, broker=broker, compression=None)
     try:
         clients = [await join(server, "warmup") for _ in range(3)]
-        one, two, three = sorted(server.connections, key=lambda ws: ws.remote_address)
+        # Each client's server side, by port (not by sorting the ports: ephemeral ports may wrap around).
+        by_port = {ws.remote_address[1]: ws for ws in server.connections}
+        one, two, three = (by_port[client.local_address[1]] for client in clients)
         cancelled = asyncio.ensure_future(server.join(one, "new"))
         await asyncio.sleep(0.05)
         waiting = asyncio.ensure_future(server.join(two, "new"))
