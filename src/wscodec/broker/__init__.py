@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,12 +85,14 @@ class Broker(abc.ABC):
     def __init__(self) -> None:
         self.stats = BrokerStats()
         self._subscribers: dict[str, list[Subscriber]] = {}
-        # The bus subscription of a channel on its way, until the bus confirms: its result is the refusal, if
-        # the bus refused. A task of its own, so that a subscribe() cancelled meanwhile (a timeout) leaves
-        # it to complete for the others waiting for it, or to be undone once it has (see _release).
-        self._subscribing: dict[str, asyncio.Task[BrokerUnavailable | None]] = {}
         self._on_dropped: dict[tuple[str, Subscriber], Dropped] = {}
-        self._tasks: set[asyncio.Task[None]] = set()  # unsubscriptions left by cancelled subscribe() calls
+        # Lambdas, not bound methods: looked up at each call, so that one replaced on the instance is followed.
+        self._shared = _SharedSubscriptions(
+            subscribe=lambda channel: self._subscribe_channel(channel),
+            unsubscribe=lambda channel: self._unsubscribe_channel(channel),
+            forget=lambda channel: self._forget(channel),
+            wanted=lambda channel: channel in self._subscribers,
+        )
 
     @property
     def available(self) -> bool:
@@ -130,38 +132,12 @@ class Broker(abc.ABC):
         if added:
             callbacks.append(callback)
         self._set_on_dropped(channel, callback, on_dropped)
-        subscribing = self._subscribing.get(channel)
-        if subscribing is None:
-            if not first:
-                return  # subscribed on the bus already
-            subscribing = asyncio.get_running_loop().create_task(self._subscribe_first(channel))
-            subscribing.add_done_callback(_retrieve)  # (its waiters may all have been cancelled)
-            self._subscribing[channel] = subscribing
-        try:
-            refused = await asyncio.shield(subscribing)
-        except asyncio.CancelledError:
-            # This caller gave up (a timeout): nothing of its subscribe is kept; the subscription goes on
-            # for the others waiting for it, and the last one out unsubscribes on the bus once it is done.
+
+        def give_up() -> None:  # (nothing of this call is kept)
             if added:
                 self._remove_callback(channel, callback)
-            raise
-        if refused is not None:
-            raise refused
 
-    async def _subscribe_first(self, channel: str) -> BrokerUnavailable | None:
-        """Subscribe ``channel`` on the bus for every subscribe() waiting: None, or the bus's refusal (then
-        the channel is forgotten, as it is on any other failure, which is raised)."""
-        try:
-            await self._subscribe_channel(channel)
-        except BrokerUnavailable as exc:
-            self._forget(channel)
-            return exc
-        except BaseException:
-            self._forget(channel)
-            raise
-        finally:
-            del self._subscribing[channel]
-        return None
+        await self._shared.wait(channel, first, give_up)
 
     def _remove_callback(self, channel: str, callback: Subscriber) -> asyncio.Task[None] | None:
         """Remove one subscriber; the last one out unsubscribes the channel on the bus, in a task of its own
@@ -174,21 +150,7 @@ class Broker(abc.ABC):
         if callbacks:
             return None
         del self._subscribers[channel]
-        task = asyncio.get_running_loop().create_task(self._release(channel))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _release(self, channel: str) -> None:
-        """``channel`` has no local subscriber: unsubscribe it on the bus, once its subscription in flight
-        (if any) is done, so that the UNSUBSCRIBE follows the SUBSCRIBE; unless subscribed again meanwhile."""
-        subscribing = self._subscribing.get(channel)
-        if subscribing is not None:
-            await asyncio.wait({subscribing})
-            if _retrieve(subscribing) is not None:
-                return  # refused by the bus, or failed: nothing to undo there
-        if channel not in self._subscribers and channel not in self._subscribing:
-            await self._unsubscribe_channel(channel)
+        return self._shared.release(channel)
 
     def _set_on_dropped(self, channel: str, callback: Subscriber, on_dropped: Dropped | None) -> None:
         if on_dropped is not None:
@@ -305,6 +267,90 @@ def _check_channel(channel: Any) -> None:
         channel.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"a channel name must be valid Unicode text (UTF-8 encodable): {channel!r}") from None
+
+
+class _SharedSubscriptions:
+    """One bus subscription per channel, shared by the local subscribers of the channel: those of a
+    :class:`Broker` (its callbacks) and those of :class:`~wscodec.broker.channels.Channels` (its
+    connections), which both wait for the bus to confirm and both must survive a waiter that gives up.
+
+    ``wanted(channel)`` says whether the channel still has a local subscriber; ``subscribe`` and
+    ``unsubscribe`` act on the bus, and ``forget`` drops the channel's local subscribers when the bus
+    subscription fails.
+    """
+
+    def __init__(
+        self,
+        *,
+        subscribe: Callable[[str], Awaitable[None]],
+        unsubscribe: Callable[[str], Awaitable[None]],
+        forget: Callable[[str], object],
+        wanted: Callable[[str], bool],
+    ) -> None:
+        self._subscribe = subscribe
+        self._unsubscribe = unsubscribe
+        self._forget = forget
+        self._wanted = wanted
+        # The bus subscription of a channel on its way, until the bus confirms: its result is the refusal, if
+        # the bus refused. A task of its own, so that a waiter cancelled meanwhile (a timeout) leaves it to
+        # complete for the others waiting for it, or to be undone once it has (see _release).
+        self._subscribing: dict[str, asyncio.Task[BrokerUnavailable | None]] = {}
+        # Unsubscriptions in flight, held here so that they are not collected before they are done.
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def wait(self, channel: str, first: bool, give_up: Callable[[], None]) -> None:
+        """Wait for the bus subscription of ``channel``, started here by its ``first`` local subscriber, and
+        raise its refusal. A caller cancelled meanwhile calls ``give_up`` (to undo its own membership); the
+        subscription goes on for the others waiting for it, and the last one out unsubscribes once it is done.
+        """
+        subscribing = self._subscribing.get(channel)
+        if subscribing is None:
+            if not first:
+                return  # subscribed on the bus already
+            subscribing = asyncio.get_running_loop().create_task(self._subscribe_first(channel))
+            subscribing.add_done_callback(_retrieve)  # (its waiters may all have been cancelled)
+            self._subscribing[channel] = subscribing
+        try:
+            refused = await asyncio.shield(subscribing)
+        except asyncio.CancelledError:
+            give_up()
+            raise
+        if refused is not None:
+            raise refused
+
+    async def _subscribe_first(self, channel: str) -> BrokerUnavailable | None:
+        """Subscribe ``channel`` on the bus for every waiter: None, or the bus's refusal (then the channel is
+        forgotten, as it is on any other failure, which is raised)."""
+        try:
+            await self._subscribe(channel)
+        except BrokerUnavailable as exc:
+            self._forget(channel)
+            return exc
+        except BaseException:
+            self._forget(channel)
+            raise
+        finally:
+            del self._subscribing[channel]
+        return None
+
+    def release(self, channel: str) -> asyncio.Task[None]:
+        """``channel`` has lost its last local subscriber: unsubscribe it on the bus in a task of its own
+        (returned), so that a caller cancelled while that waits for a subscription on its way does not stop it."""
+        task = asyncio.get_running_loop().create_task(self._release(channel))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _release(self, channel: str) -> None:
+        """Unsubscribe once the subscription in flight (if any) is done, so that the UNSUBSCRIBE follows the
+        SUBSCRIBE; unless subscribed again meanwhile."""
+        subscribing = self._subscribing.get(channel)
+        if subscribing is not None:
+            await asyncio.wait({subscribing})
+            if _retrieve(subscribing) is not None:
+                return  # refused by the bus, or failed: the channel is forgotten, nothing to undo there
+        if not self._wanted(channel) and channel not in self._subscribing:
+            await self._unsubscribe(channel)
 
 
 def _retrieve(task: asyncio.Task[BrokerUnavailable | None]) -> BaseException | None:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import Broker, BrokerUnavailable, Message, _retrieve
+from . import Broker, BrokerUnavailable, Message, _SharedSubscriptions
 
 if TYPE_CHECKING:
     from ..asyncio.websocket import WebSocket
@@ -42,11 +41,12 @@ class Channels:
         self._members: dict[str, set[WebSocket]] = {}
         self._snapshots: dict[str, tuple[WebSocket, ...]] = {}  # what a delivery iterates (members may change)
         self._joined: dict[WebSocket, set[str]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        # The bus subscription of a channel on its way, until confirmed: its result is the bus's refusal, if
-        # it refused. A task of its own, so that a join cancelled meanwhile (a timeout) leaves it to
-        # complete for the other members waiting for it, or to be undone once it has.
-        self._subscribing: dict[str, asyncio.Task[BrokerUnavailable | None]] = {}
+        self._shared = _SharedSubscriptions(
+            subscribe=lambda channel: self.broker.subscribe(channel, self._deliver, self._dropped),
+            unsubscribe=lambda channel: self.broker.unsubscribe(channel, self._deliver),
+            forget=lambda channel: self._forget(channel),
+            wanted=lambda channel: channel in self._members,
+        )
         # The members delivered to this loop iteration and not written yet, one entry per snapshot (by
         # identity: a channel's membership may change between two deliveries, and both sets need writing).
         self._unwritten: dict[int, tuple[WebSocket, ...]] = {}
@@ -82,50 +82,18 @@ class Channels:
         members.add(ws)
         self._snapshots.pop(channel, None)
         self._joined.setdefault(ws, set()).add(channel)
-        subscribing = self._subscribing.get(channel)
-        if subscribing is None:
-            if not first:
-                return  # subscribed on the bus already
-            subscribing = asyncio.get_running_loop().create_task(self._subscribe(channel))
-            subscribing.add_done_callback(_retrieve)  # (its waiters may all have been cancelled)
-            self._subscribing[channel] = subscribing
-        try:
-            refused = await asyncio.shield(subscribing)
-        except asyncio.CancelledError:
-            # The caller gave up (asyncio.timeout, a TaskGroup): ``ws`` is no member; the subscription goes
-            # on for the others waiting for it, and the last member out unsubscribes once it is done.
+
+        def give_up() -> None:  # (asyncio.timeout, a TaskGroup): ``ws`` is no member
             if added and self._remove(ws, channel):
-                self._spawn(self._unsubscribe_if_empty(channel))
-            raise
-        if refused is not None:
-            raise refused
+                self._shared.release(channel)
 
-    async def _subscribe(self, channel: str) -> BrokerUnavailable | None:
-        """Subscribe this process to ``channel`` for every join waiting: None, or the bus's refusal (then
-        every member is removed from it, as on any other failure, which is raised)."""
-        try:
-            await self.broker.subscribe(channel, self._deliver, self._dropped)
-        except BrokerUnavailable as exc:
-            self._forget(channel)
-            return exc
-        except BaseException:
-            self._forget(channel)
-            raise
-        finally:
-            del self._subscribing[channel]
-        return None
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        await self._shared.wait(channel, first, give_up)
 
     async def leave(self, ws: WebSocket, channel: str) -> None:
         """Remove ``ws`` from ``channel``; the last local member unsubscribes this process (in a task of its
         own: a leave cancelled while that waits for a subscription on its way still unsubscribes)."""
         if self._remove(ws, channel):
-            await asyncio.shield(self._spawn(self._unsubscribe_if_empty(channel)))
+            await asyncio.shield(self._shared.release(channel))
 
     def discard(self, ws: WebSocket) -> None:
         """``ws`` is gone: remove it from every channel (the server calls this when a connection ends)."""
@@ -134,7 +102,7 @@ class Channels:
             return
         for channel in channels:
             if self._remove(ws, channel, forget=False):
-                self._spawn(self._unsubscribe_if_empty(channel))
+                self._shared.release(channel)
 
     def _remove(self, ws: WebSocket, channel: str, forget: bool = True) -> bool:
         """Remove one membership; True if ``channel`` has no local member left."""
@@ -172,15 +140,6 @@ class Channels:
                 "channel %r dropped by the broker, %d members removed: %s", channel, len(self._members[channel]), error
             )
         self._forget(channel)
-
-    async def _unsubscribe_if_empty(self, channel: str) -> None:
-        subscribing = self._subscribing.get(channel)
-        if subscribing is not None:  # after the subscription on its way (an UNSUBSCRIBE before it was undone)
-            await asyncio.wait({subscribing})
-            if _retrieve(subscribing) is not None:
-                return  # refused, or failed: the broker has forgotten the channel
-        if channel not in self._members and channel not in self._subscribing:  # nobody joined again meanwhile
-            await self.broker.unsubscribe(channel, self._deliver)
 
     async def publish(self, channel: str, message: Message) -> None:
         """Publish through the broker (see :meth:`wscodec.asyncio.Server.publish`)."""
@@ -220,8 +179,8 @@ class Channels:
     async def close(self) -> None:
         """Write out what is queued; wait for the unsubscriptions in flight (bounded: the broker's timeouts)."""
         self._write_out()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=5.0)
+        if self._shared.tasks:
+            await asyncio.wait(set(self._shared.tasks), timeout=5.0)
 
     def __repr__(self) -> str:
         return f"<Channels {len(self._members)} channels, {len(self._joined)} connections, via {self.broker!r}>"
