@@ -68,6 +68,27 @@ async def join(server: Server, channel: str, **options: Any) -> WebSocket:
     return ws
 
 
+def server_sides(server: Server, clients: list[WebSocket]) -> list[WebSocket]:
+    """Each client's connection on the server, in the clients' order: matched by port, not by sorting the
+    ports (ephemeral ports may wrap around, and a test then took one connection for another)."""
+    by_port = {ws.remote_address[1]: ws for ws in server.connections}
+    return [by_port[client.local_address[1]] for client in clients]
+
+
+def slow_to_subscribe(broker_url: str) -> Broker:
+    """The broker of ``broker_url``, its bus subscriptions delayed by 0.3 s: the window in which a second
+    join, or a cancelled first one, must not slip through."""
+    base = type(make_broker(broker_url))
+
+    class SlowToSubscribe(base):  # type: ignore[valid-type,misc]
+        async def _subscribe_channel(self, channel: str) -> None:
+            await asyncio.sleep(0.3)
+            await super()._subscribe_channel(channel)
+
+    broker: Broker = SlowToSubscribe(broker_url) if base.__name__ == "RedisBroker" else SlowToSubscribe()
+    return broker
+
+
 async def test_publish_reaches_the_members_of_the_channel_only(room_server: Server) -> None:
     a = [await join(room_server, "a") for _ in range(3)]
     b = [await join(room_server, "b") for _ in range(2)]
@@ -380,20 +401,11 @@ async def test_foreign_messages_on_the_redis_channel_are_dropped(
 async def test_join_racing_the_first_subscription_waits_for_it(broker_url: str) -> None:
     """A second connection joins a new channel while the first one's subscription is on its way: its join
     returns only once the subscription is active, so a message published right after reaches it."""
-    base = type(make_broker(broker_url))
-
-    class SlowToSubscribe(base):  # type: ignore[valid-type,misc]
-        """The real broker, its bus subscriptions delayed: the window a second join must not slip through."""
-
-        async def _subscribe_channel(self, channel: str) -> None:
-            await asyncio.sleep(0.3)
-            await super()._subscribe_channel(channel)
-
-    broker = SlowToSubscribe(broker_url) if base.__name__ == "RedisBroker" else SlowToSubscribe()
+    broker = slow_to_subscribe(broker_url)
     server = await serve(room, "127.0.0.1", 0, broker=broker, compression=None)
     try:
         clients = [await join(server, "warmup"), await join(server, "warmup")]
-        one, two = sorted(server.connections, key=lambda ws: ws.remote_address)
+        one, two = server_sides(server, clients)
         first = asyncio.ensure_future(server.join(one, "new"))
         await asyncio.sleep(0)  # the first join is now waiting for the bus
         await server.join(two, "new")
@@ -1280,20 +1292,11 @@ async def test_a_cancelled_first_join_is_no_member_and_the_others_are_subscribed
     way to the bus: that connection is no member, the join that waited for the same subscription returns
     once it is active, and so does a later one; both receive. The cancelled one stayed a member, and with
     Redis the channel was never subscribed: later joins returned at once and their members got nothing."""
-    base = type(make_broker(broker_url))
-
-    class SlowToSubscribe(base):  # type: ignore[valid-type,misc]
-        async def _subscribe_channel(self, channel: str) -> None:
-            await asyncio.sleep(0.3)
-            await super()._subscribe_channel(channel)
-
-    broker = SlowToSubscribe(broker_url) if base.__name__ == "RedisBroker" else SlowToSubscribe()
+    broker = slow_to_subscribe(broker_url)
     server = await serve(room, "127.0.0.1", 0, broker=broker, compression=None)
     try:
         clients = [await join(server, "warmup") for _ in range(3)]
-        # Each client's server side, by port (not by sorting the ports: ephemeral ports may wrap around).
-        by_port = {ws.remote_address[1]: ws for ws in server.connections}
-        one, two, three = (by_port[client.local_address[1]] for client in clients)
+        one, two, three = server_sides(server, clients)
         cancelled = asyncio.ensure_future(server.join(one, "new"))
         await asyncio.sleep(0.05)
         waiting = asyncio.ensure_future(server.join(two, "new"))
