@@ -123,6 +123,23 @@ def run_browser(url: str, chromium: str, chromedriver: str) -> tuple[dict[str, A
         return _run_dump_dom(url, profile, chromium), "dump-dom"
 
 
+def assert_selftest_result(result: dict[str, Any], driver: str, seen: list[dict[str, Any]]) -> None:
+    """What the demo page's self-test must report, and the one connection its echo handler must have seen,
+    whichever server (asyncio or threaded) ran it: one list, so that the two runs cannot drift apart."""
+    assert result["errors"] == [], (driver, result)
+    assert result["opened"] is True
+    assert result["text_ok"] is True, result
+    assert result["binary_ok"] is True, result
+    assert result["large_ok"] is True, result
+    assert result["protocol"] == "chat"
+    assert "permessage-deflate" in result["extensions"]
+    assert result["readyStates"] == [0, 1, 2, 3]
+    assert result["close"] == {"code": 4000, "reason": "bye", "wasClean": True}
+    assert len(seen) == 1, seen
+    assert seen[0]["protocol"] == "chat"
+    assert seen[0]["close"] == (4000, "bye")
+
+
 async def test_chromium_selftest_page() -> None:
     chromium, chromedriver = _browser_programs()
     seen: list[dict[str, Any]] = []
@@ -144,22 +161,10 @@ async def test_chromium_selftest_page() -> None:
                 break
             await asyncio.sleep(0.05)
 
-    assert result["errors"] == [], (driver, result)
-    assert result["opened"] is True
-    assert result["text_ok"] is True, result
-    assert result["binary_ok"] is True, result
-    assert result["large_ok"] is True, result
-    assert result["protocol"] == "chat"
-    assert "permessage-deflate" in result["extensions"]
-    assert result["readyStates"] == [0, 1, 2, 3]
-    assert result["close"] == {"code": 4000, "reason": "bye", "wasClean": True}
-
-    assert len(seen) == 1, seen
-    assert seen[0]["protocol"] == "chat"
+    assert_selftest_result(result, driver, seen)
     kinds = [kind for kind, _ in seen[0]["messages"]]
     assert kinds == ["str", "bytes", "str"], seen
     assert [size for _, size in seen[0]["messages"][1:]] == [256, 65536]
-    assert seen[0]["close"] == (4000, "bye")
 
 
 async def test_chromium_server_traffic_keepalive_and_going_away() -> None:
@@ -218,18 +223,6 @@ def test_chromium_selftest_page_threaded_server() -> None:
         thread.join(10)
     assert not thread.is_alive()
 
-    assert result["errors"] == [], (driver, result)
-    assert result["opened"] is True
-    assert result["text_ok"] is True, result
-    assert result["binary_ok"] is True, result
-    assert result["large_ok"] is True, result
-    assert result["protocol"] == "chat"
-    assert "permessage-deflate" in result["extensions"]
-    assert result["readyStates"] == [0, 1, 2, 3]
-    assert result["close"] == {"code": 4000, "reason": "bye", "wasClean": True}
-
-    assert len(seen) == 1, seen
+    assert_selftest_result(result, driver, seen)
     assert seen[0]["thread"] == "wscodec-connection"
-    assert seen[0]["protocol"] == "chat"
     assert seen[0]["messages"] == [("str", 29), ("bytes", 256), ("str", 65536)], seen
-    assert seen[0]["close"] == (4000, "bye")
