@@ -539,3 +539,41 @@ async def test_a_keepalive_that_gives_up_logs_no_unretrieved_future(
     gc.collect()
     await asyncio.sleep(0.05)
     assert "never retrieved" not in caplog.text, caplog.text
+
+
+async def test_messages_dropped_after_close_leave_no_hole() -> None:
+    """After close(), reading goes on to reach the peer's Close, and a message that finds ``max_queue``
+    unread is dropped, and every one after it: the application, reading on, gets the start of what was
+    sent, never a stream with holes (the threaded API's twin test). max_queue=2, three messages unread,
+    close(); then the application reads one (room again) and a fourth comes before the peer's Close."""
+    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    listener = await asyncio.start_server(lambda r, w: accepted.put_nowait((r, w)), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        opening = asyncio.ensure_future(
+            connect(f"ws://127.0.0.1:{port}/", max_queue=2, ping_interval=None, close_timeout=5, compression=None)
+        )
+        reader, writer = await asyncio.wait_for(accepted.get(), 10)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.write(accept_response(head))
+        ws = await asyncio.wait_for(opening, 10)
+        for i in range(3):
+            writer.write(encode_frame(1, f"msg-{i}".encode()))
+        await asyncio.sleep(0.3)  # the three are read (reading paused behind them)
+        closing = asyncio.ensure_future(ws.close())
+        close_head = await asyncio.wait_for(reader.readexactly(2), 10)  # the client's Close
+        assert close_head[0] == 0x88, close_head
+        await asyncio.wait_for(reader.readexactly((close_head[1] & 0x7F) + 4), 10)
+        assert await asyncio.wait_for(ws.recv(), 5) == "msg-0"  # room again
+        writer.write(encode_frame(1, b"msg-3"))
+        writer.write(encode_frame(8, struct.pack("!H", 1000)))
+        writer.close()  # a server's end of TCP after its Close
+        await asyncio.wait_for(closing, 10)
+        got: list[Any] = ["msg-0"]
+        with contextlib.suppress(ConnectionClosed):
+            while len(got) < 5:
+                got.append(await asyncio.wait_for(ws.recv(), 5))
+        assert got in (["msg-0", "msg-1"], ["msg-0", "msg-1", "msg-2"]), got
+    finally:
+        listener.close()
+        await listener.wait_closed()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _raw_handshake import accept_response
 from _silent_client import SilentClient
 from _tls_peers import seconds_held_after_a_tls_refusal, seconds_until_dropped_after_a_late_tls_start, tls_contexts
 from test_sync import silent_peer, sync_echo, sync_server
@@ -804,3 +805,124 @@ def test_server_connections_leaves_out_a_closing_one() -> None:
             assert said == ["hello"]
         finally:
             leaving.sock.close()
+
+
+# --------------------------------------------------------------------------- after close(), and out of descriptors
+
+
+def test_messages_dropped_after_close_leave_no_hole() -> None:
+    """max_queue=2, three messages unread, then close(): the third finds no room and is dropped. The
+    application then reads one, which makes room, and a fourth arrives before the peer's Close: it is
+    dropped too. Kept, it came right after the first two, with the third missing and nothing to say so."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        port = listener.getsockname()[1]
+        result: list[WebSocket] = []
+        opener = threading.Thread(
+            target=lambda: result.append(
+                connect(f"ws://127.0.0.1:{port}/", max_queue=2, ping_interval=None, close_timeout=5, compression=None)
+            )
+        )
+        opener.start()
+        peer, _ = listener.accept()
+        with peer:
+            peer.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = peer.recv(4096)
+                assert chunk
+                head += chunk
+            peer.sendall(accept_response(head))
+            opener.join(10)
+            (ws,) = result
+            for i in range(3):
+                peer.sendall(encode_frame(1, f"msg-{i}".encode()))
+            time.sleep(0.3)  # the client's reader has the third and waits for room (had it not, no matter: below)
+            closer = threading.Thread(target=ws.close)
+            closer.start()
+            received = b""
+            while len(received) < 2 or len(received) < 2 + (received[1] & 0x7F) + 4:  # the client's Close
+                chunk = peer.recv(4096)
+                assert chunk
+                received += chunk
+            assert received[0] == 0x88, received
+            assert ws.recv(timeout=5) == "msg-0"  # room for one more
+            peer.sendall(encode_frame(1, b"msg-3"))
+            peer.sendall(encode_frame(8, struct.pack("!H", 1000)))
+            closer.join(10)
+            assert not closer.is_alive()
+        got: list[Any] = ["msg-0"]
+        with contextlib.suppress(ConnectionClosedOK):
+            while len(got) < 5:
+                got.append(ws.recv(timeout=5))
+        # What the application got is the start of what was sent: msg-0 and msg-1, and msg-2 only if the
+        # reader had not taken it yet when close() came (then msg-3 found no room).
+        assert got in (["msg-0", "msg-1"], ["msg-0", "msg-1", "msg-2"]), got
+
+
+@contextlib.contextmanager
+def no_free_descriptor() -> Iterator[None]:
+    """No new file descriptor for this process meanwhile (EMFILE), as when a flood of idle connections holds
+    them all: the soft limit lowered to the lowest free number (the one the next descriptor would get)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="resource: POSIX only")
+def test_close_goes_out_while_no_descriptor_is_free() -> None:
+    """close() waits for the socket to be writable without a descriptor of its own: out of descriptors,
+    an epoll selector failed with EMFILE after the Close had left the Connection, which never went out
+    (the client saw 1006, and the handler's close() raised)."""
+    go = threading.Event()
+    outcome: list[str] = []
+
+    def handler(ws: WebSocket) -> None:
+        ws.recv(timeout=10)
+        go.wait(10)
+        try:
+            ws.close(1000, "done")
+            outcome.append("closed")
+        except Exception as exc:  # the assertion looks at it
+            outcome.append(repr(exc))
+
+    with sync_server(handler, ping_interval=None, close_timeout=2) as server:
+        ws = connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None, close_timeout=2)
+        ws.send("close me")
+        time.sleep(0.2)
+        with no_free_descriptor():
+            go.set()
+            with pytest.raises(ConnectionClosed) as caught:
+                ws.recv(timeout=5)
+            deadline = time.monotonic() + 5
+            while not outcome and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert outcome == ["closed"]
+        assert (caught.value.code, caught.value.reason) == (1000, "done")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="resource: POSIX only")
+def test_the_keepalive_outlives_a_moment_without_free_descriptors() -> None:
+    """The keepalive's Pings wait for the socket without a descriptor of their own: out of descriptors for
+    a moment, its thread died with EMFILE, and the connection had no keepalive (no ping_timeout) left."""
+    with sync_server(lambda ws: ws.recv(timeout=10), ping_interval=0.1, ping_timeout=2, close_timeout=2) as server:
+        ws = connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None, close_timeout=2)
+        deadline = time.monotonic() + 5
+        while not server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (server_side,) = server.connections
+        with no_free_descriptor():
+            time.sleep(0.5)  # several Pings due meanwhile
+        server_side.latency = -1.0
+        deadline = time.monotonic() + 5
+        while server_side.latency < 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server_side.latency >= 0  # a Pong came back for a Ping sent after the shortage
+        ws.close()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
+import select
 import socket
 import ssl
 import threading
@@ -75,6 +75,7 @@ class _MessageQueue:
         self._limit = limit
         self._ended = False
         self._discarding = False
+        self._dropping = False  # a message found no room while discarding: every later one is dropped too
         self._waiting = False  # the reader waits (for room, or for the application to ask) instead of reading
         self._waited = False  # it waited since reader_waited() last looked
         self._holding = False  # the application took a message and has not asked for the next one yet
@@ -83,12 +84,17 @@ class _MessageQueue:
 
     def put(self, item: Any) -> None:
         """Add a message, waiting while ``limit`` are unread (the reader stops reading meanwhile); once
-        :meth:`discard` was called, a message that finds no room is dropped instead."""
+        :meth:`discard` was called, a message that finds no room is dropped instead, and so is every one
+        after it: what the application reads is then a prefix of what arrived, never a stream with holes
+        (one that had made room would otherwise get a later message right after an earlier one)."""
         with self._cond:
+            if self._dropping:
+                return
             limit = self._limit
             try:
                 while limit is not None and len(self._items) >= limit:
                     if self._discarding:
+                        self._dropping = True
                         return
                     self._waiting = self._waited = True
                     self._cond.wait()
@@ -167,10 +173,18 @@ def close_notify(sock: socket.socket, timeout: float) -> None:
 
 
 def _writable(sock: socket.socket, timeout: float) -> bool:
-    """Whether ``sock`` can take more bytes within ``timeout`` seconds."""
-    with selectors.DefaultSelector() as selector:
-        selector.register(sock, selectors.EVENT_WRITE)
-        return bool(selector.select(max(timeout, 0)))
+    """Whether ``sock`` can take more bytes within ``timeout`` seconds.
+
+    ``poll()`` rather than a selector: an epoll selector is a file descriptor of its own, and a process out
+    of descriptors (a flood of idle connections) then failed the Close and the keepalive's Pings with
+    EMFILE. ``select()`` where there is no ``poll()`` (Windows), which needs none either.
+    """
+    timeout = max(timeout, 0.0)
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        return bool(poller.poll(timeout * 1000))
+    return bool(select.select([], [sock], [], timeout)[1])
 
 
 class WebSocket:
@@ -660,7 +674,9 @@ class WebSocket:
         not even our Close goes out while a ``send()`` is blocked), the socket is shut down: every thread
         of the connection ends, and the blocked ``send()`` raises
         :class:`~wscodec.errors.ConnectionClosed` (1006). Messages received before stay for
-        :meth:`recv`; those that arrive after ``close()`` while ``max_queue`` are unread are dropped."""
+        :meth:`recv`. Reading goes on until the peer's Close: once a message arrives after ``close()``
+        while ``max_queue`` are unread, it and every message after it are dropped (the ones before it
+        stay, so what :meth:`recv` returns has no holes), as in :mod:`wscodec.asyncio`."""
         deadline = time.monotonic() + self.close_timeout
         build_close_payload(code, reason)  # a code or reason not allowed on the wire: ValueError, before anything
         self._messages.discard()
