@@ -7,6 +7,7 @@ the size of the upgrade request, and the access log of an accept that fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import sys
@@ -171,6 +172,87 @@ async def test_an_app_that_returns_while_the_client_reads_nothing_is_still_close
         with pytest.raises(ConnectionClosed):
             while True:
                 assert len(await asyncio.wait_for(ws.recv(), 10)) == 8 * MiB
+
+
+@pytest.mark.parametrize("ending", ["returns", "raises"])
+async def test_an_app_that_ends_while_the_client_floods_it_closes_without_waiting_for_close_timeout(
+    ending: str,
+) -> None:
+    """The application ends (returns: 1000; raises: 1011) without websocket.close, unread messages queued,
+    while the client goes on sending 64 KiB messages. What arrives before the client's Close is dropped, so
+    reading goes on to that Close: the handshake completes at once. Queued, those messages paused reading
+    again, the client's Close waited unread, and close_timeout (5 s here) aborted the connection."""
+    ended = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await asyncio.sleep(0.5)  # reads nothing meanwhile: the queue fills and reading pauses
+        ended.set()
+        if ending == "raises":
+            raise RuntimeError("the application's bug")
+
+    async with asgi_server(app, close_timeout=5.0, ws_per_message_deflate=False, ws_ping_interval=None) as served:
+        ws = await connect(served.url, open_timeout=10, compression=None)
+        payload = bytes(64 * 1024)
+
+        async def flood() -> int:
+            sent = 0
+            with contextlib.suppress(ConnectionClosed):
+                while sent < 5000:  # 320 MiB at most; the Close ends it long before
+                    await ws.send(payload)
+                    sent += 1
+            return sent
+
+        flooding = asyncio.ensure_future(flood())
+        await asyncio.wait_for(ended.wait(), 10)
+        started = time.monotonic()
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        elapsed = time.monotonic() - started
+        assert await asyncio.wait_for(flooding, 10) < 5000
+        assert ws.close_code == (1011 if ending == "raises" else 1000)
+        assert elapsed < 3, f"closed {elapsed:.1f} s after the application ended (close_timeout 5 s)"
+        protocol = served.protocol
+        await until(lambda: protocol.disconnected)
+        assert not protocol._queue and protocol._queued_bytes == 0
+
+
+async def test_the_apps_close_to_a_client_that_reads_nothing_is_bounded_by_close_timeout() -> None:
+    """The application's sends wait on a client that reads nothing (keepalive off); it gives up and sends
+    websocket.close. That returns at once (the Close is queued behind what the client does not read) and the
+    connection is aborted after close_timeout. It waited for the buffer to drain first, for ever, and
+    close_timeout never started."""
+    outcome: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        with contextlib.suppress(asyncio.TimeoutError):
+            while True:
+                await asyncio.wait_for(send({"type": "websocket.send", "bytes": bytes(MiB)}), 0.5)
+        try:
+            await asyncio.wait_for(send({"type": "websocket.close", "code": 1001}), 5)
+            outcome.append("close returned")
+        except asyncio.TimeoutError:
+            outcome.append("close still waiting after 5 s")
+
+    async with asgi_server(app, close_timeout=0.5, ws_per_message_deflate=False, ws_ping_interval=None) as served:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", served.port))
+            sock.send(UPGRADE)
+            await until(lambda: served.protocols and served.protocol.handshake_complete)
+            await until(lambda: bool(outcome), timeout=10)
+            assert outcome == ["close returned"]
+            started = time.monotonic()
+            await until(lambda: served.protocol.disconnected, timeout=10)
+            assert time.monotonic() - started < 5
+        finally:
+            sock.close()
+        ws = await connect(served.url, open_timeout=10, compression=None, max_size=None)  # the next is served
+        await ws.close()
 
 
 async def test_the_keepalive_spares_a_client_whose_pongs_wait_behind_paused_reading() -> None:

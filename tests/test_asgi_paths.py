@@ -202,7 +202,7 @@ async def test_send_cancelled_while_waiting_for_the_transport_leaves_no_waiter()
         await send({"type": "websocket.close", "code": 1000})
 
     served_ref: list[Served] = []
-    async with asgi_server(app, ws_per_message_deflate=False) as served:
+    async with asgi_server(app, close_timeout=1.0, ws_per_message_deflate=False) as served:  # (no Close comes back)
         served_ref.append(served)
         reader, writer = await asyncio.open_connection("127.0.0.1", served.port, limit=1 << 16)
         writer.write(UPGRADE)

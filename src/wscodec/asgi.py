@@ -516,7 +516,14 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             self._close_transport()
         elif conn.state is OPEN:
             # Finish the closing handshake on the application's behalf: 1011 after an error, else 1000.
-            conn.close(1011 if failed else 1000)
+            code = 1011 if failed else 1000
+            conn.close(code)
+            # Nobody will receive again: what arrives before the client's Close is dropped, and what waits
+            # goes. Queued, it filled the queue again and paused reading, and the client's Close behind it
+            # went unread until close_timeout aborted the connection.
+            self._disconnect(*_sent_close(conn, code, ""))
+            self._queue.clear()
+            self._queued_bytes = 0
             self._flush()
             self._resume_reading()
             self._arm_close_timer(self.close_timeout)
@@ -566,8 +573,12 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                         self._waiters.remove(waiter)
 
     async def send(self, message: Message) -> None:
-        """ASGI ``send``: waits while the transport's buffer is over its high-water mark."""
-        if not self._writable:
+        """ASGI ``send``: a message waits while the transport's buffer is over its high-water mark.
+
+        ``websocket.close`` does not: a client that stopped reading would keep it waiting for ever (with
+        the keepalive off), and ``close_timeout``, which ends such a client, starts only once the Close is
+        queued."""
+        if not self._writable and message["type"] == "websocket.send":
             await self._wait_writable()
         if self.disconnected or self._server_answered:
             raise ClientDisconnected()
