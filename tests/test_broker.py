@@ -1498,3 +1498,27 @@ async def test_every_broker_refuses_the_reserved_channel_and_publishes_after_clo
     with pytest.raises(BrokerUnavailable):
         await broker.publish("open", "x")
     assert broker.stats.failed == failed + 1
+
+
+async def test_a_serve_that_cannot_listen_closes_the_broker_it_made(redis_server: RedisServer) -> None:
+    """serve(broker="redis://...") on a busy port: the OSError comes, and the broker made from the URL
+    (started first, so that the server never listens without it) is closed. There is no Server to close it
+    later: each failed attempt left its Redis connections and tasks running."""
+    import redis.asyncio as aioredis
+
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            clients_before = len(await admin.client_list())
+            tasks_before = len(asyncio.all_tasks())
+            for _ in range(3):
+                with pytest.raises(OSError):
+                    await serve(room, "127.0.0.1", port, broker=redis_server.url, reuse_address=False)
+            await asyncio.sleep(0.2)  # a connection being torn down shows in CLIENT LIST a moment longer
+            assert len(await admin.client_list()) == clients_before
+            assert len(asyncio.all_tasks()) == tasks_before
+    finally:
+        await admin.aclose()

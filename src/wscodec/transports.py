@@ -10,6 +10,12 @@ every other asyncio library runs on, and nothing changes under an application th
 
 Only the opening of streams differs; the :class:`~wscodec.asyncio.WebSocket` above them uses the standard
 transport methods either way.
+
+One difference under resource exhaustion: when ``accept()`` fails for want of file descriptors (EMFILE),
+the loop's own listeners back off (asyncio's retries a second later), while aiofastnet 1.2.0's calls a method its socket
+lacks and stays registered, so it spins a core and logs an error on every pass of the loop until a
+descriptor is free (the connections already open are still served). Size ``ulimit -n`` (or
+``max_connections``) with that in mind when choosing aiofastnet.
 """
 
 from __future__ import annotations

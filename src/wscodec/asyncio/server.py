@@ -35,7 +35,7 @@ from ..server_hooks import (
     response_bytes,
     takes_connection,
 )
-from ..transports import TransportChoice, opener, resolve_transport
+from ..transports import Opener, TransportChoice, opener, resolve_transport
 from .busy_poll import BusyPoller, check_busy_poll
 from .websocket import WebSocket
 
@@ -705,6 +705,17 @@ class serve:
         streams = opener(self._transport, asyncio.get_running_loop())
         server = self._server
         await server.broker.start()
+        try:
+            return await self._listen(streams)
+        except BaseException:
+            # No server to close it later (a busy port): a broker made from a URL goes now, or every failed
+            # attempt would leave its Redis connections and tasks running. One passed in is the caller's.
+            if server._owns_broker:
+                await server.broker.close()
+            raise
+
+    async def _listen(self, streams: Opener) -> Server:
+        server = self._server
         tls: dict[str, Any] = {"ssl": self._ssl, "backlog": self._backlog}
         if self._ssl is not None and server.open_timeout is not None:
             # The protocol (and its open_timeout timer) only exists once TLS is up: bound the TLS handshake
