@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import selectors
 import signal
 import socket
@@ -58,13 +59,15 @@ def app_env() -> dict[str, str]:
 
 class App:
     """``python tests/_scaleout_app.py ARGS`` until it prints its address; stderr goes to a file.
-    ``new_session``: in a process group of its own (its workers with it), as a terminal's Ctrl-C reaches it."""
+    ``new_session``: in a process group of its own (its workers with it), as a terminal's Ctrl-C reaches it.
+    ``cli``: ``python -m wscodec serve --port 0 ARGS`` (an echo server) instead."""
 
-    def __init__(self, tmp: Path, *args: str, new_session: bool = False) -> None:
+    def __init__(self, tmp: Path, *args: str, new_session: bool = False, cli: bool = False) -> None:
         self.log = tmp / f"app-{time.monotonic_ns()}.log"
         self._err = open(self.log, "wb")  # noqa: SIM115 (closed in stop)
+        program = ["-m", "wscodec", "serve", "--port", "0"] if cli else [APP]
         self.proc = subprocess.Popen(
-            [sys.executable, APP, *args],
+            [sys.executable, *program, *args],
             stdout=subprocess.PIPE,
             stderr=self._err,
             env=app_env(),
@@ -141,8 +144,8 @@ def broker(request: pytest.FixtureRequest) -> str | None:
     return redis.url
 
 
-def start(apps: list[App], tmp: Path, *args: str, new_session: bool = False) -> App:
-    app = App(tmp, *args, new_session=new_session)
+def start(apps: list[App], tmp: Path, *args: str, new_session: bool = False, cli: bool = False) -> App:
+    app = App(tmp, *args, new_session=new_session, cli=cli)
     apps.append(app)
     return app
 
@@ -657,3 +660,173 @@ async def test_the_port_of_a_stopped_instance_can_be_used_at_once(apps: list[App
     assert second.port == first.port
     ws, _pid = await client(second.port)
     await ws.close()
+
+
+# --------------------------------------------------------------------------- a supervisor out of descriptors
+
+
+def squeeze_descriptors(pid: int, limit: int | None = None) -> tuple[int, int]:
+    """Lower the soft RLIMIT_NOFILE of process ``pid`` to ``limit``, by default its lowest free descriptor, so
+    that it can open nothing more (but reuse what it closes); the limits it had, to restore them."""
+    import resource
+
+    if limit is None:
+        limit = next(fd for fd in range(100_000) if not os.path.exists(f"/proc/{pid}/fd/{fd}"))
+    saved = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    set_descriptor_limit(pid, (limit, saved[1]))
+    return saved
+
+
+def set_descriptor_limit(pid: int, limits: tuple[int, int]) -> None:
+    import resource  # (Unix only)
+
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+
+
+def sockets(pid: int) -> int:
+    """How many sockets process ``pid`` holds open (0 once it is gone)."""
+    try:
+        entries = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    count = 0
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{pid}/fd/{entry}").startswith("socket:")
+    return count
+
+
+async def echo(port: int) -> WebSocket:
+    ws = await connect(f"ws://127.0.0.1:{port}/", compression=None, open_timeout=10)
+    await ws.send("ping")
+    assert await asyncio.wait_for(ws.recv(), 10) == "ping"
+    return ws
+
+
+async def echo_on(port: int, pid: int) -> list[WebSocket]:
+    """Echo clients, held open, until (bounded) one of them is served by worker ``pid``: the kernel spreads
+    the connections over the workers, and the worker that serves one holds one socket more."""
+    before = sockets(pid)
+    held = []
+    for _ in range(64):
+        held.append(await echo(port))
+        if sockets(pid) > before:
+            return held
+    await asyncio.gather(*(ws.close() for ws in held), return_exceptions=True)
+    raise AssertionError(f"worker {pid} served none of 64 clients")
+
+
+async def test_a_worker_that_dies_while_the_supervisor_is_out_of_descriptors_is_restarted(
+    apps: list[App], tmp_path: Path
+) -> None:
+    """Out of descriptors when a worker died, the supervisor raised EMFILE (reaping it, then starting its
+    replacement) and stopped the other worker too: the whole server was down. Now the start is retried on
+    the back-off schedule, the other worker serving on, until descriptors allow."""
+    app = start(apps, tmp_path, "--workers", "2", cli=True)
+    victim, survivor = sorted(app.workers)
+    saved = squeeze_descriptors(app.proc.pid)
+    try:
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while victim in app.workers:  # (its listening socket resets the clients it was given until it is gone)
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            ws = await echo(app.port)  # the other worker serves on, alone
+            await ws.close()
+            assert app.proc.poll() is None, app.stderr()[-3000:]
+            await asyncio.sleep(0.2)
+        assert app.workers == {survivor}, app.stderr()[-3000:]
+    finally:
+        if app.proc.poll() is None:
+            set_descriptor_limit(app.proc.pid, saved)
+    deadline = time.monotonic() + 15  # the retries are 0.5, 1, 2, 4 s apart by now
+    while len(app.workers - {victim}) < 2:
+        assert time.monotonic() < deadline, "the killed worker was not replaced\n" + app.stderr()[-3000:]
+        await asyncio.sleep(0.05)
+    (replacement,) = app.workers - {survivor}
+    held = await echo_on(app.port, replacement)
+    await asyncio.gather(*(ws.close() for ws in held), return_exceptions=True)
+    log = app.stderr()
+    assert log.count("cannot start worker-") == 1, log[-3000:]  # one WARNING, not one per attempt
+    assert "Too many open files" in log and re.search(r"worker-\d started \(pid \d+\) after \d+ failed", log), log[
+        -3000:
+    ]
+    assert "Traceback" not in log and "error:" not in log, log[-3000:]
+    assert app.stop(signal.SIGINT) == 0, app.stderr()[-3000:]
+    assert not app.workers
+
+
+async def test_a_stop_signal_to_a_supervisor_out_of_descriptors_stops_its_workers(
+    apps: list[App], tmp_path: Path
+) -> None:
+    """SIGTERM to a supervisor out of descriptors: it raised EMFILE waiting for its workers (and exited with
+    status 1 without waiting); now it stops them as always and exits with status 0 once they are gone."""
+    app = start(apps, tmp_path, "--workers", "2", cli=True)
+    workers = app.workers
+    ws = await echo(app.port)
+    # 3: no descriptor at all, even the one freed when the supervisor closes its socket on the way
+    squeeze_descriptors(app.proc.pid, 3)
+    app.proc.send_signal(signal.SIGTERM)
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 20)
+    assert ws.close_code == 1001
+    assert app.proc.wait(20) == 0, app.stderr()[-3000:]
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)  # reaped by the supervisor
+    log = app.stderr()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_failed_fork_is_retried_on_the_back_off_schedule_and_leaks_no_descriptor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fork that fails (EAGAIN: too many processes) leaves multiprocessing's two pipes open; the supervisor
+    closes them with its own, and plans the next attempt 0.5 s, then 1 s... later, without counting a death."""
+    from wscodec import workers
+
+    async def handler(ws: WebSocket) -> None:
+        pass
+
+    supervisor = workers._Supervisor(handler, "127.0.0.1", 0, 2, "inherit", 16, {}, None, None, 5, 10.0)
+    try:
+        slot = supervisor.slots[0]
+
+        def no_fork() -> int:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+
+        monkeypatch.setattr(os, "fork", no_fork)
+        before = sorted(os.listdir("/proc/self/fd"))
+        for attempt, delay in enumerate([0.5, 1.0, 2.0], 1):
+            supervisor._start(slot)
+            assert sorted(os.listdir("/proc/self/fd")) == before
+            assert slot.process is None and slot.ready_fd == -1
+            assert slot.start_failures == attempt and slot.failures == 0
+            assert slot.restart_at is not None
+            assert delay - 0.2 < slot.restart_at - time.monotonic() <= delay
+    finally:
+        supervisor.selector.close()
+        os.close(supervisor.wake_r)
+        os.close(supervisor.wake_w)
+        supervisor.sock.close()
+
+
+def test_a_join_that_needs_a_descriptor_becomes_a_bounded_poll() -> None:
+    from wscodec.workers import _join
+
+    class Process:
+        def __init__(self, exits_in: float) -> None:
+            self.exits_at = time.monotonic() + exits_in
+
+        def join(self, timeout: float | None = None) -> None:
+            raise OSError(24, "Too many open files")
+
+        def is_alive(self) -> bool:
+            return time.monotonic() < self.exits_at
+
+    started = time.monotonic()
+    _join(Process(0.2), 5.0)  # waits for the exit...
+    assert 0.2 <= time.monotonic() - started < 1.0
+    started = time.monotonic()
+    _join(Process(60.0), 0.3)  # ...no longer than the timeout
+    assert 0.3 <= time.monotonic() - started < 1.0

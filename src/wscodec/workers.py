@@ -12,7 +12,8 @@
   ``stable_after`` seconds of its start is restarted after a back-off (0.5 s, doubling, at most 10 s);
   after ``max_failures`` such deaths in a row (so ``max_failures`` + 1 deaths in all, the first one
   included) the supervisor stops the other workers and :func:`run` returns 1. A worker that ran longer
-  than ``stable_after`` resets its count.
+  than ``stable_after`` resets its count. A start that fails (the supervisor out of file descriptors,
+  memory or processes) is no death: it is retried on the same back-off, with one WARNING, until it works.
 - **Shutdown.** SIGINT or SIGTERM to the parent is forwarded to every worker, which stops listening and
   closes its connections with 1001 (going away), waiting at most ``close_timeout`` for each; the parent
   waits for them (``close_timeout`` + 5 s, then SIGKILL) and :func:`run` returns 0. A second stop signal to
@@ -41,12 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
 import selectors
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -81,6 +84,30 @@ def _cpu_count() -> int:
         return len(os.sched_getaffinity(0))  # type: ignore[attr-defined,unused-ignore]
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _backoff(attempt: int) -> float:
+    """The wait before retry number ``attempt`` (1, 2...): 0.5 s, doubling, at most 10 s."""
+    return min(_BACKOFF_MAX, _BACKOFF_FIRST * 2.0 ** (attempt - 1))
+
+
+def _join(process: Any, timeout: float) -> None:
+    """``process.join(timeout)`` that survives a supervisor out of file descriptors: a timed join may need
+    one (a lazy import), and the supervisor must still wait for its workers, so it polls instead."""
+    try:
+        process.join(timeout)
+        return
+    except OSError:
+        pass
+    deadline = time.monotonic() + timeout
+    while process.is_alive() and time.monotonic() < deadline:
+        time.sleep(min(_SIGNAL_POLL, max(0.0, deadline - time.monotonic())))
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _run_loop(coro: Coroutine[Any, Any, int], loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> int:
@@ -260,6 +287,7 @@ class _Slot:
         self.ready = False
         self.started = 0.0
         self.failures = 0
+        self.start_failures = 0  # attempts in a row that could not fork it (no descriptors, no memory...)
         self.restart_at: float | None = None
 
 
@@ -288,6 +316,11 @@ class _Supervisor:
         self.max_failures = max_failures
         self.stable_after = stable_after
         self.close_timeout = float(options.get("close_timeout", 10.0))
+        # A timed join imports multiprocessing.connection on its first use, which opens a file: out of
+        # descriptors when a worker died, that import failed and took the whole server down. Imported now, no
+        # join needs a descriptor (nor does a fork, which imports popen_fork the first time).
+        importlib.import_module("multiprocessing.connection")
+        importlib.import_module("multiprocessing.popen_fork")
         self.context = multiprocessing.get_context("fork")
         # The shared socket (inherit) or a bound, not listening, one that holds the port (SO_REUSEPORT).
         self.sock = _bind(host, port, reuse_port=share == "reuse_port", listen=share == "inherit", backlog=backlog)
@@ -324,7 +357,46 @@ class _Supervisor:
             os.write(self.wake_w, b"s")
 
     def _start(self, slot: _Slot) -> None:
+        """Start a worker in ``slot``. A start that fails for want of descriptors, memory or processes is
+        the supervisor's trouble, not the worker's code's: it is retried on the back-off schedule without
+        counting as a death, while the other workers serve on: a shortage must not take the server down."""
+        try:
+            self._spawn(slot)
+        except OSError as exc:
+            slot.start_failures += 1
+            delay = _backoff(slot.start_failures)
+            slot.restart_at = time.monotonic() + delay
+            # one WARNING per episode: retried up to every 10 s, a long shortage would flood the log
+            log = logger.warning if slot.start_failures == 1 else logger.debug
+            log(
+                "cannot start worker-%d (%s): retrying in %.1f s, then less often, until it starts",
+                slot.index,
+                exc,
+                delay,
+            )
+            return
+        if slot.start_failures:
+            logger.warning(
+                "worker-%d started (pid %d) after %d failed attempts",
+                slot.index,
+                slot.process.pid,
+                slot.start_failures,
+            )
+            slot.start_failures = 0
+
+    def _spawn(self, slot: _Slot) -> None:
         ready_r, ready_w = os.pipe()
+        # multiprocessing makes two pipes before it forks and leaks them when its pipe or fork fails. Make
+        # (and free) two first: a shortage of descriptors fails here, with nothing to leak; after a failed
+        # fork the descriptors it leaked have the numbers just freed (lowest first) and are closed.
+        spare: list[int] = []
+        try:
+            for _ in range(2):
+                spare.extend(os.pipe())
+        except OSError:
+            _close_fds([ready_r, ready_w, *spare])
+            raise
+        _close_fds(spare)
         others = [s.ready_fd for s in self.slots if s.ready_fd >= 0 and s is not slot]
         process = self.context.Process(
             target=_worker_main,
@@ -351,6 +423,13 @@ class _Supervisor:
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             process.start()
+        except OSError:
+            for fd in spare:
+                with contextlib.suppress(OSError):
+                    if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                        os.close(fd)
+            _close_fds([ready_r, ready_w])
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(ready_w)
@@ -373,7 +452,7 @@ class _Supervisor:
         with contextlib.suppress(OSError):
             os.close(slot.ready_fd)
         slot.ready_fd = -1
-        process.join(1.0)
+        _join(process, 1.0)
         code = process.exitcode
         slot.process = None
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
@@ -392,7 +471,7 @@ class _Supervisor:
                 slot.failures,
             )
             return False
-        delay = 0.0 if slot.failures == 1 else min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (slot.failures - 2))
+        delay = 0.0 if slot.failures == 1 else _backoff(slot.failures - 1)
         logger.warning(
             "worker-%d (pid %d) %s after %.1f s: restarting it%s",
             slot.index,
@@ -423,7 +502,7 @@ class _Supervisor:
             if slot.process is None:
                 continue
             while not forced and slot.process.is_alive() and time.monotonic() < deadline:
-                slot.process.join(min(_SIGNAL_POLL, max(0.0, deadline - time.monotonic())))
+                _join(slot.process, min(_SIGNAL_POLL, max(0.0, deadline - time.monotonic())))
                 forced = len(self.signals) > first
             if not slot.process.is_alive():
                 continue
@@ -432,7 +511,7 @@ class _Supervisor:
             else:
                 logger.error("worker-%d (pid %d) did not stop in time: killing it", slot.index, slot.process.pid)
             slot.process.kill()
-            slot.process.join(5.0)
+            _join(slot.process, 5.0)
         return forced
 
     def run(self) -> int:
