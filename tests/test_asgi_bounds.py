@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -146,6 +147,21 @@ async def test_an_app_that_returns_while_its_last_message_is_written_loses_none_
         assert frames[10 + len(payload) :] == b"\x88\x02\x03\xe8"
 
 
+@contextlib.asynccontextmanager
+async def client_reading_nothing(served: Any) -> AsyncIterator[socket.socket]:
+    """A raw client, its receive buffer at 4 KiB, that upgrades and then reads nothing."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", served.port))
+        sock.send(UPGRADE)
+        await until(lambda: served.protocols and served.protocol.handshake_complete)
+        yield sock
+    finally:
+        sock.close()
+
+
 async def test_an_app_that_returns_while_the_client_reads_nothing_is_still_closed_in_time() -> None:
     """The same application, and a client that never reads: the wait for the write buffer ends after a
     close_timeout without progress, and the connection is aborted (no keepalive to do it)."""
@@ -156,18 +172,10 @@ async def test_an_app_that_returns_while_the_client_reads_nothing_is_still_close
         await send({"type": "websocket.send", "bytes": bytes(8 * MiB)})
 
     async with asgi_server(app, close_timeout=0.5, ws_per_message_deflate=False, ws_ping_interval=None) as served:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", served.port))
-            sock.send(UPGRADE)
-            await until(lambda: served.protocols and served.protocol.handshake_complete)
+        async with client_reading_nothing(served):
             started = time.monotonic()
             await until(lambda: served.protocol.disconnected, timeout=10)
             assert time.monotonic() - started < 5
-        finally:
-            sock.close()
         ws = await connect(served.url, open_timeout=10)  # the next client is served
         with pytest.raises(ConnectionClosed):
             while True:
@@ -237,20 +245,12 @@ async def test_the_apps_close_to_a_client_that_reads_nothing_is_bounded_by_close
             outcome.append("close still waiting after 5 s")
 
     async with asgi_server(app, close_timeout=0.5, ws_per_message_deflate=False, ws_ping_interval=None) as served:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", served.port))
-            sock.send(UPGRADE)
-            await until(lambda: served.protocols and served.protocol.handshake_complete)
+        async with client_reading_nothing(served):
             await until(lambda: bool(outcome), timeout=10)
             assert outcome == ["close returned"]
             started = time.monotonic()
             await until(lambda: served.protocol.disconnected, timeout=10)
             assert time.monotonic() - started < 5
-        finally:
-            sock.close()
         ws = await connect(served.url, open_timeout=10, compression=None, max_size=None)  # the next is served
         await ws.close()
 
