@@ -162,6 +162,57 @@ async def client_reading_nothing(served: Any) -> AsyncIterator[socket.socket]:
         sock.close()
 
 
+async def test_the_apps_close_after_a_large_message_waits_while_a_slow_client_reads_it() -> None:
+    """The application sends 8 MiB, then websocket.close; the client reads at about 3 MB/s, so the message
+    needs more than close_timeout (1 s) to go out. It gets all of it, then the Close (1000): close_timeout
+    bounds a client that stopped reading, not one that reads slowly."""
+    payload = bytes(range(256)) * (8 * MiB // 256)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "bytes": payload})
+        await send({"type": "websocket.close", "code": 1000})
+
+    async with asgi_server(app, close_timeout=1.0, ws_per_message_deflate=False, ws_ping_interval=None) as served:
+        result: dict[str, Any] = {}
+        thread = threading.Thread(target=slow_reader, args=(served.port, result, 0.02))
+        thread.start()
+        await asyncio.to_thread(thread.join, 40)
+        frames = result["data"].partition(b"\r\n\r\n")[2]
+        assert frames[10 : 10 + len(payload)] == payload, f"{len(frames) - 10} of {len(payload)} bytes"
+        assert frames[10 + len(payload) :] == b"\x88\x02\x03\xe8"
+
+
+async def test_a_send_waiting_for_the_transport_goes_out_before_a_close_sent_after_it() -> None:
+    """One task's websocket.send waits for a slow client to drain the buffer; the application's main task
+    then sends websocket.close: the waiting message goes out first, then the Close."""
+    outcome: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "bytes": bytes(16 * MiB)})  # over the high-water mark for a while
+
+        async def last() -> None:
+            await send({"type": "websocket.send", "bytes": b"LAST" * 16})
+            outcome["last"] = "sent"
+
+        waiting = asyncio.ensure_future(last())
+        await asyncio.sleep(0.1)
+        outcome["waited"] = not waiting.done()
+        await send({"type": "websocket.close", "code": 1000})
+        await waiting
+
+    async with asgi_server(app, close_timeout=5.0, ws_per_message_deflate=False, ws_ping_interval=None) as served:
+        result: dict[str, Any] = {}
+        thread = threading.Thread(target=slow_reader, args=(served.port, result, 0.005))
+        thread.start()
+        await asyncio.to_thread(thread.join, 40)
+        assert outcome == {"waited": True, "last": "sent"}
+        assert result["data"].endswith(b"\x82\x40" + b"LAST" * 16 + b"\x88\x02\x03\xe8")
+
+
 async def test_an_app_that_returns_while_the_client_reads_nothing_is_still_closed_in_time() -> None:
     """The same application, and a client that never reads: the wait for the write buffer ends after a
     close_timeout without progress, and the connection is aborted (no keepalive to do it)."""
@@ -227,8 +278,8 @@ async def test_an_app_that_ends_while_the_client_floods_it_closes_without_waitin
 
 async def test_the_apps_close_to_a_client_that_reads_nothing_is_bounded_by_close_timeout() -> None:
     """The application's sends wait on a client that reads nothing (keepalive off); it gives up and sends
-    websocket.close. That returns at once (the Close is queued behind what the client does not read) and the
-    connection is aborted after close_timeout. It waited for the buffer to drain first, for ever, and
+    websocket.close. That waits for the buffer to drain while the client reads, so no longer than
+    close_timeout here, and the connection is aborted. It waited for the buffer to drain, for ever, and
     close_timeout never started."""
     outcome: list[str] = []
 

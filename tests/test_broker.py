@@ -1503,7 +1503,8 @@ async def test_every_broker_refuses_the_reserved_channel_and_publishes_after_clo
 async def test_a_serve_that_cannot_listen_closes_the_broker_it_made(redis_server: RedisServer) -> None:
     """serve(broker="redis://...") on a busy port: the OSError comes, and the broker made from the URL
     (started first, so that the server never listens without it) is closed. There is no Server to close it
-    later: each failed attempt left its Redis connections and tasks running."""
+    later: each failed attempt left its Redis connections and tasks running. Awaited again once the port is
+    free, the same serve() starts with a broker that works (not the closed one)."""
     import redis.asyncio as aioredis
 
     admin = aioredis.Redis.from_url(redis_server.url)
@@ -1514,11 +1515,22 @@ async def test_a_serve_that_cannot_listen_closes_the_broker_it_made(redis_server
             port = busy.getsockname()[1]
             clients_before = len(await admin.client_list())
             tasks_before = len(asyncio.all_tasks())
+            starting = serve(room, "127.0.0.1", port, broker=redis_server.url, reuse_address=False)
             for _ in range(3):
                 with pytest.raises(OSError):
-                    await serve(room, "127.0.0.1", port, broker=redis_server.url, reuse_address=False)
+                    await starting
             await asyncio.sleep(0.2)  # a connection being torn down shows in CLIENT LIST a moment longer
             assert len(await admin.client_list()) == clients_before
             assert len(asyncio.all_tasks()) == tasks_before
+        server = await starting  # the port is free now: the same serve() starts, with a broker that works
+        try:
+            ws = await connect(f"ws://127.0.0.1:{port}/news", compression=None, open_timeout=10)
+            assert await asyncio.wait_for(ws.recv(), 10) == "joined"
+            await server.publish("news", "fresh")
+            assert await asyncio.wait_for(ws.recv(), 10) == "fresh"
+            await ws.close()
+        finally:
+            server.close()
+            await server.wait_closed()
     finally:
         await admin.aclose()

@@ -494,10 +494,10 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
             self._abort()
 
     async def _drain_while_progressing(self) -> bool:
-        """What the application sent last is still being written when it returns: let it go out before our
-        Close (and the close_timeout that aborts the connection) for as long as the client keeps reading,
-        as after the application's own websocket.close. True if the client stopped: the write buffer did
-        not shrink for a whole close_timeout."""
+        """What the application sent last is still being written when it returns or sends websocket.close:
+        let it go out before our Close (and the close_timeout that aborts the connection) for as long as the
+        client keeps reading. True if the client stopped: the write buffer did not shrink for a whole
+        close_timeout."""
         transport = self.transport
         while not self._writable and not self.disconnected:
             before = transport.get_write_buffer_size()
@@ -573,16 +573,21 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                         self._waiters.remove(waiter)
 
     async def send(self, message: Message) -> None:
-        """ASGI ``send``: a message waits while the transport's buffer is over its high-water mark.
+        """ASGI ``send``: waits while the transport's buffer is over its high-water mark.
 
-        ``websocket.close`` does not: a client that stopped reading would keep it waiting for ever (with
-        the keepalive off), and ``close_timeout``, which ends such a client, starts only once the Close is
-        queued."""
-        if not self._writable and message["type"] == "websocket.send":
-            await self._wait_writable()
+        ``websocket.close`` waits as long as the client reads (what was sent before it goes out first,
+        whatever it takes), and no longer than ``close_timeout`` without progress: a client that stopped
+        reading would keep it waiting for ever (with the keepalive off), and is aborted instead, as when
+        the application returns."""
+        kind = message["type"]
+        stalled = False
+        if not self._writable:
+            if kind == "websocket.close" and self.handshake_complete and not self.close_sent:
+                stalled = await self._drain_while_progressing()
+            else:
+                await self._wait_writable()
         if self.disconnected or self._server_answered:
             raise ClientDisconnected()
-        kind = message["type"]
         conn = self.conn
 
         if self.handshake_complete and not self.close_sent:
@@ -626,6 +631,9 @@ class UvicornWebSocketProtocol(asyncio.Protocol):
                 self._flush()
                 if conn.state is CLOSED:
                     self._close_transport()
+                elif stalled:  # not even our Close can go out: the client read nothing for close_timeout
+                    self._cancel_close_timer()
+                    self._abort()
                 else:
                     self._resume_reading()
                     if not closing or self._close_timer is None:  # (the bound already running holds)

@@ -446,6 +446,7 @@ class Server:
         #: The bus :meth:`publish` goes through (see :mod:`wscodec.broker`); in-process unless ``broker`` says.
         self.broker: Broker = make_broker(broker)
         self._owns_broker = not isinstance(broker, Broker)
+        self._broker_spec = broker  # to make it again after a start that could not listen (see serve)
         self._channels: Any = None  # wscodec.broker.channels.Channels, made on first use
 
     def _with_server_header(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -708,10 +709,12 @@ class serve:
         try:
             return await self._listen(streams)
         except BaseException:
-            # No server to close it later (a busy port): a broker made from a URL goes now, or every failed
-            # attempt would leave its Redis connections and tasks running. One passed in is the caller's.
+            # No server to close it later (a busy port): a broker made here goes now, or every failed attempt
+            # would leave its Redis connections and tasks running, and a new one, not started, takes its
+            # place for the next attempt (awaiting this serve() again). One passed in is the caller's.
             if server._owns_broker:
                 await server.broker.close()
+                server.broker = make_broker(server._broker_spec)
             raise
 
     async def _listen(self, streams: Opener) -> Server:

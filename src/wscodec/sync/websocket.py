@@ -674,9 +674,11 @@ class WebSocket:
         not even our Close goes out while a ``send()`` is blocked), the socket is shut down: every thread
         of the connection ends, and the blocked ``send()`` raises
         :class:`~wscodec.errors.ConnectionClosed` (1006). Messages received before stay for
-        :meth:`recv`. Reading goes on until the peer's Close: once a message arrives after ``close()``
-        while ``max_queue`` are unread, it and every message after it are dropped (the ones before it
-        stay, so what :meth:`recv` returns has no holes), as in :mod:`wscodec.asyncio`."""
+        :meth:`recv`, up to ``max_queue`` of them. Reading goes on until the peer's Close: once a message
+        finds ``max_queue`` unread after ``close()`` began (one the reader thread had read from the socket
+        already, waiting for room, included), it and every message after it are dropped; the ones before
+        it stay, so what :meth:`recv` returns has no holes. (:mod:`wscodec.asyncio` keeps every message
+        of the read in hand as well.)"""
         deadline = time.monotonic() + self.close_timeout
         build_close_payload(code, reason)  # a code or reason not allowed on the wire: ValueError, before anything
         self._messages.discard()
