@@ -376,6 +376,32 @@ async def test_a_grown_read_stops_at_a_violation_or_a_close_in_a_later_step(bad_
         assert await asyncio.wait_for(fresh.recv(), 5) == "fresh"
 
 
+async def test_reads_of_messages_made_of_small_fragments_do_not_grow() -> None:
+    """Reads that fill the buffer and complete messages, but messages of 20,000 one-byte fragments: a read
+    is then mostly frame headers, and stays at READ_SIZE. Its events merge the fragments (two or so per
+    message), which passed for large frames: the reads grew to max_size, and a flood of such messages kept a uvloop
+    server from its other connections for seconds. Every message arrives whole."""
+    read_size = websocket_module.READ_SIZE
+    message = (
+        encode_frame(2, b"\x01", fin=False)
+        + encode_frame(0, b"\x01", fin=False) * 19998
+        + encode_frame(0, b"\x01", fin=True)
+    )
+    stream = message * 10  # 200,000 frames, about 1.4 MB: several full reads
+    async with (
+        serve(echo, "127.0.0.1", 0) as server,
+        connect(url(server), compression=None, max_size=None, max_queue=None) as ws,
+    ):
+        sizes = set()
+        offset = 0
+        while offset < len(stream):
+            offset += _read_into(ws, stream[offset:])
+            sizes.add(len(ws.get_buffer(-1)))
+        assert sizes == {read_size}
+        for _ in range(10):
+            assert await asyncio.wait_for(ws.recv(), 5) == b"\x01" * 20000
+
+
 async def test_reads_of_fragments_or_of_one_large_message_do_not_grow() -> None:
     """Reads that complete no message never grow the buffer: a run of one-byte fragments (where each read
     holds thousands of frames) and the middle of one 8 MiB message keep READ_SIZE reads; both messages

@@ -73,6 +73,20 @@ _thread_local = threading.local()
 _MESSAGE_ENDS = (TextFragment, BinaryFragment)
 
 
+def _completes_whole_frames(events: list[Any]) -> bool:
+    """Whether a read's ``events`` complete a message and hold no fragment of one still in progress. The
+    events of a read merge its fragments (one or two per message), so a read of messages of many small
+    fragments passed for one of large frames; such a read almost always ends inside a message, which shows
+    as a fragment that is not final."""
+    completes = False
+    for event in events:
+        if type(event) in _MESSAGE_ENDS:
+            if not event.final:
+                return False
+            completes = True
+    return completes
+
+
 def _read_buffer(size: int = READ_SIZE) -> memoryview:
     """The buffer a socket read of ``size`` bytes goes to: per thread, shared by every connection of that
     thread's loop. There are two: READ_SIZE bytes, made with the first connection, and one for the reads
@@ -744,14 +758,17 @@ class WebSocket(HotPath, asyncio.BufferedProtocol):
         up to ``max_size`` (READ_MAX at most), and back down as soon as its reads hold small frames or
         fill less than half of it. A read of small frames never grows the buffer (each event is an object
         to make, a Ping's Pong a reply to queue: a ping flood stays at READ_SIZE per read), nor does one
-        that completes no message (the middle of a large message, a run of fragments). The bound, even
+        that completes no message (the middle of a large message, a run of fragments), nor one that ends
+        inside a fragmented message (messages of many small fragments, whose events merge them: grown to
+        ``max_size``, such reads kept uvloop, which reads up to 32 times per wake-up, from the other
+        connections for seconds). The bound, even
         for a peer that switches from large messages to small ones, is one read of at most ``max_size``
         bytes: no more than one message may hold.
         """
         size = current = len(self._read_view)
         if len(events) * LARGE_READ > nbytes:
             size = READ_SIZE
-        elif nbytes == size and any(type(event) in _MESSAGE_ENDS and event.final for event in events):
+        elif nbytes == size and _completes_whole_frames(events):
             limit = self._conn.max_message_size  # max_size (None: no limit)
             size = max(current, min(2 * size, READ_MAX, READ_MAX if limit is None else limit))
         elif 2 * nbytes < size:
