@@ -94,11 +94,13 @@ def test_a_real_count_under_callgrind(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_a_real_count_with_the_cache_simulated() -> None:
-    """Under cachegrind the same server also reports cache misses per round trip: some, and fewer than its
-    instructions."""
+    """Under cachegrind the same server also reports cache misses per round trip: some instruction-cache
+    misses, fewer than its instructions. Its data-cache misses are a few per round trip, less than the
+    difference between two runs of a whole process (the count is one run's total less another's): they may
+    come out slightly below zero (CI saw -131 for 40 round trips), never near the instruction count."""
     valgrind = require_program("valgrind", "valgrind")
     cpu = _load()
     count = cpu.measure("wscodec-nowait", size=16, round_trips=40, warm_up=10, valgrind=valgrind, cache_sim=True)
     assert 2_000 < count.instructions < 1_000_000
     assert count.i1_misses is not None and count.d1_misses is not None
-    assert 0 < count.i1_misses < count.instructions and 0 <= count.d1_misses < count.instructions
+    assert 0 < count.i1_misses < count.instructions and abs(count.d1_misses) < count.instructions
